@@ -1,0 +1,44 @@
+//! The crate's one error type.
+
+use crate::id::{ParticipantId, RoomId};
+
+/// What can go wrong when signalling hands the media plane a command.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SfuError {
+    /// The SDP text could not be parsed.
+    #[error("unreadable SDP from {participant}: {reason}")]
+    BadSdp {
+        /// Who sent it.
+        participant: ParticipantId,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The WebRTC stack refused the offer or answer.
+    #[error("negotiation with {participant} failed: {reason}")]
+    Negotiation {
+        /// Who it was negotiating with.
+        participant: ParticipantId,
+        /// The stack's complaint.
+        reason: String,
+    },
+    /// A command named a participant the room does not have.
+    #[error("{participant} is not in room {room}")]
+    UnknownParticipant {
+        /// The room named.
+        room: RoomId,
+        /// The participant named.
+        participant: ParticipantId,
+    },
+    /// A media socket could not be bound.
+    #[error("cannot bind media socket {addr}: {source}")]
+    Bind {
+        /// The address tried.
+        addr: std::net::SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The media worker thread is gone (it only stops when the server stops).
+    #[error("media worker stopped")]
+    WorkerGone,
+}

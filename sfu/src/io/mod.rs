@@ -1,0 +1,9 @@
+//! The edge: sockets, threads and the clock. Everything else in the crate is
+//! sans-IO and is driven from here.
+
+mod addrs;
+mod udp;
+mod worker;
+
+pub use addrs::default_announce_addrs;
+pub use worker::{MediaConfig, MediaServer};

@@ -1,0 +1,92 @@
+//! The media UDP sockets of one worker: one per announced address, so the
+//! address a datagram arrived on is known without `IP_PKTINFO`.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::task::Poll;
+
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+
+use crate::error::SfuError;
+
+/// A bound socket and the address browsers are told to send to. They differ
+/// when the hub sits behind a 1:1 NAT: bound to a local address, announced as
+/// the public one.
+pub(crate) struct MediaSocket {
+    socket: UdpSocket,
+    pub announced: SocketAddr,
+}
+
+/// Binds one socket per announced address. An announced address that is not on
+/// this machine (a NAT's public address) is served by a wildcard socket.
+pub(crate) fn bind_std(announce: &[IpAddr], port: u16) -> Result<Vec<(StdUdpSocket, SocketAddr)>, SfuError> {
+    let mut out = Vec::new();
+    for ip in announce {
+        let wanted = SocketAddr::new(*ip, port);
+        let socket = match StdUdpSocket::bind(wanted) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+                let any: IpAddr = if ip.is_ipv4() {
+                    [0, 0, 0, 0].into()
+                } else {
+                    std::net::Ipv6Addr::UNSPECIFIED.into()
+                };
+                let wildcard = SocketAddr::new(any, port);
+                StdUdpSocket::bind(wildcard).map_err(|source| SfuError::Bind {
+                    addr: wildcard,
+                    source,
+                })?
+            }
+            Err(source) => return Err(SfuError::Bind { addr: wanted, source }),
+        };
+        let local = socket.local_addr().map_err(|source| SfuError::Bind { addr: wanted, source })?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|source| SfuError::Bind { addr: wanted, source })?;
+        out.push((socket, SocketAddr::new(*ip, local.port())));
+    }
+    Ok(out)
+}
+
+impl MediaSocket {
+    /// Registers a bound std socket with the current tokio runtime.
+    pub fn new(socket: StdUdpSocket, announced: SocketAddr) -> io::Result<Self> {
+        Ok(MediaSocket {
+            socket: UdpSocket::from_std(socket)?,
+            announced,
+        })
+    }
+
+    /// Sends without waiting: a full socket buffer drops the datagram, as a
+    /// congested network would (RTP recovers through NACK/PLI).
+    pub fn send(&self, to: SocketAddr, data: &[u8]) {
+        if let Err(e) = self.socket.try_send_to(data, to) {
+            if e.kind() != io::ErrorKind::WouldBlock {
+                tracing::debug!(%to, error = %e, "media send failed");
+            }
+        }
+    }
+}
+
+/// Waits for a datagram on any of `sockets`; returns which one, its length and source.
+pub(crate) async fn recv_any(
+    sockets: &[MediaSocket],
+    buf: &mut [u8],
+    start: usize,
+) -> (usize, io::Result<(usize, SocketAddr)>) {
+    poll_fn(|cx| {
+        let n = sockets.len();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let mut read = ReadBuf::new(buf);
+            if let Poll::Ready(r) = sockets[i].socket.poll_recv_from(cx, &mut read) {
+                let len = read.filled().len();
+                return Poll::Ready((i, r.map(|from| (len, from))));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,425 @@
+//! Media workers: each is one thread that owns its sockets and whole rooms, so a
+//! room's packets never cross a thread or take a lock. Signalling reaches a
+//! worker through a channel; a room always lives on the same worker.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Input};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::udp::{bind_std, recv_any, MediaSocket};
+use crate::error::SfuError;
+use crate::id::{ParticipantId, RoomId};
+use crate::room::Room;
+use crate::signal::MediaSignal;
+
+/// Where and how the media plane listens.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Addresses announced to browsers as ICE host candidates; one socket each.
+    pub announce: Vec<IpAddr>,
+    /// UDP port of the first worker; worker `i` uses `port + i`. 0 picks free ports.
+    pub port: u16,
+    /// Number of media worker threads.
+    pub workers: usize,
+}
+
+enum WorkerCommand {
+    Connect {
+        room: RoomId,
+        participant: ParticipantId,
+        offer: String,
+        signals: UnboundedSender<MediaSignal>,
+    },
+    Answer {
+        room: RoomId,
+        participant: ParticipantId,
+        answer: String,
+    },
+    Candidate {
+        room: RoomId,
+        participant: ParticipantId,
+        candidate: String,
+    },
+    Leave {
+        room: RoomId,
+        participant: ParticipantId,
+    },
+}
+
+struct WorkerHandle {
+    commands: UnboundedSender<WorkerCommand>,
+    addrs: Vec<SocketAddr>,
+}
+
+/// A handle to the running media plane. Cheap to clone; commands are queued to
+/// the worker that owns the room.
+#[derive(Clone)]
+pub struct MediaServer {
+    workers: Arc<Vec<WorkerHandle>>,
+}
+
+impl MediaServer {
+    /// Binds every worker's sockets and starts the worker threads.
+    pub fn start(config: &MediaConfig) -> Result<MediaServer, SfuError> {
+        let mut workers = Vec::new();
+        for index in 0..config.workers.max(1) {
+            let port = match config.port {
+                0 => 0,
+                p => p.saturating_add(index as u16),
+            };
+            let bound = bind_std(&config.announce, port)?;
+            let addrs = bound.iter().map(|(_, a)| *a).collect();
+            let (tx, rx) = unbounded_channel();
+            std::thread::Builder::new()
+                .name(format!("media-{index}"))
+                .spawn(move || run_worker(index, bound, rx))
+                .map_err(|_| SfuError::WorkerGone)?;
+            workers.push(WorkerHandle {
+                commands: tx,
+                addrs,
+            });
+        }
+        Ok(MediaServer {
+            workers: Arc::new(workers),
+        })
+    }
+
+    /// Every address the media plane listens on, across workers.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.workers.iter().flat_map(|w| w.addrs.clone()).collect()
+    }
+
+    /// Joins a participant to a room with its browser's first offer. The answer,
+    /// and every later signal for this participant, arrive on `signals`.
+    pub fn connect(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        offer: String,
+        signals: UnboundedSender<MediaSignal>,
+    ) -> Result<(), SfuError> {
+        self.send(
+            &room.clone(),
+            WorkerCommand::Connect {
+                room,
+                participant,
+                offer,
+                signals,
+            },
+        )
+    }
+
+    /// Hands over a participant's answer to the SFU's last offer.
+    pub fn answer(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        answer: String,
+    ) -> Result<(), SfuError> {
+        self.send(
+            &room.clone(),
+            WorkerCommand::Answer {
+                room,
+                participant,
+                answer,
+            },
+        )
+    }
+
+    /// Hands over a trickled ICE candidate line from a participant's browser.
+    pub fn remote_candidate(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        candidate: String,
+    ) -> Result<(), SfuError> {
+        self.send(
+            &room.clone(),
+            WorkerCommand::Candidate {
+                room,
+                participant,
+                candidate,
+            },
+        )
+    }
+
+    /// Removes a participant from a room.
+    pub fn leave(&self, room: RoomId, participant: ParticipantId) -> Result<(), SfuError> {
+        self.send(&room.clone(), WorkerCommand::Leave { room, participant })
+    }
+
+    fn send(&self, room: &RoomId, cmd: WorkerCommand) -> Result<(), SfuError> {
+        let mut h = DefaultHasher::new();
+        room.hash(&mut h);
+        let index = (h.finish() % self.workers.len() as u64) as usize;
+        self.workers[index]
+            .commands
+            .send(cmd)
+            .map_err(|_| SfuError::WorkerGone)
+    }
+}
+
+fn run_worker(
+    index: usize,
+    bound: Vec<(std::net::UdpSocket, SocketAddr)>,
+    commands: UnboundedReceiver<WorkerCommand>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(worker = index, error = %e, "media worker could not start");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut sockets = Vec::new();
+        for (socket, announced) in bound {
+            match MediaSocket::new(socket, announced) {
+                Ok(s) => sockets.push(s),
+                Err(e) => tracing::error!(worker = index, %announced, error = %e, "media socket unusable"),
+            }
+        }
+        let candidates = sockets
+            .iter()
+            .filter_map(|s| Candidate::host(s.announced, "udp").ok())
+            .collect();
+        let mut worker = Worker {
+            sockets,
+            candidates,
+            rooms: Vec::new(),
+            owners: HashMap::new(),
+            signals: HashMap::new(),
+        };
+        worker.run(commands).await;
+    });
+}
+
+struct RoomSlot {
+    room: Room,
+    deadline: Instant,
+}
+
+struct Worker {
+    sockets: Vec<MediaSocket>,
+    candidates: Vec<Candidate>,
+    rooms: Vec<Option<RoomSlot>>,
+    /// Which room and participant a remote address belongs to, learned from
+    /// `Rtc::accepts` once and then looked up per packet.
+    owners: HashMap<SocketAddr, (usize, ParticipantId)>,
+    signals: HashMap<ParticipantId, UnboundedSender<MediaSignal>>,
+}
+
+impl Worker {
+    async fn run(&mut self, mut commands: UnboundedReceiver<WorkerCommand>) {
+        let mut buf = vec![0u8; 2048];
+        let mut turn = 0usize;
+        loop {
+            let next = self.next_deadline();
+            tokio::select! {
+                (i, received) = recv_any(&self.sockets, &mut buf, turn) => {
+                    turn = turn.wrapping_add(1);
+                    if let Ok((len, from)) = received {
+                        self.receive(Instant::now(), i, from, &buf[..len]);
+                    }
+                }
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.command(Instant::now(), cmd),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(next.into()) => self.timeouts(Instant::now()),
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        self.rooms
+            .iter()
+            .flatten()
+            .map(|s| s.deadline)
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
+    }
+
+    fn receive(&mut self, now: Instant, socket: usize, from: SocketAddr, data: &[u8]) {
+        let destination = self.sockets[socket].announced;
+        let Ok(receive) = Receive::new(Protocol::Udp, from, destination, data) else {
+            tracing::trace!(%from, len = data.len(), "unrecognised datagram dropped");
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        let owner = match self.owners.get(&from) {
+            Some(o) => Some(*o),
+            None => self.find_owner(&input),
+        };
+        let Some((slot, participant)) = owner else {
+            tracing::trace!(%from, "datagram for no session dropped");
+            return;
+        };
+        self.owners.insert(from, (slot, participant));
+        let Some(s) = self.rooms.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| s.room.handle_input(participant, input)));
+        if outcome.is_err() {
+            tracing::error!(%participant, "WebRTC stack panicked on input; participant removed");
+            s.room.remove(participant);
+        }
+        self.poll_room(now, slot);
+    }
+
+    fn find_owner(&self, input: &Input) -> Option<(usize, ParticipantId)> {
+        self.rooms.iter().enumerate().find_map(|(i, s)| {
+            let s = s.as_ref()?;
+            s.room.accepts(input).map(|p| (i, p))
+        })
+    }
+
+    fn timeouts(&mut self, now: Instant) {
+        for slot in 0..self.rooms.len() {
+            let due = self.rooms[slot].as_ref().is_some_and(|s| s.deadline <= now);
+            if due {
+                if let Some(s) = self.rooms[slot].as_mut() {
+                    s.room.handle_timeout(now);
+                }
+                self.poll_room(now, slot);
+            }
+        }
+    }
+
+    fn poll_room(&mut self, now: Instant, slot: usize) {
+        let Some(s) = self.rooms.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let sockets = &self.sockets;
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            s.room.poll(now, |t| {
+                let socket = sockets
+                    .iter()
+                    .find(|s| s.announced == t.source)
+                    .unwrap_or(&sockets[0]);
+                socket.send(t.destination, &t.contents);
+            })
+        }));
+        s.deadline = polled.unwrap_or_else(|_| {
+            tracing::error!(room = %s.room.id(), "WebRTC stack panicked while polling");
+            now + Duration::from_millis(10)
+        });
+        let mut closed = Vec::new();
+        while let Some((participant, signal)) = s.room.poll_signal() {
+            if matches!(signal, MediaSignal::Closed(_)) {
+                closed.push(participant);
+            }
+            if let Some(tx) = self.signals.get(&participant) {
+                let _ = tx.send(signal);
+            }
+        }
+        for participant in closed {
+            self.forget(participant);
+        }
+        if self.rooms[slot].as_ref().is_some_and(|s| s.room.is_empty()) {
+            self.rooms[slot] = None;
+        }
+    }
+
+    fn command(&mut self, now: Instant, cmd: WorkerCommand) {
+        let (room_id, participant, result) = match cmd {
+            WorkerCommand::Connect {
+                room,
+                participant,
+                offer,
+                signals,
+            } => {
+                self.signals.insert(participant, signals);
+                let slot = self.slot_for(&room);
+                let candidates = &self.candidates;
+                let r = self.rooms[slot]
+                    .as_mut()
+                    .map(|s| s.room.connect(now, participant, &offer, candidates));
+                (room, participant, r)
+            }
+            WorkerCommand::Answer {
+                room,
+                participant,
+                answer,
+            } => {
+                let r = self
+                    .find_slot(&room)
+                    .and_then(|i| self.rooms[i].as_mut())
+                    .map(|s| s.room.accept_answer(now, participant, &answer));
+                (room, participant, r)
+            }
+            WorkerCommand::Candidate {
+                room,
+                participant,
+                candidate,
+            } => {
+                let r = self
+                    .find_slot(&room)
+                    .and_then(|i| self.rooms[i].as_mut())
+                    .map(|s| s.room.add_remote_candidate(participant, &candidate));
+                (room, participant, r)
+            }
+            WorkerCommand::Leave { room, participant } => {
+                if let Some(s) = self.find_slot(&room).and_then(|i| self.rooms[i].as_mut()) {
+                    s.room.remove(participant);
+                }
+                self.forget(participant);
+                (room, participant, Some(Ok(())))
+            }
+        };
+        let result = result.unwrap_or(Err(SfuError::UnknownParticipant {
+            room: room_id.clone(),
+            participant,
+        }));
+        if let Err(e) = result {
+            tracing::info!(room = %room_id, %participant, error = %e, "media command refused");
+            if let Some(tx) = self.signals.get(&participant) {
+                let _ = tx.send(MediaSignal::Error(e.to_string()));
+            }
+        }
+        if let Some(slot) = self.find_slot(&room_id) {
+            self.poll_room(now, slot);
+        }
+    }
+
+    fn forget(&mut self, participant: ParticipantId) {
+        self.signals.remove(&participant);
+        self.owners.retain(|_, (_, p)| *p != participant);
+    }
+
+    fn find_slot(&self, room: &RoomId) -> Option<usize> {
+        self.rooms
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.room.id() == room))
+    }
+
+    fn slot_for(&mut self, room: &RoomId) -> usize {
+        if let Some(i) = self.find_slot(room) {
+            return i;
+        }
+        let slot = RoomSlot {
+            room: Room::new(room.clone()),
+            deadline: Instant::now(),
+        };
+        match self.rooms.iter().position(Option::is_none) {
+            Some(i) => {
+                self.rooms[i] = Some(slot);
+                i
+            }
+            None => {
+                self.rooms.push(Some(slot));
+                self.rooms.len() - 1
+            }
+        }
+    }
+}

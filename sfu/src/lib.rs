@@ -1,0 +1,31 @@
+//! carecall's media plane: a selective forwarding unit.
+//!
+//! Every participant publishes audio and video to the SFU and receives every
+//! other participant's tracks from it, as RTP packets forwarded without
+//! re-encoding over DTLS-SRTP. The WebRTC protocol work is done by `str0m`,
+//! a sans-IO stack: [`Room`] is a plain struct fed with datagrams and time and
+//! polled for datagrams to send, so forwarding rules are tested without sockets.
+//! The sockets, threads and clock live in one place, the media workers behind
+//! [`MediaServer`].
+//!
+//! This crate has no HTTP and no database: signalling drives it through
+//! [`MediaServer`]'s commands and hears back through [`MediaSignal`]s.
+
+mod codec;
+mod error;
+pub mod forward;
+mod id;
+mod io;
+mod keyframe;
+mod participant;
+mod room;
+mod signal;
+mod track;
+
+pub use codec::{h264_keyframe_start, vp8_keyframe_start};
+pub use error::SfuError;
+pub use id::{ParticipantId, RoomId};
+pub use io::{default_announce_addrs, MediaConfig, MediaServer};
+pub use keyframe::{KeyframeThrottle, MIN_KEYFRAME_INTERVAL};
+pub use room::{new_session, Room};
+pub use signal::MediaSignal;

@@ -1,0 +1,238 @@
+//! A room: its participants and the publish → subscribe graph. Sans-IO: fed
+//! with packets, commands and time; polled for datagrams to send, signals for
+//! browsers and the time it next needs attention.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use str0m::net::Transmit;
+use str0m::{Candidate, Input, Rtc};
+
+use crate::error::SfuError;
+use crate::id::{ParticipantId, RoomId};
+use crate::participant::{Participant, Polled, Propagated};
+use crate::signal::MediaSignal;
+
+/// How long the room may sleep when nothing asks for sooner attention.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// One call. Owned by exactly one media worker: no locks on its packet path.
+#[derive(Debug)]
+pub struct Room {
+    id: RoomId,
+    participants: Vec<Participant>,
+    propagate: VecDeque<Propagated>,
+    signals: VecDeque<(ParticipantId, MediaSignal)>,
+}
+
+/// Builds a WebRTC session configured the way the SFU forwards: RTP mode (packets,
+/// not frames), ICE-lite (the SFU has only host candidates and answers checks),
+/// Opus + VP8 + H.264.
+pub fn new_session(now: Instant) -> Rtc {
+    Rtc::builder()
+        .set_rtp_mode(true)
+        .set_ice_lite(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_h264(true)
+        .build(now)
+}
+
+impl Room {
+    /// An empty room.
+    pub fn new(id: RoomId) -> Self {
+        Room {
+            id,
+            participants: Vec::new(),
+            propagate: VecDeque::with_capacity(64),
+            signals: VecDeque::new(),
+        }
+    }
+
+    /// The room's id.
+    pub fn id(&self) -> &RoomId {
+        &self.id
+    }
+
+    /// True when nobody is left.
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    /// Participants currently in the room.
+    pub fn participant_ids(&self) -> impl Iterator<Item = ParticipantId> + '_ {
+        self.participants.iter().map(|p| p.id)
+    }
+
+    /// Adds a participant from its browser's first offer; the answer is queued as
+    /// a signal. It subscribes to everything already published in the room.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        offer: &str,
+        local_candidates: &[Candidate],
+    ) -> Result<(), SfuError> {
+        if self.participants.iter().any(|p| p.id == id) {
+            // A second offer from the same participant is a renegotiation.
+            let answer = self.participant_mut(id)?.accept_offer(offer)?;
+            self.signals.push_back((id, MediaSignal::Answer(answer)));
+            return Ok(());
+        }
+        let mut rtc = new_session(now);
+        for c in local_candidates {
+            rtc.add_local_candidate(c.clone());
+        }
+        let mut participant = Participant::new(id, rtc);
+        let answer = participant.accept_offer(offer)?;
+        for other in &self.participants {
+            for publication in &other.publications {
+                participant.subscribe(other.id, publication.mid, publication.kind);
+            }
+        }
+        self.participants.push(participant);
+        self.signals.push_back((id, MediaSignal::Answer(answer)));
+        Ok(())
+    }
+
+    /// Takes a participant's answer to the SFU's offer.
+    pub fn accept_answer(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        answer: &str,
+    ) -> Result<(), SfuError> {
+        let opened = self.participant_mut(id)?.accept_answer(answer)?;
+        for (publisher, mid) in opened {
+            // A new subscriber must not wait for the next periodic keyframe.
+            if let Some(p) = self.participants.iter_mut().find(|p| p.id == publisher) {
+                p.request_keyframe(mid, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a trickled ICE candidate from a participant's browser.
+    pub fn add_remote_candidate(&mut self, id: ParticipantId, c: &str) -> Result<(), SfuError> {
+        self.participant_mut(id)?.add_remote_candidate(c)
+    }
+
+    /// Removes a participant; the others' copies of its tracks are stopped.
+    pub fn remove(&mut self, id: ParticipantId) {
+        let before = self.participants.len();
+        self.participants.retain(|p| p.id != id);
+        if self.participants.len() != before {
+            for p in &mut self.participants {
+                p.unsubscribe_from(id);
+            }
+        }
+    }
+
+    /// The participant whose session this datagram belongs to, if any.
+    pub fn accepts(&self, input: &Input) -> Option<ParticipantId> {
+        self.participants
+            .iter()
+            .find(|p| p.rtc.accepts(input))
+            .map(|p| p.id)
+    }
+
+    /// Feeds a datagram to a participant's session.
+    pub fn handle_input(&mut self, id: ParticipantId, input: Input) {
+        if let Some(p) = self.participants.iter_mut().find(|p| p.id == id) {
+            p.handle_input(input);
+        }
+    }
+
+    /// Advances every session's clock.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for p in &mut self.participants {
+            p.handle_input(Input::Timeout(now));
+            p.handle_deferred_keyframes(now);
+        }
+    }
+
+    /// Drains every session: datagrams go to `transmit`, packets are forwarded
+    /// between participants, and the time of the next needed timeout is returned.
+    pub fn poll(&mut self, now: Instant, mut transmit: impl FnMut(&Transmit)) -> Instant {
+        loop {
+            let mut next = now + IDLE_POLL;
+            for p in &mut self.participants {
+                loop {
+                    match p.poll(&mut self.signals) {
+                        Polled::Transmit(t) => transmit(&t),
+                        Polled::Propagate(event) => self.propagate.push_back(event),
+                        Polled::Timeout(t) => {
+                            next = next.min(t);
+                            break;
+                        }
+                        Polled::Nothing if !p.rtc.is_alive() => break,
+                        Polled::Nothing => {}
+                    }
+                }
+                if let Some(t) = p.handle_deferred_keyframes(now) {
+                    next = next.min(t);
+                }
+            }
+            if self.propagate.is_empty() {
+                self.remove_dead();
+                return next;
+            }
+            while let Some(event) = self.propagate.pop_front() {
+                self.deliver(now, event);
+            }
+        }
+    }
+
+    /// The next signal for a participant's browser.
+    pub fn poll_signal(&mut self) -> Option<(ParticipantId, MediaSignal)> {
+        self.signals.pop_front()
+    }
+
+    fn deliver(&mut self, now: Instant, event: Propagated) {
+        match event {
+            Propagated::Published { origin, mid, kind } => {
+                for p in self.participants.iter_mut().filter(|p| p.id != origin) {
+                    p.subscribe(origin, mid, kind);
+                }
+            }
+            Propagated::Rtp {
+                origin,
+                mid,
+                params,
+                keyframe_start,
+                packet,
+            } => {
+                for p in self.participants.iter_mut().filter(|p| p.id != origin) {
+                    p.forward(origin, mid, &params, keyframe_start, &packet);
+                }
+            }
+            Propagated::KeyframeWanted { publisher, mid } => {
+                if let Some(p) = self.participants.iter_mut().find(|p| p.id == publisher) {
+                    p.request_keyframe(mid, now);
+                }
+            }
+        }
+    }
+
+    fn remove_dead(&mut self) {
+        while let Some(i) = self.participants.iter().position(|p| !p.rtc.is_alive()) {
+            let id = self.participants[i].id;
+            tracing::info!(room = %self.id, participant = %id, "media session ended");
+            self.remove(id);
+            self.signals
+                .push_back((id, MediaSignal::Closed("media session ended".into())));
+        }
+    }
+
+    fn participant_mut(&mut self, id: ParticipantId) -> Result<&mut Participant, SfuError> {
+        let room = &self.id;
+        self.participants
+            .iter_mut()
+            .find(|p| p.id == id)
+            .ok_or_else(|| SfuError::UnknownParticipant {
+                room: room.clone(),
+                participant: id,
+            })
+    }
+}

@@ -1,0 +1,19 @@
+//! What the media plane tells one participant's signalling session.
+
+/// A message for the browser (or for signalling's bookkeeping) about one participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaSignal {
+    /// The SDP answer to the participant's offer.
+    Answer(String),
+    /// A new offer: tracks of others were added or removed.
+    Offer(String),
+    /// ICE and DTLS are up; media can flow.
+    Connected,
+    /// ICE lost the path; media may come back (e.g. a Wi-Fi roam).
+    IceDisconnected,
+    /// The WebRTC session ended and the participant was removed from the room.
+    Closed(String),
+    /// A command about this participant failed; the message says why.
+    Error(String),
+}

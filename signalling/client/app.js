@@ -1,0 +1,185 @@
+// The call page: pre-join (preview, device choice, one big button), the call
+// view (a tile per person), and plain-language messages when something is wrong.
+import { Call } from '/client/call.js';
+
+const $ = (id) => document.getElementById(id);
+const token = new URLSearchParams(location.search).get('t') || '';
+
+// Figures the test suite (and curious admins) can read: ms since page load.
+const metrics = { firstRemoteFrameMs: {}, connectedMs: null, joinClickedMs: null };
+window.carecall = { metrics, call: null };
+
+const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
+let localStream = null;
+
+function show(screen) {
+  for (const id of ['prejoin', 'call', 'ended']) $(id).hidden = id !== screen;
+}
+
+function say(el, text) {
+  $(el).textContent = text || '';
+  $(el).hidden = !text;
+}
+
+function explainMediaError(err) {
+  switch (err && err.name) {
+    case 'NotAllowedError':
+    case 'SecurityError':
+      return 'The camera or microphone is blocked. Allow them for this page (look for the camera symbol near the address bar), then press Try again.';
+    case 'NotFoundError':
+    case 'OverconstrainedError':
+      return 'No camera or microphone was found. Check one is plugged in and switched on, then press Try again.';
+    case 'NotReadableError':
+    case 'AbortError':
+      return 'The camera is being used by another app. Close that app, then press Try again.';
+    default:
+      return 'The camera or microphone could not be started. Press Try again, or restart the tablet.';
+  }
+}
+
+async function openDevices() {
+  say('prejoin-message', '');
+  $('retry-button').hidden = true;
+  $('join-button').disabled = true;
+  if (localStream) localStream.getTracks().forEach((t) => t.stop());
+  const cam = $('camera-select').value;
+  const mic = $('mic-select').value;
+  try {
+    localStream = await navigator.mediaDevices.getUserMedia({
+      video: cam ? { ...CAMERA, deviceId: { exact: cam } } : CAMERA,
+      audio: mic ? { deviceId: { exact: mic }, echoCancellation: true } : { echoCancellation: true },
+    });
+  } catch (err) {
+    localStream = null;
+    say('prejoin-message', explainMediaError(err));
+    $('retry-button').hidden = false;
+    return;
+  }
+  $('preview').srcObject = localStream;
+  await listDevices();
+  $('join-button').disabled = false;
+}
+
+async function listDevices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const fill = (select, kind, current) => {
+    const chosen = select.value || (current && current.getSettings().deviceId);
+    select.replaceChildren(...devices.filter((d) => d.kind === kind).map((d, i) => {
+      const o = document.createElement('option');
+      o.value = d.deviceId;
+      o.textContent = d.label || `${kind === 'videoinput' ? 'Camera' : 'Microphone'} ${i + 1}`;
+      o.selected = d.deviceId === chosen;
+      return o;
+    }));
+  };
+  fill($('camera-select'), 'videoinput', localStream.getVideoTracks()[0]);
+  fill($('mic-select'), 'audioinput', localStream.getAudioTracks()[0]);
+}
+
+function tileFor(id) {
+  let tile = document.querySelector(`.tile[data-participant="${CSS.escape(id)}"]`);
+  if (tile) return tile;
+  tile = document.createElement('div');
+  tile.className = 'tile';
+  tile.dataset.participant = id;
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  const name = document.createElement('span');
+  name.className = 'name';
+  tile.append(video, name);
+  $('tiles').append(tile);
+  return tile;
+}
+
+function updatePeer(info) {
+  const tile = tileFor(info.participant);
+  const name = tile.querySelector('.name');
+  name.textContent = `${info.name} (${info.role})`;
+  name.classList.toggle('muted', !info.audio);
+  let off = tile.querySelector('.no-video');
+  if (!info.video && !off) {
+    off = document.createElement('div');
+    off.className = 'no-video';
+    off.textContent = 'Camera off';
+    tile.append(off);
+  } else if (info.video && off) {
+    off.remove();
+  }
+}
+
+function watchFirstFrame(id, video) {
+  if (metrics.firstRemoteFrameMs[id] !== undefined) return;
+  const mark = () => {
+    if (metrics.firstRemoteFrameMs[id] === undefined) metrics.firstRemoteFrameMs[id] = performance.now();
+  };
+  if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(mark);
+  else video.addEventListener('loadeddata', mark, { once: true });
+}
+
+function join() {
+  metrics.joinClickedMs = performance.now();
+  show('call');
+  $('self-video').srcObject = localStream;
+  const call = new Call(token, localStream);
+  window.carecall.call = call;
+  call.addEventListener('peer', (e) => updatePeer(e.detail));
+  call.addEventListener('peer-left', (e) => {
+    const tile = document.querySelector(`.tile[data-participant="${CSS.escape(e.detail.participant)}"]`);
+    if (tile) tile.remove();
+  });
+  call.addEventListener('remote-track', (e) => {
+    const { participant, stream } = e.detail;
+    const video = tileFor(participant).querySelector('video');
+    if (video.srcObject !== stream) video.srcObject = stream;
+    if (e.detail.track.kind === 'video') watchFirstFrame(participant, video);
+    video.play().catch(() => {});
+  });
+  call.addEventListener('connection', (e) => {
+    if (e.detail.state === 'connected' && metrics.connectedMs === null) metrics.connectedMs = performance.now();
+    if (e.detail.state === 'connected') say('call-message', '');
+    if (e.detail.state === 'failed') say('call-message', 'The video connection failed. Leave and join again; if it keeps failing, phone the hub.');
+  });
+  call.addEventListener('server-error', (e) => say('call-message', e.detail.message));
+  call.addEventListener('problem', (e) => say('call-message', e.detail.message));
+  call.addEventListener('closed', (e) => end('The call was disconnected', e.detail.reason || 'The connection to the hub was lost.'));
+  say('call-message', 'Connecting…');
+  call.start();
+}
+
+function end(title, message) {
+  show('ended');
+  $('ended-title').textContent = title;
+  $('ended-message').textContent = message || '';
+  $('tiles').replaceChildren();
+}
+
+let audioOn = true;
+let videoOn = true;
+$('mute-button').onclick = () => {
+  audioOn = !audioOn;
+  $('mute-button').setAttribute('aria-pressed', String(!audioOn));
+  $('mute-button').textContent = audioOn ? 'Mute' : 'Unmute';
+  window.carecall.call.setMute(audioOn, videoOn);
+};
+$('camera-button').onclick = () => {
+  videoOn = !videoOn;
+  $('camera-button').setAttribute('aria-pressed', String(!videoOn));
+  $('camera-button').textContent = videoOn ? 'Camera off' : 'Camera on';
+  window.carecall.call.setMute(audioOn, videoOn);
+};
+$('leave-button').onclick = () => {
+  window.carecall.call.leave();
+  end('You have left the call', 'You can close this page.');
+};
+$('rejoin-button').onclick = () => location.reload();
+$('join-button').onclick = join;
+$('retry-button').onclick = openDevices;
+$('camera-select').onchange = openDevices;
+$('mic-select').onchange = openDevices;
+
+if (!navigator.mediaDevices || !window.RTCPeerConnection) {
+  say('prejoin-message', 'This browser cannot make video calls. Use a current Chrome, Edge, Firefox or Safari. The page must be opened over https.');
+} else {
+  openDevices();
+}

@@ -1,0 +1,161 @@
+// One browser's side of a call: the signalling WebSocket and the
+// RTCPeerConnection to the SFU. No UI here; the page listens to its events.
+//
+// The browser offers first (its camera and microphone, send-only); after that
+// the SFU offers whenever someone's tracks are added or removed, and this side
+// answers. Messages are handled strictly in order.
+
+const PROTOCOL_VERSION = 1;
+
+export class Call extends EventTarget {
+  constructor(token, localStream) {
+    super();
+    this.token = token;
+    this.localStream = localStream;
+    this.pc = null;
+    this.ws = null;
+    this.participant = null;
+    this.peers = new Map();        // participant id -> info
+    this.streams = new Map();      // participant id -> MediaStream of their tracks
+    this.queue = Promise.resolve();
+    this.closedByUs = false;
+  }
+
+  emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+
+  start() {
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    this.ws = new WebSocket(`${scheme}//${location.host}/ws`);
+    this.ws.onopen = () => this.send({ type: 'join', v: PROTOCOL_VERSION, token: this.token });
+    this.ws.onmessage = (e) => {
+      let msg;
+      try { msg = JSON.parse(e.data); } catch { return; }
+      this.queue = this.queue.then(() => this.handle(msg)).catch((err) => {
+        console.error('signalling message failed', msg.type, err);
+        this.emit('problem', { message: 'Something went wrong setting up the call. Leave and join again.' });
+      });
+    };
+    this.ws.onclose = (e) => {
+      if (!this.closedByUs) this.emit('closed', { code: e.code, reason: e.reason });
+    };
+  }
+
+  send(msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  async handle(msg) {
+    switch (msg.type) {
+      case 'joined':
+        this.participant = msg.participant;
+        for (const p of msg.participants) this.peers.set(p.participant, p);
+        this.emit('joined', msg);
+        for (const p of msg.participants) this.emit('peer', p);
+        await this.startMedia();
+        break;
+      case 'answer':
+        await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+        break;
+      case 'offer': {
+        await this.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+        await this.pc.setLocalDescription(await this.pc.createAnswer());
+        this.send({ type: 'answer', sdp: this.pc.localDescription.sdp });
+        break;
+      }
+      case 'participant-joined':
+      case 'participant-updated':
+        this.peers.set(msg.participant, msg);
+        this.emit('peer', msg);
+        break;
+      case 'participant-left':
+        this.peers.delete(msg.participant);
+        this.streams.delete(msg.participant);
+        this.emit('peer-left', msg);
+        break;
+      case 'media-connected':
+        this.emit('media-connected', {});
+        break;
+      case 'error':
+        this.emit('server-error', msg);
+        break;
+      default:
+        break;
+    }
+  }
+
+  async startMedia() {
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = pc;
+    pc.onicecandidate = (e) => {
+      // mDNS (.local) names are unresolvable by the SFU; it learns the address from ICE checks.
+      if (e.candidate && e.candidate.candidate && !e.candidate.candidate.includes('.local')) {
+        this.send({ type: 'candidate', candidate: e.candidate.candidate });
+      }
+    };
+    pc.onconnectionstatechange = () => this.emit('connection', { state: pc.connectionState });
+    pc.ontrack = (e) => {
+      const owner = e.streams[0] ? e.streams[0].id : null;
+      if (!owner) return;
+      let stream = this.streams.get(owner);
+      if (!stream) { stream = new MediaStream(); this.streams.set(owner, stream); }
+      stream.addTrack(e.track);
+      e.track.onended = () => stream.removeTrack(e.track);
+      this.emit('remote-track', { participant: owner, stream, track: e.track });
+    };
+    for (const track of this.localStream.getTracks()) {
+      if (track.kind === 'video') track.contentHint = 'detail';
+      const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+      if (track.kind === 'video') await preferResolution(t.sender);
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    this.send({ type: 'offer', sdp: pc.localDescription.sdp });
+  }
+
+  setMute(audio, video) {
+    for (const t of this.localStream.getAudioTracks()) t.enabled = audio;
+    for (const t of this.localStream.getVideoTracks()) t.enabled = video;
+    this.send({ type: 'mute', audio, video });
+  }
+
+  leave() {
+    this.closedByUs = true;
+    this.send({ type: 'leave' });
+    if (this.pc) this.pc.close();
+    if (this.ws) this.ws.close();
+  }
+
+  // Per remote participant: what this browser receives and decodes.
+  async receiveStats() {
+    const out = [];
+    if (!this.pc) return out;
+    for (const r of this.pc.getReceivers()) {
+      const owner = [...this.streams.entries()].find(([, s]) => s.getTracks().includes(r.track));
+      if (!owner) continue;
+      const report = await r.getStats();
+      report.forEach((s) => {
+        if (s.type !== 'inbound-rtp') return;
+        out.push({
+          participant: owner[0], kind: s.kind, packetsReceived: s.packetsReceived || 0,
+          packetsLost: s.packetsLost || 0, framesDecoded: s.framesDecoded || 0,
+          frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
+          framesPerSecond: s.framesPerSecond || 0, freezeCount: s.freezeCount || 0,
+          totalSamplesReceived: s.totalSamplesReceived || 0, concealedSamples: s.concealedSamples || 0,
+          nackCount: s.nackCount || 0, pliCount: s.pliCount || 0,
+        });
+      });
+    }
+    return out;
+  }
+}
+
+// Clinicians need detail: keep the resolution and let frame rate give way
+// (without this Chromium starts a 720p camera at 480x270 and climbs slowly).
+async function preferResolution(sender) {
+  try {
+    const params = sender.getParameters();
+    params.degradationPreference = 'maintain-resolution';
+    await sender.setParameters(params);
+  } catch (err) {
+    console.warn('degradationPreference not supported here', err);
+  }
+}

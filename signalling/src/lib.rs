@@ -1,0 +1,96 @@
+//! carecall's signalling: signed join links, the call page, and the WebSocket
+//! over which a browser joins a room and exchanges SDP and ICE with the SFU.
+//!
+//! HTTP-time work (checking a link) happens in handlers; each WebSocket is one
+//! [`session`] task. Media is the SFU's business: this crate only turns browser
+//! intent into [`carecall_sfu::MediaServer`] commands and relays its signals.
+
+mod events;
+mod pages;
+mod presence;
+pub mod protocol;
+mod session;
+pub mod token;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use carecall_sfu::MediaServer;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub use events::CallEvent;
+pub use presence::Presence;
+pub use token::{JoinClaims, LinkSigner, Role, TokenError};
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    signer: LinkSigner,
+    presence: Presence,
+    media: MediaServer,
+    events: Option<UnboundedSender<CallEvent>>,
+    next_participant: AtomicU64,
+}
+
+impl AppState {
+    /// State for a server that signs links with `signer` and runs calls on `media`.
+    /// Call events go to `events`, if given.
+    pub fn new(
+        signer: LinkSigner,
+        media: MediaServer,
+        events: Option<UnboundedSender<CallEvent>>,
+    ) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                signer,
+                presence: Presence::default(),
+                media,
+                events,
+                next_participant: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Who is in which room.
+    pub fn presence(&self) -> &Presence {
+        &self.inner.presence
+    }
+
+    fn emit(&self, event: CallEvent) {
+        if let Some(tx) = &self.inner.events {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+/// The signalling routes. Kept apart from any listener so tests can call it
+/// with `oneshot` and the binary can merge it with the admin routes.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(pages::index))
+        .route("/join", get(pages::join_page))
+        .route("/client/app.js", get(pages::app_js))
+        .route("/client/call.js", get(pages::call_js))
+        .route("/client/style.css", get(pages::style_css))
+        .route("/ws", get(ws_upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// `GET /ws`: upgrades to the signalling WebSocket. Frames are capped well above
+/// the protocol's 64 KiB so an oversized message is answered with a clear error
+/// rather than a dropped connection.
+async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    ws.max_message_size(1 << 20)
+        .max_frame_size(1 << 20)
+        .on_upgrade(move |socket| session::run(socket, state))
+}

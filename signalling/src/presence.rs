@@ -1,0 +1,92 @@
+//! Who is in which call, and how to reach their browser. Control-plane only:
+//! media never passes through here, so one mutex is enough.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use carecall_sfu::ParticipantId;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::protocol::{PeerInfo, ServerMessage};
+
+struct Member {
+    info: PeerInfo,
+    outbox: UnboundedSender<ServerMessage>,
+}
+
+/// Participants per room, for the participant list and presence broadcasts.
+#[derive(Default)]
+pub struct Presence {
+    rooms: Mutex<HashMap<String, HashMap<ParticipantId, Member>>>,
+}
+
+impl Presence {
+    /// Adds a participant and tells the others; returns those already present.
+    pub fn join(
+        &self,
+        room: &str,
+        id: ParticipantId,
+        info: PeerInfo,
+        outbox: UnboundedSender<ServerMessage>,
+    ) -> Vec<PeerInfo> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let members = rooms.entry(room.to_owned()).or_default();
+        let existing = members.values().map(|m| m.info.clone()).collect();
+        broadcast(members, &ServerMessage::ParticipantJoined(info.clone()));
+        members.insert(id, Member { info, outbox });
+        existing
+    }
+
+    /// Updates a participant's mute state and tells the others.
+    pub fn set_mute(&self, room: &str, id: ParticipantId, audio: bool, video: bool) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(members) = rooms.get_mut(room) else {
+            return;
+        };
+        let Some(member) = members.get_mut(&id) else {
+            return;
+        };
+        member.info.audio = audio;
+        member.info.video = video;
+        let update = ServerMessage::ParticipantUpdated(member.info.clone());
+        members
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .for_each(|(_, m)| {
+                let _ = m.outbox.send(update.clone());
+            });
+    }
+
+    /// Removes a participant and tells the others. Returns false if absent.
+    pub fn leave(&self, room: &str, id: ParticipantId) -> bool {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(members) = rooms.get_mut(room) else {
+            return false;
+        };
+        if members.remove(&id).is_none() {
+            return false;
+        }
+        broadcast(
+            members,
+            &ServerMessage::ParticipantLeft {
+                participant: id.to_string(),
+            },
+        );
+        if members.is_empty() {
+            rooms.remove(room);
+        }
+        true
+    }
+
+    /// Number of participants in a room.
+    pub fn count(&self, room: &str) -> usize {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.get(room).map_or(0, HashMap::len)
+    }
+}
+
+fn broadcast(members: &HashMap<ParticipantId, Member>, msg: &ServerMessage) {
+    for m in members.values() {
+        let _ = m.outbox.send(msg.clone());
+    }
+}

@@ -1,0 +1,227 @@
+//! The JSON messages on the signalling WebSocket (documented in
+//! `docs/signalling.md`). Every message is an object with a `type`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::token::Role;
+
+/// The protocol version this server speaks. A client sends it in `join`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest message a client may send. SDP for a few tracks is 5–15 KiB;
+/// anything near this limit is a bug or an attack.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Messages from the browser.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message: the join token from the link, and the protocol version.
+    Join {
+        /// Protocol version the client speaks.
+        v: u32,
+        /// The token from the join link.
+        token: String,
+    },
+    /// The browser's SDP offer (its first, or an ICE restart).
+    Offer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// The browser's answer to an offer from the server.
+    Answer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// A trickled ICE candidate (the `candidate` attribute of `RTCIceCandidate`).
+    Candidate {
+        /// The candidate line; empty means end of candidates.
+        candidate: String,
+    },
+    /// The participant's microphone and camera state, shown to the others.
+    Mute {
+        /// Microphone on.
+        audio: bool,
+        /// Camera on.
+        video: bool,
+    },
+    /// The participant leaves the call.
+    Leave,
+}
+
+impl ClientMessage {
+    /// The `type` names a client may send, to tell an unknown type from a bad one.
+    pub const TYPES: &'static [&'static str] =
+        &["join", "offer", "answer", "candidate", "mute", "leave"];
+}
+
+/// Someone else in the call, as the browser shows them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeerInfo {
+    /// The id that is also the `msid` stream id of their tracks.
+    pub participant: String,
+    /// Display name from their link.
+    pub name: String,
+    /// Role from their link.
+    pub role: Role,
+    /// Microphone on.
+    pub audio: bool,
+    /// Camera on.
+    pub video: bool,
+}
+
+/// Messages to the browser.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage {
+    /// The join was accepted.
+    Joined {
+        /// Protocol version of the server.
+        v: u32,
+        /// The browser's own participant id.
+        participant: String,
+        /// The room joined.
+        room: String,
+        /// Everyone already in the call.
+        participants: Vec<PeerInfo>,
+    },
+    /// The SFU's answer to the browser's offer.
+    Answer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// An offer from the SFU: tracks of others were added or removed.
+    Offer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// Media is flowing between the browser and the SFU.
+    MediaConnected,
+    /// Someone joined.
+    ParticipantJoined(PeerInfo),
+    /// Someone changed their microphone or camera state.
+    ParticipantUpdated(PeerInfo),
+    /// Someone left.
+    ParticipantLeft {
+        /// Their participant id.
+        participant: String,
+    },
+    /// Something the browser sent was refused. Fatal errors are followed by close.
+    Error {
+        /// Stable machine-readable code.
+        code: String,
+        /// Plain-language explanation, safe to show.
+        message: String,
+    },
+}
+
+/// Why a client message was refused before it reached the call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// Over [`MAX_MESSAGE_BYTES`].
+    #[error("message of {0} bytes is over the 64 KiB limit")]
+    TooLarge(usize),
+    /// Not JSON, or not a JSON object with a string `type`.
+    #[error("message is not a JSON object with a \"type\": {0}")]
+    Malformed(String),
+    /// A `type` this server does not know.
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    /// A known type with missing or wrong fields.
+    #[error("bad {kind} message: {reason}")]
+    BadFields {
+        /// The message type.
+        kind: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Binary frames are not part of the protocol.
+    #[error("binary messages are not supported")]
+    Binary,
+}
+
+impl ProtocolError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProtocolError::TooLarge(_) => "too-large",
+            ProtocolError::Malformed(_) => "malformed",
+            ProtocolError::UnknownType(_) => "unknown-type",
+            ProtocolError::BadFields { .. } => "bad-message",
+            ProtocolError::Binary => "binary-not-supported",
+        }
+    }
+}
+
+/// Parses one text frame, telling apart the ways it can be wrong.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(ProtocolError::TooLarge(text.len()));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    let kind = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| ProtocolError::Malformed("no string \"type\" field".into()))?
+        .to_owned();
+    if !ClientMessage::TYPES.contains(&kind.as_str()) {
+        return Err(ProtocolError::UnknownType(kind));
+    }
+    serde_json::from_value(value).map_err(|e| ProtocolError::BadFields {
+        kind,
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_known_message() {
+        assert_eq!(
+            parse_client_message(r#"{"type":"join","v":1,"token":"t"}"#),
+            Ok(ClientMessage::Join { v: 1, token: "t".into() })
+        );
+        assert_eq!(parse_client_message(r#"{"type":"leave"}"#), Ok(ClientMessage::Leave));
+        assert_eq!(
+            parse_client_message(r#"{"type":"mute","audio":false,"video":true}"#),
+            Ok(ClientMessage::Mute { audio: false, video: true })
+        );
+    }
+
+    #[test]
+    fn tells_malformed_unknown_and_bad_apart() {
+        assert_eq!(parse_client_message("{not json").unwrap_err().code(), "malformed");
+        assert_eq!(parse_client_message("[1,2]").unwrap_err().code(), "malformed");
+        assert_eq!(
+            parse_client_message(r#"{"type":"dance"}"#).unwrap_err(),
+            ProtocolError::UnknownType("dance".into())
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"offer"}"#).unwrap_err().code(),
+            "bad-message"
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"leave","x":1}"#).unwrap_err().code(),
+            "bad-message"
+        );
+    }
+
+    #[test]
+    fn oversized_is_refused_before_parsing() {
+        let big = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
+        assert_eq!(parse_client_message(&big).unwrap_err().code(), "too-large");
+    }
+
+    #[test]
+    fn server_messages_serialise_with_kebab_types() {
+        let m = ServerMessage::ParticipantLeft { participant: "p1".into() };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"type":"participant-left","participant":"p1"}"#
+        );
+    }
+}

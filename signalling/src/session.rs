@@ -1,0 +1,300 @@
+//! One browser's signalling WebSocket: join, SDP/ICE exchange, presence.
+//!
+//! The reader loop handles client messages and media signals; a writer task owns
+//! the socket's sending half so presence broadcasts never wait on this loop.
+//! A fatal protocol error sends an `error` message, then closes the socket; the
+//! room and everyone else in it carry on.
+
+use std::ops::ControlFlow;
+use std::time::SystemTime;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use carecall_sfu::{MediaSignal, ParticipantId, RoomId};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
+
+use crate::events::CallEvent;
+use crate::protocol::{
+    parse_client_message, ClientMessage, PeerInfo, ProtocolError, ServerMessage, PROTOCOL_VERSION,
+};
+use crate::token::{unix_now, JoinClaims};
+use crate::AppState;
+
+/// WebSocket close codes (4000–4999 are for applications, RFC 6455 §7.4.2).
+mod close {
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const BAD_TOKEN: u16 = 4001;
+    pub const PROTOCOL: u16 = 4002;
+    pub const MEDIA: u16 = 4003;
+}
+
+struct Joined {
+    claims: JoinClaims,
+    id: ParticipantId,
+    media: Option<UnboundedSender<MediaSignal>>,
+}
+
+struct Session {
+    state: AppState,
+    out: UnboundedSender<ServerMessage>,
+    close: Option<oneshot::Sender<(u16, String)>>,
+    joined: Option<Joined>,
+}
+
+/// Runs a session until the browser leaves, the socket drops, or a fatal error.
+pub(crate) async fn run(socket: WebSocket, state: AppState) {
+    let (sink, mut stream) = socket.split();
+    let (out_tx, out_rx) = unbounded_channel();
+    let (close_tx, close_rx) = oneshot::channel();
+    let writer = tokio::spawn(write_loop(sink, out_rx, close_rx));
+    let (media_tx, mut media_rx) = unbounded_channel();
+    let mut session = Session {
+        state,
+        out: out_tx,
+        close: Some(close_tx),
+        joined: None,
+    };
+    let mut media_tx = Some(media_tx);
+    loop {
+        let flow = tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => session.handle_text(text.as_str(), &mut media_tx),
+                Some(Ok(Message::Binary(_))) => session.fatal(&ProtocolError::Binary),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => ControlFlow::Continue(()),
+                Some(Ok(Message::Close(_))) | None => ControlFlow::Break(()),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "signalling socket error");
+                    ControlFlow::Break(())
+                }
+            },
+            Some(signal) = media_rx.recv() => session.handle_media(signal),
+        };
+        if flow.is_break() {
+            break;
+        }
+    }
+    session.finish();
+    drop(session);
+    let _ = writer.await;
+}
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut messages: UnboundedReceiver<ServerMessage>,
+    mut close: oneshot::Receiver<(u16, String)>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            msg = messages.recv() => match msg {
+                Some(m) => {
+                    if send_json(&mut sink, &m).await.is_err() {
+                        return;
+                    }
+                }
+                None => break,
+            },
+            reason = &mut close => {
+                // Flush what was queued before the close (the error message).
+                while let Ok(m) = messages.try_recv() {
+                    if send_json(&mut sink, &m).await.is_err() {
+                        return;
+                    }
+                }
+                if let Ok((code, reason)) = reason {
+                    let frame = CloseFrame { code, reason: reason.into() };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                }
+                return;
+            }
+        }
+    }
+    let _ = sink.send(Message::Close(None)).await;
+}
+
+async fn send_json(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    msg: &ServerMessage,
+) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(msg).unwrap_or_default();
+    sink.send(Message::Text(text.into())).await
+}
+
+impl Session {
+    fn send(&self, msg: ServerMessage) {
+        let _ = self.out.send(msg);
+    }
+
+    /// Sends an error and closes the socket.
+    fn close_with(&mut self, code: u16, error: &str, message: String) -> ControlFlow<()> {
+        tracing::info!(code = error, %message, "closing signalling session");
+        self.send(ServerMessage::Error {
+            code: error.to_owned(),
+            message: message.clone(),
+        });
+        if let Some(close) = self.close.take() {
+            let mut reason = message;
+            reason.truncate(120); // close reasons are limited to 123 bytes
+            let _ = close.send((code, reason));
+        }
+        ControlFlow::Break(())
+    }
+
+    fn fatal(&mut self, e: &ProtocolError) -> ControlFlow<()> {
+        let code = match e {
+            ProtocolError::TooLarge(_) => close::TOO_BIG,
+            _ => close::PROTOCOL,
+        };
+        self.close_with(code, e.code(), e.to_string())
+    }
+
+    fn handle_text(
+        &mut self,
+        text: &str,
+        media_tx: &mut Option<UnboundedSender<MediaSignal>>,
+    ) -> ControlFlow<()> {
+        let msg = match parse_client_message(text) {
+            Ok(m) => m,
+            Err(e) => return self.fatal(&e),
+        };
+        let joined = match (&mut self.joined, msg) {
+            (None, ClientMessage::Join { v, token }) => return self.join(v, &token),
+            (Some(_), ClientMessage::Join { .. }) => {
+                return self.close_with(
+                    close::POLICY,
+                    "already-joined",
+                    "this connection has already joined a call".into(),
+                )
+            }
+            (None, _) => {
+                return self.close_with(
+                    close::POLICY,
+                    "not-joined",
+                    "send join with the link's token first".into(),
+                )
+            }
+            (Some(j), msg) => (j, msg),
+        };
+        let (j, msg) = joined;
+        let room = RoomId(j.claims.room.clone());
+        let media = &self.state.inner.media;
+        let result = match msg {
+            ClientMessage::Offer { sdp } => {
+                let signals = match &j.media {
+                    Some(tx) => tx.clone(),
+                    None => {
+                        let Some(tx) = media_tx.take() else {
+                            return ControlFlow::Break(());
+                        };
+                        j.media = Some(tx.clone());
+                        tx
+                    }
+                };
+                media.connect(room, j.id, sdp, signals)
+            }
+            ClientMessage::Answer { sdp } => media.answer(room, j.id, sdp),
+            ClientMessage::Candidate { candidate } if candidate.is_empty() => Ok(()),
+            ClientMessage::Candidate { candidate } => media.remote_candidate(room, j.id, candidate),
+            ClientMessage::Mute { audio, video } => {
+                self.state
+                    .inner
+                    .presence
+                    .set_mute(&j.claims.room, j.id, audio, video);
+                Ok(())
+            }
+            ClientMessage::Leave => return ControlFlow::Break(()),
+            ClientMessage::Join { .. } => Ok(()),
+        };
+        match result {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                tracing::error!(error = %e, "media plane unavailable");
+                self.close_with(close::MEDIA, "media-unavailable", "the media server is not running".into())
+            }
+        }
+    }
+
+    fn join(&mut self, v: u32, token: &str) -> ControlFlow<()> {
+        if v != PROTOCOL_VERSION {
+            return self.close_with(
+                close::PROTOCOL,
+                "unsupported-version",
+                format!("this server speaks protocol version {PROTOCOL_VERSION}; reload the page"),
+            );
+        }
+        let claims = match self.state.inner.signer.verify(token, unix_now()) {
+            Ok(c) => c,
+            Err(e) => return self.close_with(close::BAD_TOKEN, e.code(), e.to_string()),
+        };
+        let inner = &self.state.inner;
+        let id = ParticipantId(
+            inner
+                .next_participant
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        let info = PeerInfo {
+            participant: id.to_string(),
+            name: claims.name.clone(),
+            role: claims.role,
+            audio: true,
+            video: true,
+        };
+        let participants = inner.presence.join(&claims.room, id, info, self.out.clone());
+        tracing::info!(room = %claims.room, participant = %id, role = %claims.role, "joined");
+        self.send(ServerMessage::Joined {
+            v: PROTOCOL_VERSION,
+            participant: id.to_string(),
+            room: claims.room.clone(),
+            participants,
+        });
+        self.state.emit(CallEvent::Joined {
+            room: claims.room.clone(),
+            participant: id.to_string(),
+            role: claims.role,
+            at: SystemTime::now(),
+        });
+        self.joined = Some(Joined {
+            claims,
+            id,
+            media: None,
+        });
+        ControlFlow::Continue(())
+    }
+
+    fn handle_media(&mut self, signal: MediaSignal) -> ControlFlow<()> {
+        match signal {
+            MediaSignal::Answer(sdp) => self.send(ServerMessage::Answer { sdp }),
+            MediaSignal::Offer(sdp) => self.send(ServerMessage::Offer { sdp }),
+            MediaSignal::Connected => self.send(ServerMessage::MediaConnected),
+            MediaSignal::IceDisconnected => tracing::info!("ICE path lost"),
+            MediaSignal::Error(message) => self.send(ServerMessage::Error {
+                code: "media-error".into(),
+                message,
+            }),
+            MediaSignal::Closed(reason) => {
+                return self.close_with(close::MEDIA, "media-closed", reason);
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn finish(&mut self) {
+        let Some(j) = self.joined.take() else {
+            return;
+        };
+        let inner = &self.state.inner;
+        inner.presence.leave(&j.claims.room, j.id);
+        if j.media.is_some() {
+            let _ = inner.media.leave(RoomId(j.claims.room.clone()), j.id);
+        }
+        tracing::info!(room = %j.claims.room, participant = %j.id, "left");
+        self.state.emit(CallEvent::Left {
+            room: j.claims.room,
+            participant: j.id.to_string(),
+            at: SystemTime::now(),
+        });
+    }
+}

@@ -1,0 +1,169 @@
+//! Configuration: embedded defaults, then a TOML file, then `CARECALL_*`
+//! environment variables, then command-line flags (each overriding the last).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// Everything `carecall serve` needs. Every field has a default that works on a
+/// laptop: `carecall serve` with no file gives a usable demo.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the HTTP server (pages, WebSocket) listens. `CARECALL_HTTP_ADDR`.
+    pub http_addr: SocketAddr,
+    /// The base URL put in join links, e.g. `https://carecall.hub.example`.
+    /// Default: `http://` + `http_addr`. `CARECALL_PUBLIC_URL`.
+    pub public_url: Option<String>,
+    /// Holds the SQLite call log and the generated link secret. `CARECALL_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// Link-signing secret. Default: generated once into `data_dir/link-secret`.
+    /// `CARECALL_LINK_SECRET`.
+    pub link_secret: Option<String>,
+    /// The media plane.
+    pub media: MediaSection,
+}
+
+/// `[media]` in the TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSection {
+    /// UDP port of the first media worker (worker i uses port + i); 0 picks
+    /// free ports. `CARECALL_MEDIA_PORT`.
+    pub port: u16,
+    /// Addresses announced to browsers as ICE candidates. Empty: every address
+    /// of this machine's interfaces. `CARECALL_MEDIA_ANNOUNCE` (comma-separated).
+    pub announce: Vec<IpAddr>,
+    /// Media worker threads; 0 means one per CPU core. `CARECALL_MEDIA_WORKERS`.
+    pub workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            data_dir: PathBuf::from("carecall-data"),
+            link_secret: None,
+            media: MediaSection::default(),
+        }
+    }
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection {
+            port: 40000,
+            announce: Vec::new(),
+            workers: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), then applies environment overrides.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("in config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(v) = var("CARECALL_HTTP_ADDR") {
+            self.http_addr = v.parse().context("CARECALL_HTTP_ADDR")?;
+        }
+        if let Some(v) = var("CARECALL_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = var("CARECALL_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = var("CARECALL_LINK_SECRET") {
+            self.link_secret = Some(v);
+        }
+        if let Some(v) = var("CARECALL_MEDIA_PORT") {
+            self.media.port = v.parse().context("CARECALL_MEDIA_PORT")?;
+        }
+        if let Some(v) = var("CARECALL_MEDIA_ANNOUNCE") {
+            self.media.announce = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().with_context(|| format!("CARECALL_MEDIA_ANNOUNCE: {s:?}")))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(v) = var("CARECALL_MEDIA_WORKERS") {
+            self.media.workers = v.parse().context("CARECALL_MEDIA_WORKERS")?;
+        }
+        Ok(())
+    }
+
+    /// The base URL for join links.
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.http_addr),
+        }
+    }
+}
+
+/// Parses a duration like `90s`, `30m`, `2h` or `7d`.
+pub fn parse_ttl(s: &str) -> anyhow::Result<std::time::Duration> {
+    let s = s.trim();
+    let split = s.len().saturating_sub(1);
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().with_context(|| format!("bad duration {s:?}: use e.g. 30m, 2h, 7d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("bad duration {s:?}: use e.g. 30m, 2h, 7d"),
+    };
+    if secs == 0 {
+        bail!("a link that expires at once is useless: give a duration above zero");
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut c: Config = toml::from_str("http_addr = \"0.0.0.0:9000\"\n[media]\nport = 5000").unwrap();
+        c.apply_env(|k| match k {
+            "CARECALL_MEDIA_PORT" => Some("6000".into()),
+            "CARECALL_MEDIA_ANNOUNCE" => Some("192.0.2.1, ::1".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.http_addr.port(), 9000);
+        assert_eq!(c.media.port, 6000);
+        assert_eq!(c.media.announce.len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_not_silently_ignored() {
+        assert!(toml::from_str::<Config>("htp_addr = \"x\"").is_err());
+    }
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("2h").unwrap().as_secs(), 7200);
+        assert_eq!(parse_ttl("45m").unwrap().as_secs(), 2700);
+        assert!(parse_ttl("2").is_err());
+        assert!(parse_ttl("0h").is_err());
+        assert!(parse_ttl("").is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! `carecall`: the one binary a hub runs. It parses the command line and the
+//! configuration, builds the media plane, signalling and admin plane, and wires
+//! them together. Everything else lives in the workspace's crates.
+
+mod config;
+mod secret;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use carecall_signalling::{JoinClaims, LinkSigner, Role};
+use config::{parse_ttl, Config};
+
+#[derive(Parser)]
+#[command(name = "carecall", version, about = "Video consultations between care homes and the clinical hub")]
+struct Cli {
+    /// TOML configuration file (see deploy/ for an example).
+    #[arg(long, global = true, env = "CARECALL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: pages, signalling and the media plane.
+    Serve {
+        /// HTTP listen address (e.g. 127.0.0.1:8080).
+        #[arg(long)]
+        http_addr: Option<std::net::SocketAddr>,
+        /// Data directory (SQLite call log, generated link secret).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// UDP port of the first media worker (0 picks free ports).
+        #[arg(long)]
+        media_port: Option<u16>,
+    },
+    /// Print one signed join link on standard output.
+    Link {
+        /// Room name: letters, digits, '-', '_' or '.'.
+        #[arg(long)]
+        room: String,
+        /// home, clinician, specialist or observer.
+        #[arg(long)]
+        role: Role,
+        /// Name shown under the participant's video (default: the role).
+        #[arg(long)]
+        name: Option<String>,
+        /// How long the link works: e.g. 30m, 2h, 7d.
+        #[arg(long, default_value = "2h")]
+        ttl: String,
+        /// Data directory of the server that will honour the link.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Base URL for the link (default: the configured public URL).
+        #[arg(long)]
+        base_url: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,str0m=warn,dimpl=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("carecall: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve {
+            http_addr,
+            data_dir,
+            media_port,
+        } => {
+            if let Some(a) = http_addr {
+                config.http_addr = a;
+            }
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            if let Some(p) = media_port {
+                config.media.port = p;
+            }
+            serve::serve(config)
+        }
+        Command::Link {
+            room,
+            role,
+            name,
+            ttl,
+            data_dir,
+            base_url,
+        } => {
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            if let Some(u) = base_url {
+                config.public_url = Some(u);
+            }
+            let secret = secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;
+            let ttl = parse_ttl(&ttl)?;
+            let link = make_link(&config, &LinkSigner::new(&secret), &room, role, name, ttl)?;
+            println!("{link}");
+            Ok(())
+        }
+    }
+}
+
+/// A join URL for `room` and `role`, valid for `ttl`.
+pub(crate) fn make_link(
+    config: &Config,
+    signer: &LinkSigner,
+    room: &str,
+    role: Role,
+    name: Option<String>,
+    ttl: std::time::Duration,
+) -> anyhow::Result<String> {
+    let claims = JoinClaims {
+        room: room.to_owned(),
+        role,
+        name: name.unwrap_or_else(|| role.to_string()),
+        exp: carecall_signalling::token::unix_now() + ttl.as_secs(),
+    };
+    let token = signer
+        .sign(&claims)
+        .map_err(|e| anyhow::anyhow!("cannot make a link for room {room:?}: {e}"))?;
+    Ok(format!("{}/join?t={token}", config.base_url()))
+}

@@ -1,0 +1,53 @@
+//! The link secret: from config/env if given, otherwise generated once into the
+//! data directory, readable only by the service's user.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use ring::rand::{SecureRandom, SystemRandom};
+
+const FILE: &str = "link-secret";
+
+/// Returns the secret bytes, creating the data directory and secret file if needed.
+pub fn link_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = configured {
+        if s.len() < 32 {
+            bail!("the configured link secret is too short: use at least 32 characters");
+        }
+        return Ok(s.as_bytes().to_vec());
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let path = data_dir.join(FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(hex) => {
+            let hex = hex.trim();
+            if hex.len() < 64 {
+                bail!("{} is shorter than 32 bytes: delete it to generate a new one (old links stop working)", path.display());
+            }
+            Ok(hex.as_bytes().to_vec())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            SystemRandom::new()
+                .fill(&mut bytes)
+                .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut f = options
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            writeln!(f, "{hex}").with_context(|| format!("writing {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a new link secret");
+            Ok(hex.into_bytes())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}

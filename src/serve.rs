@@ -1,0 +1,99 @@
+//! `carecall serve`: build the three planes and wire them.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use carecall_admin::CallLog;
+use carecall_sfu::{default_announce_addrs, MediaConfig, MediaServer};
+use carecall_signalling::{AppState, CallEvent, LinkSigner, Role};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::config::Config;
+
+pub fn serve(mut config: Config) -> anyhow::Result<()> {
+    let secret = crate::secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;
+    let call_log = CallLog::open(&config.data_dir.join("carecall.db"))?;
+
+    let announce = if config.media.announce.is_empty() {
+        default_announce_addrs()
+    } else {
+        config.media.announce.clone()
+    };
+    let workers = match config.media.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let media = MediaServer::start(&MediaConfig {
+        announce,
+        port: config.media.port,
+        workers,
+    })
+    .context("starting the media plane")?;
+
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("call-log".into())
+        .spawn(move || record_calls(call_log, events_rx))
+        .context("starting the call-log writer")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+        config.http_addr = listener.local_addr()?;
+        let signer = LinkSigner::new(&secret);
+        print_banner(&config, &signer, &media)?;
+        let state = AppState::new(signer, media, Some(events_tx));
+        let app = carecall_signalling::app(state);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("HTTP server")
+    })
+}
+
+fn print_banner(config: &Config, signer: &LinkSigner, media: &MediaServer) -> anyhow::Result<()> {
+    let ttl = Duration::from_secs(12 * 3600);
+    let clinician = crate::make_link(config, signer, "demo", Role::Clinician, Some("Hub clinician".into()), ttl)?;
+    let home = crate::make_link(config, signer, "demo", Role::Home, Some("Care home".into()), ttl)?;
+    let media_addrs: Vec<String> = media.local_addrs().iter().map(|a| a.to_string()).collect();
+    println!("carecall listening on http://{}", config.http_addr);
+    println!("media (UDP) on {}", media_addrs.join(", "));
+    println!("data directory: {}", config.data_dir.display());
+    println!();
+    println!("Demo room \"demo\" (links valid 12 hours):");
+    println!("  clinician: {clinician}");
+    println!("  care home: {home}");
+    println!();
+    println!("More links: carecall link --room NAME --role home|clinician|specialist|observer");
+    Ok(())
+}
+
+/// Writes call events to SQLite on this thread, off the async runtime.
+fn record_calls(log: CallLog, mut events: UnboundedReceiver<CallEvent>) {
+    while let Some(event) = events.blocking_recv() {
+        let result = match &event {
+            CallEvent::Joined {
+                room,
+                participant,
+                role,
+                at,
+            } => log.joined(room, participant, &role.to_string(), *at),
+            CallEvent::Left {
+                room,
+                participant,
+                at,
+            } => log.left(room, participant, *at),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, ?event, "call log write failed");
+        }
+    }
+}
