@@ -69,7 +69,8 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("in config file {}", path.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("in config file {}", path.display()))?
             }
             None => Config::default(),
         };
@@ -98,7 +99,10 @@ impl Config {
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(|s| s.parse().with_context(|| format!("CARECALL_MEDIA_ANNOUNCE: {s:?}")))
+                .map(|s| {
+                    s.parse()
+                        .with_context(|| format!("CARECALL_MEDIA_ANNOUNCE: {s:?}"))
+                })
                 .collect::<anyhow::Result<_>>()?;
         }
         if let Some(v) = var("CARECALL_MEDIA_WORKERS") {
@@ -121,7 +125,9 @@ pub fn parse_ttl(s: &str) -> anyhow::Result<std::time::Duration> {
     let s = s.trim();
     let split = s.len().saturating_sub(1);
     let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().with_context(|| format!("bad duration {s:?}: use e.g. 30m, 2h, 7d"))?;
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("bad duration {s:?}: use e.g. 30m, 2h, 7d"))?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
@@ -141,7 +147,8 @@ mod tests {
 
     #[test]
     fn env_overrides_file_values() {
-        let mut c: Config = toml::from_str("http_addr = \"0.0.0.0:9000\"\n[media]\nport = 5000").unwrap();
+        let mut c: Config =
+            toml::from_str("http_addr = \"0.0.0.0:9000\"\n[media]\nport = 5000").unwrap();
         c.apply_env(|k| match k {
             "CARECALL_MEDIA_PORT" => Some("6000".into()),
             "CARECALL_MEDIA_ANNOUNCE" => Some("192.0.2.1, ::1".into()),

@@ -15,7 +15,11 @@ use carecall_signalling::{JoinClaims, LinkSigner, Role};
 use config::{parse_ttl, Config};
 
 #[derive(Parser)]
-#[command(name = "carecall", version, about = "Video consultations between care homes and the clinical hub")]
+#[command(
+    name = "carecall",
+    version,
+    about = "Video consultations between care homes and the clinical hub"
+)]
 struct Cli {
     /// TOML configuration file (see deploy/ for an example).
     #[arg(long, global = true, env = "CARECALL_CONFIG")]

@@ -60,8 +60,22 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
 
 fn print_banner(config: &Config, signer: &LinkSigner, media: &MediaServer) -> anyhow::Result<()> {
     let ttl = Duration::from_secs(12 * 3600);
-    let clinician = crate::make_link(config, signer, "demo", Role::Clinician, Some("Hub clinician".into()), ttl)?;
-    let home = crate::make_link(config, signer, "demo", Role::Home, Some("Care home".into()), ttl)?;
+    let clinician = crate::make_link(
+        config,
+        signer,
+        "demo",
+        Role::Clinician,
+        Some("Hub clinician".into()),
+        ttl,
+    )?;
+    let home = crate::make_link(
+        config,
+        signer,
+        "demo",
+        Role::Home,
+        Some("Care home".into()),
+        ttl,
+    )?;
     let media_addrs: Vec<String> = media.local_addrs().iter().map(|a| a.to_string()).collect();
     println!("carecall listening on http://{}", config.http_addr);
     println!("media (UDP) on {}", media_addrs.join(", "));

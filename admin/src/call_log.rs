@@ -53,13 +53,15 @@ impl CallLog {
             source,
         };
         let conn = Connection::open(path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
         let version: usize = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             conn.execute_batch(sql).map_err(err)?;
-            conn.pragma_update(None, "user_version", i + 1).map_err(err)?;
+            conn.pragma_update(None, "user_version", i + 1)
+                .map_err(err)?;
         }
         // Sessions left open by a crash or restart ended when the process did.
         conn.execute(
@@ -81,7 +83,13 @@ impl CallLog {
     }
 
     /// Records a join.
-    pub fn joined(&self, room: &str, participant: &str, role: &str, at: SystemTime) -> Result<(), AdminError> {
+    pub fn joined(
+        &self,
+        room: &str,
+        participant: &str,
+        role: &str,
+        at: SystemTime,
+    ) -> Result<(), AdminError> {
         self.conn
             .execute(
                 "INSERT INTO participant_sessions (room, participant, role, joined_at_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -137,7 +145,8 @@ mod tests {
             let log = CallLog::open(&path).unwrap();
             log.joined("ward-7", "p1", "home", t0).unwrap();
             log.joined("ward-7", "p2", "clinician", t0).unwrap();
-            log.left("ward-7", "p1", t0 + Duration::from_secs(600)).unwrap();
+            log.left("ward-7", "p1", t0 + Duration::from_secs(600))
+                .unwrap();
         }
         let log = CallLog::open(&path).unwrap();
         let s = log.sessions().unwrap();

@@ -41,6 +41,18 @@ pub(crate) enum Propagated {
     KeyframeWanted { publisher: ParticipantId, mid: Mid },
 }
 
+/// What became of one packet offered to one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forwarded {
+    /// Written to the subscriber's stream.
+    Sent,
+    /// Not for this subscriber (not subscribed, not negotiated yet, not connected).
+    Skipped,
+    /// Dropped because the subscriber waits for a keyframe: the publisher must
+    /// be asked for one, or the subscriber's tile stays black.
+    NeedsKeyframe,
+}
+
 /// What one poll of a participant gave.
 pub(crate) enum Polled {
     Transmit(Transmit),
@@ -62,6 +74,11 @@ pub(crate) struct Participant {
     negotiation: Negotiation,
     pub publications: Vec<Publication>,
     pub subscriptions: Vec<Subscription>,
+    /// ICE and DTLS are up. Packets written before are lost, so a new
+    /// subscription's first keyframe must wait for this.
+    connected: bool,
+    /// Events produced alongside another output, handed out on the next polls.
+    pending: VecDeque<Propagated>,
 }
 
 impl Participant {
@@ -72,6 +89,8 @@ impl Participant {
             negotiation: Negotiation::Stable,
             publications: Vec::new(),
             subscriptions: Vec::new(),
+            connected: false,
+            pending: VecDeque::new(),
         }
     }
 
@@ -104,10 +123,7 @@ impl Participant {
     /// Accepts the browser's answer to our last offer. Returns the subscriptions
     /// (publisher, source mid) of video tracks that just opened, which need a
     /// keyframe from their publisher now.
-    pub fn accept_answer(
-        &mut self,
-        sdp: &str,
-    ) -> Result<Vec<(ParticipantId, Mid)>, SfuError> {
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<Vec<(ParticipantId, Mid)>, SfuError> {
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp {
             participant: self.id,
             reason: e.to_string(),
@@ -127,6 +143,7 @@ impl Participant {
                 participant: self.id,
                 reason: e.to_string(),
             })?;
+        tracing::debug!(participant = %self.id, connected = self.connected, "answer accepted");
         let mut opened = Vec::new();
         let mut direct = self.rtc.direct_api();
         for sub in &mut self.subscriptions {
@@ -134,7 +151,7 @@ impl Participant {
                 match direct.stream_tx_by_mid(mid, None).map(|s| s.ssrc()) {
                     Some(ssrc) => {
                         sub.state = SubscriptionState::Open { mid, ssrc };
-                        if sub.kind == MediaKind::Video {
+                        if sub.kind == MediaKind::Video && self.connected {
                             opened.push((sub.origin, sub.source_mid));
                         }
                     }
@@ -163,7 +180,8 @@ impl Participant {
 
     /// Subscribes to another participant's track (negotiated on the next poll).
     pub fn subscribe(&mut self, origin: ParticipantId, mid: Mid, kind: MediaKind) {
-        self.subscriptions.push(Subscription::new(origin, mid, kind));
+        self.subscriptions
+            .push(Subscription::new(origin, mid, kind));
     }
 
     /// Stops every subscription to a participant who left.
@@ -196,12 +214,22 @@ impl Participant {
         if !self.rtc.is_alive() {
             return Polled::Nothing;
         }
-        if let Some(offer) = self.negotiate_if_needed() {
-            signals.push_back((self.id, MediaSignal::Offer(offer)));
+        if let Some(event) = self.pending.pop_front() {
+            return Polled::Propagate(event);
         }
         match self.rtc.poll_output() {
             Ok(Output::Transmit(t)) => Polled::Transmit(t),
-            Ok(Output::Timeout(t)) => Polled::Timeout(t),
+            Ok(Output::Timeout(t)) => {
+                // Events are drained (so m-lines the browser offered to receive on
+                // have been adopted): offer what is still unnegotiated.
+                match self.negotiate_if_needed(signals) {
+                    Some(offer) => {
+                        signals.push_back((self.id, MediaSignal::Offer(offer)));
+                        Polled::Nothing
+                    }
+                    None => Polled::Timeout(t),
+                }
+            }
             Ok(Output::Event(e)) => self.handle_event(e, signals),
             Err(e) => {
                 tracing::warn!(participant = %self.id, error = %e, "WebRTC session failed");
@@ -217,12 +245,31 @@ impl Participant {
         signals: &mut VecDeque<(ParticipantId, MediaSignal)>,
     ) -> Polled {
         match event {
-            Event::Connected => signals.push_back((self.id, MediaSignal::Connected)),
+            Event::Connected => {
+                tracing::debug!(participant = %self.id, "media connected");
+                self.connected = true;
+                // Subscriptions negotiated before the transport came up got no
+                // usable keyframe yet: ask for one now.
+                for sub in &self.subscriptions {
+                    if sub.kind == MediaKind::Video
+                        && matches!(sub.state, SubscriptionState::Open { .. })
+                    {
+                        self.pending.push_back(Propagated::KeyframeWanted {
+                            publisher: sub.origin,
+                            mid: sub.source_mid,
+                        });
+                    }
+                }
+                signals.push_back((self.id, MediaSignal::Connected));
+            }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 signals.push_back((self.id, MediaSignal::IceDisconnected))
             }
             Event::MediaAdded(added) => {
-                let ours = self.subscriptions.iter().any(|s| s.mid() == Some(added.mid));
+                let ours = self
+                    .subscriptions
+                    .iter()
+                    .any(|s| s.mid() == Some(added.mid));
                 let incoming = matches!(added.direction, Direction::RecvOnly | Direction::SendRecv);
                 if incoming && !ours {
                     self.publications.push(Publication {
@@ -250,6 +297,53 @@ impl Participant {
             _ => {}
         }
         Polled::Nothing
+    }
+
+    /// Adopts the m-lines the browser offered to receive on (it pre-creates one
+    /// audio and one video slot per participant already in the call), so waiting
+    /// subscriptions use them at once: no renegotiation round trip before the
+    /// first frame. `offer` is the browser's offer just accepted.
+    pub fn adopt_receive_slots(
+        &mut self,
+        offer: &str,
+        signals: &mut VecDeque<(ParticipantId, MediaSignal)>,
+    ) {
+        for line in offer.lines() {
+            let Some(mid) = line.trim().strip_prefix("a=mid:") else {
+                continue;
+            };
+            let mid = Mid::from(mid);
+            let Some(media) = self.rtc.media(mid) else {
+                continue;
+            };
+            if media.direction() != Direction::SendOnly {
+                continue;
+            }
+            let kind = media.kind();
+            let Some(sub) = self
+                .subscriptions
+                .iter_mut()
+                .find(|s| s.kind == kind && s.state == SubscriptionState::ToOpen)
+            else {
+                continue;
+            };
+            let Some(ssrc) = self
+                .rtc
+                .direct_api()
+                .stream_tx_by_mid(mid, None)
+                .map(|s| s.ssrc())
+            else {
+                continue;
+            };
+            sub.state = SubscriptionState::Open { mid, ssrc };
+            signals.push_back((
+                self.id,
+                MediaSignal::Track {
+                    mid: mid.to_string(),
+                    participant: sub.origin,
+                },
+            ));
+        }
     }
 
     fn incoming_rtp(&mut self, packet: RtpPacket) -> Polled {
@@ -283,6 +377,8 @@ impl Participant {
     }
 
     /// Writes another participant's packet to this participant, if subscribed.
+    /// Video starts at a keyframe; until one comes, packets are dropped and
+    /// the caller is told to ask the publisher for a keyframe.
     /// Allocation-free: the payload is shared, the state is preallocated.
     pub fn forward(
         &mut self,
@@ -291,34 +387,38 @@ impl Participant {
         params: &PayloadParams,
         keyframe_start: bool,
         packet: &RtpPacket,
-    ) -> bool {
+    ) -> Forwarded {
+        if !self.connected {
+            return Forwarded::Skipped;
+        }
         let Some(sub) = self
             .subscriptions
             .iter_mut()
             .find(|s| s.origin == origin && s.source_mid == source_mid)
         else {
-            return false;
+            return Forwarded::Skipped;
         };
         let SubscriptionState::Open { ssrc, .. } = sub.state else {
-            return false;
+            return Forwarded::Skipped;
         };
         if sub.awaiting_keyframe {
             if !keyframe_start {
-                return false;
+                return Forwarded::NeedsKeyframe;
             }
             sub.awaiting_keyframe = false;
+            tracing::debug!(participant = %self.id, %origin, "first keyframe forwarded");
         }
         let codecs = self.rtc.codec_config();
         let Some(pt) = sub.outgoing_pt(params, |p| codecs.match_params(*p).map(|m| m.pt())) else {
-            return false;
+            return Forwarded::Skipped;
         };
         let Some(seq) = sub.seq.rewrite(*packet.seq_no) else {
-            return false;
+            return Forwarded::Skipped;
         };
         let nackable = sub.kind == MediaKind::Video;
         let mut direct = self.rtc.direct_api();
         let Some(tx) = direct.stream_tx(&ssrc) else {
-            return false;
+            return Forwarded::Skipped;
         };
         let ext = ExtensionValues {
             audio_level: packet.header.ext_vals.audio_level,
@@ -338,7 +438,7 @@ impl Participant {
             .ext_vals(ext)
             .nackable(nackable),
         );
-        true
+        Forwarded::Sent
     }
 
     /// Asks this participant's browser for a keyframe on a published track,
@@ -348,6 +448,7 @@ impl Participant {
             return;
         };
         if publication.keyframes.request(now) {
+            tracing::debug!(participant = %self.id, %mid, "keyframe requested");
             send_pli(&mut self.rtc, mid);
         }
     }
@@ -358,6 +459,7 @@ impl Participant {
         let mut next: Option<Instant> = None;
         for publication in &mut self.publications {
             if publication.keyframes.poll_deferred(now) {
+                tracing::debug!(participant = %self.id, mid = %publication.mid, "deferred keyframe requested");
                 send_pli(&mut self.rtc, publication.mid);
             }
             if let Some(t) = publication.keyframes.deferred_until() {
@@ -367,12 +469,18 @@ impl Participant {
         next
     }
 
-    fn negotiate_if_needed(&mut self) -> Option<String> {
+    fn negotiate_if_needed(
+        &mut self,
+        signals: &mut VecDeque<(ParticipantId, MediaSignal)>,
+    ) -> Option<String> {
         if !matches!(self.negotiation, Negotiation::Stable) {
             return None;
         }
         let wanted = self.subscriptions.iter().any(|s| {
-            matches!(s.state, SubscriptionState::ToOpen | SubscriptionState::ToStop(_))
+            matches!(
+                s.state,
+                SubscriptionState::ToOpen | SubscriptionState::ToStop(_)
+            )
         });
         if !wanted {
             return None;
@@ -391,6 +499,13 @@ impl Participant {
                         None,
                     );
                     sub.state = SubscriptionState::Negotiating(mid);
+                    signals.push_back((
+                        self.id,
+                        MediaSignal::Track {
+                            mid: mid.to_string(),
+                            participant: sub.origin,
+                        },
+                    ));
                 }
                 SubscriptionState::ToStop(mid) => {
                     change.stop_media(mid);
@@ -400,6 +515,7 @@ impl Participant {
             }
         }
         let (offer, pending) = change.apply()?;
+        tracing::debug!(participant = %self.id, "offer sent");
         self.negotiation = Negotiation::AwaitingAnswer(pending);
         Some(offer.to_sdp_string())
     }

@@ -10,7 +10,7 @@ use str0m::{Candidate, Input, Rtc};
 
 use crate::error::SfuError;
 use crate::id::{ParticipantId, RoomId};
-use crate::participant::{Participant, Polled, Propagated};
+use crate::participant::{Forwarded, Participant, Polled, Propagated};
 use crate::signal::MediaSignal;
 
 /// How long the room may sleep when nothing asks for sooner attention.
@@ -91,6 +91,7 @@ impl Room {
                 participant.subscribe(other.id, publication.mid, publication.kind);
             }
         }
+        participant.adopt_receive_slots(offer, &mut self.signals);
         self.participants.push(participant);
         self.signals.push_back((id, MediaSignal::Answer(answer)));
         Ok(())
@@ -203,8 +204,16 @@ impl Room {
                 keyframe_start,
                 packet,
             } => {
+                let mut wants_keyframe = false;
                 for p in self.participants.iter_mut().filter(|p| p.id != origin) {
-                    p.forward(origin, mid, &params, keyframe_start, &packet);
+                    wants_keyframe |= p.forward(origin, mid, &params, keyframe_start, &packet)
+                        == Forwarded::NeedsKeyframe;
+                }
+                if wants_keyframe {
+                    // Throttled per track: one request per window, however many wait.
+                    if let Some(p) = self.participants.iter_mut().find(|p| p.id == origin) {
+                        p.request_keyframe(mid, now);
+                    }
                 }
             }
             Propagated::KeyframeWanted { publisher, mid } => {

@@ -8,6 +8,14 @@ pub enum MediaSignal {
     Answer(String),
     /// A new offer: tracks of others were added or removed.
     Offer(String),
+    /// The m-line `mid` carries `participant`'s track. Sent before the SDP that
+    /// uses it, so the browser can put the track in the right tile.
+    Track {
+        /// The m-line's mid.
+        mid: String,
+        /// Whose track it carries.
+        participant: crate::id::ParticipantId,
+    },
     /// ICE and DTLS are up; media can flow.
     Connected,
     /// ICE lost the path; media may come back (e.g. a Wi-Fi roam).

@@ -84,7 +84,10 @@ impl Subscription {
         lookup: impl FnOnce(&PayloadParams) -> Option<Pt>,
     ) -> Option<Pt> {
         let incoming = params.pt();
-        if let Some((_, out)) = self.pt_map[..self.pt_len].iter().find(|(i, _)| *i == incoming) {
+        if let Some((_, out)) = self.pt_map[..self.pt_len]
+            .iter()
+            .find(|(i, _)| *i == incoming)
+        {
             return Some(*out);
         }
         let out = lookup(params)?;

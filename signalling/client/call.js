@@ -17,6 +17,8 @@ export class Call extends EventTarget {
     this.participant = null;
     this.peers = new Map();        // participant id -> info
     this.streams = new Map();      // participant id -> MediaStream of their tracks
+    this.midOwner = new Map();     // m-line mid -> participant id (from 'track' messages)
+    this.unclaimed = new Map();    // mid -> track that arrived before its 'track' message
     this.queue = Promise.resolve();
     this.closedByUs = false;
   }
@@ -45,13 +47,15 @@ export class Call extends EventTarget {
   }
 
   async handle(msg) {
+    const m = window.carecall && window.carecall.metrics;
+    if (m) (m.signals = m.signals || []).push(`${msg.type}@${Math.round(performance.now())}`);
     switch (msg.type) {
       case 'joined':
         this.participant = msg.participant;
         for (const p of msg.participants) this.peers.set(p.participant, p);
         this.emit('joined', msg);
         for (const p of msg.participants) this.emit('peer', p);
-        await this.startMedia();
+        await this.startMedia(msg.participants.length);
         break;
       case 'answer':
         await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
@@ -72,6 +76,12 @@ export class Call extends EventTarget {
         this.streams.delete(msg.participant);
         this.emit('peer-left', msg);
         break;
+      case 'track': {
+        this.midOwner.set(msg.mid, msg.participant);
+        const waiting = this.unclaimed.get(msg.mid);
+        if (waiting) { this.unclaimed.delete(msg.mid); this.attach(msg.participant, waiting); }
+        break;
+      }
       case 'media-connected':
         this.emit('media-connected', {});
         break;
@@ -83,7 +93,19 @@ export class Call extends EventTarget {
     }
   }
 
-  async startMedia() {
+  attach(owner, track) {
+    let stream = this.streams.get(owner);
+    if (!stream) { stream = new MediaStream(); this.streams.set(owner, stream); }
+    for (const old of stream.getTracks().filter((t) => t.kind === track.kind && t !== track)) stream.removeTrack(old);
+    stream.addTrack(track);
+    track.addEventListener('ended', () => stream.removeTrack(track));
+    this.emit('remote-track', { participant: owner, stream, track });
+  }
+
+  // `others`: how many people are already in the call. One receive-only audio
+  // and video slot each goes into the first offer, so their media can flow as
+  // soon as the connection is up, without a second negotiation.
+  async startMedia(others) {
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
     pc.onicecandidate = (e) => {
@@ -94,18 +116,19 @@ export class Call extends EventTarget {
     };
     pc.onconnectionstatechange = () => this.emit('connection', { state: pc.connectionState });
     pc.ontrack = (e) => {
-      const owner = e.streams[0] ? e.streams[0].id : null;
-      if (!owner) return;
-      let stream = this.streams.get(owner);
-      if (!stream) { stream = new MediaStream(); this.streams.set(owner, stream); }
-      stream.addTrack(e.track);
-      e.track.onended = () => stream.removeTrack(e.track);
-      this.emit('remote-track', { participant: owner, stream, track: e.track });
+      const mid = e.transceiver.mid;
+      const owner = this.midOwner.get(mid);
+      if (owner) this.attach(owner, e.track);
+      else this.unclaimed.set(mid, e.track);
     };
     for (const track of this.localStream.getTracks()) {
       if (track.kind === 'video') track.contentHint = 'detail';
       const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
       if (track.kind === 'video') await preferResolution(t.sender);
+    }
+    for (let i = 0; i < others; i++) {
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      pc.addTransceiver('video', { direction: 'recvonly' });
     }
     await pc.setLocalDescription(await pc.createOffer());
     this.send({ type: 'offer', sdp: pc.localDescription.sdp });

@@ -30,11 +30,7 @@ pub(crate) async fn join_page(
         return error_page(&TokenError::Malformed);
     };
     match state.inner.signer.verify(&token, unix_now()) {
-        Ok(_) => (
-            [(header::CACHE_CONTROL, "no-store")],
-            Html(CALL_PAGE),
-        )
-            .into_response(),
+        Ok(_) => ([(header::CACHE_CONTROL, "no-store")], Html(CALL_PAGE)).into_response(),
         Err(e) => error_page(&e),
     }
 }

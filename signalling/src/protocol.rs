@@ -95,6 +95,13 @@ pub enum ServerMessage {
         /// SDP text.
         sdp: String,
     },
+    /// The m-line `mid` carries this participant's track (for the tile).
+    Track {
+        /// The m-line's mid.
+        mid: String,
+        /// Whose track.
+        participant: String,
+    },
     /// Media is flowing between the browser and the SFU.
     MediaConnected,
     /// Someone joined.
@@ -183,42 +190,66 @@ mod tests {
     fn parses_each_known_message() {
         assert_eq!(
             parse_client_message(r#"{"type":"join","v":1,"token":"t"}"#),
-            Ok(ClientMessage::Join { v: 1, token: "t".into() })
+            Ok(ClientMessage::Join {
+                v: 1,
+                token: "t".into()
+            })
         );
-        assert_eq!(parse_client_message(r#"{"type":"leave"}"#), Ok(ClientMessage::Leave));
+        assert_eq!(
+            parse_client_message(r#"{"type":"leave"}"#),
+            Ok(ClientMessage::Leave)
+        );
         assert_eq!(
             parse_client_message(r#"{"type":"mute","audio":false,"video":true}"#),
-            Ok(ClientMessage::Mute { audio: false, video: true })
+            Ok(ClientMessage::Mute {
+                audio: false,
+                video: true
+            })
         );
     }
 
     #[test]
     fn tells_malformed_unknown_and_bad_apart() {
-        assert_eq!(parse_client_message("{not json").unwrap_err().code(), "malformed");
-        assert_eq!(parse_client_message("[1,2]").unwrap_err().code(), "malformed");
+        assert_eq!(
+            parse_client_message("{not json").unwrap_err().code(),
+            "malformed"
+        );
+        assert_eq!(
+            parse_client_message("[1,2]").unwrap_err().code(),
+            "malformed"
+        );
         assert_eq!(
             parse_client_message(r#"{"type":"dance"}"#).unwrap_err(),
             ProtocolError::UnknownType("dance".into())
         );
         assert_eq!(
-            parse_client_message(r#"{"type":"offer"}"#).unwrap_err().code(),
+            parse_client_message(r#"{"type":"offer"}"#)
+                .unwrap_err()
+                .code(),
             "bad-message"
         );
         assert_eq!(
-            parse_client_message(r#"{"type":"leave","x":1}"#).unwrap_err().code(),
+            parse_client_message(r#"{"type":"leave","x":1}"#)
+                .unwrap_err()
+                .code(),
             "bad-message"
         );
     }
 
     #[test]
     fn oversized_is_refused_before_parsing() {
-        let big = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
+        let big = format!(
+            r#"{{"type":"offer","sdp":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
         assert_eq!(parse_client_message(&big).unwrap_err().code(), "too-large");
     }
 
     #[test]
     fn server_messages_serialise_with_kebab_types() {
-        let m = ServerMessage::ParticipantLeft { participant: "p1".into() };
+        let m = ServerMessage::ParticipantLeft {
+            participant: "p1".into(),
+        };
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
             r#"{"type":"participant-left","participant":"p1"}"#

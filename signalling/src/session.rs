@@ -94,7 +94,12 @@ async fn write_loop(
                         return;
                     }
                 }
-                None => break,
+                None => {
+                    // Every sender is gone: the session ended, perhaps with a reason.
+                    let frame = close.try_recv().ok().map(|(code, reason)| CloseFrame { code, reason: reason.into() });
+                    let _ = sink.send(Message::Close(frame)).await;
+                    return;
+                }
             },
             reason = &mut close => {
                 // Flush what was queued before the close (the error message).
@@ -111,7 +116,6 @@ async fn write_loop(
             }
         }
     }
-    let _ = sink.send(Message::Close(None)).await;
 }
 
 async fn send_json(
@@ -211,7 +215,11 @@ impl Session {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => {
                 tracing::error!(error = %e, "media plane unavailable");
-                self.close_with(close::MEDIA, "media-unavailable", "the media server is not running".into())
+                self.close_with(
+                    close::MEDIA,
+                    "media-unavailable",
+                    "the media server is not running".into(),
+                )
             }
         }
     }
@@ -241,7 +249,9 @@ impl Session {
             audio: true,
             video: true,
         };
-        let participants = inner.presence.join(&claims.room, id, info, self.out.clone());
+        let participants = inner
+            .presence
+            .join(&claims.room, id, info, self.out.clone());
         tracing::info!(room = %claims.room, participant = %id, role = %claims.role, "joined");
         self.send(ServerMessage::Joined {
             v: PROTOCOL_VERSION,
@@ -268,6 +278,10 @@ impl Session {
             MediaSignal::Answer(sdp) => self.send(ServerMessage::Answer { sdp }),
             MediaSignal::Offer(sdp) => self.send(ServerMessage::Offer { sdp }),
             MediaSignal::Connected => self.send(ServerMessage::MediaConnected),
+            MediaSignal::Track { mid, participant } => self.send(ServerMessage::Track {
+                mid,
+                participant: participant.to_string(),
+            }),
             MediaSignal::IceDisconnected => tracing::info!("ICE path lost"),
             MediaSignal::Error(message) => self.send(ServerMessage::Error {
                 code: "media-error".into(),

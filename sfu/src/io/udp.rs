@@ -21,7 +21,10 @@ pub(crate) struct MediaSocket {
 
 /// Binds one socket per announced address. An announced address that is not on
 /// this machine (a NAT's public address) is served by a wildcard socket.
-pub(crate) fn bind_std(announce: &[IpAddr], port: u16) -> Result<Vec<(StdUdpSocket, SocketAddr)>, SfuError> {
+pub(crate) fn bind_std(
+    announce: &[IpAddr],
+    port: u16,
+) -> Result<Vec<(StdUdpSocket, SocketAddr)>, SfuError> {
     let mut out = Vec::new();
     for ip in announce {
         let wanted = SocketAddr::new(*ip, port);
@@ -39,12 +42,23 @@ pub(crate) fn bind_std(announce: &[IpAddr], port: u16) -> Result<Vec<(StdUdpSock
                     source,
                 })?
             }
-            Err(source) => return Err(SfuError::Bind { addr: wanted, source }),
+            Err(source) => {
+                return Err(SfuError::Bind {
+                    addr: wanted,
+                    source,
+                })
+            }
         };
-        let local = socket.local_addr().map_err(|source| SfuError::Bind { addr: wanted, source })?;
+        let local = socket.local_addr().map_err(|source| SfuError::Bind {
+            addr: wanted,
+            source,
+        })?;
         socket
             .set_nonblocking(true)
-            .map_err(|source| SfuError::Bind { addr: wanted, source })?;
+            .map_err(|source| SfuError::Bind {
+                addr: wanted,
+                source,
+            })?;
         out.push((socket, SocketAddr::new(*ip, local.port())));
     }
     Ok(out)

@@ -186,7 +186,9 @@ fn run_worker(
         for (socket, announced) in bound {
             match MediaSocket::new(socket, announced) {
                 Ok(s) => sockets.push(s),
-                Err(e) => tracing::error!(worker = index, %announced, error = %e, "media socket unusable"),
+                Err(e) => {
+                    tracing::error!(worker = index, %announced, error = %e, "media socket unusable")
+                }
             }
         }
         let candidates = sockets

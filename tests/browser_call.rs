@@ -1,0 +1,237 @@
+//! Real browsers in a real call through the SFU: three headless Chromium
+//! instances with fake 1280x720 cameras join one room from links made by
+//! `carecall link`; each must decode the other two at 1280x720 and receive
+//! their audio. While the call runs, bad input is thrown at the server and the
+//! call must keep decoding. Then a fourth browser joins and must see video
+//! within 1 s of its connection coming up (keyframe on join).
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::abuse::{http_get, spray_media_port, ws_refusal};
+use support::browser::{Browser, Driver, Inbound};
+use support::{token_of, Server};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Frames decoded per remote participant's video, and audio packets received.
+async fn snapshot(b: &Browser) -> (HashMap<String, Inbound>, HashMap<String, Inbound>) {
+    let mut video = HashMap::new();
+    let mut audio = HashMap::new();
+    for s in b.inbound().await {
+        let map = if s.kind == "video" {
+            &mut video
+        } else {
+            &mut audio
+        };
+        map.insert(s.participant.clone(), s);
+    }
+    (video, audio)
+}
+
+/// Waits until every browser decodes `remotes` remote videos at 1280x720 and
+/// receives their audio.
+async fn wait_all_decoding_hd(browsers: &[&Browser], remotes: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut ok = true;
+        let mut report = Vec::new();
+        for (i, b) in browsers.iter().enumerate() {
+            let (video, audio) = snapshot(b).await;
+            let hd = video
+                .values()
+                .filter(|v| v.width == 1280 && v.height == 720 && v.frames_decoded > 0)
+                .count();
+            let heard = audio.values().filter(|a| a.packets > 0).count();
+            ok &= hd >= remotes && heard >= remotes;
+            report.push(format!(
+                "browser {i}: {hd} HD videos, {heard} audio; {video:?}"
+            ));
+        }
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all browsers decode HD in time:\n{}",
+            report.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Asserts that over `span` every remote video keeps decoding (frames rising)
+/// at 1280x720 and every remote audio keeps arriving.
+async fn assert_still_decoding(browsers: &[&Browser], span: Duration) {
+    let before: Vec<_> = futures_util::future::join_all(browsers.iter().map(|b| snapshot(b))).await;
+    tokio::time::sleep(span).await;
+    let after: Vec<_> = futures_util::future::join_all(browsers.iter().map(|b| snapshot(b))).await;
+    for (i, ((v0, a0), (v1, a1))) in before.iter().zip(&after).enumerate() {
+        assert!(!v1.is_empty(), "browser {i} decodes no video");
+        for (who, v) in v1 {
+            let earlier = v0.get(who).map_or(0, |x| x.frames_decoded);
+            let fps = (v.frames_decoded - earlier) as f64 / span.as_secs_f64();
+            println!(
+                "browser {i} <- {who}: {}x{}, {:.1} fps decoded, {} freezes",
+                v.width, v.height, fps, v.freezes
+            );
+            assert_eq!(
+                (v.width, v.height),
+                (1280, 720),
+                "browser {i} <- {who} not HD"
+            );
+            assert!(
+                v.frames_decoded > earlier + 5,
+                "browser {i} <- {who}: frames not rising ({earlier} -> {})",
+                v.frames_decoded
+            );
+        }
+        for (who, a) in a1 {
+            let earlier = a0.get(who).map_or(0, |x| x.packets);
+            assert!(
+                a.packets > earlier + 50,
+                "browser {i} <- {who}: audio not arriving ({earlier} -> {})",
+                a.packets
+            );
+        }
+    }
+}
+
+async fn bad_input_is_refused_and_harmless(server: &Server) {
+    // Forged: a valid link's claims with another signature.
+    let good = token_of(&server.link("ward-9", "home", "Rose Court", "1h"));
+    let (claims, _) = good.split_once('.').unwrap();
+    let forged = format!("{claims}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let (status, body) = http_get(&server.base_url, &format!("/join?t={forged}")).await;
+    assert_eq!(status, 403, "forged link page");
+    assert!(body.contains("not valid for this hub"), "{body}");
+
+    let expired = token_of(&server.link("ward-9", "home", "Rose Court", "1s"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = http_get(&server.base_url, &format!("/join?t={expired}")).await;
+    assert_eq!(status, 410, "expired link page");
+    assert!(body.contains("expired"), "{body}");
+    let (status, _) = http_get(&server.base_url, "/join?t=%%%garbage").await;
+    assert_eq!(status, 400, "malformed link page");
+
+    let ws = server.ws_url();
+    let join = |t: &str| Message::text(json!({"type":"join","v":1,"token":t}).to_string());
+    let cases: Vec<(&str, Vec<Message>, &str, u16)> = vec![
+        ("forged token", vec![join(&forged)], "bad-token", 4001),
+        ("expired token", vec![join(&expired)], "expired-token", 4001),
+        (
+            "malformed JSON",
+            vec![Message::text("{\"type\": \"join\", oops")],
+            "malformed",
+            4002,
+        ),
+        (
+            "unknown type",
+            vec![join(&good), Message::text(r#"{"type":"teleport"}"#)],
+            "unknown-type",
+            4002,
+        ),
+        (
+            "oversized",
+            vec![
+                join(&good),
+                Message::text(json!({"type":"offer","sdp":"v=0\r\n".repeat(20_000)}).to_string()),
+            ],
+            "too-large",
+            1009,
+        ),
+        (
+            "binary frame",
+            vec![Message::binary(vec![1u8, 2, 3])],
+            "binary-not-supported",
+            4002,
+        ),
+        (
+            "offer before join",
+            vec![Message::text(r#"{"type":"offer","sdp":"v=0"}"#)],
+            "not-joined",
+            1008,
+        ),
+    ];
+    for (what, frames, code, close) in cases {
+        let (error, closed) = ws_refusal(&ws, frames).await;
+        println!("{what}: {} / close {closed:?}", error["code"]);
+        assert_eq!(error["code"], code, "{what}: {error}");
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: no message"
+        );
+        assert_eq!(closed, Some(close), "{what}: close code");
+    }
+
+    // Garbage at the media port: parsers must drop it.
+    spray_media_port(&server.media_addrs, 20_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_browsers_in_hd_then_a_fourth_sees_video_within_a_second() {
+    let server = Server::start();
+    let driver = Driver::start().await;
+    let links = [
+        server.link("consult-1", "home", "Rose Court", "1h"),
+        server.link("consult-1", "clinician", "Hub clinician", "1h"),
+        server.link("consult-1", "specialist", "Frailty consultant", "1h"),
+    ];
+    let mut browsers = Vec::new();
+    for link in &links {
+        let b = driver.browser().await;
+        b.join(link).await;
+        browsers.push(b);
+    }
+    let refs: Vec<&Browser> = browsers.iter().collect();
+    wait_all_decoding_hd(&refs, 2, Duration::from_secs(60)).await;
+    for (i, b) in browsers.iter().enumerate() {
+        let m = b.metrics().await;
+        println!(
+            "browser {i}: page load -> first remote frame (ms): {}; join click at {} ms",
+            m["firstRemoteFrameMs"], m["joinClickedMs"]
+        );
+    }
+    assert_still_decoding(&refs, Duration::from_secs(5)).await;
+
+    bad_input_is_refused_and_harmless(&server).await;
+    println!("after bad input:");
+    assert_still_decoding(&refs, Duration::from_secs(3)).await;
+
+    // A fourth participant joins the running call.
+    let fourth = driver.browser().await;
+    fourth
+        .join(&server.link("consult-1", "observer", "Student nurse", "1h"))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (connected, first_frames) = loop {
+        let m = fourth.metrics().await;
+        let frames = m["firstRemoteFrameMs"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        if frames.len() >= 3 && m["connectedMs"].is_number() {
+            println!("fourth browser metrics: {m}");
+            break (m["connectedMs"].as_f64().unwrap(), frames);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fourth browser saw no video of all three: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for (who, at) in &first_frames {
+        let after = at.as_f64().unwrap() - connected;
+        println!("fourth browser: first frame of {who} {after:.0} ms after connecting");
+        assert!(
+            after < 1000.0,
+            "{who}'s video took {after:.0} ms after connecting (keyframe on join)"
+        );
+    }
+    fourth.close().await;
+    for b in browsers {
+        b.close().await;
+    }
+}

@@ -1,0 +1,122 @@
+//! Test support: a real `carecall` server process on loopback, join links made
+//! by `carecall link`, and non-browser WebRTC peers.
+#![allow(dead_code)]
+
+pub mod abuse;
+pub mod browser;
+pub mod peer;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `carecall serve` process with its own data directory, killed on drop.
+pub struct Server {
+    child: Child,
+    pub base_url: String,
+    pub media_addrs: Vec<std::net::SocketAddr>,
+    pub data_dir: tempfile::TempDir,
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_carecall"))
+}
+
+impl Server {
+    /// Starts a server on loopback only: HTTP on a free port, media announced on 127.0.0.1.
+    pub fn start() -> Server {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(binary())
+            .args([
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--media-port",
+                "0",
+                "--data-dir",
+            ])
+            .arg(data_dir.path())
+            .env("CARECALL_MEDIA_ANNOUNCE", "127.0.0.1")
+            .env("CARECALL_MEDIA_WORKERS", "1")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,str0m=warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start carecall serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut base_url = None;
+        let mut media_addrs = Vec::new();
+        while Instant::now() < deadline {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(url) = line.strip_prefix("carecall listening on ") {
+                base_url = Some(url.trim().to_owned());
+            }
+            if let Some(list) = line.strip_prefix("media (UDP) on ") {
+                media_addrs = list.split(", ").filter_map(|a| a.parse().ok()).collect();
+            }
+            if line.starts_with("More links:") {
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let base_url = base_url.expect("server printed its URL");
+        Server {
+            child,
+            base_url,
+            media_addrs,
+            data_dir,
+        }
+    }
+
+    /// A join link made by `carecall link` against this server's data directory.
+    pub fn link(&self, room: &str, role: &str, name: &str, ttl: &str) -> String {
+        let out = Command::new(binary())
+            .args([
+                "link", "--room", room, "--role", role, "--name", name, "--ttl", ttl,
+            ])
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["--base-url", &self.base_url])
+            .output()
+            .expect("run carecall link");
+        assert!(
+            out.status.success(),
+            "carecall link failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8 link")
+            .trim()
+            .to_owned()
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.base_url.replacen("http://", "ws://", 1))
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.path().join("carecall.db")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The token in a join link.
+pub fn token_of(link: &str) -> String {
+    link.split_once("t=")
+        .expect("link has a token")
+        .1
+        .to_owned()
+}
