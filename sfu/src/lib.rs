@@ -20,6 +20,8 @@ mod keyframe;
 mod participant;
 mod room;
 mod signal;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod track;
 
 pub use codec::{h264_keyframe_start, vp8_keyframe_start};

@@ -21,6 +21,8 @@ use crate::signal::MediaSignal;
 use crate::track::{Publication, Subscription, SubscriptionState};
 
 /// Something one participant's session produced that concerns the others.
+// Boxing the packet would allocate once per packet on the forwarding path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Propagated {
     /// A new published track: every other participant subscribes to it.
@@ -54,6 +56,7 @@ pub(crate) enum Forwarded {
 }
 
 /// What one poll of a participant gave.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Polled {
     Transmit(Transmit),
     Propagate(Propagated),

@@ -47,8 +47,12 @@ export class Call extends EventTarget {
   }
 
   async handle(msg) {
+    // The last few messages with their arrival times (ms since page load), for diagnosis.
     const m = window.carecall && window.carecall.metrics;
-    if (m) (m.signals = m.signals || []).push(`${msg.type}@${Math.round(performance.now())}`);
+    if (m) {
+      m.signals = (m.signals || []).slice(-30);
+      m.signals.push(`${msg.type}@${Math.round(performance.now())}`);
+    }
     switch (msg.type) {
       case 'joined':
         this.participant = msg.participant;

@@ -305,9 +305,9 @@ impl TestPeer {
             payload,
         )
         .await;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let frame = n / 2;
-            let key = frame % KEYFRAME_EVERY == 0;
+            let key = frame.is_multiple_of(KEYFRAME_EVERY);
             // VP8 descriptor: S=1, PID=0; then the frame header's P bit (0 = key).
             let mut payload = vec![0x10u8, if key { 0x00 } else { 0x01 }];
             payload.extend_from_slice(&frame.to_be_bytes());

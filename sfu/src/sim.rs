@@ -1,0 +1,269 @@
+//! A call in simulated time: str0m client sessions (standing in for browsers)
+//! and a [`Room`] exchange datagrams in memory, with no socket and no clock.
+//! Used by protocol tests and the forwarding benchmark, so both exercise the
+//! real DTLS-SRTP path.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use crate::{MediaSignal, ParticipantId, Room, RoomId};
+
+/// One simulated browser.
+pub struct SimPeer {
+    /// Its participant id in the room.
+    pub id: ParticipantId,
+    /// Its WebRTC session (str0m, RTP mode).
+    pub rtc: Rtc,
+    addr: SocketAddr,
+    video_mid: Mid,
+    pending: Option<SdpPendingOffer>,
+    next_seq: u64,
+    /// RTP packets received (from any other participant).
+    pub received: u64,
+    /// Payloads of received video packets, in arrival order, when recording is on.
+    pub received_video: Vec<Arc<[u8]>>,
+    /// Whether to keep `received_video`.
+    pub record: bool,
+    /// Keyframe requests (PLI/FIR) the SFU sent this peer.
+    pub keyframe_requests: u64,
+}
+
+/// A room and its simulated participants.
+pub struct SimCall {
+    /// The SFU room under test.
+    pub room: Room,
+    /// The participants' sessions.
+    pub peers: Vec<SimPeer>,
+    /// Simulated time.
+    pub now: Instant,
+    server: SocketAddr,
+    /// Datagrams the room sent that no peer took (counted, then dropped).
+    pub to_nobody: u64,
+    /// Datagrams the room sent, in total.
+    pub transmitted: u64,
+    /// When false, datagrams from the room are counted but not delivered to the
+    /// peers: a benchmark measures the SFU, not the receivers.
+    pub deliver: bool,
+}
+
+impl SimCall {
+    /// A room with `n` participants, each publishing one audio and one video
+    /// track, fully connected and negotiated.
+    pub fn new(n: usize) -> SimCall {
+        Self::build(n, n)
+    }
+
+    /// One publisher (participant 0, audio and video) and `subscribers`
+    /// participants who only receive: the fan-out shape.
+    pub fn fan_out(subscribers: usize) -> SimCall {
+        Self::build(1, subscribers + 1)
+    }
+
+    fn build(publishers: usize, n: usize) -> SimCall {
+        let now = Instant::now();
+        let server: SocketAddr = "127.0.0.1:40000".parse().expect("static address");
+        let mut call = SimCall {
+            room: Room::new(RoomId("sim".into())),
+            peers: Vec::new(),
+            now,
+            server,
+            to_nobody: 0,
+            transmitted: 0,
+            deliver: true,
+        };
+        for i in 0..n {
+            call.join(i, i < publishers);
+            call.settle(Duration::from_millis(200));
+        }
+        call.settle(Duration::from_secs(1));
+        call
+    }
+
+    fn join(&mut self, i: usize, publishes: bool) {
+        let addr: SocketAddr = format!("127.0.1.{}:5000", i + 1).parse().expect("address");
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
+        let mut api = rtc.sdp_api();
+        let video_mid = if publishes {
+            api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+            api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None)
+        } else {
+            // An offer needs an m-line; a receive-only one becomes a receive slot.
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None)
+        };
+        let (offer, pending) = api.apply().expect("an offer");
+        let id = ParticipantId(i as u64 + 1);
+        let server_candidate = Candidate::host(self.server, "udp").expect("host candidate");
+        self.room
+            .connect(self.now, id, &offer.to_sdp_string(), &[server_candidate])
+            .expect("room accepts the offer");
+        self.peers.push(SimPeer {
+            id,
+            rtc,
+            addr,
+            video_mid,
+            pending: Some(pending),
+            next_seq: 1,
+            received: 0,
+            received_video: Vec::new(),
+            record: false,
+            keyframe_requests: 0,
+        });
+    }
+
+    /// Runs the call for `span` of simulated time in 1 ms steps.
+    pub fn settle(&mut self, span: Duration) {
+        let end = self.now + span;
+        while self.now < end {
+            self.now += Duration::from_millis(1);
+            self.room.handle_timeout(self.now);
+            for p in &mut self.peers {
+                let _ = p.rtc.handle_input(Input::Timeout(self.now));
+            }
+            self.pump();
+        }
+    }
+
+    /// Exchanges everything pending between the peers and the room.
+    pub fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            // Room → peers.
+            let now = self.now;
+            let mut out: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)> = VecDeque::new();
+            let deliver = self.deliver;
+            let mut sent = 0u64;
+            self.room.poll(now, |t| {
+                sent += 1;
+                if deliver {
+                    out.push_back((t.source, t.destination, t.contents.to_vec()));
+                }
+            });
+            self.transmitted += sent;
+            moved |= sent > 0;
+            while let Some((from, to, data)) = out.pop_front() {
+                match self.peers.iter_mut().find(|p| p.addr == to) {
+                    Some(p) => {
+                        if let Ok(r) = Receive::new(Protocol::Udp, from, to, &data) {
+                            let _ = p.rtc.handle_input(Input::Receive(now, r));
+                        }
+                    }
+                    None => self.to_nobody += 1,
+                }
+            }
+            // Signals → peers.
+            while let Some((id, signal)) = self.room.poll_signal() {
+                moved = true;
+                self.signal(id, signal);
+            }
+            // Peers → room.
+            for i in 0..self.peers.len() {
+                moved |= self.drain_peer(i);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn signal(&mut self, id: ParticipantId, signal: MediaSignal) {
+        let Some(p) = self.peers.iter_mut().find(|p| p.id == id) else {
+            return;
+        };
+        match signal {
+            MediaSignal::Answer(sdp) => {
+                if let (Some(pending), Ok(answer)) =
+                    (p.pending.take(), SdpAnswer::from_sdp_string(&sdp))
+                {
+                    p.rtc
+                        .sdp_api()
+                        .accept_answer(pending, answer)
+                        .expect("peer accepts answer");
+                }
+            }
+            MediaSignal::Offer(sdp) => {
+                let offer = SdpOffer::from_sdp_string(&sdp).expect("room offers valid SDP");
+                let answer = p
+                    .rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .expect("peer accepts offer");
+                self.room
+                    .accept_answer(self.now, id, &answer.to_sdp_string())
+                    .expect("room accepts answer");
+            }
+            _ => {}
+        }
+    }
+
+    fn drain_peer(&mut self, i: usize) -> bool {
+        let now = self.now;
+        let mut moved = false;
+        loop {
+            let p = &mut self.peers[i];
+            match p.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    moved = true;
+                    let data = t.contents.to_vec();
+                    if let Ok(r) = Receive::new(Protocol::Udp, t.source, t.destination, &data) {
+                        let input = Input::Receive(now, r);
+                        if let Some(owner) = self.room.accepts(&input) {
+                            self.room.handle_input(owner, input);
+                        }
+                    }
+                }
+                Ok(Output::Event(Event::RtpPacket(pkt))) => {
+                    p.received += 1;
+                    if p.record && pkt.payload.len() > 40 {
+                        p.received_video.push(pkt.payload.clone());
+                    }
+                }
+                Ok(Output::Event(Event::KeyframeRequest(_))) => p.keyframe_requests += 1,
+                Ok(Output::Event(_)) => {}
+                Ok(Output::Timeout(_)) | Err(_) => return moved,
+            }
+        }
+    }
+
+    /// Makes participant `i` send one VP8 packet carrying `payload`, then
+    /// forwards it through the room.
+    pub fn send_video(&mut self, i: usize, payload: &[u8], keyframe: bool) {
+        let now = self.now;
+        let p = &mut self.peers[i];
+        let Some(pt) = p
+            .rtc
+            .codec_config()
+            .find(|c| c.spec().codec == Codec::Vp8)
+            .map(|c| c.pt())
+        else {
+            return;
+        };
+        let seq: SeqNo = p.next_seq.into();
+        p.next_seq += 1;
+        let mut body = Vec::with_capacity(payload.len() + 2);
+        body.extend_from_slice(&[0x10, if keyframe { 0x00 } else { 0x01 }]);
+        body.extend_from_slice(payload);
+        let mid = p.video_mid;
+        if let Some(tx) = p.rtc.direct_api().stream_tx_by_mid(mid, None) {
+            tx.write_rtp(
+                RtpWrite::new(pt, seq, (seq.as_u16() as u32) * 3000, now, body)
+                    .marker(true)
+                    .nackable(true),
+            );
+        }
+        // str0m releases queued packets when its clock is driven.
+        let _ = p.rtc.handle_input(Input::Timeout(now));
+        self.drain_peer(i);
+        self.room.handle_timeout(now);
+        self.pump();
+    }
+}
