@@ -46,7 +46,7 @@ pub enum ClientMessage {
         video: bool,
     },
     /// The participant leaves the call.
-    Leave,
+    Leave {},
 }
 
 impl ClientMessage {
@@ -197,7 +197,7 @@ mod tests {
         );
         assert_eq!(
             parse_client_message(r#"{"type":"leave"}"#),
-            Ok(ClientMessage::Leave)
+            Ok(ClientMessage::Leave {})
         );
         assert_eq!(
             parse_client_message(r#"{"type":"mute","audio":false,"video":true}"#),

@@ -208,7 +208,7 @@ impl Session {
                     .set_mute(&j.claims.room, j.id, audio, video);
                 Ok(())
             }
-            ClientMessage::Leave => return ControlFlow::Break(()),
+            ClientMessage::Leave {} => return ControlFlow::Break(()),
             ClientMessage::Join { .. } => Ok(()),
         };
         match result {

@@ -125,6 +125,9 @@ impl LinkSigner {
             return Err(TokenError::Malformed);
         }
         let (body, tag) = token.split_once('.').ok_or(TokenError::Malformed)?;
+        if body.is_empty() || tag.is_empty() {
+            return Err(TokenError::Malformed);
+        }
         let tag = B64.decode(tag).map_err(|_| TokenError::Malformed)?;
         hmac::verify(&self.key, body.as_bytes(), &tag).map_err(|_| TokenError::BadSignature)?;
         let json = B64.decode(body).map_err(|_| TokenError::Malformed)?;
