@@ -53,6 +53,16 @@ pub struct SimCall {
     /// When false, datagrams from the room are counted but not delivered to the
     /// peers: a benchmark measures the SFU, not the receivers.
     pub deliver: bool,
+    /// Drop the next RTP datagram the room sends to this peer (by index).
+    pub lose_next_rtp_to: Option<usize>,
+    /// Drop the next RTP datagram this peer (by index) sends to the room.
+    pub lose_next_rtp_from: Option<usize>,
+}
+
+/// True for an SRTP datagram carrying RTP (not RTCP, STUN or DTLS): version 2
+/// and a payload type outside RTCP's 64–95 range (RFC 5761 §4).
+fn is_rtp(d: &[u8]) -> bool {
+    d.len() > 12 && d[0] >> 6 == 2 && !(64..=95).contains(&(d[1] & 0x7f))
 }
 
 impl SimCall {
@@ -79,6 +89,8 @@ impl SimCall {
             to_nobody: 0,
             transmitted: 0,
             deliver: true,
+            lose_next_rtp_to: None,
+            lose_next_rtp_from: None,
         };
         for i in 0..n {
             call.join(i, i < publishers);
@@ -151,7 +163,12 @@ impl SimCall {
             self.transmitted += sent;
             moved |= sent > 0;
             while let Some((from, to, data)) = out.pop_front() {
-                match self.peers.iter_mut().find(|p| p.addr == to) {
+                let target = self.peers.iter().position(|p| p.addr == to);
+                if target.is_some() && target == self.lose_next_rtp_to && is_rtp(&data) {
+                    self.lose_next_rtp_to = None;
+                    continue;
+                }
+                match target.map(|i| &mut self.peers[i]) {
                     Some(p) => {
                         if let Ok(r) = Receive::new(Protocol::Udp, from, to, &data) {
                             let _ = p.rtc.handle_input(Input::Receive(now, r));
@@ -214,6 +231,10 @@ impl SimCall {
                 Ok(Output::Transmit(t)) => {
                     moved = true;
                     let data = t.contents.to_vec();
+                    if self.lose_next_rtp_from == Some(i) && is_rtp(&data) {
+                        self.lose_next_rtp_from = None;
+                        continue;
+                    }
                     if let Ok(r) = Receive::new(Protocol::Udp, t.source, t.destination, &data) {
                         let input = Input::Receive(now, r);
                         if let Some(owner) = self.room.accepts(&input) {
