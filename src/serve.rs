@@ -13,6 +13,13 @@ use crate::config::Config;
 pub fn serve(mut config: Config) -> anyhow::Result<()> {
     let secret = crate::secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;
     let call_log = CallLog::open(&config.data_dir.join("carecall.db"))?;
+    let stale = call_log.close_stale_sessions()?;
+    if stale > 0 {
+        tracing::info!(
+            stale,
+            "closed call-log sessions left open by the previous run"
+        );
+    }
 
     let announce = if config.media.announce.is_empty() {
         default_announce_addrs()

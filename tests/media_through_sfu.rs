@@ -88,6 +88,34 @@ async fn two_peers_exchange_audio_and_video_through_the_sfu() {
         "{:?}",
         b.errors.lock().unwrap()
     );
+    let (a_id, b_id) = (a.participant.clone(), b.participant.clone());
     a.close().await;
     b.close().await;
+
+    // The call log in the data directory recorded both, with roles, joined and left.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let sessions = carecall_admin::CallLog::open(&server.db_path())
+            .expect("call log opens")
+            .sessions()
+            .expect("call log reads");
+        let done: Vec<_> = sessions
+            .iter()
+            .filter(|s| s.room == "ward-3" && s.left_at_ms.is_some_and(|l| l >= s.joined_at_ms))
+            .map(|s| (s.participant.clone(), s.role.clone()))
+            .collect();
+        if done.len() == 2 {
+            assert!(done.contains(&(a_id.clone(), "home".into())), "{done:?}");
+            assert!(
+                done.contains(&(b_id.clone(), "clinician".into())),
+                "{done:?}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "call log incomplete: {sessions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -63,16 +63,21 @@ impl CallLog {
             conn.pragma_update(None, "user_version", i + 1)
                 .map_err(err)?;
         }
-        // Sessions left open by a crash or restart ended when the process did.
-        conn.execute(
-            "UPDATE participant_sessions SET left_at_ms = joined_at_ms WHERE left_at_ms IS NULL",
-            [],
-        )
-        .map_err(err)?;
         Ok(CallLog {
             conn,
             path: path.to_owned(),
         })
+    }
+
+    /// Closes sessions left open by a crash or restart: they ended when the
+    /// process did. The server calls this once at start-up, before any call.
+    pub fn close_stale_sessions(&self) -> Result<usize, AdminError> {
+        self.conn
+            .execute(
+                "UPDATE participant_sessions SET left_at_ms = joined_at_ms WHERE left_at_ms IS NULL",
+                [],
+            )
+            .map_err(|e| self.err(e))
     }
 
     fn err(&self, source: rusqlite::Error) -> AdminError {
@@ -149,6 +154,12 @@ mod tests {
                 .unwrap();
         }
         let log = CallLog::open(&path).unwrap();
+        assert_eq!(
+            log.sessions().unwrap()[1].left_at_ms,
+            None,
+            "opening must not change rows"
+        );
+        assert_eq!(log.close_stale_sessions().unwrap(), 1);
         let s = log.sessions().unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].left_at_ms, Some(1_700_000_600_000));

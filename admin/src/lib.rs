@@ -3,6 +3,8 @@
 //! history, activity reports and dashboard are built on. Writes happen on a
 //! dedicated thread (see [`CallLog`]), never on a media worker.
 
+#![warn(missing_docs)]
+
 mod call_log;
 
 pub use call_log::{CallLog, ParticipantSession};

@@ -11,6 +11,8 @@
 //! This crate has no HTTP and no database: signalling drives it through
 //! [`MediaServer`]'s commands and hears back through [`MediaSignal`]s.
 
+#![warn(missing_docs)]
+
 mod codec;
 mod error;
 pub mod forward;

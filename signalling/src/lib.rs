@@ -5,6 +5,8 @@
 //! [`session`] task. Media is the SFU's business: this crate only turns browser
 //! intent into [`carecall_sfu::MediaServer`] commands and relays its signals.
 
+#![warn(missing_docs)]
+
 mod events;
 mod pages;
 mod presence;

@@ -380,7 +380,9 @@ impl TestPeer {
         let _ = self.ws_out.send(text);
     }
 
+    /// Leaves the call (as the Leave button does) and closes the connection.
     pub async fn close(self) {
+        self.send_raw(json!({"type": "leave"}).to_string());
         let _ = self.pc.close().await;
     }
 }

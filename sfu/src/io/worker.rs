@@ -354,10 +354,7 @@ impl Worker {
                 participant,
                 answer,
             } => {
-                let r = self
-                    .find_slot(&room)
-                    .and_then(|i| self.rooms[i].as_mut())
-                    .map(|s| s.room.accept_answer(now, participant, &answer));
+                let r = self.with_room(&room, |r| r.accept_answer(now, participant, &answer));
                 (room, participant, r)
             }
             WorkerCommand::Candidate {
@@ -365,16 +362,11 @@ impl Worker {
                 participant,
                 candidate,
             } => {
-                let r = self
-                    .find_slot(&room)
-                    .and_then(|i| self.rooms[i].as_mut())
-                    .map(|s| s.room.add_remote_candidate(participant, &candidate));
+                let r = self.with_room(&room, |r| r.add_remote_candidate(participant, &candidate));
                 (room, participant, r)
             }
             WorkerCommand::Leave { room, participant } => {
-                if let Some(s) = self.find_slot(&room).and_then(|i| self.rooms[i].as_mut()) {
-                    s.room.remove(participant);
-                }
+                self.with_room(&room, |r| r.remove(participant));
                 self.forget(participant);
                 (room, participant, Some(Ok(())))
             }
@@ -392,6 +384,12 @@ impl Worker {
         if let Some(slot) = self.find_slot(&room_id) {
             self.poll_room(now, slot);
         }
+    }
+
+    /// Runs `f` on the room named `room`, if this worker has it.
+    fn with_room<T>(&mut self, room: &RoomId, f: impl FnOnce(&mut Room) -> T) -> Option<T> {
+        let slot = self.find_slot(room)?;
+        self.rooms[slot].as_mut().map(|s| f(&mut s.room))
     }
 
     fn forget(&mut self, participant: ParticipantId) {
