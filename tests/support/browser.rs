@@ -110,7 +110,7 @@ impl Drop for Browser {
     /// kill whatever still runs with this browser's profile directory.
     fn drop(&mut self) {
         let _ = Command::new("pkill")
-            .args(["-9", "-f"])
+            .args(["-9", "-f", "--"])
             .arg(format!(
                 "--user-data-dir={}",
                 self._profile.path().display()
