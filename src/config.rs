@@ -123,18 +123,21 @@ impl Config {
 /// Parses a duration like `90s`, `30m`, `2h` or `7d`.
 pub fn parse_ttl(s: &str) -> anyhow::Result<std::time::Duration> {
     let s = s.trim();
-    let split = s.len().saturating_sub(1);
+    let bad = || anyhow::anyhow!("bad duration {s:?}: use e.g. 30m, 2h, 7d (at most 365d)");
+    let (split, _) = s.char_indices().last().ok_or_else(bad)?;
     let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .with_context(|| format!("bad duration {s:?}: use e.g. 30m, 2h, 7d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => bail!("bad duration {s:?}: use e.g. 30m, 2h, 7d"),
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
     };
+    let secs = n
+        .checked_mul(per_unit)
+        .filter(|s| *s <= 365 * 86_400)
+        .ok_or_else(bad)?;
     if secs == 0 {
         bail!("a link that expires at once is useless: give a duration above zero");
     }
@@ -172,5 +175,7 @@ mod tests {
         assert!(parse_ttl("2").is_err());
         assert!(parse_ttl("0h").is_err());
         assert!(parse_ttl("").is_err());
+        assert!(parse_ttl("2é").is_err());
+        assert!(parse_ttl("300000000000000d").is_err());
     }
 }

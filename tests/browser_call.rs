@@ -149,6 +149,13 @@ async fn bad_input_is_refused_and_harmless(server: &Server) {
             4002,
         ),
         (
+            // The close reason quotes the type; it must be cut on a character boundary.
+            "long multibyte type",
+            vec![Message::text(json!({"type": "中".repeat(60)}).to_string())],
+            "unknown-type",
+            4002,
+        ),
+        (
             "offer before join",
             vec![Message::text(r#"{"type":"offer","sdp":"v=0"}"#)],
             "not-joined",

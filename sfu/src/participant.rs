@@ -113,6 +113,11 @@ impl Participant {
             })?;
         // Accepting an offer invalidates our own outstanding one: redo its changes.
         self.negotiation = Negotiation::Stable;
+        self.revert_negotiating();
+        Ok(answer.to_sdp_string())
+    }
+
+    fn revert_negotiating(&mut self) {
         for sub in &mut self.subscriptions {
             match sub.state {
                 SubscriptionState::Negotiating(_) => sub.state = SubscriptionState::ToOpen,
@@ -120,7 +125,6 @@ impl Participant {
                 _ => {}
             }
         }
-        Ok(answer.to_sdp_string())
     }
 
     /// Accepts the browser's answer to our last offer. Returns the subscriptions
@@ -139,13 +143,14 @@ impl Participant {
                 reason: "an answer arrived but no offer was outstanding".into(),
             });
         };
-        self.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| SfuError::Negotiation {
+        if let Err(e) = self.rtc.sdp_api().accept_answer(pending, answer) {
+            // The offer is void: put its changes back so the next offer redoes them.
+            self.revert_negotiating();
+            return Err(SfuError::Negotiation {
                 participant: self.id,
                 reason: e.to_string(),
-            })?;
+            });
+        }
         tracing::debug!(participant = %self.id, connected = self.connected, "answer accepted");
         let mut opened = Vec::new();
         let mut direct = self.rtc.direct_api();
@@ -274,7 +279,13 @@ impl Participant {
                     .iter()
                     .any(|s| s.mid() == Some(added.mid));
                 let incoming = matches!(added.direction, Direction::RecvOnly | Direction::SendRecv);
-                if incoming && !ours {
+                // One camera and one microphone per participant: extra m-lines
+                // would make every other browser negotiate (and receive) them.
+                let duplicate = self.publications.iter().any(|p| p.kind == added.kind);
+                if duplicate && incoming {
+                    tracing::info!(participant = %self.id, mid = %added.mid, "extra published track ignored");
+                }
+                if incoming && !ours && !duplicate {
                     self.publications.push(Publication {
                         mid: added.mid,
                         kind: added.kind,

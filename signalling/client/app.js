@@ -149,6 +149,8 @@ function join() {
 
 function end(title, message) {
   show('ended');
+  $('self-video').srcObject = null;
+  $('preview').srcObject = null;
   $('ended-title').textContent = title;
   $('ended-message').textContent = message || '';
   $('tiles').replaceChildren();

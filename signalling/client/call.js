@@ -38,7 +38,9 @@ export class Call extends EventTarget {
       });
     };
     this.ws.onclose = (e) => {
-      if (!this.closedByUs) this.emit('closed', { code: e.code, reason: e.reason });
+      if (this.closedByUs) return;
+      this.stop();
+      this.emit('closed', { code: e.code, reason: e.reason });
     };
   }
 
@@ -98,6 +100,7 @@ export class Call extends EventTarget {
   }
 
   attach(owner, track) {
+    if (!this.peers.has(owner)) return; // they left before their track arrived
     let stream = this.streams.get(owner);
     if (!stream) { stream = new MediaStream(); this.streams.set(owner, stream); }
     for (const old of stream.getTracks().filter((t) => t.kind === track.kind && t !== track)) stream.removeTrack(old);
@@ -147,8 +150,15 @@ export class Call extends EventTarget {
   leave() {
     this.closedByUs = true;
     this.send({ type: 'leave' });
+    this.stop();
+  }
+
+  // Ends media: closes the connection and turns the camera and microphone off
+  // (the tablet's camera light must go out when the call ends).
+  stop() {
     if (this.pc) this.pc.close();
-    if (this.ws) this.ws.close();
+    for (const t of this.localStream.getTracks()) t.stop();
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close();
   }
 
   // Per remote participant: what this browser receives and decodes.

@@ -30,6 +30,13 @@ mod close {
     pub const MEDIA: u16 = 4003;
 }
 
+/// How often the server pings the browser. A tablet whose Wi-Fi vanished
+/// leaves a half-open TCP connection; pings make the loss visible.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Silence after which a session is closed: three missed pings.
+const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(45);
+
 struct Joined {
     claims: JoinClaims,
     id: ParticipantId,
@@ -39,8 +46,15 @@ struct Joined {
 struct Session {
     state: AppState,
     out: UnboundedSender<ServerMessage>,
+    ping: UnboundedSender<()>,
     close: Option<oneshot::Sender<(u16, String)>>,
     joined: Option<Joined>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 /// Runs a session until the browser leaves, the socket drops, or a fatal error.
@@ -48,21 +62,32 @@ pub(crate) async fn run(socket: WebSocket, state: AppState) {
     let (sink, mut stream) = socket.split();
     let (out_tx, out_rx) = unbounded_channel();
     let (close_tx, close_rx) = oneshot::channel();
-    let writer = tokio::spawn(write_loop(sink, out_rx, close_rx));
+    let (ping_tx, ping_rx) = unbounded_channel();
+    let writer = tokio::spawn(write_loop(sink, out_rx, ping_rx, close_rx));
     let (media_tx, mut media_rx) = unbounded_channel();
     let mut session = Session {
         state,
         out: out_tx,
+        ping: ping_tx,
         close: Some(close_tx),
         joined: None,
     };
     let mut media_tx = Some(media_tx);
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         let flow = tokio::select! {
+            _ = keepalive.tick() => session.keepalive(last_heard),
             frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => session.handle_text(text.as_str(), &mut media_tx),
+                Some(Ok(Message::Text(text))) => {
+                    last_heard = tokio::time::Instant::now();
+                    session.handle_text(text.as_str(), &mut media_tx)
+                }
                 Some(Ok(Message::Binary(_))) => session.fatal(&ProtocolError::Binary),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => ControlFlow::Continue(()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    last_heard = tokio::time::Instant::now();
+                    ControlFlow::Continue(())
+                }
                 Some(Ok(Message::Close(_))) | None => ControlFlow::Break(()),
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "signalling socket error");
@@ -75,19 +100,24 @@ pub(crate) async fn run(socket: WebSocket, state: AppState) {
             break;
         }
     }
-    session.finish();
-    drop(session);
+    drop(session); // leaves the room (see `Drop`), which ends the writer
     let _ = writer.await;
 }
 
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut messages: UnboundedReceiver<ServerMessage>,
+    mut pings: UnboundedReceiver<()>,
     mut close: oneshot::Receiver<(u16, String)>,
 ) {
     loop {
         tokio::select! {
             biased;
+            Some(()) = pings.recv() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
             msg = messages.recv() => match msg {
                 Some(m) => {
                     if send_json(&mut sink, &m).await.is_err() {
@@ -139,11 +169,34 @@ impl Session {
             message: message.clone(),
         });
         if let Some(close) = self.close.take() {
+            // Close reasons are limited to 123 bytes; cut on a character boundary
+            // (the reason may quote what the client sent).
             let mut reason = message;
-            reason.truncate(120); // close reasons are limited to 123 bytes
+            let mut cut = reason.len().min(120);
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
             let _ = close.send((code, reason));
         }
         ControlFlow::Break(())
+    }
+
+    /// Pings the browser (the writer sends a WebSocket ping for `None`); closes
+    /// a session silent for too long, or one that never joined.
+    fn keepalive(&mut self, last_heard: tokio::time::Instant) -> ControlFlow<()> {
+        if last_heard.elapsed() > IDLE_LIMIT {
+            return self.close_with(close::POLICY, "idle", "no message or pong for 45 s".into());
+        }
+        if self.joined.is_none() && last_heard.elapsed() > KEEPALIVE {
+            return self.close_with(
+                close::POLICY,
+                "not-joined",
+                "send join with the link's token first".into(),
+            );
+        }
+        let _ = self.ping.send(());
+        ControlFlow::Continue(())
     }
 
     fn fatal(&mut self, e: &ProtocolError) -> ControlFlow<()> {
@@ -295,6 +348,8 @@ impl Session {
         ControlFlow::Continue(())
     }
 
+    /// Leaves presence and the media room and records the leave. Runs from
+    /// `Drop`, so a session that ends any way (even by a panic) leaves no ghost.
     fn finish(&mut self) {
         let Some(j) = self.joined.take() else {
             return;

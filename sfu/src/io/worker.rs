@@ -275,6 +275,10 @@ impl Worker {
         if outcome.is_err() {
             tracing::error!(%participant, "WebRTC stack panicked on input; participant removed");
             s.room.remove(participant);
+            if let Some(tx) = self.signals.get(&participant) {
+                let _ = tx.send(MediaSignal::Closed("media session failed".into()));
+            }
+            self.forget(participant);
         }
         self.poll_room(now, slot);
     }
