@@ -73,7 +73,10 @@ pub(crate) async fn run(socket: WebSocket, state: AppState) {
         joined: None,
     };
     let mut media_tx = Some(media_tx);
-    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    // First ping after one period, not at once: a client refused at once gets
+    // its error and close frame without a ping racing them.
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     let mut last_heard = tokio::time::Instant::now();
     loop {
         let flow = tokio::select! {

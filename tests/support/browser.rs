@@ -40,17 +40,22 @@ impl Driver {
         Driver { child, url }
     }
 
-    /// A new headless Chromium with fake media devices.
+    /// A new headless Chromium with fake media devices (a 10 fps camera).
     pub async fn browser(&self) -> Browser {
+        self.browser_at(10).await
+    }
+
+    /// A new headless Chromium whose fake camera runs at `fps`.
+    pub async fn browser_at(&self, fps: u32) -> Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         let args = vec![
             "--headless=new".to_string(),
             "--no-sandbox".into(),
             "--disable-gpu".into(),
             "--disable-dev-shm-usage".into(),
-            // A 15 fps fake camera: four 720p encoders and twelve decoders share two cores
-            // (see shared notes: lower frame rates in larger browser tests).
-            "--use-fake-device-for-media-stream=fps=15".into(),
+            // Four 720p encoders and twelve decoders share two cores: the fake
+            // camera runs at a low frame rate (shared testing notes).
+            format!("--use-fake-device-for-media-stream=fps={fps}"),
             "--use-fake-ui-for-media-stream".into(),
             "--autoplay-policy=no-user-gesture-required".into(),
             "--disable-features=WebRtcHideLocalIpsWithMdns".into(),
