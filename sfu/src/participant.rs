@@ -350,13 +350,7 @@ impl Participant {
                 continue;
             };
             sub.state = SubscriptionState::Open { mid, ssrc };
-            signals.push_back((
-                self.id,
-                MediaSignal::Track {
-                    mid: mid.to_string(),
-                    participant: sub.origin,
-                },
-            ));
+            signals.push_back(track_signal(self.id, mid, sub.origin));
         }
     }
 
@@ -513,13 +507,7 @@ impl Participant {
                         None,
                     );
                     sub.state = SubscriptionState::Negotiating(mid);
-                    signals.push_back((
-                        self.id,
-                        MediaSignal::Track {
-                            mid: mid.to_string(),
-                            participant: sub.origin,
-                        },
-                    ));
+                    signals.push_back(track_signal(self.id, mid, sub.origin));
                 }
                 SubscriptionState::ToStop(mid) => {
                     change.stop_media(mid);
@@ -533,6 +521,22 @@ impl Participant {
         self.negotiation = Negotiation::AwaitingAnswer(pending);
         Some(offer.to_sdp_string())
     }
+}
+
+/// Tells `to`'s browser that m-line `mid` carries `origin`'s track; queued
+/// before the SDP that uses the mid.
+fn track_signal(
+    to: ParticipantId,
+    mid: Mid,
+    origin: ParticipantId,
+) -> (ParticipantId, MediaSignal) {
+    (
+        to,
+        MediaSignal::Track {
+            mid: mid.to_string(),
+            participant: origin,
+        },
+    )
 }
 
 fn send_pli(rtc: &mut Rtc, mid: Mid) {

@@ -27,8 +27,6 @@ pub struct SimPeer {
     video_mid: Mid,
     pending: Option<SdpPendingOffer>,
     next_seq: u64,
-    /// RTP packets received (from any other participant).
-    pub received: u64,
     /// Payloads of received video packets, in arrival order, when recording is on.
     pub received_video: Vec<Arc<[u8]>>,
     /// Whether to keep `received_video`.
@@ -46,8 +44,6 @@ pub struct SimCall {
     /// Simulated time.
     pub now: Instant,
     server: SocketAddr,
-    /// Datagrams the room sent that no peer took (counted, then dropped).
-    pub to_nobody: u64,
     /// Datagrams the room sent, in total.
     pub transmitted: u64,
     /// When false, datagrams from the room are counted but not delivered to the
@@ -86,7 +82,6 @@ impl SimCall {
             peers: Vec::new(),
             now,
             server,
-            to_nobody: 0,
             transmitted: 0,
             deliver: true,
             lose_next_rtp_to: None,
@@ -125,7 +120,6 @@ impl SimCall {
             video_mid,
             pending: Some(pending),
             next_seq: 1,
-            received: 0,
             received_video: Vec::new(),
             record: false,
             keyframe_requests: 0,
@@ -168,13 +162,11 @@ impl SimCall {
                     self.lose_next_rtp_to = None;
                     continue;
                 }
-                match target.map(|i| &mut self.peers[i]) {
-                    Some(p) => {
-                        if let Ok(r) = Receive::new(Protocol::Udp, from, to, &data) {
-                            let _ = p.rtc.handle_input(Input::Receive(now, r));
-                        }
-                    }
-                    None => self.to_nobody += 1,
+                if let (Some(p), Ok(r)) = (
+                    target.map(|i| &mut self.peers[i]),
+                    Receive::new(Protocol::Udp, from, to, &data),
+                ) {
+                    let _ = p.rtc.handle_input(Input::Receive(now, r));
                 }
             }
             // Signals → peers.
@@ -243,7 +235,6 @@ impl SimCall {
                     }
                 }
                 Ok(Output::Event(Event::RtpPacket(pkt))) => {
-                    p.received += 1;
                     if p.record && pkt.payload.len() > 40 {
                         p.received_video.push(pkt.payload.clone());
                     }

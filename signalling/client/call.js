@@ -18,7 +18,6 @@ export class Call extends EventTarget {
     this.peers = new Map();        // participant id -> info
     this.streams = new Map();      // participant id -> MediaStream of their tracks
     this.midOwner = new Map();     // m-line mid -> participant id (from 'track' messages)
-    this.unclaimed = new Map();    // mid -> track that arrived before its 'track' message
     this.queue = Promise.resolve();
     this.closedByUs = false;
   }
@@ -82,12 +81,10 @@ export class Call extends EventTarget {
         this.streams.delete(msg.participant);
         this.emit('peer-left', msg);
         break;
-      case 'track': {
+      case 'track':
+        // Always before the SDP that uses the mid, so ontrack finds the owner.
         this.midOwner.set(msg.mid, msg.participant);
-        const waiting = this.unclaimed.get(msg.mid);
-        if (waiting) { this.unclaimed.delete(msg.mid); this.attach(msg.participant, waiting); }
         break;
-      }
       case 'media-connected':
         this.emit('media-connected', {});
         break;
@@ -123,10 +120,9 @@ export class Call extends EventTarget {
     };
     pc.onconnectionstatechange = () => this.emit('connection', { state: pc.connectionState });
     pc.ontrack = (e) => {
-      const mid = e.transceiver.mid;
-      const owner = this.midOwner.get(mid);
+      const owner = this.midOwner.get(e.transceiver.mid);
       if (owner) this.attach(owner, e.track);
-      else this.unclaimed.set(mid, e.track);
+      else console.warn('track on an m-line no participant was announced for', e.transceiver.mid);
     };
     for (const track of this.localStream.getTracks()) {
       if (track.kind === 'video') track.contentHint = 'detail';

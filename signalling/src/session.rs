@@ -107,6 +107,8 @@ pub(crate) async fn run(socket: WebSocket, state: AppState) {
     let _ = writer.await;
 }
 
+/// Sends queued messages and pings until the session ends (every message sender
+/// dropped), then the close frame, with the reason the session gave, if any.
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut messages: UnboundedReceiver<ServerMessage>,
@@ -127,28 +129,15 @@ async fn write_loop(
                         return;
                     }
                 }
-                None => {
-                    // Every sender is gone: the session ended, perhaps with a reason.
-                    let frame = close.try_recv().ok().map(|(code, reason)| CloseFrame { code, reason: reason.into() });
-                    let _ = sink.send(Message::Close(frame)).await;
-                    return;
-                }
+                None => break,
             },
-            reason = &mut close => {
-                // Flush what was queued before the close (the error message).
-                while let Ok(m) = messages.try_recv() {
-                    if send_json(&mut sink, &m).await.is_err() {
-                        return;
-                    }
-                }
-                if let Ok((code, reason)) = reason {
-                    let frame = CloseFrame { code, reason: reason.into() };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                }
-                return;
-            }
         }
     }
+    let frame = close.try_recv().ok().map(|(code, reason)| CloseFrame {
+        code,
+        reason: reason.into(),
+    });
+    let _ = sink.send(Message::Close(frame)).await;
 }
 
 async fn send_json(
@@ -185,8 +174,8 @@ impl Session {
         ControlFlow::Break(())
     }
 
-    /// Pings the browser (the writer sends a WebSocket ping for `None`); closes
-    /// a session silent for too long, or one that never joined.
+    /// Has the writer ping the browser; closes a session silent for too long,
+    /// or one that never joined.
     fn keepalive(&mut self, last_heard: tokio::time::Instant) -> ControlFlow<()> {
         if last_heard.elapsed() > IDLE_LIMIT {
             return self.close_with(close::POLICY, "idle", "no message or pong for 45 s".into());
