@@ -3,19 +3,24 @@
 //! Every subscriber that joins, and every receiver that loses a frame, asks for a
 //! keyframe. Forwarding each PLI would make the publisher's encoder spend its
 //! bitrate on keyframes (a care home's upload is the scarcest link in the call),
-//! so requests within a short window collapse into one.
+//! so requests inside a window collapse into one sent when the window ends.
+//!
+//! The window also matches what browsers do: libwebrtc ignores a keyframe
+//! request that arrives within 300 ms of the last one it acted on. A request
+//! sent inside that time is lost, and whoever waits for it waits a second
+//! window; one sent just after it is honoured.
 
 use std::time::{Duration, Instant};
 
-/// The shortest gap between two keyframe requests sent to one published track.
-/// A keyframe takes roughly one round trip plus encode time to arrive; asking
-/// again sooner only produces a second keyframe.
-pub const MIN_KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+/// The shortest gap between two keyframe requests sent to one published track:
+/// libwebrtc's 300 ms, plus a margin for the request's own jitter on the way.
+pub const MIN_KEYFRAME_INTERVAL: Duration = Duration::from_millis(350);
 
 /// Coalesces keyframe requests for one published video track.
 #[derive(Debug, Default, Clone)]
 pub struct KeyframeThrottle {
     last_sent: Option<Instant>,
+    /// A request arrived inside the window and no keyframe has answered it yet.
     pending: bool,
 }
 
@@ -33,6 +38,12 @@ impl KeyframeThrottle {
                 true
             }
         }
+    }
+
+    /// The publisher sent a keyframe: every subscriber waiting gets it, so a
+    /// deferred request is void. The window stays: the publisher's does too.
+    pub fn keyframe_seen(&mut self) {
+        self.pending = false;
     }
 
     /// A request deferred by the window is now due: returns true once, when it
@@ -72,5 +83,19 @@ mod tests {
         assert!(k.poll_deferred(t0 + MIN_KEYFRAME_INTERVAL));
         assert!(!k.poll_deferred(t0 + Duration::from_secs(5)));
         assert_eq!(k.deferred_until(), None);
+    }
+
+    #[test]
+    fn a_keyframe_voids_the_deferred_request_but_not_the_window() {
+        let t0 = Instant::now();
+        let mut k = KeyframeThrottle::default();
+        assert!(k.request(t0));
+        assert!(!k.request(t0 + Duration::from_millis(10)));
+        k.keyframe_seen();
+        assert_eq!(k.deferred_until(), None);
+        assert!(!k.poll_deferred(t0 + MIN_KEYFRAME_INTERVAL));
+        // Inside the publisher's window a new wish still waits for its end.
+        assert!(!k.request(t0 + Duration::from_millis(60)));
+        assert_eq!(k.deferred_until(), Some(t0 + MIN_KEYFRAME_INTERVAL));
     }
 }

@@ -258,16 +258,9 @@ impl Participant {
                 self.connected = true;
                 // Subscriptions negotiated before the transport came up got no
                 // usable keyframe yet: ask for one now.
-                for sub in &self.subscriptions {
-                    if sub.kind == MediaKind::Video
-                        && matches!(sub.state, SubscriptionState::Open { .. })
-                    {
-                        self.pending.push_back(Propagated::KeyframeWanted {
-                            publisher: sub.origin,
-                            mid: sub.source_mid,
-                        });
-                    }
-                }
+                let wanted = open_video_sources(&self.subscriptions)
+                    .map(|(publisher, mid)| Propagated::KeyframeWanted { publisher, mid });
+                self.pending.extend(wanted);
                 signals.push_back((self.id, MediaSignal::Connected));
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -356,25 +349,29 @@ impl Participant {
 
     fn incoming_rtp(&mut self, packet: RtpPacket) -> Polled {
         let ssrc = packet.header.ssrc;
-        let mid = match self.publications.iter().find(|p| p.ssrc == Some(ssrc)) {
-            Some(p) => p.mid,
+        let index = match self.publications.iter().position(|p| p.ssrc == Some(ssrc)) {
+            Some(i) => i,
             None => {
                 let Some(mid) = self.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
                     return Polled::Nothing;
                 };
-                let Some(publication) = self.publications.iter_mut().find(|p| p.mid == mid) else {
+                let Some(i) = self.publications.iter().position(|p| p.mid == mid) else {
                     return Polled::Nothing;
                 };
-                publication.ssrc = Some(ssrc);
-                mid
+                self.publications[i].ssrc = Some(ssrc);
+                i
             }
         };
+        let mid = self.publications[index].mid;
         let pt = packet.header.payload_type;
         let Some(params) = self.rtc.codec_config().find(|p| p.pt() == pt).copied() else {
             return Polled::Nothing;
         };
         let keyframe_start = params.spec().codec.is_video()
             && crate::track::starts_keyframe(params.spec().codec, &packet.payload);
+        if keyframe_start {
+            self.publications[index].keyframes.keyframe_seen();
+        }
         Polled::Propagate(Propagated::Rtp {
             origin: self.id,
             mid,
@@ -543,4 +540,10 @@ fn send_pli(rtc: &mut Rtc, mid: Mid) {
     if let Some(stream) = rtc.direct_api().stream_rx_by_mid(mid, None) {
         stream.request_keyframe(KeyframeRequestKind::Pli);
     }
+}
+
+fn open_video_sources(subs: &[Subscription]) -> impl Iterator<Item = (ParticipantId, Mid)> + '_ {
+    subs.iter()
+        .filter(|s| s.kind == MediaKind::Video && matches!(s.state, SubscriptionState::Open { .. }))
+        .map(|s| (s.origin, s.source_mid))
 }

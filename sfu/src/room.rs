@@ -210,7 +210,7 @@ impl Room {
                         == Forwarded::NeedsKeyframe;
                 }
                 if wants_keyframe {
-                    // Throttled per track: one request per window, however many wait.
+                    // Coalesced per track: one request outstanding, however many wait.
                     if let Some(p) = self.participants.iter_mut().find(|p| p.id == origin) {
                         p.request_keyframe(mid, now);
                     }

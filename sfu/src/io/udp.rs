@@ -59,9 +59,35 @@ pub(crate) fn bind_std(
                 addr: wanted,
                 source,
             })?;
+        enlarge_buffers(&socket, local);
         out.push((socket, SocketAddr::new(*ip, local.port())));
     }
     Ok(out)
+}
+
+/// Socket buffer size asked for in each direction. Three publishers' 720p
+/// keyframes arriving together are a burst of ~150 KB; the kernel's default
+/// (~208 KiB, shared by every participant on the socket) overflows and the
+/// lost packets cost a NACK round trip on the very first frame.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// Asks for larger buffers; the kernel caps them at `net.core.rmem_max` /
+/// `wmem_max`, so a smaller result is logged with the setting to raise.
+fn enlarge_buffers(socket: &StdUdpSocket, local: SocketAddr) {
+    let socket = socket2::SockRef::from(socket);
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    let recv = socket.recv_buffer_size().unwrap_or(0);
+    let send = socket.send_buffer_size().unwrap_or(0);
+    // Linux reports twice the size it was given (bookkeeping overhead).
+    if recv < SOCKET_BUFFER_BYTES || send < SOCKET_BUFFER_BYTES {
+        tracing::warn!(
+            %local, recv, send, wanted = SOCKET_BUFFER_BYTES,
+            "media socket buffers are smaller than wanted; raise net.core.rmem_max and net.core.wmem_max"
+        );
+    } else {
+        tracing::debug!(%local, recv, send, "media socket buffers");
+    }
 }
 
 impl MediaSocket {
