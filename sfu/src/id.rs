@@ -24,3 +24,38 @@ impl fmt::Display for ParticipantId {
         write!(f, "p{}", self.0)
     }
 }
+
+impl std::str::FromStr for ParticipantId {
+    type Err = ();
+
+    /// Reads the `p<n>` form that [`Display`](fmt::Display) writes.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let n = s.strip_prefix('p').ok_or(())?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        n.parse().map(ParticipantId).map_err(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn participant_ids_round_trip_and_junk_is_refused() {
+        assert_eq!("p42".parse::<ParticipantId>(), Ok(ParticipantId(42)));
+        assert_eq!(ParticipantId(7).to_string().parse(), Ok(ParticipantId(7)));
+        for junk in [
+            "",
+            "p",
+            "42",
+            "p-1",
+            "p+1",
+            "q1",
+            "p99999999999999999999999",
+        ] {
+            assert_eq!(junk.parse::<ParticipantId>(), Err(()), "{junk}");
+        }
+    }
+}

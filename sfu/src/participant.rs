@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::PayloadParams;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::Transmit;
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::error::SfuError;
+use crate::forward::{allocate, Demand, Layer, UP_HEADROOM};
 use crate::id::ParticipantId;
 use crate::signal::MediaSignal;
 use crate::track::{Publication, Subscription, SubscriptionState};
@@ -35,12 +36,19 @@ pub(crate) enum Propagated {
     Rtp {
         origin: ParticipantId,
         mid: Mid,
+        layer: Layer,
         params: PayloadParams,
-        keyframe_start: bool,
+        /// A subscriber may start here: any audio packet, or the first packet
+        /// of a video keyframe.
+        start_point: bool,
         packet: RtpPacket,
     },
-    /// A subscriber wants a keyframe of a publisher's track.
-    KeyframeWanted { publisher: ParticipantId, mid: Mid },
+    /// A subscriber wants a keyframe of one layer of a publisher's track.
+    KeyframeWanted {
+        publisher: ParticipantId,
+        mid: Mid,
+        layer: Layer,
+    },
 }
 
 /// What became of one packet offered to one subscriber.
@@ -50,9 +58,9 @@ pub(crate) enum Forwarded {
     Sent,
     /// Not for this subscriber (not subscribed, not negotiated yet, not connected).
     Skipped,
-    /// Dropped because the subscriber waits for a keyframe: the publisher must
-    /// be asked for one, or the subscriber's tile stays black.
-    NeedsKeyframe,
+    /// Dropped because the subscriber waits for a keyframe of this layer: the
+    /// publisher must be asked for one, or the subscriber's tile stays black.
+    NeedsKeyframe(Layer),
 }
 
 /// What one poll of a participant gave.
@@ -63,6 +71,12 @@ pub(crate) enum Polled {
     Timeout(Instant),
     Nothing,
 }
+
+/// A budget no set of layers reaches (halved so sums cannot overflow).
+const UNLIMITED: u64 = u64::MAX / 2;
+
+/// Tile sizes remembered per participant: more people than fit on a screen.
+const MAX_VIEWS: usize = 64;
 
 #[derive(Debug)]
 enum Negotiation {
@@ -82,6 +96,12 @@ pub(crate) struct Participant {
     connected: bool,
     /// Events produced alongside another output, handed out on the next polls.
     pending: VecDeque<Propagated>,
+    /// A published stream (or simulcast layer) sent its first packet: the
+    /// room should choose layers again before forwarding it.
+    pub new_layer_seen: bool,
+    /// Tile heights this participant reported, by whose video; kept for
+    /// subscriptions that do not exist yet (the tile can come first).
+    views: Vec<(ParticipantId, u32)>,
 }
 
 impl Participant {
@@ -94,6 +114,8 @@ impl Participant {
             subscriptions: Vec::new(),
             connected: false,
             pending: VecDeque::new(),
+            new_layer_seen: false,
+            views: Vec::new(),
         }
     }
 
@@ -130,7 +152,7 @@ impl Participant {
     /// Accepts the browser's answer to our last offer. Returns the subscriptions
     /// (publisher, source mid) of video tracks that just opened, which need a
     /// keyframe from their publisher now.
-    pub fn accept_answer(&mut self, sdp: &str) -> Result<Vec<(ParticipantId, Mid)>, SfuError> {
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), SfuError> {
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp {
             participant: self.id,
             reason: e.to_string(),
@@ -152,17 +174,11 @@ impl Participant {
             });
         }
         tracing::debug!(participant = %self.id, connected = self.connected, "answer accepted");
-        let mut opened = Vec::new();
         let mut direct = self.rtc.direct_api();
         for sub in &mut self.subscriptions {
             if let SubscriptionState::Negotiating(mid) = sub.state {
                 match direct.stream_tx_by_mid(mid, None).map(|s| s.ssrc()) {
-                    Some(ssrc) => {
-                        sub.state = SubscriptionState::Open { mid, ssrc };
-                        if sub.kind == MediaKind::Video && self.connected {
-                            opened.push((sub.origin, sub.source_mid));
-                        }
-                    }
+                    Some(ssrc) => sub.state = SubscriptionState::Open { mid, ssrc },
                     None => {
                         tracing::warn!(participant = %self.id, %mid, "no send stream after answer");
                         sub.state = SubscriptionState::ToOpen;
@@ -172,7 +188,7 @@ impl Participant {
         }
         self.subscriptions
             .retain(|s| !matches!(s.state, SubscriptionState::NegotiatingStop(_)));
-        Ok(opened)
+        Ok(())
     }
 
     /// Adds a trickled ICE candidate from the browser.
@@ -188,12 +204,16 @@ impl Participant {
 
     /// Subscribes to another participant's track (negotiated on the next poll).
     pub fn subscribe(&mut self, origin: ParticipantId, mid: Mid, kind: MediaKind) {
-        self.subscriptions
-            .push(Subscription::new(origin, mid, kind));
+        let mut sub = Subscription::new(origin, mid, kind);
+        if kind == MediaKind::Video {
+            sub.view_height = self.views.iter().find(|(o, _)| *o == origin).map(|v| v.1);
+        }
+        self.subscriptions.push(sub);
     }
 
     /// Stops every subscription to a participant who left.
     pub fn unsubscribe_from(&mut self, origin: ParticipantId) {
+        self.views.retain(|(o, _)| *o != origin);
         self.subscriptions.retain_mut(|s| {
             if s.origin != origin {
                 return true;
@@ -258,8 +278,14 @@ impl Participant {
                 self.connected = true;
                 // Subscriptions negotiated before the transport came up got no
                 // usable keyframe yet: ask for one now.
-                let wanted = open_video_sources(&self.subscriptions)
-                    .map(|(publisher, mid)| Propagated::KeyframeWanted { publisher, mid });
+                let wanted =
+                    waiting_for_keyframes(&self.subscriptions).map(|(publisher, mid, layer)| {
+                        Propagated::KeyframeWanted {
+                            publisher,
+                            mid,
+                            layer,
+                        }
+                    });
                 self.pending.extend(wanted);
                 signals.push_back((self.id, MediaSignal::Connected));
             }
@@ -279,12 +305,8 @@ impl Participant {
                     tracing::info!(participant = %self.id, mid = %added.mid, "extra published track ignored");
                 }
                 if incoming && !ours && !duplicate {
-                    self.publications.push(Publication {
-                        mid: added.mid,
-                        kind: added.kind,
-                        ssrc: None,
-                        keyframes: Default::default(),
-                    });
+                    self.publications
+                        .push(Publication::new(added.mid, added.kind));
                     return Polled::Propagate(Propagated::Published {
                         origin: self.id,
                         mid: added.mid,
@@ -294,10 +316,13 @@ impl Participant {
             }
             Event::RtpPacket(packet) => return self.incoming_rtp(packet),
             Event::KeyframeRequest(req) => {
-                if let Some(sub) = self.subscriptions.iter().find(|s| s.mid() == Some(req.mid)) {
+                let sub = self.subscriptions.iter().find(|s| s.mid() == Some(req.mid));
+                if let Some(layer) = sub.and_then(|s| s.forwarding.or(s.wanted())) {
+                    let sub = sub.expect("found above");
                     return Polled::Propagate(Propagated::KeyframeWanted {
                         publisher: sub.origin,
                         mid: sub.source_mid,
+                        layer,
                     });
                 }
             }
@@ -348,37 +373,59 @@ impl Participant {
     }
 
     fn incoming_rtp(&mut self, packet: RtpPacket) -> Polled {
-        let ssrc = packet.header.ssrc;
-        let index = match self.publications.iter().position(|p| p.ssrc == Some(ssrc)) {
-            Some(i) => i,
-            None => {
-                let Some(mid) = self.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
-                    return Polled::Nothing;
-                };
-                let Some(i) = self.publications.iter().position(|p| p.mid == mid) else {
-                    return Polled::Nothing;
-                };
-                self.publications[i].ssrc = Some(ssrc);
-                i
-            }
+        let Some((index, layer)) = self.find_layer(packet.header.ssrc) else {
+            return Polled::Nothing;
         };
-        let mid = self.publications[index].mid;
         let pt = packet.header.payload_type;
         let Some(params) = self.rtc.codec_config().find(|p| p.pt() == pt).copied() else {
             return Polled::Nothing;
         };
-        let keyframe_start = params.spec().codec.is_video()
-            && crate::track::starts_keyframe(params.spec().codec, &packet.payload);
-        if keyframe_start {
-            self.publications[index].keyframes.keyframe_seen();
+        let publication = &mut self.publications[index];
+        let stream = &mut publication.layers[layer.index()];
+        stream.meter.record(
+            packet.timestamp,
+            packet.payload.len() + packet.header.header_len,
+        );
+        let codec = params.spec().codec;
+        let start_point =
+            !codec.is_video() || crate::track::starts_keyframe(codec, &packet.payload);
+        if start_point && codec.is_video() {
+            stream.keyframes.keyframe_seen();
         }
         Polled::Propagate(Propagated::Rtp {
             origin: self.id,
-            mid,
+            mid: publication.mid,
+            layer,
             params,
-            keyframe_start,
+            start_point,
             packet,
         })
+    }
+
+    /// The publication and layer an incoming SSRC belongs to, learned from
+    /// str0m's stream (mid and simulcast rid) on its first packet.
+    fn find_layer(&mut self, ssrc: Ssrc) -> Option<(usize, Layer)> {
+        for (i, p) in self.publications.iter().enumerate() {
+            for layer in Layer::ALL {
+                if p.layers[layer.index()].ssrc == Some(ssrc) {
+                    return Some((i, layer));
+                }
+            }
+        }
+        let mut direct = self.rtc.direct_api();
+        let stream = direct.stream_rx(&ssrc)?;
+        let (mid, rid) = (stream.mid(), stream.rid());
+        let Some(layer) = Layer::from_rid(rid.as_deref()) else {
+            tracing::debug!(participant = %self.id, %mid, ?rid, "unknown simulcast rid ignored");
+            return None;
+        };
+        let i = self.publications.iter().position(|p| p.mid == mid)?;
+        let stream = &mut self.publications[i].layers[layer.index()];
+        stream.ssrc = Some(ssrc);
+        stream.rid = rid;
+        self.new_layer_seen = true;
+        tracing::debug!(participant = %self.id, %mid, %layer, %ssrc, "incoming layer");
+        Some((i, layer))
     }
 
     /// Writes another participant's packet to this participant, if subscribed.
@@ -389,8 +436,9 @@ impl Participant {
         &mut self,
         origin: ParticipantId,
         source_mid: Mid,
+        layer: Layer,
         params: &PayloadParams,
-        keyframe_start: bool,
+        start_point: bool,
         packet: &RtpPacket,
     ) -> Forwarded {
         if !self.connected {
@@ -406,18 +454,37 @@ impl Participant {
         let SubscriptionState::Open { ssrc, .. } = sub.state else {
             return Forwarded::Skipped;
         };
-        if sub.awaiting_keyframe {
-            if !keyframe_start {
-                return Forwarded::NeedsKeyframe;
+        let wanted = sub.wanted();
+        if wanted.is_none() {
+            // Paused: nothing of this track fits the subscriber's link.
+            sub.forwarding = None;
+            return Forwarded::Skipped;
+        }
+        let spec = params.spec();
+        if Some(layer) != sub.forwarding {
+            if Some(layer) != wanted {
+                return Forwarded::Skipped;
             }
-            sub.awaiting_keyframe = false;
-            tracing::debug!(participant = %self.id, %origin, "first keyframe forwarded");
+            if !start_point {
+                return Forwarded::NeedsKeyframe(layer);
+            }
+            tracing::debug!(participant = %self.id, %origin, from = ?sub.forwarding, to = %layer, "layer switched");
+            sub.forwarding = Some(layer);
+            sub.rewriter.start_source(
+                *packet.seq_no,
+                packet.header.timestamp,
+                packet.timestamp,
+                spec.clock_rate.get(),
+            );
         }
         let codecs = self.rtc.codec_config();
         let Some(pt) = sub.outgoing_pt(params, |p| codecs.match_params(*p).map(|m| m.pt())) else {
             return Forwarded::Skipped;
         };
-        let Some(seq) = sub.seq.rewrite(*packet.seq_no) else {
+        let Some((seq, ts)) =
+            sub.rewriter
+                .rewrite(*packet.seq_no, packet.header.timestamp, packet.timestamp)
+        else {
             return Forwarded::Skipped;
         };
         let nackable = sub.kind == MediaKind::Video;
@@ -432,29 +499,126 @@ impl Participant {
             ..Default::default()
         };
         tx.write_rtp(
-            RtpWrite::new(
-                pt,
-                seq.into(),
-                packet.header.timestamp,
-                packet.timestamp,
-                packet.payload.clone(),
-            )
-            .marker(packet.header.marker)
-            .ext_vals(ext)
-            .nackable(nackable),
+            RtpWrite::new(pt, seq.into(), ts, packet.timestamp, packet.payload.clone())
+                .marker(packet.header.marker)
+                .ext_vals(ext)
+                .nackable(nackable),
         );
         Forwarded::Sent
     }
 
-    /// Asks this participant's browser for a keyframe on a published track,
-    /// coalesced by the track's throttle.
-    pub fn request_keyframe(&mut self, mid: Mid, now: Instant) {
+    /// Asks this participant's browser for a keyframe of one layer of a
+    /// published track, coalesced by that layer's throttle.
+    pub fn request_keyframe(&mut self, mid: Mid, layer: Layer, now: Instant) {
         let Some(publication) = self.publications.iter_mut().find(|p| p.mid == mid) else {
             return;
         };
-        if publication.keyframes.request(now) {
-            tracing::debug!(participant = %self.id, %mid, "keyframe requested");
-            send_pli(&mut self.rtc, mid);
+        let stream = &mut publication.layers[layer.index()];
+        if stream.keyframes.request(now) {
+            tracing::debug!(participant = %self.id, %mid, %layer, "keyframe requested");
+            send_pli(&mut self.rtc, mid, stream.rid);
+        }
+    }
+
+    /// Chooses the layer of every video subscription from this participant's
+    /// bandwidth budget and tile sizes. `rates` holds each publication's layer
+    /// bitrates. Returns keyframe requests for layers newly switched to, and
+    /// queues a signal when a track's video pauses or resumes.
+    pub fn select_layers(
+        &mut self,
+        now: Instant,
+        rates: &[(
+            ParticipantId,
+            Mid,
+            [Option<u64>; crate::forward::LAYER_COUNT],
+        )],
+        signals: &mut VecDeque<(ParticipantId, MediaSignal)>,
+        wants: &mut Vec<(ParticipantId, Mid, Layer)>,
+    ) {
+        let budget = self.video_budget();
+        let video: Vec<usize> = (0..self.subscriptions.len())
+            .filter(|&i| {
+                let s = &self.subscriptions[i];
+                s.kind == MediaKind::Video && matches!(s.state, SubscriptionState::Open { .. })
+            })
+            .collect();
+        let demands: Vec<Demand> = video
+            .iter()
+            .map(|&i| {
+                let s = &self.subscriptions[i];
+                let rates = rates
+                    .iter()
+                    .find(|(o, m, _)| *o == s.origin && *m == s.source_mid)
+                    .map(|r| r.2)
+                    .unwrap_or_default();
+                let height = s.view_height.unwrap_or(Layer::FULL.nominal_height());
+                Demand {
+                    cap: Layer::for_view_height(height),
+                    rates,
+                    priority: u64::from(height),
+                }
+            })
+            .collect();
+        let mut fits = vec![None; demands.len()];
+        let mut fits_up = vec![None; demands.len()];
+        allocate(budget, &demands, &mut fits);
+        allocate((budget as f64 / UP_HEADROOM) as u64, &demands, &mut fits_up);
+        for (k, &i) in video.iter().enumerate() {
+            let sub = &mut self.subscriptions[i];
+            if demands[k].rates.iter().all(Option::is_none) {
+                // Nothing published yet (or the camera stopped): nothing to decide.
+                continue;
+            }
+            let before = sub.selector.target();
+            let available = before.is_none_or(|l| demands[k].rates[l.index()].is_some());
+            let Some(after) = sub.selector.decide(now, fits[k], fits_up[k], available) else {
+                continue;
+            };
+            tracing::info!(
+                participant = %self.id, origin = %sub.origin,
+                budget_kbps = (budget < UNLIMITED).then_some(budget / 1000),
+                from = ?before.map(|l| l.rid()), to = ?after.map(|l| l.rid()),
+                "video layer target"
+            );
+            if before.is_none() != after.is_none() {
+                signals.push_back((
+                    self.id,
+                    MediaSignal::VideoPaused {
+                        participant: sub.origin,
+                        paused: after.is_none(),
+                    },
+                ));
+            }
+            if let (Some(layer), true) = (after, self.connected) {
+                if sub.forwarding != Some(layer) {
+                    wants.push((sub.origin, sub.source_mid, layer));
+                }
+            }
+        }
+    }
+
+    /// What this participant's link can take for video, in bit/s: unlimited
+    /// until bandwidth estimation says otherwise.
+    fn video_budget(&self) -> u64 {
+        UNLIMITED
+    }
+
+    /// Records the size at which this participant shows another's video.
+    pub fn set_view(&mut self, origin: ParticipantId, height: u32) {
+        match self.views.iter_mut().find(|(o, _)| *o == origin) {
+            Some(v) => v.1 = height,
+            None => {
+                // Bounded: a browser could name any number of participants.
+                if self.views.len() >= MAX_VIEWS {
+                    self.views.remove(0);
+                }
+                self.views.push((origin, height));
+            }
+        }
+        for s in &mut self.subscriptions {
+            if s.origin == origin && s.kind == MediaKind::Video {
+                s.view_height = Some(height);
+            }
         }
     }
 
@@ -463,12 +627,15 @@ impl Participant {
     pub fn handle_deferred_keyframes(&mut self, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         for publication in &mut self.publications {
-            if publication.keyframes.poll_deferred(now) {
-                tracing::debug!(participant = %self.id, mid = %publication.mid, "deferred keyframe requested");
-                send_pli(&mut self.rtc, publication.mid);
-            }
-            if let Some(t) = publication.keyframes.deferred_until() {
-                next = Some(next.map_or(t, |n| n.min(t)));
+            for layer in Layer::ALL {
+                let stream = &mut publication.layers[layer.index()];
+                if stream.keyframes.poll_deferred(now) {
+                    tracing::debug!(participant = %self.id, mid = %publication.mid, %layer, "deferred keyframe requested");
+                    send_pli(&mut self.rtc, publication.mid, stream.rid);
+                }
+                if let Some(t) = stream.keyframes.deferred_until() {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
             }
         }
         next
@@ -536,14 +703,20 @@ fn track_signal(
     )
 }
 
-fn send_pli(rtc: &mut Rtc, mid: Mid) {
-    if let Some(stream) = rtc.direct_api().stream_rx_by_mid(mid, None) {
+fn send_pli(rtc: &mut Rtc, mid: Mid, rid: Option<Rid>) {
+    if let Some(stream) = rtc.direct_api().stream_rx_by_mid(mid, rid) {
         stream.request_keyframe(KeyframeRequestKind::Pli);
     }
 }
 
-fn open_video_sources(subs: &[Subscription]) -> impl Iterator<Item = (ParticipantId, Mid)> + '_ {
+/// Open video subscriptions that wait for the first keyframe of their layer.
+fn waiting_for_keyframes(
+    subs: &[Subscription],
+) -> impl Iterator<Item = (ParticipantId, Mid, Layer)> + '_ {
     subs.iter()
         .filter(|s| s.kind == MediaKind::Video && matches!(s.state, SubscriptionState::Open { .. }))
-        .map(|s| (s.origin, s.source_mid))
+        .filter_map(|s| {
+            let layer = s.wanted()?;
+            (s.forwarding != Some(layer)).then_some((s.origin, s.source_mid, layer))
+        })
 }

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use str0m::media::MediaKind;
 use str0m::net::Transmit;
 use str0m::{Candidate, Input, Rtc};
 
@@ -16,6 +17,9 @@ use crate::signal::MediaSignal;
 /// How long the room may sleep when nothing asks for sooner attention.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
+/// How often every subscriber's video layers are chosen again.
+const LAYER_INTERVAL: Duration = Duration::from_millis(250);
+
 /// One call. Owned by exactly one media worker: no locks on its packet path.
 #[derive(Debug)]
 pub struct Room {
@@ -23,6 +27,9 @@ pub struct Room {
     participants: Vec<Participant>,
     propagate: VecDeque<Propagated>,
     signals: VecDeque<(ParticipantId, MediaSignal)>,
+    /// When layers are next chosen; `None` means at the next poll (something
+    /// changed: a subscription opened, a tile was resized).
+    next_layers: Option<Instant>,
 }
 
 /// Builds a WebRTC session configured the way the SFU forwards: RTP mode (packets,
@@ -47,6 +54,7 @@ impl Room {
             participants: Vec::new(),
             propagate: VecDeque::with_capacity(64),
             signals: VecDeque::new(),
+            next_layers: None,
         }
     }
 
@@ -94,23 +102,28 @@ impl Room {
         participant.adopt_receive_slots(offer, &mut self.signals);
         self.participants.push(participant);
         self.signals.push_back((id, MediaSignal::Answer(answer)));
+        self.next_layers = None;
         Ok(())
     }
 
     /// Takes a participant's answer to the SFU's offer.
-    pub fn accept_answer(
+    pub fn accept_answer(&mut self, id: ParticipantId, answer: &str) -> Result<(), SfuError> {
+        self.participant_mut(id)?.accept_answer(answer)?;
+        // Newly opened subscriptions get their first layer (and keyframe) now.
+        self.next_layers = None;
+        Ok(())
+    }
+
+    /// Records the size, in device pixels, at which participant `id` shows
+    /// `origin`'s video: a thumbnail is sent a small layer.
+    pub fn set_view(
         &mut self,
-        now: Instant,
         id: ParticipantId,
-        answer: &str,
+        origin: ParticipantId,
+        height: u32,
     ) -> Result<(), SfuError> {
-        let opened = self.participant_mut(id)?.accept_answer(answer)?;
-        for (publisher, mid) in opened {
-            // A new subscriber must not wait for the next periodic keyframe.
-            if let Some(p) = self.participants.iter_mut().find(|p| p.id == publisher) {
-                p.request_keyframe(mid, now);
-            }
-        }
+        self.participant_mut(id)?.set_view(origin, height);
+        self.next_layers = None;
         Ok(())
     }
 
@@ -157,7 +170,10 @@ impl Room {
     /// between participants, and the time of the next needed timeout is returned.
     pub fn poll(&mut self, now: Instant, mut transmit: impl FnMut(&Transmit)) -> Instant {
         loop {
-            let mut next = now + IDLE_POLL;
+            if self.next_layers.is_none_or(|t| t <= now) {
+                self.select_layers(now);
+            }
+            let mut next = self.next_layers.map_or(now, |t| t.min(now + IDLE_POLL));
             for p in &mut self.participants {
                 loop {
                     match p.poll(&mut self.signals) {
@@ -174,6 +190,14 @@ impl Room {
                 if let Some(t) = p.handle_deferred_keyframes(now) {
                     next = next.min(t);
                 }
+                if std::mem::take(&mut p.new_layer_seen) {
+                    self.next_layers = None;
+                }
+            }
+            if self.next_layers.is_none() {
+                // A layer just started: choose before its first packets are
+                // offered, since one of them may be the keyframe to start on.
+                self.select_layers(now);
             }
             if self.propagate.is_empty() {
                 self.remove_dead();
@@ -200,26 +224,56 @@ impl Room {
             Propagated::Rtp {
                 origin,
                 mid,
+                layer,
                 params,
-                keyframe_start,
+                start_point,
                 packet,
             } => {
                 let mut wants_keyframe = false;
                 for p in self.participants.iter_mut().filter(|p| p.id != origin) {
-                    wants_keyframe |= p.forward(origin, mid, &params, keyframe_start, &packet)
-                        == Forwarded::NeedsKeyframe;
+                    let forwarded = p.forward(origin, mid, layer, &params, start_point, &packet);
+                    wants_keyframe |= forwarded == Forwarded::NeedsKeyframe(layer);
                 }
                 if wants_keyframe {
-                    // Coalesced per track: one request outstanding, however many wait.
+                    // Coalesced per layer: one request outstanding, however many wait.
                     if let Some(p) = self.participants.iter_mut().find(|p| p.id == origin) {
-                        p.request_keyframe(mid, now);
+                        p.request_keyframe(mid, layer, now);
                     }
                 }
             }
-            Propagated::KeyframeWanted { publisher, mid } => {
+            Propagated::KeyframeWanted {
+                publisher,
+                mid,
+                layer,
+            } => {
                 if let Some(p) = self.participants.iter_mut().find(|p| p.id == publisher) {
-                    p.request_keyframe(mid, now);
+                    p.request_keyframe(mid, layer, now);
                 }
+            }
+        }
+    }
+
+    /// Chooses every subscriber's video layers, and asks publishers for the
+    /// keyframes that the switches need.
+    fn select_layers(&mut self, now: Instant) {
+        let rates: Vec<_> = self
+            .participants
+            .iter()
+            .flat_map(|p| {
+                p.publications
+                    .iter()
+                    .filter(|publication| publication.kind == MediaKind::Video)
+                    .map(move |publication| (p.id, publication.mid, publication.layer_rates(now)))
+            })
+            .collect();
+        self.next_layers = Some(now + LAYER_INTERVAL);
+        let mut wants = Vec::new();
+        for p in &mut self.participants {
+            p.select_layers(now, &rates, &mut self.signals, &mut wants);
+        }
+        for (publisher, mid, layer) in wants {
+            if let Some(p) = self.participants.iter_mut().find(|p| p.id == publisher) {
+                p.request_keyframe(mid, layer, now);
             }
         }
     }

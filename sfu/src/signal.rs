@@ -16,6 +16,14 @@ pub enum MediaSignal {
         /// Whose track it carries.
         participant: crate::id::ParticipantId,
     },
+    /// Video from `participant` stopped (`paused`) because the link cannot
+    /// carry even its lowest layer, keeping the sound clear; or it came back.
+    VideoPaused {
+        /// Whose video.
+        participant: crate::id::ParticipantId,
+        /// True when paused, false when it resumes.
+        paused: bool,
+    },
     /// ICE and DTLS are up; media can flow.
     Connected,
     /// ICE lost the path; media may come back (e.g. a Wi-Fi roam).

@@ -207,7 +207,7 @@ impl SimCall {
                     .accept_offer(offer)
                     .expect("peer accepts offer");
                 self.room
-                    .accept_answer(self.now, id, &answer.to_sdp_string())
+                    .accept_answer(id, &answer.to_sdp_string())
                     .expect("room accepts answer");
             }
             _ => {}

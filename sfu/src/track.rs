@@ -3,22 +3,97 @@
 //! A subscription's life is an enum carrying its data, so an outgoing track that
 //! is still being negotiated cannot be written to by mistake.
 
+use std::time::{Duration, Instant};
+
 use str0m::format::{Codec, PayloadParams};
-use str0m::media::{MediaKind, Mid, Pt};
+use str0m::media::{MediaKind, Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 
-use crate::forward::SeqRewriter;
+use crate::forward::{Layer, LayerSelector, StreamRewriter, LAYER_COUNT};
 use crate::id::ParticipantId;
 use crate::keyframe::KeyframeThrottle;
 
-/// A track a participant sends to the SFU.
+/// A track a participant sends to the SFU: one RTP stream, or one per
+/// simulcast layer.
 #[derive(Debug)]
 pub(crate) struct Publication {
     pub mid: Mid,
     pub kind: MediaKind,
-    /// The incoming SSRC, learned from the first packet.
+    pub layers: [LayerStream; LAYER_COUNT],
+}
+
+impl Publication {
+    pub fn new(mid: Mid, kind: MediaKind) -> Self {
+        Publication {
+            mid,
+            kind,
+            layers: Default::default(),
+        }
+    }
+
+    /// Each layer's bitrate now, `None` for a layer not being received.
+    pub fn layer_rates(&self, now: Instant) -> [Option<u64>; LAYER_COUNT] {
+        std::array::from_fn(|i| self.layers[i].meter.rate(now, Layer::ALL[i]))
+    }
+}
+
+/// One incoming RTP stream of a publication.
+#[derive(Debug, Default)]
+pub(crate) struct LayerStream {
+    /// Learned from the first packet.
     pub ssrc: Option<Ssrc>,
+    /// The simulcast rid it came with, to address keyframe requests.
+    pub rid: Option<Rid>,
     pub keyframes: KeyframeThrottle,
+    pub meter: RateMeter,
+}
+
+/// A layer's bitrate, measured over half-second windows and smoothed.
+#[derive(Debug, Default)]
+pub(crate) struct RateMeter {
+    window_start: Option<Instant>,
+    bytes: u64,
+    smoothed: Option<u64>,
+    last_packet: Option<Instant>,
+}
+
+/// How long one measurement window lasts.
+const RATE_WINDOW: Duration = Duration::from_millis(500);
+
+/// A layer with no packet for this long is taken as stopped (the publisher's
+/// encoder dropped it for lack of upload bandwidth or CPU, or was told to).
+const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
+
+impl RateMeter {
+    /// Counts one packet. Arithmetic only: this is on the per-packet path.
+    pub fn record(&mut self, at: Instant, bytes: usize) {
+        let start = *self.window_start.get_or_insert(at);
+        let elapsed = at.saturating_duration_since(start);
+        if elapsed >= RATE_WINDOW {
+            let sample = self.bytes * 8 * 1_000_000 / elapsed.as_micros().max(1) as u64;
+            self.smoothed = Some(self.smoothed.map_or(sample, |r| (r * 3 + sample) / 4));
+            self.window_start = Some(at);
+            self.bytes = 0;
+        }
+        self.bytes += bytes as u64;
+        self.last_packet = Some(at);
+    }
+
+    /// The bitrate, or `None` when the stream has stopped. Before the first
+    /// window closes, the layer's nominal rate stands in.
+    pub fn rate(&self, now: Instant, layer: Layer) -> Option<u64> {
+        let last = self.last_packet?;
+        if now.saturating_duration_since(last) > LAYER_TIMEOUT {
+            return None;
+        }
+        Some(self.smoothed.unwrap_or_else(|| nominal_rate(layer)))
+    }
+}
+
+/// The bitrate the browser client asks its encoder for, per layer (see
+/// `docs/adaptation.md` and `client/call.js`).
+pub(crate) fn nominal_rate(layer: Layer) -> u64 {
+    [150_000, 500_000, 1_500_000][layer.index()]
 }
 
 /// Where one outgoing copy of another participant's track stands.
@@ -43,9 +118,14 @@ pub(crate) struct Subscription {
     pub source_mid: Mid,
     pub kind: MediaKind,
     pub state: SubscriptionState,
-    /// Video only starts at a keyframe: delta frames before it cannot be decoded.
-    pub awaiting_keyframe: bool,
-    pub seq: SeqRewriter,
+    /// The height in device pixels at which the subscriber shows this video,
+    /// when it has said.
+    pub view_height: Option<u32>,
+    pub selector: LayerSelector,
+    /// The layer whose packets are being forwarded now. Switching starts only
+    /// at a keyframe of the new layer: its delta frames are undecodable alone.
+    pub forwarding: Option<Layer>,
+    pub rewriter: StreamRewriter,
     /// Publisher PT to this subscriber's PT, learned per codec (browsers number
     /// codecs differently, e.g. VP8 is 96 in Chromium and 120 in Firefox).
     pt_map: [(Pt, Pt); 4],
@@ -59,10 +139,21 @@ impl Subscription {
             source_mid,
             kind,
             state: SubscriptionState::ToOpen,
-            awaiting_keyframe: kind == MediaKind::Video,
-            seq: SeqRewriter::default(),
+            view_height: None,
+            selector: LayerSelector::default(),
+            forwarding: None,
+            rewriter: StreamRewriter::default(),
             pt_map: [(Pt::from(0), Pt::from(0)); 4],
             pt_len: 0,
+        }
+    }
+
+    /// The layer this subscriber should get: audio is one stream; video follows
+    /// the selector (`None` while paused or not yet decided).
+    pub fn wanted(&self) -> Option<Layer> {
+        match self.kind {
+            MediaKind::Audio => Some(Layer::FULL),
+            MediaKind::Video => self.selector.target(),
         }
     }
 

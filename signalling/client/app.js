@@ -11,6 +11,17 @@ window.carecall = { metrics, call: null };
 
 const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
 let localStream = null;
+let currentCall = null;
+
+// Tells the SFU the size of each remote tile as the layout changes.
+const tileSizes = new ResizeObserver((entries) => {
+  for (const e of entries) {
+    const tile = e.target.closest('.tile');
+    if (!tile || !currentCall) continue;
+    const height = Math.round(e.contentRect.height * (window.devicePixelRatio || 1));
+    currentCall.setView(tile.dataset.participant, height);
+  }
+});
 
 function show(screen) {
   for (const id of ['prejoin', 'call', 'ended']) $(id).hidden = id !== screen;
@@ -89,6 +100,7 @@ function tileFor(id) {
   name.className = 'name';
   tile.append(video, name);
   $('tiles').append(tile);
+  tileSizes.observe(video);
   return tile;
 }
 
@@ -123,7 +135,25 @@ function join() {
   $('self-video').srcObject = localStream;
   const call = new Call(token, localStream);
   window.carecall.call = call;
+  currentCall = call;
+  // Tiles made before the call object existed report their size now.
+  for (const v of document.querySelectorAll('#tiles .tile video')) {
+    tileSizes.unobserve(v);
+    tileSizes.observe(v);
+  }
   call.addEventListener('peer', (e) => updatePeer(e.detail));
+  call.addEventListener('video-paused', (e) => {
+    const tile = tileFor(e.detail.participant);
+    let note = tile.querySelector('.paused');
+    if (e.detail.paused && !note) {
+      note = document.createElement('div');
+      note.className = 'paused';
+      note.textContent = 'Video paused to keep the sound clear';
+      tile.append(note);
+    } else if (!e.detail.paused && note) {
+      note.remove();
+    }
+  });
   call.addEventListener('peer-left', (e) => {
     const tile = document.querySelector(`.tile[data-participant="${CSS.escape(e.detail.participant)}"]`);
     if (tile) tile.remove();

@@ -7,6 +7,14 @@
 
 const PROTOCOL_VERSION = 1;
 
+// The camera is sent three times, smallest first; the SFU forwards each
+// viewer the one that fits their link and tile (docs/adaptation.md).
+const SIMULCAST = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
 export class Call extends EventTarget {
   constructor(token, localStream) {
     super();
@@ -20,6 +28,7 @@ export class Call extends EventTarget {
     this.midOwner = new Map();     // m-line mid -> participant id (from 'track' messages)
     this.queue = Promise.resolve();
     this.closedByUs = false;
+    this.views = new Map();        // participant id -> tile height sent to the SFU
   }
 
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
@@ -85,6 +94,9 @@ export class Call extends EventTarget {
         // Always before the SDP that uses the mid, so ontrack finds the owner.
         this.midOwner.set(msg.mid, msg.participant);
         break;
+      case 'video-paused':
+        this.emit('video-paused', { participant: msg.participant, paused: msg.paused });
+        break;
       case 'media-connected':
         this.emit('media-connected', {});
         break;
@@ -126,7 +138,9 @@ export class Call extends EventTarget {
     };
     for (const track of this.localStream.getTracks()) {
       if (track.kind === 'video') track.contentHint = 'detail';
-      const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+      const init = { direction: 'sendonly', streams: [this.localStream] };
+      if (track.kind === 'video') init.sendEncodings = SIMULCAST;
+      const t = pc.addTransceiver(track, init);
       if (track.kind === 'video') await preferResolution(t.sender);
     }
     for (let i = 0; i < others; i++) {
@@ -135,6 +149,14 @@ export class Call extends EventTarget {
     }
     await pc.setLocalDescription(await pc.createOffer());
     this.send({ type: 'offer', sdp: pc.localDescription.sdp });
+  }
+
+  // How tall (device pixels) this browser shows a participant's video, so the
+  // SFU sends a layer that fits: a thumbnail never pulls 720p.
+  setView(participant, height) {
+    if (this.views.get(participant) === height) return;
+    this.views.set(participant, height);
+    this.send({ type: 'view', participant, height });
   }
 
   setMute(audio, video) {

@@ -45,14 +45,29 @@ pub enum ClientMessage {
         /// Camera on.
         video: bool,
     },
+    /// The height, in device pixels, at which this browser shows another
+    /// participant's video: the SFU sends a simulcast layer that fits it.
+    View {
+        /// Whose video (`p<n>`).
+        participant: String,
+        /// Rendered height in device pixels; 0 when the tile is hidden.
+        height: u32,
+    },
     /// The participant leaves the call.
     Leave {},
 }
 
 impl ClientMessage {
     /// The `type` names a client may send, to tell an unknown type from a bad one.
-    pub const TYPES: &'static [&'static str] =
-        &["join", "offer", "answer", "candidate", "mute", "leave"];
+    pub const TYPES: &'static [&'static str] = &[
+        "join",
+        "offer",
+        "answer",
+        "candidate",
+        "mute",
+        "view",
+        "leave",
+    ];
 }
 
 /// Someone else in the call, as the browser shows them.
@@ -108,6 +123,14 @@ pub enum ServerMessage {
     ParticipantJoined(PeerInfo),
     /// Someone changed their microphone or camera state.
     ParticipantUpdated(PeerInfo),
+    /// Video from a participant was paused because this browser's link
+    /// cannot carry it without hurting the sound, or it came back.
+    VideoPaused {
+        /// Whose video.
+        participant: String,
+        /// True while paused.
+        paused: bool,
+    },
     /// Someone left.
     ParticipantLeft {
         /// Their participant id.
@@ -193,6 +216,13 @@ mod tests {
             Ok(ClientMessage::Join {
                 v: 1,
                 token: "t".into()
+            })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"view","participant":"p3","height":360}"#),
+            Ok(ClientMessage::View {
+                participant: "p3".into(),
+                height: 360
             })
         );
         assert_eq!(

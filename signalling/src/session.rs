@@ -34,6 +34,9 @@ mod close {
 /// leaves a half-open TCP connection; pings make the loss visible.
 const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// The tallest tile height a browser may report (8K); more is treated as this.
+const MAX_VIEW_HEIGHT: u32 = 4320;
+
 /// Silence after which a session is closed: three missed pings.
 const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(45);
 
@@ -253,6 +256,19 @@ impl Session {
                     .set_mute(&j.claims.room, j.id, audio, video);
                 Ok(())
             }
+            ClientMessage::View {
+                participant,
+                height,
+            } => match participant.parse() {
+                Ok(origin) => media.set_view(room, j.id, origin, height.min(MAX_VIEW_HEIGHT)),
+                Err(()) => {
+                    self.send(ServerMessage::Error {
+                        code: "bad-participant".into(),
+                        message: format!("no participant is called {participant:?}"),
+                    });
+                    Ok(())
+                }
+            },
             ClientMessage::Leave {} => return ControlFlow::Break(()),
             ClientMessage::Join { .. } => Ok(()),
         };
@@ -326,6 +342,13 @@ impl Session {
             MediaSignal::Track { mid, participant } => self.send(ServerMessage::Track {
                 mid,
                 participant: participant.to_string(),
+            }),
+            MediaSignal::VideoPaused {
+                participant,
+                paused,
+            } => self.send(ServerMessage::VideoPaused {
+                participant: participant.to_string(),
+                paused,
             }),
             MediaSignal::IceDisconnected => tracing::info!("ICE path lost"),
             MediaSignal::Error(message) => self.send(ServerMessage::Error {

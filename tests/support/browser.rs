@@ -65,7 +65,7 @@ impl Driver {
             "--disable-sync".into(),
             "--disable-quic".into(),
             "--no-first-run".into(),
-            "--window-size=800,600".into(),
+            "--window-size=1920,1080".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let mut caps = serde_json::Map::new();

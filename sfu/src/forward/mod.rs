@@ -1,6 +1,8 @@
 //! Decisions about one forwarded stream, as pure state: no WebRTC session, no
 //! socket, so each rule is a unit test.
 
+mod layer;
 mod rewrite;
 
-pub use rewrite::SeqRewriter;
+pub use layer::{allocate, Demand, Layer, LayerSelector, LAYER_COUNT, UP_HEADROOM, UP_HOLD};
+pub use rewrite::StreamRewriter;

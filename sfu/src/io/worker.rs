@@ -51,6 +51,12 @@ enum WorkerCommand {
         room: RoomId,
         participant: ParticipantId,
     },
+    View {
+        room: RoomId,
+        participant: ParticipantId,
+        origin: ParticipantId,
+        height: u32,
+    },
 }
 
 struct WorkerHandle {
@@ -153,6 +159,26 @@ impl MediaServer {
     /// Removes a participant from a room.
     pub fn leave(&self, room: RoomId, participant: ParticipantId) -> Result<(), SfuError> {
         self.send(&room.clone(), WorkerCommand::Leave { room, participant })
+    }
+
+    /// Records the height, in device pixels, at which `participant` shows
+    /// `origin`'s video, so it is sent a layer that fits the tile.
+    pub fn set_view(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        origin: ParticipantId,
+        height: u32,
+    ) -> Result<(), SfuError> {
+        self.send(
+            &room.clone(),
+            WorkerCommand::View {
+                room,
+                participant,
+                origin,
+                height,
+            },
+        )
     }
 
     fn send(&self, room: &RoomId, cmd: WorkerCommand) -> Result<(), SfuError> {
@@ -358,7 +384,7 @@ impl Worker {
                 participant,
                 answer,
             } => {
-                let r = self.with_room(&room, |r| r.accept_answer(now, participant, &answer));
+                let r = self.with_room(&room, |r| r.accept_answer(participant, &answer));
                 (room, participant, r)
             }
             WorkerCommand::Candidate {
@@ -367,6 +393,15 @@ impl Worker {
                 candidate,
             } => {
                 let r = self.with_room(&room, |r| r.add_remote_candidate(participant, &candidate));
+                (room, participant, r)
+            }
+            WorkerCommand::View {
+                room,
+                participant,
+                origin,
+                height,
+            } => {
+                let r = self.with_room(&room, |r| r.set_view(participant, origin, height));
                 (room, participant, r)
             }
             WorkerCommand::Leave { room, participant } => {

@@ -1,0 +1,375 @@
+//! Which simulcast layer each subscriber receives.
+//!
+//! A publisher sends its camera three times (`q` 320x180, `h` 640x360, `f`
+//! 1280x720, see `docs/adaptation.md`). For every subscriber the SFU forwards one
+//! of them: the best that fits both the subscriber's bandwidth estimate and the
+//! size at which the subscriber shows the tile. Nothing here touches packets;
+//! [`allocate`] shares one subscriber's budget across its video subscriptions,
+//! and [`LayerSelector`] adds the hysteresis that keeps a tile from flapping.
+
+use std::time::{Duration, Instant};
+
+/// How many simulcast layers a publication can have.
+pub const LAYER_COUNT: usize = 3;
+
+/// One simulcast layer of a published video track, lowest first. A publisher
+/// that does not simulcast sends one stream, taken as the full layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Layer(u8);
+
+impl Layer {
+    /// 320x180: thumbnails and poor links.
+    pub const QUARTER: Layer = Layer(0);
+    /// 640x360.
+    pub const HALF: Layer = Layer(1);
+    /// 1280x720: the camera as captured.
+    pub const FULL: Layer = Layer(2);
+    /// All layers, lowest first.
+    pub const ALL: [Layer; LAYER_COUNT] = [Layer::QUARTER, Layer::HALF, Layer::FULL];
+
+    /// The layer a simulcast `rid` names (`q`, `h`, `f`, as the browser client
+    /// sends them); no rid means no simulcast.
+    pub fn from_rid(rid: Option<&str>) -> Option<Layer> {
+        match rid {
+            None | Some("f") => Some(Layer::FULL),
+            Some("h") => Some(Layer::HALF),
+            Some("q") => Some(Layer::QUARTER),
+            Some(_) => None,
+        }
+    }
+
+    /// The rid this layer is published under.
+    pub fn rid(self) -> &'static str {
+        ["q", "h", "f"][self.index()]
+    }
+
+    /// Position in per-layer arrays.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The picture height the layer is published at.
+    pub fn nominal_height(self) -> u32 {
+        [180, 360, 720][self.index()]
+    }
+
+    /// The smallest layer that looks sharp in a tile `height` device pixels
+    /// tall: a layer up to a quarter smaller than the tile still looks fine.
+    pub fn for_view_height(height: u32) -> Layer {
+        Layer::ALL
+            .into_iter()
+            .find(|l| l.nominal_height() * 4 >= height * 3)
+            .unwrap_or(Layer::FULL)
+    }
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.rid())
+    }
+}
+
+/// What one video subscription could receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demand {
+    /// The highest layer worth sending, from the rendered tile size.
+    pub cap: Layer,
+    /// Each layer's measured bitrate in bit/s; `None` when the publisher is not
+    /// sending that layer now.
+    pub rates: [Option<u64>; LAYER_COUNT],
+    /// Who is served first when the budget is short: the tile's area.
+    pub priority: u64,
+}
+
+impl Demand {
+    /// The layers that can be chosen, lowest first: sent by the publisher and
+    /// not above the cap, or the lowest layer sent when all are above it.
+    fn choices(&self) -> impl Iterator<Item = (Layer, u64)> + '_ {
+        let lowest_sent = Layer::ALL
+            .into_iter()
+            .find(|l| self.rates[l.index()].is_some());
+        Layer::ALL.into_iter().filter_map(move |l| {
+            let rate = self.rates[l.index()]?;
+            (l <= self.cap || Some(l) == lowest_sent).then_some((l, rate))
+        })
+    }
+}
+
+/// Shares `budget` bit/s across one subscriber's video subscriptions: first the
+/// lowest layer for each, in priority order, then one step up at a time for
+/// the highest priority that still fits. A subscription that cannot get even
+/// its lowest layer gets `None` (video paused). `out[i]` answers `demands[i]`.
+pub fn allocate(budget: u64, demands: &[Demand], out: &mut [Option<Layer>]) {
+    debug_assert_eq!(demands.len(), out.len());
+    let mut order: Vec<usize> = (0..demands.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(demands[i].priority));
+    let mut left = budget;
+    let mut spent = vec![0u64; demands.len()];
+    for &i in &order {
+        out[i] = None;
+        if let Some((layer, rate)) = demands[i].choices().next() {
+            if rate <= left {
+                left -= rate;
+                spent[i] = rate;
+                out[i] = Some(layer);
+            }
+        }
+    }
+    loop {
+        let mut stepped = false;
+        for &i in &order {
+            let Some(current) = out[i] else { continue };
+            let Some((layer, rate)) = demands[i].choices().find(|(l, _)| *l > current) else {
+                continue;
+            };
+            let extra = rate.saturating_sub(spent[i]);
+            if extra <= left {
+                left -= extra;
+                spent[i] = rate;
+                out[i] = Some(layer);
+                stepped = true;
+            }
+        }
+        if !stepped {
+            break;
+        }
+    }
+}
+
+/// Headroom asked for before stepping up: the budget must exceed the higher
+/// layer's rate by this factor, so a layer that only just fits is not taken
+/// and dropped again at the next dip.
+pub const UP_HEADROOM: f64 = 1.25;
+
+/// How long a step up must stay possible before it is taken.
+pub const UP_HOLD: Duration = Duration::from_secs(2);
+
+/// One subscription's layer decision over time. Steps down at once (a
+/// congested link must be relieved now) and up only after [`UP_HOLD`] of
+/// budget with [`UP_HEADROOM`] to spare (so a brief estimate peak does not
+/// cause a keyframe request and a switch back).
+#[derive(Debug, Clone, Default)]
+pub struct LayerSelector {
+    target: Option<Layer>,
+    started: bool,
+    /// Since when a step up has been possible with headroom, without a break.
+    up_since: Option<Instant>,
+}
+
+impl LayerSelector {
+    /// The layer wanted now; `None` pauses video.
+    pub fn target(&self) -> Option<Layer> {
+        self.target
+    }
+
+    /// Takes the two allocations for this subscription: `fits` from the whole
+    /// budget, `fits_with_headroom` from the budget divided by [`UP_HEADROOM`].
+    /// `available` says whether the current target is still being published.
+    /// Returns the new target when it changed.
+    pub fn decide(
+        &mut self,
+        now: Instant,
+        fits: Option<Layer>,
+        fits_with_headroom: Option<Layer>,
+        available: bool,
+    ) -> Option<Option<Layer>> {
+        let current = self.target;
+        let first = !std::mem::replace(&mut self.started, true);
+        let next = if first || !available || fits < current {
+            // The very first layer, a layer gone, or a link to relieve: now.
+            self.up_since = None;
+            fits
+        } else if fits_with_headroom > current {
+            let since = *self.up_since.get_or_insert(now);
+            if now.duration_since(since) >= UP_HOLD {
+                self.up_since = None;
+                fits_with_headroom
+            } else {
+                current
+            }
+        } else {
+            self.up_since = None;
+            current
+        };
+        if next == current {
+            return None;
+        }
+        self.target = next;
+        Some(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATES: [Option<u64>; 3] = [Some(150_000), Some(500_000), Some(1_500_000)];
+
+    fn demand(cap: Layer, priority: u64) -> Demand {
+        Demand {
+            cap,
+            rates: RATES,
+            priority,
+        }
+    }
+
+    fn alloc(budget: u64, demands: &[Demand]) -> Vec<Option<Layer>> {
+        let mut out = vec![None; demands.len()];
+        allocate(budget, demands, &mut out);
+        out
+    }
+
+    #[test]
+    fn rids_map_to_layers_and_back() {
+        for l in Layer::ALL {
+            assert_eq!(Layer::from_rid(Some(l.rid())), Some(l));
+        }
+        assert_eq!(Layer::from_rid(None), Some(Layer::FULL));
+        assert_eq!(Layer::from_rid(Some("x")), None);
+    }
+
+    #[test]
+    fn a_thumbnail_never_pulls_720p() {
+        assert_eq!(Layer::for_view_height(120), Layer::QUARTER);
+        assert_eq!(Layer::for_view_height(240), Layer::QUARTER);
+        assert_eq!(Layer::for_view_height(300), Layer::HALF);
+        assert_eq!(Layer::for_view_height(480), Layer::HALF);
+        assert_eq!(Layer::for_view_height(540), Layer::FULL);
+        assert_eq!(Layer::for_view_height(2160), Layer::FULL);
+        let out = alloc(100_000_000, &[demand(Layer::QUARTER, 1)]);
+        assert_eq!(out, [Some(Layer::QUARTER)]);
+    }
+
+    #[test]
+    fn plenty_of_bandwidth_gives_every_tile_its_cap() {
+        let out = alloc(
+            10_000_000,
+            &[demand(Layer::FULL, 10), demand(Layer::HALF, 5)],
+        );
+        assert_eq!(out, [Some(Layer::FULL), Some(Layer::HALF)]);
+    }
+
+    #[test]
+    fn a_short_budget_serves_the_biggest_tile_first_but_keeps_everyone_on_video() {
+        // 150k + 150k for both, then 350k more lifts the big tile to 500k.
+        let out = alloc(700_000, &[demand(Layer::FULL, 1), demand(Layer::FULL, 10)]);
+        assert_eq!(out, [Some(Layer::QUARTER), Some(Layer::HALF)]);
+    }
+
+    #[test]
+    fn below_the_lowest_layer_video_is_paused() {
+        let out = alloc(200_000, &[demand(Layer::FULL, 10), demand(Layer::FULL, 1)]);
+        assert_eq!(out, [Some(Layer::QUARTER), None]);
+        assert_eq!(alloc(100_000, &[demand(Layer::FULL, 1)]), [None]);
+    }
+
+    #[test]
+    fn layers_the_publisher_stopped_are_skipped() {
+        let mut d = demand(Layer::FULL, 1);
+        d.rates[Layer::FULL.index()] = None;
+        assert_eq!(alloc(10_000_000, &[d]), [Some(Layer::HALF)]);
+        // Only the full layer is sent (no simulcast): it is taken even for a
+        // thumbnail, since there is nothing smaller.
+        let single = Demand {
+            cap: Layer::QUARTER,
+            rates: [None, None, Some(900_000)],
+            priority: 1,
+        };
+        assert_eq!(alloc(10_000_000, &[single]), [Some(Layer::FULL)]);
+        assert_eq!(alloc(500_000, &[single]), [None]);
+    }
+
+    #[test]
+    fn selector_steps_down_at_once_and_up_only_after_the_hold() {
+        let t0 = Instant::now();
+        let mut s = LayerSelector::default();
+        let full = Some(Layer::FULL);
+        let half = Some(Layer::HALF);
+        assert_eq!(s.decide(t0, full, full, true), Some(full));
+        // The estimate drops: down at once.
+        assert_eq!(s.decide(t0, half, half, true), Some(half));
+        // It recovers: nothing until the hold has passed with headroom throughout.
+        assert_eq!(
+            s.decide(t0 + Duration::from_millis(100), full, full, true),
+            None
+        );
+        assert_eq!(
+            s.decide(t0 + Duration::from_secs(1), full, full, true),
+            None
+        );
+        assert_eq!(
+            s.decide(t0 + Duration::from_millis(2200), full, full, true),
+            Some(full)
+        );
+        assert_eq!(s.target(), full);
+    }
+
+    #[test]
+    fn selector_does_not_flap_on_a_budget_that_only_just_fits() {
+        let t0 = Instant::now();
+        let mut s = LayerSelector::default();
+        let half = Some(Layer::HALF);
+        let full = Some(Layer::FULL);
+        s.decide(t0, half, half, true);
+        // Fits without headroom: stays on the half layer however long it lasts.
+        for ms in (0..10_000).step_by(500) {
+            assert_eq!(
+                s.decide(t0 + Duration::from_millis(ms), full, half, true),
+                None
+            );
+        }
+        // A dip during the hold restarts it.
+        assert_eq!(
+            s.decide(t0 + Duration::from_secs(11), full, full, true),
+            None
+        );
+        assert_eq!(
+            s.decide(t0 + Duration::from_secs(12), half, half, true),
+            None
+        );
+        assert_eq!(
+            s.decide(t0 + Duration::from_secs(13), full, full, true),
+            None
+        );
+        assert_eq!(
+            s.decide(t0 + Duration::from_millis(14_500), full, full, true),
+            None
+        );
+        assert_eq!(
+            s.decide(t0 + Duration::from_secs(15), full, full, true),
+            Some(full)
+        );
+    }
+
+    #[test]
+    fn selector_pauses_and_resumes_video() {
+        let t0 = Instant::now();
+        let mut s = LayerSelector::default();
+        let quarter = Some(Layer::QUARTER);
+        s.decide(t0, quarter, quarter, true);
+        assert_eq!(s.decide(t0, None, None, true), Some(None));
+        assert_eq!(
+            s.decide(t0 + Duration::from_secs(1), quarter, None, true),
+            None
+        );
+        assert_eq!(
+            s.decide(t0 + Duration::from_secs(1), quarter, quarter, true),
+            None
+        );
+        assert_eq!(
+            s.decide(t0 + Duration::from_secs(3), quarter, quarter, true),
+            Some(quarter)
+        );
+    }
+
+    #[test]
+    fn selector_leaves_a_layer_the_publisher_stopped_at_once() {
+        let t0 = Instant::now();
+        let mut s = LayerSelector::default();
+        s.decide(t0, Some(Layer::FULL), Some(Layer::FULL), true);
+        assert_eq!(
+            s.decide(t0, Some(Layer::HALF), Some(Layer::HALF), false),
+            Some(Some(Layer::HALF))
+        );
+    }
+}
