@@ -149,9 +149,8 @@ impl Participant {
         }
     }
 
-    /// Accepts the browser's answer to our last offer. Returns the subscriptions
-    /// (publisher, source mid) of video tracks that just opened, which need a
-    /// keyframe from their publisher now.
+    /// Accepts the browser's answer to our last offer. Subscriptions it opens
+    /// get their layer (and keyframe) when the room next chooses layers.
     pub fn accept_answer(&mut self, sdp: &str) -> Result<(), SfuError> {
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp {
             participant: self.id,
@@ -317,8 +316,9 @@ impl Participant {
             Event::RtpPacket(packet) => return self.incoming_rtp(packet),
             Event::KeyframeRequest(req) => {
                 let sub = self.subscriptions.iter().find(|s| s.mid() == Some(req.mid));
-                if let Some(layer) = sub.and_then(|s| s.forwarding.or(s.wanted())) {
-                    let sub = sub.expect("found above");
+                if let Some((sub, layer)) =
+                    sub.and_then(|s| Some((s, s.forwarding.or(s.wanted())?)))
+                {
                     return Polled::Propagate(Propagated::KeyframeWanted {
                         publisher: sub.origin,
                         mid: sub.source_mid,
@@ -537,10 +537,7 @@ impl Participant {
     ) {
         let budget = self.video_budget();
         let video: Vec<usize> = (0..self.subscriptions.len())
-            .filter(|&i| {
-                let s = &self.subscriptions[i];
-                s.kind == MediaKind::Video && matches!(s.state, SubscriptionState::Open { .. })
-            })
+            .filter(|&i| self.subscriptions[i].is_open_video())
             .collect();
         let demands: Vec<Demand> = video
             .iter()
@@ -713,10 +710,8 @@ fn send_pli(rtc: &mut Rtc, mid: Mid, rid: Option<Rid>) {
 fn waiting_for_keyframes(
     subs: &[Subscription],
 ) -> impl Iterator<Item = (ParticipantId, Mid, Layer)> + '_ {
-    subs.iter()
-        .filter(|s| s.kind == MediaKind::Video && matches!(s.state, SubscriptionState::Open { .. }))
-        .filter_map(|s| {
-            let layer = s.wanted()?;
-            (s.forwarding != Some(layer)).then_some((s.origin, s.source_mid, layer))
-        })
+    subs.iter().filter(|s| s.is_open_video()).filter_map(|s| {
+        let layer = s.wanted()?;
+        (s.forwarding != Some(layer)).then_some((s.origin, s.source_mid, layer))
+    })
 }

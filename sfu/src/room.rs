@@ -5,11 +5,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use str0m::media::MediaKind;
+use str0m::media::{MediaKind, Mid};
 use str0m::net::Transmit;
 use str0m::{Candidate, Input, Rtc};
 
 use crate::error::SfuError;
+use crate::forward::Layer;
 use crate::id::{ParticipantId, RoomId};
 use crate::participant::{Forwarded, Participant, Polled, Propagated};
 use crate::signal::MediaSignal;
@@ -170,10 +171,7 @@ impl Room {
     /// between participants, and the time of the next needed timeout is returned.
     pub fn poll(&mut self, now: Instant, mut transmit: impl FnMut(&Transmit)) -> Instant {
         loop {
-            if self.next_layers.is_none_or(|t| t <= now) {
-                self.select_layers(now);
-            }
-            let mut next = self.next_layers.map_or(now, |t| t.min(now + IDLE_POLL));
+            let mut next = now + IDLE_POLL;
             for p in &mut self.participants {
                 loop {
                     match p.poll(&mut self.signals) {
@@ -194,10 +192,13 @@ impl Room {
                     self.next_layers = None;
                 }
             }
-            if self.next_layers.is_none() {
-                // A layer just started: choose before its first packets are
-                // offered, since one of them may be the keyframe to start on.
+            // Due, or a layer just started: choose before its first packets
+            // are offered, since one of them may be the keyframe to start on.
+            if self.next_layers.is_none_or(|t| t <= now) {
                 self.select_layers(now);
+            }
+            if let Some(t) = self.next_layers {
+                next = next.min(t);
             }
             if self.propagate.is_empty() {
                 self.remove_dead();
@@ -236,20 +237,14 @@ impl Room {
                 }
                 if wants_keyframe {
                     // Coalesced per layer: one request outstanding, however many wait.
-                    if let Some(p) = self.participants.iter_mut().find(|p| p.id == origin) {
-                        p.request_keyframe(mid, layer, now);
-                    }
+                    self.request_keyframe(origin, mid, layer, now);
                 }
             }
             Propagated::KeyframeWanted {
                 publisher,
                 mid,
                 layer,
-            } => {
-                if let Some(p) = self.participants.iter_mut().find(|p| p.id == publisher) {
-                    p.request_keyframe(mid, layer, now);
-                }
-            }
+            } => self.request_keyframe(publisher, mid, layer, now),
         }
     }
 
@@ -272,9 +267,14 @@ impl Room {
             p.select_layers(now, &rates, &mut self.signals, &mut wants);
         }
         for (publisher, mid, layer) in wants {
-            if let Some(p) = self.participants.iter_mut().find(|p| p.id == publisher) {
-                p.request_keyframe(mid, layer, now);
-            }
+            self.request_keyframe(publisher, mid, layer, now);
+        }
+    }
+
+    /// Asks a publisher for a keyframe of one layer (coalesced by its throttle).
+    fn request_keyframe(&mut self, publisher: ParticipantId, mid: Mid, layer: Layer, now: Instant) {
+        if let Some(p) = self.participants.iter_mut().find(|p| p.id == publisher) {
+            p.request_keyframe(mid, layer, now);
         }
     }
 

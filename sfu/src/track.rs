@@ -148,6 +148,11 @@ impl Subscription {
         }
     }
 
+    /// A negotiated video subscription: the ones layers are chosen for.
+    pub fn is_open_video(&self) -> bool {
+        self.kind == MediaKind::Video && matches!(self.state, SubscriptionState::Open { .. })
+    }
+
     /// The layer this subscriber should get: audio is one stream; video follows
     /// the selector (`None` while paused or not yet decided).
     pub fn wanted(&self) -> Option<Layer> {
