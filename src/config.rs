@@ -38,6 +38,10 @@ pub struct MediaSection {
     pub announce: Vec<IpAddr>,
     /// Media worker threads; 0 means one per CPU core. `CARECALL_MEDIA_WORKERS`.
     pub workers: usize,
+    /// Estimate each browser's downlink and pick video layers by it. Off by
+    /// default until it holds HD steadily on a busy machine: see
+    /// `docs/adaptation.md`. `CARECALL_MEDIA_BANDWIDTH_ESTIMATION` (true/false).
+    pub bandwidth_estimation: bool,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for MediaSection {
             port: 40000,
             announce: Vec::new(),
             workers: 0,
+            bandwidth_estimation: false,
         }
     }
 }
@@ -107,6 +112,11 @@ impl Config {
         }
         if let Some(v) = var("CARECALL_MEDIA_WORKERS") {
             self.media.workers = v.parse().context("CARECALL_MEDIA_WORKERS")?;
+        }
+        if let Some(v) = var("CARECALL_MEDIA_BANDWIDTH_ESTIMATION") {
+            self.media.bandwidth_estimation = v
+                .parse()
+                .context("CARECALL_MEDIA_BANDWIDTH_ESTIMATION (true or false)")?;
         }
         Ok(())
     }
@@ -161,6 +171,19 @@ mod tests {
         assert_eq!(c.http_addr.port(), 9000);
         assert_eq!(c.media.port, 6000);
         assert_eq!(c.media.announce.len(), 2);
+    }
+
+    #[test]
+    fn bandwidth_estimation_is_off_unless_asked_for() {
+        let mut c: Config = toml::from_str("[media]\nbandwidth_estimation = true").unwrap();
+        assert!(c.media.bandwidth_estimation);
+        c.apply_env(|k| (k == "CARECALL_MEDIA_BANDWIDTH_ESTIMATION").then(|| "false".into()))
+            .unwrap();
+        assert!(!c.media.bandwidth_estimation);
+        assert!(!Config::default().media.bandwidth_estimation);
+        let bad =
+            c.apply_env(|k| (k == "CARECALL_MEDIA_BANDWIDTH_ESTIMATION").then(|| "yes".into()));
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         announce,
         port: config.media.port,
         workers,
+        estimate_bandwidth: config.media.bandwidth_estimation,
     })
     .context("starting the media plane")?;
 

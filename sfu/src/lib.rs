@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+mod bandwidth;
 mod codec;
 mod error;
 pub mod forward;
@@ -26,6 +27,7 @@ mod signal;
 pub mod sim;
 mod track;
 
+pub use bandwidth::AdaptationStats;
 pub use codec::{h264_keyframe_start, vp8_keyframe_start};
 pub use error::SfuError;
 pub use id::{ParticipantId, RoomId};

@@ -6,8 +6,9 @@
 //! its answer.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::PayloadParams;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
@@ -15,11 +16,12 @@ use str0m::net::Transmit;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
+use crate::bandwidth::{AdaptationStats, DownlinkEstimate, AUDIO_RESERVE};
 use crate::error::SfuError;
 use crate::forward::{allocate, Demand, Layer, UP_HEADROOM};
 use crate::id::ParticipantId;
 use crate::signal::MediaSignal;
-use crate::track::{Publication, Subscription, SubscriptionState};
+use crate::track::{nominal_rate, Publication, Subscription, SubscriptionState};
 
 /// Something one participant's session produced that concerns the others.
 // Boxing the packet would allocate once per packet on the forwarding path.
@@ -75,6 +77,11 @@ pub(crate) enum Polled {
 /// A budget no set of layers reaches (halved so sums cannot overflow).
 const UNLIMITED: u64 = u64::MAX / 2;
 
+/// How stale a session's clock may be when a packet is written to it: send
+/// times within a millisecond are as good as exact to the estimator, and
+/// advancing the clock costs a pass over the session's timers.
+const CLOCK_STEP: Duration = Duration::from_millis(1);
+
 /// Tile sizes remembered per participant: more people than fit on a screen.
 const MAX_VIEWS: usize = 64;
 
@@ -102,10 +109,16 @@ pub(crate) struct Participant {
     /// Tile heights this participant reported, by whose video; kept for
     /// subscriptions that do not exist yet (the tile can come first).
     views: Vec<(ParticipantId, u32)>,
+    /// The latest time this session was given.
+    clock: Option<Instant>,
+    /// What the link to this participant's browser can carry.
+    downlink: DownlinkEstimate,
+    /// Layer switches, pauses and estimate moves, for the admin plane.
+    pub adaptation: AdaptationStats,
 }
 
 impl Participant {
-    pub fn new(id: ParticipantId, rtc: Rtc) -> Self {
+    pub fn new(id: ParticipantId, rtc: Rtc, estimate_bandwidth: bool) -> Self {
         Participant {
             id,
             rtc,
@@ -116,6 +129,9 @@ impl Participant {
             pending: VecDeque::new(),
             new_layer_seen: false,
             views: Vec::new(),
+            clock: None,
+            downlink: DownlinkEstimate::new(estimate_bandwidth),
+            adaptation: AdaptationStats::default(),
         }
     }
 
@@ -229,6 +245,8 @@ impl Participant {
     }
 
     pub fn handle_input(&mut self, input: Input) {
+        let (Input::Timeout(t) | Input::Receive(t, _)) = input;
+        self.clock = self.clock.max(Some(t));
         if let Err(e) = self.rtc.handle_input(input) {
             tracing::warn!(participant = %self.id, error = %e, "WebRTC session failed");
             self.rtc.disconnect();
@@ -314,6 +332,13 @@ impl Participant {
                 }
             }
             Event::RtpPacket(packet) => return self.incoming_rtp(packet),
+            Event::EgressBitrateEstimate(kind) => {
+                if let Some(bps) = self.downlink.on_estimate(kind) {
+                    tracing::info!(participant = %self.id, estimate_kbps = bps / 1000, "downlink estimate");
+                    self.adaptation.estimate_changes += 1;
+                }
+                self.adaptation.estimate_bps = self.downlink.current();
+            }
             Event::KeyframeRequest(req) => {
                 let sub = self.subscriptions.iter().find(|s| s.mid() == Some(req.mid));
                 if let Some((sub, layer)) =
@@ -488,6 +513,7 @@ impl Participant {
             return Forwarded::Skipped;
         };
         let nackable = sub.kind == MediaKind::Video;
+        self.advance_clock(packet.timestamp);
         let mut direct = self.rtc.direct_api();
         let Some(tx) = direct.stream_tx(&ssrc) else {
             return Forwarded::Skipped;
@@ -505,6 +531,20 @@ impl Participant {
                 .nackable(nackable),
         );
         Forwarded::Sent
+    }
+
+    /// Brings this session's clock up to `now` before a packet is written to
+    /// it. str0m stamps each packet's send time with the last time it was
+    /// given, and its bandwidth estimator compares those stamps with the
+    /// browser's arrival times: a stale clock reads as a congested link.
+    pub fn advance_clock(&mut self, now: Instant) {
+        if !self.downlink.enabled() {
+            // No estimator, no pacer: nothing reads send times that closely.
+            return;
+        }
+        if self.clock.is_none_or(|c| now >= c + CLOCK_STEP) {
+            self.handle_input(Input::Timeout(now));
+        }
     }
 
     /// Asks this participant's browser for a keyframe of one layer of a
@@ -535,7 +575,15 @@ impl Participant {
         signals: &mut VecDeque<(ParticipantId, MediaSignal)>,
         wants: &mut Vec<(ParticipantId, Mid, Layer)>,
     ) {
-        let budget = self.video_budget();
+        if self.connected {
+            self.downlink.connected(now);
+        }
+        let audio = self
+            .subscriptions
+            .iter()
+            .filter(|s| s.kind == MediaKind::Audio)
+            .count();
+        let budget = self.downlink.video_budget(now, audio).unwrap_or(UNLIMITED);
         let video: Vec<usize> = (0..self.subscriptions.len())
             .filter(|&i| self.subscriptions[i].is_open_video())
             .collect();
@@ -568,7 +616,10 @@ impl Participant {
             }
             let before = sub.selector.target();
             let available = before.is_none_or(|l| demands[k].rates[l.index()].is_some());
-            let Some(after) = sub.selector.decide(now, fits[k], fits_up[k], available) else {
+            let Some(after) =
+                sub.selector
+                    .decide(now, fits[k], fits_up[k], demands[k].lowest(), available)
+            else {
                 continue;
             };
             tracing::info!(
@@ -577,6 +628,17 @@ impl Participant {
                 from = ?before.map(|l| l.rid()), to = ?after.map(|l| l.rid()),
                 "video layer target"
             );
+            match (before, after) {
+                (Some(_), Some(_)) => self.adaptation.layer_switches += 1,
+                (Some(_), None) => {
+                    sub.paused = true;
+                    self.adaptation.video_pauses += 1;
+                }
+                (None, Some(_)) if std::mem::take(&mut sub.paused) => {
+                    self.adaptation.video_resumes += 1
+                }
+                _ => {}
+            }
             if before.is_none() != after.is_none() {
                 signals.push_back((
                     self.id,
@@ -592,12 +654,42 @@ impl Participant {
                 }
             }
         }
+        self.plan_probing(now, &demands, &fits, audio);
     }
 
-    /// What this participant's link can take for video, in bit/s: unlimited
-    /// until bandwidth estimation says otherwise.
-    fn video_budget(&self) -> u64 {
-        UNLIMITED
+    /// Tells str0m's estimator the rate the tiles would use in full, so it
+    /// probes for it when that is above the estimate.
+    fn plan_probing(
+        &mut self,
+        now: Instant,
+        demands: &[Demand],
+        fits: &[Option<Layer>],
+        audio: usize,
+    ) {
+        let video_flows = self
+            .subscriptions
+            .iter()
+            .any(|s| s.kind == MediaKind::Video && s.forwarding.is_some());
+        if demands.is_empty() || !video_flows {
+            // Probing starts once video flows. Before, str0m would probe with
+            // blank padding packets of at most 255 bytes, which a media
+            // worker's millisecond timer cannot send fast enough: the probes
+            // would under-measure the link and lower the estimate.
+            return;
+        }
+        // What the tiles ask for, at the layers' nominal rates: known from
+        // the start, before every layer has been seen and measured.
+        let video: u64 = demands.iter().map(|d| nominal_rate(d.cap)).sum();
+        let held_back = demands
+            .iter()
+            .zip(fits)
+            .any(|(d, f)| d.best().map(|(l, _)| l) > *f);
+        let wanted = video + AUDIO_RESERVE * audio as u64;
+        if let Some(plan) = self.downlink.plan(now, wanted, held_back) {
+            self.rtc
+                .bwe()
+                .set_bitrate(Bitrate::ZERO, Bitrate::bps(plan.desired));
+        }
     }
 
     /// Records the size at which this participant shows another's video.

@@ -9,6 +9,9 @@ use str0m::media::{MediaKind, Mid};
 use str0m::net::Transmit;
 use str0m::{Candidate, Input, Rtc};
 
+use str0m::bwe::Bitrate;
+
+use crate::bandwidth::{AdaptationStats, INITIAL_ESTIMATE};
 use crate::error::SfuError;
 use crate::forward::Layer;
 use crate::id::{ParticipantId, RoomId};
@@ -31,15 +34,30 @@ pub struct Room {
     /// When layers are next chosen; `None` means at the next poll (something
     /// changed: a subscription opened, a tile was resized).
     next_layers: Option<Instant>,
+    /// Whether sessions estimate their downlink and follow it (see
+    /// `docs/adaptation.md` for why this is not yet the default).
+    estimate_bandwidth: bool,
 }
+
+/// How far ahead of its time a paced packet may be sent. A media worker's
+/// timer wakes about once a millisecond, while a bandwidth probe spaces its
+/// packets by less: without this slack a probe is sent too slowly to find the
+/// bandwidth it is probing for.
+const PACING_SLACK: Duration = Duration::from_millis(1);
+
+/// Bounds the early pacer runs per participant and poll.
+const MAX_EARLY_RUNS: usize = 64;
 
 /// Builds a WebRTC session configured the way the SFU forwards: RTP mode (packets,
 /// not frames), ICE-lite (the SFU has only host candidates and answers checks),
-/// Opus + VP8 + H.264.
-pub fn new_session(now: Instant) -> Rtc {
+/// Opus + VP8 + H.264; with `estimate_bandwidth`, send-side bandwidth
+/// estimation (which also paces what is sent to the estimate).
+pub fn new_session(now: Instant, estimate_bandwidth: bool) -> Rtc {
+    let initial = estimate_bandwidth.then_some(Bitrate::bps(INITIAL_ESTIMATE));
     Rtc::builder()
         .set_rtp_mode(true)
         .set_ice_lite(true)
+        .enable_bwe(initial)
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
@@ -56,7 +74,15 @@ impl Room {
             propagate: VecDeque::with_capacity(64),
             signals: VecDeque::new(),
             next_layers: None,
+            estimate_bandwidth: false,
         }
+    }
+
+    /// Turns downlink bandwidth estimation on for participants who join from
+    /// now on: layers then follow each subscriber's estimate as well as its
+    /// tile sizes, and what is sent to it is paced to the estimate.
+    pub fn set_bandwidth_estimation(&mut self, on: bool) {
+        self.estimate_bandwidth = on;
     }
 
     /// The room's id.
@@ -89,11 +115,11 @@ impl Room {
             self.signals.push_back((id, MediaSignal::Answer(answer)));
             return Ok(());
         }
-        let mut rtc = new_session(now);
+        let mut rtc = new_session(now, self.estimate_bandwidth);
         for c in local_candidates {
             rtc.add_local_candidate(c.clone());
         }
-        let mut participant = Participant::new(id, rtc);
+        let mut participant = Participant::new(id, rtc, self.estimate_bandwidth);
         let answer = participant.accept_offer(offer)?;
         for other in &self.participants {
             for publication in &other.publications {
@@ -173,10 +199,21 @@ impl Room {
         loop {
             let mut next = now + IDLE_POLL;
             for p in &mut self.participants {
+                p.advance_clock(now);
+                let mut early_runs = 0;
                 loop {
                     match p.poll(&mut self.signals) {
                         Polled::Transmit(t) => transmit(&t),
                         Polled::Propagate(event) => self.propagate.push_back(event),
+                        Polled::Timeout(t)
+                            if t <= now + PACING_SLACK && early_runs < MAX_EARLY_RUNS =>
+                        {
+                            // The pacer's next packet is due within the slack: send
+                            // it now rather than after a timer wake-up that takes
+                            // longer than the packet spacing.
+                            early_runs += 1;
+                            p.handle_input(Input::Timeout(t.max(now)));
+                        }
                         Polled::Timeout(t) => {
                             next = next.min(t);
                             break;
@@ -208,6 +245,14 @@ impl Room {
                 self.deliver(now, event);
             }
         }
+    }
+
+    /// How each participant's video adapted so far.
+    pub fn adaptation(&self) -> Vec<(ParticipantId, AdaptationStats)> {
+        self.participants
+            .iter()
+            .map(|p| (p.id, p.adaptation))
+            .collect()
     }
 
     /// The next signal for a participant's browser.

@@ -65,16 +65,21 @@ impl SimCall {
     /// A room with `n` participants, each publishing one audio and one video
     /// track, fully connected and negotiated.
     pub fn new(n: usize) -> SimCall {
-        Self::build(n, n)
+        Self::build(n, n, false)
+    }
+
+    /// Like [`SimCall::new`], with downlink bandwidth estimation on.
+    pub fn estimating_bandwidth(n: usize) -> SimCall {
+        Self::build(n, n, true)
     }
 
     /// One publisher (participant 0, audio and video) and `subscribers`
     /// participants who only receive: the fan-out shape.
     pub fn fan_out(subscribers: usize) -> SimCall {
-        Self::build(1, subscribers + 1)
+        Self::build(1, subscribers + 1, false)
     }
 
-    fn build(publishers: usize, n: usize) -> SimCall {
+    fn build(publishers: usize, n: usize, estimate_bandwidth: bool) -> SimCall {
         let now = Instant::now();
         let server: SocketAddr = "127.0.0.1:40000".parse().expect("static address");
         let mut call = SimCall {
@@ -87,6 +92,7 @@ impl SimCall {
             lose_next_rtp_to: None,
             lose_next_rtp_from: None,
         };
+        call.room.set_bandwidth_estimation(estimate_bandwidth);
         for i in 0..n {
             call.join(i, i < publishers);
             call.settle(Duration::from_millis(200));

@@ -188,6 +188,10 @@ impl TestPeer {
                         _ => "video",
                     };
                     let mut owner = track.stream_id().await.to_string();
+                    // Like any jitter buffer, drop repeated sequence numbers: the
+                    // SFU's bandwidth probes resend packets when RTX is not
+                    // negotiated (as it is not by this peer).
+                    let mut seen = std::collections::HashSet::new();
                     while let Some(ev) = track.poll().await {
                         match ev {
                             TrackRemoteEvent::OnOpen(init) => {
@@ -196,6 +200,9 @@ impl TestPeer {
                                 }
                             }
                             TrackRemoteEvent::OnRtpPacket(p) => {
+                                if !seen.insert(p.header.sequence_number) {
+                                    continue;
+                                }
                                 if let Some(c) = counter_of(kind, &p.payload) {
                                     rec.lock()
                                         .unwrap()

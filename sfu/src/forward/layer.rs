@@ -82,6 +82,16 @@ pub struct Demand {
 }
 
 impl Demand {
+    /// The lowest layer being published.
+    pub fn lowest(&self) -> Option<Layer> {
+        self.choices().next().map(|(layer, _)| layer)
+    }
+
+    /// The layer the tile would take with bandwidth to spare, and its rate.
+    pub fn best(&self) -> Option<(Layer, u64)> {
+        self.choices().last()
+    }
+
     /// The layers that can be chosen, lowest first: sent by the publisher and
     /// not above the cap, or the lowest layer sent when all are above it.
     fn choices(&self) -> impl Iterator<Item = (Layer, u64)> + '_ {
@@ -144,16 +154,24 @@ pub const UP_HEADROOM: f64 = 1.25;
 /// How long a step up must stay possible before it is taken.
 pub const UP_HOLD: Duration = Duration::from_secs(2);
 
+/// How long the budget must stay below the lowest layer before video pauses.
+/// Meanwhile the lowest layer is sent: a pause is what people notice most, so
+/// it is not taken on one low estimate.
+pub const PAUSE_HOLD: Duration = Duration::from_secs(1);
+
 /// One subscription's layer decision over time. Steps down at once (a
-/// congested link must be relieved now) and up only after [`UP_HOLD`] of
-/// budget with [`UP_HEADROOM`] to spare (so a brief estimate peak does not
-/// cause a keyframe request and a switch back).
+/// congested link must be relieved now), pauses only after [`PAUSE_HOLD`]
+/// short of the lowest layer, and steps up only after [`UP_HOLD`] of budget
+/// with [`UP_HEADROOM`] to spare (so a brief estimate peak does not cause a
+/// keyframe request and a switch back).
 #[derive(Debug, Clone, Default)]
 pub struct LayerSelector {
     target: Option<Layer>,
     started: bool,
     /// Since when a step up has been possible with headroom, without a break.
     up_since: Option<Instant>,
+    /// Since when not even the lowest layer has fitted, without a break.
+    short_since: Option<Instant>,
 }
 
 impl LayerSelector {
@@ -164,17 +182,33 @@ impl LayerSelector {
 
     /// Takes the two allocations for this subscription: `fits` from the whole
     /// budget, `fits_with_headroom` from the budget divided by [`UP_HEADROOM`].
-    /// `available` says whether the current target is still being published.
-    /// Returns the new target when it changed.
+    /// `lowest` is the lowest layer being published; `available` says whether
+    /// the current target still is. Returns the new target when it changed.
     pub fn decide(
         &mut self,
         now: Instant,
         fits: Option<Layer>,
         fits_with_headroom: Option<Layer>,
+        lowest: Option<Layer>,
         available: bool,
     ) -> Option<Option<Layer>> {
         let current = self.target;
         let first = !std::mem::replace(&mut self.started, true);
+        let fits = match fits {
+            Some(layer) => {
+                self.short_since = None;
+                Some(layer)
+            }
+            None => {
+                let since = *self.short_since.get_or_insert(now);
+                let paused = current.is_none() && !first;
+                if paused || now.duration_since(since) >= PAUSE_HOLD {
+                    None
+                } else {
+                    lowest
+                }
+            }
+        };
         let next = if first || !available || fits < current {
             // The very first layer, a layer gone, or a link to relieve: now.
             self.up_since = None;
@@ -202,6 +236,8 @@ impl LayerSelector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LOWEST: Option<Layer> = Some(Layer::QUARTER);
 
     const RATES: [Option<u64>; 3] = [Some(150_000), Some(500_000), Some(1_500_000)];
 
@@ -285,20 +321,20 @@ mod tests {
         let mut s = LayerSelector::default();
         let full = Some(Layer::FULL);
         let half = Some(Layer::HALF);
-        assert_eq!(s.decide(t0, full, full, true), Some(full));
+        assert_eq!(s.decide(t0, full, full, LOWEST, true), Some(full));
         // The estimate drops: down at once.
-        assert_eq!(s.decide(t0, half, half, true), Some(half));
+        assert_eq!(s.decide(t0, half, half, LOWEST, true), Some(half));
         // It recovers: nothing until the hold has passed with headroom throughout.
         assert_eq!(
-            s.decide(t0 + Duration::from_millis(100), full, full, true),
+            s.decide(t0 + Duration::from_millis(100), full, full, LOWEST, true),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_secs(1), full, full, true),
+            s.decide(t0 + Duration::from_secs(1), full, full, LOWEST, true),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_millis(2200), full, full, true),
+            s.decide(t0 + Duration::from_millis(2200), full, full, LOWEST, true),
             Some(full)
         );
         assert_eq!(s.target(), full);
@@ -310,55 +346,80 @@ mod tests {
         let mut s = LayerSelector::default();
         let half = Some(Layer::HALF);
         let full = Some(Layer::FULL);
-        s.decide(t0, half, half, true);
+        s.decide(t0, half, half, LOWEST, true);
         // Fits without headroom: stays on the half layer however long it lasts.
         for ms in (0..10_000).step_by(500) {
             assert_eq!(
-                s.decide(t0 + Duration::from_millis(ms), full, half, true),
+                s.decide(t0 + Duration::from_millis(ms), full, half, LOWEST, true),
                 None
             );
         }
         // A dip during the hold restarts it.
         assert_eq!(
-            s.decide(t0 + Duration::from_secs(11), full, full, true),
+            s.decide(t0 + Duration::from_secs(11), full, full, LOWEST, true),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_secs(12), half, half, true),
+            s.decide(t0 + Duration::from_secs(12), half, half, LOWEST, true),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_secs(13), full, full, true),
+            s.decide(t0 + Duration::from_secs(13), full, full, LOWEST, true),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_millis(14_500), full, full, true),
+            s.decide(t0 + Duration::from_millis(14_500), full, full, LOWEST, true),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_secs(15), full, full, true),
+            s.decide(t0 + Duration::from_secs(15), full, full, LOWEST, true),
             Some(full)
         );
     }
 
     #[test]
-    fn selector_pauses_and_resumes_video() {
+    fn selector_pauses_only_after_the_hold_and_resumes_by_itself() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut s = LayerSelector::default();
+        let half = Some(Layer::HALF);
+        s.decide(t0, half, half, LOWEST, true);
+        // Not even the lowest layer fits: down to it at once, paused after the hold.
+        assert_eq!(s.decide(ms(0), None, None, LOWEST, true), Some(LOWEST));
+        assert_eq!(s.decide(ms(500), None, None, LOWEST, true), None);
+        assert_eq!(s.decide(ms(1000), None, None, LOWEST, true), Some(None));
+        assert_eq!(s.decide(ms(1500), None, None, LOWEST, true), None);
+        // Back: the lowest layer with headroom for the up hold, then video again.
+        assert_eq!(s.decide(ms(2000), LOWEST, None, LOWEST, true), None);
+        assert_eq!(s.decide(ms(2500), LOWEST, LOWEST, LOWEST, true), None);
+        assert_eq!(
+            s.decide(ms(4500), LOWEST, LOWEST, LOWEST, true),
+            Some(LOWEST)
+        );
+    }
+
+    #[test]
+    fn a_short_dip_below_the_lowest_layer_does_not_pause() {
         let t0 = Instant::now();
         let mut s = LayerSelector::default();
-        let quarter = Some(Layer::QUARTER);
-        s.decide(t0, quarter, quarter, true);
-        assert_eq!(s.decide(t0, None, None, true), Some(None));
+        s.decide(t0, LOWEST, LOWEST, LOWEST, true);
+        for n in 0..5 {
+            let at = t0 + Duration::from_millis(900 * n);
+            assert_eq!(s.decide(at, None, None, LOWEST, true), None);
+            assert_eq!(
+                s.decide(at + Duration::from_millis(450), LOWEST, None, LOWEST, true),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_choice_never_pauses_on_a_starting_guess() {
+        let mut s = LayerSelector::default();
+        let only_full = Some(Layer::FULL);
         assert_eq!(
-            s.decide(t0 + Duration::from_secs(1), quarter, None, true),
-            None
-        );
-        assert_eq!(
-            s.decide(t0 + Duration::from_secs(1), quarter, quarter, true),
-            None
-        );
-        assert_eq!(
-            s.decide(t0 + Duration::from_secs(3), quarter, quarter, true),
-            Some(quarter)
+            s.decide(Instant::now(), None, None, only_full, true),
+            Some(only_full)
         );
     }
 
@@ -366,9 +427,9 @@ mod tests {
     fn selector_leaves_a_layer_the_publisher_stopped_at_once() {
         let t0 = Instant::now();
         let mut s = LayerSelector::default();
-        s.decide(t0, Some(Layer::FULL), Some(Layer::FULL), true);
+        s.decide(t0, Some(Layer::FULL), Some(Layer::FULL), LOWEST, true);
         assert_eq!(
-            s.decide(t0, Some(Layer::HALF), Some(Layer::HALF), false),
+            s.decide(t0, Some(Layer::HALF), Some(Layer::HALF), LOWEST, false),
             Some(Some(Layer::HALF))
         );
     }

@@ -28,6 +28,9 @@ pub struct MediaConfig {
     pub port: u16,
     /// Number of media worker threads.
     pub workers: usize,
+    /// Estimate each subscriber's downlink and choose layers by it (see
+    /// [`crate::Room::set_bandwidth_estimation`]).
+    pub estimate_bandwidth: bool,
 }
 
 enum WorkerCommand {
@@ -83,9 +86,10 @@ impl MediaServer {
             let bound = bind_std(&config.announce, port)?;
             let addrs = bound.iter().map(|(_, a)| *a).collect();
             let (tx, rx) = unbounded_channel();
+            let estimate_bandwidth = config.estimate_bandwidth;
             std::thread::Builder::new()
                 .name(format!("media-{index}"))
-                .spawn(move || run_worker(index, bound, rx))
+                .spawn(move || run_worker(index, bound, rx, estimate_bandwidth))
                 .map_err(|_| SfuError::WorkerGone)?;
             workers.push(WorkerHandle {
                 commands: tx,
@@ -196,6 +200,7 @@ fn run_worker(
     index: usize,
     bound: Vec<(std::net::UdpSocket, SocketAddr)>,
     commands: UnboundedReceiver<WorkerCommand>,
+    estimate_bandwidth: bool,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -227,6 +232,7 @@ fn run_worker(
             rooms: Vec::new(),
             owners: HashMap::new(),
             signals: HashMap::new(),
+            estimate_bandwidth,
         };
         worker.run(commands).await;
     });
@@ -245,6 +251,7 @@ struct Worker {
     /// `Rtc::accepts` once and then looked up per packet.
     owners: HashMap<SocketAddr, (usize, ParticipantId)>,
     signals: HashMap<ParticipantId, UnboundedSender<MediaSignal>>,
+    estimate_bandwidth: bool,
 }
 
 impl Worker {
@@ -446,8 +453,10 @@ impl Worker {
         if let Some(i) = self.find_slot(room) {
             return i;
         }
+        let mut new_room = Room::new(room.clone());
+        new_room.set_bandwidth_estimation(self.estimate_bandwidth);
         let slot = RoomSlot {
-            room: Room::new(room.clone()),
+            room: new_room,
             deadline: Instant::now(),
         };
         match self.rooms.iter().position(Option::is_none) {

@@ -1,0 +1,264 @@
+//! What the link to one subscriber can carry, and when to probe it for more.
+//!
+//! str0m estimates the send bandwidth from the browser's transport-wide
+//! congestion control feedback (TWCC, delay- and loss-based, the GCC family)
+//! and reports it as [`BweKind::Twcc`]. A browser without TWCC may still send
+//! REMB, its own receive estimate: that is the fallback. Audio is reserved
+//! before video is given anything.
+
+use std::time::{Duration, Instant};
+
+use str0m::bwe::BweKind;
+
+/// Where str0m's estimate starts. Its first probes go to 3x and 6x this, so a
+/// good link is found within about a second; a poor one starts on low layers.
+pub const INITIAL_ESTIMATE: u64 = 1_000_000;
+
+/// Reserved per audio track before any video: Opus speech at up to 40 kbit/s
+/// plus about 24 kbit/s of packet headers at 50 packets a second.
+pub const AUDIO_RESERVE: u64 = 64_000;
+
+/// With no estimate this long after media connected, the browser sends no
+/// bandwidth feedback at all; layers then follow tile sizes only.
+const NO_FEEDBACK_GRACE: Duration = Duration::from_secs(3);
+
+/// How often to ask str0m for a probe while a subscription is held below the
+/// layer its tile wants. A probe is a short burst (tens of milliseconds) that
+/// tells whether more bandwidth is back without moving media onto a link
+/// that cannot take it.
+const PROBE_INTERVAL: Duration = Duration::from_secs(3);
+
+/// An estimate change smaller than this fraction is not logged.
+const LOG_CHANGE: f64 = 0.2;
+
+/// How one participant's video adapted, counted since it joined. Kept by the
+/// media plane, exported by the admin plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdaptationStats {
+    /// Switches from one video layer to another, across its subscriptions.
+    pub layer_switches: u64,
+    /// Times a subscription's video was paused to keep the sound clear.
+    pub video_pauses: u64,
+    /// Times paused video came back.
+    pub video_resumes: u64,
+    /// Estimate moves of more than a fifth (each is logged).
+    pub estimate_changes: u64,
+    /// The latest downlink estimate in bit/s, if the browser gives feedback.
+    pub estimate_bps: Option<u64>,
+}
+
+/// The bandwidth state of one participant's downlink (SFU to browser).
+#[derive(Debug, Default)]
+pub(crate) struct DownlinkEstimate {
+    /// Off: no estimate is asked for and the budget is unlimited.
+    enabled: bool,
+    twcc: Option<u64>,
+    remb: Option<u64>,
+    connected_at: Option<Instant>,
+    last_logged: Option<u64>,
+    /// The desired rate last handed to str0m, and when a probe was last asked for.
+    desired: Option<u64>,
+    last_probe: Option<Instant>,
+    /// Whether the last desired rate was lowered to make the next raise probe.
+    dipped: bool,
+}
+
+/// What to tell str0m's estimator, from [`DownlinkEstimate::plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProbePlan {
+    /// The rate the subscriber's tiles would use in full, bit/s.
+    pub desired: u64,
+}
+
+impl DownlinkEstimate {
+    pub fn new(enabled: bool) -> Self {
+        DownlinkEstimate {
+            enabled,
+            ..Default::default()
+        }
+    }
+
+    /// Whether the downlink is estimated (and paced) at all.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Media is up: the estimate starts to count from here.
+    pub fn connected(&mut self, now: Instant) {
+        self.connected_at.get_or_insert(now);
+    }
+
+    /// Takes an estimate event. Returns the new estimate in bit/s when it moved
+    /// by more than a fifth since last reported, so the caller logs it.
+    pub fn on_estimate(&mut self, kind: BweKind) -> Option<u64> {
+        match kind {
+            BweKind::Twcc { estimate, .. } => self.twcc = Some(estimate.as_u64()),
+            BweKind::Remb { estimate, .. } => self.remb = Some(estimate.as_u64()),
+            _ => return None,
+        }
+        let now = self.current()?;
+        let moved = self
+            .last_logged
+            .is_none_or(|was| now.abs_diff(was) as f64 > was as f64 * LOG_CHANGE);
+        moved.then(|| {
+            self.last_logged = Some(now);
+            now
+        })
+    }
+
+    /// The estimate in bit/s, TWCC first; `None` before any feedback.
+    pub fn current(&self) -> Option<u64> {
+        self.twcc.or(self.remb)
+    }
+
+    /// The budget for video in bit/s, once `audio_tracks` are reserved. Before
+    /// any feedback the estimator's starting point is assumed; a browser that
+    /// never sends feedback is not limited.
+    pub fn video_budget(&self, now: Instant, audio_tracks: usize) -> Option<u64> {
+        if !self.enabled {
+            return None;
+        }
+        let total = match (self.current(), self.connected_at) {
+            (Some(e), _) => e,
+            (None, Some(at)) if now.saturating_duration_since(at) >= NO_FEEDBACK_GRACE => {
+                return None
+            }
+            (None, _) => INITIAL_ESTIMATE,
+        };
+        Some(total.saturating_sub(AUDIO_RESERVE * audio_tracks as u64))
+    }
+
+    /// Decides what str0m should be told after a layer pass. `wanted` is what
+    /// the tiles would use in full (audio included); `held_back` says some
+    /// subscription is below its tile's layer for lack of budget. str0m probes
+    /// when the desired rate rises above its estimate, so while held back the
+    /// desired rate is dipped and restored every [`PROBE_INTERVAL`]. str0m
+    /// caps its probes at twice the desired rate, so `wanted` must already
+    /// count the video the tiles want, not only audio.
+    pub fn plan(&mut self, now: Instant, wanted: u64, held_back: bool) -> Option<ProbePlan> {
+        if !self.enabled {
+            return None;
+        }
+        let due = self
+            .last_probe
+            .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_INTERVAL);
+        let desired = if self.dipped {
+            self.dipped = false;
+            self.last_probe = Some(now);
+            wanted
+        } else if held_back && due && self.connected_at.is_some() && self.desired.is_some() {
+            // A dip small enough not to matter, large enough to count as one.
+            self.dipped = true;
+            wanted - wanted / 20
+        } else {
+            wanted
+        };
+        (self.desired != Some(desired)).then(|| {
+            self.desired = Some(desired);
+            ProbePlan { desired }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use str0m::bwe::Bitrate;
+
+    fn twcc(kbps: u64) -> BweKind {
+        BweKind::Twcc {
+            estimate: Bitrate::kbps(kbps),
+            can_probe: true,
+        }
+    }
+
+    #[test]
+    fn budget_starts_at_the_initial_estimate_and_reserves_audio() {
+        let now = Instant::now();
+        let est = DownlinkEstimate::new(true);
+        assert_eq!(
+            est.video_budget(now, 2),
+            Some(INITIAL_ESTIMATE - 2 * AUDIO_RESERVE)
+        );
+    }
+
+    #[test]
+    fn budget_follows_twcc_and_never_underflows() {
+        let now = Instant::now();
+        let mut est = DownlinkEstimate::new(true);
+        est.on_estimate(twcc(600));
+        assert_eq!(est.video_budget(now, 2), Some(600_000 - 2 * AUDIO_RESERVE));
+        est.on_estimate(twcc(100));
+        assert_eq!(est.video_budget(now, 2), Some(0));
+    }
+
+    #[test]
+    fn remb_is_used_only_without_twcc() {
+        let now = Instant::now();
+        let mut est = DownlinkEstimate::new(true);
+        est.on_estimate(BweKind::Remb {
+            estimate: Bitrate::kbps(400),
+            mid: "0".into(),
+        });
+        assert_eq!(est.current(), Some(400_000));
+        est.on_estimate(twcc(900));
+        assert_eq!(est.current(), Some(900_000));
+        assert_eq!(est.video_budget(now, 0), Some(900_000));
+    }
+
+    #[test]
+    fn no_feedback_after_the_grace_period_means_no_limit() {
+        let start = Instant::now();
+        let mut est = DownlinkEstimate::new(true);
+        est.connected(start);
+        assert!(est
+            .video_budget(start + Duration::from_secs(1), 1)
+            .is_some());
+        assert_eq!(est.video_budget(start + NO_FEEDBACK_GRACE, 1), None);
+    }
+
+    #[test]
+    fn switched_off_means_unlimited_and_no_probing() {
+        let now = Instant::now();
+        let mut est = DownlinkEstimate::new(false);
+        assert_eq!(est.video_budget(now, 2), None);
+        assert_eq!(est.plan(now, 2_000_000, true), None);
+    }
+
+    #[test]
+    fn only_large_moves_are_reported() {
+        let mut est = DownlinkEstimate::new(true);
+        assert_eq!(est.on_estimate(twcc(1000)), Some(1_000_000));
+        assert_eq!(est.on_estimate(twcc(1100)), None);
+        assert_eq!(est.on_estimate(twcc(700)), Some(700_000));
+    }
+
+    #[test]
+    fn held_back_dips_then_restores_the_desired_rate_at_intervals() {
+        let start = Instant::now();
+        let mut est = DownlinkEstimate::new(true);
+        est.connected(start);
+        assert_eq!(
+            est.plan(start, 2_000_000, false).unwrap().desired,
+            2_000_000
+        );
+        // Held back: a dip, then the raise that makes str0m probe.
+        assert_eq!(est.plan(start, 2_000_000, true).unwrap().desired, 1_900_000);
+        let t = start + Duration::from_millis(250);
+        assert_eq!(est.plan(t, 2_000_000, true).unwrap().desired, 2_000_000);
+        // Nothing new until the interval has passed.
+        for ms in [500, 1000, 2900] {
+            assert_eq!(
+                est.plan(t + Duration::from_millis(ms), 2_000_000, true),
+                None
+            );
+        }
+        let later = t + PROBE_INTERVAL;
+        assert_eq!(est.plan(later, 2_000_000, true).unwrap().desired, 1_900_000);
+        // Not held back: no dips.
+        let mut calm = DownlinkEstimate::new(true);
+        calm.connected(start);
+        calm.plan(start, 2_000_000, false);
+        assert_eq!(calm.plan(later, 2_000_000, false), None);
+    }
+}
