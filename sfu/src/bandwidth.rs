@@ -63,13 +63,6 @@ pub(crate) struct DownlinkEstimate {
     dipped: bool,
 }
 
-/// What to tell str0m's estimator, from [`DownlinkEstimate::plan`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProbePlan {
-    /// The rate the subscriber's tiles would use in full, bit/s.
-    pub desired: u64,
-}
-
 impl DownlinkEstimate {
     pub fn new(enabled: bool) -> Self {
         DownlinkEstimate {
@@ -128,14 +121,15 @@ impl DownlinkEstimate {
         Some(total.saturating_sub(AUDIO_RESERVE * audio_tracks as u64))
     }
 
-    /// Decides what str0m should be told after a layer pass. `wanted` is what
+    /// Decides the desired rate to hand str0m after a layer pass, if it
+    /// changed. `wanted` is what
     /// the tiles would use in full (audio included); `held_back` says some
     /// subscription is below its tile's layer for lack of budget. str0m probes
     /// when the desired rate rises above its estimate, so while held back the
     /// desired rate is dipped and restored every [`PROBE_INTERVAL`]. str0m
     /// caps its probes at twice the desired rate, so `wanted` must already
     /// count the video the tiles want, not only audio.
-    pub fn plan(&mut self, now: Instant, wanted: u64, held_back: bool) -> Option<ProbePlan> {
+    pub fn plan(&mut self, now: Instant, wanted: u64, held_back: bool) -> Option<u64> {
         if !self.enabled {
             return None;
         }
@@ -155,7 +149,7 @@ impl DownlinkEstimate {
         };
         (self.desired != Some(desired)).then(|| {
             self.desired = Some(desired);
-            ProbePlan { desired }
+            desired
         })
     }
 }
@@ -238,14 +232,11 @@ mod tests {
         let start = Instant::now();
         let mut est = DownlinkEstimate::new(true);
         est.connected(start);
-        assert_eq!(
-            est.plan(start, 2_000_000, false).unwrap().desired,
-            2_000_000
-        );
+        assert_eq!(est.plan(start, 2_000_000, false).unwrap(), 2_000_000);
         // Held back: a dip, then the raise that makes str0m probe.
-        assert_eq!(est.plan(start, 2_000_000, true).unwrap().desired, 1_900_000);
+        assert_eq!(est.plan(start, 2_000_000, true).unwrap(), 1_900_000);
         let t = start + Duration::from_millis(250);
-        assert_eq!(est.plan(t, 2_000_000, true).unwrap().desired, 2_000_000);
+        assert_eq!(est.plan(t, 2_000_000, true).unwrap(), 2_000_000);
         // Nothing new until the interval has passed.
         for ms in [500, 1000, 2900] {
             assert_eq!(
@@ -254,7 +245,7 @@ mod tests {
             );
         }
         let later = t + PROBE_INTERVAL;
-        assert_eq!(est.plan(later, 2_000_000, true).unwrap().desired, 1_900_000);
+        assert_eq!(est.plan(later, 2_000_000, true).unwrap(), 1_900_000);
         // Not held back: no dips.
         let mut calm = DownlinkEstimate::new(true);
         calm.connected(start);

@@ -82,6 +82,10 @@ const UNLIMITED: u64 = u64::MAX / 2;
 /// advancing the clock costs a pass over the session's timers.
 const CLOCK_STEP: Duration = Duration::from_millis(1);
 
+/// How far ahead of its time a paced packet may be sent (see
+/// [`Participant::run_pacer_early`]).
+const PACING_SLACK: Duration = Duration::from_millis(1);
+
 /// Tile sizes remembered per participant: more people than fit on a screen.
 const MAX_VIEWS: usize = 64;
 
@@ -113,8 +117,9 @@ pub(crate) struct Participant {
     clock: Option<Instant>,
     /// What the link to this participant's browser can carry.
     downlink: DownlinkEstimate,
-    /// Layer switches, pauses and estimate moves, for the admin plane.
-    pub adaptation: AdaptationStats,
+    /// Layer switches, pauses and estimate moves, for the admin plane; the
+    /// latest estimate is read from `downlink` when asked for.
+    adaptation: AdaptationStats,
 }
 
 impl Participant {
@@ -337,7 +342,6 @@ impl Participant {
                     tracing::info!(participant = %self.id, estimate_kbps = bps / 1000, "downlink estimate");
                     self.adaptation.estimate_changes += 1;
                 }
-                self.adaptation.estimate_bps = self.downlink.current();
             }
             Event::KeyframeRequest(req) => {
                 let sub = self.subscriptions.iter().find(|s| s.mid() == Some(req.mid));
@@ -547,6 +551,27 @@ impl Participant {
         }
     }
 
+    /// Runs a pacer deadline `due` now if it falls within [`PACING_SLACK`] of
+    /// `now`; returns whether it did. A media worker's timer wakes about once
+    /// a millisecond, while a bandwidth probe spaces its packets by less:
+    /// without this slack a probe is sent too slowly to find the bandwidth it
+    /// is probing for.
+    pub fn run_pacer_early(&mut self, due: Instant, now: Instant) -> bool {
+        if !self.downlink.enabled() || due > now + PACING_SLACK {
+            return false;
+        }
+        self.handle_input(Input::Timeout(due.max(now)));
+        true
+    }
+
+    /// How this participant's video adapted so far.
+    pub fn adaptation(&self) -> AdaptationStats {
+        AdaptationStats {
+            estimate_bps: self.downlink.current(),
+            ..self.adaptation
+        }
+    }
+
     /// Asks this participant's browser for a keyframe of one layer of a
     /// published track, coalesced by that layer's throttle.
     pub fn request_keyframe(&mut self, mid: Mid, layer: Layer, now: Instant) {
@@ -615,6 +640,7 @@ impl Participant {
                 continue;
             }
             let before = sub.selector.target();
+            let was_paused = sub.selector.is_paused();
             let available = before.is_none_or(|l| demands[k].rates[l.index()].is_some());
             let Some(after) =
                 sub.selector
@@ -630,13 +656,8 @@ impl Participant {
             );
             match (before, after) {
                 (Some(_), Some(_)) => self.adaptation.layer_switches += 1,
-                (Some(_), None) => {
-                    sub.paused = true;
-                    self.adaptation.video_pauses += 1;
-                }
-                (None, Some(_)) if std::mem::take(&mut sub.paused) => {
-                    self.adaptation.video_resumes += 1
-                }
+                (Some(_), None) => self.adaptation.video_pauses += 1,
+                (None, Some(_)) if was_paused => self.adaptation.video_resumes += 1,
                 _ => {}
             }
             if before.is_none() != after.is_none() {
@@ -685,10 +706,10 @@ impl Participant {
             .zip(fits)
             .any(|(d, f)| d.best().map(|(l, _)| l) > *f);
         let wanted = video + AUDIO_RESERVE * audio as u64;
-        if let Some(plan) = self.downlink.plan(now, wanted, held_back) {
+        if let Some(desired) = self.downlink.plan(now, wanted, held_back) {
             self.rtc
                 .bwe()
-                .set_bitrate(Bitrate::ZERO, Bitrate::bps(plan.desired));
+                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
         }
     }
 

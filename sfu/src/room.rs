@@ -5,11 +5,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::media::{MediaKind, Mid};
 use str0m::net::Transmit;
 use str0m::{Candidate, Input, Rtc};
-
-use str0m::bwe::Bitrate;
 
 use crate::bandwidth::{AdaptationStats, INITIAL_ESTIMATE};
 use crate::error::SfuError;
@@ -38,12 +37,6 @@ pub struct Room {
     /// `docs/adaptation.md` for why this is not yet the default).
     estimate_bandwidth: bool,
 }
-
-/// How far ahead of its time a paced packet may be sent. A media worker's
-/// timer wakes about once a millisecond, while a bandwidth probe spaces its
-/// packets by less: without this slack a probe is sent too slowly to find the
-/// bandwidth it is probing for.
-const PACING_SLACK: Duration = Duration::from_millis(1);
 
 /// Bounds the early pacer runs per participant and poll.
 const MAX_EARLY_RUNS: usize = 64;
@@ -206,13 +199,9 @@ impl Room {
                         Polled::Transmit(t) => transmit(&t),
                         Polled::Propagate(event) => self.propagate.push_back(event),
                         Polled::Timeout(t)
-                            if t <= now + PACING_SLACK && early_runs < MAX_EARLY_RUNS =>
+                            if early_runs < MAX_EARLY_RUNS && p.run_pacer_early(t, now) =>
                         {
-                            // The pacer's next packet is due within the slack: send
-                            // it now rather than after a timer wake-up that takes
-                            // longer than the packet spacing.
                             early_runs += 1;
-                            p.handle_input(Input::Timeout(t.max(now)));
                         }
                         Polled::Timeout(t) => {
                             next = next.min(t);
@@ -251,7 +240,7 @@ impl Room {
     pub fn adaptation(&self) -> Vec<(ParticipantId, AdaptationStats)> {
         self.participants
             .iter()
-            .map(|p| (p.id, p.adaptation))
+            .map(|p| (p.id, p.adaptation()))
             .collect()
     }
 

@@ -122,8 +122,6 @@ pub(crate) struct Subscription {
     /// when it has said.
     pub view_height: Option<u32>,
     pub selector: LayerSelector,
-    /// Video paused for lack of bandwidth (not merely not started yet).
-    pub paused: bool,
     /// The layer whose packets are being forwarded now. Switching starts only
     /// at a keyframe of the new layer: its delta frames are undecodable alone.
     pub forwarding: Option<Layer>,
@@ -143,7 +141,6 @@ impl Subscription {
             state: SubscriptionState::ToOpen,
             view_height: None,
             selector: LayerSelector::default(),
-            paused: false,
             forwarding: None,
             rewriter: StreamRewriter::default(),
             pt_map: [(Pt::from(0), Pt::from(0)); 4],

@@ -180,6 +180,11 @@ impl LayerSelector {
         self.target
     }
 
+    /// Video was chosen before and is now paused (not merely undecided).
+    pub fn is_paused(&self) -> bool {
+        self.started && self.target.is_none()
+    }
+
     /// Takes the two allocations for this subscription: `fits` from the whole
     /// budget, `fits_with_headroom` from the budget divided by [`UP_HEADROOM`].
     /// `lowest` is the lowest layer being published; `available` says whether
