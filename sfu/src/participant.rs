@@ -458,8 +458,9 @@ impl Participant {
     }
 
     /// Writes another participant's packet to this participant, if subscribed.
-    /// Video starts at a keyframe; until one comes, packets are dropped and
-    /// the caller is told to ask the publisher for a keyframe.
+    /// Video starts at a keyframe, of the wanted layer or, while nothing is
+    /// shown yet, of a lower one; until one comes, packets are dropped and the
+    /// caller is told to ask the publisher for a keyframe.
     /// Allocation-free: the payload is shared, the state is preallocated.
     pub fn forward(
         &mut self,
@@ -491,11 +492,18 @@ impl Participant {
         }
         let spec = params.spec();
         if Some(layer) != sub.forwarding {
-            if Some(layer) != wanted {
+            // With no picture on screen (just joined, or resuming), a lower
+            // layer's keyframe starts the tile at once; the wanted layer
+            // takes over at its own keyframe.
+            let starts_early = sub.forwarding.is_none() && Some(layer) < wanted;
+            if Some(layer) != wanted && !starts_early {
                 return Forwarded::Skipped;
             }
             if !start_point {
-                return Forwarded::NeedsKeyframe(layer);
+                return match starts_early {
+                    true => Forwarded::Skipped,
+                    false => Forwarded::NeedsKeyframe(layer),
+                };
             }
             tracing::debug!(participant = %self.id, %origin, from = ?sub.forwarding, to = %layer, "layer switched");
             sub.forwarding = Some(layer);
@@ -641,11 +649,7 @@ impl Participant {
             }
             let before = sub.selector.target();
             let was_paused = sub.selector.is_paused();
-            let available = before.is_none_or(|l| demands[k].rates[l.index()].is_some());
-            let Some(after) =
-                sub.selector
-                    .decide(now, fits[k], fits_up[k], demands[k].lowest(), available)
-            else {
+            let Some(after) = sub.selector.decide(now, &demands[k], fits[k], fits_up[k]) else {
                 continue;
             };
             tracing::info!(
@@ -654,20 +658,29 @@ impl Participant {
                 from = ?before.map(|l| l.rid()), to = ?after.map(|l| l.rid()),
                 "video layer target"
             );
-            match (before, after) {
-                (Some(_), Some(_)) => self.adaptation.layer_switches += 1,
-                (Some(_), None) => self.adaptation.video_pauses += 1,
-                (None, Some(_)) if was_paused => self.adaptation.video_resumes += 1,
-                _ => {}
-            }
-            if before.is_none() != after.is_none() {
-                signals.push_back((
-                    self.id,
-                    MediaSignal::VideoPaused {
-                        participant: sub.origin,
-                        paused: after.is_none(),
-                    },
-                ));
+            let paused = match (before, after) {
+                (Some(_), Some(_)) => {
+                    self.adaptation.layer_switches += 1;
+                    None
+                }
+                (Some(_), None) => {
+                    self.adaptation.video_pauses += 1;
+                    Some(true)
+                }
+                (None, Some(_)) if was_paused => {
+                    self.adaptation.video_resumes += 1;
+                    Some(false)
+                }
+                // The first choice: nothing was paused, nothing to tell.
+                _ => None,
+            };
+            if let Some(paused) = paused {
+                let participant = sub.origin;
+                let signal = MediaSignal::VideoPaused {
+                    participant,
+                    paused,
+                };
+                signals.push_back((self.id, signal));
             }
             if let (Some(layer), true) = (after, self.connected) {
                 if sub.forwarding != Some(layer) {

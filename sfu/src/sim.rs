@@ -10,12 +10,28 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use crate::{MediaSignal, ParticipantId, Room, RoomId};
+
+/// The simulcast layers a simulated camera publishes, lowest first.
+const SIMULCAST_RIDS: [&str; 3] = ["q", "h", "f"];
+
+/// Index of a simulcast rid in [`SIMULCAST_RIDS`]; no rid is the full layer.
+fn layer_index(rid: Option<&str>) -> usize {
+    rid.and_then(|r| SIMULCAST_RIDS.iter().position(|s| *s == r))
+        .unwrap_or(SIMULCAST_RIDS.len() - 1)
+}
+
+/// How a simulated call is built.
+#[derive(Default, Clone, Copy)]
+struct Options {
+    estimate_bandwidth: bool,
+    simulcast: bool,
+}
 
 /// One simulated browser.
 pub struct SimPeer {
@@ -26,13 +42,19 @@ pub struct SimPeer {
     addr: SocketAddr,
     video_mid: Mid,
     pending: Option<SdpPendingOffer>,
-    next_seq: u64,
+    /// Next sequence number per video stream (`q`, `h`, `f` or the only one).
+    next_seq: [u64; 3],
     /// Payloads of received video packets, in arrival order, when recording is on.
     pub received_video: Vec<Arc<[u8]>>,
     /// Whether to keep `received_video`.
     pub record: bool,
+    /// RTP sequence number and timestamp of each received video packet, in
+    /// arrival order, when recording is on.
+    pub received_headers: Vec<(u64, u32)>,
     /// Keyframe requests (PLI/FIR) the SFU sent this peer.
     pub keyframe_requests: u64,
+    /// The same, per simulcast layer (`q`, `h`, `f`; an unlayered stream counts as `f`).
+    pub layer_keyframe_requests: [u64; 3],
 }
 
 /// A room and its simulated participants.
@@ -65,21 +87,36 @@ impl SimCall {
     /// A room with `n` participants, each publishing one audio and one video
     /// track, fully connected and negotiated.
     pub fn new(n: usize) -> SimCall {
-        Self::build(n, n, false)
+        Self::build(n, n, Options::default())
     }
 
     /// Like [`SimCall::new`], with downlink bandwidth estimation on.
     pub fn estimating_bandwidth(n: usize) -> SimCall {
-        Self::build(n, n, true)
+        let options = Options {
+            estimate_bandwidth: true,
+            ..Options::default()
+        };
+        Self::build(n, n, options)
+    }
+
+    /// Like [`SimCall::new`], with every camera published in three simulcast
+    /// layers (rids `q`, `h`, `f`) as the browser client does; send with
+    /// [`SimCall::send_layer`].
+    pub fn simulcast(n: usize) -> SimCall {
+        let options = Options {
+            simulcast: true,
+            ..Options::default()
+        };
+        Self::build(n, n, options)
     }
 
     /// One publisher (participant 0, audio and video) and `subscribers`
     /// participants who only receive: the fan-out shape.
     pub fn fan_out(subscribers: usize) -> SimCall {
-        Self::build(1, subscribers + 1, false)
+        Self::build(1, subscribers + 1, Options::default())
     }
 
-    fn build(publishers: usize, n: usize, estimate_bandwidth: bool) -> SimCall {
+    fn build(publishers: usize, n: usize, options: Options) -> SimCall {
         let now = Instant::now();
         let server: SocketAddr = "127.0.0.1:40000".parse().expect("static address");
         let mut call = SimCall {
@@ -92,23 +129,32 @@ impl SimCall {
             lose_next_rtp_to: None,
             lose_next_rtp_from: None,
         };
-        call.room.set_bandwidth_estimation(estimate_bandwidth);
+        call.room
+            .set_bandwidth_estimation(options.estimate_bandwidth);
         for i in 0..n {
-            call.join(i, i < publishers);
+            call.join(i, i < publishers, options.simulcast);
             call.settle(Duration::from_millis(200));
         }
         call.settle(Duration::from_secs(1));
         call
     }
 
-    fn join(&mut self, i: usize, publishes: bool) {
+    fn join(&mut self, i: usize, publishes: bool, simulcast: bool) {
         let addr: SocketAddr = format!("127.0.1.{}:5000", i + 1).parse().expect("address");
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
         let mut api = rtc.sdp_api();
         let video_mid = if publishes {
             api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-            api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None)
+            let layers = simulcast.then(|| {
+                let mut s = Simulcast::new();
+                s.send = SIMULCAST_RIDS
+                    .iter()
+                    .map(|r| SimulcastLayer::new(r))
+                    .collect();
+                s
+            });
+            api.add_media(MediaKind::Video, Direction::SendOnly, None, None, layers)
         } else {
             // An offer needs an m-line; a receive-only one becomes a receive slot.
             api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None)
@@ -125,10 +171,12 @@ impl SimCall {
             addr,
             video_mid,
             pending: Some(pending),
-            next_seq: 1,
+            next_seq: [1; 3],
             received_video: Vec::new(),
+            received_headers: Vec::new(),
             record: false,
             keyframe_requests: 0,
+            layer_keyframe_requests: [0; 3],
         });
     }
 
@@ -243,9 +291,13 @@ impl SimCall {
                 Ok(Output::Event(Event::RtpPacket(pkt))) => {
                     if p.record && pkt.payload.len() > 40 {
                         p.received_video.push(pkt.payload.clone());
+                        p.received_headers.push((*pkt.seq_no, pkt.header.timestamp));
                     }
                 }
-                Ok(Output::Event(Event::KeyframeRequest(_))) => p.keyframe_requests += 1,
+                Ok(Output::Event(Event::KeyframeRequest(req))) => {
+                    p.keyframe_requests += 1;
+                    p.layer_keyframe_requests[layer_index(req.rid.as_deref())] += 1;
+                }
                 Ok(Output::Event(_)) => {}
                 Ok(Output::Timeout(_)) | Err(_) => return moved,
             }
@@ -255,8 +307,15 @@ impl SimCall {
     /// Makes participant `i` send one VP8 packet carrying `payload`, then
     /// forwards it through the room.
     pub fn send_video(&mut self, i: usize, payload: &[u8], keyframe: bool) {
+        self.send_layer(i, None, payload, keyframe);
+    }
+
+    /// Like [`SimCall::send_video`], on one simulcast layer (`q`, `h` or `f`)
+    /// of a call built with [`SimCall::simulcast`].
+    pub fn send_layer(&mut self, i: usize, rid: Option<&str>, payload: &[u8], keyframe: bool) {
         let now = self.now;
         let p = &mut self.peers[i];
+        let stream = layer_index(rid);
         let Some(pt) = p
             .rtc
             .codec_config()
@@ -265,13 +324,13 @@ impl SimCall {
         else {
             return;
         };
-        let seq: SeqNo = p.next_seq.into();
-        p.next_seq += 1;
+        let seq: SeqNo = p.next_seq[stream].into();
+        p.next_seq[stream] += 1;
         let mut body = Vec::with_capacity(payload.len() + 2);
         body.extend_from_slice(&[0x10, if keyframe { 0x00 } else { 0x01 }]);
         body.extend_from_slice(payload);
         let mid = p.video_mid;
-        if let Some(tx) = p.rtc.direct_api().stream_tx_by_mid(mid, None) {
+        if let Some(tx) = p.rtc.direct_api().stream_tx_by_mid(mid, rid.map(Rid::from)) {
             tx.write_rtp(
                 RtpWrite::new(pt, seq, (seq.as_u16() as u32) * 3000, now, body)
                     .marker(true)

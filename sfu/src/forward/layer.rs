@@ -163,7 +163,8 @@ pub const PAUSE_HOLD: Duration = Duration::from_secs(1);
 /// congested link must be relieved now), pauses only after [`PAUSE_HOLD`]
 /// short of the lowest layer, and steps up only after [`UP_HOLD`] of budget
 /// with [`UP_HEADROOM`] to spare (so a brief estimate peak does not cause a
-/// keyframe request and a switch back).
+/// keyframe request and a switch back). A step up that comes from a newly
+/// published layer or a bigger tile, not from the budget, is taken at once.
 #[derive(Debug, Clone, Default)]
 pub struct LayerSelector {
     target: Option<Layer>,
@@ -172,6 +173,8 @@ pub struct LayerSelector {
     up_since: Option<Instant>,
     /// Since when not even the lowest layer has fitted, without a break.
     short_since: Option<Instant>,
+    /// The best layer the tile could take at the last decision.
+    best: Option<Layer>,
 }
 
 impl LayerSelector {
@@ -186,17 +189,24 @@ impl LayerSelector {
     }
 
     /// Takes the two allocations for this subscription: `fits` from the whole
-    /// budget, `fits_with_headroom` from the budget divided by [`UP_HEADROOM`].
-    /// `lowest` is the lowest layer being published; `available` says whether
-    /// the current target still is. Returns the new target when it changed.
+    /// budget, `fits_with_headroom` from the budget divided by [`UP_HEADROOM`];
+    /// `demand` says which layers are published and the tile's cap. Returns
+    /// the new target when it changed.
     pub fn decide(
         &mut self,
         now: Instant,
+        demand: &Demand,
         fits: Option<Layer>,
         fits_with_headroom: Option<Layer>,
-        lowest: Option<Layer>,
-        available: bool,
     ) -> Option<Option<Layer>> {
+        let lowest = demand.lowest();
+        let available = self
+            .target
+            .is_none_or(|l| demand.rates[l.index()].is_some());
+        // A layer newly published or a tile made bigger: not a budget blip,
+        // so a step up it allows needs no hold.
+        let best = demand.best().map(|(l, _)| l);
+        let best_rose = best > std::mem::replace(&mut self.best, best);
         let current = self.target;
         let first = !std::mem::replace(&mut self.started, true);
         let fits = match fits {
@@ -218,6 +228,9 @@ impl LayerSelector {
             // The very first layer, a layer gone, or a link to relieve: now.
             self.up_since = None;
             fits
+        } else if fits_with_headroom > current && best_rose {
+            self.up_since = None;
+            fits_with_headroom
         } else if fits_with_headroom > current {
             let since = *self.up_since.get_or_insert(now);
             if now.duration_since(since) >= UP_HOLD {
@@ -243,6 +256,13 @@ mod tests {
     use super::*;
 
     const LOWEST: Option<Layer> = Some(Layer::QUARTER);
+
+    /// All three layers published, shown full size.
+    const ALL: Demand = Demand {
+        cap: Layer::FULL,
+        rates: RATES,
+        priority: 1,
+    };
 
     const RATES: [Option<u64>; 3] = [Some(150_000), Some(500_000), Some(1_500_000)];
 
@@ -326,20 +346,20 @@ mod tests {
         let mut s = LayerSelector::default();
         let full = Some(Layer::FULL);
         let half = Some(Layer::HALF);
-        assert_eq!(s.decide(t0, full, full, LOWEST, true), Some(full));
+        assert_eq!(s.decide(t0, &ALL, full, full), Some(full));
         // The estimate drops: down at once.
-        assert_eq!(s.decide(t0, half, half, LOWEST, true), Some(half));
+        assert_eq!(s.decide(t0, &ALL, half, half), Some(half));
         // It recovers: nothing until the hold has passed with headroom throughout.
         assert_eq!(
-            s.decide(t0 + Duration::from_millis(100), full, full, LOWEST, true),
+            s.decide(t0 + Duration::from_millis(100), &ALL, full, full),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_secs(1), full, full, LOWEST, true),
+            s.decide(t0 + Duration::from_secs(1), &ALL, full, full),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_millis(2200), full, full, LOWEST, true),
+            s.decide(t0 + Duration::from_millis(2200), &ALL, full, full),
             Some(full)
         );
         assert_eq!(s.target(), full);
@@ -351,33 +371,33 @@ mod tests {
         let mut s = LayerSelector::default();
         let half = Some(Layer::HALF);
         let full = Some(Layer::FULL);
-        s.decide(t0, half, half, LOWEST, true);
+        s.decide(t0, &ALL, half, half);
         // Fits without headroom: stays on the half layer however long it lasts.
         for ms in (0..10_000).step_by(500) {
             assert_eq!(
-                s.decide(t0 + Duration::from_millis(ms), full, half, LOWEST, true),
+                s.decide(t0 + Duration::from_millis(ms), &ALL, full, half),
                 None
             );
         }
         // A dip during the hold restarts it.
         assert_eq!(
-            s.decide(t0 + Duration::from_secs(11), full, full, LOWEST, true),
+            s.decide(t0 + Duration::from_secs(11), &ALL, full, full),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_secs(12), half, half, LOWEST, true),
+            s.decide(t0 + Duration::from_secs(12), &ALL, half, half),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_secs(13), full, full, LOWEST, true),
+            s.decide(t0 + Duration::from_secs(13), &ALL, full, full),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_millis(14_500), full, full, LOWEST, true),
+            s.decide(t0 + Duration::from_millis(14_500), &ALL, full, full),
             None
         );
         assert_eq!(
-            s.decide(t0 + Duration::from_secs(15), full, full, LOWEST, true),
+            s.decide(t0 + Duration::from_secs(15), &ALL, full, full),
             Some(full)
         );
     }
@@ -388,31 +408,28 @@ mod tests {
         let ms = |n| t0 + Duration::from_millis(n);
         let mut s = LayerSelector::default();
         let half = Some(Layer::HALF);
-        s.decide(t0, half, half, LOWEST, true);
+        s.decide(t0, &ALL, half, half);
         // Not even the lowest layer fits: down to it at once, paused after the hold.
-        assert_eq!(s.decide(ms(0), None, None, LOWEST, true), Some(LOWEST));
-        assert_eq!(s.decide(ms(500), None, None, LOWEST, true), None);
-        assert_eq!(s.decide(ms(1000), None, None, LOWEST, true), Some(None));
-        assert_eq!(s.decide(ms(1500), None, None, LOWEST, true), None);
+        assert_eq!(s.decide(ms(0), &ALL, None, None), Some(LOWEST));
+        assert_eq!(s.decide(ms(500), &ALL, None, None), None);
+        assert_eq!(s.decide(ms(1000), &ALL, None, None), Some(None));
+        assert_eq!(s.decide(ms(1500), &ALL, None, None), None);
         // Back: the lowest layer with headroom for the up hold, then video again.
-        assert_eq!(s.decide(ms(2000), LOWEST, None, LOWEST, true), None);
-        assert_eq!(s.decide(ms(2500), LOWEST, LOWEST, LOWEST, true), None);
-        assert_eq!(
-            s.decide(ms(4500), LOWEST, LOWEST, LOWEST, true),
-            Some(LOWEST)
-        );
+        assert_eq!(s.decide(ms(2000), &ALL, LOWEST, None), None);
+        assert_eq!(s.decide(ms(2500), &ALL, LOWEST, LOWEST), None);
+        assert_eq!(s.decide(ms(4500), &ALL, LOWEST, LOWEST), Some(LOWEST));
     }
 
     #[test]
     fn a_short_dip_below_the_lowest_layer_does_not_pause() {
         let t0 = Instant::now();
         let mut s = LayerSelector::default();
-        s.decide(t0, LOWEST, LOWEST, LOWEST, true);
+        s.decide(t0, &ALL, LOWEST, LOWEST);
         for n in 0..5 {
             let at = t0 + Duration::from_millis(900 * n);
-            assert_eq!(s.decide(at, None, None, LOWEST, true), None);
+            assert_eq!(s.decide(at, &ALL, None, None), None);
             assert_eq!(
-                s.decide(at + Duration::from_millis(450), LOWEST, None, LOWEST, true),
+                s.decide(at + Duration::from_millis(450), &ALL, LOWEST, None),
                 None
             );
         }
@@ -421,10 +438,13 @@ mod tests {
     #[test]
     fn the_first_choice_never_pauses_on_a_starting_guess() {
         let mut s = LayerSelector::default();
-        let only_full = Some(Layer::FULL);
+        let only_full = Demand {
+            rates: [None, None, Some(1_500_000)],
+            ..ALL
+        };
         assert_eq!(
-            s.decide(Instant::now(), None, None, only_full, true),
-            Some(only_full)
+            s.decide(Instant::now(), &only_full, None, None),
+            Some(Some(Layer::FULL))
         );
     }
 
@@ -432,10 +452,38 @@ mod tests {
     fn selector_leaves_a_layer_the_publisher_stopped_at_once() {
         let t0 = Instant::now();
         let mut s = LayerSelector::default();
-        s.decide(t0, Some(Layer::FULL), Some(Layer::FULL), LOWEST, true);
+        s.decide(t0, &ALL, Some(Layer::FULL), Some(Layer::FULL));
+        let full_stopped = Demand {
+            rates: [Some(150_000), Some(500_000), None],
+            ..ALL
+        };
         assert_eq!(
-            s.decide(t0, Some(Layer::HALF), Some(Layer::HALF), LOWEST, false),
+            s.decide(t0, &full_stopped, Some(Layer::HALF), Some(Layer::HALF)),
             Some(Some(Layer::HALF))
         );
+    }
+
+    #[test]
+    fn a_layer_newly_published_or_a_bigger_tile_is_taken_without_the_hold() {
+        let t0 = Instant::now();
+        let mut s = LayerSelector::default();
+        let only_quarter = Demand {
+            rates: [Some(150_000), None, None],
+            ..ALL
+        };
+        assert_eq!(s.decide(t0, &only_quarter, LOWEST, LOWEST), Some(LOWEST));
+        let full = Some(Layer::FULL);
+        assert_eq!(s.decide(t0, &ALL, full, full), Some(full));
+        // The tile shrinks to a thumbnail, then grows back.
+        let thumbnail = Demand {
+            cap: Layer::QUARTER,
+            ..ALL
+        };
+        assert_eq!(s.decide(t0, &thumbnail, LOWEST, LOWEST), Some(LOWEST));
+        assert_eq!(s.decide(t0, &ALL, full, full), Some(full));
+        // Without headroom the new layer still waits.
+        let mut s = LayerSelector::default();
+        s.decide(t0, &only_quarter, LOWEST, LOWEST);
+        assert_eq!(s.decide(t0, &ALL, full, LOWEST), None);
     }
 }

@@ -1,0 +1,99 @@
+//! Simulcast forwarding, in simulated time through real DTLS-SRTP sessions: a
+//! publisher sends three layers, each viewer gets the one that fits its tile,
+//! and a layer switch is seamless to the viewer's browser.
+
+use std::time::Duration;
+
+use carecall_sfu::sim::SimCall;
+
+const RIDS: [&str; 3] = ["q", "h", "f"];
+
+/// One frame on every layer (a packet each), keyframes where asked. The
+/// payload's first byte names the layer, the second counts frames.
+fn send_frame(call: &mut SimCall, n: u8, keyframes: [bool; 3]) {
+    for (i, rid) in RIDS.iter().enumerate() {
+        let mut payload = [rid.as_bytes()[0]; 100];
+        payload[1] = n;
+        call.send_layer(0, Some(rid), &payload, keyframes[i]);
+    }
+    call.settle(Duration::from_millis(33));
+}
+
+/// The layer of each video packet peer `i` received (payload byte 2, after
+/// the two-byte VP8 descriptor).
+fn layers_received(call: &SimCall, i: usize) -> String {
+    call.peers[i]
+        .received_video
+        .iter()
+        .map(|p| p[2] as char)
+        .collect()
+}
+
+#[test]
+fn a_new_viewer_starts_on_the_first_keyframe_of_any_layer_then_moves_up() {
+    let mut call = SimCall::simulcast(2);
+    call.peers[1].record = true;
+    // A second of delta frames: the viewer wants 720p, so the SFU asks for
+    // its keyframe and forwards nothing undecodable meanwhile.
+    for n in 0..30 {
+        send_frame(&mut call, n, [false; 3]);
+    }
+    assert_eq!(layers_received(&call, 1), "");
+    assert!(
+        call.peers[0].layer_keyframe_requests[2] > 0,
+        "no keyframe requested on the full layer: {:?}",
+        call.peers[0].layer_keyframe_requests
+    );
+
+    // The quarter layer's keyframe comes first: the tile starts on it.
+    send_frame(&mut call, 30, [true, false, false]);
+    for n in 31..40 {
+        send_frame(&mut call, n, [false; 3]);
+    }
+    assert_eq!(layers_received(&call, 1), "q".repeat(10));
+    // The full layer's keyframe: the viewer moves up and stays there.
+    send_frame(&mut call, 40, [false, false, true]);
+    for n in 41..50 {
+        send_frame(&mut call, n, [false, n % 3 == 0, false]);
+    }
+    // (Frame 40's quarter packet goes out before the full layer's keyframe.)
+    assert_eq!(layers_received(&call, 1), "q".repeat(11) + &"f".repeat(10));
+    let first_full = &call.peers[1].received_video[11];
+    assert_eq!(first_full[0] & 0x01, 0, "the switch is not at a keyframe");
+
+    // Seamless: one sequence without gaps, timestamps moving forward.
+    let headers = &call.peers[1].received_headers;
+    for pair in headers.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "sequence gap: {headers:?}");
+        assert!(
+            pair[1].1.wrapping_sub(pair[0].1) as i32 > 0,
+            "timestamp went back: {headers:?}"
+        );
+    }
+}
+
+#[test]
+fn a_thumbnail_viewer_gets_only_the_quarter_layer() {
+    let mut call = SimCall::simulcast(3);
+    for i in 1..3 {
+        call.peers[i].record = true;
+    }
+    let (publisher, thumb) = (call.peers[0].id, call.peers[1].id);
+    call.room
+        .set_view(thumb, publisher, 120)
+        .expect("viewer is in the room");
+    for n in 0..30 {
+        send_frame(&mut call, n, [n % 10 == 0; 3]);
+    }
+    let thumbnail = layers_received(&call, 1);
+    assert!(
+        !thumbnail.is_empty() && thumbnail.chars().all(|c| c == 'q'),
+        "thumbnail received {thumbnail:?}"
+    );
+    // The other viewer shows the tile full size: 720p, after the first keyframes.
+    let big = layers_received(&call, 2);
+    assert!(
+        big.ends_with(&"f".repeat(9)),
+        "full-size tile received {big:?}"
+    );
+}
