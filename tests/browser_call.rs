@@ -7,97 +7,14 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::abuse::{http_get, spray_media_port, ws_refusal};
-use support::browser::{Browser, Driver, Inbound};
+use support::browser::{Browser, Driver};
+use support::calls::{assert_still_decoding, wait_all_decoding_hd};
 use support::{token_of, Server};
 use tokio_tungstenite::tungstenite::Message;
-
-/// Frames decoded per remote participant's video, and audio packets received.
-async fn snapshot(b: &Browser) -> (HashMap<String, Inbound>, HashMap<String, Inbound>) {
-    let mut video = HashMap::new();
-    let mut audio = HashMap::new();
-    for s in b.inbound().await {
-        let map = if s.kind == "video" {
-            &mut video
-        } else {
-            &mut audio
-        };
-        map.insert(s.participant.clone(), s);
-    }
-    (video, audio)
-}
-
-/// Waits until every browser decodes `remotes` remote videos at 1280x720 and
-/// receives their audio.
-async fn wait_all_decoding_hd(browsers: &[&Browser], remotes: usize, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let mut ok = true;
-        let mut report = Vec::new();
-        for (i, b) in browsers.iter().enumerate() {
-            let (video, audio) = snapshot(b).await;
-            let hd = video
-                .values()
-                .filter(|v| v.width == 1280 && v.height == 720 && v.frames_decoded > 0)
-                .count();
-            let heard = audio.values().filter(|a| a.packets > 0).count();
-            ok &= hd >= remotes && heard >= remotes;
-            report.push(format!(
-                "browser {i}: {hd} HD videos, {heard} audio; {video:?}"
-            ));
-        }
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not all browsers decode HD in time:\n{}",
-            report.join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Asserts that over `span` every remote video keeps decoding (frames rising)
-/// at 1280x720 and every remote audio keeps arriving.
-async fn assert_still_decoding(browsers: &[&Browser], span: Duration) {
-    let before: Vec<_> = futures_util::future::join_all(browsers.iter().map(|b| snapshot(b))).await;
-    tokio::time::sleep(span).await;
-    let after: Vec<_> = futures_util::future::join_all(browsers.iter().map(|b| snapshot(b))).await;
-    for (i, ((v0, a0), (v1, a1))) in before.iter().zip(&after).enumerate() {
-        assert!(!v1.is_empty(), "browser {i} decodes no video");
-        for (who, v) in v1 {
-            let earlier = v0.get(who).map_or(0, |x| x.frames_decoded);
-            let fps = (v.frames_decoded - earlier) as f64 / span.as_secs_f64();
-            println!(
-                "browser {i} <- {who}: {}x{}, {:.1} fps decoded, {} freezes",
-                v.width, v.height, fps, v.freezes
-            );
-            assert_eq!(
-                (v.width, v.height),
-                (1280, 720),
-                "browser {i} <- {who} not HD"
-            );
-            assert!(
-                v.frames_decoded > earlier + 5,
-                "browser {i} <- {who}: frames not rising ({earlier} -> {})",
-                v.frames_decoded
-            );
-        }
-        for (who, a) in a1 {
-            let earlier = a0.get(who).map_or(0, |x| x.packets);
-            assert!(
-                a.packets > earlier + 50,
-                "browser {i} <- {who}: audio not arriving ({earlier} -> {})",
-                a.packets
-            );
-        }
-    }
-}
 
 async fn bad_input_is_refused_and_harmless(server: &Server) {
     // Forged: a valid link's claims with another signature.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # carecall's whole test suite, from a fresh machine: installs what the tests
-# need (Debian's chromium and chromium-driver), checks formatting and lints,
+# need (Debian's chromium and chromium-driver; iproute2 and iptables for the
+# emulated poor networks, which also need root), checks formatting and lints,
 # then runs every unit, integration and browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v tc >/dev/null 2>&1 || missing+=(iproute2)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -5,6 +5,11 @@
 //! and reports it as [`BweKind::Twcc`]. A browser without TWCC may still send
 //! REMB, its own receive estimate: that is the fallback. Audio is reserved
 //! before video is given anything.
+//!
+//! str0m's estimate event is a mean over the last 3 s, which lags a sudden
+//! drop by seconds while the link is flooded. Its peer statistics carry the
+//! estimator's latest value, unsmoothed: the budget takes the lower of the
+//! two, so it falls at once and rises at the smoothed pace.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +31,7 @@ const NO_FEEDBACK_GRACE: Duration = Duration::from_secs(3);
 /// layer its tile wants. A probe is a short burst (tens of milliseconds) that
 /// tells whether more bandwidth is back without moving media onto a link
 /// that cannot take it.
-const PROBE_INTERVAL: Duration = Duration::from_secs(3);
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// An estimate change smaller than this fraction is not logged.
 const LOG_CHANGE: f64 = 0.2;
@@ -52,7 +57,10 @@ pub struct AdaptationStats {
 pub(crate) struct DownlinkEstimate {
     /// Off: no estimate is asked for and the budget is unlimited.
     enabled: bool,
+    /// str0m's estimate event: smoothed over 3 s.
     twcc: Option<u64>,
+    /// The estimator's latest value, from str0m's peer statistics.
+    latest: Option<u64>,
     remb: Option<u64>,
     connected_at: Option<Instant>,
     last_logged: Option<u64>,
@@ -81,7 +89,7 @@ impl DownlinkEstimate {
         self.connected_at.get_or_insert(now);
     }
 
-    /// Takes an estimate event. Returns the new estimate in bit/s when it moved
+    /// Takes an estimate event. Returns the estimate in bit/s when it moved
     /// by more than a fifth since last reported, so the caller logs it.
     pub fn on_estimate(&mut self, kind: BweKind) -> Option<u64> {
         match kind {
@@ -89,6 +97,17 @@ impl DownlinkEstimate {
             BweKind::Remb { estimate, .. } => self.remb = Some(estimate.as_u64()),
             _ => return None,
         }
+        self.moved()
+    }
+
+    /// Takes the estimator's latest, unsmoothed value (from peer statistics).
+    /// Returns the estimate when it moved, as [`DownlinkEstimate::on_estimate`].
+    pub fn on_latest(&mut self, bps: u64) -> Option<u64> {
+        self.latest = Some(bps);
+        self.moved()
+    }
+
+    fn moved(&mut self) -> Option<u64> {
         let now = self.current()?;
         let moved = self
             .last_logged
@@ -99,19 +118,36 @@ impl DownlinkEstimate {
         })
     }
 
-    /// The estimate in bit/s, TWCC first; `None` before any feedback.
+    /// The estimate in bit/s, TWCC first; `None` before any feedback. Falls
+    /// with the latest value, rises with the smoothed one.
     pub fn current(&self) -> Option<u64> {
-        self.twcc.or(self.remb)
+        match (self.twcc, self.latest) {
+            (Some(smoothed), Some(latest)) => Some(smoothed.min(latest)),
+            (Some(smoothed), None) => Some(smoothed),
+            (None, _) => self.remb,
+        }
     }
 
     /// The budget for video in bit/s, once `audio_tracks` are reserved. Before
     /// any feedback the estimator's starting point is assumed; a browser that
     /// never sends feedback is not limited.
     pub fn video_budget(&self, now: Instant, audio_tracks: usize) -> Option<u64> {
+        self.budget_from(self.current(), now, audio_tracks)
+    }
+
+    /// The same from the smoothed estimate alone: what the link has carried
+    /// over the last seconds. Pausing video waits for this to fall too, so a
+    /// brief undershoot of the latest value (common right after the link
+    /// narrows) does not cost the picture.
+    pub fn sustained_video_budget(&self, now: Instant, audio_tracks: usize) -> Option<u64> {
+        self.budget_from(self.twcc.or(self.remb), now, audio_tracks)
+    }
+
+    fn budget_from(&self, estimate: Option<u64>, now: Instant, audio_tracks: usize) -> Option<u64> {
         if !self.enabled {
             return None;
         }
-        let total = match (self.current(), self.connected_at) {
+        let total = match (estimate, self.connected_at) {
             (Some(e), _) => e,
             (None, Some(at)) if now.saturating_duration_since(at) >= NO_FEEDBACK_GRACE => {
                 return None
@@ -187,6 +223,21 @@ mod tests {
     }
 
     #[test]
+    fn budget_falls_with_the_latest_value_and_rises_with_the_smoothed_one() {
+        let now = Instant::now();
+        let mut est = DownlinkEstimate::new(true);
+        est.on_estimate(twcc(3_000));
+        // The link is cut: the estimator knows at once, its mean lags.
+        assert_eq!(est.on_latest(500_000), Some(500_000));
+        assert_eq!(est.video_budget(now, 0), Some(500_000));
+        assert_eq!(est.sustained_video_budget(now, 0), Some(3_000_000));
+        // It recovers: the mean decides how fast the budget follows.
+        est.on_estimate(twcc(1_200));
+        est.on_latest(3_000_000);
+        assert_eq!(est.current(), Some(1_200_000));
+    }
+
+    #[test]
     fn remb_is_used_only_without_twcc() {
         let now = Instant::now();
         let mut est = DownlinkEstimate::new(true);
@@ -238,9 +289,9 @@ mod tests {
         let t = start + Duration::from_millis(250);
         assert_eq!(est.plan(t, 2_000_000, true).unwrap(), 2_000_000);
         // Nothing new until the interval has passed.
-        for ms in [500, 1000, 2900] {
+        for quarter in 1..4 {
             assert_eq!(
-                est.plan(t + Duration::from_millis(ms), 2_000_000, true),
+                est.plan(t + PROBE_INTERVAL * quarter / 4, 2_000_000, true),
                 None
             );
         }

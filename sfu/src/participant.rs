@@ -117,6 +117,9 @@ pub(crate) struct Participant {
     clock: Option<Instant>,
     /// What the link to this participant's browser can carry.
     downlink: DownlinkEstimate,
+    /// Some video has been forwarded to this participant: from then on the
+    /// link may be probed (see `plan_probing`).
+    video_started: bool,
     /// Layer switches, pauses and estimate moves, for the admin plane; the
     /// latest estimate is read from `downlink` when asked for.
     adaptation: AdaptationStats,
@@ -136,6 +139,7 @@ impl Participant {
             views: Vec::new(),
             clock: None,
             downlink: DownlinkEstimate::new(estimate_bandwidth),
+            video_started: false,
             adaptation: AdaptationStats::default(),
         }
     }
@@ -337,8 +341,16 @@ impl Participant {
                 }
             }
             Event::RtpPacket(packet) => return self.incoming_rtp(packet),
-            Event::EgressBitrateEstimate(kind) => {
-                if let Some(bps) = self.downlink.on_estimate(kind) {
+            Event::EgressBitrateEstimate(_) | Event::PeerStats(_) => {
+                let moved = match event {
+                    Event::EgressBitrateEstimate(kind) => self.downlink.on_estimate(kind),
+                    Event::PeerStats(stats) => {
+                        let latest = stats.bwe_tx.map(|b| b.as_u64());
+                        latest.and_then(|b| self.downlink.on_latest(b))
+                    }
+                    _ => None,
+                };
+                if let Some(bps) = moved {
                     tracing::info!(participant = %self.id, estimate_kbps = bps / 1000, "downlink estimate");
                     self.adaptation.estimate_changes += 1;
                 }
@@ -507,6 +519,7 @@ impl Participant {
             }
             tracing::debug!(participant = %self.id, %origin, from = ?sub.forwarding, to = %layer, "layer switched");
             sub.forwarding = Some(layer);
+            self.video_started |= sub.kind == MediaKind::Video;
             sub.rewriter.start_source(
                 *packet.seq_no,
                 packet.header.timestamp,
@@ -639,8 +652,21 @@ impl Participant {
             .collect();
         let mut fits = vec![None; demands.len()];
         let mut fits_up = vec![None; demands.len()];
+        let mut fits_sustained = vec![None; demands.len()];
         allocate(budget, &demands, &mut fits);
         allocate((budget as f64 / UP_HEADROOM) as u64, &demands, &mut fits_up);
+        let sustained = self.downlink.sustained_video_budget(now, audio);
+        allocate(
+            sustained.unwrap_or(UNLIMITED),
+            &demands,
+            &mut fits_sustained,
+        );
+        for (k, fit) in fits.iter_mut().enumerate() {
+            if fit.is_none() && fits_sustained[k].is_some() {
+                // Short only for a moment: hold the lowest layer, not a pause.
+                *fit = demands[k].lowest();
+            }
+        }
         for (k, &i) in video.iter().enumerate() {
             let sub = &mut self.subscriptions[i];
             if demands[k].rates.iter().all(Option::is_none) {
@@ -655,9 +681,16 @@ impl Participant {
             tracing::info!(
                 participant = %self.id, origin = %sub.origin,
                 budget_kbps = (budget < UNLIMITED).then_some(budget / 1000),
+                layers_kbps = ?demands[k].rates.map(|r| r.map(|r| r / 1000)),
                 from = ?before.map(|l| l.rid()), to = ?after.map(|l| l.rid()),
                 "video layer target"
             );
+            if budget < UNLIMITED && after < before {
+                // The link is short now: stop the bigger layer at once rather
+                // than queue it until the smaller one's keyframe. The tile
+                // keeps its last picture meanwhile.
+                sub.forwarding = None;
+            }
             let paused = match (before, after) {
                 (Some(_), Some(_)) => {
                     self.adaptation.layer_switches += 1;
@@ -692,7 +725,9 @@ impl Participant {
     }
 
     /// Tells str0m's estimator the rate the tiles would use in full, so it
-    /// probes for it when that is above the estimate.
+    /// probes for it when that is above the estimate. While every video is
+    /// paused, the rate that would bring them back (their lowest layers) is
+    /// probed for instead: a smaller probe, and the step that matters.
     fn plan_probing(
         &mut self,
         now: Instant,
@@ -700,20 +735,23 @@ impl Participant {
         fits: &[Option<Layer>],
         audio: usize,
     ) {
-        let video_flows = self
-            .subscriptions
-            .iter()
-            .any(|s| s.kind == MediaKind::Video && s.forwarding.is_some());
-        if demands.is_empty() || !video_flows {
-            // Probing starts once video flows. Before, str0m would probe with
-            // blank padding packets of at most 255 bytes, which a media
+        if demands.is_empty() || !self.video_started {
+            // Probing starts once video has flowed. Before, str0m would probe
+            // with blank padding packets of at most 255 bytes, which a media
             // worker's millisecond timer cannot send fast enough: the probes
             // would under-measure the link and lower the estimate.
             return;
         }
-        // What the tiles ask for, at the layers' nominal rates: known from
-        // the start, before every layer has been seen and measured.
-        let video: u64 = demands.iter().map(|d| nominal_rate(d.cap)).sum();
+        let all_paused = fits.iter().all(Option::is_none);
+        // At the layers' nominal rates: known from the start, before every
+        // layer has been seen and measured.
+        let video: u64 = demands
+            .iter()
+            .map(|d| match all_paused {
+                true => d.lowest().map_or(0, nominal_rate),
+                false => nominal_rate(d.cap),
+            })
+            .sum();
         let held_back = demands
             .iter()
             .zip(fits)

@@ -41,6 +41,10 @@ pub struct Room {
 /// Bounds the early pacer runs per participant and poll.
 const MAX_EARLY_RUNS: usize = 64;
 
+/// How often str0m reports statistics when estimating bandwidth: the
+/// latest estimate arrives with them (see `bandwidth.rs`).
+const STATS_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Builds a WebRTC session configured the way the SFU forwards: RTP mode (packets,
 /// not frames), ICE-lite (the SFU has only host candidates and answers checks),
 /// Opus + VP8 + H.264; with `estimate_bandwidth`, send-side bandwidth
@@ -51,6 +55,8 @@ pub fn new_session(now: Instant, estimate_bandwidth: bool) -> Rtc {
         .set_rtp_mode(true)
         .set_ice_lite(true)
         .enable_bwe(initial)
+        // The estimator's unsmoothed value comes with peer statistics.
+        .set_stats_interval(estimate_bandwidth.then_some(STATS_INTERVAL))
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)

@@ -1,17 +1,29 @@
 //! Real headless Chromium, driven over WebDriver (chromedriver), with a fake
-//! 1280x720 camera and a fake microphone. Only loopback is used.
+//! 1280x720 camera and a fake microphone. Chromium runs on loopback, or inside
+//! a network namespace the test made ([`Driver::start_in`]).
 
-use std::net::TcpListener;
+use std::collections::HashMap;
+use std::net::{IpAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
+use super::netlab::NetNs;
+
+const NO_CHROMEDRIVER: &str =
+    "chromedriver must be installed (apt-get install chromium-driver); tests/run.sh installs it";
+
 /// A chromedriver process, killed on drop.
 pub struct Driver {
     child: Child,
     pub url: String,
+    /// A plain-HTTP origin Chromium must treat as secure (camera access is
+    /// only for secure origins, and only loopback counts by default).
+    trusted_origin: Option<String>,
+    /// Camera pictures from a file instead of Chromium's built-in pattern.
+    camera: Option<std::path::PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -28,6 +40,60 @@ fn free_port() -> u16 {
 /// frames are still 1280x720, which is what the tests assert.
 pub const FAKE_CAMERA_FPS: u32 = 5;
 
+/// A 1280x720 clip at [`FAKE_CAMERA_FPS`], made once per test process: a
+/// still, textured background with a square of fresh noise moving across it.
+/// Chromium's built-in fake camera draws a pattern that VP8 squeezes to a few
+/// hundred kbit/s even at 720p; a care-home camera does not. The moving noise
+/// makes every simulcast layer use its `maxBitrate`, as a real camera would,
+/// while the still background keeps delta frames smaller than keyframes and the
+/// encoder's work bounded.
+fn camera_clip() -> std::path::PathBuf {
+    static CLIP: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    let (_, path) = CLIP.get_or_init(|| {
+        use std::io::Write;
+        const W: usize = 1280;
+        const H: usize = 720;
+        const SQUARE: usize = 240;
+        let dir = tempfile::tempdir().expect("clip dir");
+        let path = dir.path().join("camera.y4m");
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("clip file"));
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut noise = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        };
+        // A gradient with fine texture, the same in every frame.
+        let background: Vec<u8> = (0..W * H)
+            .map(|i| ((i % W) * 160 / W + (i / W) * 60 / H) as u8 + noise() / 16)
+            .collect();
+        writeln!(
+            out,
+            "YUV4MPEG2 W{W} H{H} F{FAKE_CAMERA_FPS}:1 Ip A1:1 C420jpeg"
+        )
+        .unwrap();
+        let frames = 4 * FAKE_CAMERA_FPS as usize;
+        for f in 0..frames {
+            let mut luma = background.clone();
+            let left = f * (W - SQUARE) / frames;
+            let top = (H - SQUARE) / 2;
+            for row in top..top + SQUARE {
+                for px in &mut luma[row * W + left..row * W + left + SQUARE] {
+                    *px = noise();
+                }
+            }
+            out.write_all(b"FRAME\n").unwrap();
+            out.write_all(&luma).unwrap();
+            out.write_all(&vec![128u8; W * H / 2]).unwrap();
+        }
+        out.flush().unwrap();
+        (dir, path)
+    });
+    path.clone()
+}
+
 impl Driver {
     pub async fn start() -> Driver {
         let port = free_port();
@@ -36,21 +102,60 @@ impl Driver {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromedriver must be installed (apt-get install chromium-driver); tests/run.sh installs it");
-        let url = format!("http://127.0.0.1:{port}");
+            .expect(NO_CHROMEDRIVER);
+        Driver::ready(child, "127.0.0.1".parse().unwrap(), port, None).await
+    }
+
+    /// A chromedriver (and so its browsers) inside network namespace `ns`,
+    /// reachable from the host at the namespace's address; `origin` is the
+    /// server's plain-HTTP origin, to be trusted with the camera.
+    pub async fn start_in(ns: &NetNs, origin: &str) -> Driver {
+        let port = 9515;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "chromedriver"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--allowed-ips={}", ns.host_ip))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(NO_CHROMEDRIVER);
+        Driver::ready(child, ns.ns_addr(), port, Some(origin.into())).await
+    }
+
+    /// A chromedriver on loopback whose browsers trust `origin` (a server on
+    /// an address other than 127.0.0.1) with the camera.
+    pub async fn start_trusting(origin: &str) -> Driver {
+        let mut d = Driver::start().await;
+        d.trusted_origin = Some(origin.into());
+        d
+    }
+
+    /// Makes this driver's browsers film [`camera_clip`].
+    pub fn with_camera_clip(mut self) -> Driver {
+        self.camera = Some(camera_clip());
+        self
+    }
+
+    async fn ready(child: Child, ip: IpAddr, port: u16, origin: Option<String>) -> Driver {
+        let url = format!("http://{ip}:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((ip, port)).is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Driver { child, url }
+        Driver {
+            child,
+            url,
+            trusted_origin: origin,
+            camera: None,
+        }
     }
 
     /// A new headless Chromium with fake media devices: a 1280x720 camera at
     /// [`FAKE_CAMERA_FPS`].
     pub async fn browser(&self) -> Browser {
         let profile = tempfile::tempdir().expect("profile dir");
-        let args = vec![
+        let mut args = vec![
             "--headless=new".to_string(),
             "--no-sandbox".into(),
             "--disable-gpu".into(),
@@ -68,6 +173,17 @@ impl Driver {
             "--window-size=1920,1080".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        if let Some(clip) = &self.camera {
+            args.push(format!(
+                "--use-file-for-fake-video-capture={}",
+                clip.display()
+            ));
+        }
+        if let Some(origin) = &self.trusted_origin {
+            args.push(format!(
+                "--unsafely-treat-insecure-origin-as-secure={origin}"
+            ));
+        }
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -107,6 +223,9 @@ pub struct Inbound {
     pub width: u64,
     pub height: u64,
     pub freezes: u64,
+    /// Audio only: samples played, and those the decoder had to invent.
+    pub samples: u64,
+    pub concealed: u64,
 }
 
 impl Drop for Browser {
@@ -170,8 +289,61 @@ impl Browser {
                 width: s["frameWidth"].as_u64().unwrap_or(0),
                 height: s["frameHeight"].as_u64().unwrap_or(0),
                 freezes: s["freezeCount"].as_u64().unwrap_or(0),
+                samples: s["totalSamplesReceived"].as_u64().unwrap_or(0),
+                concealed: s["concealedSamples"].as_u64().unwrap_or(0),
             })
             .collect()
+    }
+
+    /// This browser's participant id in the call, once joined.
+    pub async fn participant(&self) -> Option<String> {
+        let v = self
+            .eval("const c = window.carecall && window.carecall.call; return c ? c.participant : null;")
+            .await;
+        v.as_str().map(str::to_owned)
+    }
+
+    /// Starts watching audio arrival in the page: every 100 ms, the packets
+    /// received per remote participant; the longest time each went without
+    /// a new packet is kept (see [`Browser::longest_audio_gaps`]).
+    pub async fn watch_audio_gaps(&self) {
+        self.eval(
+            "const w = window.carecall; w.gaps = {}; const last = {};
+             w.gapWatch = setInterval(async () => {
+               const now = performance.now();
+               for (const s of await w.call.receiveStats()) {
+                 if (s.kind !== 'audio') continue;
+                 const l = last[s.participant];
+                 if (!l || s.packetsReceived > l.packets) {
+                   if (l) w.gaps[s.participant] = Math.max(w.gaps[s.participant] || 0, now - l.at);
+                   last[s.participant] = { packets: s.packetsReceived, at: now };
+                 }
+               }
+             }, 100);
+             return null;",
+        )
+        .await;
+    }
+
+    /// The longest stretch, in ms, without a new audio packet from each remote
+    /// participant since [`Browser::watch_audio_gaps`] started.
+    pub async fn longest_audio_gaps(&self) -> HashMap<String, f64> {
+        let v = self.eval("return window.carecall.gaps || {};").await;
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many tiles show the "video paused" note.
+    pub async fn paused_notes(&self) -> u64 {
+        self.eval("return document.querySelectorAll('.paused').length;")
+            .await
+            .as_u64()
+            .unwrap_or(0)
     }
 
     /// Page metrics: ms since page load at which things happened.

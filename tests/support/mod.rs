@@ -4,7 +4,10 @@
 
 pub mod abuse;
 pub mod browser;
+pub mod calls;
+pub mod netlab;
 pub mod peer;
+pub mod relay;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -23,21 +26,43 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_carecall"))
 }
 
+/// How a test server differs from the defaults.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The address for HTTP and media (a free port each).
+    pub ip: std::net::IpAddr,
+    /// `media.bandwidth_estimation`.
+    pub estimate_bandwidth: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            ip: [127, 0, 0, 1].into(),
+            estimate_bandwidth: false,
+        }
+    }
+}
+
 impl Server {
     /// Starts a server on loopback only: HTTP on a free port, media announced on 127.0.0.1.
     pub fn start() -> Server {
+        Server::start_with(ServerOptions::default())
+    }
+
+    /// Starts a server on `options.ip`: HTTP and media on free ports there.
+    pub fn start_with(options: ServerOptions) -> Server {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(binary())
-            .args([
-                "serve",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--media-port",
-                "0",
-                "--data-dir",
-            ])
+            .args(["serve", "--http-addr"])
+            .arg(std::net::SocketAddr::new(options.ip, 0).to_string())
+            .args(["--media-port", "0", "--data-dir"])
             .arg(data_dir.path())
-            .env("CARECALL_MEDIA_ANNOUNCE", "127.0.0.1")
+            .env("CARECALL_MEDIA_ANNOUNCE", options.ip.to_string())
+            .env(
+                "CARECALL_MEDIA_BANDWIDTH_ESTIMATION",
+                options.estimate_bandwidth.to_string(),
+            )
             .env("CARECALL_MEDIA_WORKERS", "1")
             .env(
                 "RUST_LOG",

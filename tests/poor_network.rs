@@ -1,0 +1,296 @@
+//! Poor care-home networks, emulated: three real browsers in one call, one of
+//! them inside a network namespace whose link the test narrows, makes lossy
+//! and delays while the call runs (see `docs/testing.md`). The SFU runs with
+//! downlink bandwidth estimation on. Needs root for the namespace; without it
+//! these tests fail with the system's error.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use support::browser::{Browser, Driver, Inbound};
+use support::calls::{snapshot, wait_all_decoding_hd};
+use support::netlab::NetNs;
+use support::relay::{DelayRelay, Impairment, Path};
+use support::{Server, ServerOptions};
+
+/// A running call: two browsers on the hub's side (loopback) and the care
+/// home's browser in its own namespace.
+struct Call {
+    // Field order is drop order: browsers, then drivers, then the network.
+    clinician: Browser,
+    specialist: Browser,
+    home: Browser,
+    _drivers: (Driver, Driver),
+    _server: Server,
+    relay: Option<DelayRelay>,
+    net: NetNs,
+}
+
+impl Call {
+    /// Starts the server on the namespace link's host address and the three
+    /// browsers; with `relay`, the home's media passes through a delay relay.
+    async fn start(relay: bool) -> Call {
+        let mut net = NetNs::new();
+        let server = Server::start_with(ServerOptions {
+            ip: net.host_ip.into(),
+            estimate_bandwidth: true,
+        });
+        let relay = relay.then(|| {
+            let media = server.media_addrs[0];
+            let r = DelayRelay::start((net.host_ip, 0).into(), media);
+            net.redirect_udp(media, r.addr);
+            r
+        });
+        let hub = Driver::start_trusting(&server.base_url)
+            .await
+            .with_camera_clip();
+        let away = Driver::start_in(&net, &server.base_url)
+            .await
+            .with_camera_clip();
+        let clinician = hub.browser().await;
+        clinician
+            .join(&server.link("consult-7", "clinician", "Hub clinician", "1h"))
+            .await;
+        let specialist = hub.browser().await;
+        specialist
+            .join(&server.link("consult-7", "specialist", "Consultant", "1h"))
+            .await;
+        let home = away.browser().await;
+        home.join(&server.link("consult-7", "home", "Rose Court", "1h"))
+            .await;
+        wait_all_decoding_hd(
+            &[&clinician, &specialist, &home],
+            2,
+            Duration::from_secs(60),
+        )
+        .await;
+        Call {
+            clinician,
+            specialist,
+            home,
+            _drivers: (hub, away),
+            _server: server,
+            relay,
+            net,
+        }
+    }
+}
+
+/// The remote videos `b` decodes, by participant.
+async fn videos(b: &Browser) -> HashMap<String, Inbound> {
+    snapshot(b).await.0
+}
+
+/// Polls `b` every 250 ms until `done` holds for its remote videos; returns
+/// how long that took. Fails after `within`.
+async fn time_until(
+    b: &Browser,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&HashMap<String, Inbound>) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let v = videos(b).await;
+        if !v.is_empty() && done(&v) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{what} not within {within:?}: {:?}",
+            v.values()
+                .map(|i| (&i.participant, i.width, i.height, i.frames_decoded))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Asserts that every remote video in `b` decodes new frames over `span`, at
+/// most `max_height` tall; returns the heights seen.
+async fn assert_video_rising(b: &Browser, span: Duration, max_height: u64, who: &str) {
+    let before = videos(b).await;
+    tokio::time::sleep(span).await;
+    let after = videos(b).await;
+    for (id, v) in &after {
+        let earlier = before.get(id).map_or(0, |x| x.frames_decoded);
+        println!(
+            "{who} <- {id}: {}x{}, {} frames in {span:?}",
+            v.width,
+            v.height,
+            v.frames_decoded - earlier
+        );
+        assert!(
+            v.frames_decoded > earlier + 3,
+            "{who} <- {id}: frames not rising ({earlier} -> {})",
+            v.frames_decoded
+        );
+        assert!(v.height <= max_height, "{who} <- {id}: {}p", v.height);
+    }
+}
+
+/// Prints a wall-clock mark, to line the test's steps up with the server log.
+fn tracing_mark(what: &str) {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    println!("[{}.{:03}] {what}", t.as_secs() % 86_400, t.subsec_millis());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_cut_to_600_kbits_steps_down_within_5_s_and_back_to_hd_within_15_s() {
+    let call = Call::start(false).await;
+
+    call.net.limit_downlink(Some(600));
+    tracing_mark("home downlink limited to 600 kbit/s");
+    let down = time_until(
+        &call.home,
+        Duration::from_secs(5),
+        "step down to 360p or lower",
+        |v| v.values().all(|i| i.height > 0 && i.height <= 360),
+    )
+    .await;
+    println!("step down at 600 kbit/s: {} ms", down.as_millis());
+    assert_video_rising(&call.home, Duration::from_secs(4), 360, "home").await;
+    // The hub's side is not dragged down: still 720p both ways.
+    assert_video_rising(&call.clinician, Duration::from_secs(2), 720, "clinician").await;
+    for (b, who) in [
+        (&call.clinician, "clinician"),
+        (&call.specialist, "specialist"),
+    ] {
+        let v = videos(b).await;
+        let hd = v.values().filter(|i| i.height == 720).count();
+        assert!(
+            hd >= 1,
+            "{who} lost HD from the other hub participant: {v:?}"
+        );
+    }
+
+    call.net.limit_downlink(None);
+    tracing_mark("home downlink limit lifted");
+    let up = time_until(&call.home, Duration::from_secs(15), "back to 720p", |v| {
+        v.values().all(|i| i.height == 720)
+    })
+    .await;
+    println!("step up after the limit is lifted: {} ms", up.as_millis());
+    assert_video_rising(&call.home, Duration::from_secs(2), 720, "home").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_with_800_kbits_upload_keeps_sending_lower_layers_and_unbroken_audio() {
+    let call = Call::start(false).await;
+    let home = call.home.participant().await.expect("home joined");
+    for b in [&call.clinician, &call.specialist] {
+        b.watch_audio_gaps().await;
+    }
+
+    call.net.limit_uplink(Some(800));
+    tracing_mark("home uplink limited to 800 kbit/s");
+    let down = time_until(
+        &call.clinician,
+        Duration::from_secs(15),
+        "home's video at 360p or lower",
+        |v| {
+            v.get(&home)
+                .is_some_and(|i| i.height > 0 && i.height <= 360)
+        },
+    )
+    .await;
+    println!(
+        "hub sees the home's lower layer after {} ms",
+        down.as_millis()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (b, who) in [
+        (&call.clinician, "clinician"),
+        (&call.specialist, "specialist"),
+    ] {
+        let before = videos(b).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = videos(b).await;
+        let (v0, v1) = (&before[&home], &after[&home]);
+        println!(
+            "{who} <- home: {}x{}, {} frames in 3 s",
+            v1.width,
+            v1.height,
+            v1.frames_decoded - v0.frames_decoded
+        );
+        assert!(
+            v1.frames_decoded > v0.frames_decoded + 3,
+            "{who}: home's video stalled"
+        );
+        assert!(v1.height <= 360, "{who}: home still sends {}p", v1.height);
+        let gaps = b.longest_audio_gaps().await;
+        let gap = gaps.get(&home).copied().unwrap_or(f64::MAX);
+        println!("{who}: longest gap in the home's audio {gap:.0} ms (all: {gaps:?})");
+        assert!(gap < 500.0, "{who}: home's audio had a {gap:.0} ms gap");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_150_kbits_with_loss_and_delay_the_sound_stays_clear_and_video_comes_back() {
+    let call = Call::start(true).await;
+    let relay = call.relay.as_ref().expect("relay in the home's path");
+    let down = Impairment {
+        delay: Duration::from_millis(100),
+        ..Impairment::default()
+    };
+    relay.set(Path {
+        down,
+        ..Path::default()
+    });
+    call.net.limit_downlink(Some(150));
+    call.net.downlink_loss(0.05);
+    tracing_mark("home downlink: 150 kbit/s, 5% loss, 100 ms delay");
+
+    let start = Instant::now();
+    while call.home.paused_notes().await < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "video not paused at 150 kbit/s: {:?}",
+            videos(&call.home).await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "both videos paused after {} ms",
+        start.elapsed().as_millis()
+    );
+    let (_, a0) = snapshot(&call.home).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (_, a1) = snapshot(&call.home).await;
+    for (who, a) in &a1 {
+        let before = &a0[who];
+        let samples = a.samples - before.samples;
+        let concealed = a.concealed - before.concealed;
+        let share = concealed as f64 / samples.max(1) as f64;
+        println!(
+            "home <- {who} audio: {} packets, {:.1}% concealed in 10 s",
+            a.packets - before.packets,
+            share * 100.0
+        );
+        assert!(a.packets > before.packets + 250, "{who}: audio not flowing");
+        assert!(
+            share < 0.10,
+            "{who}: {:.1}% of the sound concealed",
+            share * 100.0
+        );
+    }
+
+    relay.set(Path::default());
+    call.net.downlink_loss(0.0);
+    call.net.limit_downlink(None);
+    tracing_mark("home downlink restored");
+    let back = Instant::now();
+    while call.home.paused_notes().await > 0 {
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "video did not come back after the limit was lifted"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("video back after {} ms", back.elapsed().as_millis());
+    assert_video_rising(&call.home, Duration::from_secs(3), 720, "home").await;
+}

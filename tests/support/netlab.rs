@@ -1,0 +1,207 @@
+//! Poor networks for browsers, made by the test itself: a network namespace
+//! joined to the host by a veth pair, with a rate limit (`tc tbf`), random
+//! loss (`iptables -m statistic`) and, through [`DelayRelay`], delay and
+//! jitter. Everything is created under a name unique to this process and
+//! removed on drop, even when the test fails. Needs root (CAP_NET_ADMIN); without
+//! it, creating a [`NetNs`] fails the test with the system's own error.
+//!
+//! Only addresses the test assigns are used: `10.X.K.1` on the host end,
+//! `10.X.K.2` in the namespace, where X comes from the process id.
+//!
+//! [`DelayRelay`]: super::relay::DelayRelay
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+static NEXT_LINK: AtomicU8 = AtomicU8::new(0);
+
+/// One emulated home network: a namespace with a veth link to the host.
+pub struct NetNs {
+    /// The namespace's name (for `ip netns exec`).
+    pub name: String,
+    host_if: String,
+    ns_if: String,
+    /// The host end of the link: the namespace reaches the host (and the
+    /// server) through it.
+    pub host_ip: Ipv4Addr,
+    /// The namespace end of the link.
+    pub ns_ip: Ipv4Addr,
+    /// NAT rules added on the host, removed on drop.
+    host_rules: Vec<Vec<String>>,
+}
+
+/// Runs a command, panicking with its own error output when it fails.
+pub fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+impl NetNs {
+    /// Creates the namespace and its link, both ends up, the host as its
+    /// default route.
+    pub fn new() -> NetNs {
+        let pid = std::process::id();
+        let k = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
+        let x = 100 + (pid % 100) as u8;
+        let name = format!("cc{pid}n{k}");
+        let out = Command::new("ip").args(["netns", "add", &name]).output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!(
+                "cannot create a network namespace (these tests need root or \
+                 CAP_NET_ADMIN): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => panic!("cannot run `ip` (apt-get install iproute2): {e}"),
+        }
+        let ns = NetNs {
+            host_if: format!("cc{}h{k}", pid % 1_000_000),
+            ns_if: format!("cc{}v{k}", pid % 1_000_000),
+            host_ip: Ipv4Addr::new(10, x, k, 1),
+            ns_ip: Ipv4Addr::new(10, x, k, 2),
+            name,
+            host_rules: Vec::new(),
+        };
+        let (h, n) = (ns.host_if.as_str(), ns.ns_if.as_str());
+        run("ip", &["link", "add", h, "type", "veth", "peer", "name", n]);
+        run("ip", &["link", "set", n, "netns", &ns.name]);
+        run(
+            "ip",
+            &["addr", "add", &format!("{}/30", ns.host_ip), "dev", h],
+        );
+        run("ip", &["link", "set", h, "up"]);
+        ns.exec(&["ip", "addr", "add", &format!("{}/30", ns.ns_ip), "dev", n]);
+        ns.exec(&["ip", "link", "set", n, "up"]);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        let gateway = ns.host_ip.to_string();
+        ns.exec(&["ip", "route", "add", "default", "via", &gateway]);
+        ns
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, args: &[&str]) {
+        let mut all = vec!["netns", "exec", &self.name];
+        all.extend_from_slice(args);
+        run("ip", &all);
+    }
+
+    /// Limits what reaches the namespace (the browser's download) to `kbit`
+    /// per second; `None` lifts the limit.
+    pub fn limit_downlink(&self, kbit: Option<u32>) {
+        shape(&[], &self.host_if, kbit);
+    }
+
+    /// Limits what leaves the namespace (the browser's upload).
+    pub fn limit_uplink(&self, kbit: Option<u32>) {
+        let prefix = ["ip", "netns", "exec", &self.name];
+        shape(&prefix, &self.ns_if, kbit);
+    }
+
+    /// Drops this share (0.0-1.0) of the packets arriving in the namespace.
+    pub fn downlink_loss(&self, share: f64) {
+        // Replaces any earlier rule: flush, then add.
+        self.exec(&["iptables", "-F", "INPUT"]);
+        if share > 0.0 {
+            let p = format!("{share:.3}");
+            self.exec(&[
+                "iptables",
+                "-A",
+                "INPUT",
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &p,
+                "-j",
+                "DROP",
+            ]);
+        }
+    }
+
+    /// Sends the namespace's UDP to `to` through `via` instead (a
+    /// [`super::relay::DelayRelay`] on the host). Must be set before the
+    /// call: NAT applies to new flows only.
+    pub fn redirect_udp(&mut self, to: SocketAddr, via: SocketAddr) {
+        let rule: Vec<String> = [
+            "PREROUTING",
+            "-i",
+            &self.host_if,
+            "-p",
+            "udp",
+            "-d",
+            &to.ip().to_string(),
+            "--dport",
+            &to.port().to_string(),
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &via.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut add = vec!["-t", "nat", "-A"];
+        add.extend(rule.iter().map(String::as_str));
+        run("iptables", &add);
+        self.host_rules.push(rule);
+    }
+
+    /// The namespace's address as an `IpAddr`.
+    pub fn ns_addr(&self) -> IpAddr {
+        IpAddr::V4(self.ns_ip)
+    }
+}
+
+/// Puts a token bucket on `dev` (run under `prefix`), or removes it.
+fn shape(prefix: &[&str], dev: &str, kbit: Option<u32>) {
+    let mut args: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+    args.extend(["tc", "qdisc"].map(String::from));
+    match kbit {
+        Some(kbit) => {
+            // Burst: two full-size packets. A bigger bucket lets a short
+            // probe through at line rate, and the sender overestimates the
+            // link, which a care home's Wi-Fi would never allow.
+            let burst = 2 * 1514;
+            args.extend(["replace", "dev", dev, "root", "tbf", "rate"].map(String::from));
+            args.push(format!("{kbit}kbit"));
+            args.extend(["burst".into(), burst.to_string()]);
+            args.extend(["latency", "300ms"].map(String::from));
+        }
+        None => args.extend(["del", "dev", dev, "root"].map(String::from)),
+    }
+    let (program, rest) = args.split_first().expect("a command");
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    if kbit.is_none() {
+        // Removing a limit that is not there is fine.
+        let _ = Command::new(program).args(&rest).output();
+    } else {
+        run(program, &rest);
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        for rule in &self.host_rules {
+            let mut del = vec!["-t", "nat", "-D"];
+            del.extend(rule.iter().map(String::as_str));
+            let _ = Command::new("iptables").args(&del).output();
+        }
+        // Deleting the namespace deletes its veth end, and with it the pair.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
