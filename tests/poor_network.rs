@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use support::browser::{Browser, Driver, Inbound};
-use support::calls::{snapshot, wait_all_decoding_hd};
+use support::calls::snapshot;
 use support::netlab::NetNs;
 use support::relay::{DelayRelay, Impairment, Path};
 use support::{Server, ServerOptions};
@@ -60,12 +60,15 @@ impl Call {
         let home = away.browser().await;
         home.join(&server.link("consult-7", "home", "Rose Court", "1h"))
             .await;
-        wait_all_decoding_hd(
-            &[&clinician, &specialist, &home],
-            2,
-            Duration::from_secs(60),
-        )
-        .await;
+        for b in [&clinician, &specialist, &home] {
+            time_until(
+                b,
+                Duration::from_secs(60),
+                "both remote videos decoding",
+                |v| v.len() == 2 && v.values().all(|i| i.frames_decoded > 0),
+            )
+            .await;
+        }
         Call {
             clinician,
             specialist,
@@ -94,8 +97,9 @@ async fn time_until(
     let start = Instant::now();
     loop {
         let v = videos(b).await;
-        if !v.is_empty() && done(&v) {
-            return start.elapsed();
+        let took = start.elapsed();
+        if !v.is_empty() && done(&v) && took <= within {
+            return took;
         }
         assert!(
             start.elapsed() < within,
@@ -142,6 +146,13 @@ fn tracing_mark(what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_home_cut_to_600_kbits_steps_down_within_5_s_and_back_to_hd_within_15_s() {
     let call = Call::start(false).await;
+    let hd = time_until(&call.home, Duration::from_secs(60), "home in HD", |v| {
+        v.values().all(|i| i.height == 720)
+    });
+    println!(
+        "home receives both in HD after {} ms more",
+        hd.await.as_millis()
+    );
 
     call.net.limit_downlink(Some(600));
     tracing_mark("home downlink limited to 600 kbit/s");
@@ -183,6 +194,10 @@ async fn a_home_with_800_kbits_upload_keeps_sending_lower_layers_and_unbroken_au
     let call = Call::start(false).await;
     let home = call.home.participant().await.expect("home joined");
     for b in [&call.clinician, &call.specialist] {
+        time_until(b, Duration::from_secs(60), "the home in HD", |v| {
+            v.get(&home).is_some_and(|i| i.height == 720)
+        })
+        .await;
         b.watch_audio_gaps().await;
     }
 

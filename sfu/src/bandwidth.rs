@@ -128,6 +128,14 @@ impl DownlinkEstimate {
         }
     }
 
+    /// Whether the link carries `audio_tracks` with redundancy (RED doubles
+    /// each) and still has room for each track's reserve: true without an
+    /// estimate.
+    pub fn carries_redundant_audio(&self, audio_tracks: usize) -> bool {
+        let needed = 3 * AUDIO_RESERVE * audio_tracks as u64;
+        self.current().is_none_or(|estimate| estimate >= needed)
+    }
+
     /// The budget for video in bit/s, once `audio_tracks` are reserved. Before
     /// any feedback the estimator's starting point is assumed; a browser that
     /// never sends feedback is not limited.
@@ -235,6 +243,16 @@ mod tests {
         est.on_estimate(twcc(1_200));
         est.on_latest(3_000_000);
         assert_eq!(est.current(), Some(1_200_000));
+    }
+
+    #[test]
+    fn redundant_audio_stops_when_the_link_cannot_carry_it_twice() {
+        let mut est = DownlinkEstimate::new(true);
+        assert!(est.carries_redundant_audio(2), "no estimate yet");
+        est.on_estimate(twcc(600));
+        assert!(est.carries_redundant_audio(2));
+        est.on_latest(150_000);
+        assert!(!est.carries_redundant_audio(2));
     }
 
     #[test]

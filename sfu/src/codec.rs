@@ -1,6 +1,8 @@
-//! Just enough payload parsing to know where a video keyframe starts. The SFU
-//! never decodes media; it needs this to start a new subscriber on a keyframe
-//! instead of a stream of undecodable delta frames.
+//! Just enough payload parsing to know where a video keyframe starts, and where
+//! a redundant-audio (RED) packet's newest block is. The SFU never decodes
+//! media; it needs this to start a new subscriber on a keyframe instead of a
+//! stream of undecodable delta frames, and to unwrap RED for a subscriber
+//! that did not negotiate it.
 
 /// True when an RTP payload carries the first packet of a VP8 keyframe.
 ///
@@ -68,6 +70,28 @@ pub fn h264_keyframe_start(payload: &[u8]) -> bool {
     }
 }
 
+/// Where the primary (newest) block of an RFC 2198 RED payload starts, and its
+/// payload type: what a subscriber without RED gets instead of the whole
+/// packet. `None` for a malformed payload.
+///
+/// Layout: redundant block headers (4 bytes, F bit set: PT, timestamp offset,
+/// 10-bit length), one primary header (1 byte, F clear: PT), then the blocks'
+/// data in the same order, the primary's last.
+pub fn red_primary(payload: &[u8]) -> Option<(u8, usize)> {
+    let mut at = 0;
+    let mut redundant = 0usize;
+    loop {
+        let header = *payload.get(at)?;
+        if header & 0x80 == 0 {
+            let start = at + 1 + redundant;
+            return (start <= payload.len()).then_some((header & 0x7f, start));
+        }
+        let bytes = payload.get(at + 2..at + 4)?;
+        redundant += (usize::from(bytes[0] & 0x03) << 8) | usize::from(bytes[1]);
+        at += 4;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +125,18 @@ mod tests {
         assert!(h264_keyframe_start(&[0x7c, 0x85]));
         assert!(!h264_keyframe_start(&[0x7c, 0x05]));
         assert!(!h264_keyframe_start(&[0x78, 0x00]));
+    }
+
+    #[test]
+    fn red_primary_block_is_found_after_the_redundant_ones() {
+        // One redundant block of 3 bytes (PT 111), then primary PT 111 with 2 bytes.
+        let red = [0x80 | 111, 0x00, 0x50, 0x03, 111, 9, 9, 9, 7, 7];
+        assert_eq!(red_primary(&red), Some((111, 8)));
+        // No redundancy: the primary header alone.
+        assert_eq!(red_primary(&[111, 5, 5]), Some((111, 1)));
+        // Lengths past the end, a truncated header, nothing at all: refused.
+        assert_eq!(red_primary(&[0x80 | 111, 0x00, 0x53, 0xff, 111, 1]), None);
+        assert_eq!(red_primary(&[0x80 | 111, 0x00]), None);
+        assert_eq!(red_primary(&[]), None);
     }
 }

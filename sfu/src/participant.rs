@@ -6,12 +6,13 @@
 //! its answer.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::PayloadParams;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
+use str0m::format::{CodecConfig, PayloadParams};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::Transmit;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -21,7 +22,7 @@ use crate::error::SfuError;
 use crate::forward::{allocate, Demand, Layer, UP_HEADROOM};
 use crate::id::ParticipantId;
 use crate::signal::MediaSignal;
-use crate::track::{nominal_rate, Publication, Subscription, SubscriptionState};
+use crate::track::{nominal_rate, OutgoingPt, Publication, Subscription, SubscriptionState};
 
 /// Something one participant's session produced that concerns the others.
 // Boxing the packet would allocate once per packet on the forwarding path.
@@ -117,6 +118,10 @@ pub(crate) struct Participant {
     clock: Option<Instant>,
     /// What the link to this participant's browser can carry.
     downlink: DownlinkEstimate,
+    /// Redundant audio goes out whole: false while the downlink is too tight
+    /// to carry audio twice (RED roughly doubles it), when it would only add
+    /// the loss it is meant to hide.
+    send_red: bool,
     /// Some video has been forwarded to this participant: from then on the
     /// link may be probed (see `plan_probing`).
     video_started: bool,
@@ -139,6 +144,7 @@ impl Participant {
             views: Vec::new(),
             clock: None,
             downlink: DownlinkEstimate::new(estimate_bandwidth),
+            send_red: true,
             video_started: false,
             adaptation: AdaptationStats::default(),
         }
@@ -418,7 +424,11 @@ impl Participant {
             return Polled::Nothing;
         };
         let pt = packet.header.payload_type;
-        let Some(params) = self.rtc.codec_config().find(|p| p.pt() == pt).copied() else {
+        let codecs = self.rtc.codec_config();
+        let Some(params) = codecs
+            .find(|p| p.pt() == pt || p.red() == Some(pt))
+            .copied()
+        else {
             return Polled::Nothing;
         };
         let publication = &mut self.publications[index];
@@ -527,9 +537,21 @@ impl Participant {
                 spec.clock_rate.get(),
             );
         }
+        let incoming = packet.header.payload_type;
         let codecs = self.rtc.codec_config();
-        let Some(pt) = sub.outgoing_pt(params, |p| codecs.match_params(*p).map(|m| m.pt())) else {
+        let Some(out) = sub.outgoing_pt(incoming, || outgoing_pt(codecs, params, incoming)) else {
             return Forwarded::Skipped;
+        };
+        let (pt, payload) = match (out.incoming_red, out.red) {
+            (true, Some(red)) if self.send_red => (red, packet.payload.clone()),
+            (true, _) => {
+                // A tight link, or no RED negotiated: the primary block alone.
+                let Some((_, start)) = crate::codec::red_primary(&packet.payload) else {
+                    return Forwarded::Skipped;
+                };
+                (out.pt, Arc::from(&packet.payload[start..]))
+            }
+            (false, _) => (out.pt, packet.payload.clone()),
         };
         let Some((seq, ts)) =
             sub.rewriter
@@ -550,7 +572,7 @@ impl Participant {
             ..Default::default()
         };
         tx.write_rtp(
-            RtpWrite::new(pt, seq.into(), ts, packet.timestamp, packet.payload.clone())
+            RtpWrite::new(pt, seq.into(), ts, packet.timestamp, payload)
                 .marker(packet.header.marker)
                 .ext_vals(ext)
                 .nackable(nackable),
@@ -630,6 +652,7 @@ impl Participant {
             .filter(|s| s.kind == MediaKind::Audio)
             .count();
         let budget = self.downlink.video_budget(now, audio).unwrap_or(UNLIMITED);
+        self.send_red = self.downlink.carries_redundant_audio(audio);
         let video: Vec<usize> = (0..self.subscriptions.len())
             .filter(|&i| self.subscriptions[i].is_open_video())
             .collect();
@@ -868,6 +891,19 @@ fn send_pli(rtc: &mut Rtc, mid: Mid, rid: Option<Rid>) {
     if let Some(stream) = rtc.direct_api().stream_rx_by_mid(mid, rid) {
         stream.request_keyframe(KeyframeRequestKind::Pli);
     }
+}
+
+/// How a publisher's packets of payload type `incoming` go out to a
+/// subscriber whose codecs are `codecs`: matched on the codec, not the number
+/// (browsers number codecs differently).
+fn outgoing_pt(codecs: &CodecConfig, params: &PayloadParams, incoming: Pt) -> Option<OutgoingPt> {
+    let matched = codecs.match_params(*params)?;
+    let incoming_red = params.red() == Some(incoming);
+    Some(OutgoingPt {
+        pt: matched.pt(),
+        red: matched.red().filter(|_| incoming_red),
+        incoming_red,
+    })
 }
 
 /// Open video subscriptions that wait for the first keyframe of their layer.

@@ -58,7 +58,7 @@ pub fn new_session(now: Instant, estimate_bandwidth: bool) -> Rtc {
         // The estimator's unsmoothed value comes with peer statistics.
         .set_stats_interval(estimate_bandwidth.then_some(STATS_INTERVAL))
         .clear_codecs()
-        .enable_opus(true, false)
+        .enable_opus(true, true)
         .enable_vp8(true)
         .enable_h264(true)
         .build(now)

@@ -31,6 +31,9 @@ fn layer_index(rid: Option<&str>) -> usize {
 struct Options {
     estimate_bandwidth: bool,
     simulcast: bool,
+    /// This participant's browser does not negotiate redundant audio (RED);
+    /// all others do.
+    without_red: Option<usize>,
 }
 
 /// One simulated browser.
@@ -40,10 +43,12 @@ pub struct SimPeer {
     /// Its WebRTC session (str0m, RTP mode).
     pub rtc: Rtc,
     addr: SocketAddr,
+    audio_mid: Option<Mid>,
     video_mid: Mid,
     pending: Option<SdpPendingOffer>,
     /// Next sequence number per video stream (`q`, `h`, `f` or the only one).
     next_seq: [u64; 3],
+    next_audio_seq: u64,
     /// Payloads of received video packets, in arrival order, when recording is on.
     pub received_video: Vec<Arc<[u8]>>,
     /// Whether to keep `received_video`.
@@ -51,6 +56,8 @@ pub struct SimPeer {
     /// RTP sequence number and timestamp of each received video packet, in
     /// arrival order, when recording is on.
     pub received_headers: Vec<(u64, u32)>,
+    /// Payload type and payload of each received audio packet, when recording.
+    pub received_audio: Vec<(u8, Arc<[u8]>)>,
     /// Keyframe requests (PLI/FIR) the SFU sent this peer.
     pub keyframe_requests: u64,
     /// The same, per simulcast layer (`q`, `h`, `f`; an unlayered stream counts as `f`).
@@ -110,6 +117,17 @@ impl SimCall {
         Self::build(n, n, options)
     }
 
+    /// Like [`SimCall::new`], with every browser but `without_red`
+    /// negotiating redundant audio (RED, RFC 2198); send with
+    /// [`SimCall::send_audio`].
+    pub fn redundant_audio(n: usize, without_red: usize) -> SimCall {
+        let options = Options {
+            without_red: Some(without_red),
+            ..Options::default()
+        };
+        Self::build(n, n, options)
+    }
+
     /// One publisher (participant 0, audio and video) and `subscribers`
     /// participants who only receive: the fan-out shape.
     pub fn fan_out(subscribers: usize) -> SimCall {
@@ -132,20 +150,30 @@ impl SimCall {
         call.room
             .set_bandwidth_estimation(options.estimate_bandwidth);
         for i in 0..n {
-            call.join(i, i < publishers, options.simulcast);
+            call.join(
+                i,
+                i < publishers,
+                options.simulcast,
+                options.without_red != Some(i),
+            );
             call.settle(Duration::from_millis(200));
         }
         call.settle(Duration::from_secs(1));
         call
     }
 
-    fn join(&mut self, i: usize, publishes: bool, simulcast: bool) {
+    fn join(&mut self, i: usize, publishes: bool, simulcast: bool, red: bool) {
         let addr: SocketAddr = format!("127.0.1.{}:5000", i + 1).parse().expect("address");
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .enable_opus(true, red)
+            .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
         let mut api = rtc.sdp_api();
+        let mut audio_mid = None;
         let video_mid = if publishes {
-            api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+            audio_mid =
+                Some(api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
             let layers = simulcast.then(|| {
                 let mut s = Simulcast::new();
                 s.send = SIMULCAST_RIDS
@@ -169,11 +197,14 @@ impl SimCall {
             id,
             rtc,
             addr,
+            audio_mid,
             video_mid,
             pending: Some(pending),
             next_seq: [1; 3],
+            next_audio_seq: 1,
             received_video: Vec::new(),
             received_headers: Vec::new(),
+            received_audio: Vec::new(),
             record: false,
             keyframe_requests: 0,
             layer_keyframe_requests: [0; 3],
@@ -289,7 +320,14 @@ impl SimCall {
                     }
                 }
                 Ok(Output::Event(Event::RtpPacket(pkt))) => {
-                    if p.record && pkt.payload.len() > 40 {
+                    let pt = pkt.header.payload_type;
+                    let audio = p
+                        .rtc
+                        .codec_config()
+                        .find(|c| c.pt() == pt || c.red() == Some(pt));
+                    if p.record && audio.is_some_and(|c| c.spec().codec == Codec::Opus) {
+                        p.received_audio.push((*pt, pkt.payload.clone()));
+                    } else if p.record && pkt.payload.len() > 40 {
                         p.received_video.push(pkt.payload.clone());
                         p.received_headers.push((*pkt.seq_no, pkt.header.timestamp));
                     }
@@ -338,6 +376,59 @@ impl SimCall {
             );
         }
         // str0m releases queued packets when its clock is driven.
+        let _ = p.rtc.handle_input(Input::Timeout(now));
+        self.drain_peer(i);
+        self.room.handle_timeout(now);
+        self.pump();
+    }
+
+    /// Makes participant `i` send one audio packet: with `red`, an RFC 2198
+    /// payload carrying `previous` as its redundant block and `primary` as
+    /// its primary; without, a plain Opus packet of `primary`.
+    pub fn send_audio(&mut self, i: usize, primary: &[u8], previous: &[u8], red: bool) {
+        let now = self.now;
+        let p = &mut self.peers[i];
+        let Some(opus) = p
+            .rtc
+            .codec_config()
+            .find(|c| c.spec().codec == Codec::Opus)
+            .copied()
+        else {
+            return;
+        };
+        let (pt, body) = match (red, opus.red()) {
+            (true, Some(red_pt)) => {
+                let opus_pt = *opus.pt();
+                let len = previous.len() as u16;
+                // Timestamp offset 960 (one 20 ms frame): 14 bits, then a
+                // 10-bit block length.
+                let mut body = vec![
+                    0x80 | opus_pt,
+                    0x0F,
+                    (len >> 8) as u8 & 0x03,
+                    len as u8,
+                    opus_pt,
+                ];
+                body.extend_from_slice(previous);
+                body.extend_from_slice(primary);
+                (red_pt, body)
+            }
+            _ => (opus.pt(), primary.to_vec()),
+        };
+        let seq: SeqNo = p.next_audio_seq.into();
+        p.next_audio_seq += 1;
+        let Some(mid) = p.audio_mid else {
+            return;
+        };
+        if let Some(tx) = p.rtc.direct_api().stream_tx_by_mid(mid, None) {
+            tx.write_rtp(RtpWrite::new(
+                pt,
+                seq,
+                (seq.as_u16() as u32) * 960,
+                now,
+                body,
+            ));
+        }
         let _ = p.rtc.handle_input(Input::Timeout(now));
         self.drain_peer(i);
         self.room.handle_timeout(now);

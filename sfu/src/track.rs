@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use str0m::format::{Codec, PayloadParams};
+use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 
@@ -128,7 +128,7 @@ pub(crate) struct Subscription {
     pub rewriter: StreamRewriter,
     /// Publisher PT to this subscriber's PT, learned per codec (browsers number
     /// codecs differently, e.g. VP8 is 96 in Chromium and 120 in Firefox).
-    pt_map: [(Pt, Pt); 4],
+    pt_map: [(Pt, OutgoingPt); 6],
     pt_len: usize,
 }
 
@@ -143,7 +143,14 @@ impl Subscription {
             selector: LayerSelector::default(),
             forwarding: None,
             rewriter: StreamRewriter::default(),
-            pt_map: [(Pt::from(0), Pt::from(0)); 4],
+            pt_map: [(
+                Pt::from(0),
+                OutgoingPt {
+                    pt: Pt::from(0),
+                    red: None,
+                    incoming_red: false,
+                },
+            ); 6],
             pt_len: 0,
         }
     }
@@ -173,26 +180,38 @@ impl Subscription {
         }
     }
 
-    /// This subscriber's PT for the publisher's codec, matched once and cached.
+    /// This subscriber's PT for an incoming PT, matched once and cached.
     pub fn outgoing_pt(
         &mut self,
-        params: &PayloadParams,
-        lookup: impl FnOnce(&PayloadParams) -> Option<Pt>,
-    ) -> Option<Pt> {
-        let incoming = params.pt();
+        incoming: Pt,
+        lookup: impl FnOnce() -> Option<OutgoingPt>,
+    ) -> Option<OutgoingPt> {
         if let Some((_, out)) = self.pt_map[..self.pt_len]
             .iter()
             .find(|(i, _)| *i == incoming)
         {
             return Some(*out);
         }
-        let out = lookup(params)?;
+        let out = lookup()?;
         if self.pt_len < self.pt_map.len() {
             self.pt_map[self.pt_len] = (incoming, out);
             self.pt_len += 1;
         }
         Some(out)
     }
+}
+
+/// How a publisher's packets of one payload type go out to one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutgoingPt {
+    /// The subscriber's number for the codec (for redundant audio: for the
+    /// primary codec, used when the packet goes out unwrapped).
+    pub pt: Pt,
+    /// For redundant audio (RED): the subscriber's RED number, if it
+    /// negotiated RED.
+    pub red: Option<Pt>,
+    /// The incoming packets are redundant audio.
+    pub incoming_red: bool,
 }
 
 /// True when `payload` starts a keyframe of `codec`. Codecs we cannot parse are

@@ -142,9 +142,10 @@ export class Call extends EventTarget {
       if (track.kind === 'video') init.sendEncodings = SIMULCAST;
       const t = pc.addTransceiver(track, init);
       if (track.kind === 'video') await preferResolution(t.sender);
+      else preferRedundantAudio(t);
     }
     for (let i = 0; i < others; i++) {
-      pc.addTransceiver('audio', { direction: 'recvonly' });
+      preferRedundantAudio(pc.addTransceiver('audio', { direction: 'recvonly' }));
       pc.addTransceiver('video', { direction: 'recvonly' });
     }
     await pc.setLocalDescription(await pc.createOffer());
@@ -200,6 +201,20 @@ export class Call extends EventTarget {
       });
     }
     return out;
+  }
+}
+
+// Audio first: with RED each packet also carries the one before it, so a
+// single lost packet costs no sound on a lossy care-home link (Opus in-band
+// FEC is negotiated as well). Browsers without RED keep plain Opus.
+function preferRedundantAudio(transceiver) {
+  if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver?.getCapabilities) return;
+  const rank = (c) => ({ 'audio/red': 0, 'audio/opus': 1 })[c.mimeType.toLowerCase()] ?? 2;
+  const codecs = [...RTCRtpReceiver.getCapabilities('audio').codecs].sort((a, b) => rank(a) - rank(b));
+  try {
+    transceiver.setCodecPreferences(codecs);
+  } catch (err) {
+    console.warn('keeping the default audio codecs', err);
   }
 }
 
