@@ -3,7 +3,8 @@
 //! `carecall link`; each must decode the other two at 1280x720 and receive
 //! their audio. While the call runs, bad input is thrown at the server and the
 //! call must keep decoding. Then a fourth browser joins and must see video
-//! within 1 s of its connection coming up (keyframe on join).
+//! within 1 s of its connection coming up (keyframe on join); with four
+//! smaller tiles nobody watches 720p, and the cameras stop sending it.
 
 mod support;
 
@@ -153,6 +154,34 @@ async fn three_browsers_in_hd_then_a_fourth_sees_video_within_a_second() {
             after < 1000.0,
             "{who}'s video took {after:.0} ms after connecting (keyframe on join)"
         );
+    }
+    // Four people: every tile is now at most 360p tall, so nobody would take
+    // 720p. After the 5 s hold the SFU tells each camera to pause its `f`
+    // layer, and the browser's encoder stops it.
+    let start = Instant::now();
+    loop {
+        let layers = browsers[0].outbound_layers().await;
+        let full = layers.iter().find(|(rid, _, _)| rid == "f").cloned();
+        if let Some((_, false, frames)) = full {
+            println!(
+                "720p layer paused at the publisher {} ms after the fourth joined ({frames} frames sent)",
+                start.elapsed().as_millis()
+            );
+            let before = frames;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let after = browsers[0].outbound_layers().await;
+            let still = after.iter().find(|(rid, _, _)| rid == "f").map(|l| l.2);
+            assert!(
+                still.is_some_and(|f| f <= before + 1),
+                "f still encoding: {after:?}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the publisher still sends 720p nobody watches: {layers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     fourth.close().await;
     for b in browsers {

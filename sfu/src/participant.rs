@@ -19,7 +19,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::bandwidth::{AdaptationStats, DownlinkEstimate, AUDIO_RESERVE};
 use crate::error::SfuError;
-use crate::forward::{allocate, Demand, Layer, UP_HEADROOM};
+use crate::forward::{allocate, Demand, Layer, PublishLimit, UP_HEADROOM};
 use crate::id::ParticipantId;
 use crate::signal::MediaSignal;
 use crate::track::{nominal_rate, OutgoingPt, Publication, Subscription, SubscriptionState};
@@ -118,6 +118,8 @@ pub(crate) struct Participant {
     clock: Option<Instant>,
     /// What the link to this participant's browser can carry.
     downlink: DownlinkEstimate,
+    /// The simulcast layers this participant's browser was told to send.
+    publish_limit: PublishLimit,
     /// Redundant audio goes out whole: false while the downlink is too tight
     /// to carry audio twice (RED roughly doubles it), when it would only add
     /// the loss it is meant to hide.
@@ -144,6 +146,7 @@ impl Participant {
             views: Vec::new(),
             clock: None,
             downlink: DownlinkEstimate::new(estimate_bandwidth),
+            publish_limit: PublishLimit::default(),
             send_red: true,
             video_started: false,
             adaptation: AdaptationStats::default(),
@@ -628,6 +631,34 @@ impl Participant {
         }
     }
 
+    /// The best layer this participant, as a viewer, would take of
+    /// `publisher`'s camera if every layer were sent.
+    pub fn wish_for(&self, publisher: ParticipantId) -> Option<Layer> {
+        self.subscriptions
+            .iter()
+            .filter(|s| s.origin == publisher && s.is_open_video())
+            .filter_map(|s| s.wish)
+            .max()
+    }
+
+    /// Tells this participant's browser to stop encoding the simulcast layers
+    /// above `wanted` (the best any viewer would take), per [`PublishLimit`].
+    pub fn limit_publishing(
+        &mut self,
+        now: Instant,
+        wanted: Option<Layer>,
+        signals: &mut VecDeque<(ParticipantId, MediaSignal)>,
+    ) {
+        if !self.publications.iter().any(|p| p.kind == MediaKind::Video) {
+            return;
+        }
+        if let Some(highest) = self.publish_limit.update(now, wanted) {
+            tracing::info!(participant = %self.id, highest = %highest, "publishing layers up to");
+            let highest = highest.rid();
+            signals.push_back((self.id, MediaSignal::PublishLayers { highest }));
+        }
+    }
+
     /// Chooses the layer of every video subscription from this participant's
     /// bandwidth budget and tile sizes. `rates` holds each publication's layer
     /// bitrates. Returns keyframe requests for layers newly switched to, and
@@ -690,8 +721,15 @@ impl Participant {
                 *fit = demands[k].lowest();
             }
         }
+        let all_sent: Vec<Demand> = demands
+            .iter()
+            .map(|d| d.as_if_all_sent(nominal_rate))
+            .collect();
+        let mut wishes = vec![None; demands.len()];
+        allocate(budget, &all_sent, &mut wishes);
         for (k, &i) in video.iter().enumerate() {
             let sub = &mut self.subscriptions[i];
+            sub.wish = wishes[k];
             if demands[k].rates.iter().all(Option::is_none) {
                 // Nothing published yet (or the camera stopped): nothing to decide.
                 continue;

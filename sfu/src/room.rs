@@ -306,6 +306,18 @@ impl Room {
         for p in &mut self.participants {
             p.select_layers(now, &rates, &mut self.signals, &mut wants);
         }
+        // Dynacast: each camera sends only the layers someone would take.
+        let wanted: Vec<Option<Layer>> = self
+            .participants
+            .iter()
+            .map(|publisher| {
+                let viewers = self.participants.iter().filter(|v| v.id != publisher.id);
+                viewers.filter_map(|v| v.wish_for(publisher.id)).max()
+            })
+            .collect();
+        for (p, wanted) in self.participants.iter_mut().zip(wanted) {
+            p.limit_publishing(now, wanted, &mut self.signals);
+        }
         for (publisher, mid, layer) in wants {
             self.request_keyframe(publisher, mid, layer, now);
         }

@@ -24,6 +24,12 @@ pub enum MediaSignal {
         /// True when paused, false when it resumes.
         paused: bool,
     },
+    /// Send the camera's simulcast layers up to this one (its rid: `q`, `h`
+    /// or `f`) and pause those above: nobody would watch them.
+    PublishLayers {
+        /// The highest layer to keep sending.
+        highest: &'static str,
+    },
     /// ICE and DTLS are up; media can flow.
     Connected,
     /// ICE lost the path; media may come back (e.g. a Wi-Fi roam).

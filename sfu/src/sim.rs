@@ -58,6 +58,8 @@ pub struct SimPeer {
     pub received_headers: Vec<(u64, u32)>,
     /// Payload type and payload of each received audio packet, when recording.
     pub received_audio: Vec<(u8, Arc<[u8]>)>,
+    /// Signals for this peer other than SDP (those are answered at once).
+    pub signals: Vec<MediaSignal>,
     /// Keyframe requests (PLI/FIR) the SFU sent this peer.
     pub keyframe_requests: u64,
     /// The same, per simulcast layer (`q`, `h`, `f`; an unlayered stream counts as `f`).
@@ -205,6 +207,7 @@ impl SimCall {
             received_video: Vec::new(),
             received_headers: Vec::new(),
             received_audio: Vec::new(),
+            signals: Vec::new(),
             record: false,
             keyframe_requests: 0,
             layer_keyframe_requests: [0; 3],
@@ -295,7 +298,7 @@ impl SimCall {
                     .accept_answer(id, &answer.to_sdp_string())
                     .expect("room accepts answer");
             }
-            _ => {}
+            other => p.signals.push(other),
         }
     }
 

@@ -122,6 +122,9 @@ pub(crate) struct Subscription {
     /// when it has said.
     pub view_height: Option<u32>,
     pub selector: LayerSelector,
+    /// The layer this viewer would take if the publisher sent every layer
+    /// (tile size and budget alone): tells the publisher what to encode.
+    pub wish: Option<Layer>,
     /// The layer whose packets are being forwarded now. Switching starts only
     /// at a keyframe of the new layer: its delta frames are undecodable alone.
     pub forwarding: Option<Layer>,
@@ -141,6 +144,7 @@ impl Subscription {
             state: SubscriptionState::ToOpen,
             view_height: None,
             selector: LayerSelector::default(),
+            wish: None,
             forwarding: None,
             rewriter: StreamRewriter::default(),
             pt_map: [(

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use carecall_sfu::sim::SimCall;
+use carecall_sfu::MediaSignal;
 
 const RIDS: [&str; 3] = ["q", "h", "f"];
 
@@ -96,4 +97,46 @@ fn a_thumbnail_viewer_gets_only_the_quarter_layer() {
         big.ends_with(&"f".repeat(9)),
         "full-size tile received {big:?}"
     );
+}
+
+/// The layers the room told peer `i` to publish, in order.
+fn publish_limits(call: &SimCall, i: usize) -> Vec<&'static str> {
+    call.peers[i]
+        .signals
+        .iter()
+        .filter_map(|s| match s {
+            MediaSignal::PublishLayers { highest } => Some(*highest),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn layers_nobody_watches_are_paused_at_the_publisher_and_come_back_when_wanted() {
+    let mut call = SimCall::simulcast(2);
+    let (publisher, viewer) = (call.peers[0].id, call.peers[1].id);
+    call.room
+        .set_view(viewer, publisher, 120)
+        .expect("viewer is in the room");
+    // Four seconds of a thumbnail: not yet (the hold is five).
+    for n in 0..120u32 {
+        send_frame(&mut call, n as u8, [n % 30 == 0; 3]);
+    }
+    assert_eq!(publish_limits(&call, 0), Vec::<&str>::new());
+    for n in 120..200u32 {
+        send_frame(&mut call, n as u8, [n % 30 == 0; 3]);
+    }
+    assert_eq!(
+        publish_limits(&call, 0),
+        ["q"],
+        "h and f paused after the hold"
+    );
+    // The viewer enlarges the tile: f is asked for within one layer pass.
+    call.room
+        .set_view(viewer, publisher, 720)
+        .expect("viewer is in the room");
+    send_frame(&mut call, 200, [false; 3]);
+    assert_eq!(publish_limits(&call, 0), ["q", "f"]);
+    // The other camera is watched full size: it keeps all its layers.
+    assert_eq!(publish_limits(&call, 1), Vec::<&str>::new());
 }

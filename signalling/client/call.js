@@ -29,6 +29,7 @@ export class Call extends EventTarget {
     this.queue = Promise.resolve();
     this.closedByUs = false;
     this.views = new Map();        // participant id -> tile height sent to the SFU
+    this.cameraSender = null;      // the video sender, whose layers the SFU may pause
   }
 
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
@@ -97,6 +98,9 @@ export class Call extends EventTarget {
       case 'video-paused':
         this.emit('video-paused', { participant: msg.participant, paused: msg.paused });
         break;
+      case 'publish-layers':
+        this.publishLayersUpTo(msg.highest);
+        break;
       case 'media-connected':
         this.emit('media-connected', {});
         break;
@@ -141,8 +145,12 @@ export class Call extends EventTarget {
       const init = { direction: 'sendonly', streams: [this.localStream] };
       if (track.kind === 'video') init.sendEncodings = SIMULCAST;
       const t = pc.addTransceiver(track, init);
-      if (track.kind === 'video') await preferResolution(t.sender);
-      else preferRedundantAudio(t);
+      if (track.kind === 'video') {
+        this.cameraSender = t.sender;
+        await preferResolution(t.sender);
+      } else {
+        preferRedundantAudio(t);
+      }
     }
     for (let i = 0; i < others; i++) {
       preferRedundantAudio(pc.addTransceiver('audio', { direction: 'recvonly' }));
@@ -150,6 +158,30 @@ export class Call extends EventTarget {
     }
     await pc.setLocalDescription(await pc.createOffer());
     this.send({ type: 'offer', sdp: pc.localDescription.sdp });
+  }
+
+  // The SFU says which simulcast layers anyone would watch: pause the ones
+  // above, saving the upload (and restart them when it asks again).
+  async publishLayersUpTo(highest) {
+    const order = SIMULCAST.map((e) => e.rid);
+    const top = order.indexOf(highest);
+    const sender = this.cameraSender;
+    if (top < 0 || !sender) return;
+    const params = sender.getParameters();
+    let changed = false;
+    for (const e of params.encodings || []) {
+      const active = order.indexOf(e.rid) <= top;
+      if (e.active !== active) {
+        e.active = active;
+        changed = true;
+      }
+    }
+    if (!changed) return;
+    try {
+      await sender.setParameters(params);
+    } catch (err) {
+      console.warn('could not change the published layers', err);
+    }
   }
 
   // How tall (device pixels) this browser shows a participant's video, so the

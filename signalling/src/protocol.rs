@@ -131,6 +131,12 @@ pub enum ServerMessage {
         /// True while paused.
         paused: bool,
     },
+    /// Send the camera's simulcast layers up to `highest` (`q`, `h` or `f`)
+    /// and pause those above: nobody would watch them.
+    PublishLayers {
+        /// The rid of the highest layer to keep sending.
+        highest: String,
+    },
     /// Someone left.
     ParticipantLeft {
         /// Their participant id.

@@ -379,6 +379,9 @@ impl Session {
                 participant: participant.to_string(),
                 paused,
             }),
+            MediaSignal::PublishLayers { highest } => self.send(ServerMessage::PublishLayers {
+                highest: highest.into(),
+            }),
             MediaSignal::IceDisconnected => tracing::info!("ICE path lost"),
             MediaSignal::Error(message) => self.send(ServerMessage::Error {
                 code: "media-error".into(),

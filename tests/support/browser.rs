@@ -266,33 +266,26 @@ impl Browser {
 
     /// Inbound RTP per remote participant, from `getStats()`.
     pub async fn inbound(&self) -> Vec<Inbound> {
-        let v = self
-            .client
-            .execute_async(
-                "const done = arguments[arguments.length - 1];
-                 const call = window.carecall && window.carecall.call;
-                 if (!call) { done([]); return; }
-                 call.receiveStats().then(done, () => done([]));",
-                vec![],
-            )
-            .await
-            .expect("stats script");
-        v.as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|s| Inbound {
-                participant: s["participant"].as_str().unwrap_or("").into(),
-                kind: s["kind"].as_str().unwrap_or("").into(),
-                packets: s["packetsReceived"].as_u64().unwrap_or(0),
-                frames_decoded: s["framesDecoded"].as_u64().unwrap_or(0),
-                width: s["frameWidth"].as_u64().unwrap_or(0),
-                height: s["frameHeight"].as_u64().unwrap_or(0),
-                freezes: s["freezeCount"].as_u64().unwrap_or(0),
-                samples: s["totalSamplesReceived"].as_u64().unwrap_or(0),
-                concealed: s["concealedSamples"].as_u64().unwrap_or(0),
-            })
-            .collect()
+        self.rows(
+            "const done = arguments[arguments.length - 1];
+             const call = window.carecall && window.carecall.call;
+             if (!call) { done([]); return; }
+             call.receiveStats().then(done, () => done([]));",
+        )
+        .await
+        .iter()
+        .map(|s| Inbound {
+            participant: s["participant"].as_str().unwrap_or("").into(),
+            kind: s["kind"].as_str().unwrap_or("").into(),
+            packets: s["packetsReceived"].as_u64().unwrap_or(0),
+            frames_decoded: s["framesDecoded"].as_u64().unwrap_or(0),
+            width: s["frameWidth"].as_u64().unwrap_or(0),
+            height: s["frameHeight"].as_u64().unwrap_or(0),
+            freezes: s["freezeCount"].as_u64().unwrap_or(0),
+            samples: s["totalSamplesReceived"].as_u64().unwrap_or(0),
+            concealed: s["concealedSamples"].as_u64().unwrap_or(0),
+        })
+        .collect()
     }
 
     /// This browser's participant id in the call, once joined.
@@ -336,6 +329,44 @@ impl Browser {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The camera's simulcast layers as this browser sends them, from
+    /// `getStats()`: rid, whether the encoding is active, frames encoded.
+    pub async fn outbound_layers(&self) -> Vec<(String, bool, u64)> {
+        self.rows(
+            "const done = arguments[arguments.length - 1];
+             const call = window.carecall && window.carecall.call;
+             if (!call || !call.pc) { done([]); return; }
+             call.pc.getStats().then((r) => {
+               const out = [];
+               r.forEach((s) => {
+                 if (s.type === 'outbound-rtp' && s.kind === 'video')
+                   out.push([s.rid || '', s.active !== false, s.framesEncoded || 0]);
+               });
+               done(out);
+             }, () => done([]));",
+        )
+        .await
+        .iter()
+        .map(|l| {
+            (
+                l[0].as_str().unwrap_or("").to_owned(),
+                l[1].as_bool().unwrap_or(true),
+                l[2].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+    }
+
+    /// Runs an asynchronous script that hands `done` an array; its rows.
+    async fn rows(&self, script: &str) -> Vec<Value> {
+        let v = self
+            .client
+            .execute_async(script, vec![])
+            .await
+            .expect("stats script");
+        v.as_array().cloned().unwrap_or_default()
     }
 
     /// How many tiles show the "video paused" note.

@@ -92,6 +92,17 @@ impl Demand {
         self.choices().last()
     }
 
+    /// The same tile as if the publisher sent every layer, those not being
+    /// sent at `nominal` rates: what the viewer would take, which tells the
+    /// publisher which layers are worth encoding.
+    pub fn as_if_all_sent(&self, nominal: impl Fn(Layer) -> u64) -> Demand {
+        let mut all = *self;
+        for layer in Layer::ALL {
+            all.rates[layer.index()].get_or_insert_with(|| nominal(layer));
+        }
+        all
+    }
+
     /// The layers that can be chosen, lowest first: sent by the publisher and
     /// not above the cap, or the lowest layer sent when all are above it.
     fn choices(&self) -> impl Iterator<Item = (Layer, u64)> + '_ {
