@@ -3,13 +3,14 @@
 //! The browser makes the first offer (its camera and microphone); after that the
 //! SFU is the only side that offers, adding and stopping other participants'
 //! tracks. One offer at a time: changes wanted while an offer is out wait for
-//! its answer.
+//! its answer. Which layers it receives and publishes is in `layers.rs`.
+
+mod layers;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::{CodecConfig, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
@@ -17,12 +18,12 @@ use str0m::net::Transmit;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
-use crate::bandwidth::{AdaptationStats, DownlinkEstimate, AUDIO_RESERVE};
+use crate::bandwidth::{AdaptationStats, DownlinkEstimate};
 use crate::error::SfuError;
-use crate::forward::{allocate, Demand, Layer, PublishLimit, UP_HEADROOM};
+use crate::forward::{Layer, PublishLimit};
 use crate::id::ParticipantId;
 use crate::signal::MediaSignal;
-use crate::track::{nominal_rate, OutgoingPt, Publication, Subscription, SubscriptionState};
+use crate::track::{OutgoingPt, Publication, Subscription, SubscriptionState};
 
 /// Something one participant's session produced that concerns the others.
 // Boxing the packet would allocate once per packet on the forwarding path.
@@ -628,219 +629,6 @@ impl Participant {
         if stream.keyframes.request(now) {
             tracing::debug!(participant = %self.id, %mid, %layer, "keyframe requested");
             send_pli(&mut self.rtc, mid, stream.rid);
-        }
-    }
-
-    /// The best layer this participant, as a viewer, would take of
-    /// `publisher`'s camera if every layer were sent.
-    pub fn wish_for(&self, publisher: ParticipantId) -> Option<Layer> {
-        self.subscriptions
-            .iter()
-            .filter(|s| s.origin == publisher && s.is_open_video())
-            .filter_map(|s| s.wish)
-            .max()
-    }
-
-    /// Tells this participant's browser to stop encoding the simulcast layers
-    /// above `wanted` (the best any viewer would take), per [`PublishLimit`].
-    pub fn limit_publishing(
-        &mut self,
-        now: Instant,
-        wanted: Option<Layer>,
-        signals: &mut VecDeque<(ParticipantId, MediaSignal)>,
-    ) {
-        if !self.publications.iter().any(|p| p.kind == MediaKind::Video) {
-            return;
-        }
-        if let Some(highest) = self.publish_limit.update(now, wanted) {
-            tracing::info!(participant = %self.id, highest = %highest, "publishing layers up to");
-            let highest = highest.rid();
-            signals.push_back((self.id, MediaSignal::PublishLayers { highest }));
-        }
-    }
-
-    /// Chooses the layer of every video subscription from this participant's
-    /// bandwidth budget and tile sizes. `rates` holds each publication's layer
-    /// bitrates. Returns keyframe requests for layers newly switched to, and
-    /// queues a signal when a track's video pauses or resumes.
-    pub fn select_layers(
-        &mut self,
-        now: Instant,
-        rates: &[(
-            ParticipantId,
-            Mid,
-            [Option<u64>; crate::forward::LAYER_COUNT],
-        )],
-        signals: &mut VecDeque<(ParticipantId, MediaSignal)>,
-        wants: &mut Vec<(ParticipantId, Mid, Layer)>,
-    ) {
-        if self.connected {
-            self.downlink.connected(now);
-        }
-        let audio = self
-            .subscriptions
-            .iter()
-            .filter(|s| s.kind == MediaKind::Audio)
-            .count();
-        let budget = self.downlink.video_budget(now, audio).unwrap_or(UNLIMITED);
-        self.send_red = self.downlink.carries_redundant_audio(audio);
-        let video: Vec<usize> = (0..self.subscriptions.len())
-            .filter(|&i| self.subscriptions[i].is_open_video())
-            .collect();
-        let demands: Vec<Demand> = video
-            .iter()
-            .map(|&i| {
-                let s = &self.subscriptions[i];
-                let rates = rates
-                    .iter()
-                    .find(|(o, m, _)| *o == s.origin && *m == s.source_mid)
-                    .map(|r| r.2)
-                    .unwrap_or_default();
-                let height = s.view_height.unwrap_or(Layer::FULL.nominal_height());
-                Demand {
-                    cap: Layer::for_view_height(height),
-                    rates,
-                    priority: u64::from(height),
-                }
-            })
-            .collect();
-        let mut fits = vec![None; demands.len()];
-        let mut fits_up = vec![None; demands.len()];
-        let mut fits_sustained = vec![None; demands.len()];
-        allocate(budget, &demands, &mut fits);
-        allocate((budget as f64 / UP_HEADROOM) as u64, &demands, &mut fits_up);
-        let sustained = self.downlink.sustained_video_budget(now, audio);
-        allocate(
-            sustained.unwrap_or(UNLIMITED),
-            &demands,
-            &mut fits_sustained,
-        );
-        for (k, fit) in fits.iter_mut().enumerate() {
-            if fit.is_none() && fits_sustained[k].is_some() {
-                // Short only for a moment: hold the lowest layer, not a pause.
-                *fit = demands[k].lowest();
-            }
-        }
-        let all_sent: Vec<Demand> = demands
-            .iter()
-            .map(|d| d.as_if_all_sent(nominal_rate))
-            .collect();
-        let mut wishes = vec![None; demands.len()];
-        allocate(budget, &all_sent, &mut wishes);
-        for (k, &i) in video.iter().enumerate() {
-            let sub = &mut self.subscriptions[i];
-            sub.wish = wishes[k];
-            if demands[k].rates.iter().all(Option::is_none) {
-                // Nothing published yet (or the camera stopped): nothing to decide.
-                continue;
-            }
-            let before = sub.selector.target();
-            let was_paused = sub.selector.is_paused();
-            let Some(after) = sub.selector.decide(now, &demands[k], fits[k], fits_up[k]) else {
-                continue;
-            };
-            tracing::info!(
-                participant = %self.id, origin = %sub.origin,
-                budget_kbps = (budget < UNLIMITED).then_some(budget / 1000),
-                layers_kbps = ?demands[k].rates.map(|r| r.map(|r| r / 1000)),
-                from = ?before.map(|l| l.rid()), to = ?after.map(|l| l.rid()),
-                "video layer target"
-            );
-            if budget < UNLIMITED && after < before {
-                // The link is short now: stop the bigger layer at once rather
-                // than queue it until the smaller one's keyframe. The tile
-                // keeps its last picture meanwhile.
-                sub.forwarding = None;
-            }
-            let paused = match (before, after) {
-                (Some(_), Some(_)) => {
-                    self.adaptation.layer_switches += 1;
-                    None
-                }
-                (Some(_), None) => {
-                    self.adaptation.video_pauses += 1;
-                    Some(true)
-                }
-                (None, Some(_)) if was_paused => {
-                    self.adaptation.video_resumes += 1;
-                    Some(false)
-                }
-                // The first choice: nothing was paused, nothing to tell.
-                _ => None,
-            };
-            if let Some(paused) = paused {
-                let participant = sub.origin;
-                let signal = MediaSignal::VideoPaused {
-                    participant,
-                    paused,
-                };
-                signals.push_back((self.id, signal));
-            }
-            if let (Some(layer), true) = (after, self.connected) {
-                if sub.forwarding != Some(layer) {
-                    wants.push((sub.origin, sub.source_mid, layer));
-                }
-            }
-        }
-        self.plan_probing(now, &demands, &fits, audio);
-    }
-
-    /// Tells str0m's estimator the rate the tiles would use in full, so it
-    /// probes for it when that is above the estimate. While every video is
-    /// paused, the rate that would bring them back (their lowest layers) is
-    /// probed for instead: a smaller probe, and the step that matters.
-    fn plan_probing(
-        &mut self,
-        now: Instant,
-        demands: &[Demand],
-        fits: &[Option<Layer>],
-        audio: usize,
-    ) {
-        if demands.is_empty() || !self.video_started {
-            // Probing starts once video has flowed. Before, str0m would probe
-            // with blank padding packets of at most 255 bytes, which a media
-            // worker's millisecond timer cannot send fast enough: the probes
-            // would under-measure the link and lower the estimate.
-            return;
-        }
-        let all_paused = fits.iter().all(Option::is_none);
-        // At the layers' nominal rates: known from the start, before every
-        // layer has been seen and measured.
-        let video: u64 = demands
-            .iter()
-            .map(|d| match all_paused {
-                true => d.lowest().map_or(0, nominal_rate),
-                false => nominal_rate(d.cap),
-            })
-            .sum();
-        let held_back = demands
-            .iter()
-            .zip(fits)
-            .any(|(d, f)| d.best().map(|(l, _)| l) > *f);
-        let wanted = video + AUDIO_RESERVE * audio as u64;
-        if let Some(desired) = self.downlink.plan(now, wanted, held_back) {
-            self.rtc
-                .bwe()
-                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
-        }
-    }
-
-    /// Records the size at which this participant shows another's video.
-    pub fn set_view(&mut self, origin: ParticipantId, height: u32) {
-        match self.views.iter_mut().find(|(o, _)| *o == origin) {
-            Some(v) => v.1 = height,
-            None => {
-                // Bounded: a browser could name any number of participants.
-                if self.views.len() >= MAX_VIEWS {
-                    self.views.remove(0);
-                }
-                self.views.push((origin, height));
-            }
-        }
-        for s in &mut self.subscriptions {
-            if s.origin == origin && s.kind == MediaKind::Video {
-                s.view_height = Some(height);
-            }
         }
     }
 
