@@ -120,14 +120,13 @@ impl Demand {
 /// lowest layer for each, in priority order, then one step up at a time for
 /// the highest priority that still fits. A subscription that cannot get even
 /// its lowest layer gets `None` (video paused). `out[i]` answers `demands[i]`.
-pub fn allocate(budget: u64, demands: &[Demand], out: &mut [Option<Layer>]) {
-    debug_assert_eq!(demands.len(), out.len());
+pub fn allocate(budget: u64, demands: &[Demand]) -> Vec<Option<Layer>> {
+    let mut out = vec![None; demands.len()];
     let mut order: Vec<usize> = (0..demands.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(demands[i].priority));
     let mut left = budget;
     let mut spent = vec![0u64; demands.len()];
     for &i in &order {
-        out[i] = None;
         if let Some((layer, rate)) = demands[i].choices().next() {
             if rate <= left {
                 left -= rate;
@@ -152,7 +151,7 @@ pub fn allocate(budget: u64, demands: &[Demand], out: &mut [Option<Layer>]) {
             }
         }
         if !stepped {
-            break;
+            return out;
         }
     }
 }
@@ -285,12 +284,6 @@ mod tests {
         }
     }
 
-    fn alloc(budget: u64, demands: &[Demand]) -> Vec<Option<Layer>> {
-        let mut out = vec![None; demands.len()];
-        allocate(budget, demands, &mut out);
-        out
-    }
-
     #[test]
     fn rids_map_to_layers_and_back() {
         for l in Layer::ALL {
@@ -308,13 +301,13 @@ mod tests {
         assert_eq!(Layer::for_view_height(480), Layer::HALF);
         assert_eq!(Layer::for_view_height(540), Layer::FULL);
         assert_eq!(Layer::for_view_height(2160), Layer::FULL);
-        let out = alloc(100_000_000, &[demand(Layer::QUARTER, 1)]);
+        let out = allocate(100_000_000, &[demand(Layer::QUARTER, 1)]);
         assert_eq!(out, [Some(Layer::QUARTER)]);
     }
 
     #[test]
     fn plenty_of_bandwidth_gives_every_tile_its_cap() {
-        let out = alloc(
+        let out = allocate(
             10_000_000,
             &[demand(Layer::FULL, 10), demand(Layer::HALF, 5)],
         );
@@ -324,22 +317,22 @@ mod tests {
     #[test]
     fn a_short_budget_serves_the_biggest_tile_first_but_keeps_everyone_on_video() {
         // 150k + 150k for both, then 350k more lifts the big tile to 500k.
-        let out = alloc(700_000, &[demand(Layer::FULL, 1), demand(Layer::FULL, 10)]);
+        let out = allocate(700_000, &[demand(Layer::FULL, 1), demand(Layer::FULL, 10)]);
         assert_eq!(out, [Some(Layer::QUARTER), Some(Layer::HALF)]);
     }
 
     #[test]
     fn below_the_lowest_layer_video_is_paused() {
-        let out = alloc(200_000, &[demand(Layer::FULL, 10), demand(Layer::FULL, 1)]);
+        let out = allocate(200_000, &[demand(Layer::FULL, 10), demand(Layer::FULL, 1)]);
         assert_eq!(out, [Some(Layer::QUARTER), None]);
-        assert_eq!(alloc(100_000, &[demand(Layer::FULL, 1)]), [None]);
+        assert_eq!(allocate(100_000, &[demand(Layer::FULL, 1)]), [None]);
     }
 
     #[test]
     fn layers_the_publisher_stopped_are_skipped() {
         let mut d = demand(Layer::FULL, 1);
         d.rates[Layer::FULL.index()] = None;
-        assert_eq!(alloc(10_000_000, &[d]), [Some(Layer::HALF)]);
+        assert_eq!(allocate(10_000_000, &[d]), [Some(Layer::HALF)]);
         // Only the full layer is sent (no simulcast): it is taken even for a
         // thumbnail, since there is nothing smaller.
         let single = Demand {
@@ -347,8 +340,8 @@ mod tests {
             rates: [None, None, Some(900_000)],
             priority: 1,
         };
-        assert_eq!(alloc(10_000_000, &[single]), [Some(Layer::FULL)]);
-        assert_eq!(alloc(500_000, &[single]), [None]);
+        assert_eq!(allocate(10_000_000, &[single]), [Some(Layer::FULL)]);
+        assert_eq!(allocate(500_000, &[single]), [None]);
     }
 
     #[test]

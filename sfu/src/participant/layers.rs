@@ -89,17 +89,10 @@ impl Participant {
                 }
             })
             .collect();
-        let mut fits = vec![None; demands.len()];
-        let mut fits_up = vec![None; demands.len()];
-        let mut fits_sustained = vec![None; demands.len()];
-        allocate(budget, &demands, &mut fits);
-        allocate((budget as f64 / UP_HEADROOM) as u64, &demands, &mut fits_up);
+        let mut fits = allocate(budget, &demands);
+        let fits_up = allocate((budget as f64 / UP_HEADROOM) as u64, &demands);
         let sustained = self.downlink.sustained_video_budget(now, audio);
-        allocate(
-            sustained.unwrap_or(UNLIMITED),
-            &demands,
-            &mut fits_sustained,
-        );
+        let fits_sustained = allocate(sustained.unwrap_or(UNLIMITED), &demands);
         for (k, fit) in fits.iter_mut().enumerate() {
             if fit.is_none() && fits_sustained[k].is_some() {
                 // Short only for a moment: hold the lowest layer, not a pause.
@@ -110,8 +103,7 @@ impl Participant {
             .iter()
             .map(|d| d.as_if_all_sent(nominal_rate))
             .collect();
-        let mut wishes = vec![None; demands.len()];
-        allocate(budget, &all_sent, &mut wishes);
+        let wishes = allocate(budget, &all_sent);
         for (k, &i) in video.iter().enumerate() {
             let sub = &mut self.subscriptions[i];
             sub.wish = wishes[k];
