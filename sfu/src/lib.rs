@@ -25,6 +25,7 @@ mod room;
 mod signal;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod tiles;
 mod track;
 
 pub use bandwidth::AdaptationStats;
@@ -35,3 +36,4 @@ pub use io::{default_announce_addrs, MediaConfig, MediaServer};
 pub use keyframe::{KeyframeThrottle, MIN_KEYFRAME_INTERVAL};
 pub use room::{new_session, Room};
 pub use signal::MediaSignal;
+pub use tiles::TileSizes;

@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::time::SystemTime;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use carecall_sfu::{MediaSignal, ParticipantId, RoomId};
+use carecall_sfu::{MediaSignal, ParticipantId, RoomId, TileSizes};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
@@ -40,28 +40,13 @@ const MAX_VIEW_HEIGHT: u32 = 4320;
 /// Silence after which a session is closed: three missed pings.
 const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(45);
 
-/// The most tile sizes kept for a browser that has not sent its offer yet.
-const MAX_EARLY_VIEWS: usize = 64;
-
 struct Joined {
     claims: JoinClaims,
     id: ParticipantId,
     media: Option<UnboundedSender<MediaSignal>>,
     /// Tile sizes reported before the offer: the media room does not know
     /// this participant until then, so they are passed on right after it.
-    early_views: Vec<(ParticipantId, u32)>,
-}
-
-impl Joined {
-    /// Keeps a tile size until the media session exists (bounded: a browser
-    /// could name any number of participants).
-    fn hold_view(&mut self, origin: ParticipantId, height: u32) {
-        self.early_views.retain(|(o, _)| *o != origin);
-        if self.early_views.len() >= MAX_EARLY_VIEWS {
-            self.early_views.remove(0);
-        }
-        self.early_views.push((origin, height));
-    }
+    early_views: TileSizes,
 }
 
 struct Session {
@@ -265,9 +250,9 @@ impl Session {
                 media
                     .connect(room.clone(), j.id, sdp, signals)
                     .and_then(|()| {
-                        std::mem::take(&mut j.early_views).into_iter().try_for_each(
-                            |(origin, h)| media.set_view(room.clone(), j.id, origin, h),
-                        )
+                        j.early_views.take().try_for_each(|(origin, h)| {
+                            media.set_view(room.clone(), j.id, origin, h)
+                        })
                     })
             }
             ClientMessage::Answer { sdp } => media.answer(room, j.id, sdp),
@@ -285,7 +270,7 @@ impl Session {
                 height,
             } => match participant.parse() {
                 Ok(origin) if j.media.is_none() => {
-                    j.hold_view(origin, height.min(MAX_VIEW_HEIGHT));
+                    j.early_views.set(origin, height.min(MAX_VIEW_HEIGHT));
                     Ok(())
                 }
                 Ok(origin) => media.set_view(room, j.id, origin, height.min(MAX_VIEW_HEIGHT)),
@@ -358,7 +343,7 @@ impl Session {
             claims,
             id,
             media: None,
-            early_views: Vec::new(),
+            early_views: TileSizes::default(),
         });
         ControlFlow::Continue(())
     }

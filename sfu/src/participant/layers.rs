@@ -8,7 +8,7 @@ use std::time::Instant;
 use str0m::bwe::Bitrate;
 use str0m::media::{MediaKind, Mid};
 
-use super::{Participant, MAX_VIEWS, UNLIMITED};
+use super::{Participant, UNLIMITED};
 use crate::bandwidth::AUDIO_RESERVE;
 use crate::forward::{allocate, Demand, Layer, UP_HEADROOM};
 use crate::id::ParticipantId;
@@ -204,16 +204,7 @@ impl Participant {
 
     /// Records the size at which this participant shows another's video.
     pub fn set_view(&mut self, origin: ParticipantId, height: u32) {
-        match self.views.iter_mut().find(|(o, _)| *o == origin) {
-            Some(v) => v.1 = height,
-            None => {
-                // Bounded: a browser could name any number of participants.
-                if self.views.len() >= MAX_VIEWS {
-                    self.views.remove(0);
-                }
-                self.views.push((origin, height));
-            }
-        }
+        self.views.set(origin, height);
         for s in &mut self.subscriptions {
             if s.origin == origin && s.kind == MediaKind::Video {
                 s.view_height = Some(height);

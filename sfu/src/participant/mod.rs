@@ -23,6 +23,7 @@ use crate::error::SfuError;
 use crate::forward::{Layer, PublishLimit};
 use crate::id::ParticipantId;
 use crate::signal::MediaSignal;
+use crate::tiles::TileSizes;
 use crate::track::{OutgoingPt, Publication, Subscription, SubscriptionState};
 
 /// Something one participant's session produced that concerns the others.
@@ -88,9 +89,6 @@ const CLOCK_STEP: Duration = Duration::from_millis(1);
 /// [`Participant::run_pacer_early`]).
 const PACING_SLACK: Duration = Duration::from_millis(1);
 
-/// Tile sizes remembered per participant: more people than fit on a screen.
-const MAX_VIEWS: usize = 64;
-
 #[derive(Debug)]
 enum Negotiation {
     Stable,
@@ -114,7 +112,7 @@ pub(crate) struct Participant {
     pub new_layer_seen: bool,
     /// Tile heights this participant reported, by whose video; kept for
     /// subscriptions that do not exist yet (the tile can come first).
-    views: Vec<(ParticipantId, u32)>,
+    views: TileSizes,
     /// The latest time this session was given.
     clock: Option<Instant>,
     /// What the link to this participant's browser can carry.
@@ -144,7 +142,7 @@ impl Participant {
             connected: false,
             pending: VecDeque::new(),
             new_layer_seen: false,
-            views: Vec::new(),
+            views: TileSizes::default(),
             clock: None,
             downlink: DownlinkEstimate::new(estimate_bandwidth),
             publish_limit: PublishLimit::default(),
@@ -240,14 +238,14 @@ impl Participant {
     pub fn subscribe(&mut self, origin: ParticipantId, mid: Mid, kind: MediaKind) {
         let mut sub = Subscription::new(origin, mid, kind);
         if kind == MediaKind::Video {
-            sub.view_height = self.views.iter().find(|(o, _)| *o == origin).map(|v| v.1);
+            sub.view_height = self.views.get(origin);
         }
         self.subscriptions.push(sub);
     }
 
     /// Stops every subscription to a participant who left.
     pub fn unsubscribe_from(&mut self, origin: ParticipantId) {
-        self.views.retain(|(o, _)| *o != origin);
+        self.views.remove(origin);
         self.subscriptions.retain_mut(|s| {
             if s.origin != origin {
                 return true;
