@@ -8,8 +8,9 @@
 //!
 //! str0m's estimate event is a mean over the last 3 s, which lags a sudden
 //! drop by seconds while the link is flooded. Its peer statistics carry the
-//! estimator's latest value, unsmoothed: the budget takes the lower of the
-//! two, so it falls at once and rises at the smoothed pace.
+//! estimator's latest value, unsmoothed: the layer budget follows that, so it
+//! falls at once; a step up has its own hysteresis in the layer choice.
+//! Pausing video waits for the mean to fall too.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,24 @@ const NO_FEEDBACK_GRACE: Duration = Duration::from_secs(3);
 /// tells whether more bandwidth is back without moving media onto a link
 /// that cannot take it.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// str0m's loss-based estimate can stay far below a link that has been clean
+/// for seconds: after a burst of loss it holds its rate for a growing time
+/// and does not probe while it holds (seen after a cut to 600 kbit/s: the
+/// estimate sat at 150-250 kbit/s long after the cut was lifted). When the
+/// link has lost nothing for this long while video is held back and the
+/// estimate has not grown, the estimator restarts from the current estimate:
+/// a fresh start probes at 3x and 6x at once.
+const RESTART_WHEN_CLEAN_FOR: Duration = Duration::from_secs(3);
+
+/// At most one restart in this time, so a link that really is that narrow
+/// costs one pair of short probes per interval. A restart that found at least
+/// half as much again may be followed by the next as soon as the link has been
+/// clean for [`RESTART_WHEN_CLEAN_FOR`]: the link is coming back.
+const RESTART_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Egress loss (over the last second) up to this fraction counts as clean.
+const CLEAN_LOSS: f32 = 0.01;
 
 /// An estimate change smaller than this fraction is not logged.
 const LOG_CHANGE: f64 = 0.2;
@@ -69,6 +88,10 @@ pub(crate) struct DownlinkEstimate {
     last_probe: Option<Instant>,
     /// Whether the last desired rate was lowered to make the next raise probe.
     dipped: bool,
+    /// Since when the link has lost nothing, and the estimate then.
+    clean_since: Option<(Instant, u64)>,
+    /// When the estimator was last restarted, and from what rate.
+    last_restart: Option<(Instant, u64)>,
 }
 
 impl DownlinkEstimate {
@@ -107,6 +130,49 @@ impl DownlinkEstimate {
         self.moved()
     }
 
+    /// Takes the share of packets lost on the way to the browser over the
+    /// last second (from TWCC feedback).
+    pub fn on_loss(&mut self, now: Instant, fraction: f32) {
+        if fraction > CLEAN_LOSS {
+            self.clean_since = None;
+        } else if self.clean_since.is_none() {
+            self.clean_since = self.current().map(|e| (now, e));
+        }
+    }
+
+    /// Whether to restart str0m's estimator now, and from what rate: when
+    /// video has been `held_back` on a clean link for
+    /// [`RESTART_WHEN_CLEAN_FOR`] and the estimate has neither fallen (the
+    /// estimator is at work) nor doubled (it is probing by itself) meanwhile.
+    /// See [`RESTART_WHEN_CLEAN_FOR`] for why.
+    pub fn restart(&mut self, now: Instant, held_back: bool) -> Option<u64> {
+        let (since, then) = self.clean_since?;
+        let current = self.current()?;
+        let falling = current < then - then / 10;
+        let doubled = current >= 2 * then;
+        if !self.enabled || !held_back || falling || doubled {
+            self.clean_since = Some((now, current));
+            return None;
+        }
+        let clean_long = now.saturating_duration_since(since) >= RESTART_WHEN_CLEAN_FOR;
+        let due = self.last_restart.is_none_or(|(t, from)| {
+            let helped = 2 * current >= 3 * from;
+            let interval = if helped {
+                RESTART_WHEN_CLEAN_FOR
+            } else {
+                RESTART_INTERVAL
+            };
+            now.saturating_duration_since(t) >= interval
+        });
+        if !(clean_long && due) {
+            return None;
+        }
+        self.last_restart = Some((now, current));
+        self.clean_since = Some((now, current));
+        self.latest = Some(current);
+        Some(current)
+    }
+
     fn moved(&mut self) -> Option<u64> {
         let now = self.current()?;
         let moved = self
@@ -118,11 +184,12 @@ impl DownlinkEstimate {
         })
     }
 
-    /// The estimate in bit/s, TWCC first; `None` before any feedback. Falls
-    /// with the latest value, rises with the smoothed one.
+    /// The estimate in bit/s, TWCC first; `None` before any feedback. The
+    /// estimator's latest value when known: a step up waits for the layer
+    /// choice's own hysteresis, not for a 3 s mean as well.
     pub fn current(&self) -> Option<u64> {
         match (self.twcc, self.latest) {
-            (Some(smoothed), Some(latest)) => Some(smoothed.min(latest)),
+            (Some(_), Some(latest)) => Some(latest),
             (Some(smoothed), None) => Some(smoothed),
             (None, _) => self.remb,
         }
@@ -231,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn budget_falls_with_the_latest_value_and_rises_with_the_smoothed_one() {
+    fn budget_follows_the_latest_value_and_pausing_the_mean() {
         let now = Instant::now();
         let mut est = DownlinkEstimate::new(true);
         est.on_estimate(twcc(3_000));
@@ -239,10 +306,11 @@ mod tests {
         assert_eq!(est.on_latest(500_000), Some(500_000));
         assert_eq!(est.video_budget(now, 0), Some(500_000));
         assert_eq!(est.sustained_video_budget(now, 0), Some(3_000_000));
-        // It recovers: the mean decides how fast the budget follows.
+        // It recovers: the budget follows at once, the mean lags again.
         est.on_estimate(twcc(1_200));
         est.on_latest(3_000_000);
-        assert_eq!(est.current(), Some(1_200_000));
+        assert_eq!(est.current(), Some(3_000_000));
+        assert_eq!(est.sustained_video_budget(now, 0), Some(1_200_000));
     }
 
     #[test]
@@ -286,6 +354,75 @@ mod tests {
         let mut est = DownlinkEstimate::new(false);
         assert_eq!(est.video_budget(now, 2), None);
         assert_eq!(est.plan(now, 2_000_000, true), None);
+    }
+
+    #[test]
+    fn a_stuck_estimate_on_a_clean_link_restarts_once_per_interval() {
+        let start = Instant::now();
+        let mut est = DownlinkEstimate::new(true);
+        est.on_estimate(twcc(200));
+        est.on_loss(start, 0.04);
+        assert_eq!(
+            est.restart(start + RESTART_WHEN_CLEAN_FOR, true),
+            None,
+            "lossy"
+        );
+        est.on_loss(start, 0.0);
+        let later = start + RESTART_WHEN_CLEAN_FOR;
+        assert_eq!(est.restart(start, true), None, "just clean");
+        assert_eq!(est.restart(later, true), Some(200_000));
+        let soon = later + RESTART_WHEN_CLEAN_FOR;
+        assert_eq!(est.restart(soon, true), None, "too soon");
+        let next = later + RESTART_INTERVAL;
+        assert_eq!(est.restart(next, true), Some(200_000));
+        // Held back only for a moment: the clean period starts again.
+        let t = next + RESTART_INTERVAL;
+        assert_eq!(est.restart(t, false), None);
+        assert_eq!(est.restart(t + Duration::from_millis(250), true), None);
+        let t = t + RESTART_WHEN_CLEAN_FOR;
+        assert_eq!(est.restart(t, true), Some(200_000));
+    }
+
+    #[test]
+    fn no_restart_while_the_estimate_falls_or_doubles_by_itself() {
+        let start = Instant::now();
+        let mut est = DownlinkEstimate::new(true);
+        est.on_estimate(twcc(3_000));
+        est.on_loss(start, 0.0);
+        // The link is cut: the estimate falls before any loss is reported.
+        est.on_latest(600_000);
+        let t = start + RESTART_WHEN_CLEAN_FOR;
+        assert_eq!(est.restart(t, true), None, "falling");
+        // Rising fast: str0m is probing by itself.
+        est.on_latest(1_300_000);
+        est.on_estimate(twcc(1_300));
+        let t = t + RESTART_WHEN_CLEAN_FOR;
+        assert_eq!(est.restart(t, true), None, "doubled");
+        // Then only creeping up: stuck.
+        est.on_latest(1_500_000);
+        est.on_estimate(twcc(1_500));
+        let t = t + RESTART_WHEN_CLEAN_FOR;
+        assert_eq!(est.restart(t, true), Some(1_500_000));
+    }
+
+    #[test]
+    fn a_restart_that_found_more_may_be_followed_sooner() {
+        let start = Instant::now();
+        let mut est = DownlinkEstimate::new(true);
+        est.on_estimate(twcc(400));
+        est.on_loss(start, 0.0);
+        let t = start + RESTART_WHEN_CLEAN_FOR;
+        assert_eq!(est.restart(t, true), Some(400_000));
+        // The fresh start's probes find three times as much, then it creeps.
+        est.on_latest(1_200_000);
+        assert_eq!(est.restart(t + Duration::from_millis(250), true), None);
+        est.on_latest(1_300_000);
+        let t = t + Duration::from_millis(250) + RESTART_WHEN_CLEAN_FOR;
+        assert_eq!(est.restart(t, true), Some(1_300_000));
+        // This one found nothing: the full interval applies again.
+        let soon = t + RESTART_WHEN_CLEAN_FOR;
+        assert_eq!(est.restart(soon, true), None);
+        assert_eq!(est.restart(t + RESTART_INTERVAL, true), Some(1_300_000));
     }
 
     #[test]

@@ -229,6 +229,8 @@ export class Call extends EventTarget {
           framesPerSecond: s.framesPerSecond || 0, freezeCount: s.freezeCount || 0,
           totalSamplesReceived: s.totalSamplesReceived || 0, concealedSamples: s.concealedSamples || 0,
           nackCount: s.nackCount || 0, pliCount: s.pliCount || 0,
+          framesReceived: s.framesReceived || 0, framesDropped: s.framesDropped || 0,
+          keyFramesDecoded: s.keyFramesDecoded || 0,
         });
       });
     }

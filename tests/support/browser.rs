@@ -223,6 +223,13 @@ pub struct Inbound {
     pub width: u64,
     pub height: u64,
     pub freezes: u64,
+    /// Video only: how the frames fared on the way (for failure reports).
+    pub lost: i64,
+    pub nacks: u64,
+    pub plis: u64,
+    pub frames_received: u64,
+    pub frames_dropped: u64,
+    pub keyframes_decoded: u64,
     /// Audio only: samples played, and those the decoder had to invent.
     pub samples: u64,
     pub concealed: u64,
@@ -282,6 +289,12 @@ impl Browser {
             width: s["frameWidth"].as_u64().unwrap_or(0),
             height: s["frameHeight"].as_u64().unwrap_or(0),
             freezes: s["freezeCount"].as_u64().unwrap_or(0),
+            lost: s["packetsLost"].as_i64().unwrap_or(0),
+            nacks: s["nackCount"].as_u64().unwrap_or(0),
+            plis: s["pliCount"].as_u64().unwrap_or(0),
+            frames_received: s["framesReceived"].as_u64().unwrap_or(0),
+            frames_dropped: s["framesDropped"].as_u64().unwrap_or(0),
+            keyframes_decoded: s["keyFramesDecoded"].as_u64().unwrap_or(0),
             samples: s["totalSamplesReceived"].as_u64().unwrap_or(0),
             concealed: s["concealedSamples"].as_u64().unwrap_or(0),
         })

@@ -195,6 +195,10 @@ impl Participant {
             .zip(fits)
             .any(|(d, f)| d.best().map(|(l, _)| l) > *f);
         let wanted = video + AUDIO_RESERVE * audio as u64;
+        if let Some(from) = self.downlink.restart(now, held_back) {
+            tracing::info!(participant = %self.id, from_kbps = from / 1000, "downlink estimator restarted: clean link, estimate stuck");
+            self.rtc.bwe().reset(Bitrate::bps(from));
+        }
         if let Some(desired) = self.downlink.plan(now, wanted, held_back) {
             self.rtc
                 .bwe()

@@ -353,6 +353,9 @@ impl Participant {
                 let moved = match event {
                     Event::EgressBitrateEstimate(kind) => self.downlink.on_estimate(kind),
                     Event::PeerStats(stats) => {
+                        if let Some(loss) = stats.egress_loss_fraction {
+                            self.downlink.on_loss(stats.timestamp, loss);
+                        }
                         let latest = stats.bwe_tx.map(|b| b.as_u64());
                         latest.and_then(|b| self.downlink.on_latest(b))
                     }
