@@ -244,9 +244,12 @@ impl TestPeer {
                         }
                         Some("offer") => {
                             let sdp = v["sdp"].as_str().unwrap().to_owned();
-                            pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap())
-                                .await
-                                .expect("accept SFU offer");
+                            let offer = RTCSessionDescription::offer(sdp).unwrap();
+                            if let Err(e) = pc.set_remote_description(offer).await {
+                                // The peer is closing (the test is over): stop.
+                                eprintln!("SFU offer not accepted: {e}");
+                                break;
+                            }
                             let answer = pc.create_answer(None).await.expect("create answer");
                             pc.set_local_description(answer).await.expect("set answer");
                             let sdp = gathered_sdp(&*pc).await;
