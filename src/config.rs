@@ -22,6 +22,9 @@ pub struct Config {
     /// Link-signing secret. Default: generated once into `data_dir/link-secret`.
     /// `CARECALL_LINK_SECRET`.
     pub link_secret: Option<String>,
+    /// Bearer token that `GET /metrics` requires; none: open to whoever
+    /// reaches the HTTP address. `CARECALL_METRICS_TOKEN`.
+    pub metrics_token: Option<String>,
     /// The media plane.
     pub media: MediaSection,
 }
@@ -51,6 +54,7 @@ impl Default for Config {
             public_url: None,
             data_dir: PathBuf::from("carecall-data"),
             link_secret: None,
+            metrics_token: None,
             media: MediaSection::default(),
         }
     }
@@ -95,6 +99,9 @@ impl Config {
         }
         if let Some(v) = var("CARECALL_LINK_SECRET") {
             self.link_secret = Some(v);
+        }
+        if let Some(v) = var("CARECALL_METRICS_TOKEN") {
+            self.metrics_token = Some(v).filter(|t| !t.is_empty());
         }
         if let Some(v) = var("CARECALL_MEDIA_PORT") {
             self.media.port = v.parse().context("CARECALL_MEDIA_PORT")?;

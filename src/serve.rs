@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use carecall_admin::CallLog;
+use carecall_admin::{AdminState, CallLog};
 use carecall_sfu::{default_announce_addrs, MediaConfig, MediaServer};
 use carecall_signalling::{AppState, CallEvent, LinkSigner, Role};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -55,8 +55,14 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         config.http_addr = listener.local_addr()?;
         let signer = LinkSigner::new(&secret);
         print_banner(&config, &signer, &media)?;
-        let state = AppState::new(signer, media, Some(events_tx));
-        let app = carecall_signalling::app(state);
+        let state = AppState::new(signer, media.clone(), Some(events_tx));
+        let presence = state.clone();
+        let admin = AdminState::new(
+            media,
+            move || presence.presence().members(),
+            config.metrics_token.clone(),
+        );
+        let app = carecall_signalling::app(state).merge(carecall_admin::routes(admin));
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

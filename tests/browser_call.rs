@@ -14,7 +14,7 @@ use serde_json::json;
 use support::abuse::{http_get, spray_media_port, ws_refusal};
 use support::browser::{Browser, Driver};
 use support::calls::{assert_still_decoding, wait_all_decoding_hd};
-use support::{token_of, Server};
+use support::{metrics, token_of, Server};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn bad_input_is_refused_and_harmless(server: &Server) {
@@ -120,10 +120,20 @@ async fn three_browsers_in_hd_then_a_fourth_sees_video_within_a_second() {
         );
     }
     assert_still_decoding(&refs, Duration::from_secs(5)).await;
+    wait_all_decoding_hd(&refs, 2, Duration::from_secs(20)).await;
+    let mut ids = Vec::new();
+    for b in &browsers {
+        ids.push(b.participant().await.expect("joined"));
+    }
+    media_metrics_show_everyone(&server, &ids).await;
 
     bad_input_is_refused_and_harmless(&server).await;
     println!("after bad input:");
     assert_still_decoding(&refs, Duration::from_secs(3)).await;
+    // Still an HD call: all six remote videos at 720p again at one moment.
+    let hd = Instant::now();
+    wait_all_decoding_hd(&refs, 2, Duration::from_secs(20)).await;
+    println!("all in HD {} ms after the check", hd.elapsed().as_millis());
 
     // A fourth participant joins the running call.
     let fourth = driver.browser().await;
@@ -183,8 +193,58 @@ async fn three_browsers_in_hd_then_a_fourth_sees_video_within_a_second() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let fourth_id = fourth.participant().await.expect("joined");
+    let text = metrics::scrape(&server.base_url).await;
+    let sent = "carecall_participant_sent_packets_total";
+    assert!(metrics::participant_value(&text, sent, &fourth_id).is_some_and(|v| v > 0.0));
     fourth.close().await;
+    // Its series go with it; the others' stay.
+    let start = Instant::now();
+    loop {
+        let text = metrics::scrape(&server.base_url).await;
+        let gone = !text.contains(&format!("participant=\"{fourth_id}\""));
+        if gone {
+            let others = ids
+                .iter()
+                .all(|id| metrics::participant_value(&text, sent, id).is_some());
+            assert!(others, "the others' series went too:\n{text}");
+            println!(
+                "{fourth_id}'s series gone {} ms after it left",
+                start.elapsed().as_millis()
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{fourth_id}'s series still there after it left"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     for b in browsers {
         b.close().await;
     }
+}
+
+/// A scrape of `/metrics` during the call shows media flowing both ways for
+/// every participant.
+async fn media_metrics_show_everyone(server: &Server, ids: &[String]) {
+    let text = metrics::scrape(&server.base_url).await;
+    for id in ids {
+        for name in [
+            "carecall_participant_received_packets_total",
+            "carecall_participant_sent_packets_total",
+            "carecall_participant_received_bytes_total",
+            "carecall_participant_receive_bits_per_second",
+            "carecall_participant_send_bits_per_second",
+        ] {
+            let v = metrics::participant_value(&text, name, id);
+            assert!(v.is_some_and(|v| v > 0.0), "{name} for {id}: {v:?}\n{text}");
+        }
+        let kbps =
+            metrics::participant_value(&text, "carecall_participant_receive_bits_per_second", id)
+                .unwrap_or(0.0)
+                / 1000.0;
+        println!("/metrics: {id} uploads {kbps:.0} kbit/s");
+    }
+    assert!(text.contains("carecall_rooms 1"), "{text}");
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A room's name, chosen by whoever made the join link (for example `ward-7-bed-3`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomId(pub String);
 
 impl fmt::Display for RoomId {
@@ -16,7 +16,7 @@ impl fmt::Display for RoomId {
 /// A participant's id, unique for the life of the process. The browser sees it as
 /// the `msid` stream id of every track the participant publishes, which is how a
 /// tile is matched to a name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParticipantId(pub u64);
 
 impl fmt::Display for ParticipantId {

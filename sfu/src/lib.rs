@@ -25,6 +25,7 @@ mod room;
 mod signal;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod stats;
 mod tiles;
 mod track;
 
@@ -36,4 +37,5 @@ pub use io::{default_announce_addrs, MediaConfig, MediaServer};
 pub use keyframe::{KeyframeThrottle, MIN_KEYFRAME_INTERVAL};
 pub use room::{new_session, Room};
 pub use signal::MediaSignal;
+pub use stats::ParticipantStats;
 pub use tiles::TileSizes;

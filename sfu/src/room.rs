@@ -16,6 +16,7 @@ use crate::forward::Layer;
 use crate::id::{ParticipantId, RoomId};
 use crate::participant::{Forwarded, Participant, Polled, Propagated};
 use crate::signal::MediaSignal;
+use crate::stats::ParticipantStats;
 
 /// How long the room may sleep when nothing asks for sooner attention.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -45,6 +46,9 @@ const MAX_EARLY_RUNS: usize = 64;
 /// latest estimate arrives with them (see `bandwidth.rs`).
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How often otherwise: the admin plane's rates and totals.
+const STATS_INTERVAL_UNESTIMATED: Duration = Duration::from_secs(1);
+
 /// Builds a WebRTC session configured the way the SFU forwards: RTP mode (packets,
 /// not frames), ICE-lite (the SFU has only host candidates and answers checks),
 /// Opus + VP8 + H.264; with `estimate_bandwidth`, send-side bandwidth
@@ -56,7 +60,10 @@ pub fn new_session(now: Instant, estimate_bandwidth: bool) -> Rtc {
         .set_ice_lite(true)
         .enable_bwe(initial)
         // The estimator's unsmoothed value comes with peer statistics.
-        .set_stats_interval(estimate_bandwidth.then_some(STATS_INTERVAL))
+        .set_stats_interval(Some(match estimate_bandwidth {
+            true => STATS_INTERVAL,
+            false => STATS_INTERVAL_UNESTIMATED,
+        }))
         .clear_codecs()
         .enable_opus(true, true)
         .enable_vp8(true)
@@ -247,6 +254,14 @@ impl Room {
         self.participants
             .iter()
             .map(|p| (p.id, p.adaptation()))
+            .collect()
+    }
+
+    /// Every participant's media statistics, for the admin plane.
+    pub fn stats(&self) -> Vec<ParticipantStats> {
+        self.participants
+            .iter()
+            .map(|p| p.stats(&self.id))
             .collect()
     }
 

@@ -78,6 +78,19 @@ impl Presence {
         true
     }
 
+    /// Everyone present: room, participant and role, for the admin plane.
+    pub fn members(&self) -> Vec<(String, ParticipantId, crate::Role)> {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .iter()
+            .flat_map(|(room, members)| {
+                members
+                    .iter()
+                    .map(move |(id, m)| (room.clone(), *id, m.info.role))
+            })
+            .collect()
+    }
+
     /// Number of participants in a room.
     pub fn count(&self, room: &str) -> usize {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());

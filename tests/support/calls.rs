@@ -52,7 +52,9 @@ pub async fn wait_all_decoding_hd(browsers: &[&Browser], remotes: usize, within:
 }
 
 /// Asserts that over `span` every remote video keeps decoding (frames rising)
-/// at 1280x720 and every remote audio keeps arriving.
+/// and every remote audio keeps arriving. The sizes are printed, not checked:
+/// a publisher's browser may drop its 720p layer for a moment on its own
+/// (CPU or its own bandwidth estimate); [`wait_all_decoding_hd`] checks HD.
 pub async fn assert_still_decoding(browsers: &[&Browser], span: Duration) {
     let before: Vec<_> = futures_util::future::join_all(browsers.iter().map(|b| snapshot(b))).await;
     tokio::time::sleep(span).await;
@@ -65,11 +67,6 @@ pub async fn assert_still_decoding(browsers: &[&Browser], span: Duration) {
             println!(
                 "browser {i} <- {who}: {}x{}, {:.1} fps decoded, {} freezes",
                 v.width, v.height, fps, v.freezes
-            );
-            assert_eq!(
-                (v.width, v.height),
-                (1280, 720),
-                "browser {i} <- {who} not HD"
             );
             assert!(
                 v.frames_decoded > earlier + 5,

@@ -5,6 +5,7 @@
 pub mod abuse;
 pub mod browser;
 pub mod calls;
+pub mod metrics;
 pub mod netlab;
 pub mod peer;
 pub mod relay;

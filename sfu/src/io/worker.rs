@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Input};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
 
 use super::udp::{bind_std, recv_any, MediaSocket};
 use crate::error::SfuError;
 use crate::id::{ParticipantId, RoomId};
 use crate::room::Room;
 use crate::signal::MediaSignal;
+use crate::stats::ParticipantStats;
 
 /// Where and how the media plane listens.
 #[derive(Debug, Clone)]
@@ -59,6 +61,9 @@ enum WorkerCommand {
         participant: ParticipantId,
         origin: ParticipantId,
         height: u32,
+    },
+    Stats {
+        reply: oneshot::Sender<Vec<ParticipantStats>>,
     },
 }
 
@@ -183,6 +188,24 @@ impl MediaServer {
                 height,
             },
         )
+    }
+
+    /// Every participant's media statistics, from every worker. A worker
+    /// answers between packets, so this waits at most for one pass of its
+    /// loop; a worker that has stopped is skipped.
+    pub async fn stats(&self) -> Vec<ParticipantStats> {
+        let mut replies = Vec::new();
+        for w in self.workers.iter() {
+            let (reply, answer) = oneshot::channel();
+            if w.commands.send(WorkerCommand::Stats { reply }).is_ok() {
+                replies.push(answer);
+            }
+        }
+        let mut all = Vec::new();
+        for answer in replies {
+            all.extend(answer.await.unwrap_or_default());
+        }
+        all
     }
 
     fn send(&self, room: &RoomId, cmd: WorkerCommand) -> Result<(), SfuError> {
@@ -372,6 +395,11 @@ impl Worker {
 
     fn command(&mut self, now: Instant, cmd: WorkerCommand) {
         let (room_id, participant, result) = match cmd {
+            WorkerCommand::Stats { reply } => {
+                let stats = self.rooms.iter().flatten().flat_map(|s| s.room.stats());
+                let _ = reply.send(stats.collect());
+                return;
+            }
             WorkerCommand::Connect {
                 room,
                 participant,

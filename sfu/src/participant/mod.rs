@@ -21,8 +21,9 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use crate::bandwidth::{AdaptationStats, DownlinkEstimate};
 use crate::error::SfuError;
 use crate::forward::{Layer, PublishLimit};
-use crate::id::ParticipantId;
+use crate::id::{ParticipantId, RoomId};
 use crate::signal::MediaSignal;
+use crate::stats::{MediaCounters, ParticipantStats};
 use crate::tiles::TileSizes;
 use crate::track::{OutgoingPt, Publication, Subscription, SubscriptionState};
 
@@ -129,6 +130,8 @@ pub(crate) struct Participant {
     /// Layer switches, pauses and estimate moves, for the admin plane; the
     /// latest estimate is read from `downlink` when asked for.
     adaptation: AdaptationStats,
+    /// The latest statistics of each stream, for the admin plane.
+    counters: MediaCounters,
 }
 
 impl Participant {
@@ -149,6 +152,7 @@ impl Participant {
             send_red: true,
             video_started: false,
             adaptation: AdaptationStats::default(),
+            counters: MediaCounters::default(),
         }
     }
 
@@ -349,10 +353,13 @@ impl Participant {
                 }
             }
             Event::RtpPacket(packet) => return self.incoming_rtp(packet),
+            Event::MediaIngressStats(stats) => self.counters.on_ingress(stats),
+            Event::MediaEgressStats(stats) => self.counters.on_egress(stats),
             Event::EgressBitrateEstimate(_) | Event::PeerStats(_) => {
                 let moved = match event {
                     Event::EgressBitrateEstimate(kind) => self.downlink.on_estimate(kind),
                     Event::PeerStats(stats) => {
+                        self.counters.on_peer(&stats);
                         if let Some(loss) = stats.egress_loss_fraction {
                             self.downlink.on_loss(stats.timestamp, loss);
                         }
@@ -618,6 +625,30 @@ impl Participant {
             estimate_bps: self.downlink.current(),
             ..self.adaptation
         }
+    }
+
+    /// This participant's media statistics, for the admin plane.
+    pub fn stats(&self, room: &RoomId) -> ParticipantStats {
+        let mut out = ParticipantStats {
+            participant: self.id,
+            room: room.clone(),
+            adaptation: self.adaptation(),
+            video_layers: self
+                .subscriptions
+                .iter()
+                .filter(|s| s.kind == MediaKind::Video)
+                .map(|s| (s.origin, s.forwarding))
+                .collect(),
+            ..ParticipantStats::default()
+        };
+        let kind_of = |mid| {
+            self.publications
+                .iter()
+                .find(|p| p.mid == mid)
+                .map(|p| p.kind)
+        };
+        self.counters.fill(&mut out, kind_of);
+        out
     }
 
     /// Asks this participant's browser for a keyframe of one layer of a

@@ -1,0 +1,326 @@
+//! Prometheus `/metrics`: the process, the calls, and each participant's media.
+//!
+//! Each scrape renders a fresh registry from a snapshot of the media plane and
+//! of who is present, so a participant's series exist exactly while it is in
+//! a call: nothing to remove when it leaves, nothing left behind if a leave is
+//! missed. Per-participant labels are the room, the participant's id for this
+//! call and its role; ids are never reused, and series go with the call.
+
+use carecall_sfu::ParticipantStats;
+use carecall_signalling::Role;
+use prometheus::core::Collector;
+use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// What one scrape shows.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Everyone present in signalling: room, participant id, role.
+    pub members: Vec<(String, carecall_sfu::ParticipantId, Role)>,
+    /// The media plane's statistics, one entry per participant with media.
+    pub media: Vec<ParticipantStats>,
+}
+
+/// Label names of every per-participant series.
+const WHO: [&str; 3] = ["room", "participant", "role"];
+
+/// Renders `snapshot` in Prometheus' text format.
+pub fn render(snapshot: &Snapshot) -> Result<String, prometheus::Error> {
+    let registry = Registry::new();
+    let build = IntGaugeVec::new(
+        Opts::new("carecall_build_info", "The running carecall's version."),
+        &["version"],
+    )?;
+    build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    registry.register(Box::new(build))?;
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+
+    let rooms = IntGauge::new("carecall_rooms", "Calls with at least one participant.")?;
+    let mut names: Vec<&str> = snapshot.members.iter().map(|m| m.0.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    rooms.set(names.len() as i64);
+    registry.register(Box::new(rooms))?;
+    let present = IntGaugeVec::new(
+        Opts::new("carecall_participants", "Participants in calls, by role."),
+        &["role"],
+    )?;
+    for role in [
+        Role::Home,
+        Role::Clinician,
+        Role::Specialist,
+        Role::Observer,
+    ] {
+        let n = snapshot.members.iter().filter(|m| m.2 == role).count();
+        present
+            .with_label_values(&[&role.to_string()])
+            .set(n as i64);
+    }
+    registry.register(Box::new(present))?;
+
+    let series = ParticipantSeries::new()?;
+    for stats in &snapshot.media {
+        let Some((room, id, role)) = snapshot
+            .members
+            .iter()
+            .find(|m| m.1 == stats.participant && m.0 == stats.room.0)
+        else {
+            // Media without signalling: joining or leaving this instant.
+            continue;
+        };
+        series.observe(&[room, &id.to_string(), &role.to_string()], stats);
+    }
+    series.register(&registry)?;
+
+    let mut out = Vec::new();
+    prometheus::TextEncoder::new().encode(&registry.gather(), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Reads a total from a participant's statistics.
+type Count = fn(&ParticipantStats) -> u64;
+/// Reads a level, if known.
+type Level = fn(&ParticipantStats) -> Option<f64>;
+
+/// The per-participant metric families.
+struct ParticipantSeries {
+    counters: Vec<(IntCounterVec, Count)>,
+    gauges: Vec<(GaugeVec, Level)>,
+    layers: IntGaugeVec,
+    transport: IntGaugeVec,
+}
+
+impl ParticipantSeries {
+    fn new() -> Result<Self, prometheus::Error> {
+        let counter = |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &WHO);
+        let gauge = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &WHO);
+        let counters: Vec<(IntCounterVec, Count)> = vec![
+            (
+                counter(
+                    "carecall_participant_received_bytes_total",
+                    "Media bytes received from the participant's browser.",
+                )?,
+                |s| s.received_bytes,
+            ),
+            (
+                counter(
+                    "carecall_participant_received_packets_total",
+                    "RTP packets received from the participant's browser.",
+                )?,
+                |s| s.received_packets,
+            ),
+            (
+                counter(
+                    "carecall_participant_sent_bytes_total",
+                    "Media bytes sent to the participant's browser.",
+                )?,
+                |s| s.sent_bytes,
+            ),
+            (
+                counter(
+                    "carecall_participant_sent_packets_total",
+                    "RTP packets sent to the participant's browser.",
+                )?,
+                |s| s.sent_packets,
+            ),
+            (
+                counter(
+                    "carecall_participant_sent_packets_lost_total",
+                    "Packets the participant's browser reports lost on the way to it.",
+                )?,
+                |s| s.sent_packets_lost,
+            ),
+            (
+                counter(
+                    "carecall_participant_nacks_received_total",
+                    "Retransmission requests from the participant's browser.",
+                )?,
+                |s| s.nacks_received,
+            ),
+            (
+                counter(
+                    "carecall_participant_plis_received_total",
+                    "Keyframe requests from the participant's browser.",
+                )?,
+                |s| s.plis_received,
+            ),
+            (
+                counter(
+                    "carecall_participant_nacks_sent_total",
+                    "Retransmission requests sent to the participant's browser.",
+                )?,
+                |s| s.nacks_sent,
+            ),
+            (
+                counter(
+                    "carecall_participant_plis_sent_total",
+                    "Keyframe requests sent to the participant's browser.",
+                )?,
+                |s| s.plis_sent,
+            ),
+            (
+                counter(
+                    "carecall_participant_layer_switches_total",
+                    "Video layer switches in what the participant receives.",
+                )?,
+                |s| s.adaptation.layer_switches,
+            ),
+            (
+                counter(
+                    "carecall_participant_video_pauses_total",
+                    "Times video to the participant was paused to keep the sound clear.",
+                )?,
+                |s| s.adaptation.video_pauses,
+            ),
+        ];
+        let gauges: Vec<(GaugeVec, Level)> = vec![
+            (
+                gauge(
+                    "carecall_participant_receive_bits_per_second",
+                    "Traffic from the participant's browser over the last seconds.",
+                )?,
+                |s| Some(s.receive_bps as f64),
+            ),
+            (
+                gauge(
+                    "carecall_participant_send_bits_per_second",
+                    "Traffic to the participant's browser over the last seconds.",
+                )?,
+                |s| Some(s.send_bps as f64),
+            ),
+            (
+                gauge(
+                    "carecall_participant_receive_loss_ratio",
+                    "Worst loss fraction among the participant's uploads.",
+                )?,
+                |s| Some(f64::from(s.receive_loss)),
+            ),
+            (
+                gauge(
+                    "carecall_participant_receive_jitter_seconds",
+                    "Worst interarrival jitter among the participant's uploads.",
+                )?,
+                |s| Some(s.receive_jitter.as_secs_f64()),
+            ),
+            (
+                gauge(
+                    "carecall_participant_rtt_seconds",
+                    "Round-trip time to the participant's browser.",
+                )?,
+                |s| s.rtt.map(|r| r.as_secs_f64()),
+            ),
+            (
+                gauge(
+                    "carecall_participant_downlink_estimate_bits_per_second",
+                    "Estimated bandwidth to the participant's browser.",
+                )?,
+                |s| s.adaptation.estimate_bps.map(|b| b as f64),
+            ),
+        ];
+        let mut with_origin = WHO.to_vec();
+        with_origin.push("origin");
+        let layers = IntGaugeVec::new(
+            Opts::new(
+                "carecall_participant_video_layer_height_pixels",
+                "Nominal height of the video layer forwarded to the participant, per sender; 0 while paused.",
+            ),
+            &with_origin,
+        )?;
+        let mut with_transport = WHO.to_vec();
+        with_transport.push("transport");
+        let transport = IntGaugeVec::new(
+            Opts::new(
+                "carecall_participant_transport_info",
+                "The participant's media transport (selected ICE pair).",
+            ),
+            &with_transport,
+        )?;
+        Ok(ParticipantSeries {
+            counters,
+            gauges,
+            layers,
+            transport,
+        })
+    }
+
+    fn observe(&self, who: &[&str; 3], s: &ParticipantStats) {
+        for (metric, value) in &self.counters {
+            metric.with_label_values(who).inc_by(value(s));
+        }
+        for (metric, value) in &self.gauges {
+            if let Some(v) = value(s) {
+                metric.with_label_values(who).set(v);
+            }
+        }
+        for (origin, layer) in &s.video_layers {
+            let origin = origin.to_string();
+            let labels = [who[0], who[1], who[2], &origin];
+            let height = layer.map_or(0, |l| l.nominal_height());
+            self.layers
+                .with_label_values(&labels)
+                .set(i64::from(height));
+        }
+        if let Some(t) = s.transport {
+            let labels = [who[0], who[1], who[2], t];
+            self.transport.with_label_values(&labels).set(1);
+        }
+    }
+
+    fn register(self, registry: &Registry) -> Result<(), prometheus::Error> {
+        let mut all: Vec<Box<dyn Collector>> = Vec::new();
+        all.extend(self.counters.into_iter().map(|(m, _)| Box::new(m) as _));
+        all.extend(self.gauges.into_iter().map(|(m, _)| Box::new(m) as _));
+        all.push(Box::new(self.layers));
+        all.push(Box::new(self.transport));
+        all.into_iter().try_for_each(|m| registry.register(m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carecall_sfu::{ParticipantId, RoomId};
+
+    fn stats(id: u64, room: &str) -> ParticipantStats {
+        ParticipantStats {
+            participant: ParticipantId(id),
+            room: RoomId(room.into()),
+            received_bytes: 1000 * id,
+            received_packets: 10 * id,
+            receive_bps: 8000,
+            ..ParticipantStats::default()
+        }
+    }
+
+    #[test]
+    fn each_present_participant_has_its_series_and_a_departed_one_none() {
+        let snapshot = Snapshot {
+            members: vec![
+                ("ward-3".into(), ParticipantId(1), Role::Home),
+                ("ward-3".into(), ParticipantId(2), Role::Clinician),
+            ],
+            // p3 has left signalling; its media is being torn down.
+            media: vec![stats(1, "ward-3"), stats(2, "ward-3"), stats(3, "ward-3")],
+        };
+        let text = render(&snapshot).unwrap();
+        assert!(text.contains(
+            r#"carecall_participant_received_packets_total{participant="p1",role="home",room="ward-3"} 10"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"carecall_participant_received_bytes_total{participant="p2",role="clinician",room="ward-3"} 2000"#
+        ));
+        assert!(!text.contains(r#"participant="p3""#));
+        assert!(text.contains("carecall_rooms 1"));
+        assert!(text.contains(r#"carecall_participants{role="clinician"} 1"#));
+        assert!(text.contains("carecall_build_info{version="));
+    }
+
+    #[test]
+    fn an_empty_server_still_renders() {
+        let text = render(&Snapshot::default()).unwrap();
+        assert!(text.contains("carecall_rooms 0"));
+        assert!(!text.contains("carecall_participant_"));
+    }
+}

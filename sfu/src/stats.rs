@@ -1,0 +1,153 @@
+//! Per-participant media statistics for the admin plane: what each browser
+//! sends and receives, how its link behaves, which video layers it gets.
+//!
+//! str0m reports statistics per stream every stats interval; a participant's
+//! [`MediaCounters`] keeps the latest report of each stream and sums them
+//! when the admin plane asks. Nothing here runs per packet.
+
+use std::time::{Duration, Instant};
+
+use str0m::media::{MediaKind, Mid, Rid};
+use str0m::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
+
+use crate::bandwidth::AdaptationStats;
+use crate::forward::Layer;
+use crate::id::{ParticipantId, RoomId};
+
+/// One participant's media as the admin plane shows it. Totals count since
+/// the participant's media connected; rates are over the last stats interval.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParticipantStats {
+    /// Who.
+    pub participant: ParticipantId,
+    /// Where.
+    pub room: RoomId,
+    /// Media bytes and RTP packets from this participant's browser.
+    pub received_bytes: u64,
+    /// See `received_bytes`.
+    pub received_packets: u64,
+    /// Media bytes and RTP packets to this participant's browser.
+    pub sent_bytes: u64,
+    /// See `sent_bytes`.
+    pub sent_packets: u64,
+    /// Bit/s from and to the browser over the last stats interval, all
+    /// traffic (media, RTCP, retransmissions, probes).
+    pub receive_bps: u64,
+    /// See `receive_bps`.
+    pub send_bps: u64,
+    /// Packets the browser reports lost on their way to it (RTCP receiver
+    /// reports, all streams).
+    pub sent_packets_lost: u64,
+    /// The largest loss fraction among this participant's published streams
+    /// in the SFU's latest receiver reports.
+    pub receive_loss: f32,
+    /// The largest interarrival jitter among its published streams.
+    pub receive_jitter: Duration,
+    /// Round-trip time to the browser, from ICE consent checks or RTCP.
+    pub rtt: Option<Duration>,
+    /// NACKs and PLIs this participant's browser sent (it lost packets or a
+    /// picture on the way to it).
+    pub nacks_received: u64,
+    /// See `nacks_received`.
+    pub plis_received: u64,
+    /// NACKs and PLIs the SFU sent to this participant (its uploads lost
+    /// packets, or a viewer needed a keyframe).
+    pub nacks_sent: u64,
+    /// See `nacks_sent`.
+    pub plis_sent: u64,
+    /// Transport of the selected ICE pair: "udp" or "tcp".
+    pub transport: Option<&'static str>,
+    /// The downlink estimate and the adaptation counters.
+    pub adaptation: AdaptationStats,
+    /// For each video this participant receives: whose, and the layer
+    /// forwarded now (`None`: paused or not started).
+    pub video_layers: Vec<(ParticipantId, Option<Layer>)>,
+}
+
+/// The latest per-stream reports of one participant, kept until asked for.
+#[derive(Debug, Default)]
+pub(crate) struct MediaCounters {
+    ingress: Vec<((Mid, Option<Rid>), MediaIngressStats)>,
+    egress: Vec<((Mid, Option<Rid>), MediaEgressStats)>,
+    rtt: Option<Duration>,
+    transport: Option<&'static str>,
+    /// Total bytes each way at the previous peer report, for the rates.
+    last_peer: Option<(Instant, u64, u64)>,
+    receive_bps: u64,
+    send_bps: u64,
+}
+
+/// At most this many streams are kept each way: a participant has a few
+/// tracks per other participant, and a misbehaving browser cannot grow this.
+const MAX_STREAMS: usize = 256;
+
+impl MediaCounters {
+    pub fn on_peer(&mut self, s: &PeerStats) {
+        if let Some((at, rx, tx)) = self.last_peer {
+            let secs = s.timestamp.saturating_duration_since(at).as_secs_f64();
+            if secs > 0.0 {
+                let per_sec =
+                    |now: u64, was: u64| (now.saturating_sub(was) as f64 * 8.0 / secs) as u64;
+                self.receive_bps = per_sec(s.peer_bytes_rx, rx);
+                self.send_bps = per_sec(s.peer_bytes_tx, tx);
+            }
+        }
+        self.last_peer = Some((s.timestamp, s.peer_bytes_rx, s.peer_bytes_tx));
+        let pair = s.selected_candidate_pair.as_ref();
+        self.rtt = pair
+            .and_then(|p| p.current_round_trip_time)
+            .or(s.rtt)
+            .or(self.rtt);
+        if let Some(p) = pair {
+            self.transport = Some(match p.protocol {
+                str0m::net::Protocol::Udp => "udp",
+                _ => "tcp",
+            });
+        }
+    }
+
+    pub fn on_ingress(&mut self, s: MediaIngressStats) {
+        keep(&mut self.ingress, (s.mid, s.rid), s);
+    }
+
+    pub fn on_egress(&mut self, s: MediaEgressStats) {
+        keep(&mut self.egress, (s.mid, s.rid), s);
+    }
+
+    /// Sums the streams into `out`. `kind_of` tells a published stream's
+    /// kind, for its RTP clock (jitter is reported in clock units).
+    pub fn fill(&self, out: &mut ParticipantStats, kind_of: impl Fn(Mid) -> Option<MediaKind>) {
+        for (_, s) in &self.ingress {
+            out.received_bytes += s.bytes;
+            out.received_packets += s.packets;
+            out.nacks_sent += s.nacks;
+            out.plis_sent += s.plis + s.firs;
+            out.receive_loss = out.receive_loss.max(s.loss.unwrap_or(0.0));
+            let clock = match kind_of(s.mid) {
+                Some(MediaKind::Audio) => 48_000.0,
+                _ => 90_000.0,
+            };
+            let jitter = Duration::from_secs_f64(f64::from(s.jitter) / clock);
+            out.receive_jitter = out.receive_jitter.max(jitter);
+        }
+        for (_, s) in &self.egress {
+            out.sent_bytes += s.bytes;
+            out.sent_packets += s.packets;
+            out.nacks_received += s.nacks;
+            out.plis_received += s.plis + s.firs;
+            out.sent_packets_lost += s.remote.as_ref().map_or(0, |r| r.packets_lost);
+        }
+        out.receive_bps = self.receive_bps;
+        out.send_bps = self.send_bps;
+        out.rtt = self.rtt;
+        out.transport = self.transport;
+    }
+}
+
+fn keep<T>(streams: &mut Vec<((Mid, Option<Rid>), T)>, key: (Mid, Option<Rid>), value: T) {
+    match streams.iter().position(|(k, _)| *k == key) {
+        Some(i) => streams[i].1 = value,
+        None if streams.len() < MAX_STREAMS => streams.push((key, value)),
+        None => {}
+    }
+}

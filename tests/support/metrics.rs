@@ -1,0 +1,20 @@
+//! Reading carecall's Prometheus `/metrics` in tests.
+
+use super::abuse::http_get;
+
+/// The text of `GET /metrics`; fails the test unless it answers 200.
+pub async fn scrape(base_url: &str) -> String {
+    let (status, body) = http_get(base_url, "/metrics").await;
+    assert_eq!(status, 200, "/metrics: {body}");
+    body
+}
+
+/// The value of `name`'s series for `participant` (e.g. "p2"), if there is one.
+pub fn participant_value(text: &str, name: &str, participant: &str) -> Option<f64> {
+    let label = format!("participant=\"{participant}\"");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .find(|l| l.contains(&label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
