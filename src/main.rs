@@ -63,6 +63,24 @@ enum Command {
         #[arg(long)]
         base_url: Option<String>,
     },
+    /// Manage admin accounts (the dashboard's sign-in).
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create an account. The password is asked for twice on a terminal, or
+    /// read as the first line of standard input when that is piped.
+    Add {
+        /// Account name: letters, digits, '.', '-' or '_'.
+        name: String,
+        /// Data directory of the server the account is for.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,7 +139,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{link}");
             Ok(())
         }
+        Command::Admin {
+            action: AdminAction::Add { name, data_dir },
+        } => {
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            add_admin(&config, &name)
+        }
     }
+}
+
+/// `carecall admin add NAME`.
+fn add_admin(config: &Config, name: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {name}: "))?;
+        let again = rpassword::prompt_password("Same password again: ")?;
+        anyhow::ensure!(
+            first == again,
+            "the two passwords differ; nothing was changed"
+        );
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
+    let accounts = carecall_admin::Accounts::open(&config.data_dir.join("carecall.db"))?;
+    accounts.add(name, &password)?;
+    println!(
+        "admin account {name} created; sign in at {}/admin",
+        config.base_url()
+    );
+    Ok(())
 }
 
 /// A join URL for `room` and `role`, valid for `ttl`.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use carecall_admin::{AdminState, CallLog};
+use carecall_admin::{Accounts, AdminState, CallLog};
 use carecall_sfu::{default_announce_addrs, MediaConfig, MediaServer};
 use carecall_signalling::{AppState, CallEvent, LinkSigner, Role};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -12,7 +12,9 @@ use crate::config::Config;
 
 pub fn serve(mut config: Config) -> anyhow::Result<()> {
     let secret = crate::secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;
-    let call_log = CallLog::open(&config.data_dir.join("carecall.db"))?;
+    let database = config.data_dir.join("carecall.db");
+    let call_log = CallLog::open(&database)?;
+    let accounts = std::sync::Arc::new(Accounts::open(&database)?);
     let stale = call_log.close_stale_sessions()?;
     if stale > 0 {
         tracing::info!(
@@ -60,9 +62,12 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         let admin = AdminState::new(
             media,
             move || presence.presence().members(),
+            accounts,
             config.metrics_token.clone(),
+            config.base_url().starts_with("https://"),
         );
         let app = carecall_signalling::app(state).merge(carecall_admin::routes(admin));
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -11,9 +11,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::abuse::{http_get, spray_media_port, ws_refusal};
+use support::abuse::{spray_media_port, ws_refusal};
 use support::browser::{Browser, Driver};
 use support::calls::{assert_still_decoding, wait_all_decoding_hd};
+use support::http::get as http_get;
 use support::{metrics, token_of, Server};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -7,17 +7,6 @@ use rusqlite::{params, Connection};
 
 use crate::AdminError;
 
-/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE participant_sessions (
-        id INTEGER PRIMARY KEY,
-        room TEXT NOT NULL,
-        participant TEXT NOT NULL,
-        role TEXT NOT NULL,
-        joined_at_ms INTEGER NOT NULL,
-        left_at_ms INTEGER
-    );
-    CREATE INDEX participant_sessions_room ON participant_sessions (room, joined_at_ms);"];
-
 /// One participant's time in a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParticipantSession {
@@ -48,21 +37,7 @@ fn ms(t: SystemTime) -> i64 {
 impl CallLog {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path) -> Result<CallLog, AdminError> {
-        let err = |source| AdminError::Database {
-            path: path.display().to_string(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        let version: usize = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(err)?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(sql).map_err(err)?;
-            conn.pragma_update(None, "user_version", i + 1)
-                .map_err(err)?;
-        }
+        let conn = crate::db::open(path)?;
         Ok(CallLog {
             conn,
             path: path.to_owned(),

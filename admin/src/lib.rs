@@ -1,28 +1,42 @@
 //! carecall's admin plane: the call log (every participant's join and leave,
 //! stored in SQLite in the data directory, which the call history, activity
 //! reports and dashboard are built on; written on a dedicated thread, see
-//! [`CallLog`], never on a media worker) and Prometheus `/metrics`, rendered
-//! from the media plane's statistics at each scrape.
+//! [`CallLog`], never on a media worker), admin accounts and their sign-in
+//! sessions ([`Accounts`]), the admin pages and API behind them, and
+//! Prometheus `/metrics`, rendered from the media plane's statistics at each
+//! scrape.
 
 #![warn(missing_docs)]
 
+mod accounts;
+mod auth;
 mod call_log;
+mod db;
+mod limiter;
 pub mod metrics;
+mod pages;
 mod routes;
 
+pub use accounts::{Accounts, AdminSession, NewSession, MIN_PASSWORD_LEN, SESSION_TTL};
 pub use call_log::{CallLog, ParticipantSession};
-pub use routes::{routes, AdminState};
+pub use routes::{protected_routes, routes, AdminState};
 
 /// What can go wrong in the admin plane.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AdminError {
     /// The database could not be opened, migrated, read or written.
-    #[error("call log database {path}: {source}")]
+    #[error("database {path}: {source}")]
     Database {
         /// The database file.
         path: String,
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// An account cannot be created as asked (name, password, duplicate).
+    #[error("{0}")]
+    BadAccount(String),
+    /// The system's random number generator failed.
+    #[error("no randomness available from the operating system")]
+    Random,
 }

@@ -1,51 +1,109 @@
-//! The admin plane's HTTP routes. For now `/metrics`, optionally behind a
-//! bearer token so a hub can expose it to its Prometheus and nobody else.
+//! The admin plane's HTTP routes: `/metrics` (optionally behind a bearer
+//! token), sign-in, and the admin pages and API. Every route in
+//! [`protected_routes`] sits behind the session check by construction: the
+//! router is built from that list and the check is one layer over all of it,
+//! and the test suite walks the same list without a session.
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
-use carecall_sfu::MediaServer;
 use std::sync::Arc;
 
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, on, MethodFilter, MethodRouter};
+use axum::{middleware, Router};
+use carecall_sfu::MediaServer;
+
+use crate::accounts::Accounts;
+use crate::auth;
+use crate::limiter::LoginLimiter;
 use crate::metrics::{render, Snapshot};
+use crate::pages;
 
-/// What the admin routes read from the other planes.
-#[derive(Clone)]
-pub struct AdminState {
-    media: MediaServer,
-    presence: Arc<dyn Fn() -> Vec<MemberOf> + Send + Sync>,
-    metrics_token: Option<Arc<str>>,
-}
-
-type MemberOf = (
+/// Someone present in signalling: room, participant id, role.
+pub type Member = (
     String,
     carecall_sfu::ParticipantId,
     carecall_signalling::Role,
 );
 
+/// What the admin routes read from the other planes, and the admin plane's
+/// own state.
+#[derive(Clone)]
+pub struct AdminState {
+    pub(crate) media: MediaServer,
+    pub(crate) presence: Arc<dyn Fn() -> Vec<Member> + Send + Sync>,
+    pub(crate) accounts: Arc<Accounts>,
+    pub(crate) limiter: Arc<LoginLimiter>,
+    pub(crate) metrics_token: Option<Arc<str>>,
+    pub(crate) secure_cookies: bool,
+}
+
 impl AdminState {
     /// Reads media statistics from `media` and who is present through
-    /// `presence` (signalling's [`carecall_signalling::Presence::members`]). With `metrics_token`,
-    /// `/metrics` wants `Authorization: Bearer <token>`.
+    /// `presence` (signalling's [`carecall_signalling::Presence::members`]);
+    /// signs admins in against `accounts`. With `metrics_token`, `/metrics`
+    /// wants `Authorization: Bearer <token>`. `secure_cookies` marks the
+    /// session cookie `Secure`: set it when the hub is served over HTTPS.
     pub fn new(
         media: MediaServer,
-        presence: impl Fn() -> Vec<MemberOf> + Send + Sync + 'static,
+        presence: impl Fn() -> Vec<Member> + Send + Sync + 'static,
+        accounts: Arc<Accounts>,
         metrics_token: Option<String>,
+        secure_cookies: bool,
     ) -> Self {
         AdminState {
             media,
             presence: Arc::new(presence),
+            accounts,
+            limiter: Arc::default(),
             metrics_token: metrics_token.map(Into::into),
+            secure_cookies,
+        }
+    }
+
+    /// Everyone present and their media statistics, now.
+    pub(crate) async fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            members: (self.presence)(),
+            media: self.media.stats().await,
         }
     }
 }
 
+/// Every route that needs a signed-in admin: method and path. A route added
+/// here is protected; there is no other way to add an admin route.
+pub fn protected_routes() -> Vec<(Method, &'static str)> {
+    protected().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+fn protected() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
+    vec![
+        (Method::GET, "/admin", get(pages::dashboard)),
+        (Method::GET, "/admin/api/session", get(auth::whoami)),
+        (Method::GET, "/admin/api/rooms", get(auth::rooms)),
+        (
+            Method::POST,
+            "/admin/logout",
+            on(MethodFilter::POST, auth::logout),
+        ),
+    ]
+}
+
 /// The admin routes, to merge into the server's router.
 pub fn routes(state: AdminState) -> Router {
+    let mut guarded = Router::new();
+    for (_, path, handler) in protected() {
+        guarded = guarded.route(path, handler);
+    }
+    let guarded = guarded.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_session,
+    ));
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/admin/login", get(pages::login).post(auth::login))
+        .route("/admin/admin.css", get(pages::style))
+        .merge(guarded)
         .with_state(state)
 }
 
@@ -61,11 +119,7 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
                 .into_response();
         }
     }
-    let snapshot = Snapshot {
-        members: (state.presence)(),
-        media: state.media.stats().await,
-    };
-    match render(&snapshot) {
+    match render(&state.snapshot().await) {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "metrics could not be rendered");
@@ -74,18 +128,13 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
     }
 }
 
-/// Whether the request carries `Authorization: Bearer <token>`, compared in
-/// constant time.
+/// Whether the request carries `Authorization: Bearer <token>`.
 fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    let Some(given) = headers
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (given.as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        .is_some_and(|given| auth::same_secret(given, token))
 }
 
 #[cfg(test)]
@@ -113,5 +162,15 @@ mod tests {
             HeaderValue::from_static("Basic s3cret"),
         );
         assert!(!bearer_matches(&h, "s3cret"));
+    }
+
+    #[test]
+    fn every_protected_route_is_listed_once() {
+        let routes = protected_routes();
+        let mut paths: Vec<_> = routes.iter().map(|(m, p)| (m.as_str(), *p)).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), routes.len());
+        assert!(routes.iter().all(|(_, p)| p.starts_with("/admin")));
     }
 }

@@ -6,31 +6,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-
-/// `GET path` over plain HTTP/1.1; returns (status, body).
-pub async fn http_get(base_url: &str, path: &str) -> (u16, String) {
-    let host = base_url.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(host)
-        .await
-        .expect("connect HTTP");
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("HTTP status line");
-    (status, text)
-}
 
 /// Sends `frames` on a fresh signalling socket and returns the error message
 /// the server answered with and the close code it closed with.

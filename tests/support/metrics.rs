@@ -1,6 +1,6 @@
 //! Reading carecall's Prometheus `/metrics` in tests.
 
-use super::abuse::http_get;
+use super::http::get as http_get;
 
 /// The text of `GET /metrics`; fails the test unless it answers 200.
 pub async fn scrape(base_url: &str) -> String {

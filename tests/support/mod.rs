@@ -5,6 +5,7 @@
 pub mod abuse;
 pub mod browser;
 pub mod calls;
+pub mod http;
 pub mod metrics;
 pub mod netlab;
 pub mod peer;
@@ -125,6 +126,24 @@ impl Server {
 
     pub fn ws_url(&self) -> String {
         format!("{}/ws", self.base_url.replacen("http://", "ws://", 1))
+    }
+
+    /// Creates an admin account with `carecall admin add`, the password
+    /// piped on standard input.
+    pub fn add_admin(&self, name: &str, password: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(binary())
+            .args(["admin", "add", name, "--data-dir"])
+            .arg(self.data_dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run carecall admin add");
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{password}").expect("write password");
+        drop(stdin);
+        child.wait_with_output().expect("carecall admin add")
     }
 
     pub fn db_path(&self) -> PathBuf {

@@ -1,0 +1,265 @@
+//! Admin accounts and their sign-in sessions, in the hub's database.
+//!
+//! Passwords are kept as Argon2id hashes (PHC strings, salt and parameters
+//! included). A session is a random 256-bit token held in the browser's
+//! cookie; the database keeps only its SHA-256, so a copy of the database
+//! signs nobody in. Each session has its own CSRF token, which every
+//! state-changing request must echo in a header.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::rand::{SecureRandom, SystemRandom};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::AdminError;
+
+/// How long a sign-in lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// The shortest password accepted: long enough that the rate limit on
+/// sign-ins makes guessing hopeless.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// A signed-in admin, as a request sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSession {
+    /// The account's name.
+    pub name: String,
+    /// What state-changing requests must send in `x-csrf-token`.
+    pub csrf: String,
+}
+
+/// A session just created: the token goes into the cookie, once.
+#[derive(Debug)]
+pub struct NewSession {
+    /// The cookie value.
+    pub token: String,
+    /// Who, and the CSRF token.
+    pub session: AdminSession,
+}
+
+/// The account store.
+pub struct Accounts {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    random: SystemRandom,
+}
+
+impl Accounts {
+    /// Opens the accounts in the database at `path` (created if missing).
+    pub fn open(path: &Path) -> Result<Accounts, AdminError> {
+        Ok(Accounts {
+            conn: Mutex::new(crate::db::open(path)?),
+            path: path.to_owned(),
+            random: SystemRandom::new(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> AdminError {
+        AdminError::Database {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates an account. Refuses a taken name, a name that is not 1-64
+    /// letters, digits, '.', '-' or '_', and a password shorter than
+    /// [`MIN_PASSWORD_LEN`].
+    pub fn add(&self, name: &str, password: &str) -> Result<(), AdminError> {
+        let name_ok = (1..=64).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+        if !name_ok {
+            return Err(AdminError::BadAccount(format!(
+                "account name {name:?}: use 1-64 letters, digits, '.', '-' or '_'"
+            )));
+        }
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(AdminError::BadAccount(format!(
+                "password for {name}: at least {MIN_PASSWORD_LEN} characters"
+            )));
+        }
+        let hash = self.hash(password)?;
+        let inserted = self
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO admin_accounts (name, password_hash, created_at_ms) VALUES (?1, ?2, ?3)",
+                params![name, hash, now_ms()],
+            )
+            .map_err(|e| self.err(e))?;
+        if inserted == 0 {
+            return Err(AdminError::BadAccount(format!(
+                "account {name} exists already"
+            )));
+        }
+        Ok(())
+    }
+
+    fn hash(&self, password: &str) -> Result<String, AdminError> {
+        let mut salt = [0u8; 16];
+        self.random
+            .fill(&mut salt)
+            .map_err(|_| AdminError::Random)?;
+        let salt = SaltString::encode_b64(&salt).map_err(|_| AdminError::Random)?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| AdminError::BadAccount(format!("password could not be hashed: {e}")))
+    }
+
+    /// Checks a password. Takes about as long for an unknown name as for a
+    /// wrong password, so timing does not tell which names exist.
+    pub fn verify(&self, name: &str, password: &str) -> Result<bool, AdminError> {
+        let stored: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT password_hash FROM admin_accounts WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let (hash, known) = match stored {
+            Some(h) => (h, true),
+            None => (self.hash("not an account, only its cost")?, false),
+        };
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| AdminError::BadAccount(format!("stored hash for {name}: {e}")))?;
+        let matches = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        Ok(known && matches)
+    }
+
+    /// Signs `name` in: a new session valid for [`SESSION_TTL`].
+    pub fn create_session(&self, name: &str) -> Result<NewSession, AdminError> {
+        let token = self.random_token()?;
+        let csrf = self.random_token()?;
+        let expires = now_ms() + SESSION_TTL.as_millis() as i64;
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM admin_sessions WHERE expires_at_ms < ?1",
+            [now_ms()],
+        )
+        .map_err(|e| self.err(e))?;
+        conn.execute(
+            "INSERT INTO admin_sessions (token_sha256, name, csrf, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![digest(&token), name, csrf, expires],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(NewSession {
+            token,
+            session: AdminSession {
+                name: name.to_owned(),
+                csrf,
+            },
+        })
+    }
+
+    /// The live session behind a cookie's token, if any.
+    pub fn session(&self, token: &str) -> Result<Option<AdminSession>, AdminError> {
+        self.conn()
+            .query_row(
+                "SELECT name, csrf FROM admin_sessions WHERE token_sha256 = ?1 AND expires_at_ms > ?2",
+                params![digest(token), now_ms()],
+                |r| {
+                    Ok(AdminSession {
+                        name: r.get(0)?,
+                        csrf: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Signs a session out.
+    pub fn end_session(&self, token: &str) -> Result<(), AdminError> {
+        self.conn()
+            .execute(
+                "DELETE FROM admin_sessions WHERE token_sha256 = ?1",
+                [digest(token)],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    fn random_token(&self) -> Result<String, AdminError> {
+        let mut bytes = [0u8; 32];
+        self.random
+            .fill(&mut bytes)
+            .map_err(|_| AdminError::Random)?;
+        Ok(URL_SAFE_NO_PAD.encode(bytes))
+    }
+}
+
+fn digest(token: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Accounts) {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::open(&dir.path().join("carecall.db")).unwrap();
+        (dir, accounts)
+    }
+
+    #[test]
+    fn a_password_verifies_and_nothing_else_does() {
+        let (_dir, a) = store();
+        a.add("hub.admin", "correct horse battery").unwrap();
+        assert!(a.verify("hub.admin", "correct horse battery").unwrap());
+        assert!(!a.verify("hub.admin", "correct horse batterY").unwrap());
+        assert!(!a.verify("nobody", "correct horse battery").unwrap());
+    }
+
+    #[test]
+    fn bad_names_short_passwords_and_duplicates_are_refused() {
+        let (_dir, a) = store();
+        assert!(a.add("hub admin", "correct horse battery").is_err());
+        assert!(a.add("", "correct horse battery").is_err());
+        assert!(a.add("hub", "short").is_err());
+        a.add("hub", "correct horse battery").unwrap();
+        let again = a.add("hub", "another long password").unwrap_err();
+        assert!(again.to_string().contains("exists"), "{again}");
+    }
+
+    #[test]
+    fn sessions_are_found_by_token_only_and_end_on_sign_out() {
+        let (_dir, a) = store();
+        a.add("hub", "correct horse battery").unwrap();
+        let new = a.create_session("hub").unwrap();
+        assert_eq!(a.session(&new.token).unwrap(), Some(new.session.clone()));
+        assert_eq!(a.session("forged").unwrap(), None);
+        let stored: Vec<u8> = a
+            .conn()
+            .query_row("SELECT token_sha256 FROM admin_sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_ne!(stored, new.token.as_bytes(), "only a digest is stored");
+        a.end_session(&new.token).unwrap();
+        assert_eq!(a.session(&new.token).unwrap(), None);
+    }
+}

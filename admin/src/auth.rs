@@ -1,0 +1,251 @@
+//! Signing admins in and out, and the check in front of every admin route.
+//!
+//! The session lives in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` when
+//! the hub is served over HTTPS). Every request other than GET or HEAD must
+//! also carry the session's CSRF token in `x-csrf-token`, which a page of
+//! another site cannot read. Failed sign-ins are limited per client address
+//! and per account name ([`crate::limiter`]).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::accounts::{AdminSession, SESSION_TTL};
+use crate::routes::AdminState;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "carecall_admin";
+
+/// The header that carries the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Compares two secrets without stopping at the first difference.
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// Lets a request through only with a live session (and, unless it only
+/// reads, the session's CSRF token). Pages without a session redirect to the
+/// sign-in page; the API answers 401.
+pub(crate) async fn require_session(
+    State(state): State<AdminState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let session = match cookie_token(request.headers()) {
+        Some(token) => {
+            let accounts = state.accounts.clone();
+            match tokio::task::spawn_blocking(move || accounts.session(&token)).await {
+                Ok(Ok(session)) => session,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "admin session lookup failed");
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "sessions unavailable");
+                }
+                Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "sessions unavailable"),
+            }
+        }
+        None => None,
+    };
+    let reads_only = matches!(*request.method(), Method::GET | Method::HEAD);
+    let Some(session) = session else {
+        let is_page = reads_only && !request.uri().path().starts_with("/admin/api/");
+        return match is_page {
+            true => Redirect::to("/admin/login").into_response(),
+            false => error(StatusCode::UNAUTHORIZED, "sign in first"),
+        };
+    };
+    if !reads_only {
+        let given = request
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !same_secret(given, &session.csrf) {
+            return error(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
+        }
+    }
+    request.extensions_mut().insert(session);
+    next.run(request).await
+}
+
+/// The client's address, as the listener saw it ("unknown" without one,
+/// e.g. in tests that call the router directly).
+pub(crate) struct ClientIp(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".into(), |c| c.0.ip().to_string());
+        Ok(ClientIp(ip))
+    }
+}
+
+/// What the sign-in form posts.
+#[derive(Deserialize)]
+pub(crate) struct Credentials {
+    name: String,
+    password: String,
+}
+
+/// `POST /admin/login`: a session cookie for the right name and password.
+pub(crate) async fn login(
+    State(state): State<AdminState>,
+    ClientIp(ip): ClientIp,
+    Json(creds): Json<Credentials>,
+) -> Response {
+    let name_key = format!("name:{}", creds.name);
+    let keys = [format!("ip:{ip}"), name_key.clone()];
+    if let Some(wait) = state.limiter.locked(&keys, Instant::now()) {
+        tracing::warn!(%ip, name = %creds.name, "admin sign-in refused: too many failures");
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed sign-ins; try again later",
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
+    let accounts = state.accounts.clone();
+    let name = creds.name.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        if !accounts.verify(&name, &creds.password)? {
+            return Ok(None);
+        }
+        accounts.create_session(&name).map(Some)
+    })
+    .await;
+    let new = match checked {
+        Ok(Ok(Some(new))) => new,
+        Ok(Ok(None)) => {
+            state.limiter.failed(&keys, Instant::now());
+            tracing::warn!(%ip, name = %creds.name, "admin sign-in failed");
+            return error(StatusCode::UNAUTHORIZED, "wrong name or password");
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "admin sign-in could not be checked");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "sign-in unavailable");
+        }
+        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "sign-in unavailable"),
+    };
+    state.limiter.succeeded(&name_key);
+    tracing::info!(%ip, name = %new.session.name, "admin signed in");
+    let cookie = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        new.token,
+        SESSION_TTL.as_secs(),
+        if state.secure_cookies { "; Secure" } else { "" }
+    );
+    let body = Json(json!({ "name": new.session.name, "csrf": new.session.csrf }));
+    ([(header::SET_COOKIE, cookie)], body).into_response()
+}
+
+/// `POST /admin/logout`: ends the session and clears the cookie.
+pub(crate) async fn logout(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie_token(&headers) {
+        let accounts = state.accounts.clone();
+        let ended = tokio::task::spawn_blocking(move || accounts.end_session(&token)).await;
+        if !matches!(ended, Ok(Ok(()))) {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "sign-out failed");
+        }
+    }
+    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    (
+        [(header::SET_COOKIE, clear)],
+        Json(json!({ "signed_out": true })),
+    )
+        .into_response()
+}
+
+/// `GET /admin/api/session`: who is signed in, and the CSRF token for the
+/// page's own requests.
+pub(crate) async fn whoami(Extension(session): Extension<AdminSession>) -> Response {
+    Json(json!({ "name": session.name, "csrf": session.csrf })).into_response()
+}
+
+/// `GET /admin/api/rooms`: the live calls, with each participant's media.
+pub(crate) async fn rooms(State(state): State<AdminState>) -> Response {
+    let snapshot = state.snapshot().await;
+    let mut rooms: Vec<&str> = snapshot.members.iter().map(|m| m.0.as_str()).collect();
+    rooms.sort_unstable();
+    rooms.dedup();
+    let body: Vec<_> = rooms
+        .into_iter()
+        .map(|room| {
+            let people: Vec<_> = snapshot
+                .members
+                .iter()
+                .filter(|m| m.0 == room)
+                .map(|(_, id, role)| {
+                    let media = snapshot
+                        .media
+                        .iter()
+                        .find(|s| s.participant == *id && s.room.0 == room);
+                    json!({
+                        "participant": id.to_string(),
+                        "role": role.to_string(),
+                        "receive_kbps": media.map(|s| s.receive_bps / 1000),
+                        "send_kbps": media.map(|s| s.send_bps / 1000),
+                        "rtt_ms": media.and_then(|s| s.rtt).map(|r| r.as_millis() as u64),
+                        "receive_loss": media.map(|s| s.receive_loss),
+                        "packets_lost_to_it": media.map(|s| s.sent_packets_lost),
+                        "transport": media.and_then(|s| s.transport),
+                    })
+                })
+                .collect();
+            json!({ "room": room, "participants": people })
+        })
+        .collect();
+    Json(body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; carecall_admin=abc123; x=y"),
+        );
+        assert_eq!(cookie_token(&h).as_deref(), Some("abc123"));
+        let mut other = HeaderMap::new();
+        other.insert(
+            header::COOKIE,
+            HeaderValue::from_static("carecall_admins=no"),
+        );
+        assert_eq!(cookie_token(&other), None);
+    }
+}

@@ -1,0 +1,24 @@
+//! The admin pages: plain HTML with a little script, compiled into the
+//! binary (no build step). The pages fetch their data from the admin API.
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+
+const LOGIN: &str = include_str!("../client/login.html");
+const DASHBOARD: &str = include_str!("../client/dashboard.html");
+const STYLE: &str = include_str!("../client/admin.css");
+
+/// `GET /admin/login`
+pub(crate) async fn login() -> Html<&'static str> {
+    Html(LOGIN)
+}
+
+/// `GET /admin` (signed in only)
+pub(crate) async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD)
+}
+
+/// `GET /admin/admin.css`
+pub(crate) async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}

@@ -1,0 +1,138 @@
+//! The admin plane's doors, on a real server: every admin route refuses
+//! without a session (the test walks the router's own list, so a new route
+//! cannot be left open), wrong passwords are rate-limited, the session cookie
+//! is HttpOnly and SameSite=Strict, and a state-changing request without the
+//! session's CSRF token is refused.
+
+mod support;
+
+use serde_json::Value;
+use support::http::request;
+use support::Server;
+
+const PASSWORD: &str = "a long hub password";
+
+async fn sign_in(server: &Server, name: &str, password: &str) -> support::http::Reply {
+    let body = serde_json::json!({ "name": name, "password": password }).to_string();
+    request(&server.base_url, "POST", "/admin/login", &[], Some(&body)).await
+}
+
+#[tokio::test]
+async fn every_admin_route_refuses_without_a_session() {
+    let server = Server::start();
+    let routes = carecall_admin::protected_routes();
+    assert!(routes.len() >= 4, "{routes:?}");
+    for (method, path) in &routes {
+        let reply = request(&server.base_url, method.as_str(), path, &[], Some("{}")).await;
+        let refused = match reply.status {
+            401 => true,
+            303 => reply.header("location") == Some("/admin/login"),
+            _ => false,
+        };
+        assert!(refused, "{method} {path} without a session: {reply:?}");
+        // A forged cookie is no better.
+        let forged = [("Cookie", "carecall_admin=forged")];
+        let reply = request(&server.base_url, method.as_str(), path, &forged, Some("{}")).await;
+        assert!(
+            matches!(reply.status, 401 | 303),
+            "{method} {path} with a forged cookie: {reply:?}"
+        );
+    }
+    println!("{} admin routes refuse without a session", routes.len());
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_cookie_and_writes_need_the_csrf_token() {
+    let server = Server::start();
+    let added = server.add_admin("hub.admin", PASSWORD);
+    assert!(added.status.success(), "{added:?}");
+    let twice = server.add_admin("hub.admin", PASSWORD);
+    assert!(!twice.status.success(), "a second account of the same name");
+
+    let reply = sign_in(&server, "hub.admin", PASSWORD).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let cookie = reply.header("set-cookie").expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: not Secure");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let csrf = serde_json::from_str::<Value>(&reply.body).unwrap()["csrf"]
+        .as_str()
+        .expect("csrf token")
+        .to_owned();
+
+    let with_cookie = [("Cookie", session.as_str())];
+    let me = request(
+        &server.base_url,
+        "GET",
+        "/admin/api/session",
+        &with_cookie,
+        None,
+    )
+    .await;
+    assert_eq!(me.status, 200, "{me:?}");
+    assert!(me.body.contains("hub.admin"));
+    let page = request(&server.base_url, "GET", "/admin", &with_cookie, None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Live calls"));
+    let rooms = request(
+        &server.base_url,
+        "GET",
+        "/admin/api/rooms",
+        &with_cookie,
+        None,
+    )
+    .await;
+    assert_eq!((rooms.status, rooms.body.trim()), (200, "[]"));
+
+    // A POST without the CSRF token, or with another, is refused.
+    let out = request(
+        &server.base_url,
+        "POST",
+        "/admin/logout",
+        &with_cookie,
+        None,
+    )
+    .await;
+    assert_eq!(out.status, 403, "{out:?}");
+    let wrong = [("Cookie", session.as_str()), ("x-csrf-token", "guess")];
+    let out = request(&server.base_url, "POST", "/admin/logout", &wrong, None).await;
+    assert_eq!(out.status, 403, "{out:?}");
+    // With it, the session ends.
+    let right = [
+        ("Cookie", session.as_str()),
+        ("x-csrf-token", csrf.as_str()),
+    ];
+    let out = request(&server.base_url, "POST", "/admin/logout", &right, None).await;
+    assert_eq!(out.status, 200, "{out:?}");
+    let me = request(
+        &server.base_url,
+        "GET",
+        "/admin/api/session",
+        &with_cookie,
+        None,
+    )
+    .await;
+    assert_eq!(me.status, 401, "signed out: {me:?}");
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_rate_limited() {
+    let server = Server::start();
+    assert!(server.add_admin("hub.admin", PASSWORD).status.success());
+    for attempt in 1..=5 {
+        let reply = sign_in(&server, "hub.admin", "not the password").await;
+        assert_eq!(reply.status, 401, "attempt {attempt}: {reply:?}");
+    }
+    // The sixth is refused before the password is even checked, and so is
+    // the right password now.
+    let reply = sign_in(&server, "hub.admin", "not the password").await;
+    assert_eq!(reply.status, 429, "{reply:?}");
+    assert!(reply.header("retry-after").is_some());
+    let reply = sign_in(&server, "hub.admin", PASSWORD).await;
+    assert_eq!(reply.status, 429, "locked out for a while: {reply:?}");
+    // An unknown account gets the same answer as a wrong password.
+    let reply = sign_in(&server, "nobody", PASSWORD).await;
+    assert_eq!(reply.status, 429, "same address, still limited: {reply:?}");
+}
