@@ -211,7 +211,10 @@ pub(crate) async fn rooms(State(state): State<AdminState>) -> Response {
                         .media
                         .iter()
                         .find(|s| s.participant == *id && s.room.0 == room);
+                    let (badge, reasons) = media.map(crate::quality::badge).unzip();
                     json!({
+                        "badge": badge,
+                        "reasons": reasons,
                         "participant": id.to_string(),
                         "role": role.to_string(),
                         "receive_kbps": media.map(|s| s.receive_bps / 1000),

@@ -15,6 +15,7 @@ mod db;
 mod limiter;
 pub mod metrics;
 mod pages;
+pub mod quality;
 mod routes;
 
 pub use accounts::{Accounts, AdminSession, NewSession, MIN_PASSWORD_LEN, SESSION_TTL};

@@ -213,6 +213,13 @@ impl ParticipantSeries {
             ),
             (
                 gauge(
+                    "carecall_participant_quality_level",
+                    "The dashboard's badge: 0 green, 1 amber, 2 red (see docs/admin.md).",
+                )?,
+                |s| Some(crate::quality::badge(s).0 as u8 as f64),
+            ),
+            (
+                gauge(
                     "carecall_participant_downlink_estimate_bits_per_second",
                     "Estimated bandwidth to the participant's browser.",
                 )?,

@@ -1,0 +1,112 @@
+//! The admin dashboard in a real browser during a live call: an admin is sent
+//! to the sign-in page, signs in through the form, and finds the call with
+//! both participants, each with a quality badge and live figures.
+//!
+//! With `CARECALL_SCREENSHOT=FILE` the test also saves a screenshot of the
+//! dashboard (the one in the README was made that way).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use support::browser::Driver;
+use support::calls::wait_all_decoding_hd;
+use support::Server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_live_call_with_quality_badges() {
+    let server = Server::start();
+    let added = server.add_admin("hub.admin", "a long hub password");
+    assert!(added.status.success(), "{added:?}");
+    let driver = Driver::start().await;
+    let home = driver.browser().await;
+    home.join(&server.link("consult-5", "home", "Rose Court", "1h"))
+        .await;
+    let clinician = driver.browser().await;
+    clinician
+        .join(&server.link("consult-5", "clinician", "Hub clinician", "1h"))
+        .await;
+    wait_all_decoding_hd(&[&home, &clinician], 1, Duration::from_secs(60)).await;
+    let mut ids = vec![
+        home.participant().await.expect("home joined"),
+        clinician.participant().await.expect("clinician joined"),
+    ];
+    ids.sort();
+
+    let admin = driver.browser().await;
+    let c = &admin.client;
+    c.goto(&format!("{}/admin", server.base_url))
+        .await
+        .expect("open /admin");
+    let url = c.current_url().await.expect("url");
+    assert!(url.path() == "/admin/login", "not sent to sign in: {url}");
+    c.find(Locator::Css("input[name=name]"))
+        .await
+        .expect("name field")
+        .send_keys("hub.admin")
+        .await
+        .expect("type name");
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .expect("password field")
+        .send_keys("a long hub password")
+        .await
+        .expect("type password");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("sign-in button")
+        .click()
+        .await
+        .expect("sign in");
+
+    let rows_script = r#"
+        return [...document.querySelectorAll('section.room[data-room="consult-5"] tr[data-participant]')]
+          .map((tr) => ({
+            participant: tr.dataset.participant,
+            badge: tr.querySelector('.badge').className.replace('badge ', ''),
+            cells: [...tr.querySelectorAll('td')].map((td) => td.textContent),
+          }));
+    "#;
+    let start = Instant::now();
+    let rows = loop {
+        let rows = admin.eval(rows_script).await;
+        let list = rows.as_array().cloned().unwrap_or_default();
+        let badged = list
+            .iter()
+            .all(|r| ["green", "amber", "red"].contains(&r["badge"].as_str().unwrap_or("")));
+        if list.len() == 2 && badged {
+            break list;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the dashboard does not show the call with badges: {rows}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut shown: Vec<String> = rows
+        .iter()
+        .map(|r| r["participant"].as_str().unwrap_or("").to_owned())
+        .collect();
+    shown.sort();
+    assert_eq!(shown, ids, "participants on the dashboard");
+    for r in &rows {
+        println!(
+            "dashboard row: {} {} {}",
+            r["participant"], r["badge"], r["cells"]
+        );
+        // Up and down kbit/s are live figures, not placeholders.
+        let up: f64 = r["cells"][3].as_str().unwrap_or("").parse().unwrap_or(0.0);
+        assert!(up > 0.0, "no upload figure: {r}");
+    }
+    if let Ok(path) = std::env::var("CARECALL_SCREENSHOT") {
+        // Let the charts gather some points first.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let png = c.screenshot().await.expect("screenshot");
+        std::fs::write(&path, png).expect("write screenshot");
+        println!("dashboard screenshot saved to {path}");
+    }
+    admin.close().await;
+    home.close().await;
+    clinician.close().await;
+}
