@@ -12,6 +12,7 @@ mod accounts;
 mod auth;
 mod call_log;
 mod db;
+mod join_times;
 mod limiter;
 pub mod metrics;
 mod pages;

@@ -7,6 +7,8 @@
 //! call and its role; ids are never reused, and series go with the call.
 
 use carecall_sfu::ParticipantStats;
+
+use crate::join_times::JoinTimes;
 use carecall_signalling::Role;
 use prometheus::core::Collector;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
@@ -23,9 +25,13 @@ pub struct Snapshot {
 /// Label names of every per-participant series.
 const WHO: [&str; 3] = ["room", "participant", "role"];
 
-/// Renders `snapshot` in Prometheus' text format.
-pub fn render(snapshot: &Snapshot) -> Result<String, prometheus::Error> {
+/// Renders `snapshot` in Prometheus' text format, with the join-time
+/// histograms.
+pub fn render(snapshot: &Snapshot, join_times: &JoinTimes) -> Result<String, prometheus::Error> {
     let registry = Registry::new();
+    for histogram in join_times.collectors() {
+        registry.register(histogram)?;
+    }
     let build = IntGaugeVec::new(
         Opts::new("carecall_build_info", "The running carecall's version."),
         &["version"],
@@ -311,7 +317,7 @@ mod tests {
             // p3 has left signalling; its media is being torn down.
             media: vec![stats(1, "ward-3"), stats(2, "ward-3"), stats(3, "ward-3")],
         };
-        let text = render(&snapshot).unwrap();
+        let text = render(&snapshot, &JoinTimes::default()).unwrap();
         assert!(text.contains(
             r#"carecall_participant_received_packets_total{participant="p1",role="home",room="ward-3"} 10"#
         ), "{text}");
@@ -326,7 +332,7 @@ mod tests {
 
     #[test]
     fn an_empty_server_still_renders() {
-        let text = render(&Snapshot::default()).unwrap();
+        let text = render(&Snapshot::default(), &JoinTimes::default()).unwrap();
         assert!(text.contains("carecall_rooms 0"));
         assert!(!text.contains("carecall_participant_"));
     }

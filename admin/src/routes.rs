@@ -4,7 +4,7 @@
 //! router is built from that list and the check is one layer over all of it,
 //! and the test suite walks the same list without a session.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -15,6 +15,7 @@ use carecall_sfu::MediaServer;
 
 use crate::accounts::Accounts;
 use crate::auth;
+use crate::join_times::JoinTimes;
 use crate::limiter::LoginLimiter;
 use crate::metrics::{render, Snapshot};
 use crate::pages;
@@ -36,6 +37,7 @@ pub struct AdminState {
     pub(crate) limiter: Arc<LoginLimiter>,
     pub(crate) metrics_token: Option<Arc<str>>,
     pub(crate) secure_cookies: bool,
+    pub(crate) join_times: Arc<Mutex<JoinTimes>>,
 }
 
 impl AdminState {
@@ -58,15 +60,23 @@ impl AdminState {
             limiter: Arc::default(),
             metrics_token: metrics_token.map(Into::into),
             secure_cookies,
+            join_times: Arc::default(),
         }
     }
 
-    /// Everyone present and their media statistics, now.
+    /// Everyone present and their media statistics, now. New join times
+    /// are counted on the way.
     pub(crate) async fn snapshot(&self) -> Snapshot {
-        Snapshot {
+        let snapshot = Snapshot {
             members: (self.presence)(),
             media: self.media.stats().await,
-        }
+        };
+        self.join_times().observe(&snapshot.media);
+        snapshot
+    }
+
+    fn join_times(&self) -> std::sync::MutexGuard<'_, JoinTimes> {
+        self.join_times.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -119,7 +129,9 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
                 .into_response();
         }
     }
-    match render(&state.snapshot().await) {
+    let snapshot = state.snapshot().await;
+    let rendered = render(&snapshot, &state.join_times());
+    match rendered {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "metrics could not be rendered");

@@ -125,7 +125,7 @@ impl Room {
         for c in local_candidates {
             rtc.add_local_candidate(c.clone());
         }
-        let mut participant = Participant::new(id, rtc, self.estimate_bandwidth);
+        let mut participant = Participant::new(id, now, rtc, self.estimate_bandwidth);
         let answer = participant.accept_offer(offer)?;
         for other in &self.participants {
             for publication in &other.publications {

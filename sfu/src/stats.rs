@@ -62,6 +62,12 @@ pub struct ParticipantStats {
     /// For each video this participant receives: whose, and the layer
     /// forwarded now (`None`: paused or not started).
     pub video_layers: Vec<(ParticipantId, Option<Layer>)>,
+    /// From its browser's first offer to media connected (ICE and DTLS).
+    pub connected_after: Option<Duration>,
+    /// From when it first had someone's video to receive (its join, or the
+    /// first camera in the call after it) to the first video forwarded to it
+    /// (a keyframe): the SFU's share of the time to the first picture.
+    pub first_video_after: Option<Duration>,
 }
 
 /// The latest per-stream reports of one participant, kept until asked for.

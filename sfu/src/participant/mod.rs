@@ -132,10 +132,17 @@ pub(crate) struct Participant {
     adaptation: AdaptationStats,
     /// The latest statistics of each stream, for the admin plane.
     counters: MediaCounters,
+    /// When its first offer arrived, and how long until media connected.
+    joined_at: Instant,
+    connected_after: Option<Duration>,
+    /// When it first had someone's video to receive, and how long from then
+    /// until the first video was forwarded to it.
+    video_wanted_since: Option<Instant>,
+    first_video_after: Option<Duration>,
 }
 
 impl Participant {
-    pub fn new(id: ParticipantId, rtc: Rtc, estimate_bandwidth: bool) -> Self {
+    pub fn new(id: ParticipantId, now: Instant, rtc: Rtc, estimate_bandwidth: bool) -> Self {
         Participant {
             id,
             rtc,
@@ -153,6 +160,10 @@ impl Participant {
             video_started: false,
             adaptation: AdaptationStats::default(),
             counters: MediaCounters::default(),
+            joined_at: now,
+            connected_after: None,
+            video_wanted_since: None,
+            first_video_after: None,
         }
     }
 
@@ -243,6 +254,8 @@ impl Participant {
         let mut sub = Subscription::new(origin, mid, kind);
         if kind == MediaKind::Video {
             sub.view_height = self.views.get(origin);
+            let now = self.clock.unwrap_or(self.joined_at).max(self.joined_at);
+            self.video_wanted_since.get_or_insert(now);
         }
         self.subscriptions.push(sub);
     }
@@ -314,6 +327,9 @@ impl Participant {
             Event::Connected => {
                 tracing::debug!(participant = %self.id, "media connected");
                 self.connected = true;
+                let now = self.clock.unwrap_or(self.joined_at);
+                self.connected_after
+                    .get_or_insert(now.saturating_duration_since(self.joined_at));
                 // Subscriptions negotiated before the transport came up got no
                 // usable keyframe yet: ask for one now.
                 let wanted =
@@ -541,6 +557,11 @@ impl Participant {
             }
             tracing::debug!(participant = %self.id, %origin, from = ?sub.forwarding, to = %layer, "layer switched");
             sub.forwarding = Some(layer);
+            if !self.video_started && sub.kind == MediaKind::Video {
+                let since = self.video_wanted_since.unwrap_or(self.joined_at);
+                let after = packet.timestamp.saturating_duration_since(since);
+                self.first_video_after = Some(after);
+            }
             self.video_started |= sub.kind == MediaKind::Video;
             sub.rewriter.start_source(
                 *packet.seq_no,
@@ -633,6 +654,8 @@ impl Participant {
             participant: self.id,
             room: room.clone(),
             adaptation: self.adaptation(),
+            connected_after: self.connected_after,
+            first_video_after: self.first_video_after,
             video_layers: self
                 .subscriptions
                 .iter()
