@@ -25,6 +25,9 @@ pub struct Config {
     /// Bearer token that `GET /metrics` requires; none: open to whoever
     /// reaches the HTTP address. `CARECALL_METRICS_TOKEN`.
     pub metrics_token: Option<String>,
+    /// The hub's time zone (IANA name), for local times and the out-of-hours
+    /// flag in the call history. `CARECALL_TIMEZONE`.
+    pub timezone: String,
     /// The media plane.
     pub media: MediaSection,
 }
@@ -55,6 +58,7 @@ impl Default for Config {
             data_dir: PathBuf::from("carecall-data"),
             link_secret: None,
             metrics_token: None,
+            timezone: "Europe/London".into(),
             media: MediaSection::default(),
         }
     }
@@ -102,6 +106,9 @@ impl Config {
         }
         if let Some(v) = var("CARECALL_METRICS_TOKEN") {
             self.metrics_token = Some(v).filter(|t| !t.is_empty());
+        }
+        if let Some(v) = var("CARECALL_TIMEZONE") {
+            self.timezone = v;
         }
         if let Some(v) = var("CARECALL_MEDIA_PORT") {
             self.media.port = v.parse().context("CARECALL_MEDIA_PORT")?;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use carecall_admin::{Accounts, AdminState, CallLog};
+use carecall_admin::{Accounts, AdminOptions, AdminState, CallLog};
 use carecall_sfu::{default_announce_addrs, MediaConfig, MediaServer};
 use carecall_signalling::{AppState, CallEvent, LinkSigner, Role};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -15,6 +15,9 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     let database = config.data_dir.join("carecall.db");
     let call_log = CallLog::open(&database)?;
     let accounts = std::sync::Arc::new(Accounts::open(&database)?);
+    let history = CallLog::open(&database)?;
+    let zone = jiff::tz::TimeZone::get(&config.timezone)
+        .with_context(|| format!("timezone {:?}: not a known time zone", config.timezone))?;
     let stale = call_log.close_stale_sessions()?;
     if stale > 0 {
         tracing::info!(
@@ -63,8 +66,12 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
             media,
             move || presence.presence().members(),
             accounts,
-            config.metrics_token.clone(),
-            config.base_url().starts_with("https://"),
+            history,
+            AdminOptions {
+                metrics_token: config.metrics_token.clone(),
+                secure_cookies: config.base_url().starts_with("https://"),
+                zone,
+            },
         );
         let app = carecall_signalling::app(state).merge(carecall_admin::routes(admin));
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

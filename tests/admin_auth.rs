@@ -7,15 +7,11 @@
 mod support;
 
 use serde_json::Value;
+use support::admin::sign_in;
 use support::http::request;
 use support::Server;
 
 const PASSWORD: &str = "a long hub password";
-
-async fn sign_in(server: &Server, name: &str, password: &str) -> support::http::Reply {
-    let body = serde_json::json!({ "name": name, "password": password }).to_string();
-    request(&server.base_url, "POST", "/admin/login", &[], Some(&body)).await
-}
 
 #[tokio::test]
 async fn every_admin_route_refuses_without_a_session() {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::AdminError;
 
@@ -20,6 +20,28 @@ pub struct ParticipantSession {
     pub joined_at_ms: i64,
     /// Leave time, if they have left.
     pub left_at_ms: Option<i64>,
+}
+
+/// One call: a room from its first join to its last leave. Counts are of
+/// participant sessions: someone who rejoins counts again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// The call's number.
+    pub id: i64,
+    /// Room name.
+    pub room: String,
+    /// First join, ms since the Unix epoch.
+    pub started_at_ms: i64,
+    /// Last leave; `None` while the call runs.
+    pub ended_at_ms: Option<i64>,
+    /// Sessions by role.
+    pub homes: u32,
+    /// See `homes`.
+    pub clinicians: u32,
+    /// See `homes`.
+    pub specialists: u32,
+    /// See `homes`.
+    pub observers: u32,
 }
 
 /// The SQLite-backed call log.
@@ -45,14 +67,26 @@ impl CallLog {
     }
 
     /// Closes sessions left open by a crash or restart: they ended when the
-    /// process did. The server calls this once at start-up, before any call.
+    /// process did. Their calls end at their last known moment. The server
+    /// calls this once at start-up, before any call.
     pub fn close_stale_sessions(&self) -> Result<usize, AdminError> {
-        self.conn
+        let closed = self
+            .conn
             .execute(
                 "UPDATE participant_sessions SET left_at_ms = joined_at_ms WHERE left_at_ms IS NULL",
                 [],
             )
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute(
+                "UPDATE calls SET ended_at_ms = COALESCE(
+                    (SELECT MAX(COALESCE(left_at_ms, joined_at_ms)) FROM participant_sessions
+                     WHERE call_id = calls.id), started_at_ms)
+                 WHERE ended_at_ms IS NULL",
+                [],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(closed)
     }
 
     fn err(&self, source: rusqlite::Error) -> AdminError {
@@ -62,7 +96,7 @@ impl CallLog {
         }
     }
 
-    /// Records a join.
+    /// Records a join; the first join to an empty room starts a call.
     pub fn joined(
         &self,
         room: &str,
@@ -70,24 +104,83 @@ impl CallLog {
         role: &str,
         at: SystemTime,
     ) -> Result<(), AdminError> {
+        let open: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM calls WHERE room = ?1 AND ended_at_ms IS NULL",
+                [room],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let call = match open {
+            Some(id) => id,
+            None => {
+                self.conn
+                    .execute(
+                        "INSERT INTO calls (room, started_at_ms) VALUES (?1, ?2)",
+                        params![room, ms(at)],
+                    )
+                    .map_err(|e| self.err(e))?;
+                self.conn.last_insert_rowid()
+            }
+        };
         self.conn
             .execute(
-                "INSERT INTO participant_sessions (room, participant, role, joined_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![room, participant, role, ms(at)],
+                "INSERT INTO participant_sessions (room, participant, role, joined_at_ms, call_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![room, participant, role, ms(at), call],
             )
             .map(drop)
             .map_err(|e| self.err(e))
     }
 
-    /// Records a leave.
+    /// Records a leave; the last leave ends the call.
     pub fn left(&self, room: &str, participant: &str, at: SystemTime) -> Result<(), AdminError> {
         self.conn
             .execute(
                 "UPDATE participant_sessions SET left_at_ms = ?3 WHERE room = ?1 AND participant = ?2 AND left_at_ms IS NULL",
                 params![room, participant, ms(at)],
             )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute(
+                "UPDATE calls SET ended_at_ms = ?2 WHERE room = ?1 AND ended_at_ms IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM participant_sessions
+                                 WHERE call_id = calls.id AND left_at_ms IS NULL)",
+                params![room, ms(at)],
+            )
             .map(drop)
             .map_err(|e| self.err(e))
+    }
+
+    /// Every call, oldest first, with who took part by role.
+    pub fn calls(&self) -> Result<Vec<CallRecord>, AdminError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT c.id, c.room, c.started_at_ms, c.ended_at_ms,
+                        SUM(s.role = 'home'), SUM(s.role = 'clinician'),
+                        SUM(s.role = 'specialist'), SUM(s.role = 'observer')
+                 FROM calls c LEFT JOIN participant_sessions s ON s.call_id = c.id
+                 GROUP BY c.id ORDER BY c.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let count = |i| r.get::<_, Option<u32>>(i).map(Option::unwrap_or_default);
+                Ok(CallRecord {
+                    id: r.get(0)?,
+                    room: r.get(1)?,
+                    started_at_ms: r.get(2)?,
+                    ended_at_ms: r.get(3)?,
+                    homes: count(4)?,
+                    clinicians: count(5)?,
+                    specialists: count(6)?,
+                    observers: count(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Every session, oldest first.
@@ -141,5 +234,39 @@ mod tests {
         // p2 was still in the call when the process stopped: closed at reopen.
         assert_eq!(s[1].left_at_ms, Some(1_700_000_000_000));
         assert_eq!(s[1].role, "clinician");
+        // Both were one call, closed at its last known moment.
+        let calls = log.calls().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!((calls[0].homes, calls[0].clinicians), (1, 1));
+        assert_eq!(calls[0].ended_at_ms, Some(1_700_000_600_000));
+    }
+
+    #[test]
+    fn a_call_runs_from_the_first_join_to_the_last_leave() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CallLog::open(&dir.path().join("carecall.db")).unwrap();
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);
+        log.joined("ward-7", "p1", "home", t(0)).unwrap();
+        log.joined("ward-7", "p2", "clinician", t(60)).unwrap();
+        log.joined("ward-9", "p3", "home", t(90)).unwrap();
+        log.left("ward-7", "p1", t(300)).unwrap();
+        assert_eq!(log.calls().unwrap()[0].ended_at_ms, None, "p2 still in");
+        log.left("ward-7", "p2", t(600)).unwrap();
+        // The room again, later: a new call.
+        log.joined("ward-7", "p4", "home", t(3600)).unwrap();
+        let calls = log.calls().unwrap();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[0].room, "ward-7");
+        assert_eq!(calls[0].started_at_ms, 1_700_000_000_000);
+        assert_eq!(calls[0].ended_at_ms, Some(1_700_000_600_000));
+        assert_eq!((calls[0].homes, calls[0].clinicians), (1, 1));
+        assert_eq!(
+            (calls[1].room.as_str(), calls[1].ended_at_ms),
+            ("ward-9", None)
+        );
+        assert_eq!(
+            (calls[2].started_at_ms, calls[2].homes),
+            (1_700_003_600_000, 1)
+        );
     }
 }

@@ -30,6 +30,15 @@ const MIGRATIONS: &[&str] = &[
         csrf TEXT NOT NULL,
         expires_at_ms INTEGER NOT NULL
     );",
+    // A call: a room from its first join to its last leave.
+    "CREATE TABLE calls (
+        id INTEGER PRIMARY KEY,
+        room TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        ended_at_ms INTEGER
+    );
+    CREATE INDEX calls_open ON calls (room, ended_at_ms);
+    ALTER TABLE participant_sessions ADD COLUMN call_id INTEGER REFERENCES calls (id);",
 ];
 
 /// Opens the database at `path`, creating and migrating it as needed.

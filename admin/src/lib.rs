@@ -12,6 +12,7 @@ mod accounts;
 mod auth;
 mod call_log;
 mod db;
+pub mod history;
 mod join_times;
 mod limiter;
 pub mod metrics;
@@ -20,8 +21,8 @@ pub mod quality;
 mod routes;
 
 pub use accounts::{Accounts, AdminSession, NewSession, MIN_PASSWORD_LEN, SESSION_TTL};
-pub use call_log::{CallLog, ParticipantSession};
-pub use routes::{protected_routes, routes, AdminState};
+pub use call_log::{CallLog, CallRecord, ParticipantSession};
+pub use routes::{protected_routes, routes, AdminOptions, AdminState};
 
 /// What can go wrong in the admin plane.
 #[derive(Debug, thiserror::Error)]

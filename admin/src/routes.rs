@@ -15,6 +15,8 @@ use carecall_sfu::MediaServer;
 
 use crate::accounts::Accounts;
 use crate::auth;
+use crate::call_log::CallLog;
+use crate::history;
 use crate::join_times::JoinTimes;
 use crate::limiter::LoginLimiter;
 use crate::metrics::{render, Snapshot};
@@ -38,29 +40,42 @@ pub struct AdminState {
     pub(crate) metrics_token: Option<Arc<str>>,
     pub(crate) secure_cookies: bool,
     pub(crate) join_times: Arc<Mutex<JoinTimes>>,
+    pub(crate) history: Arc<Mutex<CallLog>>,
+    pub(crate) zone: jiff::tz::TimeZone,
+}
+
+/// How the admin plane is set up.
+pub struct AdminOptions {
+    /// `/metrics` wants `Authorization: Bearer <token>` when set.
+    pub metrics_token: Option<String>,
+    /// Mark the session cookie `Secure`: the hub is served over HTTPS.
+    pub secure_cookies: bool,
+    /// The hub's time zone, for local times and out-of-hours in the history.
+    pub zone: jiff::tz::TimeZone,
 }
 
 impl AdminState {
     /// Reads media statistics from `media` and who is present through
     /// `presence` (signalling's [`carecall_signalling::Presence::members`]);
-    /// signs admins in against `accounts`. With `metrics_token`, `/metrics`
-    /// wants `Authorization: Bearer <token>`. `secure_cookies` marks the
-    /// session cookie `Secure`: set it when the hub is served over HTTPS.
+    /// signs admins in against `accounts`; reads the call history from
+    /// `history` (its own connection to the database).
     pub fn new(
         media: MediaServer,
         presence: impl Fn() -> Vec<Member> + Send + Sync + 'static,
         accounts: Arc<Accounts>,
-        metrics_token: Option<String>,
-        secure_cookies: bool,
+        history: CallLog,
+        options: AdminOptions,
     ) -> Self {
         AdminState {
             media,
             presence: Arc::new(presence),
             accounts,
             limiter: Arc::default(),
-            metrics_token: metrics_token.map(Into::into),
-            secure_cookies,
+            metrics_token: options.metrics_token.map(Into::into),
+            secure_cookies: options.secure_cookies,
             join_times: Arc::default(),
+            history: Arc::new(Mutex::new(history)),
+            zone: options.zone,
         }
     }
 
@@ -91,6 +106,7 @@ fn protected() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
         (Method::GET, "/admin", get(pages::dashboard)),
         (Method::GET, "/admin/api/session", get(auth::whoami)),
         (Method::GET, "/admin/api/rooms", get(auth::rooms)),
+        (Method::GET, "/admin/api/calls.csv", get(history::export)),
         (
             Method::POST,
             "/admin/logout",

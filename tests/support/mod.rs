@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod abuse;
+pub mod admin;
 pub mod browser;
 pub mod calls;
 pub mod http;

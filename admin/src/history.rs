@@ -1,0 +1,198 @@
+//! Call history for commissioners and admins: one CSV row per call, with
+//! local times and the out-of-hours flag, from the call log.
+//!
+//! In hours are Monday to Friday, 08:00 to 18:30, in the hub's time zone
+//! (the NHS core hours for general practice); everything else is out of
+//! hours. Bank holidays are not known yet: they count as in hours.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jiff::civil::Weekday;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+use crate::call_log::CallRecord;
+use crate::routes::AdminState;
+
+/// The CSV columns, in order (documented in `docs/admin.md`).
+pub const CSV_COLUMNS: [&str; 11] = [
+    "call_id",
+    "room",
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+    "participants",
+    "homes",
+    "clinicians",
+    "specialists",
+    "observers",
+    "out_of_hours",
+];
+
+/// Whether a call that started at `ms` (since the epoch) started out of
+/// hours in `zone`.
+pub fn out_of_hours(ms: i64, zone: &TimeZone) -> bool {
+    let Ok(t) = Timestamp::from_millisecond(ms) else {
+        return false;
+    };
+    let local = t.to_zoned(zone.clone());
+    let weekend = matches!(local.weekday(), Weekday::Saturday | Weekday::Sunday);
+    let minute = i32::from(local.hour()) * 60 + i32::from(local.minute());
+    weekend || !(8 * 60..18 * 60 + 30).contains(&minute)
+}
+
+fn local_time(ms: i64, zone: &TimeZone) -> String {
+    Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.to_zoned(zone.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /admin/api/calls.csv`: every call, as a download.
+pub(crate) async fn export(State(state): State<AdminState>) -> Response {
+    let history = state.history.clone();
+    let calls = tokio::task::spawn_blocking(move || {
+        history.lock().unwrap_or_else(|e| e.into_inner()).calls()
+    })
+    .await;
+    match calls {
+        Ok(Ok(calls)) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"carecall-calls.csv\"",
+                ),
+            ],
+            calls_csv(&calls, &state.zone),
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "call history could not be read");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "call history unavailable\n",
+            )
+                .into_response()
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "call history unavailable\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Quotes a field if it holds a comma, quote or line break.
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The calls as CSV, a header line first. A call still running has no end
+/// and no duration.
+pub fn calls_csv(calls: &[CallRecord], zone: &TimeZone) -> String {
+    let mut out = CSV_COLUMNS.join(",");
+    out.push_str("\r\n");
+    for c in calls {
+        let participants = c.homes + c.clinicians + c.specialists + c.observers;
+        let row = [
+            c.id.to_string(),
+            field(&c.room),
+            local_time(c.started_at_ms, zone),
+            c.ended_at_ms
+                .map(|t| local_time(t, zone))
+                .unwrap_or_default(),
+            c.ended_at_ms
+                .map(|t| ((t - c.started_at_ms).max(0) / 1000).to_string())
+                .unwrap_or_default(),
+            participants.to_string(),
+            c.homes.to_string(),
+            c.clinicians.to_string(),
+            c.specialists.to_string(),
+            c.observers.to_string(),
+            if out_of_hours(c.started_at_ms, zone) {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
+        ];
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn london() -> TimeZone {
+        TimeZone::get("Europe/London").unwrap()
+    }
+
+    fn ms(rfc3339: &str) -> i64 {
+        rfc3339.parse::<Timestamp>().unwrap().as_millisecond()
+    }
+
+    #[test]
+    fn in_hours_are_weekdays_from_8_to_half_past_6_local_time() {
+        let z = london();
+        // Monday 23 November 2026 (GMT).
+        assert!(!out_of_hours(ms("2026-11-23T09:00:00Z"), &z));
+        assert!(out_of_hours(ms("2026-11-23T07:59:00Z"), &z));
+        assert!(!out_of_hours(ms("2026-11-23T18:29:00Z"), &z));
+        assert!(out_of_hours(ms("2026-11-23T18:30:00Z"), &z));
+        // Saturday.
+        assert!(out_of_hours(ms("2026-11-21T11:00:00Z"), &z));
+        // Monday 6 July 2026, summer time: 07:30 UTC is 08:30 in London.
+        assert!(!out_of_hours(ms("2026-07-06T07:30:00Z"), &z));
+        assert!(out_of_hours(ms("2026-07-06T17:45:00Z"), &z));
+    }
+
+    #[test]
+    fn one_row_per_call_with_local_times() {
+        let calls = [
+            CallRecord {
+                id: 1,
+                room: "ward-7".into(),
+                started_at_ms: ms("2026-07-06T09:00:00Z"),
+                ended_at_ms: Some(ms("2026-07-06T09:12:30Z")),
+                homes: 1,
+                clinicians: 1,
+                specialists: 1,
+                observers: 0,
+            },
+            CallRecord {
+                id: 2,
+                room: "odd,name".into(),
+                started_at_ms: ms("2026-07-04T22:00:00Z"),
+                ended_at_ms: None,
+                homes: 1,
+                clinicians: 0,
+                specialists: 0,
+                observers: 0,
+            },
+        ];
+        let csv = calls_csv(&calls, &london());
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], CSV_COLUMNS.join(","));
+        assert_eq!(
+            lines[1],
+            "1,ward-7,2026-07-06T10:00:00+01:00,2026-07-06T10:12:30+01:00,750,3,1,1,1,0,no"
+        );
+        assert_eq!(
+            lines[2],
+            "2,\"odd,name\",2026-07-04T23:00:00+01:00,,,1,1,0,0,0,yes"
+        );
+        assert_eq!(lines.len(), 3);
+    }
+}

@@ -1,0 +1,21 @@
+//! Signing in to the admin plane of a test server.
+
+use super::http::{request, Reply};
+use super::Server;
+
+/// Posts a sign-in; returns the reply as it came.
+pub async fn sign_in(server: &Server, name: &str, password: &str) -> Reply {
+    let body = serde_json::json!({ "name": name, "password": password }).to_string();
+    request(&server.base_url, "POST", "/admin/login", &[], Some(&body)).await
+}
+
+/// Creates an account and signs in; returns the `Cookie` header value.
+pub async fn session_cookie(server: &Server) -> String {
+    let password = "a long hub password";
+    let added = server.add_admin("hub.admin", password);
+    assert!(added.status.success(), "{added:?}");
+    let reply = sign_in(server, "hub.admin", password).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let cookie = reply.header("set-cookie").expect("session cookie");
+    cookie.split(';').next().unwrap_or_default().to_owned()
+}
