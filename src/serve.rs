@@ -60,7 +60,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         config.http_addr = listener.local_addr()?;
         let signer = LinkSigner::new(&secret);
         print_banner(&config, &signer, &media)?;
-        let state = AppState::new(signer, media.clone(), Some(events_tx));
+        let state = AppState::new(signer.clone(), media.clone(), Some(events_tx));
         let presence = state.clone();
         let admin = AdminState::new(
             media,
@@ -71,6 +71,8 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 metrics_token: config.metrics_token.clone(),
                 secure_cookies: config.base_url().starts_with("https://"),
                 zone,
+                signer,
+                base_url: config.base_url(),
             },
         );
         let app = carecall_signalling::app(state).merge(carecall_admin::routes(admin));

@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::Value;
-use support::admin::sign_in;
+use support::admin::{session, sign_in};
 use support::http::request;
 use support::Server;
 
@@ -131,4 +131,49 @@ async fn wrong_passwords_are_rate_limited() {
     // An unknown account gets the same answer as a wrong password.
     let reply = sign_in(&server, "nobody", PASSWORD).await;
     assert_eq!(reply.status, 429, "same address, still limited: {reply:?}");
+}
+
+#[tokio::test]
+async fn a_link_made_on_the_dashboard_opens_the_join_page() {
+    let server = Server::start();
+    let (cookie, csrf) = session(&server).await;
+    let ask = |hours: u64| {
+        serde_json::json!({"room": "ward-4", "role": "home", "name": "Rose Court", "hours": hours})
+            .to_string()
+    };
+    let no_csrf = [("Cookie", cookie.as_str())];
+    let reply = request(
+        &server.base_url,
+        "POST",
+        "/admin/api/links",
+        &no_csrf,
+        Some(&ask(2)),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "without the CSRF token: {reply:?}");
+    let headers = [("Cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let reply = request(
+        &server.base_url,
+        "POST",
+        "/admin/api/links",
+        &headers,
+        Some(&ask(0)),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "a link that lasts no time: {reply:?}");
+    let reply = request(
+        &server.base_url,
+        "POST",
+        "/admin/api/links",
+        &headers,
+        Some(&ask(2)),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    let link = body["link"].as_str().expect("a link");
+    let path = link.strip_prefix(&server.base_url).expect("on this hub");
+    assert!(path.starts_with("/join?t="), "{link}");
+    let page = request(&server.base_url, "GET", path, &[], None).await;
+    assert_eq!(page.status, 200, "the link opens the join page: {page:?}");
 }

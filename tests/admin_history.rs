@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use support::admin::session_cookie;
+use support::admin::session;
 use support::http::request;
 use support::{token_of, Server};
 use tokio_tungstenite::tungstenite::Message;
@@ -35,7 +35,7 @@ async fn join(server: &Server, room: &str, role: &str) -> Socket {
 #[tokio::test]
 async fn the_csv_export_has_one_row_per_call() {
     let server = Server::start();
-    let cookie = session_cookie(&server).await;
+    let (cookie, _) = session(&server).await;
 
     let home = join(&server, "ward-1", "home").await;
     let clinician = join(&server, "ward-1", "clinician").await;

@@ -15,6 +15,7 @@ mod db;
 pub mod history;
 mod join_times;
 mod limiter;
+mod links;
 pub mod metrics;
 mod pages;
 pub mod quality;

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, on, MethodFilter, MethodRouter};
+use axum::routing::{get, on, post, MethodFilter, MethodRouter};
 use axum::{middleware, Router};
 use carecall_sfu::MediaServer;
+use carecall_signalling::LinkSigner;
 
 use crate::accounts::Accounts;
 use crate::auth;
@@ -19,6 +20,7 @@ use crate::call_log::CallLog;
 use crate::history;
 use crate::join_times::JoinTimes;
 use crate::limiter::LoginLimiter;
+use crate::links;
 use crate::metrics::{render, Snapshot};
 use crate::pages;
 
@@ -42,6 +44,8 @@ pub struct AdminState {
     pub(crate) join_times: Arc<Mutex<JoinTimes>>,
     pub(crate) history: Arc<Mutex<CallLog>>,
     pub(crate) zone: jiff::tz::TimeZone,
+    pub(crate) signer: LinkSigner,
+    pub(crate) base_url: Arc<str>,
 }
 
 /// How the admin plane is set up.
@@ -52,6 +56,10 @@ pub struct AdminOptions {
     pub secure_cookies: bool,
     /// The hub's time zone, for local times and out-of-hours in the history.
     pub zone: jiff::tz::TimeZone,
+    /// Signs the join links made on the dashboard.
+    pub signer: LinkSigner,
+    /// The base URL of join links.
+    pub base_url: String,
 }
 
 impl AdminState {
@@ -76,6 +84,8 @@ impl AdminState {
             join_times: Arc::default(),
             history: Arc::new(Mutex::new(history)),
             zone: options.zone,
+            signer: options.signer,
+            base_url: options.base_url.into(),
         }
     }
 
@@ -107,6 +117,7 @@ fn protected() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
         (Method::GET, "/admin/api/session", get(auth::whoami)),
         (Method::GET, "/admin/api/rooms", get(auth::rooms)),
         (Method::GET, "/admin/api/calls.csv", get(history::export)),
+        (Method::POST, "/admin/api/links", post(links::create)),
         (
             Method::POST,
             "/admin/logout",

@@ -98,6 +98,7 @@ impl TokenError {
 }
 
 /// Signs and checks join tokens with the hub's link secret.
+#[derive(Clone)]
 pub struct LinkSigner {
     key: hmac::Key,
 }

@@ -9,13 +9,17 @@ pub async fn sign_in(server: &Server, name: &str, password: &str) -> Reply {
     request(&server.base_url, "POST", "/admin/login", &[], Some(&body)).await
 }
 
-/// Creates an account and signs in; returns the `Cookie` header value.
-pub async fn session_cookie(server: &Server) -> String {
+/// Creates an account and signs in; returns the `Cookie` header value and
+/// the session's CSRF token.
+pub async fn session(server: &Server) -> (String, String) {
     let password = "a long hub password";
     let added = server.add_admin("hub.admin", password);
     assert!(added.status.success(), "{added:?}");
     let reply = sign_in(server, "hub.admin", password).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let cookie = reply.header("set-cookie").expect("session cookie");
-    cookie.split(';').next().unwrap_or_default().to_owned()
+    let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
+    let body: serde_json::Value = serde_json::from_str(&reply.body).expect("JSON");
+    let csrf = body["csrf"].as_str().expect("csrf token").to_owned();
+    (cookie, csrf)
 }

@@ -1,0 +1,58 @@
+//! Join links made from the dashboard: the same signed, expiring links as
+//! `carecall link`, for an admin who has no shell on the hub machine.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use carecall_signalling::{JoinClaims, Role};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::accounts::AdminSession;
+use crate::routes::AdminState;
+
+/// The longest a dashboard link lasts: a week.
+pub const MAX_LINK_HOURS: u64 = 7 * 24;
+
+/// What the dashboard's form posts.
+#[derive(Deserialize)]
+pub(crate) struct LinkRequest {
+    room: String,
+    role: Role,
+    name: Option<String>,
+    hours: u64,
+}
+
+/// `POST /admin/api/links`: a signed join link.
+pub(crate) async fn create(
+    State(state): State<AdminState>,
+    Extension(admin): Extension<AdminSession>,
+    Json(req): Json<LinkRequest>,
+) -> Response {
+    let refuse =
+        |why: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": why }))).into_response();
+    if !(1..=MAX_LINK_HOURS).contains(&req.hours) {
+        return refuse(format!("a link lasts 1 to {MAX_LINK_HOURS} hours"));
+    }
+    let name = req
+        .name
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| req.role.to_string());
+    let expires = carecall_signalling::token::unix_now() + req.hours * 3600;
+    let claims = JoinClaims {
+        room: req.room.clone(),
+        role: req.role,
+        name,
+        exp: expires,
+    };
+    match state.signer.sign(&claims) {
+        Ok(token) => {
+            tracing::info!(admin = %admin.name, room = %req.room, role = %req.role, hours = req.hours, "join link made");
+            let link = format!("{}/join?t={token}", state.base_url);
+            Json(json!({ "link": link, "expires_unix": expires })).into_response()
+        }
+        Err(e) => refuse(format!("cannot make that link: {e}")),
+    }
+}
