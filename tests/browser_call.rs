@@ -250,12 +250,8 @@ async fn media_metrics_show_everyone(server: &Server, ids: &[String]) {
     assert!(text.contains("carecall_rooms 1"), "{text}");
     // Everyone's join and first video were counted once.
     for name in ["carecall_join_seconds", "carecall_first_video_seconds"] {
-        let value = |suffix: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}_{suffix} ")))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
+        let value =
+            |suffix: &str| metrics::value(&text, &format!("{name}_{suffix}")).unwrap_or(0.0);
         let (count, sum) = (value("count"), value("sum"));
         assert_eq!(count, ids.len() as f64, "{name}_count\n{text}");
         println!(

@@ -62,10 +62,7 @@ impl Accounts {
     }
 
     fn err(&self, source: rusqlite::Error) -> AdminError {
-        AdminError::Database {
-            path: self.path.display().to_string(),
-            source,
-        }
+        AdminError::database(&self.path, source)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

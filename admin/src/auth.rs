@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::accounts::{AdminSession, SESSION_TTL};
+use crate::blocking;
 use crate::routes::AdminState;
 
 /// The session cookie's name.
@@ -58,13 +59,12 @@ pub(crate) async fn require_session(
     let session = match cookie_token(request.headers()) {
         Some(token) => {
             let accounts = state.accounts.clone();
-            match tokio::task::spawn_blocking(move || accounts.session(&token)).await {
-                Ok(Ok(session)) => session,
-                Ok(Err(e)) => {
+            match blocking(move || accounts.session(&token)).await {
+                Ok(session) => session,
+                Err(e) => {
                     tracing::error!(error = %e, "admin session lookup failed");
                     return error(StatusCode::SERVICE_UNAVAILABLE, "sessions unavailable");
                 }
-                Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "sessions unavailable"),
             }
         }
         None => None,
@@ -138,7 +138,7 @@ pub(crate) async fn login(
     }
     let accounts = state.accounts.clone();
     let name = creds.name.clone();
-    let checked = tokio::task::spawn_blocking(move || {
+    let checked = blocking(move || {
         if !accounts.verify(&name, &creds.password)? {
             return Ok(None);
         }
@@ -146,17 +146,16 @@ pub(crate) async fn login(
     })
     .await;
     let new = match checked {
-        Ok(Ok(Some(new))) => new,
-        Ok(Ok(None)) => {
+        Ok(Some(new)) => new,
+        Ok(None) => {
             state.limiter.failed(&keys, Instant::now());
             tracing::warn!(%ip, name = %creds.name, "admin sign-in failed");
             return error(StatusCode::UNAUTHORIZED, "wrong name or password");
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::error!(error = %e, "admin sign-in could not be checked");
             return error(StatusCode::SERVICE_UNAVAILABLE, "sign-in unavailable");
         }
-        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "sign-in unavailable"),
     };
     state.limiter.succeeded(&name_key);
     tracing::info!(%ip, name = %new.session.name, "admin signed in");
@@ -174,8 +173,8 @@ pub(crate) async fn login(
 pub(crate) async fn logout(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     if let Some(token) = cookie_token(&headers) {
         let accounts = state.accounts.clone();
-        let ended = tokio::task::spawn_blocking(move || accounts.end_session(&token)).await;
-        if !matches!(ended, Ok(Ok(()))) {
+        if let Err(e) = blocking(move || accounts.end_session(&token)).await {
+            tracing::error!(error = %e, "admin sign-out failed");
             return error(StatusCode::SERVICE_UNAVAILABLE, "sign-out failed");
         }
     }
@@ -196,10 +195,8 @@ pub(crate) async fn whoami(Extension(session): Extension<AdminSession>) -> Respo
 /// `GET /admin/api/rooms`: the live calls, with each participant's media.
 pub(crate) async fn rooms(State(state): State<AdminState>) -> Response {
     let snapshot = state.snapshot().await;
-    let mut rooms: Vec<&str> = snapshot.members.iter().map(|m| m.0.as_str()).collect();
-    rooms.sort_unstable();
-    rooms.dedup();
-    let body: Vec<_> = rooms
+    let body: Vec<_> = snapshot
+        .rooms()
         .into_iter()
         .map(|room| {
             let people: Vec<_> = snapshot
@@ -207,10 +204,7 @@ pub(crate) async fn rooms(State(state): State<AdminState>) -> Response {
                 .iter()
                 .filter(|m| m.0 == room)
                 .map(|(_, id, role)| {
-                    let media = snapshot
-                        .media
-                        .iter()
-                        .find(|s| s.participant == *id && s.room.0 == room);
+                    let media = snapshot.media_of(room, *id);
                     let (badge, reasons) = media.map(crate::quality::badge).unzip();
                     json!({
                         "badge": badge,

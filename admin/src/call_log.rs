@@ -90,10 +90,7 @@ impl CallLog {
     }
 
     fn err(&self, source: rusqlite::Error) -> AdminError {
-        AdminError::Database {
-            path: self.path.display().to_string(),
-            source,
-        }
+        AdminError::database(&self.path, source)
     }
 
     /// Records a join; the first join to an empty room starts a call.

@@ -43,10 +43,7 @@ const MIGRATIONS: &[&str] = &[
 
 /// Opens the database at `path`, creating and migrating it as needed.
 pub(crate) fn open(path: &Path) -> Result<Connection, AdminError> {
-    let err = |source| AdminError::Database {
-        path: path.display().to_string(),
-        source,
-    };
+    let err = |source| AdminError::database(path, source);
     let conn = Connection::open(path).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(err)?;

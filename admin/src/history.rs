@@ -55,12 +55,10 @@ fn local_time(ms: i64, zone: &TimeZone) -> String {
 /// `GET /admin/api/calls.csv`: every call, as a download.
 pub(crate) async fn export(State(state): State<AdminState>) -> Response {
     let history = state.history.clone();
-    let calls = tokio::task::spawn_blocking(move || {
-        history.lock().unwrap_or_else(|e| e.into_inner()).calls()
-    })
-    .await;
+    let calls =
+        crate::blocking(move || history.lock().unwrap_or_else(|e| e.into_inner()).calls()).await;
     match calls {
-        Ok(Ok(calls)) => (
+        Ok(calls) => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                 (
@@ -71,7 +69,7 @@ pub(crate) async fn export(State(state): State<AdminState>) -> Response {
             calls_csv(&calls, &state.zone),
         )
             .into_response(),
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::error!(error = %e, "call history could not be read");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -79,11 +77,6 @@ pub(crate) async fn export(State(state): State<AdminState>) -> Response {
             )
                 .into_response()
         }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "call history unavailable\n",
-        )
-            .into_response(),
     }
 }
 

@@ -43,4 +43,27 @@ pub enum AdminError {
     /// The system's random number generator failed.
     #[error("no randomness available from the operating system")]
     Random,
+    /// Database work off the async runtime stopped before it finished.
+    #[error("database work was interrupted")]
+    Interrupted,
+}
+
+impl AdminError {
+    /// A database error, with the file it happened in.
+    pub(crate) fn database(path: &std::path::Path, source: rusqlite::Error) -> Self {
+        AdminError::Database {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Runs database (or password-hashing) work on tokio's blocking threads, so
+/// a request never stalls the runtime; a panic there is an error, not a crash.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AdminError> + Send + 'static,
+) -> Result<T, AdminError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or(Err(AdminError::Interrupted))
 }

@@ -22,6 +22,27 @@ pub struct Snapshot {
     pub media: Vec<ParticipantStats>,
 }
 
+impl Snapshot {
+    /// The rooms with someone in them, sorted.
+    pub fn rooms(&self) -> Vec<&str> {
+        let mut rooms: Vec<&str> = self.members.iter().map(|m| m.0.as_str()).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        rooms
+    }
+
+    /// The media statistics of one member, if its media is up.
+    pub fn media_of(
+        &self,
+        room: &str,
+        participant: carecall_sfu::ParticipantId,
+    ) -> Option<&ParticipantStats> {
+        self.media
+            .iter()
+            .find(|s| s.participant == participant && s.room.0 == room)
+    }
+}
+
 /// Label names of every per-participant series.
 const WHO: [&str; 3] = ["room", "participant", "role"];
 
@@ -44,10 +65,7 @@ pub fn render(snapshot: &Snapshot, join_times: &JoinTimes) -> Result<String, pro
     ))?;
 
     let rooms = IntGauge::new("carecall_rooms", "Calls with at least one participant.")?;
-    let mut names: Vec<&str> = snapshot.members.iter().map(|m| m.0.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    rooms.set(names.len() as i64);
+    rooms.set(snapshot.rooms().len() as i64);
     registry.register(Box::new(rooms))?;
     let present = IntGaugeVec::new(
         Opts::new("carecall_participants", "Participants in calls, by role."),
@@ -67,16 +85,11 @@ pub fn render(snapshot: &Snapshot, join_times: &JoinTimes) -> Result<String, pro
     registry.register(Box::new(present))?;
 
     let series = ParticipantSeries::new()?;
-    for stats in &snapshot.media {
-        let Some((room, id, role)) = snapshot
-            .members
-            .iter()
-            .find(|m| m.1 == stats.participant && m.0 == stats.room.0)
-        else {
-            // Media without signalling: joining or leaving this instant.
-            continue;
-        };
-        series.observe(&[room, &id.to_string(), &role.to_string()], stats);
+    for (room, id, role) in &snapshot.members {
+        // Without media (joining or leaving this instant): no series.
+        if let Some(stats) = snapshot.media_of(room, *id) {
+            series.observe(&[room, &id.to_string(), &role.to_string()], stats);
+        }
     }
     series.register(&registry)?;
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, on, post, MethodFilter, MethodRouter};
+use axum::routing::{get, post, MethodRouter};
 use axum::{middleware, Router};
 use carecall_sfu::MediaServer;
 use carecall_signalling::LinkSigner;
@@ -118,11 +118,7 @@ fn protected() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
         (Method::GET, "/admin/api/rooms", get(auth::rooms)),
         (Method::GET, "/admin/api/calls.csv", get(history::export)),
         (Method::POST, "/admin/api/links", post(links::create)),
-        (
-            Method::POST,
-            "/admin/logout",
-            on(MethodFilter::POST, auth::logout),
-        ),
+        (Method::POST, "/admin/logout", post(auth::logout)),
     ]
 }
 

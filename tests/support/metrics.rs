@@ -18,3 +18,10 @@ pub fn participant_value(text: &str, name: &str, participant: &str) -> Option<f6
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// The value of an unlabelled series, e.g. `carecall_join_seconds_count`.
+pub fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
