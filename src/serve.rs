@@ -61,10 +61,9 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         let signer = LinkSigner::new(&secret);
         print_banner(&config, &signer, &media)?;
         let state = AppState::new(signer.clone(), media.clone(), Some(events_tx));
-        let presence = state.clone();
         let admin = AdminState::new(
             media,
-            move || presence.presence().members(),
+            state.clone(),
             accounts,
             history,
             AdminOptions {
@@ -75,6 +74,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 base_url: config.base_url(),
             },
         );
+        tokio::spawn(admin.clone().record_quality());
         let app = carecall_signalling::app(state).merge(carecall_admin::routes(admin));
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)

@@ -1,6 +1,9 @@
 //! The admin dashboard in a real browser during a live call: an admin is sent
 //! to the sign-in page, signs in through the form, and finds the call with
-//! both participants, each with a quality badge and live figures.
+//! both participants, each with a quality badge and live figures. Then the
+//! admin ends the call from the dashboard: both browsers say so, and the call
+//! appears in the history with its worst quality and, opened, each
+//! participant's quality samples.
 //!
 //! With `CARECALL_SCREENSHOT=FILE` the test also saves a screenshot of the
 //! dashboard (the one in the README was made that way).
@@ -105,6 +108,85 @@ async fn the_dashboard_shows_a_live_call_with_quality_badges() {
         let png = c.screenshot().await.expect("screenshot");
         std::fs::write(&path, png).expect("write screenshot");
         println!("dashboard screenshot saved to {path}");
+    }
+
+    // At least one quality sample (every 5 s) before the call ends.
+    tokio::time::sleep(carecall_admin::QUALITY_SAMPLE_EVERY + Duration::from_secs(1)).await;
+    admin
+        .eval(
+            r#"window.confirm = () => true;
+            document.querySelector('section.room[data-room="consult-5"] .end-call').click();"#,
+        )
+        .await;
+    for who in [&home, &clinician] {
+        let start = Instant::now();
+        loop {
+            let title = who
+                .eval("return document.getElementById('ended-title').textContent;")
+                .await;
+            if title == "The call has ended" {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the call did not end on a participant's screen: {title}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    // The history (reloaded) lists the call with its worst quality; its
+    // details show each participant's samples.
+    c.refresh().await.expect("reload the dashboard");
+    let history_script = r#"
+        const row = document.querySelector('#calls tr[data-call]');
+        if (!row) return null;
+        const cells = [...row.querySelectorAll('td')].map((td) => td.textContent);
+        if (cells[0] === 'running') return null;
+        row.querySelector('button').click();
+        return cells;
+    "#;
+    let start = Instant::now();
+    let cells = loop {
+        let cells = admin.eval(history_script).await;
+        if !cells.is_null() {
+            break cells;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the ended call is not in the history"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!("history row: {cells}");
+    assert_eq!(cells[1], "consult-5");
+    assert!(
+        ["green", "amber", "red"].contains(&cells[5].as_str().unwrap_or("")),
+        "worst quality: {cells}"
+    );
+    let detail_script = r#"
+        return [...document.querySelectorAll('#call-detail tr')].slice(1).map((tr) => ({
+          cells: [...tr.querySelectorAll('td')].map((td) => td.textContent),
+          points: tr.querySelector('polyline.up')?.getAttribute('points') ?? '',
+        }));
+    "#;
+    let start = Instant::now();
+    let sessions = loop {
+        let rows = admin.eval(detail_script).await;
+        if rows.as_array().is_some_and(|r| r.len() == 2) {
+            break rows;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "call details not shown: {rows}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for s in sessions.as_array().expect("sessions") {
+        println!("call detail: {s}");
+        assert_eq!(s["cells"][4], "udp", "transport: {s}");
+        let samples = s["points"].as_str().unwrap_or("").split(' ').count();
+        assert!(samples >= 1, "no quality samples: {s}");
     }
     admin.close().await;
     home.close().await;

@@ -59,11 +59,12 @@ async fn the_csv_export_has_one_row_per_call() {
         assert!(reply
             .header("content-type")
             .is_some_and(|t| t.starts_with("text/csv")));
+        // Rooms here have no commas: splitting is enough.
         let ended = reply
             .body
             .lines()
             .skip(1)
-            .filter(|l| !l.contains(",,"))
+            .filter(|l| l.split(',').nth(3).is_some_and(|end| !end.is_empty()))
             .count();
         if ended == 2 {
             break reply.body;
@@ -102,8 +103,148 @@ async fn the_csv_export_has_one_row_per_call() {
             ["yes", "no"].contains(&r[10].as_str()),
             "out of hours: {r:?}"
         );
+        // No media in this test: no quality sampled, no reconnects.
+        assert_eq!(&r[11..], ["", "0"], "{r:?}");
     }
     // Without a session: refused like every admin route.
     let reply = request(&server.base_url, "GET", "/admin/api/calls.csv", &[], None).await;
     assert_eq!(reply.status, 401);
+}
+
+/// The next text message on `ws`, or its close frame's code.
+async fn next_event(ws: &mut Socket) -> Result<serde_json::Value, u16> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("nothing from the server within 10 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).expect("JSON")),
+            Some(Ok(Message::Close(frame))) => return Err(frame.map_or(0, |f| f.code.into())),
+            Some(Ok(_)) => continue,
+            other => panic!("socket ended without a close frame: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_admin_ends_a_call_for_everyone_in_it() {
+    let server = Server::start();
+    let (cookie, csrf) = session(&server).await;
+    let mut home = join(&server, "ward-3", "home").await;
+    let mut clinician = join(&server, "ward-3", "clinician").await;
+    let mut elsewhere = join(&server, "ward-4", "home").await;
+    let end = |headers: Vec<(&'static str, String)>, room: &'static str| {
+        let base = server.base_url.clone();
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let path = format!("/admin/api/rooms/{room}/end");
+            request(&base, "POST", &path, &h, None).await
+        }
+    };
+    let signed = vec![("Cookie", cookie.clone()), ("x-csrf-token", csrf.clone())];
+
+    // Without the CSRF token: refused, nobody is disconnected.
+    let refused = end(vec![("Cookie", cookie.clone())], "ward-3").await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let nobody = end(signed.clone(), "ward-9").await;
+    assert_eq!(nobody.status, 404, "{nobody:?}");
+
+    let reply = end(signed, "ward-3").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let body: serde_json::Value = serde_json::from_str(&reply.body).expect("JSON");
+    assert_eq!(body["participants"], 2, "{body}");
+    for ws in [&mut home, &mut clinician] {
+        // Presence news may come first; then the end, then the close.
+        let ended = loop {
+            match next_event(ws).await {
+                Ok(m) if m["type"] == "call-ended" => break m,
+                Ok(_) => continue,
+                Err(code) => panic!("closed ({code}) without call-ended"),
+            }
+        };
+        assert!(ended["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ended")));
+        let closed = loop {
+            if let Err(code) = next_event(ws).await {
+                break code;
+            }
+        };
+        assert_eq!(closed, 4004, "close code after call-ended");
+    }
+    // The history shows ward-3 ended, ward-4 running, in the activity too.
+    let headers = [("Cookie", cookie.as_str())];
+    let start = Instant::now();
+    let history = loop {
+        let reply = request(
+            &server.base_url,
+            "GET",
+            "/admin/api/history",
+            &headers,
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let h: serde_json::Value = serde_json::from_str(&reply.body).expect("JSON");
+        let ward3 = h["calls"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["room"] == "ward-3").cloned());
+        if ward3.is_some_and(|c| !c["ended_at"].is_null()) {
+            break h;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("{history:#}");
+    let calls = history["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0]["room"], "ward-4", "newest first");
+    assert!(calls[0]["ended_at"].is_null());
+    assert_eq!(calls[1]["participants"], 2);
+    let activity = &history["activity"];
+    assert_eq!(activity["calls"], 2);
+    let today = activity["per_day"][29][1].as_u64();
+    assert_eq!(today, Some(2), "both calls today: {activity}");
+    let by_hour: u64 = activity["per_hour"]
+        .as_array()
+        .expect("per_hour")
+        .iter()
+        .filter_map(|n| n.as_u64())
+        .sum();
+    assert_eq!(by_hour, 2);
+
+    // The ended call opens in detail: both sessions, closed.
+    let id = calls[1]["call_id"].as_i64().expect("call id");
+    let reply = request(
+        &server.base_url,
+        "GET",
+        &format!("/admin/api/calls/{id}"),
+        &headers,
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let detail: serde_json::Value = serde_json::from_str(&reply.body).expect("JSON");
+    let sessions = detail["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 2, "{detail}");
+    assert!(sessions.iter().all(|s| !s["left_at"].is_null()), "{detail}");
+    let missing = request(
+        &server.base_url,
+        "GET",
+        "/admin/api/calls/999",
+        &headers,
+        None,
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+
+    // The other room's call went on: still live, and its socket still open.
+    let rooms = request(&server.base_url, "GET", "/admin/api/rooms", &headers, None).await;
+    let rooms: serde_json::Value = serde_json::from_str(&rooms.body).expect("JSON");
+    assert_eq!(rooms[0]["room"], "ward-4", "{rooms}");
+    assert_eq!(rooms.as_array().map(Vec::len), Some(1), "{rooms}");
+    elsewhere
+        .close(None)
+        .await
+        .expect("ward-4 socket still open");
 }

@@ -192,40 +192,6 @@ pub(crate) async fn whoami(Extension(session): Extension<AdminSession>) -> Respo
     Json(json!({ "name": session.name, "csrf": session.csrf })).into_response()
 }
 
-/// `GET /admin/api/rooms`: the live calls, with each participant's media.
-pub(crate) async fn rooms(State(state): State<AdminState>) -> Response {
-    let snapshot = state.snapshot().await;
-    let body: Vec<_> = snapshot
-        .rooms()
-        .into_iter()
-        .map(|room| {
-            let people: Vec<_> = snapshot
-                .members
-                .iter()
-                .filter(|m| m.0 == room)
-                .map(|(_, id, role)| {
-                    let media = snapshot.media_of(room, *id);
-                    let (badge, reasons) = media.map(crate::quality::badge).unzip();
-                    json!({
-                        "badge": badge,
-                        "reasons": reasons,
-                        "participant": id.to_string(),
-                        "role": role.to_string(),
-                        "receive_kbps": media.map(|s| s.receive_bps / 1000),
-                        "send_kbps": media.map(|s| s.send_bps / 1000),
-                        "rtt_ms": media.and_then(|s| s.rtt).map(|r| r.as_millis() as u64),
-                        "receive_loss": media.map(|s| s.receive_loss),
-                        "packets_lost_to_it": media.map(|s| s.sent_packets_lost),
-                        "transport": media.and_then(|s| s.transport),
-                    })
-                })
-                .collect();
-            json!({ "room": room, "participants": people })
-        })
-        .collect();
-    Json(body).into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

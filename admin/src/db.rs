@@ -39,6 +39,23 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX calls_open ON calls (room, ended_at_ms);
     ALTER TABLE participant_sessions ADD COLUMN call_id INTEGER REFERENCES calls (id);",
+    // Quality over each session: a sample every few seconds, and the worst
+    // badge and reconnects kept on the session for the history.
+    "ALTER TABLE participant_sessions ADD COLUMN worst_badge INTEGER;
+    ALTER TABLE participant_sessions ADD COLUMN reconnects INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE participant_sessions ADD COLUMN transport TEXT;
+    CREATE TABLE quality_samples (
+        session_id INTEGER NOT NULL REFERENCES participant_sessions (id),
+        at_ms INTEGER NOT NULL,
+        badge INTEGER NOT NULL,
+        receive_kbps INTEGER NOT NULL,
+        send_kbps INTEGER NOT NULL,
+        receive_loss REAL NOT NULL,
+        rtt_ms INTEGER,
+        lowest_video_height INTEGER,
+        transport TEXT
+    );
+    CREATE INDEX quality_samples_session ON quality_samples (session_id, at_ms);",
 ];
 
 /// Opens the database at `path`, creating and migrating it as needed.

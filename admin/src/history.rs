@@ -12,11 +12,14 @@ use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
+use serde::Serialize;
+
 use crate::call_log::CallRecord;
+use crate::quality::Badge;
 use crate::routes::AdminState;
 
 /// The CSV columns, in order (documented in `docs/admin.md`).
-pub const CSV_COLUMNS: [&str; 11] = [
+pub const CSV_COLUMNS: [&str; 13] = [
     "call_id",
     "room",
     "started_at",
@@ -28,6 +31,8 @@ pub const CSV_COLUMNS: [&str; 11] = [
     "specialists",
     "observers",
     "out_of_hours",
+    "worst_quality",
+    "reconnects",
 ];
 
 /// Whether a call that started at `ms` (since the epoch) started out of
@@ -42,7 +47,7 @@ pub fn out_of_hours(ms: i64, zone: &TimeZone) -> bool {
     weekend || !(8 * 60..18 * 60 + 30).contains(&minute)
 }
 
-fn local_time(ms: i64, zone: &TimeZone) -> String {
+pub(crate) fn local_time(ms: i64, zone: &TimeZone) -> String {
     Timestamp::from_millisecond(ms)
         .map(|t| {
             t.to_zoned(zone.clone())
@@ -89,36 +94,87 @@ fn field(s: &str) -> String {
     }
 }
 
+/// A call as the history shows it: local times, totals and flags. The CSV
+/// and the dashboard both show this.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryRow {
+    /// The call's number.
+    pub call_id: i64,
+    /// Room name.
+    pub room: String,
+    /// Local start, RFC 3339 with offset.
+    pub started_at: String,
+    /// Local end; `None` while the call runs.
+    pub ended_at: Option<String>,
+    /// Whole seconds; `None` while the call runs.
+    pub duration_seconds: Option<i64>,
+    /// Participant sessions, and by role.
+    pub participants: u32,
+    /// See `participants`.
+    pub homes: u32,
+    /// See `participants`.
+    pub clinicians: u32,
+    /// See `participants`.
+    pub specialists: u32,
+    /// See `participants`.
+    pub observers: u32,
+    /// Started outside Monday to Friday 08:00-18:30 local time.
+    pub out_of_hours: bool,
+    /// The worst badge any participant had; `None` if media never came up.
+    pub worst_quality: Option<Badge>,
+    /// Reconnects of all participants together.
+    pub reconnects: u32,
+}
+
+impl HistoryRow {
+    /// `call` in the hub's time zone.
+    pub fn of(call: &CallRecord, zone: &TimeZone) -> Self {
+        HistoryRow {
+            call_id: call.id,
+            room: call.room.clone(),
+            started_at: local_time(call.started_at_ms, zone),
+            ended_at: call.ended_at_ms.map(|t| local_time(t, zone)),
+            duration_seconds: call
+                .ended_at_ms
+                .map(|t| (t - call.started_at_ms).max(0) / 1000),
+            participants: call.homes + call.clinicians + call.specialists + call.observers,
+            homes: call.homes,
+            clinicians: call.clinicians,
+            specialists: call.specialists,
+            observers: call.observers,
+            out_of_hours: out_of_hours(call.started_at_ms, zone),
+            worst_quality: call.worst_badge,
+            reconnects: call.reconnects,
+        }
+    }
+
+    fn csv_fields(&self) -> [String; CSV_COLUMNS.len()] {
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        [
+            self.call_id.to_string(),
+            field(&self.room),
+            self.started_at.clone(),
+            opt(self.ended_at.clone()),
+            opt(self.duration_seconds.map(|d| d.to_string())),
+            self.participants.to_string(),
+            self.homes.to_string(),
+            self.clinicians.to_string(),
+            self.specialists.to_string(),
+            self.observers.to_string(),
+            if self.out_of_hours { "yes" } else { "no" }.to_owned(),
+            opt(self.worst_quality.map(|b| b.name().to_owned())),
+            self.reconnects.to_string(),
+        ]
+    }
+}
+
 /// The calls as CSV, a header line first. A call still running has no end
-/// and no duration.
+/// and no duration; one whose media never came up has no worst quality.
 pub fn calls_csv(calls: &[CallRecord], zone: &TimeZone) -> String {
     let mut out = CSV_COLUMNS.join(",");
     out.push_str("\r\n");
     for c in calls {
-        let participants = c.homes + c.clinicians + c.specialists + c.observers;
-        let row = [
-            c.id.to_string(),
-            field(&c.room),
-            local_time(c.started_at_ms, zone),
-            c.ended_at_ms
-                .map(|t| local_time(t, zone))
-                .unwrap_or_default(),
-            c.ended_at_ms
-                .map(|t| ((t - c.started_at_ms).max(0) / 1000).to_string())
-                .unwrap_or_default(),
-            participants.to_string(),
-            c.homes.to_string(),
-            c.clinicians.to_string(),
-            c.specialists.to_string(),
-            c.observers.to_string(),
-            if out_of_hours(c.started_at_ms, zone) {
-                "yes"
-            } else {
-                "no"
-            }
-            .to_owned(),
-        ];
-        out.push_str(&row.join(","));
+        out.push_str(&HistoryRow::of(c, zone).csv_fields().join(","));
         out.push_str("\r\n");
     }
     out
@@ -163,6 +219,8 @@ mod tests {
                 clinicians: 1,
                 specialists: 1,
                 observers: 0,
+                worst_badge: Some(Badge::Amber),
+                reconnects: 2,
             },
             CallRecord {
                 id: 2,
@@ -173,6 +231,8 @@ mod tests {
                 clinicians: 0,
                 specialists: 0,
                 observers: 0,
+                worst_badge: None,
+                reconnects: 0,
             },
         ];
         let csv = calls_csv(&calls, &london());
@@ -180,11 +240,11 @@ mod tests {
         assert_eq!(lines[0], CSV_COLUMNS.join(","));
         assert_eq!(
             lines[1],
-            "1,ward-7,2026-07-06T10:00:00+01:00,2026-07-06T10:12:30+01:00,750,3,1,1,1,0,no"
+            "1,ward-7,2026-07-06T10:00:00+01:00,2026-07-06T10:12:30+01:00,750,3,1,1,1,0,no,amber,2"
         );
         assert_eq!(
             lines[2],
-            "2,\"odd,name\",2026-07-04T23:00:00+01:00,,,1,1,0,0,0,yes"
+            "2,\"odd,name\",2026-07-04T23:00:00+01:00,,,1,1,0,0,0,yes,,0"
         );
         assert_eq!(lines.len(), 3);
     }

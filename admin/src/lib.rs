@@ -9,8 +9,10 @@
 #![warn(missing_docs)]
 
 mod accounts;
+pub mod activity;
 mod auth;
 mod call_log;
+mod dashboard;
 mod db;
 pub mod history;
 mod join_times;
@@ -22,8 +24,10 @@ pub mod quality;
 mod routes;
 
 pub use accounts::{Accounts, AdminSession, NewSession, MIN_PASSWORD_LEN, SESSION_TTL};
-pub use call_log::{CallLog, CallRecord, ParticipantSession};
-pub use routes::{protected_routes, routes, AdminOptions, AdminState};
+pub use call_log::{
+    CallDetail, CallLog, CallRecord, ParticipantSession, QualitySample, SessionDetail, StoredSample,
+};
+pub use routes::{protected_routes, routes, AdminOptions, AdminState, QUALITY_SAMPLE_EVERY};
 
 /// What can go wrong in the admin plane.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 const LOGIN: &str = include_str!("../client/login.html");
 const DASHBOARD: &str = include_str!("../client/dashboard.html");
+const DASHBOARD_SCRIPT: &str = include_str!("../client/dashboard.js");
 const STYLE: &str = include_str!("../client/admin.css");
 
 /// `GET /admin/login`
@@ -21,4 +22,13 @@ pub(crate) async fn dashboard() -> Html<&'static str> {
 /// `GET /admin/admin.css`
 pub(crate) async fn style() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+/// `GET /admin/dashboard.js` (signed in only)
+pub(crate) async fn dashboard_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        DASHBOARD_SCRIPT,
+    )
+        .into_response()
 }

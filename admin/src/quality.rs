@@ -22,6 +22,26 @@ pub enum Badge {
     Red = 2,
 }
 
+impl Badge {
+    /// "green", "amber" or "red", as in the API and the CSV.
+    pub fn name(self) -> &'static str {
+        match self {
+            Badge::Green => "green",
+            Badge::Amber => "amber",
+            Badge::Red => "red",
+        }
+    }
+
+    /// The badge stored as `level` (0, 1, 2); anything above 2 is red.
+    pub fn from_level(level: i64) -> Badge {
+        match level {
+            ..=0 => Badge::Green,
+            1 => Badge::Amber,
+            _ => Badge::Red,
+        }
+    }
+}
+
 /// Upload loss from which the badge turns amber, and red.
 const LOSS_AMBER: f32 = 0.03;
 const LOSS_RED: f32 = 0.10;

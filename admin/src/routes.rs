@@ -17,6 +17,7 @@ use carecall_signalling::LinkSigner;
 use crate::accounts::Accounts;
 use crate::auth;
 use crate::call_log::CallLog;
+use crate::dashboard;
 use crate::history;
 use crate::join_times::JoinTimes;
 use crate::limiter::LoginLimiter;
@@ -24,19 +25,15 @@ use crate::links;
 use crate::metrics::{render, Snapshot};
 use crate::pages;
 
-/// Someone present in signalling: room, participant id, role.
-pub type Member = (
-    String,
-    carecall_sfu::ParticipantId,
-    carecall_signalling::Role,
-);
+/// How often each participant's link is sampled for the call history.
+pub const QUALITY_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the admin routes read from the other planes, and the admin plane's
 /// own state.
 #[derive(Clone)]
 pub struct AdminState {
     pub(crate) media: MediaServer,
-    pub(crate) presence: Arc<dyn Fn() -> Vec<Member> + Send + Sync>,
+    pub(crate) calls: carecall_signalling::AppState,
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) limiter: Arc<LoginLimiter>,
     pub(crate) metrics_token: Option<Arc<str>>,
@@ -63,20 +60,20 @@ pub struct AdminOptions {
 }
 
 impl AdminState {
-    /// Reads media statistics from `media` and who is present through
-    /// `presence` (signalling's [`carecall_signalling::Presence::members`]);
-    /// signs admins in against `accounts`; reads the call history from
-    /// `history` (its own connection to the database).
+    /// Reads media statistics from `media` and who is present from
+    /// signalling's `calls` (which also ends calls); signs admins in against
+    /// `accounts`; reads and writes the call history through `history` (its
+    /// own connection to the database).
     pub fn new(
         media: MediaServer,
-        presence: impl Fn() -> Vec<Member> + Send + Sync + 'static,
+        calls: carecall_signalling::AppState,
         accounts: Arc<Accounts>,
         history: CallLog,
         options: AdminOptions,
     ) -> Self {
         AdminState {
             media,
-            presence: Arc::new(presence),
+            calls,
             accounts,
             limiter: Arc::default(),
             metrics_token: options.metrics_token.map(Into::into),
@@ -93,11 +90,36 @@ impl AdminState {
     /// are counted on the way.
     pub(crate) async fn snapshot(&self) -> Snapshot {
         let snapshot = Snapshot {
-            members: (self.presence)(),
+            members: self.calls.presence().members(),
             media: self.media.stats().await,
         };
         self.join_times().observe(&snapshot.media);
         snapshot
+    }
+
+    /// Samples every participant's link into the call history every
+    /// [`QUALITY_SAMPLE_EVERY`], for as long as the server runs. Spawn it
+    /// once.
+    pub async fn record_quality(self) {
+        let mut tick = tokio::time::interval(QUALITY_SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let samples = crate::call_log::samples(&self.snapshot().await);
+            if samples.is_empty() {
+                continue;
+            }
+            let log = self.history.clone();
+            let at = std::time::SystemTime::now();
+            let stored = crate::blocking(move || {
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .record_quality(at, &samples)
+            });
+            if let Err(e) = stored.await {
+                tracing::error!(error = %e, "quality samples not stored");
+            }
+        }
     }
 
     fn join_times(&self) -> std::sync::MutexGuard<'_, JoinTimes> {
@@ -114,8 +136,24 @@ pub fn protected_routes() -> Vec<(Method, &'static str)> {
 fn protected() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
     vec![
         (Method::GET, "/admin", get(pages::dashboard)),
+        (
+            Method::GET,
+            "/admin/dashboard.js",
+            get(pages::dashboard_script),
+        ),
         (Method::GET, "/admin/api/session", get(auth::whoami)),
-        (Method::GET, "/admin/api/rooms", get(auth::rooms)),
+        (Method::GET, "/admin/api/rooms", get(dashboard::rooms)),
+        (
+            Method::POST,
+            "/admin/api/rooms/{room}/end",
+            post(dashboard::end_call),
+        ),
+        (Method::GET, "/admin/api/history", get(dashboard::history)),
+        (
+            Method::GET,
+            "/admin/api/calls/{id}",
+            get(dashboard::call_detail),
+        ),
         (Method::GET, "/admin/api/calls.csv", get(history::export)),
         (Method::POST, "/admin/api/links", post(links::create)),
         (Method::POST, "/admin/logout", post(auth::logout)),

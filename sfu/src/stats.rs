@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use str0m::media::{MediaKind, Mid, Rid};
 use str0m::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
+use str0m::IceConnectionState;
 
 use crate::bandwidth::AdaptationStats;
 use crate::forward::Layer;
@@ -57,6 +58,9 @@ pub struct ParticipantStats {
     pub plis_sent: u64,
     /// Transport of the selected ICE pair: "udp" or "tcp".
     pub transport: Option<&'static str>,
+    /// Times its media path was lost (ICE disconnected) and came back: a
+    /// Wi-Fi drop or a NAT rebinding that the call survived.
+    pub reconnects: u32,
     /// The downlink estimate and the adaptation counters.
     pub adaptation: AdaptationStats,
     /// For each video this participant receives: whose, and the layer
@@ -81,6 +85,9 @@ pub(crate) struct MediaCounters {
     last_peer: Option<(Instant, u64, u64)>,
     receive_bps: u64,
     send_bps: u64,
+    /// ICE lost its path and has not found one again yet.
+    ice_lost: bool,
+    reconnects: u32,
 }
 
 /// At most this many streams are kept each way: a participant has a few
@@ -109,6 +116,18 @@ impl MediaCounters {
                 str0m::net::Protocol::Udp => "udp",
                 _ => "tcp",
             });
+        }
+    }
+
+    /// Counts a reconnect each time ICE comes back after losing its path.
+    pub fn on_ice_state(&mut self, state: IceConnectionState) {
+        match state {
+            IceConnectionState::Disconnected => self.ice_lost = true,
+            IceConnectionState::Connected | IceConnectionState::Completed if self.ice_lost => {
+                self.ice_lost = false;
+                self.reconnects += 1;
+            }
+            _ => {}
         }
     }
 
@@ -147,6 +166,7 @@ impl MediaCounters {
         out.send_bps = self.send_bps;
         out.rtt = self.rtt;
         out.transport = self.transport;
+        out.reconnects = self.reconnects;
     }
 }
 
@@ -155,5 +175,32 @@ fn keep<T>(streams: &mut Vec<((Mid, Option<Rid>), T)>, key: (Mid, Option<Rid>), 
         Some(i) => streams[i].1 = value,
         None if streams.len() < MAX_STREAMS => streams.push((key, value)),
         None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconnect_is_a_lost_path_found_again() {
+        let mut c = MediaCounters::default();
+        let reconnects = |c: &MediaCounters| {
+            let mut out = ParticipantStats::default();
+            c.fill(&mut out, |_| None);
+            out.reconnects
+        };
+        c.on_ice_state(IceConnectionState::Checking);
+        c.on_ice_state(IceConnectionState::Connected);
+        assert_eq!(reconnects(&c), 0, "the first connection is not a reconnect");
+        c.on_ice_state(IceConnectionState::Disconnected);
+        assert_eq!(reconnects(&c), 0, "still lost");
+        c.on_ice_state(IceConnectionState::Checking);
+        c.on_ice_state(IceConnectionState::Completed);
+        c.on_ice_state(IceConnectionState::Connected);
+        assert_eq!(reconnects(&c), 1);
+        c.on_ice_state(IceConnectionState::Disconnected);
+        c.on_ice_state(IceConnectionState::Connected);
+        assert_eq!(reconnects(&c), 2);
     }
 }

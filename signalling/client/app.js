@@ -172,6 +172,7 @@ function join() {
   });
   call.addEventListener('server-error', (e) => say('call-message', e.detail.message));
   call.addEventListener('problem', (e) => say('call-message', e.detail.message));
+  call.addEventListener('call-ended', (e) => end('The call has ended', e.detail.message));
   call.addEventListener('closed', (e) => end('The call was disconnected', e.detail.reason || 'The connection to the hub was lost.'));
   say('call-message', 'Connecting…');
   call.start();

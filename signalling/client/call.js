@@ -41,6 +41,13 @@ export class Call extends EventTarget {
     this.ws.onmessage = (e) => {
       let msg;
       try { msg = JSON.parse(e.data); } catch { return; }
+      if (msg.type === 'call-ended') {
+        // At once, not queued: the close that follows must not read as a drop.
+        this.closedByUs = true;
+        this.stop();
+        this.emit('call-ended', msg);
+        return;
+      }
       this.queue = this.queue.then(() => this.handle(msg)).catch((err) => {
         console.error('signalling message failed', msg.type, err);
         this.emit('problem', { message: 'Something went wrong setting up the call. Leave and join again.' });

@@ -12,6 +12,8 @@ use crate::protocol::{PeerInfo, ServerMessage};
 struct Member {
     info: PeerInfo,
     outbox: UnboundedSender<ServerMessage>,
+    /// Ends the member's session, with a message for its screen.
+    end: UnboundedSender<String>,
 }
 
 /// Participants per room, for the participant list and presence broadcasts.
@@ -22,18 +24,20 @@ pub struct Presence {
 
 impl Presence {
     /// Adds a participant and tells the others; returns those already present.
+    /// `outbox` reaches its browser; `end` ends its session.
     pub fn join(
         &self,
         room: &str,
         id: ParticipantId,
         info: PeerInfo,
         outbox: UnboundedSender<ServerMessage>,
+        end: UnboundedSender<String>,
     ) -> Vec<PeerInfo> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         let members = rooms.entry(room.to_owned()).or_default();
         let existing = members.values().map(|m| m.info.clone()).collect();
         broadcast(members, &ServerMessage::ParticipantJoined(info.clone()));
-        members.insert(id, Member { info, outbox });
+        members.insert(id, Member { info, outbox, end });
         existing
     }
 
@@ -89,6 +93,19 @@ impl Presence {
                     .map(move |(id, m)| (room.clone(), *id, m.info.role))
             })
             .collect()
+    }
+
+    /// Ends the call in `room`: every session in it is told `message` and
+    /// closed (each leaves as usual). Returns how many were in it.
+    pub fn end_room(&self, room: &str, message: &str) -> usize {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(members) = rooms.get(room) else {
+            return 0;
+        };
+        for m in members.values() {
+            let _ = m.end.send(message.to_owned());
+        }
+        members.len()
     }
 
     /// Number of participants in a room.

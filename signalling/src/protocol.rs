@@ -142,6 +142,12 @@ pub enum ServerMessage {
         /// Their participant id.
         participant: String,
     },
+    /// The hub ended the call; the socket closes next. The browser should
+    /// not rejoin by itself.
+    CallEnded {
+        /// Plain-language explanation, safe to show.
+        message: String,
+    },
     /// Something the browser sent was refused. Fatal errors are followed by close.
     Error {
         /// Stable machine-readable code.

@@ -28,6 +28,7 @@ mod close {
     pub const BAD_TOKEN: u16 = 4001;
     pub const PROTOCOL: u16 = 4002;
     pub const MEDIA: u16 = 4003;
+    pub const ENDED: u16 = 4004;
 }
 
 /// How often the server pings the browser. A tablet whose Wi-Fi vanished
@@ -52,6 +53,8 @@ struct Joined {
 struct Session {
     state: AppState,
     out: UnboundedSender<ServerMessage>,
+    /// Handed to presence at join, so the hub can end this session.
+    end: UnboundedSender<String>,
     ping: UnboundedSender<()>,
     close: Option<oneshot::Sender<(u16, String)>>,
     joined: Option<Joined>,
@@ -71,9 +74,11 @@ pub(crate) async fn run(socket: WebSocket, state: AppState) {
     let (ping_tx, ping_rx) = unbounded_channel();
     let writer = tokio::spawn(write_loop(sink, out_rx, ping_rx, close_rx));
     let (media_tx, mut media_rx) = unbounded_channel();
+    let (end_tx, mut end_rx) = unbounded_channel();
     let mut session = Session {
         state,
         out: out_tx,
+        end: end_tx,
         ping: ping_tx,
         close: Some(close_tx),
         joined: None,
@@ -104,6 +109,7 @@ pub(crate) async fn run(socket: WebSocket, state: AppState) {
                 }
             },
             Some(signal) = media_rx.recv() => session.handle_media(signal),
+            Some(message) = end_rx.recv() => session.ended(message),
         };
         if flow.is_break() {
             break;
@@ -166,6 +172,21 @@ impl Session {
             code: error.to_owned(),
             message: message.clone(),
         });
+        self.close_frame(code, message)
+    }
+
+    /// The hub ended the call: tell the browser, then close.
+    fn ended(&mut self, message: String) -> ControlFlow<()> {
+        tracing::info!("call ended by the hub");
+        self.send(ServerMessage::CallEnded {
+            message: message.clone(),
+        });
+        self.close_frame(close::ENDED, message)
+    }
+
+    /// Has the writer close the socket with `code` once queued messages are
+    /// sent.
+    fn close_frame(&mut self, code: u16, message: String) -> ControlFlow<()> {
         if let Some(close) = self.close.take() {
             // Close reasons are limited to 123 bytes; cut on a character boundary
             // (the reason may quote what the client sent).
@@ -323,9 +344,10 @@ impl Session {
             audio: true,
             video: true,
         };
-        let participants = inner
-            .presence
-            .join(&claims.room, id, info, self.out.clone());
+        let participants =
+            inner
+                .presence
+                .join(&claims.room, id, info, self.out.clone(), self.end.clone());
         tracing::info!(room = %claims.room, participant = %id, role = %claims.role, "joined");
         self.send(ServerMessage::Joined {
             v: PROTOCOL_VERSION,

@@ -343,8 +343,11 @@ impl Participant {
                 self.pending.extend(wanted);
                 signals.push_back((self.id, MediaSignal::Connected));
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                signals.push_back((self.id, MediaSignal::IceDisconnected))
+            Event::IceConnectionStateChange(state) => {
+                self.counters.on_ice_state(state);
+                if state == IceConnectionState::Disconnected {
+                    signals.push_back((self.id, MediaSignal::IceDisconnected))
+                }
             }
             Event::MediaAdded(added) => {
                 let ours = self

@@ -1,10 +1,18 @@
-//! The call log: one row per participant session (join to leave).
+//! The call log: one row per participant session (join to leave), calls
+//! made of them, and the quality samples taken during them.
+
+mod detail;
+mod quality;
+
+pub use detail::{CallDetail, SessionDetail, StoredSample};
+pub use quality::{samples, QualitySample};
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::quality::Badge;
 use crate::AdminError;
 
 /// One participant's time in a call.
@@ -42,6 +50,10 @@ pub struct CallRecord {
     pub specialists: u32,
     /// See `homes`.
     pub observers: u32,
+    /// The worst badge any participant had; `None` if no media was sampled.
+    pub worst_badge: Option<Badge>,
+    /// Reconnects of all its participants together.
+    pub reconnects: u32,
 }
 
 /// The SQLite-backed call log.
@@ -50,7 +62,7 @@ pub struct CallLog {
     path: PathBuf,
 }
 
-fn ms(t: SystemTime) -> i64 {
+pub(crate) fn ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
@@ -152,18 +164,25 @@ impl CallLog {
 
     /// Every call, oldest first, with who took part by role.
     pub fn calls(&self) -> Result<Vec<CallRecord>, AdminError> {
+        self.calls_where(None)
+    }
+
+    /// Every call, or only the one numbered `only`.
+    fn calls_where(&self, only: Option<i64>) -> Result<Vec<CallRecord>, AdminError> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT c.id, c.room, c.started_at_ms, c.ended_at_ms,
                         SUM(s.role = 'home'), SUM(s.role = 'clinician'),
-                        SUM(s.role = 'specialist'), SUM(s.role = 'observer')
+                        SUM(s.role = 'specialist'), SUM(s.role = 'observer'),
+                        MAX(s.worst_badge), SUM(s.reconnects)
                  FROM calls c LEFT JOIN participant_sessions s ON s.call_id = c.id
+                 WHERE ?1 IS NULL OR c.id = ?1
                  GROUP BY c.id ORDER BY c.id",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([only], |r| {
                 let count = |i| r.get::<_, Option<u32>>(i).map(Option::unwrap_or_default);
                 Ok(CallRecord {
                     id: r.get(0)?,
@@ -174,6 +193,8 @@ impl CallLog {
                     clinicians: count(5)?,
                     specialists: count(6)?,
                     observers: count(7)?,
+                    worst_badge: r.get::<_, Option<i64>>(8)?.map(Badge::from_level),
+                    reconnects: count(9)?,
                 })
             })
             .map_err(|e| self.err(e))?;

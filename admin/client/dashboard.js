@@ -1,0 +1,210 @@
+// The hub dashboard: live calls (polled every 2 s), the call history with
+// activity charts, one past call in detail, join links.
+let csrf = '';
+const el = (tag, text, cls) => {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text ?? '–';
+  if (cls) e.className = cls;
+  return e;
+};
+const cell = (text) => el('td', text ?? '–');
+const ns = 'http://www.w3.org/2000/svg';
+const svgEl = (tag, attrs) => {
+  const e = document.createElementNS(ns, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  return e;
+};
+
+function badge(name, reasons) {
+  const dot = el('span', name || 'no media yet', 'badge ' + (name || 'unknown'));
+  if (reasons) dot.title = reasons.join('; ') || 'nothing wrong seen';
+  return dot;
+}
+
+function post(url, body) {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+// A small line chart of kbit/s up and down and upload loss; the newest point
+// at the right edge, `span` points across.
+function sparkline(points, span, width = 150) {
+  const h = 32;
+  const svg = svgEl('svg', { width, height: h, class: 'chart' });
+  const top = Math.max(1, ...points.map((q) => Math.max(q.up, q.down)));
+  const line = (value, cls, scale) => {
+    const n = points.length;
+    const xy = points.map((q, i) =>
+      `${width - ((n - 1 - i) / Math.max(1, span - 1)) * width},${h - 1 - (value(q) / scale) * (h - 2)}`);
+    svg.append(svgEl('polyline', { class: cls, points: xy.join(' ') }));
+  };
+  line((q) => q.up, 'up', top);
+  line((q) => q.down, 'down', top);
+  line((q) => Math.min(q.loss, 0.2), 'loss', 0.2);
+  const title = svgEl('title', {});
+  title.textContent = `up/down kbit/s (peak ${top}), upload loss (red, top = 20%)`;
+  svg.append(title);
+  return svg;
+}
+
+// Vertical bars with a label under some of them.
+function bars(values, labels, every) {
+  const w = 12, gap = 2, h = 80, top = Math.max(1, ...values);
+  const svg = svgEl('svg', { width: values.length * (w + gap), height: h + 16, class: 'bars' });
+  values.forEach((v, i) => {
+    const bh = (v / top) * h;
+    const r = svgEl('rect', { x: i * (w + gap), y: h - bh, width: w, height: bh });
+    const t = svgEl('title', {});
+    t.textContent = `${labels[i]}: ${v} call(s)`;
+    r.append(t);
+    svg.append(r);
+    if (i % every === 0) {
+      const label = svgEl('text', { x: i * (w + gap), y: h + 12 });
+      label.textContent = labels[i];
+      svg.append(label);
+    }
+  });
+  return svg;
+}
+
+function table(headings, rows) {
+  const t = el('table');
+  const head = el('tr');
+  headings.forEach((x) => head.append(el('th', x)));
+  t.append(head, ...rows);
+  return t;
+}
+
+// The last 5 minutes of each live participant (150 polls, 2 s apart).
+const recent = new Map();
+function remember(key, p) {
+  const points = recent.get(key) || [];
+  points.push({ up: p.receive_kbps || 0, down: p.send_kbps || 0, loss: p.receive_loss || 0 });
+  if (points.length > 150) points.shift();
+  recent.set(key, points);
+  return points;
+}
+
+async function session() {
+  const res = await fetch('/admin/api/session');
+  if (!res.ok) { location.href = '/admin/login'; return; }
+  const s = await res.json();
+  csrf = s.csrf;
+  document.getElementById('who').textContent = 'Signed in as ' + s.name;
+}
+
+async function endCall(room) {
+  if (!confirm(`End the call in ${room} for everyone in it?`)) return;
+  const res = await post(`/admin/api/rooms/${encodeURIComponent(room)}/end`);
+  if (!res.ok) alert((await res.json().catch(() => ({}))).error || `failed (${res.status})`);
+  refresh();
+}
+
+async function refresh() {
+  const res = await fetch('/admin/api/rooms');
+  if (res.status === 401) { location.href = '/admin/login'; return; }
+  const rooms = await res.json();
+  document.getElementById('none').hidden = rooms.length > 0;
+  document.getElementById('rooms').replaceChildren(...rooms.map((r) => {
+    const section = el('section', undefined, 'room');
+    section.dataset.room = r.room;
+    const h = el('h3', r.room);
+    const end = el('button', 'End call', 'end-call');
+    end.onclick = () => endCall(r.room);
+    h.append(' ', end);
+    const rows = r.participants.map((p) => {
+      const tr = el('tr');
+      tr.dataset.participant = p.participant;
+      const loss = p.receive_loss == null ? null : (100 * p.receive_loss).toFixed(1) + '%';
+      const quality = el('td');
+      quality.append(badge(p.badge, p.reasons || []));
+      const chart = el('td');
+      chart.append(sparkline(remember(r.room + '/' + p.participant, p), 150));
+      tr.append(quality, cell(p.participant), cell(p.role), cell(p.receive_kbps), cell(p.send_kbps),
+        cell(p.rtt_ms), cell(loss), cell(p.transport), cell(p.reconnects), chart);
+      return tr;
+    });
+    section.append(h, table(['Quality', 'Participant', 'Role', 'Up (kbit/s)', 'Down (kbit/s)', 'RTT (ms)',
+      'Upload loss', 'Transport', 'Reconnects', 'Last 5 minutes'], rows));
+    return section;
+  }));
+}
+
+const time = (t) => (t ? t.slice(0, 16).replace('T', ' ') : 'running');
+const duration = (s) => (s == null ? '–' : `${Math.floor(s / 60)} min ${s % 60} s`);
+
+async function loadHistory() {
+  const res = await fetch('/admin/api/history');
+  if (!res.ok) return;
+  const { calls, activity } = await res.json();
+  const share = activity.calls ? Math.round((100 * activity.out_of_hours) / activity.calls) : 0;
+  document.getElementById('activity-summary').textContent =
+    `${activity.calls} call(s); ${activity.out_of_hours} out of hours (${share}%).`;
+  document.getElementById('per-day').replaceChildren(
+    bars(activity.per_day.map((d) => d[1]), activity.per_day.map((d) => d[0].slice(5)), 7));
+  document.getElementById('per-hour').replaceChildren(
+    bars(activity.per_hour, activity.per_hour.map((_, i) => String(i).padStart(2, '0')), 3));
+  const rows = calls.map((c) => {
+    const tr = el('tr');
+    tr.dataset.call = c.call_id;
+    const quality = el('td');
+    quality.append(badge(c.worst_quality));
+    const open = el('button', 'Details');
+    open.onclick = () => showCall(c.call_id);
+    const action = el('td');
+    action.append(open);
+    const who = `${c.homes} home, ${c.clinicians} clinician, ${c.specialists} specialist, ${c.observers} observer`;
+    tr.append(cell(time(c.started_at)), cell(c.room), cell(duration(c.duration_seconds)), cell(who),
+      cell(c.out_of_hours ? 'yes' : 'no'), quality, cell(c.reconnects), action);
+    return tr;
+  });
+  document.getElementById('calls').replaceWith(Object.assign(
+    table(['Started', 'Room', 'Duration', 'Participants', 'Out of hours', 'Worst quality', 'Reconnects', ''], rows),
+    { id: 'calls' }));
+}
+
+// One past call: each participant's link over the call.
+async function showCall(id) {
+  const box = document.getElementById('call-detail');
+  const res = await fetch(`/admin/api/calls/${id}`);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) { box.replaceChildren(el('p', body.error || `failed (${res.status})`)); return; }
+  const rows = body.sessions.map(({ session: s, joined_at, left_at }) => {
+    const tr = el('tr');
+    const quality = el('td');
+    quality.append(badge(s.worst_badge));
+    const points = s.samples.map((q) => ({ up: q.receive_kbps, down: q.send_kbps, loss: q.receive_loss }));
+    const heights = s.samples.map((q) => q.lowest_video_height).filter((x) => x != null);
+    const switches = heights.filter((x, i) => i > 0 && x !== heights[i - 1]).length;
+    const chart = el('td');
+    chart.append(sparkline(points, points.length, 300));
+    tr.append(cell(s.participant), cell(s.role), cell(time(joined_at)), cell(time(left_at)), cell(s.transport),
+      quality, cell(s.reconnects), cell(switches), chart);
+    return tr;
+  });
+  box.replaceChildren(el('h3', `Call ${id} in ${body.call.room}`),
+    table(['Participant', 'Role', 'Joined', 'Left', 'Transport', 'Worst quality', 'Reconnects',
+      'Layer switches', 'Up/down and loss over the call'], rows));
+}
+
+document.getElementById('link-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const f = new FormData(e.target);
+  const out = document.getElementById('link-out');
+  const res = await post('/admin/api/links',
+    { room: f.get('room'), role: f.get('role'), name: f.get('name'), hours: Number(f.get('hours')) });
+  const body = await res.json().catch(() => ({}));
+  out.textContent = res.ok ? body.link : (body.error || ('failed (' + res.status + ')'));
+});
+
+document.getElementById('signout').addEventListener('click', async () => {
+  await post('/admin/logout');
+  location.href = '/admin/login';
+});
+
+session().then(() => { refresh(); loadHistory(); });
+setInterval(refresh, 2000);
+setInterval(loadHistory, 30000);

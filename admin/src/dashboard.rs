@@ -1,0 +1,138 @@
+//! The dashboard's API: live calls with each participant's media, the call
+//! history with activity, one past call in detail, and ending a call.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::json;
+
+use crate::accounts::AdminSession;
+use crate::activity::activity;
+use crate::history::{local_time, HistoryRow};
+use crate::routes::AdminState;
+
+/// Calls listed on the dashboard, newest first; the CSV has them all.
+const RECENT_CALLS: usize = 50;
+
+/// What the ended participants' screens say.
+const ENDED_MESSAGE: &str = "The hub has ended this call. Thank you.";
+
+fn unavailable(what: &str, e: crate::AdminError) -> Response {
+    tracing::error!(error = %e, "{what} could not be read");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": format!("{what} unavailable") })),
+    )
+        .into_response()
+}
+
+/// `GET /admin/api/rooms`: the live calls, with each participant's media.
+pub(crate) async fn rooms(State(state): State<AdminState>) -> Response {
+    let snapshot = state.snapshot().await;
+    let body: Vec<_> = snapshot
+        .rooms()
+        .into_iter()
+        .map(|room| {
+            let people: Vec<_> = snapshot
+                .members
+                .iter()
+                .filter(|m| m.0 == room)
+                .map(|(_, id, role)| {
+                    let media = snapshot.media_of(room, *id);
+                    let (badge, reasons) = media.map(crate::quality::badge).unzip();
+                    json!({
+                        "badge": badge,
+                        "reasons": reasons,
+                        "participant": id.to_string(),
+                        "role": role.to_string(),
+                        "receive_kbps": media.map(|s| s.receive_bps / 1000),
+                        "send_kbps": media.map(|s| s.send_bps / 1000),
+                        "rtt_ms": media.and_then(|s| s.rtt).map(|r| r.as_millis() as u64),
+                        "receive_loss": media.map(|s| s.receive_loss),
+                        "packets_lost_to_it": media.map(|s| s.sent_packets_lost),
+                        "transport": media.and_then(|s| s.transport),
+                        "reconnects": media.map(|s| s.reconnects),
+                    })
+                })
+                .collect();
+            json!({ "room": room, "participants": people })
+        })
+        .collect();
+    Json(body).into_response()
+}
+
+/// `GET /admin/api/history`: the latest calls and the activity charts.
+pub(crate) async fn history(State(state): State<AdminState>) -> Response {
+    let log = state.history.clone();
+    let calls = crate::blocking(move || log.lock().unwrap_or_else(|e| e.into_inner()).calls());
+    let calls = match calls.await {
+        Ok(calls) => calls,
+        Err(e) => return unavailable("call history", e),
+    };
+    let today = jiff::Timestamp::now().to_zoned(state.zone.clone()).date();
+    let recent: Vec<HistoryRow> = calls
+        .iter()
+        .rev()
+        .take(RECENT_CALLS)
+        .map(|c| HistoryRow::of(c, &state.zone))
+        .collect();
+    Json(json!({
+        "calls": recent,
+        "activity": activity(&calls, &state.zone, today),
+    }))
+    .into_response()
+}
+
+/// `GET /admin/api/calls/{id}`: one call, each participant's link over time.
+pub(crate) async fn call_detail(State(state): State<AdminState>, Path(id): Path<i64>) -> Response {
+    let log = state.history.clone();
+    let detail = crate::blocking(move || {
+        log.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .call_detail(id)
+    });
+    match detail.await {
+        Ok(Some(d)) => {
+            let zone = &state.zone;
+            let sessions: Vec<_> = d
+                .sessions
+                .iter()
+                .map(|s| {
+                    json!({
+                        "session": s,
+                        "joined_at": local_time(s.joined_at_ms, zone),
+                        "left_at": s.left_at_ms.map(|t| local_time(t, zone)),
+                    })
+                })
+                .collect();
+            Json(json!({ "call": HistoryRow::of(&d.call, zone), "sessions": sessions }))
+                .into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no call {id}") })),
+        )
+            .into_response(),
+        Err(e) => unavailable("call detail", e),
+    }
+}
+
+/// `POST /admin/api/rooms/{room}/end`: ends a live call. Everyone in it sees
+/// that the hub ended it; their links still work if they need to rejoin.
+pub(crate) async fn end_call(
+    State(state): State<AdminState>,
+    Extension(admin): Extension<AdminSession>,
+    Path(room): Path<String>,
+) -> Response {
+    let ended = state.calls.presence().end_room(&room, ENDED_MESSAGE);
+    if ended == 0 {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no live call in room {room}") })),
+        )
+            .into_response();
+    }
+    tracing::info!(admin = %admin.name, %room, participants = ended, "call ended from the dashboard");
+    Json(json!({ "room": room, "participants": ended })).into_response()
+}
