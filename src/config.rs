@@ -28,8 +28,33 @@ pub struct Config {
     /// The hub's time zone (IANA name), for local times and the out-of-hours
     /// flag in the call history. `CARECALL_TIMEZONE`.
     pub timezone: String,
+    /// How log lines are written to standard error: `text` for people,
+    /// `json` (one object per line) for a log collector. `CARECALL_LOG_FORMAT`.
+    pub log_format: LogFormat,
     /// The media plane.
     pub media: MediaSection,
+}
+
+/// See [`Config::log_format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, span fields (room, participant) under `span`.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => bail!("{other:?}: expected text or json"),
+        }
+    }
 }
 
 /// `[media]` in the TOML file.
@@ -42,6 +67,12 @@ pub struct MediaSection {
     /// Addresses announced to browsers as ICE candidates. Empty: every address
     /// of this machine's interfaces. `CARECALL_MEDIA_ANNOUNCE` (comma-separated).
     pub announce: Vec<IpAddr>,
+    /// Offer ICE over TCP (passive candidates) beside UDP, for networks that
+    /// block UDP. `CARECALL_MEDIA_ICE_TCP` (true/false).
+    pub ice_tcp: bool,
+    /// TCP port of the first media worker for ICE-TCP (worker i uses
+    /// tcp_port + i); 0 picks free ports. `CARECALL_MEDIA_TCP_PORT`.
+    pub tcp_port: u16,
     /// Media worker threads; 0 means one per CPU core. `CARECALL_MEDIA_WORKERS`.
     pub workers: usize,
     /// Estimate each browser's downlink and pick video layers by it. Off by
@@ -59,6 +90,7 @@ impl Default for Config {
             link_secret: None,
             metrics_token: None,
             timezone: "Europe/London".into(),
+            log_format: LogFormat::Text,
             media: MediaSection::default(),
         }
     }
@@ -68,6 +100,8 @@ impl Default for MediaSection {
     fn default() -> Self {
         MediaSection {
             port: 40000,
+            ice_tcp: true,
+            tcp_port: 40000,
             announce: Vec::new(),
             workers: 0,
             bandwidth_estimation: false,
@@ -110,8 +144,19 @@ impl Config {
         if let Some(v) = var("CARECALL_TIMEZONE") {
             self.timezone = v;
         }
+        if let Some(v) = var("CARECALL_LOG_FORMAT") {
+            self.log_format = v.parse().context("CARECALL_LOG_FORMAT")?;
+        }
         if let Some(v) = var("CARECALL_MEDIA_PORT") {
             self.media.port = v.parse().context("CARECALL_MEDIA_PORT")?;
+        }
+        if let Some(v) = var("CARECALL_MEDIA_ICE_TCP") {
+            self.media.ice_tcp = v
+                .parse()
+                .context("CARECALL_MEDIA_ICE_TCP (true or false)")?;
+        }
+        if let Some(v) = var("CARECALL_MEDIA_TCP_PORT") {
+            self.media.tcp_port = v.parse().context("CARECALL_MEDIA_TCP_PORT")?;
         }
         if let Some(v) = var("CARECALL_MEDIA_ANNOUNCE") {
             self.media.announce = v

@@ -38,6 +38,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     let media = MediaServer::start(&MediaConfig {
         announce,
         port: config.media.port,
+        tcp_port: config.media.ice_tcp.then_some(config.media.tcp_port),
         workers,
         estimate_bandwidth: config.media.bandwidth_estimation,
     })
@@ -107,6 +108,10 @@ fn print_banner(config: &Config, signer: &LinkSigner, media: &MediaServer) -> an
     let media_addrs: Vec<String> = media.local_addrs().iter().map(|a| a.to_string()).collect();
     println!("carecall listening on http://{}", config.http_addr);
     println!("media (UDP) on {}", media_addrs.join(", "));
+    let tcp: Vec<String> = media.tcp_addrs().iter().map(|a| a.to_string()).collect();
+    if !tcp.is_empty() {
+        println!("media (TCP) on {}", tcp.join(", "));
+    }
     println!("data directory: {}", config.data_dir.display());
     println!();
     println!("Demo room \"demo\" (links valid 12 hours):");

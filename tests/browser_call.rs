@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::abuse::{spray_media_port, ws_refusal};
+use support::abuse::{spray_media_port, spray_tcp_media_port, ws_refusal};
 use support::browser::{Browser, Driver};
 use support::calls::{assert_still_decoding, wait_all_decoding_hd};
 use support::http::get as http_get;
@@ -92,8 +92,9 @@ async fn bad_input_is_refused_and_harmless(server: &Server) {
         assert_eq!(closed, Some(close), "{what}: close code");
     }
 
-    // Garbage at the media port: parsers must drop it.
+    // Garbage at the media ports: parsers must drop it.
     spray_media_port(&server.media_addrs, 20_000).await;
+    spray_tcp_media_port(&server.tcp_addrs, 5_000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

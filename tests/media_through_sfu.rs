@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::peer::{TestPeer, KEYFRAME_EVERY};
-use support::{token_of, Server};
+use support::{token_of, Server, ServerOptions};
 
 /// True when `c` is a run of consecutive integers.
 fn contiguous(c: &[u32]) -> bool {
@@ -117,5 +117,77 @@ async fn two_peers_exchange_audio_and_video_through_the_sfu() {
             "call log incomplete: {sessions:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// With `log_format = "json"`, every log line is one JSON object, and every
+/// line of the media and signalling paths during a call names its room and
+/// participant (the media plane's as fields, signalling's in its session span).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_the_room_and_participant_on_every_call_line() {
+    let server = Server::start_with(ServerOptions {
+        json_log: true,
+        ..ServerOptions::default()
+    });
+    let home = server.link("ward-8", "home", "Rose Court", "1h");
+    let clinician = server.link("ward-8", "clinician", "Dr Hub", "1h");
+    let mut a = TestPeer::join(&server.ws_url(), &token_of(&home), 1).await;
+    let mut b = TestPeer::join(&server.ws_url(), &token_of(&clinician), 2).await;
+    a.wait_connected(Duration::from_secs(10)).await;
+    b.wait_connected(Duration::from_secs(10)).await;
+    let (apts, bpts) = (a.payload_types().await, b.payload_types().await);
+    for n in 0..100u32 {
+        a.send_tick(n, apts).await;
+        b.send_tick(n, bpts).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ids = [a.participant.clone(), b.participant.clone()];
+    a.close().await;
+    b.close().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let log = std::fs::read_to_string(server.log_path()).expect("server log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let of = |prefix: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| l["target"].as_str().is_some_and(|t| t.starts_with(prefix)))
+            .collect()
+    };
+    let media = of("carecall_sfu::participant");
+    let signalling = of("carecall_signalling::session");
+    println!(
+        "{} lines: {} from media participants, {} from signalling sessions",
+        lines.len(),
+        media.len(),
+        signalling.len()
+    );
+    assert!(media.len() >= 4, "too few media lines to judge:\n{log}");
+    assert!(signalling.len() >= 4, "too few signalling lines:\n{log}");
+    for l in &media {
+        assert_eq!(l["room"], "ward-8", "media line without its room: {l}");
+        assert!(
+            ids.iter().any(|id| l["participant"] == id.as_str()),
+            "media line without its participant: {l}"
+        );
+    }
+    for l in &signalling {
+        let span = &l["span"];
+        assert_eq!(span["name"], "session", "{l}");
+        assert_eq!(
+            span["room"], "ward-8",
+            "signalling line without its room: {l}"
+        );
+        assert!(
+            ids.iter().any(|id| span["participant"] == id.as_str()),
+            "signalling line without its participant: {l}"
+        );
+    }
+    for (message, n) in [("joined", 2), ("left", 2), ("media connected", 2)] {
+        let seen = lines.iter().filter(|l| l["message"] == message).count();
+        assert_eq!(seen, n, "{message:?} lines");
     }
 }

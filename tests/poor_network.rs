@@ -36,6 +36,7 @@ impl Call {
         let server = Server::start_with(ServerOptions {
             ip: net.host_ip.into(),
             estimate_bandwidth: true,
+            ..ServerOptions::default()
         });
         let relay = relay.then(|| {
             let media = server.media_addrs[0];

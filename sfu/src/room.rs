@@ -125,7 +125,8 @@ impl Room {
         for c in local_candidates {
             rtc.add_local_candidate(c.clone());
         }
-        let mut participant = Participant::new(id, now, rtc, self.estimate_bandwidth);
+        let mut participant =
+            Participant::new(self.id.clone(), id, now, rtc, self.estimate_bandwidth);
         let answer = participant.accept_offer(offer)?;
         for other in &self.participants {
             for publication in &other.publications {
@@ -259,10 +260,7 @@ impl Room {
 
     /// Every participant's media statistics, for the admin plane.
     pub fn stats(&self) -> Vec<ParticipantStats> {
-        self.participants
-            .iter()
-            .map(|p| p.stats(&self.id))
-            .collect()
+        self.participants.iter().map(Participant::stats).collect()
     }
 
     /// The next signal for a participant's browser.

@@ -13,6 +13,7 @@ use carecall_sfu::{MediaSignal, ParticipantId, RoomId, TileSizes};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::events::CallEvent;
 use crate::protocol::{
@@ -66,8 +67,19 @@ impl Drop for Session {
     }
 }
 
-/// Runs a session until the browser leaves, the socket drops, or a fatal error.
+/// Runs a session until the browser leaves, the socket drops, or a fatal
+/// error. Everything it logs is inside a `session` span that names the room
+/// and participant once the browser has joined.
 pub(crate) async fn run(socket: WebSocket, state: AppState) {
+    let span = tracing::info_span!(
+        "session",
+        room = tracing::field::Empty,
+        participant = tracing::field::Empty
+    );
+    serve_socket(socket, state).instrument(span).await
+}
+
+async fn serve_socket(socket: WebSocket, state: AppState) {
     let (sink, mut stream) = socket.split();
     let (out_tx, out_rx) = unbounded_channel();
     let (close_tx, close_rx) = oneshot::channel();
@@ -348,7 +360,10 @@ impl Session {
             inner
                 .presence
                 .join(&claims.room, id, info, self.out.clone(), self.end.clone());
-        tracing::info!(room = %claims.room, participant = %id, role = %claims.role, "joined");
+        let span = tracing::Span::current();
+        span.record("room", claims.room.as_str());
+        span.record("participant", tracing::field::display(id));
+        tracing::info!(role = %claims.role, "joined");
         self.send(ServerMessage::Joined {
             v: PROTOCOL_VERSION,
             participant: id.to_string(),
@@ -413,7 +428,7 @@ impl Session {
         if j.media.is_some() {
             let _ = inner.media.leave(RoomId(j.claims.room.clone()), j.id);
         }
-        tracing::info!(room = %j.claims.room, participant = %j.id, "left");
+        tracing::info!("left");
         self.state.emit(CallEvent::Left {
             room: j.claims.room,
             participant: j.id.to_string(),

@@ -100,3 +100,31 @@ pub async fn spray_media_port(addrs: &[SocketAddr], count: usize) {
         }
     }
 }
+
+/// Garbage at each ICE-TCP listener on loopback: `count` well-framed random
+/// packets per connection, then a frame cut off mid-way, then bytes that are
+/// not framing at all, on fresh connections each time.
+pub async fn spray_tcp_media_port(addrs: &[SocketAddr], count: usize) {
+    use tokio::io::AsyncWriteExt;
+    let mut g = Garbage::new(0x7c9);
+    for addr in addrs.iter().filter(|a| a.ip().is_loopback()) {
+        let mut framed = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        for _ in 0..count {
+            let d = g.datagram();
+            let mut frame = (d.len() as u16).to_be_bytes().to_vec();
+            frame.extend_from_slice(&d);
+            if framed.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        // Announces 65535 bytes, sends 10, hangs up.
+        let mut cut = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _ = cut
+            .write_all(&[0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+            .await;
+        drop(cut);
+        let mut raw = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let noise: Vec<u8> = (0..200_000).map(|_| g.next() as u8).collect();
+        let _ = raw.write_all(&noise).await;
+    }
+}

@@ -17,11 +17,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+const LOG_FILE: &str = "server.log.json";
+
 /// A `carecall serve` process with its own data directory, killed on drop.
 pub struct Server {
     child: Child,
     pub base_url: String,
     pub media_addrs: Vec<std::net::SocketAddr>,
+    /// ICE-TCP listeners.
+    pub tcp_addrs: Vec<std::net::SocketAddr>,
     pub data_dir: tempfile::TempDir,
 }
 
@@ -36,6 +40,9 @@ pub struct ServerOptions {
     pub ip: std::net::IpAddr,
     /// `media.bandwidth_estimation`.
     pub estimate_bandwidth: bool,
+    /// Write JSON logs at debug level to [`Server::log_path`] instead of
+    /// the test's standard error.
+    pub json_log: bool,
 }
 
 impl Default for ServerOptions {
@@ -43,6 +50,7 @@ impl Default for ServerOptions {
         ServerOptions {
             ip: [127, 0, 0, 1].into(),
             estimate_bandwidth: false,
+            json_log: false,
         }
     }
 }
@@ -56,6 +64,14 @@ impl Server {
     /// Starts a server on `options.ip`: HTTP and media on free ports there.
     pub fn start_with(options: ServerOptions) -> Server {
         let data_dir = tempfile::tempdir().expect("temp dir");
+        let (log_format, stderr, log_filter) = if options.json_log {
+            let file = std::fs::File::create(data_dir.path().join(LOG_FILE)).expect("log file");
+            let filter = "info,carecall_sfu=debug,carecall_signalling=debug,str0m=warn";
+            ("json", Stdio::from(file), filter.to_owned())
+        } else {
+            let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,str0m=warn".into());
+            ("text", Stdio::inherit(), filter)
+        };
         let mut child = Command::new(binary())
             .args(["serve", "--http-addr"])
             .arg(std::net::SocketAddr::new(options.ip, 0).to_string())
@@ -67,12 +83,11 @@ impl Server {
                 options.estimate_bandwidth.to_string(),
             )
             .env("CARECALL_MEDIA_WORKERS", "1")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,str0m=warn".into()),
-            )
+            .env("CARECALL_MEDIA_TCP_PORT", "0")
+            .env("RUST_LOG", log_filter)
+            .env("CARECALL_LOG_FORMAT", log_format)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start carecall serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -80,6 +95,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut base_url = None;
         let mut media_addrs = Vec::new();
+        let mut tcp_addrs = Vec::new();
         while Instant::now() < deadline {
             let Some(Ok(line)) = lines.next() else { break };
             if let Some(url) = line.strip_prefix("carecall listening on ") {
@@ -87,6 +103,9 @@ impl Server {
             }
             if let Some(list) = line.strip_prefix("media (UDP) on ") {
                 media_addrs = list.split(", ").filter_map(|a| a.parse().ok()).collect();
+            }
+            if let Some(list) = line.strip_prefix("media (TCP) on ") {
+                tcp_addrs = list.split(", ").filter_map(|a| a.parse().ok()).collect();
             }
             if line.starts_with("More links:") {
                 break;
@@ -99,6 +118,7 @@ impl Server {
             child,
             base_url,
             media_addrs,
+            tcp_addrs,
             data_dir,
         }
     }
@@ -145,6 +165,11 @@ impl Server {
         writeln!(stdin, "{password}").expect("write password");
         drop(stdin);
         child.wait_with_output().expect("carecall admin add")
+    }
+
+    /// Where the server's JSON log goes (with `json_log`).
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.path().join(LOG_FILE)
     }
 
     pub fn db_path(&self) -> PathBuf {

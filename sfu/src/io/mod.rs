@@ -2,6 +2,8 @@
 //! sans-IO and is driven from here.
 
 mod addrs;
+mod bind;
+mod tcp;
 mod udp;
 mod worker;
 

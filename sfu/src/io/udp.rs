@@ -1,5 +1,5 @@
-//! The media UDP sockets of one worker: one per announced address, so the
-//! address a datagram arrived on is known without `IP_PKTINFO`.
+//! The media UDP sockets of one worker: one per announced address (see
+//! [`super::bind`]).
 
 use std::future::poll_fn;
 use std::io;
@@ -19,50 +19,18 @@ pub(crate) struct MediaSocket {
     pub announced: SocketAddr,
 }
 
-/// Binds one socket per announced address. An announced address that is not on
-/// this machine (a NAT's public address) is served by a wildcard socket.
+/// Binds one non-blocking socket per announced address, with large buffers.
 pub(crate) fn bind_std(
     announce: &[IpAddr],
     port: u16,
 ) -> Result<Vec<(StdUdpSocket, SocketAddr)>, SfuError> {
-    let mut out = Vec::new();
-    for ip in announce {
-        let wanted = SocketAddr::new(*ip, port);
-        let socket = match StdUdpSocket::bind(wanted) {
-            Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
-                let any: IpAddr = if ip.is_ipv4() {
-                    [0, 0, 0, 0].into()
-                } else {
-                    std::net::Ipv6Addr::UNSPECIFIED.into()
-                };
-                let wildcard = SocketAddr::new(any, port);
-                StdUdpSocket::bind(wildcard).map_err(|source| SfuError::Bind {
-                    addr: wildcard,
-                    source,
-                })?
-            }
-            Err(source) => {
-                return Err(SfuError::Bind {
-                    addr: wanted,
-                    source,
-                })
-            }
-        };
-        let local = socket.local_addr().map_err(|source| SfuError::Bind {
-            addr: wanted,
-            source,
-        })?;
-        socket
-            .set_nonblocking(true)
-            .map_err(|source| SfuError::Bind {
-                addr: wanted,
-                source,
-            })?;
-        enlarge_buffers(&socket, local);
-        out.push((socket, SocketAddr::new(*ip, local.port())));
-    }
-    Ok(out)
+    let bind = |addr: SocketAddr| {
+        let socket = StdUdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        enlarge_buffers(&socket, addr);
+        Ok(socket)
+    };
+    super::bind::bind_announced(announce, port, bind, StdUdpSocket::local_addr)
 }
 
 /// Socket buffer size asked for in each direction. Three publishers' 720p

@@ -9,11 +9,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Input};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
+use super::tcp::{bind_listeners, TcpMedia};
 use super::udp::{bind_std, recv_any, MediaSocket};
 use crate::error::SfuError;
 use crate::id::{ParticipantId, RoomId};
@@ -28,6 +29,9 @@ pub struct MediaConfig {
     pub announce: Vec<IpAddr>,
     /// UDP port of the first worker; worker `i` uses `port + i`. 0 picks free ports.
     pub port: u16,
+    /// TCP port for ICE-TCP (passive candidates) of the first worker, the
+    /// same way; `None` offers UDP only.
+    pub tcp_port: Option<u16>,
     /// Number of media worker threads.
     pub workers: usize,
     /// Estimate each subscriber's downlink and choose layers by it (see
@@ -70,6 +74,7 @@ enum WorkerCommand {
 struct WorkerHandle {
     commands: UnboundedSender<WorkerCommand>,
     addrs: Vec<SocketAddr>,
+    tcp_addrs: Vec<SocketAddr>,
 }
 
 /// A handle to the running media plane. Cheap to clone; commands are queued to
@@ -84,21 +89,27 @@ impl MediaServer {
     pub fn start(config: &MediaConfig) -> Result<MediaServer, SfuError> {
         let mut workers = Vec::new();
         for index in 0..config.workers.max(1) {
-            let port = match config.port {
+            let nth = |port: u16| match port {
                 0 => 0,
                 p => p.saturating_add(index as u16),
             };
-            let bound = bind_std(&config.announce, port)?;
+            let bound = bind_std(&config.announce, nth(config.port))?;
+            let listeners = match config.tcp_port {
+                Some(p) => bind_listeners(&config.announce, nth(p))?,
+                None => Vec::new(),
+            };
             let addrs = bound.iter().map(|(_, a)| *a).collect();
+            let tcp_addrs = listeners.iter().map(|(_, a)| *a).collect();
             let (tx, rx) = unbounded_channel();
             let estimate_bandwidth = config.estimate_bandwidth;
             std::thread::Builder::new()
                 .name(format!("media-{index}"))
-                .spawn(move || run_worker(index, bound, rx, estimate_bandwidth))
+                .spawn(move || run_worker(index, bound, listeners, rx, estimate_bandwidth))
                 .map_err(|_| SfuError::WorkerGone)?;
             workers.push(WorkerHandle {
                 commands: tx,
                 addrs,
+                tcp_addrs,
             });
         }
         Ok(MediaServer {
@@ -106,9 +117,17 @@ impl MediaServer {
         })
     }
 
-    /// Every address the media plane listens on, across workers.
+    /// Every UDP address the media plane listens on, across workers.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.workers.iter().flat_map(|w| w.addrs.clone()).collect()
+    }
+
+    /// Every TCP address (ICE-TCP) the media plane listens on.
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.workers
+            .iter()
+            .flat_map(|w| w.tcp_addrs.clone())
+            .collect()
     }
 
     /// Joins a participant to a room with its browser's first offer. The answer,
@@ -222,6 +241,7 @@ impl MediaServer {
 fn run_worker(
     index: usize,
     bound: Vec<(std::net::UdpSocket, SocketAddr)>,
+    listeners: Vec<(std::net::TcpListener, SocketAddr)>,
     commands: UnboundedReceiver<WorkerCommand>,
     estimate_bandwidth: bool,
 ) {
@@ -245,12 +265,22 @@ fn run_worker(
                 }
             }
         }
-        let candidates = sockets
+        let tcp = TcpMedia::new(listeners);
+        let mut candidates: Vec<Candidate> = sockets
             .iter()
             .filter_map(|s| Candidate::host(s.announced, "udp").ok())
             .collect();
+        candidates.extend(tcp.announced().filter_map(|addr| {
+            Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build()
+                .ok()
+        }));
         let mut worker = Worker {
             sockets,
+            tcp,
             candidates,
             rooms: Vec::new(),
             owners: HashMap::new(),
@@ -268,11 +298,12 @@ struct RoomSlot {
 
 struct Worker {
     sockets: Vec<MediaSocket>,
+    tcp: TcpMedia,
     candidates: Vec<Candidate>,
     rooms: Vec<Option<RoomSlot>>,
     /// Which room and participant a remote address belongs to, learned from
     /// `Rtc::accepts` once and then looked up per packet.
-    owners: HashMap<SocketAddr, (usize, ParticipantId)>,
+    owners: HashMap<(Protocol, SocketAddr), (usize, ParticipantId)>,
     signals: HashMap<ParticipantId, UnboundedSender<MediaSignal>>,
     estimate_bandwidth: bool,
 }
@@ -280,6 +311,7 @@ struct Worker {
 impl Worker {
     async fn run(&mut self, mut commands: UnboundedReceiver<WorkerCommand>) {
         let mut buf = vec![0u8; 2048];
+        let mut frame_buf = vec![0u8; usize::from(u16::MAX)];
         let mut turn = 0usize;
         loop {
             let next = self.next_deadline();
@@ -287,8 +319,13 @@ impl Worker {
                 (i, received) = recv_any(&self.sockets, &mut buf, turn) => {
                     turn = turn.wrapping_add(1);
                     if let Ok((len, from)) = received {
-                        self.receive(Instant::now(), i, from, &buf[..len]);
+                        let to = self.sockets[i].announced;
+                        self.receive(Instant::now(), Protocol::Udp, from, to, &buf[..len]);
                     }
+                }
+                frame = self.tcp.next_frame(&mut frame_buf) => {
+                    let data = &frame_buf[..frame.len];
+                    self.receive(Instant::now(), Protocol::Tcp, frame.from, frame.to, data);
                 }
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.command(Instant::now(), cmd),
@@ -308,28 +345,42 @@ impl Worker {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
     }
 
-    fn receive(&mut self, now: Instant, socket: usize, from: SocketAddr, data: &[u8]) {
-        let destination = self.sockets[socket].announced;
-        let Ok(receive) = Receive::new(Protocol::Udp, from, destination, data) else {
+    fn receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        from: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(receive) = Receive::new(proto, from, destination, data) else {
             tracing::trace!(%from, len = data.len(), "unrecognised datagram dropped");
             return;
         };
         let input = Input::Receive(now, receive);
-        let owner = match self.owners.get(&from) {
+        let owner = match self.owners.get(&(proto, from)) {
             Some(o) => Some(*o),
-            None => self.find_owner(&input),
+            None => {
+                let found = self.find_owner(&input);
+                if let Some(o) = found {
+                    self.owners.insert((proto, from), o);
+                    if proto == Protocol::Tcp {
+                        self.tcp.claim(from);
+                    }
+                }
+                found
+            }
         };
         let Some((slot, participant)) = owner else {
             tracing::trace!(%from, "datagram for no session dropped");
             return;
         };
-        self.owners.insert(from, (slot, participant));
         let Some(s) = self.rooms.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| s.room.handle_input(participant, input)));
         if outcome.is_err() {
-            tracing::error!(%participant, "WebRTC stack panicked on input; participant removed");
+            tracing::error!(room = %s.room.id(), %participant, "WebRTC stack panicked on input; participant removed");
             s.room.remove(participant);
             if let Some(tx) = self.signals.get(&participant) {
                 let _ = tx.send(MediaSignal::Closed("media session failed".into()));
@@ -347,6 +398,7 @@ impl Worker {
     }
 
     fn timeouts(&mut self, now: Instant) {
+        self.tcp.sweep(now);
         for slot in 0..self.rooms.len() {
             let due = self.rooms[slot].as_ref().is_some_and(|s| s.deadline <= now);
             if due {
@@ -363,8 +415,12 @@ impl Worker {
             return;
         };
         let sockets = &self.sockets;
+        let tcp = &mut self.tcp;
         let polled = catch_unwind(AssertUnwindSafe(|| {
             s.room.poll(now, |t| {
+                if t.proto == Protocol::Tcp {
+                    return tcp.send(t.destination, &t.contents);
+                }
                 let socket = sockets
                     .iter()
                     .find(|s| s.announced == t.source)
@@ -468,7 +524,14 @@ impl Worker {
 
     fn forget(&mut self, participant: ParticipantId) {
         self.signals.remove(&participant);
-        self.owners.retain(|_, (_, p)| *p != participant);
+        let tcp = &mut self.tcp;
+        self.owners.retain(|&(proto, addr), (_, p)| {
+            let theirs = *p == participant;
+            if theirs && proto == Protocol::Tcp {
+                tcp.close_peer(addr);
+            }
+            !theirs
+        });
     }
 
     fn find_slot(&self, room: &RoomId) -> Option<usize> {

@@ -38,7 +38,7 @@ impl Participant {
             return;
         }
         if let Some(highest) = self.publish_limit.update(now, wanted) {
-            tracing::info!(participant = %self.id, highest = %highest, "publishing layers up to");
+            tracing::info!(room = %self.room, participant = %self.id, highest = %highest, "publishing layers up to");
             let highest = highest.rid();
             signals.push_back((self.id, MediaSignal::PublishLayers { highest }));
         }
@@ -117,7 +117,7 @@ impl Participant {
                 continue;
             };
             tracing::info!(
-                participant = %self.id, origin = %sub.origin,
+                room = %self.room, participant = %self.id, origin = %sub.origin,
                 budget_kbps = (budget < UNLIMITED).then_some(budget / 1000),
                 layers_kbps = ?demands[k].rates.map(|r| r.map(|r| r / 1000)),
                 from = ?before.map(|l| l.rid()), to = ?after.map(|l| l.rid()),
@@ -196,7 +196,7 @@ impl Participant {
             .any(|(d, f)| d.best().map(|(l, _)| l) > *f);
         let wanted = video + AUDIO_RESERVE * audio as u64;
         if let Some(from) = self.downlink.restart(now, held_back) {
-            tracing::info!(participant = %self.id, from_kbps = from / 1000, "downlink estimator restarted: clean link, estimate stuck");
+            tracing::info!(room = %self.room, participant = %self.id, from_kbps = from / 1000, "downlink estimator restarted: clean link, estimate stuck");
             self.rtc.bwe().reset(Bitrate::bps(from));
         }
         if let Some(desired) = self.downlink.plan(now, wanted, held_back) {

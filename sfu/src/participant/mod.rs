@@ -132,6 +132,8 @@ pub(crate) struct Participant {
     adaptation: AdaptationStats,
     /// The latest statistics of each stream, for the admin plane.
     counters: MediaCounters,
+    /// Its room: every log line names room and participant.
+    room: RoomId,
     /// When its first offer arrived, and how long until media connected.
     joined_at: Instant,
     connected_after: Option<Duration>,
@@ -142,8 +144,15 @@ pub(crate) struct Participant {
 }
 
 impl Participant {
-    pub fn new(id: ParticipantId, now: Instant, rtc: Rtc, estimate_bandwidth: bool) -> Self {
+    pub fn new(
+        room: RoomId,
+        id: ParticipantId,
+        now: Instant,
+        rtc: Rtc,
+        estimate_bandwidth: bool,
+    ) -> Self {
         Participant {
+            room,
             id,
             rtc,
             negotiation: Negotiation::Stable,
@@ -220,14 +229,14 @@ impl Participant {
                 reason: e.to_string(),
             });
         }
-        tracing::debug!(participant = %self.id, connected = self.connected, "answer accepted");
+        tracing::debug!(room = %self.room, participant = %self.id, connected = self.connected, "answer accepted");
         let mut direct = self.rtc.direct_api();
         for sub in &mut self.subscriptions {
             if let SubscriptionState::Negotiating(mid) = sub.state {
                 match direct.stream_tx_by_mid(mid, None).map(|s| s.ssrc()) {
                     Some(ssrc) => sub.state = SubscriptionState::Open { mid, ssrc },
                     None => {
-                        tracing::warn!(participant = %self.id, %mid, "no send stream after answer");
+                        tracing::warn!(room = %self.room, participant = %self.id, %mid, "no send stream after answer");
                         sub.state = SubscriptionState::ToOpen;
                     }
                 }
@@ -282,7 +291,7 @@ impl Participant {
         let (Input::Timeout(t) | Input::Receive(t, _)) = input;
         self.clock = self.clock.max(Some(t));
         if let Err(e) = self.rtc.handle_input(input) {
-            tracing::warn!(participant = %self.id, error = %e, "WebRTC session failed");
+            tracing::warn!(room = %self.room, participant = %self.id, error = %e, "WebRTC session failed");
             self.rtc.disconnect();
         }
     }
@@ -311,7 +320,7 @@ impl Participant {
             }
             Ok(Output::Event(e)) => self.handle_event(e, signals),
             Err(e) => {
-                tracing::warn!(participant = %self.id, error = %e, "WebRTC session failed");
+                tracing::warn!(room = %self.room, participant = %self.id, error = %e, "WebRTC session failed");
                 self.rtc.disconnect();
                 Polled::Nothing
             }
@@ -325,7 +334,7 @@ impl Participant {
     ) -> Polled {
         match event {
             Event::Connected => {
-                tracing::debug!(participant = %self.id, "media connected");
+                tracing::debug!(room = %self.room, participant = %self.id, "media connected");
                 self.connected = true;
                 let now = self.clock.unwrap_or(self.joined_at);
                 self.connected_after
@@ -359,7 +368,7 @@ impl Participant {
                 // would make every other browser negotiate (and receive) them.
                 let duplicate = self.publications.iter().any(|p| p.kind == added.kind);
                 if duplicate && incoming {
-                    tracing::info!(participant = %self.id, mid = %added.mid, "extra published track ignored");
+                    tracing::info!(room = %self.room, participant = %self.id, mid = %added.mid, "extra published track ignored");
                 }
                 if incoming && !ours && !duplicate {
                     self.publications
@@ -388,7 +397,7 @@ impl Participant {
                     _ => None,
                 };
                 if let Some(bps) = moved {
-                    tracing::info!(participant = %self.id, estimate_kbps = bps / 1000, "downlink estimate");
+                    tracing::info!(room = %self.room, participant = %self.id, estimate_kbps = bps / 1000, "downlink estimate");
                     self.adaptation.estimate_changes += 1;
                 }
             }
@@ -498,7 +507,7 @@ impl Participant {
         let stream = direct.stream_rx(&ssrc)?;
         let (mid, rid) = (stream.mid(), stream.rid());
         let Some(layer) = Layer::from_rid(rid.as_deref()) else {
-            tracing::debug!(participant = %self.id, %mid, ?rid, "unknown simulcast rid ignored");
+            tracing::debug!(room = %self.room, participant = %self.id, %mid, ?rid, "unknown simulcast rid ignored");
             return None;
         };
         let i = self.publications.iter().position(|p| p.mid == mid)?;
@@ -506,7 +515,7 @@ impl Participant {
         stream.ssrc = Some(ssrc);
         stream.rid = rid;
         self.new_layer_seen = true;
-        tracing::debug!(participant = %self.id, %mid, %layer, %ssrc, "incoming layer");
+        tracing::debug!(room = %self.room, participant = %self.id, %mid, %layer, %ssrc, "incoming layer");
         Some((i, layer))
     }
 
@@ -558,7 +567,7 @@ impl Participant {
                     false => Forwarded::NeedsKeyframe(layer),
                 };
             }
-            tracing::debug!(participant = %self.id, %origin, from = ?sub.forwarding, to = %layer, "layer switched");
+            tracing::debug!(room = %self.room, participant = %self.id, %origin, from = ?sub.forwarding, to = %layer, "layer switched");
             sub.forwarding = Some(layer);
             if !self.video_started && sub.kind == MediaKind::Video {
                 let since = self.video_wanted_since.unwrap_or(self.joined_at);
@@ -652,10 +661,10 @@ impl Participant {
     }
 
     /// This participant's media statistics, for the admin plane.
-    pub fn stats(&self, room: &RoomId) -> ParticipantStats {
+    pub fn stats(&self) -> ParticipantStats {
         let mut out = ParticipantStats {
             participant: self.id,
-            room: room.clone(),
+            room: self.room.clone(),
             adaptation: self.adaptation(),
             connected_after: self.connected_after,
             first_video_after: self.first_video_after,
@@ -685,7 +694,7 @@ impl Participant {
         };
         let stream = &mut publication.layers[layer.index()];
         if stream.keyframes.request(now) {
-            tracing::debug!(participant = %self.id, %mid, %layer, "keyframe requested");
+            tracing::debug!(room = %self.room, participant = %self.id, %mid, %layer, "keyframe requested");
             send_pli(&mut self.rtc, mid, stream.rid);
         }
     }
@@ -698,7 +707,7 @@ impl Participant {
             for layer in Layer::ALL {
                 let stream = &mut publication.layers[layer.index()];
                 if stream.keyframes.poll_deferred(now) {
-                    tracing::debug!(participant = %self.id, mid = %publication.mid, %layer, "deferred keyframe requested");
+                    tracing::debug!(room = %self.room, participant = %self.id, mid = %publication.mid, %layer, "deferred keyframe requested");
                     send_pli(&mut self.rtc, publication.mid, stream.rid);
                 }
                 if let Some(t) = stream.keyframes.deferred_until() {
@@ -749,7 +758,7 @@ impl Participant {
             }
         }
         let (offer, pending) = change.apply()?;
-        tracing::debug!(participant = %self.id, "offer sent");
+        tracing::debug!(room = %self.room, participant = %self.id, "offer sent");
         self.negotiation = Negotiation::AwaitingAnswer(pending);
         Some(offer.to_sdp_string())
     }
