@@ -33,6 +33,53 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The media plane.
     pub media: MediaSection,
+    /// TURN, for networks that block UDP or all but TCP 443.
+    pub turn: TurnSection,
+}
+
+/// `[turn]` in the TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnSection {
+    /// Run the embedded TURN server. `CARECALL_TURN_ENABLED` (true/false).
+    pub enabled: bool,
+    /// UDP and TCP port of TURN; 0 picks free ports. `CARECALL_TURN_PORT`.
+    pub port: u16,
+    /// TURN over TLS port: 443 in production, so it passes firewalls that
+    /// allow only web traffic. `CARECALL_TURN_TLS_PORT`.
+    pub tls_port: u16,
+    /// Certificate chain and key (PEM) for TURN over TLS. Default: a
+    /// self-signed certificate generated at start (development only).
+    /// `CARECALL_TURN_CERT`, `CARECALL_TURN_KEY`.
+    pub cert: Option<PathBuf>,
+    /// See `cert`.
+    pub key: Option<PathBuf>,
+    /// Host (name or address) in the TURN URLs given to browsers. Default:
+    /// the host of `public_url`, else the first media address.
+    /// `CARECALL_TURN_HOST`.
+    pub host: Option<String>,
+    /// Shared secret for TURN credentials. Default: generated once into
+    /// `data_dir/turn-secret`. `CARECALL_TURN_SECRET`.
+    pub secret: Option<String>,
+    /// URLs of an external TURN server (e.g. coturn with
+    /// `use-auth-secret` and the same `secret`) to hand out instead of the
+    /// embedded one. `CARECALL_TURN_URLS` (comma-separated).
+    pub urls: Vec<String>,
+}
+
+impl Default for TurnSection {
+    fn default() -> Self {
+        TurnSection {
+            enabled: true,
+            port: 3478,
+            tls_port: 5349,
+            cert: None,
+            key: None,
+            host: None,
+            secret: None,
+            urls: Vec::new(),
+        }
+    }
 }
 
 /// See [`Config::log_format`].
@@ -92,6 +139,7 @@ impl Default for Config {
             timezone: "Europe/London".into(),
             log_format: LogFormat::Text,
             media: MediaSection::default(),
+            turn: TurnSection::default(),
         }
     }
 }
@@ -149,6 +197,35 @@ impl Config {
         }
         if let Some(v) = var("CARECALL_MEDIA_PORT") {
             self.media.port = v.parse().context("CARECALL_MEDIA_PORT")?;
+        }
+        if let Some(v) = var("CARECALL_TURN_ENABLED") {
+            self.turn.enabled = v.parse().context("CARECALL_TURN_ENABLED (true or false)")?;
+        }
+        if let Some(v) = var("CARECALL_TURN_PORT") {
+            self.turn.port = v.parse().context("CARECALL_TURN_PORT")?;
+        }
+        if let Some(v) = var("CARECALL_TURN_TLS_PORT") {
+            self.turn.tls_port = v.parse().context("CARECALL_TURN_TLS_PORT")?;
+        }
+        if let Some(v) = var("CARECALL_TURN_CERT") {
+            self.turn.cert = Some(v.into());
+        }
+        if let Some(v) = var("CARECALL_TURN_KEY") {
+            self.turn.key = Some(v.into());
+        }
+        if let Some(v) = var("CARECALL_TURN_HOST") {
+            self.turn.host = Some(v).filter(|h| !h.is_empty());
+        }
+        if let Some(v) = var("CARECALL_TURN_SECRET") {
+            self.turn.secret = Some(v);
+        }
+        if let Some(v) = var("CARECALL_TURN_URLS") {
+            self.turn.urls = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         if let Some(v) = var("CARECALL_MEDIA_ICE_TCP") {
             self.media.ice_tcp = v

@@ -5,6 +5,7 @@
 mod config;
 mod secret;
 mod serve;
+mod turn;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
-//! The link secret: from config/env if given, otherwise generated once into the
-//! data directory, readable only by the service's user.
+//! Secrets (the link secret, the TURN secret): from config/env if given,
+//! otherwise generated once into the data directory, readable only by the
+//! service's user.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,24 +8,40 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use ring::rand::{SecureRandom, SystemRandom};
 
-const FILE: &str = "link-secret";
+/// The link-signing secret.
+pub fn link_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    stored_secret("link secret", "link-secret", configured, data_dir)
+}
+
+/// The secret TURN credentials are made with.
+pub fn turn_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    stored_secret("TURN secret", "turn-secret", configured, data_dir)
+}
 
 /// Returns the secret bytes, creating the data directory and secret file if needed.
-pub fn link_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+fn stored_secret(
+    what: &str,
+    file: &str,
+    configured: Option<&str>,
+    data_dir: &Path,
+) -> anyhow::Result<Vec<u8>> {
     if let Some(s) = configured {
         if s.len() < 32 {
-            bail!("the configured link secret is too short: use at least 32 characters");
+            bail!("the configured {what} is too short: use at least 32 characters");
         }
         return Ok(s.as_bytes().to_vec());
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    let path = data_dir.join(FILE);
+    let path = data_dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(hex) => {
             let hex = hex.trim();
             if hex.len() < 64 {
-                bail!("{} is shorter than 32 bytes: delete it to generate a new one (old links stop working)", path.display());
+                bail!(
+                    "{} is shorter than 32 bytes: delete it to generate a new one",
+                    path.display()
+                );
             }
             Ok(hex.as_bytes().to_vec())
         }
@@ -45,7 +62,7 @@ pub fn link_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<
                 .open(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
             writeln!(f, "{hex}").with_context(|| format!("writing {}", path.display()))?;
-            tracing::info!(path = %path.display(), "generated a new link secret");
+            tracing::info!(path = %path.display(), "generated a new {what}");
             Ok(hex.into_bytes())
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),

@@ -43,6 +43,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         estimate_bandwidth: config.media.bandwidth_estimation,
     })
     .context("starting the media plane")?;
+    let turn = crate::turn::start(&config, &media)?;
 
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::Builder::new()
@@ -60,8 +61,11 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
         config.http_addr = listener.local_addr()?;
         let signer = LinkSigner::new(&secret);
-        print_banner(&config, &signer, &media)?;
-        let state = AppState::new(signer.clone(), media.clone(), Some(events_tx));
+        print_banner(&config, &signer, &media, turn.as_ref())?;
+        let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx));
+        if let Some(t) = turn {
+            state = state.with_turn(t.offer);
+        }
         let admin = AdminState::new(
             media,
             state.clone(),
@@ -87,7 +91,12 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     })
 }
 
-fn print_banner(config: &Config, signer: &LinkSigner, media: &MediaServer) -> anyhow::Result<()> {
+fn print_banner(
+    config: &Config,
+    signer: &LinkSigner,
+    media: &MediaServer,
+    turn: Option<&crate::turn::TurnSetup>,
+) -> anyhow::Result<()> {
     let ttl = Duration::from_secs(12 * 3600);
     let clinician = crate::make_link(
         config,
@@ -111,6 +120,18 @@ fn print_banner(config: &Config, signer: &LinkSigner, media: &MediaServer) -> an
     let tcp: Vec<String> = media.tcp_addrs().iter().map(|a| a.to_string()).collect();
     if !tcp.is_empty() {
         println!("media (TCP) on {}", tcp.join(", "));
+    }
+    match turn {
+        Some(t) => {
+            println!("TURN for browsers: {}", t.offer.urls.join(", "));
+            if let Some(spki) = &t.self_signed_spki {
+                println!(
+                    "TURN over TLS uses a self-signed certificate (set turn.cert and turn.key for production); \
+                     to trust it in a test browser: --ignore-certificate-errors-spki-list={spki}"
+                );
+            }
+        }
+        None => println!("TURN: off"),
     }
     println!("data directory: {}", config.data_dir.display());
     println!();

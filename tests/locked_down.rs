@@ -1,6 +1,7 @@
 //! Locked-down care-home networks: the home's browser runs in a network
-//! namespace whose firewall drops UDP, as guest Wi-Fi often does. The call
-//! must still connect, over ICE-TCP, in HD. Needs root for the namespace.
+//! namespace whose firewall drops UDP (as guest Wi-Fi often does), or lets
+//! out only web ports. The call must still connect in HD: over ICE-TCP, or
+//! through the embedded TURN server over TLS. Needs root for the namespace.
 
 mod support;
 
@@ -30,8 +31,11 @@ async fn with_udp_blocked_the_call_connects_over_ice_tcp_in_hd() {
     for chain in ["OUTPUT", "INPUT"] {
         net.exec(&["iptables", "-A", chain, "-p", "udp", "-j", "DROP"]);
     }
+    // TURN off: with it, Chromium may take a TURN/TCP relay instead, and
+    // this test is about the direct TCP path.
     let server = Server::start_with(ServerOptions {
         ip: net.host_ip.into(),
+        env: vec![("CARECALL_TURN_ENABLED".into(), "false".into())],
         ..ServerOptions::default()
     });
     assert!(!server.tcp_addrs.is_empty(), "the server offers no ICE-TCP");
@@ -48,11 +52,19 @@ async fn with_udp_blocked_the_call_connects_over_ice_tcp_in_hd() {
 
     let home_id = home.participant().await.expect("home joined");
     let clinician_id = clinician.participant().await.expect("clinician joined");
-    let metrics = scrape(&server.base_url).await;
-    let (home_path, hub_path) = (
-        transport_of(&metrics, &home_id),
-        transport_of(&metrics, &clinician_id),
-    );
+    // Transports are reported with the SFU's statistics, once a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (home_path, hub_path) = loop {
+        let metrics = scrape(&server.base_url).await;
+        let paths = (
+            transport_of(&metrics, &home_id),
+            transport_of(&metrics, &clinician_id),
+        );
+        if (paths.0.is_some() && paths.1.is_some()) || std::time::Instant::now() > deadline {
+            break paths;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     println!("home ({home_id}) over {home_path:?}, clinician ({clinician_id}) over {hub_path:?}");
     assert_eq!(home_path.as_deref(), Some("tcp"), "the home's media path");
     // The block is what made the difference: the hub side still uses UDP.
@@ -60,6 +72,82 @@ async fn with_udp_blocked_the_call_connects_over_ice_tcp_in_hd() {
         hub_path.as_deref(),
         Some("udp"),
         "the clinician's media path"
+    );
+    home.close().await;
+    clinician.close().await;
+}
+
+/// A self-signed certificate for `ip`, written as PEM files into `dir`;
+/// returns (cert path, key path, base64 SHA-256 of its SPKI).
+fn test_certificate(ip: std::net::IpAddr, dir: &std::path::Path) -> (String, String, String) {
+    use base64::Engine;
+    let c = rcgen::generate_simple_self_signed(vec![ip.to_string()]).expect("certificate");
+    let cert = dir.join("turn-cert.pem");
+    let key = dir.join("turn-key.pem");
+    std::fs::write(&cert, c.cert.pem()).expect("write cert");
+    std::fs::write(&key, c.signing_key.serialize_pem()).expect("write key");
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&c.signing_key);
+    let spki = ring::digest::digest(&ring::digest::SHA256, &spki);
+    let spki = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
+    let path = |p: std::path::PathBuf| p.display().to_string();
+    (path(cert), path(key), spki)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_only_web_ports_open_the_call_connects_through_turn_over_tls() {
+    let net = NetNs::new();
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (cert, key, spki) = test_certificate(net.host_ip.into(), certs.path());
+    let env = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let server = Server::start_with(ServerOptions {
+        ip: net.host_ip.into(),
+        env: vec![
+            env("CARECALL_TURN_TLS_PORT", "443"),
+            env("CARECALL_TURN_CERT", &cert),
+            env("CARECALL_TURN_KEY", &key),
+        ],
+        ..ServerOptions::default()
+    });
+    let http_port = server
+        .base_url
+        .rsplit(':')
+        .next()
+        .expect("port in the base URL")
+        .to_owned();
+    let turns = format!("turns:{}:443?transport=tcp", net.host_ip);
+    assert!(server.turn_urls.contains(&turns), "{:?}", server.turn_urls);
+    // The home's network lets out only the hub's web ports (the page on
+    // its HTTP port, and 443), and chromedriver's replies to the test.
+    let hub = net.host_ip.to_string();
+    net.exec(&["iptables", "-A", "OUTPUT", "-o", "lo", "-j", "ACCEPT"]);
+    net.exec(&[
+        "iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", "9515", "-j", "ACCEPT",
+    ]);
+    for port in [http_port.as_str(), "443"] {
+        net.exec(&[
+            "iptables", "-A", "OUTPUT", "-p", "tcp", "-d", &hub, "--dport", port, "-j", "ACCEPT",
+        ]);
+    }
+    net.exec(&["iptables", "-A", "OUTPUT", "-j", "DROP"]);
+
+    let hub_driver = Driver::start_trusting(&server.base_url).await;
+    let away = Driver::start_in(&net, &server.base_url)
+        .await
+        .with_trusted_spki(&spki);
+    let clinician = hub_driver.browser().await;
+    clinician
+        .join(&server.link("locked-2", "clinician", "Hub clinician", "1h"))
+        .await;
+    let home = away.browser().await;
+    home.join(&server.link("locked-2", "home", "Rose Court", "1h"))
+        .await;
+    wait_all_decoding_hd(&[&home, &clinician], 1, Duration::from_secs(60)).await;
+    let (kind, protocol) = home.selected_path().await;
+    println!("home's path: {kind} over {protocol}");
+    assert_eq!(
+        (kind.as_str(), protocol.as_str()),
+        ("relay", "tls"),
+        "the home's media must go through TURN over TLS"
     );
     home.close().await;
     clinician.close().await;

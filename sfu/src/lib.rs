@@ -28,6 +28,7 @@ pub mod sim;
 mod stats;
 mod tiles;
 mod track;
+pub mod turn;
 
 pub use bandwidth::AdaptationStats;
 pub use codec::{h264_keyframe_start, vp8_keyframe_start};

@@ -74,6 +74,7 @@ export class Call extends EventTarget {
     switch (msg.type) {
       case 'joined':
         this.participant = msg.participant;
+        this.iceServers = msg.ice_servers || [];
         for (const p of msg.participants) this.peers.set(p.participant, p);
         this.emit('joined', msg);
         for (const p of msg.participants) this.emit('peer', p);
@@ -133,7 +134,11 @@ export class Call extends EventTarget {
   // and video slot each goes into the first offer, so their media can flow as
   // soon as the connection is up, without a second negotiation.
   async startMedia(others) {
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = new RTCPeerConnection({
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+      iceServers: this.iceServers,
+    });
     this.pc = pc;
     pc.onicecandidate = (e) => {
       // mDNS (.local) names are unresolvable by the SFU; it learns the address from ICE checks.

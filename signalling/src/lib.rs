@@ -29,6 +29,31 @@ pub use events::CallEvent;
 pub use presence::Presence;
 pub use token::{JoinClaims, LinkSigner, Role, TokenError};
 
+/// The TURN servers offered to browsers and the secret their credentials
+/// are made with (shared with the embedded TURN server, or an external
+/// coturn's `static-auth-secret`).
+#[derive(Clone, Debug)]
+pub struct TurnOffer {
+    /// `turn:host:port?transport=udp`, `turns:host:443?transport=tcp`, …
+    pub urls: Vec<String>,
+    /// Signs the credentials.
+    pub secret: carecall_sfu::turn::TurnSecret,
+    /// How long credentials last (a call, its reconnections, with margin).
+    pub ttl: std::time::Duration,
+}
+
+impl TurnOffer {
+    /// The ICE servers to hand `participant`, valid from `now` (Unix secs).
+    pub fn ice_servers(&self, participant: &str, now: u64) -> Vec<protocol::IceServer> {
+        let c = self.secret.issue(participant, now + self.ttl.as_secs());
+        vec![protocol::IceServer {
+            urls: self.urls.clone(),
+            username: c.username,
+            credential: c.password,
+        }]
+    }
+}
+
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -37,6 +62,7 @@ pub struct AppState {
 
 struct Inner {
     signer: LinkSigner,
+    turn: Option<TurnOffer>,
     presence: Presence,
     media: MediaServer,
     events: Option<UnboundedSender<CallEvent>>,
@@ -54,10 +80,22 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 signer,
+                turn: None,
                 presence: Presence::default(),
                 media,
                 events,
                 next_participant: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Hands every participant TURN credentials for `turn`'s servers.
+    pub fn with_turn(self, turn: TurnOffer) -> Self {
+        let inner = Arc::into_inner(self.inner).expect("with_turn before the state is shared");
+        AppState {
+            inner: Arc::new(Inner {
+                turn: Some(turn),
+                ..inner
             }),
         }
     }

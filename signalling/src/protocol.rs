@@ -85,6 +85,17 @@ pub struct PeerInfo {
     pub video: bool,
 }
 
+/// A TURN server as `RTCIceServer` wants it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IceServer {
+    /// `turn:` and `turns:` URLs.
+    pub urls: Vec<String>,
+    /// Time-limited username (TURN REST API scheme).
+    pub username: String,
+    /// Its password.
+    pub credential: String,
+}
+
 /// Messages to the browser.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -99,6 +110,9 @@ pub enum ServerMessage {
         room: String,
         /// Everyone already in the call.
         participants: Vec<PeerInfo>,
+        /// TURN servers for the browser's `RTCPeerConnection` (empty when the
+        /// hub offers none), with credentials for this participant.
+        ice_servers: Vec<IceServer>,
     },
     /// The SFU's answer to the browser's offer.
     Answer {

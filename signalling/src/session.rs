@@ -364,11 +364,17 @@ impl Session {
         span.record("room", claims.room.as_str());
         span.record("participant", tracing::field::display(id));
         tracing::info!(role = %claims.role, "joined");
+        let ice_servers = inner
+            .turn
+            .as_ref()
+            .map(|t| t.ice_servers(&id.to_string(), unix_now()))
+            .unwrap_or_default();
         self.send(ServerMessage::Joined {
             v: PROTOCOL_VERSION,
             participant: id.to_string(),
             room: claims.room.clone(),
             participants,
+            ice_servers,
         });
         self.state.emit(CallEvent::Joined {
             room: claims.room.clone(),

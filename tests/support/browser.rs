@@ -24,6 +24,9 @@ pub struct Driver {
     trusted_origin: Option<String>,
     /// Camera pictures from a file instead of Chromium's built-in pattern.
     camera: Option<std::path::PathBuf>,
+    /// A TLS key (base64 SHA-256 of its SPKI) to accept though self-signed:
+    /// the only way Chromium's TURN-over-TLS accepts a test certificate.
+    trusted_spki: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -130,6 +133,12 @@ impl Driver {
         d
     }
 
+    /// Makes this driver's browsers accept a TLS certificate with this key.
+    pub fn with_trusted_spki(mut self, spki: &str) -> Driver {
+        self.trusted_spki = Some(spki.to_owned());
+        self
+    }
+
     /// Makes this driver's browsers film [`camera_clip`].
     pub fn with_camera_clip(mut self) -> Driver {
         self.camera = Some(camera_clip());
@@ -147,6 +156,7 @@ impl Driver {
             child,
             url,
             trusted_origin: origin,
+            trusted_spki: None,
             camera: None,
         }
     }
@@ -178,6 +188,9 @@ impl Driver {
                 "--use-file-for-fake-video-capture={}",
                 clip.display()
             ));
+        }
+        if let Some(spki) = &self.trusted_spki {
+            args.push(format!("--ignore-certificate-errors-spki-list={spki}"));
         }
         if let Some(origin) = &self.trusted_origin {
             args.push(format!(
@@ -380,6 +393,29 @@ impl Browser {
             .await
             .expect("stats script");
         v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// The browser's selected ICE path: its local candidate's type (`host`,
+    /// `srflx`, `prflx`, `relay`) and, for a relay, how it reaches the TURN
+    /// server (`udp`, `tcp`, `tls`).
+    pub async fn selected_path(&self) -> (String, String) {
+        let rows = self
+            .rows(
+                "const done = arguments[arguments.length - 1];
+                 const pc = window.carecall && window.carecall.call && window.carecall.call.pc;
+                 if (!pc) { done([]); return; }
+                 pc.getStats().then((stats) => {
+                   const all = [...stats.values()];
+                   const t = all.find((s) => s.type === 'transport' && s.selectedCandidatePairId);
+                   const pair = t && stats.get(t.selectedCandidatePairId);
+                   const local = pair && stats.get(pair.localCandidateId);
+                   done(local ? [local] : []);
+                 }, () => done([]));",
+            )
+            .await;
+        let local = rows.first().cloned().unwrap_or_default();
+        let text = |k: &str| local[k].as_str().unwrap_or("").to_owned();
+        (text("candidateType"), text("relayProtocol"))
     }
 
     /// How many tiles show the "video paused" note.

@@ -26,6 +26,8 @@ pub struct Server {
     pub media_addrs: Vec<std::net::SocketAddr>,
     /// ICE-TCP listeners.
     pub tcp_addrs: Vec<std::net::SocketAddr>,
+    /// The TURN URLs handed to browsers.
+    pub turn_urls: Vec<String>,
     pub data_dir: tempfile::TempDir,
 }
 
@@ -43,6 +45,8 @@ pub struct ServerOptions {
     /// Write JSON logs at debug level to [`Server::log_path`] instead of
     /// the test's standard error.
     pub json_log: bool,
+    /// More environment for the server (configuration overrides).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ServerOptions {
@@ -51,6 +55,7 @@ impl Default for ServerOptions {
             ip: [127, 0, 0, 1].into(),
             estimate_bandwidth: false,
             json_log: false,
+            env: Vec::new(),
         }
     }
 }
@@ -84,6 +89,9 @@ impl Server {
             )
             .env("CARECALL_MEDIA_WORKERS", "1")
             .env("CARECALL_MEDIA_TCP_PORT", "0")
+            .env("CARECALL_TURN_PORT", "0")
+            .env("CARECALL_TURN_TLS_PORT", "0")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", log_filter)
             .env("CARECALL_LOG_FORMAT", log_format)
             .stdout(Stdio::piped())
@@ -96,6 +104,7 @@ impl Server {
         let mut base_url = None;
         let mut media_addrs = Vec::new();
         let mut tcp_addrs = Vec::new();
+        let mut turn_urls = Vec::new();
         while Instant::now() < deadline {
             let Some(Ok(line)) = lines.next() else { break };
             if let Some(url) = line.strip_prefix("carecall listening on ") {
@@ -106,6 +115,9 @@ impl Server {
             }
             if let Some(list) = line.strip_prefix("media (TCP) on ") {
                 tcp_addrs = list.split(", ").filter_map(|a| a.parse().ok()).collect();
+            }
+            if let Some(list) = line.strip_prefix("TURN for browsers: ") {
+                turn_urls = list.split(", ").map(str::to_owned).collect();
             }
             if line.starts_with("More links:") {
                 break;
@@ -119,6 +131,7 @@ impl Server {
             base_url,
             media_addrs,
             tcp_addrs,
+            turn_urls,
             data_dir,
         }
     }

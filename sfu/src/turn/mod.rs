@@ -1,0 +1,13 @@
+//! The embedded TURN server (RFC 8656) for care homes whose networks block
+//! UDP or everything but TCP 443: TURN over UDP, TCP and TLS, credentials
+//! from a shared secret (the TURN REST API scheme, so an external coturn can
+//! take its place), relaying only to the SFU's own media addresses.
+
+mod credentials;
+mod edge;
+mod server;
+mod stun;
+
+pub use credentials::{TurnCredentials, TurnSecret};
+pub use edge::{start_turn, TurnAddrs, TurnConfig};
+pub use server::{Client, ClientAction, Transport, TurnServer, MAX_ALLOCATIONS};

@@ -1,0 +1,181 @@
+//! Wiring TURN: the embedded server (or an external one's URLs) and the
+//! credentials signalling hands to browsers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use carecall_sfu::turn::{start_turn, TurnConfig, TurnSecret};
+use carecall_sfu::MediaServer;
+use carecall_signalling::TurnOffer;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Config;
+
+/// How long TURN credentials last: longer than any consultation, so an ICE
+/// restart late in a call still authenticates.
+const CREDENTIAL_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The realm in TURN credentials.
+const REALM: &str = "carecall";
+
+/// What TURN offers browsers (the banner prints it).
+pub struct TurnSetup {
+    pub offer: TurnOffer,
+    /// Set when the certificate was generated: how to trust it.
+    pub self_signed_spki: Option<String>,
+}
+
+/// Starts the embedded TURN server (unless external URLs are configured).
+/// `None` when TURN is off.
+pub fn start(config: &Config, media: &MediaServer) -> anyhow::Result<Option<TurnSetup>> {
+    let t = &config.turn;
+    if !t.enabled && t.urls.is_empty() {
+        return Ok(None);
+    }
+    let secret = TurnSecret::new(&crate::secret::turn_secret(
+        t.secret.as_deref(),
+        &config.data_dir,
+    )?);
+    if !t.urls.is_empty() {
+        let offer = TurnOffer {
+            urls: t.urls.clone(),
+            secret,
+            ttl: CREDENTIAL_TTL,
+        };
+        return Ok(Some(TurnSetup {
+            offer,
+            self_signed_spki: None,
+        }));
+    }
+    let peers = media.local_addrs();
+    let listen_ip = peers
+        .first()
+        .map(SocketAddr::ip)
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let host = match &t.host {
+        Some(h) => h.clone(),
+        None => url_host(&config.base_url()).unwrap_or_else(|| listen_ip.to_string()),
+    };
+    let (tls, spki) = tls_config(&host, t.cert.as_deref(), t.key.as_deref())?;
+    let bind_ip = if is_local(listen_ip) {
+        listen_ip
+    } else {
+        IpAddr::from([0, 0, 0, 0])
+    };
+    let listening = start_turn(TurnConfig {
+        udp: Some(SocketAddr::new(bind_ip, t.port)),
+        tcp: Some(SocketAddr::new(bind_ip, t.port)),
+        tls: Some((SocketAddr::new(bind_ip, t.tls_port), tls)),
+        relay_ip: listen_ip,
+        realm: REALM.into(),
+        secret: secret.clone(),
+        peers,
+    })
+    .context("starting the TURN server")?;
+    let hostport = |port: Option<SocketAddr>| {
+        let port = port.map_or(0, |a| a.port());
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    };
+    let urls = vec![
+        format!("turn:{}?transport=udp", hostport(listening.udp)),
+        format!("turn:{}?transport=tcp", hostport(listening.tcp)),
+        format!("turns:{}?transport=tcp", hostport(listening.tls)),
+    ];
+    Ok(Some(TurnSetup {
+        offer: TurnOffer {
+            urls,
+            secret,
+            ttl: CREDENTIAL_TTL,
+        },
+        self_signed_spki: spki,
+    }))
+}
+
+/// Whether `ip` is one of this machine's addresses (else it is a NAT's).
+fn is_local(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// The host of an `http(s)://host[:port]/…` URL.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+/// The TLS settings for TURN over TLS: the configured certificate, or a
+/// self-signed one for `host` with its SPKI hash (base64 SHA-256, for
+/// Chromium's `--ignore-certificate-errors-spki-list`).
+fn tls_config(
+    host: &str,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, Option<String>)> {
+    let (chain, key, spki) = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("reading the TURN certificate {}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .with_context(|| format!("reading the TURN key {}", key.display()))?;
+            (chain, key, None)
+        }
+        (None, None) => {
+            let generated = rcgen::generate_simple_self_signed(vec![host.to_owned()])
+                .context("generating a self-signed TURN certificate")?;
+            let spki = ring::digest::digest(
+                &ring::digest::SHA256,
+                &rcgen::PublicKeyData::subject_public_key_info(&generated.signing_key),
+            );
+            use base64::Engine;
+            let spki = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
+            let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der())
+                .map_err(|e| anyhow::anyhow!("self-signed TURN key: {e}"))?;
+            (vec![generated.cert.der().clone()], key, Some(spki))
+        }
+        _ => anyhow::bail!("turn.cert and turn.key go together: set both or neither"),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the TURN certificate and key do not fit together")?;
+    Ok((Arc::new(config), spki))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_of_a_public_url() {
+        assert_eq!(
+            url_host("https://carecall.hub.example/x").as_deref(),
+            Some("carecall.hub.example")
+        );
+        assert_eq!(
+            url_host("http://10.0.0.5:8080").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(
+            url_host("http://[2001:db8::1]:80").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(url_host("nonsense"), None);
+    }
+}
