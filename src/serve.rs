@@ -16,6 +16,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     let call_log = CallLog::open(&database)?;
     let accounts = std::sync::Arc::new(Accounts::open(&database)?);
     let history = CallLog::open(&database)?;
+    let checks = carecall_admin::check::Checks::open(&database)?;
     let zone = jiff::tz::TimeZone::get(&config.timezone)
         .with_context(|| format!("timezone {:?}: not a known time zone", config.timezone))?;
     let stale = call_log.close_stale_sessions()?;
@@ -71,6 +72,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
             state.clone(),
             accounts,
             history,
+            checks,
             AdminOptions {
                 metrics_token: config.metrics_token.clone(),
                 secure_cookies: config.base_url().starts_with("https://"),

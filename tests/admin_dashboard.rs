@@ -12,7 +12,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use fantoccini::Locator;
+use support::admin::sign_in_with_the_form;
 use support::browser::Driver;
 use support::calls::wait_all_decoding_hd;
 use support::Server;
@@ -39,29 +39,7 @@ async fn the_dashboard_shows_a_live_call_with_quality_badges() {
 
     let admin = driver.browser().await;
     let c = &admin.client;
-    c.goto(&format!("{}/admin", server.base_url))
-        .await
-        .expect("open /admin");
-    let url = c.current_url().await.expect("url");
-    assert!(url.path() == "/admin/login", "not sent to sign in: {url}");
-    c.find(Locator::Css("input[name=name]"))
-        .await
-        .expect("name field")
-        .send_keys("hub.admin")
-        .await
-        .expect("type name");
-    c.find(Locator::Css("input[name=password]"))
-        .await
-        .expect("password field")
-        .send_keys("a long hub password")
-        .await
-        .expect("type password");
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("sign-in button")
-        .click()
-        .await
-        .expect("sign in");
+    sign_in_with_the_form(&admin, &server.base_url, "hub.admin", "a long hub password").await;
 
     let rows_script = r#"
         return [...document.querySelectorAll('section.room[data-room="consult-5"] tr[data-participant]')]

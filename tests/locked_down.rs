@@ -28,9 +28,7 @@ fn transport_of(metrics: &str, participant: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_udp_blocked_the_call_connects_over_ice_tcp_in_hd() {
     let net = NetNs::new();
-    for chain in ["OUTPUT", "INPUT"] {
-        net.exec(&["iptables", "-A", chain, "-p", "udp", "-j", "DROP"]);
-    }
+    net.block_udp();
     // TURN off: with it, Chromium may take a TURN/TCP relay instead, and
     // this test is about the direct TCP path.
     let server = Server::start_with(ServerOptions {

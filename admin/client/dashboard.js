@@ -190,6 +190,38 @@ async function showCall(id) {
       'Layer switches', 'Up/down and loss over the call'], rows));
 }
 
+// A connectivity check by its code: verdict, each path, throughput.
+document.getElementById('check-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const code = new FormData(e.target).get('code').trim();
+  const out = document.getElementById('check-out');
+  const res = await fetch(`/admin/api/checks/${encodeURIComponent(code)}`);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) { out.replaceChildren(el('p', body.error || `failed (${res.status})`)); return; }
+  const r = body.result;
+  const pathText = (p) => (p.ok ? `pass${p.rtt_ms != null ? `, ${p.rtt_ms} ms round trip` : ''}` : `fail: ${p.error || 'no connection'}`);
+  const kbps = (k) => (k == null ? '–' : `${(k / 1000).toFixed(1)} Mbps`);
+  const rows = [
+    ['Checked', `${time(body.at)} from ${body.remote_addr}`],
+    ['Browser', body.user_agent],
+    ['Camera', r.camera.ok ? `working: ${r.camera.detail}` : `not working: ${r.camera.detail}`],
+    ['Microphone', r.microphone.ok ? `working: ${r.microphone.detail}` : `not working: ${r.microphone.detail}`],
+    ['UDP', pathText(r.udp)],
+    ['TCP', pathText(r.tcp)],
+    ['TURN over TLS', pathText(r.turn_tls)],
+    ['Download', kbps(r.download_kbps)],
+    ['Upload', kbps(r.upload_kbps)],
+    ['Loss (UDP)', r.loss == null ? '–' : `${(100 * r.loss).toFixed(1)}%`],
+  ].map(([k, v]) => { const tr = el('tr'); tr.dataset.field = k; tr.append(el('th', k), cell(v)); return tr; });
+  const notes = el('ul');
+  notes.append(...body.verdict.notes.map((n) => el('li', n)));
+  const headline = el('h3', `${body.code}: ${body.verdict.headline}`);
+  headline.dataset.outcome = body.verdict.outcome;
+  const t = el('table');
+  t.append(...rows);
+  out.replaceChildren(headline, notes, t);
+});
+
 document.getElementById('link-form').addEventListener('submit', async (e) => {
   e.preventDefault();
   const f = new FormData(e.target);

@@ -56,6 +56,15 @@ const MIGRATIONS: &[&str] = &[
         transport TEXT
     );
     CREATE INDEX quality_samples_session ON quality_samples (session_id, at_ms);",
+    // Connectivity checks run from care homes' tablets, looked up by code.
+    "CREATE TABLE connectivity_checks (
+        code TEXT PRIMARY KEY,
+        created_at_ms INTEGER NOT NULL,
+        remote_addr TEXT NOT NULL,
+        user_agent TEXT NOT NULL,
+        result_json TEXT NOT NULL
+    );
+    CREATE INDEX connectivity_checks_age ON connectivity_checks (created_at_ms);",
 ];
 
 /// Opens the database at `path`, creating and migrating it as needed.

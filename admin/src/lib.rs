@@ -4,7 +4,7 @@
 //! [`CallLog`], never on a media worker), admin accounts and their sign-in
 //! sessions ([`Accounts`]), the admin pages and API behind them, and
 //! Prometheus `/metrics`, rendered from the media plane's statistics at each
-//! scrape.
+//! scrape; and the helpdesk's connectivity check ([`check`]).
 
 #![warn(missing_docs)]
 
@@ -12,6 +12,7 @@ mod accounts;
 pub mod activity;
 mod auth;
 mod call_log;
+pub mod check;
 mod dashboard;
 mod db;
 pub mod history;
@@ -47,6 +48,9 @@ pub enum AdminError {
     /// The system's random number generator failed.
     #[error("no randomness available from the operating system")]
     Random,
+    /// Five random check codes in a row were taken.
+    #[error("no unused connectivity-check code found")]
+    NoFreeCode,
     /// Database work off the async runtime stopped before it finished.
     #[error("database work was interrupted")]
     Interrupted,

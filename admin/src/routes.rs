@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -17,6 +17,7 @@ use carecall_signalling::LinkSigner;
 use crate::accounts::Accounts;
 use crate::auth;
 use crate::call_log::CallLog;
+use crate::check;
 use crate::dashboard;
 use crate::history;
 use crate::join_times::JoinTimes;
@@ -43,6 +44,8 @@ pub struct AdminState {
     pub(crate) zone: jiff::tz::TimeZone,
     pub(crate) signer: LinkSigner,
     pub(crate) base_url: Arc<str>,
+    pub(crate) checks: crate::check::SharedChecks,
+    pub(crate) check_sessions: Arc<crate::check::CheckSessions>,
 }
 
 /// How the admin plane is set up.
@@ -69,6 +72,7 @@ impl AdminState {
         calls: carecall_signalling::AppState,
         accounts: Arc<Accounts>,
         history: CallLog,
+        checks: crate::check::Checks,
         options: AdminOptions,
     ) -> Self {
         AdminState {
@@ -83,16 +87,23 @@ impl AdminState {
             zone: options.zone,
             signer: options.signer,
             base_url: options.base_url.into(),
+            checks: Arc::new(Mutex::new(checks)),
+            check_sessions: Arc::default(),
         }
     }
 
-    /// Everyone present and their media statistics, now. New join times
-    /// are counted on the way.
+    /// Everyone present and their media statistics, now (media sessions of
+    /// no one present, such as connectivity checks, are left out). New join
+    /// times are counted on the way.
     pub(crate) async fn snapshot(&self) -> Snapshot {
-        let snapshot = Snapshot {
-            members: self.calls.presence().members(),
-            media: self.media.stats().await,
-        };
+        let members = self.calls.presence().members();
+        let mut media = self.media.stats().await;
+        media.retain(|s| {
+            members
+                .iter()
+                .any(|(room, id, _)| *id == s.participant && *room == s.room.0)
+        });
+        let snapshot = Snapshot { members, media };
         self.join_times().observe(&snapshot.media);
         snapshot
     }
@@ -154,6 +165,7 @@ fn protected() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
             "/admin/api/calls/{id}",
             get(dashboard::call_detail),
         ),
+        (Method::GET, "/admin/api/checks/{code}", get(check::lookup)),
         (Method::GET, "/admin/api/calls.csv", get(history::export)),
         (Method::POST, "/admin/api/links", post(links::create)),
         (Method::POST, "/admin/logout", post(auth::logout)),
@@ -174,6 +186,19 @@ pub fn routes(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/login", get(pages::login).post(auth::login))
         .route("/admin/admin.css", get(pages::style))
+        .route("/check", get(check::page))
+        .route("/check/check.js", get(check::script))
+        .route("/check/api/session", post(check::session))
+        .route("/check/api/offer", post(check::offer))
+        .route("/check/api/download", get(check::download))
+        .route(
+            "/check/api/upload",
+            post(check::upload).layer(DefaultBodyLimit::max(check::MAX_TRANSFER_BYTES)),
+        )
+        .route(
+            "/check/api/result",
+            post(check::result).layer(DefaultBodyLimit::max(check::MAX_RESULT_BYTES)),
+        )
         .merge(guarded)
         .with_state(state)
 }

@@ -100,6 +100,21 @@ impl AppState {
         }
     }
 
+    /// A participant id no one has had in this run: for joins, and for the
+    /// admin plane's connectivity checks, which meet the SFU too.
+    pub fn new_participant(&self) -> carecall_sfu::ParticipantId {
+        carecall_sfu::ParticipantId(
+            self.inner
+                .next_participant
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// The TURN servers offered to browsers, if any.
+    pub fn turn(&self) -> Option<&TurnOffer> {
+        self.inner.turn.as_ref()
+    }
+
     /// Who is in which room.
     pub fn presence(&self) -> &Presence {
         &self.inner.presence

@@ -46,7 +46,8 @@ fn error_page(e: &TokenError) -> Response {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>carecall: link problem</title><link rel=\"stylesheet\" href=\"/client/style.css\"></head>\
          <body><main class=\"notice\" data-error=\"{code}\"><h1>This call link cannot be used</h1>\
-         <p>{message}.</p><p>If you need help now, phone the hub.</p></main></body></html>",
+         <p>{message}.</p><p>If you need help now, phone the hub.</p>\
+         <p><a href=\"/check\">Check this tablet and network</a></p></main></body></html>",
         code = e.code(),
         message = capitalise(&e.to_string()),
     );

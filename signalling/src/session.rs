@@ -343,12 +343,8 @@ impl Session {
             Ok(c) => c,
             Err(e) => return self.close_with(close::BAD_TOKEN, e.code(), e.to_string()),
         };
+        let id = self.state.new_participant();
         let inner = &self.state.inner;
-        let id = ParticipantId(
-            inner
-                .next_participant
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        );
         let info = PeerInfo {
             participant: id.to_string(),
             name: claims.name.clone(),

@@ -23,3 +23,34 @@ pub async fn session(server: &Server) -> (String, String) {
     let csrf = body["csrf"].as_str().expect("csrf token").to_owned();
     (cookie, csrf)
 }
+
+/// Opens `/admin` in `b`, is sent to the sign-in page, and signs in through
+/// its form.
+pub async fn sign_in_with_the_form(
+    b: &super::browser::Browser,
+    base_url: &str,
+    name: &str,
+    password: &str,
+) {
+    use fantoccini::Locator;
+    let c = &b.client;
+    c.goto(&format!("{base_url}/admin"))
+        .await
+        .expect("open /admin");
+    let url = c.current_url().await.expect("url");
+    assert!(url.path() == "/admin/login", "not sent to sign in: {url}");
+    for (field, text) in [("name", name), ("password", password)] {
+        c.find(Locator::Css(&format!("input[name={field}]")))
+            .await
+            .expect("sign-in field")
+            .send_keys(text)
+            .await
+            .expect("type");
+    }
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("sign-in button")
+        .click()
+        .await
+        .expect("sign in");
+}

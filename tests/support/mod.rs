@@ -28,6 +28,8 @@ pub struct Server {
     pub tcp_addrs: Vec<std::net::SocketAddr>,
     /// The TURN URLs handed to browsers.
     pub turn_urls: Vec<String>,
+    /// The key hash of TURN's self-signed certificate, for a test browser.
+    pub turn_spki: Option<String>,
     pub data_dir: tempfile::TempDir,
 }
 
@@ -105,6 +107,7 @@ impl Server {
         let mut media_addrs = Vec::new();
         let mut tcp_addrs = Vec::new();
         let mut turn_urls = Vec::new();
+        let mut turn_spki = None;
         while Instant::now() < deadline {
             let Some(Ok(line)) = lines.next() else { break };
             if let Some(url) = line.strip_prefix("carecall listening on ") {
@@ -115,6 +118,9 @@ impl Server {
             }
             if let Some(list) = line.strip_prefix("media (TCP) on ") {
                 tcp_addrs = list.split(", ").filter_map(|a| a.parse().ok()).collect();
+            }
+            if let Some((_, spki)) = line.split_once("--ignore-certificate-errors-spki-list=") {
+                turn_spki = Some(spki.trim().to_owned());
             }
             if let Some(list) = line.strip_prefix("TURN for browsers: ") {
                 turn_urls = list.split(", ").map(str::to_owned).collect();
@@ -132,6 +138,7 @@ impl Server {
             media_addrs,
             tcp_addrs,
             turn_urls,
+            turn_spki,
             data_dir,
         }
     }

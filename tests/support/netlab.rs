@@ -87,6 +87,13 @@ impl NetNs {
         ns
     }
 
+    /// Drops all UDP in and out of the namespace, as guest Wi-Fi often does.
+    pub fn block_udp(&self) {
+        for chain in ["OUTPUT", "INPUT"] {
+            self.exec(&["iptables", "-A", chain, "-p", "udp", "-j", "DROP"]);
+        }
+    }
+
     /// Runs a command inside the namespace.
     pub fn exec(&self, args: &[&str]) {
         let mut all = vec!["netns", "exec", &self.name];

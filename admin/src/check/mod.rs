@@ -1,0 +1,307 @@
+//! The helpdesk connectivity check: a public page (`/check`) that a care
+//! home opens on the tablet it will call from. The page tests the camera
+//! and microphone, connects media to the SFU over UDP, over TCP and through
+//! TURN over TLS (each alone), measures throughput to the hub and loss, and
+//! sends what it found here; the server words the verdict and stores the
+//! result under a short code the helpdesk types into the dashboard.
+
+mod store;
+mod verdict;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use carecall_sfu::{MediaSignal, RoomId};
+use serde::Deserialize;
+use serde_json::json;
+
+pub use store::{normalise_code, Checks, StoredCheck, CHECK_RETENTION};
+pub use verdict::{verdict, CheckResult, DeviceResult, Outcome, PathResult, Verdict};
+
+use crate::history::local_time;
+use crate::routes::AdminState;
+
+const PAGE: &str = include_str!("../../client/check.html");
+const SCRIPT: &str = include_str!("../../client/check.js");
+
+/// Checks connected to the SFU at once, at most; more wait their turn.
+pub const MAX_CHECK_SESSIONS: usize = 16;
+/// A check's media session is closed after this, whatever the page does.
+const CHECK_SESSION_LIMIT: Duration = Duration::from_secs(30);
+/// How long the SFU may take to answer.
+const ANSWER_LIMIT: Duration = Duration::from_secs(5);
+/// The most a throughput test moves each way.
+pub const MAX_TRANSFER_BYTES: usize = 8 << 20;
+/// A result is a few hundred bytes; this leaves room, not abuse.
+pub const MAX_RESULT_BYTES: usize = 16 << 10;
+
+/// Checks connected to the SFU now.
+#[derive(Default)]
+pub(crate) struct CheckSessions(AtomicUsize);
+
+fn refuse(status: StatusCode, why: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": why.into() }))).into_response()
+}
+
+/// `GET /check`
+pub(crate) async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// `GET /check/check.js`
+pub(crate) async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+/// `POST /check/api/session`: TURN servers and credentials for the check's
+/// relay test (empty when the hub offers no TURN).
+pub(crate) async fn session(State(state): State<AdminState>) -> Response {
+    let id = state.calls.new_participant();
+    let ice_servers = state
+        .calls
+        .turn()
+        .map(|t| {
+            t.ice_servers(
+                &format!("check-{id}"),
+                carecall_signalling::token::unix_now(),
+            )
+        })
+        .unwrap_or_default();
+    Json(json!({ "ice_servers": ice_servers })).into_response()
+}
+
+/// Which path a check connection tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CheckPath {
+    /// Only the SFU's UDP candidates.
+    Udp,
+    /// Only its TCP candidates.
+    Tcp,
+    /// Whatever TURN offers (the page forces relay).
+    TurnTls,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckOffer {
+    path: CheckPath,
+    sdp: String,
+}
+
+/// Keeps only the answer's candidates of one transport.
+fn only_candidates(sdp: &str, path: CheckPath) -> String {
+    let drop = match path {
+        CheckPath::Udp => " tcp ",
+        CheckPath::Tcp => " udp ",
+        CheckPath::TurnTls => return sdp.to_owned(),
+    };
+    sdp.split_inclusive('\n')
+        .filter(|line| {
+            !(line.starts_with("a=candidate:") && line.to_ascii_lowercase().contains(drop))
+        })
+        .collect()
+}
+
+/// `POST /check/api/offer`: connects the page's offer to the SFU in a room
+/// of its own and returns the answer, with only the candidates of the path
+/// under test. The session is closed after 30 s.
+pub(crate) async fn offer(
+    State(state): State<AdminState>,
+    Json(req): Json<CheckOffer>,
+) -> Response {
+    let sessions = state.check_sessions.clone();
+    if sessions.0.fetch_add(1, Ordering::SeqCst) >= MAX_CHECK_SESSIONS {
+        sessions.0.fetch_sub(1, Ordering::SeqCst);
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hub is running many checks: try again in a minute",
+        );
+    }
+    let id = state.calls.new_participant();
+    let room = RoomId(format!("check-{id}"));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let media = state.media.clone();
+    let close = {
+        let (media, room) = (media.clone(), room.clone());
+        move || {
+            let _ = media.leave(room, id);
+            sessions.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    };
+    if let Err(e) = media.connect(room.clone(), id, req.sdp, tx) {
+        close();
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("media unavailable: {e}"),
+        );
+    }
+    let answer = tokio::time::timeout(ANSWER_LIMIT, async {
+        while let Some(signal) = rx.recv().await {
+            match signal {
+                MediaSignal::Answer(sdp) => return Ok(sdp),
+                MediaSignal::Error(e) | MediaSignal::Closed(e) => return Err(e),
+                _ => {}
+            }
+        }
+        Err("the media session ended".to_owned())
+    })
+    .await;
+    match answer {
+        Ok(Ok(sdp)) => {
+            tokio::spawn(async move {
+                // Keep the session's signals flowing until it is closed.
+                let _ = tokio::time::timeout(CHECK_SESSION_LIMIT, async {
+                    while rx.recv().await.is_some() {}
+                })
+                .await;
+                close();
+            });
+            Json(json!({ "sdp": only_candidates(&sdp, req.path) })).into_response()
+        }
+        Ok(Err(e)) => {
+            close();
+            refuse(
+                StatusCode::BAD_REQUEST,
+                format!("the offer was refused: {e}"),
+            )
+        }
+        Err(_) => {
+            close();
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the media server did not answer",
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Download {
+    bytes: usize,
+}
+
+/// `GET /check/api/download?bytes=N`: N bytes (at most 8 MiB) that do not
+/// compress, for the download test.
+pub(crate) async fn download(Query(q): Query<Download>) -> Response {
+    let n = q.bytes.min(MAX_TRANSFER_BYTES);
+    let mut body = vec![0u8; n];
+    let mut x: u32 = 0x9e37_79b9;
+    for b in body.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `POST /check/api/upload`: takes up to 8 MiB and says how much arrived.
+pub(crate) async fn upload(body: Bytes) -> Response {
+    Json(json!({ "bytes": body.len() })).into_response()
+}
+
+/// `POST /check/api/result`: stores what the page measured; returns the
+/// code and the verdict.
+pub(crate) async fn result(
+    State(state): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(result): Json<CheckResult>,
+) -> Response {
+    let agent: String = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect();
+    let v = verdict(&result);
+    let checks = state.checks.clone();
+    let stored = crate::blocking(move || {
+        checks.lock().unwrap_or_else(|e| e.into_inner()).store(
+            SystemTime::now(),
+            &peer.ip().to_string(),
+            &agent,
+            &result,
+        )
+    })
+    .await;
+    match stored {
+        Ok(code) => {
+            tracing::info!(%code, outcome = ?v.outcome, "connectivity check stored");
+            Json(json!({ "code": code, "verdict": v })).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "connectivity check not stored");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the result could not be saved",
+            )
+        }
+    }
+}
+
+/// `GET /admin/api/checks/{code}`: a stored check with its verdict.
+pub(crate) async fn lookup(State(state): State<AdminState>, Path(code): Path<String>) -> Response {
+    let checks = state.checks.clone();
+    let found =
+        crate::blocking(move || checks.lock().unwrap_or_else(|e| e.into_inner()).find(&code)).await;
+    match found {
+        Ok(Some(c)) => Json(json!({
+            "code": c.code,
+            "at": local_time(c.created_at_ms, &state.zone),
+            "remote_addr": c.remote_addr,
+            "user_agent": c.user_agent,
+            "verdict": verdict(&c.result),
+            "result": c.result,
+        }))
+        .into_response(),
+        Ok(None) => refuse(
+            StatusCode::NOT_FOUND,
+            "no check with that code (codes are kept 90 days)",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "connectivity check lookup failed");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "checks unavailable")
+        }
+    }
+}
+
+/// Shared state the check routes need.
+pub(crate) type SharedChecks = Arc<std::sync::Mutex<Checks>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_keeps_only_the_candidates_of_the_path_tested() {
+        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 10.0.0.1 40000 typ host\r\n\
+                   a=candidate:2 1 tcp 1015021823 10.0.0.1 40001 typ host tcptype passive\r\na=end\r\n";
+        let udp = only_candidates(sdp, CheckPath::Udp);
+        assert!(udp.contains(" udp ") && !udp.contains(" tcp "), "{udp}");
+        assert!(udp.ends_with("a=end\r\n"));
+        let tcp = only_candidates(sdp, CheckPath::Tcp);
+        assert!(tcp.contains(" tcp ") && !tcp.contains(" udp "), "{tcp}");
+        assert_eq!(only_candidates(sdp, CheckPath::TurnTls), sdp);
+    }
+}

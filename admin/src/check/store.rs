@@ -1,0 +1,181 @@
+//! Connectivity checks kept for the helpdesk, by code, for 90 days.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::verdict::CheckResult;
+use crate::call_log::ms;
+use crate::AdminError;
+
+/// How long checks are kept.
+pub const CHECK_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Letters and digits that cannot be misread over the phone (no 0/O, 1/I).
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+const CODE_LEN: usize = 6;
+
+/// A stored check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCheck {
+    /// Its code, as shown (`ABC-DEF`).
+    pub code: String,
+    /// When it was stored, ms since the epoch.
+    pub created_at_ms: i64,
+    /// The address the tablet reached the hub from.
+    pub remote_addr: String,
+    /// The tablet's browser.
+    pub user_agent: String,
+    /// What it measured.
+    pub result: CheckResult,
+}
+
+/// The checks table.
+pub struct Checks {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// `ABCDEF` as `ABC-DEF`.
+fn shown(code: &str) -> String {
+    format!("{}-{}", &code[..3], &code[3..])
+}
+
+/// A code as someone typed it (any case, with or without the dash or
+/// spaces), as stored; `None` if it cannot be one.
+pub fn normalise_code(typed: &str) -> Option<String> {
+    let code: String = typed
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (code.len() == CODE_LEN && code.bytes().all(|b| CODE_ALPHABET.contains(&b))).then_some(code)
+}
+
+impl Checks {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Checks, AdminError> {
+        Ok(Checks {
+            conn: crate::db::open(path)?,
+            path: path.to_owned(),
+        })
+    }
+
+    fn err(&self, e: rusqlite::Error) -> AdminError {
+        AdminError::database(&self.path, e)
+    }
+
+    /// Stores a check under a new code and returns the code as shown.
+    /// Checks older than [`CHECK_RETENTION`] are deleted on the way.
+    pub fn store(
+        &self,
+        at: SystemTime,
+        remote_addr: &str,
+        user_agent: &str,
+        result: &CheckResult,
+    ) -> Result<String, AdminError> {
+        // Plain structs of numbers and strings: serialising cannot fail.
+        let json = serde_json::to_string(result).unwrap_or_else(|_| "{}".into());
+        let cutoff = ms(at) - CHECK_RETENTION.as_millis() as i64;
+        self.conn
+            .execute(
+                "DELETE FROM connectivity_checks WHERE created_at_ms < ?1",
+                [cutoff],
+            )
+            .map_err(|e| self.err(e))?;
+        // A clash is unlikely (32^6 codes); try a few.
+        for _ in 0..5 {
+            let code = new_code()?;
+            let inserted = self
+                .conn
+                .execute(
+                    "INSERT OR IGNORE INTO connectivity_checks (code, created_at_ms, remote_addr, user_agent, result_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![code, ms(at), remote_addr, user_agent, json],
+                )
+                .map_err(|e| self.err(e))?;
+            if inserted == 1 {
+                return Ok(shown(&code));
+            }
+        }
+        Err(AdminError::NoFreeCode)
+    }
+
+    /// The check with this code, typed any way.
+    pub fn find(&self, typed: &str) -> Result<Option<StoredCheck>, AdminError> {
+        let Some(code) = normalise_code(typed) else {
+            return Ok(None);
+        };
+        let row = self
+            .conn
+            .query_row(
+                "SELECT created_at_ms, remote_addr, user_agent, result_json FROM connectivity_checks WHERE code = ?1",
+                [&code],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(
+            row.and_then(|(created_at_ms, remote_addr, user_agent, json)| {
+                Some(StoredCheck {
+                    code: shown(&code),
+                    created_at_ms,
+                    remote_addr,
+                    user_agent,
+                    result: serde_json::from_str(&json).ok()?,
+                })
+            }),
+        )
+    }
+}
+
+fn new_code() -> Result<String, AdminError> {
+    let mut bytes = [0u8; CODE_LEN];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| AdminError::Random)?;
+    Ok(bytes
+        .iter()
+        .map(|b| CODE_ALPHABET[usize::from(*b) % CODE_ALPHABET.len()] as char)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_check_is_found_by_its_code_typed_loosely() {
+        let dir = tempfile::tempdir().unwrap();
+        let checks = Checks::open(&dir.path().join("carecall.db")).unwrap();
+        let result = CheckResult {
+            upload_kbps: Some(640),
+            ..CheckResult::default()
+        };
+        let now = SystemTime::now();
+        let code = checks.store(now, "10.0.0.2", "Chromium", &result).unwrap();
+        assert_eq!(code.len(), 7);
+        assert_eq!(&code[3..4], "-");
+        let typed = code.to_lowercase().replace('-', " ");
+        let found = checks.find(&typed).unwrap().expect("found");
+        assert_eq!(found.code, code);
+        assert_eq!(found.result, result);
+        assert_eq!(found.remote_addr, "10.0.0.2");
+        assert_eq!(checks.find("ABC-DE0").unwrap(), None, "not a code");
+        assert_eq!(checks.find("nonsense").unwrap(), None);
+    }
+
+    #[test]
+    fn old_checks_go_after_90_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let checks = Checks::open(&dir.path().join("carecall.db")).unwrap();
+        let long_ago = SystemTime::now() - CHECK_RETENTION - Duration::from_secs(60);
+        let old = checks
+            .store(long_ago, "a", "b", &CheckResult::default())
+            .unwrap();
+        checks
+            .store(SystemTime::now(), "a", "b", &CheckResult::default())
+            .unwrap();
+        assert_eq!(checks.find(&old).unwrap(), None);
+    }
+}

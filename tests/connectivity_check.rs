@@ -1,0 +1,169 @@
+//! The helpdesk connectivity check in headless Chromium: the page tests the
+//! devices, UDP, TCP and TURN over TLS to a local server and the throughput,
+//! and ends on a code; the admin lookup of that code shows every result.
+//! From a namespace whose firewall drops UDP, the verdict says so.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use serde_json::Value;
+use support::admin::{session, sign_in_with_the_form};
+use support::browser::{Browser, Driver};
+use support::http::request;
+use support::netlab::NetNs;
+use support::{Server, ServerOptions};
+
+/// Opens `/check` in `b`, starts it, and returns the code it ends on.
+async fn run_check(b: &Browser, base_url: &str) -> String {
+    b.client
+        .goto(&format!("{base_url}/check"))
+        .await
+        .expect("open /check");
+    b.eval("document.getElementById('start').click();").await;
+    let start = Instant::now();
+    loop {
+        let state = b.eval("return window.carecallCheck;").await;
+        if let Some(code) = state["code"].as_str() {
+            return code.to_owned();
+        }
+        assert!(state["error"].is_null(), "the check failed: {state}");
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no code after 90 s: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The admin lookup of `code`, signed in with `cookie`.
+async fn lookup(server: &Server, cookie: &str, code: &str) -> Value {
+    let headers = [("Cookie", cookie)];
+    let path = format!("/admin/api/checks/{code}");
+    let reply = request(&server.base_url, "GET", &path, &headers, None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let without = request(&server.base_url, "GET", &path, &[], None).await;
+    assert_eq!(without.status, 401, "the lookup needs a session");
+    serde_json::from_str(&reply.body).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_ends_on_a_code_the_helpdesk_can_look_up() {
+    let server = Server::start();
+    let spki = server
+        .turn_spki
+        .clone()
+        .expect("self-signed TURN certificate");
+    let driver = Driver::start().await.with_trusted_spki(&spki);
+    let tablet = driver.browser().await;
+    let code = run_check(&tablet, &server.base_url).await;
+    println!("check code {code}");
+    let (cookie, _) = session(&server).await;
+    let found = lookup(&server, &cookie, &code).await;
+    println!("{found:#}");
+    let r = &found["result"];
+    for path in ["udp", "tcp", "turn_tls"] {
+        assert_eq!(r[path]["ok"], true, "{path}: {r}");
+        assert!(
+            r[path]["rtt_ms"].as_u64().is_some(),
+            "{path} round trip: {r}"
+        );
+    }
+    assert_eq!(r["camera"]["ok"], true);
+    assert_eq!(r["microphone"]["ok"], true);
+    assert!(r["download_kbps"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert!(r["upload_kbps"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert!(r["loss"].as_f64().is_some(), "loss measured over UDP: {r}");
+    assert_eq!(found["code"], code.as_str());
+    assert!(found["verdict"]["headline"].as_str().is_some());
+    // Typed loosely over the phone, it is the same check.
+    let loose = lookup(&server, &cookie, &code.to_lowercase().replace('-', "")).await;
+    assert_eq!(loose["code"], code.as_str());
+
+    // The same lookup on the dashboard, as the helpdesk does it.
+    let desk = driver.browser().await;
+    sign_in_with_the_form(&desk, &server.base_url, "hub.admin", "a long hub password").await;
+    let c = &desk.client;
+    let start = Instant::now();
+    while desk
+        .eval("return !!document.getElementById('check-form');")
+        .await
+        != true
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "no dashboard");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.find(Locator::Css("#check-form input[name=code]"))
+        .await
+        .expect("code field")
+        .send_keys(&code)
+        .await
+        .expect("type the code");
+    desk.eval("document.querySelector('#check-form button').click();")
+        .await;
+    let rows_script = r#"
+        return Object.fromEntries([...document.querySelectorAll('#check-out tr')]
+          .map((tr) => [tr.dataset.field, tr.querySelector('td').textContent]));
+    "#;
+    let start = Instant::now();
+    let rows = loop {
+        let rows = desk.eval(rows_script).await;
+        if rows.get("Upload").is_some() {
+            break rows;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "lookup not shown: {rows}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("dashboard lookup: {rows}");
+    for path in ["UDP", "TCP", "TURN over TLS"] {
+        let shown = rows[path].as_str().unwrap_or("");
+        assert!(shown.starts_with("pass"), "{path}: {shown}");
+    }
+    for figure in ["Download", "Upload"] {
+        let shown = rows[figure].as_str().unwrap_or("");
+        assert!(shown.ends_with("Mbps"), "{figure}: {shown}");
+    }
+    desk.close().await;
+    tablet.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_udp_blocked_the_verdict_says_so() {
+    let net = NetNs::new();
+    net.block_udp();
+    let server = Server::start_with(ServerOptions {
+        ip: net.host_ip.into(),
+        ..ServerOptions::default()
+    });
+    let spki = server
+        .turn_spki
+        .clone()
+        .expect("self-signed TURN certificate");
+    let driver = Driver::start_in(&net, &server.base_url)
+        .await
+        .with_trusted_spki(&spki);
+    let tablet = driver.browser().await;
+    let code = run_check(&tablet, &server.base_url).await;
+    let shown = tablet
+        .eval("return document.getElementById('notes').textContent;")
+        .await;
+    println!("check code {code}: {shown}");
+    assert!(
+        shown
+            .as_str()
+            .is_some_and(|n| n.contains("UDP is blocked on this network")),
+        "the page's verdict: {shown}"
+    );
+    let (cookie, _) = session(&server).await;
+    let found = lookup(&server, &cookie, &code).await;
+    let r = &found["result"];
+    assert_eq!(r["udp"]["ok"], false, "{r}");
+    assert_eq!(r["tcp"]["ok"], true, "{r}");
+    assert_eq!(r["turn_tls"]["ok"], true, "{r}");
+    assert_eq!(found["verdict"]["outcome"], "limited");
+    tablet.close().await;
+}
