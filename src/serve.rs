@@ -36,15 +36,17 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let relays = carecall_sfu::turn::RelayBook::default();
     let media = MediaServer::start(&MediaConfig {
         announce,
         port: config.media.port,
         tcp_port: config.media.ice_tcp.then_some(config.media.tcp_port),
         workers,
         estimate_bandwidth: config.media.bandwidth_estimation,
+        relays: Some(relays.clone()),
     })
     .context("starting the media plane")?;
-    let turn = crate::turn::start(&config, &media)?;
+    let turn = crate::turn::start(&config, &media, relays)?;
 
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::Builder::new()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use carecall_sfu::turn::{start_turn, TurnConfig, TurnSecret};
+use carecall_sfu::turn::{start_turn, RelayBook, TurnConfig, TurnSecret};
 use carecall_sfu::MediaServer;
 use carecall_signalling::TurnOffer;
 use rustls::pki_types::pem::PemObject;
@@ -31,7 +31,11 @@ pub struct TurnSetup {
 
 /// Starts the embedded TURN server (unless external URLs are configured).
 /// `None` when TURN is off.
-pub fn start(config: &Config, media: &MediaServer) -> anyhow::Result<Option<TurnSetup>> {
+pub fn start(
+    config: &Config,
+    media: &MediaServer,
+    book: RelayBook,
+) -> anyhow::Result<Option<TurnSetup>> {
     let t = &config.turn;
     if !t.enabled && t.urls.is_empty() {
         return Ok(None);
@@ -74,6 +78,7 @@ pub fn start(config: &Config, media: &MediaServer) -> anyhow::Result<Option<Turn
         realm: REALM.into(),
         secret: secret.clone(),
         peers,
+        book,
     })
     .context("starting the TURN server")?;
     let hostport = |port: Option<SocketAddr>| {

@@ -147,6 +147,21 @@ async fn with_only_web_ports_open_the_call_connects_through_turn_over_tls() {
         ("relay", "tls"),
         "the home's media must go through TURN over TLS"
     );
+    // The hub names that path too, for the helpdesk.
+    let home_id = home.participant().await.expect("home joined");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        let seen = transport_of(&scrape(&server.base_url).await, &home_id);
+        if seen.is_some() || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        seen.as_deref(),
+        Some("relay-tls"),
+        "the hub's view of the path"
+    );
     home.close().await;
     clinician.close().await;
 }

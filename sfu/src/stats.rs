@@ -56,8 +56,12 @@ pub struct ParticipantStats {
     pub nacks_sent: u64,
     /// See `nacks_sent`.
     pub plis_sent: u64,
-    /// Transport of the selected ICE pair: "udp" or "tcp".
+    /// Transport of the selected ICE pair: "udp" or "tcp"; through the
+    /// embedded TURN server "relay-udp", "relay-tcp" or "relay-tls".
     pub transport: Option<&'static str>,
+    /// The browser's address on the selected ICE pair (a TURN relay's, when
+    /// relayed).
+    pub remote: Option<std::net::SocketAddr>,
     /// Times its media path was lost (ICE disconnected) and came back: a
     /// Wi-Fi drop or a NAT rebinding that the call survived.
     pub reconnects: u32,
@@ -81,6 +85,7 @@ pub(crate) struct MediaCounters {
     egress: Vec<((Mid, Option<Rid>), MediaEgressStats)>,
     rtt: Option<Duration>,
     transport: Option<&'static str>,
+    remote: Option<std::net::SocketAddr>,
     /// Total bytes each way at the previous peer report, for the rates.
     last_peer: Option<(Instant, u64, u64)>,
     receive_bps: u64,
@@ -112,6 +117,7 @@ impl MediaCounters {
             .or(s.rtt)
             .or(self.rtt);
         if let Some(p) = pair {
+            self.remote = Some(p.remote.addr);
             self.transport = Some(match p.protocol {
                 str0m::net::Protocol::Udp => "udp",
                 _ => "tcp",
@@ -166,6 +172,7 @@ impl MediaCounters {
         out.send_bps = self.send_bps;
         out.rtt = self.rtt;
         out.transport = self.transport;
+        out.remote = self.remote;
         out.reconnects = self.reconnects;
     }
 }

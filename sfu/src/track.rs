@@ -31,9 +31,23 @@ impl Publication {
         }
     }
 
-    /// Each layer's bitrate now, `None` for a layer not being received.
+    /// Each layer's bitrate now, `None` for a layer not being received. A
+    /// video layer above a flowing one that delivers under
+    /// [`MIN_LAYER_FPS`] counts as not received: its publisher's encoder is
+    /// starved (thin upload or busy CPU), and a viewer switched to it would
+    /// see a still picture while the lower layer moves.
     pub fn layer_rates(&self, now: Instant) -> [Option<u64>; LAYER_COUNT] {
-        std::array::from_fn(|i| self.layers[i].meter.rate(now, Layer::ALL[i]))
+        let mut rates: [Option<u64>; LAYER_COUNT] =
+            std::array::from_fn(|i| self.layers[i].meter.rate(now, Layer::ALL[i]));
+        if self.kind == MediaKind::Video {
+            for i in 1..LAYER_COUNT {
+                let lower_flows = rates[..i].iter().any(Option::is_some);
+                if lower_flows && self.layers[i].meter.starved() {
+                    rates[i] = None;
+                }
+            }
+        }
+        rates
     }
 }
 
@@ -48,14 +62,23 @@ pub(crate) struct LayerStream {
     pub meter: RateMeter,
 }
 
-/// A layer's bitrate, measured over half-second windows and smoothed.
+/// A layer's bitrate and frame rate, measured over half-second windows and
+/// smoothed.
 #[derive(Debug, Default)]
 pub(crate) struct RateMeter {
     window_start: Option<Instant>,
     bytes: u64,
+    frames: u32,
     smoothed: Option<u64>,
+    /// Frames per second × 100, smoothed.
+    fps_x100: Option<u32>,
     last_packet: Option<Instant>,
 }
+
+/// Frames per second under which an upper video layer counts as starved. A
+/// healthy layer runs at the camera's rate (15-30 fps); a starved one was
+/// seen at 0.3 fps on an 800 kbit/s upload.
+pub(crate) const MIN_LAYER_FPS: u32 = 3;
 
 /// How long one measurement window lasts.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
@@ -65,18 +88,30 @@ const RATE_WINDOW: Duration = Duration::from_millis(500);
 const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
 
 impl RateMeter {
-    /// Counts one packet. Arithmetic only: this is on the per-packet path.
-    pub fn record(&mut self, at: Instant, bytes: usize) {
+    /// Counts one packet; `frame_end` is its RTP marker bit (the last packet
+    /// of a video frame). Arithmetic only: this is on the per-packet path.
+    pub fn record(&mut self, at: Instant, bytes: usize, frame_end: bool) {
         let start = *self.window_start.get_or_insert(at);
         let elapsed = at.saturating_duration_since(start);
         if elapsed >= RATE_WINDOW {
-            let sample = self.bytes * 8 * 1_000_000 / elapsed.as_micros().max(1) as u64;
+            let micros = elapsed.as_micros().max(1) as u64;
+            let sample = self.bytes * 8 * 1_000_000 / micros;
             self.smoothed = Some(self.smoothed.map_or(sample, |r| (r * 3 + sample) / 4));
+            let fps = (u64::from(self.frames) * 100 * 1_000_000 / micros) as u32;
+            self.fps_x100 = Some(self.fps_x100.map_or(fps, |f| (f * 3 + fps) / 4));
             self.window_start = Some(at);
             self.bytes = 0;
+            self.frames = 0;
         }
         self.bytes += bytes as u64;
+        self.frames += u32::from(frame_end);
         self.last_packet = Some(at);
+    }
+
+    /// Whether the stream, measured for at least one window, delivers fewer
+    /// than [`MIN_LAYER_FPS`] frames per second.
+    pub fn starved(&self) -> bool {
+        self.fps_x100.is_some_and(|f| f < MIN_LAYER_FPS * 100)
     }
 
     /// The bitrate, or `None` when the stream has stopped. Before the first
@@ -226,5 +261,54 @@ pub(crate) fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
         Codec::Vp8 => crate::codec::vp8_keyframe_start(payload),
         Codec::H264 => crate::codec::h264_keyframe_start(payload),
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `layer` for 3 s: `fps` frames a second of 10 packets each.
+    fn feed(p: &mut Publication, t0: Instant, layer: Layer, fps: u32) {
+        let meter = &mut p.layers[layer.index()].meter;
+        let frames = 3 * fps;
+        for f in 0..frames {
+            let at = t0 + Duration::from_millis(u64::from(f) * 1000 / u64::from(fps));
+            for k in 0..10 {
+                meter.record(at + Duration::from_micros(k * 100), 1000, k == 9);
+            }
+        }
+        // A packet now and then keeps a starved layer alive, without frames.
+        for ms in (0..3000).step_by(100) {
+            meter.record(t0 + Duration::from_millis(ms), 200, false);
+        }
+    }
+
+    #[test]
+    fn a_starved_upper_layer_counts_as_not_received() {
+        let t0 = Instant::now();
+        let mut p = Publication::new(Mid::from("0"), MediaKind::Video);
+        feed(&mut p, t0, Layer::QUARTER, 30);
+        feed(&mut p, t0, Layer::HALF, 30);
+        feed(&mut p, t0, Layer::FULL, 1);
+        let now = t0 + Duration::from_millis(3000);
+        let rates = p.layer_rates(now);
+        assert!(rates[0].is_some() && rates[1].is_some(), "{rates:?}");
+        assert_eq!(rates[2], None, "1 fps at 720p is not a layer to switch to");
+        assert!(
+            p.layers[2].meter.rate(now, Layer::FULL).is_some(),
+            "still flowing"
+        );
+    }
+
+    #[test]
+    fn the_lowest_flowing_layer_stays_however_slow() {
+        let t0 = Instant::now();
+        let mut p = Publication::new(Mid::from("0"), MediaKind::Video);
+        // A camera without simulcast, at 1 fps: still the only picture.
+        feed(&mut p, t0, Layer::FULL, 1);
+        let rates = p.layer_rates(t0 + Duration::from_millis(3000));
+        assert!(p.layers[2].meter.starved());
+        assert!(rates[2].is_some(), "{rates:?}");
     }
 }

@@ -37,6 +37,9 @@ pub struct MediaConfig {
     /// Estimate each subscriber's downlink and choose layers by it (see
     /// [`crate::Room::set_bandwidth_estimation`]).
     pub estimate_bandwidth: bool,
+    /// The embedded TURN server's relays, to name relayed participants'
+    /// transport in statistics.
+    pub relays: Option<crate::turn::RelayBook>,
 }
 
 enum WorkerCommand {
@@ -82,6 +85,7 @@ struct WorkerHandle {
 #[derive(Clone)]
 pub struct MediaServer {
     workers: Arc<Vec<WorkerHandle>>,
+    relays: Option<crate::turn::RelayBook>,
 }
 
 impl MediaServer {
@@ -114,6 +118,7 @@ impl MediaServer {
         }
         Ok(MediaServer {
             workers: Arc::new(workers),
+            relays: config.relays.clone(),
         })
     }
 
@@ -223,6 +228,13 @@ impl MediaServer {
         let mut all = Vec::new();
         for answer in replies {
             all.extend(answer.await.unwrap_or_default());
+        }
+        if let Some(book) = &self.relays {
+            for s in &mut all {
+                if let Some(t) = s.remote.and_then(|r| book.lookup(r)) {
+                    s.transport = Some(t.relay_name());
+                }
+            }
         }
         all
     }

@@ -476,6 +476,7 @@ impl Participant {
         stream.meter.record(
             packet.timestamp,
             packet.payload.len() + packet.header.header_len,
+            packet.header.marker,
         );
         let codec = params.spec().codec;
         let start_point =

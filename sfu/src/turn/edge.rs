@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::task::JoinHandle;
 
+use super::book::RelayBook;
 use super::credentials::TurnSecret;
 use super::server::{channel_data, Client, ClientAction, Transport, TurnServer};
 use crate::error::SfuError;
@@ -39,6 +40,8 @@ pub struct TurnConfig {
     pub secret: TurnSecret,
     /// The SFU's media addresses: the only peers relayed to.
     pub peers: Vec<SocketAddr>,
+    /// Where live relays are recorded for the media plane.
+    pub book: RelayBook,
 }
 
 /// The addresses the TURN server is listening on.
@@ -66,6 +69,7 @@ struct Relay {
 
 struct State {
     core: TurnServer,
+    book: RelayBook,
     relay_ip: IpAddr,
     udp: Option<Rc<UdpSocket>>,
     relays: HashMap<SocketAddr, Relay>,
@@ -107,7 +111,11 @@ pub fn start_turn(config: TurnConfig) -> Result<TurnAddrs, SfuError> {
     let mut seed = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
         .map_err(|_| SfuError::WorkerGone)?;
+    config
+        .book
+        .set_local_ips(config.peers.iter().map(SocketAddr::ip));
     let core = TurnServer::new(&config.realm, config.secret, config.peers, &seed);
+    let book = config.book;
     let tls_config = config.tls.map(|(_, c)| c);
     let relay_ip = config.relay_ip;
     std::thread::Builder::new()
@@ -121,15 +129,26 @@ pub fn start_turn(config: TurnConfig) -> Result<TurnAddrs, SfuError> {
                 Err(e) => return tracing::error!(error = %e, "TURN server could not start"),
             };
             let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, run(core, relay_ip, udp, tcp, tls, tls_config));
+            let turn = Turn {
+                core,
+                book,
+                relay_ip,
+            };
+            local.block_on(&runtime, run(turn, udp, tcp, tls, tls_config));
         })
         .map_err(|_| SfuError::WorkerGone)?;
     Ok(addrs)
 }
 
-async fn run(
+/// The state the TURN thread starts with.
+struct Turn {
     core: TurnServer,
+    book: RelayBook,
     relay_ip: IpAddr,
+}
+
+async fn run(
+    turn: Turn,
     udp: Option<std::net::UdpSocket>,
     tcp: Option<std::net::TcpListener>,
     tls: Option<std::net::TcpListener>,
@@ -137,8 +156,9 @@ async fn run(
 ) {
     let udp = udp.and_then(|s| UdpSocket::from_std(s).ok()).map(Rc::new);
     let state: Shared = Rc::new(RefCell::new(State {
-        core,
-        relay_ip,
+        core: turn.core,
+        book: turn.book,
+        relay_ip: turn.relay_ip,
         udp: udp.clone(),
         relays: HashMap::new(),
         streams: HashMap::new(),
@@ -171,6 +191,7 @@ fn unix_now() -> u64 {
 /// Stops the relays of allocations that ended.
 fn close_ended(st: &mut State) {
     for relay in st.core.take_closed() {
+        st.book.remove(relay);
         if let Some(r) = st.relays.remove(&relay) {
             r.task.abort();
         }
@@ -191,6 +212,7 @@ fn handle(state: &Shared, client: Client, frame: &[u8]) -> Option<Vec<u8>> {
     if let (true, Some((socket, addr))) = (taken, spare) {
         let task = tokio::task::spawn_local(relay_loop(state.clone(), addr, socket.clone()));
         st.relays.insert(addr, Relay { socket, task });
+        st.book.insert(addr, client.transport);
     }
     let reply = match action {
         ClientAction::Reply(r) => Some(r),

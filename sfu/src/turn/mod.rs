@@ -3,11 +3,13 @@
 //! from a shared secret (the TURN REST API scheme, so an external coturn can
 //! take its place), relaying only to the SFU's own media addresses.
 
+mod book;
 mod credentials;
 mod edge;
 mod server;
 mod stun;
 
+pub use book::RelayBook;
 pub use credentials::{TurnCredentials, TurnSecret};
 pub use edge::{start_turn, TurnAddrs, TurnConfig};
 pub use server::{Client, ClientAction, Transport, TurnServer, MAX_ALLOCATIONS};
