@@ -7,11 +7,43 @@ mod support;
 
 use std::time::Duration;
 
-use support::browser::Driver;
+use support::browser::{Browser, Driver};
 use support::calls::wait_all_decoding_hd;
 use support::metrics::scrape;
 use support::netlab::NetNs;
 use support::{Server, ServerOptions};
+
+/// A clinician on the host and a care home in `net`, in `room`, both
+/// decoding the other in HD. The home's browser trusts `spki` if given.
+/// Field order is drop order: browsers before their drivers.
+struct TwoPartyCall {
+    clinician: Browser,
+    home: Browser,
+    _drivers: (Driver, Driver),
+}
+
+impl TwoPartyCall {
+    async fn start(server: &Server, net: &NetNs, room: &str, spki: Option<&str>) -> Self {
+        let hub = Driver::start_trusting(&server.base_url).await;
+        let mut away = Driver::start_in(net, &server.base_url).await;
+        if let Some(spki) = spki {
+            away = away.with_trusted_spki(spki);
+        }
+        let clinician = hub.browser().await;
+        clinician
+            .join(&server.link(room, "clinician", "Hub clinician", "1h"))
+            .await;
+        let home = away.browser().await;
+        home.join(&server.link(room, "home", "Rose Court", "1h"))
+            .await;
+        wait_all_decoding_hd(&[&home, &clinician], 1, Duration::from_secs(60)).await;
+        TwoPartyCall {
+            clinician,
+            home,
+            _drivers: (hub, away),
+        }
+    }
+}
 
 /// The transport the SFU reports for `participant` in a /metrics scrape.
 fn transport_of(metrics: &str, participant: &str) -> Option<String> {
@@ -37,16 +69,11 @@ async fn with_udp_blocked_the_call_connects_over_ice_tcp_in_hd() {
         ..ServerOptions::default()
     });
     assert!(!server.tcp_addrs.is_empty(), "the server offers no ICE-TCP");
-    let hub = Driver::start_trusting(&server.base_url).await;
-    let away = Driver::start_in(&net, &server.base_url).await;
-    let clinician = hub.browser().await;
-    clinician
-        .join(&server.link("locked-1", "clinician", "Hub clinician", "1h"))
-        .await;
-    let home = away.browser().await;
-    home.join(&server.link("locked-1", "home", "Rose Court", "1h"))
-        .await;
-    wait_all_decoding_hd(&[&home, &clinician], 1, Duration::from_secs(60)).await;
+    let TwoPartyCall {
+        clinician,
+        home,
+        _drivers,
+    } = TwoPartyCall::start(&server, &net, "locked-1", None).await;
 
     let home_id = home.participant().await.expect("home joined");
     let clinician_id = clinician.participant().await.expect("clinician joined");
@@ -128,18 +155,11 @@ async fn with_only_web_ports_open_the_call_connects_through_turn_over_tls() {
     }
     net.exec(&["iptables", "-A", "OUTPUT", "-j", "DROP"]);
 
-    let hub_driver = Driver::start_trusting(&server.base_url).await;
-    let away = Driver::start_in(&net, &server.base_url)
-        .await
-        .with_trusted_spki(&spki);
-    let clinician = hub_driver.browser().await;
-    clinician
-        .join(&server.link("locked-2", "clinician", "Hub clinician", "1h"))
-        .await;
-    let home = away.browser().await;
-    home.join(&server.link("locked-2", "home", "Rose Court", "1h"))
-        .await;
-    wait_all_decoding_hd(&[&home, &clinician], 1, Duration::from_secs(60)).await;
+    let TwoPartyCall {
+        clinician,
+        home,
+        _drivers,
+    } = TwoPartyCall::start(&server, &net, "locked-2", Some(&spki)).await;
     let (kind, protocol) = home.selected_path().await;
     println!("home's path: {kind} over {protocol}");
     assert_eq!(
@@ -161,6 +181,106 @@ async fn with_only_web_ports_open_the_call_connects_through_turn_over_tls() {
         seen.as_deref(),
         Some("relay-tls"),
         "the hub's view of the path"
+    );
+    home.close().await;
+    clinician.close().await;
+}
+
+/// Frames decoded from `from` in `b` (0 when no video from them).
+async fn frames_from(b: &Browser, from: &str) -> u64 {
+    support::calls::snapshot(b)
+        .await
+        .0
+        .get(from)
+        .map_or(0, |v| v.frames_decoded)
+}
+
+/// Remote tiles on `b`'s page, by participant id.
+async fn tiles(b: &Browser) -> Vec<String> {
+    let v = b
+        .eval("return [...document.querySelectorAll('#tiles .tile')].map((t) => t.dataset.participant);")
+        .await;
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_5_s_outage_media_resumes_by_itself() {
+    let net = NetNs::new();
+    let server = Server::start_with(ServerOptions {
+        ip: net.host_ip.into(),
+        ..ServerOptions::default()
+    });
+    let TwoPartyCall {
+        clinician,
+        home,
+        _drivers,
+    } = TwoPartyCall::start(&server, &net, "drop-1", None).await;
+    let home_id = home.participant().await.expect("home joined");
+    let clinician_id = clinician.participant().await.expect("clinician joined");
+
+    net.outage(true);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let banner = home
+        .eval(
+            "const pc = window.carecall.call.pc;
+             return [document.getElementById('call-message').textContent, pc.connectionState, pc.iceConnectionState];",
+        )
+        .await;
+    let before = (
+        frames_from(&clinician, &home_id).await,
+        frames_from(&home, &clinician_id).await,
+    );
+    net.outage(false);
+    let back = std::time::Instant::now();
+    println!("during the outage the home's page said {banner}; frames before {before:?}");
+    assert_eq!(
+        banner[0], "Reconnecting…",
+        "the home's page during the outage"
+    );
+    loop {
+        let now = (
+            frames_from(&clinician, &home_id).await,
+            frames_from(&home, &clinician_id).await,
+        );
+        // Both directions decode again (a few new frames each way).
+        if now.0 > before.0 + 5 && now.1 > before.1 + 5 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(3),
+            "media not back within 3 s of the link: {before:?} -> {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "media back {} ms after the link",
+        back.elapsed().as_millis()
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let banner = home
+            .eval("return document.getElementById('call-message').textContent;")
+            .await;
+        if banner == "" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "still says {banner} with media back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The same people, once each: nobody left and came back.
+    assert_eq!(home.participant().await.as_deref(), Some(home_id.as_str()));
+    assert_eq!(
+        tiles(&clinician).await,
+        std::slice::from_ref(&home_id),
+        "clinician's tiles"
+    );
+    assert_eq!(
+        tiles(&home).await,
+        std::slice::from_ref(&clinician_id),
+        "home's tiles"
     );
     home.close().await;
     clinician.close().await;

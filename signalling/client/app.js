@@ -168,8 +168,12 @@ function join() {
   call.addEventListener('connection', (e) => {
     if (e.detail.state === 'connected' && metrics.connectedMs === null) metrics.connectedMs = performance.now();
     if (e.detail.state === 'connected') say('call-message', '');
+    if (e.detail.state === 'disconnected') say('call-message', 'Reconnecting…');
     if (e.detail.state === 'failed') say('call-message', 'The video connection failed. Leave and join again; if it keeps failing, phone the hub.');
   });
+  // A dropped link: the last picture stays on each tile while the browser
+  // finds the hub again by itself.
+  call.addEventListener('stalled', (e) => say('call-message', e.detail.stalled ? 'Reconnecting…' : ''));
   call.addEventListener('server-error', (e) => say('call-message', e.detail.message));
   call.addEventListener('problem', (e) => say('call-message', e.detail.message));
   call.addEventListener('call-ended', (e) => end('The call has ended', e.detail.message));

@@ -79,6 +79,7 @@ export class Call extends EventTarget {
         this.emit('joined', msg);
         for (const p of msg.participants) this.emit('peer', p);
         await this.startMedia(msg.participants.length);
+        this.watchFlow();
         break;
       case 'answer':
         await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
@@ -219,9 +220,27 @@ export class Call extends EventTarget {
   // Ends media: closes the connection and turns the camera and microphone off
   // (the tablet's camera light must go out when the call ends).
   stop() {
+    clearInterval(this.flowTimer);
     if (this.pc) this.pc.close();
     for (const t of this.localStream.getTracks()) t.stop();
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close();
+  }
+
+  // Watches whether media still arrives: a dropped link can leave the
+  // connection "connected" for many seconds. With someone else in the call
+  // and not one packet in 2 s, emits 'stalled' (true), and (false) when
+  // packets flow again.
+  watchFlow() {
+    let last = -1; let lastChange = performance.now(); let stalled = false;
+    this.flowTimer = setInterval(async () => {
+      if (!this.pc || this.peers.size === 0) { lastChange = performance.now(); return; }
+      let packets = 0;
+      (await this.pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') packets += s.packetsReceived || 0; });
+      const now = performance.now();
+      if (packets !== last) { last = packets; lastChange = now; }
+      const quiet = now - lastChange > 2000;
+      if (quiet !== stalled) { stalled = quiet; this.emit('stalled', { stalled }); }
+    }, 500);
   }
 
   // Per remote participant: what this browser receives and decodes.

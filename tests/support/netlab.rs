@@ -94,6 +94,26 @@ impl NetNs {
         }
     }
 
+    /// Cuts everything in and out of the namespace (`true`) or restores it,
+    /// except chromedriver's port and loopback, so the test can still drive
+    /// the browser.
+    pub fn outage(&self, on: bool) {
+        let op = if on { "-I" } else { "-D" };
+        // Inserted in reverse: the exceptions end up first.
+        for chain in ["INPUT", "OUTPUT"] {
+            self.exec(&["iptables", op, chain, "-j", "DROP"]);
+        }
+        self.exec(&[
+            "iptables", op, "INPUT", "-p", "tcp", "--dport", "9515", "-j", "ACCEPT",
+        ]);
+        self.exec(&[
+            "iptables", op, "OUTPUT", "-p", "tcp", "--sport", "9515", "-j", "ACCEPT",
+        ]);
+        // Chromium and chromedriver talk over loopback inside the namespace.
+        self.exec(&["iptables", op, "INPUT", "-i", "lo", "-j", "ACCEPT"]);
+        self.exec(&["iptables", op, "OUTPUT", "-o", "lo", "-j", "ACCEPT"]);
+    }
+
     /// Runs a command inside the namespace.
     pub fn exec(&self, args: &[&str]) {
         let mut all = vec!["netns", "exec", &self.name];
