@@ -135,7 +135,7 @@ fn print_banner(
                 );
             }
         }
-        None => println!("TURN: off"),
+        None => println!("TURN: off (turn.enabled = false, or it could not start: see the log)"),
     }
     println!("data directory: {}", config.data_dir.display());
     println!();

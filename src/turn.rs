@@ -70,7 +70,9 @@ pub fn start(
     } else {
         IpAddr::from([0, 0, 0, 0])
     };
-    let listening = start_turn(TurnConfig {
+    // A port already taken (another TURN server on the machine) must not
+    // stop calls on ordinary networks: the hub runs without TURN and says so.
+    let started = start_turn(TurnConfig {
         udp: Some(SocketAddr::new(bind_ip, t.port)),
         tcp: Some(SocketAddr::new(bind_ip, t.port)),
         tls: Some((SocketAddr::new(bind_ip, t.tls_port), tls)),
@@ -79,8 +81,17 @@ pub fn start(
         secret: secret.clone(),
         peers,
         book,
-    })
-    .context("starting the TURN server")?;
+    });
+    let listening = match started {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                "TURN server not started: browsers on networks that block UDP cannot connect"
+            );
+            return Ok(None);
+        }
+    };
     let hostport = |port: Option<SocketAddr>| {
         let port = port.map_or(0, |a| a.port());
         if host.contains(':') && !host.starts_with('[') {

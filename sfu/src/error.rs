@@ -30,14 +30,17 @@ pub enum SfuError {
         /// The participant named.
         participant: ParticipantId,
     },
-    /// A media socket could not be bound.
-    #[error("cannot bind media socket {addr}: {source}")]
+    /// A media or TURN socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
     Bind {
         /// The address tried.
         addr: std::net::SocketAddr,
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The TURN server's thread or randomness could not be had.
+    #[error("TURN server could not start: {0}")]
+    TurnStart(&'static str),
     /// The media worker thread is gone (it only stops when the server stops).
     #[error("media worker stopped")]
     WorkerGone,

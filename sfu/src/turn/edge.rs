@@ -110,7 +110,7 @@ pub fn start_turn(config: TurnConfig) -> Result<TurnAddrs, SfuError> {
     };
     let mut seed = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
-        .map_err(|_| SfuError::WorkerGone)?;
+        .map_err(|_| SfuError::TurnStart("no randomness from the operating system"))?;
     config
         .book
         .set_local_ips(config.peers.iter().map(SocketAddr::ip));
@@ -136,7 +136,7 @@ pub fn start_turn(config: TurnConfig) -> Result<TurnAddrs, SfuError> {
             };
             local.block_on(&runtime, run(turn, udp, tcp, tls, tls_config));
         })
-        .map_err(|_| SfuError::WorkerGone)?;
+        .map_err(|_| SfuError::TurnStart("no thread"))?;
     Ok(addrs)
 }
 
