@@ -186,6 +186,18 @@ async fn with_only_web_ports_open_the_call_connects_through_turn_over_tls() {
     clinician.close().await;
 }
 
+/// A server on a namespace's link and a two-party call across it. Bind the
+/// result in this order (network, server, call) so the call goes first.
+async fn call_across_a_namespace(room: &str) -> (NetNs, Server, TwoPartyCall) {
+    let net = NetNs::new();
+    let server = Server::start_with(ServerOptions {
+        ip: net.host_ip.into(),
+        ..ServerOptions::default()
+    });
+    let call = TwoPartyCall::start(&server, &net, room, None).await;
+    (net, server, call)
+}
+
 /// Frames decoded from `from` in `b` (0 when no video from them).
 async fn frames_from(b: &Browser, from: &str) -> u64 {
     support::calls::snapshot(b)
@@ -205,16 +217,12 @@ async fn tiles(b: &Browser) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_5_s_outage_media_resumes_by_itself() {
-    let net = NetNs::new();
-    let server = Server::start_with(ServerOptions {
-        ip: net.host_ip.into(),
-        ..ServerOptions::default()
-    });
+    let (net, _server, call) = call_across_a_namespace("drop-1").await;
     let TwoPartyCall {
         clinician,
         home,
         _drivers,
-    } = TwoPartyCall::start(&server, &net, "drop-1", None).await;
+    } = call;
     let home_id = home.participant().await.expect("home joined");
     let clinician_id = clinician.participant().await.expect("clinician joined");
 
@@ -282,6 +290,48 @@ async fn after_a_5_s_outage_media_resumes_by_itself() {
         std::slice::from_ref(&clinician_id),
         "home's tiles"
     );
+    home.close().await;
+    clinician.close().await;
+}
+
+/// Past about 30 s, Chromium's ICE gives up (consent expired) and media does
+/// not come back by waiting: the page offers to rejoin instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_30_s_without_media_the_page_offers_to_rejoin() {
+    let (net, _server, call) = call_across_a_namespace("drop-2").await;
+    let TwoPartyCall {
+        clinician,
+        home,
+        _drivers,
+    } = call;
+    let offer = "return !document.getElementById('rejoin-offer').hidden;";
+    net.outage(true);
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(home.eval(offer).await, false, "offered before 30 s");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let shown = home
+        .eval("return document.getElementById('call-message').textContent;")
+        .await;
+    println!("after 32 s the home's page says {shown}");
+    assert_eq!(
+        home.eval(offer).await,
+        true,
+        "no offer to rejoin after 32 s"
+    );
+    // Taking the offer: the page starts over at the join screen (the link
+    // in the address bar is the same), with the link back.
+    net.outage(false);
+    home.eval("document.getElementById('rejoin-offer').click();")
+        .await;
+    let start = std::time::Instant::now();
+    let prejoin = "const p = document.getElementById('prejoin'); return !!p && !p.hidden;";
+    while home.eval(prejoin).await != true {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no join screen after the offer"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     home.close().await;
     clinician.close().await;
 }

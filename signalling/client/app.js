@@ -173,7 +173,19 @@ function join() {
   });
   // A dropped link: the last picture stays on each tile while the browser
   // finds the hub again by itself.
-  call.addEventListener('stalled', (e) => say('call-message', e.detail.stalled ? 'Reconnecting…' : ''));
+  call.addEventListener('stalled', (e) => {
+    say('call-message', e.detail.stalled ? 'Reconnecting…' : '');
+    clearTimeout(rejoinTimer);
+    $('rejoin-offer').hidden = true;
+    // Stalled is noticed 2 s after the last packet: offer to rejoin 30 s
+    // after the drop, and keep waiting in case it comes back by itself.
+    if (e.detail.stalled) {
+      rejoinTimer = setTimeout(() => {
+        say('call-message', 'The connection has not come back by itself.');
+        $('rejoin-offer').hidden = false;
+      }, 28000);
+    }
+  });
   call.addEventListener('server-error', (e) => say('call-message', e.detail.message));
   call.addEventListener('problem', (e) => say('call-message', e.detail.message));
   call.addEventListener('call-ended', (e) => end('The call has ended', e.detail.message));
@@ -210,6 +222,11 @@ $('leave-button').onclick = () => {
   end('You have left the call', 'You can close this page.');
 };
 $('rejoin-button').onclick = () => location.reload();
+let rejoinTimer = null;
+$('rejoin-offer').onclick = () => {
+  window.carecall.call.leave();
+  location.reload();
+};
 $('join-button').onclick = join;
 $('retry-button').onclick = openDevices;
 $('camera-select').onchange = openDevices;
