@@ -45,7 +45,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+    crate::json_error(status, message)
 }
 
 /// Lets a request through only with a live session (and, unless it only

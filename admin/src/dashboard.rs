@@ -20,11 +20,10 @@ const ENDED_MESSAGE: &str = "The hub has ended this call. Thank you.";
 
 fn unavailable(what: &str, e: crate::AdminError) -> Response {
     tracing::error!(error = %e, "{what} could not be read");
-    (
+    crate::json_error(
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "error": format!("{what} unavailable") })),
+        format!("{what} unavailable"),
     )
-        .into_response()
 }
 
 /// `GET /admin/api/rooms`: the live calls, with each participant's media.
@@ -64,9 +63,7 @@ pub(crate) async fn rooms(State(state): State<AdminState>) -> Response {
 
 /// `GET /admin/api/history`: the latest calls and the activity charts.
 pub(crate) async fn history(State(state): State<AdminState>) -> Response {
-    let log = state.history.clone();
-    let calls = crate::blocking(move || log.lock().unwrap_or_else(|e| e.into_inner()).calls());
-    let calls = match calls.await {
+    let calls = match crate::blocking_locked(&state.history, |log| log.calls()).await {
         Ok(calls) => calls,
         Err(e) => return unavailable("call history", e),
     };
@@ -86,13 +83,7 @@ pub(crate) async fn history(State(state): State<AdminState>) -> Response {
 
 /// `GET /admin/api/calls/{id}`: one call, each participant's link over time.
 pub(crate) async fn call_detail(State(state): State<AdminState>, Path(id): Path<i64>) -> Response {
-    let log = state.history.clone();
-    let detail = crate::blocking(move || {
-        log.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .call_detail(id)
-    });
-    match detail.await {
+    match crate::blocking_locked(&state.history, move |log| log.call_detail(id)).await {
         Ok(Some(d)) => {
             let zone = &state.zone;
             let sessions: Vec<_> = d
@@ -109,11 +100,7 @@ pub(crate) async fn call_detail(State(state): State<AdminState>, Path(id): Path<
             Json(json!({ "call": HistoryRow::of(&d.call, zone), "sessions": sessions }))
                 .into_response()
         }
-        Ok(None) => (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("no call {id}") })),
-        )
-            .into_response(),
+        Ok(None) => crate::json_error(StatusCode::NOT_FOUND, format!("no call {id}")),
         Err(e) => unavailable("call detail", e),
     }
 }
@@ -127,11 +114,10 @@ pub(crate) async fn end_call(
 ) -> Response {
     let ended = state.calls.presence().end_room(&room, ENDED_MESSAGE);
     if ended == 0 {
-        return (
+        return crate::json_error(
             StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("no live call in room {room}") })),
-        )
-            .into_response();
+            format!("no live call in room {room}"),
+        );
     }
     tracing::info!(admin = %admin.name, %room, participants = ended, "call ended from the dashboard");
     Json(json!({ "room": room, "participants": ended })).into_response()

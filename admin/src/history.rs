@@ -59,10 +59,7 @@ pub(crate) fn local_time(ms: i64, zone: &TimeZone) -> String {
 
 /// `GET /admin/api/calls.csv`: every call, as a download.
 pub(crate) async fn export(State(state): State<AdminState>) -> Response {
-    let history = state.history.clone();
-    let calls =
-        crate::blocking(move || history.lock().unwrap_or_else(|e| e.into_inner()).calls()).await;
-    match calls {
+    match crate::blocking_locked(&state.history, |log| log.calls()).await {
         Ok(calls) => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

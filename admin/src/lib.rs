@@ -66,6 +66,30 @@ impl AdminError {
     }
 }
 
+/// Runs `work` on the value behind `shared` (a database connection) on
+/// tokio's blocking threads, the lock taken there: a poisoned lock is
+/// recovered, as the connection itself is still sound.
+pub(crate) async fn blocking_locked<T: Send + 'static, R: Send + 'static>(
+    shared: &std::sync::Arc<std::sync::Mutex<T>>,
+    work: impl FnOnce(&mut T) -> Result<R, AdminError> + Send + 'static,
+) -> Result<R, AdminError> {
+    let shared = shared.clone();
+    blocking(move || work(&mut shared.lock().unwrap_or_else(|e| e.into_inner()))).await
+}
+
+/// An API error: `status` with `{"error": why}`, `why` safe to show.
+pub(crate) fn json_error(
+    status: axum::http::StatusCode,
+    why: impl Into<String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": why.into() })),
+    )
+        .into_response()
+}
+
 /// Runs database (or password-hashing) work on tokio's blocking threads, so
 /// a request never stalls the runtime; a panic there is an error, not a crash.
 pub(crate) async fn blocking<T: Send + 'static>(

@@ -30,8 +30,7 @@ pub(crate) async fn create(
     Extension(admin): Extension<AdminSession>,
     Json(req): Json<LinkRequest>,
 ) -> Response {
-    let refuse =
-        |why: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": why }))).into_response();
+    let refuse = |why: String| crate::json_error(StatusCode::BAD_REQUEST, why);
     if !(1..=MAX_LINK_HOURS).contains(&req.hours) {
         return refuse(format!("a link lasts 1 to {MAX_LINK_HOURS} hours"));
     }

@@ -120,13 +120,9 @@ impl AdminState {
             if samples.is_empty() {
                 continue;
             }
-            let log = self.history.clone();
             let at = std::time::SystemTime::now();
-            let stored = crate::blocking(move || {
-                log.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .record_quality(at, &samples)
-            });
+            let stored =
+                crate::blocking_locked(&self.history, move |log| log.record_quality(at, &samples));
             if let Err(e) = stored.await {
                 tracing::error!(error = %e, "quality samples not stored");
             }

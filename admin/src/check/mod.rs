@@ -46,10 +46,6 @@ pub const MAX_RESULT_BYTES: usize = 16 << 10;
 #[derive(Default)]
 pub(crate) struct CheckSessions(AtomicUsize);
 
-fn refuse(status: StatusCode, why: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": why.into() }))).into_response()
-}
-
 /// `GET /check`
 pub(crate) async fn page() -> Html<&'static str> {
     Html(PAGE)
@@ -124,7 +120,7 @@ pub(crate) async fn offer(
     let sessions = state.check_sessions.clone();
     if sessions.0.fetch_add(1, Ordering::SeqCst) >= MAX_CHECK_SESSIONS {
         sessions.0.fetch_sub(1, Ordering::SeqCst);
-        return refuse(
+        return crate::json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the hub is running many checks: try again in a minute",
         );
@@ -142,7 +138,7 @@ pub(crate) async fn offer(
     };
     if let Err(e) = media.connect(room.clone(), id, req.sdp, tx) {
         close();
-        return refuse(
+        return crate::json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("media unavailable: {e}"),
         );
@@ -172,14 +168,14 @@ pub(crate) async fn offer(
         }
         Ok(Err(e)) => {
             close();
-            refuse(
+            crate::json_error(
                 StatusCode::BAD_REQUEST,
                 format!("the offer was refused: {e}"),
             )
         }
         Err(_) => {
             close();
-            refuse(
+            crate::json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the media server did not answer",
             )
@@ -235,14 +231,8 @@ pub(crate) async fn result(
         .take(300)
         .collect();
     let v = verdict(&result);
-    let checks = state.checks.clone();
-    let stored = crate::blocking(move || {
-        checks.lock().unwrap_or_else(|e| e.into_inner()).store(
-            SystemTime::now(),
-            &peer.ip().to_string(),
-            &agent,
-            &result,
-        )
+    let stored = crate::blocking_locked(&state.checks, move |checks| {
+        checks.store(SystemTime::now(), &peer.ip().to_string(), &agent, &result)
     })
     .await;
     match stored {
@@ -252,7 +242,7 @@ pub(crate) async fn result(
         }
         Err(e) => {
             tracing::error!(error = %e, "connectivity check not stored");
-            refuse(
+            crate::json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the result could not be saved",
             )
@@ -262,10 +252,7 @@ pub(crate) async fn result(
 
 /// `GET /admin/api/checks/{code}`: a stored check with its verdict.
 pub(crate) async fn lookup(State(state): State<AdminState>, Path(code): Path<String>) -> Response {
-    let checks = state.checks.clone();
-    let found =
-        crate::blocking(move || checks.lock().unwrap_or_else(|e| e.into_inner()).find(&code)).await;
-    match found {
+    match crate::blocking_locked(&state.checks, move |checks| checks.find(&code)).await {
         Ok(Some(c)) => Json(json!({
             "code": c.code,
             "at": local_time(c.created_at_ms, &state.zone),
@@ -275,13 +262,13 @@ pub(crate) async fn lookup(State(state): State<AdminState>, Path(code): Path<Str
             "result": c.result,
         }))
         .into_response(),
-        Ok(None) => refuse(
+        Ok(None) => crate::json_error(
             StatusCode::NOT_FOUND,
             "no check with that code (codes are kept 90 days)",
         ),
         Err(e) => {
             tracing::error!(error = %e, "connectivity check lookup failed");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "checks unavailable")
+            crate::json_error(StatusCode::SERVICE_UNAVAILABLE, "checks unavailable")
         }
     }
 }
