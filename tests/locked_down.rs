@@ -335,3 +335,93 @@ async fn after_30_s_without_media_the_page_offers_to_rejoin() {
     home.close().await;
     clinician.close().await;
 }
+
+/// The address a browser's selected ICE pair uses on its side.
+async fn local_address(b: &Browser) -> String {
+    b.selected_local().await["address"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The ICE restarts the hub counted for `participant`.
+fn ice_restarts(metrics: &str, participant: &str) -> u64 {
+    let label = format!("participant=\"{participant}\"");
+    metrics
+        .lines()
+        .find(|l| l.starts_with("carecall_participant_ice_restarts_total{") && l.contains(&label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The tablet leaves its network and, 10 s later, is on another with a new
+/// address. Its old path is gone for good: the browser restarts ICE (and
+/// resumes its signalling session) and the call carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_10_s_move_to_a_new_address_the_call_recovers_by_ice_restart() {
+    let (mut net, server, call) = call_across_a_namespace("move-1").await;
+    let TwoPartyCall {
+        clinician,
+        home,
+        _drivers,
+    } = call;
+    let home_id = home.participant().await.expect("home joined");
+    let clinician_id = clinician.participant().await.expect("clinician joined");
+    let old_address = net.ns_ip.to_string();
+    assert_eq!(
+        local_address(&home).await,
+        old_address,
+        "the home's path before"
+    );
+
+    net.unplug();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before = (
+        frames_from(&clinician, &home_id).await,
+        frames_from(&home, &clinician_id).await,
+    );
+    let new_address = net.move_to_new_link().to_string();
+    let moved = std::time::Instant::now();
+    loop {
+        let now = (
+            frames_from(&clinician, &home_id).await,
+            frames_from(&home, &clinician_id).await,
+        );
+        if now.0 > before.0 + 5 && now.1 > before.1 + 5 {
+            break;
+        }
+        assert!(
+            moved.elapsed() < Duration::from_secs(30),
+            "media not back within 30 s of the new address: {before:?} -> {now:?}; page: {}",
+            home.metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "media back {} ms after the new address; home page metrics {}",
+        moved.elapsed().as_millis(),
+        home.metrics().await
+    );
+    assert_eq!(
+        local_address(&home).await,
+        new_address,
+        "the home's path after the move"
+    );
+    let restarts = home.metrics().await["iceRestarts"].as_u64().unwrap_or(0);
+    assert!(
+        restarts >= 1,
+        "the home's browser restarted ICE {restarts} times"
+    );
+    let seen = ice_restarts(&scrape(&server.base_url).await, &home_id);
+    assert!(
+        seen >= 1,
+        "the hub counted {seen} ICE restarts for the home"
+    );
+    // The same people, once each.
+    assert_eq!(home.participant().await.as_deref(), Some(home_id.as_str()));
+    assert_eq!(tiles(&clinician).await, std::slice::from_ref(&home_id));
+    assert_eq!(tiles(&home).await, std::slice::from_ref(&clinician_id));
+    home.close().await;
+    clinician.close().await;
+}

@@ -193,6 +193,20 @@ impl ParticipantSeries {
                 )?,
                 |s| s.adaptation.video_pauses,
             ),
+            (
+                counter(
+                    "carecall_participant_reconnects_total",
+                    "Times the participant's media path was lost and found again.",
+                )?,
+                |s| u64::from(s.reconnects),
+            ),
+            (
+                counter(
+                    "carecall_participant_ice_restarts_total",
+                    "ICE restarts the participant's browser made (an address change, a lost path).",
+                )?,
+                |s| u64::from(s.ice_restarts),
+            ),
         ];
         let gauges: Vec<(GaugeVec, Level)> = vec![
             (

@@ -65,6 +65,9 @@ pub struct ParticipantStats {
     /// Times its media path was lost (ICE disconnected) and came back: a
     /// Wi-Fi drop or a NAT rebinding that the call survived.
     pub reconnects: u32,
+    /// ICE restarts its browser made (after an address change, or a path
+    /// it could not get back by waiting).
+    pub ice_restarts: u32,
     /// The downlink estimate and the adaptation counters.
     pub adaptation: AdaptationStats,
     /// For each video this participant receives: whose, and the layer
@@ -93,6 +96,7 @@ pub(crate) struct MediaCounters {
     /// ICE lost its path and has not found one again yet.
     ice_lost: bool,
     reconnects: u32,
+    ice_restarts: u32,
 }
 
 /// At most this many streams are kept each way: a participant has a few
@@ -137,6 +141,12 @@ impl MediaCounters {
         }
     }
 
+    /// Counts an ICE restart. The path it finds counts as a reconnect.
+    pub fn on_ice_restart(&mut self) {
+        self.ice_restarts += 1;
+        self.ice_lost = true;
+    }
+
     pub fn on_ingress(&mut self, s: MediaIngressStats) {
         keep(&mut self.ingress, (s.mid, s.rid), s);
     }
@@ -174,6 +184,7 @@ impl MediaCounters {
         out.transport = self.transport;
         out.remote = self.remote;
         out.reconnects = self.reconnects;
+        out.ice_restarts = self.ice_restarts;
     }
 }
 
@@ -209,5 +220,13 @@ mod tests {
         c.on_ice_state(IceConnectionState::Disconnected);
         c.on_ice_state(IceConnectionState::Connected);
         assert_eq!(reconnects(&c), 2);
+        // A restart while the path still looked up: its new path counts too.
+        c.on_ice_restart();
+        c.on_ice_state(IceConnectionState::Checking);
+        c.on_ice_state(IceConnectionState::Connected);
+        assert_eq!(reconnects(&c), 3);
+        let mut out = ParticipantStats::default();
+        c.fill(&mut out, |_| None);
+        assert_eq!(out.ice_restarts, 1);
     }
 }

@@ -169,7 +169,8 @@ function join() {
     if (e.detail.state === 'connected' && metrics.connectedMs === null) metrics.connectedMs = performance.now();
     if (e.detail.state === 'connected') say('call-message', '');
     if (e.detail.state === 'disconnected') say('call-message', 'Reconnecting…');
-    if (e.detail.state === 'failed') say('call-message', 'The video connection failed. Leave and join again; if it keeps failing, phone the hub.');
+    // The call restarts ICE by itself; the offer to rejoin follows if that fails.
+    if (e.detail.state === 'failed') say('call-message', 'Reconnecting…');
   });
   // A dropped link: the last picture stays on each tile while the browser
   // finds the hub again by itself.
@@ -227,6 +228,11 @@ $('rejoin-offer').onclick = () => {
   window.carecall.call.leave();
   location.reload();
 };
+// Leaving the page (closing the tab, reloading) leaves the call at once;
+// without this the hub would hold the place for a resume.
+window.addEventListener('pagehide', () => {
+  if (currentCall) currentCall.leave();
+});
 $('join-button').onclick = join;
 $('retry-button').onclick = openDevices;
 $('camera-select').onchange = openDevices;

@@ -4,8 +4,25 @@
 // The browser offers first (its camera and microphone, send-only); after that
 // the SFU offers whenever someone's tracks are added or removed, and this side
 // answers. Messages are handled strictly in order.
+//
+// Recovery needs no one to press anything. If the WebSocket drops, it is
+// reopened and the session resumed with the token from 'joined' (the others
+// never see this browser leave). If media stops arriving for a few seconds,
+// or ICE fails, the browser restarts ICE, which also finds a path from a new
+// address. The SFU answers the restart; DTLS and the tracks carry on.
 
 const PROTOCOL_VERSION = 1;
+
+// Close codes after which resuming is pointless: the server refused or ended
+// the session on purpose (docs/signalling.md).
+const FINAL_CLOSES = new Set([1008, 1009, 4001, 4002, 4003, 4004, 4005]);
+// The server keeps a dropped session this long (ms) for a resume.
+const RESUME_WINDOW_MS = 30000;
+// Media silent this long (ms) while others are in the call: restart ICE.
+const RESTART_AFTER_MS = 5000;
+// An answer missing this long (ms) means the socket is dead (browsers do
+// not always notice a vanished network: the socket looks open).
+const ANSWER_WAIT_MS = 3000;
 
 // The camera is sent three times, smallest first; the SFU forwards each
 // viewer the one that fits their link and tile (docs/adaptation.md).
@@ -30,15 +47,25 @@ export class Call extends EventTarget {
     this.closedByUs = false;
     this.views = new Map();        // participant id -> tile height sent to the SFU
     this.cameraSender = null;      // the video sender, whose layers the SFU may pause
+    this.resumeToken = null;       // from 'joined': resumes this session on a new socket
+    this.socketLostAt = null;      // when the socket dropped, while resuming
+    this.lastRestart = -Infinity;  // when ICE was last restarted (ms)
+    this.answerTimer = null;
   }
 
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
 
   start() {
+    this.openSocket({ type: 'join', v: PROTOCOL_VERSION, token: this.token });
+  }
+
+  // Opens the signalling socket and sends `first` on it (join or resume).
+  openSocket(first) {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    this.ws = new WebSocket(`${scheme}//${location.host}/ws`);
-    this.ws.onopen = () => this.send({ type: 'join', v: PROTOCOL_VERSION, token: this.token });
-    this.ws.onmessage = (e) => {
+    const ws = new WebSocket(`${scheme}//${location.host}/ws`);
+    this.ws = ws;
+    ws.onopen = () => this.send(first);
+    ws.onmessage = (e) => {
       let msg;
       try { msg = JSON.parse(e.data); } catch { return; }
       if (msg.type === 'call-ended') {
@@ -53,27 +80,90 @@ export class Call extends EventTarget {
         this.emit('problem', { message: 'Something went wrong setting up the call. Leave and join again.' });
       });
     };
-    this.ws.onclose = (e) => {
-      if (this.closedByUs) return;
+    ws.onclose = (e) => {
+      if (this.closedByUs || ws !== this.ws) return;
+      if (this.resumeToken && !FINAL_CLOSES.has(e.code)) {
+        this.socketLost();
+        return;
+      }
       this.stop();
       this.emit('closed', { code: e.code, reason: e.reason });
     };
+  }
+
+  // The socket dropped (or is presumed dead): reopen it and resume the
+  // session, retrying until the server's resume window has passed.
+  socketLost() {
+    if (this.socketLostAt === null) {
+      this.socketLostAt = performance.now();
+      this.resumeTries = 0;
+      this.note('socket-lost');
+      this.emit('signalling', { state: 'reconnecting' });
+    }
+    const old = this.ws;
+    this.ws = null;
+    // 4000: "resuming elsewhere", not a leave, should it reach the server.
+    if (old && old.readyState <= WebSocket.OPEN) old.close(4000, 'resuming');
+    if (performance.now() - this.socketLostAt > RESUME_WINDOW_MS) {
+      this.stop();
+      this.emit('closed', { code: 1006, reason: 'The connection to the hub was lost.' });
+      return;
+    }
+    // At once the first time, then every second: with no network each try
+    // fails at once, and the first after it returns gets through.
+    clearTimeout(this.resumeTimer);
+    const delay = this.resumeTries++ === 0 ? 0 : 1000;
+    this.resumeTimer = setTimeout(() => {
+      if (this.closedByUs) return;
+      this.openSocket({ type: 'resume', v: PROTOCOL_VERSION, resume: this.resumeToken });
+    }, delay);
+  }
+
+  // Restarts ICE: a fresh offer with new credentials, so the browser looks
+  // for a path again from whatever address it has now. One at a time.
+  restartIce(why) {
+    this.queue = this.queue.then(async () => {
+      const pc = this.pc;
+      if (!pc || pc.signalingState !== 'stable' || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+      this.lastRestart = performance.now();
+      const m = window.carecall && window.carecall.metrics;
+      if (m) m.iceRestarts = (m.iceRestarts || 0) + 1;
+      console.info('restarting ICE:', why);
+      this.note('ice-restart');
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+      this.sendOffer();
+    }).catch((err) => console.warn('ICE restart failed', err));
+  }
+
+  // Sends the local offer; if no answer comes, the socket is presumed dead
+  // and is resumed, and the offer sent again on the new one.
+  sendOffer() {
+    this.send({ type: 'offer', sdp: this.pc.localDescription.sdp });
+    clearTimeout(this.answerTimer);
+    this.answerTimer = setTimeout(() => {
+      if (this.pc && this.pc.signalingState === 'have-local-offer' && !this.closedByUs) this.socketLost();
+    }, ANSWER_WAIT_MS);
   }
 
   send(msg) {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
   }
 
-  async handle(msg) {
-    // The last few messages with their arrival times (ms since page load), for diagnosis.
+  // Keeps the last few events with their times (ms since page load), for
+  // diagnosis: signalling messages, connection states, ICE restarts.
+  note(what) {
     const m = window.carecall && window.carecall.metrics;
-    if (m) {
-      m.signals = (m.signals || []).slice(-30);
-      m.signals.push(`${msg.type}@${Math.round(performance.now())}`);
-    }
+    if (!m) return;
+    m.signals = (m.signals || []).slice(-40);
+    m.signals.push(`${what}@${Math.round(performance.now())}`);
+  }
+
+  async handle(msg) {
+    this.note(msg.type);
     switch (msg.type) {
       case 'joined':
         this.participant = msg.participant;
+        this.resumeToken = msg.resume || null;
         this.iceServers = msg.ice_servers || [];
         for (const p of msg.participants) this.peers.set(p.participant, p);
         this.emit('joined', msg);
@@ -81,10 +171,25 @@ export class Call extends EventTarget {
         await this.startMedia(msg.participants.length);
         this.watchFlow();
         break;
+      case 'resumed':
+        this.resumed(msg);
+        break;
       case 'answer':
+        // A second answer to an offer sent twice (around a resume) is stale.
+        if (this.pc.signalingState !== 'have-local-offer') break;
+        clearTimeout(this.answerTimer);
         await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+        // An offer resent after a resume may have been made with no network
+        // at all: look for a path again from the address there is now.
+        if (this.restartWhenStable) {
+          this.restartWhenStable = false;
+          this.restartIce('answered after a resume, media still stalled');
+        }
         break;
       case 'offer': {
+        // Crossed offers: ours wins, and the server redoes its own after
+        // answering ours.
+        if (this.pc.signalingState === 'have-local-offer') break;
         await this.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
         await this.pc.setLocalDescription(await this.pc.createAnswer());
         this.send({ type: 'answer', sdp: this.pc.localDescription.sdp });
@@ -121,6 +226,30 @@ export class Call extends EventTarget {
     }
   }
 
+  // Back on a new socket, with the same participant id. Anyone who left
+  // meanwhile goes; media is restarted if it is not flowing.
+  resumed(msg) {
+    this.socketLostAt = null;
+    const present = new Set(msg.participants.map((p) => p.participant));
+    for (const id of [...this.peers.keys()]) {
+      if (present.has(id)) continue;
+      this.peers.delete(id);
+      this.streams.delete(id);
+      this.emit('peer-left', { participant: id });
+    }
+    for (const p of msg.participants) {
+      this.peers.set(p.participant, p);
+      this.emit('peer', p);
+    }
+    this.emit('signalling', { state: 'resumed' });
+    if (!this.pc) return;
+    if (this.pc.signalingState === 'have-local-offer') {
+      // Sent again as it was: if the server had it, it answers the same.
+      this.restartWhenStable = this.stalled;
+      this.sendOffer();
+    } else if (this.stalled || this.pc.iceConnectionState === 'failed') this.restartIce('resumed with media stalled');
+  }
+
   attach(owner, track) {
     if (!this.peers.has(owner)) return; // they left before their track arrived
     let stream = this.streams.get(owner);
@@ -148,6 +277,10 @@ export class Call extends EventTarget {
       }
     };
     pc.onconnectionstatechange = () => this.emit('connection', { state: pc.connectionState });
+    pc.oniceconnectionstatechange = () => {
+      this.note(`ice-${pc.iceConnectionState}`);
+      if (pc.iceConnectionState === 'failed') this.restartIce('ICE failed');
+    };
     pc.ontrack = (e) => {
       const owner = this.midOwner.get(e.transceiver.mid);
       if (owner) this.attach(owner, e.track);
@@ -170,7 +303,7 @@ export class Call extends EventTarget {
       pc.addTransceiver('video', { direction: 'recvonly' });
     }
     await pc.setLocalDescription(await pc.createOffer());
-    this.send({ type: 'offer', sdp: pc.localDescription.sdp });
+    this.sendOffer();
   }
 
   // The SFU says which simulcast layers anyone would watch: pause the ones
@@ -221,25 +354,39 @@ export class Call extends EventTarget {
   // (the tablet's camera light must go out when the call ends).
   stop() {
     clearInterval(this.flowTimer);
+    clearTimeout(this.answerTimer);
+    clearTimeout(this.resumeTimer);
     if (this.pc) this.pc.close();
     for (const t of this.localStream.getTracks()) t.stop();
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close();
   }
 
-  // Watches whether media still arrives: a dropped link can leave the
-  // connection "connected" for many seconds. With someone else in the call
-  // and not one packet in 2 s, emits 'stalled' (true), and (false) when
-  // packets flow again.
+  // Watches whether this browser's link to the SFU still carries anything
+  // (media, RTCP, ICE checks): a dropped link can leave the connection
+  // "connected" for many seconds. With someone else in the call and not one
+  // byte in 2 s, emits 'stalled' (true), and (false) when bytes flow again.
+  // Still nothing after 5 s: restarts ICE (again every 5 s while it lasts).
+  // Someone else's video stopping is not this link's problem: the SFU keeps
+  // sending RTCP for what this browser publishes.
   watchFlow() {
     let last = -1; let lastChange = performance.now(); let stalled = false;
+    this.stalled = false;
     this.flowTimer = setInterval(async () => {
       if (!this.pc || this.peers.size === 0) { lastChange = performance.now(); return; }
       let packets = 0;
-      (await this.pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') packets += s.packetsReceived || 0; });
+      (await this.pc.getStats()).forEach((s) => { if (s.type === 'transport') packets += s.bytesReceived || 0; });
       const now = performance.now();
       if (packets !== last) { last = packets; lastChange = now; }
       const quiet = now - lastChange > 2000;
-      if (quiet !== stalled) { stalled = quiet; this.emit('stalled', { stalled }); }
+      if (quiet !== stalled) {
+        stalled = quiet;
+        this.stalled = quiet;
+        this.note(quiet ? 'stalled' : 'flowing');
+        this.emit('stalled', { stalled });
+      }
+      if (now - lastChange > RESTART_AFTER_MS && now - this.lastRestart > RESTART_AFTER_MS) {
+        this.restartIce('no media for 5 s');
+      }
     }, 500);
   }
 

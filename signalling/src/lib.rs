@@ -11,6 +11,7 @@ mod events;
 mod pages;
 mod presence;
 pub mod protocol;
+mod resume;
 mod session;
 pub mod token;
 
@@ -64,6 +65,7 @@ struct Inner {
     signer: LinkSigner,
     turn: Option<TurnOffer>,
     presence: Presence,
+    resumes: resume::ResumeBook,
     media: MediaServer,
     events: Option<UnboundedSender<CallEvent>>,
     next_participant: AtomicU64,
@@ -82,6 +84,7 @@ impl AppState {
                 signer,
                 turn: None,
                 presence: Presence::default(),
+                resumes: resume::ResumeBook::default(),
                 media,
                 events,
                 next_participant: AtomicU64::new(1),

@@ -82,6 +82,18 @@ impl Presence {
         true
     }
 
+    /// Everyone in `room` but `id`.
+    pub fn others(&self, room: &str, id: ParticipantId) -> Vec<PeerInfo> {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.get(room).map_or_else(Vec::new, |members| {
+            members
+                .iter()
+                .filter(|(other, _)| **other != id)
+                .map(|(_, m)| m.info.clone())
+                .collect()
+        })
+    }
+
     /// Everyone present: room, participant and role, for the admin plane.
     pub fn members(&self) -> Vec<(String, ParticipantId, crate::Role)> {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());

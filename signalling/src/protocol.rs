@@ -23,6 +23,14 @@ pub enum ClientMessage {
         /// The token from the join link.
         token: String,
     },
+    /// First message on a new socket after the old one dropped: carry on
+    /// the session `resume` names (from `joined`) instead of joining again.
+    Resume {
+        /// Protocol version the client speaks.
+        v: u32,
+        /// The resume token from `joined`.
+        resume: String,
+    },
     /// The browser's SDP offer (its first, or an ICE restart).
     Offer {
         /// SDP text.
@@ -61,6 +69,7 @@ impl ClientMessage {
     /// The `type` names a client may send, to tell an unknown type from a bad one.
     pub const TYPES: &'static [&'static str] = &[
         "join",
+        "resume",
         "offer",
         "answer",
         "candidate",
@@ -113,6 +122,17 @@ pub enum ServerMessage {
         /// TURN servers for the browser's `RTCPeerConnection` (empty when the
         /// hub offers none), with credentials for this participant.
         ice_servers: Vec<IceServer>,
+        /// Present it in `resume` on a new socket if this one drops: the
+        /// session waits 30 s for it.
+        resume: String,
+    },
+    /// The session was resumed on this socket. Messages held while no
+    /// socket was attached follow.
+    Resumed {
+        /// The browser's own participant id, unchanged.
+        participant: String,
+        /// Everyone else in the call now: a tile for anyone not listed goes.
+        participants: Vec<PeerInfo>,
     },
     /// The SFU's answer to the browser's offer.
     Answer {

@@ -110,19 +110,21 @@ impl Driver {
     }
 
     /// A chromedriver (and so its browsers) inside network namespace `ns`,
-    /// reachable from the host at the namespace's address; `origin` is the
-    /// server's plain-HTTP origin, to be trusted with the camera.
+    /// driven through the namespace's own loopback (see
+    /// [`NetNs::loopback_bridge`]), so the test keeps control when the
+    /// namespace's links are cut or moved; `origin` is the server's
+    /// plain-HTTP origin, to be trusted with the camera.
     pub async fn start_in(ns: &NetNs, origin: &str) -> Driver {
         let port = 9515;
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.name, "chromedriver"])
             .arg(format!("--port={port}"))
-            .arg(format!("--allowed-ips={}", ns.host_ip))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect(NO_CHROMEDRIVER);
-        Driver::ready(child, ns.ns_addr(), port, Some(origin.into())).await
+        let bridge = ns.loopback_bridge(port);
+        Driver::ready(child, bridge.ip(), bridge.port(), Some(origin.into())).await
     }
 
     /// A chromedriver on loopback whose browsers trust `origin` (a server on
@@ -399,6 +401,15 @@ impl Browser {
     /// `srflx`, `prflx`, `relay`) and, for a relay, how it reaches the TURN
     /// server (`udp`, `tcp`, `tls`).
     pub async fn selected_path(&self) -> (String, String) {
+        let local = self.selected_local().await;
+        let text = |k: &str| local[k].as_str().unwrap_or("").to_owned();
+        (text("candidateType"), text("relayProtocol"))
+    }
+
+    /// The browser's own candidate on its selected ICE pair, as `getStats`
+    /// reports it (`address`, `candidateType`, `relayProtocol`, …); null
+    /// when there is none.
+    pub async fn selected_local(&self) -> Value {
         let rows = self
             .rows(
                 "const done = arguments[arguments.length - 1];
@@ -413,9 +424,7 @@ impl Browser {
                  }, () => done([]));",
             )
             .await;
-        let local = rows.first().cloned().unwrap_or_default();
-        let text = |k: &str| local[k].as_str().unwrap_or("").to_owned();
-        (text("candidateType"), text("relayProtocol"))
+        rows.first().cloned().unwrap_or_default()
     }
 
     /// How many tiles show the "video paused" note.

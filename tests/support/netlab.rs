@@ -10,7 +10,7 @@
 //!
 //! [`DelayRelay`]: super::relay::DelayRelay
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -29,6 +29,8 @@ pub struct NetNs {
     pub ns_ip: Ipv4Addr,
     /// NAT rules added on the host, removed on drop.
     host_rules: Vec<Vec<String>>,
+    /// Host ends of links added by [`NetNs::move_to_new_link`].
+    extra_links: Vec<String>,
 }
 
 /// Runs a command, panicking with its own error output when it fails.
@@ -70,6 +72,7 @@ impl NetNs {
             ns_ip: Ipv4Addr::new(10, x, k, 2),
             name,
             host_rules: Vec::new(),
+            extra_links: Vec::new(),
         };
         let (h, n) = (ns.host_if.as_str(), ns.ns_if.as_str());
         run("ip", &["link", "add", h, "type", "veth", "peer", "name", n]);
@@ -85,6 +88,73 @@ impl NetNs {
         let gateway = ns.host_ip.to_string();
         ns.exec(&["ip", "route", "add", "default", "via", &gateway]);
         ns
+    }
+
+    /// Takes the namespace off its link: its address is removed and the
+    /// link goes down, as when a tablet leaves a Wi-Fi network. The host end
+    /// (and the server's address on it) stays.
+    pub fn unplug(&self) {
+        self.exec(&["ip", "addr", "flush", "dev", &self.ns_if]);
+        self.exec(&["ip", "link", "set", &self.ns_if, "down"]);
+    }
+
+    /// Puts the namespace on a second link with a new address
+    /// (`10.X.K+128.2`), routed to the host: the tablet joined another
+    /// network. Returns the new address; `ns_ip` becomes it.
+    pub fn move_to_new_link(&mut self) -> Ipv4Addr {
+        let pid = std::process::id();
+        let k = self.ns_ip.octets()[2] + 128;
+        let host_if = format!("cc{}H{k}", pid % 1_000_000);
+        let ns_if = format!("cc{}V{k}", pid % 1_000_000);
+        let [a, x, _, _] = self.host_ip.octets();
+        let host_ip = Ipv4Addr::new(a, x, k, 1);
+        let ns_ip = Ipv4Addr::new(a, x, k, 2);
+        run(
+            "ip",
+            &[
+                "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+            ],
+        );
+        self.extra_links.push(host_if.clone());
+        run("ip", &["link", "set", &ns_if, "netns", &self.name]);
+        run(
+            "ip",
+            &["addr", "add", &format!("{host_ip}/30"), "dev", &host_if],
+        );
+        run("ip", &["link", "set", &host_if, "up"]);
+        self.exec(&["ip", "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if]);
+        self.exec(&["ip", "link", "set", &ns_if, "up"]);
+        self.exec(&[
+            "ip",
+            "route",
+            "replace",
+            "default",
+            "via",
+            &host_ip.to_string(),
+        ]);
+        self.ns_ip = ns_ip;
+        ns_ip
+    }
+
+    /// A port on the host's loopback that reaches `port` on the namespace's
+    /// own loopback. The test drives a browser in the namespace through it,
+    /// so it keeps control whatever happens to the namespace's links.
+    pub fn loopback_bridge(&self, port: u16) -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bridge port");
+        let addr = listener.local_addr().expect("bridge address");
+        let ns = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let ns = ns.clone();
+                std::thread::spawn(move || {
+                    if let Some(inside) = connect_inside(&ns, port) {
+                        splice(conn, inside);
+                    }
+                });
+            }
+        });
+        addr
     }
 
     /// Drops all UDP in and out of the namespace, as guest Wi-Fi often does.
@@ -182,11 +252,44 @@ impl NetNs {
         run("iptables", &add);
         self.host_rules.push(rule);
     }
+}
 
-    /// The namespace's address as an `IpAddr`.
-    pub fn ns_addr(&self) -> IpAddr {
-        IpAddr::V4(self.ns_ip)
+/// Moves this thread into the namespace at `ns` (a thread of its own, it
+/// stays there) and connects to `port` on its loopback, waiting up to 20 s
+/// for something to listen.
+fn connect_inside(ns: &str, port: u16) -> Option<std::net::TcpStream> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(ns).ok()?;
+    // SAFETY: setns on a valid namespace file descriptor only changes this
+    // thread's network namespace.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return None;
     }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return Some(s),
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Copies bytes both ways between two connections until either closes.
+fn splice(a: std::net::TcpStream, b: std::net::TcpStream) {
+    let (Ok(mut a2), Ok(mut b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let (mut a, mut b) = (a, b);
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut a2, &mut b2);
+        let _ = b2.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut b, &mut a);
+    let _ = a.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
 }
 
 /// Puts a token bucket on `dev` (run under `prefix`), or removes it.
@@ -224,9 +327,9 @@ impl Drop for NetNs {
             let _ = Command::new("iptables").args(&del).output();
         }
         // Deleting the namespace deletes its veth end, and with it the pair.
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .output();
+        for link in std::iter::once(&self.host_if).chain(&self.extra_links) {
+            let _ = Command::new("ip").args(["link", "del", link]).output();
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();

@@ -182,6 +182,7 @@ impl Participant {
             participant: self.id,
             reason: e.to_string(),
         })?;
+        let ufrag_before = self.rtc.direct_api().local_ice_credentials().ufrag;
         let answer = self
             .rtc
             .sdp_api()
@@ -190,6 +191,12 @@ impl Participant {
                 participant: self.id,
                 reason: e.to_string(),
             })?;
+        // New credentials in a later offer: the browser restarted ICE (its
+        // address changed, or its path was lost).
+        if self.rtc.direct_api().local_ice_credentials().ufrag != ufrag_before {
+            tracing::info!(room = %self.room, participant = %self.id, "ICE restart");
+            self.counters.on_ice_restart();
+        }
         // Accepting an offer invalidates our own outstanding one: redo its changes.
         self.negotiation = Negotiation::Stable;
         self.revert_negotiating();

@@ -1,18 +1,27 @@
-//! One browser's signalling WebSocket: join, SDP/ICE exchange, presence.
+//! One browser's signalling session: join, SDP/ICE exchange, presence, and
+//! resuming on a new socket after the old one dropped.
 //!
-//! The reader loop handles client messages and media signals; a writer task owns
-//! the socket's sending half so presence broadcasts never wait on this loop.
-//! A fatal protocol error sends an `error` message, then closes the socket; the
-//! room and everyone else in it carry on.
+//! A session is one task. It reads its current [`Link`] (the socket), relays
+//! media signals and presence to it, and outlives it: when the socket drops
+//! without a close frame (Wi-Fi gone, a network change), the session parks
+//! for [`RESUME_WINDOW`], keeping its participant in the room, and a new
+//! socket that sends the `resume` token from `joined` takes it over. What
+//! was sent while parked waits in the session's channels and follows the
+//! `resumed` message. A close frame, `leave`, or the window passing ends the
+//! session and the participant leaves.
+//!
+//! A fatal protocol error sends an `error` message, then closes the socket;
+//! the room and everyone else in it carry on.
+
+mod link;
 
 use std::ops::ControlFlow;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use carecall_sfu::{MediaSignal, ParticipantId, RoomId, TileSizes};
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::events::CallEvent;
@@ -21,6 +30,7 @@ use crate::protocol::{
 };
 use crate::token::{unix_now, JoinClaims};
 use crate::AppState;
+pub(crate) use link::Link;
 
 /// WebSocket close codes (4000–4999 are for applications, RFC 6455 §7.4.2).
 mod close {
@@ -30,21 +40,31 @@ mod close {
     pub const PROTOCOL: u16 = 4002;
     pub const MEDIA: u16 = 4003;
     pub const ENDED: u16 = 4004;
+    pub const NO_SESSION: u16 = 4005;
+    /// From the browser: it is resuming on a new socket; not a leave.
+    pub const RESUMING: u16 = 4000;
 }
 
 /// How often the server pings the browser. A tablet whose Wi-Fi vanished
 /// leaves a half-open TCP connection; pings make the loss visible.
-const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// The tallest tile height a browser may report (8K); more is treated as this.
 const MAX_VIEW_HEIGHT: u32 = 4320;
 
 /// Silence after which a session is closed: three missed pings.
-const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(45);
+const IDLE_LIMIT: Duration = Duration::from_secs(45);
+
+/// How long a session whose socket dropped waits for its browser to resume.
+/// Past this the browser's ICE has given up too (consent expires at 30 s) and
+/// the page offers to join again.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(30);
 
 struct Joined {
     claims: JoinClaims,
     id: ParticipantId,
+    /// The secret a new socket presents to take this session over.
+    resume: String,
     media: Option<UnboundedSender<MediaSignal>>,
     /// Tile sizes reported before the offer: the media room does not know
     /// this participant until then, so they are passed on right after it.
@@ -53,11 +73,19 @@ struct Joined {
 
 struct Session {
     state: AppState,
-    out: UnboundedSender<ServerMessage>,
+    /// Everything for the browser goes through here, so messages sent while
+    /// no socket is attached wait for the next one. Presence holds a clone.
+    outbox: UnboundedSender<ServerMessage>,
     /// Handed to presence at join, so the hub can end this session.
     end: UnboundedSender<String>,
-    ping: UnboundedSender<()>,
-    close: Option<oneshot::Sender<(u16, String)>>,
+    /// Handed to the resume book at join: a new socket arrives through it.
+    attach: UnboundedSender<Link>,
+    /// The socket, while one is attached.
+    link: Option<Link>,
+    /// Set while parked: when to give up waiting for a resume.
+    parked_until: Option<Instant>,
+    /// The close frame to end the socket with, once queued messages are out.
+    closing: Option<(u16, String)>,
     joined: Option<Joined>,
 }
 
@@ -67,114 +95,89 @@ impl Drop for Session {
     }
 }
 
-/// Runs a session until the browser leaves, the socket drops, or a fatal
-/// error. Everything it logs is inside a `session` span that names the room
-/// and participant once the browser has joined.
+/// Runs a session until the browser leaves, its socket drops for longer than
+/// [`RESUME_WINDOW`], or a fatal error. Everything it logs is inside a
+/// `session` span that names the room and participant once it has joined.
 pub(crate) async fn run(socket: WebSocket, state: AppState) {
     let span = tracing::info_span!(
         "session",
         room = tracing::field::Empty,
         participant = tracing::field::Empty
     );
-    serve_socket(socket, state).instrument(span).await
+    serve(Link::open(socket), state).instrument(span).await
 }
 
-async fn serve_socket(socket: WebSocket, state: AppState) {
-    let (sink, mut stream) = socket.split();
-    let (out_tx, out_rx) = unbounded_channel();
-    let (close_tx, close_rx) = oneshot::channel();
-    let (ping_tx, ping_rx) = unbounded_channel();
-    let writer = tokio::spawn(write_loop(sink, out_rx, ping_rx, close_rx));
+async fn serve(link: Link, state: AppState) {
+    let (outbox, mut outbox_rx) = unbounded_channel();
     let (media_tx, mut media_rx) = unbounded_channel();
-    let (end_tx, mut end_rx) = unbounded_channel();
+    let (end, mut end_rx) = unbounded_channel();
+    let (attach, mut attach_rx) = unbounded_channel();
     let mut session = Session {
         state,
-        out: out_tx,
-        end: end_tx,
-        ping: ping_tx,
-        close: Some(close_tx),
+        outbox,
+        end,
+        attach,
+        link: Some(link),
+        parked_until: None,
+        closing: None,
         joined: None,
     };
     let mut media_tx = Some(media_tx);
     // First ping after one period, not at once: a client refused at once gets
     // its error and close frame without a ping racing them.
-    let mut keepalive =
-        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
-    let mut last_heard = tokio::time::Instant::now();
+    let mut keepalive = tokio::time::interval_at(Instant::now() + KEEPALIVE, KEEPALIVE);
     loop {
+        let linked = session.link.is_some();
+        let parked_until = session.parked_until.unwrap_or_else(Instant::now);
         let flow = tokio::select! {
-            _ = keepalive.tick() => session.keepalive(last_heard),
-            frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    last_heard = tokio::time::Instant::now();
-                    session.handle_text(text.as_str(), &mut media_tx)
-                }
-                Some(Ok(Message::Binary(_))) => session.fatal(&ProtocolError::Binary),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                    last_heard = tokio::time::Instant::now();
-                    ControlFlow::Continue(())
-                }
-                Some(Ok(Message::Close(_))) | None => ControlFlow::Break(()),
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "signalling socket error");
-                    ControlFlow::Break(())
-                }
-            },
-            Some(signal) = media_rx.recv() => session.handle_media(signal),
+            _ = keepalive.tick(), if linked => session.keepalive(),
+            frame = next_frame(&mut session.link) => session.on_frame(frame, &mut media_tx),
+            // Only with a socket to send to: otherwise they wait for one.
+            Some(msg) = outbox_rx.recv(), if linked => {
+                session.forward(msg);
+                ControlFlow::Continue(())
+            }
+            Some(signal) = media_rx.recv(), if linked => session.handle_media(signal),
             Some(message) = end_rx.recv() => session.ended(message),
+            Some(link) = attach_rx.recv() => session.attached(link),
+            _ = tokio::time::sleep_until(parked_until), if !linked => {
+                tracing::info!("the browser did not come back in time");
+                ControlFlow::Break(())
+            }
         };
         if flow.is_break() {
             break;
         }
     }
-    drop(session); // leaves the room (see `Drop`), which ends the writer
-    let _ = writer.await;
-}
-
-/// Sends queued messages and pings until the session ends (every message sender
-/// dropped), then the close frame, with the reason the session gave, if any.
-async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut messages: UnboundedReceiver<ServerMessage>,
-    mut pings: UnboundedReceiver<()>,
-    mut close: oneshot::Receiver<(u16, String)>,
-) {
-    loop {
-        tokio::select! {
-            biased;
-            Some(()) = pings.recv() => {
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
-                }
-            }
-            msg = messages.recv() => match msg {
-                Some(m) => {
-                    if send_json(&mut sink, &m).await.is_err() {
-                        return;
-                    }
-                }
-                None => break,
-            },
+    // Messages queued before the end (an error, `call-ended`) go out before
+    // the close frame.
+    if let Some(link) = session.link.take() {
+        while let Ok(msg) = outbox_rx.try_recv() {
+            link.send(msg);
         }
+        let closing = session.closing.take();
+        drop(session); // leaves the room (see `Drop`)
+        link.finish(closing).await;
     }
-    let frame = close.try_recv().ok().map(|(code, reason)| CloseFrame {
-        code,
-        reason: reason.into(),
-    });
-    let _ = sink.send(Message::Close(frame)).await;
 }
 
-async fn send_json(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    msg: &ServerMessage,
-) -> Result<(), axum::Error> {
-    let text = serde_json::to_string(msg).unwrap_or_default();
-    sink.send(Message::Text(text.into())).await
+/// The next frame from the socket, or never while there is none.
+async fn next_frame(link: &mut Option<Link>) -> Option<Result<Message, axum::Error>> {
+    match link {
+        Some(link) => link.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Session {
     fn send(&self, msg: ServerMessage) {
-        let _ = self.out.send(msg);
+        let _ = self.outbox.send(msg);
+    }
+
+    fn forward(&self, msg: ServerMessage) {
+        if let Some(link) = &self.link {
+            link.send(msg);
+        }
     }
 
     /// Sends an error and closes the socket.
@@ -196,37 +199,39 @@ impl Session {
         self.close_frame(close::ENDED, message)
     }
 
-    /// Has the writer close the socket with `code` once queued messages are
-    /// sent.
+    /// Ends the session; the socket closes with `code` once queued messages
+    /// are sent.
     fn close_frame(&mut self, code: u16, message: String) -> ControlFlow<()> {
-        if let Some(close) = self.close.take() {
-            // Close reasons are limited to 123 bytes; cut on a character boundary
-            // (the reason may quote what the client sent).
-            let mut reason = message;
-            let mut cut = reason.len().min(120);
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
-            let _ = close.send((code, reason));
+        // Close reasons are limited to 123 bytes; cut on a character boundary
+        // (the reason may quote what the client sent).
+        let mut reason = message;
+        let mut cut = reason.len().min(120);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
         }
+        reason.truncate(cut);
+        self.closing.get_or_insert((code, reason));
         ControlFlow::Break(())
     }
 
     /// Has the writer ping the browser; closes a session silent for too long,
     /// or one that never joined.
-    fn keepalive(&mut self, last_heard: tokio::time::Instant) -> ControlFlow<()> {
-        if last_heard.elapsed() > IDLE_LIMIT {
+    fn keepalive(&mut self) -> ControlFlow<()> {
+        let Some(link) = &self.link else {
+            return ControlFlow::Continue(());
+        };
+        let silent = link.last_heard.elapsed();
+        if silent > IDLE_LIMIT {
             return self.close_with(close::POLICY, "idle", "no message or pong for 45 s".into());
         }
-        if self.joined.is_none() && last_heard.elapsed() > KEEPALIVE {
+        if self.joined.is_none() && silent > KEEPALIVE {
             return self.close_with(
                 close::POLICY,
                 "not-joined",
                 "send join with the link's token first".into(),
             );
         }
-        let _ = self.ping.send(());
+        link.ping();
         ControlFlow::Continue(())
     }
 
@@ -236,6 +241,70 @@ impl Session {
             _ => close::PROTOCOL,
         };
         self.close_with(code, e.code(), e.to_string())
+    }
+
+    fn on_frame(
+        &mut self,
+        frame: Option<Result<Message, axum::Error>>,
+        media_tx: &mut Option<UnboundedSender<MediaSignal>>,
+    ) -> ControlFlow<()> {
+        match frame {
+            Some(Ok(Message::Text(text))) => self.handle_text(text.as_str(), media_tx),
+            Some(Ok(Message::Binary(_))) => self.fatal(&ProtocolError::Binary),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => ControlFlow::Continue(()),
+            // The browser gave up on this socket and is resuming on another.
+            Some(Ok(Message::Close(Some(frame)))) if frame.code == close::RESUMING => {
+                self.dropped()
+            }
+            // Any other close frame is a browser leaving (a closed tab, a reload).
+            Some(Ok(Message::Close(_))) => ControlFlow::Break(()),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "signalling socket error");
+                self.dropped()
+            }
+            None => self.dropped(),
+        }
+    }
+
+    /// The socket went without a close frame: a joined session waits for its
+    /// browser to resume; any other ends.
+    fn dropped(&mut self) -> ControlFlow<()> {
+        if self.joined.is_none() {
+            return ControlFlow::Break(());
+        }
+        if let Some(link) = self.link.take() {
+            link.abandon();
+        }
+        self.parked_until = Some(Instant::now() + RESUME_WINDOW);
+        tracing::info!(
+            wait_secs = RESUME_WINDOW.as_secs(),
+            "signalling socket lost; waiting for the browser to resume"
+        );
+        ControlFlow::Continue(())
+    }
+
+    /// A new socket resumed this session: it replaces any old one (which may
+    /// be half-open and not yet noticed), and learns who is in the call now.
+    fn attached(&mut self, link: Link) -> ControlFlow<()> {
+        let Some(j) = &self.joined else {
+            return ControlFlow::Break(());
+        };
+        let participants = self.state.inner.presence.others(&j.claims.room, j.id);
+        link.send(ServerMessage::Resumed {
+            participant: j.id.to_string(),
+            participants,
+        });
+        if let Some(old) = self.link.replace(link) {
+            old.abandon();
+        }
+        let parked_for = self.parked_until.take().map(|until| {
+            RESUME_WINDOW.saturating_sub(until.saturating_duration_since(Instant::now()))
+        });
+        tracing::info!(
+            parked_ms = parked_for.map(|d| d.as_millis() as u64),
+            "resumed"
+        );
+        ControlFlow::Continue(())
     }
 
     fn handle_text(
@@ -249,7 +318,8 @@ impl Session {
         };
         let joined = match (&mut self.joined, msg) {
             (None, ClientMessage::Join { v, token }) => return self.join(v, &token),
-            (Some(_), ClientMessage::Join { .. }) => {
+            (None, ClientMessage::Resume { v, resume }) => return self.resume(v, &resume),
+            (Some(_), ClientMessage::Join { .. } | ClientMessage::Resume { .. }) => {
                 return self.close_with(
                     close::POLICY,
                     "already-joined",
@@ -316,7 +386,7 @@ impl Session {
                 }
             },
             ClientMessage::Leave {} => return ControlFlow::Break(()),
-            ClientMessage::Join { .. } => Ok(()),
+            ClientMessage::Join { .. } | ClientMessage::Resume { .. } => Ok(()),
         };
         match result {
             Ok(()) => ControlFlow::Continue(()),
@@ -331,13 +401,21 @@ impl Session {
         }
     }
 
+    /// Checks the protocol version a browser sent.
+    fn version_ok(&mut self, v: u32) -> Result<(), ControlFlow<()>> {
+        if v == PROTOCOL_VERSION {
+            return Ok(());
+        }
+        Err(self.close_with(
+            close::PROTOCOL,
+            "unsupported-version",
+            format!("this server speaks protocol version {PROTOCOL_VERSION}; reload the page"),
+        ))
+    }
+
     fn join(&mut self, v: u32, token: &str) -> ControlFlow<()> {
-        if v != PROTOCOL_VERSION {
-            return self.close_with(
-                close::PROTOCOL,
-                "unsupported-version",
-                format!("this server speaks protocol version {PROTOCOL_VERSION}; reload the page"),
-            );
+        if let Err(flow) = self.version_ok(v) {
+            return flow;
         }
         let claims = match self.state.inner.signer.verify(token, unix_now()) {
             Ok(c) => c,
@@ -352,10 +430,14 @@ impl Session {
             audio: true,
             video: true,
         };
-        let participants =
-            inner
-                .presence
-                .join(&claims.room, id, info, self.out.clone(), self.end.clone());
+        let participants = inner.presence.join(
+            &claims.room,
+            id,
+            info,
+            self.outbox.clone(),
+            self.end.clone(),
+        );
+        let resume = inner.resumes.register(self.attach.clone());
         let span = tracing::Span::current();
         span.record("room", claims.room.as_str());
         span.record("participant", tracing::field::display(id));
@@ -371,6 +453,7 @@ impl Session {
             room: claims.room.clone(),
             participants,
             ice_servers,
+            resume: resume.clone(),
         });
         self.state.emit(CallEvent::Joined {
             room: claims.room.clone(),
@@ -381,10 +464,33 @@ impl Session {
         self.joined = Some(Joined {
             claims,
             id,
+            resume,
             media: None,
             early_views: TileSizes::default(),
         });
         ControlFlow::Continue(())
+    }
+
+    /// Hands this socket to the session that `resume` names; this task then
+    /// ends without touching the call.
+    fn resume(&mut self, v: u32, resume: &str) -> ControlFlow<()> {
+        if let Err(flow) = self.version_ok(v) {
+            return flow;
+        }
+        let Some(link) = self.link.take() else {
+            return ControlFlow::Break(());
+        };
+        match self.state.inner.resumes.hand_over(resume, link) {
+            Ok(()) => ControlFlow::Break(()),
+            Err(link) => {
+                self.link = Some(link);
+                self.close_with(
+                    close::NO_SESSION,
+                    "resume-expired",
+                    "this call session has ended; join again".into(),
+                )
+            }
+        }
     }
 
     fn handle_media(&mut self, signal: MediaSignal) -> ControlFlow<()> {
@@ -426,6 +532,7 @@ impl Session {
             return;
         };
         let inner = &self.state.inner;
+        inner.resumes.forget(&j.resume);
         inner.presence.leave(&j.claims.room, j.id);
         if j.media.is_some() {
             let _ = inner.media.leave(RoomId(j.claims.room.clone()), j.id);

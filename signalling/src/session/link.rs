@@ -1,0 +1,113 @@
+//! One WebSocket carrying a session. A session outlives its sockets: when a
+//! tablet's Wi-Fi drops, the browser resumes on a new socket and the session
+//! moves to it. The reading half is polled by the session; a writer task owns
+//! the sending half so presence broadcasts never wait on the session loop.
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::protocol::ServerMessage;
+
+/// A connected browser socket.
+pub(crate) struct Link {
+    stream: SplitStream<WebSocket>,
+    out: UnboundedSender<ServerMessage>,
+    ping: UnboundedSender<()>,
+    close: oneshot::Sender<(u16, String)>,
+    writer: JoinHandle<()>,
+    /// When the browser last sent anything (a message or a pong).
+    pub last_heard: Instant,
+}
+
+impl Link {
+    /// Starts the writer for `socket`.
+    pub fn open(socket: WebSocket) -> Link {
+        let (sink, stream) = socket.split();
+        let (out, messages) = unbounded_channel();
+        let (ping, pings) = unbounded_channel();
+        let (close, close_rx) = oneshot::channel();
+        let writer = tokio::spawn(write_loop(sink, messages, pings, close_rx));
+        Link {
+            stream,
+            out,
+            ping,
+            close,
+            writer,
+            last_heard: Instant::now(),
+        }
+    }
+
+    /// Queues a message for the browser.
+    pub fn send(&self, msg: ServerMessage) {
+        let _ = self.out.send(msg);
+    }
+
+    /// Has the writer ping the browser.
+    pub fn ping(&self) {
+        let _ = self.ping.send(());
+    }
+
+    /// The next frame from the browser; `None` when the socket is gone.
+    pub async fn next(&mut self) -> Option<Result<Message, axum::Error>> {
+        let frame = self.stream.next().await;
+        if matches!(frame, Some(Ok(_))) {
+            self.last_heard = Instant::now();
+        }
+        frame
+    }
+
+    /// Sends what is queued, then a close frame with `reason` if given, and
+    /// waits for the writer to finish.
+    pub async fn finish(self, reason: Option<(u16, String)>) {
+        if let Some(reason) = reason {
+            let _ = self.close.send(reason);
+        }
+        drop(self.out);
+        let _ = self.writer.await;
+    }
+
+    /// Drops a socket that is gone or replaced, without waiting on it: a
+    /// half-open TCP connection could hold a writer for minutes.
+    pub fn abandon(self) {
+        self.writer.abort();
+    }
+}
+
+/// Sends queued messages and pings until every message sender is dropped,
+/// then the close frame, with the reason the session gave, if any.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut messages: UnboundedReceiver<ServerMessage>,
+    mut pings: UnboundedReceiver<()>,
+    mut close: oneshot::Receiver<(u16, String)>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = pings.recv() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+            msg = messages.recv() => match msg {
+                Some(m) => {
+                    let text = serde_json::to_string(&m).unwrap_or_default();
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    let frame = close.try_recv().ok().map(|(code, reason)| CloseFrame {
+        code,
+        reason: reason.into(),
+    });
+    let _ = sink.send(Message::Close(frame)).await;
+}
