@@ -37,12 +37,30 @@ impl TwoPartyCall {
         home.join(&server.link(room, "home", "Rose Court", "1h"))
             .await;
         wait_all_decoding_hd(&[&home, &clinician], 1, Duration::from_secs(60)).await;
+        report_time_to_connect(&home).await;
         TwoPartyCall {
             clinician,
             home,
             _drivers: (hub, away),
         }
     }
+}
+
+/// Prints how long the home's browser took from pressing Join to media
+/// connected (ICE and DTLS up), and over which path: `docs/networks.md`
+/// tables these.
+async fn report_time_to_connect(home: &Browser) {
+    let m = home.metrics().await;
+    let ms = m["connectedMs"].as_f64().unwrap_or(f64::NAN)
+        - m["joinClickedMs"].as_f64().unwrap_or(f64::NAN);
+    let local = home.selected_local().await;
+    let text = |k: &str| local[k].as_str().unwrap_or("-").to_owned();
+    println!(
+        "time to connect: {ms:.0} ms over {} {} (relay protocol {})",
+        text("candidateType"),
+        text("protocol"),
+        text("relayProtocol")
+    );
 }
 
 /// The transport the SFU reports for `participant` in a /metrics scrape.

@@ -51,6 +51,7 @@ export class Call extends EventTarget {
     this.socketLostAt = null;      // when the socket dropped, while resuming
     this.lastRestart = -Infinity;  // when ICE was last restarted (ms)
     this.answerTimer = null;
+    this.abandoned = [];           // sockets given up on, closed once resumed
   }
 
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
@@ -64,7 +65,10 @@ export class Call extends EventTarget {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     this.ws = ws;
-    ws.onopen = () => this.send(first);
+    ws.onopen = () => {
+      this.note(`socket-open`);
+      this.send(first);
+    };
     ws.onmessage = (e) => {
       let msg;
       try { msg = JSON.parse(e.data); } catch { return; }
@@ -81,6 +85,7 @@ export class Call extends EventTarget {
       });
     };
     ws.onclose = (e) => {
+      this.note(`socket-closed-${e.code}`);
       if (this.closedByUs || ws !== this.ws) return;
       if (this.resumeToken && !FINAL_CLOSES.has(e.code)) {
         this.socketLost();
@@ -102,21 +107,34 @@ export class Call extends EventTarget {
     }
     const old = this.ws;
     this.ws = null;
-    // 4000: "resuming elsewhere", not a leave, should it reach the server.
-    if (old && old.readyState <= WebSocket.OPEN) old.close(4000, 'resuming');
+    if (old) {
+      // Left open until the session is back: Chromium holds a new socket to
+      // the same host while an old one waits out its closing handshake (2 s).
+      old.onmessage = null;
+      old.onclose = null;
+      if (old.readyState <= WebSocket.OPEN) this.abandoned.push(old);
+    }
     if (performance.now() - this.socketLostAt > RESUME_WINDOW_MS) {
       this.stop();
       this.emit('closed', { code: 1006, reason: 'The connection to the hub was lost.' });
       return;
     }
-    // At once the first time, then every second: with no network each try
+    // At once the first time, then every 0.5 s: with no network each try
     // fails at once, and the first after it returns gets through.
     clearTimeout(this.resumeTimer);
-    const delay = this.resumeTries++ === 0 ? 0 : 1000;
+    const delay = this.resumeTries++ === 0 ? 0 : 500;
     this.resumeTimer = setTimeout(() => {
       if (this.closedByUs) return;
       this.openSocket({ type: 'resume', v: PROTOCOL_VERSION, resume: this.resumeToken });
     }, delay);
+  }
+
+  // Closes sockets given up on. 4000 means "resuming elsewhere", not a
+  // leave, should the frame ever reach the server.
+  closeAbandoned() {
+    for (const ws of this.abandoned.splice(0)) {
+      if (ws.readyState <= WebSocket.OPEN) ws.close(4000, 'resuming');
+    }
   }
 
   // Restarts ICE: a fresh offer with new credentials, so the browser looks
@@ -230,6 +248,7 @@ export class Call extends EventTarget {
   // meanwhile goes; media is restarted if it is not flowing.
   resumed(msg) {
     this.socketLostAt = null;
+    this.closeAbandoned();
     const present = new Set(msg.participants.map((p) => p.participant));
     for (const id of [...this.peers.keys()]) {
       if (present.has(id)) continue;
@@ -356,6 +375,7 @@ export class Call extends EventTarget {
     clearInterval(this.flowTimer);
     clearTimeout(this.answerTimer);
     clearTimeout(this.resumeTimer);
+    this.closeAbandoned();
     if (this.pc) this.pc.close();
     for (const t of this.localStream.getTracks()) t.stop();
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close();
