@@ -35,6 +35,48 @@ pub struct Config {
     pub media: MediaSection,
     /// TURN, for networks that block UDP or all but TCP 443.
     pub turn: TurnSection,
+    /// Record hooks: signed events for the hub's integration engine.
+    pub hooks: HooksSection,
+}
+
+/// `[hooks]` in the TOML file (events and signatures: `docs/hooks.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksSection {
+    /// Receivers, as `[[hooks.endpoints]]` tables with `url` and `secret`
+    /// (`whsec_` + base64; make one with `carecall hook-secret`). Each gets
+    /// every event. `CARECALL_HOOK_URL` with `CARECALL_HOOK_SECRET` adds one.
+    pub endpoints: Vec<HookEndpointSection>,
+    /// Hours an event is retried before it becomes a dead letter.
+    /// `CARECALL_HOOKS_GIVE_UP_HOURS`.
+    pub give_up_after_hours: u64,
+    /// The longest wait between two attempts, in seconds.
+    /// `CARECALL_HOOKS_MAX_BACKOFF_SECS`.
+    pub max_backoff_secs: u64,
+    /// Seconds one attempt may take before it counts as failed.
+    /// `CARECALL_HOOKS_TIMEOUT_SECS`.
+    pub timeout_secs: u64,
+}
+
+impl Default for HooksSection {
+    fn default() -> Self {
+        HooksSection {
+            endpoints: Vec::new(),
+            give_up_after_hours: 24,
+            max_backoff_secs: 600,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// One `[[hooks.endpoints]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookEndpointSection {
+    /// Where events are POSTed.
+    pub url: String,
+    /// The signing secret shared with that receiver.
+    pub secret: String,
 }
 
 /// `[turn]` in the TOML file.
@@ -140,6 +182,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             media: MediaSection::default(),
             turn: TurnSection::default(),
+            hooks: HooksSection::default(),
         }
     }
 }
@@ -249,12 +292,60 @@ impl Config {
         if let Some(v) = var("CARECALL_MEDIA_WORKERS") {
             self.media.workers = v.parse().context("CARECALL_MEDIA_WORKERS")?;
         }
+        match (var("CARECALL_HOOK_URL"), var("CARECALL_HOOK_SECRET")) {
+            (Some(url), Some(secret)) => self
+                .hooks
+                .endpoints
+                .push(HookEndpointSection { url, secret }),
+            (None, None) => {}
+            _ => bail!("CARECALL_HOOK_URL and CARECALL_HOOK_SECRET go together"),
+        }
+        if let Some(v) = var("CARECALL_HOOKS_GIVE_UP_HOURS") {
+            self.hooks.give_up_after_hours = v.parse().context("CARECALL_HOOKS_GIVE_UP_HOURS")?;
+        }
+        if let Some(v) = var("CARECALL_HOOKS_MAX_BACKOFF_SECS") {
+            self.hooks.max_backoff_secs = v.parse().context("CARECALL_HOOKS_MAX_BACKOFF_SECS")?;
+        }
+        if let Some(v) = var("CARECALL_HOOKS_TIMEOUT_SECS") {
+            self.hooks.timeout_secs = v.parse().context("CARECALL_HOOKS_TIMEOUT_SECS")?;
+        }
         if let Some(v) = var("CARECALL_MEDIA_BANDWIDTH_ESTIMATION") {
             self.media.bandwidth_estimation = v
                 .parse()
                 .context("CARECALL_MEDIA_BANDWIDTH_ESTIMATION (true or false)")?;
         }
         Ok(())
+    }
+
+    /// The record-hook receivers and retry limits, secrets checked.
+    pub fn hook_options(&self) -> anyhow::Result<carecall_admin::hooks::HookOptions> {
+        use std::time::Duration;
+        let endpoints = self
+            .hooks
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                if !(e.url.starts_with("https://") || e.url.starts_with("http://")) {
+                    bail!(
+                        "hooks.endpoints[{i}].url: {:?} is not an http(s) URL",
+                        e.url
+                    );
+                }
+                let secret = carecall_admin::hooks::HookSecret::parse(&e.secret)
+                    .with_context(|| format!("hooks.endpoints[{i}].secret"))?;
+                Ok(carecall_admin::hooks::HookEndpoint {
+                    url: e.url.clone(),
+                    secret,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(carecall_admin::hooks::HookOptions {
+            endpoints,
+            give_up_after: Duration::from_secs(self.hooks.give_up_after_hours * 3600),
+            max_backoff: Duration::from_secs(self.hooks.max_backoff_secs.max(1)),
+            timeout: Duration::from_secs(self.hooks.timeout_secs.max(1)),
+        })
     }
 
     /// The base URL for join links.

@@ -69,6 +69,9 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Print a new record-hook signing secret, for a `[[hooks.endpoints]]`
+    /// entry and the receiver that checks its signatures.
+    HookSecret,
 }
 
 #[derive(Subcommand)]
@@ -163,6 +166,10 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                 config.data_dir = d;
             }
             add_admin(&config, &name)
+        }
+        Command::HookSecret => {
+            println!("{}", carecall_admin::hooks::HookSecret::generate());
+            Ok(())
         }
     }
 }

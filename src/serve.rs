@@ -11,14 +11,26 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::config::Config;
 
 pub fn serve(mut config: Config) -> anyhow::Result<()> {
+    // One crypto provider for every TLS client and server in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let secret = crate::secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;
     let database = config.data_dir.join("carecall.db");
-    let call_log = CallLog::open(&database)?;
+    let hook_options = config.hook_options()?;
     let accounts = std::sync::Arc::new(Accounts::open(&database)?);
     let history = CallLog::open(&database)?;
     let checks = carecall_admin::check::Checks::open(&database)?;
     let zone = jiff::tz::TimeZone::get(&config.timezone)
         .with_context(|| format!("timezone {:?}: not a known time zone", config.timezone))?;
+    // Events are written with every call-log change from here on, also for
+    // sessions a crash left open; delivery starts with the runtime.
+    let hook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let call_log = CallLog::open(&database)?.with_hooks(
+        carecall_admin::hooks::HookTargets {
+            endpoints: hook_options.urls(),
+            zone: Some(zone.clone()),
+        },
+        Some(hook_wake.clone()),
+    );
     let stale = call_log.close_stale_sessions()?;
     if stale > 0 {
         tracing::info!(
@@ -63,6 +75,9 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
         config.http_addr = listener.local_addr()?;
+        if !hook_options.endpoints.is_empty() {
+            carecall_admin::hooks::start_delivery(&database, hook_options, hook_wake)?;
+        }
         let signer = LinkSigner::new(&secret);
         print_banner(&config, &signer, &media, turn.as_ref())?;
         let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx));

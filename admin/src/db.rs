@@ -65,6 +65,36 @@ const MIGRATIONS: &[&str] = &[
         result_json TEXT NOT NULL
     );
     CREATE INDEX connectivity_checks_age ON connectivity_checks (created_at_ms);",
+    // Record hooks: each event once, an outbox row per endpoint, and the
+    // rows given up on. AUTOINCREMENT: a sequence number is never reused,
+    // so a dead letter put back keeps its place in its consultation's order.
+    "CREATE TABLE hook_events (
+        id TEXT PRIMARY KEY,
+        consultation INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE hook_outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL REFERENCES hook_events (id),
+        consultation INTEGER NOT NULL,
+        endpoint TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX hook_outbox_order ON hook_outbox (endpoint, consultation, seq);
+    CREATE INDEX hook_outbox_due ON hook_outbox (next_attempt_ms);
+    CREATE TABLE hook_dead_letters (
+        seq INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL REFERENCES hook_events (id),
+        consultation INTEGER NOT NULL,
+        endpoint TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        failed_at_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    );",
 ];
 
 /// Opens the database at `path`, creating and migrating it as needed.

@@ -16,6 +16,7 @@ pub mod check;
 mod dashboard;
 mod db;
 pub mod history;
+pub mod hooks;
 mod join_times;
 mod limiter;
 mod links;
@@ -54,6 +55,9 @@ pub enum AdminError {
     /// Database work off the async runtime stopped before it finished.
     #[error("database work was interrupted")]
     Interrupted,
+    /// Record hooks cannot run as configured.
+    #[error("record hooks: {0}")]
+    Hooks(String),
 }
 
 impl AdminError {

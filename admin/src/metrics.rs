@@ -48,8 +48,24 @@ const WHO: [&str; 3] = ["room", "participant", "role"];
 
 /// Renders `snapshot` in Prometheus' text format, with the join-time
 /// histograms.
-pub fn render(snapshot: &Snapshot, join_times: &JoinTimes) -> Result<String, prometheus::Error> {
+pub fn render(
+    snapshot: &Snapshot,
+    join_times: &JoinTimes,
+    hooks: HookCounts,
+) -> Result<String, prometheus::Error> {
     let registry = Registry::new();
+    let waiting = IntGauge::new(
+        "carecall_hook_events_waiting",
+        "Record-hook deliveries not yet taken by their endpoint.",
+    )?;
+    waiting.set(hooks.waiting as i64);
+    registry.register(Box::new(waiting))?;
+    let dead = IntGauge::new(
+        "carecall_hook_dead_letters",
+        "Record-hook deliveries given up on, waiting for an admin.",
+    )?;
+    dead.set(hooks.dead_letters as i64);
+    registry.register(Box::new(dead))?;
     for histogram in join_times.collectors() {
         registry.register(histogram)?;
     }
@@ -96,6 +112,15 @@ pub fn render(snapshot: &Snapshot, join_times: &JoinTimes) -> Result<String, pro
     let mut out = Vec::new();
     prometheus::TextEncoder::new().encode(&registry.gather(), &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Record-hook deliveries by state, from the outbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HookCounts {
+    /// Waiting for delivery or a retry.
+    pub waiting: u64,
+    /// Given up on.
+    pub dead_letters: u64,
 }
 
 /// Reads a total from a participant's statistics.
@@ -344,7 +369,7 @@ mod tests {
             // p3 has left signalling; its media is being torn down.
             media: vec![stats(1, "ward-3"), stats(2, "ward-3"), stats(3, "ward-3")],
         };
-        let text = render(&snapshot, &JoinTimes::default()).unwrap();
+        let text = render(&snapshot, &JoinTimes::default(), HookCounts::default()).unwrap();
         assert!(text.contains(
             r#"carecall_participant_received_packets_total{participant="p1",role="home",room="ward-3"} 10"#
         ), "{text}");
@@ -359,7 +384,12 @@ mod tests {
 
     #[test]
     fn an_empty_server_still_renders() {
-        let text = render(&Snapshot::default(), &JoinTimes::default()).unwrap();
+        let text = render(
+            &Snapshot::default(),
+            &JoinTimes::default(),
+            HookCounts::default(),
+        )
+        .unwrap();
         assert!(text.contains("carecall_rooms 0"));
         assert!(!text.contains("carecall_participant_"));
     }

@@ -163,6 +163,16 @@ fn protected() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
         ),
         (Method::GET, "/admin/api/checks/{code}", get(check::lookup)),
         (Method::GET, "/admin/api/calls.csv", get(history::export)),
+        (
+            Method::GET,
+            "/admin/api/hooks/dead-letters",
+            get(crate::hooks::api::dead_letters),
+        ),
+        (
+            Method::POST,
+            "/admin/api/hooks/dead-letters/{seq}/retry",
+            post(crate::hooks::api::retry),
+        ),
         (Method::POST, "/admin/api/links", post(links::create)),
         (Method::POST, "/admin/logout", post(auth::logout)),
     ]
@@ -212,7 +222,13 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
         }
     }
     let snapshot = state.snapshot().await;
-    let rendered = render(&snapshot, &state.join_times());
+    let hooks = crate::blocking_locked(&state.history, |log| log.hook_counts())
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "hook outbox unreadable");
+            Default::default()
+        });
+    let rendered = render(&snapshot, &state.join_times(), hooks);
     match rendered {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
         Err(e) => {

@@ -30,7 +30,8 @@ pub struct Server {
     pub turn_urls: Vec<String>,
     /// The key hash of TURN's self-signed certificate, for a test browser.
     pub turn_spki: Option<String>,
-    pub data_dir: tempfile::TempDir,
+    /// Shared with a restarted server (see [`ServerOptions::data_dir`]).
+    pub data_dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 pub fn binary() -> PathBuf {
@@ -49,6 +50,8 @@ pub struct ServerOptions {
     pub json_log: bool,
     /// More environment for the server (configuration overrides).
     pub env: Vec<(String, String)>,
+    /// Another server's data directory, to start where it stopped.
+    pub data_dir: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl Default for ServerOptions {
@@ -58,6 +61,7 @@ impl Default for ServerOptions {
             estimate_bandwidth: false,
             json_log: false,
             env: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -70,7 +74,10 @@ impl Server {
 
     /// Starts a server on `options.ip`: HTTP and media on free ports there.
     pub fn start_with(options: ServerOptions) -> Server {
-        let data_dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| std::sync::Arc::new(tempfile::tempdir().expect("temp dir")));
         let (log_format, stderr, log_filter) = if options.json_log {
             let file = std::fs::File::create(data_dir.path().join(LOG_FILE)).expect("log file");
             let filter = "info,carecall_sfu=debug,carecall_signalling=debug,str0m=warn";
@@ -194,6 +201,14 @@ impl Server {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.path().join("carecall.db")
+    }
+}
+
+impl Server {
+    /// Stops the server with SIGKILL, as a crash or power cut would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::hooks::HookTargets;
 use crate::quality::Badge;
 use crate::AdminError;
 
@@ -56,10 +57,14 @@ pub struct CallRecord {
     pub reconnects: u32,
 }
 
-/// The SQLite-backed call log.
+/// The SQLite-backed call log. Each change also writes the record-hook
+/// events it causes, in the same transaction (see [`crate::hooks`]).
 pub struct CallLog {
     conn: Connection,
     path: PathBuf,
+    hooks: HookTargets,
+    /// Wakes hook delivery after an event is written.
+    wake: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 pub(crate) fn ms(t: SystemTime) -> i64 {
@@ -75,30 +80,72 @@ impl CallLog {
         Ok(CallLog {
             conn,
             path: path.to_owned(),
+            hooks: HookTargets::default(),
+            wake: None,
         })
+    }
+
+    /// Writes record-hook events for `hooks` with every change, and wakes
+    /// `wake` (hook delivery) after each.
+    pub fn with_hooks(
+        mut self,
+        hooks: HookTargets,
+        wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+    ) -> Self {
+        self.hooks = hooks;
+        self.wake = wake;
+        self
+    }
+
+    /// Runs `f` in one transaction (the change and its events commit
+    /// together), then wakes hook delivery.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, AdminError> {
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(|e| self.err(e))?;
+        let out = f(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        if let Some(wake) = &self.wake {
+            wake.notify_one();
+        }
+        Ok(out)
     }
 
     /// Closes sessions left open by a crash or restart: they ended when the
     /// process did. Their calls end at their last known moment. The server
     /// calls this once at start-up, before any call.
     pub fn close_stale_sessions(&self) -> Result<usize, AdminError> {
-        let closed = self
-            .conn
-            .execute(
-                "UPDATE participant_sessions SET left_at_ms = joined_at_ms WHERE left_at_ms IS NULL",
-                [],
-            )
-            .map_err(|e| self.err(e))?;
-        self.conn
-            .execute(
-                "UPDATE calls SET ended_at_ms = COALESCE(
-                    (SELECT MAX(COALESCE(left_at_ms, joined_at_ms)) FROM participant_sessions
-                     WHERE call_id = calls.id), started_at_ms)
-                 WHERE ended_at_ms IS NULL",
-                [],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(closed)
+        let stale: Vec<(String, String, i64)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT room, participant, joined_at_ms FROM participant_sessions WHERE left_at_ms IS NULL ORDER BY id")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| self.err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?
+        };
+        // Each leaves at its last known moment, with the events a leave
+        // brings; a call ends at its last session's.
+        for (room, participant, joined) in &stale {
+            let last: i64 = self
+                .conn
+                .query_row(
+                    "SELECT MAX(?2, COALESCE(MAX(q.at_ms), 0)) FROM participant_sessions s
+                     LEFT JOIN quality_samples q ON q.session_id = s.id
+                     WHERE s.participant = ?1 AND s.left_at_ms IS NULL",
+                    params![participant, joined],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            self.left_at(room, participant, last)?;
+        }
+        Ok(stale.len())
     }
 
     fn err(&self, source: rusqlite::Error) -> AdminError {
@@ -113,53 +160,107 @@ impl CallLog {
         role: &str,
         at: SystemTime,
     ) -> Result<(), AdminError> {
-        let open: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT id FROM calls WHERE room = ?1 AND ended_at_ms IS NULL",
-                [room],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let call = match open {
-            Some(id) => id,
-            None => {
-                self.conn
-                    .execute(
+        let at = ms(at);
+        let hooks = &self.hooks;
+        self.change(|c| {
+            let open: Option<i64> = c
+                .query_row(
+                    "SELECT id FROM calls WHERE room = ?1 AND ended_at_ms IS NULL",
+                    [room],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let call = match open {
+                Some(id) => id,
+                None => {
+                    c.execute(
                         "INSERT INTO calls (room, started_at_ms) VALUES (?1, ?2)",
-                        params![room, ms(at)],
-                    )
-                    .map_err(|e| self.err(e))?;
-                self.conn.last_insert_rowid()
-            }
-        };
-        self.conn
-            .execute(
+                        params![room, at],
+                    )?;
+                    let call = c.last_insert_rowid();
+                    let data = serde_json::json!({
+                        "room": room,
+                        "started_at": crate::hooks::rfc3339(at),
+                    });
+                    hooks.emit(c, call, "consultation.started", data, at)?;
+                    call
+                }
+            };
+            c.execute(
                 "INSERT INTO participant_sessions (room, participant, role, joined_at_ms, call_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![room, participant, role, ms(at), call],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+                params![room, participant, role, at, call],
+            )?;
+            let data = serde_json::json!({
+                "room": room,
+                "participant": participant,
+                "role": role,
+                "joined_at": crate::hooks::rfc3339(at),
+            });
+            hooks.emit(c, call, "participant.joined", data, at)
+        })
     }
 
     /// Records a leave; the last leave ends the call.
     pub fn left(&self, room: &str, participant: &str, at: SystemTime) -> Result<(), AdminError> {
-        self.conn
-            .execute(
-                "UPDATE participant_sessions SET left_at_ms = ?3 WHERE room = ?1 AND participant = ?2 AND left_at_ms IS NULL",
-                params![room, participant, ms(at)],
-            )
-            .map_err(|e| self.err(e))?;
-        self.conn
-            .execute(
-                "UPDATE calls SET ended_at_ms = ?2 WHERE room = ?1 AND ended_at_ms IS NULL
+        self.left_at(room, participant, ms(at))
+    }
+
+    fn left_at(&self, room: &str, participant: &str, at: i64) -> Result<(), AdminError> {
+        let hooks = &self.hooks;
+        self.change(|c| {
+            let call: Option<i64> = c
+                .query_row(
+                    "UPDATE participant_sessions SET left_at_ms = ?3
+                     WHERE room = ?1 AND participant = ?2 AND left_at_ms IS NULL
+                     RETURNING call_id",
+                    params![room, participant, at],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            let Some(call) = call else {
+                return Ok(());
+            };
+            hooks.session_left(c, call, participant, at)?;
+            // The call ends with its last session (after a crash, sessions
+            // are closed in any order).
+            let ended = c.execute(
+                "UPDATE calls SET ended_at_ms = (SELECT MAX(left_at_ms) FROM participant_sessions
+                                                 WHERE call_id = calls.id)
+                 WHERE id = ?1 AND ended_at_ms IS NULL
                  AND NOT EXISTS (SELECT 1 FROM participant_sessions
                                  WHERE call_id = calls.id AND left_at_ms IS NULL)",
-                params![room, ms(at)],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+                [call],
+            )?;
+            if ended == 1 {
+                hooks.call_ended(c, call, at)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Record-hook deliveries waiting and given up on.
+    pub fn hook_counts(&self) -> Result<crate::metrics::HookCounts, AdminError> {
+        let waiting = crate::hooks::waiting(&self.conn).map_err(|e| self.err(e))?;
+        let dead_letters = crate::hooks::dead_letters(&self.conn)
+            .map_err(|e| self.err(e))?
+            .len() as u64;
+        Ok(crate::metrics::HookCounts {
+            waiting,
+            dead_letters,
+        })
+    }
+
+    /// Hook deliveries given up on, newest first.
+    pub fn dead_letters(&self) -> Result<Vec<crate::hooks::DeadLetter>, AdminError> {
+        crate::hooks::dead_letters(&self.conn).map_err(|e| self.err(e))
+    }
+
+    /// Puts a dead letter back for delivery; false if there is none `seq`.
+    pub fn retry_dead_letter(&self, seq: i64) -> Result<bool, AdminError> {
+        let now = ms(SystemTime::now());
+        let retried = self.change(|c| crate::hooks::retry_dead_letter(c, seq, now))?;
+        Ok(retried)
     }
 
     /// Every call, oldest first, with who took part by role.

@@ -1,0 +1,162 @@
+//! The record-hook events about calls, built from the call log's rows inside
+//! the transaction that changed them (documented in `docs/hooks.md`).
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use rusqlite::{params, Connection};
+use serde_json::{json, Value};
+
+use crate::quality::Badge;
+
+/// Where and how events are written: the endpoints' URLs (one outbox row
+/// each) and the hub's time zone (for the out-of-hours flag).
+#[derive(Debug, Clone, Default)]
+pub struct HookTargets {
+    /// Endpoint URLs; empty means no events are kept.
+    pub endpoints: Vec<String>,
+    /// The hub's time zone.
+    pub zone: Option<TimeZone>,
+}
+
+impl HookTargets {
+    /// Whether anything listens.
+    pub fn any(&self) -> bool {
+        !self.endpoints.is_empty()
+    }
+
+    /// Writes event `kind` about `consultation` with `data` to the outbox.
+    pub(crate) fn emit(
+        &self,
+        conn: &Connection,
+        consultation: i64,
+        kind: &str,
+        mut data: Value,
+        now_ms: i64,
+    ) -> rusqlite::Result<()> {
+        if !self.any() {
+            return Ok(());
+        }
+        data["consultation"] = json!(consultation);
+        let body = json!({
+            "type": kind,
+            "timestamp": rfc3339(now_ms),
+            "data": data,
+        })
+        .to_string();
+        super::outbox::enqueue(
+            conn,
+            &self.endpoints,
+            &new_event_id(),
+            consultation,
+            kind,
+            &body,
+            now_ms,
+        )
+    }
+
+    /// `consultation.ended`: the call's summary, from its sessions.
+    pub(crate) fn call_ended(
+        &self,
+        conn: &Connection,
+        call: i64,
+        now_ms: i64,
+    ) -> rusqlite::Result<()> {
+        if !self.any() {
+            return Ok(());
+        }
+        let (room, started, ended): (String, i64, i64) = conn.query_row(
+            "SELECT room, started_at_ms, COALESCE(ended_at_ms, started_at_ms) FROM calls WHERE id = ?1",
+            [call],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let mut roles = serde_json::Map::new();
+        let mut stmt = conn.prepare_cached(
+            "SELECT role, COUNT(*) FROM participant_sessions WHERE call_id = ?1 GROUP BY role ORDER BY role",
+        )?;
+        for row in stmt.query_map([call], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
+            let (role, n) = row?;
+            roles.insert(role, json!(n));
+        }
+        let (worst, reconnects): (Option<i64>, i64) = conn.query_row(
+            "SELECT MAX(worst_badge), COALESCE(SUM(reconnects), 0) FROM participant_sessions WHERE call_id = ?1",
+            [call],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let zone = self.zone.clone().unwrap_or(TimeZone::UTC);
+        let data = json!({
+            "room": room,
+            "started_at": rfc3339(started),
+            "ended_at": rfc3339(ended),
+            "duration_seconds": (ended - started).max(0) / 1000,
+            "out_of_hours": crate::history::out_of_hours(started, &zone),
+            "participants": roles,
+            "worst_quality": worst.map(|b| Badge::from_level(b).name()),
+            "reconnects": reconnects,
+        });
+        self.emit(conn, call, "consultation.ended", data, now_ms)
+    }
+
+    /// `participant.left`, from the session row just closed.
+    pub(crate) fn session_left(
+        &self,
+        conn: &Connection,
+        call: i64,
+        participant: &str,
+        now_ms: i64,
+    ) -> rusqlite::Result<()> {
+        if !self.any() {
+            return Ok(());
+        }
+        let row = conn.query_row(
+            "SELECT room, role, joined_at_ms, left_at_ms, worst_badge, reconnects, transport
+             FROM participant_sessions WHERE call_id = ?1 AND participant = ?2
+             ORDER BY id DESC LIMIT 1",
+            params![call, participant],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            },
+        )?;
+        let (room, role, joined, left, worst, reconnects, transport) = row;
+        let left = left.unwrap_or(joined);
+        let data = json!({
+            "room": room,
+            "participant": participant,
+            "role": role,
+            "joined_at": rfc3339(joined),
+            "left_at": rfc3339(left),
+            "duration_seconds": (left - joined).max(0) / 1000,
+            "worst_quality": worst.map(|b| Badge::from_level(b).name()),
+            "reconnects": reconnects,
+            "transport": transport,
+        });
+        self.emit(conn, call, "participant.left", data, now_ms)
+    }
+}
+
+/// A new `webhook-id`: `evt_` and 128 random bits in hex.
+fn new_event_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system's random number generator");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("evt_{hex}")
+}
+
+/// UTC time with milliseconds, e.g. `2026-11-23T22:01:02.345Z`.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,201 @@
+//! The hook outbox in SQLite. An event is written in the same transaction
+//! as the call-log change that caused it, one outbox row per endpoint, so
+//! a crash can lose neither; delivery takes rows out once the endpoint has
+//! them, or moves them to the dead letters.
+//!
+//! Events of one consultation go to an endpoint in order: only the oldest
+//! row of each (endpoint, consultation) is ever due.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// One event waiting for one endpoint.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub seq: i64,
+    pub event_id: String,
+    pub endpoint: String,
+    pub body: String,
+    pub attempts: u32,
+    pub created_at_ms: i64,
+}
+
+/// An event an endpoint never took: it refused it for good (a 4xx), or
+/// kept failing until the retry period ran out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    /// Its number, for a retry.
+    pub seq: i64,
+    /// The event's `webhook-id`.
+    pub event_id: String,
+    /// The event's type.
+    pub kind: String,
+    /// The consultation (call) it belongs to.
+    pub consultation: i64,
+    /// Where it was going.
+    pub endpoint: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was given up on, ms since the epoch.
+    pub failed_at_ms: i64,
+    /// Why: the status and the start of the response body, or the error.
+    pub reason: String,
+}
+
+/// Stores an event for every endpoint in `endpoints`. Runs inside the
+/// caller's transaction.
+pub(crate) fn enqueue(
+    conn: &Connection,
+    endpoints: &[String],
+    event_id: &str,
+    consultation: i64,
+    kind: &str,
+    body: &str,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    conn.execute(
+        "INSERT INTO hook_events (id, consultation, kind, body, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![event_id, consultation, kind, body, now_ms],
+    )?;
+    for endpoint in endpoints {
+        conn.execute(
+            "INSERT INTO hook_outbox (event_id, consultation, endpoint, next_attempt_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![event_id, consultation, endpoint, now_ms],
+        )?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` rows due by `now_ms`, each the oldest of its endpoint and
+/// consultation, oldest first.
+pub(crate) fn due(conn: &Connection, now_ms: i64, limit: u32) -> rusqlite::Result<Vec<Pending>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.seq, o.event_id, o.endpoint, e.body, o.attempts, e.created_at_ms
+         FROM hook_outbox o JOIN hook_events e ON e.id = o.event_id
+         WHERE o.next_attempt_ms <= ?1
+           AND o.seq = (SELECT MIN(seq) FROM hook_outbox f
+                        WHERE f.endpoint = o.endpoint AND f.consultation = o.consultation)
+         ORDER BY o.seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now_ms, limit], |r| {
+        Ok(Pending {
+            seq: r.get(0)?,
+            event_id: r.get(1)?,
+            endpoint: r.get(2)?,
+            body: r.get(3)?,
+            attempts: r.get(4)?,
+            created_at_ms: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// When the next row falls due, if any is waiting.
+pub(crate) fn next_due_ms(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT MIN(next_attempt_ms) FROM hook_outbox", [], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map(Option::flatten)
+}
+
+/// The endpoint has the event: the row goes (and the event, once no
+/// endpoint or dead letter needs it).
+pub(crate) fn delivered(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
+    let event: Option<String> = conn
+        .query_row(
+            "DELETE FROM hook_outbox WHERE seq = ?1 RETURNING event_id",
+            [seq],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(event) = event {
+        forget_if_done(conn, &event)?;
+    }
+    Ok(())
+}
+
+fn forget_if_done(conn: &Connection, event: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM hook_events WHERE id = ?1
+         AND NOT EXISTS (SELECT 1 FROM hook_outbox WHERE event_id = ?1)
+         AND NOT EXISTS (SELECT 1 FROM hook_dead_letters WHERE event_id = ?1)",
+        [event],
+    )?;
+    Ok(())
+}
+
+/// A failed attempt: try again at `next_ms`.
+pub(crate) fn retry_later(
+    conn: &Connection,
+    seq: i64,
+    next_ms: i64,
+    error: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE hook_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE seq = ?1",
+        params![seq, next_ms, error],
+    )?;
+    Ok(())
+}
+
+/// Gives up on a row: it moves to the dead letters with `reason`.
+pub(crate) fn dead_letter(
+    conn: &Connection,
+    seq: i64,
+    now_ms: i64,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO hook_dead_letters (seq, event_id, consultation, endpoint, attempts, failed_at_ms, reason)
+         SELECT seq, event_id, consultation, endpoint, attempts + 1, ?2, ?3 FROM hook_outbox WHERE seq = ?1",
+        params![seq, now_ms, reason],
+    )?;
+    conn.execute("DELETE FROM hook_outbox WHERE seq = ?1", [seq])?;
+    Ok(())
+}
+
+/// Every dead letter, newest first.
+pub(crate) fn dead_letters(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
+    let mut stmt = conn.prepare(
+        "SELECT d.seq, d.event_id, e.kind, d.consultation, d.endpoint, d.attempts, d.failed_at_ms, d.reason
+         FROM hook_dead_letters d JOIN hook_events e ON e.id = d.event_id
+         ORDER BY d.failed_at_ms DESC, d.seq DESC",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(DeadLetter {
+            seq: r.get(0)?,
+            event_id: r.get(1)?,
+            kind: r.get(2)?,
+            consultation: r.get(3)?,
+            endpoint: r.get(4)?,
+            attempts: r.get(5)?,
+            failed_at_ms: r.get(6)?,
+            reason: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Puts a dead letter back in the outbox, due now, with its place in its
+/// consultation's order. Returns false if there is no such dead letter.
+pub(crate) fn retry_dead_letter(
+    conn: &Connection,
+    seq: i64,
+    now_ms: i64,
+) -> rusqlite::Result<bool> {
+    let moved = conn.execute(
+        "INSERT INTO hook_outbox (seq, event_id, consultation, endpoint, next_attempt_ms)
+         SELECT seq, event_id, consultation, endpoint, ?2 FROM hook_dead_letters WHERE seq = ?1",
+        params![seq, now_ms],
+    )?;
+    conn.execute("DELETE FROM hook_dead_letters WHERE seq = ?1", [seq])?;
+    Ok(moved == 1)
+}
+
+/// Rows waiting, for the admin plane and `/metrics`.
+pub(crate) fn waiting(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COUNT(*) FROM hook_outbox", [], |r| r.get(0))
+}
