@@ -37,6 +37,46 @@ pub struct Config {
     pub turn: TurnSection,
     /// Record hooks: signed events for the hub's integration engine.
     pub hooks: HooksSection,
+    /// Recording consultations (clinicians start and stop it in the call).
+    pub recording: RecordingSection,
+}
+
+/// `[recording]` in the TOML file (see `docs/recording.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingSection {
+    /// Let clinicians record calls. `CARECALL_RECORDING_ENABLED` (true/false).
+    pub enabled: bool,
+    /// Where recordings are kept. Default: `data_dir/recordings`.
+    /// `CARECALL_RECORDING_DIR`.
+    pub dir: Option<PathBuf>,
+    /// The secret recordings are sealed with (AES-256-GCM, key = SHA-256 of
+    /// it). Default: generated once into `data_dir/recording-secret`; keep
+    /// a copy with the backups, or sealed recordings cannot be opened.
+    /// `CARECALL_RECORDING_SECRET`.
+    pub secret: Option<String>,
+    /// Write plain WebM instead (for a hub whose disk is already encrypted
+    /// and wants files it can play directly). `CARECALL_RECORDING_PLAIN`.
+    pub plain: bool,
+    /// Days a recording is kept before its file is deleted.
+    /// `CARECALL_RECORDING_RETENTION_DAYS`.
+    pub retention_days: u64,
+    /// Hours the download link in `recording.ready` works.
+    /// `CARECALL_RECORDING_DOWNLOAD_HOURS`.
+    pub download_hours: u64,
+}
+
+impl Default for RecordingSection {
+    fn default() -> Self {
+        RecordingSection {
+            enabled: true,
+            dir: None,
+            secret: None,
+            plain: false,
+            retention_days: 30,
+            download_hours: 72,
+        }
+    }
 }
 
 /// `[hooks]` in the TOML file (events and signatures: `docs/hooks.md`).
@@ -183,6 +223,7 @@ impl Default for Config {
             media: MediaSection::default(),
             turn: TurnSection::default(),
             hooks: HooksSection::default(),
+            recording: RecordingSection::default(),
         }
     }
 }
@@ -309,6 +350,30 @@ impl Config {
         if let Some(v) = var("CARECALL_HOOKS_TIMEOUT_SECS") {
             self.hooks.timeout_secs = v.parse().context("CARECALL_HOOKS_TIMEOUT_SECS")?;
         }
+        if let Some(v) = var("CARECALL_RECORDING_ENABLED") {
+            self.recording.enabled = v
+                .parse()
+                .context("CARECALL_RECORDING_ENABLED (true or false)")?;
+        }
+        if let Some(v) = var("CARECALL_RECORDING_DIR") {
+            self.recording.dir = Some(v.into());
+        }
+        if let Some(v) = var("CARECALL_RECORDING_SECRET") {
+            self.recording.secret = Some(v);
+        }
+        if let Some(v) = var("CARECALL_RECORDING_PLAIN") {
+            self.recording.plain = v
+                .parse()
+                .context("CARECALL_RECORDING_PLAIN (true or false)")?;
+        }
+        if let Some(v) = var("CARECALL_RECORDING_RETENTION_DAYS") {
+            self.recording.retention_days =
+                v.parse().context("CARECALL_RECORDING_RETENTION_DAYS")?;
+        }
+        if let Some(v) = var("CARECALL_RECORDING_DOWNLOAD_HOURS") {
+            self.recording.download_hours =
+                v.parse().context("CARECALL_RECORDING_DOWNLOAD_HOURS")?;
+        }
         if let Some(v) = var("CARECALL_MEDIA_BANDWIDTH_ESTIMATION") {
             self.media.bandwidth_estimation = v
                 .parse()
@@ -346,6 +411,27 @@ impl Config {
             max_backoff: Duration::from_secs(self.hooks.max_backoff_secs.max(1)),
             timeout: Duration::from_secs(self.hooks.timeout_secs.max(1)),
         })
+    }
+
+    /// Where recordings go.
+    pub fn recording_dir(&self) -> PathBuf {
+        self.recording
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("recordings"))
+    }
+
+    /// The key recordings are sealed with; `None` when `recording.plain`.
+    pub fn recording_key(&self) -> anyhow::Result<Option<carecall_sfu::recording::RecordingKey>> {
+        if self.recording.plain {
+            return Ok(None);
+        }
+        let secret =
+            crate::secret::recording_secret(self.recording.secret.as_deref(), &self.data_dir)?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &secret);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        Ok(Some(carecall_sfu::recording::RecordingKey::new(key)))
     }
 
     /// The base URL for join links.

@@ -3,6 +3,7 @@
 //! them together. Everything else lives in the workspace's crates.
 
 mod config;
+mod recording;
 mod secret;
 mod serve;
 mod turn;
@@ -72,6 +73,33 @@ enum Command {
     /// Print a new record-hook signing secret, for a `[[hooks.endpoints]]`
     /// entry and the receiver that checks its signatures.
     HookSecret,
+    /// Recordings kept by this hub.
+    Recording {
+        #[command(subcommand)]
+        action: RecordingAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordingAction {
+    /// List recordings, newest first.
+    List {
+        /// Data directory of the server that made them.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write one recording as a plain WebM file (decrypting a sealed one
+    /// with the hub's recording secret).
+    Export {
+        /// The recording's id (from `carecall recording list` or its event).
+        id: String,
+        /// The file to write (default: ID.webm here); it must not exist.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Data directory of the server that made it.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,6 +199,7 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             println!("{}", carecall_admin::hooks::HookSecret::generate());
             Ok(())
         }
+        Command::Recording { action } => recording::run(action, config),
     }
 }
 

@@ -18,6 +18,11 @@ pub fn turn_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<
     stored_secret("TURN secret", "turn-secret", configured, data_dir)
 }
 
+/// The secret recordings are sealed with.
+pub fn recording_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    stored_secret("recording secret", "recording-secret", configured, data_dir)
+}
+
 /// Returns the secret bytes, creating the data directory and secret file if needed.
 fn stored_secret(
     what: &str,

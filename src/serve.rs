@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use carecall_admin::{Accounts, AdminOptions, AdminState, CallLog};
+use carecall_admin::{Accounts, AdminOptions, AdminState, CallLog, RecordingAccess};
 use carecall_sfu::{default_announce_addrs, MediaConfig, MediaServer};
-use carecall_signalling::{AppState, CallEvent, LinkSigner, Role};
+use carecall_signalling::{AppState, CallEvent, LinkSigner, RecordingPolicy, Role};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::Config;
@@ -14,6 +14,12 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     // One crypto provider for every TLS client and server in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let secret = crate::secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;
+    // Bound first: with port 0 the real port is known before anything puts
+    // the base URL into a link.
+    let http = std::net::TcpListener::bind(config.http_addr)
+        .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+    http.set_nonblocking(true)?;
+    config.http_addr = http.local_addr()?;
     let database = config.data_dir.join("carecall.db");
     let hook_options = config.hook_options()?;
     let accounts = std::sync::Arc::new(Accounts::open(&database)?);
@@ -24,13 +30,32 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     // Events are written with every call-log change from here on, also for
     // sessions a crash left open; delivery starts with the runtime.
     let hook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
-    let call_log = CallLog::open(&database)?.with_hooks(
-        carecall_admin::hooks::HookTargets {
-            endpoints: hook_options.urls(),
-            zone: Some(zone.clone()),
-        },
-        Some(hook_wake.clone()),
+    let recording_key = config.recording_key()?;
+    let downloads = carecall_admin::DownloadLinks::new(
+        &config.base_url(),
+        &secret,
+        Duration::from_secs(config.recording.download_hours.max(1) * 3600),
     );
+    let hook_targets = carecall_admin::hooks::HookTargets {
+        endpoints: hook_options.urls(),
+        zone: Some(zone.clone()),
+        downloads: Some(downloads.clone()),
+    };
+    let call_log =
+        CallLog::open(&database)?.with_hooks(hook_targets.clone(), Some(hook_wake.clone()));
+    let stale_recordings = call_log.close_stale_recordings()?;
+    if stale_recordings > 0 {
+        tracing::warn!(
+            stale_recordings,
+            "recordings cut off by the previous run marked failed"
+        );
+    }
+    let retention_log = CallLog::open(&database)?.with_hooks(hook_targets, Some(hook_wake.clone()));
+    let retention = Duration::from_secs(config.recording.retention_days.max(1) * 86_400);
+    std::thread::Builder::new()
+        .name("recording-retention".into())
+        .spawn(move || enforce_retention(retention_log, retention))
+        .context("starting recording retention")?;
     let stale = call_log.close_stale_sessions()?;
     if stale > 0 {
         tracing::info!(
@@ -71,10 +96,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.http_addr)
-            .await
-            .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
-        config.http_addr = listener.local_addr()?;
+        let listener = tokio::net::TcpListener::from_std(http)?;
         if !hook_options.endpoints.is_empty() {
             carecall_admin::hooks::start_delivery(&database, hook_options, hook_wake)?;
         }
@@ -83,6 +105,12 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx));
         if let Some(t) = turn {
             state = state.with_turn(t.offer);
+        }
+        if config.recording.enabled {
+            state = state.with_recording(RecordingPolicy {
+                dir: config.recording_dir(),
+                key: recording_key.clone(),
+            });
         }
         let admin = AdminState::new(
             media,
@@ -96,6 +124,10 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 zone,
                 signer,
                 base_url: config.base_url(),
+                recordings: config.recording.enabled.then_some(RecordingAccess {
+                    links: downloads,
+                    key: recording_key,
+                }),
             },
         );
         tokio::spawn(admin.clone().record_quality());
@@ -177,10 +209,36 @@ fn record_calls(log: CallLog, mut events: UnboundedReceiver<CallEvent>) {
                 participant,
                 at,
             } => log.left(room, participant, *at),
+            CallEvent::RecordingStarted {
+                room,
+                recording,
+                by,
+                path,
+                encrypted,
+                at,
+            } => log.recording_started(recording, room, by, path, *encrypted, *at),
+            CallEvent::RecordingFinished {
+                recording,
+                result,
+                at,
+                ..
+            } => log.recording_finished(recording, result.as_ref().map_err(String::as_str), *at),
             _ => Ok(()),
         };
         if let Err(e) = result {
             tracing::error!(error = %e, ?event, "call log write failed");
         }
+    }
+}
+
+/// Deletes recordings past their retention: at start, then hourly.
+fn enforce_retention(log: CallLog, retention: Duration) {
+    loop {
+        match carecall_admin::delete_expired(&log, retention, std::time::SystemTime::now()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "recordings past retention deleted"),
+            Err(e) => tracing::error!(error = %e, "recording retention failed"),
+        }
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # carecall's whole test suite, from a fresh machine: installs what the tests
 # need (Debian's chromium and chromium-driver; iproute2 and iptables for the
-# emulated poor networks, which also need root), checks formatting and lints,
+# emulated poor networks, which also need root; cmake to build the bundled
+# libopus; ffmpeg to check recordings), checks formatting and lints,
 # then runs every unit, integration and browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v tc >/dev/null 2>&1 || missing+=(iproute2)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

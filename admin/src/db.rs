@@ -95,6 +95,26 @@ const MIGRATIONS: &[&str] = &[
         failed_at_ms INTEGER NOT NULL,
         reason TEXT NOT NULL
     );",
+    // Recordings, from start to deletion; the file's figures once ready.
+    "CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        room TEXT NOT NULL,
+        call_id INTEGER NOT NULL,
+        started_by TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        ended_at_ms INTEGER,
+        state TEXT NOT NULL,
+        path TEXT NOT NULL,
+        encrypted INTEGER NOT NULL,
+        bytes INTEGER,
+        webm_bytes INTEGER,
+        sha256 TEXT,
+        duration_ms INTEGER,
+        tracks_json TEXT,
+        error TEXT,
+        deleted_at_ms INTEGER
+    );
+    CREATE INDEX recordings_age ON recordings (state, started_at_ms);",
 ];
 
 /// Opens the database at `path`, creating and migrating it as needed.

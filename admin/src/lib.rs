@@ -15,6 +15,7 @@ mod call_log;
 pub mod check;
 mod dashboard;
 mod db;
+mod downloads;
 pub mod history;
 pub mod hooks;
 mod join_times;
@@ -23,12 +24,16 @@ mod links;
 pub mod metrics;
 mod pages;
 pub mod quality;
+mod recordings;
 mod routes;
 
 pub use accounts::{Accounts, AdminSession, NewSession, MIN_PASSWORD_LEN, SESSION_TTL};
 pub use call_log::{
-    CallDetail, CallLog, CallRecord, ParticipantSession, QualitySample, SessionDetail, StoredSample,
+    CallDetail, CallLog, CallRecord, ParticipantSession, QualitySample, RecordingRow,
+    SessionDetail, StoredSample,
 };
+pub use downloads::DownloadLinks;
+pub use recordings::{delete_expired, RecordingAccess};
 pub use routes::{protected_routes, routes, AdminOptions, AdminState, QUALITY_SAMPLE_EVERY};
 
 /// What can go wrong in the admin plane.

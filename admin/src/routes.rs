@@ -46,6 +46,7 @@ pub struct AdminState {
     pub(crate) base_url: Arc<str>,
     pub(crate) checks: crate::check::SharedChecks,
     pub(crate) check_sessions: Arc<crate::check::CheckSessions>,
+    pub(crate) recordings: Option<crate::RecordingAccess>,
 }
 
 /// How the admin plane is set up.
@@ -60,6 +61,8 @@ pub struct AdminOptions {
     pub signer: LinkSigner,
     /// The base URL of join links.
     pub base_url: String,
+    /// Finished recordings' downloads; `None` when recording is off.
+    pub recordings: Option<crate::RecordingAccess>,
 }
 
 impl AdminState {
@@ -89,6 +92,7 @@ impl AdminState {
             base_url: options.base_url.into(),
             checks: Arc::new(Mutex::new(checks)),
             check_sessions: Arc::default(),
+            recordings: options.recordings,
         }
     }
 
@@ -173,6 +177,11 @@ fn protected() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
             "/admin/api/hooks/dead-letters/{seq}/retry",
             post(crate::hooks::api::retry),
         ),
+        (
+            Method::GET,
+            "/admin/api/recordings",
+            get(crate::recordings::list),
+        ),
         (Method::POST, "/admin/api/links", post(links::create)),
         (Method::POST, "/admin/logout", post(auth::logout)),
     ]
@@ -192,6 +201,10 @@ pub fn routes(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/login", get(pages::login).post(auth::login))
         .route("/admin/admin.css", get(pages::style))
+        .route(
+            "/recordings/{id}/download",
+            get(crate::recordings::download),
+        )
         .route("/check", get(check::page))
         .route("/check/check.js", get(check::script))
         .route("/check/api/session", post(check::session))

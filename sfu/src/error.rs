@@ -41,6 +41,12 @@ pub enum SfuError {
     /// The TURN server's thread or randomness could not be had.
     #[error("TURN server could not start: {0}")]
     TurnStart(&'static str),
+    /// A command named a room with nobody in it.
+    #[error("room {0} has no media session")]
+    NoSuchRoom(RoomId),
+    /// A recording could not start.
+    #[error("recording could not start: {0}")]
+    Recording(String),
     /// The media worker thread is gone (it only stops when the server stops).
     #[error("media worker stopped")]
     WorkerGone,

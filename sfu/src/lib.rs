@@ -21,6 +21,7 @@ mod id;
 mod io;
 mod keyframe;
 mod participant;
+pub mod recording;
 mod room;
 mod signal;
 #[cfg(feature = "sim")]

@@ -15,6 +15,7 @@ use crate::error::SfuError;
 use crate::forward::Layer;
 use crate::id::{ParticipantId, RoomId};
 use crate::participant::{Forwarded, Participant, Polled, Propagated};
+use crate::recording::{self, tap::RecordingTap, RecordingDone, RecordingError, RecordingOptions};
 use crate::signal::MediaSignal;
 use crate::stats::ParticipantStats;
 
@@ -37,6 +38,8 @@ pub struct Room {
     /// Whether sessions estimate their downlink and follow it (see
     /// `docs/adaptation.md` for why this is not yet the default).
     estimate_bandwidth: bool,
+    /// The running recording's tap, if the room is being recorded.
+    recording: Option<RecordingTap>,
 }
 
 /// Bounds the early pacer runs per participant and poll.
@@ -81,7 +84,32 @@ impl Room {
             signals: VecDeque::new(),
             next_layers: None,
             estimate_bandwidth: false,
+            recording: None,
         }
+    }
+
+    /// Starts recording the room; the returned future resolves with the
+    /// finished file once [`Room::stop_recording`] is called or the room ends.
+    /// While recording, every camera keeps sending its best layer.
+    pub fn start_recording(
+        &mut self,
+        options: RecordingOptions,
+    ) -> Result<RecordingDone, RecordingError> {
+        let (tap, done) = recording::start(options)?;
+        self.recording = Some(tap);
+        self.next_layers = None;
+        Ok(done)
+    }
+
+    /// Stops the recording, if one runs; the recorder then finishes the file.
+    pub fn stop_recording(&mut self) {
+        self.recording = None;
+        self.next_layers = None;
+    }
+
+    /// True while the room is being recorded.
+    pub fn is_recording(&self) -> bool {
+        self.recording.is_some()
     }
 
     /// Turns downlink bandwidth estimation on for participants who join from
@@ -240,6 +268,13 @@ impl Room {
             if let Some(t) = self.next_layers {
                 next = next.min(t);
             }
+            let mut wishes = Vec::new();
+            if let Some(tap) = &mut self.recording {
+                tap.keyframe_wishes(|origin, mid, layer| wishes.push((origin, mid, layer)));
+            }
+            for (origin, mid, layer) in wishes {
+                self.request_keyframe(origin, mid, layer, now);
+            }
             if self.propagate.is_empty() {
                 self.remove_dead();
                 return next;
@@ -288,6 +323,12 @@ impl Room {
                     let forwarded = p.forward(origin, mid, layer, &params, start_point, &packet);
                     wants_keyframe |= forwarded == Forwarded::NeedsKeyframe(layer);
                 }
+                let recording_wants = self.recording.as_mut().and_then(|tap| {
+                    tap.offer(now, origin, mid, layer, &params, start_point, &packet)
+                });
+                if let Some(wanted) = recording_wants {
+                    self.request_keyframe(origin, mid, wanted, now);
+                }
                 if wants_keyframe {
                     // Coalesced per layer: one request outstanding, however many wait.
                     self.request_keyframe(origin, mid, layer, now);
@@ -319,11 +360,16 @@ impl Room {
         for p in &mut self.participants {
             p.select_layers(now, &rates, &mut self.signals, &mut wants);
         }
-        // Dynacast: each camera sends only the layers someone would take.
+        // Dynacast: each camera sends only the layers someone would take; a
+        // recording takes the best.
+        let recording = self.recording.is_some();
         let wanted: Vec<Option<Layer>> = self
             .participants
             .iter()
             .map(|publisher| {
+                if recording {
+                    return Some(Layer::FULL);
+                }
                 let viewers = self.participants.iter().filter(|v| v.id != publisher.id);
                 viewers.filter_map(|v| v.wish_for(publisher.id)).max()
             })

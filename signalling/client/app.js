@@ -142,6 +142,19 @@ function join() {
     tileSizes.observe(v);
   }
   call.addEventListener('peer', (e) => updatePeer(e.detail));
+  // Only a clinician gets the button; the hub refuses anyone else anyway.
+  call.addEventListener('joined', (e) => { $('record-button').hidden = e.detail.role !== 'clinician'; });
+  call.addEventListener('recording', (e) => {
+    const { active, by } = e.detail;
+    metrics.recording = active;
+    $('recording-indicator').hidden = !active;
+    $('record-button').setAttribute('aria-pressed', String(active));
+    $('record-button').textContent = active ? 'Stop recording' : 'Record';
+    const who = by === call.participant ? 'You' : (call.peers.get(by)?.name || 'The clinician');
+    say('call-message', active ? `${who} started recording this call.` : 'Recording stopped.');
+    clearTimeout(recordingNoteTimer);
+    recordingNoteTimer = setTimeout(() => say('call-message', ''), 6000);
+  });
   call.addEventListener('video-paused', (e) => {
     const tile = tileFor(e.detail.participant);
     let note = tile.querySelector('.paused');
@@ -222,6 +235,11 @@ $('leave-button').onclick = () => {
   window.carecall.call.leave();
   end('You have left the call', 'You can close this page.');
 };
+$('record-button').onclick = () => {
+  const on = $('record-button').getAttribute('aria-pressed') !== 'true';
+  window.carecall.call.setRecording(on);
+};
+let recordingNoteTimer = null;
 $('rejoin-button').onclick = () => location.reload();
 let rejoinTimer = null;
 $('rejoin-offer').onclick = () => {

@@ -227,6 +227,9 @@ export class Call extends EventTarget {
         // Always before the SDP that uses the mid, so ontrack finds the owner.
         this.midOwner.set(msg.mid, msg.participant);
         break;
+      case 'recording':
+        this.emit('recording', msg);
+        break;
       case 'video-paused':
         this.emit('video-paused', { participant: msg.participant, paused: msg.paused });
         break;
@@ -361,6 +364,11 @@ export class Call extends EventTarget {
     for (const t of this.localStream.getAudioTracks()) t.enabled = audio;
     for (const t of this.localStream.getVideoTracks()) t.enabled = video;
     this.send({ type: 'mute', audio, video });
+  }
+
+  // Start or stop recording the call (the hub allows it to clinicians only).
+  setRecording(on) {
+    this.send({ type: 'record', on });
   }
 
   leave() {

@@ -1,7 +1,10 @@
 //! Facts about calls that other parts of carecall record (call history now;
 //! metrics and record hooks later). Signalling emits them; it does not store them.
 
+use std::path::PathBuf;
 use std::time::SystemTime;
+
+use carecall_sfu::recording::RecordingSummary;
 
 use crate::token::Role;
 
@@ -26,6 +29,32 @@ pub enum CallEvent {
         room: String,
         /// Participant id (`p<n>`).
         participant: String,
+        /// When.
+        at: SystemTime,
+    },
+    /// A clinician started recording the room.
+    RecordingStarted {
+        /// Room name.
+        room: String,
+        /// The recording's id.
+        recording: String,
+        /// Who started it (`p<n>`).
+        by: String,
+        /// The file being written.
+        path: PathBuf,
+        /// Sealed with the hub's recording key.
+        encrypted: bool,
+        /// When.
+        at: SystemTime,
+    },
+    /// A recording's file is finished (stopped, or the call ended), or failed.
+    RecordingFinished {
+        /// Room name.
+        room: String,
+        /// The recording's id.
+        recording: String,
+        /// The file's figures, or why it failed.
+        result: Result<RecordingSummary, String>,
         /// When.
         at: SystemTime,
     },

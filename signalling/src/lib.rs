@@ -11,6 +11,7 @@ mod events;
 mod pages;
 mod presence;
 pub mod protocol;
+mod recording;
 mod resume;
 mod session;
 pub mod token;
@@ -28,6 +29,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub use events::CallEvent;
 pub use presence::Presence;
+pub use recording::RecordingPolicy;
 pub use token::{JoinClaims, LinkSigner, Role, TokenError};
 
 /// The TURN servers offered to browsers and the secret their credentials
@@ -69,6 +71,8 @@ struct Inner {
     media: MediaServer,
     events: Option<UnboundedSender<CallEvent>>,
     next_participant: AtomicU64,
+    recording: Option<RecordingPolicy>,
+    recordings: recording::RecordingBook,
 }
 
 impl AppState {
@@ -88,6 +92,8 @@ impl AppState {
                 media,
                 events,
                 next_participant: AtomicU64::new(1),
+                recording: None,
+                recordings: recording::RecordingBook::default(),
             }),
         }
     }
@@ -98,6 +104,17 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 turn: Some(turn),
+                ..inner
+            }),
+        }
+    }
+
+    /// Lets clinicians record calls, written as `policy` says.
+    pub fn with_recording(self, policy: RecordingPolicy) -> Self {
+        let inner = Arc::into_inner(self.inner).expect("with_recording before the state is shared");
+        AppState {
+            inner: Arc::new(Inner {
+                recording: Some(policy),
                 ..inner
             }),
         }

@@ -120,6 +120,14 @@ impl Presence {
         members.len()
     }
 
+    /// Sends `msg` to everyone in `room`.
+    pub fn broadcast(&self, room: &str, msg: &ServerMessage) {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(members) = rooms.get(room) {
+            broadcast(members, msg);
+        }
+    }
+
     /// Number of participants in a room.
     pub fn count(&self, room: &str) -> usize {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());

@@ -61,6 +61,11 @@ pub enum ClientMessage {
         /// Rendered height in device pixels; 0 when the tile is hidden.
         height: u32,
     },
+    /// Start (`on: true`) or stop recording the call. Clinicians only.
+    Record {
+        /// Start or stop.
+        on: bool,
+    },
     /// The participant leaves the call.
     Leave {},
 }
@@ -75,6 +80,7 @@ impl ClientMessage {
         "candidate",
         "mute",
         "view",
+        "record",
         "leave",
     ];
 }
@@ -117,6 +123,9 @@ pub enum ServerMessage {
         participant: String,
         /// The room joined.
         room: String,
+        /// The role the link gave (what the page offers: recording is a
+        /// clinician's).
+        role: Role,
         /// Everyone already in the call.
         participants: Vec<PeerInfo>,
         /// TURN servers for the browser's `RTCPeerConnection` (empty when the
@@ -170,6 +179,16 @@ pub enum ServerMessage {
     PublishLayers {
         /// The rid of the highest layer to keep sending.
         highest: String,
+    },
+    /// The call is being recorded (`active`), or recording stopped. Sent to
+    /// everyone the moment it changes, and on joining a recorded call.
+    Recording {
+        /// Recording now.
+        active: bool,
+        /// Who started it (`p<n>`).
+        by: String,
+        /// When it started, Unix seconds.
+        since: u64,
     },
     /// Someone left.
     ParticipantLeft {
@@ -275,6 +294,14 @@ mod tests {
             parse_client_message(r#"{"type":"leave"}"#),
             Ok(ClientMessage::Leave {})
         );
+        assert_eq!(
+            parse_client_message(r#"{"type":"record","on":true}"#),
+            Ok(ClientMessage::Record { on: true })
+        );
+        assert!(matches!(
+            parse_client_message(r#"{"type":"record","on":"yes"}"#),
+            Err(ProtocolError::BadFields { .. })
+        ));
         assert_eq!(
             parse_client_message(r#"{"type":"mute","audio":false,"video":true}"#),
             Ok(ClientMessage::Mute {

@@ -3,9 +3,11 @@
 
 mod detail;
 mod quality;
+mod recordings;
 
 pub use detail::{CallDetail, SessionDetail, StoredSample};
 pub use quality::{samples, QualitySample};
+pub use recordings::RecordingRow;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -16,6 +16,8 @@ pub struct HookTargets {
     pub endpoints: Vec<String>,
     /// The hub's time zone.
     pub zone: Option<TimeZone>,
+    /// Makes the download links in `recording.ready`.
+    pub downloads: Option<crate::downloads::DownloadLinks>,
 }
 
 impl HookTargets {

@@ -18,6 +18,7 @@ use super::tcp::{bind_listeners, TcpMedia};
 use super::udp::{bind_std, recv_any, MediaSocket};
 use crate::error::SfuError;
 use crate::id::{ParticipantId, RoomId};
+use crate::recording::{RecordingDone, RecordingOptions};
 use crate::room::Room;
 use crate::signal::MediaSignal;
 use crate::stats::ParticipantStats;
@@ -71,6 +72,14 @@ enum WorkerCommand {
     },
     Stats {
         reply: oneshot::Sender<Vec<ParticipantStats>>,
+    },
+    StartRecording {
+        room: RoomId,
+        options: RecordingOptions,
+        reply: oneshot::Sender<Result<RecordingDone, SfuError>>,
+    },
+    StopRecording {
+        room: RoomId,
     },
 }
 
@@ -237,6 +246,31 @@ impl MediaServer {
             }
         }
         all
+    }
+
+    /// Starts recording a room that has participants. The returned receiver
+    /// resolves with the finished file once the recording is stopped or
+    /// everyone has left.
+    pub async fn start_recording(
+        &self,
+        room: RoomId,
+        options: RecordingOptions,
+    ) -> Result<RecordingDone, SfuError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(
+            &room.clone(),
+            WorkerCommand::StartRecording {
+                room,
+                options,
+                reply,
+            },
+        )?;
+        answer.await.map_err(|_| SfuError::WorkerGone)?
+    }
+
+    /// Stops a room's recording, if one runs.
+    pub fn stop_recording(&self, room: RoomId) -> Result<(), SfuError> {
+        self.send(&room.clone(), WorkerCommand::StopRecording { room })
     }
 
     fn send(&self, room: &RoomId, cmd: WorkerCommand) -> Result<(), SfuError> {
@@ -466,6 +500,22 @@ impl Worker {
             WorkerCommand::Stats { reply } => {
                 let stats = self.rooms.iter().flatten().flat_map(|s| s.room.stats());
                 let _ = reply.send(stats.collect());
+                return;
+            }
+            WorkerCommand::StartRecording {
+                room,
+                options,
+                reply,
+            } => {
+                let started = self.with_room(&room, |r| {
+                    r.start_recording(options)
+                        .map_err(|e| SfuError::Recording(e.to_string()))
+                });
+                let _ = reply.send(started.unwrap_or(Err(SfuError::NoSuchRoom(room))));
+                return;
+            }
+            WorkerCommand::StopRecording { room } => {
+                self.with_room(&room, Room::stop_recording);
                 return;
             }
             WorkerCommand::Connect {

@@ -385,6 +385,17 @@ impl Session {
                     Ok(())
                 }
             },
+            ClientMessage::Record { on } => {
+                crate::recording::request(
+                    &self.state,
+                    &j.claims.room,
+                    j.id,
+                    j.claims.role,
+                    on,
+                    &self.outbox,
+                );
+                Ok(())
+            }
             ClientMessage::Leave {} => return ControlFlow::Break(()),
             ClientMessage::Join { .. } | ClientMessage::Resume { .. } => Ok(()),
         };
@@ -451,10 +462,14 @@ impl Session {
             v: PROTOCOL_VERSION,
             participant: id.to_string(),
             room: claims.room.clone(),
+            role: claims.role,
             participants,
             ice_servers,
             resume: resume.clone(),
         });
+        if let Some(recording) = inner.recordings.status(&claims.room) {
+            self.send(recording);
+        }
         self.state.emit(CallEvent::Joined {
             room: claims.room.clone(),
             participant: id.to_string(),

@@ -1,0 +1,252 @@
+//! Recordings in the call log: one row per recording, from start to
+//! deletion, each change with its record-hook event in the same transaction.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use carecall_sfu::recording::RecordingSummary;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::json;
+
+use super::{ms, CallLog};
+use crate::hooks::rfc3339;
+use crate::AdminError;
+
+/// One recording as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingRow {
+    /// The recording's id (also its file name).
+    pub id: String,
+    /// Room name.
+    pub room: String,
+    /// The call it belongs to.
+    pub consultation: i64,
+    /// Who started it (`p<n>`).
+    pub started_by: String,
+    /// Start, ms since the Unix epoch.
+    pub started_at_ms: i64,
+    /// `recording`, `ready`, `failed` or `deleted`.
+    pub state: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Sealed with the hub's key.
+    pub encrypted: bool,
+    /// Size of the WebM, once ready.
+    pub webm_bytes: Option<i64>,
+    /// SHA-256 of the WebM, once ready.
+    pub sha256: Option<String>,
+    /// Length, once ready.
+    pub duration_ms: Option<i64>,
+}
+
+const COLUMNS: &str = "id, room, call_id, started_by, started_at_ms, state, path, encrypted, webm_bytes, sha256, duration_ms";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<RecordingRow> {
+    Ok(RecordingRow {
+        id: r.get(0)?,
+        room: r.get(1)?,
+        consultation: r.get(2)?,
+        started_by: r.get(3)?,
+        started_at_ms: r.get(4)?,
+        state: r.get(5)?,
+        path: PathBuf::from(r.get::<_, String>(6)?),
+        encrypted: r.get(7)?,
+        webm_bytes: r.get(8)?,
+        sha256: r.get(9)?,
+        duration_ms: r.get(10)?,
+    })
+}
+
+fn role_of(c: &Connection, participant: &str) -> rusqlite::Result<Option<String>> {
+    c.query_row(
+        "SELECT role FROM participant_sessions WHERE participant = ?1 ORDER BY id DESC LIMIT 1",
+        [participant],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+impl CallLog {
+    /// Records that recording `id` of `room` started; emits `recording.started`.
+    pub fn recording_started(
+        &self,
+        id: &str,
+        room: &str,
+        by: &str,
+        path: &Path,
+        encrypted: bool,
+        at: SystemTime,
+    ) -> Result<(), AdminError> {
+        let at = ms(at);
+        let hooks = &self.hooks;
+        self.change(|c| {
+            let call: i64 = c
+                .query_row(
+                    "SELECT id FROM calls WHERE room = ?1 AND ended_at_ms IS NULL",
+                    [room],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            c.execute(
+                "INSERT INTO recordings (id, room, call_id, started_by, started_at_ms, state, path, encrypted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'recording', ?6, ?7)",
+                params![id, room, call, by, at, path.to_string_lossy(), encrypted],
+            )?;
+            let data = json!({
+                "recording": id,
+                "room": room,
+                "started_by": { "participant": by, "role": role_of(c, by)? },
+                "started_at": rfc3339(at),
+                "encrypted_at_rest": encrypted,
+            });
+            hooks.emit(c, call, "recording.started", data, at)
+        })
+    }
+
+    /// Records how recording `id` ended; a finished file emits
+    /// `recording.ready` with a download link, a failure `recording.failed`.
+    pub fn recording_finished(
+        &self,
+        id: &str,
+        result: Result<&RecordingSummary, &str>,
+        at: SystemTime,
+    ) -> Result<(), AdminError> {
+        let at = ms(at);
+        let hooks = &self.hooks;
+        self.change(|c| {
+            let Some(rec) = c
+                .query_row(&format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1"), [id], row)
+                .optional()?
+            else {
+                return Ok(());
+            };
+            match result {
+                Ok(s) => {
+                    let tracks: Vec<_> = s
+                        .tracks
+                        .iter()
+                        .map(|t| {
+                            let participant = t.participant.map(|p| p.to_string());
+                            let role = match &participant {
+                                Some(p) => role_of(c, p)?,
+                                None => None,
+                            };
+                            Ok(json!({ "kind": t.kind, "participant": participant, "role": role }))
+                        })
+                        .collect::<rusqlite::Result<_>>()?;
+                    c.execute(
+                        "UPDATE recordings SET state = 'ready', ended_at_ms = ?2, bytes = ?3, webm_bytes = ?4,
+                         sha256 = ?5, duration_ms = ?6, tracks_json = ?7 WHERE id = ?1",
+                        params![id, at, s.bytes_on_disk as i64, s.webm_bytes as i64, s.sha256, s.duration_ms as i64,
+                                serde_json::Value::from(tracks.clone()).to_string()],
+                    )?;
+                    let mut data = json!({
+                        "recording": id,
+                        "room": rec.room,
+                        "format": "video/webm",
+                        "size": s.webm_bytes,
+                        "sha256": s.sha256,
+                        "duration_seconds": s.duration_ms as f64 / 1000.0,
+                        "tracks": tracks,
+                        "packets_dropped": s.packets_dropped,
+                    });
+                    if let Some(links) = &hooks.downloads {
+                        let (url, expires) = links.link(id, (at / 1000) as u64);
+                        data["download_url"] = json!(url);
+                        data["download_expires"] = json!(rfc3339(expires as i64 * 1000));
+                    }
+                    hooks.emit(c, rec.consultation, "recording.ready", data, at)
+                }
+                Err(reason) => {
+                    c.execute(
+                        "UPDATE recordings SET state = 'failed', ended_at_ms = ?2, error = ?3 WHERE id = ?1",
+                        params![id, at, reason],
+                    )?;
+                    let data = json!({ "recording": id, "room": rec.room, "reason": reason });
+                    hooks.emit(c, rec.consultation, "recording.failed", data, at)
+                }
+            }
+        })
+    }
+
+    /// Records that recording `id`'s file was deleted (`reason`: why);
+    /// emits `recording.deleted`.
+    pub fn recording_deleted(
+        &self,
+        id: &str,
+        reason: &str,
+        at: SystemTime,
+    ) -> Result<(), AdminError> {
+        let at = ms(at);
+        let hooks = &self.hooks;
+        self.change(|c| {
+            let Some(rec) = c
+                .query_row(&format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1"), [id], row)
+                .optional()?
+            else {
+                return Ok(());
+            };
+            c.execute(
+                "UPDATE recordings SET state = 'deleted', deleted_at_ms = ?2 WHERE id = ?1",
+                params![id, at],
+            )?;
+            let data = json!({ "recording": id, "room": rec.room, "reason": reason, "deleted_at": rfc3339(at) });
+            hooks.emit(c, rec.consultation, "recording.deleted", data, at)
+        })
+    }
+
+    /// One recording.
+    pub fn recording(&self, id: &str) -> Result<Option<RecordingRow>, AdminError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1"),
+                [id],
+                row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every recording, newest first.
+    pub fn recordings(&self) -> Result<Vec<RecordingRow>, AdminError> {
+        self.recordings_where("1", params![])
+    }
+
+    /// Recordings with a file on disk that started before `before` (ms):
+    /// what retention deletes.
+    pub fn recordings_older_than(&self, before_ms: i64) -> Result<Vec<RecordingRow>, AdminError> {
+        self.recordings_where(
+            "state IN ('ready', 'failed') AND started_at_ms < ?1",
+            params![before_ms],
+        )
+    }
+
+    fn recordings_where(
+        &self,
+        condition: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<RecordingRow>, AdminError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM recordings WHERE {condition} ORDER BY started_at_ms DESC"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(args, row).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Recordings still marked as being written: a crash ended them. They
+    /// are marked failed (a sealed file without its last chunk does not
+    /// export; a plain one may still play up to where it stopped).
+    pub fn close_stale_recordings(&self) -> Result<usize, AdminError> {
+        let stale = self.recordings_where("state = 'recording'", params![])?;
+        for r in &stale {
+            self.recording_finished(
+                &r.id,
+                Err("the server stopped while recording"),
+                SystemTime::now(),
+            )?;
+        }
+        Ok(stale.len())
+    }
+}

@@ -1,0 +1,207 @@
+//! Recording a call, from the signalling side: who may start and stop it
+//! (a clinician, checked here, whatever the page shows), telling everyone in
+//! the room the moment it starts or stops, and reporting the finished file.
+//! The file itself is the SFU's work ([`carecall_sfu::recording`]).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use carecall_sfu::recording::{RecordingKey, RecordingOptions};
+use carecall_sfu::{ParticipantId, RoomId};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::events::CallEvent;
+use crate::protocol::ServerMessage;
+use crate::token::{unix_now, Role};
+use crate::AppState;
+
+/// Where recordings are written and how they are sealed, from config.
+#[derive(Clone, Debug)]
+pub struct RecordingPolicy {
+    /// The recordings directory.
+    pub dir: PathBuf,
+    /// Seals each file with AES-256-GCM; `None` writes plain WebM.
+    pub key: Option<RecordingKey>,
+}
+
+/// Which rooms are being recorded.
+#[derive(Default)]
+pub(crate) struct RecordingBook {
+    rooms: Mutex<HashMap<String, Active>>,
+}
+
+#[derive(Clone)]
+struct Active {
+    id: String,
+    by: String,
+    since: u64,
+    /// False until the SFU has started it.
+    running: bool,
+}
+
+impl RecordingBook {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Active>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The message that tells a browser whether `room` is being recorded.
+    pub(crate) fn status(&self, room: &str) -> Option<ServerMessage> {
+        self.lock()
+            .get(room)
+            .filter(|a| a.running)
+            .map(|a| status(a, true))
+    }
+}
+
+fn status(a: &Active, active: bool) -> ServerMessage {
+    ServerMessage::Recording {
+        active,
+        by: a.by.clone(),
+        since: a.since,
+    }
+}
+
+fn refuse(outbox: &tokio::sync::mpsc::UnboundedSender<ServerMessage>, code: &str, message: &str) {
+    let _ = outbox.send(ServerMessage::Error {
+        code: code.into(),
+        message: message.into(),
+    });
+}
+
+/// A participant asked to start (`on`) or stop recording `room`.
+pub(crate) fn request(
+    state: &AppState,
+    room: &str,
+    who: ParticipantId,
+    role: Role,
+    on: bool,
+    outbox: &tokio::sync::mpsc::UnboundedSender<ServerMessage>,
+) {
+    if role != Role::Clinician {
+        tracing::info!(%role, "recording request refused: not a clinician");
+        return refuse(
+            outbox,
+            "not-allowed",
+            "Only a clinician can start or stop a recording.",
+        );
+    }
+    let Some(policy) = state.inner.recording.clone() else {
+        return refuse(
+            outbox,
+            "recording-disabled",
+            "Recording is switched off on this hub.",
+        );
+    };
+    let book = &state.inner.recordings;
+    if !on {
+        let Some(active) = book.lock().remove(room) else {
+            return;
+        };
+        if let Err(e) = state.inner.media.stop_recording(RoomId(room.to_owned())) {
+            tracing::error!(error = %e, "stopping the recording failed");
+        }
+        tracing::info!(recording = %active.id, "recording stopped");
+        state
+            .inner
+            .presence
+            .broadcast(room, &status(&active, false));
+        return;
+    }
+    let active = {
+        let mut rooms = book.lock();
+        if rooms.contains_key(room) {
+            return; // already recording (or starting): nothing to do
+        }
+        let Some(id) = new_recording_id() else {
+            return refuse(outbox, "recording-failed", "The recording could not start.");
+        };
+        let active = Active {
+            id,
+            by: who.to_string(),
+            since: unix_now(),
+            running: false,
+        };
+        rooms.insert(room.to_owned(), active.clone());
+        active
+    };
+    let encrypted = policy.key.is_some();
+    let file = format!(
+        "{}.{}",
+        active.id,
+        if encrypted { "webm.sealed" } else { "webm" }
+    );
+    let options = RecordingOptions {
+        path: policy.dir.join(file),
+        key: policy.key.clone(),
+    };
+    let state = state.clone();
+    let room = room.to_owned();
+    let outbox = outbox.clone();
+    tokio::spawn(async move {
+        if let Err(e) = std::fs::create_dir_all(&policy.dir) {
+            tracing::error!(dir = %policy.dir.display(), error = %e, "recordings directory unusable");
+        }
+        let path = options.path.clone();
+        let started = state
+            .inner
+            .media
+            .start_recording(RoomId(room.clone()), options)
+            .await;
+        let done = match started {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "recording could not start");
+                state.inner.recordings.lock().remove(&room);
+                return refuse(
+                    &outbox,
+                    "recording-failed",
+                    "The recording could not start.",
+                );
+            }
+        };
+        if let Some(a) = state.inner.recordings.lock().get_mut(&room) {
+            a.running = true;
+        }
+        tracing::info!(recording = %active.id, path = %path.display(), "recording started");
+        state
+            .inner
+            .presence
+            .broadcast(&room, &status(&active, true));
+        state.emit(CallEvent::RecordingStarted {
+            room: room.clone(),
+            recording: active.id.clone(),
+            by: active.by.clone(),
+            path,
+            encrypted,
+            at: SystemTime::now(),
+        });
+        let result = done
+            .await
+            .unwrap_or(Err(carecall_sfu::recording::RecordingError::Stopped));
+        // Ended by the room emptying rather than by a stop: clear it here.
+        let mut rooms = state.inner.recordings.lock();
+        if rooms.get(&room).is_some_and(|a| a.id == active.id) {
+            rooms.remove(&room);
+            drop(rooms);
+            state
+                .inner
+                .presence
+                .broadcast(&room, &status(&active, false));
+        }
+        state.emit(CallEvent::RecordingFinished {
+            room,
+            recording: active.id,
+            result: result.map_err(|e| e.to_string()),
+            at: SystemTime::now(),
+        });
+    });
+}
+
+/// 128 random bits, hex: a recording's id and file name.
+fn new_recording_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(carecall_sfu::recording::hex(&bytes))
+}

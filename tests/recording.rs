@@ -1,0 +1,349 @@
+//! Recording a real call: three Chromium browsers in HD, a care home that
+//! tries to record (refused by the hub), a clinician who records 20 s. The
+//! file on disk is sealed (not WebM); exported with `carecall recording
+//! export`, it must pass `ffprobe` (three VP8 tracks, the mixed audio track,
+//! 20 s ± 1 s) and decode with `ffmpeg` without one error; the download link
+//! in `recording.ready` must give the same bytes (the event's SHA-256).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use serde_json::Value;
+use support::browser::{Browser, Driver};
+use support::calls::wait_all_decoding_hd;
+use support::{binary, Server, ServerOptions};
+
+/// A hook receiver that keeps every event body (signatures are `hooks.rs`'s).
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<Value>>>);
+
+impl Events {
+    async fn listen(&self) -> SocketAddr {
+        let events = self.clone();
+        let app = axum::Router::new().route(
+            "/hooks",
+            axum::routing::post(move |body: String| async move {
+                if let Ok(v) = serde_json::from_str(&body) {
+                    events.0.lock().unwrap().push(v);
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    fn of_type(&self, kind: &str) -> Vec<Value> {
+        let events = self.0.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+async fn recording_shown(b: &Browser) -> bool {
+    b.eval("return !document.getElementById('recording-indicator').hidden;")
+        .await
+        .as_bool()
+        .unwrap_or(false)
+}
+
+async fn wait_until_all(browsers: &[Browser], shown: bool, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let mut all = true;
+        for b in browsers {
+            all &= recording_shown(b).await == shown;
+        }
+        if all {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "recording indicator not {shown} in every browser"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GET path` over HTTP/1.0, so the body comes whole (not chunked) until close.
+async fn download(base_url: &str, path: &str) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base_url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP head");
+    let head = String::from_utf8_lossy(&buf[..split]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    (status, buf[split + 4..].to_vec())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
+    let events = Events::default();
+    let receiver = events.listen().await;
+    let server = Server::start_with(ServerOptions {
+        env: vec![
+            (
+                "CARECALL_HOOK_URL".into(),
+                format!("http://{receiver}/hooks"),
+            ),
+            (
+                "CARECALL_HOOK_SECRET".into(),
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwQWxhZGRpbg==".into(),
+            ),
+        ],
+        ..ServerOptions::default()
+    });
+    let driver = Driver::start().await;
+    let mut browsers = Vec::new();
+    for (role, name) in [
+        ("home", "Rose Court"),
+        ("clinician", "Hub clinician"),
+        ("specialist", "Frailty consultant"),
+    ] {
+        let b = driver.browser().await;
+        b.join(&server.link("rec-1", role, name, "1h")).await;
+        browsers.push(b);
+    }
+    let refs: Vec<&Browser> = browsers.iter().collect();
+    wait_all_decoding_hd(&refs, 2, Duration::from_secs(60)).await;
+
+    // The care home has no Record button, and asking anyway is refused.
+    let home = &browsers[0];
+    let button_hidden = home
+        .eval("return document.getElementById('record-button').hidden;")
+        .await;
+    assert_eq!(
+        button_hidden,
+        Value::Bool(true),
+        "a care home sees no Record button"
+    );
+    home.eval("window.carecall.call.setRecording(true);").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let said = home
+        .eval("return document.getElementById('call-message').textContent;")
+        .await;
+    println!("care home asked to record: {said}");
+    assert!(
+        said.as_str().unwrap_or("").contains("Only a clinician"),
+        "{said}"
+    );
+    for b in &browsers {
+        assert!(!recording_shown(b).await, "a care home started a recording");
+    }
+
+    // The clinician records 20 s; everyone sees it start and stop.
+    let clinician = &browsers[1];
+    let button = clinician
+        .client
+        .find(Locator::Css("#record-button"))
+        .await
+        .expect("a clinician has a Record button");
+    button.click().await.expect("click Record");
+    let shown = wait_until_all(&browsers, true, Duration::from_secs(10)).await;
+    println!(
+        "recording indicator in all three browsers {} ms after the click",
+        shown.as_millis()
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    button.click().await.expect("click Stop recording");
+    let hidden = wait_until_all(&browsers, false, Duration::from_secs(10)).await;
+    println!(
+        "indicator gone in all three {} ms after stop",
+        hidden.as_millis()
+    );
+
+    // The file is finished and announced.
+    let start = Instant::now();
+    let ready = loop {
+        if let Some(e) = events.of_type("recording.ready").pop() {
+            break e;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no recording.ready event"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "recording.ready {} ms after stop: {ready}",
+        start.elapsed().as_millis()
+    );
+    assert_eq!(events.of_type("recording.started").len(), 1);
+    let data = &ready["data"];
+    let id = data["recording"].as_str().expect("recording id").to_owned();
+    let sha = data["sha256"].as_str().expect("sha256").to_owned();
+
+    // On disk it is sealed, not WebM.
+    let sealed = server
+        .data_dir
+        .path()
+        .join("recordings")
+        .join(format!("{id}.webm.sealed"));
+    let on_disk = std::fs::read(&sealed).expect("sealed recording on disk");
+    assert_eq!(&on_disk[..8], b"CCREC\x00\x00\x01");
+    assert!(
+        !on_disk
+            .windows(4)
+            .take(4096)
+            .any(|w| w == [0x1A, 0x45, 0xDF, 0xA3]),
+        "EBML header in the clear"
+    );
+
+    // Exported, it is a WebM that ffprobe and ffmpeg accept.
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("consultation.webm");
+    let export = Command::new(binary())
+        .args(["recording", "export", &id, "--out"])
+        .arg(&out)
+        .arg("--data-dir")
+        .arg(server.data_dir.path())
+        .output()
+        .expect("run carecall recording export");
+    assert!(
+        export.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let webm = std::fs::read(&out).unwrap();
+    assert_eq!(
+        &webm[..4],
+        &[0x1A, 0x45, 0xDF, 0xA3],
+        "exported file is WebM"
+    );
+    assert_eq!(sha256_hex(&webm), sha, "export matches the event's SHA-256");
+
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_type,codec_name,width,height",
+            "-of",
+            "json",
+        ])
+        .arg(&out)
+        .output()
+        .expect("ffprobe is installed (tests/run.sh installs ffmpeg)");
+    assert!(
+        probe.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    assert!(
+        probe.stderr.is_empty(),
+        "ffprobe complained: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let probed: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    println!("ffprobe: {probed}");
+    let streams = probed["streams"].as_array().unwrap();
+    let video: Vec<_> = streams
+        .iter()
+        .filter(|s| s["codec_type"] == "video")
+        .collect();
+    let audio: Vec<_> = streams
+        .iter()
+        .filter(|s| s["codec_type"] == "audio")
+        .collect();
+    assert_eq!(video.len(), 3, "one video track per participant");
+    assert!(
+        video
+            .iter()
+            .all(|s| s["codec_name"] == "vp8" && s["height"] == 720),
+        "720p VP8: {video:?}"
+    );
+    // The mixed consultation track, then one per participant.
+    assert_eq!(audio.len(), 4, "mixed audio and three participants' audio");
+    assert!(audio.iter().all(|s| s["codec_name"] == "opus"));
+    let duration: f64 = probed["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    println!("recorded duration {duration:.2} s");
+    assert!(
+        (duration - 20.0).abs() <= 1.0,
+        "duration {duration} s, wanted 20 ± 1"
+    );
+
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&out)
+        .args(["-map", "0", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let errors = String::from_utf8_lossy(&decode.stderr);
+    assert!(
+        decode.status.success() && errors.trim().is_empty(),
+        "ffmpeg decode errors:\n{errors}"
+    );
+
+    // The mixed track carries the conversation (Chromium's fake microphone
+    // beeps), not silence.
+    let loudness = Command::new("ffmpeg")
+        .args(["-v", "info", "-nostats", "-i"])
+        .arg(&out)
+        .args(["-map", "0:a:0", "-af", "volumedetect", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg volumedetect");
+    let report = String::from_utf8_lossy(&loudness.stderr);
+    let mean_db: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split_once("mean_volume: ")
+                .map(|(_, v)| v.trim_end_matches(" dB").trim().to_owned())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no volumedetect figure:\n{report}"));
+    println!("mixed audio mean volume {mean_db:.1} dB");
+    assert!(mean_db > -50.0, "the mixed track is silent ({mean_db} dB)");
+
+    // The download link in the event gives the same bytes.
+    let url = data["download_url"].as_str().expect("download_url");
+    assert!(
+        url.starts_with(&server.base_url),
+        "{url} is not under {}",
+        server.base_url
+    );
+    let path = url
+        .split_once("/recordings/")
+        .map(|(_, p)| format!("/recordings/{p}"))
+        .unwrap();
+    let (status, body) = download(&server.base_url, &path).await;
+    assert_eq!(status, 200, "download");
+    assert_eq!(sha256_hex(&body), sha, "downloaded bytes match");
+    let forged = path.replace("sig=", "sig=A");
+    let (status, _) = download(&server.base_url, &forged).await;
+    assert_eq!(status, 403, "a tampered download link is refused");
+
+    for b in browsers {
+        b.close().await;
+    }
+}
