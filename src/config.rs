@@ -117,6 +117,32 @@ pub struct HookEndpointSection {
     pub url: String,
     /// The signing secret shared with that receiver.
     pub secret: String,
+    /// `standard` (carecall's JSON), or `fhir`: `consultation.ended` and
+    /// `recording.ready` as FHIR R4 resources, the rest as standard JSON.
+    #[serde(default)]
+    pub format: HookFormat,
+}
+
+/// How one receiver wants events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookFormat {
+    /// carecall's own JSON.
+    #[default]
+    Standard,
+    /// FHIR R4 where an event has a FHIR form.
+    Fhir,
+}
+
+impl std::str::FromStr for HookFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "standard" => Ok(HookFormat::Standard),
+            "fhir" => Ok(HookFormat::Fhir),
+            other => bail!("{other:?}: use standard or fhir"),
+        }
+    }
 }
 
 /// `[turn]` in the TOML file.
@@ -334,10 +360,17 @@ impl Config {
             self.media.workers = v.parse().context("CARECALL_MEDIA_WORKERS")?;
         }
         match (var("CARECALL_HOOK_URL"), var("CARECALL_HOOK_SECRET")) {
-            (Some(url), Some(secret)) => self
-                .hooks
-                .endpoints
-                .push(HookEndpointSection { url, secret }),
+            (Some(url), Some(secret)) => {
+                let format = match var("CARECALL_HOOK_FORMAT") {
+                    Some(f) => f.parse().context("CARECALL_HOOK_FORMAT")?,
+                    None => HookFormat::Standard,
+                };
+                self.hooks.endpoints.push(HookEndpointSection {
+                    url,
+                    secret,
+                    format,
+                })
+            }
             (None, None) => {}
             _ => bail!("CARECALL_HOOK_URL and CARECALL_HOOK_SECRET go together"),
         }
@@ -402,6 +435,7 @@ impl Config {
                 Ok(carecall_admin::hooks::HookEndpoint {
                     url: e.url.clone(),
                     secret,
+                    fhir: e.format == HookFormat::Fhir,
                 })
             })
             .collect::<anyhow::Result<_>>()?;

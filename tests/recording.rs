@@ -18,30 +18,61 @@ use support::browser::{Browser, Driver};
 use support::calls::wait_all_decoding_hd;
 use support::{binary, Server, ServerOptions};
 
-/// A hook receiver that keeps every event body (signatures are `hooks.rs`'s).
+/// A hook receiver that keeps every event body (signatures are `hooks.rs`'s):
+/// standard events at `/hooks`, the FHIR endpoint's at `/fhir`.
 #[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<Value>>>);
+struct Events {
+    standard: Arc<Mutex<Vec<Value>>>,
+    /// Content type and body.
+    fhir: Arc<Mutex<Vec<(String, Value)>>>,
+}
 
 impl Events {
     async fn listen(&self) -> SocketAddr {
-        let events = self.clone();
-        let app = axum::Router::new().route(
-            "/hooks",
-            axum::routing::post(move |body: String| async move {
-                if let Ok(v) = serde_json::from_str(&body) {
-                    events.0.lock().unwrap().push(v);
-                }
-                axum::http::StatusCode::NO_CONTENT
-            }),
-        );
+        let standard = self.standard.clone();
+        let fhir = self.fhir.clone();
+        let app = axum::Router::new()
+            .route(
+                "/hooks",
+                axum::routing::post(move |body: String| async move {
+                    if let Ok(v) = serde_json::from_str(&body) {
+                        standard.lock().unwrap().push(v);
+                    }
+                    axum::http::StatusCode::NO_CONTENT
+                }),
+            )
+            .route(
+                "/fhir",
+                axum::routing::post(
+                    move |headers: axum::http::HeaderMap, body: String| async move {
+                        let kind = headers
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        if let Ok(v) = serde_json::from_str(&body) {
+                            fhir.lock().unwrap().push((kind, v));
+                        }
+                        axum::http::StatusCode::NO_CONTENT
+                    },
+                ),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         addr
     }
 
+    fn fhir_resources(&self, resource: &str) -> Vec<(String, Value)> {
+        let got = self.fhir.lock().unwrap();
+        got.iter()
+            .filter(|(_, v)| v["resourceType"] == resource)
+            .cloned()
+            .collect()
+    }
+
     fn of_type(&self, kind: &str) -> Vec<Value> {
-        let events = self.0.lock().unwrap();
+        let events = self.standard.lock().unwrap();
         events
             .iter()
             .filter(|e| e["type"] == kind)
@@ -107,17 +138,17 @@ fn sha256_hex(bytes: &[u8]) -> String {
 async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
     let events = Events::default();
     let receiver = events.listen().await;
+    // Two receivers: carecall's JSON, and an integration engine that speaks FHIR.
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("carecall.toml");
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwQWxhZGRpbg==";
+    let endpoints = format!(
+        "[[hooks.endpoints]]\nurl = \"http://{receiver}/hooks\"\nsecret = \"{secret}\"\n\n\
+         [[hooks.endpoints]]\nurl = \"http://{receiver}/fhir\"\nsecret = \"{secret}\"\nformat = \"fhir\"\n"
+    );
+    std::fs::write(&config, endpoints).unwrap();
     let server = Server::start_with(ServerOptions {
-        env: vec![
-            (
-                "CARECALL_HOOK_URL".into(),
-                format!("http://{receiver}/hooks"),
-            ),
-            (
-                "CARECALL_HOOK_SECRET".into(),
-                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwQWxhZGRpbg==".into(),
-            ),
-        ],
+        env: vec![("CARECALL_CONFIG".into(), config.display().to_string())],
         ..ServerOptions::default()
     });
     let driver = Driver::start().await;
@@ -343,7 +374,95 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
     let (status, _) = download(&server.base_url, &forged).await;
     assert_eq!(status, 403, "a tampered download link is refused");
 
+    // The FHIR endpoint got the recording as a DocumentReference, and, once
+    // everyone has left, the consultation as an Encounter.
+    let start = Instant::now();
+    let documents = loop {
+        let documents = events.fhir_resources("DocumentReference");
+        if !documents.is_empty() || start.elapsed() > Duration::from_secs(30) {
+            break documents;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        documents.len(),
+        1,
+        "one DocumentReference; the FHIR endpoint got {:?}",
+        events.fhir.lock().unwrap()
+    );
+    let (content_type, doc) = &documents[0];
+    assert_eq!(content_type, "application/fhir+json");
+    assert_eq!(doc["content"][0]["attachment"]["url"], data["download_url"]);
+    let consultation = data["consultation"].to_string();
+    assert_eq!(
+        doc["context"]["encounter"][0]["identifier"]["value"],
+        consultation.as_str()
+    );
     for b in browsers {
         b.close().await;
     }
+    let start = Instant::now();
+    let bundle = loop {
+        if let Some((_, b)) = events.fhir_resources("Bundle").pop() {
+            break b;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no FHIR Bundle for the ended consultation"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let encounter = &bundle["entry"][0]["resource"];
+    println!("FHIR Encounter: {encounter}");
+    assert_eq!(encounter["resourceType"], "Encounter");
+    assert_eq!(encounter["status"], "finished");
+    assert_eq!(encounter["identifier"][0]["value"], consultation.as_str());
+    assert_eq!(encounter["participant"].as_array().map(Vec::len), Some(3));
+    // The recording was finished before the call ended, so it is in the Bundle.
+    let listed = &bundle["entry"][1]["resource"];
+    assert_eq!(listed["resourceType"], "DocumentReference", "{bundle}");
+    assert_eq!(listed["identifier"][0]["value"], id.as_str());
+    assert!(listed["content"][0]["attachment"]["url"].is_string());
+    let ended = events.of_type("consultation.ended");
+    assert_eq!(
+        ended.len(),
+        1,
+        "the standard endpoint got consultation.ended as JSON"
+    );
+
+    // An admin sees it on the dashboard, with a fresh download link.
+    let password = "a long hub password";
+    assert!(server.add_admin("hub.admin", password).status.success());
+    let admin = driver.browser().await;
+    support::admin::sign_in_with_the_form(&admin, &server.base_url, "hub.admin", password).await;
+    let start = Instant::now();
+    let listed = loop {
+        let text = admin
+            .eval("const t = document.getElementById('recordings'); return t ? t.textContent : '';")
+            .await;
+        let text = text.as_str().unwrap_or_default().to_owned();
+        if text.contains("ready") || start.elapsed() > Duration::from_secs(15) {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!("dashboard recordings: {listed}");
+    assert!(
+        listed.contains("rec-1") && listed.contains("ready") && listed.contains("sealed"),
+        "{listed}"
+    );
+    let href = admin
+        .eval("const a = document.querySelector('#recordings a'); return a ? a.getAttribute('href') : null;")
+        .await;
+    let href = href
+        .as_str()
+        .expect("a download link on the dashboard")
+        .to_owned();
+    let path = href
+        .split_once("/recordings/")
+        .map(|(_, p)| format!("/recordings/{p}"))
+        .unwrap();
+    let (status, body) = download(&server.base_url, &path).await;
+    assert_eq!((status, sha256_hex(&body)), (200, sha));
+    admin.close().await;
 }

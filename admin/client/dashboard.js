@@ -237,6 +237,60 @@ document.getElementById('signout').addEventListener('click', async () => {
   location.href = '/admin/login';
 });
 
-session().then(() => { refresh(); loadHistory(); });
+const localTime = (ms) => (ms ? new Date(ms).toLocaleString() : '–');
+
+async function loadRecordings() {
+  const res = await fetch('/admin/api/recordings');
+  if (!res.ok) return;
+  const list = await res.json();
+  document.getElementById('recordings-none').hidden = list.length > 0;
+  const rows = list.map((r) => {
+    const tr = el('tr');
+    const get = el('td');
+    if (r.download_url) {
+      const a = el('a', 'download');
+      a.href = r.download_url;
+      get.append(a);
+    }
+    tr.append(cell(localTime(r.started_at_ms)), cell(r.room), cell(r.state),
+      cell(r.duration_ms ? (r.duration_ms / 1000).toFixed(1) + ' s' : null),
+      cell(r.size ? (r.size / 1e6).toFixed(1) + ' MB' : null), cell(r.encrypted ? 'sealed' : 'plain'), get);
+    return tr;
+  });
+  document.getElementById('recordings').replaceWith(Object.assign(
+    table(['started', 'room', 'state', 'length', 'size', 'at rest', ''], rows), { id: 'recordings' }));
+}
+
+async function loadDeadLetters() {
+  const res = await fetch('/admin/api/hooks/dead-letters');
+  if (!res.ok) return;
+  const list = (await res.json()).dead_letters;
+  document.getElementById('dead-none').hidden = list.length > 0;
+  const rows = list.map((d) => {
+    const tr = el('tr');
+    const retry = el('button', 'Retry');
+    retry.addEventListener('click', async () => {
+      retry.disabled = true;
+      const r = await post(`/admin/api/hooks/dead-letters/${d.seq}/retry`);
+      retry.textContent = r.ok ? 'Retrying' : 'Failed';
+      loadDeadLetters();
+    });
+    const action = el('td');
+    action.append(retry);
+    tr.append(cell(localTime(d.failed_at_ms)), cell(d.kind), cell(String(d.consultation)),
+      cell(d.endpoint), cell(String(d.attempts)), cell(d.reason), action);
+    return tr;
+  });
+  document.getElementById('dead-letters').replaceWith(Object.assign(
+    table(['given up', 'event', 'call', 'receiver', 'attempts', 'why', ''], rows), { id: 'dead-letters' }));
+}
+
+function loadSlow() {
+  loadHistory();
+  loadRecordings();
+  loadDeadLetters();
+}
+
+session().then(() => { refresh(); loadSlow(); });
 setInterval(refresh, 2000);
-setInterval(loadHistory, 30000);
+setInterval(loadSlow, 30000);

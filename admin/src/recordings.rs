@@ -112,11 +112,19 @@ impl Write for ChunkSender {
 
 /// `GET /admin/api/recordings`: every recording, newest first.
 pub(crate) async fn list(State(state): State<AdminState>) -> Response {
+    let now = (crate::call_log::ms(SystemTime::now()) / 1000) as u64;
+    let links = state.recordings.as_ref().map(|a| a.links.clone());
     match crate::blocking_locked(&state.history, |log| log.recordings()).await {
         Ok(rows) => Json(
             rows.iter()
                 .map(|r| {
+                    // A fresh link for each finished one, for the admin to fetch.
+                    let download = links
+                        .as_ref()
+                        .filter(|_| r.state == "ready")
+                        .map(|l| l.link(&r.id, now).0);
                     json!({
+                        "download_url": download,
                         "id": r.id, "room": r.room, "consultation": r.consultation,
                         "started_by": r.started_by, "started_at_ms": r.started_at_ms,
                         "state": r.state, "encrypted": r.encrypted, "size": r.webm_bytes,

@@ -7,6 +7,7 @@ mod recordings;
 
 pub use detail::{CallDetail, SessionDetail, StoredSample};
 pub use quality::{samples, QualitySample};
+pub(crate) use recordings::ready_recordings;
 pub use recordings::RecordingRow;
 
 use std::path::{Path, PathBuf};

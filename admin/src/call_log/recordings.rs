@@ -57,6 +57,27 @@ fn row(r: &Row<'_>) -> rusqlite::Result<RecordingRow> {
     })
 }
 
+/// The finished recordings of consultation `call`, as `consultation.ended`
+/// lists them: id, size, SHA-256, duration (a recording still being
+/// finished arrives in its own `recording.ready`).
+pub(crate) fn ready_recordings(
+    c: &Connection,
+    call: i64,
+) -> rusqlite::Result<Vec<serde_json::Value>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, webm_bytes, sha256, duration_ms FROM recordings WHERE call_id = ?1 AND state = 'ready' ORDER BY started_at_ms",
+    )?;
+    let rows = stmt.query_map([call], |r| {
+        Ok(json!({
+            "recording": r.get::<_, String>(0)?,
+            "size": r.get::<_, Option<i64>>(1)?,
+            "sha256": r.get::<_, Option<String>>(2)?,
+            "duration_seconds": r.get::<_, Option<i64>>(3)?.map(|ms| ms as f64 / 1000.0),
+        }))
+    })?;
+    rows.collect()
+}
+
 fn role_of(c: &Connection, participant: &str) -> rusqlite::Result<Option<String>> {
     c.query_row(
         "SELECT role FROM participant_sessions WHERE participant = ?1 ORDER BY id DESC LIMIT 1",

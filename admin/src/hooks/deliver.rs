@@ -158,14 +158,24 @@ async fn post(client: &reqwest::Client, endpoint: &HookEndpoint, row: &Pending) 
     let timestamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let signature = endpoint.secret.sign(&row.event_id, timestamp, &row.body);
+    // A FHIR endpoint gets the FHIR form where there is one; the signature
+    // is over what is sent.
+    let (body, content_type) = match endpoint
+        .fhir
+        .then(|| super::fhir::render(&row.body))
+        .flatten()
+    {
+        Some(fhir) => (fhir, "application/fhir+json"),
+        None => (row.body.clone(), "application/json"),
+    };
+    let signature = endpoint.secret.sign(&row.event_id, timestamp, &body);
     let reply = client
         .post(&endpoint.url)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("webhook-id", &row.event_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
-        .body(row.body.clone())
+        .body(body)
         .send()
         .await;
     let reply = match reply {

@@ -87,6 +87,15 @@ impl HookTargets {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let zone = self.zone.clone().unwrap_or(TimeZone::UTC);
+        let mut recordings = crate::call_log::ready_recordings(conn, call)?;
+        if let Some(links) = &self.downloads {
+            for r in &mut recordings {
+                let id = r["recording"].as_str().unwrap_or_default().to_owned();
+                let (url, expires) = links.link(&id, (now_ms / 1000) as u64);
+                r["download_url"] = json!(url);
+                r["download_expires"] = json!(rfc3339(expires as i64 * 1000));
+            }
+        }
         let data = json!({
             "room": room,
             "started_at": rfc3339(started),
@@ -96,6 +105,7 @@ impl HookTargets {
             "participants": roles,
             "worst_quality": worst.map(|b| Badge::from_level(b).name()),
             "reconnects": reconnects,
+            "recordings": recordings,
         });
         self.emit(conn, call, "consultation.ended", data, now_ms)
     }

@@ -13,6 +13,7 @@
 pub(crate) mod api;
 mod deliver;
 mod events;
+mod fhir;
 mod outbox;
 mod sign;
 
@@ -32,6 +33,9 @@ pub struct HookEndpoint {
     pub url: String,
     /// Signs them for this receiver.
     pub secret: HookSecret,
+    /// Send `consultation.ended` and `recording.ready` as FHIR R4 resources
+    /// (`application/fhir+json`; see `docs/hooks.md`).
+    pub fhir: bool,
 }
 
 /// The receivers and how hard to try them.
