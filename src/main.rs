@@ -73,6 +73,25 @@ enum Command {
     /// Print a new record-hook signing secret, for a `[[hooks.endpoints]]`
     /// entry and the receiver that checks its signatures.
     HookSecret,
+    /// Copy the database (call history, accounts, hook outbox, recordings'
+    /// metadata) to FILE while the server runs. Recordings' files are
+    /// copied separately (docs/backup.md).
+    Backup {
+        /// The backup file to write; it must not exist.
+        file: PathBuf,
+        /// Data directory of the server.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Put a backup made by `carecall backup` back, with the server stopped.
+    /// The current database is kept as carecall.db.before-restore.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Data directory of the server.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Recordings kept by this hub.
     Recording {
         #[command(subcommand)]
@@ -200,6 +219,38 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Recording { action } => recording::run(action, config),
+        Command::Backup { file, data_dir } => {
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            let counts =
+                carecall_admin::backup::backup(&config.data_dir.join("carecall.db"), &file)?;
+            println!("backed up to {}", file.display());
+            print_counts(&counts);
+            Ok(())
+        }
+        Command::Restore { file, data_dir } => {
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            let _lock = serve::lock_data_dir(&config.data_dir)?;
+            let counts =
+                carecall_admin::backup::restore(&file, &config.data_dir.join("carecall.db"))?;
+            println!(
+                "restored {} into {}",
+                file.display(),
+                config.data_dir.display()
+            );
+            print_counts(&counts);
+            Ok(())
+        }
+    }
+}
+
+/// One line per table: `calls 12`.
+fn print_counts(counts: &carecall_admin::backup::RowCounts) {
+    for (table, n) in counts {
+        println!("  {table} {n}");
     }
 }
 

@@ -14,6 +14,8 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     // One crypto provider for every TLS client and server in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let secret = crate::secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;
+    // One server per data directory; `carecall restore` checks it too.
+    let _lock = lock_data_dir(&config.data_dir)?;
     // Bound first: with port 0 the real port is known before anything puts
     // the base URL into a link.
     let http = std::net::TcpListener::bind(config.http_addr)
@@ -240,5 +242,25 @@ fn enforce_retention(log: CallLog, retention: Duration) {
             Err(e) => tracing::error!(error = %e, "recording retention failed"),
         }
         std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Takes the data directory's lock, held for as long as the returned file
+/// lives: a second server, or a restore, on the same directory is refused.
+pub fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let path = data_dir.join("carecall.lock");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "a carecall server is running on {}; stop it first",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
     }
 }

@@ -117,6 +117,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX recordings_age ON recordings (state, started_at_ms);",
 ];
 
+/// The schema version this build writes (SQLite's `user_version`).
+pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 /// Opens the database at `path`, creating and migrating it as needed.
 pub(crate) fn open(path: &Path) -> Result<Connection, AdminError> {
     let err = |source| AdminError::database(path, source);

@@ -11,6 +11,7 @@
 mod accounts;
 pub mod activity;
 mod auth;
+pub mod backup;
 mod call_log;
 pub mod check;
 mod dashboard;
@@ -63,6 +64,9 @@ pub enum AdminError {
     /// Record hooks cannot run as configured.
     #[error("record hooks: {0}")]
     Hooks(String),
+    /// A backup or restore cannot go ahead.
+    #[error("{0}")]
+    Backup(String),
 }
 
 impl AdminError {
