@@ -39,6 +39,36 @@ pub struct Config {
     pub hooks: HooksSection,
     /// Recording consultations (clinicians start and stop it in the call).
     pub recording: RecordingSection,
+    /// HTTPS, which browsers need for the camera anywhere but localhost.
+    pub https: HttpsSection,
+}
+
+/// `[https]` in the TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsSection {
+    /// Serve HTTPS; `http_addr` then only redirects to it.
+    /// `CARECALL_HTTPS_ENABLED` (true/false).
+    pub enabled: bool,
+    /// Where HTTPS listens (443 in production). `CARECALL_HTTPS_ADDR`.
+    pub addr: SocketAddr,
+    /// Certificate chain and key (PEM), reloaded when the files change or on
+    /// SIGHUP. Neither: a self-signed certificate is made at start
+    /// (development only). `CARECALL_HTTPS_CERT`, `CARECALL_HTTPS_KEY`.
+    pub cert: Option<PathBuf>,
+    /// See `cert`.
+    pub key: Option<PathBuf>,
+}
+
+impl Default for HttpsSection {
+    fn default() -> Self {
+        HttpsSection {
+            enabled: false,
+            addr: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            cert: None,
+            key: None,
+        }
+    }
 }
 
 /// `[recording]` in the TOML file (see `docs/recording.md`).
@@ -250,6 +280,7 @@ impl Default for Config {
             turn: TurnSection::default(),
             hooks: HooksSection::default(),
             recording: RecordingSection::default(),
+            https: HttpsSection::default(),
         }
     }
 }
@@ -383,6 +414,20 @@ impl Config {
         if let Some(v) = var("CARECALL_HOOKS_TIMEOUT_SECS") {
             self.hooks.timeout_secs = v.parse().context("CARECALL_HOOKS_TIMEOUT_SECS")?;
         }
+        if let Some(v) = var("CARECALL_HTTPS_ENABLED") {
+            self.https.enabled = v
+                .parse()
+                .context("CARECALL_HTTPS_ENABLED (true or false)")?;
+        }
+        if let Some(v) = var("CARECALL_HTTPS_ADDR") {
+            self.https.addr = v.parse().context("CARECALL_HTTPS_ADDR")?;
+        }
+        if let Some(v) = var("CARECALL_HTTPS_CERT") {
+            self.https.cert = Some(v.into());
+        }
+        if let Some(v) = var("CARECALL_HTTPS_KEY") {
+            self.https.key = Some(v.into());
+        }
         if let Some(v) = var("CARECALL_RECORDING_ENABLED") {
             self.recording.enabled = v
                 .parse()
@@ -472,6 +517,7 @@ impl Config {
     pub fn base_url(&self) -> String {
         match &self.public_url {
             Some(u) => u.trim_end_matches('/').to_owned(),
+            None if self.https.enabled => format!("https://{}", self.https.addr),
             None => format!("http://{}", self.http_addr),
         }
     }

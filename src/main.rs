@@ -3,6 +3,7 @@
 //! them together. Everything else lives in the workspace's crates.
 
 mod config;
+mod https;
 mod recording;
 mod secret;
 mod serve;

@@ -22,6 +22,15 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
     http.set_nonblocking(true)?;
     config.http_addr = http.local_addr()?;
+    let https = if config.https.enabled {
+        let listener = std::net::TcpListener::bind(config.https.addr)
+            .with_context(|| format!("binding HTTPS on {}", config.https.addr))?;
+        listener.set_nonblocking(true)?;
+        config.https.addr = listener.local_addr()?;
+        Some((listener, https_certs(&config)?))
+    } else {
+        None
+    };
     let database = config.data_dir.join("carecall.db");
     let hook_options = config.hook_options()?;
     let accounts = std::sync::Arc::new(Accounts::open(&database)?);
@@ -103,6 +112,15 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
             carecall_admin::hooks::start_delivery(&database, hook_options, hook_wake)?;
         }
         let signer = LinkSigner::new(&secret);
+        if let Some((_, (_, Some(dev)))) = &https {
+            println!(
+                "HTTPS uses a self-signed certificate (development only; set https.cert and https.key): \
+                 add {} to a test machine's trust store, or start a test browser with \
+                 --ignore-certificate-errors-spki-list={}",
+                dev.pem.display(),
+                dev.spki
+            );
+        }
         print_banner(&config, &signer, &media, turn.as_ref())?;
         let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx));
         if let Some(t) = turn {
@@ -134,6 +152,16 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         );
         tokio::spawn(admin.clone().record_quality());
         let app = carecall_signalling::app(state).merge(carecall_admin::routes(admin));
+        // With HTTPS on, the app is served there and plain HTTP only redirects.
+        let app = match https {
+            Some((tls_listener, (certs, self_signed))) => {
+                tokio::spawn(certs.clone().watch());
+                let tls_listener = tokio::net::TcpListener::from_std(tls_listener)?;
+                tokio::spawn(crate::https::serve(tls_listener, app, certs, self_signed.is_none()));
+                crate::https::redirect(config.base_url())
+            }
+            None => app,
+        };
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -168,7 +196,15 @@ fn print_banner(
         ttl,
     )?;
     let media_addrs: Vec<String> = media.local_addrs().iter().map(|a| a.to_string()).collect();
-    println!("carecall listening on http://{}", config.http_addr);
+    if config.https.enabled {
+        println!("carecall listening on https://{}", config.https.addr);
+        println!(
+            "plain HTTP on http://{} redirects to HTTPS",
+            config.http_addr
+        );
+    } else {
+        println!("carecall listening on http://{}", config.http_addr);
+    }
     println!("media (UDP) on {}", media_addrs.join(", "));
     let tcp: Vec<String> = media.tcp_addrs().iter().map(|a| a.to_string()).collect();
     if !tcp.is_empty() {
@@ -262,5 +298,28 @@ pub fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("locking {}", path.display()))
         }
+    }
+}
+
+/// The HTTPS certificate: the configured files, or a self-signed one for
+/// development (with what to tell people about it).
+fn https_certs(
+    config: &Config,
+) -> anyhow::Result<(
+    std::sync::Arc<crate::https::CertStore>,
+    Option<crate::https::SelfSigned>,
+)> {
+    match (&config.https.cert, &config.https.key) {
+        (Some(cert), Some(key)) => Ok((crate::https::CertStore::from_files(cert, key)?, None)),
+        (None, None) => {
+            let mut hosts = vec!["localhost".to_owned(), config.https.addr.ip().to_string()];
+            if let Some(host) = config.public_url.as_deref().and_then(crate::turn::url_host) {
+                hosts.push(host);
+            }
+            let (store, self_signed) =
+                crate::https::CertStore::self_signed(hosts, &config.data_dir)?;
+            Ok((store, Some(self_signed)))
+        }
+        _ => anyhow::bail!("https.cert and https.key go together: set both or neither"),
     }
 }

@@ -121,7 +121,7 @@ fn is_local(ip: IpAddr) -> bool {
 }
 
 /// The host of an `http(s)://host[:port]/…` URL.
-fn url_host(url: &str) -> Option<String> {
+pub(crate) fn url_host(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split('/').next()?;
     let host = if let Some(v6) = authority.strip_prefix('[') {

@@ -30,6 +30,10 @@ pub struct Server {
     pub turn_urls: Vec<String>,
     /// The key hash of TURN's self-signed certificate, for a test browser.
     pub turn_spki: Option<String>,
+    /// The same for the HTTPS development certificate.
+    pub https_spki: Option<String>,
+    /// With HTTPS on: the plain HTTP port, which redirects.
+    pub http_redirect_port: Option<u16>,
     /// Shared with a restarted server (see [`ServerOptions::data_dir`]).
     pub data_dir: std::sync::Arc<tempfile::TempDir>,
 }
@@ -115,10 +119,19 @@ impl Server {
         let mut tcp_addrs = Vec::new();
         let mut turn_urls = Vec::new();
         let mut turn_spki = None;
+        let mut https_spki = None;
+        let mut http_redirect_port = None;
         while Instant::now() < deadline {
             let Some(Ok(line)) = lines.next() else { break };
             if let Some(url) = line.strip_prefix("carecall listening on ") {
                 base_url = Some(url.trim().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("plain HTTP on http://") {
+                http_redirect_port = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                    .map(|a| a.port());
             }
             if let Some(list) = line.strip_prefix("media (UDP) on ") {
                 media_addrs = list.split(", ").filter_map(|a| a.parse().ok()).collect();
@@ -127,7 +140,11 @@ impl Server {
                 tcp_addrs = list.split(", ").filter_map(|a| a.parse().ok()).collect();
             }
             if let Some((_, spki)) = line.split_once("--ignore-certificate-errors-spki-list=") {
-                turn_spki = Some(spki.trim().to_owned());
+                if line.starts_with("HTTPS") {
+                    https_spki = Some(spki.trim().to_owned());
+                } else {
+                    turn_spki = Some(spki.trim().to_owned());
+                }
             }
             if let Some(list) = line.strip_prefix("TURN for browsers: ") {
                 turn_urls = list.split(", ").map(str::to_owned).collect();
@@ -146,6 +163,8 @@ impl Server {
             tcp_addrs,
             turn_urls,
             turn_spki,
+            https_spki,
+            http_redirect_port,
             data_dir,
         }
     }

@@ -1,0 +1,105 @@
+//! HTTPS: browsers give a page the camera and microphone only in a secure
+//! context, so a hub is reached over HTTPS. TLS is rustls (ring); each
+//! connection is served by hyper with the same router as plain HTTP. The
+//! plain HTTP address then only redirects to HTTPS.
+
+mod certs;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+pub use certs::{CertStore, SelfSigned};
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One year: browsers then go straight to HTTPS for this host.
+const HSTS: &str = "max-age=31536000";
+
+/// Serves `app` over TLS on `listener` until the process ends. With `hsts`
+/// (a real certificate), responses tell browsers to use HTTPS only.
+pub async fn serve(listener: TcpListener, app: Router, certs: Arc<CertStore>, hsts: bool) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let app = if hsts {
+        app.layer(axum::middleware::map_response(
+            |mut r: Response| async move {
+                r.headers_mut().insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static(HSTS),
+                );
+                r
+            },
+        ))
+    } else {
+        app
+    };
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                tracing::warn!(error = %e, "HTTPS accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    // What `into_make_service_with_connect_info` gives plain HTTP.
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    app.clone().oneshot(req)
+                });
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .with_upgrades()
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
+            }
+        });
+    }
+}
+
+/// The plain HTTP side when HTTPS is on: every request is sent to the same
+/// path on `https_base` (308, so a POST stays a POST), except `/healthz`.
+pub fn redirect(https_base: String) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .fallback(move |uri: Uri| {
+            let base = https_base.clone();
+            async move {
+                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                (
+                    StatusCode::PERMANENT_REDIRECT,
+                    [(header::LOCATION, format!("{base}{path}"))],
+                )
+                    .into_response()
+            }
+        })
+}
