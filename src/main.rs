@@ -93,10 +93,24 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Configuration files.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Recordings kept by this hub.
     Recording {
         #[command(subcommand)]
         action: RecordingAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Check a configuration file: every mistake, with its key and line.
+    Check {
+        /// The file (default: the --config file).
+        file: Option<PathBuf>,
     },
 }
 
@@ -137,6 +151,13 @@ enum AdminAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Checking a file must not fail on the file before it can explain it.
+    if let Command::Config {
+        action: ConfigAction::Check { file },
+    } = &cli.command
+    {
+        return config_check(file.as_deref().or(cli.config.as_deref()));
+    }
     let result = Config::load(cli.config.as_deref()).and_then(|config| {
         init_logs(config.log_format);
         run(cli, config)
@@ -220,6 +241,7 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Recording { action } => recording::run(action, config),
+        Command::Config { .. } => unreachable!("handled before the configuration is loaded"),
         Command::Backup { file, data_dir } => {
             if let Some(d) = data_dir {
                 config.data_dir = d;
@@ -246,6 +268,38 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `carecall config check [FILE]`: exit 0 when good, 1 with every problem.
+fn config_check(file: Option<&std::path::Path>) -> ExitCode {
+    let Some(file) = file else {
+        eprintln!(
+            "carecall: give the file to check (carecall config check FILE, or --config FILE)"
+        );
+        return ExitCode::FAILURE;
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("carecall: cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let problems = config::check::check(&text);
+    if problems.is_empty() {
+        println!("{}: no problems found", file.display());
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{}: {} problem{}",
+        file.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        println!("  {p}");
+    }
+    ExitCode::FAILURE
 }
 
 /// One line per table: `calls 12`.

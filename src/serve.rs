@@ -11,6 +11,14 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::config::Config;
 
 pub fn serve(mut config: Config) -> anyhow::Result<()> {
+    let refused = config.production_problems();
+    if !refused.is_empty() {
+        let list: Vec<String> = refused
+            .iter()
+            .map(|(k, why)| format!("  {k}: {why}"))
+            .collect();
+        anyhow::bail!("production mode refuses to start:\n{}", list.join("\n"));
+    }
     // One crypto provider for every TLS client and server in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let secret = crate::secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;

@@ -1,5 +1,9 @@
 //! Configuration: embedded defaults, then a TOML file, then `CARECALL_*`
 //! environment variables, then command-line flags (each overriding the last).
+//! [`check`] explains every mistake in a file; [`Config::production_problems`]
+//! is what production mode refuses to start with.
+
+pub mod check;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -22,6 +26,13 @@ pub struct Config {
     /// Link-signing secret. Default: generated once into `data_dir/link-secret`.
     /// `CARECALL_LINK_SECRET`.
     pub link_secret: Option<String>,
+    /// A file holding the link secret (read at start; for secret stores).
+    /// `CARECALL_LINK_SECRET_FILE`.
+    pub link_secret_file: Option<PathBuf>,
+    /// `development` (secrets generated into the data directory, self-signed
+    /// certificates) or `production` (refuses to start without configured
+    /// secrets and HTTPS). `CARECALL_MODE`.
+    pub mode: Mode,
     /// Bearer token that `GET /metrics` requires; none: open to whoever
     /// reaches the HTTP address. `CARECALL_METRICS_TOKEN`.
     pub metrics_token: Option<String>,
@@ -71,6 +82,31 @@ impl Default for HttpsSection {
     }
 }
 
+/// How strict start-up is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Anything missing is generated: for trying it out and for tests.
+    #[default]
+    Development,
+    /// Secrets must be configured and the hub reached over HTTPS.
+    Production,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "development" => Ok(Mode::Development),
+            "production" => Ok(Mode::Production),
+            other => bail!("{other:?}: use development or production"),
+        }
+    }
+}
+
+/// The placeholder the example file puts where a secret goes.
+pub const PLACEHOLDER: &str = "CHANGE-ME";
+
 /// `[recording]` in the TOML file (see `docs/recording.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -85,6 +121,8 @@ pub struct RecordingSection {
     /// a copy with the backups, or sealed recordings cannot be opened.
     /// `CARECALL_RECORDING_SECRET`.
     pub secret: Option<String>,
+    /// A file holding it. `CARECALL_RECORDING_SECRET_FILE`.
+    pub secret_file: Option<PathBuf>,
     /// Write plain WebM instead (for a hub whose disk is already encrypted
     /// and wants files it can play directly). `CARECALL_RECORDING_PLAIN`.
     pub plain: bool,
@@ -102,6 +140,7 @@ impl Default for RecordingSection {
             enabled: true,
             dir: None,
             secret: None,
+            secret_file: None,
             plain: false,
             retention_days: 30,
             download_hours: 72,
@@ -199,6 +238,8 @@ pub struct TurnSection {
     /// Shared secret for TURN credentials. Default: generated once into
     /// `data_dir/turn-secret`. `CARECALL_TURN_SECRET`.
     pub secret: Option<String>,
+    /// A file holding it. `CARECALL_TURN_SECRET_FILE`.
+    pub secret_file: Option<PathBuf>,
     /// URLs of an external TURN server (e.g. coturn with
     /// `use-auth-secret` and the same `secret`) to hand out instead of the
     /// embedded one. `CARECALL_TURN_URLS` (comma-separated).
@@ -215,6 +256,7 @@ impl Default for TurnSection {
             key: None,
             host: None,
             secret: None,
+            secret_file: None,
             urls: Vec::new(),
         }
     }
@@ -273,6 +315,8 @@ impl Default for Config {
             public_url: None,
             data_dir: PathBuf::from("carecall-data"),
             link_secret: None,
+            link_secret_file: None,
+            mode: Mode::Development,
             metrics_token: None,
             timezone: "Europe/London".into(),
             log_format: LogFormat::Text,
@@ -311,6 +355,7 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env(|k| std::env::var(k).ok())?;
+        config.read_secret_files()?;
         Ok(config)
     }
 
@@ -414,6 +459,18 @@ impl Config {
         if let Some(v) = var("CARECALL_HOOKS_TIMEOUT_SECS") {
             self.hooks.timeout_secs = v.parse().context("CARECALL_HOOKS_TIMEOUT_SECS")?;
         }
+        if let Some(v) = var("CARECALL_MODE") {
+            self.mode = v.parse().context("CARECALL_MODE")?;
+        }
+        if let Some(v) = var("CARECALL_LINK_SECRET_FILE") {
+            self.link_secret_file = Some(v.into());
+        }
+        if let Some(v) = var("CARECALL_TURN_SECRET_FILE") {
+            self.turn.secret_file = Some(v.into());
+        }
+        if let Some(v) = var("CARECALL_RECORDING_SECRET_FILE") {
+            self.recording.secret_file = Some(v.into());
+        }
         if let Some(v) = var("CARECALL_HTTPS_ENABLED") {
             self.https.enabled = v
                 .parse()
@@ -490,6 +547,86 @@ impl Config {
             max_backoff: Duration::from_secs(self.hooks.max_backoff_secs.max(1)),
             timeout: Duration::from_secs(self.hooks.timeout_secs.max(1)),
         })
+    }
+
+    /// Reads secrets given as files (`*_secret_file`) into their settings.
+    pub fn read_secret_files(&mut self) -> anyhow::Result<()> {
+        let read = |key: &str, path: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .map(|s| s.trim().to_owned())
+                        .with_context(|| format!("{key}: reading {}", p.display()))
+                })
+                .transpose()
+        };
+        if let Some(s) = read("link_secret_file", &self.link_secret_file)? {
+            self.link_secret = Some(s);
+        }
+        if let Some(s) = read("turn.secret_file", &self.turn.secret_file)? {
+            self.turn.secret = Some(s);
+        }
+        if let Some(s) = read("recording.secret_file", &self.recording.secret_file)? {
+            self.recording.secret = Some(s);
+        }
+        Ok(())
+    }
+
+    /// What production mode refuses to start with: (key, why). Empty in
+    /// development mode.
+    pub fn production_problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if self.mode != Mode::Production {
+            return problems;
+        }
+        let mut secret = |key: &str, value: &Option<String>, needed: bool| {
+            if !needed {
+                return;
+            }
+            match value {
+                None => problems.push((
+                    key.to_owned(),
+                    format!("production mode needs {key} set (in the file, a {key}_file, or the environment): a secret generated into the data directory is for development"),
+                )),
+                Some(s) if s.contains(PLACEHOLDER) => problems.push((
+                    key.to_owned(),
+                    format!("{key} is still the example file's placeholder; make one with `openssl rand -hex 32`"),
+                )),
+                Some(s) if s.len() < 32 => problems.push((
+                    key.to_owned(),
+                    format!("{key} is {} characters; use at least 32", s.len()),
+                )),
+                Some(_) => {}
+            }
+        };
+        secret("link_secret", &self.link_secret, true);
+        secret(
+            "turn.secret",
+            &self.turn.secret,
+            self.turn.enabled || !self.turn.urls.is_empty(),
+        );
+        secret(
+            "recording.secret",
+            &self.recording.secret,
+            self.recording.enabled && !self.recording.plain,
+        );
+        let https_url = self
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if !self.https.enabled && !https_url {
+            problems.push((
+                "https.enabled".into(),
+                "production mode needs HTTPS (https.enabled, or public_url on an HTTPS reverse proxy): browsers give the camera only to secure pages".into(),
+            ));
+        }
+        if self.https.enabled && self.https.cert.is_none() && !https_url {
+            problems.push((
+                "https.cert".into(),
+                "production mode needs a real certificate (https.cert and https.key), not the self-signed development one".into(),
+            ));
+        }
+        problems
     }
 
     /// Where recordings go.
