@@ -131,6 +131,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         }
         print_banner(&config, &signer, &media, turn.as_ref())?;
         let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx));
+        let turn_running = turn.is_some();
         if let Some(t) = turn {
             state = state.with_turn(t.offer);
         }
@@ -152,6 +153,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 zone,
                 signer,
                 base_url: config.base_url(),
+                turn_running,
                 recordings: config.recording.enabled.then_some(RecordingAccess {
                     links: downloads,
                     key: recording_key,

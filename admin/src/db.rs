@@ -115,6 +115,11 @@ const MIGRATIONS: &[&str] = &[
         deleted_at_ms INTEGER
     );
     CREATE INDEX recordings_age ON recordings (state, started_at_ms);",
+    // One row, rewritten by each readiness check: proof the disk takes writes.
+    "CREATE TABLE health (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        checked_at_ms INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes (SQLite's `user_version`).

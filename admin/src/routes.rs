@@ -47,6 +47,7 @@ pub struct AdminState {
     pub(crate) checks: crate::check::SharedChecks,
     pub(crate) check_sessions: Arc<crate::check::CheckSessions>,
     pub(crate) recordings: Option<crate::RecordingAccess>,
+    pub(crate) turn_running: bool,
 }
 
 /// How the admin plane is set up.
@@ -63,6 +64,8 @@ pub struct AdminOptions {
     pub base_url: String,
     /// Finished recordings' downloads; `None` when recording is off.
     pub recordings: Option<crate::RecordingAccess>,
+    /// The embedded TURN server was started (for `/readyz`).
+    pub turn_running: bool,
 }
 
 impl AdminState {
@@ -93,6 +96,7 @@ impl AdminState {
             checks: Arc::new(Mutex::new(checks)),
             check_sessions: Arc::default(),
             recordings: options.recordings,
+            turn_running: options.turn_running,
         }
     }
 
@@ -199,6 +203,7 @@ pub fn routes(state: AdminState) -> Router {
     ));
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
         .route("/admin/login", get(pages::login).post(auth::login))
         .route("/admin/admin.css", get(pages::style))
         .route(
@@ -249,6 +254,40 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
             (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response()
         }
     }
+}
+
+/// `GET /readyz`: 200 when the hub can take calls (the database takes a
+/// write, every media worker runs and has its sockets), 503 otherwise, with
+/// what failed. For a container health check or a load balancer; `/healthz`
+/// only says the process answers.
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let database = match crate::blocking_locked(&state.history, |log| log.check_writable()).await {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness: database not writable");
+            format!("not writable: {e}")
+        }
+    };
+    let media = if !state.media.is_alive() {
+        "a media worker has stopped".to_owned()
+    } else if state.media.local_addrs().is_empty() {
+        "no media socket bound".to_owned()
+    } else {
+        "ok".to_owned()
+    };
+    let ready = database == "ok" && media == "ok";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "ready": ready,
+        "database": database,
+        "media": media,
+        "turn": if state.turn_running { "running" } else { "off" },
+    });
+    (status, axum::Json(body)).into_response()
 }
 
 /// Whether the request carries `Authorization: Bearer <token>`.

@@ -242,6 +242,19 @@ impl CallLog {
         })
     }
 
+    /// Writes (and commits) one row: fails when the database cannot take
+    /// writes (disk full, read-only, locked past the busy timeout).
+    pub fn check_writable(&self) -> Result<(), AdminError> {
+        let now = ms(SystemTime::now());
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO health (id, checked_at_ms) VALUES (1, ?1)",
+                [now],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// Record-hook deliveries waiting and given up on.
     pub fn hook_counts(&self) -> Result<crate::metrics::HookCounts, AdminError> {
         let waiting = crate::hooks::waiting(&self.conn).map_err(|e| self.err(e))?;

@@ -131,6 +131,12 @@ impl MediaServer {
         })
     }
 
+    /// Whether every media worker thread is still running (a worker only
+    /// stops when its thread died).
+    pub fn is_alive(&self) -> bool {
+        self.workers.iter().all(|w| !w.commands.is_closed())
+    }
+
     /// Every UDP address the media plane listens on, across workers.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.workers.iter().flat_map(|w| w.addrs.clone()).collect()
