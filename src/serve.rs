@@ -161,6 +161,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
             },
         );
         tokio::spawn(admin.clone().record_quality());
+        let readiness = carecall_admin::readiness_routes(admin.clone());
         let app = carecall_signalling::app(state).merge(carecall_admin::routes(admin));
         // With HTTPS on, the app is served there and plain HTTP only redirects.
         let app = match https {
@@ -168,14 +169,31 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 tokio::spawn(certs.clone().watch());
                 let tls_listener = tokio::net::TcpListener::from_std(tls_listener)?;
                 tokio::spawn(crate::https::serve(tls_listener, app, certs, self_signed.is_none()));
-                crate::https::redirect(config.base_url())
+                // Health checks stay on plain HTTP; everything else moves.
+                crate::https::redirect(config.base_url()).merge(readiness)
             }
             None => app,
         };
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        // SIGHUP (`systemctl reload`) must never end the process: the
+        // certificate watcher reloads on it; otherwise it is only noted.
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: certificates reloaded if configured from files");
+            }
+        });
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
+            .with_graceful_shutdown(async move {
+                // Ctrl-C, or SIGTERM from systemd or a container runtime.
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::info!("shutting down");
             })
             .await
             .context("HTTP server")

@@ -72,6 +72,9 @@ async fn a_call_over_https_on_a_lan_address_has_camera_and_microphone() {
     let http_base = format!("http://{ip}:{}", server_http_port(&server));
     let reply = support::http::request(&http_base, "GET", "/join?t=abc", &[], None).await;
     assert_eq!(reply.status, 308);
+    // Health checks answer there without a certificate.
+    let ready = support::http::request(&http_base, "GET", "/readyz", &[], None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(
         reply.header("location"),
         Some(format!("{}/join?t=abc", server.base_url).as_str())

@@ -7,8 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::peer::{TestPeer, KEYFRAME_EVERY};
-use support::{token_of, Server, ServerOptions};
+use support::peer::KEYFRAME_EVERY;
+use support::{Server, ServerOptions};
 
 /// True when `c` is a run of consecutive integers.
 fn contiguous(c: &[u32]) -> bool {
@@ -18,21 +18,8 @@ fn contiguous(c: &[u32]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_peers_exchange_audio_and_video_through_the_sfu() {
     let server = Server::start();
-    let home = server.link("ward-3", "home", "Rose Court", "1h");
-    let clinician = server.link("ward-3", "clinician", "Dr Hub", "1h");
-
-    let mut a = TestPeer::join(&server.ws_url(), &token_of(&home), 1).await;
-    let mut b = TestPeer::join(&server.ws_url(), &token_of(&clinician), 2).await;
-    a.wait_connected(Duration::from_secs(10)).await;
-    b.wait_connected(Duration::from_secs(10)).await;
-    let (apts, bpts) = (a.payload_types().await, b.payload_types().await);
-
     // 6 s of media: 300 audio packets and 150 video frames from each side.
-    for n in 0..300u32 {
-        a.send_tick(n, apts).await;
-        b.send_tick(n, bpts).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (a, b) = support::peer::call_of_two(&server, "ward-3", 300).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     for (rx, tx) in [(&a, &b), (&b, &a)] {
@@ -129,18 +116,7 @@ async fn json_logs_name_the_room_and_participant_on_every_call_line() {
         json_log: true,
         ..ServerOptions::default()
     });
-    let home = server.link("ward-8", "home", "Rose Court", "1h");
-    let clinician = server.link("ward-8", "clinician", "Dr Hub", "1h");
-    let mut a = TestPeer::join(&server.ws_url(), &token_of(&home), 1).await;
-    let mut b = TestPeer::join(&server.ws_url(), &token_of(&clinician), 2).await;
-    a.wait_connected(Duration::from_secs(10)).await;
-    b.wait_connected(Duration::from_secs(10)).await;
-    let (apts, bpts) = (a.payload_types().await, b.payload_types().await);
-    for n in 0..100u32 {
-        a.send_tick(n, apts).await;
-        b.send_tick(n, bpts).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (a, b) = support::peer::call_of_two(&server, "ward-8", 100).await;
     let ids = [a.participant.clone(), b.participant.clone()];
     a.close().await;
     b.close().await;

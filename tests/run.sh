@@ -3,7 +3,8 @@
 # need (Debian's chromium and chromium-driver; iproute2 and iptables for the
 # emulated poor networks, which also need root; cmake to build the bundled
 # libopus; ffmpeg to check recordings), checks formatting and lints,
-# then runs every unit, integration and browser test.
+# then runs every unit, integration and browser test, and checks the
+# deployment files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +30,8 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked
+# The deployment files: the systemd unit, Prometheus rules, the Grafana
+# dashboard, the Dockerfile (linted), then the Dockerfile's build steps run
+# on this host (CI cannot pull its base images).
+CARECALL_BIN=target/debug/carecall deploy/check.sh
+deploy/docker-steps.sh

@@ -35,7 +35,9 @@ pub use call_log::{
 };
 pub use downloads::DownloadLinks;
 pub use recordings::{delete_expired, RecordingAccess};
-pub use routes::{protected_routes, routes, AdminOptions, AdminState, QUALITY_SAMPLE_EVERY};
+pub use routes::{
+    protected_routes, readiness_routes, routes, AdminOptions, AdminState, QUALITY_SAMPLE_EVERY,
+};
 
 /// What can go wrong in the admin plane.
 #[derive(Debug, thiserror::Error)]

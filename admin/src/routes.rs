@@ -191,6 +191,14 @@ fn protected() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
     ]
 }
 
+/// `/readyz` alone: for the plain HTTP address when it otherwise only
+/// redirects to HTTPS, so health checks need no certificate.
+pub fn readiness_routes(state: AdminState) -> Router {
+    Router::new()
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
 /// The admin routes, to merge into the server's router.
 pub fn routes(state: AdminState) -> Router {
     let mut guarded = Router::new();

@@ -402,3 +402,21 @@ fn counter_of(kind: &str, payload: &[u8]) -> Option<u32> {
     let b = payload.get(at..at + 4)?;
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
+
+/// A home and a clinician in `room` on `server`, connected, each having sent
+/// `ticks` 20 ms steps of media (audio every step, video every other).
+pub async fn call_of_two(server: &super::Server, room: &str, ticks: u32) -> (TestPeer, TestPeer) {
+    let home = server.link(room, "home", "Rose Court", "1h");
+    let clinician = server.link(room, "clinician", "Dr Hub", "1h");
+    let mut a = TestPeer::join(&server.ws_url(), &super::token_of(&home), 1).await;
+    let mut b = TestPeer::join(&server.ws_url(), &super::token_of(&clinician), 2).await;
+    a.wait_connected(Duration::from_secs(10)).await;
+    b.wait_connected(Duration::from_secs(10)).await;
+    let (apts, bpts) = (a.payload_types().await, b.payload_types().await);
+    for n in 0..ticks {
+        a.send_tick(n, apts).await;
+        b.send_tick(n, bpts).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (a, b)
+}
