@@ -93,6 +93,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Care homes and their permanent "Call the hub" links.
+    Home {
+        #[command(subcommand)]
+        action: HomeAction,
+    },
     /// Configuration files.
     Config {
         #[command(subcommand)]
@@ -102,6 +107,27 @@ enum Command {
     Recording {
         #[command(subcommand)]
         action: RecordingAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum HomeAction {
+    /// Add a home and print its link.
+    Add {
+        /// The home's name, as the hub sees it.
+        name: String,
+    },
+    /// List homes with their ids.
+    List,
+    /// Withdraw a home's link.
+    Revoke {
+        /// The home's id (from `carecall home list`).
+        id: String,
+    },
+    /// Give a home a new link (the old one stops working) and print it.
+    Reissue {
+        /// The home's id.
+        id: String,
     },
 }
 
@@ -242,6 +268,7 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Recording { action } => recording::run(action, config),
         Command::Config { .. } => unreachable!("handled before the configuration is loaded"),
+        Command::Home { action } => homes(action, &config),
         Command::Backup { file, data_dir } => {
             if let Some(d) = data_dir {
                 config.data_dir = d;
@@ -300,6 +327,51 @@ fn config_check(file: Option<&std::path::Path>) -> ExitCode {
         println!("  {p}");
     }
     ExitCode::FAILURE
+}
+
+/// `carecall home …`: homes are kept in the hub's database.
+fn homes(action: HomeAction, config: &Config) -> anyhow::Result<()> {
+    let log = carecall_admin::CallLog::open(&config.data_dir.join("carecall.db"))?;
+    let secret = secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;
+    let links = carecall_admin::home_links::HomeLinks::new(&secret);
+    let link = |h: &carecall_admin::Home| {
+        format!(
+            "{}/home?t={}",
+            config.base_url(),
+            links.token(&h.id, h.link_version)
+        )
+    };
+    let now = jiff::Timestamp::now().as_millisecond();
+    match action {
+        HomeAction::Add { name } => {
+            let home = log.add_home(&name, now)?;
+            println!("{}  {}", home.id, home.name);
+            println!("{}", link(&home));
+        }
+        HomeAction::List => {
+            for h in log.homes()? {
+                let state = if h.revoked_at_ms.is_some() {
+                    "withdrawn"
+                } else {
+                    "active"
+                };
+                println!("{}  {:<9}  {}", h.id, state, h.name);
+            }
+        }
+        HomeAction::Revoke { id } => {
+            if !log.revoke_home(&id, now)? {
+                anyhow::bail!("no active home {id:?} (see carecall home list)");
+            }
+            println!("{id}: link withdrawn");
+        }
+        HomeAction::Reissue { id } => {
+            let Some(home) = log.reissue_home(&id)? else {
+                anyhow::bail!("no home {id:?} (see carecall home list)");
+            };
+            println!("{}", link(&home));
+        }
+    }
+    Ok(())
 }
 
 /// One line per table: `calls 12`.

@@ -154,6 +154,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 signer,
                 base_url: config.base_url(),
                 turn_running,
+                home_links: carecall_admin::home_links::HomeLinks::new(&secret),
                 recordings: config.recording.enabled.then_some(RecordingAccess {
                     links: downloads,
                     key: recording_key,

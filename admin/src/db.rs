@@ -120,6 +120,27 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 1),
         checked_at_ms INTEGER NOT NULL
     );",
+    // Care homes and the hub's call queue (a waiting call survives a restart).
+    "CREATE TABLE homes (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        revoked_at_ms INTEGER,
+        link_version INTEGER NOT NULL
+    );
+    CREATE TABLE queued_calls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        home_id TEXT NOT NULL REFERENCES homes (id),
+        urgent INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        initials TEXT NOT NULL,
+        room TEXT NOT NULL,
+        state TEXT NOT NULL,
+        queued_at_ms INTEGER NOT NULL,
+        answered_at_ms INTEGER,
+        answered_by TEXT
+    );
+    CREATE INDEX queued_calls_waiting ON queued_calls (state, urgent, queued_at_ms);",
 ];
 
 /// The schema version this build writes (SQLite's `user_version`).

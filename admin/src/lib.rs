@@ -18,6 +18,7 @@ mod dashboard;
 mod db;
 mod downloads;
 pub mod history;
+pub mod home_links;
 pub mod hooks;
 mod join_times;
 mod limiter;
@@ -25,13 +26,14 @@ mod links;
 pub mod metrics;
 mod pages;
 pub mod quality;
+mod queue;
 mod recordings;
 mod routes;
 
 pub use accounts::{Accounts, AdminSession, NewSession, MIN_PASSWORD_LEN, SESSION_TTL};
 pub use call_log::{
-    CallDetail, CallLog, CallRecord, ParticipantSession, QualitySample, RecordingRow,
-    SessionDetail, StoredSample,
+    Answer, CallDetail, CallLog, CallRecord, Home, ParticipantSession, QualitySample, QueuedCall,
+    RecordingRow, SessionDetail, StoredSample,
 };
 pub use downloads::DownloadLinks;
 pub use recordings::{delete_expired, RecordingAccess};

@@ -8,6 +8,23 @@ const LOGIN: &str = include_str!("../client/login.html");
 const DASHBOARD: &str = include_str!("../client/dashboard.html");
 const DASHBOARD_SCRIPT: &str = include_str!("../client/dashboard.js");
 const STYLE: &str = include_str!("../client/admin.css");
+const HOME: &str = include_str!("../client/home.html");
+const HOME_SCRIPT: &str = include_str!("../client/home.js");
+
+/// `GET /home?t=…`: the care home's "Call the hub" page (the token is
+/// checked by the API it calls).
+pub(crate) async fn home() -> Html<&'static str> {
+    Html(HOME)
+}
+
+/// `GET /home/home.js`
+pub(crate) async fn home_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        HOME_SCRIPT,
+    )
+        .into_response()
+}
 
 /// `GET /admin/login`
 pub(crate) async fn login() -> Html<&'static str> {

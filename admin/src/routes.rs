@@ -48,6 +48,7 @@ pub struct AdminState {
     pub(crate) check_sessions: Arc<crate::check::CheckSessions>,
     pub(crate) recordings: Option<crate::RecordingAccess>,
     pub(crate) turn_running: bool,
+    pub(crate) home_links: crate::home_links::HomeLinks,
 }
 
 /// How the admin plane is set up.
@@ -66,6 +67,8 @@ pub struct AdminOptions {
     pub recordings: Option<crate::RecordingAccess>,
     /// The embedded TURN server was started (for `/readyz`).
     pub turn_running: bool,
+    /// Signs and reads care homes' permanent links.
+    pub home_links: crate::home_links::HomeLinks,
 }
 
 impl AdminState {
@@ -97,6 +100,7 @@ impl AdminState {
             check_sessions: Arc::default(),
             recordings: options.recordings,
             turn_running: options.turn_running,
+            home_links: options.home_links,
         }
     }
 
@@ -186,6 +190,12 @@ fn protected() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
             "/admin/api/recordings",
             get(crate::recordings::list),
         ),
+        (Method::GET, "/admin/api/queue", get(crate::queue::queue)),
+        (
+            Method::POST,
+            "/admin/api/queue/{id}/answer",
+            post(crate::queue::answer),
+        ),
         (Method::POST, "/admin/api/links", post(links::create)),
         (Method::POST, "/admin/logout", post(auth::logout)),
     ]
@@ -218,6 +228,11 @@ pub fn routes(state: AdminState) -> Router {
             "/recordings/{id}/download",
             get(crate::recordings::download),
         )
+        .route("/home", get(pages::home))
+        .route("/home/home.js", get(pages::home_script))
+        .route("/home/api/calls", post(crate::queue::call))
+        .route("/home/api/calls/{id}", get(crate::queue::call_status))
+        .route("/home/api/calls/{id}/cancel", post(crate::queue::cancel))
         .route("/check", get(check::page))
         .route("/check/check.js", get(check::script))
         .route("/check/api/session", post(check::session))

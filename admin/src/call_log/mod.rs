@@ -3,10 +3,12 @@
 
 mod detail;
 mod quality;
+mod queue;
 mod recordings;
 
 pub use detail::{CallDetail, SessionDetail, StoredSample};
 pub use quality::{samples, QualitySample};
+pub use queue::{Answer, Home, QueuedCall};
 pub(crate) use recordings::ready_recordings;
 pub use recordings::RecordingRow;
 

@@ -111,28 +111,41 @@ impl Deliverer {
             Outcome::Delivered => None,
             Outcome::Retry(why) | Outcome::Refused(why) => Some(why.clone()),
         };
+        let given_up = match &outcome {
+            Outcome::Delivered => false,
+            Outcome::Refused(_) => true,
+            Outcome::Retry(_) => {
+                now - row.created_at_ms >= options.give_up_after.as_millis() as i64
+            }
+        };
         let result = self
             .with_db(move |c| match outcome {
                 Outcome::Delivered => outbox::delivered(c, seq),
                 Outcome::Refused(why) => outbox::dead_letter(c, seq, now, &why),
-                Outcome::Retry(why)
-                    if now - row.created_at_ms >= options.give_up_after.as_millis() as i64 =>
-                {
-                    outbox::dead_letter(
-                        c,
-                        seq,
-                        now,
-                        &format!("gave up after {} attempts: {why}", row.attempts + 1),
-                    )
-                }
+                Outcome::Retry(why) if given_up => outbox::dead_letter(
+                    c,
+                    seq,
+                    now,
+                    &format!("gave up after {} attempts: {why}", row.attempts + 1),
+                ),
                 Outcome::Retry(why) => {
                     let wait = backoff(row.attempts + 1, options.max_backoff);
                     outbox::retry_later(c, seq, now + wait.as_millis() as i64, &why)
                 }
             })
             .await;
+        // One line when an event first fails and one when it is given up;
+        // the retries in between (a day's worth in a long outage) at debug.
         if let Some(why) = log {
-            tracing::info!(event = %row.event_id, endpoint = %row.endpoint, attempt = row.attempts + 1, reason = %why, "hook not delivered");
+            let attempt = row.attempts + 1;
+            let (event, endpoint) = (&row.event_id, &row.endpoint);
+            if given_up {
+                tracing::warn!(%event, %endpoint, attempt, reason = %why, "hook given up: now a dead letter an admin can retry");
+            } else if attempt == 1 {
+                tracing::warn!(%event, %endpoint, reason = %why, "hook not delivered; retrying with backoff");
+            } else {
+                tracing::debug!(%event, %endpoint, attempt, reason = %why, "hook not delivered");
+            }
         }
         if let Err(e) = result {
             tracing::error!(error = %e, "hook outbox update failed");

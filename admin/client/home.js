@@ -1,0 +1,72 @@
+// The care home's "Call the hub" page: one big button, an optional reason,
+// then the place in the queue until someone answers, and into the call.
+const $ = (id) => document.getElementById(id);
+const token = new URLSearchParams(location.search).get('t') || '';
+let call = null;
+
+function say(id, text) {
+  $(id).textContent = text;
+  $(id).hidden = !text;
+}
+
+async function preview() {
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+    $('preview').srcObject = stream;
+    $('waiting-preview').srcObject = stream;
+  } catch (e) {
+    // The call page asks again; the queue does not need the camera.
+  }
+}
+
+async function placeCall() {
+  $('call-button').disabled = true;
+  const urgent = document.querySelector('input[name=urgency]:checked').value === 'urgent';
+  const res = await fetch('/home/api/calls', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token, urgent, reason: $('reason').value, initials: $('initials').value }),
+  });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    say('ask-message', body.error || 'The hub could not be called. Try again.');
+    $('call-button').disabled = false;
+    return;
+  }
+  call = body.call;
+  window.carecallHome = { call };
+  $('ask').hidden = true;
+  $('waiting').hidden = false;
+  show(body);
+  poll();
+}
+
+function show(s) {
+  if (s.state === 'waiting') {
+    const wait = s.estimated_wait_seconds ? ` About ${Math.max(1, Math.round(s.estimated_wait_seconds / 60))} min.` : '';
+    $('position').textContent = `You are number ${s.position} in the queue.${wait}`;
+  } else if (s.state === 'answered') {
+    $('waiting-title').textContent = `${s.answered_by} is answering`;
+    $('position').textContent = 'Joining the call…';
+    if (s.join_url) location.href = s.join_url;
+  } else if (s.state === 'cancelled') {
+    $('waiting-title').textContent = 'Call cancelled';
+    $('position').textContent = 'You can close this page, or reload it to call again.';
+  }
+}
+
+async function poll() {
+  if (call === null) return;
+  const res = await fetch(`/home/api/calls/${call}?t=${encodeURIComponent(token)}`);
+  const body = await res.json().catch(() => ({}));
+  if (res.ok) show(body);
+  else $('position').textContent = body.error || 'The hub cannot be reached; still trying.';
+  if (!res.ok || body.state === 'waiting') setTimeout(poll, 2000);
+}
+
+$('call-button').onclick = placeCall;
+$('cancel-button').onclick = async () => {
+  await fetch(`/home/api/calls/${call}/cancel?t=${encodeURIComponent(token)}`, { method: 'POST' });
+  poll();
+};
+preview();

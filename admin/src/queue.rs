@@ -1,0 +1,251 @@
+//! The call queue over HTTP. Care homes call with their permanent home link
+//! (no session: the link is the permission, and it only ever shows the
+//! home its own call); operators see the queue and answer from a signed-in
+//! session. Answering is atomic in the database: two operators at the same
+//! instant get one "answered" and one "already answered".
+
+use std::time::SystemTime;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use carecall_signalling::{JoinClaims, Role};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::accounts::AdminSession;
+use crate::call_log::{ms, Answer, CallLog, Home, QueuedCall};
+use crate::home_links::HomeLinkError;
+use crate::routes::AdminState;
+use crate::{json_error, AdminError};
+
+/// How long the join links handed out at answer time last.
+const CALL_LINK_HOURS: u64 = 4;
+
+/// Longest free-text reason a home may give.
+const MAX_REASON: usize = 500;
+
+fn now_ms() -> i64 {
+    ms(SystemTime::now())
+}
+
+/// The home a token names, if it is valid and not withdrawn.
+fn home_of(
+    log: &CallLog,
+    links: &crate::home_links::HomeLinks,
+    token: &str,
+) -> Result<Result<Home, HomeLinkError>, AdminError> {
+    let (id, version) = match links.read(token) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(match log.home(&id)? {
+        Some(h) if h.revoked_at_ms.is_none() && h.link_version == version => Ok(h),
+        _ => Err(HomeLinkError::Withdrawn),
+    })
+}
+
+fn refused(e: HomeLinkError) -> Response {
+    json_error(StatusCode::FORBIDDEN, e.to_string())
+}
+
+fn unavailable(e: AdminError) -> Response {
+    tracing::error!(error = %e, "call queue unavailable");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the call queue cannot be reached; try again",
+    )
+}
+
+/// A signed join link into `room` for `role`, named `name`.
+fn join_link(state: &AdminState, room: &str, role: Role, name: &str) -> Option<String> {
+    let claims = JoinClaims {
+        room: room.to_owned(),
+        role,
+        name: name.to_owned(),
+        exp: carecall_signalling::token::unix_now() + CALL_LINK_HOURS * 3600,
+    };
+    let token = state.signer.sign(&claims).ok()?;
+    Some(format!("{}/join?t={token}", state.base_url))
+}
+
+/// Where a call stands for its home: position and estimated wait while it
+/// waits; who answered and the way in once answered.
+fn status(
+    state: &AdminState,
+    call: &QueuedCall,
+    queue: &[QueuedCall],
+    mean_wait: Option<f64>,
+) -> serde_json::Value {
+    let position = queue.iter().position(|c| c.id == call.id).map(|i| i + 1);
+    let join = (call.state == "answered")
+        .then(|| join_link(state, &call.room, Role::Home, &call.home_name))
+        .flatten();
+    json!({
+        "call": call.id,
+        "state": call.state,
+        "position": position,
+        "estimated_wait_seconds": position.zip(mean_wait).map(|(p, w)| (p as f64 * w).round()),
+        "answered_by": call.answered_by,
+        "join_url": join,
+    })
+}
+
+/// What the "Call the hub" page posts.
+#[derive(Deserialize)]
+pub(crate) struct CallRequest {
+    token: String,
+    #[serde(default)]
+    urgent: bool,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    initials: String,
+}
+
+/// `POST /home/api/calls`: a home calls the hub.
+pub(crate) async fn call(
+    State(state): State<AdminState>,
+    Json(req): Json<CallRequest>,
+) -> Response {
+    let reason = req.reason.trim().to_owned();
+    if reason.chars().count() > MAX_REASON {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            format!("the reason is at most {MAX_REASON} characters"),
+        );
+    }
+    let initials = req.initials.trim().to_uppercase();
+    if initials.chars().count() > 4 || !initials.chars().all(|c| c.is_alphabetic()) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "initials only: up to 4 letters, no names or numbers",
+        );
+    }
+    let links = state.home_links.clone();
+    let st = state.clone();
+    let result = crate::blocking_locked(&state.history, move |log| {
+        let home = match home_of(log, &links, &req.token)? {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e)),
+        };
+        let call = log.queue_call(&home, req.urgent, &reason, &initials, now_ms())?;
+        tracing::info!(home = %home.name, call = call.id, urgent = req.urgent, "home called the hub");
+        let queue = log.queue()?;
+        Ok(Ok(status(&st, &call, &queue, log.mean_wait_seconds()?)))
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => (StatusCode::CREATED, Json(body)).into_response(),
+        Ok(Err(e)) => refused(e),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The home's token on its status and cancel requests.
+#[derive(Deserialize)]
+pub(crate) struct HomeToken {
+    t: String,
+}
+
+/// `GET /home/api/calls/{id}?t=…`: the home's own call, and only its own.
+pub(crate) async fn call_status(
+    State(state): State<AdminState>,
+    Path(id): Path<i64>,
+    Query(q): Query<HomeToken>,
+) -> Response {
+    let links = state.home_links.clone();
+    let st = state.clone();
+    let result = crate::blocking_locked(&state.history, move |log| {
+        let home = match home_of(log, &links, &q.t)? {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(Some(e))),
+        };
+        match log.queued_call(id)? {
+            Some(call) if call.home_id == home.id => {
+                let queue = log.queue()?;
+                Ok(Ok(status(&st, &call, &queue, log.mean_wait_seconds()?)))
+            }
+            _ => Ok(Err(None)),
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => Json(body).into_response(),
+        Ok(Err(Some(e))) => refused(e),
+        Ok(Err(None)) => json_error(StatusCode::NOT_FOUND, "this home has no such call"),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /home/api/calls/{id}/cancel?t=…`
+pub(crate) async fn cancel(
+    State(state): State<AdminState>,
+    Path(id): Path<i64>,
+    Query(q): Query<HomeToken>,
+) -> Response {
+    let links = state.home_links.clone();
+    let result = crate::blocking_locked(&state.history, move |log| {
+        let home = match home_of(log, &links, &q.t)? {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(log.cancel_call(id, &home.id)?))
+    })
+    .await;
+    match result {
+        Ok(Ok(true)) => Json(json!({ "cancelled": id })).into_response(),
+        Ok(Ok(false)) => json_error(StatusCode::CONFLICT, "the call is no longer waiting"),
+        Ok(Err(e)) => refused(e),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `GET /admin/api/queue`: waiting calls, urgent first, then by waiting time.
+pub(crate) async fn queue(State(state): State<AdminState>) -> Response {
+    match crate::blocking_locked(&state.history, |log| log.queue()).await {
+        Ok(calls) => {
+            let now = now_ms();
+            let list: Vec<_> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    json!({
+                        "position": i + 1, "call": c.id, "home": c.home_name, "urgent": c.urgent,
+                        "reason": c.reason, "initials": c.initials,
+                        "waiting_seconds": (now - c.queued_at_ms).max(0) / 1000,
+                    })
+                })
+                .collect();
+            Json(json!({ "queue": list })).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /admin/api/queue/{id}/answer`: the operator takes the call and
+/// gets the way into it.
+pub(crate) async fn answer(
+    State(state): State<AdminState>,
+    Extension(admin): Extension<AdminSession>,
+    Path(id): Path<i64>,
+) -> Response {
+    let who = admin.name.clone();
+    match crate::blocking_locked(&state.history, move |log| log.answer(id, &who, now_ms())).await {
+        Ok(Answer::Answered(call)) => {
+            tracing::info!(admin = %admin.name, call = id, home = %call.home_name, waited_ms = call.answered_at_ms.unwrap_or(0) - call.queued_at_ms, "call answered");
+            let link = join_link(&state, &call.room, Role::Clinician, &admin.name);
+            Json(json!({ "call": id, "room": call.room, "join_url": link, "home": call.home_name }))
+                .into_response()
+        }
+        Ok(Answer::AlreadyTaken(call)) => {
+            let by = call
+                .answered_by
+                .unwrap_or_else(|| "the home (cancelled)".into());
+            json_error(StatusCode::CONFLICT, format!("already answered by {by}"))
+        }
+        Ok(Answer::NoSuchCall) => json_error(StatusCode::NOT_FOUND, format!("no call {id}")),
+        Err(e) => unavailable(e),
+    }
+}
