@@ -4,6 +4,7 @@
 
 mod config;
 mod https;
+mod pem;
 mod recording;
 mod secret;
 mod serve;

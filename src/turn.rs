@@ -10,8 +10,6 @@ use anyhow::Context;
 use carecall_sfu::turn::{start_turn, RelayBook, TurnConfig, TurnSecret};
 use carecall_sfu::MediaServer;
 use carecall_signalling::TurnOffer;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::Config;
 
@@ -140,27 +138,11 @@ fn tls_config(
     cert: Option<&Path>,
     key: Option<&Path>,
 ) -> anyhow::Result<(Arc<rustls::ServerConfig>, Option<String>)> {
-    let (chain, key, spki) = match (cert, key) {
-        (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .with_context(|| format!("reading the TURN certificate {}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .with_context(|| format!("reading the TURN key {}", key.display()))?;
-            (chain, key, None)
-        }
+    let ((chain, key), spki) = match (cert, key) {
+        (Some(cert), Some(key)) => (crate::pem::read(cert, key, "TURN")?, None),
         (None, None) => {
-            let generated = rcgen::generate_simple_self_signed(vec![host.to_owned()])
-                .context("generating a self-signed TURN certificate")?;
-            let spki = ring::digest::digest(
-                &ring::digest::SHA256,
-                &rcgen::PublicKeyData::subject_public_key_info(&generated.signing_key),
-            );
-            use base64::Engine;
-            let spki = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
-            let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der())
-                .map_err(|e| anyhow::anyhow!("self-signed TURN key: {e}"))?;
-            (vec![generated.cert.der().clone()], key, Some(spki))
+            let dev = crate::pem::self_signed(vec![host.to_owned()], "TURN")?;
+            (dev.pair, Some(dev.spki))
         }
         _ => anyhow::bail!("turn.cert and turn.key go together: set both or neither"),
     };

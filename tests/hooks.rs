@@ -160,11 +160,6 @@ async fn leave(mut ws: Socket) {
     let _ = ws.close(None).await;
 }
 
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 /// (type, participant) of each accepted event, in arrival order, by consultation.
 fn by_consultation(accepted: &[Delivery]) -> HashMap<i64, Vec<(String, String)>> {
     let mut out: HashMap<i64, Vec<(String, String)>> = HashMap::new();
@@ -181,7 +176,7 @@ fn by_consultation(accepted: &[Delivery]) -> HashMap<i64, Vec<(String, String)>>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_arrives_in_order_through_an_outage_and_errors() {
-    let addr = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let env = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     let server = Server::start_with(ServerOptions {
         env: vec![
@@ -331,7 +326,7 @@ async fn history(server: &Server) -> Vec<(i64, usize)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_is_lost_or_doubled_when_the_server_is_killed() {
-    let addr = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let receiver = Receiver::default();
     receiver.listen(addr).await;
     let env = |k: &str, v: &str| (k.to_owned(), v.to_owned());

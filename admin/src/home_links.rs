@@ -28,12 +28,8 @@ pub struct HomeLinks {
 impl HomeLinks {
     /// Links signed with a key derived from the hub's link secret.
     pub fn new(secret: &[u8]) -> Self {
-        let derived = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA256, secret),
-            b"carecall home links",
-        );
         HomeLinks {
-            key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            key: crate::derived_key(secret, b"carecall home links"),
         }
     }
 

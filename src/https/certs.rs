@@ -8,7 +8,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -44,14 +43,7 @@ fn certified(
 }
 
 fn load(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("reading the HTTPS certificate {}", cert.display()))?;
-    if chain.is_empty() {
-        anyhow::bail!("{} holds no certificate", cert.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("reading the HTTPS key {}", key.display()))?;
+    let (chain, key) = crate::pem::read(cert, key, "HTTPS")?;
     certified(chain, key)
 }
 
@@ -82,25 +74,22 @@ impl CertStore {
         hosts: Vec<String>,
         dir: &Path,
     ) -> anyhow::Result<(Arc<CertStore>, SelfSigned)> {
-        let generated = rcgen::generate_simple_self_signed(hosts)
-            .context("generating a self-signed certificate")?;
-        let spki = ring::digest::digest(
-            &ring::digest::SHA256,
-            &rcgen::PublicKeyData::subject_public_key_info(&generated.signing_key),
-        );
-        use base64::Engine;
-        let spki = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
+        let dev = crate::pem::self_signed(hosts, "HTTPS")?;
         let pem = dir.join("https-dev-cert.pem");
-        std::fs::write(&pem, generated.cert.pem())
-            .with_context(|| format!("writing {}", pem.display()))?;
-        let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der())
-            .map_err(|e| anyhow::anyhow!("self-signed key: {e}"))?;
-        let current = certified(vec![generated.cert.der().clone()], key)?;
+        std::fs::write(&pem, &dev.pem).with_context(|| format!("writing {}", pem.display()))?;
+        let (chain, key) = dev.pair;
+        let current = certified(chain, key)?;
         let store = Arc::new(CertStore {
             current: RwLock::new(Arc::new(current)),
             files: None,
         });
-        Ok((store, SelfSigned { spki, pem }))
+        Ok((
+            store,
+            SelfSigned {
+                spki: dev.spki,
+                pem,
+            },
+        ))
     }
 
     /// Reloads from the files: on a change seen every [`WATCH_EVERY`], and

@@ -3,7 +3,7 @@
 //! a network namespace the test made ([`Driver::start_in`]).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, TcpListener};
+use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,14 +27,6 @@ pub struct Driver {
     /// A TLS key (base64 SHA-256 of its SPKI) to accept though self-signed:
     /// the only way Chromium's TURN-over-TLS accepts a test certificate.
     trusted_spki: Option<String>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Four browsers, each encoding 720p and decoding the others, share two cores
@@ -99,7 +91,7 @@ fn camera_clip() -> std::path::PathBuf {
 
 impl Driver {
     pub async fn start() -> Driver {
-        let port = free_port();
+        let port = super::free_port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

@@ -38,6 +38,15 @@ pub struct Server {
     pub data_dir: std::sync::Arc<tempfile::TempDir>,
 }
 
+/// A loopback port free right now (for a listener the test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_carecall"))
 }

@@ -78,6 +78,16 @@ pub(crate) fn ready_recordings(
     rows.collect()
 }
 
+/// One recording by id.
+fn find(c: &Connection, id: &str) -> rusqlite::Result<Option<RecordingRow>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1"),
+        [id],
+        row,
+    )
+    .optional()
+}
+
 fn role_of(c: &Connection, participant: &str) -> rusqlite::Result<Option<String>> {
     c.query_row(
         "SELECT role FROM participant_sessions WHERE participant = ?1 ORDER BY id DESC LIMIT 1",
@@ -136,10 +146,7 @@ impl CallLog {
         let at = ms(at);
         let hooks = &self.hooks;
         self.change(|c| {
-            let Some(rec) = c
-                .query_row(&format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1"), [id], row)
-                .optional()?
-            else {
+            let Some(rec) = find(c, id)? else {
                 return Ok(());
             };
             match result {
@@ -202,10 +209,7 @@ impl CallLog {
         let at = ms(at);
         let hooks = &self.hooks;
         self.change(|c| {
-            let Some(rec) = c
-                .query_row(&format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1"), [id], row)
-                .optional()?
-            else {
+            let Some(rec) = find(c, id)? else {
                 return Ok(());
             };
             c.execute(
@@ -219,14 +223,7 @@ impl CallLog {
 
     /// One recording.
     pub fn recording(&self, id: &str) -> Result<Option<RecordingRow>, AdminError> {
-        self.conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1"),
-                [id],
-                row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+        find(&self.conn, id).map_err(|e| self.err(e))
     }
 
     /// Every recording, newest first.

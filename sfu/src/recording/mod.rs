@@ -126,32 +126,52 @@ pub(crate) fn start(
     let dropped = Arc::new(AtomicU64::new(0));
     let tap = RecordingTap::new(packets_in, wishes_out, dropped.clone());
     let (done_in, done_out) = oneshot::channel();
-    let t0 = Instant::now();
+    let parts = Parts {
+        t0: Instant::now(),
+        date_ns,
+        mixer,
+        wishes: wishes_in,
+        packets: packets_out,
+        dropped,
+        done: done_in,
+    };
     match &options.key {
         Some(key) => {
             let sink = SealedFile::create(&options.path, key, HEADER_SPACE).map_err(create)?;
-            let writer = WebmWriter::new(sink, date_ns).map_err(create)?;
-            spawn(
-                Recorder::new(t0, writer, mixer, wishes_in),
-                packets_out,
-                options,
-                dropped,
-                done_in,
-            );
+            launch(sink, parts, options)?;
         }
         None => {
             let sink = PlainFile::create(&options.path).map_err(create)?;
-            let writer = WebmWriter::new(sink, date_ns).map_err(create)?;
-            spawn(
-                Recorder::new(t0, writer, mixer, wishes_in),
-                packets_out,
-                options,
-                dropped,
-                done_in,
-            );
+            launch(sink, parts, options)?;
         }
     }
     Ok((tap, done_out))
+}
+
+/// What a recorder thread is started with, whatever its sink.
+struct Parts {
+    t0: Instant,
+    date_ns: i64,
+    mixer: AudioMixer,
+    wishes: std::sync::mpsc::Sender<(crate::id::ParticipantId, str0m::media::Mid)>,
+    packets: std::sync::mpsc::Receiver<tap::TapPacket>,
+    dropped: Arc<AtomicU64>,
+    done: oneshot::Sender<Result<RecordingSummary, RecordingError>>,
+}
+
+/// Starts the WebM file on `sink` and the recorder thread writing it.
+fn launch<S: RecordingSink + Send + 'static>(
+    sink: S,
+    p: Parts,
+    options: RecordingOptions,
+) -> Result<(), RecordingError> {
+    let writer = WebmWriter::new(sink, p.date_ns).map_err(|source| RecordingError::Create {
+        path: options.path.clone(),
+        source,
+    })?;
+    let recorder = Recorder::new(p.t0, writer, p.mixer, p.wishes);
+    spawn(recorder, p.packets, options, p.dropped, p.done);
+    Ok(())
 }
 
 fn spawn<S: RecordingSink + Send + 'static>(
