@@ -51,7 +51,7 @@ enum Command {
         /// Room name: letters, digits, '-', '_' or '.'.
         #[arg(long)]
         room: String,
-        /// home, clinician, specialist or observer.
+        /// home, operator, clinician, specialist or observer.
         #[arg(long)]
         role: Role,
         /// Name shown under the participant's video (default: the role).
@@ -170,6 +170,11 @@ enum AdminAction {
     Add {
         /// Account name: letters, digits, '.', '-' or '_'.
         name: String,
+        /// admin (the dashboard and everything), operator (answers the
+        /// queue), clinician (takes calls, invites specialists) or
+        /// specialist (joins when invited).
+        #[arg(long, default_value = "admin")]
+        role: carecall_admin::AccountRole,
         /// Data directory of the server the account is for.
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -256,12 +261,17 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin {
-            action: AdminAction::Add { name, data_dir },
+            action:
+                AdminAction::Add {
+                    name,
+                    role,
+                    data_dir,
+                },
         } => {
             if let Some(d) = data_dir {
                 config.data_dir = d;
             }
-            add_admin(&config, &name)
+            add_admin(&config, &name, role)
         }
         Command::HookSecret => {
             println!("{}", carecall_admin::hooks::HookSecret::generate());
@@ -382,8 +392,8 @@ fn print_counts(counts: &carecall_admin::backup::RowCounts) {
     }
 }
 
-/// `carecall admin add NAME`.
-fn add_admin(config: &Config, name: &str) -> anyhow::Result<()> {
+/// `carecall admin add NAME [--role ROLE]`.
+fn add_admin(config: &Config, name: &str, role: carecall_admin::AccountRole) -> anyhow::Result<()> {
     use std::io::{BufRead, IsTerminal};
     let password = if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password(format!("Password for {name}: "))?;
@@ -401,9 +411,14 @@ fn add_admin(config: &Config, name: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
     let accounts = carecall_admin::Accounts::open(&config.data_dir.join("carecall.db"))?;
-    accounts.add(name, &password)?;
+    accounts.add(name, &password, role)?;
+    let page = if role.is_admin() {
+        "admin"
+    } else {
+        "admin/hub"
+    };
     println!(
-        "admin account {name} created; sign in at {}/admin",
+        "{role} account {name} created; sign in at {}/{page}",
         config.base_url()
     );
     Ok(())

@@ -155,6 +155,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 base_url: config.base_url(),
                 turn_running,
                 home_links: carecall_admin::home_links::HomeLinks::new(&secret),
+                queue: config.queue.settings(),
                 recordings: config.recording.enabled.then_some(RecordingAccess {
                     links: downloads,
                     key: recording_key,

@@ -18,7 +18,7 @@ async fn every_admin_route_refuses_without_a_session() {
     let server = Server::start();
     let routes = carecall_admin::protected_routes();
     assert!(routes.len() >= 4, "{routes:?}");
-    for (method, path) in &routes {
+    for (method, path, _) in &routes {
         let reply = request(&server.base_url, method.as_str(), path, &[], Some("{}")).await;
         let refused = match reply.status {
             401 => true,
@@ -35,6 +35,52 @@ async fn every_admin_route_refuses_without_a_session() {
         );
     }
     println!("{} admin routes refuse without a session", routes.len());
+}
+
+#[tokio::test]
+async fn hub_staff_are_kept_out_of_every_admin_route() {
+    let server = Server::start();
+    let added = server.add_account("op.one", PASSWORD, "operator");
+    assert!(added.status.success(), "{added:?}");
+    let reply = sign_in(&server, "op.one", PASSWORD).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["role"], "operator");
+    let cookie = reply
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = body["csrf"].as_str().unwrap().to_owned();
+    let headers = [("Cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let mut admin_only = 0;
+    for (method, path, who) in carecall_admin::protected_routes() {
+        if who != carecall_admin::Who::Admin {
+            continue;
+        }
+        admin_only += 1;
+        let reply = request(
+            &server.base_url,
+            method.as_str(),
+            path,
+            &headers,
+            Some("{}"),
+        )
+        .await;
+        let kept_out = match reply.status {
+            403 => reply.body.contains("needs an admin account"),
+            303 => reply.header("location") == Some("/admin/hub"),
+            _ => false,
+        };
+        assert!(kept_out, "{method} {path} as an operator: {reply:?}");
+    }
+    assert!(admin_only >= 10, "{admin_only} admin-only routes");
+    let console = request(&server.base_url, "GET", "/admin/hub", &headers, None).await;
+    assert_eq!(console.status, 200, "the operator's own console");
+    assert!(console.body.contains("Hub console"), "{console:?}");
+    println!("{admin_only} admin-only routes refuse an operator");
 }
 
 #[tokio::test]

@@ -188,6 +188,22 @@ async function showCall(id) {
   box.replaceChildren(el('h3', `Call ${id} in ${body.call.room}`),
     table(['Participant', 'Role', 'Joined', 'Left', 'Transport', 'Worst quality', 'Reconnects',
       'Layer switches', 'Up/down and loss over the call'], rows));
+  if (body.hub_call) box.append(...hubCallSteps(body.hub_call));
+}
+
+// A care home's call through the queue: each step with its time.
+function hubCallSteps(h) {
+  const said = { queued: 'called the hub', answered: 'answered', transferred: 'passed the call to',
+    accepted: 'took the call', invited: 'invited', joined: 'joined', cancelled: 'cancelled', ended: 'call ended' };
+  const rows = h.steps.map((s) => {
+    const tr = el('tr');
+    tr.dataset.step = s.kind;
+    const target = s.target.startsWith('queue:') ? `the ${s.target.slice(6)} queue` : s.target;
+    tr.append(cell(time(s.at)), cell(`+${Math.round(s.after_seconds)} s`), cell([s.actor, said[s.kind] || s.kind, target].filter(Boolean).join(' ')));
+    return tr;
+  });
+  const reason = [h.urgent ? 'urgent' : 'routine', h.reason, h.initials && `resident ${h.initials}`].filter(Boolean).join(', ');
+  return [el('h4', `${h.home} called the hub (${reason})`), table(['Time', 'After', 'What happened'], rows)];
 }
 
 // A connectivity check by its code: verdict, each path, throughput.
@@ -294,3 +310,41 @@ function loadSlow() {
 session().then(() => { refresh(); loadSlow(); });
 setInterval(refresh, 2000);
 setInterval(loadSlow, 30000);
+
+// Care homes: add, rename, withdraw a link, issue a new one.
+async function loadHomes() {
+  const res = await fetch('/admin/api/homes');
+  const body = await res.json().catch(() => ({}));
+  const box = document.getElementById('homes');
+  if (!res.ok) { box.replaceChildren(el('p', body.error || `failed (${res.status})`)); return; }
+  const act = (label, run) => { const b = el('button', label); b.onclick = run; return b; };
+  const change = async (url, body) => {
+    const r = await post(url, body);
+    if (!r.ok) alert((await r.json().catch(() => ({}))).error || `failed (${r.status})`);
+    loadHomes();
+  };
+  const rows = body.homes.map((h) => {
+    const tr = el('tr');
+    tr.dataset.home = h.id;
+    const actions = el('td');
+    actions.append(
+      act('Rename', () => { const n = prompt('New name', h.name); if (n) change(`/admin/api/homes/${h.id}/rename`, { name: n }); }),
+      act('New link', () => confirm(`Give ${h.name} a new link? The old one stops working.`) && change(`/admin/api/homes/${h.id}/reissue`)),
+    );
+    if (h.active) actions.append(act('Withdraw link', () => confirm(`Withdraw ${h.name}'s link?`) && change(`/admin/api/homes/${h.id}/revoke`)));
+    const link = el('td', h.link || 'withdrawn');
+    link.className = 'link';
+    tr.append(cell(h.name), link, actions);
+    return tr;
+  });
+  box.replaceChildren(table(['Home', 'Link', ''], rows));
+}
+document.getElementById('home-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const name = new FormData(e.target).get('name');
+  const res = await post('/admin/api/homes', { name });
+  if (!res.ok) alert((await res.json().catch(() => ({}))).error || `failed (${res.status})`);
+  e.target.reset();
+  loadHomes();
+});
+loadHomes();

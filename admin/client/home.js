@@ -34,7 +34,6 @@ async function placeCall() {
     return;
   }
   call = body.call;
-  window.carecallHome = { call };
   $('ask').hidden = true;
   $('waiting').hidden = false;
   show(body);
@@ -42,15 +41,26 @@ async function placeCall() {
 }
 
 function show(s) {
+  window.carecallHome = { call, status: s };
   if (s.state === 'waiting') {
     const wait = s.estimated_wait_seconds ? ` About ${Math.max(1, Math.round(s.estimated_wait_seconds / 60))} min.` : '';
     $('position').textContent = `You are number ${s.position} in the queue.${wait}`;
-  } else if (s.state === 'answered') {
-    $('waiting-title').textContent = `${s.answered_by} is answering`;
+    // Nobody has answered for a long time: say so plainly, and how else to
+    // reach the hub. The call keeps its place.
+    if (s.no_answer) {
+      const phone = s.no_answer.phone ? ` phone the hub on ${s.no_answer.phone}` : ' phone the hub';
+      say('no-answer', `Nobody has answered yet. If you cannot wait,${phone}. You keep your place in the queue.`);
+    }
+  } else if (s.state === 'answered' || s.state === 'transferring') {
+    $('waiting-title').textContent = `${s.with_you} is answering`;
+    say('no-answer', '');
     $('position').textContent = 'Joining the call…';
-    if (s.join_url) location.href = s.join_url;
+    if (s.join_url) location.href = `${s.join_url}&go=1`;
   } else if (s.state === 'cancelled') {
     $('waiting-title').textContent = 'Call cancelled';
+    $('position').textContent = 'You can close this page, or reload it to call again.';
+  } else if (s.state === 'ended') {
+    $('waiting-title').textContent = 'The call has ended';
     $('position').textContent = 'You can close this page, or reload it to call again.';
   }
 }

@@ -26,11 +26,81 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// sign-ins makes guessing hopeless.
 pub const MIN_PASSWORD_LEN: usize = 12;
 
-/// A signed-in admin, as a request sees it.
+/// What an account is for. Admins run the hub (dashboard, homes, history);
+/// the others work the call queue in the hub console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountRole {
+    /// Everything: the dashboard, homes, history, and the queue.
+    Admin,
+    /// Answers calls from the queue and passes them on.
+    Operator,
+    /// Takes calls passed on, answers named queues, invites specialists.
+    Clinician,
+    /// Joins calls they are invited to.
+    Specialist,
+}
+
+impl AccountRole {
+    /// Every role, in the order the console lists people.
+    pub const ALL: [AccountRole; 4] = [
+        AccountRole::Admin,
+        AccountRole::Operator,
+        AccountRole::Clinician,
+        AccountRole::Specialist,
+    ];
+
+    /// The role's name, as stored and as typed on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountRole::Admin => "admin",
+            AccountRole::Operator => "operator",
+            AccountRole::Clinician => "clinician",
+            AccountRole::Specialist => "specialist",
+        }
+    }
+
+    /// May run the hub: dashboard, homes, history, hooks.
+    pub fn is_admin(self) -> bool {
+        self == AccountRole::Admin
+    }
+
+    /// May answer calls waiting in a queue.
+    pub fn answers_calls(self) -> bool {
+        self != AccountRole::Specialist
+    }
+
+    /// May bring a specialist into a call they hold.
+    pub fn invites_specialists(self) -> bool {
+        matches!(self, AccountRole::Admin | AccountRole::Clinician)
+    }
+}
+
+impl std::str::FromStr for AccountRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AccountRole::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown role {s:?}: use admin, operator, clinician or specialist")
+            })
+    }
+}
+
+impl std::fmt::Display for AccountRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A signed-in account, as a request sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSession {
     /// The account's name.
     pub name: String,
+    /// What the account may do.
+    pub role: AccountRole,
     /// What state-changing requests must send in `x-csrf-token`.
     pub csrf: String,
 }
@@ -72,7 +142,7 @@ impl Accounts {
     /// Creates an account. Refuses a taken name, a name that is not 1-64
     /// letters, digits, '.', '-' or '_', and a password shorter than
     /// [`MIN_PASSWORD_LEN`].
-    pub fn add(&self, name: &str, password: &str) -> Result<(), AdminError> {
+    pub fn add(&self, name: &str, password: &str, role: AccountRole) -> Result<(), AdminError> {
         let name_ok = (1..=64).contains(&name.len())
             && name
                 .chars()
@@ -91,8 +161,8 @@ impl Accounts {
         let inserted = self
             .conn()
             .execute(
-                "INSERT OR IGNORE INTO admin_accounts (name, password_hash, created_at_ms) VALUES (?1, ?2, ?3)",
-                params![name, hash, now_ms()],
+                "INSERT OR IGNORE INTO admin_accounts (name, password_hash, created_at_ms, role) VALUES (?1, ?2, ?3, ?4)",
+                params![name, hash, now_ms(), role.as_str()],
             )
             .map_err(|e| self.err(e))?;
         if inserted == 0 {
@@ -139,8 +209,38 @@ impl Accounts {
         Ok(known && matches)
     }
 
+    /// The names of the accounts with `role`, sorted: whom a call can be
+    /// passed to, or a specialist invited.
+    pub fn named(&self, role: AccountRole) -> Result<Vec<String>, AdminError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT name FROM admin_accounts WHERE role = ?1 ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([role.as_str()], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The role of account `name`, if it exists.
+    pub fn role_of(&self, name: &str) -> Result<Option<AccountRole>, AdminError> {
+        let role: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT role FROM admin_accounts WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(role.and_then(|r| r.parse().ok()))
+    }
+
     /// Signs `name` in: a new session valid for [`SESSION_TTL`].
     pub fn create_session(&self, name: &str) -> Result<NewSession, AdminError> {
+        let role = self
+            .role_of(name)?
+            .ok_or_else(|| AdminError::BadAccount(format!("no account {name}")))?;
         let token = self.random_token()?;
         let csrf = self.random_token()?;
         let expires = now_ms() + SESSION_TTL.as_millis() as i64;
@@ -159,6 +259,7 @@ impl Accounts {
             token,
             session: AdminSession {
                 name: name.to_owned(),
+                role,
                 csrf,
             },
         })
@@ -168,11 +269,14 @@ impl Accounts {
     pub fn session(&self, token: &str) -> Result<Option<AdminSession>, AdminError> {
         self.conn()
             .query_row(
-                "SELECT name, csrf FROM admin_sessions WHERE token_sha256 = ?1 AND expires_at_ms > ?2",
+                "SELECT s.name, s.csrf, a.role FROM admin_sessions s JOIN admin_accounts a ON a.name = s.name
+                 WHERE s.token_sha256 = ?1 AND s.expires_at_ms > ?2",
                 params![digest(token), now_ms()],
                 |r| {
+                    let role: String = r.get(2)?;
                     Ok(AdminSession {
                         name: r.get(0)?,
+                        role: role.parse().unwrap_or(AccountRole::Specialist),
                         csrf: r.get(1)?,
                     })
                 },
@@ -227,7 +331,8 @@ mod tests {
     #[test]
     fn a_password_verifies_and_nothing_else_does() {
         let (_dir, a) = store();
-        a.add("hub.admin", "correct horse battery").unwrap();
+        a.add("hub.admin", "correct horse battery", AccountRole::Admin)
+            .unwrap();
         assert!(a.verify("hub.admin", "correct horse battery").unwrap());
         assert!(!a.verify("hub.admin", "correct horse batterY").unwrap());
         assert!(!a.verify("nobody", "correct horse battery").unwrap());
@@ -236,18 +341,26 @@ mod tests {
     #[test]
     fn bad_names_short_passwords_and_duplicates_are_refused() {
         let (_dir, a) = store();
-        assert!(a.add("hub admin", "correct horse battery").is_err());
-        assert!(a.add("", "correct horse battery").is_err());
-        assert!(a.add("hub", "short").is_err());
-        a.add("hub", "correct horse battery").unwrap();
-        let again = a.add("hub", "another long password").unwrap_err();
+        assert!(a
+            .add("hub admin", "correct horse battery", AccountRole::Admin)
+            .is_err());
+        assert!(a
+            .add("", "correct horse battery", AccountRole::Admin)
+            .is_err());
+        assert!(a.add("hub", "short", AccountRole::Admin).is_err());
+        a.add("hub", "correct horse battery", AccountRole::Operator)
+            .unwrap();
+        let again = a
+            .add("hub", "another long password", AccountRole::Admin)
+            .unwrap_err();
         assert!(again.to_string().contains("exists"), "{again}");
     }
 
     #[test]
     fn sessions_are_found_by_token_only_and_end_on_sign_out() {
         let (_dir, a) = store();
-        a.add("hub", "correct horse battery").unwrap();
+        a.add("hub", "correct horse battery", AccountRole::Operator)
+            .unwrap();
         let new = a.create_session("hub").unwrap();
         assert_eq!(a.session(&new.token).unwrap(), Some(new.session.clone()));
         assert_eq!(a.session("forged").unwrap(), None);

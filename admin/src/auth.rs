@@ -91,6 +91,24 @@ pub(crate) async fn require_session(
     next.run(request).await
 }
 
+/// Behind [`require_session`]: lets only admin accounts through. Other
+/// accounts asking for an admin page are sent to the hub console.
+pub(crate) async fn require_admin(request: Request, next: Next) -> Response {
+    let admin = request
+        .extensions()
+        .get::<AdminSession>()
+        .is_some_and(|s| s.role.is_admin());
+    if admin {
+        return next.run(request).await;
+    }
+    let is_page = matches!(*request.method(), Method::GET | Method::HEAD)
+        && !request.uri().path().starts_with("/admin/api/");
+    match is_page {
+        true => Redirect::to("/admin/hub").into_response(),
+        false => error(StatusCode::FORBIDDEN, "this needs an admin account"),
+    }
+}
+
 /// The client's address, as the listener saw it ("unknown" without one,
 /// e.g. in tests that call the router directly).
 pub(crate) struct ClientIp(String);
@@ -165,7 +183,9 @@ pub(crate) async fn login(
         SESSION_TTL.as_secs(),
         if state.secure_cookies { "; Secure" } else { "" }
     );
-    let body = Json(json!({ "name": new.session.name, "csrf": new.session.csrf }));
+    let body = Json(
+        json!({ "name": new.session.name, "role": new.session.role, "csrf": new.session.csrf }),
+    );
     ([(header::SET_COOKIE, cookie)], body).into_response()
 }
 
@@ -189,7 +209,8 @@ pub(crate) async fn logout(State(state): State<AdminState>, headers: HeaderMap) 
 /// `GET /admin/api/session`: who is signed in, and the CSRF token for the
 /// page's own requests.
 pub(crate) async fn whoami(Extension(session): Extension<AdminSession>) -> Response {
-    Json(json!({ "name": session.name, "csrf": session.csrf })).into_response()
+    Json(json!({ "name": session.name, "role": session.role, "csrf": session.csrf }))
+        .into_response()
 }
 
 #[cfg(test)]

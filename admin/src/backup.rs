@@ -21,6 +21,9 @@ pub const TABLES: &[&str] = &[
     "hook_dead_letters",
     "admin_accounts",
     "connectivity_checks",
+    "homes",
+    "queued_calls",
+    "queue_events",
 ];
 
 /// Rows per table, in [`TABLES`] order.

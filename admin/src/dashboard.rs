@@ -83,8 +83,19 @@ pub(crate) async fn history(State(state): State<AdminState>) -> Response {
 
 /// `GET /admin/api/calls/{id}`: one call, each participant's link over time.
 pub(crate) async fn call_detail(State(state): State<AdminState>, Path(id): Path<i64>) -> Response {
-    match crate::blocking_locked(&state.history, move |log| log.call_detail(id)).await {
-        Ok(Some(d)) => {
+    let found = crate::blocking_locked(&state.history, move |log| {
+        let Some(d) = log.call_detail(id)? else {
+            return Ok(None);
+        };
+        let hub_call = match log.hub_call_in(&d.call.room)? {
+            Some(c) => Some((log.queue_events(c.id)?, c)),
+            None => None,
+        };
+        Ok(Some((d, hub_call)))
+    })
+    .await;
+    match found {
+        Ok(Some((d, hub_call))) => {
             let zone = &state.zone;
             let sessions: Vec<_> = d
                 .sessions
@@ -97,12 +108,38 @@ pub(crate) async fn call_detail(State(state): State<AdminState>, Path(id): Path<
                     })
                 })
                 .collect();
-            Json(json!({ "call": HistoryRow::of(&d.call, zone), "sessions": sessions }))
+            let hub_call = hub_call.map(|(events, c)| hub_call_json(&c, &events, zone));
+            Json(json!({ "call": HistoryRow::of(&d.call, zone), "sessions": sessions, "hub_call": hub_call }))
                 .into_response()
         }
         Ok(None) => crate::json_error(StatusCode::NOT_FOUND, format!("no call {id}")),
         Err(e) => unavailable("call detail", e),
     }
+}
+
+/// A care home's call through the queue: who called and why, and each step
+/// from queued to ended with its local time and seconds since queued.
+fn hub_call_json(
+    c: &crate::QueuedCall,
+    events: &[crate::QueueEvent],
+    zone: &jiff::tz::TimeZone,
+) -> serde_json::Value {
+    let steps: Vec<_> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "kind": e.kind, "actor": e.actor, "target": e.target,
+                "at": local_time(e.at_ms, zone), "at_ms": e.at_ms,
+                "after_seconds": (e.at_ms - c.queued_at_ms) as f64 / 1000.0,
+            })
+        })
+        .collect();
+    json!({
+        "id": c.id, "home": c.home_name, "urgent": c.urgent, "reason": c.reason,
+        "initials": c.initials, "answered_by": c.answered_by,
+        "waited_seconds": c.answered_at_ms.map(|a| (a - c.queued_at_ms) as f64 / 1000.0),
+        "steps": steps,
+    })
 }
 
 /// `POST /admin/api/rooms/{room}/end`: ends a live call. Everyone in it sees

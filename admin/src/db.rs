@@ -141,6 +141,23 @@ const MIGRATIONS: &[&str] = &[
         answered_by TEXT
     );
     CREATE INDEX queued_calls_waiting ON queued_calls (state, urgent, queued_at_ms);",
+    // Account roles; calls passed on between queues and people, and what
+    // happened to each call from queued to ended.
+    "ALTER TABLE admin_accounts ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+    ALTER TABLE queued_calls ADD COLUMN queue_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE queued_calls ADD COLUMN held_by TEXT;
+    ALTER TABLE queued_calls ADD COLUMN waiting_since_ms INTEGER;
+    UPDATE queued_calls SET waiting_since_ms = queued_at_ms, held_by = answered_by;
+    CREATE TABLE queue_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id INTEGER NOT NULL REFERENCES queued_calls (id),
+        at_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX queue_events_call ON queue_events (call_id, id);
+    CREATE INDEX queue_events_target ON queue_events (kind, target);",
 ];
 
 /// The schema version this build writes (SQLite's `user_version`).

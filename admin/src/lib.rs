@@ -19,7 +19,9 @@ mod db;
 mod downloads;
 pub mod history;
 pub mod home_links;
+mod homes;
 pub mod hooks;
+mod hub;
 mod join_times;
 mod limiter;
 mod links;
@@ -30,15 +32,18 @@ mod queue;
 mod recordings;
 mod routes;
 
-pub use accounts::{Accounts, AdminSession, NewSession, MIN_PASSWORD_LEN, SESSION_TTL};
+pub use accounts::{
+    AccountRole, Accounts, AdminSession, NewSession, MIN_PASSWORD_LEN, SESSION_TTL,
+};
 pub use call_log::{
-    Answer, CallDetail, CallLog, CallRecord, Home, ParticipantSession, QualitySample, QueuedCall,
-    RecordingRow, SessionDetail, StoredSample,
+    Answer, CallDetail, CallLog, CallRecord, Handover, Home, ParticipantSession, QualitySample,
+    QueueEvent, QueuedCall, RecordingRow, SessionDetail, StoredSample, TransferTarget,
 };
 pub use downloads::DownloadLinks;
+pub use hub::QueueSettings;
 pub use recordings::{delete_expired, RecordingAccess};
 pub use routes::{
-    protected_routes, readiness_routes, routes, AdminOptions, AdminState, QUALITY_SAMPLE_EVERY,
+    protected_routes, readiness_routes, routes, AdminOptions, AdminState, Who, QUALITY_SAMPLE_EVERY,
 };
 
 /// What can go wrong in the admin plane.

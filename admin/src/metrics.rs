@@ -89,6 +89,7 @@ pub fn render(
     )?;
     for role in [
         Role::Home,
+        Role::Operator,
         Role::Clinician,
         Role::Specialist,
         Role::Observer,

@@ -8,6 +8,8 @@ const LOGIN: &str = include_str!("../client/login.html");
 const DASHBOARD: &str = include_str!("../client/dashboard.html");
 const DASHBOARD_SCRIPT: &str = include_str!("../client/dashboard.js");
 const STYLE: &str = include_str!("../client/admin.css");
+const HUB: &str = include_str!("../client/hub.html");
+const HUB_SCRIPT: &str = include_str!("../client/hub.js");
 const HOME: &str = include_str!("../client/home.html");
 const HOME_SCRIPT: &str = include_str!("../client/home.js");
 
@@ -46,6 +48,20 @@ pub(crate) async fn dashboard_script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         DASHBOARD_SCRIPT,
+    )
+        .into_response()
+}
+
+/// `GET /admin/hub` (signed in only): the hub console.
+pub(crate) async fn hub() -> Html<&'static str> {
+    Html(HUB)
+}
+
+/// `GET /admin/hub.js` (signed in only)
+pub(crate) async fn hub_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        HUB_SCRIPT,
     )
         .into_response()
 }

@@ -1,34 +1,24 @@
 //! The call queue over HTTP. Care homes call with their permanent home link
 //! (no session: the link is the permission, and it only ever shows the
 //! home its own call); operators see the queue and answer from a signed-in
-//! session. Answering is atomic in the database: two operators at the same
-//! instant get one "answered" and one "already answered".
-
-use std::time::SystemTime;
+//! session (see [`crate::hub`]).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use carecall_signalling::{JoinClaims, Role};
+use axum::Json;
+use carecall_signalling::Role;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::accounts::AdminSession;
-use crate::call_log::{ms, Answer, CallLog, Home, QueuedCall};
+use crate::call_log::{queue_label, CallLog, Home, QueuedCall};
 use crate::home_links::HomeLinkError;
+use crate::hub::{join_link, now_ms, unavailable};
 use crate::routes::AdminState;
 use crate::{json_error, AdminError};
 
-/// How long the join links handed out at answer time last.
-const CALL_LINK_HOURS: u64 = 4;
-
 /// Longest free-text reason a home may give.
 const MAX_REASON: usize = 500;
-
-fn now_ms() -> i64 {
-    ms(SystemTime::now())
-}
 
 /// The home a token names, if it is valid and not withdrawn.
 fn home_of(
@@ -50,44 +40,38 @@ fn refused(e: HomeLinkError) -> Response {
     json_error(StatusCode::FORBIDDEN, e.to_string())
 }
 
-fn unavailable(e: AdminError) -> Response {
-    tracing::error!(error = %e, "call queue unavailable");
-    json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the call queue cannot be reached; try again",
-    )
-}
-
-/// A signed join link into `room` for `role`, named `name`.
-fn join_link(state: &AdminState, room: &str, role: Role, name: &str) -> Option<String> {
-    let claims = JoinClaims {
-        room: room.to_owned(),
-        role,
-        name: name.to_owned(),
-        exp: carecall_signalling::token::unix_now() + CALL_LINK_HOURS * 3600,
-    };
-    let token = state.signer.sign(&claims).ok()?;
-    Some(format!("{}/join?t={token}", state.base_url))
-}
-
-/// Where a call stands for its home: position and estimated wait while it
-/// waits; who answered and the way in once answered.
+/// Where a call stands for its home: its place in its queue and the
+/// estimated wait while it waits (and the hub's phone number once nobody
+/// has answered for too long); who is with them and the way in once
+/// answered.
 fn status(
     state: &AdminState,
     call: &QueuedCall,
     queue: &[QueuedCall],
     mean_wait: Option<f64>,
 ) -> serde_json::Value {
-    let position = queue.iter().position(|c| c.id == call.id).map(|i| i + 1);
-    let join = (call.state == "answered")
+    let position = queue
+        .iter()
+        .filter(|c| c.queue_name == call.queue_name)
+        .position(|c| c.id == call.id)
+        .map(|i| i + 1);
+    let join = call
+        .in_progress()
         .then(|| join_link(state, &call.room, Role::Home, &call.home_name))
         .flatten();
+    let waited = now_ms() - call.waiting_since_ms;
+    let no_answer = (call.state == "waiting"
+        && waited >= state.queue.no_answer_after.as_millis() as i64)
+        .then(|| json!({ "waited_seconds": waited / 1000, "phone": state.queue.hub_phone }));
     json!({
         "call": call.id,
         "state": call.state,
+        "queue": queue_label(&call.queue_name),
         "position": position,
         "estimated_wait_seconds": position.zip(mean_wait).map(|(p, w)| (p as f64 * w).round()),
+        "no_answer": no_answer,
         "answered_by": call.answered_by,
+        "with_you": call.held_by,
         "join_url": join,
     })
 }
@@ -137,7 +121,10 @@ pub(crate) async fn call(
     })
     .await;
     match result {
-        Ok(Ok(body)) => (StatusCode::CREATED, Json(body)).into_response(),
+        Ok(Ok(body)) => {
+            state.hub_changed();
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
         Ok(Err(e)) => refused(e),
         Err(e) => unavailable(e),
     }
@@ -191,11 +178,14 @@ pub(crate) async fn cancel(
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(Ok(log.cancel_call(id, &home.id)?))
+        Ok(Ok(log.cancel_call(id, &home.id, now_ms())?))
     })
     .await;
     match result {
-        Ok(Ok(true)) => Json(json!({ "cancelled": id })).into_response(),
+        Ok(Ok(true)) => {
+            state.hub_changed();
+            Json(json!({ "cancelled": id })).into_response()
+        }
         Ok(Ok(false)) => json_error(StatusCode::CONFLICT, "the call is no longer waiting"),
         Ok(Err(e)) => refused(e),
         Err(e) => unavailable(e),
@@ -210,42 +200,10 @@ pub(crate) async fn queue(State(state): State<AdminState>) -> Response {
             let list: Vec<_> = calls
                 .iter()
                 .enumerate()
-                .map(|(i, c)| {
-                    json!({
-                        "position": i + 1, "call": c.id, "home": c.home_name, "urgent": c.urgent,
-                        "reason": c.reason, "initials": c.initials,
-                        "waiting_seconds": (now - c.queued_at_ms).max(0) / 1000,
-                    })
-                })
+                .map(|(i, c)| crate::hub::listed(c, i + 1, now, &state.queue))
                 .collect();
             Json(json!({ "queue": list })).into_response()
         }
-        Err(e) => unavailable(e),
-    }
-}
-
-/// `POST /admin/api/queue/{id}/answer`: the operator takes the call and
-/// gets the way into it.
-pub(crate) async fn answer(
-    State(state): State<AdminState>,
-    Extension(admin): Extension<AdminSession>,
-    Path(id): Path<i64>,
-) -> Response {
-    let who = admin.name.clone();
-    match crate::blocking_locked(&state.history, move |log| log.answer(id, &who, now_ms())).await {
-        Ok(Answer::Answered(call)) => {
-            tracing::info!(admin = %admin.name, call = id, home = %call.home_name, waited_ms = call.answered_at_ms.unwrap_or(0) - call.queued_at_ms, "call answered");
-            let link = join_link(&state, &call.room, Role::Clinician, &admin.name);
-            Json(json!({ "call": id, "room": call.room, "join_url": link, "home": call.home_name }))
-                .into_response()
-        }
-        Ok(Answer::AlreadyTaken(call)) => {
-            let by = call
-                .answered_by
-                .unwrap_or_else(|| "the home (cancelled)".into());
-            json_error(StatusCode::CONFLICT, format!("already answered by {by}"))
-        }
-        Ok(Answer::NoSuchCall) => json_error(StatusCode::NOT_FOUND, format!("no call {id}")),
         Err(e) => unavailable(e),
     }
 }

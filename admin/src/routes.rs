@@ -20,6 +20,8 @@ use crate::call_log::CallLog;
 use crate::check;
 use crate::dashboard;
 use crate::history;
+use crate::homes;
+use crate::hub;
 use crate::join_times::JoinTimes;
 use crate::limiter::LoginLimiter;
 use crate::links;
@@ -49,6 +51,9 @@ pub struct AdminState {
     pub(crate) recordings: Option<crate::RecordingAccess>,
     pub(crate) turn_running: bool,
     pub(crate) home_links: crate::home_links::HomeLinks,
+    pub(crate) queue: Arc<crate::QueueSettings>,
+    /// Bumped on every change to the queue: each open console re-reads it.
+    pub(crate) hub_changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// How the admin plane is set up.
@@ -69,6 +74,8 @@ pub struct AdminOptions {
     pub turn_running: bool,
     /// Signs and reads care homes' permanent links.
     pub home_links: crate::home_links::HomeLinks,
+    /// How the call queue behaves.
+    pub queue: crate::QueueSettings,
 }
 
 impl AdminState {
@@ -101,7 +108,14 @@ impl AdminState {
             recordings: options.recordings,
             turn_running: options.turn_running,
             home_links: options.home_links,
+            queue: Arc::new(options.queue),
+            hub_changes: Arc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    /// Tells every open console the queue changed.
+    pub(crate) fn hub_changed(&self) {
+        self.hub_changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Everyone present and their media statistics, now (media sessions of
@@ -146,58 +160,146 @@ impl AdminState {
     }
 }
 
-/// Every route that needs a signed-in admin: method and path. A route added
-/// here is protected; there is no other way to add an admin route.
-pub fn protected_routes() -> Vec<(Method, &'static str)> {
-    protected().into_iter().map(|(m, p, _)| (m, p)).collect()
+/// Who may use a protected route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    /// Admin accounts only: the dashboard, homes, history, hooks.
+    Admin,
+    /// Any signed-in account: the hub console and the call queue.
+    Staff,
 }
 
-fn protected() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
+/// Every route that needs a signed-in account: method, path and who may use
+/// it. A route added here is protected; there is no other way to add an
+/// admin route.
+pub fn protected_routes() -> Vec<(Method, &'static str, Who)> {
+    protected()
+        .into_iter()
+        .map(|(m, p, w, _)| (m, p, w))
+        .collect()
+}
+
+fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
+    use Who::{Admin, Staff};
     vec![
-        (Method::GET, "/admin", get(pages::dashboard)),
+        (Method::GET, "/admin", Admin, get(pages::dashboard)),
         (
             Method::GET,
             "/admin/dashboard.js",
+            Admin,
             get(pages::dashboard_script),
         ),
-        (Method::GET, "/admin/api/session", get(auth::whoami)),
-        (Method::GET, "/admin/api/rooms", get(dashboard::rooms)),
+        (Method::GET, "/admin/hub", Staff, get(pages::hub)),
+        (Method::GET, "/admin/hub.js", Staff, get(pages::hub_script)),
+        (Method::GET, "/admin/api/session", Staff, get(auth::whoami)),
+        (
+            Method::GET,
+            "/admin/api/rooms",
+            Admin,
+            get(dashboard::rooms),
+        ),
         (
             Method::POST,
             "/admin/api/rooms/{room}/end",
+            Admin,
             post(dashboard::end_call),
         ),
-        (Method::GET, "/admin/api/history", get(dashboard::history)),
+        (
+            Method::GET,
+            "/admin/api/history",
+            Admin,
+            get(dashboard::history),
+        ),
         (
             Method::GET,
             "/admin/api/calls/{id}",
+            Admin,
             get(dashboard::call_detail),
         ),
-        (Method::GET, "/admin/api/checks/{code}", get(check::lookup)),
-        (Method::GET, "/admin/api/calls.csv", get(history::export)),
+        (
+            Method::GET,
+            "/admin/api/checks/{code}",
+            Admin,
+            get(check::lookup),
+        ),
+        (
+            Method::GET,
+            "/admin/api/calls.csv",
+            Admin,
+            get(history::export),
+        ),
         (
             Method::GET,
             "/admin/api/hooks/dead-letters",
+            Admin,
             get(crate::hooks::api::dead_letters),
         ),
         (
             Method::POST,
             "/admin/api/hooks/dead-letters/{seq}/retry",
+            Admin,
             post(crate::hooks::api::retry),
         ),
         (
             Method::GET,
             "/admin/api/recordings",
+            Admin,
             get(crate::recordings::list),
         ),
-        (Method::GET, "/admin/api/queue", get(crate::queue::queue)),
+        (Method::GET, "/admin/api/homes", Admin, get(homes::list)),
+        (Method::POST, "/admin/api/homes", Admin, post(homes::add)),
+        (
+            Method::POST,
+            "/admin/api/homes/{id}/rename",
+            Admin,
+            post(homes::rename),
+        ),
+        (
+            Method::POST,
+            "/admin/api/homes/{id}/revoke",
+            Admin,
+            post(homes::revoke),
+        ),
+        (
+            Method::POST,
+            "/admin/api/homes/{id}/reissue",
+            Admin,
+            post(homes::reissue),
+        ),
+        (
+            Method::GET,
+            "/admin/api/queue",
+            Staff,
+            get(crate::queue::queue),
+        ),
         (
             Method::POST,
             "/admin/api/queue/{id}/answer",
-            post(crate::queue::answer),
+            Staff,
+            post(hub::answer),
         ),
-        (Method::POST, "/admin/api/links", post(links::create)),
-        (Method::POST, "/admin/logout", post(auth::logout)),
+        (Method::GET, "/admin/api/hub", Staff, get(hub::snapshot)),
+        (Method::GET, "/admin/api/hub/ws", Staff, get(hub::live)),
+        (
+            Method::POST,
+            "/admin/api/hub/calls/{id}/transfer",
+            Staff,
+            post(hub::transfer),
+        ),
+        (
+            Method::POST,
+            "/admin/api/hub/calls/{id}/accept",
+            Staff,
+            post(hub::accept),
+        ),
+        (
+            Method::POST,
+            "/admin/api/hub/calls/{id}/invite",
+            Staff,
+            post(hub::invite),
+        ),
+        (Method::POST, "/admin/api/links", Admin, post(links::create)),
+        (Method::POST, "/admin/logout", Staff, post(auth::logout)),
     ]
 }
 
@@ -211,14 +313,20 @@ pub fn readiness_routes(state: AdminState) -> Router {
 
 /// The admin routes, to merge into the server's router.
 pub fn routes(state: AdminState) -> Router {
-    let mut guarded = Router::new();
-    for (_, path, handler) in protected() {
-        guarded = guarded.route(path, handler);
+    let (mut admin, mut staff) = (Router::new(), Router::new());
+    for (_, path, who, handler) in protected() {
+        match who {
+            Who::Admin => admin = admin.route(path, handler),
+            Who::Staff => staff = staff.route(path, handler),
+        }
     }
-    let guarded = guarded.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_session,
-    ));
+    let guarded = admin
+        .route_layer(middleware::from_fn(auth::require_admin))
+        .merge(staff)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_session,
+        ));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
@@ -352,10 +460,10 @@ mod tests {
     #[test]
     fn every_protected_route_is_listed_once() {
         let routes = protected_routes();
-        let mut paths: Vec<_> = routes.iter().map(|(m, p)| (m.as_str(), *p)).collect();
+        let mut paths: Vec<_> = routes.iter().map(|(m, p, _)| (m.as_str(), *p)).collect();
         paths.sort();
         paths.dedup();
         assert_eq!(paths.len(), routes.len());
-        assert!(routes.iter().all(|(_, p)| p.starts_with("/admin")));
+        assert!(routes.iter().all(|(_, p, _)| p.starts_with("/admin")));
     }
 }

@@ -3,7 +3,10 @@
 import { Call } from '/client/call.js';
 
 const $ = (id) => document.getElementById(id);
-const token = new URLSearchParams(location.search).get('t') || '';
+const params = new URLSearchParams(location.search);
+const token = params.get('t') || '';
+const autoJoin = params.get('go') === '1';
+let joined = false;
 
 // Figures the test suite (and curious admins) can read: ms since page load.
 const metrics = { firstRemoteFrameMs: {}, connectedMs: null, joinClickedMs: null };
@@ -55,20 +58,32 @@ async function openDevices() {
   if (localStream) localStream.getTracks().forEach((t) => t.stop());
   const cam = $('camera-select').value;
   const mic = $('mic-select').value;
+  const audio = mic ? { deviceId: { exact: mic }, echoCancellation: true } : { echoCancellation: true };
   try {
     localStream = await navigator.mediaDevices.getUserMedia({
       video: cam ? { ...CAMERA, deviceId: { exact: cam } } : CAMERA,
-      audio: mic ? { deviceId: { exact: mic }, echoCancellation: true } : { echoCancellation: true },
+      audio,
     });
   } catch (err) {
-    localStream = null;
-    say('prejoin-message', explainMediaError(err));
-    $('retry-button').hidden = false;
-    return;
+    // The call goes on with sound when the camera cannot start (blocked,
+    // broken, in use by another app): better heard than not at all.
+    try {
+      localStream = await navigator.mediaDevices.getUserMedia({ audio });
+      metrics.audioOnly = true;
+      say('prejoin-message', `${explainMediaError(err)} Until then you can join with sound only.`);
+      $('retry-button').hidden = false;
+    } catch (audioErr) {
+      localStream = null;
+      say('prejoin-message', explainMediaError(err));
+      $('retry-button').hidden = false;
+      return;
+    }
   }
   $('preview').srcObject = localStream;
   await listDevices();
   $('join-button').disabled = false;
+  // Sent here by the hub with the call already answered: straight in.
+  if (autoJoin && !joined) join();
 }
 
 async function listDevices() {
@@ -130,6 +145,7 @@ function watchFirstFrame(id, video) {
 }
 
 function join() {
+  joined = true;
   metrics.joinClickedMs = performance.now();
   show('call');
   $('self-video').srcObject = localStream;
@@ -143,7 +159,23 @@ function join() {
   }
   call.addEventListener('peer', (e) => updatePeer(e.detail));
   // Only a clinician gets the button; the hub refuses anyone else anyway.
-  call.addEventListener('joined', (e) => { $('record-button').hidden = e.detail.role !== 'clinician'; });
+  call.addEventListener('joined', (e) => {
+    $('record-button').hidden = e.detail.role !== 'clinician';
+    // Joined without a camera: the others see "Camera off", not a black tile.
+    if (!localStream.getVideoTracks().length) {
+      videoOn = false;
+      $('camera-button').disabled = true;
+      call.setMute(audioOn, false);
+      say('call-message', 'Your camera could not start: the call goes on with sound only.');
+    }
+  });
+  // What the hub says to everyone: who is joining, where the call goes next.
+  call.addEventListener('notice', (e) => {
+    metrics.notices = [...(metrics.notices || []), e.detail.message];
+    say('call-message', e.detail.message);
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => say('call-message', ''), 10000);
+  });
   call.addEventListener('recording', (e) => {
     const { active, by } = e.detail;
     metrics.recording = active;
@@ -240,6 +272,7 @@ $('record-button').onclick = () => {
   window.carecall.call.setRecording(on);
 };
 let recordingNoteTimer = null;
+let noticeTimer = null;
 $('rejoin-button').onclick = () => location.reload();
 let rejoinTimer = null;
 $('rejoin-offer').onclick = () => {

@@ -227,6 +227,9 @@ export class Call extends EventTarget {
         // Always before the SDP that uses the mid, so ontrack finds the owner.
         this.midOwner.set(msg.mid, msg.participant);
         break;
+      case 'notice':
+        this.emit('notice', msg);
+        break;
       case 'recording':
         this.emit('recording', msg);
         break;

@@ -195,6 +195,12 @@ pub enum ServerMessage {
         /// Their participant id.
         participant: String,
     },
+    /// Something everyone in the call should know, from the hub (who is
+    /// joining, where the call is being passed). Shown as it comes.
+    Notice {
+        /// Plain-language text, safe to show.
+        message: String,
+    },
     /// The hub ended the call; the socket closes next. The browser should
     /// not rejoin by itself.
     CallEnded {

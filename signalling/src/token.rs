@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub enum Role {
     /// Care-home staff at the resident's bedside.
     Home,
+    /// A hub operator who answered the home's call and passes it on.
+    Operator,
     /// A hub clinician.
     Clinician,
     /// A specialist brought in by the clinician.
@@ -32,11 +34,12 @@ impl std::str::FromStr for Role {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "home" => Ok(Role::Home),
+            "operator" => Ok(Role::Operator),
             "clinician" => Ok(Role::Clinician),
             "specialist" => Ok(Role::Specialist),
             "observer" => Ok(Role::Observer),
             other => Err(format!(
-                "unknown role {other:?}: use home, clinician, specialist or observer"
+                "unknown role {other:?}: use home, operator, clinician, specialist or observer"
             )),
         }
     }
@@ -46,6 +49,7 @@ impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Role::Home => "home",
+            Role::Operator => "operator",
             Role::Clinician => "clinician",
             Role::Specialist => "specialist",
             Role::Observer => "observer",

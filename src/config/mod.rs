@@ -52,6 +52,45 @@ pub struct Config {
     pub recording: RecordingSection,
     /// HTTPS, which browsers need for the camera anywhere but localhost.
     pub https: HttpsSection,
+    /// The hub's call queue (care homes calling in).
+    pub queue: QueueSection,
+}
+
+/// `[queue]` in the TOML file (see `docs/queue.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSection {
+    /// Seconds a home waits unanswered before it is shown the hub's phone
+    /// number. `CARECALL_QUEUE_NO_ANSWER_SECS`.
+    pub no_answer_secs: u64,
+    /// The hub's phone number, shown to a home nobody has answered.
+    /// `CARECALL_HUB_PHONE`.
+    pub hub_phone: Option<String>,
+    /// The queues a call can be passed to. `CARECALL_QUEUE_NAMES`
+    /// (comma-separated).
+    pub named_queues: Vec<String>,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        let d = carecall_admin::QueueSettings::default();
+        QueueSection {
+            no_answer_secs: d.no_answer_after.as_secs(),
+            hub_phone: d.hub_phone,
+            named_queues: d.named_queues,
+        }
+    }
+}
+
+impl QueueSection {
+    /// The settings the admin plane runs the queue with.
+    pub fn settings(&self) -> carecall_admin::QueueSettings {
+        carecall_admin::QueueSettings {
+            no_answer_after: std::time::Duration::from_secs(self.no_answer_secs),
+            hub_phone: self.hub_phone.clone(),
+            named_queues: self.named_queues.clone(),
+        }
+    }
 }
 
 /// `[https]` in the TOML file.
@@ -325,6 +364,7 @@ impl Default for Config {
             hooks: HooksSection::default(),
             recording: RecordingSection::default(),
             https: HttpsSection::default(),
+            queue: QueueSection::default(),
         }
     }
 }
@@ -458,6 +498,20 @@ impl Config {
         }
         if let Some(v) = var("CARECALL_HOOKS_TIMEOUT_SECS") {
             self.hooks.timeout_secs = v.parse().context("CARECALL_HOOKS_TIMEOUT_SECS")?;
+        }
+        if let Some(v) = var("CARECALL_QUEUE_NO_ANSWER_SECS") {
+            self.queue.no_answer_secs = v.parse().context("CARECALL_QUEUE_NO_ANSWER_SECS")?;
+        }
+        if let Some(v) = var("CARECALL_HUB_PHONE") {
+            self.queue.hub_phone = Some(v).filter(|p| !p.trim().is_empty());
+        }
+        if let Some(v) = var("CARECALL_QUEUE_NAMES") {
+            self.queue.named_queues = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         if let Some(v) = var("CARECALL_MODE") {
             self.mode = v.parse().context("CARECALL_MODE")?;

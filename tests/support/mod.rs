@@ -207,9 +207,15 @@ impl Server {
     /// Creates an admin account with `carecall admin add`, the password
     /// piped on standard input.
     pub fn add_admin(&self, name: &str, password: &str) -> std::process::Output {
+        self.add_account(name, password, "admin")
+    }
+
+    /// Creates an account with `role` (admin, operator, clinician or
+    /// specialist) with `carecall admin add`.
+    pub fn add_account(&self, name: &str, password: &str, role: &str) -> std::process::Output {
         use std::io::Write;
         let mut child = Command::new(binary())
-            .args(["admin", "add", name, "--data-dir"])
+            .args(["admin", "add", name, "--role", role, "--data-dir"])
             .arg(self.data_dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

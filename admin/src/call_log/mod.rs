@@ -2,11 +2,13 @@
 //! made of them, and the quality samples taken during them.
 
 mod detail;
+mod handover;
 mod quality;
 mod queue;
 mod recordings;
 
 pub use detail::{CallDetail, SessionDetail, StoredSample};
+pub use handover::{queue_label, Handover, QueueEvent, TransferTarget};
 pub use quality::{samples, QualitySample};
 pub use queue::{Answer, Home, QueuedCall};
 pub(crate) use recordings::ready_recordings;
@@ -239,6 +241,7 @@ impl CallLog {
             )?;
             if ended == 1 {
                 hooks.call_ended(c, call, at)?;
+                handover::end_hub_call(c, room, at)?;
             }
             Ok(())
         })

@@ -39,14 +39,28 @@ pub struct QueuedCall {
     pub initials: String,
     /// The room the call happens in.
     pub room: String,
-    /// `waiting`, `answered` or `cancelled`.
+    /// `waiting`, `answered` (someone holds it), `transferring` (passed to
+    /// a clinician who has not taken it yet), `cancelled` or `ended`.
     pub state: String,
     /// When it was queued, ms since the epoch.
     pub queued_at_ms: i64,
-    /// When it was answered.
+    /// When it was first answered.
     pub answered_at_ms: Option<i64>,
-    /// Who answered (an admin account's name).
+    /// Who first answered (an account's name).
     pub answered_by: Option<String>,
+    /// The named queue it waits in ("" is the hub's main queue).
+    pub queue_name: String,
+    /// Who has it now (or is being passed it).
+    pub held_by: Option<String>,
+    /// Since when it waits in its current queue (its place in the order).
+    pub waiting_since_ms: i64,
+}
+
+impl QueuedCall {
+    /// Whether the home is in a call with the hub on it.
+    pub fn in_progress(&self) -> bool {
+        matches!(self.state.as_str(), "answered" | "transferring")
+    }
 }
 
 /// Random ids without another dependency: ring's generator, base64url.
@@ -71,26 +85,54 @@ fn home(r: &Row<'_>) -> rusqlite::Result<Home> {
     })
 }
 
-const CALL_COLUMNS: &str = "c.id, c.home_id, h.name, c.urgent, c.reason, c.initials, c.room, c.state, c.queued_at_ms, c.answered_at_ms, c.answered_by";
+pub(super) const CALL_COLUMNS: &str = "c.id, c.home_id, h.name, c.urgent, c.reason, c.initials, c.room, c.state, c.queued_at_ms, c.answered_at_ms, c.answered_by, c.queue_name, c.held_by, c.waiting_since_ms";
 
-fn call(r: &Row<'_>) -> rusqlite::Result<QueuedCall> {
+pub(super) fn call(r: &Row<'_>) -> rusqlite::Result<QueuedCall> {
+    call_at(r, 0)
+}
+
+/// A call read from [`CALL_COLUMNS`] starting at column `at`.
+pub(super) fn call_at(r: &Row<'_>, at: usize) -> rusqlite::Result<QueuedCall> {
     Ok(QueuedCall {
-        id: r.get(0)?,
-        home_id: r.get(1)?,
-        home_name: r.get(2)?,
-        urgent: r.get(3)?,
-        reason: r.get(4)?,
-        initials: r.get(5)?,
-        room: r.get(6)?,
-        state: r.get(7)?,
-        queued_at_ms: r.get(8)?,
-        answered_at_ms: r.get(9)?,
-        answered_by: r.get(10)?,
+        id: r.get(at)?,
+        home_id: r.get(at + 1)?,
+        home_name: r.get(at + 2)?,
+        urgent: r.get(at + 3)?,
+        reason: r.get(at + 4)?,
+        initials: r.get(at + 5)?,
+        room: r.get(at + 6)?,
+        state: r.get(at + 7)?,
+        queued_at_ms: r.get(at + 8)?,
+        answered_at_ms: r.get(at + 9)?,
+        answered_by: r.get(at + 10)?,
+        queue_name: r.get(at + 11)?,
+        held_by: r.get(at + 12)?,
+        waiting_since_ms: r.get(at + 13)?,
     })
 }
 
+/// A home's name, trimmed, or why it cannot be one.
+fn home_name(name: &str) -> Result<&str, AdminError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 80 {
+        return Err(AdminError::BadAccount(
+            "a home's name is 1 to 80 characters".into(),
+        ));
+    }
+    Ok(name)
+}
+
+/// One call, read inside a change.
+pub(super) fn queued_call(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<QueuedCall> {
+    c.query_row(
+        &format!("SELECT {CALL_COLUMNS} FROM queued_calls c JOIN homes h ON h.id = c.home_id WHERE c.id = ?1"),
+        [id],
+        call,
+    )
+}
+
 /// The queue's order: urgent first, then by waiting time.
-const ORDER: &str = "c.urgent DESC, c.queued_at_ms, c.id";
+const ORDER: &str = "c.urgent DESC, c.waiting_since_ms, c.id";
 
 /// What an answer attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,12 +148,7 @@ pub enum Answer {
 impl CallLog {
     /// Adds a home called `name`.
     pub fn add_home(&self, name: &str, now_ms: i64) -> Result<Home, AdminError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 80 {
-            return Err(AdminError::BadAccount(
-                "a home's name is 1 to 80 characters".into(),
-            ));
-        }
+        let name = home_name(name)?;
         let id = random_id("h").ok_or(AdminError::Random)?;
         self.conn
             .execute(
@@ -156,6 +193,19 @@ impl CallLog {
         Ok(n == 1)
     }
 
+    /// Renames a home; false if there is no such home.
+    pub fn rename_home(&self, id: &str, name: &str) -> Result<bool, AdminError> {
+        let name = home_name(name)?;
+        let n = self
+            .conn
+            .execute(
+                "UPDATE homes SET name = ?2 WHERE id = ?1",
+                params![id, name],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
     /// Gives a home a new link (and takes back a withdrawal); the old link
     /// stops working.
     pub fn reissue_home(&self, id: &str) -> Result<Option<Home>, AdminError> {
@@ -174,27 +224,23 @@ impl CallLog {
         initials: &str,
         now_ms: i64,
     ) -> Result<QueuedCall, AdminError> {
-        let id = self.change(|c| {
+        self.change(|c| {
             c.execute(
-                "INSERT INTO queued_calls (home_id, urgent, reason, initials, room, state, queued_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, '', 'waiting', ?5)",
+                "INSERT INTO queued_calls (home_id, urgent, reason, initials, room, state, queued_at_ms, waiting_since_ms)
+                 VALUES (?1, ?2, ?3, ?4, '', 'waiting', ?5, ?5)",
                 params![home.id, urgent, reason, initials, now_ms],
             )?;
             let id = c.last_insert_rowid();
             c.execute("UPDATE queued_calls SET room = 'hub-call-' || id WHERE id = ?1", [id])?;
-            Ok(id)
-        })?;
-        self.queued_call(id)?.ok_or(AdminError::Interrupted)
+            let call = queued_call(c, id)?;
+            self.happened(c, &call, "queued", &home.name, "", now_ms)?;
+            Ok(call)
+        })
     }
 
     /// One call.
     pub fn queued_call(&self, id: i64) -> Result<Option<QueuedCall>, AdminError> {
-        self.conn
-            .query_row(
-                &format!("SELECT {CALL_COLUMNS} FROM queued_calls c JOIN homes h ON h.id = c.home_id WHERE c.id = ?1"),
-                [id],
-                call,
-            )
+        queued_call(&self.conn, id)
             .optional()
             .map_err(|e| self.err(e))
     }
@@ -212,34 +258,41 @@ impl CallLog {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// Operator `who` answers call `id`: exactly one of several at once wins.
+    /// `who` answers call `id` (from whichever queue it waits in): exactly
+    /// one of several at once wins.
     pub fn answer(&self, id: i64, who: &str, now_ms: i64) -> Result<Answer, AdminError> {
-        let won = self
-            .conn
-            .execute(
-                "UPDATE queued_calls SET state = 'answered', answered_at_ms = ?2, answered_by = ?3
+        self.change(|c| {
+            let won = c.execute(
+                "UPDATE queued_calls SET state = 'answered', held_by = ?3,
+                     answered_at_ms = COALESCE(answered_at_ms, ?2), answered_by = COALESCE(answered_by, ?3)
                  WHERE id = ?1 AND state = 'waiting'",
                 params![id, now_ms, who],
-            )
-            .map_err(|e| self.err(e))?
-            == 1;
-        Ok(match (won, self.queued_call(id)?) {
-            (true, Some(c)) => Answer::Answered(c),
-            (false, Some(c)) => Answer::AlreadyTaken(c),
-            (_, None) => Answer::NoSuchCall,
+            )? == 1;
+            let call = match queued_call(c, id).optional()? {
+                Some(call) => call,
+                None => return Ok(Answer::NoSuchCall),
+            };
+            if !won {
+                return Ok(Answer::AlreadyTaken(call));
+            }
+            self.happened(c, &call, "answered", who, &call.queue_name, now_ms)?;
+            Ok(Answer::Answered(call))
         })
     }
 
     /// The home cancels its waiting call; false if it was not waiting.
-    pub fn cancel_call(&self, id: i64, home_id: &str) -> Result<bool, AdminError> {
-        let n = self
-            .conn
-            .execute(
+    pub fn cancel_call(&self, id: i64, home_id: &str, now_ms: i64) -> Result<bool, AdminError> {
+        self.change(|c| {
+            let n = c.execute(
                 "UPDATE queued_calls SET state = 'cancelled' WHERE id = ?1 AND home_id = ?2 AND state = 'waiting'",
                 params![id, home_id],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(n == 1)
+            )?;
+            if n == 1 {
+                let call = queued_call(c, id)?;
+                self.happened(c, &call, "cancelled", &call.home_name, "", now_ms)?;
+            }
+            Ok(n == 1)
+        })
     }
 
     /// Seconds from queueing to answer, averaged over the last 20 answered
@@ -248,7 +301,7 @@ impl CallLog {
         self.conn
             .query_row(
                 "SELECT AVG(answered_at_ms - queued_at_ms) / 1000.0 FROM
-                 (SELECT answered_at_ms, queued_at_ms FROM queued_calls WHERE state = 'answered'
+                 (SELECT answered_at_ms, queued_at_ms FROM queued_calls WHERE answered_at_ms IS NOT NULL
                   ORDER BY answered_at_ms DESC LIMIT 20)",
                 [],
                 |r| r.get(0),

@@ -39,6 +39,18 @@ impl HookTargets {
             return Ok(());
         }
         data["consultation"] = json!(consultation);
+        self.write(conn, consultation, kind, &data, now_ms)
+    }
+
+    /// Stores one event; `key` orders events (per endpoint and key).
+    fn write(
+        &self,
+        conn: &Connection,
+        key: i64,
+        kind: &str,
+        data: &Value,
+        now_ms: i64,
+    ) -> rusqlite::Result<()> {
         let body = json!({
             "type": kind,
             "timestamp": rfc3339(now_ms),
@@ -49,11 +61,31 @@ impl HookTargets {
             conn,
             &self.endpoints,
             &new_event_id(),
-            consultation,
+            key,
             kind,
             &body,
             now_ms,
         )
+    }
+
+    /// Writes event `kind` about hub call `hub_call` (a care home's call
+    /// through the queue, held in `room`) with `data`. Its events are kept
+    /// in order apart from consultations' (ordering key `-hub_call`).
+    pub(crate) fn emit_hub_call(
+        &self,
+        conn: &Connection,
+        hub_call: i64,
+        room: &str,
+        kind: &str,
+        mut data: Value,
+        now_ms: i64,
+    ) -> rusqlite::Result<()> {
+        if !self.any() {
+            return Ok(());
+        }
+        data["hub_call"] = json!(hub_call);
+        data["room"] = json!(room);
+        self.write(conn, -hub_call, kind, &data, now_ms)
     }
 
     /// `consultation.ended`: the call's summary, from its sessions.

@@ -1,0 +1,123 @@
+//! Managing care homes from the dashboard: add, rename, withdraw a link,
+//! issue a new one. The same as `carecall home …` on the command line.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::accounts::AdminSession;
+use crate::call_log::Home;
+use crate::hub::{now_ms, unavailable};
+use crate::routes::AdminState;
+use crate::{json_error, AdminError};
+
+/// A home as the dashboard shows it, with its link while it has one.
+fn shown(state: &AdminState, h: &Home) -> serde_json::Value {
+    let link = h.revoked_at_ms.is_none().then(|| {
+        format!(
+            "{}/home?t={}",
+            state.base_url,
+            state.home_links.token(&h.id, h.link_version)
+        )
+    });
+    json!({ "id": h.id, "name": h.name, "active": h.revoked_at_ms.is_none(), "link": link })
+}
+
+/// `GET /admin/api/homes`
+pub(crate) async fn list(State(state): State<AdminState>) -> Response {
+    match crate::blocking_locked(&state.history, |log| log.homes()).await {
+        Ok(homes) => {
+            let homes: Vec<_> = homes.iter().map(|h| shown(&state, h)).collect();
+            Json(json!({ "homes": homes })).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// A home's name, as the dashboard posts it.
+#[derive(Deserialize)]
+pub(crate) struct Named {
+    name: String,
+}
+
+fn refused_or_unavailable(e: AdminError) -> Response {
+    match e {
+        AdminError::BadAccount(why) => json_error(StatusCode::BAD_REQUEST, why),
+        e => unavailable(e),
+    }
+}
+
+/// `POST /admin/api/homes`: a new home and its link.
+pub(crate) async fn add(
+    State(state): State<AdminState>,
+    Extension(admin): Extension<AdminSession>,
+    Json(req): Json<Named>,
+) -> Response {
+    match crate::blocking_locked(&state.history, move |log| log.add_home(&req.name, now_ms())).await
+    {
+        Ok(home) => {
+            tracing::info!(admin = %admin.name, home = %home.name, id = %home.id, "home added");
+            (StatusCode::CREATED, Json(shown(&state, &home))).into_response()
+        }
+        Err(e) => refused_or_unavailable(e),
+    }
+}
+
+/// What changes a home: its new name, a withdrawal or a new link.
+enum Change {
+    Rename(String),
+    Revoke,
+    Reissue,
+}
+
+async fn change(state: AdminState, admin: AdminSession, id: String, change: Change) -> Response {
+    let key = id.clone();
+    let done = crate::blocking_locked(&state.history, move |log| {
+        let found = match &change {
+            Change::Rename(name) => log.rename_home(&key, name)?,
+            Change::Revoke => log.revoke_home(&key, now_ms())?,
+            Change::Reissue => log.reissue_home(&key)?.is_some(),
+        };
+        Ok(if found { log.home(&key)? } else { None })
+    })
+    .await;
+    match done {
+        Ok(Some(home)) => {
+            tracing::info!(admin = %admin.name, home = %home.name, id = %home.id, "home changed");
+            Json(shown(&state, &home)).into_response()
+        }
+        Ok(None) => json_error(StatusCode::NOT_FOUND, format!("no active home {id}")),
+        Err(e) => refused_or_unavailable(e),
+    }
+}
+
+/// `POST /admin/api/homes/{id}/rename`
+pub(crate) async fn rename(
+    State(state): State<AdminState>,
+    Extension(admin): Extension<AdminSession>,
+    Path(id): Path<String>,
+    Json(req): Json<Named>,
+) -> Response {
+    change(state, admin, id, Change::Rename(req.name)).await
+}
+
+/// `POST /admin/api/homes/{id}/revoke`: the home's link stops working now.
+pub(crate) async fn revoke(
+    State(state): State<AdminState>,
+    Extension(admin): Extension<AdminSession>,
+    Path(id): Path<String>,
+) -> Response {
+    change(state, admin, id, Change::Revoke).await
+}
+
+/// `POST /admin/api/homes/{id}/reissue`: a new link; the old one stops.
+pub(crate) async fn reissue(
+    State(state): State<AdminState>,
+    Extension(admin): Extension<AdminSession>,
+    Path(id): Path<String>,
+) -> Response {
+    change(state, admin, id, Change::Reissue).await
+}

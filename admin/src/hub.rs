@@ -1,0 +1,478 @@
+//! The hub console's API: the live queue (over a WebSocket, pushed on every
+//! change), answering, passing a call to a clinician or a named queue, and
+//! inviting a specialist. Each step is stored (the call's history and its
+//! record-hook event) before anyone is told, and the people in the call
+//! hear of it as a notice.
+
+use std::time::{Duration, SystemTime};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use carecall_signalling::protocol::ServerMessage;
+use carecall_signalling::{JoinClaims, Role};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::accounts::{AccountRole, AdminSession};
+use crate::call_log::{ms, queue_label, Answer, Handover, QueuedCall, TransferTarget};
+use crate::routes::AdminState;
+use crate::{json_error, AdminError};
+
+/// How long the join links handed out in the console last.
+const CALL_LINK_HOURS: u64 = 4;
+
+/// How often the console is sent the queue even when nothing changed (the
+/// waiting times move on).
+const REFRESH: Duration = Duration::from_secs(5);
+
+/// How the hub's queue behaves (from the `[queue]` configuration).
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// After this long unanswered, the home is shown the hub's phone number.
+    pub no_answer_after: Duration,
+    /// The hub's phone number, for homes nobody has answered.
+    pub hub_phone: Option<String>,
+    /// The queues a call can be passed to besides a named clinician.
+    pub named_queues: Vec<String>,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            no_answer_after: Duration::from_secs(300),
+            hub_phone: None,
+            named_queues: vec!["GP".into(), "frailty".into(), "mental health".into()],
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    ms(SystemTime::now())
+}
+
+pub(crate) fn unavailable(e: AdminError) -> Response {
+    tracing::error!(error = %e, "call queue unavailable");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the call queue cannot be reached; try again",
+    )
+}
+
+/// A signed join link into `room` for `role`, named `name`.
+pub(crate) fn join_link(state: &AdminState, room: &str, role: Role, name: &str) -> Option<String> {
+    let claims = JoinClaims {
+        room: room.to_owned(),
+        role,
+        name: name.to_owned(),
+        exp: carecall_signalling::token::unix_now() + CALL_LINK_HOURS * 3600,
+    };
+    let token = state.signer.sign(&claims).ok()?;
+    Some(format!("{}/join?t={token}", state.base_url))
+}
+
+/// The role an account has in a call it joins from the console.
+fn call_role(role: AccountRole) -> Role {
+    match role {
+        AccountRole::Admin | AccountRole::Operator => Role::Operator,
+        AccountRole::Clinician => Role::Clinician,
+        AccountRole::Specialist => Role::Specialist,
+    }
+}
+
+/// Tells everyone in the call's room, and every console.
+fn announce(state: &AdminState, call: &QueuedCall, message: String) {
+    state.calls.presence().broadcast(
+        &call.room,
+        &ServerMessage::Notice {
+            message: message.clone(),
+        },
+    );
+    state.hub_changed();
+}
+
+/// A waiting call as the console lists it.
+pub(crate) fn listed(c: &QueuedCall, position: usize, now: i64, settings: &QueueSettings) -> Value {
+    let waited = (now - c.queued_at_ms).max(0);
+    json!({
+        "position": position, "call": c.id, "home": c.home_name, "urgent": c.urgent,
+        "reason": c.reason, "initials": c.initials, "queue": queue_label(&c.queue_name),
+        "waiting_seconds": waited / 1000,
+        "overdue": waited >= settings.no_answer_after.as_millis() as i64,
+    })
+}
+
+/// What one account's console shows: the queue (if they answer calls),
+/// what waits for them, the calls they hold, and whom to pass calls to.
+pub(crate) async fn console(state: &AdminState, me: &AdminSession) -> Result<Value, AdminError> {
+    let who = me.name.clone();
+    let (queue, for_you, holding) = crate::blocking_locked(&state.history, move |log| {
+        Ok((log.queue()?, log.for_you(&who)?, log.held_by(&who)?))
+    })
+    .await?;
+    let accounts = state.accounts.clone();
+    let (clinicians, specialists) = crate::blocking(move || {
+        Ok((
+            accounts.named(AccountRole::Clinician)?,
+            accounts.named(AccountRole::Specialist)?,
+        ))
+    })
+    .await?;
+    let now = now_ms();
+    let settings = &state.queue;
+    let queue: Vec<_> = if me.role.answers_calls() {
+        queue
+            .iter()
+            .enumerate()
+            .map(|(i, c)| listed(c, i + 1, now, settings))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let for_you: Vec<_> = for_you
+        .iter()
+        .map(|(kind, c)| {
+            json!({ "kind": kind, "call": c.id, "home": c.home_name, "reason": c.reason,
+                    "initials": c.initials, "urgent": c.urgent })
+        })
+        .collect();
+    let holding: Vec<_> = holding
+        .iter()
+        .map(|c| json!({ "call": c.id, "home": c.home_name, "reason": c.reason, "initials": c.initials }))
+        .collect();
+    Ok(json!({
+        "type": "hub",
+        "me": { "name": me.name, "role": me.role },
+        "queue": queue,
+        "for_you": for_you,
+        "holding": holding,
+        "clinicians": clinicians,
+        "specialists": specialists,
+        "queues": settings.named_queues,
+    }))
+}
+
+/// `GET /admin/api/hub`: the console's contents, once.
+pub(crate) async fn snapshot(
+    State(state): State<AdminState>,
+    Extension(me): Extension<AdminSession>,
+) -> Response {
+    match console(&state, &me).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Whether a WebSocket upgrade comes from a page of this hub: a page of
+/// another site must not open a console with the admin's cookie.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest == host),
+        _ => false,
+    }
+}
+
+/// `GET /admin/api/hub/ws`: the console's contents, pushed at once on every
+/// change and every few seconds.
+pub(crate) async fn live(
+    State(state): State<AdminState>,
+    Extension(me): Extension<AdminSession>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !same_origin(&headers) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "the console opens from this hub's own pages only",
+        );
+    }
+    upgrade
+        .max_message_size(4096)
+        .on_upgrade(move |socket| push(socket, state, me))
+}
+
+async fn push(mut socket: WebSocket, state: AdminState, me: AdminSession) {
+    let mut changed = state.hub_changes.subscribe();
+    let mut tick = tokio::time::interval(REFRESH);
+    loop {
+        let text = match console(&state, &me).await {
+            Ok(v) => v.to_string(),
+            Err(e) => {
+                tracing::error!(error = %e, "console contents unavailable");
+                json!({ "type": "error", "message": "the call queue cannot be reached; still trying" })
+                    .to_string()
+            }
+        };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { return },
+            _ = tick.tick() => {}
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// `POST /admin/api/queue/{id}/answer`: take a waiting call (from any
+/// queue) and get the way into it.
+pub(crate) async fn answer(
+    State(state): State<AdminState>,
+    Extension(me): Extension<AdminSession>,
+    Path(id): Path<i64>,
+) -> Response {
+    if !me.role.answers_calls() {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "specialists join calls they are invited to; they do not answer the queue",
+        );
+    }
+    let who = me.name.clone();
+    match crate::blocking_locked(&state.history, move |log| log.answer(id, &who, now_ms())).await {
+        Ok(Answer::Answered(call)) => {
+            tracing::info!(account = %me.name, call = id, home = %call.home_name, waited_ms = now_ms() - call.waiting_since_ms, "call answered");
+            announce(
+                &state,
+                &call,
+                format!("{} ({}) is joining you.", me.name, call_role(me.role)),
+            );
+            let link = join_link(&state, &call.room, call_role(me.role), &me.name);
+            Json(json!({ "call": id, "room": call.room, "join_url": link, "home": call.home_name }))
+                .into_response()
+        }
+        Ok(Answer::AlreadyTaken(call)) => {
+            let by = match call.state.as_str() {
+                "cancelled" => "the home (cancelled)".to_owned(),
+                _ => call.held_by.or(call.answered_by).unwrap_or_default(),
+            };
+            json_error(StatusCode::CONFLICT, format!("already answered by {by}"))
+        }
+        Ok(Answer::NoSuchCall) => json_error(StatusCode::NOT_FOUND, format!("no call {id}")),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// What the console posts to pass a call on: a clinician's name or a queue.
+#[derive(Deserialize)]
+pub(crate) struct TransferRequest {
+    #[serde(default)]
+    clinician: Option<String>,
+    #[serde(default)]
+    queue: Option<String>,
+}
+
+/// `POST /admin/api/hub/calls/{id}/transfer`: pass a call you hold to a
+/// clinician (who takes it from their console) or a named queue.
+pub(crate) async fn transfer(
+    State(state): State<AdminState>,
+    Extension(me): Extension<AdminSession>,
+    Path(id): Path<i64>,
+    Json(req): Json<TransferRequest>,
+) -> Response {
+    let to = match (req.clinician, req.queue) {
+        (Some(name), None) => {
+            let accounts = state.accounts.clone();
+            let n = name.clone();
+            match crate::blocking(move || accounts.role_of(&n)).await {
+                Ok(Some(AccountRole::Clinician)) => TransferTarget::Clinician(name),
+                Ok(_) => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        format!("{name} is not a clinician's account"),
+                    )
+                }
+                Err(e) => return unavailable(e),
+            }
+        }
+        (None, Some(q)) if state.queue.named_queues.contains(&q) => TransferTarget::Queue(q),
+        (None, Some(q)) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("there is no queue called {q:?}"),
+            )
+        }
+        _ => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "give either a clinician or a queue",
+            )
+        }
+    };
+    let (who, anyone, target) = (me.name.clone(), me.role.is_admin(), to.clone());
+    let done = crate::blocking_locked(&state.history, move |log| {
+        log.transfer(id, &who, anyone, &target, now_ms())
+    })
+    .await;
+    let call = match handover_result(done, id, "you can only pass on a call you are in") {
+        Ok(call) => call,
+        Err(response) => return *response,
+    };
+    let message = match &to {
+        TransferTarget::Clinician(name) => format!(
+            "{} is passing you to {name} (clinician), who will join shortly.",
+            me.name
+        ),
+        TransferTarget::Queue(q) => format!(
+            "{} is passing you to the {q} team: the next one free will join you here.",
+            me.name
+        ),
+    };
+    tracing::info!(account = %me.name, call = id, to = ?to, "call passed on");
+    announce(&state, &call, message);
+    Json(json!({ "call": id, "state": call.state })).into_response()
+}
+
+/// `POST /admin/api/hub/calls/{id}/accept`: take a call passed to you, or
+/// join one you were invited to; answers with the way in.
+pub(crate) async fn accept(
+    State(state): State<AdminState>,
+    Extension(me): Extension<AdminSession>,
+    Path(id): Path<i64>,
+) -> Response {
+    let who = me.name.clone();
+    let done = crate::blocking_locked(&state.history, move |log| {
+        match log.accept_transfer(id, &who, now_ms())? {
+            Handover::NotYours(_) => log.accept_invite(id, &who, now_ms()),
+            other => Ok(other),
+        }
+    })
+    .await;
+    let call = match handover_result(done, id, "this call was not passed to you, or it has ended") {
+        Ok(call) => call,
+        Err(response) => return *response,
+    };
+    tracing::info!(account = %me.name, call = id, "joined from the console");
+    announce(
+        &state,
+        &call,
+        format!("{} ({}) is joining you.", me.name, call_role(me.role)),
+    );
+    let link = join_link(&state, &call.room, call_role(me.role), &me.name);
+    Json(json!({ "call": id, "room": call.room, "join_url": link, "home": call.home_name }))
+        .into_response()
+}
+
+/// What the console posts to invite a specialist: an account's name, or
+/// the name of someone without an account (who gets the link only).
+#[derive(Deserialize)]
+pub(crate) struct InviteRequest {
+    #[serde(default)]
+    specialist: Option<String>,
+    #[serde(default)]
+    guest: Option<String>,
+}
+
+/// `POST /admin/api/hub/calls/{id}/invite`: bring a specialist into a call
+/// you hold. A specialist with an account is told in their console; the
+/// answer carries a link to send by other means either way.
+pub(crate) async fn invite(
+    State(state): State<AdminState>,
+    Extension(me): Extension<AdminSession>,
+    Path(id): Path<i64>,
+    Json(req): Json<InviteRequest>,
+) -> Response {
+    if !me.role.invites_specialists() {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "only a clinician can invite a specialist",
+        );
+    }
+    let name = match (req.specialist, req.guest.map(|g| g.trim().to_owned())) {
+        (Some(name), None) => {
+            let accounts = state.accounts.clone();
+            let n = name.clone();
+            match crate::blocking(move || accounts.role_of(&n)).await {
+                Ok(Some(AccountRole::Specialist)) => name,
+                Ok(_) => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        format!("{name} is not a specialist's account"),
+                    )
+                }
+                Err(e) => return unavailable(e),
+            }
+        }
+        (None, Some(g)) if (1..=64).contains(&g.chars().count()) => g,
+        _ => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "give a specialist's account, or a guest's name (up to 64 characters)",
+            )
+        }
+    };
+    let (who, anyone, target) = (me.name.clone(), me.role.is_admin(), name.clone());
+    let done = crate::blocking_locked(&state.history, move |log| {
+        log.invite(id, &who, anyone, &target, now_ms())
+    })
+    .await;
+    let call = match handover_result(
+        done,
+        id,
+        "you can only invite someone into a call you are in",
+    ) {
+        Ok(call) => call,
+        Err(response) => return *response,
+    };
+    tracing::info!(account = %me.name, call = id, specialist = %name, "specialist invited");
+    announce(
+        &state,
+        &call,
+        format!("{} has asked {name} (specialist) to join.", me.name),
+    );
+    let link = join_link(&state, &call.room, Role::Specialist, &name);
+    Json(json!({ "call": id, "specialist": name, "join_url": link })).into_response()
+}
+
+/// The call after a handover, or the reply that says why not.
+fn handover_result(
+    done: Result<Handover, AdminError>,
+    id: i64,
+    not_yours: &str,
+) -> Result<QueuedCall, Box<Response>> {
+    match done {
+        Ok(Handover::Done(call)) => Ok(call),
+        Ok(Handover::NotYours(_)) => Err(Box::new(json_error(StatusCode::CONFLICT, not_yours))),
+        Ok(Handover::NoSuchCall) => Err(Box::new(json_error(
+            StatusCode::NOT_FOUND,
+            format!("no call {id}"),
+        ))),
+        Err(e) => Err(Box::new(unavailable(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn only_this_hubs_pages_open_the_console() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("hub.example:8443"));
+        assert!(!same_origin(&h), "no Origin");
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://hub.example:8443"),
+        );
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://hub.example:8443.evil"),
+        );
+        assert!(!same_origin(&h));
+    }
+}
