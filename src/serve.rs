@@ -42,7 +42,6 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     let database = config.data_dir.join("carecall.db");
     let hook_options = config.hook_options()?;
     let accounts = std::sync::Arc::new(Accounts::open(&database)?);
-    let history = CallLog::open(&database)?;
     let checks = carecall_admin::check::Checks::open(&database)?;
     let zone = jiff::tz::TimeZone::get(&config.timezone)
         .with_context(|| format!("timezone {:?}: not a known time zone", config.timezone))?;
@@ -61,6 +60,9 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         downloads: Some(downloads.clone()),
     };
     let call_log =
+        CallLog::open(&database)?.with_hooks(hook_targets.clone(), Some(hook_wake.clone()));
+    // The admin plane's own connection writes the queue's events.
+    let history =
         CallLog::open(&database)?.with_hooks(hook_targets.clone(), Some(hook_wake.clone()));
     let stale_recordings = call_log.close_stale_recordings()?;
     if stale_recordings > 0 {

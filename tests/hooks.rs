@@ -7,130 +7,14 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, StatusCode};
-use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use support::hooks::{unix_now, verify, Delivery, Receiver, SECRET, TOLERANCE_SECS};
 use support::{token_of, Server, ServerOptions};
 use tokio_tungstenite::tungstenite::Message;
-
-/// The secret shared by the hub and the receiver (`carecall hook-secret`).
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwQWxhZGRpbg==";
-
-/// How old a `webhook-timestamp` a receiver accepts: replays are refused.
-const TOLERANCE_SECS: u64 = 300;
-
-/// Checks a delivery the way `docs/hooks.md` tells receivers to.
-fn verify(
-    secret: &str,
-    id: &str,
-    timestamp: &str,
-    signature: &str,
-    body: &str,
-    now: u64,
-) -> Result<(), String> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let key = b64
-        .decode(secret.trim_start_matches("whsec_"))
-        .map_err(|e| e.to_string())?;
-    let ts: u64 = timestamp.parse().map_err(|_| "bad timestamp")?;
-    if now.abs_diff(ts) > TOLERANCE_SECS {
-        return Err(format!("timestamp {ts} is {} s from now", now.abs_diff(ts)));
-    }
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
-    let expected = ring::hmac::sign(&key, format!("{id}.{timestamp}.{body}").as_bytes());
-    let expected = b64.encode(expected.as_ref());
-    // Several space-separated signatures may come (during a key rotation).
-    signature
-        .split(' ')
-        .filter_map(|s| s.strip_prefix("v1,"))
-        .any(|s| s == expected)
-        .then_some(())
-        .ok_or_else(|| "no signature matches".to_owned())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// One delivery the receiver saw.
-#[derive(Debug, Clone)]
-struct Delivery {
-    id: String,
-    timestamp: String,
-    signature: String,
-    body: String,
-    accepted: bool,
-    /// What the signature check said.
-    verified: Result<(), String>,
-}
-
-#[derive(Clone, Default)]
-struct Receiver {
-    seen: Arc<Mutex<Vec<Delivery>>>,
-    /// Answer 500 to everything while set.
-    failing: Arc<AtomicBool>,
-}
-
-impl Receiver {
-    /// Starts answering on `addr` (which must be free).
-    async fn listen(&self, addr: SocketAddr) {
-        let app = axum::Router::new()
-            .route("/hooks", axum::routing::post(receive))
-            .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("receiver port");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-    }
-
-    fn accepted(&self) -> Vec<Delivery> {
-        let seen = self.seen.lock().unwrap();
-        seen.iter().filter(|d| d.accepted).cloned().collect()
-    }
-}
-
-async fn receive(
-    axum::extract::State(r): axum::extract::State<Receiver>,
-    headers: HeaderMap,
-    body: String,
-) -> StatusCode {
-    let header = |k: &str| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    let (id, timestamp, signature) = (
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-    );
-    let failing = r.failing.load(Ordering::SeqCst);
-    let verified = verify(SECRET, &id, &timestamp, &signature, &body, unix_now());
-    let status = match (&verified, failing) {
-        (Err(_), _) => StatusCode::UNAUTHORIZED,
-        (Ok(()), true) => StatusCode::INTERNAL_SERVER_ERROR,
-        (Ok(()), false) => StatusCode::NO_CONTENT,
-    };
-    r.seen.lock().unwrap().push(Delivery {
-        id,
-        timestamp,
-        signature,
-        body,
-        accepted: status.is_success(),
-        verified,
-    });
-    status
-}
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

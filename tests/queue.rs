@@ -7,113 +7,13 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-use support::admin::sign_in;
+use serde_json::json;
 use support::http::request;
-use support::{binary, Server, ServerOptions};
+use support::queue::{add_home, answer, home_cli, operator, place_call, queue, status};
+use support::{Server, ServerOptions};
 use tokio::sync::Barrier;
-
-/// `carecall home add NAME` against the server's data directory: (id, token).
-fn add_home(server: &Server, name: &str) -> (String, String) {
-    let out = Command::new(binary())
-        .args(["home", "add", name])
-        .env("CARECALL_DATA_DIR", server.data_dir.path())
-        .env("CARECALL_PUBLIC_URL", &server.base_url)
-        .output()
-        .expect("carecall home add");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    let id = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    let link = lines.next().unwrap();
-    assert!(
-        link.starts_with(&format!("{}/home?t=", server.base_url)),
-        "{link}"
-    );
-    (id, link.split_once("t=").unwrap().1.to_owned())
-}
-
-fn home_cli(server: &Server, args: &[&str]) -> std::process::Output {
-    Command::new(binary())
-        .arg("home")
-        .args(args)
-        .env("CARECALL_DATA_DIR", server.data_dir.path())
-        .env("CARECALL_PUBLIC_URL", &server.base_url)
-        .output()
-        .expect("carecall home")
-}
-
-/// A request whose answer is JSON: (status, body).
-async fn call_api(
-    server: &Server,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> (u16, Value) {
-    let r = request(&server.base_url, method, path, headers, body).await;
-    (
-        r.status,
-        serde_json::from_str(&r.body).unwrap_or(Value::Null),
-    )
-}
-
-async fn place_call(server: &Server, token: &str, urgent: bool) -> (u16, Value) {
-    let body =
-        json!({ "token": token, "urgent": urgent, "reason": "fall", "initials": "JS" }).to_string();
-    call_api(server, "POST", "/home/api/calls", &[], Some(&body)).await
-}
-
-async fn status(server: &Server, token: &str, call: i64) -> (u16, Value) {
-    let path = format!("/home/api/calls/{call}?t={token}");
-    call_api(server, "GET", &path, &[], None).await
-}
-
-/// An operator account signed in: (cookie, csrf).
-async fn operator(server: &Server, name: &str) -> (String, String) {
-    let password = "a long operator password";
-    assert!(server.add_admin(name, password).status.success());
-    let reply = sign_in(server, name, password).await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    let cookie = reply
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = serde_json::from_str::<Value>(&reply.body).unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (cookie, csrf)
-}
-
-async fn answer(server: &Server, op: &(String, String), call: i64) -> (u16, Value) {
-    let headers = [("Cookie", op.0.as_str()), ("x-csrf-token", op.1.as_str())];
-    let path = format!("/admin/api/queue/{call}/answer");
-    call_api(server, "POST", &path, &headers, Some("{}")).await
-}
-
-async fn queue(server: &Server, op: &(String, String)) -> Vec<Value> {
-    let headers = [("Cookie", op.0.as_str())];
-    let (code, body) = call_api(server, "GET", "/admin/api/queue", &headers, None).await;
-    assert_eq!(code, 200, "{body}");
-    body["queue"].as_array().unwrap().clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operators_answering_the_same_call_at_once_never_both_win() {

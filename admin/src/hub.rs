@@ -199,7 +199,7 @@ pub(crate) async fn live(
 
 async fn push(mut socket: WebSocket, state: AdminState, me: AdminSession) {
     let mut changed = state.hub_changes.subscribe();
-    let mut tick = tokio::time::interval(REFRESH);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH, REFRESH);
     loop {
         let text = match console(&state, &me).await {
             Ok(v) => v.to_string(),

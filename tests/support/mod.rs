@@ -6,10 +6,12 @@ pub mod abuse;
 pub mod admin;
 pub mod browser;
 pub mod calls;
+pub mod hooks;
 pub mod http;
 pub mod metrics;
 pub mod netlab;
 pub mod peer;
+pub mod queue;
 pub mod relay;
 
 use std::io::{BufRead, BufReader};
