@@ -103,8 +103,9 @@ async fn the_csv_export_has_one_row_per_call() {
             ["yes", "no"].contains(&r[10].as_str()),
             "out of hours: {r:?}"
         );
-        // No media in this test: no quality sampled, no reconnects.
-        assert_eq!(&r[11..], ["", "0"], "{r:?}");
+        // No media in this test: no quality sampled, no reconnects; no
+        // operator answered.
+        assert_eq!(&r[11..], ["", "0", "0"], "{r:?}");
     }
     // Without a session: refused like every admin route.
     let reply = request(&server.base_url, "GET", "/admin/api/calls.csv", &[], None).await;

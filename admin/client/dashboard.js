@@ -156,7 +156,7 @@ async function loadHistory() {
     open.onclick = () => showCall(c.call_id);
     const action = el('td');
     action.append(open);
-    const who = `${c.homes} home, ${c.clinicians} clinician, ${c.specialists} specialist, ${c.observers} observer`;
+    const who = `${c.homes} home, ${c.operators} operator, ${c.clinicians} clinician, ${c.specialists} specialist, ${c.observers} observer`;
     tr.append(cell(time(c.started_at)), cell(c.room), cell(duration(c.duration_seconds)), cell(who),
       cell(c.out_of_hours ? 'yes' : 'no'), quality, cell(c.reconnects), action);
     return tr;

@@ -73,6 +73,7 @@ mod tests {
             started_at_ms: rfc3339.parse::<Timestamp>().unwrap().as_millisecond(),
             ended_at_ms: None,
             homes: 1,
+            operators: 0,
             clinicians: 1,
             specialists: 0,
             observers: 0,

@@ -19,7 +19,7 @@ use crate::quality::Badge;
 use crate::routes::AdminState;
 
 /// The CSV columns, in order (documented in `docs/admin.md`).
-pub const CSV_COLUMNS: [&str; 13] = [
+pub const CSV_COLUMNS: [&str; 14] = [
     "call_id",
     "room",
     "started_at",
@@ -33,6 +33,7 @@ pub const CSV_COLUMNS: [&str; 13] = [
     "out_of_hours",
     "worst_quality",
     "reconnects",
+    "operators",
 ];
 
 /// Whether a call that started at `ms` (since the epoch) started out of
@@ -111,6 +112,8 @@ pub struct HistoryRow {
     pub homes: u32,
     /// See `participants`.
     pub clinicians: u32,
+    /// Hub operators who answered the call.
+    pub operators: u32,
     /// See `participants`.
     pub specialists: u32,
     /// See `participants`.
@@ -134,8 +137,13 @@ impl HistoryRow {
             duration_seconds: call
                 .ended_at_ms
                 .map(|t| (t - call.started_at_ms).max(0) / 1000),
-            participants: call.homes + call.clinicians + call.specialists + call.observers,
+            participants: call.homes
+                + call.operators
+                + call.clinicians
+                + call.specialists
+                + call.observers,
             homes: call.homes,
+            operators: call.operators,
             clinicians: call.clinicians,
             specialists: call.specialists,
             observers: call.observers,
@@ -161,6 +169,7 @@ impl HistoryRow {
             if self.out_of_hours { "yes" } else { "no" }.to_owned(),
             opt(self.worst_quality.map(|b| b.name().to_owned())),
             self.reconnects.to_string(),
+            self.operators.to_string(),
         ]
     }
 }
@@ -213,6 +222,7 @@ mod tests {
                 started_at_ms: ms("2026-07-06T09:00:00Z"),
                 ended_at_ms: Some(ms("2026-07-06T09:12:30Z")),
                 homes: 1,
+                operators: 0,
                 clinicians: 1,
                 specialists: 1,
                 observers: 0,
@@ -225,6 +235,7 @@ mod tests {
                 started_at_ms: ms("2026-07-04T22:00:00Z"),
                 ended_at_ms: None,
                 homes: 1,
+                operators: 0,
                 clinicians: 0,
                 specialists: 0,
                 observers: 0,

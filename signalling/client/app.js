@@ -166,7 +166,12 @@ function join() {
       videoOn = false;
       $('camera-button').disabled = true;
       call.setMute(audioOn, false);
-      say('call-message', 'Your camera could not start: the call goes on with sound only.');
+      if (!$('self-tile').querySelector('.no-video')) {
+        const note = document.createElement('div');
+        note.className = 'no-video';
+        note.textContent = 'Your camera could not start: the call goes on with sound only';
+        $('self-tile').append(note);
+      }
     }
   });
   // What the hub says to everyone: who is joining, where the call goes next.

@@ -158,6 +158,17 @@ impl Driver {
     /// A new headless Chromium with fake media devices: a 1280x720 camera at
     /// [`FAKE_CAMERA_FPS`].
     pub async fn browser(&self) -> Browser {
+        self.browser_with_prefs(json!({})).await
+    }
+
+    /// A browser whose camera is blocked by policy (as on a locked-down
+    /// tablet): the microphone still works.
+    pub async fn browser_without_camera(&self) -> Browser {
+        let blocked = json!({ "profile": { "default_content_setting_values": { "media_stream_camera": 2, "media_stream_mic": 1 } } });
+        self.browser_with_prefs(blocked).await
+    }
+
+    async fn browser_with_prefs(&self, prefs: Value) -> Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         let mut args = vec![
             "--headless=new".to_string(),
@@ -165,7 +176,6 @@ impl Driver {
             "--disable-gpu".into(),
             "--disable-dev-shm-usage".into(),
             format!("--use-fake-device-for-media-stream=fps={FAKE_CAMERA_FPS}"),
-            "--use-fake-ui-for-media-stream".into(),
             "--autoplay-policy=no-user-gesture-required".into(),
             "--disable-features=WebRtcHideLocalIpsWithMdns".into(),
             "--allow-loopback-in-peer-connection".into(),
@@ -177,6 +187,10 @@ impl Driver {
             "--window-size=1920,1080".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        // Every device request is granted, unless the profile blocks it.
+        if prefs.get("profile").is_none() {
+            args.push("--use-fake-ui-for-media-stream".into());
+        }
         if let Some(clip) = &self.camera {
             args.push(format!(
                 "--use-file-for-fake-video-capture={}",
@@ -194,7 +208,7 @@ impl Driver {
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({ "binary": "/usr/bin/chromium", "args": args }),
+            json!({ "binary": "/usr/bin/chromium", "args": args, "prefs": prefs }),
         );
         let client = ClientBuilder::native()
             .capabilities(caps)

@@ -23,20 +23,39 @@ pub async fn snapshot(b: &Browser) -> (HashMap<String, Inbound>, HashMap<String,
 /// Waits until every browser decodes `remotes` remote videos at 1280x720 and
 /// receives their audio.
 pub async fn wait_all_decoding_hd(browsers: &[&Browser], remotes: usize, within: Duration) {
+    wait_all(browsers, remotes, within, "HD", |v| {
+        v.width == 1280 && v.height == 720
+    })
+    .await
+}
+
+/// Waits until every browser decodes `remotes` remote videos (any size) and
+/// receives their audio.
+pub async fn wait_all_decoding(browsers: &[&Browser], remotes: usize, within: Duration) {
+    wait_all(browsers, remotes, within, "decoded", |_| true).await
+}
+
+async fn wait_all(
+    browsers: &[&Browser],
+    remotes: usize,
+    within: Duration,
+    what: &str,
+    counts: impl Fn(&Inbound) -> bool,
+) {
     let deadline = Instant::now() + within;
     loop {
         let mut ok = true;
         let mut report = Vec::new();
         for (i, b) in browsers.iter().enumerate() {
             let (video, audio) = snapshot(b).await;
-            let hd = video
+            let good = video
                 .values()
-                .filter(|v| v.width == 1280 && v.height == 720 && v.frames_decoded > 0)
+                .filter(|v| counts(v) && v.frames_decoded > 0)
                 .count();
             let heard = audio.values().filter(|a| a.packets > 0).count();
-            ok &= hd >= remotes && heard >= remotes;
+            ok &= good >= remotes && heard >= remotes;
             report.push(format!(
-                "browser {i}: {hd} HD videos, {heard} audio; {video:?}"
+                "browser {i}: {good} {what} videos, {heard} audio; {video:?}"
             ));
         }
         if ok {
@@ -44,7 +63,7 @@ pub async fn wait_all_decoding_hd(browsers: &[&Browser], remotes: usize, within:
         }
         assert!(
             Instant::now() < deadline,
-            "not all browsers decode HD in time:\n{}",
+            "not all browsers decode in time:\n{}",
             report.join("\n")
         );
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -53,6 +53,8 @@ pub struct CallRecord {
     /// Sessions by role.
     pub homes: u32,
     /// See `homes`.
+    pub operators: u32,
+    /// See `homes`.
     pub clinicians: u32,
     /// See `homes`.
     pub specialists: u32,
@@ -297,7 +299,7 @@ impl CallLog {
                 "SELECT c.id, c.room, c.started_at_ms, c.ended_at_ms,
                         SUM(s.role = 'home'), SUM(s.role = 'clinician'),
                         SUM(s.role = 'specialist'), SUM(s.role = 'observer'),
-                        MAX(s.worst_badge), SUM(s.reconnects)
+                        MAX(s.worst_badge), SUM(s.reconnects), SUM(s.role = 'operator')
                  FROM calls c LEFT JOIN participant_sessions s ON s.call_id = c.id
                  WHERE ?1 IS NULL OR c.id = ?1
                  GROUP BY c.id ORDER BY c.id",
@@ -317,6 +319,7 @@ impl CallLog {
                     observers: count(7)?,
                     worst_badge: r.get::<_, Option<i64>>(8)?.map(Badge::from_level),
                     reconnects: count(9)?,
+                    operators: count(10)?,
                 })
             })
             .map_err(|e| self.err(e))?;

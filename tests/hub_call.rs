@@ -1,0 +1,356 @@
+//! The hub's whole path in real Chromium: a care home presses "Call the
+//! hub", an operator hears the chime and answers from the console, passes
+//! the call to a clinician, who invites a specialist. All four then decode
+//! each other's video, the home is told who is with them at each step, and
+//! the call's history holds each step's time. A home whose camera cannot
+//! start stays in the call with sound.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use serde_json::Value;
+use support::admin::{session, sign_in_with_the_form};
+use support::browser::{Browser, Driver};
+use support::calls::{assert_still_decoding, wait_all_decoding};
+use support::queue::add_home;
+use support::Server;
+
+const PASSWORD: &str = "a long hub staff password";
+
+/// Waits for `css` in `b`'s current frame, up to `secs`.
+async fn wait_for(b: &Browser, css: &str, secs: u64) -> fantoccini::elements::Element {
+    b.client
+        .wait()
+        .at_most(Duration::from_secs(secs))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} did not appear in {secs} s: {e}"))
+}
+
+/// Clicks `css` once it is there (found and clicked in one step: the
+/// console redraws its lists on every push).
+async fn click(b: &Browser, css: &str) {
+    let script = format!(
+        "const e = document.querySelector({css:?}); if (!e || e.disabled) return false; e.click(); return true;"
+    );
+    until(b, &script, 20, &format!("click {css}")).await;
+}
+
+/// Polls `script` (returning a boolean) in `b` until it is true.
+async fn until(b: &Browser, script: &str, secs: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while b.eval(script).await != Value::Bool(true) {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A hub account signed in through the form and sent to the console, whose
+/// live connection is up.
+async fn console(driver: &Driver, server: &Server, name: &str, role: &str) -> Browser {
+    let added = server.add_account(name, PASSWORD, role);
+    assert!(added.status.success(), "{added:?}");
+    let b = driver.browser().await;
+    sign_in_with_the_form(&b, &server.base_url, name, PASSWORD).await;
+    until(
+        &b,
+        "return location.pathname === '/admin/hub' && document.getElementById('live').textContent === 'live';",
+        20,
+        &format!("{name}'s console"),
+    )
+    .await;
+    b
+}
+
+/// Chooses `value` in the `<select>` `css`.
+async fn choose(b: &Browser, css: &str, value: &str) {
+    let script = format!(
+        "const s = document.querySelector('{css}'); s.value = '{value}'; return s.value === '{value}';"
+    );
+    until(b, &script, 20, &format!("{value} offered in {css}")).await;
+}
+
+/// The home's page: places a call with a reason.
+async fn call_the_hub(b: &Browser, link: &str) {
+    b.client.goto(link).await.expect("open the home's link");
+    let reason = wait_for(b, "#reason", 20).await;
+    reason.send_keys("chest pain since lunch").await.unwrap();
+    wait_for(b, "#initials", 5)
+        .await
+        .send_keys("MB")
+        .await
+        .unwrap();
+    click(b, "input[value=urgent]").await;
+    click(b, "#call-button").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
+    let server = Server::start();
+    let (_, token) = add_home(&server, "Rose Court");
+    let driver = Driver::start().await;
+    let op = console(&driver, &server, "op.one", "operator").await;
+    let dr = console(&driver, &server, "dr.one", "clinician").await;
+    let spec = console(&driver, &server, "spec.one", "specialist").await;
+    let home = driver.browser().await;
+
+    let started = Instant::now();
+    call_the_hub(&home, &format!("{}/home?t={token}", server.base_url)).await;
+    // The operator's console shows it live, with the chime.
+    wait_for(&op, "#queue tr.urgent button.answer", 10).await;
+    let seen_after = started.elapsed();
+    let row = op
+        .eval("return document.querySelector('#queue tr').textContent;")
+        .await;
+    assert!(row.as_str().unwrap().contains("Rose Court"), "{row}");
+    assert!(
+        row.as_str().unwrap().contains("chest pain since lunch"),
+        "{row}"
+    );
+    let chimes = op.eval("return window.carecallHub.chimes;").await;
+    assert_eq!(chimes, 1, "one chime for one new call");
+    assert_eq!(
+        spec.eval("return document.getElementById('queue-section').hidden;")
+            .await,
+        true,
+        "a specialist is not shown the queue"
+    );
+    click(&op, "#queue button.answer").await;
+    // The home's page learns it was answered, and goes straight in.
+    until(
+        &home,
+        "return location.pathname === '/join' && !!(window.carecall && window.carecall.call);",
+        20,
+        "the home in the call",
+    )
+    .await;
+
+    choose(&op, "#transfer-to", "clinician:dr.one").await;
+    click(&op, "#transfer-form button").await;
+    click(&dr, "#for-you button.accept").await;
+    choose(&dr, "#invite-who", "spec.one").await;
+    click(&dr, "#invite-form button").await;
+    until(
+        &dr,
+        "return document.getElementById('handover-out').textContent.includes('/join?t=');",
+        10,
+        "a link to send by other means",
+    )
+    .await;
+    click(&spec, "#for-you button.accept").await;
+
+    // Everyone decodes everyone: the hub's calls are in the console's frame.
+    for b in [&op, &dr, &spec] {
+        wait_for(b, "#call-frame", 5).await;
+        b.client
+            .enter_frame(0)
+            .await
+            .expect("into the call's frame");
+        until(
+            b,
+            "return !!(window.carecall && window.carecall.call);",
+            20,
+            "in the call",
+        )
+        .await;
+    }
+    let all = [&home, &op, &dr, &spec];
+    wait_all_decoding(&all, 3, Duration::from_secs(60)).await;
+    let decoding_after = started.elapsed();
+    assert_still_decoding(&all, Duration::from_secs(4)).await;
+
+    // The home was told who is with them at every step.
+    let names = home
+        .eval("return [...document.querySelectorAll('#tiles .name')].map((n) => n.textContent).sort();")
+        .await;
+    assert_eq!(
+        names,
+        serde_json::json!([
+            "dr.one (clinician)",
+            "op.one (operator)",
+            "spec.one (specialist)"
+        ]),
+    );
+    let notices = home
+        .eval("return window.carecall.metrics.notices || [];")
+        .await;
+    let notices: Vec<String> = serde_json::from_value(notices).unwrap();
+    for said in [
+        "op.one is passing you to dr.one (clinician)",
+        "dr.one (clinician) is joining you",
+        "dr.one has asked spec.one (specialist) to join",
+        "spec.one (specialist) is joining you",
+    ] {
+        assert!(
+            notices.iter().any(|n| n.contains(said)),
+            "{said:?} in {notices:?}"
+        );
+    }
+
+    // The history holds each step's time.
+    for b in [op, dr, spec, home] {
+        b.close().await;
+    }
+    let (cookie, _) = session(&server).await;
+    let headers = [("Cookie", cookie.as_str())];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let detail = loop {
+        let list = support::http::request(
+            &server.base_url,
+            "GET",
+            "/admin/api/history",
+            &headers,
+            None,
+        )
+        .await;
+        let list: Value = serde_json::from_str(&list.body).unwrap();
+        let ended = list["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["room"].as_str().unwrap().starts_with("hub-call-") && !c["ended_at"].is_null()
+            })
+            .map(|c| c["call_id"].as_i64().unwrap());
+        if let Some(id) = ended {
+            let path = format!("/admin/api/calls/{id}");
+            let r = support::http::request(&server.base_url, "GET", &path, &headers, None).await;
+            break serde_json::from_str::<Value>(&r.body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hub call did not end in the history: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let hub_call = &detail["hub_call"];
+    assert_eq!(hub_call["home"], "Rose Court", "{detail}");
+    assert_eq!(hub_call["answered_by"], "op.one");
+    let steps: Vec<(String, String, String, f64)> = hub_call["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().to_owned(),
+                s["actor"].as_str().unwrap().to_owned(),
+                s["target"].as_str().unwrap().to_owned(),
+                s["after_seconds"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let kinds: Vec<_> = steps
+        .iter()
+        .map(|s| (s.0.as_str(), s.1.as_str(), s.2.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("queued", "Rose Court", ""),
+            ("answered", "op.one", ""),
+            ("transferred", "op.one", "dr.one"),
+            ("accepted", "dr.one", ""),
+            ("invited", "dr.one", "spec.one"),
+            ("joined", "spec.one", ""),
+            ("ended", "", ""),
+        ],
+        "{detail}"
+    );
+    assert!(
+        steps.windows(2).all(|w| w[0].3 <= w[1].3),
+        "times in order: {steps:?}"
+    );
+    println!(
+        "queued call on the console after {} ms; all four decoding after {:.1} s",
+        seen_after.as_millis(),
+        decoding_after.as_secs_f64()
+    );
+    for (kind, actor, target, after) in &steps {
+        println!("  +{after:6.1} s  {kind:<11} {actor} {target}");
+    }
+}
+
+/// Audio packets `b` has received from everyone.
+async fn heard(b: &Browser) -> u64 {
+    let (_, audio) = support::calls::snapshot(b).await;
+    audio.values().map(|a| a.packets).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_whose_camera_cannot_start_stays_in_the_call_with_sound() {
+    let server = Server::start();
+    let (_, token) = add_home(&server, "Elm Lodge");
+    let driver = Driver::start().await;
+    let op = console(&driver, &server, "op.one", "operator").await;
+    let home = driver.browser_without_camera().await;
+    let link = format!("{}/home?t={token}", server.base_url);
+    home.client.goto(&link).await.expect("open the home's link");
+    let camera = home
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             navigator.mediaDevices.getUserMedia({ video: true }).then(() => done('opened'), (e) => done(e.name));",
+            vec![],
+        )
+        .await
+        .expect("ask for the camera");
+    assert_eq!(
+        camera, "NotAllowedError",
+        "the camera is blocked on this tablet"
+    );
+    call_the_hub(&home, &link).await;
+    click(&op, "#queue button.answer").await;
+    until(
+        &home,
+        "return !!(window.carecall && window.carecall.call);",
+        20,
+        "the home in the call",
+    )
+    .await;
+    until(
+        &home,
+        "const n = document.querySelector('#self-tile .no-video'); return !!n && n.textContent.includes('sound only');",
+        20,
+        "the home told it is in with sound only",
+    )
+    .await;
+    assert_eq!(
+        home.eval("return window.carecall.metrics.audioOnly === true;")
+            .await,
+        true
+    );
+    op.client
+        .enter_frame(0)
+        .await
+        .expect("into the call's frame");
+    until(
+        &op,
+        "return !!(window.carecall && window.carecall.call);",
+        20,
+        "the operator in the call",
+    )
+    .await;
+    // The operator hears the home, and sees "Camera off" on its tile.
+    until(
+        &op,
+        "return !!document.querySelector('#tiles .tile .no-video');",
+        20,
+        "Camera off on the home's tile",
+    )
+    .await;
+    let before = heard(&op).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = heard(&op).await;
+    assert!(
+        after > before + 100,
+        "the home's sound reaches the operator: {before} -> {after} packets"
+    );
+    // And the home still sees and hears the operator.
+    wait_all_decoding(&[&home], 1, Duration::from_secs(20)).await;
+    println!(
+        "audio-only home: {} audio packets in 3 s at the operator",
+        after - before
+    );
+}
