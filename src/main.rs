@@ -120,6 +120,13 @@ enum HomeAction {
     },
     /// List homes with their ids.
     List,
+    /// Rename a home.
+    Rename {
+        /// The home's id (from `carecall home list`).
+        id: String,
+        /// Its new name.
+        name: String,
+    },
     /// Withdraw a home's link.
     Revoke {
         /// The home's id (from `carecall home list`).
@@ -368,6 +375,12 @@ fn homes(action: HomeAction, config: &Config) -> anyhow::Result<()> {
                 };
                 println!("{}  {:<9}  {}", h.id, state, h.name);
             }
+        }
+        HomeAction::Rename { id, name } => {
+            if !log.rename_home(&id, &name)? {
+                anyhow::bail!("no home {id:?} (see carecall home list)");
+            }
+            println!("{id}: now {}", name.trim());
         }
         HomeAction::Revoke { id } => {
             if !log.revoke_home(&id, now)? {

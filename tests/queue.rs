@@ -207,3 +207,121 @@ async fn a_withdrawn_home_link_is_refused_and_a_home_link_opens_nothing_else() {
     .await;
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+#[tokio::test]
+async fn homes_are_managed_from_the_dashboard_by_admins_only() {
+    use support::queue::{account, get_as, post_as};
+    let server = Server::start();
+    let admin = account(&server, "hub.admin", "admin").await;
+    let op = account(&server, "op.one", "operator").await;
+    let (code, body) = post_as(
+        &server,
+        &op,
+        "/admin/api/homes",
+        json!({ "name": "Ash Grove" }),
+    )
+    .await;
+    assert_eq!(code, 403, "an operator does not add homes: {body}");
+    let (code, _) = post_as(&server, &admin, "/admin/api/homes", json!({ "name": " " })).await;
+    assert_eq!(code, 400, "a home needs a name");
+
+    let (code, home) = post_as(
+        &server,
+        &admin,
+        "/admin/api/homes",
+        json!({ "name": "Ash Grove" }),
+    )
+    .await;
+    assert_eq!(code, 201, "{home}");
+    let id = home["id"].as_str().unwrap().to_owned();
+    let token = |h: &serde_json::Value| {
+        h["link"]
+            .as_str()
+            .unwrap()
+            .split_once("t=")
+            .unwrap()
+            .1
+            .to_owned()
+    };
+    let first = token(&home);
+    assert_eq!(
+        place_call(&server, &first, false).await.0,
+        201,
+        "the new link calls the hub"
+    );
+
+    let (code, renamed) = post_as(
+        &server,
+        &admin,
+        &format!("/admin/api/homes/{id}/rename"),
+        json!({ "name": "Ash Grove Care" }),
+    )
+    .await;
+    assert_eq!(
+        (code, renamed["name"].as_str()),
+        (200, Some("Ash Grove Care")),
+        "{renamed}"
+    );
+    let queued = queue(&server, &admin).await;
+    assert_eq!(
+        queued[0]["home"], "Ash Grove Care",
+        "the queue shows the new name"
+    );
+
+    let (code, revoked) = post_as(
+        &server,
+        &admin,
+        &format!("/admin/api/homes/{id}/revoke"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (code, revoked["active"].as_bool()),
+        (200, Some(false)),
+        "{revoked}"
+    );
+    assert!(revoked["link"].is_null(), "a withdrawn home shows no link");
+    assert_eq!(
+        place_call(&server, &first, false).await.0,
+        403,
+        "withdrawn at once"
+    );
+
+    let (code, reissued) = post_as(
+        &server,
+        &admin,
+        &format!("/admin/api/homes/{id}/reissue"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 200, "{reissued}");
+    let second = token(&reissued);
+    assert_ne!(second, first);
+    assert_eq!(
+        place_call(&server, &second, false).await.0,
+        201,
+        "the new link works"
+    );
+    assert_eq!(
+        place_call(&server, &first, false).await.0,
+        403,
+        "the old one does not"
+    );
+
+    let (code, list) = get_as(&server, &admin, "/admin/api/homes").await;
+    assert_eq!(code, 200);
+    assert_eq!(list["homes"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(
+        home_cli(&server, &["rename", &id, "Ash Grove House"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let (_, list) = get_as(&server, &admin, "/admin/api/homes").await;
+    assert_eq!(
+        list["homes"][0]["name"], "Ash Grove House",
+        "renamed on the command line"
+    );
+    let (code, _) = post_as(&server, &admin, "/admin/api/homes/nope/revoke", json!({})).await;
+    assert_eq!(code, 404);
+}
