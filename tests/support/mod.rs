@@ -230,6 +230,11 @@ impl Server {
         child.wait_with_output().expect("carecall admin add")
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Where the server's JSON log goes (with `json_log`).
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.path().join(LOG_FILE)

@@ -1,0 +1,191 @@
+//! `carecall-load`: runs the load scenarios against a carecall server (one it
+//! starts on loopback, or one already running) and prints a summary.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use carecall_load::{Options, Report, Scenario, Target};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "carecall-load",
+    about = "Load a carecall server with synthetic participants and measure what it forwards"
+)]
+struct Cli {
+    /// The carecall binary to start on loopback (default: the one beside
+    /// this tool). Ignored with --url.
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// A running server's base URL instead (loopback only); needs --secret
+    /// and --pid.
+    #[arg(long, requires_all = ["secret", "pid"])]
+    url: Option<String>,
+    /// That server's link secret.
+    #[arg(long, env = "CARECALL_LINK_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// That server's process id (for its CPU and memory).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Measured seconds per scenario (1-300).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Seconds of media before measuring.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Print the reports as JSON (one array) instead of the summary.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// One publisher, N subscribers.
+    Fanout {
+        #[arg(default_value_t = 50)]
+        subscribers: usize,
+    },
+    /// N calls of three, everyone publishing.
+    Rooms {
+        #[arg(default_value_t = 10)]
+        rooms: usize,
+    },
+    /// Fan-out to 50, then 10 rooms of 3.
+    All,
+}
+
+/// A server this tool started, stopped when dropped.
+struct Spawned {
+    child: Child,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn random_secret() -> Result<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("no randomness from the operating system"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Starts `carecall serve` on loopback with a fresh data directory.
+fn spawn(binary: PathBuf) -> Result<(Spawned, Target)> {
+    let data = tempfile::tempdir().context("a temporary data directory")?;
+    let secret = random_secret()?;
+    let mut child = Command::new(&binary)
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--media-port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .env("CARECALL_LINK_SECRET", &secret)
+        .env("CARECALL_MEDIA_ANNOUNCE", "127.0.0.1")
+        .env("CARECALL_MEDIA_TCP_PORT", "0")
+        .env("CARECALL_TURN_ENABLED", "false")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let pid = child.id();
+    let spawned = Spawned { child, _data: data };
+    let mut lines = BufReader::new(stdout).lines();
+    let base_url = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("carecall listening on ") {
+                    break url.trim().to_owned();
+                }
+            }
+            _ => bail!("{} stopped before it listened", binary.display()),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((
+        spawned,
+        Target {
+            base_url,
+            secret: secret.into_bytes(),
+            pid,
+        },
+    ))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let scenarios = match cli.what {
+        What::Fanout { subscribers } => vec![Scenario::FanOut { subscribers }],
+        What::Rooms { rooms } => vec![Scenario::Rooms { rooms }],
+        What::All => vec![
+            Scenario::FanOut { subscribers: 50 },
+            Scenario::Rooms { rooms: 10 },
+        ],
+    };
+    let options = Options {
+        seconds: cli.seconds,
+        warmup: cli.warmup,
+        progress: !cli.json,
+        ..Options::default()
+    };
+    let (_spawned, target) = match cli.url {
+        Some(url) => {
+            let host = url
+                .split("://")
+                .nth(1)
+                .unwrap_or("")
+                .split([':', '/'])
+                .next()
+                .unwrap_or("");
+            if !(host.starts_with("127.") || host == "localhost" || host == "[::1]") {
+                bail!("load runs against loopback only, not {url}");
+            }
+            let target = Target {
+                base_url: url,
+                secret: cli.secret.unwrap_or_default().into_bytes(),
+                pid: cli.pid.unwrap_or_default(),
+            };
+            (None, target)
+        }
+        None => {
+            let binary = match cli.server {
+                Some(b) => b,
+                None => std::env::current_exe()?.with_file_name("carecall"),
+            };
+            let (s, t) = spawn(binary)?;
+            (Some(s), t)
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut reports: Vec<Report> = Vec::new();
+    for scenario in scenarios {
+        if !cli.json {
+            eprintln!("running {scenario:?} against {} ...", target.base_url);
+        }
+        reports.push(runtime.block_on(carecall_load::run(&target, scenario, &options))?);
+    }
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            println!("{r}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! A short, bounded run of the load tool against a real server: the figures
+//! it reports are real (packets forwarded, every subscriber fed, loss under
+//! 1% on loopback, server CPU and memory read from /proc).
+
+mod support;
+
+use carecall_load::{Options, Report, Scenario, Target};
+use support::{Server, ServerOptions};
+
+fn secret() -> String {
+    "load-test-link-secret-0123456789abcdef".to_owned()
+}
+
+async fn bounded(server: &Server, scenario: Scenario) -> Report {
+    let target = Target {
+        base_url: server.base_url.clone(),
+        secret: secret().into_bytes(),
+        pid: server.pid(),
+    };
+    let options = Options {
+        seconds: 4.0,
+        warmup: 2.0,
+        progress: true,
+        ..Options::default()
+    };
+    let report = carecall_load::run(&target, scenario, &options)
+        .await
+        .expect("the run completes");
+    println!("{report}");
+    report
+}
+
+fn assert_real(r: &Report, streams: usize) {
+    assert_eq!(r.forwarded_streams, streams, "{r:?}");
+    assert_eq!(
+        r.subscribers_without_media, 0,
+        "every subscriber got media: {r:?}"
+    );
+    // 50 audio + 150 video packets/s per stream pair, at least half of it.
+    assert!(r.forwarded_per_second > 50.0 * streams as f64, "{r:?}");
+    assert!(r.loss < 0.01, "loss on loopback: {r:?}");
+    assert!(r.server_cpu_seconds > 0.0, "{r:?}");
+    assert!(r.rss_during_mib > 1.0, "{r:?}");
+    assert!(
+        r.latency_p50_ms > 0.0 && r.latency_p99_ms >= r.latency_p50_ms,
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_load_run_reports_real_figures() {
+    let server = Server::start_with(ServerOptions {
+        env: vec![("CARECALL_LINK_SECRET".into(), secret())],
+        ..ServerOptions::default()
+    });
+    let fanout = bounded(&server, Scenario::FanOut { subscribers: 4 }).await;
+    assert_real(&fanout, 4 * 2);
+    let rooms = bounded(&server, Scenario::Rooms { rooms: 2 }).await;
+    assert_real(&rooms, 2 * 3 * 2 * 2);
+}
