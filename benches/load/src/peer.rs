@@ -348,9 +348,8 @@ impl LoadPeer {
                         Some("offer") => {
                             let sdp = v["sdp"].as_str().unwrap().to_owned();
                             let offer = RTCSessionDescription::offer(sdp).unwrap();
-                            if let Err(e) = pc.set_remote_description(offer).await {
-                                // The peer is closing (the test is over): stop.
-                                eprintln!("SFU offer not accepted: {e}");
+                            if pc.set_remote_description(offer).await.is_err() {
+                                // The peer is closing (the run is over): stop.
                                 break;
                             }
                             let answer = pc.create_answer(None).await.expect("create answer");
