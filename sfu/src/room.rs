@@ -200,9 +200,20 @@ impl Room {
         self.participants.retain(|p| p.id != id);
         if self.participants.len() != before {
             for p in &mut self.participants {
+                p.wake_at = None;
                 p.unsubscribe_from(id);
             }
         }
+    }
+
+    /// How many sessions the next poll at `now` will run: those something
+    /// reached since their last poll, and those whose timer is due. The rest
+    /// are skipped.
+    pub fn sessions_to_poll(&self, now: Instant) -> usize {
+        self.participants
+            .iter()
+            .filter(|p| p.wake_at.is_none_or(|w| w <= now))
+            .count()
     }
 
     /// The participant whose session this datagram belongs to, if any.
@@ -216,13 +227,18 @@ impl Room {
     /// Feeds a datagram to a participant's session.
     pub fn handle_input(&mut self, id: ParticipantId, input: Input) {
         if let Some(p) = self.participants.iter_mut().find(|p| p.id == id) {
+            p.wake_at = None;
             p.handle_input(input);
         }
     }
 
-    /// Advances every session's clock.
+    /// Advances the clock of every session whose timer is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         for p in &mut self.participants {
+            if p.wake_at.is_some_and(|w| w > now) {
+                continue;
+            }
+            p.wake_at = None;
             p.handle_input(Input::Timeout(now));
             p.handle_deferred_keyframes(now);
         }
@@ -234,6 +250,13 @@ impl Room {
         loop {
             let mut next = now + IDLE_POLL;
             for p in &mut self.participants {
+                // Nothing reached it and its timer is not due: polling would
+                // only run its timers early.
+                if let Some(wake) = p.wake_at.filter(|w| *w > now) {
+                    next = next.min(wake);
+                    continue;
+                }
+                let mut wake = now + IDLE_POLL;
                 p.advance_clock(now);
                 let mut early_runs = 0;
                 loop {
@@ -246,7 +269,7 @@ impl Room {
                             early_runs += 1;
                         }
                         Polled::Timeout(t) => {
-                            next = next.min(t);
+                            wake = wake.min(t);
                             break;
                         }
                         Polled::Nothing if !p.rtc.is_alive() => break,
@@ -254,8 +277,11 @@ impl Room {
                     }
                 }
                 if let Some(t) = p.handle_deferred_keyframes(now) {
-                    next = next.min(t);
+                    wake = wake.min(t);
                 }
+                // A dead session is polled every time until it is removed.
+                p.wake_at = p.rtc.is_alive().then_some(wake);
+                next = next.min(wake);
                 if std::mem::take(&mut p.new_layer_seen) {
                     self.next_layers = None;
                 }
@@ -307,6 +333,7 @@ impl Room {
         match event {
             Propagated::Published { origin, mid, kind } => {
                 for p in self.participants.iter_mut().filter(|p| p.id != origin) {
+                    p.wake_at = None;
                     p.subscribe(origin, mid, kind);
                 }
             }
@@ -320,6 +347,7 @@ impl Room {
             } => {
                 let mut wants_keyframe = false;
                 for p in self.participants.iter_mut().filter(|p| p.id != origin) {
+                    p.wake_at = None;
                     let forwarded = p.forward(origin, mid, layer, &params, start_point, &packet);
                     wants_keyframe |= forwarded == Forwarded::NeedsKeyframe(layer);
                 }
@@ -358,6 +386,7 @@ impl Room {
         self.next_layers = Some(now + LAYER_INTERVAL);
         let mut wants = Vec::new();
         for p in &mut self.participants {
+            p.wake_at = None;
             p.select_layers(now, &rates, &mut self.signals, &mut wants);
         }
         // Dynacast: each camera sends only the layers someone would take; a
@@ -385,6 +414,7 @@ impl Room {
     /// Asks a publisher for a keyframe of one layer (coalesced by its throttle).
     fn request_keyframe(&mut self, publisher: ParticipantId, mid: Mid, layer: Layer, now: Instant) {
         if let Some(p) = self.participants.iter_mut().find(|p| p.id == publisher) {
+            p.wake_at = None;
             p.request_keyframe(mid, layer, now);
         }
     }
@@ -399,14 +429,19 @@ impl Room {
         }
     }
 
+    /// A participant the caller is about to hand something: it is polled
+    /// at the next poll.
     fn participant_mut(&mut self, id: ParticipantId) -> Result<&mut Participant, SfuError> {
         let room = &self.id;
-        self.participants
+        let p = self
+            .participants
             .iter_mut()
             .find(|p| p.id == id)
             .ok_or_else(|| SfuError::UnknownParticipant {
                 room: room.clone(),
                 participant: id,
-            })
+            })?;
+        p.wake_at = None;
+        Ok(p)
     }
 }

@@ -332,7 +332,9 @@ impl LoadPeer {
             }
         });
         let errors: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let (answer_tx, mut answer_rx) = mpsc::unbounded_channel::<String>();
+        // The SFU's answer is applied by the reader, in order: an offer that
+        // follows it at once must not meet a connection still waiting for it.
+        let (answer_tx, mut answer_rx) = mpsc::unbounded_channel::<Result<(), String>>();
         {
             let pc = pc.clone();
             let out = ws_out.clone();
@@ -343,7 +345,15 @@ impl LoadPeer {
                     let v: Value = serde_json::from_str(&t).expect("server sends JSON");
                     match v["type"].as_str() {
                         Some("answer") => {
-                            let _ = answer_tx.send(v["sdp"].as_str().unwrap().to_owned());
+                            let sdp = v["sdp"].as_str().unwrap_or_default().to_owned();
+                            let applied = match RTCSessionDescription::answer(sdp) {
+                                Ok(answer) => pc
+                                    .set_remote_description(answer)
+                                    .await
+                                    .map_err(|e| e.to_string()),
+                                Err(e) => Err(e.to_string()),
+                            };
+                            let _ = answer_tx.send(applied);
                         }
                         Some("offer") => {
                             let sdp = v["sdp"].as_str().unwrap().to_owned();
@@ -370,12 +380,10 @@ impl LoadPeer {
         ws_out
             .send(json!({"type":"offer","sdp":sdp}).to_string())
             .unwrap();
-        let answer = tokio::time::timeout(Duration::from_secs(10), answer_rx.recv())
+        tokio::time::timeout(Duration::from_secs(10), answer_rx.recv())
             .await
             .expect("answer within 10 s")
-            .expect("answer");
-        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
-            .await
+            .expect("answer")
             .expect("accept SFU answer");
 
         LoadPeer {

@@ -111,6 +111,11 @@ pub(crate) struct Participant {
     /// A published stream (or simulcast layer) sent its first packet: the
     /// room should choose layers again before forwarding it.
     pub new_layer_seen: bool,
+    /// When this participant next needs polling if nothing reaches it
+    /// first; `None` means at the next poll. The room sets `None` whenever it
+    /// hands the participant anything (input, a packet to forward, a
+    /// request), so an untouched session is not polled before its timer.
+    pub wake_at: Option<Instant>,
     /// Tile heights this participant reported, by whose video; kept for
     /// subscriptions that do not exist yet (the tile can come first).
     views: TileSizes,
@@ -161,6 +166,7 @@ impl Participant {
             connected: false,
             pending: VecDeque::new(),
             new_layer_seen: false,
+            wake_at: None,
             views: TileSizes::default(),
             clock: None,
             downlink: DownlinkEstimate::new(estimate_bandwidth),
