@@ -65,6 +65,8 @@ async fn a_call_passed_on_and_escalated_keeps_every_step_in_order() {
     let (code, body) = answer(&server, &spec, call).await;
     assert_eq!(code, 403, "{body}");
     assert_eq!(console(&server, &spec).await["queue"], json!([]));
+    let (code, body) = get_as(&server, &spec, "/admin/api/queue").await;
+    assert_eq!(code, 403, "{body}");
 
     let (code, body) = answer(&server, &op, call).await;
     assert_eq!(code, 200, "{body}");
@@ -91,6 +93,20 @@ async fn a_call_passed_on_and_escalated_keeps_every_step_in_order() {
         assert_eq!(c, code, "{b}");
         assert!(b["error"].as_str().unwrap().contains(why), "{b}");
     }
+    // Passed to dr.two, who does not take it: the operator passes it again.
+    let (code, body) = post_as(
+        &server,
+        &op,
+        &format!("{path}/transfer"),
+        json!({ "clinician": "dr.two" }),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        console(&server, &op).await["holding"][0]["call"],
+        call,
+        "passed, not yet taken"
+    );
     let (code, body) = post_as(
         &server,
         &op,
@@ -98,7 +114,7 @@ async fn a_call_passed_on_and_escalated_keeps_every_step_in_order() {
         json!({ "clinician": "dr.one" }),
     )
     .await;
-    assert_eq!(code, 200, "{body}");
+    assert_eq!(code, 200, "the one who passed it may pass it again: {body}");
     let (_, s) = status(&server, &token, call).await;
     assert_eq!(
         (s["state"].as_str(), s["with_you"].as_str()),
@@ -115,7 +131,10 @@ async fn a_call_passed_on_and_escalated_keeps_every_step_in_order() {
     );
 
     let (code, body) = post_as(&server, &dr2, &format!("{path}/accept"), json!({})).await;
-    assert_eq!(code, 409, "dr.two takes what was passed to dr.one: {body}");
+    assert_eq!(
+        code, 409,
+        "dr.two takes what was passed on to dr.one: {body}"
+    );
     let (code, body) = post_as(&server, &dr, &format!("{path}/accept"), json!({})).await;
     assert_eq!(code, 200, "{body}");
     assert!(
@@ -147,6 +166,22 @@ async fn a_call_passed_on_and_escalated_keeps_every_step_in_order() {
     );
     let theirs = console(&server, &spec).await;
     assert_eq!(theirs["for_you"][0]["kind"], "invitation", "{theirs}");
+    // A guest (no account) gets the link only, even under an account's name.
+    let (code, body) = post_as(
+        &server,
+        &dr,
+        &format!("{path}/invite"),
+        json!({ "guest": "op.one" }),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        console(&server, &op).await["for_you"],
+        json!([]),
+        "not the operator's invitation"
+    );
+    let (code, body) = post_as(&server, &op, &format!("{path}/accept"), json!({})).await;
+    assert_eq!(code, 409, "{body}");
     let (code, body) = post_as(&server, &spec, &format!("{path}/accept"), json!({})).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(
@@ -189,11 +224,19 @@ async fn a_call_passed_on_and_escalated_keeps_every_step_in_order() {
         ),
         (
             "call.transferred",
+            json!({ "by": "op.one", "to": "dr.two" }),
+        ),
+        (
+            "call.transferred",
             json!({ "by": "op.one", "to": "dr.one" }),
         ),
         (
             "specialist.invited",
-            json!({ "by": "dr.one", "specialist": "spec.one" }),
+            json!({ "by": "dr.one", "specialist": "spec.one", "guest": false }),
+        ),
+        (
+            "specialist.invited",
+            json!({ "by": "dr.one", "specialist": "op.one", "guest": true }),
         ),
         (
             "call.transferred",
@@ -284,4 +327,22 @@ async fn the_console_is_pushed_a_new_call_and_opens_from_the_hubs_pages_only() {
         "a new call reached the console {} ms after it was placed",
         took.as_millis()
     );
+
+    // Signed out: the console is closed, not left pushing the queue.
+    let (code, _) = post_as(&server, &op, "/admin/logout", json!({})).await;
+    assert!(code < 400, "sign out: {code}");
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                    break frame.map(|f| u16::from(f.code));
+                }
+                Some(Ok(_)) => continue,
+                _ => break None,
+            }
+        }
+    })
+    .await
+    .expect("closed within 10 s of signing out");
+    assert_eq!(closed, Some(4001));
 }

@@ -82,8 +82,10 @@ function renderQueue(queue) {
     tr.lastChild.append(answer);
     return tr;
   }));
-  const fresh = queue.filter((c) => !seen.has(c.call));
-  for (const c of queue) seen.add(c.call);
+  // A call passed to another queue waits anew there: it chimes again.
+  const key = (c) => `${c.call}@${c.waiting_since_ms}`;
+  const fresh = queue.filter((c) => !seen.has(key(c)));
+  for (const c of queue) seen.add(key(c));
   if (fresh.length && !firstSnapshot) chime();
 }
 
@@ -199,9 +201,16 @@ function connect() {
     if (s.type === 'hub') render(s);
     else if (s.type === 'error') problem(s.message);
   };
-  ws.onclose = () => {
+  ws.onclose = async (e) => {
     $('live').textContent = 'reconnecting…';
     $('live').className = 'badge amber';
+    // Signed out (here, elsewhere, or the sign-in expired): sign in again
+    // rather than miss calls behind a console that cannot reconnect.
+    const session = await fetch('/admin/api/session').catch(() => null);
+    if (e.code === 4001 || (session && session.status === 401)) {
+      location.href = '/admin/login';
+      return;
+    }
     setTimeout(connect, 2000);
   };
 }

@@ -158,6 +158,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX queue_events_call ON queue_events (call_id, id);
     CREATE INDEX queue_events_target ON queue_events (kind, target);",
+    // Who passed a call to a clinician, until it is taken.
+    "ALTER TABLE queued_calls ADD COLUMN passed_by TEXT;",
 ];
 
 /// The schema version this build writes (SQLite's `user_version`).

@@ -95,10 +95,12 @@ fn announce(state: &AdminState, call: &QueuedCall, message: String) {
 
 /// A waiting call as the console lists it.
 pub(crate) fn listed(c: &QueuedCall, position: usize, now: i64, settings: &QueueSettings) -> Value {
-    let waited = (now - c.queued_at_ms).max(0);
+    // Waiting in this queue: a call passed on starts its wait again.
+    let waited = (now - c.waiting_since_ms).max(0);
     json!({
         "position": position, "call": c.id, "home": c.home_name, "urgent": c.urgent,
         "reason": c.reason, "initials": c.initials, "queue": queue_label(&c.queue_name),
+        "waiting_since_ms": c.waiting_since_ms,
         "waiting_seconds": waited / 1000,
         "overdue": waited >= settings.no_answer_after.as_millis() as i64,
     })
@@ -182,7 +184,6 @@ fn same_origin(headers: &HeaderMap) -> bool {
 /// change and every few seconds.
 pub(crate) async fn live(
     State(state): State<AdminState>,
-    Extension(me): Extension<AdminSession>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -192,15 +193,40 @@ pub(crate) async fn live(
             "the console opens from this hub's own pages only",
         );
     }
+    let Some(token) = crate::auth::cookie_token(&headers) else {
+        return json_error(StatusCode::UNAUTHORIZED, "sign in first");
+    };
     upgrade
         .max_message_size(4096)
-        .on_upgrade(move |socket| push(socket, state, me))
+        .on_upgrade(move |socket| push(socket, state, token))
 }
 
-async fn push(mut socket: WebSocket, state: AdminState, me: AdminSession) {
+/// Close code for a console whose sign-in ended: the page goes to sign-in.
+const SIGNED_OUT: u16 = 4001;
+
+async fn push(mut socket: WebSocket, state: AdminState, token: String) {
     let mut changed = state.hub_changes.subscribe();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH, REFRESH);
     loop {
+        // The session is read again before every push: a sign-out, an expiry
+        // or a changed role takes effect at once, not when the socket closes.
+        let accounts = state.accounts.clone();
+        let t = token.clone();
+        let me = match crate::blocking(move || accounts.session(&t)).await {
+            Ok(Some(me)) => me,
+            Ok(None) => {
+                let bye = axum::extract::ws::CloseFrame {
+                    code: SIGNED_OUT,
+                    reason: "signed out".into(),
+                };
+                let _ = socket.send(Message::Close(Some(bye))).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "console session check failed");
+                return;
+            }
+        };
         let text = match console(&state, &me).await {
             Ok(v) => v.to_string(),
             Err(e) => {
@@ -339,9 +365,10 @@ pub(crate) async fn accept(
     Path(id): Path<i64>,
 ) -> Response {
     let who = me.name.clone();
+    let specialist = me.role == AccountRole::Specialist;
     let done = crate::blocking_locked(&state.history, move |log| {
         match log.accept_transfer(id, &who, now_ms())? {
-            Handover::NotYours(_) => log.accept_invite(id, &who, now_ms()),
+            Handover::NotYours(_) if specialist => log.accept_invite(id, &who, now_ms()),
             other => Ok(other),
         }
     })
@@ -401,7 +428,8 @@ pub(crate) async fn invite(
                 Err(e) => return unavailable(e),
             }
         }
-        (None, Some(g)) if (1..=64).contains(&g.chars().count()) => g,
+        // A guest is stored as `guest:NAME`: never an account's invitation.
+        (None, Some(g)) if (1..=64).contains(&g.chars().count()) => format!("guest:{g}"),
         _ => {
             return json_error(
                 StatusCode::BAD_REQUEST,
@@ -422,6 +450,7 @@ pub(crate) async fn invite(
         Ok(call) => call,
         Err(response) => return *response,
     };
+    let name = name.strip_prefix("guest:").unwrap_or(&name).to_owned();
     tracing::info!(account = %me.name, call = id, specialist = %name, "specialist invited");
     announce(
         &state,

@@ -193,7 +193,16 @@ pub(crate) async fn cancel(
 }
 
 /// `GET /admin/api/queue`: waiting calls, urgent first, then by waiting time.
-pub(crate) async fn queue(State(state): State<AdminState>) -> Response {
+pub(crate) async fn queue(
+    State(state): State<AdminState>,
+    axum::Extension(me): axum::Extension<crate::AdminSession>,
+) -> Response {
+    if !me.role.answers_calls() {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "specialists are shown the calls they are invited to, not the queue",
+        );
+    }
     match crate::blocking_locked(&state.history, |log| log.queue()).await {
         Ok(calls) => {
             let now = now_ms();

@@ -179,7 +179,10 @@ function join() {
     metrics.notices = [...(metrics.notices || []), e.detail.message];
     say('call-message', e.detail.message);
     clearTimeout(noticeTimer);
-    noticeTimer = setTimeout(() => say('call-message', ''), 10000);
+    // Cleared only if nothing newer (such as "Reconnecting…") replaced it.
+    noticeTimer = setTimeout(() => {
+      if ($('call-message').textContent === e.detail.message) say('call-message', '');
+    }, 10000);
   });
   call.addEventListener('recording', (e) => {
     const { active, by } = e.detail;

@@ -99,7 +99,9 @@ impl CallLog {
             }
             "invited" => {
                 data["by"] = json!(actor);
-                data["specialist"] = json!(target);
+                let guest = target.strip_prefix("guest:");
+                data["specialist"] = json!(guest.unwrap_or(target));
+                data["guest"] = json!(guest.is_some());
             }
             _ => {}
         }
@@ -121,21 +123,25 @@ impl CallLog {
             let Some(call) = queued_call(c, id).optional()? else {
                 return Ok(Handover::NoSuchCall);
             };
-            let yours = call.held_by.as_deref() == Some(by) || anyone;
+            // Whoever passed it on keeps the right to pass it again until it
+            // is taken: a clinician who never takes it cannot strand it.
+            let yours = call.held_by.as_deref() == Some(by)
+                || (call.state == "transferring" && call.passed_by.as_deref() == Some(by))
+                || anyone;
             if !(call.in_progress() && yours) {
                 return Ok(Handover::NotYours(call));
             }
             let target = match to {
                 TransferTarget::Clinician(name) => {
                     c.execute(
-                        "UPDATE queued_calls SET state = 'transferring', held_by = ?2 WHERE id = ?1",
-                        params![id, name],
+                        "UPDATE queued_calls SET state = 'transferring', held_by = ?2, passed_by = ?3 WHERE id = ?1",
+                        params![id, name, by],
                     )?;
                     name.clone()
                 }
                 TransferTarget::Queue(q) => {
                     c.execute(
-                        "UPDATE queued_calls SET state = 'waiting', held_by = NULL, queue_name = ?2, waiting_since_ms = ?3 WHERE id = ?1",
+                        "UPDATE queued_calls SET state = 'waiting', held_by = NULL, passed_by = NULL, queue_name = ?2, waiting_since_ms = ?3 WHERE id = ?1",
                         params![id, q, now_ms],
                     )?;
                     format!("queue:{q}")
@@ -151,7 +157,7 @@ impl CallLog {
     pub fn accept_transfer(&self, id: i64, who: &str, now_ms: i64) -> Result<Handover, AdminError> {
         self.change(|c| {
             let n = c.execute(
-                "UPDATE queued_calls SET state = 'answered' WHERE id = ?1 AND state = 'transferring' AND held_by = ?2",
+                "UPDATE queued_calls SET state = 'answered', passed_by = NULL WHERE id = ?1 AND state = 'transferring' AND held_by = ?2",
                 params![id, who],
             )?;
             let Some(call) = queued_call(c, id).optional()? else {
@@ -232,13 +238,14 @@ impl CallLog {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// The calls `who` holds now.
+    /// The calls `who` holds now, or passed on and not yet taken.
     pub fn held_by(&self, who: &str) -> Result<Vec<QueuedCall>, AdminError> {
         let mut stmt = self
             .conn
             .prepare(&format!(
                 "SELECT {CALL_COLUMNS} FROM queued_calls c JOIN homes h ON h.id = c.home_id
-                 WHERE c.state = 'answered' AND c.held_by = ?1 ORDER BY c.id"
+                 WHERE (c.state = 'answered' AND c.held_by = ?1)
+                    OR (c.state = 'transferring' AND c.passed_by = ?1) ORDER BY c.id"
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -278,8 +285,11 @@ impl CallLog {
 /// Marks the hub call in `room` ended when its consultation ends (inside
 /// the change that ended it).
 pub(super) fn end_hub_call(c: &Connection, room: &str, now_ms: i64) -> rusqlite::Result<()> {
+    // Also one passed to a named queue while the home was in the call: the
+    // home has gone, so nobody should answer it.
     let ended = c.execute(
-        "UPDATE queued_calls SET state = 'ended' WHERE room = ?1 AND state IN ('answered', 'transferring')",
+        "UPDATE queued_calls SET state = 'ended' WHERE room = ?1
+         AND (state IN ('answered', 'transferring') OR (state = 'waiting' AND answered_at_ms IS NOT NULL))",
         [room],
     )?;
     if ended == 1 {

@@ -54,6 +54,8 @@ pub struct QueuedCall {
     pub held_by: Option<String>,
     /// Since when it waits in its current queue (its place in the order).
     pub waiting_since_ms: i64,
+    /// Who passed it to the clinician it is waiting for, while it waits.
+    pub passed_by: Option<String>,
 }
 
 impl QueuedCall {
@@ -85,7 +87,7 @@ fn home(r: &Row<'_>) -> rusqlite::Result<Home> {
     })
 }
 
-pub(super) const CALL_COLUMNS: &str = "c.id, c.home_id, h.name, c.urgent, c.reason, c.initials, c.room, c.state, c.queued_at_ms, c.answered_at_ms, c.answered_by, c.queue_name, c.held_by, c.waiting_since_ms";
+pub(super) const CALL_COLUMNS: &str = "c.id, c.home_id, h.name, c.urgent, c.reason, c.initials, c.room, c.state, c.queued_at_ms, c.answered_at_ms, c.answered_by, c.queue_name, c.held_by, c.waiting_since_ms, c.passed_by";
 
 pub(super) fn call(r: &Row<'_>) -> rusqlite::Result<QueuedCall> {
     call_at(r, 0)
@@ -108,6 +110,7 @@ pub(super) fn call_at(r: &Row<'_>, at: usize) -> rusqlite::Result<QueuedCall> {
         queue_name: r.get(at + 11)?,
         held_by: r.get(at + 12)?,
         waiting_since_ms: r.get(at + 13)?,
+        passed_by: r.get(at + 14)?,
     })
 }
 
