@@ -4,7 +4,7 @@
 
 mod support;
 
-use carecall_load::{Options, Report, Scenario, Target};
+use carecall_load::{Options, Report, Scenario, Sfu, Target};
 use support::{Server, ServerOptions};
 
 fn secret() -> String {
@@ -13,9 +13,11 @@ fn secret() -> String {
 
 async fn bounded(server: &Server, scenario: Scenario) -> Report {
     let target = Target {
+        sfu: Sfu::Carecall,
         base_url: server.base_url.clone(),
         secret: secret().into_bytes(),
         pid: server.pid(),
+        local_ip: [127, 0, 0, 1].into(),
     };
     let options = Options {
         seconds: 4.0,
@@ -57,4 +59,23 @@ async fn a_bounded_load_run_reports_real_figures() {
     assert_real(&fanout, 4 * 2);
     let rooms = bounded(&server, Scenario::Rooms { rooms: 2 }).await;
     assert_real(&rooms, 2 * 3 * 2 * 2);
+}
+
+/// The same bounded run against Debian's Janus (VideoRoom), as the
+/// comparison in `docs/performance.md` runs it: in a namespace of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_run_against_janus_reports_real_figures() {
+    let (_janus, target) =
+        carecall_load::janus::spawn().expect("Janus starts (tests/run.sh installs Debian's janus)");
+    let options = Options {
+        seconds: 4.0,
+        warmup: 2.0,
+        progress: true,
+        ..Options::default()
+    };
+    let report = carecall_load::run(&target, Scenario::Rooms { rooms: 2 }, &options)
+        .await
+        .expect("the run completes");
+    println!("Janus {report}");
+    assert_real(&report, 2 * 3 * 2 * 2);
 }

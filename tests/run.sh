@@ -2,7 +2,8 @@
 # carecall's whole test suite, from a fresh machine: installs what the tests
 # need (Debian's chromium and chromium-driver; iproute2 and iptables for the
 # emulated poor networks, which also need root; cmake to build the bundled
-# libopus; ffmpeg to check recordings), checks formatting and lints,
+# libopus; ffmpeg to check recordings; Debian's janus for the load tool's
+# comparison run), checks formatting and lints,
 # then runs every unit, integration and browser test, and checks the
 # deployment files.
 set -euo pipefail
@@ -16,12 +17,18 @@ command -v tc >/dev/null 2>&1 || missing+=(iproute2)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v janus >/dev/null 2>&1 || missing+=(janus)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The load tool starts its own Janus, on a private link; the package's
+  # service (listening on every interface) is not wanted.
+  if [[ " ${missing[*]} " == *" janus "* ]] && command -v systemctl >/dev/null 2>&1; then
+    $sudo systemctl disable --now janus >/dev/null 2>&1 || true
+  fi
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked

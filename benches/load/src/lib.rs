@@ -10,6 +10,7 @@
 //! the SFU's keyframe and layer logic sees what it sees from a browser; the
 //! media itself is not decodable (a pre-encoded clip is the next step).
 
+pub mod janus;
 pub mod peer;
 pub mod proc;
 mod report;
@@ -30,14 +31,29 @@ pub const MAX_PARTICIPANTS: usize = 600;
 /// Longest run, seconds.
 pub const MAX_SECONDS: f64 = 300.0;
 
+/// Which SFU is under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sfu {
+    /// carecall: `base_url` is its HTTP base URL.
+    Carecall,
+    /// Janus's VideoRoom: `base_url` is its WebSocket transport's URL.
+    Janus,
+}
+
 /// The server under load.
 pub struct Target {
-    /// Its base URL, e.g. `http://127.0.0.1:8080`.
+    /// Which server.
+    pub sfu: Sfu,
+    /// Its base URL, e.g. `http://127.0.0.1:8080` (carecall) or
+    /// `ws://127.0.0.1:8188` (Janus).
     pub base_url: String,
-    /// Its link secret, to sign the participants' join links.
+    /// Its link secret, to sign the participants' join links (carecall).
     pub secret: Vec<u8>,
     /// Its process id, for CPU and memory.
     pub pid: u32,
+    /// The address the participants' WebRTC sockets bind: loopback for
+    /// carecall; the host end of the namespace link Janus runs behind.
+    pub local_ip: std::net::IpAddr,
 }
 
 impl Target {
@@ -131,11 +147,24 @@ impl Default for Options {
 
 /// One participant in the run.
 struct Member {
-    peer: LoadPeer,
+    /// How receivers name this participant's streams.
+    key: String,
     room: String,
     publishes: bool,
+    /// What it received.
+    received: peer::Received,
+    /// Its media, and the payload types to send it with, if it publishes.
+    sender: Option<(peer::MediaSender, (u8, u8))>,
     /// Audio ticks sent (video sends every other tick).
     ticks: Arc<AtomicU32>,
+    /// What to close at the end.
+    link: Link,
+}
+
+/// A participant's connection to the server under load.
+enum Link {
+    Carecall(LoadPeer),
+    Janus(janus::JanusSession, Vec<peer::Media>),
 }
 
 /// Packets received and their latencies, over all streams of all members.
@@ -149,7 +178,7 @@ fn tally(members: &[Member]) -> Tally {
     let lengths = members
         .iter()
         .map(|m| {
-            let r = m.peer.received.lock().unwrap_or_else(|e| e.into_inner());
+            let r = m.received.lock().unwrap_or_else(|e| e.into_inner());
             r.iter()
                 .map(|(k, a)| (k.clone(), a.counters.len()))
                 .collect()
@@ -169,38 +198,22 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
         bail!("a run is at most {MAX_PARTICIPANTS} participants and {MAX_SECONDS} s");
     }
     let rss_before = proc::rss_bytes(target.pid)?;
-    let ws = target.ws_url();
-    let mut members = Vec::with_capacity(wanted.len());
     let joining = Instant::now();
-    for (i, (room, role, publishes)) in wanted.iter().enumerate() {
-        let token = target.token(room, *role, &format!("load {i}"))?;
-        let peer = tokio::time::timeout(
-            Duration::from_secs(20),
-            LoadPeer::join(&ws, &token, i as u32),
-        )
-        .await
-        .with_context(|| format!("participant {i} did not join within 20 s"))?;
-        members.push(Member {
-            peer,
-            room: room.clone(),
-            publishes: *publishes,
-            ticks: Arc::default(),
-        });
-    }
-    for (i, m) in members.iter_mut().enumerate() {
-        if let Err(why) = m.peer.connected_within(Duration::from_secs(20)).await {
-            bail!("participant {i}: media did not connect: {why}");
-        }
-    }
+    let members = match target.sfu {
+        Sfu::Carecall => join_carecall(target, &wanted).await?,
+        Sfu::Janus => join_janus(target, &wanted).await?,
+    };
     let joined_in = joining.elapsed();
 
     // Publishers send every 20 ms until told to stop (or the bound passes).
     let stop = Arc::new(AtomicBool::new(false));
     let bound = Duration::from_secs_f64(opts.warmup + opts.seconds + 30.0);
     let mut senders = Vec::new();
-    for m in members.iter().filter(|m| m.publishes) {
-        let pts = m.peer.payload_types().await;
-        let (peer, ticks, stop) = (m.peer.sender(), m.ticks.clone(), stop.clone());
+    for m in &members {
+        let Some((peer, pts)) = m.sender.clone() else {
+            continue;
+        };
+        let (ticks, stop) = (m.ticks.clone(), stop.clone());
         let (packets, size) = (opts.video_packets, opts.packet_size);
         senders.push(tokio::spawn(async move {
             let started = Instant::now();
@@ -261,7 +274,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
         scenario: scenario.name(),
         members: &members
             .iter()
-            .map(|m| (&m.peer, m.room.as_str(), m.publishes))
+            .map(|m| (m.key.as_str(), m.room.as_str(), m.publishes, &m.received))
             .collect::<Vec<_>>(),
         before: &before.lengths,
         after: &after.lengths,
@@ -274,9 +287,147 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
         joined_in,
     });
     for m in members {
-        m.peer.close().await;
+        match m.link {
+            Link::Carecall(peer) => peer.close().await,
+            Link::Janus(session, media) => {
+                session.close();
+                for c in media {
+                    let _ = c.pc.close().await;
+                }
+            }
+        }
     }
     Ok(report)
+}
+
+/// Joins everyone over carecall's signalling.
+async fn join_carecall(target: &Target, wanted: &[(String, Role, bool)]) -> Result<Vec<Member>> {
+    let ws = target.ws_url();
+    let mut members = Vec::with_capacity(wanted.len());
+    for (i, (room, role, publishes)) in wanted.iter().enumerate() {
+        let token = target.token(room, *role, &format!("load {i}"))?;
+        let mut peer = tokio::time::timeout(
+            Duration::from_secs(20),
+            LoadPeer::join(&ws, &token, i as u32),
+        )
+        .await
+        .with_context(|| format!("participant {i} did not join within 20 s"))?;
+        if let Err(why) = peer.connected_within(Duration::from_secs(20)).await {
+            bail!("participant {i}: media did not connect: {why}");
+        }
+        let sender = match publishes {
+            true => Some((peer.sender(), peer.payload_types().await)),
+            false => None,
+        };
+        members.push(Member {
+            key: peer.participant.clone(),
+            room: room.clone(),
+            publishes: *publishes,
+            received: peer.received.clone(),
+            sender,
+            ticks: Arc::default(),
+            link: Link::Carecall(peer),
+        });
+    }
+    Ok(members)
+}
+
+/// Joins everyone into Janus VideoRooms: each room created by its first
+/// publisher, every publisher published, then every participant subscribed
+/// to the others' feeds (one multistream connection each).
+async fn join_janus(target: &Target, wanted: &[(String, Role, bool)]) -> Result<Vec<Member>> {
+    let mut rooms: Vec<&str> = Vec::new();
+    let mut sessions = Vec::new();
+    let mut feeds: Vec<Option<u64>> = Vec::new();
+    let mut media: Vec<Vec<peer::Media>> = Vec::new();
+    let room_ids = 1_000 + (std::process::id() as u64 % 1_000) * 1_000;
+    for (i, (room, _, publishes)) in wanted.iter().enumerate() {
+        let session = janus::JanusSession::open(&target.base_url).await?;
+        let (n, first) = match rooms.iter().position(|r| r == room) {
+            Some(n) => (n, false),
+            None => {
+                rooms.push(room);
+                (rooms.len() - 1, true)
+            }
+        };
+        let id = room_ids + n as u64;
+        if first {
+            let size = wanted.iter().filter(|w| &w.0 == room).count();
+            janus::create_room(&session, id, size).await?;
+        }
+        let mut mine = Vec::new();
+        let mut feed = None;
+        if *publishes {
+            let m = peer::Media::new(&format!("p{i}"), i as u32, true, true, target.local_ip).await;
+            feed = Some(janus::publish(&session, id, &m, &format!("load {i}")).await?);
+            mine.push(m);
+        }
+        sessions.push((session, id));
+        feeds.push(feed);
+        media.push(mine);
+    }
+    // Janus offers a feed to subscribers only once its publisher's media is up.
+    for (i, mine) in media.iter_mut().enumerate() {
+        for m in mine.iter_mut() {
+            if let Err(why) = m.connected_within(Duration::from_secs(20)).await {
+                bail!("participant {i}: publishing to Janus did not connect: {why}");
+            }
+        }
+    }
+    let mut members = Vec::with_capacity(wanted.len());
+    for (i, ((session, id), mut mine)) in sessions.into_iter().zip(media).enumerate() {
+        let (room, _, publishes) = &wanted[i];
+        let others: Vec<u64> = wanted
+            .iter()
+            .enumerate()
+            .filter(|(j, w)| *j != i && &w.0 == room)
+            .filter_map(|(j, _)| feeds[j])
+            .collect();
+        let received: peer::Received = if others.is_empty() {
+            Arc::default()
+        } else {
+            let m =
+                peer::Media::new(&format!("p{i}"), i as u32, false, true, target.local_ip).await;
+            // A feed whose media just came up may not be offered yet: retry.
+            let mut tries = 0;
+            while let Err(e) = janus::subscribe(&session, id, &others, &m).await {
+                tries += 1;
+                if tries == 20 || !e.to_string().contains("No such feed") {
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let r = m.received.clone();
+            mine.push(m);
+            r
+        };
+        for m in &mut mine {
+            if let Err(why) = m.connected_within(Duration::from_secs(20)).await {
+                bail!("participant {i}: media with Janus did not connect: {why}");
+            }
+        }
+        let sender = match mine.first().filter(|_| *publishes) {
+            Some(m) => Some((
+                peer::MediaSender {
+                    tag: i as u32,
+                    audio: m.audio.clone(),
+                    video: m.video.clone(),
+                },
+                peer::payload_types(&*m.pc).await,
+            )),
+            None => None,
+        };
+        members.push(Member {
+            key: format!("p{i}"),
+            room: room.clone(),
+            publishes: *publishes,
+            received,
+            sender,
+            ticks: Arc::default(),
+            link: Link::Janus(session, mine),
+        });
+    }
+    Ok(members)
 }
 
 /// Packets that arrived between two tallies, over everything.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use carecall_load::{Options, Report, Scenario, Target};
+use carecall_load::{Options, Report, Scenario, Sfu, Target};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -38,6 +38,11 @@ struct Cli {
     /// Print the reports as JSON (one array) instead of the summary.
     #[arg(long)]
     json: bool,
+    /// Load Janus (Debian's `janus`, VideoRoom plugin) instead of carecall:
+    /// started in a network namespace of its own (needs root) with the
+    /// configuration in `benches/janus/`. With --url: carecall only.
+    #[arg(long)]
+    janus: bool,
     #[command(subcommand)]
     what: What,
 }
@@ -56,6 +61,16 @@ enum What {
     },
     /// Fan-out to 50, then 10 rooms of 3.
     All,
+    /// The same scenarios against carecall and against Janus, one after the
+    /// other, and a table of the ratios.
+    Compare {
+        /// Fan-out sizes (subscribers), comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [50usize])]
+        fanout: Vec<usize>,
+        /// Numbers of rooms of 3, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [10usize])]
+        rooms: Vec<usize>,
+    },
 }
 
 /// A server this tool started, stopped when dropped.
@@ -121,15 +136,86 @@ fn spawn(binary: PathBuf) -> Result<(Spawned, Target)> {
     Ok((
         spawned,
         Target {
+            sfu: Sfu::Carecall,
             base_url,
             secret: secret.into_bytes(),
             pid,
+            local_ip: [127, 0, 0, 1].into(),
         },
     ))
 }
 
+/// The comparison table: carecall's and Janus's figures per scenario.
+fn comparison(pairs: &[(Report, Report)]) -> String {
+    let mut out = String::from(
+        "| Scenario | Packets/s (carecall / Janus) | CPU s per 10^6 packets (carecall / Janus) | Janus ÷ carecall | Memory per participant KiB (carecall / Janus) | Latency p50/p99 ms (carecall / Janus) | Loss (carecall / Janus) |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (c, j) in pairs {
+        out.push_str(&format!(
+            "| {} | {:.0} / {:.0} | {:.2} / {:.2} | {:.2}x | {:.0} / {:.0} | {:.2}/{:.2} / {:.2}/{:.2} | {:.3}% / {:.3}% |\n",
+            c.scenario,
+            c.forwarded_per_second,
+            j.forwarded_per_second,
+            c.cpu_seconds_per_million_packets,
+            j.cpu_seconds_per_million_packets,
+            j.cpu_seconds_per_million_packets / c.cpu_seconds_per_million_packets.max(1e-9),
+            c.rss_per_participant_kib,
+            j.rss_per_participant_kib,
+            c.latency_p50_ms,
+            c.latency_p99_ms,
+            j.latency_p50_ms,
+            j.latency_p99_ms,
+            100.0 * c.loss,
+            100.0 * j.loss,
+        ));
+    }
+    out
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let options = Options {
+        seconds: cli.seconds,
+        warmup: cli.warmup,
+        progress: !cli.json,
+        ..Options::default()
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let carecall_binary = || -> Result<PathBuf> {
+        Ok(match &cli.server {
+            Some(b) => b.clone(),
+            None => std::env::current_exe()?.with_file_name("carecall"),
+        })
+    };
+    if let What::Compare { fanout, rooms } = &cli.what {
+        let scenarios: Vec<Scenario> = fanout
+            .iter()
+            .map(|&subscribers| Scenario::FanOut { subscribers })
+            .chain(rooms.iter().map(|&rooms| Scenario::Rooms { rooms }))
+            .collect();
+        let mut pairs = Vec::new();
+        for scenario in scenarios {
+            // A fresh server of each kind per scenario: no leftovers measured.
+            let (_c, carecall) = spawn(carecall_binary()?)?;
+            eprintln!("carecall, {scenario:?} ...");
+            let c = runtime.block_on(carecall_load::run(&carecall, scenario, &options))?;
+            drop(_c);
+            let (_j, janus) = carecall_load::janus::spawn()?;
+            eprintln!("Janus, {scenario:?} ...");
+            let j = runtime.block_on(carecall_load::run(&janus, scenario, &options))?;
+            drop(_j);
+            pairs.push((c, j));
+        }
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&pairs)?);
+        } else {
+            for (c, j) in &pairs {
+                println!("carecall {c}\nJanus {j}\n");
+            }
+            print!("{}", comparison(&pairs));
+        }
+        return Ok(());
+    }
     let scenarios = match cli.what {
         What::Fanout { subscribers } => vec![Scenario::FanOut { subscribers }],
         What::Rooms { rooms } => vec![Scenario::Rooms { rooms }],
@@ -137,14 +223,10 @@ fn main() -> Result<()> {
             Scenario::FanOut { subscribers: 50 },
             Scenario::Rooms { rooms: 10 },
         ],
+        What::Compare { .. } => unreachable!("handled above"),
     };
-    let options = Options {
-        seconds: cli.seconds,
-        warmup: cli.warmup,
-        progress: !cli.json,
-        ..Options::default()
-    };
-    let (_spawned, target) = match cli.url {
+    let mut _janus = None;
+    let (_spawned, target) = match cli.url.clone() {
         Some(url) => {
             let host = url
                 .split("://")
@@ -157,22 +239,24 @@ fn main() -> Result<()> {
                 bail!("load runs against loopback only, not {url}");
             }
             let target = Target {
+                sfu: Sfu::Carecall,
                 base_url: url,
-                secret: cli.secret.unwrap_or_default().into_bytes(),
+                secret: cli.secret.clone().unwrap_or_default().into_bytes(),
                 pid: cli.pid.unwrap_or_default(),
+                local_ip: [127, 0, 0, 1].into(),
             };
             (None, target)
         }
+        None if cli.janus => {
+            let (s, t) = carecall_load::janus::spawn()?;
+            _janus = Some(s);
+            (None, t)
+        }
         None => {
-            let binary = match cli.server {
-                Some(b) => b,
-                None => std::env::current_exe()?.with_file_name("carecall"),
-            };
-            let (s, t) = spawn(binary)?;
+            let (s, t) = spawn(carecall_binary()?)?;
             (Some(s), t)
         }
     };
-    let runtime = tokio::runtime::Runtime::new()?;
     let mut reports: Vec<Report> = Vec::new();
     for scenario in scenarios {
         if !cli.json {

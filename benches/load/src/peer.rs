@@ -71,6 +71,8 @@ impl PeerConnectionEventHandler for Handler {
 
 pub struct LoadPeer {
     pub participant: String,
+    /// Its tag in payloads.
+    pub seed: u32,
     pub pc: Arc<dyn PeerConnection>,
     pub received: Received,
     state: watch::Receiver<RTCPeerConnectionState>,
@@ -83,8 +85,12 @@ pub struct LoadPeer {
 /// Sends one participant's audio and video.
 #[derive(Clone)]
 pub struct MediaSender {
-    audio: Arc<TrackLocalStaticRTP>,
-    video: Arc<TrackLocalStaticRTP>,
+    /// Written into every payload: who sent it.
+    pub tag: u32,
+    /// The tracks written to.
+    pub audio: Arc<TrackLocalStaticRTP>,
+    /// See `audio`.
+    pub video: Arc<TrackLocalStaticRTP>,
 }
 
 impl MediaSender {
@@ -96,6 +102,7 @@ impl MediaSender {
         let mut payload = vec![0xfcu8]; // an Opus TOC byte
         payload.extend_from_slice(&n.to_be_bytes());
         payload.extend_from_slice(&clock_us().to_be_bytes());
+        payload.extend_from_slice(&self.tag.to_be_bytes());
         payload.extend_from_slice(&[0u8; 40]);
         self.write(
             &self.audio,
@@ -120,6 +127,7 @@ impl MediaSender {
             let mut payload = vec![start, if key { 0x00 } else { 0x01 }];
             payload.extend_from_slice(&counter.to_be_bytes());
             payload.extend_from_slice(&clock_us().to_be_bytes());
+            payload.extend_from_slice(&self.tag.to_be_bytes());
             payload.resize(size.max(payload.len()), 0);
             let last = i + 1 == packets;
             self.write(
@@ -192,7 +200,26 @@ fn local_track(
     )))
 }
 
-async fn gathered_sdp(pc: &dyn PeerConnection) -> String {
+/// The payload types negotiated for Opus and VP8 on `pc`'s senders.
+pub async fn payload_types(pc: &dyn PeerConnection) -> (u8, u8) {
+    let mut audio = 111;
+    let mut video = 96;
+    for s in pc.get_senders().await {
+        if let Ok(p) = s.get_parameters().await {
+            for c in p.rtp_parameters.codecs {
+                if c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS) {
+                    audio = c.payload_type;
+                } else if c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_VP8) {
+                    video = c.payload_type;
+                }
+            }
+        }
+    }
+    (audio, video)
+}
+
+/// The local SDP once ICE gathering is complete (candidates included).
+pub async fn gathered_sdp(pc: &dyn PeerConnection) -> String {
     for _ in 0..500 {
         if let Some(d) = pc.local_description().await {
             if d.sdp.contains("a=end-of-candidates") {
@@ -204,28 +231,34 @@ async fn gathered_sdp(pc: &dyn PeerConnection) -> String {
     panic!("ICE gathering did not complete in 5 s");
 }
 
-impl LoadPeer {
-    /// Joins through the signalling WebSocket with `token` and connects media.
-    pub async fn join(ws_url: &str, token: &str, seed: u32) -> LoadPeer {
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url)
-            .await
-            .expect("websocket connects");
-        let (mut sink, mut stream) = ws.split();
-        sink.send(Message::text(
-            json!({"type":"join","v":1,"token":token}).to_string(),
-        ))
-        .await
-        .expect("send join");
-        let joined: Value = loop {
-            let msg = stream.next().await.expect("joined reply").expect("ws ok");
-            if let Message::Text(t) = msg {
-                let v: Value = serde_json::from_str(&t).expect("json");
-                assert_eq!(v["type"], "joined", "join refused: {v}");
-                break v;
-            }
-        };
-        let participant = joined["participant"].as_str().unwrap().to_owned();
+/// One peer connection with its tracks and what it received.
+pub struct Media {
+    /// The connection.
+    pub pc: Arc<dyn PeerConnection>,
+    /// Its microphone and camera tracks.
+    pub audio: Arc<TrackLocalStaticRTP>,
+    /// See `audio`.
+    pub video: Arc<TrackLocalStaticRTP>,
+    /// What arrived, by (sender, kind).
+    pub received: Received,
+    /// Its connection state.
+    pub state: watch::Receiver<RTCPeerConnectionState>,
+}
 
+impl Media {
+    /// A connection on loopback for participant `stream` (tag `seed` in its
+    /// payloads). With `publish`, its audio and video tracks are added as
+    /// send-only transceivers; it binds `bind`. Arrivals are keyed by the sending stream's id,
+    /// or with `owner_from_payload` by the sender's tag (`p<seed>`), for
+    /// servers that rename streams.
+    pub async fn new(
+        stream: &str,
+        seed: u32,
+        publish: bool,
+        owner_from_payload: bool,
+        bind: std::net::IpAddr,
+    ) -> Media {
+        let participant = stream.to_owned();
         let mut me = MediaEngine::default();
         me.register_default_codecs().expect("codecs");
         let registry =
@@ -245,7 +278,7 @@ impl LoadPeer {
                     state: state_tx,
                     tracks: track_tx,
                 }))
-                .with_udp_addrs(vec!["127.0.0.1:0"])
+                .with_udp_addrs(vec![std::net::SocketAddr::new(bind, 0).to_string()])
                 .build()
                 .await
                 .expect("peer connection"),
@@ -266,7 +299,10 @@ impl LoadPeer {
             0x2000 + seed,
             &participant,
         );
-        for t in [audio.clone(), video.clone()] {
+        for t in [audio.clone(), video.clone()]
+            .into_iter()
+            .filter(|_| publish)
+        {
             pc.add_transceiver_from_track(
                 t as Arc<dyn TrackLocal>,
                 Some(RTCRtpTransceiverInit {
@@ -306,10 +342,15 @@ impl LoadPeer {
                                 if !seen.insert(p.header.sequence_number) {
                                     continue;
                                 }
-                                if let Some((c, sent)) = stamp_of(kind, &p.payload) {
+                                if let Some((c, sent, tag)) = stamp_of(kind, &p.payload) {
                                     let took = clock_us().saturating_sub(sent);
                                     let mut rec = rec.lock().unwrap();
-                                    let a = rec.entry((owner.clone(), kind.into())).or_default();
+                                    let from = if owner_from_payload {
+                                        format!("p{tag}")
+                                    } else {
+                                        owner.clone()
+                                    };
+                                    let a = rec.entry((from, kind.into())).or_default();
                                     a.counters.push(c);
                                     a.latency_us.push(took.min(u32::MAX as u64) as u32);
                                 }
@@ -321,6 +362,67 @@ impl LoadPeer {
                 });
             }
         });
+
+        Media {
+            pc,
+            audio,
+            video,
+            received,
+            state: state_rx,
+        }
+    }
+
+    /// Waits until media is connected, or says why not.
+    pub async fn connected_within(&mut self, within: Duration) -> Result<(), String> {
+        connected_within(&mut self.state, within).await
+    }
+}
+
+async fn connected_within(
+    state: &mut watch::Receiver<RTCPeerConnectionState>,
+    within: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(
+        within,
+        state.wait_for(|s| *s == RTCPeerConnectionState::Connected),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err("the peer connection closed".into()),
+        Err(_) => Err(format!("not connected within {within:?}")),
+    }
+}
+
+impl LoadPeer {
+    /// Joins through the signalling WebSocket with `token` and connects media.
+    pub async fn join(ws_url: &str, token: &str, seed: u32) -> LoadPeer {
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .expect("websocket connects");
+        let (mut sink, mut stream) = ws.split();
+        sink.send(Message::text(
+            json!({"type":"join","v":1,"token":token}).to_string(),
+        ))
+        .await
+        .expect("send join");
+        let joined: Value = loop {
+            let msg = stream.next().await.expect("joined reply").expect("ws ok");
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).expect("json");
+                assert_eq!(v["type"], "joined", "join refused: {v}");
+                break v;
+            }
+        };
+        let participant = joined["participant"].as_str().unwrap().to_owned();
+
+        let Media {
+            pc,
+            audio,
+            video,
+            received,
+            state: state_rx,
+        } = Media::new(&participant, seed, true, false, [127, 0, 0, 1].into()).await;
 
         // Signalling: offers from the SFU are answered; errors are kept.
         let (ws_out, mut ws_out_rx) = mpsc::unbounded_channel::<String>();
@@ -388,6 +490,7 @@ impl LoadPeer {
 
         LoadPeer {
             participant,
+            seed,
             pc,
             received,
             state: state_rx,
@@ -407,17 +510,7 @@ impl LoadPeer {
 
     /// Waits until media is connected, or says why not.
     pub async fn connected_within(&mut self, within: Duration) -> Result<(), String> {
-        match tokio::time::timeout(
-            within,
-            self.state
-                .wait_for(|s| *s == RTCPeerConnectionState::Connected),
-        )
-        .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err("the peer connection closed".into()),
-            Err(_) => Err(format!("not connected within {within:?}")),
-        }
+        connected_within(&mut self.state, within).await
     }
 
     /// Sends one 20 ms Opus packet and, every other call, one VP8 frame (a
@@ -436,6 +529,7 @@ impl LoadPeer {
     /// A handle that sends this participant's media from another task.
     pub fn sender(&self) -> MediaSender {
         MediaSender {
+            tag: self.seed,
             audio: self.audio.clone(),
             video: self.video.clone(),
         }
@@ -443,20 +537,7 @@ impl LoadPeer {
 
     /// The payload types negotiated for Opus and VP8.
     pub async fn payload_types(&self) -> (u8, u8) {
-        let mut audio = 111;
-        let mut video = 96;
-        for s in self.pc.get_senders().await {
-            if let Ok(p) = s.get_parameters().await {
-                for c in p.rtp_parameters.codecs {
-                    if c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS) {
-                        audio = c.payload_type;
-                    } else if c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_VP8) {
-                        video = c.payload_type;
-                    }
-                }
-            }
-        }
-        (audio, video)
+        payload_types(&*self.pc).await
     }
 
     /// The counters received from `from`'s `kind` stream, in arrival order.
@@ -480,10 +561,12 @@ impl LoadPeer {
     }
 }
 
-/// The counter and send time a payload carries, after its codec header.
-fn stamp_of(kind: &str, payload: &[u8]) -> Option<(u32, u64)> {
+/// The counter, send time and sender's tag a payload carries, after its
+/// codec header.
+fn stamp_of(kind: &str, payload: &[u8]) -> Option<(u32, u64, u32)> {
     let at = if kind == "audio" { 1 } else { 2 };
     let counter = u32::from_be_bytes(payload.get(at..at + 4)?.try_into().ok()?);
     let sent = u64::from_be_bytes(payload.get(at + 4..at + 12)?.try_into().ok()?);
-    Some((counter, sent))
+    let tag = u32::from_be_bytes(payload.get(at + 12..at + 16)?.try_into().ok()?);
+    Some((counter, sent, tag))
 }

@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::peer::LoadPeer;
-
 /// One run's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -55,8 +53,9 @@ pub struct Report {
 /// The raw material of a report.
 pub(crate) struct Measured<'a> {
     pub scenario: String,
-    /// Each participant, its room, and whether it publishes.
-    pub members: &'a [(&'a LoadPeer, &'a str, bool)],
+    /// Each participant: its streams' name, room, whether it publishes, and
+    /// what it received.
+    pub members: &'a [(&'a str, &'a str, bool, &'a crate::peer::Received)],
     /// Arrivals per member and stream at the window's start and end.
     pub before: &'a [Vec<((String, String), usize)>],
     pub after: &'a [Vec<((String, String), usize)>],
@@ -88,10 +87,10 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
     let mut streams = 0usize;
     let mut starved = 0usize;
     let mut latencies: Vec<u32> = Vec::new();
-    for (r, (receiver, room, _)) in m.members.iter().enumerate() {
-        let arrivals = receiver.received.lock().unwrap_or_else(|e| e.into_inner());
+    for (r, (_, room, _, received)) in m.members.iter().enumerate() {
+        let arrivals = received.lock().unwrap_or_else(|e| e.into_inner());
         let mut missing = false;
-        for (p, (publisher, their_room, publishes)) in m.members.iter().enumerate() {
+        for (p, (publisher, their_room, publishes, _)) in m.members.iter().enumerate() {
             if p == r || !publishes || their_room != room {
                 continue;
             }
@@ -100,7 +99,7 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
                 ("audio", ticks),
                 ("video", ticks / 2 * m.video_packets as u64),
             ] {
-                let key = (publisher.participant.clone(), kind.to_owned());
+                let key = (publisher.to_string(), kind.to_owned());
                 let (from, to) = (count(&m.before[r], &key), count(&m.after[r], &key));
                 let got = to.saturating_sub(from) as u64;
                 streams += 1;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# carecall and Janus under the same load, side by side: installs Debian's
+# janus if missing (and keeps its system service off), builds the release
+# binaries, and runs `carecall-load compare`, which starts a fresh carecall
+# on loopback and a fresh Janus in a network namespace of its own for each
+# scenario and prints the ratio table. Needs root (the namespace).
+# Arguments go to `compare`, e.g. --fanout 50,100 --rooms 10,20 --seconds 20.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v janus >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq janus >/dev/null
+  if command -v systemctl >/dev/null 2>&1; then
+    $sudo systemctl disable --now janus >/dev/null 2>&1 || true
+  fi
+fi
+cargo build --release --locked -p carecall -p carecall-load
+exec target/release/carecall-load compare "$@"
