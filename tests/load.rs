@@ -1,6 +1,7 @@
 //! A short, bounded run of the load tool against a real server: the figures
 //! it reports are real (packets forwarded, every subscriber fed, loss under
-//! 1% on loopback, server CPU and memory read from /proc).
+//! 1% on loopback, server CPU and memory read from /proc), and a few rounds
+//! of join/leave churn all connect.
 
 mod support;
 
@@ -59,6 +60,24 @@ async fn a_bounded_load_run_reports_real_figures() {
     assert_real(&fanout, 4 * 2);
     let rooms = bounded(&server, Scenario::Rooms { rooms: 2 }).await;
     assert_real(&rooms, 2 * 3 * 2 * 2);
+    // Join/leave churn: every join connects, and the figures are read.
+    let target = Target {
+        sfu: Sfu::Carecall,
+        base_url: server.base_url.clone(),
+        secret: secret().into_bytes(),
+        pid: server.pid(),
+        local_ip: [127, 0, 0, 1].into(),
+    };
+    let churn = carecall_load::churn(&target, 3, 4)
+        .await
+        .expect("churn runs");
+    println!("{churn}");
+    assert_eq!((churn.joins, churn.failed), (12, 0), "{churn:?}");
+    assert!(churn.connect_p50_ms > 0.0 && churn.connect_p99_ms >= churn.connect_p50_ms);
+    assert!(
+        churn.cpu_ms_per_join > 0.0 && churn.rss_after_mib > 1.0,
+        "{churn:?}"
+    );
 }
 
 /// The same bounded run against Debian's Janus (VideoRoom), as the

@@ -10,6 +10,7 @@
 //! the SFU's keyframe and layer logic sees what it sees from a browser; the
 //! media itself is not decodable (a pre-encoded clip is the next step).
 
+mod churn;
 pub mod janus;
 pub mod peer;
 pub mod proc;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use carecall_signalling::{JoinClaims, LinkSigner, Role};
 
+pub use churn::{churn, ChurnReport};
 pub use peer::LoadPeer;
 pub use report::Report;
 

@@ -61,6 +61,16 @@ enum What {
     },
     /// Fan-out to 50, then 10 rooms of 3.
     All,
+    /// Calls of two joining, sending a second of media and leaving, round
+    /// after round (carecall only).
+    Churn {
+        /// Rounds.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Participants per round.
+        #[arg(long, default_value_t = 20)]
+        participants: usize,
+    },
     /// The same scenarios against carecall and against Janus, one after the
     /// other, and a table of the ratios.
     Compare {
@@ -224,6 +234,7 @@ fn main() -> Result<()> {
             Scenario::Rooms { rooms: 10 },
         ],
         What::Compare { .. } => unreachable!("handled above"),
+        What::Churn { .. } => Vec::new(),
     };
     let mut _janus = None;
     let (_spawned, target) = match cli.url.clone() {
@@ -257,6 +268,19 @@ fn main() -> Result<()> {
             (Some(s), t)
         }
     };
+    if let What::Churn {
+        rounds,
+        participants,
+    } = cli.what
+    {
+        let report = runtime.block_on(carecall_load::churn(&target, rounds, participants))?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!("{report}");
+        }
+        return Ok(());
+    }
     let mut reports: Vec<Report> = Vec::new();
     for scenario in scenarios {
         if !cli.json {
