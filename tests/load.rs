@@ -12,14 +12,19 @@ fn secret() -> String {
     "load-test-link-secret-0123456789abcdef".to_owned()
 }
 
-async fn bounded(server: &Server, scenario: Scenario) -> Report {
-    let target = Target {
+/// The test server as the load tool's target.
+fn target(server: &Server) -> Target {
+    Target {
         sfu: Sfu::Carecall,
         base_url: server.base_url.clone(),
         secret: secret().into_bytes(),
         pid: server.pid(),
         local_ip: [127, 0, 0, 1].into(),
-    };
+    }
+}
+
+async fn bounded(server: &Server, scenario: Scenario) -> Report {
+    let target = target(server);
     let options = Options {
         seconds: 4.0,
         warmup: 2.0,
@@ -61,14 +66,7 @@ async fn a_bounded_load_run_reports_real_figures() {
     let rooms = bounded(&server, Scenario::Rooms { rooms: 2 }).await;
     assert_real(&rooms, 2 * 3 * 2 * 2);
     // Join/leave churn: every join connects, and the figures are read.
-    let target = Target {
-        sfu: Sfu::Carecall,
-        base_url: server.base_url.clone(),
-        secret: secret().into_bytes(),
-        pid: server.pid(),
-        local_ip: [127, 0, 0, 1].into(),
-    };
-    let churn = carecall_load::churn(&target, 3, 4)
+    let churn = carecall_load::churn(&target(&server), 3, 4)
         .await
         .expect("churn runs");
     println!("{churn}");

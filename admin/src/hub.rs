@@ -305,20 +305,10 @@ pub(crate) async fn transfer(
     Json(req): Json<TransferRequest>,
 ) -> Response {
     let to = match (req.clinician, req.queue) {
-        (Some(name), None) => {
-            let accounts = state.accounts.clone();
-            let n = name.clone();
-            match crate::blocking(move || accounts.role_of(&n)).await {
-                Ok(Some(AccountRole::Clinician)) => TransferTarget::Clinician(name),
-                Ok(_) => {
-                    return json_error(
-                        StatusCode::BAD_REQUEST,
-                        format!("{name} is not a clinician's account"),
-                    )
-                }
-                Err(e) => return unavailable(e),
-            }
-        }
+        (Some(name), None) => match account_with_role(&state, name, AccountRole::Clinician).await {
+            Ok(name) => TransferTarget::Clinician(name),
+            Err(refused) => return *refused,
+        },
         (None, Some(q)) if state.queue.named_queues.contains(&q) => TransferTarget::Queue(q),
         (None, Some(q)) => {
             return json_error(
@@ -415,17 +405,9 @@ pub(crate) async fn invite(
     }
     let name = match (req.specialist, req.guest.map(|g| g.trim().to_owned())) {
         (Some(name), None) => {
-            let accounts = state.accounts.clone();
-            let n = name.clone();
-            match crate::blocking(move || accounts.role_of(&n)).await {
-                Ok(Some(AccountRole::Specialist)) => name,
-                Ok(_) => {
-                    return json_error(
-                        StatusCode::BAD_REQUEST,
-                        format!("{name} is not a specialist's account"),
-                    )
-                }
-                Err(e) => return unavailable(e),
+            match account_with_role(&state, name, AccountRole::Specialist).await {
+                Ok(name) => name,
+                Err(refused) => return *refused,
             }
         }
         // A guest is stored as `guest:NAME`: never an account's invitation.
@@ -459,6 +441,25 @@ pub(crate) async fn invite(
     );
     let link = join_link(&state, &call.room, Role::Specialist, &name);
     Json(json!({ "call": id, "specialist": name, "join_url": link })).into_response()
+}
+
+/// `name`, if it is an account with `role`; otherwise the reply that says
+/// it is not (or that the accounts cannot be read).
+async fn account_with_role(
+    state: &AdminState,
+    name: String,
+    role: AccountRole,
+) -> Result<String, Box<Response>> {
+    let accounts = state.accounts.clone();
+    let n = name.clone();
+    match crate::blocking(move || accounts.role_of(&n)).await {
+        Ok(Some(r)) if r == role => Ok(name),
+        Ok(_) => Err(Box::new(json_error(
+            StatusCode::BAD_REQUEST,
+            format!("{name} is not a {role}'s account"),
+        ))),
+        Err(e) => Err(Box::new(unavailable(e))),
+    }
 }
 
 /// The call after a handover, or the reply that says why not.

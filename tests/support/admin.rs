@@ -15,7 +15,12 @@ pub async fn session(server: &Server) -> (String, String) {
     let password = "a long hub password";
     let added = server.add_admin("hub.admin", password);
     assert!(added.status.success(), "{added:?}");
-    let reply = sign_in(server, "hub.admin", password).await;
+    signed_in(&sign_in(server, "hub.admin", password).await)
+}
+
+/// From a successful sign-in's reply: the `Cookie` header value and the
+/// session's CSRF token.
+pub fn signed_in(reply: &Reply) -> (String, String) {
     assert_eq!(reply.status, 200, "{reply:?}");
     let cookie = reply.header("set-cookie").expect("session cookie");
     let cookie = cookie.split(';').next().unwrap_or_default().to_owned();

@@ -86,20 +86,7 @@ pub async fn account(server: &Server, name: &str, role: &str) -> (String, String
     let password = "a long hub staff password";
     let added = server.add_account(name, password, role);
     assert!(added.status.success(), "{added:?}");
-    let reply = sign_in(server, name, password).await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    let cookie = reply
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = serde_json::from_str::<Value>(&reply.body).unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (cookie, csrf)
+    super::admin::signed_in(&sign_in(server, name, password).await)
 }
 
 /// A signed-in account's POST of `body` (JSON) to `path`.
