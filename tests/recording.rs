@@ -327,7 +327,10 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
     let decode = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(&out)
-        .args(["-map", "0", "-f", "null", "-"])
+        // Decoded frames keep the file's own millisecond times: with
+        // ffmpeg's default (one tick per frame at a guessed rate) two
+        // camera frames closer than a tick collide, whatever the file holds.
+        .args(["-map", "0", "-enc_time_base", "-1", "-f", "null", "-"])
         .output()
         .expect("ffmpeg");
     let errors = String::from_utf8_lossy(&decode.stderr);

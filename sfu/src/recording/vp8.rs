@@ -147,11 +147,27 @@ impl Vp8Assembler {
                         return None;
                     }
                     // Given up: what is held cannot be decoded without what
-                    // is lost, so wait for a keyframe.
+                    // is lost, so drop the stuck frame and wait for a keyframe.
+                    self.drop_frame_at(next);
                     self.broken = true;
                 }
             }
         }
+    }
+
+    /// Drops the packets held for the frame at `start`: everything before
+    /// the next frame start. Each give-up so removes what it gave up on, and
+    /// the search for a keyframe cannot find the same stuck one again.
+    fn drop_frame_at(&mut self, start: u64) {
+        let next_start = self
+            .held
+            .range(start + 1..)
+            .find(|(_, h)| h.starts_frame)
+            .map(|(&seq, _)| seq);
+        self.held = match next_start {
+            Some(seq) => self.held.split_off(&seq),
+            None => BTreeMap::new(),
+        };
     }
 
     /// If the frame starting at `start` is all here, the sequence number of its last packet.
@@ -228,5 +244,26 @@ mod tests {
         a.push(6, 12000, true, t0, packet(true, true, 6));
         assert!(a.pop(t0 + Duration::from_millis(500)).unwrap().keyframe);
         assert!(!a.wants_keyframe());
+    }
+
+    #[test]
+    fn a_keyframe_missing_a_packet_for_good_is_given_up_once() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(500);
+        let mut a = Vp8Assembler::new();
+        // A keyframe whose second packet (seq 11) never comes; before the
+        // fix, pop() went back to this same keyframe forever.
+        a.push(10, 3000, false, t0, packet(true, true, 10));
+        a.push(12, 3000, true, t0, packet(false, false, 12));
+        assert_eq!(a.pop(t0), None);
+        assert_eq!(a.pop(later), None);
+        assert!(a.wants_keyframe());
+        // Delta frames after it are not written; the next keyframe is.
+        a.push(13, 6000, true, later, packet(true, false, 13));
+        a.push(14, 9000, true, later, packet(true, true, 14));
+        let key = a.pop(later).unwrap();
+        assert!(key.keyframe);
+        assert_eq!(key.rtp_time, 9000);
+        assert_eq!(a.pop(later), None);
     }
 }

@@ -33,7 +33,7 @@ pub trait RecordingSink {
 }
 
 /// What a track carries.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum TrackKind {
     /// VP8 video; the size is the largest frame seen.
     Video {
@@ -55,6 +55,8 @@ pub enum TrackKind {
 struct Track {
     name: String,
     kind: TrackKind,
+    /// The time of the track's last written frame.
+    last_ms: Option<u64>,
 }
 
 /// A frame waiting to be written: time, arrival order, track, keyframe, data.
@@ -107,6 +109,7 @@ impl<S: RecordingSink> WebmWriter<S> {
         self.tracks.push(Track {
             name: name.to_owned(),
             kind,
+            last_ms: None,
         });
         self.tracks.len() - 1
     }
@@ -194,9 +197,13 @@ impl<S: RecordingSink> WebmWriter<S> {
             return Ok(());
         };
         // A frame that arrived later than the interleave window is written at
-        // the time reached so far, so the file's times never go backwards.
-        let time = time.max(self.written_ms);
+        // the time reached so far, so the file's times never go backwards;
+        // within a track they always go forwards (two frames never share a
+        // time, which players and muxers refuse).
+        let last_of_track = self.tracks[track].last_ms.map_or(0, |t| t + 1);
+        let time = time.max(self.written_ms).max(last_of_track);
         self.written_ms = time;
+        self.tracks[track].last_ms = Some(time);
         let is_video = matches!(self.tracks[track].kind, TrackKind::Video { .. });
         let frame_ms = if is_video { 0 } else { 20 };
         self.duration_ms = self.duration_ms.max(time + frame_ms);
@@ -451,6 +458,49 @@ mod tests {
             at = block + 1;
         }
         assert_eq!(times, [0, 20, 40, 60, 1980, 2000]);
+    }
+
+    #[test]
+    fn frames_of_one_track_never_share_a_time() {
+        let mut memory = Memory::default();
+        let mut w = WebmWriter::new(&mut memory, 0).unwrap();
+        let opus = TrackKind::Audio {
+            channels: 1,
+            pre_skip: 0,
+        };
+        let a = w.add_track("a", opus);
+        let b = w.add_track("b", opus);
+        // Two frames of `a` placed at one time, and one far too late.
+        let frames = [
+            (a, 100u64),
+            (a, 100),
+            (b, 100),
+            (a, 1500),
+            (a, 2600),
+            (a, 200),
+        ];
+        for (track, t) in frames {
+            w.push(track, t, true, vec![0xF8; 3]).unwrap();
+        }
+        w.finish().unwrap();
+        let bytes = &memory.0;
+        let mut times: [Vec<i16>; 2] = Default::default();
+        let mut at = HEADER_SPACE;
+        while let Some(i) = bytes[at..].iter().position(|&b| b == 0xA3) {
+            let block = at + i;
+            if bytes.get(block + 1) == Some(&0x87) {
+                if let Some(n @ (0x81 | 0x82)) = bytes.get(block + 2) {
+                    let t = i16::from_be_bytes([bytes[block + 3], bytes[block + 4]]);
+                    times[usize::from(n - 0x81)].push(t);
+                }
+            }
+            at = block + 1;
+        }
+        // One cluster from 100 ms: `a` at 0 and 1, `b` after it at 1; the
+        // late frame at the time reached (1400 ms after the cluster start)
+        // plus one.
+        assert_eq!(times[0], [0, 1, 1400, 1401, 2500]);
+        assert_eq!(times[1], [1]);
     }
 
     #[test]
