@@ -1,6 +1,7 @@
 //! The forwarding path, measured: one publisher's video packets through a room
-//! to 1, 10 and 100 subscribers, over real DTLS-SRTP sessions in simulated time
-//! (decrypt once, rewrite, encrypt per subscriber). Throughput is reported in
+//! to 1, 10 and 100 subscribers, one packet at a time and in six-packet
+//! frames, over real DTLS-SRTP sessions in simulated time (decrypt once,
+//! rewrite, encrypt per subscriber). Throughput is reported in
 //! forwarded packets (elements) per second. A counting allocator reports the
 //! heap allocations per forwarded packet once per size.
 //!
@@ -42,32 +43,36 @@ fn call_with(subscribers: usize) -> SimCall {
     call
 }
 
-fn forwarding(c: &mut Criterion) {
-    let mut group = c.benchmark_group("forward_video_packet");
+/// One publisher's video through a room, `packets` packets per frame: one
+/// packet at a time, or a frame's burst taken before the subscribers are
+/// polled (as a media worker does with the datagrams waiting on its socket).
+fn forwarding_in_frames_of(c: &mut Criterion, group_name: &str, packets: usize) {
+    let mut group = c.benchmark_group(group_name);
     group.measurement_time(Duration::from_secs(4));
     group.warm_up_time(Duration::from_secs(1));
     group.sample_size(20);
     for subscribers in [1usize, 10, 100] {
         let mut call = call_with(subscribers);
-        // Allocation count for 200 packets, outside criterion's timing.
+        // Allocation count for 200 frames, outside criterion's timing.
         let sent_before = call.transmitted;
         let allocs_before = ALLOCATIONS.load(Ordering::Relaxed);
         for _ in 0..200 {
             call.now += Duration::from_micros(500);
-            call.send_video(0, &PAYLOAD, false);
+            call.send_frame(0, None, &PAYLOAD, false, packets);
         }
         let forwarded = (call.transmitted - sent_before).max(1);
         let allocs = ALLOCATIONS.load(Ordering::Relaxed) - allocs_before;
         println!(
-            "{subscribers} subscriber(s): {forwarded} datagrams out for 200 packets in, {:.2} heap allocations per forwarded packet (whole path incl. the simulated publisher)",
+            "{group_name}, {subscribers} subscriber(s): {forwarded} datagrams out for {} packets in, {:.2} heap allocations per forwarded packet (whole path incl. the simulated publisher)",
+            200 * packets,
             allocs as f64 / forwarded as f64
         );
         assert!(
-            forwarded >= 200 * subscribers as u64,
+            forwarded >= (200 * packets * subscribers) as u64,
             "the room did not forward every packet"
         );
 
-        group.throughput(Throughput::Elements(subscribers as u64));
+        group.throughput(Throughput::Elements((packets * subscribers) as u64));
         group.bench_with_input(
             BenchmarkId::from_parameter(subscribers),
             &subscribers,
@@ -76,7 +81,7 @@ fn forwarding(c: &mut Criterion) {
                     let start = Instant::now();
                     for _ in 0..iters {
                         call.now += Duration::from_micros(500);
-                        call.send_video(0, &PAYLOAD, false);
+                        call.send_frame(0, None, &PAYLOAD, false, packets);
                     }
                     start.elapsed()
                 })
@@ -84,6 +89,11 @@ fn forwarding(c: &mut Criterion) {
         );
     }
     group.finish();
+}
+
+fn forwarding(c: &mut Criterion) {
+    forwarding_in_frames_of(c, "forward_video_packet", 1);
+    forwarding_in_frames_of(c, "forward_video_frame_of_6", 6);
 }
 
 criterion_group!(benches, forwarding);

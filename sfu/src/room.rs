@@ -42,7 +42,16 @@ pub struct Room {
     recording: Option<RecordingTap>,
 }
 
-/// Bounds the early pacer runs per participant and poll.
+/// Which sessions a poll runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    /// Every session something reached or whose timer is due.
+    Due,
+    /// Only sessions fed a datagram since their last poll.
+    Received,
+}
+
+/// Bounds the timer runs within one poll of a participant.
 const MAX_EARLY_RUNS: usize = 64;
 
 /// How often str0m reports statistics when estimating bandwidth: the
@@ -228,6 +237,7 @@ impl Room {
     pub fn handle_input(&mut self, id: ParticipantId, input: Input) {
         if let Some(p) = self.participants.iter_mut().find(|p| p.id == id) {
             p.wake_at = None;
+            p.received = true;
             p.handle_input(input);
         }
     }
@@ -246,16 +256,38 @@ impl Room {
 
     /// Drains every session: datagrams go to `transmit`, packets are forwarded
     /// between participants, and the time of the next needed timeout is returned.
-    pub fn poll(&mut self, now: Instant, mut transmit: impl FnMut(&Transmit)) -> Instant {
+    pub fn poll(&mut self, now: Instant, transmit: impl FnMut(&Transmit)) -> Instant {
+        self.poll_sessions(now, transmit, Which::Due)
+    }
+
+    /// Polls only the sessions fed a datagram since their last poll, and
+    /// hands what they published to their subscribers without polling those.
+    /// Between datagrams of one burst this is enough: a subscriber then sends
+    /// the whole burst from one [`Room::poll`] at its end, instead of being
+    /// polled once per packet.
+    pub fn poll_received(&mut self, now: Instant, transmit: impl FnMut(&Transmit)) {
+        self.poll_sessions(now, transmit, Which::Received);
+    }
+
+    fn poll_sessions(
+        &mut self,
+        now: Instant,
+        mut transmit: impl FnMut(&Transmit),
+        which: Which,
+    ) -> Instant {
         loop {
             let mut next = now + IDLE_POLL;
             for p in &mut self.participants {
+                if which == Which::Received && !p.received {
+                    continue;
+                }
                 // Nothing reached it and its timer is not due: polling would
                 // only run its timers early.
                 if let Some(wake) = p.wake_at.filter(|w| *w > now) {
                     next = next.min(wake);
                     continue;
                 }
+                p.received = false;
                 let mut wake = now + IDLE_POLL;
                 p.advance_clock(now);
                 let mut early_runs = 0;
@@ -264,7 +296,7 @@ impl Room {
                         Polled::Transmit(t) => transmit(&t),
                         Polled::Propagate(event) => self.propagate.push_back(event),
                         Polled::Timeout(t)
-                            if early_runs < MAX_EARLY_RUNS && p.run_pacer_early(t, now) =>
+                            if early_runs < MAX_EARLY_RUNS && p.run_due_timer(t, now) =>
                         {
                             early_runs += 1;
                         }
@@ -347,9 +379,12 @@ impl Room {
             } => {
                 let mut wants_keyframe = false;
                 for p in self.participants.iter_mut().filter(|p| p.id != origin) {
-                    p.wake_at = None;
-                    let forwarded = p.forward(origin, mid, layer, &params, start_point, &packet);
-                    wants_keyframe |= forwarded == Forwarded::NeedsKeyframe(layer);
+                    match p.forward(origin, mid, layer, &params, start_point, &packet) {
+                        // Only a session given a packet has anything to send.
+                        Forwarded::Sent => p.wake_at = None,
+                        Forwarded::NeedsKeyframe(l) => wants_keyframe |= l == layer,
+                        Forwarded::Skipped => {}
+                    }
                 }
                 let recording_wants = self.recording.as_mut().and_then(|tap| {
                     tap.offer(now, origin, mid, layer, &params, start_point, &packet)

@@ -84,6 +84,9 @@ pub struct SimCall {
     pub lose_next_rtp_to: Option<usize>,
     /// Drop the next RTP datagram this peer (by index) sends to the room.
     pub lose_next_rtp_from: Option<usize>,
+    /// Datagrams the room sent while taking a peer's datagrams, delivered
+    /// at the next pump.
+    sent_between: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 /// True for an SRTP datagram carrying RTP (not RTCP, STUN or DTLS): version 2
@@ -148,6 +151,7 @@ impl SimCall {
             deliver: true,
             lose_next_rtp_to: None,
             lose_next_rtp_from: None,
+            sent_between: Vec::new(),
         };
         call.room
             .set_bandwidth_estimation(options.estimate_bandwidth);
@@ -233,9 +237,13 @@ impl SimCall {
             let mut moved = false;
             // Room → peers.
             let now = self.now;
-            let mut out: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)> = VecDeque::new();
+            let mut out: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)> =
+                self.sent_between.drain(..).collect();
             let deliver = self.deliver;
-            let mut sent = 0u64;
+            let mut sent = out.len() as u64;
+            if !deliver {
+                out.clear();
+            }
             self.room.poll(now, |t| {
                 sent += 1;
                 if deliver {
@@ -250,11 +258,10 @@ impl SimCall {
                     self.lose_next_rtp_to = None;
                     continue;
                 }
-                if let (Some(p), Ok(r)) = (
-                    target.map(|i| &mut self.peers[i]),
-                    Receive::new(Protocol::Udp, from, to, &data),
-                ) {
-                    let _ = p.rtc.handle_input(Input::Receive(now, r));
+                if let (Some(i), Ok(r)) = (target, Receive::new(Protocol::Udp, from, to, &data)) {
+                    let _ = self.peers[i].rtc.handle_input(Input::Receive(now, r));
+                    // A str0m session holds one incoming RTP packet at a time.
+                    moved |= self.drain_peer(i);
                 }
             }
             // Signals → peers.
@@ -318,7 +325,13 @@ impl SimCall {
                     if let Ok(r) = Receive::new(Protocol::Udp, t.source, t.destination, &data) {
                         let input = Input::Receive(now, r);
                         if let Some(owner) = self.room.accepts(&input) {
+                            // As a media worker does: the session that took
+                            // a datagram is polled before the next one.
                             self.room.handle_input(owner, input);
+                            let held = &mut self.sent_between;
+                            self.room.poll_received(now, |t| {
+                                held.push((t.source, t.destination, t.contents.to_vec()))
+                            });
                         }
                     }
                 }
@@ -354,6 +367,37 @@ impl SimCall {
     /// Like [`SimCall::send_video`], on one simulcast layer (`q`, `h` or `f`)
     /// of a call built with [`SimCall::simulcast`].
     pub fn send_layer(&mut self, i: usize, rid: Option<&str>, payload: &[u8], keyframe: bool) {
+        self.send_frame(i, rid, payload, keyframe, 1);
+    }
+
+    /// Makes participant `i` send one VP8 frame of `packets` packets (each
+    /// carrying `payload`) in one burst, as a camera does, then forwards them
+    /// through the room.
+    pub fn send_frame(
+        &mut self,
+        i: usize,
+        rid: Option<&str>,
+        payload: &[u8],
+        keyframe: bool,
+        packets: usize,
+    ) {
+        self.queue_frame(i, rid, payload, keyframe, packets);
+        // As a media worker does after a burst: one poll of the room, no
+        // timer of its own.
+        self.take_from(i);
+        self.pump();
+    }
+
+    /// Writes a frame as [`SimCall::send_frame`] does, without sending it
+    /// yet: [`SimCall::take_from`] hands it to the room.
+    pub fn queue_frame(
+        &mut self,
+        i: usize,
+        rid: Option<&str>,
+        payload: &[u8],
+        keyframe: bool,
+        packets: usize,
+    ) {
         let now = self.now;
         let p = &mut self.peers[i];
         let stream = layer_index(rid);
@@ -365,24 +409,44 @@ impl SimCall {
         else {
             return;
         };
-        let seq: SeqNo = p.next_seq[stream].into();
-        p.next_seq[stream] += 1;
-        let mut body = Vec::with_capacity(payload.len() + 2);
-        body.extend_from_slice(&[0x10, if keyframe { 0x00 } else { 0x01 }]);
-        body.extend_from_slice(payload);
-        let mid = p.video_mid;
-        if let Some(tx) = p.rtc.direct_api().stream_tx_by_mid(mid, rid.map(Rid::from)) {
-            tx.write_rtp(
-                RtpWrite::new(pt, seq, (seq.as_u16() as u32) * 3000, now, body)
-                    .marker(true)
-                    .nackable(true),
-            );
+        let first: SeqNo = p.next_seq[stream].into();
+        let rtp_time = (first.as_u16() as u32) * 3000;
+        for k in 0..packets {
+            let seq: SeqNo = p.next_seq[stream].into();
+            p.next_seq[stream] += 1;
+            let mut body = Vec::with_capacity(payload.len() + 2);
+            match k {
+                0 => body.extend_from_slice(&[0x10, if keyframe { 0x00 } else { 0x01 }]),
+                _ => body.extend_from_slice(&[0x00, 0x00]),
+            }
+            body.extend_from_slice(payload);
+            let mid = p.video_mid;
+            if let Some(tx) = p.rtc.direct_api().stream_tx_by_mid(mid, rid.map(Rid::from)) {
+                tx.write_rtp(
+                    RtpWrite::new(pt, seq, rtp_time, now, body)
+                        .marker(k + 1 == packets)
+                        .nackable(true),
+                );
+            }
         }
         // str0m releases queued packets when its clock is driven.
         let _ = p.rtc.handle_input(Input::Timeout(now));
+    }
+
+    /// Hands the room every datagram peer `i` has ready, one at a time, as a
+    /// media worker takes a burst: only the sessions fed are polled between
+    /// them; the rest wait for the next [`SimCall::pump`].
+    pub fn take_from(&mut self, i: usize) {
         self.drain_peer(i);
-        self.room.handle_timeout(now);
-        self.pump();
+    }
+
+    /// RTP datagrams the room sent to peers while taking datagrams, not yet
+    /// delivered.
+    pub fn rtp_sent_between(&self) -> usize {
+        self.sent_between
+            .iter()
+            .filter(|(_, _, d)| is_rtp(d))
+            .count()
     }
 
     /// Makes participant `i` send one audio packet: with `red`, an RFC 2198
@@ -434,7 +498,6 @@ impl SimCall {
         }
         let _ = p.rtc.handle_input(Input::Timeout(now));
         self.drain_peer(i);
-        self.room.handle_timeout(now);
         self.pump();
     }
 }

@@ -1,7 +1,9 @@
 //! The room polls only the sessions something reached, or whose timer is
 //! due: in a fan-out, a datagram from one subscriber runs that subscriber's
 //! session alone, and a packet from the publisher runs the publisher's and
-//! then its subscribers'. Forwarding is unchanged.
+//! then its subscribers'. Forwarding is unchanged. While a burst of
+//! datagrams is taken, only the sessions fed are polled; each subscriber
+//! then sends the whole burst from one poll.
 
 use std::time::Duration;
 
@@ -47,5 +49,36 @@ fn only_the_sessions_something_reached_are_polled() {
     call.settle(Duration::from_millis(100));
     for (i, p) in call.peers.iter().enumerate().skip(1) {
         assert!(!p.received_video.is_empty(), "subscriber {i} got no video");
+    }
+}
+
+#[test]
+fn a_burst_reaches_each_subscriber_from_one_poll() {
+    let mut call = SimCall::fan_out(10);
+    for p in &mut call.peers {
+        p.record = true;
+    }
+    call.settle(Duration::from_millis(500));
+    call.send_video(0, &[7; 200], true);
+    call.settle(Duration::from_millis(100));
+    let before: Vec<usize> = call.peers.iter().map(|p| p.received_video.len()).collect();
+    assert!(before[1..].iter().all(|&n| n > 0), "keyframe forwarded");
+    let now = call.now;
+    call.room.poll(now, |_| {});
+    assert_eq!(call.room.sessions_to_poll(now), 0);
+
+    // A six-packet frame arrives as one burst and is taken datagram by datagram.
+    call.queue_frame(0, None, &[9; 200], false, 6);
+    call.take_from(0);
+    assert_eq!(call.rtp_sent_between(), 0, "no subscriber polled mid-burst");
+    assert!(
+        call.room.sessions_to_poll(now) >= 10,
+        "every subscriber was handed the frame and waits for one poll"
+    );
+
+    // One poll then sends each subscriber all six.
+    call.pump();
+    for (i, p) in call.peers.iter().enumerate().skip(1) {
+        assert_eq!(p.received_video.len() - before[i], 6, "subscriber {i}");
     }
 }

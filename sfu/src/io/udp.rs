@@ -98,3 +98,17 @@ pub(crate) async fn recv_any(
     })
     .await
 }
+
+/// A datagram already waiting on any of `sockets`, without waiting: which
+/// socket, its length and source; `None` when all are empty.
+pub(crate) fn try_recv_any(
+    sockets: &[MediaSocket],
+    buf: &mut [u8],
+    start: usize,
+) -> Option<(usize, usize, SocketAddr)> {
+    let n = sockets.len();
+    (0..n).map(|k| (start + k) % n).find_map(|i| {
+        let (len, from) = sockets[i].socket.try_recv_from(buf).ok()?;
+        Some((i, len, from))
+    })
+}

@@ -9,13 +9,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::net::{Protocol, Receive, TcpType};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Input};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
 use super::tcp::{bind_listeners, TcpMedia};
-use super::udp::{bind_std, recv_any, MediaSocket};
+use super::udp::{bind_std, recv_any, try_recv_any, MediaSocket};
 use crate::error::SfuError;
 use crate::id::{ParticipantId, RoomId};
 use crate::recording::{RecordingDone, RecordingOptions};
@@ -338,9 +338,27 @@ fn run_worker(
             owners: HashMap::new(),
             signals: HashMap::new(),
             estimate_bandwidth,
+            touched: Vec::with_capacity(BATCH),
         };
         worker.run(commands).await;
     });
+}
+
+/// At most this many datagrams are taken in one go before the rooms they
+/// reached are polled: a subscriber then sends a burst from one poll, and a
+/// busy socket still lets timers and commands in between.
+const BATCH: usize = 32;
+
+/// Sends one of a room's datagrams on the socket it names.
+fn transmit(sockets: &[MediaSocket], tcp: &mut TcpMedia, t: &Transmit) {
+    if t.proto == Protocol::Tcp {
+        return tcp.send(t.destination, &t.contents);
+    }
+    let socket = sockets
+        .iter()
+        .find(|s| s.announced == t.source)
+        .unwrap_or(&sockets[0]);
+    socket.send(t.destination, &t.contents);
 }
 
 struct RoomSlot {
@@ -358,6 +376,8 @@ struct Worker {
     owners: HashMap<(Protocol, SocketAddr), (usize, ParticipantId)>,
     signals: HashMap<ParticipantId, UnboundedSender<MediaSignal>>,
     estimate_bandwidth: bool,
+    /// Rooms a datagram reached since they were last polled in full.
+    touched: Vec<usize>,
 }
 
 impl Worker {
@@ -373,11 +393,22 @@ impl Worker {
                     if let Ok((len, from)) = received {
                         let to = self.sockets[i].announced;
                         self.receive(Instant::now(), Protocol::Udp, from, to, &buf[..len]);
+                        // The rest of a burst (a video frame is several
+                        // packets) is taken before the rooms are polled.
+                        for _ in 1..BATCH {
+                            let Some((i, len, from)) = try_recv_any(&self.sockets, &mut buf, turn) else {
+                                break;
+                            };
+                            let to = self.sockets[i].announced;
+                            self.receive(Instant::now(), Protocol::Udp, from, to, &buf[..len]);
+                        }
                     }
+                    self.poll_touched(Instant::now());
                 }
                 frame = self.tcp.next_frame(&mut frame_buf) => {
                     let data = &frame_buf[..frame.len];
                     self.receive(Instant::now(), Protocol::Tcp, frame.from, frame.to, data);
+                    self.poll_touched(Instant::now());
                 }
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.command(Instant::now(), cmd),
@@ -439,7 +470,26 @@ impl Worker {
             }
             self.forget(participant);
         }
-        self.poll_room(now, slot);
+        let Some(s) = self.rooms.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let (sockets, tcp) = (&self.sockets, &mut self.tcp);
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            s.room.poll_received(now, |t| transmit(sockets, tcp, t))
+        }));
+        if polled.is_err() {
+            tracing::error!(room = %s.room.id(), "WebRTC stack panicked while polling");
+        }
+        if !self.touched.contains(&slot) {
+            self.touched.push(slot);
+        }
+    }
+
+    /// Polls every room a datagram reached since the last time.
+    fn poll_touched(&mut self, now: Instant) {
+        while let Some(slot) = self.touched.pop() {
+            self.poll_room(now, slot);
+        }
     }
 
     fn find_owner(&self, input: &Input) -> Option<(usize, ParticipantId)> {
@@ -466,19 +516,9 @@ impl Worker {
         let Some(s) = self.rooms.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let sockets = &self.sockets;
-        let tcp = &mut self.tcp;
+        let (sockets, tcp) = (&self.sockets, &mut self.tcp);
         let polled = catch_unwind(AssertUnwindSafe(|| {
-            s.room.poll(now, |t| {
-                if t.proto == Protocol::Tcp {
-                    return tcp.send(t.destination, &t.contents);
-                }
-                let socket = sockets
-                    .iter()
-                    .find(|s| s.announced == t.source)
-                    .unwrap_or(&sockets[0]);
-                socket.send(t.destination, &t.contents);
-            })
+            s.room.poll(now, |t| transmit(sockets, tcp, t))
         }));
         s.deadline = polled.unwrap_or_else(|_| {
             tracing::error!(room = %s.room.id(), "WebRTC stack panicked while polling");

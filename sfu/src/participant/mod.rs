@@ -87,7 +87,7 @@ const UNLIMITED: u64 = u64::MAX / 2;
 const CLOCK_STEP: Duration = Duration::from_millis(1);
 
 /// How far ahead of its time a paced packet may be sent (see
-/// [`Participant::run_pacer_early`]).
+/// [`Participant::run_due_timer`]).
 const PACING_SLACK: Duration = Duration::from_millis(1);
 
 #[derive(Debug)]
@@ -116,6 +116,10 @@ pub(crate) struct Participant {
     /// hands the participant anything (input, a packet to forward, a
     /// request), so an untouched session is not polled before its timer.
     pub wake_at: Option<Instant>,
+    /// A datagram was fed to the session since its last poll. str0m holds
+    /// one incoming RTP packet at a time, so such a session is polled before
+    /// the next datagram (see [`crate::Room::poll_received`]).
+    pub received: bool,
     /// Tile heights this participant reported, by whose video; kept for
     /// subscriptions that do not exist yet (the tile can come first).
     views: TileSizes,
@@ -167,6 +171,7 @@ impl Participant {
             pending: VecDeque::new(),
             new_layer_seen: false,
             wake_at: None,
+            received: false,
             views: TileSizes::default(),
             clock: None,
             downlink: DownlinkEstimate::new(estimate_bandwidth),
@@ -653,13 +658,20 @@ impl Participant {
         }
     }
 
-    /// Runs a pacer deadline `due` now if it falls within [`PACING_SLACK`] of
-    /// `now`; returns whether it did. A media worker's timer wakes about once
-    /// a millisecond, while a bandwidth probe spaces its packets by less:
-    /// without this slack a probe is sent too slowly to find the bandwidth it
-    /// is probing for.
-    pub fn run_pacer_early(&mut self, due: Instant, now: Instant) -> bool {
-        if !self.downlink.enabled() || due > now + PACING_SLACK {
+    /// Runs a timer that is due (`due` at or before `now`) at once, in the
+    /// same poll; returns whether it did. A packet written to a session is
+    /// only sent after a timer run (str0m snapshots its send queues then), so
+    /// without this every forwarded packet waited for the worker's next
+    /// wake-up. With estimation on, a pacer deadline within [`PACING_SLACK`]
+    /// of `now` also runs: a media worker's timer wakes about once a
+    /// millisecond, while a bandwidth probe spaces its packets by less, and
+    /// would otherwise be sent too slowly to find the bandwidth it probes for.
+    pub fn run_due_timer(&mut self, due: Instant, now: Instant) -> bool {
+        let slack = match self.downlink.enabled() {
+            true => PACING_SLACK,
+            false => Duration::ZERO,
+        };
+        if due > now + slack {
             return false;
         }
         self.handle_input(Input::Timeout(due.max(now)));
