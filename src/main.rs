@@ -389,7 +389,7 @@ fn homes(action: HomeAction, config: &Config) -> anyhow::Result<()> {
             println!("{id}: link withdrawn");
         }
         HomeAction::Reissue { id } => {
-            let Some(home) = log.reissue_home(&id)? else {
+            let Some(home) = log.reissue_home(&id, now)? else {
                 anyhow::bail!("no home {id:?} (see carecall home list)");
             };
             println!("{}", link(&home));

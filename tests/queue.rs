@@ -244,11 +244,9 @@ async fn homes_are_managed_from_the_dashboard_by_admins_only() {
             .to_owned()
     };
     let first = token(&home);
-    assert_eq!(
-        place_call(&server, &first, false).await.0,
-        201,
-        "the new link calls the hub"
-    );
+    let (code, placed) = place_call(&server, &first, false).await;
+    assert_eq!(code, 201, "the new link calls the hub: {placed}");
+    let waiting = placed["call"].as_i64().expect("a call id");
 
     let (code, renamed) = post_as(
         &server,
@@ -286,6 +284,18 @@ async fn homes_are_managed_from_the_dashboard_by_admins_only() {
         403,
         "withdrawn at once"
     );
+    // Its waiting call goes with it: no operator answers a page that is
+    // refused from now on, and the page says why.
+    assert!(
+        queue(&server, &admin).await.is_empty(),
+        "the withdrawn home's unanswered call left the queue"
+    );
+    let (code, refused) = status(&server, &first, waiting).await;
+    assert_eq!(code, 403, "{refused}");
+    assert!(
+        refused.to_string().contains("withdrawn by the hub"),
+        "{refused}"
+    );
 
     let (code, reissued) = post_as(
         &server,
@@ -307,6 +317,17 @@ async fn homes_are_managed_from_the_dashboard_by_admins_only() {
         403,
         "the old one does not"
     );
+    // A link re-issued again cancels the call placed with the one before.
+    assert_eq!(queue(&server, &admin).await.len(), 1);
+    let (code, _) = post_as(
+        &server,
+        &admin,
+        &format!("/admin/api/homes/{id}/reissue"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(queue(&server, &admin).await.is_empty());
 
     let (code, list) = get_as(&server, &admin, "/admin/api/homes").await;
     assert_eq!(code, 200);

@@ -79,7 +79,7 @@ async fn change(state: AdminState, admin: AdminSession, id: String, change: Chan
         let found = match &change {
             Change::Rename(name) => log.rename_home(&key, name)?,
             Change::Revoke => log.revoke_home(&key, now_ms())?,
-            Change::Reissue => log.reissue_home(&key)?.is_some(),
+            Change::Reissue => log.reissue_home(&key, now_ms())?.is_some(),
         };
         Ok(if found { log.home(&key)? } else { None })
     })
@@ -87,6 +87,8 @@ async fn change(state: AdminState, admin: AdminSession, id: String, change: Chan
     match done {
         Ok(Some(home)) => {
             tracing::info!(admin = %admin.name, home = %home.name, id = %home.id, "home changed");
+            // A withdrawn or re-issued link cancels the home's waiting call.
+            state.hub_changed();
             Json(shown(&state, &home)).into_response()
         }
         Ok(None) => json_error(StatusCode::NOT_FOUND, format!("no active home {id}")),

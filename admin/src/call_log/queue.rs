@@ -137,6 +137,10 @@ pub(super) fn queued_call(c: &rusqlite::Connection, id: i64) -> rusqlite::Result
 /// The queue's order: urgent first, then by waiting time.
 const ORDER: &str = "c.urgent DESC, c.waiting_since_ms, c.id";
 
+/// Who cancelled a call whose home's link was withdrawn or re-issued, in
+/// the call's steps.
+const WITHDRAWN: &str = "hub (home link withdrawn)";
+
 /// What an answer attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -184,16 +188,46 @@ impl CallLog {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// Withdraws a home's link; false if there is no such home.
+    /// Withdraws a home's link; false if there is no such home. A call the
+    /// home placed and nobody has answered yet is cancelled with it: nobody
+    /// could be reached on it, and its page is refused from now on.
     pub fn revoke_home(&self, id: &str, now_ms: i64) -> Result<bool, AdminError> {
-        let n = self
-            .conn
-            .execute(
+        self.change(|c| {
+            let n = c.execute(
                 "UPDATE homes SET revoked_at_ms = ?2 WHERE id = ?1 AND revoked_at_ms IS NULL",
                 params![id, now_ms],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(n == 1)
+            )?;
+            if n == 1 {
+                self.cancel_unanswered(c, id, now_ms)?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    /// Cancels the home's calls that wait and were never answered (inside a
+    /// change); the cancellation is recorded as the hub's, not the home's.
+    fn cancel_unanswered(
+        &self,
+        c: &rusqlite::Connection,
+        home_id: &str,
+        now_ms: i64,
+    ) -> rusqlite::Result<()> {
+        let ids: Vec<i64> = c
+            .prepare(
+                "SELECT id FROM queued_calls
+                 WHERE home_id = ?1 AND state = 'waiting' AND answered_at_ms IS NULL ORDER BY id",
+            )?
+            .query_map([home_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for id in ids {
+            c.execute(
+                "UPDATE queued_calls SET state = 'cancelled' WHERE id = ?1",
+                [id],
+            )?;
+            let call = queued_call(c, id)?;
+            self.happened(c, &call, "cancelled", WITHDRAWN, "", now_ms)?;
+        }
+        Ok(())
     }
 
     /// Renames a home; false if there is no such home.
@@ -210,11 +244,18 @@ impl CallLog {
     }
 
     /// Gives a home a new link (and takes back a withdrawal); the old link
-    /// stops working.
-    pub fn reissue_home(&self, id: &str) -> Result<Option<Home>, AdminError> {
-        self.conn
-            .execute("UPDATE homes SET link_version = link_version + 1, revoked_at_ms = NULL WHERE id = ?1", [id])
-            .map_err(|e| self.err(e))?;
+    /// stops working, and an unanswered call placed with it is cancelled.
+    pub fn reissue_home(&self, id: &str, now_ms: i64) -> Result<Option<Home>, AdminError> {
+        self.change(|c| {
+            let n = c.execute(
+                "UPDATE homes SET link_version = link_version + 1, revoked_at_ms = NULL WHERE id = ?1",
+                [id],
+            )?;
+            if n == 1 {
+                self.cancel_unanswered(c, id, now_ms)?;
+            }
+            Ok(())
+        })?;
         self.home(id)
     }
 
