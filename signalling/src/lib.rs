@@ -161,11 +161,18 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Initial read buffer of a signalling WebSocket.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// `GET /ws`: upgrades to the signalling WebSocket. Frames are capped well above
 /// the protocol's 64 KiB so an oversized message is answered with a clear error
 /// rather than a dropped connection.
 async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     ws.max_message_size(1 << 20)
         .max_frame_size(1 << 20)
+        // Signalling messages are a few KiB (an SDP offer the largest): a
+        // read buffer of 128 KiB per participant, the default, would mostly
+        // sit empty. It still grows for a larger message.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| session::run(socket, state))
 }
