@@ -11,7 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use carecall_sfu::sim::SimCall;
+use carecall_sfu::sim::{Frame, SimCall};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 struct CountingAlloc;
@@ -43,6 +43,16 @@ fn call_with(subscribers: usize) -> SimCall {
     call
 }
 
+/// A delta frame of `packets` packets of [`PAYLOAD`].
+fn frame(packets: usize) -> Frame<'static> {
+    Frame {
+        rid: None,
+        payload: &PAYLOAD,
+        keyframe: false,
+        packets,
+    }
+}
+
 /// One publisher's video through a room, `packets` packets per frame: one
 /// packet at a time, or a frame's burst taken before the subscribers are
 /// polled (as a media worker does with the datagrams waiting on its socket).
@@ -58,7 +68,7 @@ fn forwarding_in_frames_of(c: &mut Criterion, group_name: &str, packets: usize) 
         let allocs_before = ALLOCATIONS.load(Ordering::Relaxed);
         for _ in 0..200 {
             call.now += Duration::from_micros(500);
-            call.send_frame(0, None, &PAYLOAD, false, packets);
+            call.send_frame(0, frame(packets));
         }
         let forwarded = (call.transmitted - sent_before).max(1);
         let allocs = ALLOCATIONS.load(Ordering::Relaxed) - allocs_before;
@@ -81,7 +91,7 @@ fn forwarding_in_frames_of(c: &mut Criterion, group_name: &str, packets: usize) 
                     let start = Instant::now();
                     for _ in 0..iters {
                         call.now += Duration::from_micros(500);
-                        call.send_frame(0, None, &PAYLOAD, false, packets);
+                        call.send_frame(0, frame(packets));
                     }
                     start.elapsed()
                 })

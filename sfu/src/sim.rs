@@ -66,6 +66,20 @@ pub struct SimPeer {
     pub layer_keyframe_requests: [u64; 3],
 }
 
+/// One VP8 frame for [`SimCall::send_frame`]: `packets` packets, each
+/// carrying `payload`, on simulcast layer `rid` (or the only stream).
+#[derive(Clone, Copy)]
+pub struct Frame<'a> {
+    /// `q`, `h` or `f`; `None` for a call without simulcast.
+    pub rid: Option<&'a str>,
+    /// What each packet carries after its VP8 descriptor.
+    pub payload: &'a [u8],
+    /// A keyframe (else a delta frame).
+    pub keyframe: bool,
+    /// How many packets the frame takes.
+    pub packets: usize,
+}
+
 /// A room and its simulated participants.
 pub struct SimCall {
     /// The SFU room under test.
@@ -367,21 +381,19 @@ impl SimCall {
     /// Like [`SimCall::send_video`], on one simulcast layer (`q`, `h` or `f`)
     /// of a call built with [`SimCall::simulcast`].
     pub fn send_layer(&mut self, i: usize, rid: Option<&str>, payload: &[u8], keyframe: bool) {
-        self.send_frame(i, rid, payload, keyframe, 1);
+        let frame = Frame {
+            rid,
+            payload,
+            keyframe,
+            packets: 1,
+        };
+        self.send_frame(i, frame);
     }
 
-    /// Makes participant `i` send one VP8 frame of `packets` packets (each
-    /// carrying `payload`) in one burst, as a camera does, then forwards them
-    /// through the room.
-    pub fn send_frame(
-        &mut self,
-        i: usize,
-        rid: Option<&str>,
-        payload: &[u8],
-        keyframe: bool,
-        packets: usize,
-    ) {
-        self.queue_frame(i, rid, payload, keyframe, packets);
+    /// Makes participant `i` send one VP8 frame in one burst, as a camera
+    /// does, then forwards it through the room.
+    pub fn send_frame(&mut self, i: usize, frame: Frame) {
+        self.queue_frame(i, frame);
         // As a media worker does after a burst: one poll of the room, no
         // timer of its own.
         self.take_from(i);
@@ -390,14 +402,13 @@ impl SimCall {
 
     /// Writes a frame as [`SimCall::send_frame`] does, without sending it
     /// yet: [`SimCall::take_from`] hands it to the room.
-    pub fn queue_frame(
-        &mut self,
-        i: usize,
-        rid: Option<&str>,
-        payload: &[u8],
-        keyframe: bool,
-        packets: usize,
-    ) {
+    pub fn queue_frame(&mut self, i: usize, frame: Frame) {
+        let Frame {
+            rid,
+            payload,
+            keyframe,
+            packets,
+        } = frame;
         let now = self.now;
         let p = &mut self.peers[i];
         let stream = layer_index(rid);

@@ -7,17 +7,23 @@
 
 use std::time::Duration;
 
-use carecall_sfu::sim::SimCall;
+use carecall_sfu::sim::{Frame, SimCall};
 use str0m::net::Receive;
 use str0m::Input;
 
-#[test]
-fn only_the_sessions_something_reached_are_polled() {
+/// A publisher and ten subscribers who keep what they receive, settled.
+fn recorded_fan_out_to_ten() -> SimCall {
     let mut call = SimCall::fan_out(10);
     for p in &mut call.peers {
         p.record = true;
     }
     call.settle(Duration::from_millis(500));
+    call
+}
+
+#[test]
+fn only_the_sessions_something_reached_are_polled() {
+    let mut call = recorded_fan_out_to_ten();
     let now = call.now;
     call.room.poll(now, |_| {});
     assert_eq!(
@@ -54,11 +60,7 @@ fn only_the_sessions_something_reached_are_polled() {
 
 #[test]
 fn a_burst_reaches_each_subscriber_from_one_poll() {
-    let mut call = SimCall::fan_out(10);
-    for p in &mut call.peers {
-        p.record = true;
-    }
-    call.settle(Duration::from_millis(500));
+    let mut call = recorded_fan_out_to_ten();
     call.send_video(0, &[7; 200], true);
     call.settle(Duration::from_millis(100));
     let before: Vec<usize> = call.peers.iter().map(|p| p.received_video.len()).collect();
@@ -68,7 +70,13 @@ fn a_burst_reaches_each_subscriber_from_one_poll() {
     assert_eq!(call.room.sessions_to_poll(now), 0);
 
     // A six-packet frame arrives as one burst and is taken datagram by datagram.
-    call.queue_frame(0, None, &[9; 200], false, 6);
+    let frame = Frame {
+        rid: None,
+        payload: &[9; 200],
+        keyframe: false,
+        packets: 6,
+    };
+    call.queue_frame(0, frame);
     call.take_from(0);
     assert_eq!(call.rtp_sent_between(), 0, "no subscriber polled mid-burst");
     assert!(
