@@ -87,7 +87,8 @@ async fn change(state: AdminState, admin: AdminSession, id: String, change: Chan
     match done {
         Ok(Some(home)) => {
             tracing::info!(admin = %admin.name, home = %home.name, id = %home.id, "home changed");
-            // A withdrawn or re-issued link cancels the home's waiting call.
+            // Consoles show homes' names, and a withdrawn or re-issued link
+            // cancels the home's waiting call.
             state.hub_changed();
             Json(shown(&state, &home)).into_response()
         }

@@ -192,15 +192,30 @@ impl CallLog {
     /// home placed and nobody has answered yet is cancelled with it: nobody
     /// could be reached on it, and its page is refused from now on.
     pub fn revoke_home(&self, id: &str, now_ms: i64) -> Result<bool, AdminError> {
-        self.change(|c| {
-            let n = c.execute(
+        self.end_home_link(id, now_ms, |c| {
+            c.execute(
                 "UPDATE homes SET revoked_at_ms = ?2 WHERE id = ?1 AND revoked_at_ms IS NULL",
                 params![id, now_ms],
-            )?;
-            if n == 1 {
+            )
+        })
+    }
+
+    /// Runs `update` on a home's row in one change; if it changed the row
+    /// (the home's current link stops working), the calls placed with that
+    /// link that nobody answered are cancelled in the same change. Whether
+    /// the row changed.
+    fn end_home_link(
+        &self,
+        id: &str,
+        now_ms: i64,
+        update: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<usize>,
+    ) -> Result<bool, AdminError> {
+        self.change(|c| {
+            let changed = update(c)? == 1;
+            if changed {
                 self.cancel_unanswered(c, id, now_ms)?;
             }
-            Ok(n == 1)
+            Ok(changed)
         })
     }
 
@@ -246,15 +261,11 @@ impl CallLog {
     /// Gives a home a new link (and takes back a withdrawal); the old link
     /// stops working, and an unanswered call placed with it is cancelled.
     pub fn reissue_home(&self, id: &str, now_ms: i64) -> Result<Option<Home>, AdminError> {
-        self.change(|c| {
-            let n = c.execute(
+        self.end_home_link(id, now_ms, |c| {
+            c.execute(
                 "UPDATE homes SET link_version = link_version + 1, revoked_at_ms = NULL WHERE id = ?1",
                 [id],
-            )?;
-            if n == 1 {
-                self.cancel_unanswered(c, id, now_ms)?;
-            }
-            Ok(())
+            )
         })?;
         self.home(id)
     }

@@ -366,6 +366,18 @@ struct RoomSlot {
     deadline: Instant,
 }
 
+impl RoomSlot {
+    /// Runs one poll of the room; a panic in the WebRTC stack is logged and
+    /// gives `None` instead of taking the worker down.
+    fn poll_guarded<T>(&mut self, poll: impl FnOnce(&mut Room) -> T) -> Option<T> {
+        let polled = catch_unwind(AssertUnwindSafe(|| poll(&mut self.room)));
+        if polled.is_err() {
+            tracing::error!(room = %self.room.id(), "WebRTC stack panicked while polling");
+        }
+        polled.ok()
+    }
+}
+
 struct Worker {
     sockets: Vec<MediaSocket>,
     tcp: TcpMedia,
@@ -391,16 +403,14 @@ impl Worker {
                 (i, received) = recv_any(&self.sockets, &mut buf, turn) => {
                     turn = turn.wrapping_add(1);
                     if let Ok((len, from)) = received {
-                        let to = self.sockets[i].announced;
-                        self.receive(Instant::now(), Protocol::Udp, from, to, &buf[..len]);
+                        self.receive_udp(i, from, &buf[..len]);
                         // The rest of a burst (a video frame is several
                         // packets) is taken before the rooms are polled.
                         for _ in 1..BATCH {
                             let Some((i, len, from)) = try_recv_any(&self.sockets, &mut buf, turn) else {
                                 break;
                             };
-                            let to = self.sockets[i].announced;
-                            self.receive(Instant::now(), Protocol::Udp, from, to, &buf[..len]);
+                            self.receive_udp(i, from, &buf[..len]);
                         }
                     }
                     self.poll_touched(Instant::now());
@@ -426,6 +436,12 @@ impl Worker {
             .map(|s| s.deadline)
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
+    }
+
+    /// Takes a datagram that arrived on media socket `socket`.
+    fn receive_udp(&mut self, socket: usize, from: SocketAddr, data: &[u8]) {
+        let to = self.sockets[socket].announced;
+        self.receive(Instant::now(), Protocol::Udp, from, to, data);
     }
 
     fn receive(
@@ -474,12 +490,7 @@ impl Worker {
             return;
         };
         let (sockets, tcp) = (&self.sockets, &mut self.tcp);
-        let polled = catch_unwind(AssertUnwindSafe(|| {
-            s.room.poll_received(now, |t| transmit(sockets, tcp, t))
-        }));
-        if polled.is_err() {
-            tracing::error!(room = %s.room.id(), "WebRTC stack panicked while polling");
-        }
+        s.poll_guarded(|room| room.poll_received(now, |t| transmit(sockets, tcp, t)));
         if !self.touched.contains(&slot) {
             self.touched.push(slot);
         }
@@ -517,13 +528,9 @@ impl Worker {
             return;
         };
         let (sockets, tcp) = (&self.sockets, &mut self.tcp);
-        let polled = catch_unwind(AssertUnwindSafe(|| {
-            s.room.poll(now, |t| transmit(sockets, tcp, t))
-        }));
-        s.deadline = polled.unwrap_or_else(|_| {
-            tracing::error!(room = %s.room.id(), "WebRTC stack panicked while polling");
-            now + Duration::from_millis(10)
-        });
+        s.deadline = s
+            .poll_guarded(|room| room.poll(now, |t| transmit(sockets, tcp, t)))
+            .unwrap_or(now + Duration::from_millis(10));
         let mut closed = Vec::new();
         while let Some((participant, signal)) = s.room.poll_signal() {
             if matches!(signal, MediaSignal::Closed(_)) {
