@@ -249,3 +249,48 @@ async fn an_admin_ends_a_call_for_everyone_in_it() {
         .await
         .expect("ward-4 socket still open");
 }
+
+/// A browser that is still sending (an answer, a tile size) when the hub ends
+/// the call must still be told the call ended. A server that closed the TCP
+/// connection with those messages unread would reset it, and the browser
+/// could lose `call-ended` and the close frame and take it for a dropped
+/// link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_still_sending_when_the_call_ends_is_told_it_ended() {
+    let server = Server::start();
+    let (cookie, csrf) = session(&server).await;
+    for round in 0..20 {
+        let room = format!("busy-{round}");
+        let ws = join(&server, &room, "home").await;
+        let (mut sink, mut stream) = ws.split();
+        // Pings are read and answered by the server's socket like any frame.
+        let talker = tokio::spawn(async move {
+            for _ in 0..20_000 {
+                if sink.send(Message::Ping(vec![7; 64].into())).await.is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let headers = [("Cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+        let path = format!("/admin/api/rooms/{room}/end");
+        let reply = request(&server.base_url, "POST", &path, &headers, None).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let mut told = false;
+        let closed = loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("nothing from the server within 10 s");
+            match msg {
+                Some(Ok(Message::Text(t))) => told |= t.contains(r#""type":"call-ended""#),
+                Some(Ok(Message::Close(frame))) => break frame.map_or(0, |f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                other => panic!("round {round}: the socket ended without a close frame: {other:?}"),
+            }
+        };
+        assert!(told, "round {round}: closed without call-ended");
+        assert_eq!(closed, 4004, "round {round}: close code after call-ended");
+        talker.abort();
+    }
+}

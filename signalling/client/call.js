@@ -16,6 +16,8 @@ const PROTOCOL_VERSION = 1;
 // Close codes after which resuming is pointless: the server refused or ended
 // the session on purpose (docs/signalling.md).
 const FINAL_CLOSES = new Set([1008, 1009, 4001, 4002, 4003, 4004, 4005]);
+// The close code of a call the hub ended.
+const ENDED_CLOSE = 4004;
 // The server keeps a dropped session this long (ms) for a resume.
 const RESUME_WINDOW_MS = 30000;
 // Media silent this long (ms) while others are in the call: restart ICE.
@@ -87,6 +89,12 @@ export class Call extends EventTarget {
     ws.onclose = (e) => {
       this.note(`socket-closed-${e.code}`);
       if (this.closedByUs || ws !== this.ws) return;
+      if (e.code === ENDED_CLOSE) {
+        // The hub ended the call; its message did not get here first.
+        this.stop();
+        this.emit('call-ended', { message: e.reason });
+        return;
+      }
       if (this.resumeToken && !FINAL_CLOSES.has(e.code)) {
         this.socketLost();
         return;

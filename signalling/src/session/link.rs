@@ -9,9 +9,12 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{timeout, Duration, Instant};
 
 use crate::protocol::ServerMessage;
+
+/// How long a closing socket waits for the browser's own close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// A connected browser socket.
 pub(crate) struct Link {
@@ -62,13 +65,26 @@ impl Link {
     }
 
     /// Sends what is queued, then a close frame with `reason` if given, and
-    /// waits for the writer to finish.
-    pub async fn finish(self, reason: Option<(u16, String)>) {
+    /// waits (briefly) for the browser's close frame.
+    ///
+    /// Reading on until then is what lets the browser see the end: a TCP
+    /// connection closed with the browser's last messages unread is reset,
+    /// and a reset can throw away `call-ended` and the close frame still on
+    /// their way, so the browser would take the end for a dropped link.
+    pub async fn finish(mut self, reason: Option<(u16, String)>) {
         if let Some(reason) = reason {
             let _ = self.close.send(reason);
         }
         drop(self.out);
         let _ = self.writer.await;
+        let closed = async {
+            while let Some(Ok(frame)) = self.stream.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = timeout(CLOSE_WAIT, closed).await;
     }
 
     /// Drops a socket that is gone or replaced, without waiting on it: a
