@@ -214,15 +214,17 @@ async fn a_home_cut_to_600_kbits_steps_down_within_5_s_and_back_to_hd_within_15_
     // The hub's side is not dragged down: video flows, and each hub
     // participant still sees the other in 720p.
     assert_video_rising(&call.clinician, two, six, 720, "clinician", None).await;
-    for (b, who) in [
-        (&call.clinician, "clinician"),
-        (&call.specialist, "specialist"),
+    let clinician = call.clinician.participant().await.expect("clinician id");
+    let specialist = call.specialist.participant().await.expect("specialist id");
+    for (b, who, other) in [
+        (&call.clinician, "clinician", &specialist),
+        (&call.specialist, "specialist", &clinician),
     ] {
         time_until(b, six, "HD from the other hub participant", |v| {
-            v.values().any(|i| i.height == 720)
+            v.get(other).is_some_and(|i| i.height == 720)
         })
         .await;
-        println!("{who} still sees HD");
+        println!("{who} still sees {other} in HD");
     }
 
     call.net.limit_downlink(None);

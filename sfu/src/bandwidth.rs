@@ -52,6 +52,19 @@ const RESTART_INTERVAL: Duration = Duration::from_secs(10);
 /// Egress loss (over the last second) up to this fraction counts as clean.
 const CLEAN_LOSS: f32 = 0.01;
 
+/// A latest value this far under the smoothed one is a dip.
+const DIP: f64 = 0.75;
+
+/// A dip on a link that loses nothing is believed only once it has lasted
+/// this long. A receiver short of CPU (a busy tablet, or three browsers on a
+/// small machine) stamps its packets late for a second at a time, which reads
+/// as a queue building; a link that really narrowed soon loses packets too,
+/// or keeps the estimate down past this.
+const DIP_CONFIRM: Duration = Duration::from_secs(2);
+
+/// Loss reported within this time counts as a lossy link.
+const LOSS_MEMORY: Duration = Duration::from_secs(1);
+
 /// An estimate change smaller than this fraction is not logged.
 const LOG_CHANGE: f64 = 0.2;
 
@@ -78,8 +91,13 @@ pub(crate) struct DownlinkEstimate {
     enabled: bool,
     /// str0m's estimate event: smoothed over 3 s.
     twcc: Option<u64>,
-    /// The estimator's latest value, from str0m's peer statistics.
+    /// The estimator's latest value, from str0m's peer statistics, once
+    /// believed (see [`DIP_CONFIRM`]).
     latest: Option<u64>,
+    /// Since when the latest value has been a dip under the smoothed one.
+    dip_since: Option<Instant>,
+    /// When loss over [`CLEAN_LOSS`] was last reported.
+    lossy_at: Option<Instant>,
     remb: Option<u64>,
     connected_at: Option<Instant>,
     last_logged: Option<u64>,
@@ -124,9 +142,23 @@ impl DownlinkEstimate {
     }
 
     /// Takes the estimator's latest, unsmoothed value (from peer statistics).
-    /// Returns the estimate when it moved, as [`DownlinkEstimate::on_estimate`].
-    pub fn on_latest(&mut self, bps: u64) -> Option<u64> {
-        self.latest = Some(bps);
+    /// A dip on a link that loses nothing counts only once it has lasted
+    /// [`DIP_CONFIRM`]; until then the smoothed value stands. Returns the
+    /// estimate when it moved, as [`DownlinkEstimate::on_estimate`].
+    pub fn on_latest(&mut self, now: Instant, bps: u64) -> Option<u64> {
+        let smoothed = self.twcc.unwrap_or(bps);
+        self.dip_since = if (bps as f64) < smoothed as f64 * DIP {
+            self.dip_since.or(Some(now))
+        } else {
+            None
+        };
+        let lossy = self
+            .lossy_at
+            .is_some_and(|t| now.saturating_duration_since(t) < LOSS_MEMORY);
+        let doubtful = self
+            .dip_since
+            .is_some_and(|t| !lossy && now.saturating_duration_since(t) < DIP_CONFIRM);
+        self.latest = Some(if doubtful { smoothed } else { bps });
         self.moved()
     }
 
@@ -135,6 +167,7 @@ impl DownlinkEstimate {
     pub fn on_loss(&mut self, now: Instant, fraction: f32) {
         if fraction > CLEAN_LOSS {
             self.clean_since = None;
+            self.lossy_at = Some(now);
         } else if self.clean_since.is_none() {
             self.clean_since = self.current().map(|e| (now, e));
         }
@@ -148,7 +181,11 @@ impl DownlinkEstimate {
     pub fn restart(&mut self, now: Instant, held_back: bool) -> Option<u64> {
         let (since, then) = self.clean_since?;
         let current = self.current()?;
-        let falling = current < then - then / 10;
+        // A dip not yet believed: the estimator is at work too.
+        let dipping = self
+            .dip_since
+            .is_some_and(|t| now.saturating_duration_since(t) < DIP_CONFIRM);
+        let falling = current < then - then / 10 || dipping;
         let doubled = current >= 2 * then;
         if !self.enabled || !held_back || falling || doubled {
             self.clean_since = Some((now, current));
@@ -302,15 +339,50 @@ mod tests {
         let now = Instant::now();
         let mut est = DownlinkEstimate::new(true);
         est.on_estimate(twcc(3_000));
-        // The link is cut: the estimator knows at once, its mean lags.
-        assert_eq!(est.on_latest(500_000), Some(500_000));
+        // The link is cut and loses packets: the estimator knows at once,
+        // its mean lags.
+        est.on_loss(now, 0.08);
+        assert_eq!(est.on_latest(now, 500_000), Some(500_000));
         assert_eq!(est.video_budget(now, 0), Some(500_000));
         assert_eq!(est.sustained_video_budget(now, 0), Some(3_000_000));
         // It recovers: the budget follows at once, the mean lags again.
         est.on_estimate(twcc(1_200));
-        est.on_latest(3_000_000);
+        est.on_latest(now, 3_000_000);
         assert_eq!(est.current(), Some(3_000_000));
         assert_eq!(est.sustained_video_budget(now, 0), Some(1_200_000));
+    }
+
+    #[test]
+    fn a_dip_on_a_link_that_loses_nothing_counts_only_once_it_lasts() {
+        let start = Instant::now();
+        let mut est = DownlinkEstimate::new(true);
+        est.on_estimate(twcc(3_000));
+        est.on_loss(start, 0.0);
+        // A receiver short of CPU for a moment: the smoothed value stands.
+        let quarter = Duration::from_millis(250);
+        for i in 0..4 {
+            est.on_latest(start + quarter * i, 900_000);
+            assert_eq!(est.current(), Some(3_000_000), "quarter {i}");
+        }
+        est.on_latest(start + quarter * 4, 2_800_000);
+        assert_eq!(est.current(), Some(2_800_000), "over");
+        // A dip that lasts is believed.
+        let t = start + Duration::from_secs(5);
+        est.on_latest(t, 900_000);
+        assert_eq!(est.current(), Some(3_000_000));
+        est.on_latest(t + DIP_CONFIRM, 900_000);
+        assert_eq!(est.current(), Some(900_000), "lasted");
+        // So is one with loss, at once.
+        est.on_latest(t + DIP_CONFIRM, 3_000_000);
+        let t = t + Duration::from_secs(5);
+        est.on_loss(t, 0.05);
+        est.on_latest(t, 700_000);
+        assert_eq!(est.current(), Some(700_000), "lossy");
+        // Loss long gone, a new dip waits again.
+        let t = t + Duration::from_secs(5);
+        est.on_latest(t, 3_000_000);
+        est.on_latest(t, 700_000);
+        assert_eq!(est.current(), Some(3_000_000), "loss forgotten");
     }
 
     #[test]
@@ -319,7 +391,9 @@ mod tests {
         assert!(est.carries_redundant_audio(2), "no estimate yet");
         est.on_estimate(twcc(600));
         assert!(est.carries_redundant_audio(2));
-        est.on_latest(150_000);
+        let now = Instant::now();
+        est.on_loss(now, 0.05);
+        est.on_latest(now, 150_000);
         assert!(!est.carries_redundant_audio(2));
     }
 
@@ -390,17 +464,22 @@ mod tests {
         est.on_estimate(twcc(3_000));
         est.on_loss(start, 0.0);
         // The link is cut: the estimate falls before any loss is reported.
-        est.on_latest(600_000);
+        est.on_latest(start, 600_000);
+        let soon = start + Duration::from_secs(1);
+        assert_eq!(est.restart(soon, true), None, "dipping");
         let t = start + RESTART_WHEN_CLEAN_FOR;
+        est.on_latest(t, 600_000);
+        assert_eq!(est.current(), Some(600_000), "a dip that lasts counts");
+        est.on_estimate(twcc(600));
         assert_eq!(est.restart(t, true), None, "falling");
         // Rising fast: str0m is probing by itself.
-        est.on_latest(1_300_000);
         est.on_estimate(twcc(1_300));
+        est.on_latest(t, 1_300_000);
         let t = t + RESTART_WHEN_CLEAN_FOR;
         assert_eq!(est.restart(t, true), None, "doubled");
         // Then only creeping up: stuck.
-        est.on_latest(1_500_000);
         est.on_estimate(twcc(1_500));
+        est.on_latest(t, 1_500_000);
         let t = t + RESTART_WHEN_CLEAN_FOR;
         assert_eq!(est.restart(t, true), Some(1_500_000));
     }
@@ -414,9 +493,9 @@ mod tests {
         let t = start + RESTART_WHEN_CLEAN_FOR;
         assert_eq!(est.restart(t, true), Some(400_000));
         // The fresh start's probes find three times as much, then it creeps.
-        est.on_latest(1_200_000);
+        est.on_latest(t, 1_200_000);
         assert_eq!(est.restart(t + Duration::from_millis(250), true), None);
-        est.on_latest(1_300_000);
+        est.on_latest(t, 1_300_000);
         let t = t + Duration::from_millis(250) + RESTART_WHEN_CLEAN_FOR;
         assert_eq!(est.restart(t, true), Some(1_300_000));
         // This one found nothing: the full interval applies again.

@@ -447,7 +447,8 @@ export class Call extends EventTarget {
           totalSamplesReceived: s.totalSamplesReceived || 0, concealedSamples: s.concealedSamples || 0,
           nackCount: s.nackCount || 0, pliCount: s.pliCount || 0,
           framesReceived: s.framesReceived || 0, framesDropped: s.framesDropped || 0,
-          keyFramesDecoded: s.keyFramesDecoded || 0,
+          keyFramesDecoded: s.keyFramesDecoded || 0, bytesReceived: s.bytesReceived || 0,
+          retransmittedPacketsReceived: s.retransmittedPacketsReceived || 0,
         });
       });
     }

@@ -251,6 +251,8 @@ pub struct Inbound {
     pub frames_received: u64,
     pub frames_dropped: u64,
     pub keyframes_decoded: u64,
+    pub bytes: u64,
+    pub retransmitted: u64,
     /// Audio only: samples played, and those the decoder had to invent.
     pub samples: u64,
     pub concealed: u64,
@@ -316,6 +318,8 @@ impl Browser {
             frames_received: s["framesReceived"].as_u64().unwrap_or(0),
             frames_dropped: s["framesDropped"].as_u64().unwrap_or(0),
             keyframes_decoded: s["keyFramesDecoded"].as_u64().unwrap_or(0),
+            bytes: s["bytesReceived"].as_u64().unwrap_or(0),
+            retransmitted: s["retransmittedPacketsReceived"].as_u64().unwrap_or(0),
             samples: s["totalSamplesReceived"].as_u64().unwrap_or(0),
             concealed: s["concealedSamples"].as_u64().unwrap_or(0),
         })

@@ -156,6 +156,18 @@ pub fn allocate(budget: u64, demands: &[Demand]) -> Vec<Option<Layer>> {
     }
 }
 
+/// Whether some tile would take a higher layer with more budget: its best
+/// layer is above `reachable`, what the budget allows a step up to (from
+/// [`allocate`] on the budget divided by [`UP_HEADROOM`]). Measured against
+/// what it fits without the headroom, a budget just short of the headroom
+/// would neither step up nor be probed past.
+pub fn held_back(demands: &[Demand], reachable: &[Option<Layer>]) -> bool {
+    demands
+        .iter()
+        .zip(reachable)
+        .any(|(d, r)| d.best().map(|(l, _)| l) > *r)
+}
+
 /// Headroom asked for before stepping up: the budget must exceed the higher
 /// layer's rate by this factor, so a layer that only just fits is not taken
 /// and dropped again at the next dip.
@@ -319,6 +331,19 @@ mod tests {
         // 150k + 150k for both, then 350k more lifts the big tile to 500k.
         let out = allocate(700_000, &[demand(Layer::FULL, 1), demand(Layer::FULL, 10)]);
         assert_eq!(out, [Some(Layer::QUARTER), Some(Layer::HALF)]);
+    }
+
+    #[test]
+    fn a_budget_short_of_the_step_up_headroom_is_held_back() {
+        let tiles = [demand(Layer::FULL, 1), demand(Layer::FULL, 2)];
+        // Both 720p layers fit, but not with the headroom a step up asks.
+        let budget = 3_200_000;
+        let fits = allocate(budget, &tiles);
+        assert_eq!(fits, [Some(Layer::FULL); 2]);
+        let reachable = allocate((budget as f64 / UP_HEADROOM) as u64, &tiles);
+        assert!(held_back(&tiles, &reachable), "{reachable:?}");
+        let plenty = allocate((4_000_000.0 / UP_HEADROOM) as u64, &tiles);
+        assert!(!held_back(&tiles, &plenty), "{plenty:?}");
     }
 
     #[test]

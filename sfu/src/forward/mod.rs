@@ -6,5 +6,7 @@ mod layer;
 mod rewrite;
 
 pub use dynacast::{PublishLimit, DOWN_HOLD};
-pub use layer::{allocate, Demand, Layer, LayerSelector, LAYER_COUNT, UP_HEADROOM, UP_HOLD};
+pub use layer::{
+    allocate, held_back, Demand, Layer, LayerSelector, LAYER_COUNT, UP_HEADROOM, UP_HOLD,
+};
 pub use rewrite::StreamRewriter;

@@ -10,7 +10,7 @@ use str0m::media::{MediaKind, Mid};
 
 use super::{Participant, UNLIMITED};
 use crate::bandwidth::AUDIO_RESERVE;
-use crate::forward::{allocate, Demand, Layer, UP_HEADROOM};
+use crate::forward::{allocate, held_back, Demand, Layer, UP_HEADROOM};
 use crate::id::ParticipantId;
 use crate::signal::MediaSignal;
 use crate::track::nominal_rate;
@@ -159,18 +159,20 @@ impl Participant {
                 }
             }
         }
-        self.plan_probing(now, &demands, &fits, audio);
+        self.plan_probing(now, &demands, &fits, &fits_up, audio);
     }
 
     /// Tells str0m's estimator the rate the tiles would use in full, so it
     /// probes for it when that is above the estimate. While every video is
     /// paused, the rate that would bring them back (their lowest layers) is
     /// probed for instead: a smaller probe, and the step that matters.
+    /// Probing goes on while a tile is [`held_back`] from its layer.
     fn plan_probing(
         &mut self,
         now: Instant,
         demands: &[Demand],
         fits: &[Option<Layer>],
+        fits_up: &[Option<Layer>],
         audio: usize,
     ) {
         if demands.is_empty() || !self.video_started {
@@ -190,10 +192,7 @@ impl Participant {
                 false => nominal_rate(d.cap),
             })
             .sum();
-        let held_back = demands
-            .iter()
-            .zip(fits)
-            .any(|(d, f)| d.best().map(|(l, _)| l) > *f);
+        let held_back = held_back(demands, fits_up);
         let wanted = video + AUDIO_RESERVE * audio as u64;
         if let Some(from) = self.downlink.restart(now, held_back) {
             tracing::info!(room = %self.room, participant = %self.id, from_kbps = from / 1000, "downlink estimator restarted: clean link, estimate stuck");

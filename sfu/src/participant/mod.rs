@@ -410,7 +410,7 @@ impl Participant {
                             self.downlink.on_loss(stats.timestamp, loss);
                         }
                         let latest = stats.bwe_tx.map(|b| b.as_u64());
-                        latest.and_then(|b| self.downlink.on_latest(b))
+                        latest.and_then(|b| self.downlink.on_latest(stats.timestamp, b))
                     }
                     _ => None,
                 };
