@@ -9,7 +9,7 @@ use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 
-use crate::forward::{Layer, LayerSelector, StreamRewriter, LAYER_COUNT};
+use crate::forward::{Layer, LayerSelector, PictureRewriter, StreamRewriter, LAYER_COUNT};
 use crate::id::ParticipantId;
 use crate::keyframe::KeyframeThrottle;
 
@@ -164,6 +164,8 @@ pub(crate) struct Subscription {
     /// at a keyframe of the new layer: its delta frames are undecodable alone.
     pub forwarding: Option<Layer>,
     pub rewriter: StreamRewriter,
+    /// VP8 picture numbering, continuous across layer switches like `rewriter`.
+    pub pictures: PictureRewriter,
     /// Publisher PT to this subscriber's PT, learned per codec (browsers number
     /// codecs differently, e.g. VP8 is 96 in Chromium and 120 in Firefox).
     pt_map: [(Pt, OutgoingPt); 6],
@@ -182,6 +184,7 @@ impl Subscription {
             wish: None,
             forwarding: None,
             rewriter: StreamRewriter::default(),
+            pictures: PictureRewriter::default(),
             pt_map: [(
                 Pt::from(0),
                 OutgoingPt {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::{CodecConfig, PayloadParams};
+use str0m::format::{Codec, CodecConfig, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::Transmit;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
@@ -20,7 +20,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::bandwidth::{AdaptationStats, DownlinkEstimate};
 use crate::error::SfuError;
-use crate::forward::{Layer, PublishLimit};
+use crate::forward::{vp8_patch, vp8_picture_numbers, Layer, PublishLimit};
 use crate::id::{ParticipantId, RoomId};
 use crate::signal::MediaSignal;
 use crate::stats::{MediaCounters, ParticipantStats};
@@ -572,6 +572,10 @@ impl Participant {
             return Forwarded::Skipped;
         }
         let spec = params.spec();
+        let vp8 = match spec.codec {
+            Codec::Vp8 => vp8_picture_numbers(&packet.payload),
+            _ => None,
+        };
         if Some(layer) != sub.forwarding {
             // With no picture on screen (just joined, or resuming), a lower
             // layer's keyframe starts the tile at once; the wanted layer
@@ -600,6 +604,9 @@ impl Participant {
                 packet.timestamp,
                 spec.clock_rate.get(),
             );
+            if let Some((_, numbers)) = vp8 {
+                sub.pictures.start_source(numbers);
+            }
         }
         let incoming = packet.header.payload_type;
         let codecs = self.rtc.codec_config();
@@ -623,6 +630,7 @@ impl Participant {
         else {
             return Forwarded::Skipped;
         };
+        let renumbered = vp8.and_then(|(d, n)| vp8_patch(&d, sub.pictures.rewrite(seq, n)?));
         let nackable = sub.kind == MediaKind::Video;
         self.advance_clock(packet.timestamp);
         let mut direct = self.rtc.direct_api();
@@ -635,12 +643,14 @@ impl Participant {
             video_orientation: packet.header.ext_vals.video_orientation,
             ..Default::default()
         };
-        tx.write_rtp(
-            RtpWrite::new(pt, seq.into(), ts, packet.timestamp, payload)
-                .marker(packet.header.marker)
-                .ext_vals(ext)
-                .nackable(nackable),
-        );
+        let mut write = RtpWrite::new(pt, seq.into(), ts, packet.timestamp, payload)
+            .marker(packet.header.marker)
+            .ext_vals(ext)
+            .nackable(nackable);
+        if let Some(patch) = renumbered {
+            write = write.vp8_patch(patch);
+        }
+        tx.write_rtp(write);
         Forwarded::Sent
     }
 
