@@ -341,9 +341,10 @@ pub struct MediaSection {
     pub tcp_port: u16,
     /// Media worker threads; 0 means one per CPU core. `CARECALL_MEDIA_WORKERS`.
     pub workers: usize,
-    /// Estimate each browser's downlink and pick video layers by it. Off by
-    /// default until it holds HD steadily on a busy machine: see
-    /// `docs/adaptation.md`. `CARECALL_MEDIA_BANDWIDTH_ESTIMATION` (true/false).
+    /// Estimate each browser's downlink and pick video layers by it (see
+    /// `docs/adaptation.md`); off, layers follow tile size alone, and a
+    /// viewer on a thin link gets more than it can take.
+    /// `CARECALL_MEDIA_BANDWIDTH_ESTIMATION` (true/false).
     pub bandwidth_estimation: bool,
 }
 
@@ -377,7 +378,7 @@ impl Default for MediaSection {
             tcp_port: 40000,
             announce: Vec::new(),
             workers: 0,
-            bandwidth_estimation: false,
+            bandwidth_estimation: true,
         }
     }
 }
@@ -758,13 +759,13 @@ mod tests {
     }
 
     #[test]
-    fn bandwidth_estimation_is_off_unless_asked_for() {
+    fn bandwidth_estimation_is_on_unless_switched_off() {
         let mut c: Config = toml::from_str("[media]\nbandwidth_estimation = true").unwrap();
         assert!(c.media.bandwidth_estimation);
         c.apply_env(|k| (k == "CARECALL_MEDIA_BANDWIDTH_ESTIMATION").then(|| "false".into()))
             .unwrap();
         assert!(!c.media.bandwidth_estimation);
-        assert!(!Config::default().media.bandwidth_estimation);
+        assert!(Config::default().media.bandwidth_estimation);
         let bad =
             c.apply_env(|k| (k == "CARECALL_MEDIA_BANDWIDTH_ESTIMATION").then(|| "yes".into()));
         assert!(bad.is_err());

@@ -58,7 +58,7 @@ pub fn binary() -> PathBuf {
 pub struct ServerOptions {
     /// The address for HTTP and media (a free port each).
     pub ip: std::net::IpAddr,
-    /// `media.bandwidth_estimation`.
+    /// `media.bandwidth_estimation` (on by default, as in production).
     pub estimate_bandwidth: bool,
     /// Write JSON logs at debug level to [`Server::log_path`] instead of
     /// the test's standard error.
@@ -73,7 +73,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             ip: [127, 0, 0, 1].into(),
-            estimate_bandwidth: false,
+            estimate_bandwidth: true,
             json_log: false,
             env: Vec::new(),
             data_dir: None,

@@ -123,6 +123,9 @@ fn spawn(binary: PathBuf) -> Result<(Spawned, Target)> {
         .env("CARECALL_MEDIA_ANNOUNCE", "127.0.0.1")
         .env("CARECALL_MEDIA_TCP_PORT", "0")
         .env("CARECALL_TURN_ENABLED", "false")
+        // The load peers publish one layer each: there is no layer to choose
+        // by an estimate, only a pacer to queue a link that needs none.
+        .env("CARECALL_MEDIA_BANDWIDTH_ESTIMATION", "false")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -2,10 +2,7 @@
 //! that a switch between simulcast layers (each its own RTP stream with its own
 //! numbering) looks like one continuous stream to the receiving browser.
 //!
-//! VP8 picture ids are left as the publisher wrote them: renumbering them would
-//! mean copying every packet's payload. A switch happens only at a keyframe,
-//! and libwebrtc takes a keyframe whose picture id jumps (even backwards, when
-//! its timestamp is ahead, which the rewritten timestamps always are).
+//! VP8 picture numbers carry on across a switch too ([`super::PictureRewriter`]).
 //!
 //! A subscriber who joins a call that has run for an hour must not see the
 //! publisher's extended sequence numbers either: the SRTP rollover counter is
