@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use support::browser::{Browser, Driver, Inbound};
 use support::calls::snapshot;
+use support::metrics;
 use support::netlab::NetNs;
 use support::relay::{DelayRelay, Impairment, Path};
 use support::{Server, ServerOptions};
@@ -23,7 +24,7 @@ struct Call {
     specialist: Browser,
     home: Browser,
     _drivers: (Driver, Driver),
-    _server: Server,
+    server: Server,
     relay: Option<DelayRelay>,
     net: NetNs,
 }
@@ -75,7 +76,7 @@ impl Call {
             specialist,
             home,
             _drivers: (hub, away),
-            _server: server,
+            server,
             relay,
             net,
         }
@@ -172,6 +173,42 @@ async fn video_rising(
     Ok(report.join("; "))
 }
 
+/// What the SFU's own counters say of `b`'s downlink: the height of the
+/// layer it forwards from each sender, and its layer switches, video pauses
+/// and estimate. Polls up to 5 s for `done` to hold (the figures are
+/// gathered once a second).
+async fn sfu_view(
+    call: &Call,
+    b: &Browser,
+    what: &str,
+    done: impl Fn(&[(String, f64)], f64, f64) -> bool,
+) {
+    let id = b.participant().await.expect("joined");
+    let start = Instant::now();
+    loop {
+        let text = metrics::scrape(&call.server.base_url).await;
+        let heights = metrics::participant_values_by(
+            &text,
+            "carecall_participant_video_layer_height_pixels",
+            &id,
+            "origin",
+        );
+        let value = |name| metrics::participant_value(&text, name, &id).unwrap_or(0.0);
+        let switches = value("carecall_participant_layer_switches_total");
+        let pauses = value("carecall_participant_video_pauses_total");
+        let estimate = value("carecall_participant_downlink_estimate_bits_per_second");
+        let report = format!(
+            "SFU for {id}: layer heights {heights:?}, {switches} switches, {pauses} pauses, estimate {} kbit/s",
+            estimate as u64 / 1000
+        );
+        if heights.len() == 2 && done(&heights, switches, pauses) {
+            return println!("{report}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{what}: {report}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Prints a wall-clock mark, to line the test's steps up with the server log.
 fn tracing_mark(what: &str) {
     let t = std::time::SystemTime::now()
@@ -205,6 +242,13 @@ async fn a_home_cut_to_600_kbits_steps_down_within_5_s_and_back_to_hd_within_15_
     )
     .await;
     println!("step down at 600 kbit/s: {} ms", down.as_millis());
+    sfu_view(
+        &call,
+        &call.home,
+        "the SFU forwards 360p or less",
+        |h, switches, _| h.iter().all(|(_, px)| (1.0..=360.0).contains(px)) && switches >= 2.0,
+    )
+    .await;
     let [two, four, six] = [2, 4, 6].map(Duration::from_secs);
     assert_video_rising(&call.home, four, 2 * four, 360, "home", None).await;
     // The hub's side is not dragged down: video flows, and each hub
@@ -230,6 +274,10 @@ async fn a_home_cut_to_600_kbits_steps_down_within_5_s_and_back_to_hd_within_15_
     })
     .await;
     println!("step up after the limit is lifted: {} ms", up.as_millis());
+    sfu_view(&call, &call.home, "the SFU forwards 720p", |h, _, _| {
+        h.iter().all(|(_, px)| *px == 720.0)
+    })
+    .await;
     assert_video_rising(&call.home, two, six, 720, "home", None).await;
 }
 
@@ -304,6 +352,13 @@ async fn at_150_kbits_with_loss_and_delay_the_sound_stays_clear_and_video_comes_
         "both videos paused after {} ms",
         start.elapsed().as_millis()
     );
+    sfu_view(
+        &call,
+        &call.home,
+        "the SFU pauses both videos",
+        |h, _, pauses| h.iter().all(|(_, px)| *px == 0.0) && pauses >= 2.0,
+    )
+    .await;
     let (_, a0) = snapshot(&call.home).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (_, a1) = snapshot(&call.home).await;

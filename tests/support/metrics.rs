@@ -19,6 +19,27 @@ pub fn participant_value(text: &str, name: &str, participant: &str) -> Option<f6
         .and_then(|v| v.parse().ok())
 }
 
+/// `name`'s series for `participant`, each with the value of its `label`
+/// (e.g. the `origin` of a per-sender gauge).
+pub fn participant_values_by(
+    text: &str,
+    name: &str,
+    participant: &str,
+    label: &str,
+) -> Vec<(String, f64)> {
+    let who = format!("participant=\"{participant}\"");
+    let key = format!("{label}=\"");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter(|l| l.contains(&who))
+        .filter_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            let value = rest[..rest.find('"')?].to_owned();
+            Some((value, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The value of an unlabelled series, e.g. `carecall_join_seconds_count`.
 pub fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
