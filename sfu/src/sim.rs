@@ -48,6 +48,9 @@ pub struct SimPeer {
     pending: Option<SdpPendingOffer>,
     /// Next sequence number per video stream (`q`, `h`, `f` or the only one).
     next_seq: [u64; 3],
+    /// Next VP8 picture id and TL0PICIDX per video stream, numbered far
+    /// apart as Chromium's simulcast layers are (see [`SimCall::picture_numbers`]).
+    next_picture: [(u16, u8); 3],
     next_audio_seq: u64,
     /// Payloads of received video packets, in arrival order, when recording is on.
     pub received_video: Vec<Arc<[u8]>>,
@@ -94,6 +97,10 @@ pub struct SimCall {
     /// When false, datagrams from the room are counted but not delivered to the
     /// peers: a benchmark measures the SFU, not the receivers.
     pub deliver: bool,
+    /// Write VP8 payload descriptors as Chromium does for simulcast (15-bit
+    /// picture id, TL0PICIDX, temporal layer 0; 6 bytes) instead of the plain
+    /// one-byte descriptor.
+    pub picture_numbers: bool,
     /// Drop the next RTP datagram the room sends to this peer (by index).
     pub lose_next_rtp_to: Option<usize>,
     /// Drop the next RTP datagram this peer (by index) sends to the room.
@@ -163,6 +170,7 @@ impl SimCall {
             server,
             transmitted: 0,
             deliver: true,
+            picture_numbers: false,
             lose_next_rtp_to: None,
             lose_next_rtp_from: None,
             sent_between: Vec::new(),
@@ -221,6 +229,7 @@ impl SimCall {
             video_mid,
             pending: Some(pending),
             next_seq: [1; 3],
+            next_picture: [(100, 10), (12_000, 120), (30_000, 240)],
             next_audio_seq: 1,
             received_video: Vec::new(),
             received_headers: Vec::new(),
@@ -422,14 +431,22 @@ impl SimCall {
         };
         let first: SeqNo = p.next_seq[stream].into();
         let rtp_time = (first.as_u16() as u32) * 3000;
+        let (picture_id, tl0) = p.next_picture[stream];
+        p.next_picture[stream] = ((picture_id + 1) & 0x7fff, tl0.wrapping_add(1));
         for k in 0..packets {
             let seq: SeqNo = p.next_seq[stream].into();
             p.next_seq[stream] += 1;
-            let mut body = Vec::with_capacity(payload.len() + 2);
-            match k {
-                0 => body.extend_from_slice(&[0x10, if keyframe { 0x00 } else { 0x01 }]),
-                _ => body.extend_from_slice(&[0x00, 0x00]),
+            let mut body = Vec::with_capacity(payload.len() + 7);
+            // S (start of a frame) on the first packet only.
+            let start = if k == 0 { 0x10 } else { 0x00 };
+            if self.picture_numbers {
+                let [high, low] = picture_id.to_be_bytes();
+                body.extend_from_slice(&[0x80 | start, 0xe0, 0x80 | high, low, tl0, 0x00]);
+            } else {
+                body.push(start);
             }
+            // The VP8 payload header's first byte: P (bit 0) clear on a keyframe.
+            body.push(if k == 0 && !keyframe { 0x01 } else { 0x00 });
             body.extend_from_slice(payload);
             let mid = p.video_mid;
             if let Some(tx) = p.rtc.direct_api().stream_tx_by_mid(mid, rid.map(Rid::from)) {

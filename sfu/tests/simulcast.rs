@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use carecall_sfu::forward::vp8_picture_numbers;
 use carecall_sfu::sim::SimCall;
 use carecall_sfu::MediaSignal;
 
@@ -139,4 +140,45 @@ fn layers_nobody_watches_are_paused_at_the_publisher_and_come_back_when_wanted()
     assert_eq!(publish_limits(&call, 0), ["q", "f"]);
     // The other camera is watched full size: it keeps all its layers.
     assert_eq!(publish_limits(&call, 1), Vec::<&str>::new());
+}
+
+#[test]
+fn picture_numbers_carry_on_across_a_layer_switch() {
+    let mut call = SimCall::simulcast(2);
+    call.picture_numbers = true;
+    call.peers[1].record = true;
+    // The viewer starts on the quarter layer's keyframe, then moves up at the
+    // full layer's: each layer numbers its pictures on its own, far apart.
+    send_frame(&mut call, 0, [true, false, false]);
+    for n in 1..10 {
+        send_frame(&mut call, n, [false; 3]);
+    }
+    send_frame(&mut call, 10, [false, false, true]);
+    for n in 11..20 {
+        send_frame(&mut call, n, [false; 3]);
+    }
+    let received: Vec<(char, u16, Option<u8>)> = call.peers[1]
+        .received_video
+        .iter()
+        .map(|p| {
+            let (_, n) = vp8_picture_numbers(p).expect("a numbered descriptor");
+            // After the 6-byte descriptor and the VP8 header's first byte.
+            (p[7] as char, n.picture_id, n.tl0)
+        })
+        .collect();
+    let layers: String = received.iter().map(|r| r.0).collect();
+    assert_eq!(layers, "q".repeat(11) + &"f".repeat(10), "{received:?}");
+    // One picture after another, as if from one encoder: the receiver finds
+    // each delta frame's reference.
+    for pair in received.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert_eq!(b.1, (a.1 + 1) & 0x7fff, "picture id: {received:?}");
+        assert_eq!(
+            b.2,
+            a.2.map(|t| t.wrapping_add(1)),
+            "TL0PICIDX: {received:?}"
+        );
+    }
+    // The first layer kept the publisher's numbers.
+    assert_eq!((received[0].1, received[0].2), (100, Some(10)));
 }
