@@ -9,7 +9,8 @@
 //! str0m's estimate event is a mean over the last 3 s, which lags a sudden
 //! drop by seconds while the link is flooded. Its peer statistics carry the
 //! estimator's latest value, unsmoothed: the layer budget follows that, so it
-//! falls at once; a step up has its own hysteresis in the layer choice.
+//! falls at once on a link that loses packets (and after [`DIP_CONFIRM`] on
+//! one that does not); a step up has its own hysteresis in the layer choice.
 //! Pausing video waits for the mean to fall too.
 
 use std::time::{Duration, Instant};
@@ -463,11 +464,15 @@ mod tests {
         let mut est = DownlinkEstimate::new(true);
         est.on_estimate(twcc(3_000));
         est.on_loss(start, 0.0);
-        // The link is cut: the estimate falls before any loss is reported.
-        est.on_latest(start, 600_000);
-        let soon = start + Duration::from_secs(1);
+        // The link is cut: the estimate falls before any loss is reported,
+        // after the link has been clean for a while. Clean long enough for
+        // a restart, but the dip is not yet believed: no restart.
+        let cut = start + Duration::from_secs(2);
+        est.on_latest(cut, 600_000);
+        let soon = start + RESTART_WHEN_CLEAN_FOR + Duration::from_millis(500);
+        assert!(soon < cut + DIP_CONFIRM);
         assert_eq!(est.restart(soon, true), None, "dipping");
-        let t = start + RESTART_WHEN_CLEAN_FOR;
+        let t = cut + DIP_CONFIRM;
         est.on_latest(t, 600_000);
         assert_eq!(est.current(), Some(600_000), "a dip that lasts counts");
         est.on_estimate(twcc(600));

@@ -229,7 +229,8 @@ impl SimCall {
             video_mid,
             pending: Some(pending),
             next_seq: [1; 3],
-            next_picture: [(100, 10), (12_000, 120), (30_000, 240)],
+            // The quarter layer wraps both within a few frames.
+            next_picture: [(32_760, 250), (12_000, 120), (30_000, 240)],
             next_audio_seq: 1,
             received_video: Vec::new(),
             received_headers: Vec::new(),

@@ -179,6 +179,6 @@ fn picture_numbers_carry_on_across_a_layer_switch() {
             "TL0PICIDX: {received:?}"
         );
     }
-    // The first layer kept the publisher's numbers.
-    assert_eq!((received[0].1, received[0].2), (100, Some(10)));
+    // The first layer kept the publisher's numbers (and wrapped with them).
+    assert_eq!((received[0].1, received[0].2), (32_760, Some(250)));
 }

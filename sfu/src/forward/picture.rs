@@ -56,9 +56,15 @@ impl PictureRewriter {
             return;
         };
         self.pid_offset = pid.wrapping_add(1).wrapping_sub(first.picture_id) & first.mask();
-        if let (Some(last), Some(tl0_now)) = (tl0, first.tl0) {
-            self.tl0_offset = last.wrapping_add(1).wrapping_sub(tl0_now);
-        }
+        self.tl0_offset = match (tl0, first.tl0) {
+            (Some(last), Some(now)) => last.wrapping_add(1).wrapping_sub(now),
+            _ => 0,
+        };
+    }
+
+    /// A layer without picture ids starts: nothing to carry on from.
+    pub fn start_unnumbered(&mut self) {
+        *self = PictureRewriter::default();
     }
 
     /// The numbers to write instead for the packet sent as `seq`, or `None`

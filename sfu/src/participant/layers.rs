@@ -159,7 +159,11 @@ impl Participant {
                 }
             }
         }
-        self.plan_probing(now, &demands, &fits, &fits_up, audio);
+        let targets: Vec<Option<Layer>> = video
+            .iter()
+            .map(|&i| self.subscriptions[i].selector.target())
+            .collect();
+        self.plan_probing(now, &demands, &fits, &targets, audio);
     }
 
     /// Tells str0m's estimator the rate the tiles would use in full, so it
@@ -172,7 +176,7 @@ impl Participant {
         now: Instant,
         demands: &[Demand],
         fits: &[Option<Layer>],
-        fits_up: &[Option<Layer>],
+        targets: &[Option<Layer>],
         audio: usize,
     ) {
         if demands.is_empty() || !self.video_started {
@@ -192,7 +196,7 @@ impl Participant {
                 false => nominal_rate(d.cap),
             })
             .sum();
-        let held_back = held_back(demands, fits_up);
+        let held_back = held_back(demands, targets);
         // A step up asks for the headroom above the layers' rates: probing
         // only for the rates themselves left the estimate settled just short
         // of it (3.4 Mbit/s for two 720p tiles that needed 3.9).

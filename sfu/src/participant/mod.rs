@@ -604,8 +604,9 @@ impl Participant {
                 packet.timestamp,
                 spec.clock_rate.get(),
             );
-            if let Some((_, numbers)) = vp8 {
-                sub.pictures.start_source(numbers);
+            match vp8 {
+                Some((_, numbers)) => sub.pictures.start_source(numbers),
+                None => sub.pictures.start_unnumbered(),
             }
         }
         let incoming = packet.header.payload_type;
