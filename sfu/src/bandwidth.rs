@@ -156,9 +156,7 @@ impl DownlinkEstimate {
         let lossy = self
             .lossy_at
             .is_some_and(|t| now.saturating_duration_since(t) < LOSS_MEMORY);
-        let doubtful = self
-            .dip_since
-            .is_some_and(|t| !lossy && now.saturating_duration_since(t) < DIP_CONFIRM);
+        let doubtful = !lossy && self.dip_unconfirmed(now);
         self.latest = Some(if doubtful { smoothed } else { bps });
         self.moved()
     }
@@ -183,10 +181,7 @@ impl DownlinkEstimate {
         let (since, then) = self.clean_since?;
         let current = self.current()?;
         // A dip not yet believed: the estimator is at work too.
-        let dipping = self
-            .dip_since
-            .is_some_and(|t| now.saturating_duration_since(t) < DIP_CONFIRM);
-        let falling = current < then - then / 10 || dipping;
+        let falling = current < then - then / 10 || self.dip_unconfirmed(now);
         let doubled = current >= 2 * then;
         if !self.enabled || !held_back || falling || doubled {
             self.clean_since = Some((now, current));
@@ -209,6 +204,12 @@ impl DownlinkEstimate {
         self.clean_since = Some((now, current));
         self.latest = Some(current);
         Some(current)
+    }
+
+    /// Whether the latest value is a dip younger than [`DIP_CONFIRM`].
+    fn dip_unconfirmed(&self, now: Instant) -> bool {
+        self.dip_since
+            .is_some_and(|t| now.saturating_duration_since(t) < DIP_CONFIRM)
     }
 
     fn moved(&mut self) -> Option<u64> {

@@ -374,12 +374,12 @@ impl Room {
                 mid,
                 layer,
                 params,
-                start_point,
+                learnt,
                 packet,
             } => {
                 let mut wants_keyframe = false;
                 for p in self.participants.iter_mut().filter(|p| p.id != origin) {
-                    match p.forward(origin, mid, layer, &params, start_point, &packet) {
+                    match p.forward(origin, mid, layer, &params, learnt, &packet) {
                         // Only a session given a packet has anything to send.
                         Forwarded::Sent => p.wake_at = None,
                         Forwarded::NeedsKeyframe(l) => wants_keyframe |= l == layer,
@@ -387,7 +387,15 @@ impl Room {
                     }
                 }
                 let recording_wants = self.recording.as_mut().and_then(|tap| {
-                    tap.offer(now, origin, mid, layer, &params, start_point, &packet)
+                    tap.offer(
+                        now,
+                        origin,
+                        mid,
+                        layer,
+                        &params,
+                        learnt.start_point,
+                        &packet,
+                    )
                 });
                 if let Some(wanted) = recording_wants {
                     self.request_keyframe(origin, mid, wanted, now);

@@ -15,17 +15,28 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::{Codec, CodecConfig, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::Transmit;
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::bandwidth::{AdaptationStats, DownlinkEstimate};
 use crate::error::SfuError;
-use crate::forward::{vp8_patch, vp8_picture_numbers, Layer, PublishLimit};
+use crate::forward::{vp8_patch, vp8_picture_numbers, Layer, PictureNumbers, PublishLimit};
 use crate::id::{ParticipantId, RoomId};
 use crate::signal::MediaSignal;
 use crate::stats::{MediaCounters, ParticipantStats};
 use crate::tiles::TileSizes;
 use crate::track::{OutgoingPt, Publication, Subscription, SubscriptionState};
+
+/// What the publisher's side reads from a packet once, for all its
+/// subscribers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Learnt {
+    /// A subscriber may start here: any audio packet, or the first packet
+    /// of a video keyframe.
+    pub start_point: bool,
+    /// The VP8 picture numbers, when the packet carries them.
+    pub vp8: Option<(Vp8Descriptor, PictureNumbers)>,
+}
 
 /// Something one participant's session produced that concerns the others.
 // Boxing the packet would allocate once per packet on the forwarding path.
@@ -44,9 +55,7 @@ pub(crate) enum Propagated {
         mid: Mid,
         layer: Layer,
         params: PayloadParams,
-        /// A subscriber may start here: any audio packet, or the first packet
-        /// of a video keyframe.
-        start_point: bool,
+        learnt: Learnt,
         packet: RtpPacket,
     },
     /// A subscriber wants a keyframe of one layer of a publisher's track.
@@ -502,12 +511,16 @@ impl Participant {
         if start_point && codec.is_video() {
             stream.keyframes.keyframe_seen();
         }
+        let vp8 = match codec {
+            Codec::Vp8 => vp8_picture_numbers(&packet.payload),
+            _ => None,
+        };
         Polled::Propagate(Propagated::Rtp {
             origin: self.id,
             mid: publication.mid,
             layer,
             params,
-            start_point,
+            learnt: Learnt { start_point, vp8 },
             packet,
         })
     }
@@ -549,7 +562,7 @@ impl Participant {
         source_mid: Mid,
         layer: Layer,
         params: &PayloadParams,
-        start_point: bool,
+        learnt: Learnt,
         packet: &RtpPacket,
     ) -> Forwarded {
         if !self.connected {
@@ -572,10 +585,7 @@ impl Participant {
             return Forwarded::Skipped;
         }
         let spec = params.spec();
-        let vp8 = match spec.codec {
-            Codec::Vp8 => vp8_picture_numbers(&packet.payload),
-            _ => None,
-        };
+        let Learnt { start_point, vp8 } = learnt;
         if Some(layer) != sub.forwarding {
             // With no picture on screen (just joined, or resuming), a lower
             // layer's keyframe starts the tile at once; the wanted layer
