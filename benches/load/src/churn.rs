@@ -111,7 +111,7 @@ pub async fn churn(target: &Target, rounds: usize, participants: usize) -> Resul
         for n in 0..50u32 {
             for p in &peers {
                 let pts = p.payload_types().await;
-                p.send_tick(n, pts).await;
+                p.sender().send_clip(n, pts).await;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

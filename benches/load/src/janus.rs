@@ -2,7 +2,7 @@
 //! side comparison: Janus's JSON API over its WebSocket transport (session,
 //! handles, `join`/`configure` for a publisher, a multistream subscription
 //! per participant). Janus renames streams, so arrivals are keyed by the
-//! sender's tag in the payload (`p<seed>`).
+//! name of the feed each SSRC carries (`p<seed>`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -186,15 +186,16 @@ pub async fn publish(session: &JanusSession, room: u64, media: &Media, name: &st
     Ok(feed)
 }
 
-/// Subscribes `media` (a connection without tracks) to `feeds` in `room`.
+/// Subscribes `media` (a connection without tracks, made with `owners`) to
+/// `feeds` in `room`, each with the name its arrivals are to be kept under.
 pub async fn subscribe(
     session: &JanusSession,
     room: u64,
-    feeds: &[u64],
+    feeds: &[(u64, String)],
     media: &Media,
 ) -> Result<()> {
     let handle = session.attach().await?;
-    let streams: Vec<_> = feeds.iter().map(|f| json!({ "feed": f })).collect();
+    let streams: Vec<_> = feeds.iter().map(|(f, _)| json!({ "feed": f })).collect();
     let attached = session
         .message(
             handle,
@@ -205,6 +206,26 @@ pub async fn subscribe(
     let offer = attached["jsep"]["sdp"]
         .as_str()
         .context("no offer from Janus")?;
+    // Janus names the streams itself: learn whose each SSRC is before it
+    // starts sending (the offer gives each mid's SSRC, the reply each mid's
+    // feed).
+    if let Some(owners) = &media.owners {
+        let ssrcs = ssrc_by_mid(offer);
+        let mut owners = owners.lock().unwrap();
+        for s in attached["plugindata"]["data"]["streams"]
+            .as_array()
+            .context("no streams from Janus")?
+        {
+            let (Some(mid), Some(feed)) = (s["mid"].as_str(), s["feed_id"].as_u64()) else {
+                continue;
+            };
+            if let (Some(ssrc), Some((_, name))) =
+                (ssrcs.get(mid), feeds.iter().find(|(f, _)| *f == feed))
+            {
+                owners.insert(*ssrc, name.clone());
+            }
+        }
+    }
     media
         .pc
         .set_remote_description(RTCSessionDescription::offer(offer.to_owned())?)
@@ -220,6 +241,26 @@ pub async fn subscribe(
         )
         .await?;
     Ok(())
+}
+
+/// The first SSRC of each media section of `sdp`, by its mid.
+fn ssrc_by_mid(sdp: &str) -> HashMap<String, u32> {
+    let mut found = HashMap::new();
+    let (mut mid, mut ssrc) = (None, None);
+    for line in sdp.lines().chain(["m="]) {
+        if line.starts_with("m=") {
+            if let (Some(m), Some(s)) = (mid.take(), ssrc.take()) {
+                found.insert(m, s);
+            }
+            (mid, ssrc) = (None, None);
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
+            mid = Some(m.trim().to_owned());
+        } else if let Some(rest) = line.strip_prefix("a=ssrc:") {
+            let first = rest.split_whitespace().next().and_then(|s| s.parse().ok());
+            ssrc = ssrc.or(first);
+        }
+    }
+    found
 }
 
 /// A network namespace with a veth link to the host, made for one Janus run
@@ -373,4 +414,20 @@ pub fn spawn() -> Result<(SpawnedJanus, Target)> {
         local_ip: net.host_ip.into(),
     };
     Ok((janus, target))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_mid_gets_its_own_sections_ssrc() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ssrc:11 cname:janus\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=ssrc:22 cname:janus\r\na=ssrc:23 cname:janus\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ssrc:44 cname:janus\r\na=mid:3\r\n";
+        let found = super::ssrc_by_mid(sdp);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found["0"], 11);
+        assert_eq!(found["1"], 22);
+        assert_eq!(found["3"], 44);
+    }
 }

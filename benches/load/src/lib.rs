@@ -1,22 +1,21 @@
 //! `carecall-load`: synthetic participants on webrtc-rs (a WebRTC stack
 //! independent of the SFU's) join a running carecall over its real signalling
-//! and DTLS-SRTP, publish Opus and VP8-shaped RTP at a camera's rate, and
-//! measure what the SFU forwards: packets per second, the server's CPU per
-//! million packets (from `/proc`), its memory per participant, loss and
-//! latency. Every run is bounded in participants and seconds.
+//! and DTLS-SRTP, publish a real 720p VP8 clip and Opus, looped, and measure
+//! what the SFU forwards: packets per second, the server's CPU per million
+//! packets (from `/proc`), its memory per participant, loss and latency.
+//! Every run is bounded in participants and seconds.
 //!
-//! The payloads carry a counter and their send time after a real codec
-//! header (Opus TOC byte, VP8 payload descriptor with the keyframe bit), so
-//! the SFU's keyframe and layer logic sees what it sees from a browser; the
-//! media itself is not decodable (a pre-encoded clip is the next step).
+//! Each received packet is known by its bytes (see [`clip`]), so loss and
+//! latency are measured on media a browser could decode.
 
 mod churn;
+pub mod clip;
 pub mod janus;
 pub mod peer;
 pub mod proc;
 mod report;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,11 +125,6 @@ pub struct Options {
     pub seconds: f64,
     /// Seconds of media before measuring (keyframes, estimates settle).
     pub warmup: f64,
-    /// Packets per video frame (25 frames/s): 6 of 1000 bytes is about a
-    /// 720p camera's 1.2 Mbit/s.
-    pub video_packets: u32,
-    /// Bytes per video packet.
-    pub packet_size: usize,
     /// Print a line a second while measuring.
     pub progress: bool,
 }
@@ -140,8 +134,6 @@ impl Default for Options {
         Options {
             seconds: 10.0,
             warmup: 3.0,
-            video_packets: 6,
-            packet_size: 1000,
             progress: true,
         }
     }
@@ -157,8 +149,8 @@ struct Member {
     received: peer::Received,
     /// Its media, and the payload types to send it with, if it publishes.
     sender: Option<(peer::MediaSender, (u8, u8))>,
-    /// Audio ticks sent (video sends every other tick).
-    ticks: Arc<AtomicU32>,
+    /// Packets sent: audio, video.
+    sent: Arc<[AtomicU64; 2]>,
     /// What to close at the end.
     link: Link,
 }
@@ -215,8 +207,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
         let Some((peer, pts)) = m.sender.clone() else {
             continue;
         };
-        let (ticks, stop) = (m.ticks.clone(), stop.clone());
-        let (packets, size) = (opts.video_packets, opts.packet_size);
+        let (sent, stop) = (m.sent.clone(), stop.clone());
         senders.push(tokio::spawn(async move {
             let started = Instant::now();
             let mut every = tokio::time::interval(Duration::from_millis(20));
@@ -224,9 +215,10 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) && started.elapsed() < bound {
                 every.tick().await;
-                peer.send_media(n, pts, packets, size).await;
+                let video = peer.send_clip(n, pts).await;
                 n += 1;
-                ticks.store(n, Ordering::Relaxed);
+                sent[0].fetch_add(1, Ordering::Relaxed);
+                sent[1].fetch_add(video.into(), Ordering::Relaxed);
             }
         }));
     }
@@ -234,10 +226,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
 
     // The measured window.
     let before = tally(&members);
-    let sent_before: Vec<u32> = members
-        .iter()
-        .map(|m| m.ticks.load(Ordering::Relaxed))
-        .collect();
+    let sent_before: Vec<[u64; 2]> = members.iter().map(sent_by).collect();
     let cpu_before = proc::cpu_seconds(target.pid)?;
     let window = Instant::now();
     let mut last = (tally(&members), window);
@@ -261,16 +250,21 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     let elapsed = window.elapsed().as_secs_f64();
     let cpu = proc::cpu_seconds(target.pid)? - cpu_before;
     let after = tally(&members);
-    let sent: Vec<u32> = members
+    let sent: Vec<[(u64, u64); 2]> = members
         .iter()
         .zip(&sent_before)
-        .map(|(m, b)| m.ticks.load(Ordering::Relaxed) - b)
+        .map(|(m, b)| {
+            let now = sent_by(m);
+            [(b[0], now[0]), (b[1], now[1])]
+        })
         .collect();
     let rss_during = proc::rss_bytes(target.pid)?;
     stop.store(true, Ordering::Relaxed);
     for s in senders {
         let _ = s.await;
     }
+    // Packets still on their way at the window's end are late, not lost.
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let report = report::measure(report::Measured {
         scenario: scenario.name(),
@@ -280,8 +274,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
             .collect::<Vec<_>>(),
         before: &before.lengths,
         after: &after.lengths,
-        sent_ticks: &sent,
-        video_packets: opts.video_packets,
+        sent: &sent,
         seconds: elapsed,
         cpu_seconds: cpu,
         rss_before,
@@ -327,7 +320,7 @@ async fn join_carecall(target: &Target, wanted: &[(String, Role, bool)]) -> Resu
             publishes: *publishes,
             received: peer.received.clone(),
             sender,
-            ticks: Arc::default(),
+            sent: Arc::default(),
             link: Link::Carecall(peer),
         });
     }
@@ -360,7 +353,7 @@ async fn join_janus(target: &Target, wanted: &[(String, Role, bool)]) -> Result<
         let mut mine = Vec::new();
         let mut feed = None;
         if *publishes {
-            let m = peer::Media::new(&format!("p{i}"), i as u32, true, true, target.local_ip).await;
+            let m = peer::Media::new(&format!("p{i}"), i as u32, true, None, target.local_ip).await;
             feed = Some(janus::publish(&session, id, &m, &format!("load {i}")).await?);
             mine.push(m);
         }
@@ -379,17 +372,18 @@ async fn join_janus(target: &Target, wanted: &[(String, Role, bool)]) -> Result<
     let mut members = Vec::with_capacity(wanted.len());
     for (i, ((session, id), mut mine)) in sessions.into_iter().zip(media).enumerate() {
         let (room, _, publishes) = &wanted[i];
-        let others: Vec<u64> = wanted
+        let others: Vec<(u64, String)> = wanted
             .iter()
             .enumerate()
             .filter(|(j, w)| *j != i && &w.0 == room)
-            .filter_map(|(j, _)| feeds[j])
+            .filter_map(|(j, _)| Some((feeds[j]?, format!("p{j}"))))
             .collect();
         let received: peer::Received = if others.is_empty() {
             Arc::default()
         } else {
+            let owners = Some(peer::Owners::default());
             let m =
-                peer::Media::new(&format!("p{i}"), i as u32, false, true, target.local_ip).await;
+                peer::Media::new(&format!("p{i}"), i as u32, false, owners, target.local_ip).await;
             // A feed whose media just came up may not be offered yet: retry.
             let mut tries = 0;
             while let Err(e) = janus::subscribe(&session, id, &others, &m).await {
@@ -411,9 +405,9 @@ async fn join_janus(target: &Target, wanted: &[(String, Role, bool)]) -> Result<
         let sender = match mine.first().filter(|_| *publishes) {
             Some(m) => Some((
                 peer::MediaSender {
-                    tag: i as u32,
                     audio: m.audio.clone(),
                     video: m.video.clone(),
+                    log: m.log.clone(),
                 },
                 peer::payload_types(&*m.pc).await,
             )),
@@ -425,11 +419,17 @@ async fn join_janus(target: &Target, wanted: &[(String, Role, bool)]) -> Result<
             publishes: *publishes,
             received,
             sender,
-            ticks: Arc::default(),
+            sent: Arc::default(),
             link: Link::Janus(session, mine),
         });
     }
     Ok(members)
+}
+
+/// Audio and video packets `m` has sent so far: also the counter its next
+/// packet of each kind will carry.
+fn sent_by(m: &Member) -> [u64; 2] {
+    [0, 1].map(|k| m.sent[k].load(Ordering::Relaxed))
 }
 
 /// Packets that arrived between two tallies, over everything.

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "carecall-load",
-    about = "Load a carecall server with synthetic participants and measure what it forwards"
+    about = "Load a carecall server with non-browser participants sending a real clip, and measure what it forwards"
 )]
 struct Cli {
     /// The carecall binary to start on loopback (default: the one beside
@@ -191,7 +191,6 @@ fn main() -> Result<()> {
         seconds: cli.seconds,
         warmup: cli.warmup,
         progress: !cli.json,
-        ..Options::default()
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let carecall_binary = || -> Result<PathBuf> {

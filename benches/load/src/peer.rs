@@ -1,8 +1,9 @@
 //! A non-browser participant on webrtc-rs, an implementation independent of the
-//! SFU's str0m, speaking carecall's signalling protocol. It publishes Opus and
-//! VP8 RTP whose payloads carry a counter and the time they were sent, and
-//! records, per remote participant, the counters it receives and how long each
-//! packet took: continuity and latency, end to end.
+//! SFU's str0m, speaking carecall's signalling protocol. It publishes either
+//! the real clip (see [`crate::clip`]) or small synthetic packets whose
+//! payloads carry a counter and their send time, and records, per remote
+//! participant, the counter of each packet it receives and how long it took:
+//! continuity and latency, end to end.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,9 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
-/// Every this-many video frames is a keyframe.
+use crate::clip::{clip, send_log, vp8_descriptor, SendLog};
+
+/// Every this-many synthetic video frames is a keyframe.
 pub const KEYFRAME_EVERY: u32 = 30;
 
 /// What arrived from one remote stream.
@@ -39,10 +42,17 @@ pub struct Arrivals {
     pub counters: Vec<u32>,
     /// Microseconds from send to receive, per packet.
     pub latency_us: Vec<u32>,
+    /// Packets that were neither a whole packet of the clip nor a
+    /// synthetic one: changed on the way.
+    pub unrecognised: u64,
 }
 
 /// Arrivals keyed by (publisher's participant id, "audio" | "video").
 pub type Received = Arc<Mutex<HashMap<(String, String), Arrivals>>>;
+
+/// Who sent each incoming stream, by SSRC, for servers that rename streams
+/// (Janus): filled before the server starts sending.
+pub type Owners = Arc<Mutex<HashMap<u32, String>>>;
 
 /// The clock send times are read from: one per process, so sender and
 /// receiver agree.
@@ -71,13 +81,14 @@ impl PeerConnectionEventHandler for Handler {
 
 pub struct LoadPeer {
     pub participant: String,
-    /// Its tag in payloads.
+    /// Its number: its SSRCs are made from it.
     pub seed: u32,
     pub pc: Arc<dyn PeerConnection>,
     pub received: Received,
     state: watch::Receiver<RTCPeerConnectionState>,
     audio: Arc<TrackLocalStaticRTP>,
     video: Arc<TrackLocalStaticRTP>,
+    log: Arc<SendLog>,
     ws_out: mpsc::UnboundedSender<String>,
     pub errors: Arc<Mutex<Vec<Value>>>,
 }
@@ -85,24 +96,80 @@ pub struct LoadPeer {
 /// Sends one participant's audio and video.
 #[derive(Clone)]
 pub struct MediaSender {
-    /// Written into every payload: who sent it.
-    pub tag: u32,
     /// The tracks written to.
     pub audio: Arc<TrackLocalStaticRTP>,
     /// See `audio`.
     pub video: Arc<TrackLocalStaticRTP>,
+    /// When each packet of the clip went out.
+    pub log: Arc<SendLog>,
 }
 
 impl MediaSender {
-    /// Sends one 20 ms Opus packet and, every other call, one VP8 frame in
-    /// `packets` packets of `size` bytes: 25 frames/s of 6 × 1000 bytes is
-    /// about a 720p camera's 1.2 Mbit/s. Video counters count packets.
-    pub async fn send_media(&self, n: u32, pts: (u8, u8), packets: u32, size: usize) {
+    /// Sends tick `n` of the clip (`n` counts 20 ms steps from 0): one Opus
+    /// packet and, every other step, one VP8 frame. Returns the video
+    /// packets sent.
+    pub async fn send_clip(&self, n: u32, pts: (u8, u8)) -> u32 {
+        let (audio_pt, video_pt) = pts;
+        let clip = clip();
+        let n = n as u64;
+        let audio = crate::clip::Slot {
+            video: false,
+            index: (n % clip.audio.len() as u64) as usize,
+        };
+        self.log.sent(audio, n, clock_us());
+        let payload = clip.audio[audio.index].clone();
+        self.write(
+            &self.audio,
+            audio_pt,
+            n as u16,
+            (n * 960) as u32,
+            0x1000,
+            payload,
+            true,
+        )
+        .await;
+        if !n.is_multiple_of(2) {
+            return 0;
+        }
+        let frame_no = n / 2;
+        let frames = clip.frames.len() as u64;
+        let frame = &clip.frames[(frame_no % frames) as usize];
+        let base = frame_no / frames * clip.video_packets as u64 + frame.first as u64;
+        for (i, chunk) in frame.chunks.iter().enumerate() {
+            let counter = base + i as u64;
+            let slot = crate::clip::Slot {
+                video: true,
+                index: frame.first + i,
+            };
+            let mut payload = Vec::with_capacity(4 + chunk.len());
+            payload.extend_from_slice(&vp8_descriptor(i == 0, frame_no as u16));
+            payload.extend_from_slice(chunk);
+            self.log.sent(slot, counter, clock_us());
+            let last = i + 1 == frame.chunks.len();
+            let ts = (frame_no * 3600) as u32;
+            self.write(
+                &self.video,
+                video_pt,
+                counter as u16,
+                ts,
+                0x2000,
+                payload.into(),
+                last,
+            )
+            .await;
+        }
+        frame.chunks.len() as u32
+    }
+
+    /// Sends one synthetic 20 ms Opus packet and, every other call, one
+    /// synthetic VP8 frame of one 200-byte packet; each payload carries its
+    /// counter and send time after its codec header.
+    async fn send_synthetic(&self, n: u32, pts: (u8, u8)) {
         let (audio_pt, video_pt) = pts;
         let mut payload = vec![0xfcu8]; // an Opus TOC byte
         payload.extend_from_slice(&n.to_be_bytes());
         payload.extend_from_slice(&clock_us().to_be_bytes());
-        payload.extend_from_slice(&self.tag.to_be_bytes());
+        payload.extend_from_slice(SYNTHETIC);
         payload.extend_from_slice(&[0u8; 40]);
         self.write(
             &self.audio,
@@ -110,7 +177,7 @@ impl MediaSender {
             n as u16,
             n.wrapping_mul(960),
             0x1000,
-            payload,
+            payload.into(),
             true,
         )
         .await;
@@ -119,28 +186,22 @@ impl MediaSender {
         }
         let frame = n / 2;
         let key = frame.is_multiple_of(KEYFRAME_EVERY);
-        for i in 0..packets {
-            let counter = frame * packets + i;
-            // VP8 descriptor: S=1 on a frame's first packet, PID=0; then the
-            // frame header's P bit (0 = key).
-            let start = if i == 0 { 0x10u8 } else { 0x00 };
-            let mut payload = vec![start, if key { 0x00 } else { 0x01 }];
-            payload.extend_from_slice(&counter.to_be_bytes());
-            payload.extend_from_slice(&clock_us().to_be_bytes());
-            payload.extend_from_slice(&self.tag.to_be_bytes());
-            payload.resize(size.max(payload.len()), 0);
-            let last = i + 1 == packets;
-            self.write(
-                &self.video,
-                video_pt,
-                counter as u16,
-                frame.wrapping_mul(3600),
-                0x2000,
-                payload,
-                last,
-            )
-            .await;
-        }
+        // VP8 descriptor: S=1, PID=0; then the frame header's P bit (0 = key).
+        let mut payload = vec![0x10, if key { 0x00 } else { 0x01 }];
+        payload.extend_from_slice(&frame.to_be_bytes());
+        payload.extend_from_slice(&clock_us().to_be_bytes());
+        payload.extend_from_slice(SYNTHETIC);
+        payload.resize(200, 0);
+        self.write(
+            &self.video,
+            video_pt,
+            frame as u16,
+            frame.wrapping_mul(3600),
+            0x2000,
+            payload.into(),
+            true,
+        )
+        .await;
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -151,7 +212,7 @@ impl MediaSender {
         seq: u16,
         ts: u32,
         ssrc_base: u32,
-        payload: Vec<u8>,
+        payload: bytes::Bytes,
         marker: bool,
     ) {
         let ssrc = track.ssrcs().await.first().copied().unwrap_or(ssrc_base);
@@ -165,7 +226,7 @@ impl MediaSender {
                 marker,
                 ..Default::default()
             },
-            payload: bytes::Bytes::from(payload),
+            payload,
         };
         let _ = track.write_rtp(pkt).await;
     }
@@ -243,19 +304,75 @@ pub struct Media {
     pub received: Received,
     /// Its connection state.
     pub state: watch::Receiver<RTCPeerConnectionState>,
+    /// When its clip packets went out.
+    pub log: Arc<SendLog>,
+    /// Who sent each incoming SSRC, if the server renames streams.
+    pub owners: Option<Owners>,
+}
+
+/// Records what arrives on `track`: for each packet not seen before, its
+/// counter and how long it took, under its sender and kind. A clip packet
+/// is known by its bytes and timed by its sender's log; a synthetic one
+/// carries both.
+async fn record(track: Arc<dyn TrackRemote>, rec: Received, owners: Option<Owners>) {
+    let video = track.kind().await != RtpCodecKind::Audio;
+    let kind = if video { "video" } else { "audio" };
+    let mut owner = track.stream_id().await.to_string();
+    let mut log = None;
+    // Like any jitter buffer, drop repeats: the SFU's bandwidth probes
+    // resend packets when RTX is not negotiated (as it is not by this peer).
+    let mut seen = std::collections::HashSet::new();
+    while let Some(ev) = track.poll().await {
+        match ev {
+            TrackRemoteEvent::OnOpen(init) => {
+                owner = match &owners {
+                    Some(o) => o
+                        .lock()
+                        .unwrap()
+                        .get(&init.ssrc)
+                        .cloned()
+                        .unwrap_or_else(|| format!("unknown SSRC {}", init.ssrc)),
+                    None => init.stream_ids.first().map_or(owner, |s| s.to_string()),
+                };
+            }
+            TrackRemoteEvent::OnRtpPacket(p) => {
+                let stamp = match clip().identify(video, &p.payload) {
+                    Some(slot) => log.get_or_insert_with(|| send_log(&owner)).last(slot),
+                    None => stamp_of(kind, &p.payload),
+                };
+                let Some((counter, sent)) = stamp else {
+                    let mut rec = rec.lock().unwrap();
+                    rec.entry((owner.clone(), kind.into()))
+                        .or_default()
+                        .unrecognised += 1;
+                    continue;
+                };
+                if !seen.insert(counter) {
+                    continue;
+                }
+                let took = clock_us().saturating_sub(sent);
+                let mut rec = rec.lock().unwrap();
+                let a = rec.entry((owner.clone(), kind.into())).or_default();
+                a.counters.push(counter as u32);
+                a.latency_us.push(took.min(u32::MAX as u64) as u32);
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => {}
+        }
+    }
 }
 
 impl Media {
-    /// A connection on loopback for participant `stream` (tag `seed` in its
-    /// payloads). With `publish`, its audio and video tracks are added as
-    /// send-only transceivers; it binds `bind`. Arrivals are keyed by the sending stream's id,
-    /// or with `owner_from_payload` by the sender's tag (`p<seed>`), for
-    /// servers that rename streams.
+    /// A connection for participant `stream` (SSRCs made from `seed`),
+    /// binding `bind`. With `publish`, its audio and video tracks
+    /// are added as send-only transceivers. Arrivals are keyed by the
+    /// sending stream's id, or with `owners` by the name given to its SSRC
+    /// there, for servers that rename streams.
     pub async fn new(
         stream: &str,
         seed: u32,
         publish: bool,
-        owner_from_payload: bool,
+        owners: Option<Owners>,
         bind: std::net::IpAddr,
     ) -> Media {
         let participant = stream.to_owned();
@@ -315,51 +432,13 @@ impl Media {
             .expect("add transceiver");
         }
 
-        // Received tracks: record the counter in each payload.
+        // Received tracks: record each packet's counter and latency.
         let received: Received = Arc::default();
         let rec = received.clone();
+        let names = owners.clone();
         tokio::spawn(async move {
             while let Some(track) = track_rx.recv().await {
-                let rec = rec.clone();
-                tokio::spawn(async move {
-                    let kind = match track.kind().await {
-                        RtpCodecKind::Audio => "audio",
-                        _ => "video",
-                    };
-                    let mut owner = track.stream_id().await.to_string();
-                    // Like any jitter buffer, drop repeated sequence numbers: the
-                    // SFU's bandwidth probes resend packets when RTX is not
-                    // negotiated (as it is not by this peer).
-                    let mut seen = std::collections::HashSet::new();
-                    while let Some(ev) = track.poll().await {
-                        match ev {
-                            TrackRemoteEvent::OnOpen(init) => {
-                                if let Some(s) = init.stream_ids.first() {
-                                    owner = s.to_string();
-                                }
-                            }
-                            TrackRemoteEvent::OnRtpPacket(p) => {
-                                if !seen.insert(p.header.sequence_number) {
-                                    continue;
-                                }
-                                if let Some((c, sent, tag)) = stamp_of(kind, &p.payload) {
-                                    let took = clock_us().saturating_sub(sent);
-                                    let mut rec = rec.lock().unwrap();
-                                    let from = if owner_from_payload {
-                                        format!("p{tag}")
-                                    } else {
-                                        owner.clone()
-                                    };
-                                    let a = rec.entry((from, kind.into())).or_default();
-                                    a.counters.push(c);
-                                    a.latency_us.push(took.min(u32::MAX as u64) as u32);
-                                }
-                            }
-                            TrackRemoteEvent::OnEnded => break,
-                            _ => {}
-                        }
-                    }
-                });
+                tokio::spawn(record(track, rec.clone(), names.clone()));
             }
         });
 
@@ -369,6 +448,8 @@ impl Media {
             video,
             received,
             state: state_rx,
+            log: send_log(stream),
+            owners,
         }
     }
 
@@ -422,7 +503,9 @@ impl LoadPeer {
             video,
             received,
             state: state_rx,
-        } = Media::new(&participant, seed, true, false, [127, 0, 0, 1].into()).await;
+            log,
+            owners: _,
+        } = Media::new(&participant, seed, true, None, [127, 0, 0, 1].into()).await;
 
         // Signalling: offers from the SFU are answered; errors are kept.
         let (ws_out, mut ws_out_rx) = mpsc::unbounded_channel::<String>();
@@ -496,6 +579,7 @@ impl LoadPeer {
             state: state_rx,
             audio,
             video,
+            log,
             ws_out,
             errors,
         }
@@ -513,25 +597,19 @@ impl LoadPeer {
         connected_within(&mut self.state, within).await
     }
 
-    /// Sends one 20 ms Opus packet and, every other call, one VP8 frame (a
-    /// keyframe every [`KEYFRAME_EVERY`] frames) in one small packet. `n`
-    /// counts calls from 0.
+    /// Sends one synthetic 20 ms Opus packet and, every other call, one
+    /// synthetic VP8 frame (a keyframe every [`KEYFRAME_EVERY`] frames) in one
+    /// small packet. `n` counts calls from 0.
     pub async fn send_tick(&self, n: u32, pts: (u8, u8)) {
-        self.sender().send_media(n, pts, 1, 200).await;
-    }
-
-    /// Like [`send_tick`](Self::send_tick), with each video frame in
-    /// `packets` packets of `size` bytes (see [`MediaSender::send_media`]).
-    pub async fn send_media(&self, n: u32, pts: (u8, u8), packets: u32, size: usize) {
-        self.sender().send_media(n, pts, packets, size).await;
+        self.sender().send_synthetic(n, pts).await;
     }
 
     /// A handle that sends this participant's media from another task.
     pub fn sender(&self) -> MediaSender {
         MediaSender {
-            tag: self.seed,
             audio: self.audio.clone(),
             video: self.video.clone(),
+            log: self.log.clone(),
         }
     }
 
@@ -561,12 +639,17 @@ impl LoadPeer {
     }
 }
 
-/// The counter, send time and sender's tag a payload carries, after its
-/// codec header.
-fn stamp_of(kind: &str, payload: &[u8]) -> Option<(u32, u64, u32)> {
+/// Follows the counter and send time in a synthetic payload.
+const SYNTHETIC: &[u8; 4] = b"cc-s";
+
+/// The counter and send time a synthetic payload carries after its codec
+/// header.
+fn stamp_of(kind: &str, payload: &[u8]) -> Option<(u64, u64)> {
     let at = if kind == "audio" { 1 } else { 2 };
+    if payload.get(at + 12..at + 16)? != SYNTHETIC {
+        return None;
+    }
     let counter = u32::from_be_bytes(payload.get(at..at + 4)?.try_into().ok()?);
     let sent = u64::from_be_bytes(payload.get(at + 4..at + 12)?.try_into().ok()?);
-    let tag = u32::from_be_bytes(payload.get(at + 12..at + 16)?.try_into().ok()?);
-    Some((counter, sent, tag))
+    Some((counter.into(), sent))
 }

@@ -48,6 +48,8 @@ pub struct Report {
     pub latency_p99_ms: f64,
     /// Subscribers that got nothing from some publisher in the window.
     pub subscribers_without_media: usize,
+    /// Packets that arrived changed: not a whole packet of what was sent.
+    pub unrecognised_packets: u64,
 }
 
 /// The raw material of a report.
@@ -59,9 +61,9 @@ pub(crate) struct Measured<'a> {
     /// Arrivals per member and stream at the window's start and end.
     pub before: &'a [Vec<((String, String), usize)>],
     pub after: &'a [Vec<((String, String), usize)>],
-    /// Audio ticks each member sent in the window.
-    pub sent_ticks: &'a [u32],
-    pub video_packets: u32,
+    /// The counters of the audio and video packets each member sent in the
+    /// window: `[first, past the last)`.
+    pub sent: &'a [[(u64, u64); 2]],
     pub seconds: f64,
     pub cpu_seconds: f64,
     pub rss_before: u64,
@@ -84,6 +86,8 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 pub(crate) fn measure(m: Measured<'_>) -> Report {
     let mut forwarded = 0u64;
     let mut expected = 0u64;
+    let mut delivered = 0u64;
+    let mut unrecognised = 0u64;
     let mut streams = 0usize;
     let mut starved = 0usize;
     let mut latencies: Vec<u32> = Vec::new();
@@ -94,22 +98,24 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
             if p == r || !publishes || their_room != room {
                 continue;
             }
-            let ticks = m.sent_ticks[p] as u64;
-            for (kind, sent) in [
-                ("audio", ticks),
-                ("video", ticks / 2 * m.video_packets as u64),
-            ] {
+            let [audio, video] = m.sent[p];
+            for (kind, (first, end)) in [("audio", audio), ("video", video)] {
                 let key = (publisher.to_string(), kind.to_owned());
                 let (from, to) = (count(&m.before[r], &key), count(&m.after[r], &key));
                 let got = to.saturating_sub(from) as u64;
                 streams += 1;
                 forwarded += got;
-                expected += sent;
+                expected += end - first;
                 missing |= got == 0;
                 if let Some(a) = arrivals.get(&key) {
                     latencies.extend_from_slice(
                         &a.latency_us[from.min(a.latency_us.len())..to.min(a.latency_us.len())],
                     );
+                    // Loss counts what was sent in the window and never
+                    // arrived, however late (the run waits for stragglers).
+                    let sent_then = |c: &&u32| (first..end).contains(&u64::from(**c));
+                    delivered += a.counters.iter().filter(sent_then).count() as u64;
+                    unrecognised += a.unrecognised;
                 }
             }
         }
@@ -139,11 +145,12 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
         loss: if expected == 0 {
             0.0
         } else {
-            (1.0 - forwarded as f64 / expected as f64).max(0.0)
+            1.0 - delivered as f64 / expected as f64
         },
         latency_p50_ms: percentile(&latencies, 0.5),
         latency_p99_ms: percentile(&latencies, 0.99),
         subscribers_without_media: starved,
+        unrecognised_packets: unrecognised,
     }
 }
 
@@ -194,10 +201,15 @@ impl std::fmt::Display for Report {
             "  latency p50 / p99            {:>10.2} / {:.2} ms",
             self.latency_p50_ms, self.latency_p99_ms
         )?;
-        write!(
+        writeln!(
             f,
             "  subscribers without media    {:>10}",
             self.subscribers_without_media
+        )?;
+        write!(
+            f,
+            "  packets changed on the way   {:>10}",
+            self.unrecognised_packets
         )
     }
 }

@@ -1,0 +1,307 @@
+//! The media a load peer publishes: a real 720p VP8 clip (`clip/cam720.ivf`,
+//! 2 s at 25 frames/s, made once by `clip/make.sh`) and 2 s of Opus encoded
+//! by libopus at start from a synthetic voice, both looped with rewritten
+//! sequence numbers, timestamps and picture ids. Every packet stays
+//! decodable, so nothing in the payload can say who sent it or when: each
+//! packet is known by a fingerprint of its bytes instead, and the sender's
+//! [`SendLog`] says when it last went out.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+
+/// The camera clip, as ffmpeg wrote it.
+const CAMERA: &[u8] = include_bytes!("../clip/cam720.ivf");
+
+/// Most codec bytes in one VP8 packet (a browser keeps RTP under ~1200 bytes).
+const VIDEO_CHUNK: usize = 1100;
+
+/// Opus packets in one loop: 2 s of 20 ms frames, as long as the camera's.
+const AUDIO_PACKETS: usize = 100;
+
+/// One VP8 frame, cut into packet payloads without their descriptor.
+pub struct Frame {
+    /// A keyframe: a subscriber can start here.
+    pub key: bool,
+    /// The codec bytes of each packet.
+    pub chunks: Vec<Bytes>,
+    /// This frame's first packet's place among the loop's video packets.
+    pub first: usize,
+}
+
+/// Which packet of the loop a payload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// Video (else audio).
+    pub video: bool,
+    /// Its place among the loop's packets of its kind.
+    pub index: usize,
+}
+
+/// The loop every load peer sends.
+pub struct Clip {
+    /// One Opus packet per 20 ms.
+    pub audio: Vec<Bytes>,
+    /// 25 frames a second; the first is a keyframe.
+    pub frames: Vec<Frame>,
+    /// Video packets in one loop.
+    pub video_packets: usize,
+    /// Fingerprint to packet.
+    slots: HashMap<u64, Slot>,
+}
+
+/// The clip, read and encoded once per process.
+pub fn clip() -> &'static Clip {
+    static CLIP: OnceLock<Clip> = OnceLock::new();
+    CLIP.get_or_init(Clip::load)
+}
+
+impl Clip {
+    fn load() -> Clip {
+        let mut frames = Vec::new();
+        let mut first = 0;
+        for bytes in ivf_frames(CAMERA) {
+            let chunks: Vec<Bytes> = bytes
+                .chunks(VIDEO_CHUNK)
+                .map(Bytes::copy_from_slice)
+                .collect();
+            let n = chunks.len();
+            frames.push(Frame {
+                key: bytes[0] & 1 == 0,
+                chunks,
+                first,
+            });
+            first += n;
+        }
+        assert!(frames[0].key, "the clip must start on a keyframe");
+        let audio = voice();
+        let mut slots = HashMap::new();
+        let all_video = frames.iter().flat_map(|f| &f.chunks);
+        for (video, packets) in [
+            (true, all_video.collect::<Vec<_>>()),
+            (false, audio.iter().collect()),
+        ] {
+            for (index, p) in packets.into_iter().enumerate() {
+                let clash = slots.insert(fingerprint(p), Slot { video, index });
+                assert!(clash.is_none(), "two packets of the clip are the same");
+            }
+        }
+        Clip {
+            audio,
+            frames,
+            video_packets: first,
+            slots,
+        }
+    }
+
+    /// Which packet `payload` (as received, descriptor included) is, if it is
+    /// one of the clip's, whole.
+    pub fn identify(&self, video: bool, payload: &[u8]) -> Option<Slot> {
+        let body = match video {
+            true => payload.get(vp8_descriptor_len(payload)?..)?,
+            false => payload,
+        };
+        self.slots
+            .get(&fingerprint(body))
+            .copied()
+            .filter(|s| s.video == video)
+    }
+
+    /// True when video packet number `counter` (counting every packet sent)
+    /// starts a keyframe.
+    pub fn starts_keyframe(&self, counter: u64) -> bool {
+        counter.is_multiple_of(self.video_packets as u64)
+    }
+}
+
+fn fingerprint(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
+}
+
+/// The frames of an IVF file.
+fn ivf_frames(ivf: &[u8]) -> Vec<&[u8]> {
+    let mut at = u16::from_le_bytes([ivf[6], ivf[7]]) as usize;
+    let mut frames = Vec::new();
+    while at + 12 <= ivf.len() {
+        let len = u32::from_le_bytes(ivf[at..at + 4].try_into().unwrap()) as usize;
+        frames.push(&ivf[at + 12..at + 12 + len]);
+        at += 12 + len;
+    }
+    frames
+}
+
+/// The length of the VP8 payload descriptor (RFC 7741) `payload` starts with.
+pub fn vp8_descriptor_len(payload: &[u8]) -> Option<usize> {
+    let first = *payload.first()?;
+    if first & 0x80 == 0 {
+        return Some(1);
+    }
+    let ext = *payload.get(1)?;
+    let mut len = 2;
+    if ext & 0x80 != 0 {
+        len += if payload.get(len)? & 0x80 != 0 { 2 } else { 1 };
+    }
+    len += usize::from(ext & 0x40 != 0) + usize::from(ext & 0x30 != 0);
+    (len <= payload.len()).then_some(len)
+}
+
+/// A VP8 descriptor as a browser writes it: S on a frame's first packet and
+/// a 15-bit picture id.
+pub fn vp8_descriptor(start: bool, picture: u16) -> [u8; 4] {
+    let id = (picture & 0x7fff) | 0x8000;
+    [
+        0x80 | if start { 0x10 } else { 0 },
+        0x80,
+        (id >> 8) as u8,
+        id as u8,
+    ]
+}
+
+/// 2 s of a voice-like sound (a gliding tone with its harmonics and a little
+/// noise, so no two frames encode the same), in Opus at 32 kbit/s.
+fn voice() -> Vec<Bytes> {
+    use opus::{Application, Channels, Encoder};
+    const RATE: f32 = 48_000.0;
+    const FRAME: usize = 960;
+    let mut enc = Encoder::new(48_000, Channels::Mono, Application::Voip).expect("opus encoder");
+    enc.set_bitrate(opus::Bitrate::Bits(32_000))
+        .expect("opus bitrate");
+    let mut noise = 0x2545_F491_u32;
+    let mut phase = 0f32;
+    let mut out = Vec::with_capacity(AUDIO_PACKETS);
+    let mut pcm = [0f32; FRAME];
+    let mut buf = [0u8; 1500];
+    for n in 0..AUDIO_PACKETS {
+        for (i, s) in pcm.iter_mut().enumerate() {
+            let t = (n * FRAME + i) as f32 / RATE;
+            let pitch = 140.0 + 40.0 * (t * 2.1).sin();
+            phase += std::f32::consts::TAU * pitch / RATE;
+            noise ^= noise << 13;
+            noise ^= noise >> 17;
+            noise ^= noise << 5;
+            let hiss = (noise as f32 / u32::MAX as f32 - 0.5) * 0.02;
+            let syllable = 0.5 + 0.5 * (t * 5.0).sin().abs();
+            *s = syllable * (0.3 * phase.sin() + 0.15 * (2.0 * phase).sin()) + hiss;
+        }
+        let len = enc.encode_float(&pcm, &mut buf).expect("opus encode");
+        out.push(Bytes::copy_from_slice(&buf[..len]));
+    }
+    out
+}
+
+/// When each packet of the loop last went out from one sender, and which
+/// one it was (counting every packet of its kind the sender sent). Shared
+/// in the process by the sender and every receiver of its media.
+pub struct SendLog {
+    audio: Vec<Sent>,
+    video: Vec<Sent>,
+}
+
+#[derive(Default)]
+struct Sent {
+    /// The counter + 1: 0 until the slot is first sent.
+    counter: AtomicU64,
+    at_us: AtomicU64,
+}
+
+impl SendLog {
+    fn new(clip: &Clip) -> SendLog {
+        let slots = |n| (0..n).map(|_| Sent::default()).collect();
+        SendLog {
+            audio: slots(clip.audio.len()),
+            video: slots(clip.video_packets),
+        }
+    }
+
+    /// Notes that packet `counter` of its kind, slot `slot`, goes out now.
+    pub fn sent(&self, slot: Slot, counter: u64, at_us: u64) {
+        let s = self.slot(slot);
+        s.at_us.store(at_us, Ordering::Relaxed);
+        s.counter.store(counter + 1, Ordering::Release);
+    }
+
+    /// The counter and send time of the last packet sent in `slot`, if any.
+    pub fn last(&self, slot: Slot) -> Option<(u64, u64)> {
+        let s = self.slot(slot);
+        let counter = s.counter.load(Ordering::Acquire).checked_sub(1)?;
+        Some((counter, s.at_us.load(Ordering::Relaxed)))
+    }
+
+    fn slot(&self, slot: Slot) -> &Sent {
+        match slot.video {
+            true => &self.video[slot.index],
+            false => &self.audio[slot.index],
+        }
+    }
+}
+
+/// The send log of the participant receivers know as `owner`.
+pub fn send_log(owner: &str) -> Arc<SendLog> {
+    static LOGS: OnceLock<Mutex<HashMap<String, Arc<SendLog>>>> = OnceLock::new();
+    let mut logs = LOGS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    logs.entry(owner.to_owned())
+        .or_insert_with(|| Arc::new(SendLog::new(clip())))
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_packet_of_the_clip_is_known_by_its_bytes() {
+        let c = clip();
+        assert_eq!(c.frames.len(), 50);
+        assert!(c.video_packets > 50, "frames are cut into packets");
+        let first = &c.frames[0].chunks[0];
+        let mut sent = vp8_descriptor(true, 32_767).to_vec();
+        sent.extend_from_slice(first);
+        assert_eq!(
+            c.identify(true, &sent),
+            Some(Slot {
+                video: true,
+                index: 0
+            })
+        );
+        assert_eq!(
+            c.identify(false, &c.audio[7]),
+            Some(Slot {
+                video: false,
+                index: 7
+            })
+        );
+        sent.push(0);
+        assert_eq!(c.identify(true, &sent), None, "a changed packet is not");
+    }
+
+    #[test]
+    fn a_send_log_knows_the_last_packet_sent_in_each_slot() {
+        let log = SendLog::new(clip());
+        let slot = Slot {
+            video: false,
+            index: 0,
+        };
+        assert_eq!(log.last(slot), None, "nothing sent yet");
+        log.sent(slot, 0, 0);
+        assert_eq!(log.last(slot), Some((0, 0)), "sent at the clock's start");
+        log.sent(slot, 100, 2_000_000);
+        assert_eq!(log.last(slot), Some((100, 2_000_000)), "the next loop");
+    }
+
+    #[test]
+    fn descriptors_of_every_shape_are_skipped() {
+        assert_eq!(vp8_descriptor_len(&[0x10, 9]), Some(1));
+        assert_eq!(vp8_descriptor_len(&vp8_descriptor(true, 5)), Some(4));
+        assert_eq!(vp8_descriptor_len(&[0x90, 0x80, 0x05, 9]), Some(3));
+        assert_eq!(vp8_descriptor_len(&[0x90, 0xe0, 0x80, 1, 7, 0x20]), Some(6));
+        assert_eq!(vp8_descriptor_len(&[0x90, 0x80]), None);
+    }
+}
