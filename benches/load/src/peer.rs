@@ -279,6 +279,16 @@ pub async fn payload_types(pc: &dyn PeerConnection) -> (u8, u8) {
     (audio, video)
 }
 
+/// Applies the SFU's `offer` and sets the answer to it.
+async fn answer_offer(
+    pc: &dyn PeerConnection,
+    offer: RTCSessionDescription,
+) -> Result<(), webrtc::error::Error> {
+    pc.set_remote_description(offer).await?;
+    let answer = pc.create_answer(None).await?;
+    pc.set_local_description(answer).await
+}
+
 /// The local SDP once ICE gathering is complete (candidates included).
 pub async fn gathered_sdp(pc: &dyn PeerConnection) -> String {
     for _ in 0..500 {
@@ -543,12 +553,10 @@ impl LoadPeer {
                         Some("offer") => {
                             let sdp = v["sdp"].as_str().unwrap().to_owned();
                             let offer = RTCSessionDescription::offer(sdp).unwrap();
-                            if pc.set_remote_description(offer).await.is_err() {
+                            if answer_offer(&*pc, offer).await.is_err() {
                                 // The peer is closing (the run is over): stop.
                                 break;
                             }
-                            let answer = pc.create_answer(None).await.expect("create answer");
-                            pc.set_local_description(answer).await.expect("set answer");
                             let sdp = gathered_sdp(&*pc).await;
                             let _ = out.send(json!({"type":"answer","sdp":sdp}).to_string());
                         }
