@@ -210,7 +210,7 @@ pub async fn subscribe(
     // starts sending (the offer gives each mid's SSRC, the reply each mid's
     // feed).
     if let Some(owners) = &media.owners {
-        let ssrcs = ssrc_by_mid(offer);
+        let ssrcs = crate::peer::ssrc_by_mid(offer);
         let mut owners = owners.lock().unwrap();
         for s in attached["plugindata"]["data"]["streams"]
             .as_array()
@@ -241,26 +241,6 @@ pub async fn subscribe(
         )
         .await?;
     Ok(())
-}
-
-/// The first SSRC of each media section of `sdp`, by its mid.
-fn ssrc_by_mid(sdp: &str) -> HashMap<String, u32> {
-    let mut found = HashMap::new();
-    let (mut mid, mut ssrc) = (None, None);
-    for line in sdp.lines().chain(["m="]) {
-        if line.starts_with("m=") {
-            if let (Some(m), Some(s)) = (mid.take(), ssrc.take()) {
-                found.insert(m, s);
-            }
-            (mid, ssrc) = (None, None);
-        } else if let Some(m) = line.strip_prefix("a=mid:") {
-            mid = Some(m.trim().to_owned());
-        } else if let Some(rest) = line.strip_prefix("a=ssrc:") {
-            let first = rest.split_whitespace().next().and_then(|s| s.parse().ok());
-            ssrc = ssrc.or(first);
-        }
-    }
-    found
 }
 
 /// A network namespace with a veth link to the host, made for one Janus run
@@ -414,20 +394,4 @@ pub fn spawn() -> Result<(SpawnedJanus, Target)> {
         local_ip: net.host_ip.into(),
     };
     Ok((janus, target))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn each_mid_gets_its_own_sections_ssrc() {
-        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ssrc:11 cname:janus\r\n\
-                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=ssrc:22 cname:janus\r\na=ssrc:23 cname:janus\r\n\
-                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n\
-                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ssrc:44 cname:janus\r\na=mid:3\r\n";
-        let found = super::ssrc_by_mid(sdp);
-        assert_eq!(found.len(), 3, "{found:?}");
-        assert_eq!(found["0"], 11);
-        assert_eq!(found["1"], 22);
-        assert_eq!(found["3"], 44);
-    }
 }

@@ -301,10 +301,12 @@ async fn join_carecall(target: &Target, wanted: &[(String, Role, bool)]) -> Resu
     let mut members = Vec::with_capacity(wanted.len());
     for (i, (room, role, publishes)) in wanted.iter().enumerate() {
         let token = target.token(room, *role, &format!("load {i}"))?;
-        let mut peer = tokio::time::timeout(
-            Duration::from_secs(20),
-            LoadPeer::join(&ws, &token, i as u32),
-        )
+        let mut peer = tokio::time::timeout(Duration::from_secs(20), async {
+            match publishes {
+                true => LoadPeer::join(&ws, &token, i as u32).await,
+                false => LoadPeer::watch(&ws, &token, i as u32).await,
+            }
+        })
         .await
         .with_context(|| format!("participant {i} did not join within 20 s"))?;
         if let Err(why) = peer.connected_within(Duration::from_secs(20)).await {

@@ -279,6 +279,65 @@ pub async fn payload_types(pc: &dyn PeerConnection) -> (u8, u8) {
     (audio, video)
 }
 
+/// The first SSRC of each media section of `sdp`, by its mid.
+pub fn ssrc_by_mid(sdp: &str) -> HashMap<String, u32> {
+    let mut found = HashMap::new();
+    let (mut mid, mut ssrc) = (None, None);
+    for line in sdp.lines().chain(["m="]) {
+        if line.starts_with("m=") {
+            if let (Some(m), Some(s)) = (mid.take(), ssrc.take()) {
+                found.insert(m, s);
+            }
+            (mid, ssrc) = (None, None);
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
+            mid = Some(m.trim().to_owned());
+        } else if let Some(rest) = line.strip_prefix("a=ssrc:") {
+            let first = rest.split_whitespace().next().and_then(|s| s.parse().ok());
+            ssrc = ssrc.or(first);
+        }
+    }
+    found
+}
+
+/// Names a viewer's incoming SSRCs from the SFU's signalling: its session
+/// descriptions give each section's SSRC, its `track` messages each
+/// section's sender.
+struct Naming {
+    owners: Owners,
+    ssrcs: HashMap<String, u32>,
+    senders: HashMap<String, String>,
+}
+
+impl Naming {
+    fn new(owners: Owners) -> Naming {
+        Naming {
+            owners,
+            ssrcs: HashMap::new(),
+            senders: HashMap::new(),
+        }
+    }
+
+    /// Takes what message `v` says about sections, and names what it can.
+    fn learn(&mut self, v: &Value) {
+        if let Some(sdp) = v["sdp"].as_str() {
+            self.ssrcs.extend(ssrc_by_mid(sdp));
+        }
+        if let (Some("track"), Some(mid), Some(who)) = (
+            v["type"].as_str(),
+            v["mid"].as_str(),
+            v["participant"].as_str(),
+        ) {
+            self.senders.insert(mid.to_owned(), who.to_owned());
+        }
+        let mut owners = self.owners.lock().unwrap();
+        for (mid, who) in &self.senders {
+            if let Some(ssrc) = self.ssrcs.get(mid) {
+                owners.insert(*ssrc, who.clone());
+            }
+        }
+    }
+}
+
 /// Applies the SFU's `offer` and sets the answer to it.
 async fn answer_offer(
     pc: &dyn PeerConnection,
@@ -327,27 +386,30 @@ pub struct Media {
 async fn record(track: Arc<dyn TrackRemote>, rec: Received, owners: Option<Owners>) {
     let video = track.kind().await != RtpCodecKind::Audio;
     let kind = if video { "video" } else { "audio" };
-    let mut owner = track.stream_id().await.to_string();
+    let mut owner = Some(track.stream_id().await.to_string());
+    let mut ssrc = None;
     let mut log = None;
     // Like any jitter buffer, drop repeats: the SFU's bandwidth probes
     // resend packets when RTX is not negotiated (as it is not by this peer).
     let mut seen = std::collections::HashSet::new();
     while let Some(ev) = track.poll().await {
         match ev {
-            TrackRemoteEvent::OnOpen(init) => {
-                owner = match &owners {
-                    Some(o) => o
-                        .lock()
-                        .unwrap()
-                        .get(&init.ssrc)
-                        .cloned()
-                        .unwrap_or_else(|| format!("unknown SSRC {}", init.ssrc)),
-                    None => init.stream_ids.first().map_or(owner, |s| s.to_string()),
-                };
-            }
+            TrackRemoteEvent::OnOpen(init) => match &owners {
+                // Named by the server's signalling, maybe after the first
+                // packets: looked up until it is known.
+                Some(_) => (owner, ssrc) = (None, Some(init.ssrc)),
+                None => owner = init.stream_ids.first().map(|s| s.to_string()).or(owner),
+            },
             TrackRemoteEvent::OnRtpPacket(p) => {
+                if owner.is_none() {
+                    let named = owners.as_ref().zip(ssrc);
+                    owner = named.and_then(|(o, s)| o.lock().unwrap().get(&s).cloned());
+                }
+                let Some(owner) = &owner else {
+                    continue;
+                };
                 let stamp = match clip().identify(video, &p.payload) {
-                    Some(slot) => log.get_or_insert_with(|| send_log(&owner)).last(slot),
+                    Some(slot) => log.get_or_insert_with(|| send_log(owner)).last(slot),
                     None => stamp_of(kind, &p.payload),
                 };
                 let Some((counter, sent)) = stamp else {
@@ -486,8 +548,19 @@ async fn connected_within(
 }
 
 impl LoadPeer {
-    /// Joins through the signalling WebSocket with `token` and connects media.
+    /// Joins through the signalling WebSocket with `token`, with a
+    /// microphone and camera, and connects media.
     pub async fn join(ws_url: &str, token: &str, seed: u32) -> LoadPeer {
+        Self::connect(ws_url, token, seed, true).await
+    }
+
+    /// Joins like [`join`](Self::join) with no microphone or camera: it only
+    /// receives, as a viewer does.
+    pub async fn watch(ws_url: &str, token: &str, seed: u32) -> LoadPeer {
+        Self::connect(ws_url, token, seed, false).await
+    }
+
+    async fn connect(ws_url: &str, token: &str, seed: u32, publish: bool) -> LoadPeer {
         let (ws, _) = tokio_tungstenite::connect_async(ws_url)
             .await
             .expect("websocket connects");
@@ -506,6 +579,10 @@ impl LoadPeer {
             }
         };
         let participant = joined["participant"].as_str().unwrap().to_owned();
+        // A viewer's receive-only sections are adopted for the others'
+        // tracks under names of the SFU's choosing; its `track` messages
+        // say whose each section is, as a browser learns it.
+        let viewer = (!publish).then(Owners::default);
 
         let Media {
             pc,
@@ -515,7 +592,26 @@ impl LoadPeer {
             state: state_rx,
             log,
             owners: _,
-        } = Media::new(&participant, seed, true, None, [127, 0, 0, 1].into()).await;
+        } = Media::new(
+            &participant,
+            seed,
+            publish,
+            viewer.clone(),
+            [127, 0, 0, 1].into(),
+        )
+        .await;
+        if !publish {
+            for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+                let init = RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                };
+                pc.add_transceiver_from_kind(kind, Some(init))
+                    .await
+                    .expect("add a receiving transceiver");
+            }
+        }
 
         // Signalling: offers from the SFU are answered; errors are kept.
         let (ws_out, mut ws_out_rx) = mpsc::unbounded_channel::<String>();
@@ -534,10 +630,14 @@ impl LoadPeer {
             let pc = pc.clone();
             let out = ws_out.clone();
             let errors = errors.clone();
+            let mut naming = viewer.map(Naming::new);
             tokio::spawn(async move {
                 while let Some(Ok(msg)) = stream.next().await {
                     let Message::Text(t) = msg else { continue };
                     let v: Value = serde_json::from_str(&t).expect("server sends JSON");
+                    if let Some(n) = &mut naming {
+                        n.learn(&v);
+                    }
                     match v["type"].as_str() {
                         Some("answer") => {
                             let sdp = v["sdp"].as_str().unwrap_or_default().to_owned();
@@ -660,4 +760,20 @@ fn stamp_of(kind: &str, payload: &[u8]) -> Option<(u64, u64)> {
     let counter = u32::from_be_bytes(payload.get(at..at + 4)?.try_into().ok()?);
     let sent = u64::from_be_bytes(payload.get(at + 4..at + 12)?.try_into().ok()?);
     Some((counter.into(), sent))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_mid_gets_its_own_sections_ssrc() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ssrc:11 cname:janus\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=ssrc:22 cname:janus\r\na=ssrc:23 cname:janus\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ssrc:44 cname:janus\r\na=mid:3\r\n";
+        let found = super::ssrc_by_mid(sdp);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found["0"], 11);
+        assert_eq!(found["1"], 22);
+        assert_eq!(found["3"], 44);
+    }
 }
