@@ -109,12 +109,6 @@ impl Clip {
             .copied()
             .filter(|s| s.video == video)
     }
-
-    /// True when video packet number `counter` (counting every packet sent)
-    /// starts a keyframe.
-    pub fn starts_keyframe(&self, counter: u64) -> bool {
-        counter.is_multiple_of(self.video_packets as u64)
-    }
 }
 
 fn fingerprint(bytes: &[u8]) -> u64 {

@@ -1,5 +1,5 @@
-//! `carecall-load`: synthetic participants on webrtc-rs (a WebRTC stack
-//! independent of the SFU's) join a running carecall over its real signalling
+//! `carecall-load`: participants on webrtc-rs (a WebRTC stack independent of
+//! the SFU's) join a running carecall over its real signalling
 //! and DTLS-SRTP, publish a real 720p VP8 clip and Opus, looped, and measure
 //! what the SFU forwards: packets per second, the server's CPU per million
 //! packets (from `/proc`), its memory per participant, loss and latency.

@@ -50,8 +50,10 @@ pub struct Arrivals {
 /// Arrivals keyed by (publisher's participant id, "audio" | "video").
 pub type Received = Arc<Mutex<HashMap<(String, String), Arrivals>>>;
 
-/// Who sent each incoming stream, by SSRC, for servers that rename streams
-/// (Janus): filled before the server starts sending.
+/// Who sent each incoming stream, by SSRC, where the stream's own id does
+/// not say: Janus's renamed streams (filled before Janus starts sending)
+/// and a carecall viewer's adopted sections (filled from its signalling,
+/// maybe after the first packets).
 pub type Owners = Arc<Mutex<HashMap<u32, String>>>;
 
 /// The clock send times are read from: one per process, so sender and
@@ -135,6 +137,7 @@ impl MediaSender {
         let frames = clip.frames.len() as u64;
         let frame = &clip.frames[(frame_no % frames) as usize];
         let base = frame_no / frames * clip.video_packets as u64 + frame.first as u64;
+        let ts = (frame_no * 3600) as u32;
         for (i, chunk) in frame.chunks.iter().enumerate() {
             let counter = base + i as u64;
             let slot = crate::clip::Slot {
@@ -146,7 +149,6 @@ impl MediaSender {
             payload.extend_from_slice(chunk);
             self.log.sent(slot, counter, clock_us());
             let last = i + 1 == frame.chunks.len();
-            let ts = (frame_no * 3600) as u32;
             self.write(
                 &self.video,
                 video_pt,
@@ -288,7 +290,6 @@ pub fn ssrc_by_mid(sdp: &str) -> HashMap<String, u32> {
             if let (Some(m), Some(s)) = (mid.take(), ssrc.take()) {
                 found.insert(m, s);
             }
-            (mid, ssrc) = (None, None);
         } else if let Some(m) = line.strip_prefix("a=mid:") {
             mid = Some(m.trim().to_owned());
         } else if let Some(rest) = line.strip_prefix("a=ssrc:") {
