@@ -45,14 +45,18 @@ fn assert_real(r: &Report, streams: usize) {
         r.subscribers_without_media, 0,
         "every subscriber got media: {r:?}"
     );
-    // The clip is 50 audio + about 140 video packets/s per stream pair: at
-    // least half of it.
+    // The clip's top layer is 50 audio + about 140 video packets/s per
+    // stream pair: at least half of it.
     assert!(r.forwarded_per_second > 50.0 * streams as f64, "{r:?}");
     assert!(r.loss < 0.01, "loss on loopback: {r:?}");
     assert_eq!(
         r.unrecognised_packets, 0,
         "every packet arrived as the clip's bytes: {r:?}"
     );
+    // Publishers send three layers; with no view sizes or estimate, each
+    // subscriber is sent the top one.
+    let [q, h, f] = r.video_packets_by_layer;
+    assert!(f > 0 && f > 10 * (q + h), "{r:?}");
     assert!(r.server_cpu_seconds > 0.0, "{r:?}");
     assert!(r.rss_during_mib > 1.0, "{r:?}");
     assert!(

@@ -15,10 +15,10 @@ pub async fn call_of_two(server: &super::Server, room: &str, ticks: u32) -> (Tes
     let mut b = TestPeer::join(&server.ws_url(), &super::token_of(&clinician), 2).await;
     a.wait_connected(Duration::from_secs(10)).await;
     b.wait_connected(Duration::from_secs(10)).await;
-    let (apts, bpts) = (a.payload_types().await, b.payload_types().await);
+    let (awire, bwire) = (a.negotiated().await, b.negotiated().await);
     for n in 0..ticks {
-        a.send_tick(n, apts).await;
-        b.send_tick(n, bpts).await;
+        a.send_tick(n, &awire).await;
+        b.send_tick(n, &bwire).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     (a, b)

@@ -94,7 +94,7 @@ pub async fn churn(target: &Target, rounds: usize, participants: usize) -> Resul
             let started = Instant::now();
             let joined = tokio::time::timeout(
                 Duration::from_secs(20),
-                LoadPeer::join(&ws, &token, (round * participants + i) as u32),
+                LoadPeer::join_simulcast(&ws, &token, (round * participants + i) as u32),
             )
             .await;
             let Ok(mut peer) = joined else {
@@ -108,10 +108,13 @@ pub async fn churn(target: &Target, rounds: usize, participants: usize) -> Resul
             peers.push(peer);
         }
         // A second of media in every call, then everyone leaves.
+        let mut senders = Vec::new();
+        for p in &peers {
+            senders.push((p.sender(), p.negotiated().await));
+        }
         for n in 0..50u32 {
-            for p in &peers {
-                let pts = p.payload_types().await;
-                p.sender().send_clip(n, pts).await;
+            for (sender, wire) in &senders {
+                sender.send_clip(n, wire).await;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -1,4 +1,5 @@
-//! The media a load peer publishes: a real 720p VP8 clip (`clip/cam720.ivf`,
+//! The media a load peer publishes: a real VP8 clip in the three simulcast
+//! layers a browser sends (`clip/cam180.ivf`, `cam360.ivf`, `cam720.ivf`,
 //! 2 s at 25 frames/s, made once by `clip/make.sh`) and 2 s of Opus encoded
 //! by libopus at start from a synthetic voice, both looped with rewritten
 //! sequence numbers, timestamps and picture ids. Every packet stays
@@ -13,8 +14,23 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 
-/// The camera clip, as ffmpeg wrote it.
-const CAMERA: &[u8] = include_bytes!("../clip/cam720.ivf");
+/// The camera clip's layers as ffmpeg wrote them, lowest first, with the
+/// RTP stream id (rid) a browser gives each (see `signalling/client/call.js`).
+const CAMERA: [(&str, &[u8]); 3] = [
+    ("q", include_bytes!("../clip/cam180.ivf")),
+    ("h", include_bytes!("../clip/cam360.ivf")),
+    ("f", include_bytes!("../clip/cam720.ivf")),
+];
+
+/// Layers of the camera clip.
+pub const LAYERS: usize = CAMERA.len();
+
+/// A participant's streams: audio, then each video layer.
+pub const STREAMS: usize = 1 + LAYERS;
+
+/// The top layer's index in [`Clip::layers`]: what a peer publishing one
+/// layer sends.
+pub const TOP: usize = LAYERS - 1;
 
 /// Most codec bytes in one VP8 packet (a browser keeps RTP under ~1200 bytes).
 const VIDEO_CHUNK: usize = 1100;
@@ -37,18 +53,48 @@ pub struct Frame {
 pub struct Slot {
     /// Video (else audio).
     pub video: bool,
-    /// Its place among the loop's packets of its kind.
+    /// Its video layer, an index in [`Clip::layers`] (0 for audio).
+    pub layer: usize,
+    /// Its place among the loop's packets of its stream.
     pub index: usize,
+}
+
+impl Slot {
+    /// Packet `index` of the audio loop.
+    pub fn audio(index: usize) -> Slot {
+        Slot {
+            video: false,
+            layer: 0,
+            index,
+        }
+    }
+
+    /// Packet `index` of video layer `layer`'s loop.
+    pub fn video(layer: usize, index: usize) -> Slot {
+        Slot {
+            video: true,
+            layer,
+            index,
+        }
+    }
+}
+
+/// One simulcast layer of the camera clip.
+pub struct Layer {
+    /// Its RTP stream id.
+    pub rid: &'static str,
+    /// 25 frames a second; the first is a keyframe.
+    pub frames: Vec<Frame>,
+    /// Its packets in one loop.
+    pub packets: usize,
 }
 
 /// The loop every load peer sends.
 pub struct Clip {
     /// One Opus packet per 20 ms.
     pub audio: Vec<Bytes>,
-    /// 25 frames a second; the first is a keyframe.
-    pub frames: Vec<Frame>,
-    /// Video packets in one loop.
-    pub video_packets: usize,
+    /// The camera's layers, lowest first; each has the same frames.
+    pub layers: Vec<Layer>,
     /// Fingerprint to packet.
     slots: HashMap<u64, Slot>,
 }
@@ -61,38 +107,33 @@ pub fn clip() -> &'static Clip {
 
 impl Clip {
     fn load() -> Clip {
-        let mut frames = Vec::new();
-        let mut first = 0;
-        for bytes in ivf_frames(CAMERA) {
-            let chunks: Vec<Bytes> = bytes
-                .chunks(VIDEO_CHUNK)
-                .map(Bytes::copy_from_slice)
-                .collect();
-            let n = chunks.len();
-            frames.push(Frame {
-                key: bytes[0] & 1 == 0,
-                chunks,
-                first,
-            });
-            first += n;
-        }
-        assert!(frames[0].key, "the clip must start on a keyframe");
+        let layers: Vec<Layer> = CAMERA
+            .iter()
+            .map(|(rid, ivf)| Layer::load(rid, ivf))
+            .collect();
+        let frames = layers[0].frames.len();
+        assert!(
+            layers.iter().all(|l| l.frames.len() == frames),
+            "the clip's layers must have the same frames"
+        );
         let audio = voice();
         let mut slots = HashMap::new();
-        let all_video = frames.iter().flat_map(|f| &f.chunks);
-        for (video, packets) in [
-            (true, all_video.collect::<Vec<_>>()),
-            (false, audio.iter().collect()),
-        ] {
-            for (index, p) in packets.into_iter().enumerate() {
-                let clash = slots.insert(fingerprint(p), Slot { video, index });
-                assert!(clash.is_none(), "two packets of the clip are the same");
+        let mut add = |p: &Bytes, slot| {
+            let clash = slots.insert(fingerprint(p), slot);
+            assert!(clash.is_none(), "two packets of the clip are the same");
+        };
+        for (layer, l) in layers.iter().enumerate() {
+            let packets = l.frames.iter().flat_map(|f| &f.chunks);
+            for (index, p) in packets.enumerate() {
+                add(p, Slot::video(layer, index));
             }
+        }
+        for (index, p) in audio.iter().enumerate() {
+            add(p, Slot::audio(index));
         }
         Clip {
             audio,
-            frames,
-            video_packets: first,
+            layers,
             slots,
         }
     }
@@ -108,6 +149,32 @@ impl Clip {
             .get(&fingerprint(body))
             .copied()
             .filter(|s| s.video == video)
+    }
+}
+
+impl Layer {
+    fn load(rid: &'static str, ivf: &[u8]) -> Layer {
+        let mut frames = Vec::new();
+        let mut first = 0;
+        for bytes in ivf_frames(ivf) {
+            let chunks: Vec<Bytes> = bytes
+                .chunks(VIDEO_CHUNK)
+                .map(Bytes::copy_from_slice)
+                .collect();
+            let n = chunks.len();
+            frames.push(Frame {
+                key: bytes[0] & 1 == 0,
+                chunks,
+                first,
+            });
+            first += n;
+        }
+        assert!(frames[0].key, "each layer must start on a keyframe");
+        Layer {
+            rid,
+            frames,
+            packets: first,
+        }
     }
 }
 
@@ -189,11 +256,12 @@ fn voice() -> Vec<Bytes> {
 }
 
 /// When each packet of the loop last went out from one sender, and which
-/// one it was (counting every packet of its kind the sender sent). Shared
+/// one it was (counting every packet of its stream the sender sent). Shared
 /// in the process by the sender and every receiver of its media.
 pub struct SendLog {
     audio: Vec<Sent>,
-    video: Vec<Sent>,
+    /// Per layer.
+    video: Vec<Vec<Sent>>,
 }
 
 #[derive(Default)]
@@ -208,11 +276,11 @@ impl SendLog {
         let slots = |n| (0..n).map(|_| Sent::default()).collect();
         SendLog {
             audio: slots(clip.audio.len()),
-            video: slots(clip.video_packets),
+            video: clip.layers.iter().map(|l| slots(l.packets)).collect(),
         }
     }
 
-    /// Notes that packet `counter` of its kind, slot `slot`, goes out now.
+    /// Notes that packet `counter` of its stream, slot `slot`, goes out now.
     pub fn sent(&self, slot: Slot, counter: u64, at_us: u64) {
         let s = self.slot(slot);
         s.at_us.store(at_us, Ordering::Relaxed);
@@ -228,7 +296,7 @@ impl SendLog {
 
     fn slot(&self, slot: Slot) -> &Sent {
         match slot.video {
-            true => &self.video[slot.index],
+            true => &self.video[slot.layer][slot.index],
             false => &self.audio[slot.index],
         }
     }
@@ -253,25 +321,25 @@ mod tests {
     #[test]
     fn every_packet_of_the_clip_is_known_by_its_bytes() {
         let c = clip();
-        assert_eq!(c.frames.len(), 50);
-        assert!(c.video_packets > 50, "frames are cut into packets");
-        let first = &c.frames[0].chunks[0];
+        let top = &c.layers[TOP];
+        assert_eq!(top.frames.len(), 50);
+        assert!(top.packets > 50, "frames are cut into packets");
+        assert!(
+            c.layers[0].packets < top.packets,
+            "the low layer is smaller"
+        );
+        let first = &top.frames[0].chunks[0];
         let mut sent = vp8_descriptor(true, 32_767).to_vec();
         sent.extend_from_slice(first);
-        assert_eq!(
-            c.identify(true, &sent),
-            Some(Slot {
-                video: true,
-                index: 0
-            })
-        );
-        assert_eq!(
-            c.identify(false, &c.audio[7]),
-            Some(Slot {
-                video: false,
-                index: 7
-            })
-        );
+        assert_eq!(c.identify(true, &sent), Some(Slot::video(TOP, 0)));
+        let low = [
+            &vp8_descriptor(false, 9)[..],
+            &c.layers[0].frames[3].chunks[0],
+        ]
+        .concat();
+        let index = c.layers[0].frames[3].first;
+        assert_eq!(c.identify(true, &low), Some(Slot::video(0, index)));
+        assert_eq!(c.identify(false, &c.audio[7]), Some(Slot::audio(7)));
         sent.push(0);
         assert_eq!(c.identify(true, &sent), None, "a changed packet is not");
     }
@@ -279,10 +347,7 @@ mod tests {
     #[test]
     fn a_send_log_knows_the_last_packet_sent_in_each_slot() {
         let log = SendLog::new(clip());
-        let slot = Slot {
-            video: false,
-            index: 0,
-        };
+        let slot = Slot::audio(0);
         assert_eq!(log.last(slot), None, "nothing sent yet");
         log.sent(slot, 0, 0);
         assert_eq!(log.last(slot), Some((0, 0)), "sent at the clock's start");

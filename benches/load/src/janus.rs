@@ -173,7 +173,9 @@ pub async fn publish(session: &JanusSession, room: u64, media: &Media, name: &st
         .message(
             handle,
             json!({ "request": "configure", "audio": true, "video": true }),
-            Some(json!({ "type": "offer", "sdp": sdp })),
+            // The layers are listed lowest first, as carecall's browser
+            // client lists them (Janus assumes highest first unless told).
+            Some(json!({ "type": "offer", "sdp": sdp, "rid_order": "lmh" })),
         )
         .await?;
     let answer = configured["jsep"]["sdp"]
@@ -195,7 +197,12 @@ pub async fn subscribe(
     media: &Media,
 ) -> Result<()> {
     let handle = session.attach().await?;
-    let streams: Vec<_> = feeds.iter().map(|(f, _)| json!({ "feed": f })).collect();
+    // The top simulcast layer, as carecall sends with estimation off.
+    let top = json!(crate::clip::TOP);
+    let streams: Vec<_> = feeds
+        .iter()
+        .map(|(f, _)| json!({ "feed": f, "substream": top, "temporal": 2 }))
+        .collect();
     let attached = session
         .message(
             handle,

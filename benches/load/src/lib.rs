@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use carecall_signalling::{JoinClaims, LinkSigner, Role};
 
+use clip::STREAMS;
+use peer::Publish;
+
 pub use churn::{churn, ChurnReport};
 pub use peer::LoadPeer;
 pub use report::Report;
@@ -147,10 +150,10 @@ struct Member {
     publishes: bool,
     /// What it received.
     received: peer::Received,
-    /// Its media, and the payload types to send it with, if it publishes.
-    sender: Option<(peer::MediaSender, (u8, u8))>,
-    /// Packets sent: audio, video.
-    sent: Arc<[AtomicU64; 2]>,
+    /// Its media, and what was negotiated to send it, if it publishes.
+    sender: Option<(peer::MediaSender, peer::Negotiated)>,
+    /// Packets sent: audio, then each video layer.
+    sent: Arc<[AtomicU64; STREAMS]>,
     /// What to close at the end.
     link: Link,
 }
@@ -204,7 +207,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     let bound = Duration::from_secs_f64(opts.warmup + opts.seconds + 30.0);
     let mut senders = Vec::new();
     for m in &members {
-        let Some((peer, pts)) = m.sender.clone() else {
+        let Some((peer, wire)) = m.sender.clone() else {
             continue;
         };
         let (sent, stop) = (m.sent.clone(), stop.clone());
@@ -215,10 +218,12 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) && started.elapsed() < bound {
                 every.tick().await;
-                let video = peer.send_clip(n, pts).await;
+                let video = peer.send_clip(n, &wire).await;
                 n += 1;
                 sent[0].fetch_add(1, Ordering::Relaxed);
-                sent[1].fetch_add(video.into(), Ordering::Relaxed);
+                for (layer, packets) in video.into_iter().enumerate() {
+                    sent[1 + layer].fetch_add(packets.into(), Ordering::Relaxed);
+                }
             }
         }));
     }
@@ -226,7 +231,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
 
     // The measured window.
     let before = tally(&members);
-    let sent_before: Vec<[u64; 2]> = members.iter().map(sent_by).collect();
+    let sent_before: Vec<[u64; STREAMS]> = members.iter().map(sent_by).collect();
     let cpu_before = proc::cpu_seconds(target.pid)?;
     let window = Instant::now();
     let mut last = (tally(&members), window);
@@ -250,12 +255,12 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     let elapsed = window.elapsed().as_secs_f64();
     let cpu = proc::cpu_seconds(target.pid)? - cpu_before;
     let after = tally(&members);
-    let sent: Vec<[(u64, u64); 2]> = members
+    let sent: Vec<[(u64, u64); STREAMS]> = members
         .iter()
         .zip(&sent_before)
         .map(|(m, b)| {
             let now = sent_by(m);
-            [(b[0], now[0]), (b[1], now[1])]
+            std::array::from_fn(|k| (b[k], now[k]))
         })
         .collect();
     let rss_during = proc::rss_bytes(target.pid)?;
@@ -303,7 +308,7 @@ async fn join_carecall(target: &Target, wanted: &[(String, Role, bool)]) -> Resu
         let token = target.token(room, *role, &format!("load {i}"))?;
         let mut peer = tokio::time::timeout(Duration::from_secs(20), async {
             match publishes {
-                true => LoadPeer::join(&ws, &token, i as u32).await,
+                true => LoadPeer::join_simulcast(&ws, &token, i as u32).await,
                 false => LoadPeer::watch(&ws, &token, i as u32).await,
             }
         })
@@ -313,7 +318,7 @@ async fn join_carecall(target: &Target, wanted: &[(String, Role, bool)]) -> Resu
             bail!("participant {i}: media did not connect: {why}");
         }
         let sender = match publishes {
-            true => Some((peer.sender(), peer.payload_types().await)),
+            true => Some((peer.sender(), peer.negotiated().await)),
             false => None,
         };
         members.push(Member {
@@ -355,7 +360,8 @@ async fn join_janus(target: &Target, wanted: &[(String, Role, bool)]) -> Result<
         let mut mine = Vec::new();
         let mut feed = None;
         if *publishes {
-            let m = peer::Media::new(&format!("p{i}"), i as u32, true, None, target.local_ip).await;
+            let (name, ip) = (format!("p{i}"), target.local_ip);
+            let m = peer::Media::new(&name, i as u32, Publish::Simulcast, None, ip).await;
             feed = Some(janus::publish(&session, id, &m, &format!("load {i}")).await?);
             mine.push(m);
         }
@@ -384,8 +390,8 @@ async fn join_janus(target: &Target, wanted: &[(String, Role, bool)]) -> Result<
             Arc::default()
         } else {
             let owners = Some(peer::Owners::default());
-            let m =
-                peer::Media::new(&format!("p{i}"), i as u32, false, owners, target.local_ip).await;
+            let (name, ip) = (format!("p{i}"), target.local_ip);
+            let m = peer::Media::new(&name, i as u32, Publish::Nothing, owners, ip).await;
             // A feed whose media just came up may not be offered yet: retry.
             let mut tries = 0;
             while let Err(e) = janus::subscribe(&session, id, &others, &m).await {
@@ -405,14 +411,7 @@ async fn join_janus(target: &Target, wanted: &[(String, Role, bool)]) -> Result<
             }
         }
         let sender = match mine.first().filter(|_| *publishes) {
-            Some(m) => Some((
-                peer::MediaSender {
-                    audio: m.audio.clone(),
-                    video: m.video.clone(),
-                    log: m.log.clone(),
-                },
-                peer::payload_types(&*m.pc).await,
-            )),
+            Some(m) => Some((m.sender(), peer::negotiated(&*m.pc, true).await)),
             None => None,
         };
         members.push(Member {
@@ -428,10 +427,10 @@ async fn join_janus(target: &Target, wanted: &[(String, Role, bool)]) -> Result<
     Ok(members)
 }
 
-/// Audio and video packets `m` has sent so far: also the counter its next
-/// packet of each kind will carry.
-fn sent_by(m: &Member) -> [u64; 2] {
-    [0, 1].map(|k| m.sent[k].load(Ordering::Relaxed))
+/// Audio and video layers' packets `m` has sent so far: also the counter
+/// its next packet of each stream will carry.
+fn sent_by(m: &Member) -> [u64; STREAMS] {
+    std::array::from_fn(|k| m.sent[k].load(Ordering::Relaxed))
 }
 
 /// Packets that arrived between two tallies, over everything.

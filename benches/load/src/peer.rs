@@ -14,7 +14,8 @@ use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind,
 };
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -22,7 +23,6 @@ use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::media_stream::Track;
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCPeerConnectionState,
@@ -30,7 +30,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
-use crate::clip::{clip, send_log, vp8_descriptor, SendLog};
+use crate::clip::{clip, send_log, vp8_descriptor, SendLog, Slot, LAYERS, TOP};
 
 /// Every this-many synthetic video frames is a keyframe.
 pub const KEYFRAME_EVERY: u32 = 30;
@@ -38,8 +38,12 @@ pub const KEYFRAME_EVERY: u32 = 30;
 /// What arrived from one remote stream.
 #[derive(Debug, Clone, Default)]
 pub struct Arrivals {
-    /// The counter of each packet, in arrival order (repeats dropped).
+    /// The counter of each packet, in arrival order (repeats dropped);
+    /// counted per stream, so per video layer.
     pub counters: Vec<u32>,
+    /// The video layer of each packet (see [`crate::clip::Clip::layers`];
+    /// the top one for synthetic video, 0 for audio).
+    pub layers: Vec<u8>,
     /// Microseconds from send to receive, per packet.
     pub latency_us: Vec<u32>,
     /// Packets that were neither a whole packet of the clip nor a
@@ -88,11 +92,42 @@ pub struct LoadPeer {
     pub pc: Arc<dyn PeerConnection>,
     pub received: Received,
     state: watch::Receiver<RTCPeerConnectionState>,
-    audio: Arc<TrackLocalStaticRTP>,
-    video: Arc<TrackLocalStaticRTP>,
-    log: Arc<SendLog>,
+    media: MediaSender,
     ws_out: mpsc::UnboundedSender<String>,
     pub errors: Arc<Mutex<Vec<Value>>>,
+}
+
+/// What a participant publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// Nothing: a viewer without a camera or microphone.
+    Nothing,
+    /// A microphone and a camera sending one layer (the clip's top layer,
+    /// or synthetic packets).
+    OneLayer,
+    /// A microphone and a camera sending the clip's three simulcast
+    /// layers, as a browser does.
+    Simulcast,
+}
+
+/// The SSRC of a participant's stream: audio, or video layer `layer`.
+fn ssrc_of(seed: u32, video: Option<usize>) -> u32 {
+    match video {
+        None => 0x1000_0000 | seed,
+        Some(layer) => (0x2000_0000 + ((layer as u32) << 24)) | seed,
+    }
+}
+
+/// What the negotiation settled that each packet must carry.
+#[derive(Debug, Clone)]
+pub struct Negotiated {
+    /// Opus's payload type.
+    pub audio_pt: u8,
+    /// VP8's payload type.
+    pub video_pt: u8,
+    /// Simulcast only: the ids of the mid and rid header extensions and the
+    /// camera section's mid, which name each layer's packets to the server.
+    layer_names: Option<(u8, u8, bytes::Bytes)>,
 }
 
 /// Sends one participant's audio and video.
@@ -102,87 +137,67 @@ pub struct MediaSender {
     pub audio: Arc<TrackLocalStaticRTP>,
     /// See `audio`.
     pub video: Arc<TrackLocalStaticRTP>,
+    /// Its SSRCs are made from it.
+    pub seed: u32,
+    /// The clip's layers it sends: all, or only the top one.
+    pub simulcast: bool,
     /// When each packet of the clip went out.
     pub log: Arc<SendLog>,
 }
 
 impl MediaSender {
     /// Sends tick `n` of the clip (`n` counts 20 ms steps from 0): one Opus
-    /// packet and, every other step, one VP8 frame. Returns the video
-    /// packets sent.
-    pub async fn send_clip(&self, n: u32, pts: (u8, u8)) -> u32 {
-        let (audio_pt, video_pt) = pts;
+    /// packet and, every other step, one VP8 frame in each layer sent.
+    /// Returns the video packets sent, per layer.
+    pub async fn send_clip(&self, n: u32, wire: &Negotiated) -> [u32; LAYERS] {
         let clip = clip();
         let n = n as u64;
-        let audio = crate::clip::Slot {
-            video: false,
-            index: (n % clip.audio.len() as u64) as usize,
-        };
+        let mut sent = [0; LAYERS];
+        let audio = Slot::audio((n % clip.audio.len() as u64) as usize);
         self.log.sent(audio, n, clock_us());
         let payload = clip.audio[audio.index].clone();
-        self.write(
-            &self.audio,
-            audio_pt,
-            n as u16,
-            (n * 960) as u32,
-            0x1000,
-            payload,
-            true,
-        )
-        .await;
+        let header = self.header(None, wire, n as u16, (n * 960) as u32, true);
+        self.write(&self.audio, header, None, wire, payload).await;
         if !n.is_multiple_of(2) {
-            return 0;
+            return sent;
         }
         let frame_no = n / 2;
-        let frames = clip.frames.len() as u64;
-        let frame = &clip.frames[(frame_no % frames) as usize];
-        let base = frame_no / frames * clip.video_packets as u64 + frame.first as u64;
         let ts = (frame_no * 3600) as u32;
-        for (i, chunk) in frame.chunks.iter().enumerate() {
-            let counter = base + i as u64;
-            let slot = crate::clip::Slot {
-                video: true,
-                index: frame.first + i,
-            };
-            let mut payload = Vec::with_capacity(4 + chunk.len());
-            payload.extend_from_slice(&vp8_descriptor(i == 0, frame_no as u16));
-            payload.extend_from_slice(chunk);
-            self.log.sent(slot, counter, clock_us());
-            let last = i + 1 == frame.chunks.len();
-            self.write(
-                &self.video,
-                video_pt,
-                counter as u16,
-                ts,
-                0x2000,
-                payload.into(),
-                last,
-            )
-            .await;
+        let first = if self.simulcast { 0 } else { TOP };
+        for (layer, l) in clip.layers.iter().enumerate().skip(first) {
+            let frames = l.frames.len() as u64;
+            let frame = &l.frames[(frame_no % frames) as usize];
+            let base = frame_no / frames * l.packets as u64 + frame.first as u64;
+            for (i, chunk) in frame.chunks.iter().enumerate() {
+                let counter = base + i as u64;
+                let mut payload = Vec::with_capacity(4 + chunk.len());
+                payload.extend_from_slice(&vp8_descriptor(i == 0, frame_no as u16));
+                payload.extend_from_slice(chunk);
+                self.log
+                    .sent(Slot::video(layer, frame.first + i), counter, clock_us());
+                let last = i + 1 == frame.chunks.len();
+                let header = self.header(Some(layer), wire, counter as u16, ts, last);
+                let rid = self.simulcast.then_some(l.rid);
+                self.write(&self.video, header, rid, wire, payload.into())
+                    .await;
+            }
+            sent[layer] = frame.chunks.len() as u32;
         }
-        frame.chunks.len() as u32
+        sent
     }
 
     /// Sends one synthetic 20 ms Opus packet and, every other call, one
-    /// synthetic VP8 frame of one 200-byte packet; each payload carries its
-    /// counter and send time after its codec header.
-    async fn send_synthetic(&self, n: u32, pts: (u8, u8)) {
-        let (audio_pt, video_pt) = pts;
+    /// synthetic VP8 frame of one 200-byte packet in the top layer; each
+    /// payload carries its counter and send time after its codec header.
+    async fn send_synthetic(&self, n: u32, wire: &Negotiated) {
         let mut payload = vec![0xfcu8]; // an Opus TOC byte
         payload.extend_from_slice(&n.to_be_bytes());
         payload.extend_from_slice(&clock_us().to_be_bytes());
         payload.extend_from_slice(SYNTHETIC);
         payload.extend_from_slice(&[0u8; 40]);
-        self.write(
-            &self.audio,
-            audio_pt,
-            n as u16,
-            n.wrapping_mul(960),
-            0x1000,
-            payload.into(),
-            true,
-        )
-        .await;
+        let header = self.header(None, wire, n as u16, n.wrapping_mul(960), true);
+        self.write(&self.audio, header, None, wire, payload.into())
+            .await;
         if !n.is_multiple_of(2) {
             return;
         }
@@ -194,92 +209,146 @@ impl MediaSender {
         payload.extend_from_slice(&clock_us().to_be_bytes());
         payload.extend_from_slice(SYNTHETIC);
         payload.resize(200, 0);
-        self.write(
-            &self.video,
-            video_pt,
+        let header = self.header(
+            Some(TOP),
+            wire,
             frame as u16,
             frame.wrapping_mul(3600),
-            0x2000,
-            payload.into(),
             true,
-        )
-        .await;
+        );
+        let rid = self.simulcast.then_some(clip().layers[TOP].rid);
+        self.write(&self.video, header, rid, wire, payload.into())
+            .await;
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The RTP header of a packet of audio (`layer` `None`) or of a video
+    /// layer.
+    fn header(
+        &self,
+        layer: Option<usize>,
+        wire: &Negotiated,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+    ) -> rtc::rtp::Header {
+        rtc::rtp::Header {
+            version: 2,
+            payload_type: match layer {
+                None => wire.audio_pt,
+                Some(_) => wire.video_pt,
+            },
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc: ssrc_of(self.seed, layer),
+            marker,
+            ..Default::default()
+        }
+    }
+
+    /// Writes one packet to `track`; a simulcast layer's carries its mid and
+    /// rid, as a browser's do, so the server knows which layer it is.
     async fn write(
         &self,
         track: &Arc<TrackLocalStaticRTP>,
-        pt: u8,
-        seq: u16,
-        ts: u32,
-        ssrc_base: u32,
+        mut header: rtc::rtp::Header,
+        rid: Option<&'static str>,
+        wire: &Negotiated,
         payload: bytes::Bytes,
-        marker: bool,
     ) {
-        let ssrc = track.ssrcs().await.first().copied().unwrap_or(ssrc_base);
-        let pkt = rtc::rtp::Packet {
-            header: rtc::rtp::Header {
-                version: 2,
-                payload_type: pt,
-                sequence_number: seq,
-                timestamp: ts,
-                ssrc,
-                marker,
-                ..Default::default()
-            },
-            payload,
-        };
-        let _ = track.write_rtp(pkt).await;
+        if let (Some(rid), Some((mid_ext, rid_ext, mid))) = (rid, &wire.layer_names) {
+            header.extension = true;
+            header.extension_profile = 0xBEDE;
+            let _ = header.set_extension(*mid_ext, mid.clone());
+            let _ = header.set_extension(*rid_ext, bytes::Bytes::from_static(rid.as_bytes()));
+        }
+        let _ = track.write_rtp(rtc::rtp::Packet { header, payload }).await;
     }
 }
 
+/// A participant's track: audio, or a camera sending the clip's top layer
+/// or all its layers.
 fn local_track(
     kind: RtpCodecKind,
-    mime: &str,
-    rate: u32,
-    channels: u16,
-    ssrc: u32,
+    seed: u32,
+    simulcast: bool,
     stream: &str,
 ) -> Arc<TrackLocalStaticRTP> {
+    let (mime, rate, channels) = match kind {
+        RtpCodecKind::Audio => (MIME_TYPE_OPUS, 48_000, 2),
+        _ => (MIME_TYPE_VP8, 90_000, 0),
+    };
+    let coding = |video: Option<usize>| RTCRtpEncodingParameters {
+        rtp_coding_parameters: RTCRtpCodingParameters {
+            ssrc: Some(ssrc_of(seed, video)),
+            rid: match (video, simulcast) {
+                (Some(layer), true) => clip().layers[layer].rid.into(),
+                _ => String::new(),
+            },
+            ..Default::default()
+        },
+        codec: RTCRtpCodec {
+            mime_type: mime.into(),
+            clock_rate: rate,
+            channels,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let codings = match (kind, simulcast) {
+        (RtpCodecKind::Audio, _) => vec![coding(None)],
+        (_, false) => vec![coding(Some(TOP))],
+        (_, true) => (0..LAYERS).map(|l| coding(Some(l))).collect(),
+    };
     Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         stream.into(),
         format!("{stream}-{kind}"),
         format!("{stream}-{kind}"),
         kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: RTCRtpCodec {
-                mime_type: mime.into(),
-                clock_rate: rate,
-                channels,
-                ..Default::default()
-            },
-            ..Default::default()
-        }],
+        codings,
     )))
 }
 
-/// The payload types negotiated for Opus and VP8 on `pc`'s senders.
-pub async fn payload_types(pc: &dyn PeerConnection) -> (u8, u8) {
-    let mut audio = 111;
-    let mut video = 96;
-    for s in pc.get_senders().await {
-        if let Ok(p) = s.get_parameters().await {
-            for c in p.rtp_parameters.codecs {
-                if c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS) {
-                    audio = c.payload_type;
-                } else if c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_VP8) {
-                    video = c.payload_type;
-                }
+/// What the negotiation on `pc` settled for its senders: payload types,
+/// and for a simulcast camera the header extensions naming its layers.
+pub async fn negotiated(pc: &dyn PeerConnection, simulcast: bool) -> Negotiated {
+    let mut wire = Negotiated {
+        audio_pt: 111,
+        video_pt: 96,
+        layer_names: None,
+    };
+    for t in pc.get_transceivers().await {
+        let Ok(Some(sender)) = t.sender().await else {
+            continue;
+        };
+        let Ok(p) = sender.get_parameters().await else {
+            continue;
+        };
+        let mut video = false;
+        for c in p.rtp_parameters.codecs {
+            if c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS) {
+                wire.audio_pt = c.payload_type;
+            } else if c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_VP8) {
+                wire.video_pt = c.payload_type;
+                video = true;
             }
         }
+        let ext = |uri: &str| {
+            let found = p.rtp_parameters.header_extensions.iter();
+            found.filter(|e| e.uri == uri).map(|e| e.id as u8).next()
+        };
+        if let (true, true, Some(mid_ext), Some(rid_ext), Ok(Some(mid))) =
+            (simulcast, video, ext(MID_URI), ext(RID_URI), t.mid().await)
+        {
+            wire.layer_names = Some((mid_ext, rid_ext, mid.into()));
+        }
     }
-    (audio, video)
+    wire
 }
+
+/// The header extensions a simulcast camera names its layers with.
+const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+/// See [`MID_URI`].
+const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 
 /// The first SSRC of each media section of `sdp`, by its mid.
 pub fn ssrc_by_mid(sdp: &str) -> HashMap<String, u32> {
@@ -378,6 +447,10 @@ pub struct Media {
     pub log: Arc<SendLog>,
     /// Who sent each incoming SSRC, if the server renames streams.
     pub owners: Option<Owners>,
+    /// Its SSRCs are made from it.
+    pub seed: u32,
+    /// Whether its camera sends the clip's three layers.
+    pub simulcast: bool,
 }
 
 /// Records what arrives on `track`: for each packet not seen before, its
@@ -409,7 +482,8 @@ async fn record(track: Arc<dyn TrackRemote>, rec: Received, owners: Option<Owner
                 let Some(owner) = &owner else {
                     continue;
                 };
-                let stamp = match clip().identify(video, &p.payload) {
+                let slot = clip().identify(video, &p.payload);
+                let stamp = match slot {
                     Some(slot) => log.get_or_insert_with(|| send_log(owner)).last(slot),
                     None => stamp_of(kind, &p.payload),
                 };
@@ -420,13 +494,19 @@ async fn record(track: Arc<dyn TrackRemote>, rec: Received, owners: Option<Owner
                         .unrecognised += 1;
                     continue;
                 };
-                if !seen.insert(counter) {
+                let layer = match (slot, video) {
+                    (Some(s), _) => s.layer,
+                    (None, true) => TOP,
+                    (None, false) => 0,
+                };
+                if !seen.insert((layer, counter)) {
                     continue;
                 }
                 let took = clock_us().saturating_sub(sent);
                 let mut rec = rec.lock().unwrap();
                 let a = rec.entry((owner.clone(), kind.into())).or_default();
                 a.counters.push(counter as u32);
+                a.layers.push(layer as u8);
                 a.latency_us.push(took.min(u32::MAX as u64) as u32);
             }
             TrackRemoteEvent::OnEnded => break,
@@ -444,13 +524,19 @@ impl Media {
     pub async fn new(
         stream: &str,
         seed: u32,
-        publish: bool,
+        publish: Publish,
         owners: Option<Owners>,
         bind: std::net::IpAddr,
     ) -> Media {
         let participant = stream.to_owned();
         let mut me = MediaEngine::default();
         me.register_default_codecs().expect("codecs");
+        // A browser's simulcast layers are named by these.
+        for uri in [MID_URI, RID_URI] {
+            let capability = RTCRtpHeaderExtensionCapability { uri: uri.into() };
+            me.register_header_extension(capability, RtpCodecKind::Video, None)
+                .expect("header extension");
+        }
         let registry =
             register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
         let se = SettingEngineBuilder::new()
@@ -473,25 +559,12 @@ impl Media {
                 .await
                 .expect("peer connection"),
         );
-        let audio = local_track(
-            RtpCodecKind::Audio,
-            MIME_TYPE_OPUS,
-            48_000,
-            2,
-            0x1000 + seed,
-            &participant,
-        );
-        let video = local_track(
-            RtpCodecKind::Video,
-            MIME_TYPE_VP8,
-            90_000,
-            0,
-            0x2000 + seed,
-            &participant,
-        );
+        let simulcast = publish == Publish::Simulcast;
+        let audio = local_track(RtpCodecKind::Audio, seed, false, &participant);
+        let video = local_track(RtpCodecKind::Video, seed, simulcast, &participant);
         for t in [audio.clone(), video.clone()]
             .into_iter()
-            .filter(|_| publish)
+            .filter(|_| publish != Publish::Nothing)
         {
             pc.add_transceiver_from_track(
                 t as Arc<dyn TrackLocal>,
@@ -523,6 +596,19 @@ impl Media {
             state: state_rx,
             log: send_log(stream),
             owners,
+            seed,
+            simulcast,
+        }
+    }
+
+    /// A handle that sends this connection's media from another task.
+    pub fn sender(&self) -> MediaSender {
+        MediaSender {
+            audio: self.audio.clone(),
+            video: self.video.clone(),
+            seed: self.seed,
+            simulcast: self.simulcast,
+            log: self.log.clone(),
         }
     }
 
@@ -550,18 +636,25 @@ async fn connected_within(
 
 impl LoadPeer {
     /// Joins through the signalling WebSocket with `token`, with a
-    /// microphone and camera, and connects media.
+    /// microphone and a camera sending one layer, and connects media.
     pub async fn join(ws_url: &str, token: &str, seed: u32) -> LoadPeer {
-        Self::connect(ws_url, token, seed, true).await
+        Self::connect(ws_url, token, seed, Publish::OneLayer).await
+    }
+
+    /// Joins like [`join`](Self::join), the camera sending three simulcast
+    /// layers as a browser's does.
+    pub async fn join_simulcast(ws_url: &str, token: &str, seed: u32) -> LoadPeer {
+        Self::connect(ws_url, token, seed, Publish::Simulcast).await
     }
 
     /// Joins like [`join`](Self::join) with no microphone or camera: it only
     /// receives, as a viewer does.
     pub async fn watch(ws_url: &str, token: &str, seed: u32) -> LoadPeer {
-        Self::connect(ws_url, token, seed, false).await
+        Self::connect(ws_url, token, seed, Publish::Nothing).await
     }
 
-    async fn connect(ws_url: &str, token: &str, seed: u32, publish: bool) -> LoadPeer {
+    /// Joins with `token`, publishing what `publish` says.
+    pub async fn connect(ws_url: &str, token: &str, seed: u32, publish: Publish) -> LoadPeer {
         let (ws, _) = tokio_tungstenite::connect_async(ws_url)
             .await
             .expect("websocket connects");
@@ -583,25 +676,17 @@ impl LoadPeer {
         // A viewer's receive-only sections are adopted for the others'
         // tracks under names of the SFU's choosing; its `track` messages
         // say whose each section is, as a browser learns it.
-        let viewer = (!publish).then(Owners::default);
-
+        let viewer = (publish == Publish::Nothing).then(Owners::default);
+        let local = [127, 0, 0, 1].into();
+        let m = Media::new(&participant, seed, publish, viewer.clone(), local).await;
+        let media = m.sender();
         let Media {
             pc,
-            audio,
-            video,
             received,
             state: state_rx,
-            log,
-            owners: _,
-        } = Media::new(
-            &participant,
-            seed,
-            publish,
-            viewer.clone(),
-            [127, 0, 0, 1].into(),
-        )
-        .await;
-        if !publish {
+            ..
+        } = m;
+        if publish == Publish::Nothing {
             for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
                 let init = RTCRtpTransceiverInit {
                     direction: RTCRtpTransceiverDirection::Recvonly,
@@ -686,9 +771,7 @@ impl LoadPeer {
             pc,
             received,
             state: state_rx,
-            audio,
-            video,
-            log,
+            media,
             ws_out,
             errors,
         }
@@ -709,22 +792,18 @@ impl LoadPeer {
     /// Sends one synthetic 20 ms Opus packet and, every other call, one
     /// synthetic VP8 frame (a keyframe every [`KEYFRAME_EVERY`] frames) in one
     /// small packet. `n` counts calls from 0.
-    pub async fn send_tick(&self, n: u32, pts: (u8, u8)) {
-        self.sender().send_synthetic(n, pts).await;
+    pub async fn send_tick(&self, n: u32, wire: &Negotiated) {
+        self.media.send_synthetic(n, wire).await;
     }
 
     /// A handle that sends this participant's media from another task.
     pub fn sender(&self) -> MediaSender {
-        MediaSender {
-            audio: self.audio.clone(),
-            video: self.video.clone(),
-            log: self.log.clone(),
-        }
+        self.media.clone()
     }
 
-    /// The payload types negotiated for Opus and VP8.
-    pub async fn payload_types(&self) -> (u8, u8) {
-        payload_types(&*self.pc).await
+    /// What the negotiation settled for sending.
+    pub async fn negotiated(&self) -> Negotiated {
+        negotiated(&*self.pc, self.media.simulcast).await
     }
 
     /// The counters received from `from`'s `kind` stream, in arrival order.

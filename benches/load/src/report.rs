@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::clip::{LAYERS, STREAMS};
+
 /// One run's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -50,6 +52,9 @@ pub struct Report {
     pub subscribers_without_media: usize,
     /// Packets that arrived changed: not a whole packet of what was sent.
     pub unrecognised_packets: u64,
+    /// Video packets that reached subscribers in the window, per simulcast
+    /// layer, lowest first (q, h, f).
+    pub video_packets_by_layer: [u64; LAYERS],
 }
 
 /// The raw material of a report.
@@ -61,9 +66,9 @@ pub(crate) struct Measured<'a> {
     /// Arrivals per member and stream at the window's start and end.
     pub before: &'a [Vec<((String, String), usize)>],
     pub after: &'a [Vec<((String, String), usize)>],
-    /// The counters of the audio and video packets each member sent in the
-    /// window: `[first, past the last)`.
-    pub sent: &'a [[(u64, u64); 2]],
+    /// The counters of the audio and each video layer's packets each
+    /// member sent in the window: `[first, past the last)`.
+    pub sent: &'a [[(u64, u64); STREAMS]],
     pub seconds: f64,
     pub cpu_seconds: f64,
     pub rss_before: u64,
@@ -83,6 +88,16 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
+/// Of a stream's `layers`, the one most of the arrivals in `window` were
+/// (the top one if none arrived).
+fn main_layer(got: &[u64]) -> usize {
+    let most = got.iter().copied().max().unwrap_or(0);
+    match most {
+        0 => got.len() - 1,
+        _ => got.iter().rposition(|n| *n == most).unwrap_or(0),
+    }
+}
+
 pub(crate) fn measure(m: Measured<'_>) -> Report {
     let mut forwarded = 0u64;
     let mut expected = 0u64;
@@ -91,6 +106,7 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
     let mut streams = 0usize;
     let mut starved = 0usize;
     let mut latencies: Vec<u32> = Vec::new();
+    let mut by_layer = [0u64; LAYERS];
     for (r, (_, room, _, received)) in m.members.iter().enumerate() {
         let arrivals = received.lock().unwrap_or_else(|e| e.into_inner());
         let mut missing = false;
@@ -98,25 +114,45 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
             if p == r || !publishes || their_room != room {
                 continue;
             }
-            let [audio, video] = m.sent[p];
-            for (kind, (first, end)) in [("audio", audio), ("video", video)] {
+            for (kind, sent) in [("audio", &m.sent[p][..1]), ("video", &m.sent[p][1..])] {
                 let key = (publisher.to_string(), kind.to_owned());
                 let (from, to) = (count(&m.before[r], &key), count(&m.after[r], &key));
                 let got = to.saturating_sub(from) as u64;
                 streams += 1;
                 forwarded += got;
-                expected += end - first;
                 missing |= got == 0;
-                if let Some(a) = arrivals.get(&key) {
-                    latencies.extend_from_slice(
-                        &a.latency_us[from.min(a.latency_us.len())..to.min(a.latency_us.len())],
-                    );
-                    // Loss counts what was sent in the window and never
-                    // arrived, however late (the run waits for stragglers).
-                    let sent_then = |c: &&u32| (first..end).contains(&u64::from(**c));
-                    delivered += a.counters.iter().filter(sent_then).count() as u64;
-                    unrecognised += a.unrecognised;
+                let Some(a) = arrivals.get(&key) else {
+                    expected += sent.last().map_or(0, |(first, end)| end - first);
+                    continue;
+                };
+                let window = from.min(a.counters.len())..to.min(a.counters.len());
+                latencies.extend_from_slice(&a.latency_us[window.clone()]);
+                unrecognised += a.unrecognised;
+                // A subscriber is sent one layer of each camera: loss is
+                // counted on the one it got most of in the window.
+                let mut got = [0u64; LAYERS];
+                for l in &a.layers[window] {
+                    got[usize::from(*l)] += 1;
                 }
+                if kind == "video" {
+                    for (all, n) in by_layer.iter_mut().zip(got) {
+                        *all += n;
+                    }
+                }
+                let layer = main_layer(&got[..sent.len()]);
+                let (first, end) = sent[layer];
+                expected += end - first;
+                // Loss counts what was sent in the window and never
+                // arrived, however late (the run waits for stragglers).
+                let sent_then = |(c, l): (&u32, &u8)| {
+                    usize::from(*l) == layer && (first..end).contains(&u64::from(*c))
+                };
+                delivered += a
+                    .counters
+                    .iter()
+                    .zip(&a.layers)
+                    .filter(|p| sent_then(*p))
+                    .count() as u64;
             }
         }
         starved += usize::from(missing);
@@ -151,6 +187,7 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
         latency_p99_ms: percentile(&latencies, 0.99),
         subscribers_without_media: starved,
         unrecognised_packets: unrecognised,
+        video_packets_by_layer: by_layer,
     }
 }
 
@@ -191,6 +228,12 @@ impl std::fmt::Display for Report {
             "  server memory                {:>10.1} MiB ({:.1} before; {:.0} KiB per participant)",
             self.rss_during_mib, self.rss_before_mib, self.rss_per_participant_kib
         )?;
+        let [q, h, full] = self.video_packets_by_layer;
+        writeln!(
+            f,
+            "  video layers q / h / f       {:>10} / {} / {} packets",
+            q, h, full
+        )?;
         writeln!(
             f,
             "  loss                         {:>10.3} %",
@@ -211,5 +254,65 @@ impl std::fmt::Display for Report {
             "  packets changed on the way   {:>10}",
             self.unrecognised_packets
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::peer::{Arrivals, Received};
+
+    /// How many packets `of` had received per stream, as a tally counts.
+    fn lengths(of: &Received) -> Vec<((String, String), usize)> {
+        let r = of.lock().unwrap();
+        r.iter()
+            .map(|(k, a)| (k.clone(), a.counters.len()))
+            .collect()
+    }
+
+    #[test]
+    fn loss_is_counted_on_the_layer_a_subscriber_was_sent() {
+        let (publisher, viewer): (Received, Received) = (Arc::default(), Arc::default());
+        let before = [lengths(&publisher), lengths(&viewer)];
+        {
+            let mut got = viewer.lock().unwrap();
+            let audio = got.entry(("p".into(), "audio".into())).or_default();
+            audio.counters = (0..10).collect();
+            audio.layers = vec![0; 10];
+            audio.latency_us = vec![1_000; 10];
+            // Two stray low-layer packets, then the top layer with one
+            // packet (17) missing.
+            let video: &mut Arrivals = got.entry(("p".into(), "video".into())).or_default();
+            video.counters = [0, 1]
+                .into_iter()
+                .chain((10..20).filter(|c| *c != 17))
+                .collect();
+            video.layers = [0, 0].into_iter().chain([2; 9]).collect();
+            video.latency_us = vec![2_000; 11];
+        }
+        let after = [lengths(&publisher), lengths(&viewer)];
+        // Audio 0..10, and each layer's counters 0..2, 0..5 and 10..20.
+        let sent = [[(0, 10), (0, 2), (0, 5), (10, 20)], [(0, 0); STREAMS]];
+        let r = measure(Measured {
+            scenario: "test".into(),
+            members: &[("p", "r", true, &publisher), ("v", "r", false, &viewer)],
+            before: &before,
+            after: &after,
+            sent: &sent,
+            seconds: 1.0,
+            cpu_seconds: 0.5,
+            rss_before: 0,
+            rss_during: 0,
+            joined_in: Duration::ZERO,
+        });
+        assert_eq!(r.forwarded_streams, 2);
+        assert_eq!(r.forwarded_packets, 21);
+        assert_eq!(r.video_packets_by_layer, [2, 0, 9]);
+        // 1 of the top layer's 10 and none of the audio's 10.
+        assert!((r.loss - 1.0 / 20.0).abs() < 1e-9, "{}", r.loss);
+        assert_eq!(r.subscribers_without_media, 0);
     }
 }
