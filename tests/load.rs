@@ -1,10 +1,12 @@
 //! A short, bounded run of the load tool against a real server: the figures
 //! it reports are real (packets of the real clip forwarded and arriving
-//! unchanged, every subscriber fed, loss under 1% on loopback, server CPU and
-//! memory read from /proc), and a few rounds of join/leave churn all connect.
+//! unchanged, every subscriber fed the simulcast layer it asked for, loss
+//! under 1% on loopback, server CPU and memory read from /proc), and a few
+//! rounds of join/leave churn all connect.
 
 mod support;
 
+use carecall_load::clip::{clip, TOP};
 use carecall_load::{Options, Report, Scenario, Sfu, Target};
 use support::{Server, ServerOptions};
 
@@ -39,24 +41,30 @@ async fn bounded(server: &Server, scenario: Scenario) -> Report {
     report
 }
 
-fn assert_real(r: &Report, streams: usize) {
+/// Checks `r`'s figures are real, and that its subscribers were sent video
+/// layer `layer` (an index in the clip's layers).
+fn assert_real(r: &Report, streams: usize, layer: usize) {
     assert_eq!(r.forwarded_streams, streams, "{r:?}");
     assert_eq!(
         r.subscribers_without_media, 0,
         "every subscriber got media: {r:?}"
     );
-    // The clip's top layer is 50 audio + about 140 video packets/s per
-    // stream pair: at least half of it.
-    assert!(r.forwarded_per_second > 50.0 * streams as f64, "{r:?}");
+    // Each audio and video pair of streams carries the clip's 50 audio
+    // packets/s and its layer's 2 s loop of video packets: at least half.
+    let pair = 50.0 + clip().layers[layer].packets as f64 / 2.0;
+    assert!(
+        r.forwarded_per_second > 0.5 * pair * (streams / 2) as f64,
+        "{r:?}"
+    );
     assert!(r.loss < 0.01, "loss on loopback: {r:?}");
     assert_eq!(
         r.unrecognised_packets, 0,
         "every packet arrived as the clip's bytes: {r:?}"
     );
-    // Publishers send three layers; with no view sizes or estimate, each
-    // subscriber is sent the top one.
-    let [q, h, f] = r.video_packets_by_layer;
-    assert!(f > 0 && f > 10 * (q + h), "{r:?}");
+    // Publishers send three layers; each subscriber is sent the one asked.
+    let by_layer = r.video_packets_by_layer;
+    let others: u64 = by_layer.iter().sum::<u64>() - by_layer[layer];
+    assert!(by_layer[layer] > 10 * others, "{r:?}");
     assert!(r.server_cpu_seconds > 0.0, "{r:?}");
     assert!(r.rss_during_mib > 1.0, "{r:?}");
     assert!(
@@ -74,10 +82,14 @@ async fn a_bounded_load_run_reports_real_figures() {
         estimate_bandwidth: false,
         ..ServerOptions::default()
     });
+    // With no view sizes or estimate, subscribers are sent the top layer.
     let fanout = bounded(&server, Scenario::FanOut { subscribers: 4 }).await;
-    assert_real(&fanout, 4 * 2);
+    assert_real(&fanout, 4 * 2, TOP);
     let rooms = bounded(&server, Scenario::Rooms { rooms: 2 }).await;
-    assert_real(&rooms, 2 * 3 * 2 * 2);
+    assert_real(&rooms, 2 * 3 * 2 * 2, TOP);
+    // A thumbnail is sent the lowest.
+    let thumbnails = bounded(&server, Scenario::Thumbnails { subscribers: 4 }).await;
+    assert_real(&thumbnails, 4 * 2, 0);
     // Join/leave churn: every join connects, and the figures are read.
     let churn = carecall_load::churn(&target(&server), 3, 4)
         .await
@@ -101,5 +113,5 @@ async fn the_same_run_against_janus_reports_real_figures() {
         .await
         .expect("the run completes");
     println!("Janus {report}");
-    assert_real(&report, 2 * 3 * 2 * 2);
+    assert_real(&report, 2 * 3 * 2 * 2, TOP);
 }

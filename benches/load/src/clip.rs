@@ -83,6 +83,8 @@ impl Slot {
 pub struct Layer {
     /// Its RTP stream id.
     pub rid: &'static str,
+    /// Its height in pixels: a tile this tall is sent this layer.
+    pub height: u32,
     /// 25 frames a second; the first is a keyframe.
     pub frames: Vec<Frame>,
     /// Its packets in one loop.
@@ -172,6 +174,7 @@ impl Layer {
         assert!(frames[0].key, "each layer must start on a keyframe");
         Layer {
             rid,
+            height: u16::from_le_bytes([ivf[14], ivf[15]]).into(),
             frames,
             packets: first,
         }

@@ -189,19 +189,19 @@ pub async fn publish(session: &JanusSession, room: u64, media: &Media, name: &st
 }
 
 /// Subscribes `media` (a connection without tracks, made with `owners`) to
-/// `feeds` in `room`, each with the name its arrivals are to be kept under.
+/// `feeds` in `room`, each with the name its arrivals are to be kept under,
+/// asking for simulcast layer `layer` (0 the lowest).
 pub async fn subscribe(
     session: &JanusSession,
     room: u64,
     feeds: &[(u64, String)],
     media: &Media,
+    layer: usize,
 ) -> Result<()> {
     let handle = session.attach().await?;
-    // The top simulcast layer, as carecall sends with estimation off.
-    let top = json!(crate::clip::TOP);
     let streams: Vec<_> = feeds
         .iter()
-        .map(|(f, _)| json!({ "feed": f, "substream": top, "temporal": 2 }))
+        .map(|(f, _)| json!({ "feed": f, "substream": layer, "temporal": 2 }))
         .collect();
     let attached = session
         .message(

@@ -86,6 +86,12 @@ pub enum Scenario {
         /// How many watch.
         subscribers: usize,
     },
+    /// One publisher, `subscribers` showing it as a thumbnail: each is sent
+    /// the lowest simulcast layer, so many more can watch on one machine.
+    Thumbnails {
+        /// How many watch.
+        subscribers: usize,
+    },
     /// `rooms` calls of three (home, clinician, specialist), all publishing.
     Rooms {
         /// How many calls at once.
@@ -97,14 +103,26 @@ impl Scenario {
     fn name(&self) -> String {
         match self {
             Scenario::FanOut { subscribers } => format!("fan-out 1 -> {subscribers}"),
+            Scenario::Thumbnails { subscribers } => {
+                format!("fan-out 1 -> {subscribers}, thumbnails")
+            }
             Scenario::Rooms { rooms } => format!("{rooms} rooms of 3"),
+        }
+    }
+
+    /// The simulcast layer subscribers watch (an index in the clip's
+    /// layers): the top one, as a large tile takes, or a thumbnail's.
+    fn view(&self) -> usize {
+        match self {
+            Scenario::Thumbnails { .. } => 0,
+            _ => clip::TOP,
         }
     }
 
     /// (room, role, publishes) for each participant.
     fn participants(&self, run: &str) -> Vec<(String, Role, bool)> {
         match *self {
-            Scenario::FanOut { subscribers } => {
+            Scenario::FanOut { subscribers } | Scenario::Thumbnails { subscribers } => {
                 let room = format!("load-{run}-fanout");
                 std::iter::once((room.clone(), Role::Home, true))
                     .chain((0..subscribers).map(|_| (room.clone(), Role::Clinician, false)))
@@ -197,8 +215,8 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     let rss_before = proc::rss_bytes(target.pid)?;
     let joining = Instant::now();
     let members = match target.sfu {
-        Sfu::Carecall => join_carecall(target, &wanted).await?,
-        Sfu::Janus => join_janus(target, &wanted).await?,
+        Sfu::Carecall => join_carecall(target, &wanted, scenario.view()).await?,
+        Sfu::Janus => join_janus(target, &wanted, scenario.view()).await?,
     };
     let joined_in = joining.elapsed();
 
@@ -300,8 +318,13 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     Ok(report)
 }
 
-/// Joins everyone over carecall's signalling.
-async fn join_carecall(target: &Target, wanted: &[(String, Role, bool)]) -> Result<Vec<Member>> {
+/// Joins everyone over carecall's signalling; each viewer shows the
+/// publishers at the size of layer `view`, as a browser's tiles say.
+async fn join_carecall(
+    target: &Target,
+    wanted: &[(String, Role, bool)],
+    view: usize,
+) -> Result<Vec<Member>> {
     let ws = target.ws_url();
     let mut members = Vec::with_capacity(wanted.len());
     for (i, (room, role, publishes)) in wanted.iter().enumerate() {
@@ -316,6 +339,17 @@ async fn join_carecall(target: &Target, wanted: &[(String, Role, bool)]) -> Resu
         .with_context(|| format!("participant {i} did not join within 20 s"))?;
         if let Err(why) = peer.connected_within(Duration::from_secs(20)).await {
             bail!("participant {i}: media did not connect: {why}");
+        }
+        if !publishes && view != clip::TOP {
+            let height = clip::clip().layers[view].height;
+            for m in members
+                .iter()
+                .filter(|m: &&Member| m.publishes && &m.room == room)
+            {
+                let tile =
+                    serde_json::json!({"type": "view", "participant": m.key, "height": height});
+                peer.send_raw(tile.to_string());
+            }
         }
         let sender = match publishes {
             true => Some((peer.sender(), peer.negotiated().await)),
@@ -336,8 +370,13 @@ async fn join_carecall(target: &Target, wanted: &[(String, Role, bool)]) -> Resu
 
 /// Joins everyone into Janus VideoRooms: each room created by its first
 /// publisher, every publisher published, then every participant subscribed
-/// to the others' feeds (one multistream connection each).
-async fn join_janus(target: &Target, wanted: &[(String, Role, bool)]) -> Result<Vec<Member>> {
+/// to the others' feeds (one multistream connection each), asking for
+/// simulcast layer `view`.
+async fn join_janus(
+    target: &Target,
+    wanted: &[(String, Role, bool)],
+    view: usize,
+) -> Result<Vec<Member>> {
     let mut rooms: Vec<&str> = Vec::new();
     let mut sessions = Vec::new();
     let mut feeds: Vec<Option<u64>> = Vec::new();
@@ -394,7 +433,7 @@ async fn join_janus(target: &Target, wanted: &[(String, Role, bool)]) -> Result<
             let m = peer::Media::new(&name, i as u32, Publish::Nothing, owners, ip).await;
             // A feed whose media just came up may not be offered yet: retry.
             let mut tries = 0;
-            while let Err(e) = janus::subscribe(&session, id, &others, &m).await {
+            while let Err(e) = janus::subscribe(&session, id, &others, &m, view).await {
                 tries += 1;
                 if tries == 20 || !e.to_string().contains("No such feed") {
                     return Err(e);

@@ -17,31 +17,36 @@ use clap::{Parser, Subcommand};
 struct Cli {
     /// The carecall binary to start on loopback (default: the one beside
     /// this tool). Ignored with --url.
-    #[arg(long)]
+    #[arg(long, global = true)]
     server: Option<PathBuf>,
     /// A running server's base URL instead (loopback only); needs --secret
     /// and --pid.
-    #[arg(long, requires_all = ["secret", "pid"])]
+    #[arg(long, global = true, requires_all = ["secret", "pid"])]
     url: Option<String>,
     /// That server's link secret.
-    #[arg(long, env = "CARECALL_LINK_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "CARECALL_LINK_SECRET",
+        hide_env_values = true
+    )]
     secret: Option<String>,
     /// That server's process id (for its CPU and memory).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pid: Option<u32>,
     /// Measured seconds per scenario (1-300).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, global = true, default_value_t = 10.0)]
     seconds: f64,
     /// Seconds of media before measuring.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, global = true, default_value_t = 3.0)]
     warmup: f64,
     /// Print the reports as JSON (one array) instead of the summary.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
     /// Load Janus (Debian's `janus`, VideoRoom plugin) instead of carecall:
     /// started in a network namespace of its own (needs root) with the
     /// configuration in `benches/janus/`. With --url: carecall only.
-    #[arg(long)]
+    #[arg(long, global = true)]
     janus: bool,
     #[command(subcommand)]
     what: What,
@@ -53,6 +58,10 @@ enum What {
     Fanout {
         #[arg(default_value_t = 50)]
         subscribers: usize,
+        /// Subscribers show the publisher as a thumbnail (sent the lowest
+        /// simulcast layer) instead of a large tile (the top layer).
+        #[arg(long)]
+        thumbnails: bool,
     },
     /// N calls of three, everyone publishing.
     Rooms {
@@ -77,6 +86,10 @@ enum What {
         /// Fan-out sizes (subscribers), comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = [50usize])]
         fanout: Vec<usize>,
+        /// Fan-out sizes whose subscribers show the publisher as a
+        /// thumbnail (the lowest layer), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        thumbnails: Vec<usize>,
         /// Numbers of rooms of 3, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = [10usize])]
         rooms: Vec<usize>,
@@ -199,10 +212,16 @@ fn main() -> Result<()> {
             None => std::env::current_exe()?.with_file_name("carecall"),
         })
     };
-    if let What::Compare { fanout, rooms } = &cli.what {
+    if let What::Compare {
+        fanout,
+        thumbnails,
+        rooms,
+    } = &cli.what
+    {
         let scenarios: Vec<Scenario> = fanout
             .iter()
             .map(|&subscribers| Scenario::FanOut { subscribers })
+            .chain((thumbnails.iter()).map(|&subscribers| Scenario::Thumbnails { subscribers }))
             .chain(rooms.iter().map(|&rooms| Scenario::Rooms { rooms }))
             .collect();
         let mut pairs = Vec::new();
@@ -229,7 +248,14 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let scenarios = match cli.what {
-        What::Fanout { subscribers } => vec![Scenario::FanOut { subscribers }],
+        What::Fanout {
+            subscribers,
+            thumbnails: false,
+        } => vec![Scenario::FanOut { subscribers }],
+        What::Fanout {
+            subscribers,
+            thumbnails: true,
+        } => vec![Scenario::Thumbnails { subscribers }],
         What::Rooms { rooms } => vec![Scenario::Rooms { rooms }],
         What::All => vec![
             Scenario::FanOut { subscribers: 50 },
