@@ -4,7 +4,8 @@
 # binaries, and runs `carecall-load compare`, which starts a fresh carecall
 # on loopback and a fresh Janus in a network namespace of its own for each
 # scenario and prints the ratio table. Needs root (the namespace).
-# Arguments go to `compare`, e.g. --fanout 50,100 --rooms 10,20 --seconds 20.
+# Arguments go to `compare`, e.g. --fanout 50,200 --thumbnails 500
+# --rooms 10,50 --seconds 20.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v janus >/dev/null 2>&1; then

@@ -75,8 +75,8 @@ fn assert_real(r: &Report, streams: usize, layer: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bounded_load_run_reports_real_figures() {
-    // As `carecall-load --server` runs it: single-layer load peers leave an
-    // estimate no layer to choose.
+    // As `carecall-load --server` runs it: without estimation, so each
+    // subscriber is sent the layer it asks for.
     let server = Server::start_with(ServerOptions {
         env: vec![("CARECALL_LINK_SECRET".into(), secret())],
         estimate_bandwidth: false,

@@ -136,8 +136,9 @@ fn spawn(binary: PathBuf) -> Result<(Spawned, Target)> {
         .env("CARECALL_MEDIA_ANNOUNCE", "127.0.0.1")
         .env("CARECALL_MEDIA_TCP_PORT", "0")
         .env("CARECALL_TURN_ENABLED", "false")
-        // The load peers publish one layer each: there is no layer to choose
-        // by an estimate, only a pacer to queue a link that needs none.
+        // Off, as Janus does not estimate: every subscriber is sent the
+        // layer it asks for, so both servers do the same work. On, the
+        // layers move with each viewer's estimate as it ramps up.
         .env("CARECALL_MEDIA_BANDWIDTH_ESTIMATION", "false")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
