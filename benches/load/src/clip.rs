@@ -44,7 +44,7 @@ pub struct Frame {
     pub key: bool,
     /// The codec bytes of each packet.
     pub chunks: Vec<Bytes>,
-    /// This frame's first packet's place among the loop's video packets.
+    /// This frame's first packet's place among its layer's packets.
     pub first: usize,
 }
 

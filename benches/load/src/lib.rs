@@ -1,8 +1,9 @@
 //! `carecall-load`: participants on webrtc-rs (a WebRTC stack independent of
-//! the SFU's) join a running carecall over its real signalling
-//! and DTLS-SRTP, publish a real 720p VP8 clip and Opus, looped, and measure
-//! what the SFU forwards: packets per second, the server's CPU per million
-//! packets (from `/proc`), its memory per participant, loss and latency.
+//! the SFU's) join a running carecall over its real signalling and
+//! DTLS-SRTP, publish a real VP8 clip in three simulcast layers and Opus,
+//! looped, and measure what the SFU forwards: packets per second, the
+//! server's CPU per million packets (from `/proc`), its memory per
+//! participant, loss and latency.
 //! Every run is bounded in participants and seconds.
 //!
 //! Each received packet is known by its bytes (see [`clip`]), so loss and

@@ -1,6 +1,7 @@
 //! A non-browser participant on webrtc-rs, an implementation independent of the
 //! SFU's str0m, speaking carecall's signalling protocol. It publishes either
-//! the real clip (see [`crate::clip`]) or small synthetic packets whose
+//! the real clip (see [`crate::clip`]), in one or three simulcast layers,
+//! or small synthetic packets whose
 //! payloads carry a counter and their send time, and records, per remote
 //! participant, the counter of each packet it receives and how long it took:
 //! continuity and latency, end to end.
