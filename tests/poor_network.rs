@@ -323,6 +323,11 @@ async fn a_home_with_800_kbits_upload_keeps_sending_lower_layers_and_unbroken_au
     }
 }
 
+/// How long the sound is listened to at 150 kbit/s. Over 10 s (about 480
+/// packets per remote) readings on one build ranged from 3.9% to 10.2%
+/// concealed; a longer window narrows that spread without moving its mean.
+const LISTEN: Duration = Duration::from_secs(20);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_150_kbits_with_loss_and_delay_the_sound_stays_clear_and_video_comes_back() {
     let call = Call::start(true).await;
@@ -360,7 +365,7 @@ async fn at_150_kbits_with_loss_and_delay_the_sound_stays_clear_and_video_comes_
     )
     .await;
     let (_, a0) = snapshot(&call.home).await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(LISTEN).await;
     let (_, a1) = snapshot(&call.home).await;
     for (who, a) in &a1 {
         let before = &a0[who];
@@ -368,11 +373,17 @@ async fn at_150_kbits_with_loss_and_delay_the_sound_stays_clear_and_video_comes_
         let concealed = a.concealed - before.concealed;
         let share = concealed as f64 / samples.max(1) as f64;
         println!(
-            "home <- {who} audio: {} packets, {:.1}% concealed in 10 s",
+            "home <- {who} audio: {} packets, {:.1}% concealed in {} s",
             a.packets - before.packets,
-            share * 100.0
+            share * 100.0,
+            LISTEN.as_secs()
         );
-        assert!(a.packets > before.packets + 250, "{who}: audio not flowing");
+        // 50 packets a second are sent: at least half arrive.
+        let sent = 50 * LISTEN.as_secs();
+        assert!(
+            a.packets > before.packets + sent / 2,
+            "{who}: audio not flowing"
+        );
         assert!(
             share < 0.10,
             "{who}: {:.1}% of the sound concealed",
