@@ -193,12 +193,7 @@ struct Tally {
 fn tally(members: &[Member]) -> Tally {
     let lengths = members
         .iter()
-        .map(|m| {
-            let r = m.received.lock().unwrap_or_else(|e| e.into_inner());
-            r.iter()
-                .map(|(k, a)| (k.clone(), a.counters.len()))
-                .collect()
-        })
+        .map(|m| report::arrived(&m.received))
         .collect();
     Tally { lengths }
 }
@@ -451,7 +446,7 @@ async fn join_janus(
             }
         }
         let sender = match mine.first().filter(|_| *publishes) {
-            Some(m) => Some((m.sender(), peer::negotiated(&*m.pc, true).await)),
+            Some(m) => Some((m.sender.clone(), m.negotiated().await)),
             None => None,
         };
         members.push(Member {

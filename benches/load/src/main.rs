@@ -222,7 +222,11 @@ fn main() -> Result<()> {
         let scenarios: Vec<Scenario> = fanout
             .iter()
             .map(|&subscribers| Scenario::FanOut { subscribers })
-            .chain((thumbnails.iter()).map(|&subscribers| Scenario::Thumbnails { subscribers }))
+            .chain(
+                thumbnails
+                    .iter()
+                    .map(|&subscribers| Scenario::Thumbnails { subscribers }),
+            )
             .chain(rooms.iter().map(|&rooms| Scenario::Rooms { rooms }))
             .collect();
         let mut pairs = Vec::new();

@@ -157,8 +157,8 @@ impl MediaSender {
         let audio = Slot::audio((n % clip.audio.len() as u64) as usize);
         self.log.sent(audio, n, clock_us());
         let payload = clip.audio[audio.index].clone();
-        let header = self.header(None, wire, n as u16, (n * 960) as u32, true);
-        self.write(&self.audio, header, None, wire, payload).await;
+        self.write(None, wire, n as u16, (n * 960) as u32, true, payload)
+            .await;
         if !n.is_multiple_of(2) {
             return sent;
         }
@@ -177,9 +177,7 @@ impl MediaSender {
                 self.log
                     .sent(Slot::video(layer, frame.first + i), counter, clock_us());
                 let last = i + 1 == frame.chunks.len();
-                let header = self.header(Some(layer), wire, counter as u16, ts, last);
-                let rid = self.simulcast.then_some(l.rid);
-                self.write(&self.video, header, rid, wire, payload.into())
+                self.write(Some(layer), wire, counter as u16, ts, last, payload.into())
                     .await;
             }
             sent[layer] = frame.chunks.len() as u32;
@@ -196,9 +194,15 @@ impl MediaSender {
         payload.extend_from_slice(&clock_us().to_be_bytes());
         payload.extend_from_slice(SYNTHETIC);
         payload.extend_from_slice(&[0u8; 40]);
-        let header = self.header(None, wire, n as u16, n.wrapping_mul(960), true);
-        self.write(&self.audio, header, None, wire, payload.into())
-            .await;
+        self.write(
+            None,
+            wire,
+            n as u16,
+            n.wrapping_mul(960),
+            true,
+            payload.into(),
+        )
+        .await;
         if !n.is_multiple_of(2) {
             return;
         }
@@ -210,53 +214,41 @@ impl MediaSender {
         payload.extend_from_slice(&clock_us().to_be_bytes());
         payload.extend_from_slice(SYNTHETIC);
         payload.resize(200, 0);
-        let header = self.header(
-            Some(TOP),
-            wire,
-            frame as u16,
-            frame.wrapping_mul(3600),
-            true,
-        );
-        let rid = self.simulcast.then_some(clip().layers[TOP].rid);
-        self.write(&self.video, header, rid, wire, payload.into())
+        let ts = frame.wrapping_mul(3600);
+        self.write(Some(TOP), wire, frame as u16, ts, true, payload.into())
             .await;
     }
 
-    /// The RTP header of a packet of audio (`layer` `None`) or of a video
-    /// layer.
-    fn header(
+    /// Writes one packet of audio (`layer` `None`) or of a video layer; a
+    /// simulcast layer's carries its mid and rid, as a browser's do, so the
+    /// server knows which layer it is.
+    async fn write(
         &self,
         layer: Option<usize>,
         wire: &Negotiated,
         seq: u16,
         ts: u32,
         marker: bool,
-    ) -> rtc::rtp::Header {
-        rtc::rtp::Header {
+        payload: bytes::Bytes,
+    ) {
+        let (track, pt) = match layer {
+            None => (&self.audio, wire.audio_pt),
+            Some(_) => (&self.video, wire.video_pt),
+        };
+        let mut header = rtc::rtp::Header {
             version: 2,
-            payload_type: match layer {
-                None => wire.audio_pt,
-                Some(_) => wire.video_pt,
-            },
+            payload_type: pt,
             sequence_number: seq,
             timestamp: ts,
             ssrc: ssrc_of(self.seed, layer),
             marker,
             ..Default::default()
-        }
-    }
-
-    /// Writes one packet to `track`; a simulcast layer's carries its mid and
-    /// rid, as a browser's do, so the server knows which layer it is.
-    async fn write(
-        &self,
-        track: &Arc<TrackLocalStaticRTP>,
-        mut header: rtc::rtp::Header,
-        rid: Option<&'static str>,
-        wire: &Negotiated,
-        payload: bytes::Bytes,
-    ) {
-        if let (Some(rid), Some((mid_ext, rid_ext, mid))) = (rid, &wire.layer_names) {
+        };
+        let named = layer
+            .filter(|_| self.simulcast)
+            .zip(wire.layer_names.as_ref());
+        if let Some((layer, (mid_ext, rid_ext, mid))) = named {
+            let rid = clip().layers[layer].rid;
             header.extension = true;
             header.extension_profile = 0xBEDE;
             let _ = header.set_extension(*mid_ext, mid.clone());
@@ -311,7 +303,7 @@ fn local_track(
 
 /// What the negotiation on `pc` settled for its senders: payload types,
 /// and for a simulcast camera the header extensions naming its layers.
-pub async fn negotiated(pc: &dyn PeerConnection, simulcast: bool) -> Negotiated {
+async fn negotiated(pc: &dyn PeerConnection, simulcast: bool) -> Negotiated {
     let mut wire = Negotiated {
         audio_pt: 111,
         video_pt: 96,
@@ -436,22 +428,14 @@ pub async fn gathered_sdp(pc: &dyn PeerConnection) -> String {
 pub struct Media {
     /// The connection.
     pub pc: Arc<dyn PeerConnection>,
-    /// Its microphone and camera tracks.
-    pub audio: Arc<TrackLocalStaticRTP>,
-    /// See `audio`.
-    pub video: Arc<TrackLocalStaticRTP>,
+    /// Its microphone and camera, and when their clip packets went out.
+    pub sender: MediaSender,
     /// What arrived, by (sender, kind).
     pub received: Received,
     /// Its connection state.
     pub state: watch::Receiver<RTCPeerConnectionState>,
-    /// When its clip packets went out.
-    pub log: Arc<SendLog>,
     /// Who sent each incoming SSRC, if the server renames streams.
     pub owners: Option<Owners>,
-    /// Its SSRCs are made from it.
-    pub seed: u32,
-    /// Whether its camera sends the clip's three layers.
-    pub simulcast: bool,
 }
 
 /// Records what arrives on `track`: for each packet not seen before, its
@@ -591,26 +575,22 @@ impl Media {
 
         Media {
             pc,
-            audio,
-            video,
+            sender: MediaSender {
+                audio,
+                video,
+                seed,
+                simulcast,
+                log: send_log(stream),
+            },
             received,
             state: state_rx,
-            log: send_log(stream),
             owners,
-            seed,
-            simulcast,
         }
     }
 
-    /// A handle that sends this connection's media from another task.
-    pub fn sender(&self) -> MediaSender {
-        MediaSender {
-            audio: self.audio.clone(),
-            video: self.video.clone(),
-            seed: self.seed,
-            simulcast: self.simulcast,
-            log: self.log.clone(),
-        }
+    /// What the negotiation settled for sending.
+    pub async fn negotiated(&self) -> Negotiated {
+        negotiated(&*self.pc, self.sender.simulcast).await
     }
 
     /// Waits until media is connected, or says why not.
@@ -655,7 +635,7 @@ impl LoadPeer {
     }
 
     /// Joins with `token`, publishing what `publish` says.
-    pub async fn connect(ws_url: &str, token: &str, seed: u32, publish: Publish) -> LoadPeer {
+    async fn connect(ws_url: &str, token: &str, seed: u32, publish: Publish) -> LoadPeer {
         let (ws, _) = tokio_tungstenite::connect_async(ws_url)
             .await
             .expect("websocket connects");
@@ -679,14 +659,13 @@ impl LoadPeer {
         // say whose each section is, as a browser learns it.
         let viewer = (publish == Publish::Nothing).then(Owners::default);
         let local = [127, 0, 0, 1].into();
-        let m = Media::new(&participant, seed, publish, viewer.clone(), local).await;
-        let media = m.sender();
         let Media {
             pc,
+            sender: media,
             received,
             state: state_rx,
-            ..
-        } = m;
+            owners: _,
+        } = Media::new(&participant, seed, publish, viewer.clone(), local).await;
         if publish == Publish::Nothing {
             for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
                 let init = RTCRtpTransceiverInit {

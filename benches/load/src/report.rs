@@ -76,6 +76,15 @@ pub(crate) struct Measured<'a> {
     pub joined_in: Duration,
 }
 
+/// How many packets `received` holds per stream: one side of a window, in
+/// the shape [`Measured::before`] takes.
+pub(crate) fn arrived(received: &crate::peer::Received) -> Vec<((String, String), usize)> {
+    let r = received.lock().unwrap_or_else(|e| e.into_inner());
+    r.iter()
+        .map(|(k, a)| (k.clone(), a.counters.len()))
+        .collect()
+}
+
 fn count(of: &[((String, String), usize)], key: &(String, String)) -> usize {
     of.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n)
 }
@@ -88,7 +97,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
-/// Of a stream's `layers`, the one most of the arrivals in `window` were
+/// Of one stream's arrivals per layer (`got`), the layer most were on
 /// (the top one if none arrived).
 fn main_layer(got: &[u64]) -> usize {
     let most = got.iter().copied().max().unwrap_or(0);
@@ -265,18 +274,10 @@ mod tests {
     use super::*;
     use crate::peer::{Arrivals, Received};
 
-    /// How many packets `of` had received per stream, as a tally counts.
-    fn lengths(of: &Received) -> Vec<((String, String), usize)> {
-        let r = of.lock().unwrap();
-        r.iter()
-            .map(|(k, a)| (k.clone(), a.counters.len()))
-            .collect()
-    }
-
     #[test]
     fn loss_is_counted_on_the_layer_a_subscriber_was_sent() {
         let (publisher, viewer): (Received, Received) = (Arc::default(), Arc::default());
-        let before = [lengths(&publisher), lengths(&viewer)];
+        let before = [arrived(&publisher), arrived(&viewer)];
         {
             let mut got = viewer.lock().unwrap();
             let audio = got.entry(("p".into(), "audio".into())).or_default();
@@ -293,7 +294,7 @@ mod tests {
             video.layers = [0, 0].into_iter().chain([2; 9]).collect();
             video.latency_us = vec![2_000; 11];
         }
-        let after = [lengths(&publisher), lengths(&viewer)];
+        let after = [arrived(&publisher), arrived(&viewer)];
         // Audio 0..10, and each layer's counters 0..2, 0..5 and 10..20.
         let sent = [[(0, 10), (0, 2), (0, 5), (10, 20)], [(0, 0); STREAMS]];
         let r = measure(Measured {
