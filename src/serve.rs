@@ -11,6 +11,14 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::config::Config;
 
 pub fn serve(mut config: Config) -> anyhow::Result<()> {
+    let bad_limits = config.limits.problems();
+    if !bad_limits.is_empty() {
+        let list: Vec<String> = bad_limits
+            .iter()
+            .map(|(k, why)| format!("  {k}: {why}"))
+            .collect();
+        anyhow::bail!("carecall refuses to start:\n{}", list.join("\n"));
+    }
     let refused = config.production_problems();
     if !refused.is_empty() {
         let list: Vec<String> = refused
@@ -104,7 +112,8 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         relays: Some(relays.clone()),
     })
     .context("starting the media plane")?;
-    let turn = crate::turn::start(&config, &media, relays)?;
+    let refusals = carecall_sfu::Refusals::default();
+    let turn = crate::turn::start(&config, &media, relays, refusals.clone())?;
 
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::Builder::new()
@@ -158,6 +167,12 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 turn_running,
                 home_links: carecall_admin::home_links::HomeLinks::new(&secret),
                 queue: config.queue.settings(),
+                sign_in: config.limits.sign_in(),
+                proxies: carecall_signalling::TrustedProxies::new(
+                    config.limits.trusted_proxies.clone(),
+                ),
+                check_credentials: Duration::from_secs(config.limits.check_credential_secs),
+                refusals,
                 recordings: config.recording.enabled.then_some(RecordingAccess {
                     links: downloads,
                     key: recording_key,

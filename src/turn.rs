@@ -33,6 +33,7 @@ pub fn start(
     config: &Config,
     media: &MediaServer,
     book: RelayBook,
+    refusals: carecall_sfu::Refusals,
 ) -> anyhow::Result<Option<TurnSetup>> {
     let t = &config.turn;
     if !t.enabled && t.urls.is_empty() {
@@ -79,6 +80,8 @@ pub fn start(
         secret: secret.clone(),
         peers,
         book,
+        limits: config.limits.turn(),
+        refusals,
     });
     let listening = match started {
         Ok(l) => l,

@@ -110,3 +110,25 @@ fn production_mode_with_the_placeholder_secret_refuses_to_start() {
         "data directory touched"
     );
 }
+
+#[test]
+fn a_limit_that_would_refuse_everyone_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("carecall.toml");
+    std::fs::write(
+        &file,
+        "[limits]\nturn_allocations_per_credential = 0\ntrusted_proxies = [\"nginx\"]\n",
+    )
+    .unwrap();
+    let (ok, out) = check(&file);
+    assert!(!ok, "{out}");
+    for key in [
+        "limits.turn_allocations_per_credential",
+        "limits.trusted_proxies",
+    ] {
+        assert!(
+            out.contains(&format!(": {key}: ")),
+            "{key} not reported:\n{out}"
+        );
+    }
+}

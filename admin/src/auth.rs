@@ -6,16 +6,17 @@
 //! another site cannot read. Failed sign-ins are limited per client address
 //! and per account name ([`crate::limiter`]).
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
+
+use carecall_sfu::Surface;
 
 use crate::accounts::{AdminSession, SESSION_TTL};
 use crate::blocking;
@@ -109,21 +110,22 @@ pub(crate) async fn require_admin(request: Request, next: Next) -> Response {
     }
 }
 
-/// The client's address, as the listener saw it ("unknown" without one,
-/// e.g. in tests that call the router directly).
-pub(crate) struct ClientIp(String);
+/// The client's address: the connection's, or the one a trusted reverse
+/// proxy names ("unknown" without a connection, e.g. in tests that call the
+/// router directly).
+pub(crate) struct ClientIp(pub(crate) String);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+impl axum::extract::FromRequestParts<AdminState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &S,
+        state: &AdminState,
     ) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".into(), |c| c.0.ip().to_string());
+        let ip = state
+            .proxies
+            .client_of(parts)
+            .map_or_else(|| "unknown".into(), |ip| ip.to_string());
         Ok(ClientIp(ip))
     }
 }
@@ -141,41 +143,52 @@ pub(crate) async fn login(
     ClientIp(ip): ClientIp,
     Json(creds): Json<Credentials>,
 ) -> Response {
-    let name_key = format!("name:{}", creds.name);
-    let keys = [format!("ip:{ip}"), name_key.clone()];
-    if let Some(wait) = state.limiter.locked(&keys, Instant::now()) {
-        tracing::warn!(%ip, name = %creds.name, "admin sign-in refused: too many failures");
-        let mut response = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed sign-ins; try again later",
+    // Counted before the (costly) check, so a burst is cut at the limit.
+    if let Err(refused) = state.limiter.begin(&ip, &creds.name, Instant::now()) {
+        state.refusals.refuse(Surface::SignIn, refused.reason, &ip);
+        return retry_after(
+            error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed sign-ins; try again later",
+            ),
+            refused.wait,
         );
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return response;
     }
     let accounts = state.accounts.clone();
     let name = creds.name.clone();
-    let checked = blocking(move || {
-        if !accounts.verify(&name, &creds.password)? {
-            return Ok(None);
-        }
-        accounts.create_session(&name).map(Some)
-    })
-    .await;
+    let checked = state
+        .password_checks
+        .run(move || {
+            if !accounts.verify(&name, &creds.password)? {
+                return Ok(None);
+            }
+            accounts.create_session(&name).map(Some)
+        })
+        .await;
     let new = match checked {
-        Ok(Some(new)) => new,
-        Ok(None) => {
-            state.limiter.failed(&keys, Instant::now());
-            tracing::warn!(%ip, name = %creds.name, "admin sign-in failed");
+        Ok(Ok(Some(new))) => new,
+        Ok(Ok(None)) => {
+            tracing::warn!(%ip, name = ?creds.name, "admin sign-in failed");
             return error(StatusCode::UNAUTHORIZED, "wrong name or password");
         }
-        Err(e) => {
+        Ok(Err(e)) => {
+            state.limiter.not_checked(&ip, &creds.name);
             tracing::error!(error = %e, "admin sign-in could not be checked");
             return error(StatusCode::SERVICE_UNAVAILABLE, "sign-in unavailable");
         }
+        Err(_busy) => {
+            state.limiter.not_checked(&ip, &creds.name);
+            state.refusals.refuse(Surface::SignIn, "checks_busy", &ip);
+            return retry_after(
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "many sign-ins at once; try again in a moment",
+                ),
+                std::time::Duration::from_secs(1),
+            );
+        }
     };
-    state.limiter.succeeded(&name_key);
+    state.limiter.succeeded(&ip, &creds.name);
     tracing::info!(%ip, name = %new.session.name, "admin signed in");
     let cookie = format!(
         "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
@@ -187,6 +200,15 @@ pub(crate) async fn login(
         json!({ "name": new.session.name, "role": new.session.role, "csrf": new.session.csrf }),
     );
     ([(header::SET_COOKIE, cookie)], body).into_response()
+}
+
+/// `response` with `Retry-After: wait` (whole seconds, at least 1).
+fn retry_after(mut response: Response, wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 /// `POST /admin/logout`: ends the session and clears the cookie.

@@ -27,6 +27,7 @@ mod limiter;
 mod links;
 pub mod metrics;
 mod pages;
+mod password_checks;
 pub mod quality;
 mod queue;
 mod recordings;
@@ -41,6 +42,7 @@ pub use call_log::{
 };
 pub use downloads::DownloadLinks;
 pub use hub::QueueSettings;
+pub use limiter::SignInLimits;
 pub use recordings::{delete_expired, RecordingAccess};
 pub use routes::{
     protected_routes, readiness_routes, routes, AdminOptions, AdminState, Who, QUALITY_SAMPLE_EVERY,

@@ -20,6 +20,8 @@ pub struct Snapshot {
     pub members: Vec<(String, carecall_sfu::ParticipantId, Role)>,
     /// The media plane's statistics, one entry per participant with media.
     pub media: Vec<ParticipantStats>,
+    /// Clients refused at the public surfaces: (surface, reason, count).
+    pub refusals: Vec<(&'static str, &'static str, u64)>,
 }
 
 impl Snapshot {
@@ -79,6 +81,18 @@ pub fn render(
     registry.register(Box::new(
         prometheus::process_collector::ProcessCollector::for_self(),
     ))?;
+
+    let refused = IntCounterVec::new(
+        Opts::new(
+            "carecall_limit_refusals_total",
+            "Clients refused by a limit on a public surface (docs/security.md), by surface and reason.",
+        ),
+        &["surface", "reason"],
+    )?;
+    for (surface, reason, n) in &snapshot.refusals {
+        refused.with_label_values(&[surface, reason]).inc_by(*n);
+    }
+    registry.register(Box::new(refused))?;
 
     let rooms = IntGauge::new("carecall_rooms", "Calls with at least one participant.")?;
     rooms.set(snapshot.rooms().len() as i64);
@@ -369,6 +383,7 @@ mod tests {
             ],
             // p3 has left signalling; its media is being torn down.
             media: vec![stats(1, "ward-3"), stats(2, "ward-3"), stats(3, "ward-3")],
+            refusals: vec![("turn", "allocations_per_credential", 7)],
         };
         let text = render(&snapshot, &JoinTimes::default(), HookCounts::default()).unwrap();
         assert!(text.contains(
@@ -379,6 +394,9 @@ mod tests {
         ));
         assert!(!text.contains(r#"participant="p3""#));
         assert!(text.contains("carecall_rooms 1"));
+        assert!(text.contains(
+            r#"carecall_limit_refusals_total{reason="allocations_per_credential",surface="turn"} 7"#
+        ), "{text}");
         assert!(text.contains(r#"carecall_participants{role="clinician"} 1"#));
         assert!(text.contains("carecall_build_info{version="));
     }

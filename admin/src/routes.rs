@@ -39,6 +39,10 @@ pub struct AdminState {
     pub(crate) calls: carecall_signalling::AppState,
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) limiter: Arc<LoginLimiter>,
+    pub(crate) password_checks: Arc<crate::password_checks::PasswordChecks>,
+    pub(crate) refusals: carecall_sfu::Refusals,
+    pub(crate) proxies: carecall_signalling::TrustedProxies,
+    pub(crate) check_credentials: std::time::Duration,
     pub(crate) metrics_token: Option<Arc<str>>,
     pub(crate) secure_cookies: bool,
     pub(crate) join_times: Arc<Mutex<JoinTimes>>,
@@ -76,6 +80,14 @@ pub struct AdminOptions {
     pub home_links: crate::home_links::HomeLinks,
     /// How the call queue behaves.
     pub queue: crate::QueueSettings,
+    /// How sign-in tries are limited.
+    pub sign_in: crate::SignInLimits,
+    /// Reverse proxies that name the client in `X-Forwarded-For`.
+    pub proxies: carecall_signalling::TrustedProxies,
+    /// How long the public check page's TURN credentials last.
+    pub check_credentials: std::time::Duration,
+    /// Where refusals at the public surfaces are counted (shown in `/metrics`).
+    pub refusals: carecall_sfu::Refusals,
 }
 
 impl AdminState {
@@ -95,7 +107,13 @@ impl AdminState {
             media,
             calls,
             accounts,
-            limiter: Arc::default(),
+            limiter: Arc::new(LoginLimiter::new(options.sign_in)),
+            password_checks: Arc::new(crate::password_checks::PasswordChecks::new(
+                options.sign_in.concurrent_checks,
+            )),
+            refusals: options.refusals,
+            proxies: options.proxies,
+            check_credentials: options.check_credentials,
             metrics_token: options.metrics_token.map(Into::into),
             secure_cookies: options.secure_cookies,
             join_times: Arc::default(),
@@ -129,7 +147,11 @@ impl AdminState {
                 .iter()
                 .any(|(room, id, _)| *id == s.participant && *room == s.room.0)
         });
-        let snapshot = Snapshot { members, media };
+        let snapshot = Snapshot {
+            members,
+            media,
+            refusals: self.refusals.counts(),
+        };
         self.join_times().observe(&snapshot.media);
         snapshot
     }

@@ -22,6 +22,7 @@ mod io;
 mod keyframe;
 mod participant;
 pub mod recording;
+mod refusals;
 mod room;
 mod signal;
 #[cfg(feature = "sim")]
@@ -37,6 +38,7 @@ pub use error::SfuError;
 pub use id::{ParticipantId, RoomId};
 pub use io::{default_announce_addrs, MediaConfig, MediaServer};
 pub use keyframe::{KeyframeThrottle, MIN_KEYFRAME_INTERVAL};
+pub use refusals::{Refusals, Surface};
 pub use room::{new_session, Room};
 pub use signal::MediaSignal;
 pub use stats::ParticipantStats;

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+mod client_addr;
 mod events;
 mod pages;
 mod presence;
@@ -27,6 +28,7 @@ use axum::Router;
 use carecall_sfu::MediaServer;
 use tokio::sync::mpsc::UnboundedSender;
 
+pub use client_addr::TrustedProxies;
 pub use events::CallEvent;
 pub use presence::Presence;
 pub use recording::RecordingPolicy;
@@ -48,7 +50,20 @@ pub struct TurnOffer {
 impl TurnOffer {
     /// The ICE servers to hand `participant`, valid from `now` (Unix secs).
     pub fn ice_servers(&self, participant: &str, now: u64) -> Vec<protocol::IceServer> {
-        let c = self.secret.issue(participant, now + self.ttl.as_secs());
+        self.ice_servers_lasting(participant, now, self.ttl)
+    }
+
+    /// The same, lasting `ttl` at most: the public check page's are
+    /// short-lived, as anyone may ask for them.
+    pub fn ice_servers_lasting(
+        &self,
+        participant: &str,
+        now: u64,
+        ttl: std::time::Duration,
+    ) -> Vec<protocol::IceServer> {
+        let c = self
+            .secret
+            .issue(participant, now + ttl.min(self.ttl).as_secs());
         vec![protocol::IceServer {
             urls: self.urls.clone(),
             username: c.username,

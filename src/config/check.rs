@@ -150,7 +150,7 @@ fn merge(into: &mut toml::Table, leaf: toml::Value) {
 
 /// What can only be judged with the whole configuration.
 fn in_context(c: &Config) -> Vec<(String, String)> {
-    let mut problems = Vec::new();
+    let mut problems = c.limits.problems();
     if jiff::tz::TimeZone::get(&c.timezone).is_err() {
         problems.push((
             "timezone".into(),

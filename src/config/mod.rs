@@ -4,6 +4,9 @@
 //! is what production mode refuses to start with.
 
 pub mod check;
+mod limits;
+
+pub use limits::LimitsSection;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -54,6 +57,8 @@ pub struct Config {
     pub https: HttpsSection,
     /// The hub's call queue (care homes calling in).
     pub queue: QueueSection,
+    /// How much one client may take at each public surface.
+    pub limits: LimitsSection,
 }
 
 /// `[queue]` in the TOML file (see `docs/queue.md`).
@@ -366,6 +371,7 @@ impl Default for Config {
             recording: RecordingSection::default(),
             https: HttpsSection::default(),
             queue: QueueSection::default(),
+            limits: LimitsSection::default(),
         }
     }
 }
@@ -569,6 +575,7 @@ impl Config {
                 .parse()
                 .context("CARECALL_MEDIA_BANDWIDTH_ESTIMATION (true or false)")?;
         }
+        self.limits.apply_env(&var)?;
         Ok(())
     }
 

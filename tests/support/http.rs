@@ -29,10 +29,41 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Reply {
+    request_from(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        base_url,
+        method,
+        path,
+        headers,
+        body,
+    )
+    .await
+}
+
+/// [`request`] from the loopback address `source`, as another client.
+pub async fn request_from(
+    source: std::net::IpAddr,
+    base_url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
     let host = base_url.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(host)
+    let server: std::net::SocketAddr = tokio::net::lookup_host(host)
         .await
-        .expect("connect HTTP");
+        .expect("server address")
+        .next()
+        .expect("an address");
+    let socket = match server {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .expect("socket");
+    if server.ip().is_loopback() && source.is_loopback() && source.is_ipv4() == server.is_ipv4() {
+        socket.bind((source, 0).into()).expect("bind source");
+    }
+    let mut s = socket.connect(server).await.expect("connect HTTP");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));

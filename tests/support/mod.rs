@@ -13,6 +13,7 @@ pub mod netlab;
 pub mod peer;
 pub mod queue;
 pub mod relay;
+pub mod turn;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -8,13 +8,12 @@
 mod store;
 mod verdict;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -25,6 +24,7 @@ use serde_json::json;
 pub use store::{normalise_code, Checks, StoredCheck, CHECK_RETENTION};
 pub use verdict::{verdict, CheckResult, DeviceResult, Outcome, PathResult, Verdict};
 
+use crate::auth::ClientIp;
 use crate::history::local_time;
 use crate::routes::AdminState;
 
@@ -68,9 +68,10 @@ pub(crate) async fn session(State(state): State<AdminState>) -> Response {
         .calls
         .turn()
         .map(|t| {
-            t.ice_servers(
+            t.ice_servers_lasting(
                 &format!("check-{id}"),
                 carecall_signalling::token::unix_now(),
+                state.check_credentials,
             )
         })
         .unwrap_or_default();
@@ -219,7 +220,7 @@ pub(crate) async fn upload(body: Bytes) -> Response {
 /// code and the verdict.
 pub(crate) async fn result(
     State(state): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Json(result): Json<CheckResult>,
 ) -> Response {
@@ -232,7 +233,7 @@ pub(crate) async fn result(
         .collect();
     let v = verdict(&result);
     let stored = crate::blocking_locked(&state.checks, move |checks| {
-        checks.store(SystemTime::now(), &peer.ip().to_string(), &agent, &result)
+        checks.store(SystemTime::now(), &ip, &agent, &result)
     })
     .await;
     match stored {

@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::{channel, Sender};
 use tokio::task::JoinHandle;
 
 use super::book::RelayBook;
 use super::credentials::TurnSecret;
-use super::server::{channel_data, Client, ClientAction, Transport, TurnServer};
+use super::server::{channel_data, Client, ClientAction, Transport, TurnLimits, TurnServer};
 use crate::error::SfuError;
+use crate::refusals::{Refusals, Surface};
 
 /// Where the embedded TURN server listens and whom it serves.
 pub struct TurnConfig {
@@ -42,6 +43,10 @@ pub struct TurnConfig {
     pub peers: Vec<SocketAddr>,
     /// Where live relays are recorded for the media plane.
     pub book: RelayBook,
+    /// How much one client may take.
+    pub limits: TurnLimits,
+    /// Where refusals are counted.
+    pub refusals: Refusals,
 }
 
 /// The addresses the TURN server is listening on.
@@ -57,8 +62,10 @@ pub struct TurnAddrs {
 
 /// TCP or TLS connections held at most.
 const MAX_STREAMS: usize = 2000;
-/// A TLS handshake must finish within this.
-const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+/// Relayed packets queued for one TCP or TLS client at most; past this a
+/// client that does not read loses packets, as on UDP, instead of growing
+/// the server.
+const STREAM_QUEUE: usize = 256;
 /// Room for the largest STUN message or ChannelData frame.
 const FRAME_BUFFER: usize = 4 + u16::MAX as usize + 4;
 
@@ -73,7 +80,11 @@ struct State {
     relay_ip: IpAddr,
     udp: Option<Rc<UdpSocket>>,
     relays: HashMap<SocketAddr, Relay>,
-    streams: HashMap<Client, UnboundedSender<Vec<u8>>>,
+    streams: HashMap<Client, Sender<Vec<u8>>>,
+    /// TCP and TLS connections open per client address.
+    connections: HashMap<IpAddr, usize>,
+    limits: TurnLimits,
+    refusals: Refusals,
 }
 
 type Shared = Rc<RefCell<State>>;
@@ -114,8 +125,16 @@ pub fn start_turn(config: TurnConfig) -> Result<TurnAddrs, SfuError> {
     config
         .book
         .set_local_ips(config.peers.iter().map(SocketAddr::ip));
-    let core = TurnServer::new(&config.realm, config.secret, config.peers, &seed);
+    let core = TurnServer::new(
+        &config.realm,
+        config.secret,
+        config.peers,
+        &seed,
+        config.limits,
+        config.refusals.clone(),
+    );
     let book = config.book;
+    let (limits, refusals) = (config.limits, config.refusals);
     let tls_config = config.tls.map(|(_, c)| c);
     let relay_ip = config.relay_ip;
     std::thread::Builder::new()
@@ -133,6 +152,8 @@ pub fn start_turn(config: TurnConfig) -> Result<TurnAddrs, SfuError> {
                 core,
                 book,
                 relay_ip,
+                limits,
+                refusals,
             };
             local.block_on(&runtime, run(turn, udp, tcp, tls, tls_config));
         })
@@ -145,6 +166,8 @@ struct Turn {
     core: TurnServer,
     book: RelayBook,
     relay_ip: IpAddr,
+    limits: TurnLimits,
+    refusals: Refusals,
 }
 
 async fn run(
@@ -162,6 +185,9 @@ async fn run(
         udp: udp.clone(),
         relays: HashMap::new(),
         streams: HashMap::new(),
+        connections: HashMap::new(),
+        limits: turn.limits,
+        refusals: turn.refusals,
     }));
     if let Some(socket) = udp {
         tokio::task::spawn_local(serve_udp(state.clone(), socket));
@@ -202,13 +228,14 @@ fn close_ended(st: &mut State) {
 /// for a peer, returns what is for the client.
 fn handle(state: &Shared, client: Client, frame: &[u8]) -> Option<Vec<u8>> {
     let mut st = state.borrow_mut();
-    let spare = TurnServer::wants_relay(frame)
-        .then(|| bind_relay(st.relay_ip))
-        .flatten();
-    let offered = spare.as_ref().map(|(_, addr)| *addr);
+    let relay_ip = st.relay_ip;
+    let mut spare = None;
     let (action, taken) = st
         .core
-        .handle_client(Instant::now(), unix_now(), client, frame, offered);
+        .handle_client(Instant::now(), unix_now(), client, frame, || {
+            spare = bind_relay(relay_ip);
+            spare.as_ref().map(|(_, addr)| *addr)
+        });
     if let (true, Some((socket, addr))) = (taken, spare) {
         let task = tokio::task::spawn_local(relay_loop(state.clone(), addr, socket.clone()));
         st.relays.insert(addr, Relay { socket, task });
@@ -261,7 +288,7 @@ async fn relay_loop(state: Shared, relay: SocketAddr, socket: Rc<UdpSocket>) {
             }
             _ => {
                 if let Some(tx) = st.streams.get(&client) {
-                    let _ = tx.send(out[..len].to_vec());
+                    let _ = tx.try_send(out[..len].to_vec());
                 }
             }
         }
@@ -296,10 +323,9 @@ async fn accept(state: Shared, listener: TcpListener, tls: Option<tokio_rustls::
         let Ok((stream, addr)) = listener.accept().await else {
             continue;
         };
-        if state.borrow().streams.len() >= MAX_STREAMS {
-            tracing::warn!(%addr, "TURN connection refused: too many");
+        let Some(held) = Connection::open(&state, addr.ip()) else {
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let tls = tls.clone();
@@ -314,19 +340,74 @@ async fn accept(state: Shared, listener: TcpListener, tls: Option<tokio_rustls::
                 addr,
                 local,
             };
+            // The handshake and the first allocation share one deadline.
+            let deadline = tokio::time::Instant::now() + held.limits.unauthenticated;
             match tls {
-                None => serve_stream(state, client, stream).await,
+                None => serve_stream(&state, client, stream, deadline).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => serve_stream(state, client, s).await,
+                    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => serve_stream(&state, client, s, deadline).await,
                         Ok(Err(e)) => {
                             tracing::debug!(%addr, error = %e, "TURN TLS handshake failed")
                         }
-                        Err(_) => tracing::debug!(%addr, "TURN TLS handshake timed out"),
+                        Err(_) => held.refusals.refuse(
+                            Surface::Turn,
+                            "unauthenticated_timeout",
+                            &addr.ip(),
+                        ),
                     }
                 }
             }
+            drop(held);
         });
+    }
+}
+
+/// One open TCP or TLS connection, counted against its address while held.
+struct Connection {
+    state: Shared,
+    ip: IpAddr,
+    limits: TurnLimits,
+    refusals: Refusals,
+}
+
+impl Connection {
+    /// Counts a new connection from `ip`, or refuses it (`None`) when the
+    /// address or the server holds too many.
+    fn open(state: &Shared, ip: IpAddr) -> Option<Connection> {
+        let mut st = state.borrow_mut();
+        let open: usize = st.connections.values().sum();
+        let from_ip = st.connections.get(&ip).copied().unwrap_or(0);
+        let refused = if from_ip >= st.limits.connections_per_address {
+            Some("connections_per_address")
+        } else if open >= MAX_STREAMS {
+            Some("connections_total")
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            st.refusals.refuse(Surface::Turn, reason, &ip);
+            return None;
+        }
+        *st.connections.entry(ip).or_default() += 1;
+        Some(Connection {
+            state: state.clone(),
+            ip,
+            limits: st.limits,
+            refusals: st.refusals.clone(),
+        })
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut st = self.state.borrow_mut();
+        if let Some(n) = st.connections.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                st.connections.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -346,15 +427,29 @@ fn frame_len(buf: &[u8]) -> Result<Option<usize>, ()> {
 }
 
 /// Serves one TCP or TLS connection until it closes; its allocation ends
-/// with it.
-async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(state: Shared, client: Client, stream: S) {
+/// with it. Without an allocation by `deadline`, it is closed.
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    state: &Shared,
+    client: Client,
+    stream: S,
+    deadline: tokio::time::Instant,
+) {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let (tx, mut rx) = unbounded_channel::<Vec<u8>>();
+    let (tx, mut rx) = channel::<Vec<u8>>(STREAM_QUEUE);
     state.borrow_mut().streams.insert(client, tx);
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut filled = 0;
+    let mut authenticated = false;
     'conn: loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(deadline), if !authenticated => {
+                let st = state.borrow();
+                authenticated = st.core.has_allocation(&client);
+                if !authenticated {
+                    st.refusals.refuse(Surface::Turn, "unauthenticated_timeout", &client.addr.ip());
+                    break;
+                }
+            }
             read = reader.read(&mut buf[filled..]) => {
                 match read {
                     Ok(0) | Err(_) => break,
@@ -371,7 +466,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(state: Shared, client: 
                         Some((_, payload)) => &buf[..4 + payload.len()],
                         None => &buf[..total],
                     };
-                    if let Some(reply) = handle(&state, client, frame) {
+                    if let Some(reply) = handle(state, client, frame) {
                         if writer.write_all(&reply).await.is_err() {
                             break 'conn;
                         }

@@ -12,4 +12,4 @@ mod stun;
 pub use book::RelayBook;
 pub use credentials::{TurnCredentials, TurnSecret};
 pub use edge::{start_turn, TurnAddrs, TurnConfig};
-pub use server::{Client, ClientAction, Transport, TurnServer, MAX_ALLOCATIONS};
+pub use server::{Client, ClientAction, Transport, TurnLimits, TurnServer, MAX_ALLOCATIONS};

@@ -11,6 +11,7 @@ use ring::hmac;
 
 use super::credentials::TurnSecret;
 use super::stun::{attr, long_term_key, method, Class, Message, Writer};
+use crate::refusals::{Refusals, Surface};
 
 /// How a client reached the TURN server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,6 +64,34 @@ const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 const NONCE_LIFETIME: u64 = 3600;
 /// Allocations the server holds at most (each is a UDP socket).
 pub const MAX_ALLOCATIONS: usize = 2000;
+
+/// How much of the TURN server one client may take, so that nobody holding
+/// one credential (the check page hands them out to anyone) or one address
+/// can use up the allocations or connections a locked-down home needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnLimits {
+    /// Allocations one credential may hold. A browser takes one per TURN
+    /// URL (UDP, TCP, TLS) and as many again after an ICE restart.
+    pub per_credential: usize,
+    /// Allocations one client address may hold: every tablet of a care
+    /// home behind one NAT together.
+    pub per_address: usize,
+    /// TCP and TLS connections one address may hold open.
+    pub connections_per_address: usize,
+    /// A TCP or TLS connection without an allocation after this is closed.
+    pub unauthenticated: Duration,
+}
+
+impl Default for TurnLimits {
+    fn default() -> Self {
+        TurnLimits {
+            per_credential: 10,
+            per_address: 64,
+            connections_per_address: 32,
+            unauthenticated: Duration::from_secs(5),
+        }
+    }
+}
 /// Channel numbers clients may bind (RFC 8656 §12).
 const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x4fff;
 
@@ -98,6 +127,11 @@ pub struct TurnServer {
     peers: Vec<SocketAddr>,
     allocations: HashMap<Client, Allocation>,
     by_relay: HashMap<SocketAddr, Client>,
+    /// Allocations held per credential and per client address.
+    per_credential: HashMap<String, usize>,
+    per_address: HashMap<IpAddr, usize>,
+    limits: TurnLimits,
+    refusals: Refusals,
     /// Relay addresses whose allocations ended, for the edge to close.
     closed: Vec<SocketAddr>,
 }
@@ -107,9 +141,17 @@ type Refusal = (u16, &'static str);
 
 impl TurnServer {
     /// A server for `realm` that checks REST-API credentials made with
-    /// `secret` and relays only to `peers`. `nonce_seed` keys this run's
-    /// nonces (random bytes).
-    pub fn new(realm: &str, secret: TurnSecret, peers: Vec<SocketAddr>, nonce_seed: &[u8]) -> Self {
+    /// `secret` and relays only to `peers`, within `limits` (each refusal
+    /// counted in `refusals`). `nonce_seed` keys this run's nonces (random
+    /// bytes).
+    pub fn new(
+        realm: &str,
+        secret: TurnSecret,
+        peers: Vec<SocketAddr>,
+        nonce_seed: &[u8],
+        limits: TurnLimits,
+        refusals: Refusals,
+    ) -> Self {
         TurnServer {
             realm: realm.to_owned(),
             secret,
@@ -117,6 +159,10 @@ impl TurnServer {
             peers,
             allocations: HashMap::new(),
             by_relay: HashMap::new(),
+            per_credential: HashMap::new(),
+            per_address: HashMap::new(),
+            limits,
+            refusals,
             closed: Vec::new(),
         }
     }
@@ -126,23 +172,23 @@ impl TurnServer {
         self.allocations.len()
     }
 
-    /// Whether `data` is an Allocate request: the edge then binds a relay
-    /// socket to offer with it.
-    pub fn wants_relay(data: &[u8]) -> bool {
-        Message::parse(data)
-            .is_some_and(|m| m.method == method::ALLOCATE && m.class == Class::Request)
+    /// Whether `client` holds an allocation (it has authenticated).
+    pub fn has_allocation(&self, client: &Client) -> bool {
+        self.allocations.contains_key(client)
     }
 
-    /// Handles a STUN message or ChannelData from `client`. `spare_relay` is
-    /// a bound relay address offered for an Allocate; the second value says
-    /// whether it was taken. `unix_now` checks credential and nonce expiry.
+    /// Handles a STUN message or ChannelData from `client`. For an Allocate
+    /// that passes every check (credentials first), `bind_relay` is called
+    /// for a relay address; the second value says whether one was taken, so
+    /// nobody makes the server bind a socket without valid credentials.
+    /// `unix_now` checks credential and nonce expiry.
     pub fn handle_client<'a>(
         &mut self,
         now: Instant,
         unix_now: u64,
         client: Client,
         data: &'a [u8],
-        spare_relay: Option<SocketAddr>,
+        bind_relay: impl FnOnce() -> Option<SocketAddr>,
     ) -> (ClientAction<'a>, bool) {
         if let Some((channel, payload)) = channel_data(data) {
             return (self.channel_to_peer(now, client, channel, payload), false);
@@ -158,7 +204,7 @@ impl TurnServer {
                     .finish();
                 (ClientAction::Reply(reply), false)
             }
-            (Class::Request, _) => self.request(now, unix_now, client, &m, spare_relay),
+            (Class::Request, _) => self.request(now, unix_now, client, &m, bind_relay),
             _ => (ClientAction::Nothing, false),
         }
     }
@@ -217,14 +263,14 @@ impl TurnServer {
         unix_now: u64,
         client: Client,
         m: &Message<'_>,
-        spare_relay: Option<SocketAddr>,
+        bind_relay: impl FnOnce() -> Option<SocketAddr>,
     ) -> (ClientAction<'a>, bool) {
         let (username, key) = match self.authenticate(unix_now, m) {
             Ok(found) => found,
             Err(reply) => return (ClientAction::Reply(reply), false),
         };
         let result = match m.method {
-            method::ALLOCATE => self.allocate(now, client, m, &username, spare_relay),
+            method::ALLOCATE => self.allocate(now, client, m, &username, bind_relay),
             other => match self.allocations.get(&client) {
                 None => Err((437, "Allocation Mismatch")),
                 Some(a) if a.username != username => Err((441, "Wrong Credentials")),
@@ -303,7 +349,7 @@ impl TurnServer {
         client: Client,
         m: &Message<'_>,
         username: &str,
-        spare_relay: Option<SocketAddr>,
+        bind_relay: impl FnOnce() -> Option<SocketAddr>,
     ) -> Result<Writer, Refusal> {
         if self.allocations.contains_key(&client) {
             return Err((437, "Allocation Mismatch"));
@@ -312,10 +358,31 @@ impl TurnServer {
         if m.get(attr::REQUESTED_TRANSPORT).and_then(|v| v.first()) != Some(&17) {
             return Err((442, "Unsupported Transport Protocol"));
         }
-        if self.allocations.len() >= MAX_ALLOCATIONS {
+        let over = if self.per_credential.get(username).copied().unwrap_or(0)
+            >= self.limits.per_credential
+        {
+            Some("allocations_per_credential")
+        } else if self
+            .per_address
+            .get(&client.addr.ip())
+            .copied()
+            .unwrap_or(0)
+            >= self.limits.per_address
+        {
+            Some("allocations_per_address")
+        } else if self.allocations.len() >= MAX_ALLOCATIONS {
+            Some("allocations_total")
+        } else {
+            None
+        };
+        if let Some(reason) = over {
+            self.refusals
+                .refuse(Surface::Turn, reason, &client.addr.ip());
             return Err((486, "Allocation Quota Reached"));
         }
-        let relay = spare_relay.ok_or((508, "Insufficient Capacity"))?;
+        let relay = bind_relay().ok_or((508, "Insufficient Capacity"))?;
+        *self.per_credential.entry(username.to_owned()).or_default() += 1;
+        *self.per_address.entry(client.addr.ip()).or_default() += 1;
         let lifetime = lifetime(m);
         self.allocations.insert(
             client,
@@ -491,12 +558,24 @@ impl TurnServer {
         if let Some(a) = self.allocations.remove(&client) {
             self.by_relay.remove(&a.relay);
             self.closed.push(a.relay);
+            release(&mut self.per_credential, a.username);
+            release(&mut self.per_address, client.addr.ip());
         }
     }
 
     /// Relay addresses whose allocations ended since the last call.
     pub fn take_closed(&mut self) -> Vec<SocketAddr> {
         std::mem::take(&mut self.closed)
+    }
+}
+
+/// One allocation fewer held under `key`.
+fn release<K: std::hash::Hash + Eq>(held: &mut HashMap<K, usize>, key: K) {
+    if let std::collections::hash_map::Entry::Occupied(mut e) = held.entry(key) {
+        *e.get_mut() -= 1;
+        if *e.get() == 0 {
+            e.remove();
+        }
     }
 }
 
@@ -531,13 +610,26 @@ mod tests {
         sfu: SocketAddr,
         relay: SocketAddr,
         now: Instant,
+        /// The credential's label: one credential per label.
+        label: &'static str,
     }
 
     fn setup() -> Setup {
+        setup_with(TurnLimits::default())
+    }
+
+    fn setup_with(limits: TurnLimits) -> Setup {
         let secret = TurnSecret::new(b"turn secret");
         let sfu: SocketAddr = "10.0.0.1:40000".parse().unwrap();
         Setup {
-            server: TurnServer::new(REALM, secret.clone(), vec![sfu], b"nonce seed"),
+            server: TurnServer::new(
+                REALM,
+                secret.clone(),
+                vec![sfu],
+                b"nonce seed",
+                limits,
+                Refusals::default(),
+            ),
             secret,
             client: Client {
                 transport: Transport::Tls,
@@ -547,6 +639,7 @@ mod tests {
             sfu,
             relay: "10.0.0.1:61000".parse().unwrap(),
             now: Instant::now(),
+            label: "p3",
         }
     }
 
@@ -575,13 +668,13 @@ mod tests {
             let bare = Writer::new(method, Class::Request, [1; 12]).finish();
             let (challenge, _) =
                 self.server
-                    .handle_client(self.now, NOW_UNIX, self.client, &bare, spare);
+                    .handle_client(self.now, NOW_UNIX, self.client, &bare, || spare);
             let challenge = reply(challenge);
             assert_eq!(error_code(&challenge), Some(401));
             let c = Message::parse(&challenge).unwrap();
             let nonce = c.text(attr::NONCE).unwrap().to_owned();
             assert_eq!(c.text(attr::REALM), Some(REALM));
-            let creds = self.secret.issue("p3", NOW_UNIX + 3600);
+            let creds = self.secret.issue(self.label, NOW_UNIX + 3600);
             let key = long_term_key(&creds.username, REALM, &creds.password);
             let msg = build(Writer::new(method, Class::Request, [2; 12]))
                 .add(attr::USERNAME, creds.username.as_bytes())
@@ -591,19 +684,23 @@ mod tests {
                 .finish();
             let (action, taken) =
                 self.server
-                    .handle_client(self.now, NOW_UNIX, self.client, &msg, spare);
+                    .handle_client(self.now, NOW_UNIX, self.client, &msg, || spare);
             let bytes = reply(action);
             let m = Message::parse(&bytes).expect("reply parses");
             assert!(m.integrity_matches(&key), "reply is signed");
             (bytes, taken)
         }
 
-        fn allocate(&mut self) {
-            let (r, taken) = self.request(
+        fn try_allocate(&mut self) -> (Vec<u8>, bool) {
+            self.request(
                 method::ALLOCATE,
                 |w| w.u32(attr::REQUESTED_TRANSPORT, 17 << 24),
                 Some(self.relay),
-            );
+            )
+        }
+
+        fn allocate(&mut self) {
+            let (r, taken) = self.try_allocate();
             assert!(taken, "relay taken: {:?}", error_code(&r));
             let m = Message::parse(&r).unwrap();
             assert_eq!(m.class, Class::Success);
@@ -633,7 +730,7 @@ mod tests {
         let frame = [0x40, 0x01, 0, 3, 7, 8, 9];
         let (action, _) = s
             .server
-            .handle_client(s.now, NOW_UNIX, s.client, &frame, None);
+            .handle_client(s.now, NOW_UNIX, s.client, &frame, || None);
         assert_eq!(
             action,
             ClientAction::Relay {
@@ -670,7 +767,7 @@ mod tests {
             .finish();
         let (action, _) = s
             .server
-            .handle_client(s.now, NOW_UNIX, s.client, &send, None);
+            .handle_client(s.now, NOW_UNIX, s.client, &send, || None);
         assert_eq!(action, ClientAction::Nothing);
         // Nor does a packet from elsewhere reach the client.
         let mut out = [0u8; 64];
@@ -692,7 +789,7 @@ mod tests {
             .finish();
         let (action, _) = s
             .server
-            .handle_client(s.now, NOW_UNIX, s.client, &send, None);
+            .handle_client(s.now, NOW_UNIX, s.client, &send, || None);
         assert!(matches!(action, ClientAction::Relay { data: b"hello", .. }));
         let (_, len) = s
             .server
@@ -715,9 +812,9 @@ mod tests {
             .add(attr::NONCE, nonce.as_bytes())
             .integrity(&key)
             .finish();
-        let (action, taken) =
-            s.server
-                .handle_client(s.now, NOW_UNIX, s.client, &msg, Some(s.relay));
+        let (action, taken) = s
+            .server
+            .handle_client(s.now, NOW_UNIX, s.client, &msg, || Some(s.relay));
         assert_eq!(error_code(&reply(action)), Some(401), "expired credentials");
         assert!(!taken);
         // A nonce from over an hour ago is stale.
@@ -731,13 +828,13 @@ mod tests {
             .finish();
         let (action, _) = s
             .server
-            .handle_client(s.now, NOW_UNIX, s.client, &msg, Some(s.relay));
+            .handle_client(s.now, NOW_UNIX, s.client, &msg, || Some(s.relay));
         assert_eq!(error_code(&reply(action)), Some(438));
         // Garbage is ignored.
         for junk in [&b"\x00\x01\x00"[..], &[0xff; 40], &[0x40, 1, 0, 200]] {
             let (action, taken) = s
                 .server
-                .handle_client(s.now, NOW_UNIX, s.client, junk, None);
+                .handle_client(s.now, NOW_UNIX, s.client, junk, || None);
             assert_eq!(action, ClientAction::Nothing);
             assert!(!taken);
         }
@@ -758,5 +855,91 @@ mod tests {
         assert_eq!(Message::parse(&r).unwrap().class, Class::Success);
         assert_eq!(s.server.allocations(), 0);
         assert_eq!(s.server.take_closed(), vec![s.relay]);
+    }
+
+    /// Moves the client to port `n` of address 192.0.2.`host`.
+    fn from(s: &mut Setup, host: u8, n: u16) {
+        s.client.addr = SocketAddr::from(([192, 0, 2, host], 50_000 + n));
+        s.relay = SocketAddr::from(([10, 0, 0, 1], 20_000 + n));
+    }
+
+    #[test]
+    fn one_credential_cannot_take_every_allocation() {
+        let mut s = setup();
+        let limit = TurnLimits::default().per_credential;
+        for n in 0..limit as u16 {
+            from(&mut s, 1 + (n % 4) as u8, n);
+            s.allocate();
+        }
+        from(&mut s, 9, 999);
+        let (r, taken) = s.try_allocate();
+        assert_eq!(error_code(&r), Some(486));
+        assert!(!taken);
+        assert_eq!(
+            s.server
+                .refusals
+                .count(Surface::Turn, "allocations_per_credential"),
+            1
+        );
+        // Another credential from the same address is served.
+        s.label = "p4";
+        s.allocate();
+        // One released, the first credential may allocate again.
+        s.label = "p3";
+        from(&mut s, 1, 0);
+        let (r, _) = s.request(method::REFRESH, |w| w.u32(attr::LIFETIME, 0), None);
+        assert_eq!(Message::parse(&r).unwrap().class, Class::Success);
+        from(&mut s, 9, 998);
+        s.allocate();
+    }
+
+    #[test]
+    fn one_address_cannot_take_every_allocation() {
+        let mut s = setup_with(TurnLimits {
+            per_address: 3,
+            ..TurnLimits::default()
+        });
+        let labels = ["a", "b", "c", "d"];
+        for (n, label) in labels.iter().enumerate().take(3) {
+            s.label = label;
+            from(&mut s, 1, n as u16);
+            s.allocate();
+        }
+        s.label = labels[3];
+        from(&mut s, 1, 3);
+        let (r, taken) = s.try_allocate();
+        assert_eq!(error_code(&r), Some(486));
+        assert!(!taken);
+        from(&mut s, 2, 3);
+        s.allocate();
+        assert_eq!(
+            s.server
+                .refusals
+                .count(Surface::Turn, "allocations_per_address"),
+            1
+        );
+    }
+
+    #[test]
+    fn no_relay_is_bound_before_credentials_are_checked() {
+        let mut s = setup();
+        let forged = TurnSecret::new(b"not the hub's secret").issue("p3", NOW_UNIX + 60);
+        let key = long_term_key(&forged.username, REALM, &forged.password);
+        let msg = Writer::new(method::ALLOCATE, Class::Request, [7; 12])
+            .u32(attr::REQUESTED_TRANSPORT, 17 << 24)
+            .add(attr::USERNAME, forged.username.as_bytes())
+            .add(attr::NONCE, s.server.nonce(NOW_UNIX).as_bytes())
+            .integrity(&key)
+            .finish();
+        let mut bound = false;
+        let (action, taken) = s.server.handle_client(s.now, NOW_UNIX, s.client, &msg, || {
+            bound = true;
+            Some(s.relay)
+        });
+        assert_eq!(error_code(&reply(action)), Some(401));
+        assert!(
+            !taken && !bound,
+            "a relay was bound for a forged credential"
+        );
     }
 }

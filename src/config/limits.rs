@@ -1,0 +1,213 @@
+//! `[limits]`: how much of the hub one client may take at each public
+//! surface (see `docs/security.md`). Every limit has a default that serves
+//! a hub's care homes and stops one stranger from taking the hub from them.
+//! Each key can be set from the environment as `CARECALL_LIMITS_` and the
+//! key in capitals (`CARECALL_LIMITS_TURN_ALLOCATIONS_PER_ADDRESS=100`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// `[limits]` in the TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// TURN allocations one credential may hold.
+    pub turn_allocations_per_credential: usize,
+    /// TURN allocations one client address may hold (a care home's
+    /// tablets share its address).
+    pub turn_allocations_per_address: usize,
+    /// TURN TCP/TLS connections one address may hold open.
+    pub turn_connections_per_address: usize,
+    /// Seconds a TURN TCP/TLS connection may stay open without an
+    /// allocation (the TLS handshake included).
+    pub turn_unauthenticated_secs: u64,
+    /// Seconds the TURN credentials handed to the public check page last.
+    pub check_credential_secs: u64,
+    /// Failed sign-ins from one address before it must wait out the window.
+    pub sign_in_failures_per_address: usize,
+    /// Seconds over which failed sign-ins count.
+    pub sign_in_window_secs: u64,
+    /// The longest an account waits between tries after failures from
+    /// anywhere (the wait doubles per failure up to this; the account is
+    /// never locked outright).
+    pub sign_in_max_backoff_secs: u64,
+    /// Password checks run at once (each takes about 19 MiB for a moment).
+    pub sign_in_concurrent_checks: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the real client.
+    /// Empty: the connection's address is the client.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let turn = carecall_sfu::turn::TurnLimits::default();
+        let sign_in = carecall_admin::SignInLimits::default();
+        LimitsSection {
+            turn_allocations_per_credential: turn.per_credential,
+            turn_allocations_per_address: turn.per_address,
+            turn_connections_per_address: turn.connections_per_address,
+            turn_unauthenticated_secs: turn.unauthenticated.as_secs(),
+            check_credential_secs: 600,
+            sign_in_failures_per_address: sign_in.failures_per_address,
+            sign_in_window_secs: sign_in.window.as_secs(),
+            sign_in_max_backoff_secs: sign_in.max_backoff.as_secs(),
+            sign_in_concurrent_checks: sign_in.concurrent_checks,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl LimitsSection {
+    /// Applies `CARECALL_LIMITS_<KEY>` overrides, each parsed as the TOML
+    /// value it replaces (a number, or for lists comma-separated items).
+    pub fn apply_env(&mut self, var: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let toml::Value::Table(mut table) = toml::Value::try_from(&*self)? else {
+            anyhow::bail!("limits are not a table");
+        };
+        for (key, value) in table.iter_mut() {
+            let name = format!("CARECALL_LIMITS_{}", key.to_ascii_uppercase());
+            let Some(v) = var(&name) else { continue };
+            *value = match value {
+                toml::Value::Array(_) => toml::Value::Array(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_owned()))
+                        .collect(),
+                ),
+                _ => toml::Value::Integer(
+                    v.trim()
+                        .parse()
+                        .with_context(|| format!("{name}: {v:?} is not a whole number"))?,
+                ),
+            };
+        }
+        *self = toml::Value::Table(table)
+            .try_into()
+            .context("CARECALL_LIMITS_*")?;
+        Ok(())
+    }
+
+    /// What is wrong with these limits: (key, why). A limit of zero would
+    /// refuse everyone.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let counts = [
+            (
+                "turn_allocations_per_credential",
+                self.turn_allocations_per_credential as u64,
+            ),
+            (
+                "turn_allocations_per_address",
+                self.turn_allocations_per_address as u64,
+            ),
+            (
+                "turn_connections_per_address",
+                self.turn_connections_per_address as u64,
+            ),
+            ("turn_unauthenticated_secs", self.turn_unauthenticated_secs),
+            ("check_credential_secs", self.check_credential_secs),
+            (
+                "sign_in_failures_per_address",
+                self.sign_in_failures_per_address as u64,
+            ),
+            ("sign_in_window_secs", self.sign_in_window_secs),
+            ("sign_in_max_backoff_secs", self.sign_in_max_backoff_secs),
+            (
+                "sign_in_concurrent_checks",
+                self.sign_in_concurrent_checks as u64,
+            ),
+        ];
+        let mut problems: Vec<(String, String)> = counts
+            .iter()
+            .filter(|(_, v)| *v == 0)
+            .map(|(k, _)| {
+                (
+                    format!("limits.{k}"),
+                    "0 would refuse everyone: give a number above zero".to_owned(),
+                )
+            })
+            .collect();
+        if self.check_credential_secs > 24 * 3600 {
+            problems.push((
+                "limits.check_credential_secs".into(),
+                "the public check page's TURN credentials should last minutes, not days".into(),
+            ));
+        }
+        if self.sign_in_concurrent_checks > 16 {
+            problems.push((
+                "limits.sign_in_concurrent_checks".into(),
+                "each check takes about 19 MiB: more than 16 at once lets sign-in floods exhaust memory".into(),
+            ));
+        }
+        problems
+    }
+
+    /// What the embedded TURN server enforces.
+    pub fn turn(&self) -> carecall_sfu::turn::TurnLimits {
+        carecall_sfu::turn::TurnLimits {
+            per_credential: self.turn_allocations_per_credential,
+            per_address: self.turn_allocations_per_address,
+            connections_per_address: self.turn_connections_per_address,
+            unauthenticated: Duration::from_secs(self.turn_unauthenticated_secs),
+        }
+    }
+
+    /// What sign-in enforces.
+    pub fn sign_in(&self) -> carecall_admin::SignInLimits {
+        carecall_admin::SignInLimits {
+            failures_per_address: self.sign_in_failures_per_address,
+            window: Duration::from_secs(self.sign_in_window_secs),
+            max_backoff: Duration::from_secs(self.sign_in_max_backoff_secs),
+            concurrent_checks: self.sign_in_concurrent_checks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_each_limit_by_its_key() {
+        let mut l = LimitsSection::default();
+        l.apply_env(&|k| match k {
+            "CARECALL_LIMITS_TURN_ALLOCATIONS_PER_ADDRESS" => Some("100".into()),
+            "CARECALL_LIMITS_TRUSTED_PROXIES" => Some("127.0.0.1, ::1".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(l.turn_allocations_per_address, 100);
+        assert_eq!(l.trusted_proxies.len(), 2);
+        assert_eq!(
+            l.turn_allocations_per_credential,
+            LimitsSection::default().turn_allocations_per_credential
+        );
+        let bad =
+            l.apply_env(&|k| (k == "CARECALL_LIMITS_SIGN_IN_WINDOW_SECS").then(|| "x".into()));
+        assert!(bad.is_err());
+        let bad =
+            l.apply_env(&|k| (k == "CARECALL_LIMITS_TRUSTED_PROXIES").then(|| "proxy".into()));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn zero_and_unsafe_limits_are_problems() {
+        assert!(LimitsSection::default().problems().is_empty());
+        let l = LimitsSection {
+            turn_allocations_per_credential: 0,
+            sign_in_concurrent_checks: 100,
+            ..LimitsSection::default()
+        };
+        let keys: Vec<String> = l.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "limits.turn_allocations_per_credential",
+                "limits.sign_in_concurrent_checks"
+            ]
+        );
+    }
+}
