@@ -4,6 +4,7 @@
 
 mod config;
 mod https;
+mod listen;
 mod pem;
 mod recording;
 mod secret;

@@ -141,7 +141,8 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
             );
         }
         print_banner(&config, &signer, &media, turn.as_ref())?;
-        let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx));
+        let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx))
+            .with_limits(config.limits.socket(), refusals.clone());
         let turn_running = turn.is_some();
         if let Some(t) = turn {
             state = state.with_turn(t.offer);
@@ -172,7 +173,8 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                     config.limits.trusted_proxies.clone(),
                 ),
                 check_credentials: Duration::from_secs(config.limits.check_credential_secs),
-                refusals,
+                check_limits: config.limits.check(),
+                refusals: refusals.clone(),
                 recordings: config.recording.enabled.then_some(RecordingAccess {
                     links: downloads,
                     key: recording_key,
@@ -181,19 +183,28 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         );
         tokio::spawn(admin.clone().record_quality());
         let readiness = carecall_admin::readiness_routes(admin.clone());
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let http_limits = config.limits.http();
         let app = carecall_signalling::app(state).merge(carecall_admin::routes(admin));
         // With HTTPS on, the app is served there and plain HTTP only redirects.
         let app = match https {
             Some((tls_listener, (certs, self_signed))) => {
                 tokio::spawn(certs.clone().watch());
                 let tls_listener = tokio::net::TcpListener::from_std(tls_listener)?;
-                tokio::spawn(crate::https::serve(tls_listener, app, certs, self_signed.is_none()));
+                tokio::spawn(crate::https::serve(
+                    tls_listener,
+                    app,
+                    certs,
+                    self_signed.is_none(),
+                    http_limits.clone(),
+                    refusals.clone(),
+                    stop.clone(),
+                ));
                 // Health checks stay on plain HTTP; everything else moves.
                 crate::https::redirect(config.base_url()).merge(readiness)
             }
             None => app,
         };
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         // SIGHUP (`systemctl reload`) must never end the process: the
         // certificate watcher reloads on it; otherwise it is only noted.
         let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -205,17 +216,17 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         });
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                // Ctrl-C, or SIGTERM from systemd or a container runtime.
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-                tracing::info!("shutting down");
-            })
-            .await
-            .context("HTTP server")
+        tokio::spawn(async move {
+            // Ctrl-C, or SIGTERM from systemd or a container runtime.
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+        crate::listen::serve(listener, app, crate::listen::Plain, http_limits, refusals, stop).await;
+        Ok(())
     })
 }
 

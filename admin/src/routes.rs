@@ -52,6 +52,7 @@ pub struct AdminState {
     pub(crate) base_url: Arc<str>,
     pub(crate) checks: crate::check::SharedChecks,
     pub(crate) check_sessions: Arc<crate::check::CheckSessions>,
+    pub(crate) check_guard: Arc<crate::check::CheckGuard>,
     pub(crate) recordings: Option<crate::RecordingAccess>,
     pub(crate) turn_running: bool,
     pub(crate) home_links: crate::home_links::HomeLinks,
@@ -86,6 +87,8 @@ pub struct AdminOptions {
     pub proxies: carecall_signalling::TrustedProxies,
     /// How long the public check page's TURN credentials last.
     pub check_credentials: std::time::Duration,
+    /// How much of the check page one address may use.
+    pub check_limits: crate::check::CheckLimits,
     /// Where refusals at the public surfaces are counted (shown in `/metrics`).
     pub refusals: carecall_sfu::Refusals,
 }
@@ -123,6 +126,7 @@ impl AdminState {
             base_url: options.base_url.into(),
             checks: Arc::new(Mutex::new(checks)),
             check_sessions: Arc::default(),
+            check_guard: Arc::new(crate::check::CheckGuard::new(options.check_limits)),
             recordings: options.recordings,
             turn_running: options.turn_running,
             home_links: options.home_links,
@@ -366,7 +370,10 @@ pub fn routes(state: AdminState) -> Router {
         .route("/check", get(check::page))
         .route("/check/check.js", get(check::script))
         .route("/check/api/session", post(check::session))
-        .route("/check/api/offer", post(check::offer))
+        .route(
+            "/check/api/offer",
+            post(check::offer).layer(DefaultBodyLimit::max(check::MAX_OFFER_BYTES)),
+        )
         .route("/check/api/download", get(check::download))
         .route(
             "/check/api/upload",

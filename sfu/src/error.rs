@@ -22,6 +22,23 @@ pub enum SfuError {
         /// The stack's complaint.
         reason: String,
     },
+    /// An offer or answer over [`crate::SdpLimits`]: refused before a
+    /// media worker spends time on it.
+    #[error("SDP from {participant} refused: {reason}")]
+    SdpTooLarge {
+        /// Who sent it.
+        participant: ParticipantId,
+        /// Which limit it is over.
+        reason: String,
+    },
+    /// A participant sent more ICE candidates than a browser would.
+    #[error("{participant} sent more than {limit} ICE candidates")]
+    TooManyCandidates {
+        /// Who sent them.
+        participant: ParticipantId,
+        /// The limit.
+        limit: usize,
+    },
     /// A command named a participant the room does not have.
     #[error("{participant} is not in room {room}")]
     UnknownParticipant {

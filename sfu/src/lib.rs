@@ -24,6 +24,7 @@ mod participant;
 pub mod recording;
 mod refusals;
 mod room;
+mod sdp_limits;
 mod signal;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -40,6 +41,7 @@ pub use io::{default_announce_addrs, MediaConfig, MediaServer};
 pub use keyframe::{KeyframeThrottle, MIN_KEYFRAME_INTERVAL};
 pub use refusals::{Refusals, Surface};
 pub use room::{new_session, Room};
+pub use sdp_limits::SdpLimits;
 pub use signal::MediaSignal;
 pub use stats::ParticipantStats;
 pub use tiles::TileSizes;

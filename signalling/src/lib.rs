@@ -32,6 +32,7 @@ pub use client_addr::TrustedProxies;
 pub use events::CallEvent;
 pub use presence::Presence;
 pub use recording::RecordingPolicy;
+pub use session::SocketLimits;
 pub use token::{JoinClaims, LinkSigner, Role, TokenError};
 
 /// The TURN servers offered to browsers and the secret their credentials
@@ -88,6 +89,8 @@ struct Inner {
     next_participant: AtomicU64,
     recording: Option<RecordingPolicy>,
     recordings: recording::RecordingBook,
+    limits: SocketLimits,
+    refusals: carecall_sfu::Refusals,
 }
 
 impl AppState {
@@ -109,6 +112,8 @@ impl AppState {
                 next_participant: AtomicU64::new(1),
                 recording: None,
                 recordings: recording::RecordingBook::default(),
+                limits: SocketLimits::default(),
+                refusals: carecall_sfu::Refusals::default(),
             }),
         }
     }
@@ -119,6 +124,19 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 turn: Some(turn),
+                ..inner
+            }),
+        }
+    }
+
+    /// Limits each signalling socket by `limits`, counting refusals in
+    /// `refusals` (default: [`SocketLimits::default`], counted apart).
+    pub fn with_limits(self, limits: SocketLimits, refusals: carecall_sfu::Refusals) -> Self {
+        let inner = Arc::into_inner(self.inner).expect("with_limits before the state is shared");
+        AppState {
+            inner: Arc::new(Inner {
+                limits,
+                refusals,
                 ..inner
             }),
         }
@@ -143,6 +161,11 @@ impl AppState {
                 .next_participant
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         )
+    }
+
+    /// Where refusals at the public surfaces are counted.
+    pub fn refusals(&self) -> &carecall_sfu::Refusals {
+        &self.inner.refusals
     }
 
     /// The TURN servers offered to browsers, if any.

@@ -268,12 +268,23 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
         .ok_or_else(|| ProtocolError::Malformed("no string \"type\" field".into()))?
         .to_owned();
     if !ClientMessage::TYPES.contains(&kind.as_str()) {
-        return Err(ProtocolError::UnknownType(kind));
+        return Err(ProtocolError::UnknownType(clip(&kind)));
     }
     serde_json::from_value(value).map_err(|e| ProtocolError::BadFields {
         kind,
-        reason: e.to_string(),
+        reason: clip(&e.to_string()),
     })
+}
+
+/// What a client sent, cut to a few dozen characters for an error message
+/// (which goes back to the client and into the log): an error never
+/// echoes a large input back.
+pub(crate) fn clip(text: &str) -> String {
+    const KEEP: usize = 60;
+    match text.char_indices().nth(KEEP) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 #[cfg(test)]

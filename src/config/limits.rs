@@ -36,6 +36,33 @@ pub struct LimitsSection {
     pub sign_in_max_backoff_secs: u64,
     /// Password checks run at once (each takes about 19 MiB for a moment).
     pub sign_in_concurrent_checks: usize,
+    /// Check requests (credentials, offers) per address per minute.
+    pub check_starts_per_minute: u32,
+    /// Check results stored per address per hour.
+    pub check_results_per_hour: u32,
+    /// Check results stored per hour from everyone together.
+    pub check_results_per_hour_total: u32,
+    /// Throughput-test transfers at once, from everyone.
+    pub check_transfers_at_once: usize,
+    /// Throughput-test transfers at once from one address.
+    pub check_transfers_per_address: usize,
+    /// Messages per second a signalling socket may send on average.
+    pub socket_messages_per_sec: u32,
+    /// Messages a signalling socket may send at once.
+    pub socket_message_burst: u32,
+    /// ICE candidates a participant may trickle per offer.
+    pub socket_candidates_per_offer: usize,
+    /// Messages queued for a browser that does not read before its socket
+    /// is dropped.
+    pub socket_send_queue: usize,
+    /// Seconds an HTTP(S) client has to send a request's headers (and to
+    /// finish its TLS handshake).
+    pub http_header_read_secs: u64,
+    /// HTTP(S) connections one address may hold open (a trusted proxy is
+    /// exempt).
+    pub http_connections_per_address: usize,
+    /// HTTP(S) connections the server holds open at most.
+    pub http_connections_total: usize,
     /// Reverse proxies whose `X-Forwarded-For` names the real client.
     /// Empty: the connection's address is the client.
     pub trusted_proxies: Vec<IpAddr>,
@@ -45,6 +72,8 @@ impl Default for LimitsSection {
     fn default() -> Self {
         let turn = carecall_sfu::turn::TurnLimits::default();
         let sign_in = carecall_admin::SignInLimits::default();
+        let check = carecall_admin::check::CheckLimits::default();
+        let socket = carecall_signalling::SocketLimits::default();
         LimitsSection {
             turn_allocations_per_credential: turn.per_credential,
             turn_allocations_per_address: turn.per_address,
@@ -55,6 +84,18 @@ impl Default for LimitsSection {
             sign_in_window_secs: sign_in.window.as_secs(),
             sign_in_max_backoff_secs: sign_in.max_backoff.as_secs(),
             sign_in_concurrent_checks: sign_in.concurrent_checks,
+            check_starts_per_minute: check.starts_per_minute,
+            check_results_per_hour: check.results_per_hour,
+            check_results_per_hour_total: check.results_per_hour_total,
+            check_transfers_at_once: check.transfers_at_once,
+            check_transfers_per_address: check.transfers_per_address,
+            socket_messages_per_sec: socket.messages_per_sec,
+            socket_message_burst: socket.message_burst,
+            socket_candidates_per_offer: socket.candidates_per_offer,
+            socket_send_queue: socket.send_queue,
+            http_header_read_secs: 10,
+            http_connections_per_address: 64,
+            http_connections_total: 2_000,
             trusted_proxies: Vec::new(),
         }
     }
@@ -119,6 +160,39 @@ impl LimitsSection {
                 "sign_in_concurrent_checks",
                 self.sign_in_concurrent_checks as u64,
             ),
+            (
+                "check_starts_per_minute",
+                self.check_starts_per_minute.into(),
+            ),
+            ("check_results_per_hour", self.check_results_per_hour.into()),
+            (
+                "check_results_per_hour_total",
+                self.check_results_per_hour_total.into(),
+            ),
+            (
+                "check_transfers_at_once",
+                self.check_transfers_at_once as u64,
+            ),
+            (
+                "check_transfers_per_address",
+                self.check_transfers_per_address as u64,
+            ),
+            (
+                "socket_messages_per_sec",
+                self.socket_messages_per_sec.into(),
+            ),
+            ("socket_message_burst", self.socket_message_burst.into()),
+            (
+                "socket_candidates_per_offer",
+                self.socket_candidates_per_offer as u64,
+            ),
+            ("socket_send_queue", self.socket_send_queue as u64),
+            ("http_header_read_secs", self.http_header_read_secs),
+            (
+                "http_connections_per_address",
+                self.http_connections_per_address as u64,
+            ),
+            ("http_connections_total", self.http_connections_total as u64),
         ];
         let mut problems: Vec<(String, String)> = counts
             .iter()
@@ -152,6 +226,37 @@ impl LimitsSection {
             per_address: self.turn_allocations_per_address,
             connections_per_address: self.turn_connections_per_address,
             unauthenticated: Duration::from_secs(self.turn_unauthenticated_secs),
+        }
+    }
+
+    /// What the public check page enforces.
+    pub fn check(&self) -> carecall_admin::check::CheckLimits {
+        carecall_admin::check::CheckLimits {
+            starts_per_minute: self.check_starts_per_minute,
+            results_per_hour: self.check_results_per_hour,
+            results_per_hour_total: self.check_results_per_hour_total,
+            transfers_at_once: self.check_transfers_at_once,
+            transfers_per_address: self.check_transfers_per_address,
+        }
+    }
+
+    /// What each signalling socket is held to.
+    pub fn socket(&self) -> carecall_signalling::SocketLimits {
+        carecall_signalling::SocketLimits {
+            messages_per_sec: self.socket_messages_per_sec,
+            message_burst: self.socket_message_burst,
+            candidates_per_offer: self.socket_candidates_per_offer,
+            send_queue: self.socket_send_queue,
+        }
+    }
+
+    /// What HTTP and HTTPS connections are held to.
+    pub fn http(&self) -> crate::listen::HttpLimits {
+        crate::listen::HttpLimits {
+            header_read: Duration::from_secs(self.http_header_read_secs),
+            per_address: self.http_connections_per_address,
+            total: self.http_connections_total,
+            trusted_proxies: self.trusted_proxies.clone(),
         }
     }
 

@@ -6,28 +6,29 @@
 mod certs;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 pub use certs::{CertStore, SelfSigned};
-
-/// How long a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One year: browsers then go straight to HTTPS for this host.
 const HSTS: &str = "max-age=31536000";
 
-/// Serves `app` over TLS on `listener` until the process ends. With `hsts`
-/// (a real certificate), responses tell browsers to use HTTPS only.
-pub async fn serve(listener: TcpListener, app: Router, certs: Arc<CertStore>, hsts: bool) {
+/// Serves `app` over TLS on `listener` until `stop`, within `limits`. With
+/// `hsts` (a real certificate), responses tell browsers to use HTTPS only.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    certs: Arc<CertStore>,
+    hsts: bool,
+    limits: crate::listen::HttpLimits,
+    refusals: carecall_sfu::Refusals,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -48,42 +49,7 @@ pub async fn serve(listener: TcpListener, app: Router, certs: Arc<CertStore>, hs
     } else {
         app
     };
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors, say: wait rather than spin.
-                tracing::warn!(error = %e, "HTTPS accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let service =
-                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                    // What `into_make_service_with_connect_info` gives plain HTTP.
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    app.clone().oneshot(req)
-                });
-            let served = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service)
-                .with_upgrades()
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
-            }
-        });
-    }
+    crate::listen::serve(listener, app, acceptor, limits, refusals, stop).await
 }
 
 /// The plain HTTP side when HTTPS is on: every request is sent to the same

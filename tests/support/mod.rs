@@ -241,6 +241,15 @@ impl Server {
         self.data_dir.path().join(LOG_FILE)
     }
 
+    /// The address pages are served on (HTTPS when it is on).
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        let host = self
+            .base_url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://");
+        host.parse().expect("an HTTP address")
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.path().join("carecall.db")
     }

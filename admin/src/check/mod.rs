@@ -5,6 +5,7 @@
 //! sends what it found here; the server words the verdict and stores the
 //! result under a short code the helpdesk types into the dashboard.
 
+mod guard;
 mod store;
 mod verdict;
 
@@ -21,6 +22,8 @@ use carecall_sfu::{MediaSignal, RoomId};
 use serde::Deserialize;
 use serde_json::json;
 
+pub(crate) use guard::CheckGuard;
+pub use guard::CheckLimits;
 pub use store::{normalise_code, Checks, StoredCheck, CHECK_RETENTION};
 pub use verdict::{verdict, CheckResult, DeviceResult, Outcome, PathResult, Verdict};
 
@@ -41,6 +44,28 @@ const ANSWER_LIMIT: Duration = Duration::from_secs(5);
 pub const MAX_TRANSFER_BYTES: usize = 8 << 20;
 /// A result is a few hundred bytes; this leaves room, not abuse.
 pub const MAX_RESULT_BYTES: usize = 16 << 10;
+/// The page's offer: a few kilobytes of SDP.
+pub const MAX_OFFER_BYTES: usize = 64 << 10;
+/// The page's offer has audio, video and data sections; a few more is
+/// a different browser, thousands is an attack on the media worker.
+const CHECK_SDP: carecall_sfu::SdpLimits = carecall_sfu::SdpLimits {
+    max_bytes: MAX_OFFER_BYTES,
+    max_media_sections: 8,
+    max_candidates: 32,
+};
+/// Bytes per piece of the download test, made as it is sent.
+const DOWNLOAD_CHUNK: usize = 64 << 10;
+
+/// The 429 for a request over a check limit, counted.
+fn refused(state: &AdminState, client: &str, reason: guard::Refusal) -> Response {
+    state
+        .refusals
+        .refuse(carecall_sfu::Surface::Check, reason, &client);
+    crate::json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many checks from this network just now: try again in a few minutes",
+    )
+}
 
 /// Checks connected to the SFU now.
 #[derive(Default)]
@@ -62,7 +87,10 @@ pub(crate) async fn script() -> Response {
 
 /// `POST /check/api/session`: TURN servers and credentials for the check's
 /// relay test (empty when the hub offers no TURN).
-pub(crate) async fn session(State(state): State<AdminState>) -> Response {
+pub(crate) async fn session(State(state): State<AdminState>, ClientIp(ip): ClientIp) -> Response {
+    if let Err(reason) = state.check_guard.start(&ip) {
+        return refused(&state, &ip, reason);
+    }
     let id = state.calls.new_participant();
     let ice_servers = state
         .calls
@@ -116,8 +144,19 @@ fn only_candidates(sdp: &str, path: CheckPath) -> String {
 /// under test. The session is closed after 30 s.
 pub(crate) async fn offer(
     State(state): State<AdminState>,
+    ClientIp(ip): ClientIp,
     Json(req): Json<CheckOffer>,
 ) -> Response {
+    if let Err(reason) = state.check_guard.start(&ip) {
+        return refused(&state, &ip, reason);
+    }
+    let id = state.calls.new_participant();
+    if let Err(e) = CHECK_SDP.check(id, &req.sdp) {
+        state
+            .refusals
+            .refuse(carecall_sfu::Surface::Check, "sdp_too_large", &ip);
+        return crate::json_error(StatusCode::BAD_REQUEST, e.to_string());
+    }
     let sessions = state.check_sessions.clone();
     if sessions.0.fetch_add(1, Ordering::SeqCst) >= MAX_CHECK_SESSIONS {
         sessions.0.fetch_sub(1, Ordering::SeqCst);
@@ -126,7 +165,6 @@ pub(crate) async fn offer(
             "the hub is running many checks: try again in a minute",
         );
     }
-    let id = state.calls.new_participant();
     let room = RoomId(format!("check-{id}"));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let media = state.media.clone();
@@ -190,30 +228,76 @@ pub(crate) struct Download {
 }
 
 /// `GET /check/api/download?bytes=N`: N bytes (at most 8 MiB) that do not
-/// compress, for the download test.
-pub(crate) async fn download(Query(q): Query<Download>) -> Response {
+/// compress, for the download test. Made piece by piece as the client
+/// takes them, so a client that does not read holds one piece, not 8 MiB.
+pub(crate) async fn download(
+    State(state): State<AdminState>,
+    ClientIp(ip): ClientIp,
+    Query(q): Query<Download>,
+) -> Response {
+    let held = match state.check_guard.transfer(&ip) {
+        Ok(t) => t,
+        Err(reason) => return refused(&state, &ip, reason),
+    };
     let n = q.bytes.min(MAX_TRANSFER_BYTES);
-    let mut body = vec![0u8; n];
-    let mut x: u32 = 0x9e37_79b9;
-    for b in body.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        *b = x as u8;
-    }
+    // (bytes left, generator state, the transfer's place)
+    let pieces = futures_util::stream::unfold(
+        (n, 0x9e37_79b9u32, held),
+        |(left, mut x, held)| async move {
+            if left == 0 {
+                return None;
+            }
+            let piece: Vec<u8> = (0..left.min(DOWNLOAD_CHUNK))
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let left = left - piece.len();
+            Some((
+                Ok::<_, std::convert::Infallible>(Bytes::from(piece)),
+                (left, x, held),
+            ))
+        },
+    );
     (
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
             (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_LENGTH, &n.to_string()),
         ],
-        body,
+        axum::body::Body::from_stream(pieces),
     )
         .into_response()
 }
 
-/// `POST /check/api/upload`: takes up to 8 MiB and says how much arrived.
-pub(crate) async fn upload(body: Bytes) -> Response {
-    Json(json!({ "bytes": body.len() })).into_response()
+/// `POST /check/api/upload`: takes up to 8 MiB and says how much arrived,
+/// counted as it comes, never held.
+pub(crate) async fn upload(
+    State(state): State<AdminState>,
+    ClientIp(ip): ClientIp,
+    body: axum::body::Body,
+) -> Response {
+    let _held = match state.check_guard.transfer(&ip) {
+        Ok(t) => t,
+        Err(reason) => return refused(&state, &ip, reason),
+    };
+    let mut pieces = body.into_data_stream();
+    let mut bytes = 0usize;
+    while let Some(piece) = futures_util::StreamExt::next(&mut pieces).await {
+        match piece {
+            Ok(p) => bytes += p.len(),
+            Err(_) => {
+                return crate::json_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the upload test sends at most 8 MiB",
+                )
+            }
+        }
+    }
+    Json(json!({ "bytes": bytes })).into_response()
 }
 
 /// `POST /check/api/result`: stores what the page measured; returns the
@@ -224,6 +308,9 @@ pub(crate) async fn result(
     headers: HeaderMap,
     Json(result): Json<CheckResult>,
 ) -> Response {
+    if let Err(reason) = state.check_guard.result(&ip) {
+        return refused(&state, &ip, reason);
+    }
     let agent: String = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())

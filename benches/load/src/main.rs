@@ -136,6 +136,9 @@ fn spawn(binary: PathBuf) -> Result<(Spawned, Target)> {
         .env("CARECALL_MEDIA_ANNOUNCE", "127.0.0.1")
         .env("CARECALL_MEDIA_TCP_PORT", "0")
         .env("CARECALL_TURN_ENABLED", "false")
+        // Every load peer connects from 127.0.0.1: the per-address limit
+        // for strangers would stop a fan-out at 64.
+        .env("CARECALL_LIMITS_HTTP_CONNECTIONS_PER_ADDRESS", "100000")
         // Off, as Janus does not estimate: every subscriber is sent the
         // layer it asks for, so both servers do the same work. On, the
         // layers move with each viewer's estimate as it ramps up.

@@ -20,6 +20,7 @@ use crate::error::SfuError;
 use crate::id::{ParticipantId, RoomId};
 use crate::recording::{RecordingDone, RecordingOptions};
 use crate::room::Room;
+use crate::sdp_limits::SdpLimits;
 use crate::signal::MediaSignal;
 use crate::stats::ParticipantStats;
 
@@ -159,6 +160,7 @@ impl MediaServer {
         offer: String,
         signals: UnboundedSender<MediaSignal>,
     ) -> Result<(), SfuError> {
+        SdpLimits::CALL.check(participant, &offer)?;
         self.send(
             &room.clone(),
             WorkerCommand::Connect {
@@ -177,6 +179,7 @@ impl MediaServer {
         participant: ParticipantId,
         answer: String,
     ) -> Result<(), SfuError> {
+        SdpLimits::CALL.check(participant, &answer)?;
         self.send(
             &room.clone(),
             WorkerCommand::Answer {

@@ -159,7 +159,15 @@ pub(crate) struct Participant {
     /// until the first video was forwarded to it.
     video_wanted_since: Option<Instant>,
     first_video_after: Option<Duration>,
+    /// ICE candidates trickled in over the whole session.
+    remote_candidates: usize,
 }
+
+/// Trickled ICE candidates one session takes at most: str0m keeps and
+/// checks every one, so without a bound a client could make the worker's
+/// connectivity checks as slow as it liked. A browser sends a handful per
+/// network interface and ICE restart.
+pub(crate) const MAX_REMOTE_CANDIDATES: usize = 256;
 
 impl Participant {
     pub fn new(
@@ -193,6 +201,7 @@ impl Participant {
             connected_after: None,
             video_wanted_since: None,
             first_video_after: None,
+            remote_candidates: 0,
         }
     }
 
@@ -276,6 +285,13 @@ impl Participant {
 
     /// Adds a trickled ICE candidate from the browser.
     pub fn add_remote_candidate(&mut self, candidate: &str) -> Result<(), SfuError> {
+        if self.remote_candidates >= MAX_REMOTE_CANDIDATES {
+            return Err(SfuError::TooManyCandidates {
+                participant: self.id,
+                limit: MAX_REMOTE_CANDIDATES,
+            });
+        }
+        self.remote_candidates += 1;
         let line = candidate.strip_prefix("a=").unwrap_or(candidate);
         let c = Candidate::from_sdp_string(line).map_err(|e| SfuError::Negotiation {
             participant: self.id,

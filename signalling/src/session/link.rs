@@ -6,7 +6,9 @@
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{
+    channel, unbounded_channel, Receiver, Sender, UnboundedReceiver, UnboundedSender,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Duration, Instant};
@@ -19,7 +21,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// A connected browser socket.
 pub(crate) struct Link {
     stream: SplitStream<WebSocket>,
-    out: UnboundedSender<ServerMessage>,
+    out: Sender<ServerMessage>,
     ping: UnboundedSender<()>,
     close: oneshot::Sender<(u16, String)>,
     writer: JoinHandle<()>,
@@ -28,10 +30,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Starts the writer for `socket`.
-    pub fn open(socket: WebSocket) -> Link {
+    /// Starts the writer for `socket`, with room for `queue` messages the
+    /// browser has not yet taken.
+    pub fn open(socket: WebSocket, queue: usize) -> Link {
         let (sink, stream) = socket.split();
-        let (out, messages) = unbounded_channel();
+        let (out, messages) = channel(queue.max(1));
         let (ping, pings) = unbounded_channel();
         let (close, close_rx) = oneshot::channel();
         let writer = tokio::spawn(write_loop(sink, messages, pings, close_rx));
@@ -45,9 +48,10 @@ impl Link {
         }
     }
 
-    /// Queues a message for the browser.
-    pub fn send(&self, msg: ServerMessage) {
-        let _ = self.out.send(msg);
+    /// Queues a message for the browser; `false` when the queue is full
+    /// (the browser is not reading) or the writer has stopped.
+    pub fn send(&self, msg: ServerMessage) -> bool {
+        self.out.try_send(msg).is_ok()
     }
 
     /// Has the writer ping the browser.
@@ -98,7 +102,7 @@ impl Link {
 /// then the close frame, with the reason the session gave, if any.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut messages: UnboundedReceiver<ServerMessage>,
+    mut messages: Receiver<ServerMessage>,
     mut pings: UnboundedReceiver<()>,
     mut close: oneshot::Receiver<(u16, String)>,
 ) {

@@ -14,12 +14,13 @@
 //! the room and everyone else in it carry on.
 
 mod link;
+mod pace;
 
 use std::ops::ControlFlow;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{Message, WebSocket};
-use carecall_sfu::{MediaSignal, ParticipantId, RoomId, TileSizes};
+use carecall_sfu::{MediaSignal, ParticipantId, RoomId, Surface, TileSizes};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -60,8 +61,36 @@ const IDLE_LIMIT: Duration = Duration::from_secs(45);
 /// the page offers to join again.
 pub const RESUME_WINDOW: Duration = Duration::from_secs(30);
 
+/// How much one signalling socket may send and leave unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketLimits {
+    /// Messages per second a socket may send, on average.
+    pub messages_per_sec: u32,
+    /// Messages it may send at once (a join's offer and ICE candidates).
+    pub message_burst: u32,
+    /// ICE candidates a participant may trickle per offer (a browser
+    /// gathers a handful per network interface).
+    pub candidates_per_offer: usize,
+    /// Messages waiting for a browser that does not read before its socket
+    /// is dropped (it may resume on a new one).
+    pub send_queue: usize,
+}
+
+impl Default for SocketLimits {
+    fn default() -> Self {
+        SocketLimits {
+            messages_per_sec: 20,
+            message_burst: 200,
+            candidates_per_offer: 64,
+            send_queue: 512,
+        }
+    }
+}
+
 struct Joined {
     claims: JoinClaims,
+    /// ICE candidates trickled since the last offer.
+    candidates: usize,
     id: ParticipantId,
     /// The secret a new socket presents to take this session over.
     resume: String,
@@ -87,6 +116,8 @@ struct Session {
     /// The close frame to end the socket with, once queued messages are out.
     closing: Option<(u16, String)>,
     joined: Option<Joined>,
+    /// How fast the socket may send; a new socket starts a new bucket.
+    pace: pace::Pace,
 }
 
 impl Drop for Session {
@@ -104,7 +135,10 @@ pub(crate) async fn run(socket: WebSocket, state: AppState) {
         room = tracing::field::Empty,
         participant = tracing::field::Empty
     );
-    serve(Link::open(socket), state).instrument(span).await
+    let queue = state.inner.limits.send_queue;
+    serve(Link::open(socket, queue), state)
+        .instrument(span)
+        .await
 }
 
 async fn serve(link: Link, state: AppState) {
@@ -112,7 +146,9 @@ async fn serve(link: Link, state: AppState) {
     let (media_tx, mut media_rx) = unbounded_channel();
     let (end, mut end_rx) = unbounded_channel();
     let (attach, mut attach_rx) = unbounded_channel();
+    let pace = pace::Pace::new(&state.inner.limits, Instant::now());
     let mut session = Session {
+        pace,
         state,
         outbox,
         end,
@@ -133,10 +169,7 @@ async fn serve(link: Link, state: AppState) {
             _ = keepalive.tick(), if linked => session.keepalive(),
             frame = next_frame(&mut session.link) => session.on_frame(frame, &mut media_tx),
             // Only with a socket to send to: otherwise they wait for one.
-            Some(msg) = outbox_rx.recv(), if linked => {
-                session.forward(msg);
-                ControlFlow::Continue(())
-            }
+            Some(msg) = outbox_rx.recv(), if linked => session.forward(msg),
             Some(signal) = media_rx.recv(), if linked => session.handle_media(signal),
             Some(message) = end_rx.recv() => session.ended(message),
             Some(link) = attach_rx.recv() => session.attached(link),
@@ -174,9 +207,28 @@ impl Session {
         let _ = self.outbox.send(msg);
     }
 
-    fn forward(&self, msg: ServerMessage) {
-        if let Some(link) = &self.link {
-            link.send(msg);
+    /// Passes a message to the socket. A browser that has left a full
+    /// queue unread loses the socket (and may resume on a new one).
+    fn forward(&mut self, msg: ServerMessage) -> ControlFlow<()> {
+        let Some(link) = &self.link else {
+            return ControlFlow::Continue(());
+        };
+        if link.send(msg) {
+            return ControlFlow::Continue(());
+        }
+        let who = self.who();
+        self.state
+            .inner
+            .refusals
+            .refuse(Surface::Socket, "send_queue_full", &who);
+        self.dropped()
+    }
+
+    /// Who this session is, for a refusal's log line.
+    fn who(&self) -> String {
+        match &self.joined {
+            Some(j) => format!("{} in {:?}", j.id, j.claims.room),
+            None => "a socket not joined".into(),
         }
     }
 
@@ -248,6 +300,21 @@ impl Session {
         frame: Option<Result<Message, axum::Error>>,
         media_tx: &mut Option<UnboundedSender<MediaSignal>>,
     ) -> ControlFlow<()> {
+        let counted = matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_))));
+        if counted && !self.pace.allow(Instant::now()) {
+            let who = self.who();
+            let inner = &self.state.inner;
+            inner.refusals.refuse(Surface::Socket, "too_fast", &who);
+            let limits = inner.limits;
+            return self.close_with(
+                close::POLICY,
+                "too-fast",
+                format!(
+                    "more than {} messages at once or {} a second",
+                    limits.message_burst, limits.messages_per_sec
+                ),
+            );
+        }
         match frame {
             Some(Ok(Message::Text(text))) => self.handle_text(text.as_str(), media_tx),
             Some(Ok(Message::Binary(_))) => self.fatal(&ProtocolError::Binary),
@@ -340,6 +407,7 @@ impl Session {
         let media = &self.state.inner.media;
         let result = match msg {
             ClientMessage::Offer { sdp } => {
+                j.candidates = 0;
                 let signals = match &j.media {
                     Some(tx) => tx.clone(),
                     None => {
@@ -360,7 +428,25 @@ impl Session {
             }
             ClientMessage::Answer { sdp } => media.answer(room, j.id, sdp),
             ClientMessage::Candidate { candidate } if candidate.is_empty() => Ok(()),
-            ClientMessage::Candidate { candidate } => media.remote_candidate(room, j.id, candidate),
+            ClientMessage::Candidate { .. }
+                if j.candidates >= self.state.inner.limits.candidates_per_offer =>
+            {
+                let who = self.who();
+                let inner = &self.state.inner;
+                inner
+                    .refusals
+                    .refuse(Surface::Socket, "too_many_candidates", &who);
+                let limit = inner.limits.candidates_per_offer;
+                return self.close_with(
+                    close::POLICY,
+                    "too-many-candidates",
+                    format!("more than {limit} ICE candidates for one offer"),
+                );
+            }
+            ClientMessage::Candidate { candidate } => {
+                j.candidates += 1;
+                media.remote_candidate(room, j.id, candidate)
+            }
             ClientMessage::Mute { audio, video } => {
                 self.state
                     .inner
@@ -380,7 +466,10 @@ impl Session {
                 Err(()) => {
                     self.send(ServerMessage::Error {
                         code: "bad-participant".into(),
-                        message: format!("no participant is called {participant:?}"),
+                        message: format!(
+                            "no participant is called {:?}",
+                            crate::protocol::clip(&participant)
+                        ),
                     });
                     Ok(())
                 }
@@ -401,6 +490,14 @@ impl Session {
         };
         match result {
             Ok(()) => ControlFlow::Continue(()),
+            Err(e @ carecall_sfu::SfuError::SdpTooLarge { .. }) => {
+                let who = self.who();
+                self.state
+                    .inner
+                    .refusals
+                    .refuse(Surface::Socket, "sdp_too_large", &who);
+                self.close_with(close::POLICY, "sdp-too-large", e.to_string())
+            }
             Err(e) => {
                 tracing::error!(error = %e, "media plane unavailable");
                 self.close_with(
@@ -477,6 +574,7 @@ impl Session {
             at: SystemTime::now(),
         });
         self.joined = Some(Joined {
+            candidates: 0,
             claims,
             id,
             resume,

@@ -1,0 +1,163 @@
+//! How much of the public check page one address, and everyone together,
+//! may use. The page needs no sign-in (a care home runs it before it has
+//! anything else), so each costly step is limited: starting a check (TURN
+//! credentials, a media session on a worker), storing a result (a row kept
+//! 90 days), and moving test data (the throughput test).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// The check page's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckLimits {
+    /// Check requests (credentials, offers) per address per minute. One run
+    /// of the page makes four.
+    pub starts_per_minute: u32,
+    /// Results stored per address per hour.
+    pub results_per_hour: u32,
+    /// Results stored per hour from everyone together: what the disk takes.
+    pub results_per_hour_total: u32,
+    /// Throughput transfers at once, from everyone.
+    pub transfers_at_once: usize,
+    /// Throughput transfers at once from one address.
+    pub transfers_per_address: usize,
+}
+
+impl Default for CheckLimits {
+    fn default() -> Self {
+        CheckLimits {
+            starts_per_minute: 20,
+            results_per_hour: 10,
+            results_per_hour_total: 200,
+            transfers_at_once: 16,
+            transfers_per_address: 2,
+        }
+    }
+}
+
+/// The rate limiters and transfer counts behind [`CheckLimits`].
+pub(crate) struct CheckGuard {
+    limits: CheckLimits,
+    starts: DefaultKeyedRateLimiter<String>,
+    results: DefaultKeyedRateLimiter<String>,
+    results_total: DefaultDirectRateLimiter,
+    transfers: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// Why a check request was refused: the metric reason.
+pub(crate) type Refusal = &'static str;
+
+fn at_least_one(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+impl CheckGuard {
+    pub(crate) fn new(limits: CheckLimits) -> Self {
+        CheckGuard {
+            limits,
+            starts: RateLimiter::keyed(Quota::per_minute(at_least_one(limits.starts_per_minute))),
+            results: RateLimiter::keyed(Quota::per_hour(at_least_one(limits.results_per_hour))),
+            results_total: RateLimiter::direct(Quota::per_hour(at_least_one(
+                limits.results_per_hour_total,
+            ))),
+            transfers: Arc::default(),
+        }
+    }
+
+    /// Counts a check request from `client`.
+    pub(crate) fn start(&self, client: &str) -> Result<(), Refusal> {
+        self.forget_idle();
+        self.starts
+            .check_key(&client.to_owned())
+            .map_err(|_| "starts_per_address")
+    }
+
+    /// Counts a result to store from `client`.
+    pub(crate) fn result(&self, client: &str) -> Result<(), Refusal> {
+        self.forget_idle();
+        self.results
+            .check_key(&client.to_owned())
+            .map_err(|_| "results_per_address")?;
+        self.results_total.check().map_err(|_| "results_total")
+    }
+
+    /// A throughput transfer for `client`, held until dropped.
+    pub(crate) fn transfer(&self, client: &str) -> Result<Transfer, Refusal> {
+        let mut open = self.transfers.lock().unwrap_or_else(|e| e.into_inner());
+        if open.values().sum::<usize>() >= self.limits.transfers_at_once {
+            return Err("transfers_total");
+        }
+        let mine = open.entry(client.to_owned()).or_default();
+        if *mine >= self.limits.transfers_per_address {
+            return Err("transfers_per_address");
+        }
+        *mine += 1;
+        Ok(Transfer {
+            open: self.transfers.clone(),
+            client: client.to_owned(),
+        })
+    }
+
+    /// Drops the rate limiters' state for addresses quiet for a while, so
+    /// many addresses cannot grow it for good.
+    fn forget_idle(&self) {
+        if self.starts.len() + self.results.len() > 10_000 {
+            self.starts.retain_recent();
+            self.results.retain_recent();
+        }
+    }
+}
+
+/// One transfer in progress; counted until dropped.
+pub(crate) struct Transfer {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    client: String,
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_step_is_limited_per_address_and_overall() {
+        let guard = CheckGuard::new(CheckLimits {
+            starts_per_minute: 4,
+            results_per_hour: 2,
+            results_per_hour_total: 3,
+            transfers_at_once: 3,
+            transfers_per_address: 2,
+        });
+        assert_eq!((0..10).filter(|_| guard.start("a").is_ok()).count(), 4);
+        assert!(guard.start("b").is_ok(), "another address");
+        assert_eq!(guard.result("a"), Ok(()));
+        assert_eq!(guard.result("a"), Ok(()));
+        assert_eq!(guard.result("a"), Err("results_per_address"));
+        assert_eq!(guard.result("b"), Ok(()));
+        assert_eq!(guard.result("c"), Err("results_total"));
+        let t1 = guard.transfer("a").unwrap();
+        let _t2 = guard.transfer("a").unwrap();
+        assert_eq!(guard.transfer("a").err(), Some("transfers_per_address"));
+        let _t3 = guard.transfer("b").unwrap();
+        assert_eq!(guard.transfer("c").err(), Some("transfers_total"));
+        drop(t1);
+        assert!(
+            guard.transfer("c").is_ok(),
+            "a finished transfer frees its place"
+        );
+    }
+}
