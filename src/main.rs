@@ -2,6 +2,7 @@
 //! configuration, builds the media plane, signalling and admin plane, and wires
 //! them together. Everything else lives in the workspace's crates.
 
+mod accounts;
 mod config;
 mod https;
 mod listen;
@@ -71,7 +72,10 @@ enum Command {
     /// Manage admin accounts (the dashboard's sign-in).
     Admin {
         #[command(subcommand)]
-        action: AdminAction,
+        action: accounts::AdminAction,
+        /// Data directory of the server the account is on.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
     },
     /// Print a new record-hook signing secret, for a `[[hooks.endpoints]]`
     /// entry and the receiver that checks its signatures.
@@ -171,24 +175,6 @@ enum RecordingAction {
     },
 }
 
-#[derive(Subcommand)]
-enum AdminAction {
-    /// Create an account. The password is asked for twice on a terminal, or
-    /// read as the first line of standard input when that is piped.
-    Add {
-        /// Account name: letters, digits, '.', '-' or '_'.
-        name: String,
-        /// admin (the dashboard and everything), operator (answers the
-        /// queue), clinician (takes calls, invites specialists) or
-        /// specialist (joins when invited).
-        #[arg(long, default_value = "admin")]
-        role: carecall_admin::AccountRole,
-        /// Data directory of the server the account is for.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Checking a file must not fail on the file before it can explain it.
@@ -268,19 +254,7 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             println!("{link}");
             Ok(())
         }
-        Command::Admin {
-            action:
-                AdminAction::Add {
-                    name,
-                    role,
-                    data_dir,
-                },
-        } => {
-            if let Some(d) = data_dir {
-                config.data_dir = d;
-            }
-            add_admin(&config, &name, role)
-        }
+        Command::Admin { action, data_dir } => accounts::run(action, data_dir, config),
         Command::HookSecret => {
             println!("{}", carecall_admin::hooks::HookSecret::generate());
             Ok(())
@@ -406,38 +380,6 @@ fn print_counts(counts: &carecall_admin::backup::RowCounts) {
     }
 }
 
-/// `carecall admin add NAME [--role ROLE]`.
-fn add_admin(config: &Config, name: &str, role: carecall_admin::AccountRole) -> anyhow::Result<()> {
-    use std::io::{BufRead, IsTerminal};
-    let password = if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password(format!("Password for {name}: "))?;
-        let again = rpassword::prompt_password("Same password again: ")?;
-        anyhow::ensure!(
-            first == again,
-            "the two passwords differ; nothing was changed"
-        );
-        first
-    } else {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        line.trim_end_matches(['\r', '\n']).to_owned()
-    };
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
-    let accounts = carecall_admin::Accounts::open(&config.data_dir.join("carecall.db"))?;
-    accounts.add(name, &password, role)?;
-    let page = if role.is_admin() {
-        "admin"
-    } else {
-        "admin/hub"
-    };
-    println!(
-        "{role} account {name} created; sign in at {}/{page}",
-        config.base_url()
-    );
-    Ok(())
-}
-
 /// A join URL for `room` and `role`, valid for `ttl`.
 pub(crate) fn make_link(
     config: &Config,
@@ -447,12 +389,8 @@ pub(crate) fn make_link(
     name: Option<String>,
     ttl: std::time::Duration,
 ) -> anyhow::Result<String> {
-    let claims = JoinClaims {
-        room: room.to_owned(),
-        role,
-        name: name.unwrap_or_else(|| role.to_string()),
-        exp: carecall_signalling::token::unix_now() + ttl.as_secs(),
-    };
+    let name = name.unwrap_or_else(|| role.to_string());
+    let claims = JoinClaims::lasting(room, role, &name, ttl);
     let token = signer
         .sign(&claims)
         .map_err(|e| anyhow::anyhow!("cannot make a link for room {room:?}: {e}"))?;

@@ -36,8 +36,7 @@ fn stored_secret(
         }
         return Ok(s.as_bytes().to_vec());
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    make_data_dir(data_dir)?;
     let path = data_dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(hex) => {
@@ -72,4 +71,17 @@ fn stored_secret(
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// Creates the data directory if needed and makes it the hub user's alone
+/// (0700), whatever the umask: it holds secrets, the database and
+/// recordings.
+pub(crate) fn make_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    if let Err(e) = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)) {
+        tracing::warn!(dir = %data_dir.display(), error = %e, "data directory permissions not set to 0700");
+    }
+    Ok(())
 }

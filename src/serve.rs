@@ -143,6 +143,9 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         print_banner(&config, &signer, &media, turn.as_ref())?;
         let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx))
             .with_limits(config.limits.socket(), refusals.clone());
+        for (room, until) in history.link_revocations()? {
+            state.revocations().revoke(&room, until);
+        }
         let turn_running = turn.is_some();
         if let Some(t) = turn {
             state = state.with_turn(t.offer);
@@ -236,23 +239,6 @@ fn print_banner(
     media: &MediaServer,
     turn: Option<&crate::turn::TurnSetup>,
 ) -> anyhow::Result<()> {
-    let ttl = Duration::from_secs(12 * 3600);
-    let clinician = crate::make_link(
-        config,
-        signer,
-        "demo",
-        Role::Clinician,
-        Some("Hub clinician".into()),
-        ttl,
-    )?;
-    let home = crate::make_link(
-        config,
-        signer,
-        "demo",
-        Role::Home,
-        Some("Care home".into()),
-        ttl,
-    )?;
     let media_addrs: Vec<String> = media.local_addrs().iter().map(|a| a.to_string()).collect();
     if config.https.enabled {
         println!("carecall listening on https://{}", config.https.addr);
@@ -282,10 +268,18 @@ fn print_banner(
     }
     println!("data directory: {}", config.data_dir.display());
     println!();
-    println!("Demo room \"demo\" (links valid 12 hours):");
-    println!("  clinician: {clinician}");
-    println!("  care home: {home}");
-    println!();
+    // Demo links are for trying carecall out: in production they would be
+    // working 12-hour links in the journal, readable by whoever reads it.
+    if config.mode == crate::config::Mode::Development {
+        let ttl = Duration::from_secs(12 * 3600);
+        let link = |role, name: &str| {
+            crate::make_link(config, signer, "demo", role, Some(name.into()), ttl)
+        };
+        println!("Demo room \"demo\" (links valid 12 hours):");
+        println!("  clinician: {}", link(Role::Clinician, "Hub clinician")?);
+        println!("  care home: {}", link(Role::Home, "Care home")?);
+        println!();
+    }
     println!("More links: carecall link --room NAME --role home|clinician|specialist|observer");
     Ok(())
 }
@@ -342,8 +336,7 @@ fn enforce_retention(log: CallLog, retention: Duration) {
 /// Takes the data directory's lock, held for as long as the returned file
 /// lives: a second server, or a restore, on the same directory is refused.
 pub fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    crate::secret::make_data_dir(data_dir)?;
     let path = data_dir.join("carecall.lock");
     let file =
         std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;

@@ -215,3 +215,55 @@ async fn a_link_made_on_the_dashboard_opens_the_join_page() {
     let page = request(&server.base_url, "GET", path, &[], None).await;
     assert_eq!(page.status, 200, "the link opens the join page: {page:?}");
 }
+
+#[tokio::test]
+async fn an_account_changed_from_the_shell_is_signed_out_at_once() {
+    let server = Server::start();
+    let (cookie, _) = session(&server).await;
+    let with_cookie = [("Cookie", cookie.as_str())];
+    let me = || {
+        request(
+            &server.base_url,
+            "GET",
+            "/admin/api/session",
+            &with_cookie,
+            None,
+        )
+    };
+    assert_eq!(me().await.status, 200);
+    let run = |args: &[&str], stdin: &str| {
+        let out = server.admin_command(args, stdin);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = run(&["sessions", "hub.admin"], "");
+    assert!(listed.starts_with("1 session(s)"), "{listed}");
+
+    run(&["disable", "hub.admin"], "");
+    assert_eq!(me().await.status, 401, "a disabled account's session ends");
+    let password = "a long hub password";
+    assert_eq!(sign_in(&server, "hub.admin", password).await.status, 401);
+    run(&["enable", "hub.admin"], "");
+    let (cookie, _) = signed_in(&sign_in(&server, "hub.admin", password).await);
+
+    run(&["passwd", "hub.admin"], "a brand new password\n");
+    let again = [("Cookie", cookie.as_str())];
+    let old = request(&server.base_url, "GET", "/admin/api/session", &again, None).await;
+    assert_eq!(old.status, 401, "a new password ends the sessions");
+    assert_eq!(sign_in(&server, "hub.admin", password).await.status, 401);
+    let (cookie, _) = signed_in(&sign_in(&server, "hub.admin", "a brand new password").await);
+    let ended = run(&["sessions", "hub.admin", "--end"], "");
+    assert!(
+        ended.starts_with("1 session(s) of hub.admin ended"),
+        "{ended}"
+    );
+    let now = [("Cookie", cookie.as_str())];
+    let gone = request(&server.base_url, "GET", "/admin/api/session", &now, None).await;
+    assert_eq!(gone.status, 401);
+
+    run(&["delete", "hub.admin"], "");
+    let refused = sign_in(&server, "hub.admin", "a brand new password").await;
+    assert_eq!(refused.status, 401);
+    let missing = server.admin_command(&["disable", "hub.admin"], "");
+    assert!(!missing.status.success(), "no such account");
+}

@@ -104,6 +104,7 @@ fn production_mode_with_the_placeholder_secret_refuses_to_start() {
         "{said}"
     );
     assert!(said.contains("https.enabled"), "{said}");
+    assert!(said.contains("metrics_token"), "{said}");
     // Nothing was written: no generated secret, no database.
     assert!(
         std::fs::read_dir(dir.path()).unwrap().next().is_none(),

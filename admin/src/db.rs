@@ -160,7 +160,32 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX queue_events_target ON queue_events (kind, target);",
     // Who passed a call to a clinician, until it is taken.
     "ALTER TABLE queued_calls ADD COLUMN passed_by TEXT;",
+    // Accounts can be disabled; join links to a room can be withdrawn.
+    "ALTER TABLE admin_accounts ADD COLUMN disabled_at_ms INTEGER;
+    CREATE TABLE link_revocations (
+        room TEXT PRIMARY KEY,
+        revoked_before INTEGER NOT NULL
+    );",
 ];
+
+/// Makes the database file readable by the hub's user only, whatever the
+/// umask: it holds accounts and patients' call history. SQLite gives its
+/// `-wal` and `-shm` files the same permissions. The file is only opened
+/// here when it does not exist yet: closing a descriptor of a database
+/// this process has open would drop SQLite's locks on it.
+fn owner_only(path: &Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !path.exists() {
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+    }
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path = %path.display(), error = %e, "database permissions not set to 0600");
+    }
+}
 
 /// The schema version this build writes (SQLite's `user_version`).
 pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -168,6 +193,7 @@ pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
 /// Opens the database at `path`, creating and migrating it as needed.
 pub(crate) fn open(path: &Path) -> Result<Connection, AdminError> {
     let err = |source| AdminError::database(path, source);
+    owner_only(path);
     let conn = Connection::open(path).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(err)?;

@@ -59,7 +59,7 @@ pub(crate) async fn add(
     match crate::blocking_locked(&state.history, move |log| log.add_home(&req.name, now_ms())).await
     {
         Ok(home) => {
-            tracing::info!(admin = %admin.name, home = %home.name, id = %home.id, "home added");
+            tracing::info!(admin = %admin.name, home = ?home.name, id = %home.id, "home added");
             (StatusCode::CREATED, Json(shown(&state, &home))).into_response()
         }
         Err(e) => refused_or_unavailable(e),
@@ -86,7 +86,7 @@ async fn change(state: AdminState, admin: AdminSession, id: String, change: Chan
     .await;
     match done {
         Ok(Some(home)) => {
-            tracing::info!(admin = %admin.name, home = %home.name, id = %home.id, "home changed");
+            tracing::info!(admin = %admin.name, home = ?home.name, id = %home.id, "home changed");
             // Consoles show homes' names, and a withdrawn or re-issued link
             // cancels the home's waiting call.
             state.hub_changed();

@@ -63,12 +63,12 @@ pub(crate) fn unavailable(e: AdminError) -> Response {
 
 /// A signed join link into `room` for `role`, named `name`.
 pub(crate) fn join_link(state: &AdminState, room: &str, role: Role, name: &str) -> Option<String> {
-    let claims = JoinClaims {
-        room: room.to_owned(),
+    let claims = JoinClaims::lasting(
+        room,
         role,
-        name: name.to_owned(),
-        exp: carecall_signalling::token::unix_now() + CALL_LINK_HOURS * 3600,
-    };
+        name,
+        Duration::from_secs(CALL_LINK_HOURS * 3600),
+    );
     let token = state.signer.sign(&claims).ok()?;
     Some(format!("{}/join?t={token}", state.base_url))
 }
@@ -265,7 +265,7 @@ pub(crate) async fn answer(
     let who = me.name.clone();
     match crate::blocking_locked(&state.history, move |log| log.answer(id, &who, now_ms())).await {
         Ok(Answer::Answered(call)) => {
-            tracing::info!(account = %me.name, call = id, home = %call.home_name, waited_ms = now_ms() - call.waiting_since_ms, "call answered");
+            tracing::info!(account = %me.name, call = id, home = ?call.home_name, waited_ms = now_ms() - call.waiting_since_ms, "call answered");
             announce(
                 &state,
                 &call,
@@ -433,7 +433,7 @@ pub(crate) async fn invite(
         Err(response) => return *response,
     };
     let name = name.strip_prefix("guest:").unwrap_or(&name).to_owned();
-    tracing::info!(account = %me.name, call = id, specialist = %name, "specialist invited");
+    tracing::info!(account = %me.name, call = id, specialist = ?name, "specialist invited");
     announce(
         &state,
         &call,

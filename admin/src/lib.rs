@@ -34,7 +34,7 @@ mod recordings;
 mod routes;
 
 pub use accounts::{
-    AccountRole, Accounts, AdminSession, NewSession, MIN_PASSWORD_LEN, SESSION_TTL,
+    AccountRole, Accounts, AdminSession, NewSession, SessionInfo, MIN_PASSWORD_LEN, SESSION_TTL,
 };
 pub use call_log::{
     Answer, CallDetail, CallLog, CallRecord, Handover, Home, ParticipantSession, QualitySample,

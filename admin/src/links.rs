@@ -1,7 +1,7 @@
 //! Join links made from the dashboard: the same signed, expiring links as
 //! `carecall link`, for an admin who has no shell on the hub machine.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -39,13 +39,13 @@ pub(crate) async fn create(
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| req.role.to_string());
-    let expires = carecall_signalling::token::unix_now() + req.hours * 3600;
-    let claims = JoinClaims {
-        room: req.room.clone(),
-        role: req.role,
-        name,
-        exp: expires,
-    };
+    let claims = JoinClaims::lasting(
+        &req.room,
+        req.role,
+        &name,
+        std::time::Duration::from_secs(req.hours * 3600),
+    );
+    let expires = claims.exp;
     match state.signer.sign(&claims) {
         Ok(token) => {
             tracing::info!(admin = %admin.name, room = %req.room, role = %req.role, hours = req.hours, "join link made");
@@ -53,5 +53,34 @@ pub(crate) async fn create(
             Json(json!({ "link": link, "expires_unix": expires })).into_response()
         }
         Err(e) => refuse(format!("cannot make that link: {e}")),
+    }
+}
+
+/// `POST /admin/api/rooms/{room}/revoke-links`: every join link to the room
+/// made up to now stops working, at join and on resume; links made
+/// afterwards work. For a link lost or forwarded where it should not be.
+pub(crate) async fn revoke(
+    State(state): State<AdminState>,
+    Extension(admin): Extension<AdminSession>,
+    Path(room): Path<String>,
+) -> Response {
+    let until = carecall_signalling::token::unix_now();
+    let kept = {
+        let room = room.clone();
+        crate::blocking_locked(&state.history, move |log| log.revoke_links(&room, until)).await
+    };
+    match kept {
+        Ok(()) => {
+            state.calls.revocations().revoke(&room, until);
+            tracing::info!(room = ?room, by = %admin.name, "join links withdrawn");
+            Json(json!({ "room": room, "revoked_before_unix": until })).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "join links could not be withdrawn");
+            crate::json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "links could not be withdrawn",
+            )
+        }
     }
 }

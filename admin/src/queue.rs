@@ -114,16 +114,31 @@ pub(crate) async fn call(
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        let call = log.queue_call(&home, req.urgent, &reason, &initials, now_ms())?;
-        tracing::info!(home = %home.name, call = call.id, urgent = req.urgent, "home called the hub");
+        // Pressed again while waiting: the same place in the queue.
+        let (call, new) = match log.waiting_call_of(&home.id)? {
+            Some(waiting) => (waiting, false),
+            None => (
+                log.queue_call(&home, req.urgent, &reason, &initials, now_ms())?,
+                true,
+            ),
+        };
+        tracing::info!(home = ?home.name, call = call.id, urgent = req.urgent, new, "home called the hub");
         let queue = log.queue()?;
-        Ok(Ok(status(&st, &call, &queue, log.mean_wait_seconds()?)))
+        Ok(Ok((status(&st, &call, &queue, log.mean_wait_seconds()?), new)))
     })
     .await;
     match result {
-        Ok(Ok(body)) => {
+        Ok(Ok((body, true))) => {
             state.hub_changed();
             (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Ok(Ok((body, false))) => {
+            state.refusals.refuse(
+                carecall_sfu::Surface::HomeCall,
+                "already_waiting",
+                &body["call"],
+            );
+            (StatusCode::OK, Json(body)).into_response()
         }
         Ok(Err(e)) => refused(e),
         Err(e) => unavailable(e),

@@ -231,6 +231,12 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
             post(dashboard::end_call),
         ),
         (
+            Method::POST,
+            "/admin/api/rooms/{room}/revoke-links",
+            Admin,
+            post(links::revoke),
+        ),
+        (
             Method::GET,
             "/admin/api/history",
             Admin,

@@ -40,6 +40,9 @@ pub struct Room {
     estimate_bandwidth: bool,
     /// The running recording's tap, if the room is being recorded.
     recording: Option<RecordingTap>,
+    /// Participants who may only receive (observers): what they offer to
+    /// send is never published.
+    receive_only: Vec<ParticipantId>,
 }
 
 /// Which sessions a poll runs.
@@ -94,6 +97,15 @@ impl Room {
             next_layers: None,
             estimate_bandwidth: false,
             recording: None,
+            receive_only: Vec::new(),
+        }
+    }
+
+    /// Marks `id`, before it connects, as one who may only receive: the
+    /// tracks its browser offers are not published to anyone.
+    pub fn set_receive_only(&mut self, id: ParticipantId) {
+        if !self.receive_only.contains(&id) {
+            self.receive_only.push(id);
         }
     }
 
@@ -164,6 +176,7 @@ impl Room {
         }
         let mut participant =
             Participant::new(self.id.clone(), id, now, rtc, self.estimate_bandwidth);
+        participant.receive_only = self.receive_only.contains(&id);
         let answer = participant.accept_offer(offer)?;
         for other in &self.participants {
             for publication in &other.publications {
@@ -207,6 +220,7 @@ impl Room {
     pub fn remove(&mut self, id: ParticipantId) {
         let before = self.participants.len();
         self.participants.retain(|p| p.id != id);
+        self.receive_only.retain(|p| *p != id);
         if self.participants.len() != before {
             for p in &mut self.participants {
                 p.wake_at = None;

@@ -14,6 +14,7 @@ mod presence;
 pub mod protocol;
 mod recording;
 mod resume;
+mod revocations;
 mod session;
 pub mod token;
 
@@ -32,6 +33,7 @@ pub use client_addr::TrustedProxies;
 pub use events::CallEvent;
 pub use presence::Presence;
 pub use recording::RecordingPolicy;
+pub use revocations::LinkRevocations;
 pub use session::SocketLimits;
 pub use token::{JoinClaims, LinkSigner, Role, TokenError};
 
@@ -91,6 +93,7 @@ struct Inner {
     recordings: recording::RecordingBook,
     limits: SocketLimits,
     refusals: carecall_sfu::Refusals,
+    revocations: LinkRevocations,
 }
 
 impl AppState {
@@ -114,6 +117,7 @@ impl AppState {
                 recordings: recording::RecordingBook::default(),
                 limits: SocketLimits::default(),
                 refusals: carecall_sfu::Refusals::default(),
+                revocations: LinkRevocations::default(),
             }),
         }
     }
@@ -161,6 +165,11 @@ impl AppState {
                 .next_participant
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         )
+    }
+
+    /// Withdrawn join links, checked at join and on resume.
+    pub fn revocations(&self) -> &LinkRevocations {
+        &self.inner.revocations
     }
 
     /// Where refusals at the public surfaces are counted.

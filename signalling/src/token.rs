@@ -69,6 +69,25 @@ pub struct JoinClaims {
     pub name: String,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// When the link was made, seconds since the Unix epoch: links to a
+    /// room made before a withdrawal stop working (0 in links made before
+    /// this was carried, which any withdrawal covers).
+    #[serde(default)]
+    pub iat: u64,
+}
+
+impl JoinClaims {
+    /// Claims for a link to `room` made now, working for `ttl`.
+    pub fn lasting(room: &str, role: Role, name: &str, ttl: std::time::Duration) -> Self {
+        let now = unix_now();
+        JoinClaims {
+            room: room.to_owned(),
+            role,
+            name: name.to_owned(),
+            exp: now + ttl.as_secs(),
+            iat: now,
+        }
+    }
 }
 
 /// Why a token was refused. Each says what the person holding the link can do.
@@ -87,6 +106,9 @@ pub enum TokenError {
     /// Claims that could never have been signed by carecall (bad room or name).
     #[error("this link names an invalid room or name")]
     InvalidClaims,
+    /// Correctly signed and unexpired, but the hub withdrew it.
+    #[error("this link has been withdrawn; ask the hub for a new link")]
+    Revoked,
 }
 
 impl TokenError {
@@ -97,6 +119,7 @@ impl TokenError {
             TokenError::BadSignature => "bad-token",
             TokenError::Expired => "expired-token",
             TokenError::InvalidClaims => "invalid-token",
+            TokenError::Revoked => "revoked-token",
         }
     }
 }
@@ -179,6 +202,7 @@ mod tests {
             role: Role::Home,
             name: "Rose Court".into(),
             exp,
+            iat: 0,
         }
     }
 

@@ -672,6 +672,17 @@ impl Config {
             &self.recording.secret,
             self.recording.enabled && !self.recording.plain,
         );
+        match &self.metrics_token {
+            None => problems.push((
+                "metrics_token".into(),
+                "production mode needs metrics_token: /metrics shows live room names and roles".into(),
+            )),
+            Some(t) if t.contains(PLACEHOLDER) || t.len() < 16 => problems.push((
+                "metrics_token".into(),
+                "metrics_token is the placeholder or under 16 characters; make one with `openssl rand -hex 16`".into(),
+            )),
+            Some(_) => {}
+        }
         let https_url = self
             .public_url
             .as_deref()

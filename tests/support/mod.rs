@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const LOG_FILE: &str = "server.log.json";
+const LOG_FILE: &str = "server.log";
 
 /// A `carecall serve` process with its own data directory, killed on drop.
 pub struct Server {
@@ -39,6 +39,8 @@ pub struct Server {
     pub http_redirect_port: Option<u16>,
     /// Shared with a restarted server (see [`ServerOptions::data_dir`]).
     pub data_dir: std::sync::Arc<tempfile::TempDir>,
+    /// What the server printed at start.
+    pub banner: Vec<String>,
 }
 
 /// A loopback port free right now (for a listener the test starts itself).
@@ -64,6 +66,9 @@ pub struct ServerOptions {
     /// Write JSON logs at debug level to [`Server::log_path`] instead of
     /// the test's standard error.
     pub json_log: bool,
+    /// Write text logs at info level to [`Server::log_path`] instead of the
+    /// test's standard error (what a journal would show).
+    pub text_log: bool,
     /// More environment for the server (configuration overrides).
     pub env: Vec<(String, String)>,
     /// Another server's data directory, to start where it stopped.
@@ -76,6 +81,7 @@ impl Default for ServerOptions {
             ip: [127, 0, 0, 1].into(),
             estimate_bandwidth: true,
             json_log: false,
+            text_log: false,
             env: Vec::new(),
             data_dir: None,
         }
@@ -98,6 +104,9 @@ impl Server {
             let file = std::fs::File::create(data_dir.path().join(LOG_FILE)).expect("log file");
             let filter = "info,carecall_sfu=debug,carecall_signalling=debug,str0m=warn";
             ("json", Stdio::from(file), filter.to_owned())
+        } else if options.text_log {
+            let file = std::fs::File::create(data_dir.path().join(LOG_FILE)).expect("log file");
+            ("text", Stdio::from(file), "info,str0m=warn".to_owned())
         } else {
             let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,str0m=warn".into());
             ("text", Stdio::inherit(), filter)
@@ -133,8 +142,10 @@ impl Server {
         let mut turn_spki = None;
         let mut https_spki = None;
         let mut http_redirect_port = None;
+        let mut banner = Vec::new();
         while Instant::now() < deadline {
             let Some(Ok(line)) = lines.next() else { break };
+            banner.push(line.clone());
             if let Some(url) = line.strip_prefix("carecall listening on ") {
                 base_url = Some(url.trim().to_owned());
             }
@@ -178,6 +189,7 @@ impl Server {
             https_spki,
             http_redirect_port,
             data_dir,
+            banner,
         }
     }
 
@@ -216,19 +228,27 @@ impl Server {
     /// Creates an account with `role` (admin, operator, clinician or
     /// specialist) with `carecall admin add`.
     pub fn add_account(&self, name: &str, password: &str, role: &str) -> std::process::Output {
+        self.admin_command(&["add", name, "--role", role], &format!("{password}\n"))
+    }
+
+    /// Runs `carecall admin ARGS` on this server's data directory, with
+    /// `stdin` piped in.
+    pub fn admin_command(&self, args: &[&str], stdin: &str) -> std::process::Output {
         use std::io::Write;
         let mut child = Command::new(binary())
-            .args(["admin", "add", name, "--role", role, "--data-dir"])
+            .arg("admin")
+            .args(args)
+            .arg("--data-dir")
             .arg(self.data_dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("run carecall admin add");
-        let mut stdin = child.stdin.take().expect("stdin");
-        writeln!(stdin, "{password}").expect("write password");
-        drop(stdin);
-        child.wait_with_output().expect("carecall admin add")
+            .expect("run carecall admin");
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(stdin.as_bytes()).expect("write stdin");
+        drop(pipe);
+        child.wait_with_output().expect("carecall admin")
     }
 
     /// The server's process id.
@@ -236,7 +256,7 @@ impl Server {
         self.child.id()
     }
 
-    /// Where the server's JSON log goes (with `json_log`).
+    /// Where the server's log goes (with `json_log` or `text_log`).
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.path().join(LOG_FILE)
     }

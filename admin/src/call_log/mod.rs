@@ -6,6 +6,7 @@ mod handover;
 mod quality;
 mod queue;
 mod recordings;
+mod revocations;
 
 pub use detail::{CallDetail, SessionDetail, StoredSample};
 pub use handover::{queue_label, Handover, QueueEvent, TransferTarget};

@@ -293,6 +293,26 @@ impl CallLog {
         })
     }
 
+    /// The home's call still waiting to be answered, if it has one: a home
+    /// has one place in the queue, however often its button is pressed.
+    pub fn waiting_call_of(&self, home_id: &str) -> Result<Option<QueuedCall>, AdminError> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM queued_calls
+                 WHERE home_id = ?1 AND state = 'waiting' AND answered_at_ms IS NULL
+                 ORDER BY id LIMIT 1",
+                [home_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match id {
+            Some(id) => self.queued_call(id),
+            None => Ok(None),
+        }
+    }
+
     /// One call.
     pub fn queued_call(&self, id: i64) -> Result<Option<QueuedCall>, AdminError> {
         queued_call(&self.conn, id)

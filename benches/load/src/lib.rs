@@ -67,12 +67,7 @@ impl Target {
     }
 
     fn token(&self, room: &str, role: Role, name: &str) -> Result<String> {
-        let claims = JoinClaims {
-            room: room.to_owned(),
-            role,
-            name: name.to_owned(),
-            exp: carecall_signalling::token::unix_now() + 3600,
-        };
+        let claims = JoinClaims::lasting(room, role, name, std::time::Duration::from_secs(3600));
         LinkSigner::new(&self.secret)
             .sign(&claims)
             .map_err(|e| anyhow::anyhow!("signing a join link: {e}"))

@@ -45,6 +45,10 @@ pub struct MediaConfig {
 }
 
 enum WorkerCommand {
+    ReceiveOnly {
+        room: RoomId,
+        participant: ParticipantId,
+    },
     Connect {
         room: RoomId,
         participant: ParticipantId,
@@ -204,6 +208,15 @@ impl MediaServer {
                 participant,
                 candidate,
             },
+        )
+    }
+
+    /// Marks a participant who has not connected yet as one who may only
+    /// receive (an observer): nothing it offers to send is published.
+    pub fn receive_only(&self, room: RoomId, participant: ParticipantId) -> Result<(), SfuError> {
+        self.send(
+            &room.clone(),
+            WorkerCommand::ReceiveOnly { room, participant },
         )
     }
 
@@ -572,6 +585,13 @@ impl Worker {
             }
             WorkerCommand::StopRecording { room } => {
                 self.with_room(&room, Room::stop_recording);
+                return;
+            }
+            WorkerCommand::ReceiveOnly { room, participant } => {
+                let slot = self.slot_for(&room);
+                if let Some(s) = self.rooms[slot].as_mut() {
+                    s.room.set_receive_only(participant);
+                }
                 return;
             }
             WorkerCommand::Connect {

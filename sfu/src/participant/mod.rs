@@ -161,6 +161,8 @@ pub(crate) struct Participant {
     first_video_after: Option<Duration>,
     /// ICE candidates trickled in over the whole session.
     remote_candidates: usize,
+    /// May only receive (an observer): offered tracks are not published.
+    pub receive_only: bool,
 }
 
 /// Trickled ICE candidates one session takes at most: str0m keeps and
@@ -202,6 +204,7 @@ impl Participant {
             video_wanted_since: None,
             first_video_after: None,
             remote_candidates: 0,
+            receive_only: false,
         }
     }
 
@@ -413,7 +416,10 @@ impl Participant {
                 if duplicate && incoming {
                     tracing::info!(room = %self.room, participant = %self.id, mid = %added.mid, "extra published track ignored");
                 }
-                if incoming && !ours && !duplicate {
+                if incoming && !ours && self.receive_only {
+                    tracing::info!(room = %self.room, participant = %self.id, mid = %added.mid, "receive-only participant's track not published");
+                }
+                if incoming && !ours && !duplicate && !self.receive_only {
                     self.publications
                         .push(Publication::new(added.mid, added.kind));
                     return Polled::Propagate(Propagated::Published {

@@ -234,7 +234,7 @@ impl Session {
 
     /// Sends an error and closes the socket.
     fn close_with(&mut self, code: u16, error: &str, message: String) -> ControlFlow<()> {
-        tracing::info!(code = error, %message, "closing signalling session");
+        tracing::info!(code = error, message = ?message, "closing signalling session");
         self.send(ServerMessage::Error {
             code: error.to_owned(),
             message: message.clone(),
@@ -356,13 +356,26 @@ impl Session {
         let Some(j) = &self.joined else {
             return ControlFlow::Break(());
         };
-        let participants = self.state.inner.presence.others(&j.claims.room, j.id);
-        link.send(ServerMessage::Resumed {
-            participant: j.id.to_string(),
-            participants,
-        });
+        // The link must still be good: a resume is a way back in too.
+        let refused = if j.claims.exp <= unix_now() {
+            Some(crate::TokenError::Expired)
+        } else if self.state.inner.revocations.is_revoked(&j.claims) {
+            Some(crate::TokenError::Revoked)
+        } else {
+            None
+        };
+        if refused.is_none() {
+            let participants = self.state.inner.presence.others(&j.claims.room, j.id);
+            link.send(ServerMessage::Resumed {
+                participant: j.id.to_string(),
+                participants,
+            });
+        }
         if let Some(old) = self.link.replace(link) {
             old.abandon();
+        }
+        if let Some(e) = refused {
+            return self.close_with(close::BAD_TOKEN, e.code(), e.to_string());
         }
         let parked_for = self.parked_until.take().map(|until| {
             RESUME_WINDOW.saturating_sub(until.saturating_duration_since(Instant::now()))
@@ -418,8 +431,13 @@ impl Session {
                         tx
                     }
                 };
-                media
-                    .connect(room.clone(), j.id, sdp, signals)
+                // An observer's link lets it watch, never be seen or heard.
+                let watch_only = match j.claims.role {
+                    crate::Role::Observer => media.receive_only(room.clone(), j.id),
+                    _ => Ok(()),
+                };
+                watch_only
+                    .and_then(|()| media.connect(room.clone(), j.id, sdp, signals))
                     .and_then(|()| {
                         j.early_views.take().try_for_each(|(origin, h)| {
                             media.set_view(room.clone(), j.id, origin, h)
@@ -526,6 +544,10 @@ impl Session {
             return flow;
         }
         let claims = match self.state.inner.signer.verify(token, unix_now()) {
+            Ok(c) if self.state.inner.revocations.is_revoked(&c) => {
+                let e = crate::TokenError::Revoked;
+                return self.close_with(close::BAD_TOKEN, e.code(), e.to_string());
+            }
             Ok(c) => c,
             Err(e) => return self.close_with(close::BAD_TOKEN, e.code(), e.to_string()),
         };

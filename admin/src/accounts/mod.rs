@@ -19,6 +19,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::AdminError;
 
+mod manage;
+
+pub use manage::SessionInfo;
+
 /// How long a sign-in lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
@@ -192,10 +196,11 @@ impl Accounts {
     /// Checks a password. Takes about as long for an unknown name as for a
     /// wrong password, so timing does not tell which names exist.
     pub fn verify(&self, name: &str, password: &str) -> Result<bool, AdminError> {
+        // A disabled account is checked as an unknown one: same cost, no.
         let stored: Option<String> = self
             .conn()
             .query_row(
-                "SELECT password_hash FROM admin_accounts WHERE name = ?1",
+                "SELECT password_hash FROM admin_accounts WHERE name = ?1 AND disabled_at_ms IS NULL",
                 [name],
                 |r| r.get(0),
             )
@@ -280,7 +285,7 @@ impl Accounts {
         self.conn()
             .query_row(
                 "SELECT s.name, s.csrf, a.role FROM admin_sessions s JOIN admin_accounts a ON a.name = s.name
-                 WHERE s.token_sha256 = ?1 AND s.expires_at_ms > ?2",
+                 WHERE s.token_sha256 = ?1 AND s.expires_at_ms > ?2 AND a.disabled_at_ms IS NULL",
                 params![digest(token), now_ms()],
                 |r| {
                     let role: String = r.get(2)?;

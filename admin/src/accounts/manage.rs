@@ -1,0 +1,171 @@
+//! Looking after accounts once they exist: a password changed, an account
+//! disabled when someone leaves (or is suspected of leaking it), removed,
+//! and its sessions listed or ended. Each change that takes access away also
+//! ends the account's sessions, so it takes effect at once, not when the
+//! cookie expires.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{now_ms, Accounts, MIN_PASSWORD_LEN};
+use crate::AdminError;
+
+/// One signed-in session of an account, as `carecall admin sessions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// When it ends on its own, ms since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
+impl Accounts {
+    fn require(&self, name: &str) -> Result<(), AdminError> {
+        let found: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT name FROM admin_accounts WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        found
+            .map(drop)
+            .ok_or_else(|| AdminError::BadAccount(format!("no account {name}")))
+    }
+
+    /// Sets a new password; the account's sessions end.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), AdminError> {
+        self.require(name)?;
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(AdminError::BadAccount(format!(
+                "password for {name}: at least {MIN_PASSWORD_LEN} characters"
+            )));
+        }
+        let hash = self.hash(password)?;
+        self.conn()
+            .execute(
+                "UPDATE admin_accounts SET password_hash = ?2 WHERE name = ?1",
+                params![name, hash],
+            )
+            .map_err(|e| self.err(e))?;
+        self.end_sessions(name).map(drop)
+    }
+
+    /// Disables (or with `disabled` false, enables) an account: a disabled
+    /// one cannot sign in, and its sessions end.
+    pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AdminError> {
+        self.require(name)?;
+        self.conn()
+            .execute(
+                "UPDATE admin_accounts SET disabled_at_ms = ?2 WHERE name = ?1",
+                params![name, disabled.then(now_ms)],
+            )
+            .map_err(|e| self.err(e))?;
+        self.end_sessions(name).map(drop)
+    }
+
+    /// Whether an account is disabled (`None`: there is no such account).
+    pub fn is_disabled(&self, name: &str) -> Result<Option<bool>, AdminError> {
+        self.conn()
+            .query_row(
+                "SELECT disabled_at_ms IS NOT NULL FROM admin_accounts WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Removes an account and its sessions. Its name stays in the call
+    /// history, which records who did what.
+    pub fn delete(&self, name: &str) -> Result<(), AdminError> {
+        self.require(name)?;
+        self.end_sessions(name)?;
+        self.conn()
+            .execute("DELETE FROM admin_accounts WHERE name = ?1", [name])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The account's live sessions, soonest to end first.
+    pub fn sessions_of(&self, name: &str) -> Result<Vec<SessionInfo>, AdminError> {
+        self.require(name)?;
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT expires_at_ms FROM admin_sessions WHERE name = ?1 AND expires_at_ms > ?2
+                 ORDER BY expires_at_ms",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![name, now_ms()], |r| {
+                Ok(SessionInfo {
+                    expires_at_ms: r.get(0)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// Ends every session of the account; how many there were.
+    pub fn end_sessions(&self, name: &str) -> Result<usize, AdminError> {
+        self.conn()
+            .execute("DELETE FROM admin_sessions WHERE name = ?1", [name])
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::accounts::AccountRole;
+    use crate::Accounts;
+
+    const PASSWORD: &str = "a long enough password";
+
+    fn store() -> (tempfile::TempDir, Accounts) {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::open(&dir.path().join("carecall.db")).unwrap();
+        accounts
+            .add("nurse", PASSWORD, AccountRole::Clinician)
+            .unwrap();
+        (dir, accounts)
+    }
+
+    #[test]
+    fn a_disabled_account_cannot_sign_in_and_loses_its_sessions() {
+        let (_dir, accounts) = store();
+        let s = accounts.create_session("nurse").unwrap();
+        assert_eq!(accounts.sessions_of("nurse").unwrap().len(), 1);
+        accounts.set_disabled("nurse", true).unwrap();
+        assert_eq!(accounts.is_disabled("nurse").unwrap(), Some(true));
+        assert!(!accounts.verify("nurse", PASSWORD).unwrap());
+        assert_eq!(accounts.session(&s.token).unwrap(), None);
+        assert!(accounts.sessions_of("nurse").unwrap().is_empty());
+        accounts.set_disabled("nurse", false).unwrap();
+        assert!(accounts.verify("nurse", PASSWORD).unwrap());
+    }
+
+    #[test]
+    fn a_new_password_ends_sessions_and_the_old_one_stops_working() {
+        let (_dir, accounts) = store();
+        let s = accounts.create_session("nurse").unwrap();
+        assert!(accounts.set_password("nurse", "short").is_err());
+        accounts
+            .set_password("nurse", "another long password")
+            .unwrap();
+        assert!(!accounts.verify("nurse", PASSWORD).unwrap());
+        assert!(accounts.verify("nurse", "another long password").unwrap());
+        assert_eq!(accounts.session(&s.token).unwrap(), None);
+    }
+
+    #[test]
+    fn a_deleted_account_is_gone_with_its_sessions() {
+        let (_dir, accounts) = store();
+        let s = accounts.create_session("nurse").unwrap();
+        accounts.delete("nurse").unwrap();
+        assert_eq!(accounts.session(&s.token).unwrap(), None);
+        assert!(!accounts.verify("nurse", PASSWORD).unwrap());
+        assert!(accounts.delete("nurse").is_err(), "no such account");
+        assert!(accounts.set_disabled("ghost", true).is_err());
+    }
+}

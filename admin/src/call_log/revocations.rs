@@ -1,0 +1,52 @@
+//! Withdrawn join links, kept so a restart does not bring them back.
+
+use rusqlite::params;
+
+use super::CallLog;
+use crate::AdminError;
+
+impl CallLog {
+    /// Withdraws the links to `room` made at or before `until` (Unix s).
+    pub fn revoke_links(&self, room: &str, until: u64) -> Result<(), AdminError> {
+        self.conn
+            .execute(
+                "INSERT INTO link_revocations (room, revoked_before) VALUES (?1, ?2)
+                 ON CONFLICT (room) DO UPDATE SET revoked_before = max(revoked_before, ?2)",
+                params![room, until as i64],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every withdrawal: (room, links made up to this time are withdrawn).
+    pub fn link_revocations(&self) -> Result<Vec<(String, u64)>, AdminError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT room, revoked_before FROM link_revocations")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e));
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_withdrawal_is_kept_and_only_moves_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carecall.db");
+        let log = CallLog::open(&path).unwrap();
+        log.revoke_links("ward-1", 200).unwrap();
+        log.revoke_links("ward-1", 150).unwrap();
+        log.revoke_links("ward-2", 100).unwrap();
+        drop(log);
+        let mut kept = CallLog::open(&path).unwrap().link_revocations().unwrap();
+        kept.sort();
+        assert_eq!(kept, [("ward-1".into(), 200), ("ward-2".into(), 100)]);
+    }
+}
