@@ -17,6 +17,9 @@ pub mod check;
 mod dashboard;
 mod db;
 mod downloads;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod home_links;
 mod homes;

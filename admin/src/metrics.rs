@@ -22,6 +22,9 @@ pub struct Snapshot {
     pub media: Vec<ParticipantStats>,
     /// Clients refused at the public surfaces: (surface, reason, count).
     pub refusals: Vec<(&'static str, &'static str, u64)>,
+    /// Tasks alive on the async runtime (sockets, sessions, timers): one
+    /// that only ever rises is a leak.
+    pub runtime_tasks: usize,
 }
 
 impl Snapshot {
@@ -93,6 +96,13 @@ pub fn render(
         refused.with_label_values(&[surface, reason]).inc_by(*n);
     }
     registry.register(Box::new(refused))?;
+
+    let tasks = IntGauge::new(
+        "carecall_runtime_alive_tasks",
+        "Tasks alive on the async runtime (sockets, sessions, timers).",
+    )?;
+    tasks.set(snapshot.runtime_tasks as i64);
+    registry.register(Box::new(tasks))?;
 
     let rooms = IntGauge::new("carecall_rooms", "Calls with at least one participant.")?;
     rooms.set(snapshot.rooms().len() as i64);
@@ -384,6 +394,7 @@ mod tests {
             // p3 has left signalling; its media is being torn down.
             media: vec![stats(1, "ward-3"), stats(2, "ward-3"), stats(3, "ward-3")],
             refusals: vec![("turn", "allocations_per_credential", 7)],
+            runtime_tasks: 42,
         };
         let text = render(&snapshot, &JoinTimes::default(), HookCounts::default()).unwrap();
         assert!(text.contains(
@@ -394,6 +405,7 @@ mod tests {
         ));
         assert!(!text.contains(r#"participant="p3""#));
         assert!(text.contains("carecall_rooms 1"));
+        assert!(text.contains("carecall_runtime_alive_tasks 42"));
         assert!(text.contains(
             r#"carecall_limit_refusals_total{reason="allocations_per_credential",surface="turn"} 7"#
         ), "{text}");

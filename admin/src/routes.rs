@@ -155,6 +155,9 @@ impl AdminState {
             members,
             media,
             refusals: self.refusals.counts(),
+            runtime_tasks: tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
         };
         self.join_times().observe(&snapshot.media);
         snapshot

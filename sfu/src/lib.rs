@@ -17,6 +17,9 @@ mod bandwidth;
 mod codec;
 mod error;
 pub mod forward;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 mod io;
 mod keyframe;
@@ -34,7 +37,7 @@ mod track;
 pub mod turn;
 
 pub use bandwidth::AdaptationStats;
-pub use codec::{h264_keyframe_start, vp8_keyframe_start};
+pub use codec::{h264_keyframe_start, red_primary, vp8_keyframe_start};
 pub use error::SfuError;
 pub use id::{ParticipantId, RoomId};
 pub use io::{default_announce_addrs, MediaConfig, MediaServer};

@@ -326,6 +326,7 @@ sceret = \"0123456789abcdef0123456789abcdef\"
                 "link_secret",
                 "turn.secret",
                 "recording.secret",
+                "metrics_token",
                 "https.enabled"
             ]
         );

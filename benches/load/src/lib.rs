@@ -15,6 +15,7 @@ pub mod janus;
 pub mod peer;
 pub mod proc;
 mod report;
+mod soak;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use peer::Publish;
 pub use churn::{churn, ChurnReport};
 pub use peer::LoadPeer;
 pub use report::Report;
+pub use soak::{soak, SoakReport};
 
 /// Largest run: participants in one scenario.
 pub const MAX_PARTICIPANTS: usize = 600;

@@ -80,6 +80,14 @@ enum What {
         #[arg(long, default_value_t = 20)]
         participants: usize,
     },
+    /// Rooms of three joining, talking and leaving for MINUTES while the
+    /// check page and sign-in are hammered from many loopback addresses;
+    /// the server's memory, file descriptors, threads and tasks every ten
+    /// minutes (carecall only; not in CI).
+    Soak {
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
+    },
     /// The same scenarios against carecall and against Janus, one after the
     /// other, and a table of the ratios.
     Compare {
@@ -270,7 +278,7 @@ fn main() -> Result<()> {
             Scenario::Rooms { rooms: 10 },
         ],
         What::Compare { .. } => unreachable!("handled above"),
-        What::Churn { .. } => Vec::new(),
+        What::Churn { .. } | What::Soak { .. } => Vec::new(),
     };
     let mut _janus = None;
     let (_spawned, target) = match cli.url.clone() {
@@ -304,6 +312,15 @@ fn main() -> Result<()> {
             (Some(s), t)
         }
     };
+    if let What::Soak { minutes } = cli.what {
+        let report = runtime.block_on(carecall_load::soak(&target, minutes))?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!("{report}");
+        }
+        return Ok(());
+    }
     if let What::Churn {
         rounds,
         participants,

@@ -3,7 +3,7 @@
 
 mod addrs;
 mod bind;
-mod tcp;
+pub(crate) mod tcp;
 mod udp;
 mod worker;
 

@@ -251,6 +251,26 @@ impl Inbox {
     }
 }
 
+/// Feeds `data` to a connection's inbox in reads of at most `chunk` bytes
+/// and takes every whole RFC 4571 frame out; the bytes framed. For the
+/// fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub fn frames_for_fuzzing(data: &[u8], chunk: usize) -> usize {
+    let mut inbox = Inbox::new();
+    let mut out = vec![0u8; FRAME_BUFFER];
+    let mut framed = 0;
+    for piece in data.chunks(chunk.max(1)) {
+        let space = inbox.space();
+        let n = piece.len().min(space.len());
+        space[..n].copy_from_slice(&piece[..n]);
+        inbox.filled += n;
+        while let Some(len) = inbox.take_frame(&mut out) {
+            framed += 2 + len;
+        }
+    }
+    framed
+}
+
 impl Conn {
     /// Reads until one whole frame is buffered, then moves it to `out`.
     fn poll_read_frame(&mut self, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<io::Result<usize>> {

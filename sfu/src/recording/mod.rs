@@ -13,7 +13,7 @@ mod mix;
 mod recorder;
 mod sealed;
 pub(crate) mod tap;
-mod vp8;
+pub(crate) mod vp8;
 mod webm;
 
 use std::io::{self, Write};

@@ -488,6 +488,20 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     close_ended(&mut st);
 }
 
+/// Splits `data` into TURN stream frames as a connection does; the bytes
+/// taken as frames (the rest is an unfinished frame or not TURN). For the
+/// fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub fn frames_for_fuzzing(data: &[u8]) -> usize {
+    let mut at = 0;
+    while let Ok(Some(total)) = frame_len(&data[at..]) {
+        let frame = &data[at..at + total];
+        assert!(frame.len() >= 4, "a frame has a header");
+        at += total;
+    }
+    at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 
 mod book;
 mod credentials;
-mod edge;
+pub(crate) mod edge;
 mod server;
 mod stun;
 
