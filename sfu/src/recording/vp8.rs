@@ -75,7 +75,7 @@ fn keyframe_size(data: &[u8]) -> Option<(u16, u16)> {
     if data.get(3..6)? != [0x9D, 0x01, 0x2A] {
         return None;
     }
-    let w = u16::from_le_bytes([data[6], *data.get(7)?]) & 0x3FFF;
+    let w = u16::from_le_bytes([*data.get(6)?, *data.get(7)?]) & 0x3FFF;
     let h = u16::from_le_bytes([*data.get(8)?, *data.get(9)?]) & 0x3FFF;
     Some((w, h))
 }
@@ -213,6 +213,32 @@ impl Vp8Assembler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `vp8_recording` fuzz target (`fuzz/artifacts`): a
+    /// keyframe cut off right after its start code read past its end and
+    /// ended the recording.
+    #[test]
+    fn a_keyframe_cut_after_its_start_code_has_no_size() {
+        assert_eq!(keyframe_size(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]), None);
+        assert_eq!(
+            keyframe_size(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 7]),
+            None
+        );
+        assert_eq!(
+            keyframe_size(&[0, 0, 0, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01]),
+            Some((640, 360))
+        );
+        // The fuzzer's input: one packet, a whole frame of 6 bytes.
+        let mut a = Vp8Assembler::new();
+        let t0 = Instant::now();
+        let payload: Arc<[u8]> = [16u8, 0, 2, 104, 157, 1, 42][..].into();
+        a.push(0, 0, true, t0, payload);
+        let frame = a
+            .pop(t0 + std::time::Duration::from_secs(5))
+            .expect("a frame");
+        assert!(frame.keyframe);
+        assert_eq!(frame.size, None);
+    }
 
     /// A one-byte descriptor (S set for a frame start) and a VP8 frame tag.
     fn packet(start: bool, key: bool, body: u8) -> Arc<[u8]> {
