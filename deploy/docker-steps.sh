@@ -17,7 +17,7 @@ root="$(mktemp -d)"
 trap 'rm -rf "$root"' EXIT
 install -D -m 0755 target/release/carecall "$root/usr/local/bin/carecall"
 install -D -m 0644 deploy/docker/carecall.toml "$root/etc/carecall/carecall.toml"
-install -d -m 0750 "$root/var/lib/carecall"
+install -d -m 0700 "$root/var/lib/carecall"
 echo "runtime layout in $root:"
 (cd "$root" && find . -mindepth 1 | sort)
 

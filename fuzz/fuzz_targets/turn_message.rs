@@ -44,5 +44,7 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(!taken, "an allocation without valid credentials");
     let mut out = [0u8; 2048];
-    assert!(server.handle_peer(now, relay, sfu, data, &mut out).is_none());
+    assert!(server
+        .handle_peer(now, relay, sfu, data, &mut out)
+        .is_none());
 });

@@ -5,5 +5,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let (frames, bytes) = carecall_sfu::fuzzing::vp8_recording(data);
-    assert!(bytes <= data.len(), "{frames} frames of {bytes} bytes from {}", data.len());
+    assert!(
+        bytes <= data.len(),
+        "{frames} frames of {bytes} bytes from {}",
+        data.len()
+    );
 });
