@@ -11,22 +11,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::config::Config;
 
 pub fn serve(mut config: Config) -> anyhow::Result<()> {
-    let bad_limits = config.limits.problems();
-    if !bad_limits.is_empty() {
-        let list: Vec<String> = bad_limits
-            .iter()
-            .map(|(k, why)| format!("  {k}: {why}"))
-            .collect();
-        anyhow::bail!("carecall refuses to start:\n{}", list.join("\n"));
-    }
-    let refused = config.production_problems();
-    if !refused.is_empty() {
-        let list: Vec<String> = refused
-            .iter()
-            .map(|(k, why)| format!("  {k}: {why}"))
-            .collect();
-        anyhow::bail!("production mode refuses to start:\n{}", list.join("\n"));
-    }
+    refuse_start("carecall", config.limits.problems())?;
+    refuse_start("production mode", config.production_problems())?;
     // One crypto provider for every TLS client and server in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let secret = crate::secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;
@@ -231,6 +217,18 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         crate::listen::serve(listener, app, crate::listen::Plain, http_limits, refusals, stop).await;
         Ok(())
     })
+}
+
+/// An error listing `problems` (key, why) when there are any.
+fn refuse_start(who: &str, problems: Vec<(String, String)>) -> anyhow::Result<()> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = problems
+        .iter()
+        .map(|(k, why)| format!("  {k}: {why}"))
+        .collect();
+    anyhow::bail!("{who} refuses to start:\n{}", list.join("\n"))
 }
 
 fn print_banner(

@@ -12,22 +12,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use support::http::request;
 use support::peer::TestPeer;
+use support::ws::{open, Socket};
 use support::{token_of, Server};
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens a signalling socket and sends `first`.
-async fn open(server: &Server, first: Value) -> Socket {
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .expect("signalling socket");
-    ws.send(Message::text(first.to_string()))
-        .await
-        .expect("send");
-    ws
-}
 
 /// The first `joined`, `resumed` or `error` message within 5 s.
 async fn outcome(ws: &mut Socket) -> Value {

@@ -24,6 +24,21 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// Asserts the server's memory is within `bound_mib` of `rss_start` (bytes),
+/// printing both.
+fn assert_memory_held(server: &Server, rss_start: u64, bound_mib: u64, when: &str) {
+    let rss_end = rss_bytes(server.pid());
+    println!(
+        "server RSS {} MiB at start, {} MiB {when}",
+        rss_start / MIB,
+        rss_end / MIB
+    );
+    assert!(
+        rss_end < rss_start + bound_mib * MIB,
+        "memory grew past {bound_mib} MiB {when}"
+    );
+}
+
 /// The TURN username and password the public check page hands out, asked
 /// for from `source`.
 async fn check_credential(server: &Server, source: IpAddr) -> (String, String) {
@@ -162,13 +177,7 @@ async fn one_anonymous_credential_cannot_take_turn_from_everyone() {
         let n = turn_refusals(&server, reason).await;
         assert!(n >= 1.0, "no {reason} refusal counted");
     }
-    let rss_end = rss_bytes(server.pid());
-    println!(
-        "server RSS {} MiB at start, {} MiB after the attack",
-        rss_start / MIB,
-        rss_end / MIB
-    );
-    assert!(rss_end < rss_start + 256 * MIB);
+    assert_memory_held(&server, rss_start, 256, "after the attack");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,13 +213,7 @@ async fn a_sign_in_flood_neither_exhausts_memory_nor_locks_staff_out() {
     );
     assert_eq!(checked, 5, "tries checked past the limit of 5");
     assert_eq!(checked + refused + unanswered, 80);
-    let rss_end = rss_bytes(server.pid());
-    println!(
-        "server RSS {} MiB at start, {} MiB after the flood",
-        rss_start / MIB,
-        rss_end / MIB
-    );
-    assert!(rss_end < rss_start + 256 * MIB);
+    assert_memory_held(&server, rss_start, 256, "after the flood");
 
     // The admin, from another address, gets in: at once, or after the
     // account's short backoff (never a lock).
@@ -399,13 +402,7 @@ async fn a_candidate_flood_is_cut_off_at_the_socket() {
     assert_eq!(echoed.0["code"], "too-fast", "{}", echoed.0);
     println!("a normal check offer answered in {took:?} during the flood");
     assert!(took < Duration::from_millis(500));
-    let rss_end = rss_bytes(server.pid());
-    println!(
-        "server RSS {} MiB at start, {} MiB after the flood",
-        rss_start / MIB,
-        rss_end / MIB
-    );
-    assert!(rss_end < rss_start + 256 * MIB);
+    assert_memory_held(&server, rss_start, 256, "after the flood");
     let text = support::metrics::scrape(&server.base_url).await;
     for reason in ["too_fast", "too_many_candidates"] {
         let series =
@@ -494,20 +491,17 @@ async fn the_check_page_cannot_fill_the_disk_or_pin_memory() {
         "another address's download"
     );
     let db_end = database_bytes(&server);
-    let rss_end = rss_bytes(server.pid());
     println!(
-        "database {} KiB before, {} KiB after; server RSS {} MiB at start, {} MiB with 40 downloads unread",
+        "database {} KiB before, {} KiB after",
         db_start / 1024,
-        db_end / 1024,
-        rss_start / MIB,
-        rss_end / MIB
+        db_end / 1024
     );
     assert!(
         db_end < db_start + (1 << 20),
         "the database grew {} bytes",
         db_end - db_start
     );
-    assert!(rss_end < rss_start + 64 * MIB);
+    assert_memory_held(&server, rss_start, 64, "with 40 downloads unread");
     drop(held);
 }
 

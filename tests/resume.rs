@@ -10,21 +10,9 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use support::abuse::ws_refusal;
+use support::ws::{open, Socket};
 use support::{token_of, Server};
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open(server: &Server, first: Value) -> Socket {
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .expect("signalling socket");
-    ws.send(Message::text(first.to_string()))
-        .await
-        .expect("send");
-    ws
-}
 
 /// The next message of type `kind` within `within`, skipping others.
 async fn next_of(ws: &mut Socket, kind: &str, within: Duration) -> Option<Value> {

@@ -14,6 +14,7 @@ pub mod peer;
 pub mod queue;
 pub mod relay;
 pub mod turn;
+pub mod ws;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

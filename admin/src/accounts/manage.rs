@@ -18,16 +18,7 @@ pub struct SessionInfo {
 
 impl Accounts {
     fn require(&self, name: &str) -> Result<(), AdminError> {
-        let found: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT name FROM admin_accounts WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        found
+        self.role_of(name)?
             .map(drop)
             .ok_or_else(|| AdminError::BadAccount(format!("no account {name}")))
     }

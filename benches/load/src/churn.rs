@@ -65,6 +65,23 @@ impl std::fmt::Display for ChurnReport {
     }
 }
 
+/// Every peer sends `ticks` 20 ms steps of the clip, then all leave.
+pub(crate) async fn talk_then_leave(peers: Vec<LoadPeer>, ticks: u32) {
+    let mut senders = Vec::new();
+    for p in &peers {
+        senders.push((p.sender(), p.negotiated().await));
+    }
+    for n in 0..ticks {
+        for (sender, wire) in &senders {
+            sender.send_clip(n, wire).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for p in peers {
+        p.close().await;
+    }
+}
+
 /// Runs `rounds` rounds of `participants` joining (in calls of two) and
 /// leaving. Bounded: at most 100 rounds of 100.
 pub async fn churn(target: &Target, rounds: usize, participants: usize) -> Result<ChurnReport> {
@@ -108,19 +125,7 @@ pub async fn churn(target: &Target, rounds: usize, participants: usize) -> Resul
             peers.push(peer);
         }
         // A second of media in every call, then everyone leaves.
-        let mut senders = Vec::new();
-        for p in &peers {
-            senders.push((p.sender(), p.negotiated().await));
-        }
-        for n in 0..50u32 {
-            for (sender, wire) in &senders {
-                sender.send_clip(n, wire).await;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        for p in peers {
-            p.close().await;
-        }
+        talk_then_leave(peers, 50).await;
         eprintln!("  round {}/{rounds}: {} joined", round + 1, participants);
     }
     // The server lets go of a session once its leave is processed.

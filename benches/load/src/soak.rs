@@ -154,20 +154,7 @@ async fn talk_round(target: &Target, round: u32, joins: &AtomicU64) -> Result<u6
         }
         peers.push(peer);
     }
-    let mut senders = Vec::new();
-    for p in &peers {
-        senders.push((p.sender(), p.negotiated().await));
-    }
-    let ticks = (TALK.as_millis() / 20) as u32;
-    for n in 0..ticks {
-        for (sender, wire) in &senders {
-            sender.send_clip(n, wire).await;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for p in peers {
-        p.close().await;
-    }
+    crate::churn::talk_then_leave(peers, (TALK.as_millis() / 20) as u32).await;
     Ok(failed)
 }
 
