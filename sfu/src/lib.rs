@@ -15,6 +15,7 @@
 
 mod bandwidth;
 mod codec;
+mod dtls_identity;
 mod error;
 pub mod forward;
 #[cfg(feature = "fuzzing")]

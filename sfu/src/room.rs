@@ -11,6 +11,7 @@ use str0m::net::Transmit;
 use str0m::{Candidate, Input, Rtc};
 
 use crate::bandwidth::{AdaptationStats, INITIAL_ESTIMATE};
+use crate::dtls_identity;
 use crate::error::SfuError;
 use crate::forward::Layer;
 use crate::id::{ParticipantId, RoomId};
@@ -67,10 +68,11 @@ const STATS_INTERVAL_UNESTIMATED: Duration = Duration::from_secs(1);
 /// Builds a WebRTC session configured the way the SFU forwards: RTP mode (packets,
 /// not frames), ICE-lite (the SFU has only host candidates and answers checks),
 /// Opus + VP8 + H.264; with `estimate_bandwidth`, send-side bandwidth
-/// estimation (which also paces what is sent to the estimate).
+/// estimation (which also paces what is sent to the estimate). Every session
+/// presents the process's one DTLS certificate (see `dtls_identity.rs`).
 pub fn new_session(now: Instant, estimate_bandwidth: bool) -> Rtc {
     let initial = estimate_bandwidth.then_some(Bitrate::bps(INITIAL_ESTIMATE));
-    Rtc::builder()
+    let mut config = Rtc::builder()
         .set_rtp_mode(true)
         .set_ice_lite(true)
         .enable_bwe(initial)
@@ -82,8 +84,11 @@ pub fn new_session(now: Instant, estimate_bandwidth: bool) -> Rtc {
         .clear_codecs()
         .enable_opus(true, true)
         .enable_vp8(true)
-        .enable_h264(true)
-        .build(now)
+        .enable_h264(true);
+    if let Some(cert) = dtls_identity::dtls_cert(now) {
+        config = config.set_dtls_cert(cert);
+    }
+    config.build(now)
 }
 
 impl Room {
