@@ -4,8 +4,8 @@
 # emulated poor networks, which also need root; cmake to build the bundled
 # libopus; ffmpeg to check recordings; Debian's janus for the load tool's
 # comparison run), checks formatting and lints,
-# then runs every unit, integration and browser test, and checks the
-# deployment files.
+# then runs every unit, integration and browser test, each fuzz target for a
+# few seconds, and checks the deployment files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,9 +34,14 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# A build from scratch gains nothing from incremental compilation's records.
+export CARGO_INCREMENTAL=0
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked
+# Every fuzz target from its seed corpus, unoptimised, 4 s each (about 3.5
+# minutes with the build); docs/testing.md has the long runs.
+fuzz/run.sh --dev 4
 # The deployment files: the systemd unit, Prometheus rules, the Grafana
 # dashboard, the Dockerfile (linted), then the Dockerfile's build steps run
 # on this host (CI cannot pull its base images).
