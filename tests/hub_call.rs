@@ -13,7 +13,7 @@ use fantoccini::Locator;
 use serde_json::Value;
 use support::admin::{session, sign_in_with_the_form};
 use support::browser::{Browser, Driver};
-use support::calls::{assert_still_decoding, wait_all_decoding};
+use support::calls::{assert_still_decoding, wait_all_decoding, wait_all_decoding_at};
 use support::queue::add_home;
 use support::Server;
 
@@ -159,7 +159,9 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
     let all = [&home, &op, &dr, &spec];
     wait_all_decoding(&all, 3, Duration::from_secs(60)).await;
     let decoding_after = started.elapsed();
-    assert_still_decoding(&all, Duration::from_secs(4)).await;
+    // Four people: every tile is 360p (README), once the SFU has settled it.
+    wait_all_decoding_at(&all, 3, 360, Duration::from_secs(20)).await;
+    assert_still_decoding(&all, 360, Duration::from_secs(4)).await;
 
     // The home was told who is with them at every step.
     let names = home

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
 use serde_json::Value;
-use support::browser::{Browser, Driver};
+use support::browser::{Browser, Driver, FAKE_CAMERA_FPS};
 use support::calls::wait_all_decoding_hd;
 use support::{binary, Server, ServerOptions};
 
@@ -228,6 +228,7 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
     );
     assert_eq!(events.of_type("recording.started").len(), 1);
     let data = &ready["data"];
+    assert_eq!(data["packets_dropped"], 0, "the recorder kept up: {data}");
     let id = data["recording"].as_str().expect("recording id").to_owned();
     let sha = data["sha256"].as_str().expect("sha256").to_owned();
 
@@ -323,6 +324,28 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
         (duration - 20.0).abs() <= 1.0,
         "duration {duration} s, wanted 20 ± 1"
     );
+
+    // Every camera frame is in the file: each video track holds (nearly)
+    // the fake camera's rate for the whole recording.
+    let counted = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&out)
+        .output()
+        .expect("ffprobe -count_frames");
+    let frames: Vec<u64> = String::from_utf8_lossy(&counted.stdout)
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let camera = f64::from(FAKE_CAMERA_FPS) * duration;
+    println!("video frames per track {frames:?}; the camera made {camera:.0} in {duration:.1} s");
+    assert_eq!(frames.len(), 3, "a frame count per video track");
+    for f in &frames {
+        assert!(
+            *f as f64 >= 0.9 * camera,
+            "{f} frames recorded of the {camera:.0} the camera made: {frames:?}"
+        );
+    }
 
     let decode = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])

@@ -39,12 +39,12 @@ fn only_the_sessions_something_reached_are_polled() {
     call.room.poll(now, |_| {});
     assert_eq!(call.room.sessions_to_poll(now), 0);
 
-    // A datagram no session claims changes nothing.
-    let garbage = [0u8; 20];
+    // A well-formed STUN check for a username no session has changes nothing.
+    let stranger = stun_binding_request(b"nobody:x");
     let addr = "127.0.0.1:9".parse().unwrap();
-    if let Ok(r) = Receive::new(str0m::net::Protocol::Udp, addr, addr, &garbage) {
-        assert!(call.room.accepts(&Input::Receive(now, r)).is_none());
-    }
+    let r = Receive::new(str0m::net::Protocol::Udp, addr, addr, &stranger)
+        .expect("a STUN binding request parses");
+    assert!(call.room.accepts(&Input::Receive(now, r)).is_none());
     assert_eq!(call.room.sessions_to_poll(now), 0);
 
     // Later, timers come due again by themselves.
@@ -89,4 +89,28 @@ fn a_burst_reaches_each_subscriber_from_one_poll() {
     for (i, p) in call.peers.iter().enumerate().skip(1) {
         assert_eq!(p.received_video.len() - before[i], 6, "subscriber {i}");
     }
+}
+
+/// An ICE connectivity check (a STUN binding request, RFC 8445 §7.1) from
+/// `username`, which must be a multiple of four bytes long, with a
+/// MESSAGE-INTEGRITY no key signed.
+fn stun_binding_request(username: &[u8]) -> Vec<u8> {
+    assert_eq!(username.len() % 4, 0);
+    let attributes: [(u16, &[u8]); 3] = [
+        (0x0006, username),            // USERNAME
+        (0x0024, &[0x6e, 0, 0, 0xff]), // PRIORITY
+        (0x0008, &[0; 20]),            // MESSAGE-INTEGRITY
+    ];
+    let mut body = Vec::new();
+    for (kind, value) in attributes {
+        body.extend_from_slice(&kind.to_be_bytes());
+        body.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        body.extend_from_slice(value);
+    }
+    let mut m = vec![0x00, 0x01];
+    m.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+    m.extend_from_slice(&[7; 12]);
+    m.extend_from_slice(&body);
+    m
 }

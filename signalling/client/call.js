@@ -444,6 +444,7 @@ export class Call extends EventTarget {
           packetsLost: s.packetsLost || 0, framesDecoded: s.framesDecoded || 0,
           frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
           framesPerSecond: s.framesPerSecond || 0, freezeCount: s.freezeCount || 0,
+          totalFreezesDuration: s.totalFreezesDuration || 0,
           totalSamplesReceived: s.totalSamplesReceived || 0, concealedSamples: s.concealedSamples || 0,
           nackCount: s.nackCount || 0, pliCount: s.pliCount || 0,
           framesReceived: s.framesReceived || 0, framesDropped: s.framesDropped || 0,

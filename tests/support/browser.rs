@@ -244,6 +244,9 @@ pub struct Inbound {
     pub width: u64,
     pub height: u64,
     pub freezes: u64,
+    /// Seconds the video stood still, summed over its freezes (Chromium's
+    /// `totalFreezesDuration`).
+    pub frozen_seconds: f64,
     /// Video only: how the frames fared on the way (for failure reports).
     pub lost: i64,
     pub nacks: u64,
@@ -312,6 +315,7 @@ impl Browser {
             width: s["frameWidth"].as_u64().unwrap_or(0),
             height: s["frameHeight"].as_u64().unwrap_or(0),
             freezes: s["freezeCount"].as_u64().unwrap_or(0),
+            frozen_seconds: s["totalFreezesDuration"].as_f64().unwrap_or(0.0),
             lost: s["packetsLost"].as_i64().unwrap_or(0),
             nacks: s["nackCount"].as_u64().unwrap_or(0),
             plis: s["pliCount"].as_u64().unwrap_or(0),
@@ -336,19 +340,22 @@ impl Browser {
 
     /// Starts watching audio arrival in the page: every 100 ms, the packets
     /// received per remote participant; the longest time each went without
-    /// a new packet is kept (see [`Browser::longest_audio_gaps`]).
+    /// a new packet is kept, a gap still open included (see
+    /// [`Browser::longest_audio_gaps`]).
     pub async fn watch_audio_gaps(&self) {
         self.eval(
-            "const w = window.carecall; w.gaps = {}; const last = {};
+            "const w = window.carecall; w.gaps = {}; w.lastAudio = {};
+             const last = w.lastAudio;
              w.gapWatch = setInterval(async () => {
                const now = performance.now();
                for (const s of await w.call.receiveStats()) {
                  if (s.kind !== 'audio') continue;
                  const l = last[s.participant];
                  if (!l || s.packetsReceived > l.packets) {
-                   if (l) w.gaps[s.participant] = Math.max(w.gaps[s.participant] || 0, now - l.at);
                    last[s.participant] = { packets: s.packetsReceived, at: now };
                  }
+                 const open = now - last[s.participant].at;
+                 w.gaps[s.participant] = Math.max(w.gaps[s.participant] || 0, open);
                }
              }, 100);
              return null;",
@@ -357,9 +364,17 @@ impl Browser {
     }
 
     /// The longest stretch, in ms, without a new audio packet from each remote
-    /// participant since [`Browser::watch_audio_gaps`] started.
+    /// participant since [`Browser::watch_audio_gaps`] started, counting a
+    /// gap still open now: audio that stopped for good is the longest gap.
     pub async fn longest_audio_gaps(&self) -> HashMap<String, f64> {
-        let v = self.eval("return window.carecall.gaps || {};").await;
+        let v = self
+            .eval(
+                "const w = window.carecall; const now = performance.now();
+                 for (const [p, l] of Object.entries(w.lastAudio || {}))
+                   w.gaps[p] = Math.max(w.gaps[p] || 0, now - l.at);
+                 return w.gaps || {};",
+            )
+            .await;
         v.as_object()
             .map(|m| {
                 m.iter()

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::browser::{Browser, Inbound};
+use super::browser::{Browser, Inbound, FAKE_CAMERA_FPS};
 
 /// Frames decoded per remote participant's video, and audio packets received.
 pub async fn snapshot(b: &Browser) -> (HashMap<String, Inbound>, HashMap<String, Inbound>) {
@@ -23,10 +23,24 @@ pub async fn snapshot(b: &Browser) -> (HashMap<String, Inbound>, HashMap<String,
 /// Waits until every browser decodes `remotes` remote videos at 1280x720 and
 /// receives their audio.
 pub async fn wait_all_decoding_hd(browsers: &[&Browser], remotes: usize, within: Duration) {
-    wait_all(browsers, remotes, within, "HD", |v| {
-        v.width == 1280 && v.height == 720
-    })
-    .await
+    wait_all_decoding_at(browsers, remotes, 720, within).await
+}
+
+/// Waits until every browser decodes `remotes` remote videos at `height`
+/// (16:9) and receives their audio.
+pub async fn wait_all_decoding_at(
+    browsers: &[&Browser],
+    remotes: usize,
+    height: u64,
+    within: Duration,
+) {
+    let what = format!("{height}p");
+    wait_all(browsers, remotes, within, &what, |v| is_at(v, height)).await
+}
+
+/// Whether `v` is decoded at `height`, 16:9.
+fn is_at(v: &Inbound, height: u64) -> bool {
+    v.height == height && v.width == height * 16 / 9
 }
 
 /// Waits until every browser decodes `remotes` remote videos (any size) and
@@ -70,34 +84,61 @@ async fn wait_all(
     }
 }
 
-/// Asserts that over `span` every remote video keeps decoding (frames rising)
-/// and every remote audio keeps arriving. The sizes are printed, not checked:
-/// a publisher's browser may drop its 720p layer for a moment on its own
-/// (CPU or its own bandwidth estimate); [`wait_all_decoding_hd`] checks HD.
-pub async fn assert_still_decoding(browsers: &[&Browser], span: Duration) {
-    let before: Vec<_> = futures_util::future::join_all(browsers.iter().map(|b| snapshot(b))).await;
-    tokio::time::sleep(span).await;
-    let after: Vec<_> = futures_util::future::join_all(browsers.iter().map(|b| snapshot(b))).await;
+/// Asserts that over `span` every remote video stays at `height` (16:9,
+/// checked every half second) and decodes at least 80% of the fake camera's
+/// frame rate, and every remote audio keeps arriving at its rate.
+pub async fn assert_still_decoding(browsers: &[&Browser], height: u64, span: Duration) {
+    let snapshots = || futures_util::future::join_all(browsers.iter().map(|b| snapshot(b)));
+    let before: Vec<_> = snapshots().await;
+    let end = Instant::now() + span;
+    loop {
+        let now: Vec<_> = snapshots().await;
+        for (i, (video, _)) in now.iter().enumerate() {
+            for (who, v) in video {
+                assert!(
+                    is_at(v, height),
+                    "browser {i} <- {who}: {}x{} during the call, not {height}p",
+                    v.width,
+                    v.height
+                );
+            }
+        }
+        if Instant::now() >= end {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500).min(end - Instant::now())).await;
+    }
+    let after: Vec<_> = snapshots().await;
+    let least_fps = 0.8 * f64::from(FAKE_CAMERA_FPS);
     for (i, ((v0, a0), (v1, a1))) in before.iter().zip(&after).enumerate() {
         assert!(!v1.is_empty(), "browser {i} decodes no video");
         for (who, v) in v1 {
             let earlier = v0.get(who).map_or(0, |x| x.frames_decoded);
             let fps = (v.frames_decoded - earlier) as f64 / span.as_secs_f64();
             println!(
-                "browser {i} <- {who}: {}x{}, {:.1} fps decoded, {} freezes",
-                v.width, v.height, fps, v.freezes
+                "browser {i} <- {who}: {}x{}, {fps:.1} fps decoded, {} freezes",
+                v.width, v.height, v.freezes
             );
             assert!(
-                v.frames_decoded > earlier + 5,
-                "browser {i} <- {who}: frames not rising ({earlier} -> {})",
+                fps >= least_fps,
+                "browser {i} <- {who}: {fps:.1} fps decoded, under {least_fps:.1} \
+                 ({earlier} -> {} frames in {span:?})",
                 v.frames_decoded
             );
         }
+        assert_eq!(
+            a1.len(),
+            v1.len(),
+            "browser {i}: a remote video without audio"
+        );
+        // Opus sends a packet every 20 ms; the fake microphone never falls silent.
+        let least_packets = (0.8 * 50.0 * span.as_secs_f64()) as u64;
         for (who, a) in a1 {
             let earlier = a0.get(who).map_or(0, |x| x.packets);
             assert!(
-                a.packets > earlier + 50,
-                "browser {i} <- {who}: audio not arriving ({earlier} -> {})",
+                a.packets >= earlier + least_packets,
+                "browser {i} <- {who}: audio not arriving at its rate \
+                 ({earlier} -> {} packets in {span:?})",
                 a.packets
             );
         }
