@@ -7,26 +7,11 @@
 //!
 //! Run: `cargo bench --bench forwarding`
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use carecall_sfu::counting_alloc::{allocations, CountingAlloc};
 use carecall_sfu::sim::{Frame, SimCall};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -65,13 +50,13 @@ fn forwarding_in_frames_of(c: &mut Criterion, group_name: &str, packets: usize) 
         let mut call = call_with(subscribers);
         // Allocation count for 200 frames, outside criterion's timing.
         let sent_before = call.transmitted;
-        let allocs_before = ALLOCATIONS.load(Ordering::Relaxed);
+        let allocs_before = allocations();
         for _ in 0..200 {
             call.now += Duration::from_micros(500);
             call.send_frame(0, frame(packets));
         }
         let forwarded = (call.transmitted - sent_before).max(1);
-        let allocs = ALLOCATIONS.load(Ordering::Relaxed) - allocs_before;
+        let allocs = allocations() - allocs_before;
         println!(
             "{group_name}, {subscribers} subscriber(s): {forwarded} datagrams out for {} packets in, {:.2} heap allocations per forwarded packet (whole path incl. the simulated publisher)",
             200 * packets,

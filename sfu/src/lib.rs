@@ -15,6 +15,8 @@
 
 mod bandwidth;
 mod codec;
+#[cfg(feature = "sim")]
+pub mod counting_alloc;
 mod dtls_identity;
 mod error;
 pub mod forward;

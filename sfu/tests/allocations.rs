@@ -6,36 +6,13 @@
 //! per incoming packet (the simulated publisher's encryption, str0m's
 //! receive path), bounded here so that it cannot creep up unnoticed.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::Duration;
 
+use carecall_sfu::counting_alloc::{allocations, CountingAlloc};
 use carecall_sfu::sim::{Frame, SimCall};
-
-/// Counts this thread's allocations only: the test harness's other threads
-/// allocate at their own pace.
-struct CountingAlloc;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
 
 /// A typical 720p VP8 packet payload.
 const PAYLOAD: [u8; 1100] = [0x42; 1100];

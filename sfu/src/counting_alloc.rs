@@ -1,0 +1,33 @@
+//! A global allocator that counts the heap allocations of each thread, so
+//! the forwarding bench and `sfu/tests/allocations.rs` can say what the
+//! forwarding path allocates. Install it in the binary that measures:
+//! `#[global_allocator] static GLOBAL: CountingAlloc = CountingAlloc;`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+/// The system allocator, counting each thread's allocations (other
+/// threads, such as a test harness's, allocate at their own pace).
+pub struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; the
+// count is a const-initialised thread local, which does not allocate.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Heap allocations this thread has made so far, with [`CountingAlloc`]
+/// installed (always 0 without it).
+pub fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
