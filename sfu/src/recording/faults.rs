@@ -122,28 +122,23 @@ fn loss_reordering_a_pause_and_a_layer_switch_do_not_corrupt_the_file() {
     let mut packets = Vec::new();
     // Each video frame in order: keyframe or not, and its packets' numbers.
     let mut frames_sent: Vec<(bool, std::ops::Range<u64>)> = Vec::new();
-    let mut seq = 1000u64;
-    for (i, (key, frame)) in full.iter().enumerate() {
-        let rtp = 90_000 + i as u64 * 6000;
-        let arrival = t0 + Duration::from_millis(i as u64 * 1000 / 15);
-        let parts = packetise(frame);
-        let last = parts.len() - 1;
-        frames_sent.push((*key, seq..seq + parts.len() as u64));
-        for (j, p) in parts.into_iter().enumerate() {
-            packets.push(packet(true, Layer::FULL, seq, rtp, j == last, arrival, p));
-            seq += 1;
-        }
-    }
-    let mut seq = 50_000u64;
-    for (i, (key, frame)) in small.iter().enumerate() {
-        let rtp = 7_000_000 + i as u64 * 6000;
-        let arrival = t0 + Duration::from_millis(8000 + i as u64 * 1000 / 15);
-        let parts = packetise(frame);
-        let last = parts.len() - 1;
-        frames_sent.push((*key, seq..seq + parts.len() as u64));
-        for (j, p) in parts.into_iter().enumerate() {
-            packets.push(packet(true, Layer::HALF, seq, rtp, j == last, arrival, p));
-            seq += 1;
+    // Each layer: its frames, first sequence number, first RTP time, start.
+    let layers = [
+        (&full, Layer::FULL, 1000u64, 90_000u64, 0u64),
+        (&small, Layer::HALF, 50_000, 7_000_000, 8000),
+    ];
+    for (frames, layer, first_seq, first_rtp, start_ms) in layers {
+        let mut seq = first_seq;
+        for (i, (key, frame)) in frames.iter().enumerate() {
+            let rtp = first_rtp + i as u64 * 6000;
+            let arrival = t0 + Duration::from_millis(start_ms + i as u64 * 1000 / 15);
+            let parts = packetise(frame);
+            let last = parts.len() - 1;
+            frames_sent.push((*key, seq..seq + parts.len() as u64));
+            for (j, p) in parts.into_iter().enumerate() {
+                packets.push(packet(true, layer, seq, rtp, j == last, arrival, p));
+                seq += 1;
+            }
         }
     }
     // Audio alongside: 12 s of Opus, 5% lost.
