@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::Connection;
 use tokio::sync::Notify;
@@ -40,71 +40,88 @@ pub fn start_delivery(
     options: HookOptions,
     wake: Arc<Notify>,
 ) -> Result<(), AdminError> {
-    let conn = crate::db::open(path)?;
-    let client = reqwest::Client::builder()
-        .timeout(options.timeout)
-        .user_agent(concat!("carecall/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| AdminError::Hooks(format!("cannot build the HTTP client: {e}")))?;
-    let deliverer = Deliverer {
-        db: Arc::new(Mutex::new(conn)),
-        client,
-        options: Arc::new(options),
-    };
+    let deliverer = Deliverer::new(path, options, Arc::new(|| ms(SystemTime::now())))?;
     tokio::spawn(deliverer.run(wake));
     Ok(())
 }
+
+/// The time in ms since the epoch. Passed in, so that a test can make
+/// a day go by.
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 struct Deliverer {
     db: Arc<Mutex<Connection>>,
     client: reqwest::Client,
     options: Arc<HookOptions>,
+    clock: Clock,
 }
 
 impl Deliverer {
+    fn new(path: &Path, options: HookOptions, clock: Clock) -> Result<Self, AdminError> {
+        let conn = crate::db::open(path)?;
+        let client = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .user_agent(concat!("carecall/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AdminError::Hooks(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Deliverer {
+            db: Arc::new(Mutex::new(conn)),
+            client,
+            options: Arc::new(options),
+            clock,
+        })
+    }
+
     async fn run(self, wake: Arc<Notify>) {
         loop {
-            let now = ms(std::time::SystemTime::now());
-            let due = self.with_db(move |c| outbox::due(c, now, BATCH)).await;
-            let due = match due {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::error!(error = %e, "hook outbox unreadable");
-                    Vec::new()
-                }
-            };
-            if due.is_empty() {
-                let next = self.with_db(outbox::next_due_ms).await.ok().flatten();
-                let wait = next
-                    .map(|at| Duration::from_millis(at.saturating_sub(now).max(0) as u64))
-                    .unwrap_or(IDLE_POLL)
-                    .min(IDLE_POLL);
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                }
+            if self.deliver_due().await > 0 {
                 continue;
             }
-            let attempts = due.into_iter().map(|row| {
-                let endpoint = self.options.endpoint(&row.endpoint).cloned();
-                let client = self.client.clone();
-                async move {
-                    let outcome = match &endpoint {
-                        Some(e) => post(&client, e, &row).await,
-                        None => Outcome::Refused("the endpoint is no longer configured".into()),
-                    };
-                    (row, outcome)
-                }
-            });
-            for (row, outcome) in futures_util::future::join_all(attempts).await {
-                self.record(row, outcome).await;
+            let now = (self.clock)();
+            let next = self.with_db(outbox::next_due_ms).await.ok().flatten();
+            let wait = next
+                .map(|at| Duration::from_millis(at.saturating_sub(now).max(0) as u64))
+                .unwrap_or(IDLE_POLL)
+                .min(IDLE_POLL);
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
+    /// Attempts every row due now (at most [`BATCH`]) and records each
+    /// outcome; how many were attempted.
+    async fn deliver_due(&self) -> usize {
+        let now = (self.clock)();
+        let due = match self.with_db(move |c| outbox::due(c, now, BATCH)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "hook outbox unreadable");
+                Vec::new()
+            }
+        };
+        let attempted = due.len();
+        let attempts = due.into_iter().map(|row| {
+            let endpoint = self.options.endpoint(&row.endpoint).cloned();
+            let client = self.client.clone();
+            async move {
+                let outcome = match &endpoint {
+                    Some(e) => post(&client, e, &row).await,
+                    None => Outcome::Refused("the endpoint is no longer configured".into()),
+                };
+                (row, outcome)
+            }
+        });
+        for (row, outcome) in futures_util::future::join_all(attempts).await {
+            self.record(row, outcome).await;
+        }
+        attempted
+    }
+
     /// Writes an attempt's outcome: the row goes, waits, or is dead-lettered.
     async fn record(&self, row: Pending, outcome: Outcome) {
-        let now = ms(std::time::SystemTime::now());
+        let now = (self.clock)();
         let options = self.options.clone();
         let seq = row.seq;
         let log = match &outcome {
@@ -225,7 +242,187 @@ fn backoff(attempt: u32, max: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use axum::http::{HeaderMap, StatusCode};
+
     use super::*;
+    use crate::hooks::HookSecret;
+
+    const HOUR_MS: i64 = 3_600_000;
+    /// A fixed start, so each test's clock says exactly what it means.
+    const T0: i64 = 1_800_000_000_000;
+
+    /// A receiver on loopback that answers each event (by `webhook-id`)
+    /// with the statuses scripted for it in turn, then 200; it logs every
+    /// attempt.
+    #[derive(Clone, Default)]
+    struct Receiver {
+        script: Arc<Mutex<HashMap<String, VecDeque<u16>>>>,
+        attempts: Arc<Mutex<Vec<(String, u16)>>>,
+    }
+
+    impl Receiver {
+        fn answer(&self, event: &str, statuses: &[u16]) {
+            let mut script = self.script.lock().unwrap();
+            script.insert(event.into(), statuses.iter().copied().collect());
+        }
+
+        fn attempts(&self) -> Vec<(String, u16)> {
+            self.attempts.lock().unwrap().clone()
+        }
+
+        /// Starts it; its URL.
+        async fn start(&self) -> String {
+            let me = self.clone();
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move |headers: HeaderMap| {
+                    let me = me.clone();
+                    async move {
+                        let id = headers["webhook-id"].to_str().unwrap_or("").to_string();
+                        let status = me
+                            .script
+                            .lock()
+                            .unwrap()
+                            .get_mut(&id)
+                            .and_then(VecDeque::pop_front)
+                            .unwrap_or(200);
+                        me.attempts.lock().unwrap().push((id, status));
+                        StatusCode::from_u16(status).unwrap()
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            format!("http://{addr}/hook")
+        }
+    }
+
+    /// A deliverer to `url` over a fresh database, on a clock the test
+    /// moves.
+    fn deliverer(dir: &tempfile::TempDir, url: &str) -> (Deliverer, Arc<AtomicI64>) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let now = Arc::new(AtomicI64::new(T0));
+        let clock = now.clone();
+        let options = HookOptions {
+            endpoints: vec![HookEndpoint {
+                url: url.into(),
+                secret: HookSecret::parse(&HookSecret::generate()).unwrap(),
+                fhir: false,
+            }],
+            give_up_after: Duration::from_secs(24 * 3600),
+            max_backoff: Duration::from_secs(600),
+            timeout: Duration::from_secs(2),
+        };
+        let path = dir.path().join("carecall.db");
+        let clock: Clock = Arc::new(move || clock.load(Ordering::SeqCst));
+        (Deliverer::new(&path, options, clock).unwrap(), now)
+    }
+
+    fn enqueue(d: &Deliverer, event: &str, consultation: i64, at: i64) {
+        let conn = d.db.lock().unwrap();
+        let endpoints = d.options.urls();
+        outbox::enqueue(&conn, &endpoints, event, consultation, "test", "{}", at).unwrap();
+    }
+
+    fn dead(d: &Deliverer) -> Vec<outbox::DeadLetter> {
+        outbox::dead_letters(&d.db.lock().unwrap()).unwrap()
+    }
+
+    fn waiting(d: &Deliverer) -> u64 {
+        outbox::waiting(&d.db.lock().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_a_dead_letter_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = Receiver::default();
+        let url = receiver.start().await;
+        let (d, _) = deliverer(&dir, &url);
+        receiver.answer("e1", &[400]);
+        enqueue(&d, "e1", 7, T0);
+        assert_eq!(d.deliver_due().await, 1);
+        let dead = dead(&d);
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!((dead[0].event_id.as_str(), dead[0].attempts), ("e1", 1));
+        assert!(dead[0].reason.starts_with("HTTP 400"), "{}", dead[0].reason);
+        assert_eq!(waiting(&d), 0, "not retried");
+        assert_eq!(d.deliver_due().await, 0);
+        assert_eq!(receiver.attempts().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_event_is_retried_until_the_period_ends_then_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = Receiver::default();
+        let url = receiver.start().await;
+        let (d, now) = deliverer(&dir, &url);
+        receiver.answer("e1", &[503; 100]);
+        enqueue(&d, "e1", 7, T0);
+        // An hour of failures: retried with backoff, never given up.
+        let mut attempts = 0;
+        while now.load(Ordering::SeqCst) < T0 + HOUR_MS {
+            attempts += d.deliver_due().await;
+            now.fetch_add(1000, Ordering::SeqCst);
+        }
+        assert!(
+            (12..=24).contains(&attempts),
+            "{attempts} attempts in an hour"
+        );
+        assert!(dead(&d).is_empty());
+        assert_eq!(waiting(&d), 1);
+        // A day after it was written, the next failure gives up.
+        now.store(T0 + 24 * HOUR_MS, Ordering::SeqCst);
+        assert_eq!(d.deliver_due().await, 1);
+        let dead = dead(&d);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].attempts as usize, attempts + 1);
+        assert!(
+            dead[0].reason.contains("gave up after"),
+            "{}",
+            dead[0].reason
+        );
+        assert_eq!(waiting(&d), 0);
+    }
+
+    #[tokio::test]
+    async fn a_retried_dead_letter_goes_before_the_rest_of_its_consultation() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = Receiver::default();
+        let url = receiver.start().await;
+        let (d, now) = deliverer(&dir, &url);
+        // The first event is refused; the endpoint then fails the second
+        // until the admin has put the first back.
+        receiver.answer("a1", &[422]);
+        receiver.answer("a2", &[503]);
+        for event in ["a1", "a2", "a3"] {
+            enqueue(&d, event, 7, T0);
+        }
+        assert_eq!(
+            d.deliver_due().await,
+            1,
+            "a1 alone: the oldest of its consultation"
+        );
+        assert_eq!(d.deliver_due().await, 1, "then a2");
+        let dead = dead(&d);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(waiting(&d), 2, "a2 waits for its retry; a3 waits behind it");
+        let put_back = outbox::retry_dead_letter(&d.db.lock().unwrap(), dead[0].seq, T0);
+        assert!(put_back.unwrap());
+        now.fetch_add(HOUR_MS, Ordering::SeqCst);
+        while d.deliver_due().await > 0 {}
+        let delivered: Vec<String> = receiver
+            .attempts()
+            .into_iter()
+            .filter(|(_, status)| *status == 200)
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(delivered, ["a1", "a2", "a3"], "{:?}", receiver.attempts());
+        assert_eq!(waiting(&d), 0);
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_limit_with_jitter() {
