@@ -81,6 +81,9 @@ pub struct AdaptationStats {
     pub video_resumes: u64,
     /// Estimate moves of more than a fifth (each is logged).
     pub estimate_changes: u64,
+    /// Restarts of the estimator on a clean link whose estimate stuck
+    /// below what the video wanted.
+    pub estimator_restarts: u64,
     /// The latest downlink estimate in bit/s, if the browser gives feedback.
     pub estimate_bps: Option<u64>,
 }

@@ -205,6 +205,7 @@ impl Participant {
         if let Some(from) = self.downlink.restart(now, held_back) {
             tracing::info!(room = %self.room, participant = %self.id, from_kbps = from / 1000, "downlink estimator restarted: clean link, estimate stuck");
             self.rtc.bwe().reset(Bitrate::bps(from));
+            self.adaptation.estimator_restarts += 1;
         }
         if let Some(desired) = self.downlink.plan(now, wanted, held_back) {
             self.rtc

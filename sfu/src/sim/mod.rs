@@ -2,6 +2,15 @@
 //! and a [`Room`] exchange datagrams in memory, with no socket and no clock.
 //! Used by protocol tests and the forwarding benchmark, so both exercise the
 //! real DTLS-SRTP path.
+//!
+//! Each direction of each peer's link is perfect unless given a
+//! [`LinkModel`] (rate limit, loss, delay; see `link.rs`): then the datagrams
+//! it holds arrive in [`SimCall::settle`] when their time comes. A perfect
+//! link costs nothing beyond one check per datagram.
+
+mod link;
+
+pub use link::{Bottleneck, Departure, GilbertElliott, Link, LinkModel, LinkStats};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -26,14 +35,50 @@ fn layer_index(rid: Option<&str>) -> usize {
         .unwrap_or(SIMULCAST_RIDS.len() - 1)
 }
 
-/// How a simulated call is built.
-#[derive(Default, Clone, Copy)]
-struct Options {
+/// How a simulated call is built, for calls the shortcuts on [`SimCall`]
+/// do not cover (simulcast with bandwidth estimation, say). Start from
+/// [`SimCall::builder`].
+#[derive(Debug, Clone, Copy)]
+pub struct SimCallBuilder {
+    participants: usize,
+    publishers: usize,
     estimate_bandwidth: bool,
     simulcast: bool,
     /// This participant's browser does not negotiate redundant audio (RED);
     /// all others do.
     without_red: Option<usize>,
+}
+
+impl SimCallBuilder {
+    /// Only the first `n` participants publish (audio and video); the rest
+    /// only receive.
+    pub fn publishers(mut self, n: usize) -> Self {
+        self.publishers = n.min(self.participants);
+        self
+    }
+
+    /// Downlink bandwidth estimation on, as in production.
+    pub fn estimating_bandwidth(mut self) -> Self {
+        self.estimate_bandwidth = true;
+        self
+    }
+
+    /// Cameras published in three simulcast layers (rids `q`, `h`, `f`).
+    pub fn simulcast(mut self) -> Self {
+        self.simulcast = true;
+        self
+    }
+
+    /// Participant `i`'s browser does not negotiate redundant audio.
+    pub fn without_red(mut self, i: usize) -> Self {
+        self.without_red = Some(i);
+        self
+    }
+
+    /// Joins everyone, connected and negotiated, on perfect links.
+    pub fn build(self) -> SimCall {
+        SimCall::build(self)
+    }
 }
 
 /// One simulated browser.
@@ -52,6 +97,10 @@ pub struct SimPeer {
     /// apart as Chromium's simulcast layers are (see [`SimCall::picture_numbers`]).
     next_picture: [(u16, u8); 3],
     next_audio_seq: u64,
+    /// The room → peer direction of its link; `None` is a perfect link.
+    downlink: Option<Link>,
+    /// The peer → room direction.
+    uplink: Option<Link>,
     /// Payloads of received video packets, in arrival order, when recording is on.
     pub received_video: Vec<Arc<[u8]>>,
     /// Whether to keep `received_video`.
@@ -116,51 +165,92 @@ fn is_rtp(d: &[u8]) -> bool {
     d.len() > 12 && d[0] >> 6 == 2 && !(64..=95).contains(&(d[1] & 0x7f))
 }
 
+impl SimPeer {
+    /// The room → peer direction of its link, unless perfect.
+    pub fn downlink(&self) -> Option<&Link> {
+        self.downlink.as_ref()
+    }
+
+    /// The same, to change (see [`Link::drop_next`]).
+    pub fn downlink_mut(&mut self) -> Option<&mut Link> {
+        self.downlink.as_mut()
+    }
+
+    /// The peer → room direction of its link, unless perfect.
+    pub fn uplink(&self) -> Option<&Link> {
+        self.uplink.as_ref()
+    }
+
+    /// The same, to change.
+    pub fn uplink_mut(&mut self) -> Option<&mut Link> {
+        self.uplink.as_mut()
+    }
+}
+
+/// Makes `link` behave as `model`, keeping what it has in flight.
+fn shape(link: &mut Option<Link>, model: LinkModel) {
+    match link {
+        Some(link) => link.reshape(model),
+        None => *link = Some(Link::new(model)),
+    }
+}
+
 impl SimCall {
     /// A room with `n` participants, each publishing one audio and one video
     /// track, fully connected and negotiated.
     pub fn new(n: usize) -> SimCall {
-        Self::build(n, n, Options::default())
+        Self::builder(n).build()
+    }
+
+    /// A call of `n` participants to shape before it is built; as
+    /// [`SimCall::new`] unless told otherwise.
+    pub fn builder(n: usize) -> SimCallBuilder {
+        SimCallBuilder {
+            participants: n,
+            publishers: n,
+            estimate_bandwidth: false,
+            simulcast: false,
+            without_red: None,
+        }
     }
 
     /// Like [`SimCall::new`], with downlink bandwidth estimation on.
     pub fn estimating_bandwidth(n: usize) -> SimCall {
-        let options = Options {
-            estimate_bandwidth: true,
-            ..Options::default()
-        };
-        Self::build(n, n, options)
+        Self::builder(n).estimating_bandwidth().build()
     }
 
     /// Like [`SimCall::new`], with every camera published in three simulcast
     /// layers (rids `q`, `h`, `f`) as the browser client does; send with
     /// [`SimCall::send_layer`].
     pub fn simulcast(n: usize) -> SimCall {
-        let options = Options {
-            simulcast: true,
-            ..Options::default()
-        };
-        Self::build(n, n, options)
+        Self::builder(n).simulcast().build()
     }
 
     /// Like [`SimCall::new`], with every browser but `without_red`
     /// negotiating redundant audio (RED, RFC 2198); send with
     /// [`SimCall::send_audio`].
     pub fn redundant_audio(n: usize, without_red: usize) -> SimCall {
-        let options = Options {
-            without_red: Some(without_red),
-            ..Options::default()
-        };
-        Self::build(n, n, options)
+        Self::builder(n).without_red(without_red).build()
     }
 
     /// One publisher (participant 0, audio and video) and `subscribers`
     /// participants who only receive: the fan-out shape.
     pub fn fan_out(subscribers: usize) -> SimCall {
-        Self::build(1, subscribers + 1, Options::default())
+        Self::builder(subscribers + 1).publishers(1).build()
     }
 
-    fn build(publishers: usize, n: usize, options: Options) -> SimCall {
+    /// Makes the room → peer `i` direction behave as `model` from now on;
+    /// datagrams already in flight arrive as they were due.
+    pub fn set_downlink(&mut self, i: usize, model: LinkModel) {
+        shape(&mut self.peers[i].downlink, model);
+    }
+
+    /// Makes the peer `i` → room direction behave as `model` from now on.
+    pub fn set_uplink(&mut self, i: usize, model: LinkModel) {
+        shape(&mut self.peers[i].uplink, model);
+    }
+
+    fn build(options: SimCallBuilder) -> SimCall {
         let now = Instant::now();
         let server: SocketAddr = "127.0.0.1:40000".parse().expect("static address");
         let mut call = SimCall {
@@ -177,10 +267,10 @@ impl SimCall {
         };
         call.room
             .set_bandwidth_estimation(options.estimate_bandwidth);
-        for i in 0..n {
+        for i in 0..options.participants {
             call.join(
                 i,
-                i < publishers,
+                i < options.publishers,
                 options.simulcast,
                 options.without_red != Some(i),
             );
@@ -232,6 +322,8 @@ impl SimCall {
             // The quarter layer wraps both within a few frames.
             next_picture: [(32_760, 250), (12_000, 120), (30_000, 240)],
             next_audio_seq: 1,
+            downlink: None,
+            uplink: None,
             received_video: Vec::new(),
             received_headers: Vec::new(),
             received_audio: Vec::new(),
@@ -247,6 +339,9 @@ impl SimCall {
         let end = self.now + span;
         while self.now < end {
             self.now += Duration::from_millis(1);
+            // What the links held arrives first, at its own time within the
+            // step: the receivers' arrival stamps feed the estimator.
+            self.deliver_due();
             self.room.handle_timeout(self.now);
             for p in &mut self.peers {
                 let _ = p.rtc.handle_input(Input::Timeout(self.now));
@@ -282,12 +377,14 @@ impl SimCall {
                     self.lose_next_rtp_to = None;
                     continue;
                 }
-                if let (Some(i), Ok(r)) = (target, Receive::new(Protocol::Udp, from, to, &data)) {
-                    let _ = self.peers[i].rtc.handle_input(Input::Receive(now, r));
-                    // A str0m session holds one incoming RTP packet at a time.
-                    moved |= self.drain_peer(i);
+                let Some(i) = target else { continue };
+                match &mut self.peers[i].downlink {
+                    Some(link) => link.enter(now, from, to, data),
+                    None => moved |= self.receive_at_peer(i, now, from, to, &data),
                 }
             }
+            // What zero-delay links let through at once.
+            moved |= self.deliver_due();
             // Signals → peers.
             while let Some((id, signal)) = self.room.poll_signal() {
                 moved = true;
@@ -301,6 +398,59 @@ impl SimCall {
                 return;
             }
         }
+    }
+
+    /// Hands peer `i` a datagram that arrived at `at`, and everything the
+    /// peer sends in reply to the room.
+    fn receive_at_peer(
+        &mut self,
+        i: usize,
+        at: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let Ok(r) = Receive::new(Protocol::Udp, from, to, data) else {
+            return false;
+        };
+        let _ = self.peers[i].rtc.handle_input(Input::Receive(at, r));
+        // A str0m session holds one incoming RTP packet at a time.
+        self.drain_peer(i)
+    }
+
+    /// Hands the room a datagram from a peer that arrived at `at`.
+    fn receive_at_room(&mut self, at: Instant, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        let Ok(r) = Receive::new(Protocol::Udp, from, to, data) else {
+            return;
+        };
+        let input = Input::Receive(at, r);
+        if let Some(owner) = self.room.accepts(&input) {
+            // As a media worker does: the session that took a datagram is
+            // polled before the next one.
+            self.room.handle_input(owner, input);
+            let held = &mut self.sent_between;
+            self.room.poll_received(self.now, |t| {
+                held.push((t.source, t.destination, t.contents.to_vec()))
+            });
+        }
+    }
+
+    /// Delivers what the links hold that is due by now, in arrival order
+    /// per link; returns whether anything arrived.
+    fn deliver_due(&mut self) -> bool {
+        let now = self.now;
+        let mut moved = false;
+        for i in 0..self.peers.len() {
+            while let Some(d) = self.peers[i].downlink.as_mut().and_then(|l| l.pop_due(now)) {
+                moved = true;
+                self.receive_at_peer(i, d.arrival, d.source, d.destination, &d.contents);
+            }
+            while let Some(d) = self.peers[i].uplink.as_mut().and_then(|l| l.pop_due(now)) {
+                moved = true;
+                self.receive_at_room(d.arrival, d.source, d.destination, &d.contents);
+            }
+        }
+        moved
     }
 
     fn signal(&mut self, id: ParticipantId, signal: MediaSignal) {
@@ -346,17 +496,10 @@ impl SimCall {
                         self.lose_next_rtp_from = None;
                         continue;
                     }
-                    if let Ok(r) = Receive::new(Protocol::Udp, t.source, t.destination, &data) {
-                        let input = Input::Receive(now, r);
-                        if let Some(owner) = self.room.accepts(&input) {
-                            // As a media worker does: the session that took
-                            // a datagram is polled before the next one.
-                            self.room.handle_input(owner, input);
-                            let held = &mut self.sent_between;
-                            self.room.poll_received(now, |t| {
-                                held.push((t.source, t.destination, t.contents.to_vec()))
-                            });
-                        }
+                    let (from, to) = (t.source, t.destination);
+                    match &mut p.uplink {
+                        Some(link) => link.enter(now, from, to, data),
+                        None => self.receive_at_room(now, from, to, &data),
                     }
                 }
                 Ok(Output::Event(Event::RtpPacket(pkt))) => {
