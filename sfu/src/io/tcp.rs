@@ -32,6 +32,25 @@ const MAX_CONNECTIONS: usize = 1024;
 /// this time is closed: it is a port scan or a stray, not a browser.
 const UNCLAIMED_LIMIT: Duration = Duration::from_secs(10);
 
+/// How much one worker's ICE-TCP edge holds. The defaults are the
+/// constants above; tests shrink them.
+#[derive(Debug, Clone, Copy)]
+struct TcpLimits {
+    connections: usize,
+    queued_bytes: usize,
+    unclaimed: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            connections: MAX_CONNECTIONS,
+            queued_bytes: MAX_QUEUED_BYTES,
+            unclaimed: UNCLAIMED_LIMIT,
+        }
+    }
+}
+
 /// One accepted connection.
 struct Conn {
     stream: TcpStream,
@@ -58,6 +77,7 @@ pub(crate) struct TcpMedia {
     listeners: Vec<(TcpListener, SocketAddr)>,
     conns: Vec<Option<Conn>>,
     by_peer: HashMap<SocketAddr, usize>,
+    limits: TcpLimits,
 }
 
 impl TcpMedia {
@@ -78,6 +98,7 @@ impl TcpMedia {
             listeners,
             conns: Vec::new(),
             by_peer: HashMap::new(),
+            limits: TcpLimits::default(),
         }
     }
 
@@ -128,7 +149,7 @@ impl TcpMedia {
                     break;
                 };
                 let open = self.conns.iter().flatten().count();
-                if open >= MAX_CONNECTIONS {
+                if open >= self.limits.connections {
                     tracing::warn!(%peer, open, "media TCP connection refused: too many");
                     continue;
                 }
@@ -168,7 +189,7 @@ impl TcpMedia {
         let Ok(len) = u16::try_from(data.len()) else {
             return;
         };
-        if conn.output.len() - conn.written + data.len() > MAX_QUEUED_BYTES {
+        if conn.output.len() - conn.written + data.len() > self.limits.queued_bytes {
             return;
         }
         conn.output.extend_from_slice(&len.to_be_bytes());
@@ -189,10 +210,11 @@ impl TcpMedia {
 
     /// Closes connections nobody claimed within [`UNCLAIMED_LIMIT`].
     pub fn sweep(&mut self, now: Instant) {
+        let limit = self.limits.unclaimed;
         for i in 0..self.conns.len() {
             let stale = self.conns[i]
                 .as_ref()
-                .is_some_and(|c| !c.claimed && now.duration_since(c.opened) > UNCLAIMED_LIMIT);
+                .is_some_and(|c| !c.claimed && now.duration_since(c.opened) > limit);
             if stale {
                 self.close(i);
             }
@@ -339,7 +361,128 @@ pub(crate) fn bind_listeners(
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    /// An edge on a loopback port with `limits`, and its address.
+    fn edge(limits: TcpLimits) -> (TcpMedia, SocketAddr) {
+        let listener = StdTcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut media = TcpMedia::new(vec![(listener, addr)]);
+        media.limits = limits;
+        (media, addr)
+    }
+
+    /// Lets the edge accept, flush and read for `span`; the frames it read.
+    async fn drive(media: &mut TcpMedia, span: Duration) -> Vec<Vec<u8>> {
+        let mut out = vec![0u8; FRAME_BUFFER];
+        let mut frames = Vec::new();
+        let end = tokio::time::Instant::now() + span;
+        while let Ok(frame) = tokio::time::timeout_at(end, media.next_frame(&mut out)).await {
+            frames.push(out[..frame.len].to_vec());
+        }
+        frames
+    }
+
+    /// Whether the server closed `client` (a read sees the end) within 1 s.
+    async fn closed(client: &mut TcpStream) -> bool {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(1), client.read(&mut byte)).await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+    }
+
+    fn open(media: &TcpMedia) -> usize {
+        media.conns.iter().flatten().count()
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_are_refused_and_the_rest_still_served() {
+        let limits = TcpLimits {
+            connections: 2,
+            ..TcpLimits::default()
+        };
+        let (mut media, addr) = edge(limits);
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+            drive(&mut media, Duration::from_millis(50)).await;
+        }
+        assert_eq!(open(&media), 2);
+        assert!(closed(&mut clients[2]).await, "the third is refused");
+        // The first two still carry frames both ways.
+        clients[0]
+            .write_all(&[0, 3, b'a', b'b', b'c'])
+            .await
+            .unwrap();
+        let frames = drive(&mut media, Duration::from_millis(200)).await;
+        assert_eq!(frames, [b"abc".to_vec()]);
+        media.send(clients[1].local_addr().unwrap(), b"xy");
+        let mut reply = [0u8; 4];
+        clients[1].read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, &[0, 2, b'x', b'y']);
+    }
+
+    #[tokio::test]
+    async fn a_connection_nobody_claims_is_closed_and_a_claimed_one_kept() {
+        let (mut media, addr) = edge(TcpLimits::default());
+        let mut stray = TcpStream::connect(addr).await.unwrap();
+        let mut browser = TcpStream::connect(addr).await.unwrap();
+        drive(&mut media, Duration::from_millis(100)).await;
+        assert_eq!(open(&media), 2);
+        media.claim(browser.local_addr().unwrap());
+        media.sweep(Instant::now() + UNCLAIMED_LIMIT / 2);
+        assert_eq!(open(&media), 2, "not yet");
+        media.sweep(Instant::now() + UNCLAIMED_LIMIT + Duration::from_secs(1));
+        assert_eq!(open(&media), 1);
+        assert!(closed(&mut stray).await, "the stray is closed");
+        assert!(!closed(&mut browser).await, "the browser's stays open");
+    }
+
+    #[tokio::test]
+    async fn a_browser_that_stops_reading_cannot_grow_the_queue() {
+        let limits = TcpLimits {
+            queued_bytes: 64 * 1024,
+            ..TcpLimits::default()
+        };
+        let (mut media, addr) = edge(limits);
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        drive(&mut media, Duration::from_millis(50)).await;
+        let peer = client.local_addr().unwrap();
+        // 16 MB while the client reads nothing: more than loopback's socket
+        // buffers hold, so the edge's own queue fills.
+        const SENT: u32 = 16_000;
+        let mut frame = [0u8; 1000];
+        for n in 0..SENT {
+            frame[..4].copy_from_slice(&n.to_be_bytes());
+            media.send(peer, &frame);
+            let conn = media.conns.iter().flatten().next().unwrap();
+            assert!(conn.output.len() - conn.written <= limits.queued_bytes);
+        }
+        // Now it reads: every frame that arrives is whole and in order, and
+        // those that did not fit are missing, not cut.
+        let reader = tokio::spawn(async move {
+            let mut numbers = Vec::new();
+            let mut frame = [0u8; 1002];
+            while let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(1), client.read_exact(&mut frame)).await
+            {
+                assert_eq!(&frame[..2], &1000u16.to_be_bytes());
+                numbers.push(u32::from_be_bytes(frame[2..6].try_into().unwrap()));
+            }
+            numbers
+        });
+        drive(&mut media, Duration::from_secs(2)).await;
+        drop(media);
+        let numbers = reader.await.unwrap();
+        // What the socket and the queue took, then nothing: a full queue
+        // drops what comes after, as a congested router's does.
+        let taken = numbers.len() as u32;
+        assert!(numbers.iter().copied().eq(0..taken), "whole and in order");
+        assert!(taken < SENT, "some were dropped");
+        assert!(taken > 64, "more than the queue alone: {taken}");
+    }
 
     fn push(inbox: &mut Inbox, bytes: &[u8]) {
         inbox.space()[..bytes.len()].copy_from_slice(bytes);
