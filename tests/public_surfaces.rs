@@ -624,3 +624,160 @@ async fn slow_tls_handshakes_are_cut_off_and_capped() {
     .await;
     assert_eq!(health.status, 200);
 }
+
+/// The value of SDP attribute `name` (`a=name:value`).
+fn sdp_attribute<'a>(sdp: &'a str, name: &str) -> &'a str {
+    let prefix = format!("a={name}:");
+    sdp.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no a={name} in {sdp}"))
+        .trim()
+}
+
+/// A check session's answer to `offer`, asked for from `source`.
+async fn check_answer(server: &Server, source: IpAddr, offer: &str) -> Value {
+    let body = serde_json::json!({ "path": "turn_tls", "sdp": offer }).to_string();
+    let reply = request_from(
+        source,
+        &server.base_url,
+        "POST",
+        "/check/api/offer",
+        &[],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    serde_json::from_str(&reply.body).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_behind_turn_reaches_the_sfu_and_hears_back() {
+    let server = Server::start();
+    let home = ip("127.0.0.21");
+    let (user, pass) = check_credential(&server, home).await;
+    let offer = a_normal_check_offer().await;
+    let answer = check_answer(&server, home, &offer).await;
+    let answer = answer["sdp"].as_str().expect("an answer");
+    let (sfu_ufrag, sfu_pwd) = (
+        sdp_attribute(answer, "ice-ufrag"),
+        sdp_attribute(answer, "ice-pwd"),
+    );
+    let local_ufrag = sdp_attribute(&offer, "ice-ufrag");
+
+    // An allocation: the relayed address is the hub's, on a port of its own.
+    let client = Client::from_ip(home, turn::turn_udp(&server));
+    let granted = client.allocate(2, &user, &pass);
+    assert_eq!(turn::error_code(&granted), None, "allocate refused");
+    let relayed =
+        turn::attribute(&granted, turn::XOR_RELAYED_ADDRESS).expect("XOR-RELAYED-ADDRESS");
+    let relayed = turn::address_from_xor(&relayed);
+    assert_eq!(relayed.ip(), ip("127.0.0.1"), "{relayed}");
+    assert_ne!(relayed.port(), 0);
+    let sfu = server.media_addrs[0];
+    let permit = vec![(turn::XOR_PEER_ADDRESS, turn::xor_address(sfu))];
+    let permitted = client.signed(turn::CREATE_PERMISSION, 3, permit, &user, &pass);
+    assert_eq!(
+        turn::error_code(&permitted),
+        None,
+        "permission to the SFU refused"
+    );
+
+    // Through the relay, an ICE check for the check session; the SFU's
+    // answer comes back through the relay, and says it saw the relayed
+    // address.
+    let check = turn::ice_check(4, sfu_ufrag, local_ufrag, sfu_pwd);
+    let send = turn::request(
+        turn::SEND_INDICATION,
+        5,
+        &[
+            (turn::XOR_PEER_ADDRESS, turn::xor_address(sfu)),
+            (turn::DATA, check),
+        ],
+        None,
+    );
+    client.socket.send_to(&send, client.server).expect("send");
+    let mut buf = [0u8; 1500];
+    let (n, _) = client
+        .socket
+        .recv_from(&mut buf)
+        .expect("a Data indication within 5 s");
+    let indication = &buf[..n];
+    assert_eq!(turn::message_type(indication), turn::DATA_INDICATION);
+    let from = turn::attribute(indication, turn::XOR_PEER_ADDRESS).expect("XOR-PEER-ADDRESS");
+    assert_eq!(turn::address_from_xor(&from), sfu, "relayed from the SFU");
+    let reply = turn::attribute(indication, turn::DATA).expect("DATA");
+    assert_eq!(
+        turn::message_type(&reply),
+        turn::BINDING_SUCCESS,
+        "the SFU accepted the check"
+    );
+    assert_eq!(&reply[8..20], &[4; 12], "the answer to our check");
+    let seen = turn::attribute(&reply, turn::XOR_MAPPED_ADDRESS).expect("XOR-MAPPED-ADDRESS");
+    assert_eq!(turn::address_from_xor(&seen), relayed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_sessions_are_capped_and_the_refusal_is_counted() {
+    let server = Server::start();
+    let offer = a_normal_check_offer().await;
+    // Each from its own address, so no per-address limit is what stops them.
+    for n in 0..carecall_admin::check::MAX_CHECK_SESSIONS {
+        let (status, _) =
+            post_check_offer(&server, ip(&format!("127.0.1.{}", n + 1)), &offer).await;
+        assert_eq!(status, 200, "session {n}");
+    }
+    let (status, _) = post_check_offer(&server, ip("127.0.2.1"), &offer).await;
+    assert_eq!(status, 503, "one over the cap");
+    let text = support::metrics::scrape(&server.base_url).await;
+    let refused = support::metrics::value(
+        &text,
+        "carecall_limit_refusals_total{reason=\"sessions_total\",surface=\"check\"}",
+    );
+    assert_eq!(refused, Some(1.0), "the refusal is counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_holds_at_most_two_thousand_connections_in_all() {
+    let server = Server::start();
+    let tcp = turn::turn_tcp(&server);
+    // 2,000 idle connections from 63 addresses (32 each at most): the
+    // server's whole budget, opened well within the 5 s it waits for an
+    // allocation on each.
+    let started = Instant::now();
+    let (held, late) = tokio::task::spawn_blocking(move || {
+        // In batches the listener's backlog takes whole: a burst past it
+        // waits for SYN retransmits, seconds of them.
+        let held: Vec<_> = (0..2000)
+            .map(|n| {
+                if n % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                turn::connect_from(ip(&format!("127.0.3.{}", 1 + n / 32)), tcp)
+            })
+            .collect();
+        let opened = started.elapsed();
+        let late = turn::connect_from(ip("127.0.4.1"), tcp);
+        let late = closed_by_server(vec![late], Duration::from_secs(1));
+        (held, (opened, late))
+    })
+    .await
+    .unwrap();
+    let (opened, late) = late;
+    println!("2,000 connections opened in {opened:?}");
+    assert!(
+        opened < Duration::from_secs(4),
+        "too slow to test the cap: {opened:?}"
+    );
+    assert_eq!(late, 1, "the 2,001st connection is closed at once");
+    assert_eq!(turn_refusals(&server, "connections_total").await, 1.0);
+    // Once they go, a newcomer is served again.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (user, pass) = check_credential(&server, ip("127.0.4.2")).await;
+    let reply = tokio::task::spawn_blocking(move || {
+        turn::allocate_over_tcp(ip("127.0.4.2"), tcp, &user, &pass).1
+    })
+    .await
+    .unwrap();
+    assert_eq!(reply, None, "an allocation after the connections closed");
+}

@@ -24,6 +24,12 @@ pub const XOR_PEER_ADDRESS: u16 = 0x0012;
 pub const REALM: u16 = 0x0014;
 pub const NONCE: u16 = 0x0015;
 pub const REQUESTED_TRANSPORT: u16 = 0x0019;
+pub const XOR_RELAYED_ADDRESS: u16 = 0x0016;
+pub const XOR_MAPPED_ADDRESS: u16 = 0x0020;
+/// A Data indication: method 0x007 with the indication class bit.
+pub const DATA_INDICATION: u16 = 0x007 | 0x0010;
+/// A Binding success response.
+pub const BINDING_SUCCESS: u16 = 0x0101;
 
 /// A STUN request: header, attributes, and MESSAGE-INTEGRITY if keyed.
 pub fn request(method: u16, id: u8, attrs: &[(u16, Vec<u8>)], key: Option<&hmac::Key>) -> Vec<u8> {
@@ -89,6 +95,38 @@ pub fn xor_address(addr: SocketAddr) -> Vec<u8> {
     v.extend_from_slice(&(v4.port() ^ (MAGIC >> 16) as u16).to_be_bytes());
     v.extend_from_slice(&(u32::from(*v4.ip()) ^ MAGIC).to_be_bytes());
     v
+}
+
+/// The address in an XOR-MAPPED-, XOR-RELAYED- or XOR-PEER-ADDRESS value
+/// (IPv4).
+pub fn address_from_xor(v: &[u8]) -> SocketAddr {
+    assert_eq!(v[..2], [0, 1], "an IPv4 address");
+    let port = u16::from_be_bytes([v[2], v[3]]) ^ (MAGIC >> 16) as u16;
+    let ip = u32::from_be_bytes([v[4], v[5], v[6], v[7]]) ^ MAGIC;
+    SocketAddr::from((std::net::Ipv4Addr::from(ip), port))
+}
+
+/// A STUN message's type (method and class).
+pub fn message_type(m: &[u8]) -> u16 {
+    u16::from_be_bytes([m[0], m[1]])
+}
+
+/// An ICE connectivity check (RFC 8445 §7.1) to an agent whose credentials
+/// are `remote_ufrag` / `remote_pwd`, from `local_ufrag`, as the controlling
+/// agent.
+pub fn ice_check(id: u8, remote_ufrag: &str, local_ufrag: &str, remote_pwd: &str) -> Vec<u8> {
+    const PRIORITY: u16 = 0x0024;
+    const ICE_CONTROLLING: u16 = 0x802a;
+    let attrs = [
+        (
+            USERNAME,
+            format!("{remote_ufrag}:{local_ufrag}").into_bytes(),
+        ),
+        (PRIORITY, vec![0x6e, 0, 0, 0xff]),
+        (ICE_CONTROLLING, vec![id; 8]),
+    ];
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, remote_pwd.as_bytes());
+    request(0x001, id, &attrs, Some(&key))
 }
 
 /// A TURN client on UDP that has been challenged once (realm and nonce).

@@ -160,6 +160,9 @@ pub(crate) async fn offer(
     let sessions = state.check_sessions.clone();
     if sessions.0.fetch_add(1, Ordering::SeqCst) >= MAX_CHECK_SESSIONS {
         sessions.0.fetch_sub(1, Ordering::SeqCst);
+        state
+            .refusals
+            .refuse(carecall_sfu::Surface::Check, "sessions_total", &ip);
         return crate::json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the hub is running many checks: try again in a minute",

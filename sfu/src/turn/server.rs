@@ -921,6 +921,32 @@ mod tests {
     }
 
     #[test]
+    fn the_server_holds_at_most_its_allocations_in_total() {
+        let mut s = setup_with(TurnLimits {
+            per_credential: usize::MAX,
+            per_address: usize::MAX,
+            ..TurnLimits::default()
+        });
+        for n in 0..MAX_ALLOCATIONS as u16 {
+            from(&mut s, 1 + (n % 200) as u8, n);
+            s.allocate();
+        }
+        assert_eq!(s.server.allocations(), MAX_ALLOCATIONS);
+        from(&mut s, 250, 4000);
+        let (r, taken) = s.try_allocate();
+        assert_eq!(error_code(&r), Some(486));
+        assert!(!taken);
+        let refused = s.server.refusals.count(Surface::Turn, "allocations_total");
+        assert_eq!(refused, 1);
+        // One ends; the next client is served.
+        from(&mut s, 1, 0);
+        let (r, _) = s.request(method::REFRESH, |w| w.u32(attr::LIFETIME, 0), None);
+        assert_eq!(Message::parse(&r).unwrap().class, Class::Success);
+        from(&mut s, 250, 4000);
+        s.allocate();
+    }
+
+    #[test]
     fn no_relay_is_bound_before_credentials_are_checked() {
         let mut s = setup();
         let forged = TurnSecret::new(b"not the hub's secret").issue("p3", NOW_UNIX + 60);
