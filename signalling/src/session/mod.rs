@@ -15,13 +15,15 @@
 
 mod link;
 mod pace;
+#[cfg(test)]
+mod tests;
 
 use std::ops::ControlFlow;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{Message, WebSocket};
 use carecall_sfu::{MediaSignal, ParticipantId, RoomId, Surface, TileSizes};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -142,23 +144,14 @@ pub(crate) async fn run(socket: WebSocket, state: AppState) {
 }
 
 async fn serve(link: Link, state: AppState) {
-    let (outbox, mut outbox_rx) = unbounded_channel();
-    let (media_tx, mut media_rx) = unbounded_channel();
-    let (end, mut end_rx) = unbounded_channel();
-    let (attach, mut attach_rx) = unbounded_channel();
-    let pace = pace::Pace::new(&state.inner.limits, Instant::now());
-    let mut session = Session {
-        pace,
-        state,
-        outbox,
-        end,
-        attach,
-        link: Some(link),
-        parked_until: None,
-        closing: None,
-        joined: None,
-    };
-    let mut media_tx = Some(media_tx);
+    let (mut session, mailboxes) = Session::new(state, Some(link), Instant::now());
+    let Mailboxes {
+        outbox: mut outbox_rx,
+        media: mut media_rx,
+        mut media_tx,
+        end: mut end_rx,
+        attach: mut attach_rx,
+    } = mailboxes;
     // First ping after one period, not at once: a client refused at once gets
     // its error and close frame without a ping racing them.
     let mut keepalive = tokio::time::interval_at(Instant::now() + KEEPALIVE, KEEPALIVE);
@@ -167,7 +160,9 @@ async fn serve(link: Link, state: AppState) {
         let parked_until = session.parked_until.unwrap_or_else(Instant::now);
         let flow = tokio::select! {
             _ = keepalive.tick(), if linked => session.keepalive(),
-            frame = next_frame(&mut session.link) => session.on_frame(frame, &mut media_tx),
+            frame = next_frame(&mut session.link) => {
+                session.on_frame(frame, Instant::now(), &mut media_tx)
+            }
             // Only with a socket to send to: otherwise they wait for one.
             Some(msg) = outbox_rx.recv(), if linked => session.forward(msg),
             Some(signal) = media_rx.recv(), if linked => session.handle_media(signal),
@@ -202,7 +197,45 @@ async fn next_frame(link: &mut Option<Link>) -> Option<Result<Message, axum::Err
     }
 }
 
+/// The receiving ends of a session's channels. Kept out of [`Session`] so
+/// the loop in [`serve`] can wait on them while a handler borrows the session.
+struct Mailboxes {
+    outbox: UnboundedReceiver<ServerMessage>,
+    media: UnboundedReceiver<MediaSignal>,
+    /// Handed to the media plane with the first offer.
+    media_tx: Option<UnboundedSender<MediaSignal>>,
+    end: UnboundedReceiver<String>,
+    attach: UnboundedReceiver<Link>,
+}
+
 impl Session {
+    /// A session that has not joined, paced from `now`.
+    fn new(state: AppState, link: Option<Link>, now: Instant) -> (Session, Mailboxes) {
+        let (outbox, outbox_rx) = unbounded_channel();
+        let (media_tx, media_rx) = unbounded_channel();
+        let (end, end_rx) = unbounded_channel();
+        let (attach, attach_rx) = unbounded_channel();
+        let session = Session {
+            pace: pace::Pace::new(&state.inner.limits, now),
+            state,
+            outbox,
+            end,
+            attach,
+            link,
+            parked_until: None,
+            closing: None,
+            joined: None,
+        };
+        let mailboxes = Mailboxes {
+            outbox: outbox_rx,
+            media: media_rx,
+            media_tx: Some(media_tx),
+            end: end_rx,
+            attach: attach_rx,
+        };
+        (session, mailboxes)
+    }
+
     fn send(&self, msg: ServerMessage) {
         let _ = self.outbox.send(msg);
     }
@@ -298,10 +331,11 @@ impl Session {
     fn on_frame(
         &mut self,
         frame: Option<Result<Message, axum::Error>>,
+        now: Instant,
         media_tx: &mut Option<UnboundedSender<MediaSignal>>,
     ) -> ControlFlow<()> {
         let counted = matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_))));
-        if counted && !self.pace.allow(Instant::now()) {
+        if counted && !self.pace.allow(now) {
             let who = self.who();
             let inner = &self.state.inner;
             inner.refusals.refuse(Surface::Socket, "too_fast", &who);
