@@ -271,12 +271,14 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
     );
     assert_eq!(sha256_hex(&webm), sha, "export matches the event's SHA-256");
 
+    // One read of the whole file: the streams, and every frame counted.
     let probe = Command::new("ffprobe")
         .args([
             "-v",
             "error",
+            "-count_frames",
             "-show_entries",
-            "format=duration:stream=codec_type,codec_name,width,height",
+            "format=duration:stream=codec_type,codec_name,width,height,nb_read_frames",
             "-of",
             "json",
         ])
@@ -327,15 +329,9 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
 
     // Every camera frame is in the file: each video track holds (nearly)
     // the fake camera's rate for the whole recording.
-    let counted = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v"])
-        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(&out)
-        .output()
-        .expect("ffprobe -count_frames");
-    let frames: Vec<u64> = String::from_utf8_lossy(&counted.stdout)
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
+    let frames: Vec<u64> = video
+        .iter()
+        .filter_map(|s| s["nb_read_frames"].as_str()?.parse().ok())
         .collect();
     let camera = f64::from(FAKE_CAMERA_FPS) * duration;
     println!("video frames per track {frames:?}; the camera made {camera:.0} in {duration:.1} s");

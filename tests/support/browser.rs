@@ -35,6 +35,10 @@ pub struct Driver {
 /// frames are still 1280x720, which is what the tests assert.
 pub const FAKE_CAMERA_FPS: u32 = 5;
 
+/// Opus packets a second from a browser's microphone: one per 20 ms frame,
+/// and the fake microphone never falls silent.
+pub const OPUS_PACKETS_PER_SECOND: f64 = 50.0;
+
 /// A 1280x720 clip at [`FAKE_CAMERA_FPS`], made once per test process: a
 /// still, textured background with a square of fresh noise moving across it.
 /// Chromium's built-in fake camera draws a pattern that VP8 squeezes to a few

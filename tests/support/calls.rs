@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::browser::{Browser, Inbound, FAKE_CAMERA_FPS};
+use super::browser::{Browser, Inbound, FAKE_CAMERA_FPS, OPUS_PACKETS_PER_SECOND};
 
 /// Frames decoded per remote participant's video, and audio packets received.
 pub async fn snapshot(b: &Browser) -> (HashMap<String, Inbound>, HashMap<String, Inbound>) {
@@ -131,8 +131,7 @@ pub async fn assert_still_decoding(browsers: &[&Browser], height: u64, span: Dur
             v1.len(),
             "browser {i}: a remote video without audio"
         );
-        // Opus sends a packet every 20 ms; the fake microphone never falls silent.
-        let least_packets = (0.8 * 50.0 * span.as_secs_f64()) as u64;
+        let least_packets = (0.8 * OPUS_PACKETS_PER_SECOND * span.as_secs_f64()) as u64;
         for (who, a) in a1 {
             let earlier = a0.get(who).map_or(0, |x| x.packets);
             assert!(
