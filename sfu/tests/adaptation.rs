@@ -104,6 +104,13 @@ impl Publisher {
         }
     }
 
+    /// Sends media for `span`; the layers the viewer received meanwhile.
+    fn layers_over(&mut self, call: &mut SimCall, span: Duration) -> String {
+        let mark = call.peers[VIEWER].received_video.len();
+        self.run(call, span);
+        layers_since(call, mark)
+    }
+
     /// Sends media until `done` holds (checked every 250 ms) or `limit`
     /// has passed; returns how long it took, `None` when it never held.
     fn run_until(
@@ -176,9 +183,7 @@ fn a_narrowing_downlink_steps_the_viewer_down_one_layer_at_a_time() {
     let (mut call, mut publisher) = call_on(link(WIDE));
     // 2.5 Mbit/s: the estimate settles near it and the viewer gets 720p.
     publisher.run(&mut call, Duration::from_secs(8));
-    let mark = call.peers[VIEWER].received_video.len();
-    publisher.run(&mut call, Duration::from_secs(2));
-    let wide = layers_since(&call, mark);
+    let wide = publisher.layers_over(&mut call, Duration::from_secs(2));
     assert!(only(&wide, 'f'), "on {WIDE} bit/s: {wide}");
     let estimate = estimate_kbps(&call);
     assert!(
@@ -205,9 +210,7 @@ fn a_narrowing_downlink_steps_the_viewer_down_one_layer_at_a_time() {
         "720p went on after the cut: {received}"
     );
     publisher.run(&mut call, Duration::from_secs(5));
-    let mark = call.peers[VIEWER].received_video.len();
-    publisher.run(&mut call, Duration::from_secs(3));
-    let narrow = layers_since(&call, mark);
+    let narrow = publisher.layers_over(&mut call, Duration::from_secs(3));
     assert!(only(&narrow, 'h'), "on {NARROW} bit/s: {narrow}");
     let estimate = estimate_kbps(&call);
     assert!(
@@ -218,9 +221,7 @@ fn a_narrowing_downlink_steps_the_viewer_down_one_layer_at_a_time() {
     // 250 kbit/s: only 180p (140 kbit/s) fits beside the audio reserve.
     call.set_downlink(VIEWER, link(THIN));
     publisher.run(&mut call, Duration::from_secs(7));
-    let mark = call.peers[VIEWER].received_video.len();
-    publisher.run(&mut call, Duration::from_secs(3));
-    let thin = layers_since(&call, mark);
+    let thin = publisher.layers_over(&mut call, Duration::from_secs(3));
     assert!(only(&thin, 'q'), "on {THIN} bit/s: {thin}");
     assert_eq!(forwarded(&call), Some(Layer::QUARTER));
     let stats = adaptation(&call);

@@ -301,15 +301,26 @@ mod tests {
         }
     }
 
-    /// A deliverer to `url` over a fresh database, on a clock the test
-    /// moves.
-    fn deliverer(dir: &tempfile::TempDir, url: &str) -> (Deliverer, Arc<AtomicI64>) {
+    /// What each test runs on: a receiver on loopback, and a deliverer to
+    /// it over a fresh database (in the directory held here) on a clock the
+    /// test moves.
+    struct Bench {
+        _dir: tempfile::TempDir,
+        receiver: Receiver,
+        d: Deliverer,
+        now: Arc<AtomicI64>,
+    }
+
+    async fn bench() -> Bench {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = Receiver::default();
+        let url = receiver.start().await;
         let now = Arc::new(AtomicI64::new(T0));
         let clock = now.clone();
         let options = HookOptions {
             endpoints: vec![HookEndpoint {
-                url: url.into(),
+                url,
                 secret: HookSecret::parse(&HookSecret::generate()).unwrap(),
                 fhir: false,
             }],
@@ -319,7 +330,13 @@ mod tests {
         };
         let path = dir.path().join("carecall.db");
         let clock: Clock = Arc::new(move || clock.load(Ordering::SeqCst));
-        (Deliverer::new(&path, options, clock).unwrap(), now)
+        let d = Deliverer::new(&path, options, clock).unwrap();
+        Bench {
+            _dir: dir,
+            receiver,
+            d,
+            now,
+        }
     }
 
     fn enqueue(d: &Deliverer, event: &str, consultation: i64, at: i64) {
@@ -338,30 +355,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_refusal_is_a_dead_letter_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let receiver = Receiver::default();
-        let url = receiver.start().await;
-        let (d, _) = deliverer(&dir, &url);
+        let Bench { receiver, d, .. } = &bench().await;
         receiver.answer("e1", &[400]);
-        enqueue(&d, "e1", 7, T0);
+        enqueue(d, "e1", 7, T0);
         assert_eq!(d.deliver_due().await, 1);
-        let dead = dead(&d);
+        let dead = dead(d);
         assert_eq!(dead.len(), 1, "{dead:?}");
         assert_eq!((dead[0].event_id.as_str(), dead[0].attempts), ("e1", 1));
         assert!(dead[0].reason.starts_with("HTTP 400"), "{}", dead[0].reason);
-        assert_eq!(waiting(&d), 0, "not retried");
+        assert_eq!(waiting(d), 0, "not retried");
         assert_eq!(d.deliver_due().await, 0);
         assert_eq!(receiver.attempts().len(), 1);
     }
 
     #[tokio::test]
     async fn a_failing_event_is_retried_until_the_period_ends_then_given_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let receiver = Receiver::default();
-        let url = receiver.start().await;
-        let (d, now) = deliverer(&dir, &url);
+        let Bench {
+            receiver, d, now, ..
+        } = &bench().await;
         receiver.answer("e1", &[503; 100]);
-        enqueue(&d, "e1", 7, T0);
+        enqueue(d, "e1", 7, T0);
         // An hour of failures: retried with backoff, never given up.
         let mut attempts = 0;
         while now.load(Ordering::SeqCst) < T0 + HOUR_MS {
@@ -372,12 +385,12 @@ mod tests {
             (12..=24).contains(&attempts),
             "{attempts} attempts in an hour"
         );
-        assert!(dead(&d).is_empty());
-        assert_eq!(waiting(&d), 1);
+        assert!(dead(d).is_empty());
+        assert_eq!(waiting(d), 1);
         // A day after it was written, the next failure gives up.
         now.store(T0 + 24 * HOUR_MS, Ordering::SeqCst);
         assert_eq!(d.deliver_due().await, 1);
-        let dead = dead(&d);
+        let dead = dead(d);
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].attempts as usize, attempts + 1);
         assert!(
@@ -385,21 +398,20 @@ mod tests {
             "{}",
             dead[0].reason
         );
-        assert_eq!(waiting(&d), 0);
+        assert_eq!(waiting(d), 0);
     }
 
     #[tokio::test]
     async fn a_retried_dead_letter_goes_before_the_rest_of_its_consultation() {
-        let dir = tempfile::tempdir().unwrap();
-        let receiver = Receiver::default();
-        let url = receiver.start().await;
-        let (d, now) = deliverer(&dir, &url);
+        let Bench {
+            receiver, d, now, ..
+        } = &bench().await;
         // The first event is refused; the endpoint then fails the second
         // until the admin has put the first back.
         receiver.answer("a1", &[422]);
         receiver.answer("a2", &[503]);
         for event in ["a1", "a2", "a3"] {
-            enqueue(&d, event, 7, T0);
+            enqueue(d, event, 7, T0);
         }
         assert_eq!(
             d.deliver_due().await,
@@ -407,9 +419,9 @@ mod tests {
             "a1 alone: the oldest of its consultation"
         );
         assert_eq!(d.deliver_due().await, 1, "then a2");
-        let dead = dead(&d);
+        let dead = dead(d);
         assert_eq!(dead.len(), 1);
-        assert_eq!(waiting(&d), 2, "a2 waits for its retry; a3 waits behind it");
+        assert_eq!(waiting(d), 2, "a2 waits for its retry; a3 waits behind it");
         let put_back = outbox::retry_dead_letter(&d.db.lock().unwrap(), dead[0].seq, T0);
         assert!(put_back.unwrap());
         now.fetch_add(HOUR_MS, Ordering::SeqCst);
@@ -421,7 +433,7 @@ mod tests {
             .map(|(id, _)| id)
             .collect();
         assert_eq!(delivered, ["a1", "a2", "a3"], "{:?}", receiver.attempts());
-        assert_eq!(waiting(&d), 0);
+        assert_eq!(waiting(d), 0);
     }
 
     #[test]

@@ -162,6 +162,29 @@ impl Browser {
     }
 }
 
+/// After `gone`'s session ended: `stayer` is told once, the room holds
+/// `stayer` alone, and the one leave recorded is `gone`'s.
+fn assert_left(
+    stayer: &mut Browser,
+    state: &AppState,
+    events: &mut UnboundedReceiver<CallEvent>,
+    gone: ParticipantId,
+) {
+    let gone = gone.to_string();
+    let told = ServerMessage::ParticipantLeft {
+        participant: gone.clone(),
+    };
+    assert_eq!(stayer.replies(), vec![told]);
+    assert_eq!(state.presence().count(&stayer.joined().claims.room), 1);
+    let lefts: Vec<_> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter_map(|e| match e {
+            CallEvent::Left { participant, .. } => Some(participant),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lefts, vec![gone]);
+}
+
 #[test]
 fn join_answers_joined_with_those_present_and_tells_them() {
     let (state, mut events) = server(SocketLimits::default());
@@ -336,17 +359,7 @@ fn malformed_json_is_a_typed_error_and_the_room_carries_on() {
 
     drop(clinician);
 
-    assert_eq!(
-        home.replies(),
-        vec![ServerMessage::ParticipantLeft {
-            participant: clinician_id.to_string()
-        }]
-    );
-    assert_eq!(state.presence().count("ward-5"), 1);
-    let left = std::iter::from_fn(|| events.try_recv().ok())
-        .filter(|e| matches!(e, CallEvent::Left { participant, .. } if *participant == clinician_id.to_string()))
-        .count();
-    assert_eq!(left, 1);
+    assert_left(&mut home, &state, &mut events, clinician_id);
 }
 
 #[test]
@@ -734,20 +747,7 @@ fn leave_ends_the_session_without_an_error_and_the_participant_leaves() {
     assert_eq!(clinician.replies(), vec![]);
     assert_eq!(clinician.closing(), None, "a normal close");
     drop(clinician);
-    assert_eq!(
-        home.replies(),
-        vec![ServerMessage::ParticipantLeft {
-            participant: clinician_id.to_string()
-        }]
-    );
-    assert_eq!(state.presence().count("ward-17"), 1);
-    let lefts: Vec<_> = std::iter::from_fn(|| events.try_recv().ok())
-        .filter_map(|e| match e {
-            CallEvent::Left { participant, .. } => Some(participant),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(lefts, vec![clinician_id.to_string()]);
+    assert_left(&mut home, &state, &mut events, clinician_id);
 }
 
 /// A socket gone without a close frame, or closed with the resuming code,
