@@ -59,12 +59,12 @@ async fn check_credential(server: &Server, source: IpAddr) -> (String, String) {
     (user, pass)
 }
 
-/// Refusals in `/metrics` for TURN's `reason`.
-async fn turn_refusals(server: &Server, reason: &str) -> f64 {
+/// Refusals in `/metrics` on `surface` for `reason`; none counted yet is 0.
+async fn refusals(server: &Server, surface: &str, reason: &str) -> f64 {
     let text = support::metrics::scrape(&server.base_url).await;
     support::metrics::value(
         &text,
-        &format!("carecall_limit_refusals_total{{reason=\"{reason}\",surface=\"turn\"}}"),
+        &format!("carecall_limit_refusals_total{{reason=\"{reason}\",surface=\"{surface}\"}}"),
     )
     .unwrap_or(0.0)
 }
@@ -174,7 +174,7 @@ async fn one_anonymous_credential_cannot_take_turn_from_everyone() {
         "connections_per_address",
         "unauthenticated_timeout",
     ] {
-        let n = turn_refusals(&server, reason).await;
+        let n = refusals(&server, "turn", reason).await;
         assert!(n >= 1.0, "no {reason} refusal counted");
     }
     assert_memory_held(&server, rss_start, 256, "after the attack");
@@ -253,12 +253,8 @@ async fn a_sign_in_flood_neither_exhausts_memory_nor_locks_staff_out() {
     )
     .await;
     assert_eq!(again.status, 429);
-    let text = support::metrics::scrape(&server.base_url).await;
-    let counted = support::metrics::value(
-        &text,
-        "carecall_limit_refusals_total{reason=\"failures_per_address\",surface=\"sign_in\"}",
-    );
-    assert_eq!(counted, Some((refused + 1) as f64), "refusals counted");
+    let counted = refusals(&server, "sign_in", "failures_per_address").await;
+    assert_eq!(counted, (refused + 1) as f64, "refusals counted");
     // An address that is not the attacker's is not affected by it.
     let other = request(&server.base_url, "POST", "/admin/login", &[], Some(&right)).await;
     assert_eq!(other.status, 200, "{other:?}");
@@ -403,14 +399,9 @@ async fn a_candidate_flood_is_cut_off_at_the_socket() {
     println!("a normal check offer answered in {took:?} during the flood");
     assert!(took < Duration::from_millis(500));
     assert_memory_held(&server, rss_start, 256, "after the flood");
-    let text = support::metrics::scrape(&server.base_url).await;
     for reason in ["too_fast", "too_many_candidates"] {
-        let series =
-            format!("carecall_limit_refusals_total{{reason=\"{reason}\",surface=\"socket\"}}");
-        assert!(
-            support::metrics::value(&text, &series) >= Some(1.0),
-            "{series} not counted"
-        );
+        let counted = refusals(&server, "socket", reason).await;
+        assert!(counted >= 1.0, "socket refusal {reason} not counted");
     }
 }
 
@@ -580,12 +571,8 @@ async fn slow_http_clients_are_cut_off_and_capped() {
         started.elapsed()
     );
     assert_eq!(closed, 500, "slow connections left open");
-    let text = support::metrics::scrape(&server.base_url).await;
-    let capped = support::metrics::value(
-        &text,
-        "carecall_limit_refusals_total{reason=\"connections_per_address\",surface=\"http\"}",
-    );
-    assert_eq!(capped, Some(436.0), "connections past 64 refused");
+    let capped = refusals(&server, "http", "connections_per_address").await;
+    assert_eq!(capped, 436.0, "connections past 64 refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -695,12 +682,23 @@ async fn a_client_behind_turn_reaches_the_sfu_and_hears_back() {
         ],
         None,
     );
-    client.socket.send_to(&send, client.server).expect("send");
-    let mut buf = [0u8; 1500];
-    let (n, _) = client
+    // Sent again every 500 ms until answered, as an ICE agent retransmits
+    // a check over UDP (RFC 8445 §14.3), for 5 s at most.
+    client
         .socket
-        .recv_from(&mut buf)
-        .expect("a Data indication within 5 s");
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let mut sent = 0;
+    let n = loop {
+        assert!(sent < 10, "no Data indication within 5 s of {sent} checks");
+        client.socket.send_to(&send, client.server).expect("send");
+        sent += 1;
+        if let Ok((n, _)) = client.socket.recv_from(&mut buf) {
+            break n;
+        }
+    };
+    println!("the SFU answered check {sent}");
     let indication = &buf[..n];
     assert_eq!(turn::message_type(indication), turn::DATA_INDICATION);
     let from = turn::attribute(indication, turn::XOR_PEER_ADDRESS).expect("XOR-PEER-ADDRESS");
@@ -728,12 +726,8 @@ async fn check_sessions_are_capped_and_the_refusal_is_counted() {
     }
     let (status, _) = post_check_offer(&server, ip("127.0.2.1"), &offer).await;
     assert_eq!(status, 503, "one over the cap");
-    let text = support::metrics::scrape(&server.base_url).await;
-    let refused = support::metrics::value(
-        &text,
-        "carecall_limit_refusals_total{reason=\"sessions_total\",surface=\"check\"}",
-    );
-    assert_eq!(refused, Some(1.0), "the refusal is counted");
+    let refused = refusals(&server, "check", "sessions_total").await;
+    assert_eq!(refused, 1.0, "the refusal is counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -769,7 +763,7 @@ async fn turn_holds_at_most_two_thousand_connections_in_all() {
         "too slow to test the cap: {opened:?}"
     );
     assert_eq!(late, 1, "the 2,001st connection is closed at once");
-    assert_eq!(turn_refusals(&server, "connections_total").await, 1.0);
+    assert_eq!(refusals(&server, "turn", "connections_total").await, 1.0);
     // Once they go, a newcomer is served again.
     drop(held);
     tokio::time::sleep(Duration::from_millis(500)).await;
