@@ -4,16 +4,14 @@
 //! queue however often its button is pressed, and production mode keeps
 //! links, metrics and files private. Against a real server on loopback.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::http::request;
+use crate::support::peer::TestPeer;
+use crate::support::ws::{open, Socket};
+use crate::support::{token_of, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use support::http::request;
-use support::peer::TestPeer;
-use support::ws::{open, Socket};
-use support::{token_of, Server};
 use tokio_tungstenite::tungstenite::Message;
 
 /// The first `joined`, `resumed` or `error` message within 5 s.
@@ -52,7 +50,7 @@ async fn resume_with(server: &Server, resume: &Value) -> Value {
 #[tokio::test]
 async fn withdrawn_links_stop_working_at_join_and_on_resume() {
     let server = Server::start();
-    let (cookie, csrf) = support::admin::session(&server).await;
+    let (cookie, csrf) = crate::support::admin::session(&server).await;
     let old = server.link("ward-20", "home", "Rose Court", "1h");
     let (first, joined) = join_with(&server, &old).await;
     assert_eq!(joined["type"], "joined", "{joined}");
@@ -122,7 +120,7 @@ async fn an_observer_link_watches_and_is_never_seen_or_heard() {
 
 #[tokio::test]
 async fn a_home_has_one_place_in_the_queue() {
-    use support::queue::{add_home, place_call, queue};
+    use crate::support::queue::{add_home, place_call, queue};
     let server = Server::start();
     let (_, token) = add_home(&server, "Rose Court");
     let (code, first) = place_call(&server, &token, true).await;
@@ -132,7 +130,7 @@ async fn a_home_has_one_place_in_the_queue() {
         assert_eq!(code, 200, "{again}");
         assert_eq!(again["call"], first["call"], "the same call");
     }
-    let op = support::queue::operator(&server, "op").await;
+    let op = crate::support::queue::operator(&server, "op").await;
     let waiting = queue(&server, &op).await;
     assert_eq!(waiting.len(), 1, "{waiting:?}");
 }
@@ -145,7 +143,7 @@ async fn production_keeps_links_metrics_and_files_private() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let secret = |c: char| std::iter::repeat_n(c, 40).collect::<String>();
     let token = "a-metrics-token-for-prometheus";
-    let server = Server::start_with(support::ServerOptions {
+    let server = Server::start_with(crate::support::ServerOptions {
         data_dir: Some(std::sync::Arc::new(dir)),
         env: vec![
             ("CARECALL_MODE".into(), "production".into()),
@@ -158,7 +156,7 @@ async fn production_keeps_links_metrics_and_files_private() {
             ("CARECALL_RECORDING_SECRET".into(), secret('r')),
             ("CARECALL_METRICS_TOKEN".into(), token.into()),
         ],
-        ..support::ServerOptions::default()
+        ..crate::support::ServerOptions::default()
     });
     let banner = server.banner.join("\n");
     assert!(
@@ -184,9 +182,9 @@ async fn production_keeps_links_metrics_and_files_private() {
 
 #[tokio::test]
 async fn what_strangers_type_cannot_forge_a_log_line() {
-    let server = Server::start_with(support::ServerOptions {
+    let server = Server::start_with(crate::support::ServerOptions {
         text_log: true,
-        ..support::ServerOptions::default()
+        ..crate::support::ServerOptions::default()
     });
     let forged = "x\nforged line";
     // A sign-in name, and an unknown JSON field a socket sends.

@@ -4,12 +4,10 @@
 //! is HttpOnly and SameSite=Strict, and a state-changing request without the
 //! session's CSRF token is refused.
 
-mod support;
-
+use crate::support::admin::{session, sign_in, signed_in};
+use crate::support::http::request;
+use crate::support::Server;
 use serde_json::Value;
-use support::admin::{session, sign_in, signed_in};
-use support::http::request;
-use support::Server;
 
 const PASSWORD: &str = "a long hub password";
 

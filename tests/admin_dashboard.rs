@@ -8,14 +8,12 @@
 //! With `CARECALL_SCREENSHOT=FILE` the test also saves a screenshot of the
 //! dashboard (the one in the README was made that way).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::admin::sign_in_with_the_form;
-use support::browser::Driver;
-use support::calls::wait_all_decoding_hd;
-use support::Server;
+use crate::support::admin::sign_in_with_the_form;
+use crate::support::browser::Driver;
+use crate::support::calls::wait_all_decoding_hd;
+use crate::support::Server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_a_live_call_with_quality_badges() {

@@ -2,15 +2,13 @@
 //! the signalling WebSocket, and the admin's CSV export has one row per call
 //! with the columns `docs/admin.md` documents.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::admin::session;
+use crate::support::http::request;
+use crate::support::{token_of, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use support::admin::session;
-use support::http::request;
-use support::{token_of, Server};
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket =

@@ -4,15 +4,13 @@
 //! with the server stopped, and the server started again on it: the row
 //! counts must be the backup's and the call must be in the history.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::browser::{Browser, Driver};
-use support::calls::wait_all_decoding_hd;
-use support::http::request;
-use support::{binary, Server, ServerOptions};
+use crate::support::browser::{Browser, Driver};
+use crate::support::calls::wait_all_decoding_hd;
+use crate::support::http::request;
+use crate::support::{binary, Server, ServerOptions};
 
 /// `table n` lines from `carecall backup` / `restore`.
 fn counts(stdout: &[u8]) -> Vec<(String, i64)> {
@@ -100,7 +98,7 @@ async fn a_backup_taken_during_a_call_restores_the_history() {
         data_dir: Some(data_dir.clone()),
         ..ServerOptions::default()
     });
-    let (cookie, _) = support::admin::session(&server).await;
+    let (cookie, _) = crate::support::admin::session(&server).await;
     let reply = request(
         &server.base_url,
         "GET",

@@ -6,16 +6,14 @@
 //! within 1 s of its connection coming up (keyframe on join); with four
 //! smaller tiles nobody watches 720p, and the cameras stop sending it.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::abuse::{spray_media_port, spray_tcp_media_port, ws_refusal};
+use crate::support::browser::{Browser, Driver};
+use crate::support::calls::{assert_still_decoding, wait_all_decoding_hd};
+use crate::support::http::get as http_get;
+use crate::support::{metrics, token_of, Server};
 use serde_json::json;
-use support::abuse::{spray_media_port, spray_tcp_media_port, ws_refusal};
-use support::browser::{Browser, Driver};
-use support::calls::{assert_still_decoding, wait_all_decoding_hd};
-use support::http::get as http_get;
-use support::{metrics, token_of, Server};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn bad_input_is_refused_and_harmless(server: &Server) {

@@ -3,12 +3,10 @@
 //! clean; production mode with the example's placeholder secret, or none,
 //! refuses to start and says why.
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::binary;
+use crate::support::binary;
 
 fn check(file: &std::path::Path) -> (bool, String) {
     let out = Command::new(binary())

@@ -3,17 +3,15 @@
 //! and ends on a code; the admin lookup of that code shows every result.
 //! From a namespace whose firewall drops UDP, the verdict says so.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::admin::{session, sign_in_with_the_form};
+use crate::support::browser::{Browser, Driver};
+use crate::support::http::request;
+use crate::support::netlab::NetNs;
+use crate::support::{Server, ServerOptions};
 use fantoccini::Locator;
 use serde_json::Value;
-use support::admin::{session, sign_in_with_the_form};
-use support::browser::{Browser, Driver};
-use support::http::request;
-use support::netlab::NetNs;
-use support::{Server, ServerOptions};
 
 /// Opens `/check` in `b`, starts it, and returns the code it ends on.
 async fn run_check(b: &Browser, base_url: &str) -> String {

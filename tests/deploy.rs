@@ -3,10 +3,8 @@
 //! really exports during a call. (`deploy/check.sh` checks the files'
 //! syntax with systemd-analyze, promtool and hadolint.)
 
-mod support;
-
+use crate::support::{Server, ServerOptions};
 use std::collections::BTreeSet;
-use support::{Server, ServerOptions};
 
 /// Every `carecall_…` word in `text`.
 fn carecall_names(text: &str) -> BTreeSet<String> {
@@ -30,8 +28,8 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         estimate_bandwidth: true,
         ..ServerOptions::default()
     });
-    let (a, b) = support::peer::call_of_two(&server, "ward-1", 150).await;
-    let text = support::metrics::scrape(&server.base_url).await;
+    let (a, b) = crate::support::peer::call_of_two(&server, "ward-1", 150).await;
+    let text = crate::support::metrics::scrape(&server.base_url).await;
     // Sample names as exported (histograms as _bucket, _sum, _count), and
     // the families their `# TYPE` lines name.
     let samples = text

@@ -5,16 +5,14 @@
 //! pushes a new call at once and opens from the hub's own pages only; a home
 //! nobody answers is shown the hub's phone number.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::hooks::{Receiver, SECRET};
+use crate::support::queue::{account, add_home, answer, get_as, place_call, post_as, status};
+use crate::support::{Server, ServerOptions};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use support::hooks::{Receiver, SECRET};
-use support::queue::{account, add_home, answer, get_as, place_call, post_as, status};
-use support::{Server, ServerOptions};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const PHONE: &str = "01632 960000";
@@ -32,7 +30,7 @@ async fn console(server: &Server, who: &(String, String)) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_passed_on_and_escalated_keeps_every_step_in_order() {
-    let hook_addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let hook_addr = SocketAddr::from(([127, 0, 0, 1], crate::support::free_port()));
     let receiver = Receiver::default();
     receiver.listen(hook_addr).await;
     let server = Server::start_with(ServerOptions {

@@ -1,10 +1,8 @@
 //! `/healthz` says the process answers; `/readyz` says the hub can take
 //! calls: the database took a write and every media worker runs.
 
-mod support;
-
-use support::http::request;
-use support::Server;
+use crate::support::http::request;
+use crate::support::Server;
 
 #[tokio::test]
 async fn a_started_hub_is_healthy_and_ready() {

@@ -3,17 +3,15 @@
 //! failing, then well: every event must still arrive, in order per
 //! consultation, each under one `webhook-id`.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::support::hooks::{unix_now, verify, Delivery, Receiver, SECRET, TOLERANCE_SECS};
+use crate::support::{token_of, Server, ServerOptions};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use support::hooks::{unix_now, verify, Delivery, Receiver, SECRET, TOLERANCE_SECS};
-use support::{token_of, Server, ServerOptions};
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket =
@@ -60,7 +58,7 @@ fn by_consultation(accepted: &[Delivery]) -> HashMap<i64, Vec<(String, String)>>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_arrives_in_order_through_an_outage_and_errors() {
-    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let addr = SocketAddr::from(([127, 0, 0, 1], crate::support::free_port()));
     let env = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     let server = Server::start_with(ServerOptions {
         env: vec![
@@ -132,7 +130,7 @@ async fn every_event_arrives_in_order_through_an_outage_and_errors() {
     expected.sort_by(|a, b| a[1].1.cmp(&b[1].1));
     assert_eq!(got, expected, "events by consultation, in arrival order");
     // Nothing left waiting.
-    let metrics = support::metrics::scrape(&server.base_url).await;
+    let metrics = crate::support::metrics::scrape(&server.base_url).await;
     assert!(
         metrics
             .lines()
@@ -184,9 +182,9 @@ async fn consultation(server_ws: String, link: (String, String)) {
 
 /// The calls in the hub's history: (call number, participant sessions).
 async fn history(server: &Server) -> Vec<(i64, usize)> {
-    let (cookie, _) = support::admin::session(server).await;
+    let (cookie, _) = crate::support::admin::session(server).await;
     let headers = [("Cookie", cookie.as_str())];
-    let csv = support::http::request(
+    let csv = crate::support::http::request(
         &server.base_url,
         "GET",
         "/admin/api/calls.csv",
@@ -210,7 +208,7 @@ async fn history(server: &Server) -> Vec<(i64, usize)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_is_lost_or_doubled_when_the_server_is_killed() {
-    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let addr = SocketAddr::from(([127, 0, 0, 1], crate::support::free_port()));
     let receiver = Receiver::default();
     receiver.listen(addr).await;
     let env = |k: &str, v: &str| (k.to_owned(), v.to_owned());
@@ -230,7 +228,7 @@ async fn no_event_is_lost_or_doubled_when_the_server_is_killed() {
     // Ten consultations, each cut short by SIGKILL at a point chosen by a
     // seeded generator (0-400 ms in: before, between and after its events
     // and their deliveries), and a restart on the same data.
-    let mut random = support::abuse::Garbage::new(0x5eed);
+    let mut random = crate::support::abuse::Garbage::new(0x5eed);
     let mut kills = Vec::new();
     for i in 0..10 {
         let room = format!("crash-{i}");
@@ -250,7 +248,7 @@ async fn no_event_is_lost_or_doubled_when_the_server_is_killed() {
     // The last start closed what the last kill left open; let it all go out.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let metrics = support::metrics::scrape(&server.base_url).await;
+        let metrics = crate::support::metrics::scrape(&server.base_url).await;
         if metrics
             .lines()
             .any(|l| l == "carecall_hook_events_waiting 0")

@@ -3,18 +3,16 @@
 //! certificate; plain HTTP redirects there. And a certificate replaced on
 //! disk is served to new connections without a restart.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::browser::{Browser, Driver};
+use crate::support::calls::wait_all_decoding_hd;
+use crate::support::netlab::NetNs;
+use crate::support::{Server, ServerOptions};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use support::browser::{Browser, Driver};
-use support::calls::wait_all_decoding_hd;
-use support::netlab::NetNs;
-use support::{Server, ServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,10 +68,10 @@ async fn a_call_over_https_on_a_lan_address_has_camera_and_microphone() {
 
     // Plain HTTP on the same host redirects to the HTTPS page.
     let http_base = format!("http://{ip}:{}", server_http_port(&server));
-    let reply = support::http::request(&http_base, "GET", "/join?t=abc", &[], None).await;
+    let reply = crate::support::http::request(&http_base, "GET", "/join?t=abc", &[], None).await;
     assert_eq!(reply.status, 308);
     // Health checks answer there without a certificate.
-    let ready = support::http::request(&http_base, "GET", "/readyz", &[], None).await;
+    let ready = crate::support::http::request(&http_base, "GET", "/readyz", &[], None).await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(
         reply.header("location"),

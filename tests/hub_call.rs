@@ -5,17 +5,15 @@
 //! the call's history holds each step's time. A home whose camera cannot
 //! start stays in the call with sound.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::admin::{session, sign_in_with_the_form};
+use crate::support::browser::{Browser, Driver};
+use crate::support::calls::{assert_still_decoding, wait_all_decoding, wait_all_decoding_at};
+use crate::support::queue::add_home;
+use crate::support::Server;
 use fantoccini::Locator;
 use serde_json::Value;
-use support::admin::{session, sign_in_with_the_form};
-use support::browser::{Browser, Driver};
-use support::calls::{assert_still_decoding, wait_all_decoding, wait_all_decoding_at};
-use support::queue::add_home;
-use support::Server;
 
 const PASSWORD: &str = "a long hub staff password";
 
@@ -199,7 +197,7 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
     let headers = [("Cookie", cookie.as_str())];
     let deadline = Instant::now() + Duration::from_secs(20);
     let detail = loop {
-        let list = support::http::request(
+        let list = crate::support::http::request(
             &server.base_url,
             "GET",
             "/admin/api/history",
@@ -218,7 +216,8 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
             .map(|c| c["call_id"].as_i64().unwrap());
         if let Some(id) = ended {
             let path = format!("/admin/api/calls/{id}");
-            let r = support::http::request(&server.base_url, "GET", &path, &headers, None).await;
+            let r =
+                crate::support::http::request(&server.base_url, "GET", &path, &headers, None).await;
             break serde_json::from_str::<Value>(&r.body).unwrap();
         }
         assert!(
@@ -276,7 +275,7 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
 
 /// Audio packets `b` has received from everyone.
 async fn heard(b: &Browser) -> u64 {
-    let (_, audio) = support::calls::snapshot(b).await;
+    let (_, audio) = crate::support::calls::snapshot(b).await;
     audio.values().map(|a| a.packets).sum()
 }
 

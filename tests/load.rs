@@ -4,11 +4,9 @@
 //! under 1% on loopback, server CPU and memory read from /proc), and a few
 //! rounds of join/leave churn all connect.
 
-mod support;
-
+use crate::support::{Server, ServerOptions};
 use carecall_load::clip::{clip, TOP};
 use carecall_load::{Options, Report, Scenario, Sfu, Target};
-use support::{Server, ServerOptions};
 
 fn secret() -> String {
     "load-test-link-secret-0123456789abcdef".to_owned()

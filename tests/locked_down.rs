@@ -3,15 +3,13 @@
 //! out only web ports. The call must still connect in HD: over ICE-TCP, or
 //! through the embedded TURN server over TLS. Needs root for the namespace.
 
-mod support;
-
 use std::time::Duration;
 
-use support::browser::{Browser, Driver};
-use support::calls::wait_all_decoding_hd;
-use support::metrics::scrape;
-use support::netlab::NetNs;
-use support::{Server, ServerOptions};
+use crate::support::browser::{Browser, Driver};
+use crate::support::calls::wait_all_decoding_hd;
+use crate::support::metrics::scrape;
+use crate::support::netlab::NetNs;
+use crate::support::{Server, ServerOptions};
 
 /// A clinician on the host and a care home in `net`, in `room`, both
 /// decoding the other in HD. The home's browser trusts `spki` if given.
@@ -218,7 +216,7 @@ async fn call_across_a_namespace(room: &str) -> (NetNs, Server, TwoPartyCall) {
 
 /// Frames decoded from `from` in `b` (0 when no video from them).
 async fn frames_from(b: &Browser, from: &str) -> u64 {
-    support::calls::snapshot(b)
+    crate::support::calls::snapshot(b)
         .await
         .0
         .get(from)

@@ -3,12 +3,10 @@
 //! carry counters, so the test checks that what arrives is the sequence that
 //! was sent: nothing missing, nothing reordered, video starting at a keyframe.
 
-mod support;
-
 use std::time::Duration;
 
-use support::peer::KEYFRAME_EVERY;
-use support::{Server, ServerOptions};
+use crate::support::peer::KEYFRAME_EVERY;
+use crate::support::{Server, ServerOptions};
 
 /// True when `c` is a run of consecutive integers.
 fn contiguous(c: &[u32]) -> bool {
@@ -19,7 +17,7 @@ fn contiguous(c: &[u32]) -> bool {
 async fn two_peers_exchange_audio_and_video_through_the_sfu() {
     let server = Server::start();
     // 6 s of media: 300 audio packets and 150 video frames from each side.
-    let (a, b) = support::peer::call_of_two(&server, "ward-3", 300).await;
+    let (a, b) = crate::support::peer::call_of_two(&server, "ward-3", 300).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     for (rx, tx) in [(&a, &b), (&b, &a)] {
@@ -116,7 +114,7 @@ async fn json_logs_name_the_room_and_participant_on_every_call_line() {
         json_log: true,
         ..ServerOptions::default()
     });
-    let (a, b) = support::peer::call_of_two(&server, "ward-8", 100).await;
+    let (a, b) = crate::support::peer::call_of_two(&server, "ward-8", 100).await;
     let ids = [a.participant.clone(), b.participant.clone()];
     a.close().await;
     b.close().await;

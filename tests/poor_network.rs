@@ -4,18 +4,16 @@
 //! downlink bandwidth estimation on, as by default. Needs root for the namespace; without it
 //! these tests fail with the system's error.
 
-mod support;
-
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use support::browser::{Browser, Driver, Inbound, OPUS_PACKETS_PER_SECOND};
-use support::calls::snapshot;
-use support::metrics;
-use support::netlab::NetNs;
-use support::relay::{DelayRelay, Impairment, Path};
-use support::{Server, ServerOptions};
+use crate::support::browser::{Browser, Driver, Inbound, OPUS_PACKETS_PER_SECOND};
+use crate::support::calls::snapshot;
+use crate::support::metrics;
+use crate::support::netlab::NetNs;
+use crate::support::relay::{DelayRelay, Impairment, Path};
+use crate::support::{Server, ServerOptions};
 
 /// A running call: two browsers on the hub's side (loopback) and the care
 /// home's browser in its own namespace.

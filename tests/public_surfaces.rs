@@ -6,17 +6,15 @@
 //! Attackers and legitimate clients send from different loopback addresses
 //! (127.0.0.0/8 is all this machine's).
 
-mod support;
-
 use std::io::Read;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::http::{request, request_from};
+use crate::support::peer::{call_survives, rss_bytes};
+use crate::support::turn::{self as turn, Client};
+use crate::support::Server;
 use serde_json::Value;
-use support::http::{request, request_from};
-use support::peer::{call_survives, rss_bytes};
-use support::turn::{self as turn, Client};
-use support::Server;
 
 const MIB: u64 = 1 << 20;
 
@@ -61,8 +59,8 @@ async fn check_credential(server: &Server, source: IpAddr) -> (String, String) {
 
 /// Refusals in `/metrics` on `surface` for `reason`; none counted yet is 0.
 async fn refusals(server: &Server, surface: &str, reason: &str) -> f64 {
-    let text = support::metrics::scrape(&server.base_url).await;
-    support::metrics::value(
+    let text = crate::support::metrics::scrape(&server.base_url).await;
+    crate::support::metrics::value(
         &text,
         &format!("carecall_limit_refusals_total{{reason=\"{reason}\",surface=\"{surface}\"}}"),
     )
@@ -319,7 +317,8 @@ async fn oversized_offers_cannot_stall_the_media_worker() {
     let under_64k = offer_with_sections(1_000);
     assert!(under_64k.len() < 50_000);
     let link = server.link("ward-5", "home", "Rose Court", "1h");
-    let join = serde_json::json!({"type": "join", "v": 1, "token": support::token_of(&link)});
+    let join =
+        serde_json::json!({"type": "join", "v": 1, "token": crate::support::token_of(&link)});
     let offer = serde_json::json!({"type": "offer", "sdp": under_64k});
     let ws_url = server.ws_url();
     let (statuses, socket, normal_took) = call_survives(&server, "ward-6", async {
@@ -328,7 +327,7 @@ async fn oversized_offers_cannot_stall_the_media_worker() {
             let sdp = if i % 2 == 0 { &huge } else { &under_64k };
             post_check_offer(&server, attacker, sdp)
         });
-        let socket = support::abuse::ws_refusal(
+        let socket = crate::support::abuse::ws_refusal(
             &ws_url,
             vec![join.to_string().into(), offer.to_string().into()],
         );
@@ -357,7 +356,7 @@ async fn a_candidate_flood_is_cut_off_at_the_socket() {
     let ws_url = server.ws_url();
     let join_msg = |room: &str| {
         let link = server.link(room, "home", "Rose Court", "1h");
-        serde_json::json!({"type": "join", "v": 1, "token": support::token_of(&link)})
+        serde_json::json!({"type": "join", "v": 1, "token": crate::support::token_of(&link)})
             .to_string()
             .into()
     };
@@ -383,9 +382,9 @@ async fn a_candidate_flood_is_cut_off_at_the_socket() {
     }));
     let (fast, slow, echoed, took) = call_survives(&server, "ward-10", async {
         let (fast, slow, echoed) = tokio::join!(
-            support::abuse::ws_refusal(&ws_url, flood),
-            support::abuse::ws_refusal(&ws_url, many),
-            support::abuse::ws_refusal(&ws_url, echo),
+            crate::support::abuse::ws_refusal(&ws_url, flood),
+            crate::support::abuse::ws_refusal(&ws_url, many),
+            crate::support::abuse::ws_refusal(&ws_url, echo),
         );
         let (status, took) = post_check_offer(&server, ip("127.0.0.11"), &normal).await;
         assert_eq!(status, 200, "a normal check offer during the flood");
@@ -577,12 +576,12 @@ async fn slow_http_clients_are_cut_off_and_capped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_tls_handshakes_are_cut_off_and_capped() {
-    let server = Server::start_with(support::ServerOptions {
+    let server = Server::start_with(crate::support::ServerOptions {
         env: vec![
             ("CARECALL_HTTPS_ENABLED".into(), "true".into()),
             ("CARECALL_HTTPS_ADDR".into(), "127.0.0.1:0".into()),
         ],
-        ..support::ServerOptions::default()
+        ..crate::support::ServerOptions::default()
     });
     let addr = server.http_addr();
     let started = Instant::now();

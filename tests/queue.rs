@@ -5,14 +5,12 @@
 //! position are right, and survive a restart. A withdrawn home link is
 //! refused; a home link opens nothing but its own call.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::http::request;
+use crate::support::queue::{add_home, answer, home_cli, operator, place_call, queue, status};
+use crate::support::{Server, ServerOptions};
 use serde_json::json;
-use support::http::request;
-use support::queue::{add_home, answer, home_cli, operator, place_call, queue, status};
-use support::{Server, ServerOptions};
 use tokio::sync::Barrier;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +147,7 @@ async fn a_withdrawn_home_link_is_refused_and_a_home_link_opens_nothing_else() {
     )
     .await;
     assert_eq!(r.status, 401, "the queue needs a hub sign-in");
-    let (error, close) = support::abuse::ws_refusal(
+    let (error, close) = crate::support::abuse::ws_refusal(
         &server.ws_url(),
         vec![tokio_tungstenite::tungstenite::Message::text(
             json!({"type":"join","v":1,"token":rose_token}).to_string(),
@@ -210,7 +208,7 @@ async fn a_withdrawn_home_link_is_refused_and_a_home_link_opens_nothing_else() {
 
 #[tokio::test]
 async fn homes_are_managed_from_the_dashboard_by_admins_only() {
-    use support::queue::{account, get_as, post_as};
+    use crate::support::queue::{account, get_as, post_as};
     let server = Server::start();
     let admin = account(&server, "hub.admin", "admin").await;
     let op = account(&server, "op.one", "operator").await;

@@ -5,18 +5,16 @@
 //! 20 s ± 1 s) and decode with `ffmpeg` without one error; the download link
 //! in `recording.ready` must give the same bytes (the event's SHA-256).
 
-mod support;
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::browser::{Browser, Driver, FAKE_CAMERA_FPS};
+use crate::support::calls::wait_all_decoding_hd;
+use crate::support::{binary, Server, ServerOptions};
 use fantoccini::Locator;
 use serde_json::Value;
-use support::browser::{Browser, Driver, FAKE_CAMERA_FPS};
-use support::calls::wait_all_decoding_hd;
-use support::{binary, Server, ServerOptions};
 
 /// A hook receiver that keeps every event body (signatures are `hooks.rs`'s):
 /// standard events at `/hooks`, the FHIR endpoint's at `/fhir`.
@@ -456,7 +454,8 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
     let password = "a long hub password";
     assert!(server.add_admin("hub.admin", password).status.success());
     let admin = driver.browser().await;
-    support::admin::sign_in_with_the_form(&admin, &server.base_url, "hub.admin", password).await;
+    crate::support::admin::sign_in_with_the_form(&admin, &server.base_url, "hub.admin", password)
+        .await;
     let start = Instant::now();
     let listed = loop {
         let text = admin

@@ -3,15 +3,13 @@
 //! id, and the others never see it leave. Without a resume it leaves after
 //! 30 s. Signalling only (no media), on a real server.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::abuse::ws_refusal;
+use crate::support::ws::{open, Socket};
+use crate::support::{token_of, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use support::abuse::ws_refusal;
-use support::ws::{open, Socket};
-use support::{token_of, Server};
 use tokio_tungstenite::tungstenite::Message;
 
 /// The next message of type `kind` within `within`, skipping others.

@@ -4,14 +4,12 @@
 //! by hand here, apart from the server's own code, so the test also checks
 //! the wire format.
 
-mod support;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use crate::support::turn::*;
+use crate::support::Server;
 use carecall_sfu::turn::TurnSecret;
-use support::turn::*;
-use support::Server;
 
 #[test]
 fn turn_refuses_bad_credentials_and_relays_only_to_the_sfu() {
