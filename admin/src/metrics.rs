@@ -344,10 +344,10 @@ impl ParticipantSeries {
                 metric.with_label_values(who).set(v);
             }
         }
-        for (origin, layer) in &s.video_layers {
-            let origin = origin.to_string();
+        for video in &s.video_layers {
+            let origin = video.origin.to_string();
             let labels = [who[0], who[1], who[2], &origin];
-            let height = layer.map_or(0, |l| l.nominal_height());
+            let height = video.layer.map_or(0, |l| l.nominal_height());
             self.layers
                 .with_label_values(&labels)
                 .set(i64::from(height));

@@ -5,7 +5,10 @@
 //! about 2-3% starts to show, above 10% the picture breaks up; a round trip
 //! above about 250 ms starts to make conversation awkward, above 500 ms it
 //! breaks turn-taking. Video paused to keep the sound clear is red: the
-//! clinician cannot see the resident.
+//! clinician cannot see the resident. A video at 180p is amber once past its
+//! start-up ([`carecall_sfu::VIDEO_START_UP`]): every video starts on its lowest layer
+//! while the sender's encoder ramps up, and counting that would mark every
+//! call amber in the history.
 
 use carecall_sfu::ParticipantStats;
 use serde::Serialize;
@@ -84,7 +87,8 @@ pub fn badge(s: &ParticipantStats) -> (Badge, Vec<String>) {
     let low = s
         .video_layers
         .iter()
-        .filter(|(_, l)| l.is_some_and(|l| l.nominal_height() <= LOW_HEIGHT))
+        .filter(|v| !v.starting)
+        .filter(|v| v.layer.is_some_and(|l| l.nominal_height() <= LOW_HEIGHT))
         .count();
     if low > 0 {
         note(Badge::Amber, format!("receives {low} video(s) at 180p"));
@@ -96,7 +100,15 @@ pub fn badge(s: &ParticipantStats) -> (Badge, Vec<String>) {
 mod tests {
     use super::*;
     use carecall_sfu::forward::Layer;
-    use carecall_sfu::ParticipantId;
+    use carecall_sfu::{ParticipantId, ReceivedVideo};
+
+    fn video(layer: Layer, starting: bool) -> ReceivedVideo {
+        ReceivedVideo {
+            origin: ParticipantId(2),
+            layer: Some(layer),
+            starting,
+        }
+    }
     use std::time::Duration;
 
     #[test]
@@ -104,7 +116,7 @@ mod tests {
         let s = ParticipantStats {
             rtt: Some(Duration::from_millis(40)),
             receive_loss: 0.005,
-            video_layers: vec![(ParticipantId(2), Some(Layer::FULL))],
+            video_layers: vec![video(Layer::FULL, false)],
             ..ParticipantStats::default()
         };
         assert_eq!(badge(&s), (Badge::Green, vec![]));
@@ -130,7 +142,18 @@ mod tests {
         s.adaptation.video_resumes = 1;
         assert_eq!(badge(&s).0, Badge::Red);
         s.adaptation.video_resumes = 2;
-        s.video_layers = vec![(ParticipantId(3), Some(Layer::QUARTER))];
+        s.video_layers = vec![video(Layer::QUARTER, false)];
+        assert_eq!(badge(&s).0, Badge::Amber);
+    }
+
+    #[test]
+    fn the_lowest_layer_at_a_videos_start_is_not_a_problem() {
+        let mut s = ParticipantStats {
+            video_layers: vec![video(Layer::QUARTER, true)],
+            ..ParticipantStats::default()
+        };
+        assert_eq!(badge(&s), (Badge::Green, vec![]));
+        s.video_layers[0].starting = false;
         assert_eq!(badge(&s).0, Badge::Amber);
     }
 }

@@ -49,5 +49,5 @@ pub use refusals::{Refusals, Surface};
 pub use room::{new_session, Room};
 pub use sdp_limits::SdpLimits;
 pub use signal::MediaSignal;
-pub use stats::ParticipantStats;
+pub use stats::{ParticipantStats, ReceivedVideo, VIDEO_START_UP};
 pub use tiles::TileSizes;

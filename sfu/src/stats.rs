@@ -70,15 +70,32 @@ pub struct ParticipantStats {
     pub ice_restarts: u32,
     /// The downlink estimate and the adaptation counters.
     pub adaptation: AdaptationStats,
-    /// For each video this participant receives: whose, and the layer
-    /// forwarded now (`None`: paused or not started).
-    pub video_layers: Vec<(ParticipantId, Option<Layer>)>,
+    /// Each video this participant receives.
+    pub video_layers: Vec<ReceivedVideo>,
     /// From its browser's first offer to media connected (ICE and DTLS).
     pub connected_after: Option<Duration>,
     /// From when it first had someone's video to receive (its join, or the
     /// first camera in the call after it) to the first video forwarded to it
     /// (a keyframe): the SFU's share of the time to the first picture.
     pub first_video_after: Option<Duration>,
+}
+
+/// How long a video counts as starting at a viewer, from its first forwarded
+/// picture: the SFU shows the first layer to arrive at once, and a sender's
+/// encoder adds its higher layers only as its estimate ramps up, which takes
+/// a few seconds.
+pub const VIDEO_START_UP: Duration = Duration::from_secs(10);
+
+/// One video a participant receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceivedVideo {
+    /// Whose video.
+    pub origin: ParticipantId,
+    /// The layer forwarded now (`None`: paused or not started).
+    pub layer: Option<Layer>,
+    /// Within [`VIDEO_START_UP`] of its first picture (or none yet): a low
+    /// layer now is the start of the video, not a sign of a poor link.
+    pub starting: bool,
 }
 
 /// The latest per-stream reports of one participant, kept until asked for.

@@ -163,6 +163,8 @@ pub(crate) struct Subscription {
     /// The layer whose packets are being forwarded now. Switching starts only
     /// at a keyframe of the new layer: its delta frames are undecodable alone.
     pub forwarding: Option<Layer>,
+    /// When the first picture of this video was forwarded.
+    pub first_forwarded: Option<Instant>,
     pub rewriter: StreamRewriter,
     /// VP8 picture numbering, continuous across layer switches like `rewriter`.
     pub pictures: PictureRewriter,
@@ -183,6 +185,7 @@ impl Subscription {
             selector: LayerSelector::default(),
             wish: None,
             forwarding: None,
+            first_forwarded: None,
             rewriter: StreamRewriter::default(),
             pictures: PictureRewriter::default(),
             pt_map: [(

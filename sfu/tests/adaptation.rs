@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use carecall_sfu::forward::Layer;
 use carecall_sfu::sim::{Frame, LinkModel, SimCall};
-use carecall_sfu::{AdaptationStats, MediaSignal};
+use carecall_sfu::{AdaptationStats, MediaSignal, ReceivedVideo, VIDEO_START_UP};
 use str0m::format::Codec;
 
 /// The publisher and the viewer.
@@ -144,13 +144,18 @@ fn call_on(downlink: LinkModel) -> (SimCall, Publisher) {
     (call, publisher)
 }
 
-/// The layer the room forwards to the viewer now (`None`: paused, or
-/// waiting for the new layer's keyframe).
-fn forwarded(call: &SimCall) -> Option<Layer> {
+/// The publisher's video as the room reports it to the viewer.
+fn received(call: &SimCall) -> Option<ReceivedVideo> {
     let viewer = call.peers[VIEWER].id;
     let stats = call.room.stats();
     let stats = stats.iter().find(|s| s.participant == viewer);
-    stats.and_then(|s| s.video_layers.first()?.1)
+    stats.and_then(|s| s.video_layers.first().copied())
+}
+
+/// The layer the room forwards to the viewer now (`None`: paused, or
+/// waiting for the new layer's keyframe).
+fn forwarded(call: &SimCall) -> Option<Layer> {
+    received(call)?.layer
 }
 
 fn adaptation(call: &SimCall) -> AdaptationStats {
@@ -227,6 +232,20 @@ fn a_narrowing_downlink_steps_the_viewer_down_one_layer_at_a_time() {
     let stats = adaptation(&call);
     assert_eq!(stats.video_pauses, 0, "{stats:?}");
     assert!(stats.layer_switches >= 3, "{stats:?}");
+}
+
+#[test]
+fn a_video_counts_as_starting_for_its_first_ten_seconds_at_the_viewer() {
+    let (mut call, mut publisher) = call_on(link(WIDE));
+    let starting = |call: &SimCall| received(call).expect("the viewer has a video").starting;
+    assert!(starting(&call), "no picture yet");
+    publisher.run(&mut call, Duration::from_secs(1));
+    assert!(forwarded(&call).is_some(), "a picture within a second");
+    assert!(starting(&call), "a second in");
+    publisher.run(&mut call, VIDEO_START_UP - Duration::from_secs(2));
+    assert!(starting(&call), "a second before the start-up ends");
+    publisher.run(&mut call, Duration::from_secs(2));
+    assert!(!starting(&call), "past the start-up");
 }
 
 /// The `VideoPaused` signals the viewer's browser was sent, in order.

@@ -55,7 +55,7 @@ pub fn samples(snapshot: &Snapshot) -> Vec<QualitySample> {
                 lowest_video_height: s
                     .video_layers
                     .iter()
-                    .filter_map(|(_, l)| l.map(|l| l.nominal_height()))
+                    .filter_map(|v| v.layer.map(|l| l.nominal_height()))
                     .min(),
                 transport: s.transport,
                 reconnects: s.reconnects,

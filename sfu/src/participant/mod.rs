@@ -23,7 +23,7 @@ use crate::error::SfuError;
 use crate::forward::{vp8_patch, vp8_picture_numbers, Layer, PictureNumbers, PublishLimit};
 use crate::id::{ParticipantId, RoomId};
 use crate::signal::MediaSignal;
-use crate::stats::{MediaCounters, ParticipantStats};
+use crate::stats::{MediaCounters, ParticipantStats, ReceivedVideo, VIDEO_START_UP};
 use crate::tiles::TileSizes;
 use crate::track::{OutgoingPt, Publication, Subscription, SubscriptionState};
 
@@ -624,6 +624,7 @@ impl Participant {
             }
             tracing::debug!(room = %self.room, participant = %self.id, %origin, from = ?sub.forwarding, to = %layer, "layer switched");
             sub.forwarding = Some(layer);
+            sub.first_forwarded.get_or_insert(packet.timestamp);
             if !self.video_started && sub.kind == MediaKind::Video {
                 let since = self.video_wanted_since.unwrap_or(self.joined_at);
                 let after = packet.timestamp.saturating_duration_since(since);
@@ -731,6 +732,7 @@ impl Participant {
 
     /// This participant's media statistics, for the admin plane.
     pub fn stats(&self) -> ParticipantStats {
+        let now = self.clock.unwrap_or(self.joined_at);
         let mut out = ParticipantStats {
             participant: self.id,
             room: self.room.clone(),
@@ -741,7 +743,13 @@ impl Participant {
                 .subscriptions
                 .iter()
                 .filter(|s| s.kind == MediaKind::Video)
-                .map(|s| (s.origin, s.forwarding))
+                .map(|s| ReceivedVideo {
+                    origin: s.origin,
+                    layer: s.forwarding,
+                    starting: s
+                        .first_forwarded
+                        .is_none_or(|t| now.saturating_duration_since(t) < VIDEO_START_UP),
+                })
                 .collect(),
             ..ParticipantStats::default()
         };
