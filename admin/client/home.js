@@ -3,15 +3,22 @@
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.search).get('t') || '';
 let call = null;
+let previewStream = null;
 
 function say(id, text) {
   $(id).textContent = text;
   $(id).hidden = !text;
 }
 
+// The call page's camera request (1280x720): asking the same here keeps the
+// camera in HD when the call page opens it while this preview still holds it;
+// a plain `video: true` opens it at 640x480, and the call can inherit that.
+const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
+
 async function preview() {
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+    const stream = await navigator.mediaDevices.getUserMedia({ video: CAMERA, audio: false });
+    previewStream = stream;
     $('preview').srcObject = stream;
     $('waiting-preview').srcObject = stream;
   } catch (e) {
@@ -55,7 +62,11 @@ function show(s) {
     $('waiting-title').textContent = `${s.with_you} is answering`;
     say('no-answer', '');
     $('position').textContent = 'Joining the call…';
-    if (s.join_url) location.href = `${s.join_url}&go=1`;
+    if (s.join_url) {
+      // Let go of the camera before the call page asks for it.
+      if (previewStream) previewStream.getTracks().forEach((t) => t.stop());
+      location.href = `${s.join_url}&go=1`;
+    }
   } else if (s.state === 'cancelled') {
     $('waiting-title').textContent = 'Call cancelled';
     $('position').textContent = 'You can close this page, or reload it to call again.';
