@@ -14,6 +14,7 @@ mod browser_call;
 mod config_check;
 mod connectivity_check;
 mod deploy;
+mod firefox;
 mod handover;
 mod health;
 mod hooks;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # carecall's whole test suite, from a fresh machine: installs what the tests
-# need (Debian's chromium and chromium-driver; iproute2 and iptables for the
-# emulated poor networks, which also need root; cmake to build the bundled
-# libopus; ffmpeg to check recordings; Debian's janus for the load tool's
-# comparison run), checks formatting and lints,
+# need (Debian's chromium and chromium-driver; firefox-esr, and geckodriver
+# from crates.io; iproute2 and iptables for the emulated poor networks, which
+# also need root; cmake to build the bundled libopus; ffmpeg to check
+# recordings; Debian's janus for the load tool's comparison run), checks
+# formatting and lints,
 # then runs every unit, integration and browser test, each fuzz target for a
 # few seconds, and checks the deployment files.
 set -euo pipefail
@@ -18,6 +19,7 @@ command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v janus >/dev/null 2>&1 || missing+=(janus)
+command -v firefox-esr >/dev/null 2>&1 || missing+=(firefox-esr)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -33,12 +35,27 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
+# Firefox's WebDriver is not a Debian package; crates.io has it.
+if ! command -v geckodriver >/dev/null 2>&1; then
+  cargo install geckodriver --locked
+fi
 
 # A build from scratch gains nothing from incremental compilation's records.
 export CARGO_INCREMENTAL=0
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# Lints and the test build in one compile: clippy-driver, what `cargo clippy`
+# runs on the workspace's crates, also compiles them, so the dependencies
+# build once (for the tests) instead of a second time for `cargo clippy`'s
+# check: about three minutes less on two cores. Same lints, same -D warnings,
+# every target (benches included).
+clippy_driver="$(command -v clippy-driver)" || {
+  echo "clippy-driver not found: rustup component add clippy" >&2
+  exit 1
+}
+export RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+cargo test --workspace --all-targets --no-run --locked
 cargo nextest run --workspace --locked
+unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 # Every fuzz target from its seed corpus, unoptimised, 4 s each (about 3.5
 # minutes with the build); docs/testing.md has the long runs.
 fuzz/run.sh --dev 4

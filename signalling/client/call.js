@@ -412,8 +412,7 @@ export class Call extends EventTarget {
     this.stalled = false;
     this.flowTimer = setInterval(async () => {
       if (!this.pc || this.peers.size === 0) { lastChange = performance.now(); return; }
-      let packets = 0;
-      (await this.pc.getStats()).forEach((s) => { if (s.type === 'transport') packets += s.bytesReceived || 0; });
+      const packets = bytesReceived(await this.pc.getStats());
       const now = performance.now();
       if (packets !== last) { last = packets; lastChange = now; }
       const quiet = now - lastChange > 2000;
@@ -455,6 +454,19 @@ export class Call extends EventTarget {
     }
     return out;
   }
+}
+
+// Bytes this browser has received on its connection, RTCP included: from the
+// transport stats, or the ICE candidate pairs' where the transport has no
+// byte counts (Firefox).
+function bytesReceived(report) {
+  let transport = null;
+  let pairs = 0;
+  report.forEach((s) => {
+    if (s.type === 'transport' && s.bytesReceived !== undefined) transport = (transport || 0) + s.bytesReceived;
+    if (s.type === 'candidate-pair') pairs += s.bytesReceived || 0;
+  });
+  return transport ?? pairs;
 }
 
 // Audio first: with RED each packet also carries the one before it, so a

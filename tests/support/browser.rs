@@ -1,6 +1,7 @@
-//! Real headless Chromium, driven over WebDriver (chromedriver), with a fake
-//! 1280x720 camera and a fake microphone. Chromium runs on loopback, or inside
-//! a network namespace the test made ([`Driver::start_in`]).
+//! Real headless browsers driven over WebDriver, with a fake 1280x720 camera
+//! and a fake microphone: Chromium (chromedriver), on loopback or inside a
+//! network namespace the test made ([`Driver::start_in`]), and Firefox ESR
+//! (geckodriver, [`Driver::firefox`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,10 +15,20 @@ use super::netlab::NetNs;
 
 const NO_CHROMEDRIVER: &str =
     "chromedriver must be installed (apt-get install chromium-driver); tests/run.sh installs it";
+const NO_GECKODRIVER: &str = "geckodriver must be installed (cargo install geckodriver --locked) \
+     with firefox-esr (apt-get install firefox-esr); tests/run.sh installs both";
 
-/// A chromedriver process, killed on drop.
+/// Which browser a driver starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Chromium,
+    Firefox,
+}
+
+/// A WebDriver process (chromedriver or geckodriver), killed on drop.
 pub struct Driver {
     child: Child,
+    pub engine: Engine,
     pub url: String,
     /// A plain-HTTP origin Chromium must treat as secure (camera access is
     /// only for secure origins, and only loopback counts by default).
@@ -105,6 +116,22 @@ impl Driver {
         Driver::ready(child, "127.0.0.1".parse().unwrap(), port, None).await
     }
 
+    /// A geckodriver on loopback. It runs one session at a time: one Firefox
+    /// per driver.
+    pub async fn firefox() -> Driver {
+        let port = super::free_port();
+        let child = Command::new("geckodriver")
+            .args(["--host", "127.0.0.1", "--log", "error", "--port"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(NO_GECKODRIVER);
+        let mut d = Driver::ready(child, "127.0.0.1".parse().unwrap(), port, None).await;
+        d.engine = Engine::Firefox;
+        d
+    }
+
     /// A chromedriver (and so its browsers) inside network namespace `ns`,
     /// driven through the namespace's own loopback (see
     /// [`NetNs::loopback_bridge`]), so the test keeps control when the
@@ -147,11 +174,12 @@ impl Driver {
         let url = format!("http://{ip}:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect((ip, port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
+            assert!(Instant::now() < deadline, "the WebDriver did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Driver {
             child,
+            engine: Engine::Chromium,
             url,
             trusted_origin: origin,
             trusted_spki: None,
@@ -159,10 +187,55 @@ impl Driver {
         }
     }
 
-    /// A new headless Chromium with fake media devices: a 1280x720 camera at
+    /// A new headless browser with fake media devices: a 1280x720 camera at
     /// [`FAKE_CAMERA_FPS`].
     pub async fn browser(&self) -> Browser {
-        self.browser_with_prefs(json!({})).await
+        match self.engine {
+            Engine::Chromium => self.browser_with_prefs(json!({})).await,
+            Engine::Firefox => self.firefox_browser().await,
+        }
+    }
+
+    /// Firefox ESR, headless, with its fake camera and microphone granted
+    /// without a prompt, loopback ICE candidates allowed (Firefox leaves them
+    /// out by default) and no mDNS names for host candidates.
+    async fn firefox_browser(&self) -> Browser {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let prefs = json!({
+            "media.navigator.streams.fake": true,
+            "media.navigator.permission.disabled": true,
+            "media.navigator.video.default_width": 1280,
+            "media.navigator.video.default_height": 720,
+            "media.navigator.video.default_fps": FAKE_CAMERA_FPS,
+            "media.autoplay.default": 0,
+            "media.autoplay.blocking_policy": 0,
+            "media.peerconnection.ice.loopback": true,
+            "media.peerconnection.ice.obfuscate_host_addresses": false,
+            "browser.shell.checkDefaultBrowser": false,
+            "app.update.enabled": false,
+            "datareporting.policy.dataSubmissionEnabled": false,
+        });
+        let args = json!(["-headless", "-profile", profile.path()]);
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("firefox"));
+        caps.insert(
+            "moz:firefoxOptions".into(),
+            json!({ "binary": "/usr/bin/firefox-esr", "args": args, "prefs": prefs }),
+        );
+        let client = ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("firefox session");
+        // The size the Chromium tests use: tiles tall enough for 720p.
+        client
+            .set_window_size(1920, 1080)
+            .await
+            .expect("firefox window size");
+        Browser {
+            client,
+            _profile: profile,
+        }
     }
 
     /// A browser whose camera is blocked by policy (as on a locked-down
@@ -266,16 +339,14 @@ pub struct Inbound {
 }
 
 impl Drop for Browser {
-    /// Chromium outlives its WebDriver session when a test fails half-way, and
-    /// a leftover 720p encoder starves every later test on a 2-core machine:
-    /// kill whatever still runs with this browser's profile directory.
+    /// A browser outlives its WebDriver session when a test fails half-way,
+    /// and a leftover 720p encoder starves every later test on a 2-core
+    /// machine: kill whatever still runs with this browser's profile
+    /// directory (Chromium's `--user-data-dir=`, Firefox's `-profile`).
     fn drop(&mut self) {
         let _ = Command::new("pkill")
             .args(["-9", "-f", "--"])
-            .arg(format!(
-                "--user-data-dir={}",
-                self._profile.path().display()
-            ))
+            .arg(self._profile.path())
             .status();
     }
 }

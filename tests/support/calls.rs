@@ -114,6 +114,12 @@ pub async fn assert_still_decoding(browsers: &[&Browser], height: u64, span: Dur
         assert!(!v1.is_empty(), "browser {i} decodes no video");
         for (who, v) in v1 {
             let earlier = v0.get(who).map_or(0, |x| x.frames_decoded);
+            assert!(
+                v.frames_decoded >= earlier,
+                "browser {i} <- {who}: frames decoded went back from {earlier} to {} \
+                 (its receiver's statistics started over)",
+                v.frames_decoded
+            );
             let fps = (v.frames_decoded - earlier) as f64 / span.as_secs_f64();
             println!(
                 "browser {i} <- {who}: {}x{}, {fps:.1} fps decoded, {} freezes",
