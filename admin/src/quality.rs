@@ -101,6 +101,7 @@ mod tests {
     use super::*;
     use carecall_sfu::forward::Layer;
     use carecall_sfu::{ParticipantId, ReceivedVideo};
+    use std::time::Duration;
 
     fn video(layer: Layer, starting: bool) -> ReceivedVideo {
         ReceivedVideo {
@@ -109,7 +110,6 @@ mod tests {
             starting,
         }
     }
-    use std::time::Duration;
 
     #[test]
     fn a_clean_fast_link_is_green() {

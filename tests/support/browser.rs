@@ -28,7 +28,7 @@ pub enum Engine {
 /// A WebDriver process (chromedriver or geckodriver), killed on drop.
 pub struct Driver {
     child: Child,
-    pub engine: Engine,
+    engine: Engine,
     pub url: String,
     /// A plain-HTTP origin Chromium must treat as secure (camera access is
     /// only for secure origins, and only loopback counts by default).
@@ -113,7 +113,14 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect(NO_CHROMEDRIVER);
-        Driver::ready(child, "127.0.0.1".parse().unwrap(), port, None).await
+        Driver::ready(
+            Engine::Chromium,
+            child,
+            "127.0.0.1".parse().unwrap(),
+            port,
+            None,
+        )
+        .await
     }
 
     /// A geckodriver on loopback. It runs one session at a time: one Firefox
@@ -127,9 +134,8 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect(NO_GECKODRIVER);
-        let mut d = Driver::ready(child, "127.0.0.1".parse().unwrap(), port, None).await;
-        d.engine = Engine::Firefox;
-        d
+        let loopback = "127.0.0.1".parse().unwrap();
+        Driver::ready(Engine::Firefox, child, loopback, port, None).await
     }
 
     /// A chromedriver (and so its browsers) inside network namespace `ns`,
@@ -147,7 +153,14 @@ impl Driver {
             .spawn()
             .expect(NO_CHROMEDRIVER);
         let bridge = ns.loopback_bridge(port);
-        Driver::ready(child, bridge.ip(), bridge.port(), Some(origin.into())).await
+        Driver::ready(
+            Engine::Chromium,
+            child,
+            bridge.ip(),
+            bridge.port(),
+            Some(origin.into()),
+        )
+        .await
     }
 
     /// A chromedriver on loopback whose browsers trust `origin` (a server on
@@ -170,7 +183,13 @@ impl Driver {
         self
     }
 
-    async fn ready(child: Child, ip: IpAddr, port: u16, origin: Option<String>) -> Driver {
+    async fn ready(
+        engine: Engine,
+        child: Child,
+        ip: IpAddr,
+        port: u16,
+        origin: Option<String>,
+    ) -> Driver {
         let url = format!("http://{ip}:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect((ip, port)).is_err() {
@@ -179,7 +198,7 @@ impl Driver {
         }
         Driver {
             child,
-            engine: Engine::Chromium,
+            engine,
             url,
             trusted_origin: origin,
             trusted_spki: None,
@@ -222,16 +241,27 @@ impl Driver {
             "moz:firefoxOptions".into(),
             json!({ "binary": "/usr/bin/firefox-esr", "args": args, "prefs": prefs }),
         );
+        let browser = self.session(caps, profile).await;
+        // The size the Chromium tests use: tiles tall enough for 720p.
+        browser
+            .client
+            .set_window_size(1920, 1080)
+            .await
+            .expect("firefox window size");
+        browser
+    }
+
+    /// A WebDriver session with `caps`, its browser using `profile`.
+    async fn session(
+        &self,
+        caps: serde_json::Map<String, Value>,
+        profile: tempfile::TempDir,
+    ) -> Browser {
         let client = ClientBuilder::native()
             .capabilities(caps)
             .connect(&self.url)
             .await
-            .expect("firefox session");
-        // The size the Chromium tests use: tiles tall enough for 720p.
-        client
-            .set_window_size(1920, 1080)
-            .await
-            .expect("firefox window size");
+            .unwrap_or_else(|e| panic!("{:?} session: {e}", self.engine));
         Browser {
             client,
             _profile: profile,
@@ -287,15 +317,7 @@ impl Driver {
             "goog:chromeOptions".into(),
             json!({ "binary": "/usr/bin/chromium", "args": args, "prefs": prefs }),
         );
-        let client = ClientBuilder::native()
-            .capabilities(caps)
-            .connect(&self.url)
-            .await
-            .expect("chromium session");
-        Browser {
-            client,
-            _profile: profile,
-        }
+        self.session(caps, profile).await
     }
 }
 
