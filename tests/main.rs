@@ -28,4 +28,5 @@ mod public_surfaces;
 mod queue;
 mod recording;
 mod resume;
+mod tablet;
 mod turn_refusals;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::browser::{Browser, Driver, FAKE_CAMERA_FPS};
 use crate::support::calls::wait_all_decoding_hd;
-use crate::support::{binary, Server, ServerOptions};
+use crate::support::recording::{export, ffprobe, recording_shown};
+use crate::support::{Server, ServerOptions};
 use fantoccini::Locator;
 use serde_json::Value;
 
@@ -77,13 +78,6 @@ impl Events {
             .cloned()
             .collect()
     }
-}
-
-async fn recording_shown(b: &Browser) -> bool {
-    b.eval("return !document.getElementById('recording-indicator').hidden;")
-        .await
-        .as_bool()
-        .unwrap_or(false)
 }
 
 async fn wait_until_all(browsers: &[Browser], shown: bool, within: Duration) -> Duration {
@@ -247,20 +241,7 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
     );
 
     // Exported, it is a WebM that ffprobe and ffmpeg accept.
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = out_dir.path().join("consultation.webm");
-    let export = Command::new(binary())
-        .args(["recording", "export", &id, "--out"])
-        .arg(&out)
-        .arg("--data-dir")
-        .arg(server.data_dir.path())
-        .output()
-        .expect("run carecall recording export");
-    assert!(
-        export.status.success(),
-        "export: {}",
-        String::from_utf8_lossy(&export.stderr)
-    );
+    let (_out_dir, out) = export(&server, &id);
     let webm = std::fs::read(&out).unwrap();
     assert_eq!(
         &webm[..4],
@@ -270,31 +251,7 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
     assert_eq!(sha256_hex(&webm), sha, "export matches the event's SHA-256");
 
     // One read of the whole file: the streams, and every frame counted.
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "format=duration:stream=codec_type,codec_name,width,height,nb_read_frames",
-            "-of",
-            "json",
-        ])
-        .arg(&out)
-        .output()
-        .expect("ffprobe is installed (tests/run.sh installs ffmpeg)");
-    assert!(
-        probe.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    assert!(
-        probe.stderr.is_empty(),
-        "ffprobe complained: {}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    let probed: Value = serde_json::from_slice(&probe.stdout).unwrap();
-    println!("ffprobe: {probed}");
+    let probed = ffprobe(&out);
     let streams = probed["streams"].as_array().unwrap();
     let video: Vec<_> = streams
         .iter()

@@ -83,6 +83,10 @@ pub fn new_session(now: Instant, estimate_bandwidth: bool) -> Rtc {
         }))
         .clear_codecs()
         .enable_opus(true, true)
+        // The answer lists codecs in this order whatever the offer's, and a
+        // browser sends the first: VP8 before H.264, so a Safari offering
+        // H.264 first still sends VP8, which every viewer decodes and the
+        // recorder keeps (docs/decisions.md, "Video codec: VP8 first").
         .enable_vp8(true)
         .enable_h264(true);
     if let Some(cert) = dtls_identity::dtls_cert(now) {

@@ -1,6 +1,7 @@
 // The call page: pre-join (preview, device choice, one big button), the call
 // view (a tile per person), and plain-language messages when something is wrong.
 import { Call } from '/client/call.js';
+import { CAMERA, CameraKeeper, ScreenAwake, Speaker } from '/client/tablet.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -12,9 +13,11 @@ let joined = false;
 const metrics = { firstRemoteFrameMs: {}, connectedMs: null, joinClickedMs: null };
 window.carecall = { metrics, call: null };
 
-const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
 let localStream = null;
 let currentCall = null;
+let camera = null;
+const awake = new ScreenAwake(metrics);
+const speaker = new Speaker(metrics, () => { $('tap-to-hear').hidden = false; });
 
 // Tells the SFU the size of each remote tile as the layout changes.
 const tileSizes = new ResizeObserver((entries) => {
@@ -152,6 +155,8 @@ function join() {
   const call = new Call(token, localStream);
   window.carecall.call = call;
   currentCall = call;
+  awake.start();
+  if (localStream.getVideoTracks().length) watchCamera(call);
   // Tiles made before the call object existed report their size now.
   for (const v of document.querySelectorAll('#tiles .tile video')) {
     tileSizes.unobserve(v);
@@ -216,7 +221,7 @@ function join() {
     const video = tileFor(participant).querySelector('video');
     if (video.srcObject !== stream) video.srcObject = stream;
     if (e.detail.track.kind === 'video') watchFirstFrame(participant, video);
-    video.play().catch(() => {});
+    speaker.play(video);
   });
   call.addEventListener('connection', (e) => {
     if (e.detail.state === 'connected' && metrics.connectedMs === null) metrics.connectedMs = performance.now();
@@ -248,7 +253,23 @@ function join() {
   call.start();
 }
 
+// The camera through the call: reopened when lost, switched on request.
+function watchCamera(call) {
+  camera = new CameraKeeper(call, metrics);
+  camera.addEventListener('camera', (e) => {
+    const { state } = e.detail;
+    if (state === 'lost') say('call-message', 'The camera stopped: another app may be using it. Trying again…');
+    else if ($('call-message').textContent.startsWith('The camera stopped')) say('call-message', '');
+    $('self-video').srcObject = localStream;
+  });
+  camera.cameras().then((all) => {
+    $('switch-camera-button').hidden = all.length < 2;
+  }, () => {});
+}
+
 function end(title, message) {
+  if (camera) camera.stop();
+  awake.stop();
   show('ended');
   $('self-video').srcObject = null;
   $('preview').srcObject = null;
@@ -271,6 +292,13 @@ $('camera-button').onclick = () => {
   $('camera-button').textContent = videoOn ? 'Camera off' : 'Camera on';
   window.carecall.call.setMute(audioOn, videoOn);
 };
+$('switch-camera-button').onclick = () => {
+  if (camera) camera.switchCamera();
+};
+$('tap-to-hear').onclick = () => {
+  speaker.unblock();
+  $('tap-to-hear').hidden = true;
+};
 $('leave-button').onclick = () => {
   window.carecall.call.leave();
   end('You have left the call', 'You can close this page.');
@@ -287,10 +315,19 @@ $('rejoin-offer').onclick = () => {
   window.carecall.call.leave();
   location.reload();
 };
-// Leaving the page (closing the tab, reloading) leaves the call at once;
-// without this the hub would hold the place for a resume.
-window.addEventListener('pagehide', () => {
-  if (currentCall) currentCall.leave();
+// Closing the tab or reloading leaves the call at once; without this the hub
+// would hold the place for a resume. A page only hidden (another app, the
+// screen locked) or kept for going back (`persisted`) stays in the call.
+window.addEventListener('pagehide', (e) => {
+  if (currentCall && !e.persisted) currentCall.leave();
+});
+document.addEventListener('visibilitychange', () => {
+  const state = document.visibilityState;
+  metrics.visibility = [...(metrics.visibility || []).slice(-10), `${state}@${Math.round(performance.now())}`];
+  // Some tablets pause every video while the page is hidden.
+  if (state === 'visible') {
+    for (const v of document.querySelectorAll('#tiles video')) if (v.paused && v.srcObject) speaker.play(v);
+  }
 });
 $('join-button').onclick = join;
 $('retry-button').onclick = openDevices;

@@ -326,6 +326,7 @@ export class Call extends EventTarget {
       const t = pc.addTransceiver(track, init);
       if (track.kind === 'video') {
         this.cameraSender = t.sender;
+        preferVp8(t);
         await preferResolution(t.sender);
       } else {
         preferRedundantAudio(t);
@@ -369,6 +370,21 @@ export class Call extends EventTarget {
     if (this.views.get(participant) === height) return;
     this.views.set(participant, height);
     this.send({ type: 'view', participant, height });
+  }
+
+  // Sends `track` in place of the camera (reopened, or the other camera):
+  // `replaceTrack` needs no renegotiation and keeps the simulcast layers.
+  // The old track is stopped; the new one is muted if the old one was.
+  async replaceCamera(track) {
+    const old = this.localStream.getVideoTracks()[0];
+    track.contentHint = 'detail';
+    if (old) track.enabled = old.enabled;
+    if (this.cameraSender) await this.cameraSender.replaceTrack(track);
+    if (old) {
+      this.localStream.removeTrack(old);
+      old.stop();
+    }
+    this.localStream.addTrack(track);
   }
 
   setMute(audio, video) {
@@ -480,6 +496,20 @@ function preferRedundantAudio(transceiver) {
     transceiver.setCodecPreferences(codecs);
   } catch (err) {
     console.warn('keeping the default audio codecs', err);
+  }
+}
+
+// VP8 first for the camera (docs/decisions.md, "Video codec"): every browser
+// decodes it and the recorder keeps it. Safari lists H.264 first by default;
+// the SFU answers VP8 first anyway, so this only makes the offer say so too.
+function preferVp8(transceiver) {
+  if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver?.getCapabilities) return;
+  const rank = (c) => ({ 'video/vp8': 0 })[c.mimeType.toLowerCase()] ?? 1;
+  const codecs = [...RTCRtpReceiver.getCapabilities('video').codecs].sort((a, b) => rank(a) - rank(b));
+  try {
+    transceiver.setCodecPreferences(codecs);
+  } catch (err) {
+    console.warn('keeping the default video codecs', err);
   }
 }
 

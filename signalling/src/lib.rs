@@ -202,6 +202,7 @@ pub fn app(state: AppState) -> Router {
         .route("/join", get(pages::join_page))
         .route("/client/app.js", get(pages::app_js))
         .route("/client/call.js", get(pages::call_js))
+        .route("/client/tablet.js", get(pages::tablet_js))
         .route("/client/style.css", get(pages::style_css))
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(|| async { "ok" }))

@@ -13,6 +13,7 @@ use crate::AppState;
 const CALL_PAGE: &str = include_str!("../client/index.html");
 const APP_JS: &str = include_str!("../client/app.js");
 const CALL_JS: &str = include_str!("../client/call.js");
+const TABLET_JS: &str = include_str!("../client/tablet.js");
 const STYLE_CSS: &str = include_str!("../client/style.css");
 
 /// The query of a join link: `/join?t=TOKEN`.
@@ -90,6 +91,11 @@ pub(crate) async fn app_js() -> Response {
 /// `GET /client/call.js`
 pub(crate) async fn call_js() -> Response {
     asset("text/javascript; charset=utf-8", CALL_JS)
+}
+
+/// `GET /client/tablet.js`
+pub(crate) async fn tablet_js() -> Response {
+    asset("text/javascript; charset=utf-8", TABLET_JS)
 }
 
 /// `GET /client/style.css`

@@ -38,6 +38,8 @@ pub struct Driver {
     /// A TLS key (base64 SHA-256 of its SPKI) to accept though self-signed:
     /// the only way Chromium's TURN-over-TLS accepts a test certificate.
     trusted_spki: Option<String>,
+    /// How many fake cameras Chromium offers (front and rear on a tablet).
+    cameras: u8,
 }
 
 /// Four browsers, each encoding 720p and decoding the others, share two cores
@@ -183,6 +185,13 @@ impl Driver {
         self
     }
 
+    /// Makes this driver's Chromiums offer two fake cameras, as a tablet has
+    /// front and rear ones.
+    pub fn with_two_cameras(mut self) -> Driver {
+        self.cameras = 2;
+        self
+    }
+
     async fn ready(
         engine: Engine,
         child: Child,
@@ -203,6 +212,7 @@ impl Driver {
             trusted_origin: origin,
             trusted_spki: None,
             camera: None,
+            cameras: 1,
         }
     }
 
@@ -219,6 +229,13 @@ impl Driver {
     /// without a prompt, loopback ICE candidates allowed (Firefox leaves them
     /// out by default) and no mDNS names for host candidates.
     async fn firefox_browser(&self) -> Browser {
+        assert!(
+            self.camera.is_none()
+                && self.cameras == 1
+                && self.trusted_origin.is_none()
+                && self.trusted_spki.is_none(),
+            "an option only Chromium's driver has was set on a Firefox driver"
+        );
         let profile = tempfile::tempdir().expect("profile dir");
         let prefs = json!({
             "media.navigator.streams.fake": true,
@@ -282,7 +299,10 @@ impl Driver {
             "--no-sandbox".into(),
             "--disable-gpu".into(),
             "--disable-dev-shm-usage".into(),
-            format!("--use-fake-device-for-media-stream=fps={FAKE_CAMERA_FPS}"),
+            format!(
+                "--use-fake-device-for-media-stream=fps={FAKE_CAMERA_FPS},device-count={}",
+                self.cameras + 1
+            ),
             "--autoplay-policy=no-user-gesture-required".into(),
             "--disable-features=WebRtcHideLocalIpsWithMdns".into(),
             "--allow-loopback-in-peer-connection".into(),
@@ -376,15 +396,22 @@ impl Drop for Browser {
 impl Browser {
     /// Opens a join link and presses Join once the camera preview is ready.
     pub async fn join(&self, link: &str) {
+        self.open_join_page(link)
+            .await
+            .click()
+            .await
+            .expect("click Join");
+    }
+
+    /// Opens a join link; its Join button, once the camera preview is ready.
+    pub async fn open_join_page(&self, link: &str) -> fantoccini::elements::Element {
         self.client.goto(link).await.expect("open join link");
-        let button = self
-            .client
+        self.client
             .wait()
             .at_most(Duration::from_secs(20))
             .for_element(Locator::Css("#join-button:not([disabled])"))
             .await
-            .expect("camera preview ready and Join enabled");
-        button.click().await.expect("click Join");
+            .expect("camera preview ready and Join enabled")
     }
 
     pub async fn eval(&self, script: &str) -> Value {

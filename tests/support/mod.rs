@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod netlab;
 pub mod peer;
 pub mod queue;
+pub mod recording;
 pub mod relay;
 pub mod turn;
 pub mod ws;
