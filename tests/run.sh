@@ -35,10 +35,27 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
-# Firefox's WebDriver is not a Debian package; crates.io has it.
+# Firefox's WebDriver is not a Debian package; crates.io has it. Built
+# unoptimised and without debug info (about half the release build's time: it
+# only relays commands), in the background while the lints and tests build.
+logs="$(mktemp -d)"
+# Background builds stop with this script, whatever ends it.
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$logs"' EXIT
+gecko=""
 if ! command -v geckodriver >/dev/null 2>&1; then
-  cargo install geckodriver --locked
+  CARGO_PROFILE_DEV_DEBUG=0 cargo install geckodriver --locked --debug >"$logs/geckodriver" 2>&1 &
+  gecko=$!
 fi
+# Waits for background job $1 (named $2), showing its log if it failed.
+await() {
+  [ -n "$1" ] || return 0
+  if ! wait "$1"; then
+    cat "$logs/$2" >&2
+    echo "$2 failed" >&2
+    exit 1
+  fi
+  cat "$logs/$2"
+}
 
 # A build from scratch gains nothing from incremental compilation's records.
 export CARGO_INCREMENTAL=0
@@ -54,13 +71,18 @@ clippy_driver="$(command -v clippy-driver)" || {
 }
 export RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 cargo test --workspace --all-targets --no-run --locked
+await "$gecko" geckodriver
 cargo nextest run --workspace --locked
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
+# The Dockerfile's build steps, run on this host (CI cannot pull its base
+# images): a release build, in the background beside the fuzzing, whose
+# runs use one core and leave the other idle.
+deploy/docker-steps.sh >"$logs/docker-steps" 2>&1 &
+steps=$!
 # Every fuzz target from its seed corpus, unoptimised, 4 s each (about 3.5
 # minutes with the build); docs/testing.md has the long runs.
 fuzz/run.sh --dev 4
 # The deployment files: the systemd unit, Prometheus rules, the Grafana
-# dashboard, the Dockerfile (linted), then the Dockerfile's build steps run
-# on this host (CI cannot pull its base images).
+# dashboard, the Dockerfile (linted); then the build steps' result.
 CARECALL_BIN=target/debug/carecall deploy/check.sh
-deploy/docker-steps.sh
+await "$steps" docker-steps

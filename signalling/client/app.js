@@ -16,6 +16,9 @@ window.carecall = { metrics, call: null };
 let localStream = null;
 let currentCall = null;
 let camera = null;
+let myRole = null;
+// Roles that may ask a care home's tablet for the rear camera.
+const HUB_STAFF = new Set(['operator', 'clinician', 'specialist']);
 const awake = new ScreenAwake(metrics);
 const speaker = new Speaker(metrics, () => { $('tap-to-hear').hidden = false; });
 
@@ -124,6 +127,16 @@ function tileFor(id) {
 
 function updatePeer(info) {
   const tile = tileFor(info.participant);
+  if (HUB_STAFF.has(myRole) && info.role === 'home' && !tile.querySelector('.ask')) {
+    const ask = document.createElement('button');
+    ask.className = 'ask';
+    ask.textContent = 'Ask for rear camera';
+    ask.onclick = () => {
+      currentCall.ask(info.participant, 'rear-camera');
+      say('call-message', `Asked ${info.name} to show the rear camera.`);
+    };
+    tile.append(ask);
+  }
   const name = tile.querySelector('.name');
   name.textContent = `${info.name} (${info.role})`;
   name.classList.toggle('muted', !info.audio);
@@ -165,6 +178,7 @@ function join() {
   call.addEventListener('peer', (e) => updatePeer(e.detail));
   // Only a clinician gets the button; the hub refuses anyone else anyway.
   call.addEventListener('joined', (e) => {
+    myRole = e.detail.role;
     $('record-button').hidden = e.detail.role !== 'clinician';
     // Joined without a camera: the others see "Camera off", not a black tile.
     if (!localStream.getVideoTracks().length) {
@@ -199,6 +213,15 @@ function join() {
     say('call-message', active ? `${who} started recording this call.` : 'Recording stopped.');
     clearTimeout(recordingNoteTimer);
     recordingNoteTimer = setTimeout(() => say('call-message', ''), 6000);
+  });
+  call.addEventListener('asked', (e) => {
+    if (e.detail.what !== 'rear-camera') return;
+    const many = !$('switch-camera-button').hidden;
+    $('ask-text').textContent = many
+      ? `${e.detail.name} asks you to show the rear camera.`
+      : `${e.detail.name} asks you to turn the tablet to show them.`;
+    $('ask-switch').hidden = !many;
+    $('ask-prompt').hidden = false;
   });
   call.addEventListener('video-paused', (e) => {
     const tile = tileFor(e.detail.participant);
@@ -295,6 +318,11 @@ $('camera-button').onclick = () => {
 $('switch-camera-button').onclick = () => {
   if (camera) camera.switchCamera();
 };
+$('ask-switch').onclick = () => {
+  $('ask-prompt').hidden = true;
+  if (camera) camera.switchCamera();
+};
+$('ask-dismiss').onclick = () => { $('ask-prompt').hidden = true; };
 $('tap-to-hear').onclick = () => {
   speaker.unblock();
   $('tap-to-hear').hidden = true;

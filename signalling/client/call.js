@@ -241,6 +241,9 @@ export class Call extends EventTarget {
       case 'recording':
         this.emit('recording', msg);
         break;
+      case 'asked':
+        this.emit('asked', msg);
+        break;
       case 'video-paused':
         this.emit('video-paused', { participant: msg.participant, paused: msg.paused });
         break;
@@ -391,6 +394,11 @@ export class Call extends EventTarget {
     for (const t of this.localStream.getAudioTracks()) t.enabled = audio;
     for (const t of this.localStream.getVideoTracks()) t.enabled = video;
     this.send({ type: 'mute', audio, video });
+  }
+
+  // Asks `participant` for `what` ('rear-camera'); hub staff only.
+  ask(participant, what) {
+    this.send({ type: 'ask', participant, what });
   }
 
   // Start or stop recording the call (the hub allows it to clinicians only).

@@ -72,10 +72,19 @@ export class CameraKeeper extends EventTarget {
     return all.filter((d) => d.kind === 'videoinput');
   }
 
-  // Turns to the next camera (front to rear and back).
+  // Turns to the other camera: by facing where the camera says which way it
+  // faces (tablets: labels are localised and some list several rear
+  // cameras), else the next in the list.
   async switchCamera() {
-    const cameras = await this.cameras();
     const old = this.track();
+    const facing = old && old.getSettings().facingMode;
+    if (facing === 'user' || facing === 'environment') {
+      old.stop();
+      const other = facing === 'user' ? 'environment' : 'user';
+      await this.open('switch camera', { ...CAMERA, facingMode: { exact: other } }, 'switched');
+      return;
+    }
+    const cameras = await this.cameras();
     const current = old && old.getSettings().deviceId;
     const at = cameras.findIndex((c) => c.deviceId === current);
     const next = cameras[(at + 1) % cameras.length];

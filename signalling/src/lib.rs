@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+mod asks;
 mod client_addr;
 mod events;
 mod pages;

@@ -120,6 +120,13 @@ impl Presence {
         members.len()
     }
 
+    /// Sends `msg` to participant `id` in `room`; false if they are not there.
+    pub fn send_to(&self, room: &str, id: ParticipantId, msg: ServerMessage) -> bool {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let member = rooms.get(room).and_then(|members| members.get(&id));
+        member.is_some_and(|m| m.outbox.send(msg).is_ok())
+    }
+
     /// Sends `msg` to everyone in `room`.
     pub fn broadcast(&self, room: &str, msg: &ServerMessage) {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());

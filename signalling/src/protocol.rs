@@ -66,8 +66,25 @@ pub enum ClientMessage {
         /// Start or stop.
         on: bool,
     },
+    /// Ask another participant for something only the person holding the
+    /// tablet can do (show the rear camera). Hub staff only.
+    Ask {
+        /// Whom (`p<n>`).
+        participant: String,
+        /// What is asked.
+        what: Request,
+    },
     /// The participant leaves the call.
     Leave {},
+}
+
+/// What hub staff may ask of someone else in the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Request {
+    /// Turn to the rear camera: a wound, a rash, a chart or a medicine label
+    /// is shown with the camera facing away from the person holding it.
+    RearCamera,
 }
 
 impl ClientMessage {
@@ -81,6 +98,7 @@ impl ClientMessage {
         "mute",
         "view",
         "record",
+        "ask",
         "leave",
     ];
 }
@@ -189,6 +207,16 @@ pub enum ServerMessage {
         by: String,
         /// When it started, Unix seconds.
         since: u64,
+    },
+    /// Hub staff ask this browser's user for something (see
+    /// [`ClientMessage::Ask`]); the page shows it with a way to do it.
+    Asked {
+        /// What is asked.
+        what: Request,
+        /// Who asks (`p<n>`).
+        by: String,
+        /// Their display name.
+        name: String,
     },
     /// Someone left.
     ParticipantLeft {
@@ -317,6 +345,17 @@ mod tests {
         );
         assert!(matches!(
             parse_client_message(r#"{"type":"record","on":"yes"}"#),
+            Err(ProtocolError::BadFields { .. })
+        ));
+        assert_eq!(
+            parse_client_message(r#"{"type":"ask","participant":"p2","what":"rear-camera"}"#),
+            Ok(ClientMessage::Ask {
+                participant: "p2".into(),
+                what: Request::RearCamera
+            })
+        );
+        assert!(matches!(
+            parse_client_message(r#"{"type":"ask","participant":"p2","what":"microphone"}"#),
             Err(ProtocolError::BadFields { .. })
         ));
         assert_eq!(

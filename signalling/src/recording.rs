@@ -63,7 +63,12 @@ fn status(a: &Active, active: bool) -> ServerMessage {
     }
 }
 
-fn refuse(outbox: &tokio::sync::mpsc::UnboundedSender<ServerMessage>, code: &str, message: &str) {
+/// Tells the browser its request was refused, and why; not fatal.
+pub(crate) fn refuse(
+    outbox: &tokio::sync::mpsc::UnboundedSender<ServerMessage>,
+    code: &str,
+    message: &str,
+) {
     let _ = outbox.send(ServerMessage::Error {
         code: code.into(),
         message: message.into(),

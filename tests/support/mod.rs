@@ -224,6 +224,23 @@ impl Server {
             .to_owned()
     }
 
+    /// Drops every open connection to the server's HTTP port at once, as a
+    /// network blip does: both ends see the TCP connection reset, with no
+    /// WebSocket close frame (`ss -K`, which needs root).
+    pub fn drop_connections(&self) {
+        let port = self.base_url.rsplit(':').next().expect("a port");
+        let filter = format!("( sport = :{port} )");
+        let out = Command::new("ss")
+            .args(["-K", "-t", "state", "established", &filter])
+            .output()
+            .expect("ss (iproute2) is installed");
+        assert!(
+            out.status.success(),
+            "ss -K: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn ws_url(&self) -> String {
         format!("{}/ws", self.base_url.replacen("http://", "ws://", 1))
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 use serde_json::Value;
 
-use super::browser::Browser;
+use super::browser::{Browser, FAKE_CAMERA_FPS};
 use super::{binary, Server};
 
 /// Whether `b` shows the "Recording" indicator.
@@ -139,4 +139,30 @@ pub fn frames(stream: &Value) -> u64 {
         .as_str()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// Asserts that a recording [`ffprobe`] read holds `cameras` video tracks,
+/// each VP8 at 1280x720 with at least 80% of the frames the fake camera made
+/// in `span`.
+pub fn assert_cameras_recorded_in_hd(probed: &Value, cameras: usize, span: Duration) {
+    let video = video_streams(probed);
+    assert_eq!(
+        video.len(),
+        cameras,
+        "one video track per camera: {video:?}"
+    );
+    let least = (0.8 * f64::from(FAKE_CAMERA_FPS) * span.as_secs_f64()) as u64;
+    for s in &video {
+        assert_eq!(s["codec_name"], "vp8", "{s}");
+        assert_eq!(
+            (&s["width"], &s["height"]),
+            (&1280.into(), &720.into()),
+            "{s}"
+        );
+        assert!(
+            frames(s) >= least,
+            "{} frames, under {least}: {s}",
+            frames(s)
+        );
+    }
 }

@@ -50,6 +50,8 @@ struct Camera {
     mid: Mid,
     current: Option<Layer>,
     seen: [Option<Instant>; 3],
+    /// Sent in a codec the recording cannot hold (said once, in the log).
+    left_out: bool,
 }
 
 /// See the module docs.
@@ -133,9 +135,6 @@ impl RecordingTap {
         if !codec.is_video() {
             return Admit::Record;
         }
-        if codec != Codec::Vp8 {
-            return Admit::Skip; // WebM carries VP8 here; other codecs are not recorded.
-        }
         let at = match self
             .cameras
             .iter()
@@ -148,11 +147,22 @@ impl RecordingTap {
                     mid,
                     current: None,
                     seen: [None; 3],
+                    left_out: false,
                 });
                 self.cameras.len() - 1
             }
         };
         let camera = &mut self.cameras[at];
+        if codec != Codec::Vp8 {
+            // The WebM written here carries VP8 only (docs/decisions.md,
+            // "Video codec: VP8 first"); the SFU's answers make every
+            // browser that can send VP8 send it.
+            if !camera.left_out {
+                camera.left_out = true;
+                tracing::warn!(participant = %origin, ?codec, "camera left out of the recording: only VP8 video is recorded");
+            }
+            return Admit::Skip;
+        }
         camera.seen[layer.index()] = Some(now);
         if camera.current == Some(layer) {
             return Admit::Record;

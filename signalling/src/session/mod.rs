@@ -537,6 +537,17 @@ impl Session {
                 );
                 Ok(())
             }
+            ClientMessage::Ask { participant, what } => {
+                crate::asks::ask(
+                    &self.state,
+                    &j.claims,
+                    j.id,
+                    &participant,
+                    what,
+                    &self.outbox,
+                );
+                Ok(())
+            }
             ClientMessage::Leave {} => return ControlFlow::Break(()),
             ClientMessage::Join { .. } | ClientMessage::Resume { .. } => Ok(()),
         };

@@ -11,7 +11,7 @@ use carecall_sfu::{MediaConfig, MediaServer, Refusals};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
-use crate::protocol::MAX_MESSAGE_BYTES;
+use crate::protocol::{Request, MAX_MESSAGE_BYTES};
 use crate::{LinkSigner, Role};
 
 const SECRET: &[u8] = b"the link secret of the session unit tests";
@@ -731,6 +731,53 @@ fn only_a_clinician_may_ask_to_record_and_a_refusal_is_not_fatal() {
             false
         ))]
     );
+}
+
+#[test]
+fn hub_staff_may_ask_a_home_for_the_rear_camera_and_a_home_may_not_ask() {
+    let (state, _events) = server(SocketLimits::default());
+    let mut home = Browser::join(&state, "ward-16a", Role::Home);
+    let mut clinician = Browser::join(&state, "ward-16a", Role::Clinician);
+    home.replies();
+    let ask = |whom: String| {
+        json(serde_json::json!({"type": "ask", "participant": whom, "what": "rear-camera"}))
+    };
+
+    assert_eq!(
+        clinician.text(&ask(home.id().to_string())),
+        ControlFlow::Continue(())
+    );
+    assert_eq!(
+        home.text(&ask(clinician.id().to_string())),
+        ControlFlow::Continue(())
+    );
+    assert_eq!(
+        clinician.text(&ask("p999".into())),
+        ControlFlow::Continue(())
+    );
+
+    let name = clinician.joined().claims.name.clone();
+    assert_eq!(
+        home.replies(),
+        vec![
+            ServerMessage::Asked {
+                what: Request::RearCamera,
+                by: clinician.id().to_string(),
+                name,
+            },
+            error("not-allowed", "Only hub staff can ask for that."),
+        ]
+    );
+    assert_eq!(
+        clinician.replies(),
+        vec![error(
+            "bad-participant",
+            "no participant is called \"p999\""
+        )],
+        "asked nothing of the home; told of the one who is not there"
+    );
+    assert_eq!(home.closing(), None);
+    assert_eq!(clinician.closing(), None);
 }
 
 #[test]
