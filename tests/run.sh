@@ -3,7 +3,8 @@
 # need (Debian's chromium and chromium-driver; firefox-esr, and geckodriver
 # from crates.io; iproute2 and iptables for the emulated poor networks, which
 # also need root; cmake to build the bundled libopus; ffmpeg to check
-# recordings; Debian's janus for the load tool's comparison run), checks
+# recordings; Debian's janus for the load tool's comparison run; npm, which
+# fetches the pinned axe-core for the accessibility checks), checks
 # formatting and lints,
 # then runs every unit, integration and browser test, each fuzz target for a
 # few seconds, and checks the deployment files.
@@ -20,6 +21,7 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v janus >/dev/null 2>&1 || missing+=(janus)
 command -v firefox-esr >/dev/null 2>&1 || missing+=(firefox-esr)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -39,8 +41,9 @@ fi
 # unoptimised and without debug info (about half the release build's time: it
 # only relays commands), in the background while the lints and tests build.
 logs="$(mktemp -d)"
-# Background builds stop with this script, whatever ends it.
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$logs"' EXIT
+# A background build still running when this script stops (something failed
+# first) is stopped too.
+trap 'for job in $(jobs -p); do kill "$job" 2>/dev/null || true; done; rm -rf "$logs"' EXIT
 gecko=""
 if ! command -v geckodriver >/dev/null 2>&1; then
   CARGO_PROFILE_DEV_DEBUG=0 cargo install geckodriver --locked --debug >"$logs/geckodriver" 2>&1 &
@@ -72,6 +75,8 @@ clippy_driver="$(command -v clippy-driver)" || {
 export RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 cargo test --workspace --all-targets --no-run --locked
 await "$gecko" geckodriver
+# axe-core for the accessibility checks, at the version tests/axe's lock pins.
+(cd tests/axe && npm ci --no-audit --no-fund --loglevel=error)
 cargo nextest run --workspace --locked
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 # The Dockerfile's build steps, run on this host (CI cannot pull its base
