@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::admin::sign_in_with_the_form;
+use crate::support::axe::assert_accessible;
 use crate::support::browser::Driver;
 use crate::support::calls::wait_all_decoding_hd;
 use crate::support::Server;
@@ -68,6 +69,7 @@ async fn the_dashboard_shows_a_live_call_with_quality_badges() {
         .collect();
     shown.sort();
     assert_eq!(shown, ids, "participants on the dashboard");
+    assert_accessible(&admin, "the dashboard with a live call").await;
     for r in &rows {
         println!(
             "dashboard row: {} {} {}",

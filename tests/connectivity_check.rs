@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::admin::{session, sign_in_with_the_form};
+use crate::support::axe::assert_accessible;
 use crate::support::browser::{Browser, Driver};
 use crate::support::http::request;
 use crate::support::netlab::NetNs;
@@ -57,6 +58,7 @@ async fn the_check_ends_on_a_code_the_helpdesk_can_look_up() {
     let tablet = driver.browser().await;
     let code = run_check(&tablet, &server.base_url).await;
     println!("check code {code}");
+    assert_accessible(&tablet, "the check page with its result").await;
     let (cookie, _) = session(&server).await;
     let found = lookup(&server, &cookie, &code).await;
     println!("{found:#}");
@@ -117,6 +119,7 @@ async fn the_check_ends_on_a_code_the_helpdesk_can_look_up() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     println!("dashboard lookup: {rows}");
+    assert_accessible(&desk, "the dashboard with a check looked up").await;
     for path in ["UDP", "TCP", "TURN over TLS"] {
         let shown = rows[path].as_str().unwrap_or("");
         assert!(shown.starts_with("pass"), "{path}: {shown}");

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::admin::{session, sign_in_with_the_form};
+use crate::support::axe::assert_accessible;
 use crate::support::browser::{Browser, Driver};
 use crate::support::calls::{assert_still_decoding, wait_all_decoding, wait_all_decoding_at};
 use crate::support::queue::add_home;
@@ -93,11 +94,24 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
     let dr = console(&driver, &server, "dr.one", "clinician").await;
     let spec = console(&driver, &server, "spec.one", "specialist").await;
     let home = driver.browser().await;
+    home.client
+        .goto(&format!("{}/admin/login", server.base_url))
+        .await
+        .expect("open the sign-in page");
+    assert_accessible(&home, "the sign-in page").await;
+    home.client
+        .goto(&format!("{}/home?t={token}", server.base_url))
+        .await
+        .expect("open the home's link");
+    wait_for(&home, "#reason", 20).await;
+    assert_accessible(&home, "the home's page, before calling").await;
 
     let started = Instant::now();
     call_the_hub(&home, &format!("{}/home?t={token}", server.base_url)).await;
     // The operator's console shows it live, with the chime.
     wait_for(&op, "#queue tr.urgent button.answer", 10).await;
+    assert_accessible(&home, "the home's page, waiting in the queue").await;
+    assert_accessible(&op, "the hub console with a call waiting").await;
     let seen_after = started.elapsed();
     let row = op
         .eval("return document.querySelector('#queue tr').textContent;")
@@ -173,6 +187,7 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
     // say "bandwidth" limited), so that can take a while here.
     wait_all_decoding_at(&all, 3, 360, Duration::from_secs(45)).await;
     assert_still_decoding(&all, 360, Duration::from_secs(4)).await;
+    assert_accessible(&home, "the home's call with three others").await;
 
     // The home was told who is with them at every step.
     let names = home

@@ -6,6 +6,7 @@
 mod support;
 
 mod access;
+mod accessibility;
 mod admin_auth;
 mod admin_dashboard;
 mod admin_history;

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::axe::assert_accessible;
 use crate::support::browser::{Browser, Driver, FAKE_CAMERA_FPS};
 use crate::support::calls::wait_all_decoding_hd;
 use crate::support::recording::{export, ffprobe, recording_shown};
@@ -156,6 +157,8 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
     }
     let refs: Vec<&Browser> = browsers.iter().collect();
     wait_all_decoding_hd(&refs, 2, Duration::from_secs(60)).await;
+    assert_accessible(&browsers[0], "the home's call with two others").await;
+    assert_accessible(&browsers[1], "the clinician's call with two others").await;
 
     // The care home has no Record button, and asking anyway is refused.
     let home = &browsers[0];

@@ -239,7 +239,7 @@ async fn wait_frames(b: &Browser, after: u64, more: u64, within: Duration) -> Du
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tablets_day_no_tap_a_hidden_page_a_lost_camera_and_the_rear_camera() {
     let server = Server::start();
-    let driver = Driver::start().await.with_two_cameras();
+    let driver = Driver::start().await.with_front_and_rear_cameras();
     let clinician = driver.browser().await;
     clinician
         .join(&server.link("tablet-1", "clinician", "Hub clinician", "1h"))

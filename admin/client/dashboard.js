@@ -70,10 +70,15 @@ function bars(values, labels, every) {
   return svg;
 }
 
+// A column of buttons has no visible heading; a screen reader still hears one.
 function table(headings, rows) {
   const t = el('table');
   const head = el('tr');
-  headings.forEach((x) => head.append(el('th', x)));
+  headings.forEach((x) => {
+    const th = el('th', x || '');
+    if (!x) th.append(el('span', 'Actions', 'visually-hidden'));
+    head.append(th);
+  });
   t.append(head, ...rows);
   return t;
 }

@@ -20,7 +20,10 @@ let myRole = null;
 // Roles that may ask a care home's tablet for the rear camera.
 const HUB_STAFF = new Set(['operator', 'clinician', 'specialist']);
 const awake = new ScreenAwake(metrics);
-const speaker = new Speaker(metrics, () => { $('tap-to-hear').hidden = false; });
+const speaker = new Speaker(metrics, () => {
+  $('tap-to-hear').hidden = false;
+  announce('The sound is off until you press Tap to hear the call.');
+});
 
 // Tells the SFU the size of each remote tile as the layout changes.
 const tileSizes = new ResizeObserver((entries) => {
@@ -32,8 +35,39 @@ const tileSizes = new ResizeObserver((entries) => {
   }
 });
 
+const TITLES = { prejoin: 'Join the video call', call: 'In a call with the hub', ended: 'Call ended' };
+
 function show(screen) {
   for (const id of ['prejoin', 'call', 'ended']) $(id).hidden = id !== screen;
+  document.title = `${TITLES[screen]} – carecall`;
+}
+
+// Tells a screen reader what changed, through the page's one polite live
+// region: each announcement is a new line in it (additions are what a
+// screen reader reads), and only the last few are kept.
+function announce(text) {
+  const region = $('announcer');
+  const line = document.createElement('span');
+  line.textContent = `${text} `;
+  region.append(line);
+  while (region.childElementCount > 3) region.firstElementChild.remove();
+}
+
+// Who is in the call, by id: names for "… left", and who is new.
+const names = new Map();
+// What says the link is down now: 'socket', 'ice', 'media'.
+const linkDown = new Set();
+
+// Shows and announces the link dropping and coming back, once each way:
+// down when the first sign says so, back when the last one clears.
+function setLinkDown(sign, down) {
+  const before = linkDown.size > 0;
+  if (down) linkDown.add(sign);
+  else linkDown.delete(sign);
+  const now = linkDown.size > 0;
+  if (now === before) return;
+  say('call-message', now ? 'Reconnecting…' : '');
+  announce(now ? 'The connection dropped. Reconnecting.' : 'Reconnected.');
 }
 
 function say(el, text) {
@@ -127,6 +161,10 @@ function tileFor(id) {
 
 function updatePeer(info) {
   const tile = tileFor(info.participant);
+  // Those present at joining were named in one sentence then.
+  if (!names.has(info.participant)) announce(`${info.name} joined the call.`);
+  names.set(info.participant, info.name);
+  tile.querySelector('video').setAttribute('aria-label', `Video of ${info.name} (${info.role})`);
   if (HUB_STAFF.has(myRole) && info.role === 'home' && !tile.querySelector('.ask')) {
     const ask = document.createElement('button');
     ask.className = 'ask';
@@ -179,6 +217,11 @@ function join() {
   // Only a clinician gets the button; the hub refuses anyone else anyway.
   call.addEventListener('joined', (e) => {
     myRole = e.detail.role;
+    const present = e.detail.participants;
+    for (const p of present) names.set(p.participant, p.name);
+    announce(present.length
+      ? `You are in the call with ${present.map((p) => p.name).join(', ')}.`
+      : 'You are in the call. The others will join you here.');
     $('record-button').hidden = e.detail.role !== 'clinician';
     // Joined without a camera: the others see "Camera off", not a black tile.
     if (!localStream.getVideoTracks().length) {
@@ -197,6 +240,7 @@ function join() {
   call.addEventListener('notice', (e) => {
     metrics.notices = [...(metrics.notices || []), e.detail.message];
     say('call-message', e.detail.message);
+    announce(e.detail.message);
     clearTimeout(noticeTimer);
     // Cleared only if nothing newer (such as "Reconnecting…") replaced it.
     noticeTimer = setTimeout(() => {
@@ -210,7 +254,9 @@ function join() {
     $('record-button').setAttribute('aria-pressed', String(active));
     $('record-button').textContent = active ? 'Stop recording' : 'Record';
     const who = by === call.participant ? 'You' : (call.peers.get(by)?.name || 'The clinician');
-    say('call-message', active ? `${who} started recording this call.` : 'Recording stopped.');
+    const told = active ? `${who} started recording this call.` : 'Recording stopped.';
+    say('call-message', told);
+    announce(told);
     clearTimeout(recordingNoteTimer);
     recordingNoteTimer = setTimeout(() => say('call-message', ''), 6000);
   });
@@ -236,6 +282,9 @@ function join() {
     }
   });
   call.addEventListener('peer-left', (e) => {
+    const name = names.get(e.detail.participant);
+    names.delete(e.detail.participant);
+    if (name) announce(`${name} left the call.`);
     const tile = document.querySelector(`.tile[data-participant="${CSS.escape(e.detail.participant)}"]`);
     if (tile) tile.remove();
   });
@@ -248,15 +297,18 @@ function join() {
   });
   call.addEventListener('connection', (e) => {
     if (e.detail.state === 'connected' && metrics.connectedMs === null) metrics.connectedMs = performance.now();
-    if (e.detail.state === 'connected') say('call-message', '');
-    if (e.detail.state === 'disconnected') say('call-message', 'Reconnecting…');
+    if (e.detail.state === 'connected' && $('call-message').textContent === 'Connecting…') say('call-message', '');
     // The call restarts ICE by itself; the offer to rejoin follows if that fails.
-    if (e.detail.state === 'failed') say('call-message', 'Reconnecting…');
+    if (['connected', 'disconnected', 'failed'].includes(e.detail.state)) {
+      setLinkDown('ice', e.detail.state !== 'connected');
+    }
   });
+  // The signalling socket dropped and is being resumed, or is back.
+  call.addEventListener('signalling', (e) => setLinkDown('socket', e.detail.state === 'reconnecting'));
   // A dropped link: the last picture stays on each tile while the browser
   // finds the hub again by itself.
   call.addEventListener('stalled', (e) => {
-    say('call-message', e.detail.stalled ? 'Reconnecting…' : '');
+    setLinkDown('media', e.detail.stalled);
     clearTimeout(rejoinTimer);
     $('rejoin-offer').hidden = true;
     // Stalled is noticed 2 s after the last packet: offer to rejoin 30 s
@@ -264,6 +316,7 @@ function join() {
     if (e.detail.stalled) {
       rejoinTimer = setTimeout(() => {
         say('call-message', 'The connection has not come back by itself.');
+        announce('The connection has not come back by itself. Press Join again.');
         $('rejoin-offer').hidden = false;
       }, 28000);
     }
@@ -281,7 +334,10 @@ function watchCamera(call) {
   camera = new CameraKeeper(call, metrics);
   camera.addEventListener('camera', (e) => {
     const { state } = e.detail;
-    if (state === 'lost') say('call-message', 'The camera stopped: another app may be using it. Trying again…');
+    if (state === 'lost' && !$('call-message').textContent.startsWith('The camera stopped')) {
+      say('call-message', 'The camera stopped: another app may be using it. Trying again…');
+      announce('Your camera stopped. Trying again.');
+    }
     else if ($('call-message').textContent.startsWith('The camera stopped')) say('call-message', '');
     $('self-video').srcObject = localStream;
   });
@@ -294,6 +350,7 @@ function end(title, message) {
   if (camera) camera.stop();
   awake.stop();
   show('ended');
+  announce(`${title}. ${message || ''}`);
   $('self-video').srcObject = null;
   $('preview').srcObject = null;
   $('ended-title').textContent = title;
@@ -323,6 +380,10 @@ $('ask-switch').onclick = () => {
   if (camera) camera.switchCamera();
 };
 $('ask-dismiss').onclick = () => { $('ask-prompt').hidden = true; };
+// Escape closes the request, as it closes any dialog.
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && !$('ask-prompt').hidden) $('ask-prompt').hidden = true;
+});
 $('tap-to-hear').onclick = () => {
   speaker.unblock();
   $('tap-to-hear').hidden = true;

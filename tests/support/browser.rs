@@ -38,7 +38,7 @@ pub struct Driver {
     /// A TLS key (base64 SHA-256 of its SPKI) to accept though self-signed:
     /// the only way Chromium's TURN-over-TLS accepts a test certificate.
     trusted_spki: Option<String>,
-    /// How many fake cameras Chromium offers (front and rear on a tablet).
+    /// How many fake cameras Chromium offers.
     cameras: u8,
 }
 
@@ -185,10 +185,12 @@ impl Driver {
         self
     }
 
-    /// Makes this driver's Chromiums offer two fake cameras, as a tablet has
-    /// front and rear ones.
-    pub fn with_two_cameras(mut self) -> Driver {
-        self.cameras = 2;
+    /// Makes this driver's Chromiums offer three fake cameras: two colour
+    /// ones, the first and third, for a tablet's front and rear, and between
+    /// them a 16-bit depth camera that WebRTC cannot encode, which a test
+    /// hides from the page (see `tests/tablet.rs`).
+    pub fn with_front_and_rear_cameras(mut self) -> Driver {
+        self.cameras = 3;
         self
     }
 
@@ -301,7 +303,7 @@ impl Driver {
             "--disable-dev-shm-usage".into(),
             format!(
                 "--use-fake-device-for-media-stream=fps={FAKE_CAMERA_FPS},device-count={}",
-                self.cameras + 1
+                self.cameras
             ),
             "--autoplay-policy=no-user-gesture-required".into(),
             "--disable-features=WebRtcHideLocalIpsWithMdns".into(),

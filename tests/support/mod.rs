@@ -4,6 +4,7 @@
 
 pub mod abuse;
 pub mod admin;
+pub mod axe;
 pub mod browser;
 pub mod calls;
 pub mod hooks;
