@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::support::axe::assert_accessible;
 use crate::support::browser::{Browser, Driver};
 use crate::support::calls::wait_all_decoding_hd;
 use crate::support::metrics::scrape;
@@ -254,6 +255,7 @@ async fn after_a_5_s_outage_media_resumes_by_itself() {
         frames_from(&clinician, &home_id).await,
         frames_from(&home, &clinician_id).await,
     );
+    assert_accessible(&home, "the home's call with the Reconnecting banner").await;
     net.outage(false);
     let back = std::time::Instant::now();
     println!("during the outage the home's page said {banner}; frames before {before:?}");
