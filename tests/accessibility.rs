@@ -3,10 +3,9 @@
 //! tap and no text hidden, and heard through a screen reader's live region.
 //! axe-core's WCAG checks run inside the tests that reach each page and state.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::Locator;
-use serde_json::Value;
 
 use crate::support::axe::{assert_accessible, violations};
 use crate::support::browser::{Browser, Driver};
@@ -67,13 +66,8 @@ async fn pressed(b: &Browser, id: &str) -> String {
     v.as_str().unwrap_or("").to_owned()
 }
 
-async fn wait_until(b: &Browser, script: &str, what: &str) {
-    let start = Instant::now();
-    while b.eval(script).await != Value::Bool(true) {
-        assert!(start.elapsed() < Duration::from_secs(10), "{what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// How long a page may take to show what a key or a click did.
+const SHOWN_WITHIN: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_home_joins_mutes_turns_the_camera_off_unmutes_and_leaves_by_keyboard_alone() {
@@ -85,9 +79,9 @@ async fn a_home_joins_mutes_turns_the_camera_off_unmutes_and_leaves_by_keyboard_
     assert_accessible(&home, "the home's join screen").await;
     tab_to(&home, "join-button").await;
     press(&home, ENTER).await;
-    wait_until(
-        &home,
+    home.until(
         "return !!(window.carecall.call && window.carecall.call.participant);",
+        SHOWN_WITHIN,
         "joined by Enter",
     )
     .await;
@@ -121,9 +115,9 @@ async fn a_home_joins_mutes_turns_the_camera_off_unmutes_and_leaves_by_keyboard_
     );
     tab_to(&home, "leave-button").await;
     press(&home, ENTER).await;
-    wait_until(
-        &home,
+    home.until(
         "return !document.getElementById('ended').hidden;",
+        SHOWN_WITHIN,
         "left by Enter",
     )
     .await;
@@ -229,9 +223,9 @@ async fn a_screen_reader_hears_a_join_the_recording_and_a_reconnect() {
     let home = driver.browser().await;
     home.join(&server.link("heard-1", "home", "Rose Court", "1h"))
         .await;
-    wait_until(
-        &home,
+    home.until(
         "return !!(window.carecall.call && window.carecall.call.participant);",
+        SHOWN_WITHIN,
         "the home joined",
     )
     .await;
@@ -257,9 +251,9 @@ async fn a_screen_reader_hears_a_join_the_recording_and_a_reconnect() {
         .await
         .expect("Record");
     record.click().await.expect("Record");
-    wait_until(
-        &home,
+    home.until(
         "return !document.getElementById('recording-indicator').hidden;",
+        SHOWN_WITHIN,
         "recording shown",
     )
     .await;
@@ -269,16 +263,16 @@ async fn a_screen_reader_hears_a_join_the_recording_and_a_reconnect() {
     )
     .await;
     record.click().await.expect("Stop recording");
-    wait_until(
-        &home,
+    home.until(
         "return document.getElementById('recording-indicator').hidden;",
+        SHOWN_WITHIN,
         "recording stopped",
     )
     .await;
     server.drop_connections();
-    wait_until(
-        &home,
+    home.until(
         "return window.heard.includes('Reconnected.');",
+        SHOWN_WITHIN,
         "a reconnect heard",
     )
     .await;

@@ -34,16 +34,8 @@ async fn click(b: &Browser, css: &str) {
     let script = format!(
         "const e = document.querySelector({css:?}); if (!e || e.disabled) return false; e.click(); return true;"
     );
-    until(b, &script, 20, &format!("click {css}")).await;
-}
-
-/// Polls `script` (returning a boolean) in `b` until it is true.
-async fn until(b: &Browser, script: &str, secs: u64, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while b.eval(script).await != Value::Bool(true) {
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    b.until(&script, Duration::from_secs(20), &format!("click {css}"))
+        .await;
 }
 
 /// A hub account signed in through the form and sent to the console, whose
@@ -53,13 +45,10 @@ async fn console(driver: &Driver, server: &Server, name: &str, role: &str) -> Br
     assert!(added.status.success(), "{added:?}");
     let b = driver.browser().await;
     sign_in_with_the_form(&b, &server.base_url, name, PASSWORD).await;
-    until(
-        &b,
-        "return location.pathname === '/admin/hub' && document.getElementById('live').textContent === 'live';",
-        20,
-        &format!("{name}'s console"),
-    )
-    .await;
+    let live = "return location.pathname === '/admin/hub' \
+                && document.getElementById('live').textContent === 'live';";
+    b.until(live, Duration::from_secs(20), &format!("{name}'s console"))
+        .await;
     b
 }
 
@@ -68,7 +57,12 @@ async fn choose(b: &Browser, css: &str, value: &str) {
     let script = format!(
         "const s = document.querySelector('{css}'); s.value = '{value}'; return s.value === '{value}';"
     );
-    until(b, &script, 20, &format!("{value} offered in {css}")).await;
+    b.until(
+        &script,
+        Duration::from_secs(20),
+        &format!("{value} offered in {css}"),
+    )
+    .await;
 }
 
 /// The home's page: places a call with a reason.
@@ -131,10 +125,9 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
     );
     click(&op, "#queue button.answer").await;
     // The home's page learns it was answered, and goes straight in.
-    until(
-        &home,
+    home.until(
         "return location.pathname === '/join' && !!(window.carecall && window.carecall.call);",
-        20,
+        Duration::from_secs(20),
         "the home in the call",
     )
     .await;
@@ -144,19 +137,17 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
     click(&dr, "#for-you button.accept").await;
     // The invitation names the call the console has open: wait for it to
     // open (the accept's answer), or the invite goes out for no call.
-    until(
-        &dr,
+    dr.until(
         "return !document.getElementById('handover').hidden;",
-        20,
+        Duration::from_secs(20),
         "the clinician's console opens the call",
     )
     .await;
     choose(&dr, "#invite-who", "spec.one").await;
     click(&dr, "#invite-form button").await;
-    until(
-        &dr,
+    dr.until(
         "return document.getElementById('handover-out').textContent.includes('/join?t=');",
-        10,
+        Duration::from_secs(10),
         "a link to send by other means",
     )
     .await;
@@ -169,10 +160,9 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
             .enter_frame(0)
             .await
             .expect("into the call's frame");
-        until(
-            b,
+        b.until(
             "return !!(window.carecall && window.carecall.call);",
-            20,
+            Duration::from_secs(20),
             "in the call",
         )
         .await;
@@ -331,17 +321,17 @@ async fn a_home_whose_camera_cannot_start_stays_in_the_call_with_sound() {
     );
     call_the_hub(&home, &link).await;
     click(&op, "#queue button.answer").await;
-    until(
-        &home,
+    home.until(
         "return !!(window.carecall && window.carecall.call);",
-        20,
+        Duration::from_secs(20),
         "the home in the call",
     )
     .await;
-    until(
-        &home,
-        "const n = document.querySelector('#self-tile .no-video'); return !!n && n.textContent.includes('sound only');",
-        20,
+    let sound_only = "const n = document.querySelector('#self-tile .no-video'); \
+                      return !!n && n.textContent.includes('sound only');";
+    home.until(
+        sound_only,
+        Duration::from_secs(20),
         "the home told it is in with sound only",
     )
     .await;
@@ -354,18 +344,16 @@ async fn a_home_whose_camera_cannot_start_stays_in_the_call_with_sound() {
         .enter_frame(0)
         .await
         .expect("into the call's frame");
-    until(
-        &op,
+    op.until(
         "return !!(window.carecall && window.carecall.call);",
-        20,
+        Duration::from_secs(20),
         "the operator in the call",
     )
     .await;
     // The operator hears the home, and sees "Camera off" on its tile.
-    until(
-        &op,
+    op.until(
         "return !!document.querySelector('#tiles .tile .no-video');",
-        20,
+        Duration::from_secs(20),
         "Camera off on the home's tile",
     )
     .await;

@@ -416,6 +416,16 @@ impl Browser {
             .expect("camera preview ready and Join enabled")
     }
 
+    /// Polls `script` (which returns a boolean) every 100 ms until it is
+    /// true; fails the test with `what` if that takes longer than `within`.
+    pub async fn until(&self, script: &str, within: Duration, what: &str) {
+        let start = Instant::now();
+        while self.eval(script).await != Value::Bool(true) {
+            assert!(start.elapsed() < within, "{what}: not within {within:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn eval(&self, script: &str) -> Value {
         self.client
             .execute(script, vec![])
