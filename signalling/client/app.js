@@ -329,16 +329,21 @@ function join() {
   call.start();
 }
 
+const CAMERA_LOST = 'The camera stopped: another app may be using it. Trying again…';
+
 // The camera through the call: reopened when lost, switched on request.
 function watchCamera(call) {
   camera = new CameraKeeper(call, metrics);
   camera.addEventListener('camera', (e) => {
-    const { state } = e.detail;
-    if (state === 'lost' && !$('call-message').textContent.startsWith('The camera stopped')) {
-      say('call-message', 'The camera stopped: another app may be using it. Trying again…');
+    const shown = $('call-message').textContent === CAMERA_LOST;
+    const lost = e.detail.state === 'lost';
+    // Said once however many tries fail; cleared when the camera is back.
+    if (lost && !shown) {
+      say('call-message', CAMERA_LOST);
       announce('Your camera stopped. Trying again.');
+    } else if (!lost && shown) {
+      say('call-message', '');
     }
-    else if ($('call-message').textContent.startsWith('The camera stopped')) say('call-message', '');
     $('self-video').srcObject = localStream;
   });
   camera.cameras().then((all) => {

@@ -496,28 +496,26 @@ function bytesReceived(report) {
 // Audio first: with RED each packet also carries the one before it, so a
 // single lost packet costs no sound on a lossy care-home link (Opus in-band
 // FEC is negotiated as well). Browsers without RED keep plain Opus.
-function preferRedundantAudio(transceiver) {
-  if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver?.getCapabilities) return;
-  const rank = (c) => ({ 'audio/red': 0, 'audio/opus': 1 })[c.mimeType.toLowerCase()] ?? 2;
-  const codecs = [...RTCRtpReceiver.getCapabilities('audio').codecs].sort((a, b) => rank(a) - rank(b));
-  try {
-    transceiver.setCodecPreferences(codecs);
-  } catch (err) {
-    console.warn('keeping the default audio codecs', err);
-  }
-}
+const preferRedundantAudio = (t) => preferCodecs(t, 'audio', ['audio/red', 'audio/opus']);
 
 // VP8 first for the camera (docs/decisions.md, "Video codec"): every browser
 // decodes it and the recorder keeps it. Safari lists H.264 first by default;
 // the SFU answers VP8 first anyway, so this only makes the offer say so too.
-function preferVp8(transceiver) {
+const preferVp8 = (t) => preferCodecs(t, 'video', ['video/vp8']);
+
+// Puts the `kind` codecs named in `first` (lower-case MIME types) ahead of
+// the rest, in that order, where the browser lets a page choose.
+function preferCodecs(transceiver, kind, first) {
   if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver?.getCapabilities) return;
-  const rank = (c) => ({ 'video/vp8': 0 })[c.mimeType.toLowerCase()] ?? 1;
-  const codecs = [...RTCRtpReceiver.getCapabilities('video').codecs].sort((a, b) => rank(a) - rank(b));
+  const rank = (c) => {
+    const at = first.indexOf(c.mimeType.toLowerCase());
+    return at < 0 ? first.length : at;
+  };
+  const codecs = [...RTCRtpReceiver.getCapabilities(kind).codecs].sort((a, b) => rank(a) - rank(b));
   try {
     transceiver.setCodecPreferences(codecs);
   } catch (err) {
-    console.warn('keeping the default video codecs', err);
+    console.warn(`keeping the default ${kind} codecs`, err);
   }
 }
 
