@@ -10,12 +10,14 @@ use fantoccini::Locator;
 use crate::support::axe::{assert_accessible, violations};
 use crate::support::browser::{Browser, Driver};
 use crate::support::calls::wait_all_decoding;
+use crate::support::devtools::emulate_media_feature;
 use crate::support::Server;
 
 const TAB: &str = "\u{E004}";
 const SHIFT_TAB: &str = "\u{E008}\u{E004}";
 const ENTER: &str = "\u{E007}";
 const SPACE: &str = " ";
+const ARROW_DOWN: &str = "\u{E015}";
 
 /// Presses `keys` on whatever has the focus.
 async fn press(b: &Browser, keys: &str) {
@@ -29,7 +31,7 @@ async fn focused(b: &Browser) -> (String, bool) {
     let v = b
         .eval(
             "const e = document.activeElement; const s = getComputedStyle(e);
-             return [e.id || e.tagName, s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2];",
+             return [e.id || e.name || e.tagName, s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2];",
         )
         .await;
     (
@@ -38,11 +40,12 @@ async fn focused(b: &Browser) -> (String, bool) {
     )
 }
 
-/// Presses Tab (at most 10 times) until `id` has the focus; every element
-/// passed on the way must show its focus ring.
+/// Presses Tab (at most 20 times) until `id` (an id, else a form field's
+/// name) has the focus; every element passed on the way must show its focus
+/// ring.
 async fn tab_to(b: &Browser, id: &str) {
     let mut path = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..20 {
         press(b, TAB).await;
         let (now, ring) = focused(b).await;
         assert!(
@@ -74,6 +77,11 @@ async fn a_home_joins_mutes_turns_the_camera_off_unmutes_and_leaves_by_keyboard_
     let server = Server::start();
     let driver = Driver::start().await;
     let home = driver.browser().await;
+    home.client
+        .goto(&format!("{}/join?t=not-a-link", server.base_url))
+        .await
+        .expect("open a damaged link");
+    assert_accessible(&home, "the link problem page").await;
     home.open_join_page(&server.link("keys-1", "home", "Rose Court", "1h"))
         .await;
     assert_accessible(&home, "the home's join screen").await;
@@ -122,6 +130,33 @@ async fn a_home_joins_mutes_turns_the_camera_off_unmutes_and_leaves_by_keyboard_
     )
     .await;
     assert_accessible(&home, "the ended screen").await;
+    // A refusal from the hub reaches the home in plain words, with what to
+    // do; its code stays in the page's metrics for the helpdesk. (A message
+    // of no known type ends the session.)
+    let link = server.link("keys-1", "home", "Rose Court", "1h");
+    home.join(&link).await;
+    home.until(
+        "return !!(window.carecall.call && window.carecall.call.participant);",
+        SHOWN_WITHIN,
+        "joined again",
+    )
+    .await;
+    home.eval("window.carecall.call.send({ type: 'no-such-message' }); return null;")
+        .await;
+    home.until(
+        "return !document.getElementById('ended').hidden;",
+        SHOWN_WITHIN,
+        "the session refused",
+    )
+    .await;
+    assert_eq!(
+        home.eval("return [document.getElementById('ended-message').textContent, window.carecall.metrics.errors];")
+            .await,
+        serde_json::json!([
+            "Something went wrong with the call. Join it again; if this keeps happening, phone the hub.",
+            ["unknown-type"]
+        ])
+    );
     // The check can fail: a list without a label, planted, is found.
     home.eval("document.body.append(document.createElement('select')); return null;")
         .await;
@@ -147,11 +182,66 @@ async fn set_viewport(b: &Browser, w: u32, h: u32) {
             .await
             .expect("window size");
     }
+    let inner = b.eval("return [innerWidth, innerHeight];").await;
+    assert_eq!(inner, serde_json::json!([w, h]), "the viewport");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_staff_sign_in_and_make_a_join_link_by_keyboard_alone() {
+    let server = Server::start();
+    let added = server.add_admin("hub.admin", "a long hub password");
+    assert!(added.status.success(), "{added:?}");
+    let driver = Driver::start().await;
+    let admin = driver.browser().await;
+    admin
+        .client
+        .goto(&format!("{}/admin/login", server.base_url))
+        .await
+        .expect("open the sign-in page");
+    tab_to(&admin, "name").await;
+    press(&admin, "hub.admin").await;
+    tab_to(&admin, "password").await;
+    press(&admin, &format!("a long hub password{ENTER}")).await;
+    admin
+        .until(
+            "return location.pathname === '/admin' && !!document.querySelector('#link-form');",
+            SHOWN_WITHIN,
+            "signed in",
+        )
+        .await;
+    tab_to(&admin, "room").await;
+    press(&admin, "kbd-room").await;
+    tab_to(&admin, "role").await;
+    press(&admin, ARROW_DOWN).await;
+    tab_to(&admin, "hours").await;
+    press(&admin, ENTER).await;
+    admin
+        .until(
+            "return document.getElementById('link-out').textContent.includes('/join?t=');",
+            SHOWN_WITHIN,
+            "a join link made",
+        )
+        .await;
+    let role = admin
+        .eval("return document.querySelector('#link-form select[name=role]').value;")
+        .await;
+    assert_eq!(role, "clinician", "the arrow key chose the next role");
+    assert_accessible(&admin, "the dashboard with a link made").await;
+    admin.close().await;
 }
 
 /// Screen sizes a care home or hub meets: two tablets each way up, a wide
-/// Android tablet and a phone.
-const SIZES: [(u32, u32); 4] = [(1024, 768), (768, 1024), (1280, 800), (390, 844)];
+/// Android tablet and a phone; then what a 1024x768 tablet shows at 200%
+/// zoom (WCAG 1.4.4, text at 200%), and 320 CSS px wide, as 1280x1024 at
+/// 400% zoom (WCAG 1.4.10, reflow).
+const SIZES: [(u32, u32); 6] = [
+    (1024, 768),
+    (768, 1024),
+    (1280, 800),
+    (390, 844),
+    (512, 384),
+    (320, 256),
+];
 
 /// What does not fit at this size: controls under 44x44 CSS px, text whose
 /// centre is covered by another element, a page wider than the screen.
@@ -175,6 +265,22 @@ const LAYOUT_PROBLEMS: &str = "
   if (root.scrollWidth > root.clientWidth) bad.push(`the page is ${root.scrollWidth} px wide on a ${root.clientWidth} px screen`);
   return bad;";
 
+/// The page's layout problems at its present size, each prefixed with
+/// `name` (the page, who and the size); with `CARECALL_SCREENSHOTS` set to a
+/// directory, also a screenshot there named `name`.png.
+async fn layout_problems(b: &Browser, name: &str) -> Vec<String> {
+    let inner = b.eval("return [innerWidth, innerHeight];").await;
+    let found: Vec<String> =
+        serde_json::from_value(b.eval(LAYOUT_PROBLEMS).await).unwrap_or_default();
+    println!("{name} (viewport {inner}): {found:?}");
+    if let Some(dir) = std::env::var_os("CARECALL_SCREENSHOTS") {
+        let png = b.client.screenshot().await.expect("screenshot");
+        let path = std::path::Path::new(&dir).join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+    }
+    found.into_iter().map(|p| format!("{name}: {p}")).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_fits_tablets_and_a_phone_with_every_control_big_enough_and_no_text_hidden() {
     let server = Server::start();
@@ -187,34 +293,55 @@ async fn the_call_fits_tablets_and_a_phone_with_every_control_big_enough_and_no_
         .open_join_page(&server.link("layout-1", "clinician", "Hub clinician", "1h"))
         .await;
     assert_accessible(&clinician, "the clinician's join screen").await;
+    let mut problems = Vec::new();
+    for (w, h) in SIZES {
+        set_viewport(&clinician, w, h).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        problems.extend(layout_problems(&clinician, &format!("join-clinician-{w}x{h}")).await);
+    }
     join.click().await.expect("Join");
     wait_all_decoding(&[&home, &clinician], 1, Duration::from_secs(30)).await;
     assert_accessible(&clinician, "the clinician's call").await;
-    let shots = std::env::var_os("CARECALL_SCREENSHOTS");
-    let mut problems = Vec::new();
     for (w, h) in SIZES {
         for b in [&home, &clinician] {
             set_viewport(b, w, h).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         for (who, b) in [("home", &home), ("clinician", &clinician)] {
-            let inner = b.eval("return [innerWidth, innerHeight];").await;
-            assert_eq!(inner, serde_json::json!([w, h]), "{who}'s viewport");
-            let found: Vec<String> =
-                serde_json::from_value(b.eval(LAYOUT_PROBLEMS).await).unwrap_or_default();
-            println!("{who} at {w}x{h} (viewport {inner}): {found:?}");
-            problems.extend(found.into_iter().map(|p| format!("{who} at {w}x{h}: {p}")));
-            if let Some(dir) = &shots {
-                let png = b.client.screenshot().await.expect("screenshot");
-                let path = std::path::Path::new(dir).join(format!("call-{who}-{w}x{h}.png"));
-                std::fs::write(&path, png).expect("write screenshot");
-            }
+            problems.extend(layout_problems(b, &format!("call-{who}-{w}x{h}")).await);
         }
+    }
+    // High contrast: the system's colours replace the page's backgrounds,
+    // so each control needs a border of its own to be seen as one.
+    for (who, b) in [("home", &home), ("clinician", &clinician)] {
+        set_viewport(b, 1024, 768).await;
+        emulate_media_feature(b, "forced-colors", "active").await;
+        let found: Vec<String> =
+            serde_json::from_value(b.eval(UNBORDERED_CONTROLS).await).unwrap_or_default();
+        println!("{who} in forced colours: {found:?}");
+        problems.extend(
+            found
+                .into_iter()
+                .map(|p| format!("{who} in forced colours: {p}")),
+        );
+        problems.extend(layout_problems(b, &format!("call-{who}-forced-colours")).await);
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     home.close().await;
     clinician.close().await;
 }
+
+/// In forced colours, the shown controls without a visible border.
+const UNBORDERED_CONTROLS: &str = "
+  if (!matchMedia('(forced-colors: active)').matches) return ['forced colours are not on'];
+  const bad = [];
+  for (const e of document.querySelectorAll('button, select')) {
+    const r = e.getBoundingClientRect();
+    if (!r.width || !r.height) continue;
+    const s = getComputedStyle(e);
+    if (s.borderTopStyle === 'none' || parseFloat(s.borderTopWidth) < 1) bad.push(`${e.id || e.textContent.trim()} has no border`);
+  }
+  return bad;";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_screen_reader_hears_a_join_the_recording_and_a_reconnect() {

@@ -59,6 +59,16 @@ async fn the_check_ends_on_a_code_the_helpdesk_can_look_up() {
     let code = run_check(&tablet, &server.base_url).await;
     println!("check code {code}");
     assert_accessible(&tablet, "the check page with its result").await;
+    // A screen reader hears the verdict and the code, letter by letter.
+    let heard = tablet
+        .eval("return [document.getElementById('announcer').textContent, window.carecallCheck.verdict.headline];")
+        .await;
+    let spelled: Vec<String> = code.chars().map(String::from).collect();
+    let said = heard[0].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with(heard[1].as_str().unwrap_or("?")) && said.contains(&spelled.join(" ")),
+        "{heard}"
+    );
     let (cookie, _) = session(&server).await;
     let found = lookup(&server, &cookie, &code).await;
     println!("{found:#}");
@@ -156,7 +166,7 @@ async fn with_udp_blocked_the_verdict_says_so() {
     assert!(
         shown
             .as_str()
-            .is_some_and(|n| n.contains("UDP is blocked on this network")),
+            .is_some_and(|n| n.contains("This network blocks the usual way video travels")),
         "the page's verdict: {shown}"
     );
     let (cookie, _) = session(&server).await;

@@ -65,6 +65,21 @@ async fn choose(b: &Browser, css: &str, value: &str) {
     .await;
 }
 
+/// Wraps the home page's `fetch` so that the call's status comes back
+/// without its join link, which is kept in `window.heldJoinUrl` instead.
+const HOLD_JOIN_LINK: &str = "
+  const real = window.fetch;
+  window.fetch = async (...args) => {
+    const res = await real(...args);
+    if (!String(args[0]).startsWith('/home/api/calls/')) return res;
+    const body = await res.clone().json().catch(() => null);
+    if (!body || !body.join_url) return res;
+    window.heldJoinUrl = body.join_url;
+    delete body.join_url;
+    return new Response(JSON.stringify(body), { status: res.status, headers: res.headers });
+  };
+  return null;";
+
 /// The home's page: places a call with a reason.
 async fn call_the_hub(b: &Browser, link: &str) {
     b.client.goto(link).await.expect("open the home's link");
@@ -123,7 +138,30 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
         true,
         "a specialist is not shown the queue"
     );
+    // The answered page lasts only until the call page opens: hold the join
+    // link back from the page (the poll's answer without it) so it can be
+    // scanned, then go on to the link as the page would.
+    home.eval(HOLD_JOIN_LINK).await;
     click(&op, "#queue button.answer").await;
+    home.until(
+        "return !!window.heldJoinUrl;",
+        Duration::from_secs(20),
+        "the home's page told it was answered",
+    )
+    .await;
+    let answered = home
+        .eval("return [document.title, document.getElementById('position').textContent];")
+        .await;
+    assert_eq!(
+        answered,
+        serde_json::json!([
+            "The hub is answering",
+            "op.one is answering. Joining the call…"
+        ])
+    );
+    assert_accessible(&home, "the home's page, answered").await;
+    home.eval("location.href = `${window.heldJoinUrl}&go=1`; return null;")
+        .await;
     // The home's page learns it was answered, and goes straight in.
     home.until(
         "return location.pathname === '/join' && !!(window.carecall && window.carecall.call);",
@@ -167,6 +205,15 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
         )
         .await;
     }
+    dr.client
+        .enter_parent_frame()
+        .await
+        .expect("out of the frame");
+    assert_accessible(&dr, "the hub console with a call open").await;
+    dr.client
+        .enter_frame(0)
+        .await
+        .expect("into the call's frame");
     let all = [&home, &op, &dr, &spec];
     wait_all_decoding(&all, 3, Duration::from_secs(60)).await;
     let decoding_after = started.elapsed();

@@ -42,8 +42,10 @@ async function devices() {
     result.microphone = { ok: false, detail: e.name };
     return null;
   } finally {
-    show('camera', result.camera.ok, result.camera.ok ? 'working' : result.camera.detail);
-    show('microphone', result.microphone.ok, result.microphone.ok ? 'working' : result.microphone.detail);
+    // The browser's own reason (NotAllowedError and such) goes to the
+    // helpdesk with the result; the page says it plainly.
+    show('camera', result.camera.ok, result.camera.ok ? 'working' : 'not working');
+    show('microphone', result.microphone.ok, result.microphone.ok ? 'working' : 'not working');
   }
 }
 
@@ -102,14 +104,15 @@ async function throughput() {
 
 async function run() {
   $('start').disabled = true;
+  $('announcer').textContent = 'Checking. This takes about half a minute.';
   const stream = await devices();
   const { ice_servers: iceServers } = await postJson('/check/api/session', {});
   for (const name of ['udp', 'tcp', 'turn_tls']) {
     result[name] = await path(name, stream, iceServers);
     const r = result[name];
-    show(name, r.ok, r.ok ? `connected${r.rtt_ms != null ? `, ${r.rtt_ms} ms` : ''}` : r.error);
+    show(name, r.ok, r.ok ? 'connected' : 'could not connect');
   }
-  try { await throughput(); } catch (e) { show('upload', false, String(e.message || e)); }
+  try { await throughput(); } catch (e) { show('upload', false, 'could not be measured'); }
   if (stream) stream.getTracks().forEach((t) => t.stop());
   const answer = await postJson('/check/api/result', result);
   window.carecallCheck.code = answer.code;
@@ -118,10 +121,12 @@ async function run() {
   $('notes').replaceChildren(...answer.verdict.notes.map((n) => Object.assign(document.createElement('li'), { textContent: n })));
   $('code').textContent = answer.code;
   $('verdict').hidden = false;
+  $('announcer').textContent = `${answer.verdict.headline} ${answer.verdict.notes.join(' ')} The code for the helpdesk is ${answer.code.split('').join(' ')}.`;
 }
 
 $('start').onclick = () => run().catch((e) => {
   window.carecallCheck.error = String(e.message || e);
-  $('headline').textContent = 'The check could not finish: ' + window.carecallCheck.error;
+  $('headline').textContent = 'The check could not finish. Reload this page to try again; if it stops again, phone the hub\'s helpdesk.';
   $('verdict').hidden = false;
+  $('announcer').textContent = $('headline').textContent;
 });

@@ -52,6 +52,7 @@ function show(s) {
   if (s.state === 'waiting') {
     const wait = s.estimated_wait_seconds ? ` About ${Math.max(1, Math.round(s.estimated_wait_seconds / 60))} min.` : '';
     $('position').textContent = `You are number ${s.position} in the queue.${wait}`;
+    document.title = `Number ${s.position} in the queue for the hub`;
     // Nobody has answered for a long time: say so plainly, and how else to
     // reach the hub. The call keeps its place.
     if (s.no_answer) {
@@ -61,7 +62,9 @@ function show(s) {
   } else if (s.state === 'answered' || s.state === 'transferring') {
     $('waiting-title').textContent = `${s.with_you} is answering`;
     say('no-answer', '');
-    $('position').textContent = 'Joining the call…';
+    // The status line is the live region: a screen reader hears who answered.
+    $('position').textContent = `${s.with_you} is answering. Joining the call…`;
+    document.title = 'The hub is answering';
     if (s.join_url) {
       // Let go of the camera before the call page asks for it.
       if (previewStream) previewStream.getTracks().forEach((t) => t.stop());
@@ -69,9 +72,11 @@ function show(s) {
     }
   } else if (s.state === 'cancelled') {
     $('waiting-title').textContent = 'Call cancelled';
+    document.title = 'Call cancelled';
     $('position').textContent = 'You can close this page, or reload it to call again.';
   } else if (s.state === 'ended') {
     $('waiting-title').textContent = 'The call has ended';
+    document.title = 'The call has ended';
     $('position').textContent = 'You can close this page, or reload it to call again.';
   }
 }

@@ -321,12 +321,26 @@ function join() {
       }, 28000);
     }
   });
-  call.addEventListener('server-error', (e) => say('call-message', e.detail.message));
+  call.addEventListener('server-error', (e) => {
+    metrics.errors = [...(metrics.errors || []), e.detail.code];
+    say('call-message', plainError(e.detail));
+  });
   call.addEventListener('problem', (e) => say('call-message', e.detail.message));
   call.addEventListener('call-ended', (e) => end('The call has ended', e.detail.message));
-  call.addEventListener('closed', (e) => end('The call was disconnected', e.detail.reason || 'The connection to the hub was lost.'));
+  call.addEventListener('closed', (e) => end('The call was disconnected',
+    e.detail.error ? plainError(e.detail.error) : 'The connection to the hub was lost.'));
   say('call-message', 'Connecting…');
   call.start();
+}
+
+// A refusal from the hub in words for whoever is on the call. The link's
+// own problems and refusals of hub staff's actions are worded by the hub
+// already; the rest are faults nobody on the call can fix by themselves
+// (their code is in the metrics for the helpdesk).
+function plainError({ code, message }) {
+  if (code && (code.endsWith('-token') || code.startsWith('recording-') || code === 'not-allowed')) return message;
+  if (code === 'resume-expired') return 'The call dropped for too long to carry on. Press Join again.';
+  return 'Something went wrong with the call. Join it again; if this keeps happening, phone the hub.';
 }
 
 const CAMERA_LOST = 'The camera stopped: another app may be using it. Trying again…';

@@ -100,7 +100,7 @@ export class Call extends EventTarget {
         return;
       }
       this.stop();
-      this.emit('closed', { code: e.code, reason: e.reason });
+      this.emit('closed', { code: e.code, reason: e.reason, error: this.lastError });
     };
   }
 
@@ -254,6 +254,8 @@ export class Call extends EventTarget {
         this.emit('media-connected', {});
         break;
       case 'error':
+        // Kept for the close that may follow: it says why.
+        this.lastError = msg;
         this.emit('server-error', msg);
         break;
       default:

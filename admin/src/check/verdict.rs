@@ -1,4 +1,5 @@
-//! What a connectivity check means, in words a care home can act on. The
+//! What a connectivity check means, in words a care home can act on: no
+//! network terms (the helpdesk's lookup shows each path by name). The
 //! thresholds come from the simulcast layers (`docs/adaptation.md`): a
 //! camera sends 150 + 500 + 1,500 kbit/s and audio about 64 kbit/s, and a
 //! viewer of two people in HD receives about 3.2 Mbit/s.
@@ -83,6 +84,12 @@ pub struct Verdict {
     pub notes: Vec<String>,
 }
 
+/// What a home can ask when the network itself is at fault.
+const ASK_THE_OWNER: &str =
+    "To fix this, ask whoever looks after this network to phone the hub's helpdesk, and read them the code below.";
+/// What a home can try when the Wi-Fi is weak.
+const CLOSER: &str = "Moving the tablet closer to the Wi-Fi router can help.";
+
 fn mbps(kbps: u32) -> String {
     format!("{:.1} Mbps", f64::from(kbps) / 1000.0)
 }
@@ -99,9 +106,8 @@ pub fn verdict(r: &CheckResult) -> Verdict {
     for (name, d) in [("camera", &r.camera), ("microphone", &r.microphone)] {
         if !d.ok {
             limit(Outcome::Blocked);
-            let why = d.detail.as_deref().unwrap_or("not available");
             notes.push(format!(
-                "The {name} cannot be used ({why}): check the browser's permission for this site."
+                "The {name} is not working on this page. Allow the {name} for this page (look for the camera symbol near the address bar), close any other app that may be using it, then run the check again."
             ));
         }
     }
@@ -109,47 +115,49 @@ pub fn verdict(r: &CheckResult) -> Verdict {
         (true, _, _) => {}
         (false, true, _) => {
             limit(Outcome::Limited);
-            notes
-                .push("UDP is blocked on this network: calls will use the slower TCP path.".into());
+            notes.push(format!(
+                "This network blocks the usual way video travels, so calls take a slower way. Calls will work. {ASK_THE_OWNER}"
+            ));
         }
         (false, false, true) => {
             limit(Outcome::Limited);
-            notes.push(
-                "Only secure web traffic gets out of this network: calls will be relayed over TLS (port 443), which adds delay. Ask the network's owner to allow UDP to the hub."
-                    .into(),
-            );
+            notes.push(format!(
+                "This network lets little more than web pages through, so calls go through the hub's relay, which adds a delay. Calls will work. {ASK_THE_OWNER}"
+            ));
         }
         (false, false, false) => {
             limit(Outcome::Blocked);
-            notes.push(
-                "Video cannot reach the hub from this network (UDP, TCP and TLS relay all failed). Ask the network's owner to allow the hub's address."
-                    .into(),
-            );
+            notes.push(format!(
+                "Video cannot reach the hub from this network. {ASK_THE_OWNER} Until then, try another Wi-Fi network if the home has one."
+            ));
         }
     }
     if let Some(up) = r.upload_kbps {
         if up < SD_UPLOAD_KBPS {
             limit(Outcome::Limited);
             notes.push(format!(
-                "Video will be reduced to the smallest picture: upload {}.",
+                "The hub will see you in a small, blurred picture: this network sends only {}. {CLOSER}",
                 mbps(up)
             ));
         } else if up < HD_UPLOAD_KBPS {
             limit(Outcome::Limited);
-            notes.push(format!("Video will be reduced: upload {}.", mbps(up)));
+            notes.push(format!(
+                "The hub will see you in a less sharp picture: this network sends {}. {CLOSER}",
+                mbps(up)
+            ));
         }
     }
     if let Some(down) = r.download_kbps.filter(|&d| d < HD_DOWNLOAD_KBPS) {
         limit(Outcome::Limited);
         notes.push(format!(
-            "Others' video will be reduced: download {}.",
+            "You will see the hub in a less sharp picture: this network receives {}. {CLOSER}",
             mbps(down)
         ));
     }
     if let Some(loss) = r.loss.filter(|&l| l >= LOSS_NOTICEABLE) {
         limit(Outcome::Limited);
         notes.push(format!(
-            "The network loses {:.0}% of packets: expect the picture to break up at times.",
+            "This network loses some of what is sent ({:.0}%): the picture and sound may break up at times. {CLOSER}",
             loss * 100.0
         ));
     }
@@ -160,7 +168,7 @@ pub fn verdict(r: &CheckResult) -> Verdict {
     if let Some(rtt) = rtt.filter(|&t| t >= SLOW_RTT_MS) {
         limit(Outcome::Limited);
         notes.push(format!(
-            "Replies from the hub are slow ({rtt} ms): people may talk over each other."
+            "There is a delay on this network ({rtt} ms there and back): leave a moment before answering, or people may talk over each other."
         ));
     }
     let headline = match outcome {
@@ -223,10 +231,53 @@ mod tests {
         assert_eq!(
             v.notes,
             [
-                "UDP is blocked on this network: calls will use the slower TCP path.",
-                "Video will be reduced to the smallest picture: upload 0.6 Mbps."
+                format!("This network blocks the usual way video travels, so calls take a slower way. Calls will work. {ASK_THE_OWNER}"),
+                format!("The hub will see you in a small, blurred picture: this network sends only 0.6 Mbps. {CLOSER}"),
             ]
         );
+    }
+
+    #[test]
+    fn no_note_uses_a_network_term() {
+        let path = |ok| PathResult {
+            ok,
+            rtt_ms: Some(450),
+            error: Some("ICE failed".into()),
+        };
+        let mut notes = Vec::new();
+        for (udp, tcp, relay) in [
+            (false, true, true),
+            (false, false, true),
+            (false, false, false),
+        ] {
+            let mut r = good();
+            (r.udp, r.tcp, r.turn_tls) = (path(udp), path(tcp), path(relay));
+            notes.extend(verdict(&r).notes);
+        }
+        for up in [600, 1_500] {
+            let r = CheckResult {
+                camera: DeviceResult::default(),
+                microphone: DeviceResult::default(),
+                upload_kbps: Some(up),
+                download_kbps: Some(1_000),
+                loss: Some(0.1),
+                udp: path(true),
+                ..good()
+            };
+            notes.extend(verdict(&r).notes);
+        }
+        assert_eq!(
+            notes.len(),
+            5 + 2 * 6,
+            "every note, once per case: {notes:#?}"
+        );
+        for note in &notes {
+            for term in [
+                "UDP", "TCP", "TLS", "TURN", "ICE", "packet", "codec", "port", "Error",
+            ] {
+                assert!(!note.contains(term), "{term:?} in {note:?}");
+            }
+        }
     }
 
     #[test]
@@ -243,6 +294,7 @@ mod tests {
         };
         let v = verdict(&r);
         assert_eq!(v.outcome, Outcome::Blocked);
-        assert!(v.notes[0].contains("camera cannot be used (NotAllowedError)"));
+        assert!(v.notes[0].starts_with("The camera is not working on this page."));
+        assert!(!v.notes[0].contains("NotAllowedError"), "no browser terms");
     }
 }
