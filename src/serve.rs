@@ -164,6 +164,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 check_credentials: Duration::from_secs(config.limits.check_credential_secs),
                 check_limits: config.limits.check(),
                 refusals: refusals.clone(),
+                record_key: config.record_key()?,
                 recordings: config.recording.enabled.then_some(RecordingAccess {
                     links: downloads,
                     key: recording_key,
@@ -305,6 +306,7 @@ fn record_calls(log: CallLog, mut events: UnboundedReceiver<CallEvent>) {
                 encrypted,
                 at,
             } => log.recording_started(recording, room, by, path, *encrypted, *at),
+            CallEvent::Consent { room, consent, at } => log.consent_recorded(room, consent, *at),
             CallEvent::RecordingFinished {
                 recording,
                 result,

@@ -11,6 +11,7 @@ use crate::support::axe::{assert_accessible, violations};
 use crate::support::browser::{Browser, Driver};
 use crate::support::calls::wait_all_decoding;
 use crate::support::devtools::emulate_media_feature;
+use crate::support::recording::answer_consent;
 use crate::support::Server;
 
 const TAB: &str = "\u{E004}";
@@ -378,6 +379,15 @@ async fn a_screen_reader_hears_a_join_the_recording_and_a_reconnect() {
         .await
         .expect("Record");
     record.click().await.expect("Record");
+    clinician
+        .until(
+            "return !document.getElementById('consent-prompt').hidden;",
+            SHOWN_WITHIN,
+            "the consent question",
+        )
+        .await;
+    assert_accessible(&clinician, "the clinician's call asking for consent").await;
+    answer_consent(&clinician, "#consent-given").await;
     home.until(
         "return !document.getElementById('recording-indicator').hidden;",
         SHOWN_WITHIN,

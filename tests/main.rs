@@ -28,6 +28,7 @@ mod poor_network;
 mod public_surfaces;
 mod queue;
 mod recording;
+mod records;
 mod resume;
 mod tablet;
 mod turn_refusals;

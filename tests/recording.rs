@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use crate::support::axe::assert_accessible;
 use crate::support::browser::{Browser, Driver, FAKE_CAMERA_FPS};
 use crate::support::calls::wait_all_decoding_hd;
-use crate::support::recording::{export, ffprobe, recording_shown};
+use crate::support::recording::{
+    answer_consent, export, ffprobe, recording_shown, start_recording,
+};
 use crate::support::{Server, ServerOptions};
 use fantoccini::Locator;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A hook receiver that keeps every event body (signatures are `hooks.rs`'s):
 /// standard events at `/hooks`, the FHIR endpoint's at `/fhir`.
@@ -184,14 +186,41 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
         assert!(!recording_shown(b).await, "a care home started a recording");
     }
 
-    // The clinician records 20 s; everyone sees it start and stop.
+    // Recording waits for consent: the Record button says so and asks.
+    // Refused, the hub will not record, even when asked directly.
     let clinician = &browsers[1];
     let button = clinician
         .client
         .find(Locator::Css("#record-button"))
         .await
         .expect("a clinician has a Record button");
+    assert_eq!(button.text().await.unwrap(), "Record (consent first)");
     button.click().await.expect("click Record");
+    answer_consent(clinician, "#consent-refused").await;
+    clinician
+        .until(
+            "return document.getElementById('record-button').textContent === 'Record (consent refused)';",
+            Duration::from_secs(10),
+            "the refusal shown on the Record button",
+        )
+        .await;
+    clinician
+        .eval("window.carecall.call.setRecording(true);")
+        .await;
+    clinician
+        .until(
+            "return document.getElementById('call-message').textContent.includes('refused');",
+            Duration::from_secs(10),
+            "the hub refuses to record",
+        )
+        .await;
+    for b in &browsers {
+        assert!(!recording_shown(b).await, "recorded without consent");
+    }
+
+    // The decision changes: the clinician records 20 s; everyone sees it
+    // start and stop.
+    start_recording(clinician).await;
     let shown = wait_until_all(&browsers, true, Duration::from_secs(10)).await;
     println!(
         "recording indicator in all three browsers {} ms after the click",
@@ -221,7 +250,24 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
         "recording.ready {} ms after stop: {ready}",
         start.elapsed().as_millis()
     );
-    assert_eq!(events.of_type("recording.started").len(), 1);
+    let started = events.of_type("recording.started");
+    assert_eq!(started.len(), 1);
+    let consent = &started[0]["data"]["consent"];
+    assert_eq!(
+        (
+            &consent["given"],
+            &consent["by"],
+            &consent["how"],
+            &consent["recorded_by"]["role"]
+        ),
+        (
+            &json!(true),
+            &json!("resident"),
+            &json!("verbal"),
+            &json!("clinician")
+        ),
+        "{consent}"
+    );
     let data = &ready["data"];
     assert_eq!(data["packets_dropped"], 0, "the recorder kept up: {data}");
     let id = data["recording"].as_str().expect("recording id").to_owned();

@@ -1,6 +1,8 @@
 // The hub console: the waiting calls (pushed over a WebSocket on every
 // change, with a sound on a new call), what waits for you (a call passed to
 // you, an invitation), and the call you are in, with transfer and invite.
+import { ResidentsPanel } from '/admin/residents.js';
+
 const $ = (id) => document.getElementById(id);
 const el = (tag, text, cls) => {
   const e = document.createElement(tag);
@@ -22,6 +24,8 @@ function post(url, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
 }
+
+const residents = new ResidentsPanel(post, () => hub.call);
 
 function problem(text) {
   $('problem').textContent = text || '';
@@ -149,6 +153,7 @@ function open(body) {
   $('handover').hidden = me && me.role === 'specialist';
   $('handover-out').textContent = '';
   $('call-frame').src = `${body.join_url}&go=1`;
+  residents.open(me && me.role);
 }
 
 async function take(url, button) {

@@ -166,6 +166,41 @@ const MIGRATIONS: &[&str] = &[
         room TEXT PRIMARY KEY,
         revoked_before INTEGER NOT NULL
     );",
+    // Consent to record each consultation, and refusals, as clinicians
+    // recorded them on the call.
+    "CREATE TABLE recording_consents (
+        id INTEGER PRIMARY KEY,
+        call_id INTEGER NOT NULL,
+        room TEXT NOT NULL,
+        given INTEGER NOT NULL,
+        decided_by TEXT NOT NULL,
+        manner TEXT NOT NULL,
+        recorded_by TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX recording_consents_call ON recording_consents (call_id, at_ms);",
+    // The clinical record: one encounter per resident seen in a
+    // consultation (identifiers sealed), and the audit trail of who looked
+    // at or changed it.
+    "CREATE TABLE encounters (
+        id INTEGER PRIMARY KEY,
+        call_id INTEGER NOT NULL,
+        hub_call INTEGER,
+        room TEXT NOT NULL,
+        resident BLOB NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX encounters_call ON encounters (call_id);
+    CREATE INDEX encounters_hub_call ON encounters (hub_call);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        account TEXT NOT NULL,
+        from_addr TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL
+    );",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

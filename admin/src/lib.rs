@@ -34,6 +34,7 @@ mod password_checks;
 pub mod quality;
 mod queue;
 mod recordings;
+pub mod records;
 mod routes;
 
 pub use accounts::{

@@ -10,6 +10,7 @@ const DASHBOARD_SCRIPT: &str = include_str!("../client/dashboard.js");
 const STYLE: &str = include_str!("../client/admin.css");
 const HUB: &str = include_str!("../client/hub.html");
 const HUB_SCRIPT: &str = include_str!("../client/hub.js");
+const RESIDENTS_SCRIPT: &str = include_str!("../client/residents.js");
 const HOME: &str = include_str!("../client/home.html");
 const HOME_SCRIPT: &str = include_str!("../client/home.js");
 
@@ -59,9 +60,18 @@ pub(crate) async fn hub() -> Html<&'static str> {
 
 /// `GET /admin/hub.js` (signed in only)
 pub(crate) async fn hub_script() -> Response {
+    script(HUB_SCRIPT)
+}
+
+/// `GET /admin/residents.js` (signed in only): the console's residents panel.
+pub(crate) async fn residents_script() -> Response {
+    script(RESIDENTS_SCRIPT)
+}
+
+fn script(body: &'static str) -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        HUB_SCRIPT,
+        body,
     )
         .into_response()
 }

@@ -57,6 +57,8 @@ pub struct AdminState {
     pub(crate) turn_running: bool,
     pub(crate) home_links: crate::home_links::HomeLinks,
     pub(crate) queue: Arc<crate::QueueSettings>,
+    /// Seals the clinical record's identifiers at rest.
+    pub(crate) record_key: crate::records::RecordKey,
     /// Bumped on every change to the queue: each open console re-reads it.
     pub(crate) hub_changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -91,6 +93,8 @@ pub struct AdminOptions {
     pub check_limits: crate::check::CheckLimits,
     /// Where refusals at the public surfaces are counted (shown in `/metrics`).
     pub refusals: carecall_sfu::Refusals,
+    /// Seals the clinical record's identifiers at rest.
+    pub record_key: crate::records::RecordKey,
 }
 
 impl AdminState {
@@ -132,6 +136,7 @@ impl AdminState {
             home_links: options.home_links,
             queue: Arc::new(options.queue),
             hub_changes: Arc::new(tokio::sync::watch::channel(0).0),
+            record_key: options.record_key,
         }
     }
 
@@ -220,6 +225,12 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
         ),
         (Method::GET, "/admin/hub", Staff, get(pages::hub)),
         (Method::GET, "/admin/hub.js", Staff, get(pages::hub_script)),
+        (
+            Method::GET,
+            "/admin/residents.js",
+            Staff,
+            get(pages::residents_script),
+        ),
         (Method::GET, "/admin/api/session", Staff, get(auth::whoami)),
         (
             Method::GET,
@@ -332,6 +343,24 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
             "/admin/api/hub/calls/{id}/invite",
             Staff,
             post(hub::invite),
+        ),
+        (
+            Method::POST,
+            "/admin/api/hub/calls/{id}/residents",
+            Staff,
+            post(crate::records::api::attach),
+        ),
+        (
+            Method::GET,
+            "/admin/api/hub/calls/{id}/residents",
+            Staff,
+            get(crate::records::api::list),
+        ),
+        (
+            Method::GET,
+            "/admin/api/audit",
+            Admin,
+            get(crate::records::api::trail),
         ),
         (Method::POST, "/admin/api/links", Admin, post(links::create)),
         (Method::POST, "/admin/logout", Staff, post(auth::logout)),

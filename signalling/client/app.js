@@ -1,6 +1,7 @@
 // The call page: pre-join (preview, device choice, one big button), the call
 // view (a tile per person), and plain-language messages when something is wrong.
 import { Call } from '/client/call.js';
+import { ConsentPrompt } from '/client/consent.js';
 import { CAMERA, CameraKeeper, ScreenAwake, Speaker } from '/client/tablet.js';
 
 const $ = (id) => document.getElementById(id);
@@ -247,12 +248,13 @@ function join() {
       if ($('call-message').textContent === e.detail.message) say('call-message', '');
     }, 10000);
   });
+  call.addEventListener('consent', (e) => consent.update(e.detail.consent));
   call.addEventListener('recording', (e) => {
     const { active, by } = e.detail;
     metrics.recording = active;
     $('recording-indicator').hidden = !active;
     $('record-button').setAttribute('aria-pressed', String(active));
-    $('record-button').textContent = active ? 'Stop recording' : 'Record';
+    consent.recordingChanged(active);
     const who = by === call.participant ? 'You' : (call.peers.get(by)?.name || 'The clinician');
     const told = active ? `${who} started recording this call.` : 'Recording stopped.';
     say('call-message', told);
@@ -338,7 +340,7 @@ function join() {
 // already; the rest are faults nobody on the call can fix by themselves
 // (their code is in the metrics for the helpdesk).
 function plainError({ code, message }) {
-  if (code && (code.endsWith('-token') || code.startsWith('recording-') || code === 'not-allowed')) return message;
+  if (code && (code.endsWith('-token') || code.startsWith('recording-') || code === 'not-allowed' || code === 'consent-needed')) return message;
   if (code === 'resume-expired') return 'The call dropped for too long to carry on. Press Join again.';
   return 'Something went wrong with the call. Join it again; if this keeps happening, phone the hub.';
 }
@@ -411,10 +413,8 @@ $('leave-button').onclick = () => {
   window.carecall.call.leave();
   end('You have left the call', 'You can close this page.');
 };
-$('record-button').onclick = () => {
-  const on = $('record-button').getAttribute('aria-pressed') !== 'true';
-  window.carecall.call.setRecording(on);
-};
+const consent = new ConsentPrompt(() => window.carecall.call);
+$('record-button').onclick = () => consent.press();
 let recordingNoteTimer = null;
 let noticeTimer = null;
 $('rejoin-button').onclick = () => location.reload();

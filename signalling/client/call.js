@@ -241,6 +241,9 @@ export class Call extends EventTarget {
       case 'recording':
         this.emit('recording', msg);
         break;
+      case 'consent':
+        this.emit('consent', msg);
+        break;
       case 'asked':
         this.emit('asked', msg);
         break;
@@ -406,6 +409,11 @@ export class Call extends EventTarget {
   // Start or stop recording the call (the hub allows it to clinicians only).
   setRecording(on) {
     this.send({ type: 'record', on });
+  }
+
+  // A clinician's record of consent to record (`given`) or a refusal.
+  recordConsent(given, by, how) {
+    this.send({ type: 'consent', given, by, how });
   }
 
   leave() {

@@ -47,6 +47,15 @@ pub enum CallEvent {
         /// When.
         at: SystemTime,
     },
+    /// A clinician recorded consent to record the call, or a refusal.
+    Consent {
+        /// Room name.
+        room: String,
+        /// The entry.
+        consent: crate::Consent,
+        /// When.
+        at: SystemTime,
+    },
     /// A recording's file is finished (stopped, or the call ended), or failed.
     RecordingFinished {
         /// Room name.

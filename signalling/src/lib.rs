@@ -9,6 +9,7 @@
 
 mod asks;
 mod client_addr;
+mod consent;
 mod events;
 mod pages;
 mod presence;
@@ -31,6 +32,7 @@ use carecall_sfu::MediaServer;
 use tokio::sync::mpsc::UnboundedSender;
 
 pub use client_addr::TrustedProxies;
+pub use consent::{Consent, ConsentGiver, ConsentManner};
 pub use events::CallEvent;
 pub use presence::Presence;
 pub use recording::RecordingPolicy;
@@ -92,6 +94,7 @@ struct Inner {
     next_participant: AtomicU64,
     recording: Option<RecordingPolicy>,
     recordings: recording::RecordingBook,
+    consents: consent::ConsentBook,
     limits: SocketLimits,
     refusals: carecall_sfu::Refusals,
     revocations: LinkRevocations,
@@ -116,6 +119,7 @@ impl AppState {
                 next_participant: AtomicU64::new(1),
                 recording: None,
                 recordings: recording::RecordingBook::default(),
+                consents: consent::ConsentBook::default(),
                 limits: SocketLimits::default(),
                 refusals: carecall_sfu::Refusals::default(),
                 revocations: LinkRevocations::default(),
@@ -204,6 +208,7 @@ pub fn app(state: AppState) -> Router {
         .route("/client/app.js", get(pages::app_js))
         .route("/client/call.js", get(pages::call_js))
         .route("/client/tablet.js", get(pages::tablet_js))
+        .route("/client/consent.js", get(pages::consent_js))
         .route("/client/style.css", get(pages::style_css))
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(|| async { "ok" }))

@@ -14,6 +14,7 @@ const CALL_PAGE: &str = include_str!("../client/index.html");
 const APP_JS: &str = include_str!("../client/app.js");
 const CALL_JS: &str = include_str!("../client/call.js");
 const TABLET_JS: &str = include_str!("../client/tablet.js");
+const CONSENT_JS: &str = include_str!("../client/consent.js");
 const STYLE_CSS: &str = include_str!("../client/style.css");
 
 /// The query of a join link: `/join?t=TOKEN`.
@@ -91,6 +92,11 @@ pub(crate) async fn app_js() -> Response {
 /// `GET /client/call.js`
 pub(crate) async fn call_js() -> Response {
     asset("text/javascript; charset=utf-8", CALL_JS)
+}
+
+/// `GET /client/consent.js`
+pub(crate) async fn consent_js() -> Response {
+    asset("text/javascript; charset=utf-8", CONSENT_JS)
 }
 
 /// `GET /client/tablet.js`

@@ -82,6 +82,12 @@ impl Presence {
         true
     }
 
+    /// Nobody is in `room`.
+    pub fn is_empty(&self, room: &str) -> bool {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.get(room).is_none_or(|m| m.is_empty())
+    }
+
     /// Everyone in `room` but `id`.
     pub fn others(&self, room: &str, id: ParticipantId) -> Vec<PeerInfo> {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());

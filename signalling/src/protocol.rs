@@ -66,6 +66,17 @@ pub enum ClientMessage {
         /// Start or stop.
         on: bool,
     },
+    /// Consent to record the call (`given`), or a refusal, as the resident
+    /// or whoever decides for them gave it. Clinicians only; needed before
+    /// `record`.
+    Consent {
+        /// Agreed to recording.
+        given: bool,
+        /// Who decided.
+        by: crate::ConsentGiver,
+        /// How.
+        how: crate::ConsentManner,
+    },
     /// Ask another participant for something only the person holding the
     /// tablet can do (show the rear camera). Hub staff only.
     Ask {
@@ -98,6 +109,7 @@ impl ClientMessage {
         "mute",
         "view",
         "record",
+        "consent",
         "ask",
         "leave",
     ];
@@ -207,6 +219,12 @@ pub enum ServerMessage {
         by: String,
         /// When it started, Unix seconds.
         since: u64,
+    },
+    /// The call's consent to record: sent to everyone when it is recorded,
+    /// and on joining. `null` until a clinician records it.
+    Consent {
+        /// The entry, if any.
+        consent: Option<crate::Consent>,
     },
     /// Hub staff ask this browser's user for something (see
     /// [`ClientMessage::Ask`]); the page shows it with a way to do it.

@@ -100,6 +100,12 @@ pub(crate) fn request(
         );
     };
     let book = &state.inner.recordings;
+    if on {
+        if let Some(why) = state.inner.consents.refusal(room) {
+            tracing::info!("recording request refused: no consent");
+            return refuse(outbox, "consent-needed", why);
+        }
+    }
     if !on {
         let Some(active) = book.lock().remove(room) else {
             return;

@@ -723,6 +723,15 @@ impl Config {
         Ok(Some(carecall_sfu::recording::RecordingKey::new(key)))
     }
 
+    /// The key the clinical record's identifiers are sealed with: derived
+    /// from the recording secret (another use of it), whether or not
+    /// recordings themselves are sealed.
+    pub fn record_key(&self) -> anyhow::Result<carecall_admin::records::RecordKey> {
+        let secret =
+            crate::secret::recording_secret(self.recording.secret.as_deref(), &self.data_dir)?;
+        Ok(carecall_admin::records::RecordKey::derive(&secret))
+    }
+
     /// The base URL for join links.
     pub fn base_url(&self) -> String {
         match &self.public_url {

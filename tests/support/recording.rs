@@ -19,6 +19,37 @@ pub async fn recording_shown(b: &Browser) -> bool {
         .unwrap_or(false)
 }
 
+/// Presses the clinician's Record button and answers the question it asks
+/// first in a new call: consent, here the resident's, said on the call.
+pub async fn start_recording(clinician: &Browser) {
+    clinician
+        .client
+        .find(Locator::Css("#record-button"))
+        .await
+        .expect("a clinician has a Record button")
+        .click()
+        .await
+        .expect("click Record");
+    answer_consent(clinician, "#consent-given").await;
+}
+
+/// Presses `button` (`#consent-given` or `#consent-refused`) in the consent
+/// question, once it shows.
+pub async fn answer_consent(clinician: &Browser, button: &str) {
+    clinician
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(&format!(
+            "#consent-prompt:not([hidden]) {button}"
+        )))
+        .await
+        .expect("the consent question")
+        .click()
+        .await
+        .expect("answer the consent question");
+}
+
 /// Presses the clinician's Record button, and Stop `span` after the
 /// indicator shows; waits for the file to be ready, exports it and returns
 /// [`ffprobe`]'s view of it.
@@ -29,7 +60,11 @@ pub async fn record(server: &Server, clinician: &Browser, span: Duration) -> Val
         .await
         .expect("a clinician has a Record button");
     for shown in [true, false] {
-        button.click().await.expect("click Record / Stop recording");
+        if shown {
+            start_recording(clinician).await;
+        } else {
+            button.click().await.expect("click Stop recording");
+        }
         let start = Instant::now();
         while recording_shown(clinician).await != shown {
             assert!(

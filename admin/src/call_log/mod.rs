@@ -109,7 +109,7 @@ impl CallLog {
 
     /// Runs `f` in one transaction (the change and its events commit
     /// together), then wakes hook delivery.
-    fn change<T>(
+    pub(crate) fn change<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, AdminError> {
@@ -124,6 +124,14 @@ impl CallLog {
             wake.notify_one();
         }
         Ok(out)
+    }
+
+    /// Runs the read `f` on the database.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, AdminError> {
+        f(&self.conn).map_err(|e| self.err(e))
     }
 
     /// Closes sessions left open by a crash or restart: they ended when the

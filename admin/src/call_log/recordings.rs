@@ -97,7 +97,72 @@ fn role_of(c: &Connection, participant: &str) -> rusqlite::Result<Option<String>
     .optional()
 }
 
+/// The last consent entry of consultation `call`, as `recording.started`
+/// carries it.
+fn consent_of(c: &Connection, call: i64) -> rusqlite::Result<Option<serde_json::Value>> {
+    c.query_row(
+        "SELECT given, decided_by, manner, recorded_by, at_ms FROM recording_consents
+         WHERE call_id = ?1 ORDER BY id DESC LIMIT 1",
+        [call],
+        |r| {
+            let recorded_by: String = r.get(3)?;
+            Ok((
+                r.get::<_, bool>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                recorded_by,
+                r.get::<_, i64>(4)?,
+            ))
+        },
+    )
+    .optional()?
+    .map(|(given, by, how, recorded_by, at)| {
+        Ok(json!({
+            "given": given,
+            "by": by,
+            "how": how,
+            "recorded_by": { "participant": recorded_by, "role": role_of(c, &recorded_by)? },
+            "recorded_at": rfc3339(at),
+        }))
+    })
+    .transpose()
+}
+
+/// The consultation open in `room` (0 when none is).
+fn open_call(c: &Connection, room: &str) -> rusqlite::Result<i64> {
+    Ok(c.query_row(
+        "SELECT id FROM calls WHERE room = ?1 AND ended_at_ms IS NULL",
+        [room],
+        |r| r.get(0),
+    )
+    .optional()?
+    .unwrap_or(0))
+}
+
 impl CallLog {
+    /// Keeps a clinician's consent entry (or refusal) for the consultation
+    /// open in `room`.
+    pub fn consent_recorded(
+        &self,
+        room: &str,
+        consent: &carecall_signalling::Consent,
+        at: SystemTime,
+    ) -> Result<(), AdminError> {
+        let at = ms(at);
+        let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let by = name(json!(consent.by));
+        let how = name(json!(consent.how));
+        self.change(|c| {
+            let call = open_call(c, room)?;
+            c.execute(
+                "INSERT INTO recording_consents (call_id, room, given, decided_by, manner, recorded_by, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![call, room, consent.given, by, how, consent.recorded_by, at],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Records that recording `id` of `room` started; emits `recording.started`.
     pub fn recording_started(
         &self,
@@ -111,14 +176,7 @@ impl CallLog {
         let at = ms(at);
         let hooks = &self.hooks;
         self.change(|c| {
-            let call: i64 = c
-                .query_row(
-                    "SELECT id FROM calls WHERE room = ?1 AND ended_at_ms IS NULL",
-                    [room],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
+            let call = open_call(c, room)?;
             c.execute(
                 "INSERT INTO recordings (id, room, call_id, started_by, started_at_ms, state, path, encrypted)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'recording', ?6, ?7)",
@@ -130,6 +188,7 @@ impl CallLog {
                 "started_by": { "participant": by, "role": role_of(c, by)? },
                 "started_at": rfc3339(at),
                 "encrypted_at_rest": encrypted,
+                "consent": consent_of(c, call)?,
             });
             hooks.emit(c, call, "recording.started", data, at)
         })

@@ -537,6 +537,10 @@ impl Session {
                 );
                 Ok(())
             }
+            ClientMessage::Consent { given, by, how } => {
+                crate::consent::record(&self.state, &j.claims, j.id, given, by, how, &self.outbox);
+                Ok(())
+            }
             ClientMessage::Ask { participant, what } => {
                 crate::asks::ask(
                     &self.state,
@@ -634,6 +638,7 @@ impl Session {
         if let Some(recording) = inner.recordings.status(&claims.room) {
             self.send(recording);
         }
+        self.send(inner.consents.status(&claims.room));
         self.state.emit(CallEvent::Joined {
             room: claims.room.clone(),
             participant: id.to_string(),
@@ -714,6 +719,9 @@ impl Session {
         let inner = &self.state.inner;
         inner.resumes.forget(&j.resume);
         inner.presence.leave(&j.claims.room, j.id);
+        if inner.presence.is_empty(&j.claims.room) {
+            inner.consents.forget(&j.claims.room);
+        }
         if j.media.is_some() {
             let _ = inner.media.leave(RoomId(j.claims.room.clone()), j.id);
         }

@@ -111,7 +111,8 @@ impl Browser {
         }
     }
 
-    /// Connects and joins `room`, past the `joined` message.
+    /// Connects and joins `room`, past the `joined` message and the call's
+    /// consent to record (none yet).
     fn join(state: &AppState, room: &str, role: Role) -> Self {
         let mut browser = Browser::connect(state);
         assert_eq!(
@@ -120,7 +121,13 @@ impl Browser {
         );
         let replies = browser.replies();
         assert!(
-            matches!(replies.as_slice(), [ServerMessage::Joined { .. }]),
+            matches!(
+                replies.as_slice(),
+                [
+                    ServerMessage::Joined { .. },
+                    ServerMessage::Consent { consent: None }
+                ]
+            ),
             "{replies:?}"
         );
         browser
@@ -203,9 +210,9 @@ fn join_answers_joined_with_those_present_and_tells_them() {
         participants,
         ice_servers,
         resume,
-    }] = replies.as_slice()
+    }, ServerMessage::Consent { consent: None }] = replies.as_slice()
     else {
-        panic!("one joined message: {replies:?}");
+        panic!("joined, then no consent yet: {replies:?}");
     };
     assert_eq!(*v, PROTOCOL_VERSION);
     assert_eq!(*participant, clinician.id().to_string());
@@ -731,6 +738,92 @@ fn only_a_clinician_may_ask_to_record_and_a_refusal_is_not_fatal() {
             false
         ))]
     );
+}
+
+#[test]
+fn recording_waits_for_consent_which_only_a_clinician_records_and_everyone_hears() {
+    let (state, mut events) = server(SocketLimits::default());
+    // Nothing is written: no recording starts in this test.
+    let state = state.with_recording(crate::RecordingPolicy {
+        dir: std::env::temp_dir().join("carecall-never-written"),
+        key: None,
+    });
+    let mut home = Browser::join(&state, "ward-17", Role::Home);
+    let mut clinician = Browser::join(&state, "ward-17", Role::Clinician);
+    home.replies();
+    let record = r#"{"type":"record","on":true}"#;
+    let consent = |given: bool| {
+        json(
+            serde_json::json!({"type": "consent", "given": given, "by": "lasting-power-of-attorney", "how": "verbal"}),
+        )
+    };
+
+    assert_eq!(clinician.text(record), ControlFlow::Continue(()));
+    assert_eq!(home.text(&consent(true)), ControlFlow::Continue(()));
+    assert_eq!(clinician.text(&consent(false)), ControlFlow::Continue(()));
+    assert_eq!(clinician.text(record), ControlFlow::Continue(()));
+
+    let replies = clinician.replies();
+    let at = match &replies[1] {
+        ServerMessage::Consent { consent: Some(c) } => c.at,
+        other => panic!("the entry told back: {other:?}"),
+    };
+    let refused = crate::Consent {
+        given: false,
+        by: crate::ConsentGiver::LastingPowerOfAttorney,
+        how: crate::ConsentManner::Verbal,
+        recorded_by: clinician.id().to_string(),
+        at,
+    };
+    let told = ServerMessage::Consent {
+        consent: Some(refused.clone()),
+    };
+    assert_eq!(
+        replies,
+        vec![
+            error(
+                "consent-needed",
+                "Record the resident's consent first: who agreed and how."
+            ),
+            told.clone(),
+            error(
+                "consent-needed",
+                "Consent to record was refused for this call, so it cannot be recorded."
+            ),
+        ]
+    );
+    assert_eq!(
+        home.replies(),
+        vec![
+            error(
+                "not-allowed",
+                "Only a clinician can record consent to record."
+            ),
+            told,
+        ]
+    );
+    let logged: Vec<_> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter_map(|e| match e {
+            CallEvent::Consent { room, consent, .. } => Some((room, consent)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logged, vec![("ward-17".to_owned(), refused)]);
+
+    // A later joiner hears the entry; when the room empties it is gone.
+    let mut late = Browser::connect(&state);
+    assert_eq!(
+        late.text(&join_message("ward-17", Role::Specialist)),
+        ControlFlow::Continue(())
+    );
+    assert!(
+        matches!(late.replies().as_slice(), [ServerMessage::Joined { .. }, ServerMessage::Consent { consent: Some(c) }] if !c.given)
+    );
+    for b in [home, clinician, late] {
+        drop(b);
+    }
+    let again = Browser::join(&state, "ward-17", Role::Clinician);
+    assert_eq!(again.closing(), None, "a new consultation asks again");
 }
 
 #[test]

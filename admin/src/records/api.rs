@@ -1,0 +1,128 @@
+//! The clinical record's API for the hub console and the dashboard:
+//! attaching residents to the call a clinician is in, listing them (each
+//! look audited), and the audit trail for admins.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::audit::{self, Actor};
+use super::residents::{self, Resident};
+use crate::accounts::{AccountRole, AdminSession};
+use crate::auth::ClientIp;
+use crate::hub::{now_ms, unavailable};
+use crate::json_error;
+use crate::routes::AdminState;
+
+/// What the console posts to attach a resident.
+#[derive(Deserialize)]
+pub(crate) struct NewResident {
+    nhs_number: String,
+    name: String,
+    birth_date: String,
+}
+
+fn actor(me: &AdminSession, from: ClientIp) -> Actor {
+    Actor {
+        account: me.name.clone(),
+        from: from.0,
+    }
+}
+
+/// `POST /admin/api/hub/calls/{id}/residents`: a clinician or specialist
+/// attaches a resident to the hub call they are in: one encounter.
+pub(crate) async fn attach(
+    State(state): State<AdminState>,
+    Extension(me): Extension<AdminSession>,
+    from: ClientIp,
+    Path(hub_call): Path<i64>,
+    Json(req): Json<NewResident>,
+) -> Response {
+    if !matches!(me.role, AccountRole::Clinician | AccountRole::Specialist) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "only clinicians and specialists attach residents to a call",
+        );
+    }
+    let today = jiff::Timestamp::now().to_zoned(state.zone.clone()).date();
+    let resident = match Resident::new(&req.nhs_number, &req.name, &req.birth_date, today) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let (key, who) = (state.record_key.clone(), actor(&me, from));
+    let done = crate::blocking_locked(&state.history, move |log| {
+        let Some(call) = log.queued_call(hub_call)? else {
+            return Ok(Err("no such call"));
+        };
+        log.change(|c| {
+            residents::attach(
+                c,
+                &key,
+                &call.room,
+                Some(hub_call),
+                &resident,
+                &who,
+                now_ms(),
+            )
+        })
+        .map(|id| id.ok_or("nobody is in this call now"))
+    })
+    .await;
+    match done {
+        Ok(Ok(encounter)) => {
+            tracing::info!(account = %me.name, hub_call, encounter, "resident attached");
+            (StatusCode::CREATED, Json(json!({ "encounter": encounter }))).into_response()
+        }
+        Ok(Err(why)) => json_error(StatusCode::NOT_FOUND, why),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `GET /admin/api/hub/calls/{id}/residents`: the residents attached to a
+/// hub call, with their identifiers (hub staff only; audited).
+pub(crate) async fn list(
+    State(state): State<AdminState>,
+    Extension(me): Extension<AdminSession>,
+    from: ClientIp,
+    Path(hub_call): Path<i64>,
+) -> Response {
+    let (key, who) = (state.record_key.clone(), actor(&me, from));
+    let found = crate::blocking_locked(&state.history, move |log| {
+        log.change(|c| residents::of_hub_call(c, &key, hub_call, &who, now_ms()))
+    })
+    .await;
+    match found {
+        Ok(encounters) => Json(json!({ "encounters": encounters })).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// How much of the audit trail to show.
+#[derive(Deserialize)]
+pub(crate) struct AuditQuery {
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    200
+}
+
+/// `GET /admin/api/audit`: the latest entries of the audit trail (admins).
+pub(crate) async fn trail(
+    State(state): State<AdminState>,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let limit = q.limit.clamp(1, 10_000);
+    match crate::blocking_locked(&state.history, move |log| {
+        log.read(|c| audit::latest(c, limit))
+    })
+    .await
+    {
+        Ok(entries) => Json(json!({ "entries": entries })).into_response(),
+        Err(e) => unavailable(e),
+    }
+}

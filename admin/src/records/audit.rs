@@ -1,0 +1,61 @@
+//! The audit trail of the clinical record: every look at a resident's
+//! identifiers, every recording fetched, every outcome written or changed,
+//! with who, when and from where. Rows are only ever added; a subject names
+//! the consultation and encounter, never the resident.
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+/// One entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// When, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// The account (or `signed link`, `command line`) that did it.
+    pub account: String,
+    /// The client's address, or where else it came from.
+    pub from: String,
+    /// What was done, e.g. `residents.viewed`.
+    pub action: String,
+    /// What it was done to, e.g. `consultation 17, encounter 3`.
+    pub subject: String,
+}
+
+/// Who did something, and from where.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor {
+    pub(crate) account: String,
+    pub(crate) from: String,
+}
+
+/// Adds an entry, in the caller's transaction.
+pub(crate) fn note(
+    c: &Connection,
+    who: &Actor,
+    action: &str,
+    subject: &str,
+    at_ms: i64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO audit_log (at_ms, account, from_addr, action, subject) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![at_ms, who.account, who.from, action, subject],
+    )?;
+    Ok(())
+}
+
+/// The latest `limit` entries, newest first.
+pub(crate) fn latest(c: &Connection, limit: u32) -> rusqlite::Result<Vec<AuditEntry>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT at_ms, account, from_addr, action, subject FROM audit_log ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok(AuditEntry {
+            at_ms: r.get(0)?,
+            account: r.get(1)?,
+            from: r.get(2)?,
+            action: r.get(3)?,
+            subject: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}

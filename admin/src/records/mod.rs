@@ -1,0 +1,15 @@
+//! The clinical record of a consultation: who it was about (residents,
+//! attached by a clinician, their identifiers sealed at rest with
+//! [`RecordKey`]) and the audit trail of who looked at or changed it
+//! (`docs/records.md`).
+
+pub(crate) mod api;
+mod audit;
+mod nhs_number;
+mod residents;
+mod seal;
+
+pub use audit::AuditEntry;
+pub use nhs_number::{NhsNumber, NhsNumberError};
+pub use residents::{Encounter, Resident, ResidentError};
+pub use seal::{RecordKey, SealError};

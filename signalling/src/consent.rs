@@ -1,0 +1,132 @@
+//! Consent to record a call. A clinician records who agreed (or refused) and
+//! how before a recording may start; the hub keeps the entry for as long as
+//! someone is in the room, tells every browser in it, and the call log keeps
+//! it with the consultation (`recording.started` carries it).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::CallEvent;
+use crate::protocol::ServerMessage;
+use crate::token::{unix_now, JoinClaims, Role};
+use crate::AppState;
+
+/// Who gave (or refused) consent for the resident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentGiver {
+    /// The resident, who has capacity to decide.
+    Resident,
+    /// Someone holding a lasting power of attorney for health and welfare.
+    LastingPowerOfAttorney,
+    /// A best-interests decision for a resident without capacity.
+    BestInterests,
+}
+
+/// How consent was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentManner {
+    /// Said on the call.
+    Verbal,
+    /// A signed form, shown on the call.
+    Written,
+}
+
+/// One consent entry: agreed or refused, by whom, how, recorded by whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Consent {
+    /// Agreed to recording; `false` records a refusal.
+    pub given: bool,
+    /// Who decided.
+    pub by: ConsentGiver,
+    /// How.
+    pub how: ConsentManner,
+    /// The clinician who recorded it (`p<n>`).
+    pub recorded_by: String,
+    /// When, Unix seconds.
+    pub at: u64,
+}
+
+/// The consent entry of each room with anyone in it.
+#[derive(Default)]
+pub(crate) struct ConsentBook {
+    rooms: Mutex<HashMap<String, Consent>>,
+}
+
+impl ConsentBook {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Consent>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why `room` may not be recorded now, in words for the clinician;
+    /// `None` when consent was given.
+    pub(crate) fn refusal(&self, room: &str) -> Option<&'static str> {
+        match self.lock().get(room) {
+            Some(c) if c.given => None,
+            Some(_) => {
+                Some("Consent to record was refused for this call, so it cannot be recorded.")
+            }
+            None => Some("Record the resident's consent first: who agreed and how."),
+        }
+    }
+
+    /// The message that tells a browser the consent state of `room`.
+    pub(crate) fn status(&self, room: &str) -> ServerMessage {
+        ServerMessage::Consent {
+            consent: self.lock().get(room).cloned(),
+        }
+    }
+
+    /// Forgets `room`'s entry: its last participant left, the consultation
+    /// is over, and the next one asks again.
+    pub(crate) fn forget(&self, room: &str) {
+        self.lock().remove(room);
+    }
+}
+
+/// A clinician records consent (`given`) or a refusal for the call in
+/// `claims.room`: kept, told to everyone in the room, and logged.
+pub(crate) fn record(
+    state: &AppState,
+    claims: &JoinClaims,
+    who: carecall_sfu::ParticipantId,
+    given: bool,
+    by: ConsentGiver,
+    how: ConsentManner,
+    outbox: &tokio::sync::mpsc::UnboundedSender<ServerMessage>,
+) {
+    if claims.role != Role::Clinician {
+        return crate::recording::refuse(
+            outbox,
+            "not-allowed",
+            "Only a clinician can record consent to record.",
+        );
+    }
+    let room = &claims.room;
+    let consent = Consent {
+        given,
+        by,
+        how,
+        recorded_by: who.to_string(),
+        at: unix_now(),
+    };
+    tracing::info!(given, by = ?by, how = ?how, "consent to record noted");
+    state
+        .inner
+        .consents
+        .lock()
+        .insert(room.clone(), consent.clone());
+    state
+        .inner
+        .presence
+        .broadcast(room, &state.inner.consents.status(room));
+    state.emit(CallEvent::Consent {
+        room: room.clone(),
+        consent,
+        at: SystemTime::now(),
+    });
+}

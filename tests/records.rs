@@ -1,0 +1,139 @@
+//! The clinical record over HTTP: a clinician attaches a resident to the
+//! call they answered (a wrong check digit is refused), the identifiers are
+//! sealed in the database file and absent from the log and `/metrics`, and
+//! the audit trail lists every look.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::support::metrics::scrape;
+use crate::support::queue::{account, add_home, answer, get_as, place_call, post_as};
+use crate::support::{ws, Server, ServerOptions};
+
+const NHS_NUMBER: &str = "9434765919";
+const NAME: &str = "Mabel Brown";
+
+/// Joins the call behind `join_url` over a bare signalling socket (no
+/// media: the consultation opens with the first join) and waits for
+/// `joined`.
+async fn join_by_socket(server: &Server, join_url: &str) -> ws::Socket {
+    let token = join_url.split("t=").nth(1).expect("a join link");
+    let mut socket = ws::open(server, json!({ "type": "join", "v": 1, "token": token })).await;
+    let joined = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = socket.next().await {
+            let m: Value = serde_json::from_str(m.to_text().unwrap_or("")).unwrap_or_default();
+            if m["type"] == "joined" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(joined, Ok(true), "joined the call");
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resident_attached_to_a_call_is_sealed_at_rest_and_every_look_is_audited() {
+    // The most talkative log the server writes (debug for the media and
+    // signalling planes): no line of it may hold an identifier.
+    let server = Server::start_with(ServerOptions {
+        json_log: true,
+        ..ServerOptions::default()
+    });
+    let (_, token) = add_home(&server, "Rose Court");
+    let (code, placed) = place_call(&server, &token, true).await;
+    assert_eq!(code, 201, "{placed}");
+    let call = placed["call"].as_i64().unwrap();
+    let dr = account(&server, "dr.one", "clinician").await;
+    let (code, answered) = answer(&server, &dr, call).await;
+    assert_eq!(code, 200, "{answered}");
+    let path = format!("/admin/api/hub/calls/{call}/residents");
+    let mabel = |nhs: &str| json!({ "nhs_number": nhs, "name": NAME, "birth_date": "1938-04-21" });
+
+    // Nobody in the call yet: no consultation to attach to.
+    let (code, body) = post_as(&server, &dr, &path, mabel(NHS_NUMBER)).await;
+    assert_eq!(
+        (code, &body["error"]),
+        (404, &json!("nobody is in this call now"))
+    );
+    let _socket = join_by_socket(&server, answered["join_url"].as_str().unwrap()).await;
+
+    let (code, refused) = post_as(&server, &dr, &path, mabel("943 476 5918")).await;
+    assert_eq!(code, 400, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("check digit"),
+        "{refused}"
+    );
+    let (code, added) = post_as(&server, &dr, &path, mabel("943 476 5919")).await;
+    assert_eq!(code, 201, "{added}");
+    let operator = account(&server, "op.one", "operator").await;
+    let (code, _) = post_as(&server, &operator, &path, mabel(NHS_NUMBER)).await;
+    assert_eq!(code, 403, "an operator does not attach residents");
+
+    let (code, listed) = get_as(&server, &dr, &path).await;
+    assert_eq!(code, 200, "{listed}");
+    let resident = &listed["encounters"][0]["resident"];
+    assert_eq!(
+        (
+            &resident["nhs_number"],
+            &resident["name"],
+            &resident["birth_date"]
+        ),
+        (&json!(NHS_NUMBER), &json!(NAME), &json!("1938-04-21"))
+    );
+    assert_eq!(listed["encounters"].as_array().unwrap().len(), 1);
+
+    // Not in the database file (nor its write-ahead log), the log or
+    // /metrics.
+    let metrics = scrape(&server.base_url).await;
+    let log = std::fs::read_to_string(server.log_path()).unwrap();
+    let mut places = vec![
+        ("/metrics".to_owned(), metrics.into_bytes()),
+        ("the log".into(), log.into_bytes()),
+    ];
+    for file in ["carecall.db", "carecall.db-wal"] {
+        let path = server.data_dir.path().join(file);
+        if let Ok(bytes) = std::fs::read(&path) {
+            places.push((file.into(), bytes));
+        }
+    }
+    assert!(places.len() >= 3, "the database file is there");
+    for (place, bytes) in &places {
+        for secret in [NHS_NUMBER, NAME, "1938-04-21"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret:?} in {place} in plain text"
+            );
+        }
+    }
+
+    // The audit trail: each look, by whom and from where; admins only.
+    let (code, _) = get_as(&server, &dr, "/admin/api/audit").await;
+    assert_eq!(code, 403, "a clinician does not read the audit trail");
+    let admin = account(&server, "hub.admin", "admin").await;
+    let (code, trail) = get_as(&server, &admin, "/admin/api/audit").await;
+    assert_eq!(code, 200, "{trail}");
+    let seen: Vec<(String, String, String)> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (s("action"), s("account"), s("from"))
+        })
+        .collect();
+    let by_dr = |action: &str| {
+        (
+            action.to_owned(),
+            "dr.one".to_owned(),
+            "127.0.0.1".to_owned(),
+        )
+    };
+    assert_eq!(
+        seen,
+        vec![by_dr("residents.viewed"), by_dr("resident.attached")]
+    );
+}
