@@ -52,6 +52,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         endpoints: hook_options.urls(),
         zone: Some(zone.clone()),
         downloads: Some(downloads.clone()),
+        seal: Some(config.record_key()?),
     };
     let call_log =
         CallLog::open(&database)?.with_hooks(hook_targets.clone(), Some(hook_wake.clone()));

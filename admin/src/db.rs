@@ -201,6 +201,19 @@ const MIGRATIONS: &[&str] = &[
         action TEXT NOT NULL,
         subject TEXT NOT NULL
     );",
+    // The outcome of each encounter: coded answers for reports, the free
+    // text (referrals, note, care plan) sealed.
+    "ALTER TABLE encounters ADD COLUMN disposition TEXT;
+    ALTER TABLE encounters ADD COLUMN conveyance_avoided INTEGER;
+    ALTER TABLE encounters ADD COLUMN medicines_prescribed INTEGER;
+    ALTER TABLE encounters ADD COLUMN restore2_used INTEGER;
+    ALTER TABLE encounters ADD COLUMN news2 INTEGER;
+    ALTER TABLE encounters ADD COLUMN respect TEXT;
+    ALTER TABLE encounters ADD COLUMN treatment_plan INTEGER;
+    ALTER TABLE encounters ADD COLUMN written BLOB;
+    ALTER TABLE encounters ADD COLUMN outcome_by TEXT;
+    ALTER TABLE encounters ADD COLUMN outcome_at_ms INTEGER;
+    ALTER TABLE hook_events ADD COLUMN sealed BLOB;",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

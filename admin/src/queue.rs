@@ -181,6 +181,26 @@ pub(crate) async fn call_status(
     }
 }
 
+/// `GET /home/api/plans?t=…`: the care plans written for this home's
+/// calls in the last 72 hours.
+pub(crate) async fn plans(State(state): State<AdminState>, Query(q): Query<HomeToken>) -> Response {
+    let (links, key) = (state.home_links.clone(), state.record_key.clone());
+    let result = crate::blocking_locked(&state.history, move |log| {
+        let home = match home_of(log, &links, &q.t)? {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e)),
+        };
+        log.read(|c| crate::records::api::plans_for_home(c, &key, &home.id, now_ms()))
+            .map(Ok)
+    })
+    .await;
+    match result {
+        Ok(Ok(plans)) => Json(json!({ "plans": plans })).into_response(),
+        Ok(Err(e)) => refused(e),
+        Err(e) => unavailable(e),
+    }
+}
+
 /// `POST /home/api/calls/{id}/cancel?t=…`
 pub(crate) async fn cancel(
     State(state): State<AdminState>,

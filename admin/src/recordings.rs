@@ -193,6 +193,7 @@ mod tests {
             endpoints: vec!["https://records.example/hooks".into()],
             zone: None,
             downloads: Some(links.clone()),
+            seal: None,
         };
         let log = CallLog::open(&db).unwrap().with_hooks(hooks, None);
         let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);

@@ -357,6 +357,12 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
             get(crate::records::api::list),
         ),
         (
+            Method::POST,
+            "/admin/api/encounters/{id}/outcome",
+            Staff,
+            post(crate::records::api::outcome),
+        ),
+        (
             Method::GET,
             "/admin/api/audit",
             Admin,
@@ -405,6 +411,7 @@ pub fn routes(state: AdminState) -> Router {
         .route("/home/api/calls", post(crate::queue::call))
         .route("/home/api/calls/{id}", get(crate::queue::call_status))
         .route("/home/api/calls/{id}/cancel", post(crate::queue::cancel))
+        .route("/home/api/plans", get(crate::queue::plans))
         .route("/check", get(check::page))
         .route("/check/check.js", get(check::script))
         .route("/check/api/session", post(check::session))

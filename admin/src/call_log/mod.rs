@@ -126,6 +126,11 @@ impl CallLog {
         Ok(out)
     }
 
+    /// Where this log's changes send record-hook events.
+    pub(crate) fn hooks(&self) -> &HookTargets {
+        &self.hooks
+    }
+
     /// Runs the read `f` on the database.
     pub(crate) fn read<T>(
         &self,

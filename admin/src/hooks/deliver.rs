@@ -94,7 +94,11 @@ impl Deliverer {
     /// outcome; how many were attempted.
     async fn deliver_due(&self) -> usize {
         let now = (self.clock)();
-        let due = match self.with_db(move |c| outbox::due(c, now, BATCH)).await {
+        let seal = self.options.seal.clone();
+        let due = match self
+            .with_db(move |c| outbox::due(c, seal.as_ref(), now, BATCH))
+            .await
+        {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(error = %e, "hook outbox unreadable");
@@ -327,6 +331,10 @@ mod tests {
             give_up_after: Duration::from_secs(24 * 3600),
             max_backoff: Duration::from_secs(600),
             timeout: Duration::from_secs(2),
+            // Bodies sealed at rest, as the server writes them.
+            seal: Some(crate::records::RecordKey::derive(
+                b"test recording secret, long enough",
+            )),
         };
         let path = dir.path().join("carecall.db");
         let clock: Clock = Arc::new(move || clock.load(Ordering::SeqCst));
@@ -342,7 +350,18 @@ mod tests {
     fn enqueue(d: &Deliverer, event: &str, consultation: i64, at: i64) {
         let conn = d.db.lock().unwrap();
         let endpoints = d.options.urls();
-        outbox::enqueue(&conn, &endpoints, event, consultation, "test", "{}", at).unwrap();
+        let seal = d.options.seal.as_ref();
+        outbox::enqueue(
+            &conn,
+            seal,
+            &endpoints,
+            event,
+            consultation,
+            "test",
+            "{}",
+            at,
+        )
+        .unwrap();
     }
 
     fn dead(d: &Deliverer) -> Vec<outbox::DeadLetter> {

@@ -18,6 +18,9 @@ pub struct HookTargets {
     pub zone: Option<TimeZone>,
     /// Makes the download links in `recording.ready`.
     pub downloads: Option<crate::downloads::DownloadLinks>,
+    /// Seals each event's body at rest: `encounter.completed` names the
+    /// resident. Delivery opens it with the same key.
+    pub seal: Option<crate::records::RecordKey>,
 }
 
 impl HookTargets {
@@ -59,6 +62,7 @@ impl HookTargets {
         .to_string();
         super::outbox::enqueue(
             conn,
+            self.seal.as_ref(),
             &self.endpoints,
             &new_event_id(),
             key,

@@ -34,9 +34,218 @@ pub(crate) fn render(body: &str) -> Option<String> {
             })
         }
         "recording.ready" => document(data, data),
+        "encounter.completed" => completed(&event),
         _ => return None,
     };
     Some(resource.to_string())
+}
+
+/// The NHS number's identifier system.
+const NHS_NUMBER: &str = "https://fhir.nhs.uk/Id/nhs-number";
+/// An encounter's own number (one per resident in a consultation).
+const ENCOUNTER: &str = "urn:carecall:encounter";
+/// carecall's outcome answers that FHIR has no field for.
+const OUTCOME: &str = "urn:carecall:fhir:outcome";
+/// SNOMED CT's concept for the NEWS2 score.
+const NEWS2_CODE: &str = "1104051000000101";
+
+/// A stable `urn:uuid:` for resource `what` of encounter `n` of consultation
+/// `c`: the same event always names its resources alike.
+fn urn(what: &str, c: &Value, n: &Value) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, format!("{what}/{c}/{n}").as_bytes());
+    let h: String = d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "urn:uuid:{}-{}-4{}-8{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// Text as FHIR narrative XHTML.
+fn narrative(text: &str) -> Value {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\n', "<br/>");
+    json!({ "status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{escaped}</div>") })
+}
+
+/// `encounter.completed` as a Bundle: the Patient, the Encounter with its
+/// subject and outcome, the NEWS2 Observation, a Composition with the note
+/// and the care plan, and a DocumentReference per finished recording, every
+/// reference resolving inside the Bundle.
+fn completed(event: &Value) -> Value {
+    let d = &event["data"];
+    let (c, n) = (&d["consultation"], &d["encounter"]);
+    let patient_ref = urn("Patient", c, n);
+    let encounter_ref = urn("Encounter", c, n);
+    let r = &d["resident"];
+    let o = &d["outcome"];
+    let subject = json!({ "reference": patient_ref });
+    let patient = json!({
+        "resourceType": "Patient",
+        "identifier": [{ "system": NHS_NUMBER, "value": r["nhs_number"] }],
+        "name": [{ "text": r["name"] }],
+        "birthDate": r["birth_date"],
+    });
+    let outcome_ext: Vec<Value> = [
+        "conveyance_avoided",
+        "medicines_prescribed",
+        "restore2_used",
+        "treatment_plan",
+    ]
+    .iter()
+    .map(|k| json!({ "url": format!("{OUTCOME}:{k}"), "valueBoolean": o[*k] }))
+    .chain(std::iter::once(
+        json!({ "url": format!("{OUTCOME}:respect"), "valueCode": o["respect"] }),
+    ))
+    .collect();
+    let mut period = json!({ "start": d["started_at"] });
+    if !d["ended_at"].is_null() {
+        period["end"] = d["ended_at"].clone();
+    }
+    let encounter = json!({
+        "resourceType": "Encounter",
+        "identifier": [consultation_id(d), { "system": ENCOUNTER, "value": n.to_string() }],
+        "status": "finished",
+        "class": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "code": "VR",
+            "display": "virtual"
+        },
+        "serviceType": { "text": "Video consultation with a care home" },
+        "subject": subject,
+        "participant": [{ "type": [{ "text": "clinician" }], "individual": { "display": d["clinician"] } }],
+        "period": period,
+        "hospitalization": { "dischargeDisposition": { "coding": [{ "system": OUTCOME, "code": o["disposition"] }] } },
+        "extension": outcome_ext,
+    });
+    let encounter_link = json!({ "reference": encounter_ref });
+    let mut entries = vec![
+        json!({ "fullUrl": patient_ref, "resource": patient }),
+        json!({ "fullUrl": encounter_ref, "resource": encounter }),
+    ];
+    if let Some(score) = o["news2"].as_u64() {
+        entries.push(json!({ "fullUrl": urn("Observation", c, n), "resource": {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": { "coding": [{ "system": "http://snomed.info/sct", "code": NEWS2_CODE,
+                                   "display": "Royal College of Physicians National Early Warning Score (NEWS) 2 score" }] },
+            "subject": subject,
+            "encounter": encounter_link,
+            "effectiveDateTime": d["recorded_at"],
+            "valueInteger": score,
+        }}));
+    }
+    let plan = &d["care_plan"];
+    let mut plan_text = plan["text"].as_str().unwrap_or_default().to_owned();
+    for a in plan["actions"].as_array().into_iter().flatten() {
+        plan_text.push_str(&format!(
+            "\n- {} ({})",
+            a["what"].as_str().unwrap_or_default(),
+            a["when"].as_str().unwrap_or_default()
+        ));
+    }
+    let section = |title: &str, text: &str| json!({ "title": title, "text": narrative(text) });
+    entries.push(json!({ "fullUrl": urn("Composition", c, n), "resource": {
+        "resourceType": "Composition",
+        "status": if d["amended"] == true { "amended" } else { "final" },
+        "type": { "text": "Video consultation note" },
+        "subject": subject,
+        "encounter": encounter_link,
+        "date": d["recorded_at"],
+        "author": [{ "display": d["clinician"] }],
+        "title": "Video consultation",
+        "section": [
+            section("Clinical note", d["note"].as_str().unwrap_or_default()),
+            section("Onward referrals", o["referrals"].as_str().unwrap_or_default()),
+            section("Care plan", &plan_text),
+        ],
+    }}));
+    for rec in d["recordings"].as_array().into_iter().flatten() {
+        let mut doc = document(rec, d);
+        doc["subject"] = subject.clone();
+        doc["context"] = json!({ "encounter": [encounter_link] });
+        entries.push(json!({ "fullUrl": urn(&format!("DocumentReference/{}", rec["recording"]), c, n), "resource": doc }));
+    }
+    json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": event["timestamp"],
+        "entry": entries,
+    })
+}
+
+/// What is wrong with `bundle` by the FHIR R4 base rules carecall relies
+/// on: each resource's required fields are present, and every reference
+/// resolves to an entry's `fullUrl` in the Bundle. Empty when it holds.
+pub fn bundle_problems(bundle: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    if bundle["resourceType"] != "Bundle" || bundle["type"].as_str().is_none() {
+        problems.push("not a Bundle with a type".to_owned());
+    }
+    let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+    let urls: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["fullUrl"].as_str())
+        .collect();
+    for (i, e) in entries.iter().enumerate() {
+        let r = &e["resource"];
+        let kind = r["resourceType"].as_str().unwrap_or("?");
+        let required: &[&str] = match kind {
+            "Patient" => &[],
+            "Encounter" => &["status", "class"],
+            "Observation" => &["status", "code"],
+            "Composition" => &["status", "type", "date", "author", "title"],
+            "DocumentReference" => &["status", "content"],
+            other => {
+                problems.push(format!("entry {i}: unexpected resource {other}"));
+                &[]
+            }
+        };
+        for field in required {
+            if r[*field].is_null() {
+                problems.push(format!("entry {i}: {kind} without {field}"));
+            }
+        }
+        if kind == "DocumentReference" && r["content"][0]["attachment"].is_null() {
+            problems.push(format!(
+                "entry {i}: DocumentReference without an attachment"
+            ));
+        }
+        let mut refs = Vec::new();
+        collect_references(r, &mut refs);
+        for reference in refs {
+            if !urls.contains(&reference.as_str()) {
+                problems.push(format!(
+                    "entry {i}: {kind} refers to {reference}, not in the Bundle"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+fn collect_references(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map {
+                match (k.as_str(), x) {
+                    ("reference", Value::String(s)) => out.push(s.clone()),
+                    _ => collect_references(x, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|x| collect_references(x, out)),
+        _ => {}
+    }
 }
 
 fn consultation_id(data: &Value) -> Value {
@@ -135,5 +344,55 @@ mod tests {
 
         let joined = json!({"type": "participant.joined", "data": {}});
         assert_eq!(render(&joined.to_string()), None);
+    }
+
+    #[test]
+    fn a_completed_encounter_is_a_bundle_whose_references_resolve() {
+        let completed = json!({"type": "encounter.completed", "timestamp": "2026-12-04T10:20:00.000Z",
+            "data": {"consultation": 17, "encounter": 3, "clinician": "dr.one",
+                     "resident": {"nhs_number": "9434765919", "name": "Mabel Brown", "birth_date": "1938-04-21"},
+                     "started_at": "2026-12-04T10:00:00.000Z", "ended_at": null,
+                     "outcome": {"disposition": "managed-in-home", "conveyance_avoided": true,
+                                 "medicines_prescribed": false, "restore2_used": true, "news2": 3,
+                                 "respect": "in-place", "treatment_plan": true, "referrals": ""},
+                     "note": "Chest clear <no crackles>", "care_plan": {"text": "Fluids", "actions": [{"what": "Check temperature", "when": "4-hourly"}]},
+                     "recorded_at": "2026-12-04T10:20:00.000Z", "amended": false,
+                     "recordings": [{"recording": "ab12", "size": 10, "sha256": "00", "duration_seconds": 2.0}]}});
+        let bundle: Value = serde_json::from_str(&render(&completed.to_string()).unwrap()).unwrap();
+        assert_eq!(bundle_problems(&bundle), Vec::<String>::new());
+        let kinds: Vec<&str> = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "Patient",
+                "Encounter",
+                "Observation",
+                "Composition",
+                "DocumentReference"
+            ]
+        );
+        let patient = &bundle["entry"][0];
+        assert_eq!(patient["resource"]["identifier"][0]["system"], NHS_NUMBER);
+        assert_eq!(patient["resource"]["identifier"][0]["value"], "9434765919");
+        for i in 1..5 {
+            let r = &bundle["entry"][i]["resource"];
+            assert_eq!(r["subject"]["reference"], patient["fullUrl"], "{r}");
+        }
+        assert!(bundle["entry"][3]["resource"]["section"][0]["text"]["div"]
+            .as_str()
+            .unwrap()
+            .contains("&lt;no crackles&gt;"));
+
+        // The checker finds a reference that does not resolve.
+        let mut broken = bundle.clone();
+        broken["entry"][1]["resource"]["subject"]["reference"] = json!("urn:uuid:elsewhere");
+        assert_eq!(bundle_problems(&broken).len(), 1);
+        broken["entry"][2]["resource"]["status"] = Value::Null;
+        assert_eq!(bundle_problems(&broken).len(), 2);
     }
 }

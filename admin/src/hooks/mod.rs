@@ -22,6 +22,7 @@ use std::time::Duration;
 pub use deliver::start_delivery;
 pub(crate) use events::rfc3339;
 pub use events::HookTargets;
+pub use fhir::bundle_problems;
 pub use outbox::DeadLetter;
 pub(crate) use outbox::{dead_letters, retry_dead_letter, waiting};
 pub use sign::{HookSecret, SecretError};
@@ -49,6 +50,8 @@ pub struct HookOptions {
     pub max_backoff: Duration,
     /// How long one attempt may take.
     pub timeout: Duration,
+    /// Opens event bodies sealed at rest (see [`HookTargets::seal`]).
+    pub seal: Option<crate::records::RecordKey>,
 }
 
 impl HookOptions {

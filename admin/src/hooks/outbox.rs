@@ -8,6 +8,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::records::RecordKey;
+
 /// One event waiting for one endpoint.
 #[derive(Debug, Clone)]
 pub(crate) struct Pending {
@@ -41,10 +43,15 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
-/// Stores an event for every endpoint in `endpoints`. Runs inside the
-/// caller's transaction.
+/// What an event body is sealed as (the associated data).
+const SEALED_AS: &str = "hook event";
+
+/// Stores an event for every endpoint in `endpoints`, its body sealed with
+/// `seal` when given. Runs inside the caller's transaction.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn enqueue(
     conn: &Connection,
+    seal: Option<&RecordKey>,
     endpoints: &[String],
     event_id: &str,
     consultation: i64,
@@ -55,9 +62,18 @@ pub(crate) fn enqueue(
     if endpoints.is_empty() {
         return Ok(());
     }
+    let (plain, sealed) = match seal {
+        Some(key) => {
+            let sealed = key
+                .seal(SEALED_AS, body.as_bytes())
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            ("", Some(sealed))
+        }
+        None => (body, None),
+    };
     conn.execute(
-        "INSERT INTO hook_events (id, consultation, kind, body, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![event_id, consultation, kind, body, now_ms],
+        "INSERT INTO hook_events (id, consultation, kind, body, sealed, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![event_id, consultation, kind, plain, sealed, now_ms],
     )?;
     for endpoint in endpoints {
         conn.execute(
@@ -69,10 +85,15 @@ pub(crate) fn enqueue(
 }
 
 /// Up to `limit` rows due by `now_ms`, each the oldest of its endpoint and
-/// consultation, oldest first.
-pub(crate) fn due(conn: &Connection, now_ms: i64, limit: u32) -> rusqlite::Result<Vec<Pending>> {
+/// consultation, oldest first; sealed bodies opened with `seal`.
+pub(crate) fn due(
+    conn: &Connection,
+    seal: Option<&RecordKey>,
+    now_ms: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<Pending>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT o.seq, o.event_id, o.endpoint, e.body, o.attempts, e.created_at_ms
+        "SELECT o.seq, o.event_id, o.endpoint, e.body, o.attempts, e.created_at_ms, e.sealed
          FROM hook_outbox o JOIN hook_events e ON e.id = o.event_id
          WHERE o.next_attempt_ms <= ?1
            AND o.seq = (SELECT MIN(seq) FROM hook_outbox f
@@ -80,11 +101,25 @@ pub(crate) fn due(conn: &Connection, now_ms: i64, limit: u32) -> rusqlite::Resul
          ORDER BY o.seq LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now_ms, limit], |r| {
+        let sealed: Option<Vec<u8>> = r.get(6)?;
+        let body = match (sealed, seal) {
+            (None, _) => r.get(3)?,
+            (Some(sealed), key) => {
+                let unreadable = |e: Box<dyn std::error::Error + Send + Sync>| {
+                    rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Blob, e)
+                };
+                let key = key.ok_or_else(|| unreadable("a sealed event and no key".into()))?;
+                let plain = key
+                    .open(SEALED_AS, &sealed)
+                    .map_err(|e| unreadable(Box::new(e)))?;
+                String::from_utf8(plain).map_err(|e| unreadable(Box::new(e)))?
+            }
+        };
         Ok(Pending {
             seq: r.get(0)?,
             event_id: r.get(1)?,
             endpoint: r.get(2)?,
-            body: r.get(3)?,
+            body,
             attempts: r.get(4)?,
             created_at_ms: r.get(5)?,
         })

@@ -10,12 +10,16 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::audit::{self, Actor};
+use super::completion;
+use super::outcome::Outcome;
 use super::residents::{self, Resident};
+
 use crate::accounts::{AccountRole, AdminSession};
 use crate::auth::ClientIp;
 use crate::hub::{now_ms, unavailable};
 use crate::json_error;
 use crate::routes::AdminState;
+pub(crate) use completion::plans_for_home;
 
 /// What the console posts to attach a resident.
 #[derive(Deserialize)]
@@ -96,6 +100,40 @@ pub(crate) async fn list(
     .await;
     match found {
         Ok(encounters) => Json(json!({ "encounters": encounters })).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /admin/api/encounters/{id}/outcome`: the clinician records (or
+/// amends) an encounter's outcome and care plan; `encounter.completed`
+/// goes to the record hooks.
+pub(crate) async fn outcome(
+    State(state): State<AdminState>,
+    Extension(me): Extension<AdminSession>,
+    from: ClientIp,
+    Path(id): Path<i64>,
+    Json(outcome): Json<Outcome>,
+) -> Response {
+    if !matches!(me.role, AccountRole::Clinician | AccountRole::Specialist) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "only clinicians and specialists record an outcome",
+        );
+    }
+    if let Err(e) = outcome.check() {
+        return json_error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let (key, who) = (state.record_key.clone(), actor(&me, from));
+    let done = crate::blocking_locked(&state.history, move |log| {
+        log.change(|c| completion::record(c, &key, log.hooks(), id, &outcome, &who, now_ms()))
+    })
+    .await;
+    match done {
+        Ok(Some(amended)) => {
+            tracing::info!(account = %me.name, encounter = id, amended, "outcome recorded");
+            Json(json!({ "encounter": id, "amended": amended })).into_response()
+        }
+        Ok(None) => json_error(StatusCode::NOT_FOUND, format!("no encounter {id}")),
         Err(e) => unavailable(e),
     }
 }

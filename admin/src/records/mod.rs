@@ -5,11 +5,15 @@
 
 pub(crate) mod api;
 mod audit;
+mod completion;
 mod nhs_number;
+mod outcome;
 mod residents;
 mod seal;
 
 pub use audit::AuditEntry;
+pub use completion::{HomePlan, PLAN_SHOWN_FOR_MS};
 pub use nhs_number::{NhsNumber, NhsNumberError};
+pub use outcome::{CarePlan, Disposition, Outcome, OutcomeError, PlanAction, Respect};
 pub use residents::{Encounter, Resident, ResidentError};
 pub use seal::{RecordKey, SealError};

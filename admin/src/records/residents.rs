@@ -90,8 +90,31 @@ pub struct Encounter {
 const SEALED_AS: &str = "resident";
 
 /// A sealing failure, as the database layer reports a value it cannot write.
-fn unsealable(e: super::seal::SealError) -> rusqlite::Error {
+pub(super) fn unsealable(e: super::seal::SealError) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+/// A sealed column `col` that does not open or parse, as the database
+/// layer reports a value it cannot read.
+pub(super) fn unreadable(
+    col: usize,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Blob, Box::new(e))
+}
+
+/// Error of a resident field that does not open.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unopened {
+    #[error(transparent)]
+    Seal(#[from] super::seal::SealError),
+    #[error("resident record unreadable: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A sealed resident, opened.
+pub(super) fn open_resident(key: &RecordKey, sealed: &[u8]) -> Result<Resident, Unopened> {
+    Ok(serde_json::from_slice(&key.open(SEALED_AS, sealed)?)?)
 }
 
 /// Attaches `resident` to the consultation open in `room` (from hub call
@@ -144,13 +167,7 @@ pub(crate) fn of_hub_call(
     )?;
     let rows = stmt.query_map([hub_call], |r| {
         let sealed: Vec<u8> = r.get(3)?;
-        let unreadable = |e: Box<dyn std::error::Error + Send + Sync>| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Blob, e)
-        };
-        let plain = key
-            .open(SEALED_AS, &sealed)
-            .map_err(|e| unreadable(Box::new(e)))?;
-        let resident = serde_json::from_slice(&plain).map_err(|e| unreadable(Box::new(e)))?;
+        let resident = open_resident(key, &sealed).map_err(|e| unreadable(3, e))?;
         Ok(Encounter {
             id: r.get(0)?,
             consultation: r.get(1)?,
