@@ -7,63 +7,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::admin::{session, sign_in_with_the_form};
+use crate::support::admin::session;
 use crate::support::axe::assert_accessible;
 use crate::support::browser::{Browser, Driver};
 use crate::support::calls::{assert_still_decoding, wait_all_decoding, wait_all_decoding_at};
+use crate::support::console::{call_the_hub, choose, click, console, wait_for};
 use crate::support::queue::add_home;
 use crate::support::Server;
-use fantoccini::Locator;
 use serde_json::Value;
-
-const PASSWORD: &str = "a long hub staff password";
-
-/// Waits for `css` in `b`'s current frame, up to `secs`.
-async fn wait_for(b: &Browser, css: &str, secs: u64) -> fantoccini::elements::Element {
-    b.client
-        .wait()
-        .at_most(Duration::from_secs(secs))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} did not appear in {secs} s: {e}"))
-}
-
-/// Clicks `css` once it is there (found and clicked in one step: the
-/// console redraws its lists on every push).
-async fn click(b: &Browser, css: &str) {
-    let script = format!(
-        "const e = document.querySelector({css:?}); if (!e || e.disabled) return false; e.click(); return true;"
-    );
-    b.until(&script, Duration::from_secs(20), &format!("click {css}"))
-        .await;
-}
-
-/// A hub account signed in through the form and sent to the console, whose
-/// live connection is up.
-async fn console(driver: &Driver, server: &Server, name: &str, role: &str) -> Browser {
-    let added = server.add_account(name, PASSWORD, role);
-    assert!(added.status.success(), "{added:?}");
-    let b = driver.browser().await;
-    sign_in_with_the_form(&b, &server.base_url, name, PASSWORD).await;
-    let live = "return location.pathname === '/admin/hub' \
-                && document.getElementById('live').textContent === 'live';";
-    b.until(live, Duration::from_secs(20), &format!("{name}'s console"))
-        .await;
-    b
-}
-
-/// Chooses `value` in the `<select>` `css`.
-async fn choose(b: &Browser, css: &str, value: &str) {
-    let script = format!(
-        "const s = document.querySelector('{css}'); s.value = '{value}'; return s.value === '{value}';"
-    );
-    b.until(
-        &script,
-        Duration::from_secs(20),
-        &format!("{value} offered in {css}"),
-    )
-    .await;
-}
 
 /// Wraps the home page's `fetch` so that the call's status comes back
 /// without its join link, which is kept in `window.heldJoinUrl` instead.
@@ -79,20 +30,6 @@ const HOLD_JOIN_LINK: &str = "
     return new Response(JSON.stringify(body), { status: res.status, headers: res.headers });
   };
   return null;";
-
-/// The home's page: places a call with a reason.
-async fn call_the_hub(b: &Browser, link: &str) {
-    b.client.goto(link).await.expect("open the home's link");
-    let reason = wait_for(b, "#reason", 20).await;
-    reason.send_keys("chest pain since lunch").await.unwrap();
-    wait_for(b, "#initials", 5)
-        .await
-        .send_keys("MB")
-        .await
-        .unwrap();
-    click(b, "input[value=urgent]").await;
-    click(b, "#call-button").await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {

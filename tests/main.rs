@@ -12,6 +12,7 @@ mod admin_dashboard;
 mod admin_history;
 mod backup;
 mod browser_call;
+mod clinical_record;
 mod config_check;
 mod connectivity_check;
 mod deploy;

@@ -5,83 +5,20 @@
 //! 20 s ± 1 s) and decode with `ffmpeg` without one error; the download link
 //! in `recording.ready` must give the same bytes (the event's SHA-256).
 
-use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 use crate::support::axe::assert_accessible;
 use crate::support::browser::{Browser, Driver, FAKE_CAMERA_FPS};
 use crate::support::calls::wait_all_decoding_hd;
+use crate::support::hooks::EventSink;
 use crate::support::recording::{
     answer_consent, export, ffprobe, recording_shown, start_recording,
 };
 use crate::support::{Server, ServerOptions};
 use fantoccini::Locator;
 use serde_json::{json, Value};
-
-/// A hook receiver that keeps every event body (signatures are `hooks.rs`'s):
-/// standard events at `/hooks`, the FHIR endpoint's at `/fhir`.
-#[derive(Clone, Default)]
-struct Events {
-    standard: Arc<Mutex<Vec<Value>>>,
-    /// Content type and body.
-    fhir: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl Events {
-    async fn listen(&self) -> SocketAddr {
-        let standard = self.standard.clone();
-        let fhir = self.fhir.clone();
-        let app = axum::Router::new()
-            .route(
-                "/hooks",
-                axum::routing::post(move |body: String| async move {
-                    if let Ok(v) = serde_json::from_str(&body) {
-                        standard.lock().unwrap().push(v);
-                    }
-                    axum::http::StatusCode::NO_CONTENT
-                }),
-            )
-            .route(
-                "/fhir",
-                axum::routing::post(
-                    move |headers: axum::http::HeaderMap, body: String| async move {
-                        let kind = headers
-                            .get("content-type")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        if let Ok(v) = serde_json::from_str(&body) {
-                            fhir.lock().unwrap().push((kind, v));
-                        }
-                        axum::http::StatusCode::NO_CONTENT
-                    },
-                ),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
-    }
-
-    fn fhir_resources(&self, resource: &str) -> Vec<(String, Value)> {
-        let got = self.fhir.lock().unwrap();
-        got.iter()
-            .filter(|(_, v)| v["resourceType"] == resource)
-            .cloned()
-            .collect()
-    }
-
-    fn of_type(&self, kind: &str) -> Vec<Value> {
-        let events = self.standard.lock().unwrap();
-        events
-            .iter()
-            .filter(|e| e["type"] == kind)
-            .cloned()
-            .collect()
-    }
-}
 
 async fn wait_until_all(browsers: &[Browser], shown: bool, within: Duration) -> Duration {
     let start = Instant::now();
@@ -131,17 +68,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
-    let events = Events::default();
-    let receiver = events.listen().await;
     // Two receivers: carecall's JSON, and an integration engine that speaks FHIR.
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = config_dir.path().join("carecall.toml");
-    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwQWxhZGRpbg==";
-    let endpoints = format!(
-        "[[hooks.endpoints]]\nurl = \"http://{receiver}/hooks\"\nsecret = \"{secret}\"\n\n\
-         [[hooks.endpoints]]\nurl = \"http://{receiver}/fhir\"\nsecret = \"{secret}\"\nformat = \"fhir\"\n"
-    );
-    std::fs::write(&config, endpoints).unwrap();
+    let events = EventSink::default();
+    let (_config_dir, config) = events.start().await;
     let server = Server::start_with(ServerOptions {
         env: vec![("CARECALL_CONFIG".into(), config.display().to_string())],
         ..ServerOptions::default()

@@ -68,6 +68,8 @@ function show(s) {
     if (s.join_url) {
       // Let go of the camera before the call page asks for it.
       if (previewStream) previewStream.getTracks().forEach((t) => t.stop());
+      // The call page's end screen leads back here, where the plan will be.
+      sessionStorage.setItem('carecall.homePage', location.pathname + location.search);
       location.href = `${s.join_url}&go=1`;
     }
   } else if (s.state === 'cancelled') {
@@ -90,9 +92,43 @@ async function poll() {
   if (!res.ok || body.state === 'waiting') setTimeout(poll, 2000);
 }
 
+// The care plans the hub wrote for this home's calls in the last 72 hours,
+// newest first: shown when the page opens, and again every 30 s, so a plan
+// written after the call still arrives.
+async function plans() {
+  const res = await fetch(`/home/api/plans?t=${encodeURIComponent(token)}`).catch(() => null);
+  const body = res && res.ok ? await res.json().catch(() => null) : null;
+  if (body) {
+    window.carecallHome = { ...(window.carecallHome || {}), plans: body.plans };
+    $('plan-list').replaceChildren(...body.plans.map(showPlan));
+    $('plans').hidden = !body.plans.length;
+  }
+  setTimeout(plans, 30000);
+}
+
+function showPlan(p) {
+  const item = document.createElement('article');
+  item.className = 'plan';
+  const title = document.createElement('h3');
+  const who = p.initials ? `For ${p.initials}, from` : 'From';
+  title.textContent = `${who} ${p.by}, ${new Date(p.at_ms).toLocaleString()}`;
+  const text = document.createElement('p');
+  text.textContent = p.plan.text;
+  const actions = document.createElement('ul');
+  actions.append(...p.plan.actions.map((a) => {
+    const li = document.createElement('li');
+    li.textContent = a.when ? `${a.what}: ${a.when}` : a.what;
+    return li;
+  }));
+  item.append(title, text, actions);
+  return item;
+}
+
+$('print-button').onclick = () => window.print();
 $('call-button').onclick = placeCall;
 $('cancel-button').onclick = async () => {
   await fetch(`/home/api/calls/${call}/cancel?t=${encodeURIComponent(token)}`, { method: 'POST' });
   poll();
 };
 preview();
+plans();

@@ -10,6 +10,7 @@ export class ResidentsPanel {
     this.post = post;
     this.call = call;
     $('resident-form').onsubmit = (e) => { e.preventDefault(); this.add(); };
+    $('outcome-form').onsubmit = (e) => { e.preventDefault(); this.saveOutcome(); };
   }
 
   // Shown for clinicians and specialists, for the call just opened.
@@ -17,6 +18,7 @@ export class ResidentsPanel {
     $('residents').hidden = !['clinician', 'specialist'].includes(role);
     $('resident-problem').textContent = '';
     $('resident-list').replaceChildren();
+    $('outcome-form').hidden = true;
     if (!$('residents').hidden) this.refresh();
   }
 
@@ -31,10 +33,53 @@ export class ResidentsPanel {
     $('resident-list').replaceChildren(...body.encounters.map((e) => {
       const li = document.createElement('li');
       const r = e.resident;
-      li.textContent = `${r.name}, born ${r.birth_date}, NHS number ${r.nhs_number.replace(/(\d{3})(\d{3})(\d{4})/, '$1 $2 $3')}`;
+      li.textContent = `${r.name}, born ${r.birth_date}, NHS number ${r.nhs_number.replace(/(\d{3})(\d{3})(\d{4})/, '$1 $2 $3')} `;
       li.dataset.encounter = e.id;
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'outcome';
+      button.textContent = `Outcome for ${r.name}`;
+      button.onclick = () => this.openOutcome(e.id, r.name);
+      li.append(button);
       return li;
     }));
+  }
+
+  openOutcome(encounter, name) {
+    const form = $('outcome-form');
+    form.reset();
+    form.elements.encounter.value = encounter;
+    $('outcome-title').textContent = `Outcome for ${name}`;
+    $('outcome-problem').textContent = '';
+    form.hidden = false;
+    form.elements.disposition.focus();
+  }
+
+  async saveOutcome() {
+    const f = $('outcome-form').elements;
+    const whats = [...$('outcome-form').querySelectorAll('input[name=what]')];
+    const whens = [...$('outcome-form').querySelectorAll('input[name=when]')];
+    const actions = whats.map((w, i) => ({ what: w.value.trim(), when: whens[i].value.trim() }))
+      .filter((a) => a.what);
+    const res = await this.post(`/admin/api/encounters/${f.encounter.value}/outcome`, {
+      disposition: f.disposition.value,
+      conveyance_avoided: f.conveyance_avoided.checked,
+      medicines_prescribed: f.medicines_prescribed.checked,
+      restore2_used: f.restore2_used.checked,
+      news2: f.news2.value === '' ? null : Number(f.news2.value),
+      respect: f.respect.value,
+      treatment_plan: f.treatment_plan.checked,
+      referrals: f.referrals.value,
+      note: f.note.value,
+      care_plan: { text: f.plan.value, actions },
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      $('outcome-problem').textContent = body.error || 'The outcome could not be saved.';
+      return;
+    }
+    $('outcome-form').hidden = true;
+    $('resident-problem').textContent = body.amended ? 'Outcome changed; the plan was sent again.' : 'Outcome saved; the home has the plan.';
   }
 
   async add() {

@@ -372,6 +372,12 @@ function end(title, message) {
   awake.stop();
   show('ended');
   announce(`${title}. ${message || ''}`);
+  // A home that called from its own page goes back there for the care plan.
+  const homePage = sessionStorage.getItem('carecall.homePage');
+  if (homePage && homePage.startsWith('/home?')) {
+    $('home-page-link').querySelector('a').href = homePage;
+    $('home-page-link').hidden = false;
+  }
   $('self-video').srcObject = null;
   $('preview').srcObject = null;
   $('ended-title').textContent = title;

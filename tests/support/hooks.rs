@@ -130,3 +130,81 @@ async fn receive(
     });
     status
 }
+
+/// A hook receiver that keeps every event body (signatures are `hooks.rs`'s):
+/// standard events at `/hooks`, the FHIR endpoint's at `/fhir`.
+#[derive(Clone, Default)]
+pub struct EventSink {
+    pub standard: Arc<Mutex<Vec<Value>>>,
+    /// Content type and body.
+    pub fhir: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl EventSink {
+    /// Listens on loopback and writes a configuration file naming both
+    /// endpoints (with [`SECRET`]); the file's directory (kept while the
+    /// test runs) and path.
+    pub async fn start(&self) -> (tempfile::TempDir, std::path::PathBuf) {
+        let receiver = self.listen().await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("carecall.toml");
+        let endpoints = format!(
+            "[[hooks.endpoints]]\nurl = \"http://{receiver}/hooks\"\nsecret = \"{SECRET}\"\n\n\
+             [[hooks.endpoints]]\nurl = \"http://{receiver}/fhir\"\nsecret = \"{SECRET}\"\nformat = \"fhir\"\n"
+        );
+        std::fs::write(&config, endpoints).unwrap();
+        (dir, config)
+    }
+
+    async fn listen(&self) -> SocketAddr {
+        let standard = self.standard.clone();
+        let fhir = self.fhir.clone();
+        let app = axum::Router::new()
+            .route(
+                "/hooks",
+                axum::routing::post(move |body: String| async move {
+                    if let Ok(v) = serde_json::from_str(&body) {
+                        standard.lock().unwrap().push(v);
+                    }
+                    axum::http::StatusCode::NO_CONTENT
+                }),
+            )
+            .route(
+                "/fhir",
+                axum::routing::post(
+                    move |headers: axum::http::HeaderMap, body: String| async move {
+                        let kind = headers
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        if let Ok(v) = serde_json::from_str(&body) {
+                            fhir.lock().unwrap().push((kind, v));
+                        }
+                        axum::http::StatusCode::NO_CONTENT
+                    },
+                ),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    pub fn fhir_resources(&self, resource: &str) -> Vec<(String, Value)> {
+        let got = self.fhir.lock().unwrap();
+        got.iter()
+            .filter(|(_, v)| v["resourceType"] == resource)
+            .cloned()
+            .collect()
+    }
+
+    pub fn of_type(&self, kind: &str) -> Vec<Value> {
+        let events = self.standard.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .cloned()
+            .collect()
+    }
+}

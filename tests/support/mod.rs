@@ -7,6 +7,7 @@ pub mod admin;
 pub mod axe;
 pub mod browser;
 pub mod calls;
+pub mod console;
 pub mod devtools;
 pub mod hooks;
 pub mod http;
