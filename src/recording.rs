@@ -57,6 +57,18 @@ pub(crate) fn run(action: RecordingAction, mut config: Config) -> anyhow::Result
             if let Some(expected) = r.webm_bytes.filter(|&b| b as u64 != n) {
                 bail!("exported {n} bytes but the recording had {expected}: the file was changed");
             }
+            let who = format!(
+                "command line ({})",
+                std::env::var("USER").unwrap_or_else(|_| "unknown user".into())
+            );
+            let subject = format!("consultation {}, recording {id}", r.consultation);
+            log.audit(
+                &who,
+                "this machine",
+                "recording.exported",
+                &subject,
+                std::time::SystemTime::now(),
+            )?;
             println!("{} ({n} bytes)", out.display());
             Ok(())
         }

@@ -13,6 +13,7 @@ use crate::support::axe::assert_accessible;
 use crate::support::browser::{Browser, Driver, FAKE_CAMERA_FPS};
 use crate::support::calls::wait_all_decoding_hd;
 use crate::support::hooks::EventSink;
+use crate::support::queue::{account, get_as};
 use crate::support::recording::{
     answer_consent, export, ffprobe, recording_shown, start_recording,
 };
@@ -328,6 +329,28 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
     let forged = path.replace("sig=", "sig=A");
     let (status, _) = download(&server.base_url, &forged).await;
     assert_eq!(status, 403, "a tampered download link is refused");
+    // The export and the download are in the audit trail; the refused
+    // download is not (nothing was fetched).
+    let auditor = account(&server, "auditor", "admin").await;
+    let (code, trail) = get_as(&server, &auditor, "/admin/api/audit").await;
+    assert_eq!(code, 200, "{trail}");
+    let subject = format!("consultation {}, recording {id}", data["consultation"]);
+    let fetched: Vec<(&str, &str)> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["subject"] == subject.as_str())
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["account"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(fetched.len(), 2, "{trail}");
+    assert_eq!(fetched[0], ("recording.downloaded", "signed link"));
+    assert_eq!(fetched[1].0, "recording.exported");
+    assert!(fetched[1].1.starts_with("command line"), "{fetched:?}");
 
     // The FHIR endpoint got the recording as a DocumentReference, and, once
     // everyone has left, the consultation as an Encounter.

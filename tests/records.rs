@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::metrics::scrape;
 use crate::support::queue::{account, add_home, answer, get_as, place_call, post_as};
@@ -39,8 +40,13 @@ async fn join_by_socket(server: &Server, join_url: &str) -> ws::Socket {
 async fn a_resident_attached_to_a_call_is_sealed_at_rest_and_every_look_is_audited() {
     // The most talkative log the server writes (debug for the media and
     // signalling planes): no line of it may hold an identifier.
+    // Outcomes are due at once, so the missing one shows without waiting.
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("carecall.toml");
+    std::fs::write(&config, "[queue]\noutcome_due_hours = 0\n").unwrap();
     let server = Server::start_with(ServerOptions {
         json_log: true,
+        env: vec![("CARECALL_CONFIG".into(), config.display().to_string())],
         ..ServerOptions::default()
     });
     let (_, token) = add_home(&server, "Rose Court");
@@ -59,7 +65,7 @@ async fn a_resident_attached_to_a_call_is_sealed_at_rest_and_every_look_is_audit
         (code, &body["error"]),
         (404, &json!("nobody is in this call now"))
     );
-    let _socket = join_by_socket(&server, answered["join_url"].as_str().unwrap()).await;
+    let mut socket = join_by_socket(&server, answered["join_url"].as_str().unwrap()).await;
 
     let (code, refused) = post_as(&server, &dr, &path, mabel("943 476 5918")).await;
     assert_eq!(code, 400, "{refused}");
@@ -110,10 +116,57 @@ async fn a_resident_attached_to_a_call_is_sealed_at_rest_and_every_look_is_audit
         }
     }
 
+    // The call ends with no outcome: the dashboard's list shows it, until
+    // the clinician records one.
+    socket
+        .send(Message::text(json!({ "type": "leave" }).to_string()))
+        .await
+        .expect("leave");
+    let admin = account(&server, "hub.admin", "admin").await;
+    let consultation = listed["encounters"][0]["consultation"].clone();
+    let missing = || async {
+        let (code, body) = get_as(&server, &admin, "/admin/api/outcomes/missing").await;
+        assert_eq!(code, 200, "{body}");
+        body["missing"].as_array().unwrap().clone()
+    };
+    let start = std::time::Instant::now();
+    let shown = loop {
+        let now = missing().await;
+        if let Some(m) = now.iter().find(|m| m["consultation"] == consultation) {
+            break m.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never listed: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (&shown["residents"], &shown["without_outcome"]),
+        (&json!(1), &json!(1))
+    );
+    let encounter = listed["encounters"][0]["id"].as_i64().unwrap();
+    let outcome = json!({
+        "disposition": "gp-follow-up", "conveyance_avoided": false, "medicines_prescribed": false,
+        "restore2_used": false, "respect": "none", "treatment_plan": false,
+        "note": "Seen; GP to review.", "care_plan": { "text": "Observe.", "actions": [] }
+    });
+    let done = format!("/admin/api/encounters/{encounter}/outcome");
+    let (code, body) = post_as(&server, &dr, &done, outcome.clone()).await;
+    assert_eq!((code, &body["amended"]), (200, &json!(false)), "{body}");
+    let (code, body) = post_as(&server, &dr, &done, outcome).await;
+    assert_eq!((code, &body["amended"]), (200, &json!(true)), "{body}");
+    assert!(
+        missing()
+            .await
+            .iter()
+            .all(|m| m["consultation"] != consultation),
+        "still listed after the outcome"
+    );
+
     // The audit trail: each look, by whom and from where; admins only.
     let (code, _) = get_as(&server, &dr, "/admin/api/audit").await;
     assert_eq!(code, 403, "a clinician does not read the audit trail");
-    let admin = account(&server, "hub.admin", "admin").await;
     let (code, trail) = get_as(&server, &admin, "/admin/api/audit").await;
     assert_eq!(code, 200, "{trail}");
     let seen: Vec<(String, String, String)> = trail["entries"]
@@ -134,6 +187,28 @@ async fn a_resident_attached_to_a_call_is_sealed_at_rest_and_every_look_is_audit
     };
     assert_eq!(
         seen,
-        vec![by_dr("residents.viewed"), by_dr("resident.attached")]
+        vec![
+            by_dr("outcome.edited"),
+            by_dr("outcome.recorded"),
+            by_dr("residents.viewed"),
+            by_dr("resident.attached")
+        ]
+    );
+    let csv = crate::support::http::request(
+        &server.base_url,
+        "GET",
+        "/admin/api/audit.csv",
+        &[("Cookie", admin.0.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(csv.status, 200);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines[0], "time,account,from,action,subject");
+    assert_eq!(lines.len(), 5, "{}", csv.body);
+    assert!(
+        lines[1].contains(",dr.one,127.0.0.1,outcome.edited,"),
+        "{}",
+        lines[1]
     );
 }

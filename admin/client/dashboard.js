@@ -306,10 +306,42 @@ async function loadDeadLetters() {
     table(['given up', 'event', 'call', 'receiver', 'attempts', 'why', ''], rows), { id: 'dead-letters' }));
 }
 
+// Consultations with a clinician that ended past the due time without an
+// outcome for every resident.
+async function loadMissing() {
+  const res = await fetch('/admin/api/outcomes/missing');
+  if (!res.ok) return;
+  const { missing, due_hours: due } = await res.json();
+  document.getElementById('missing-none').hidden = missing.length > 0;
+  const rows = missing.map((m) => {
+    const tr = el('tr');
+    tr.dataset.consultation = m.consultation;
+    const what = m.residents ? `${m.without_outcome} of ${m.residents} residents without an outcome` : 'no resident attached';
+    tr.append(cell(String(m.consultation)), cell(m.room), cell(localTime(m.ended_at_ms)), cell(`outcome missing: ${what}`));
+    return tr;
+  });
+  document.getElementById('missing').replaceWith(Object.assign(
+    table(['call', 'room', `ended (over ${due} h ago)`, 'what is missing'], rows), { id: 'missing' }));
+}
+
+async function loadAudit() {
+  const res = await fetch('/admin/api/audit?limit=50');
+  if (!res.ok) return;
+  const rows = (await res.json()).entries.map((e) => {
+    const tr = el('tr');
+    tr.append(cell(localTime(e.at_ms)), cell(e.account), cell(e.from), cell(e.action), cell(e.subject));
+    return tr;
+  });
+  document.getElementById('audit').replaceWith(Object.assign(
+    table(['when', 'who', 'from', 'what', 'about'], rows), { id: 'audit' }));
+}
+
 function loadSlow() {
   loadHistory();
+  loadMissing();
   loadRecordings();
   loadDeadLetters();
+  loadAudit();
 }
 
 session().then(() => { refresh(); loadSlow(); });

@@ -84,7 +84,7 @@ pub(crate) async fn export(State(state): State<AdminState>) -> Response {
 }
 
 /// Quotes a field if it holds a comma, quote or line break.
-fn field(s: &str) -> String {
+pub(crate) fn field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

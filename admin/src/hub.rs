@@ -37,6 +37,9 @@ pub struct QueueSettings {
     pub hub_phone: Option<String>,
     /// The queues a call can be passed to besides a named clinician.
     pub named_queues: Vec<String>,
+    /// A consultation with a clinician in it shows as "outcome missing" on
+    /// the dashboard this long after it ended without one.
+    pub outcome_due: Duration,
 }
 
 impl Default for QueueSettings {
@@ -45,6 +48,7 @@ impl Default for QueueSettings {
             no_answer_after: Duration::from_secs(300),
             hub_phone: None,
             named_queues: vec!["GP".into(), "frailty".into(), "mental health".into()],
+            outcome_due: Duration::from_secs(4 * 3600),
         }
     }
 }

@@ -40,6 +40,7 @@ pub(crate) struct DownloadQuery {
 /// `GET /recordings/{id}/download?expires=…&sig=…`: the WebM, decrypted.
 pub(crate) async fn download(
     State(state): State<AdminState>,
+    from: crate::auth::ClientIp,
     Path(id): Path<String>,
     Query(q): Query<DownloadQuery>,
 ) -> Response {
@@ -54,7 +55,22 @@ pub(crate) async fn download(
         return json_error(StatusCode::FORBIDDEN, why);
     }
     let lookup = id.clone();
-    let row = crate::blocking_locked(&state.history, move |log| log.recording(&lookup)).await;
+    // Each download is noted in the audit trail before the file goes out.
+    let row = crate::blocking_locked(&state.history, move |log| {
+        let row = log.recording(&lookup)?;
+        if let Some(r) = row.as_ref().filter(|r| r.state == "ready") {
+            let subject = format!("consultation {}, recording {}", r.consultation, r.id);
+            log.audit(
+                "signed link",
+                &from.0,
+                "recording.downloaded",
+                &subject,
+                SystemTime::now(),
+            )?;
+        }
+        Ok(row)
+    })
+    .await;
     let row = match row {
         Ok(Some(r)) if r.state == "ready" => r,
         Ok(Some(r)) => {

@@ -368,6 +368,18 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
             Admin,
             get(crate::records::api::trail),
         ),
+        (
+            Method::GET,
+            "/admin/api/outcomes/missing",
+            Admin,
+            get(crate::records::api::missing),
+        ),
+        (
+            Method::GET,
+            "/admin/api/audit.csv",
+            Admin,
+            get(crate::records::api::trail_csv),
+        ),
         (Method::POST, "/admin/api/links", Admin, post(links::create)),
         (Method::POST, "/admin/logout", Staff, post(auth::logout)),
     ]

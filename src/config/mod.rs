@@ -74,6 +74,9 @@ pub struct QueueSection {
     /// The queues a call can be passed to. `CARECALL_QUEUE_NAMES`
     /// (comma-separated).
     pub named_queues: Vec<String>,
+    /// Hours after a consultation with a clinician ends before the
+    /// dashboard shows it as "outcome missing" if none was recorded.
+    pub outcome_due_hours: u64,
 }
 
 impl Default for QueueSection {
@@ -83,6 +86,7 @@ impl Default for QueueSection {
             no_answer_secs: d.no_answer_after.as_secs(),
             hub_phone: d.hub_phone,
             named_queues: d.named_queues,
+            outcome_due_hours: d.outcome_due.as_secs() / 3600,
         }
     }
 }
@@ -94,6 +98,7 @@ impl QueueSection {
             no_answer_after: std::time::Duration::from_secs(self.no_answer_secs),
             hub_phone: self.hub_phone.clone(),
             named_queues: self.named_queues.clone(),
+            outcome_due: std::time::Duration::from_secs(self.outcome_due_hours * 3600),
         }
     }
 }

@@ -149,6 +149,45 @@ fn default_limit() -> u32 {
     200
 }
 
+/// `GET /admin/api/outcomes/missing`: consultations with a clinician that
+/// ended past the due time without an outcome (admins).
+pub(crate) async fn missing(State(state): State<AdminState>) -> Response {
+    let due = state.queue.outcome_due.as_millis() as i64;
+    match crate::blocking_locked(&state.history, move |log| {
+        log.read(|c| completion::missing_outcomes(c, now_ms(), due))
+    })
+    .await
+    {
+        Ok(calls) => {
+            Json(json!({ "missing": calls, "due_hours": due / 3_600_000 })).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `GET /admin/api/audit.csv`: the whole audit trail as CSV (admins).
+pub(crate) async fn trail_csv(State(state): State<AdminState>) -> Response {
+    let zone = state.zone.clone();
+    match crate::blocking_locked(&state.history, move |log| {
+        log.read(|c| audit::latest(c, u32::MAX))
+    })
+    .await
+    {
+        Ok(entries) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"carecall-audit.csv\"",
+                ),
+            ],
+            audit::csv(&entries, &zone),
+        )
+            .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
 /// `GET /admin/api/audit`: the latest entries of the audit trail (admins).
 pub(crate) async fn trail(
     State(state): State<AdminState>,

@@ -43,6 +43,44 @@ pub(crate) fn note(
     Ok(())
 }
 
+impl crate::CallLog {
+    /// Notes `action` on `subject` by `account` from `from` in the audit
+    /// trail: for what happens outside an admin request (a signed download
+    /// link, the command line).
+    pub fn audit(
+        &self,
+        account: &str,
+        from: &str,
+        action: &str,
+        subject: &str,
+        at: std::time::SystemTime,
+    ) -> Result<(), crate::AdminError> {
+        let who = Actor {
+            account: account.to_owned(),
+            from: from.to_owned(),
+        };
+        self.change(|c| note(c, &who, action, subject, crate::call_log::ms(at)))
+    }
+}
+
+/// The entries as CSV, times in the hub's zone, newest first.
+pub(crate) fn csv(entries: &[AuditEntry], zone: &jiff::tz::TimeZone) -> String {
+    use crate::history::{field, local_time};
+    let mut out = String::from("time,account,from,action,subject\n");
+    for e in entries {
+        let row = [
+            local_time(e.at_ms, zone),
+            field(&e.account),
+            field(&e.from),
+            field(&e.action),
+            field(&e.subject),
+        ];
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
 /// The latest `limit` entries, newest first.
 pub(crate) fn latest(c: &Connection, limit: u32) -> rusqlite::Result<Vec<AuditEntry>> {
     let mut stmt = c.prepare_cached(

@@ -122,6 +122,62 @@ pub(crate) fn record(
     Ok(Some(amended))
 }
 
+/// A consultation a clinician took part in that ended without an outcome
+/// for every resident (or with no resident attached at all).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MissingOutcome {
+    /// The consultation.
+    pub consultation: i64,
+    /// Its room.
+    pub room: String,
+    /// When it ended, ms since the Unix epoch.
+    pub ended_at_ms: i64,
+    /// Residents attached.
+    pub residents: u32,
+    /// Of those, without an outcome.
+    pub without_outcome: u32,
+}
+
+/// The consultations that ended more than `due_ms` before `now_ms` with a
+/// clinician or specialist in them and an outcome missing, newest first
+/// (at most 200).
+pub(crate) fn missing_outcomes(
+    c: &Connection,
+    now_ms: i64,
+    due_ms: i64,
+) -> rusqlite::Result<Vec<MissingOutcome>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT c.id, c.room, c.ended_at_ms,
+                (SELECT COUNT(*) FROM encounters e WHERE e.call_id = c.id),
+                (SELECT COUNT(*) FROM encounters e WHERE e.call_id = c.id AND e.outcome_at_ms IS NULL)
+         FROM calls c
+         WHERE c.ended_at_ms IS NOT NULL AND c.ended_at_ms <= ?1
+           AND EXISTS (SELECT 1 FROM participant_sessions s
+                       WHERE s.call_id = c.id AND s.role IN ('clinician', 'specialist'))
+         ORDER BY c.ended_at_ms DESC",
+    )?;
+    let rows = stmt.query_map([now_ms - due_ms], |r| {
+        Ok(MissingOutcome {
+            consultation: r.get(0)?,
+            room: r.get(1)?,
+            ended_at_ms: r.get(2)?,
+            residents: r.get(3)?,
+            without_outcome: r.get(4)?,
+        })
+    })?;
+    let mut missing = Vec::new();
+    for row in rows {
+        let row = row?;
+        if row.residents == 0 || row.without_outcome > 0 {
+            missing.push(row);
+            if missing.len() == 200 {
+                break;
+            }
+        }
+    }
+    Ok(missing)
+}
+
 /// A care plan as the home sees it: which call, the initials the home gave,
 /// who wrote it and when, and the plan.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -12,7 +12,7 @@ mod residents;
 mod seal;
 
 pub use audit::AuditEntry;
-pub use completion::{HomePlan, PLAN_SHOWN_FOR_MS};
+pub use completion::{HomePlan, MissingOutcome, PLAN_SHOWN_FOR_MS};
 pub use nhs_number::{NhsNumber, NhsNumberError};
 pub use outcome::{CarePlan, Disposition, Outcome, OutcomeError, PlanAction, Respect};
 pub use residents::{Encounter, Resident, ResidentError};
