@@ -219,7 +219,9 @@ async fn a_consultation_reaches_the_record_with_resident_consent_outcome_and_car
         patient["resource"]["identifier"][0],
         json!({ "system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS_NUMBER })
     );
-    let subject = &full_url("Encounter")["resource"]["subject"]["reference"];
+    let encounter = &full_url("Encounter")["resource"];
+    assert_eq!(encounter["reasonCode"][0]["text"], "chest pain since lunch");
+    let subject = &encounter["subject"]["reference"];
     assert_eq!(
         subject, &patient["fullUrl"],
         "Encounter.subject is the Patient"

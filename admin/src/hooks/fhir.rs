@@ -111,7 +111,7 @@ fn completed(event: &Value) -> Value {
     if !d["ended_at"].is_null() {
         period["end"] = d["ended_at"].clone();
     }
-    let encounter = json!({
+    let mut encounter = json!({
         "resourceType": "Encounter",
         "identifier": [consultation_id(d), { "system": ENCOUNTER, "value": n.to_string() }],
         "status": "finished",
@@ -122,11 +122,14 @@ fn completed(event: &Value) -> Value {
         },
         "serviceType": { "text": "Video consultation with a care home" },
         "subject": subject,
-        "participant": [{ "type": [{ "text": "clinician" }], "individual": { "display": d["clinician"] } }],
+        "participant": encounter_participants(d),
         "period": period,
         "hospitalization": { "dischargeDisposition": { "coding": [{ "system": OUTCOME, "code": o["disposition"] }] } },
         "extension": outcome_ext,
     });
+    if let Some(reason) = d["reason"].as_str() {
+        encounter["reasonCode"] = json!([{ "text": reason }]);
+    }
     let encounter_link = json!({ "reference": encounter_ref });
     let mut entries = vec![
         json!({ "fullUrl": patient_ref, "resource": patient }),
@@ -252,8 +255,9 @@ fn consultation_id(data: &Value) -> Value {
     json!({ "system": CONSULTATION, "value": data["consultation"].to_string() })
 }
 
-fn encounter(d: &Value) -> Value {
-    let participants: Vec<Value> = d["participants"]
+/// Who took part, by role: one participant per session.
+fn participants_by_role(d: &Value) -> Vec<Value> {
+    d["participants"]
         .as_object()
         .into_iter()
         .flatten()
@@ -261,7 +265,21 @@ fn encounter(d: &Value) -> Value {
             let n = n.as_u64().unwrap_or(0) as usize;
             std::iter::repeat_n(json!({ "type": [{ "text": role }] }), n)
         })
-        .collect();
+        .collect()
+}
+
+/// The clinician who completed the encounter by name, then everyone in the
+/// consultation by role.
+fn encounter_participants(d: &Value) -> Vec<Value> {
+    let clinician =
+        json!({ "type": [{ "text": "clinician" }], "individual": { "display": d["clinician"] } });
+    std::iter::once(clinician)
+        .chain(participants_by_role(d))
+        .collect()
+}
+
+fn encounter(d: &Value) -> Value {
+    let participants = participants_by_role(d);
     let mut extension = vec![json!({ "url": OUT_OF_HOURS, "valueBoolean": d["out_of_hours"] })];
     if let Some(q) = d["worst_quality"].as_str() {
         extension.push(json!({ "url": WORST_QUALITY, "valueCode": q }));
@@ -356,6 +374,7 @@ mod tests {
                                  "medicines_prescribed": false, "restore2_used": true, "news2": 3,
                                  "respect": "in-place", "treatment_plan": true, "referrals": ""},
                      "note": "Chest clear <no crackles>", "care_plan": {"text": "Fluids", "actions": [{"what": "Check temperature", "when": "4-hourly"}]},
+                     "reason": "chest pain", "participants": {"clinician": 1, "home": 1},
                      "recorded_at": "2026-12-04T10:20:00.000Z", "amended": false,
                      "recordings": [{"recording": "ab12", "size": 10, "sha256": "00", "duration_seconds": 2.0}]}});
         let bundle: Value = serde_json::from_str(&render(&completed.to_string()).unwrap()).unwrap();
@@ -375,6 +394,13 @@ mod tests {
                 "Composition",
                 "DocumentReference"
             ]
+        );
+        let encounter = &bundle["entry"][1]["resource"];
+        assert_eq!(encounter["reasonCode"][0]["text"], "chest pain");
+        assert_eq!(
+            encounter["participant"].as_array().unwrap().len(),
+            3,
+            "{encounter}"
         );
         let patient = &bundle["entry"][0];
         assert_eq!(patient["resource"]["identifier"][0]["system"], NHS_NUMBER);

@@ -30,15 +30,17 @@ pub(crate) fn record(
     who: &Actor,
     now_ms: i64,
 ) -> rusqlite::Result<Option<bool>> {
-    let Some((call, resident, before)) = c
+    let Some((call, resident, before, reason)) = c
         .query_row(
-            "SELECT call_id, resident, outcome_at_ms FROM encounters WHERE id = ?1",
+            "SELECT e.call_id, e.resident, e.outcome_at_ms, q.reason
+             FROM encounters e LEFT JOIN queued_calls q ON q.id = e.hub_call WHERE e.id = ?1",
             [id],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, Vec<u8>>(1)?,
                     r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
                 ))
             },
         )
@@ -95,10 +97,22 @@ pub(crate) fn record(
             [call],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
+        let mut roles = serde_json::Map::new();
+        let mut stmt = c.prepare_cached(
+            "SELECT role, COUNT(*) FROM participant_sessions WHERE call_id = ?1 GROUP BY role ORDER BY role",
+        )?;
+        for row in stmt.query_map([call], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
+            let (role, n) = row?;
+            roles.insert(role, json!(n));
+        }
         let data = json!({
             "encounter": id,
             "resident": resident,
             "clinician": who.account,
+            "reason": reason.filter(|r| !r.is_empty()),
+            "participants": roles,
             "started_at": rfc3339(started),
             "ended_at": ended.map(rfc3339),
             "outcome": {
