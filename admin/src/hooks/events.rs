@@ -107,16 +107,7 @@ impl HookTargets {
             [call],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let mut roles = serde_json::Map::new();
-        let mut stmt = conn.prepare_cached(
-            "SELECT role, COUNT(*) FROM participant_sessions WHERE call_id = ?1 GROUP BY role ORDER BY role",
-        )?;
-        for row in stmt.query_map([call], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })? {
-            let (role, n) = row?;
-            roles.insert(role, json!(n));
-        }
+        let roles = sessions_by_role(conn, call)?;
         let (worst, reconnects): (Option<i64>, i64) = conn.query_row(
             "SELECT MAX(worst_badge), COALESCE(SUM(reconnects), 0) FROM participant_sessions WHERE call_id = ?1",
             [call],
@@ -189,6 +180,25 @@ impl HookTargets {
         });
         self.emit(conn, call, "participant.left", data, now_ms)
     }
+}
+
+/// Consultation `call`'s participant sessions counted by role (someone who
+/// rejoined counts twice), as events carry them.
+pub(crate) fn sessions_by_role(
+    conn: &Connection,
+    call: i64,
+) -> rusqlite::Result<serde_json::Map<String, Value>> {
+    let mut roles = serde_json::Map::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT role, COUNT(*) FROM participant_sessions WHERE call_id = ?1 GROUP BY role ORDER BY role",
+    )?;
+    for row in stmt.query_map([call], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })? {
+        let (role, n) = row?;
+        roles.insert(role, json!(n));
+    }
+    Ok(roles)
 }
 
 /// A new `webhook-id`: `evt_` and 128 random bits in hex.

@@ -20,8 +20,8 @@ mod sign;
 use std::time::Duration;
 
 pub use deliver::start_delivery;
-pub(crate) use events::rfc3339;
 pub use events::HookTargets;
+pub(crate) use events::{rfc3339, sessions_by_role};
 pub use fhir::bundle_problems;
 pub use outbox::DeadLetter;
 pub(crate) use outbox::{dead_letters, retry_dead_letter, waiting};

@@ -97,16 +97,7 @@ pub(crate) fn record(
             [call],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let mut roles = serde_json::Map::new();
-        let mut stmt = c.prepare_cached(
-            "SELECT role, COUNT(*) FROM participant_sessions WHERE call_id = ?1 GROUP BY role ORDER BY role",
-        )?;
-        for row in stmt.query_map([call], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })? {
-            let (role, n) = row?;
-            roles.insert(role, json!(n));
-        }
+        let roles = crate::hooks::sessions_by_role(c, call)?;
         let data = json!({
             "encounter": id,
             "resident": resident,
