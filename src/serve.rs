@@ -34,7 +34,9 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         None
     };
     let database = config.data_dir.join("carecall.db");
-    let hook_options = config.hook_options()?;
+    let record_key = config.record_key()?;
+    let mut hook_options = config.hook_options()?;
+    hook_options.seal = Some(record_key.clone());
     let accounts = std::sync::Arc::new(Accounts::open(&database)?);
     let checks = carecall_admin::check::Checks::open(&database)?;
     let zone = jiff::tz::TimeZone::get(&config.timezone)
@@ -52,7 +54,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         endpoints: hook_options.urls(),
         zone: Some(zone.clone()),
         downloads: Some(downloads.clone()),
-        seal: Some(config.record_key()?),
+        seal: Some(record_key.clone()),
     };
     let call_log =
         CallLog::open(&database)?.with_hooks(hook_targets.clone(), Some(hook_wake.clone()));
@@ -165,7 +167,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 check_credentials: Duration::from_secs(config.limits.check_credential_secs),
                 check_limits: config.limits.check(),
                 refusals: refusals.clone(),
-                record_key: config.record_key()?,
+                record_key,
                 recordings: config.recording.enabled.then_some(RecordingAccess {
                     links: downloads,
                     key: recording_key,

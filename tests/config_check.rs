@@ -8,12 +8,22 @@ use std::time::{Duration, Instant};
 
 use crate::support::binary;
 
+/// Runs `carecall config check FILE` in an empty directory, and checks that
+/// the check wrote nothing there (the example's relative `data_dir` would
+/// land in it): checking a configuration makes no secret files.
 fn check(file: &std::path::Path) -> (bool, String) {
+    let cwd = tempfile::tempdir().unwrap();
     let out = Command::new(binary())
         .args(["config", "check"])
         .arg(file)
+        .current_dir(cwd.path())
         .output()
         .expect("run carecall config check");
+    let written: Vec<_> = std::fs::read_dir(cwd.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(written.is_empty(), "the check wrote {written:?}");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
