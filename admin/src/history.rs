@@ -83,12 +83,20 @@ pub(crate) async fn export(State(state): State<AdminState>) -> Response {
     }
 }
 
-/// Quotes a field if it holds a comma, quote or line break.
+/// A CSV text field: a leading `'` when a spreadsheet would read it as a
+/// formula (`=`, `+`, `-`, `@`, a tab or a carriage return first), so text
+/// anyone typed never runs as one; then quoted if it holds a comma, quote or
+/// line break.
 pub(crate) fn field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 
@@ -196,6 +204,20 @@ mod tests {
 
     fn ms(rfc3339: &str) -> i64 {
         rfc3339.parse::<Timestamp>().unwrap().as_millisecond()
+    }
+
+    #[test]
+    fn a_field_never_starts_a_formula_and_is_quoted_when_it_must_be() {
+        assert_eq!(field("ward-7"), "ward-7");
+        assert_eq!(
+            field("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        assert_eq!(field("+44 1632"), "'+44 1632");
+        assert_eq!(field("-1+1"), "'-1+1");
+        assert_eq!(field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(field("\tx"), "'\tx");
+        assert_eq!(field("a, b"), "\"a, b\"");
     }
 
     #[test]

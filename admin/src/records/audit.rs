@@ -66,7 +66,7 @@ impl crate::CallLog {
 /// The entries as CSV, times in the hub's zone, newest first.
 pub(crate) fn csv(entries: &[AuditEntry], zone: &jiff::tz::TimeZone) -> String {
     use crate::history::{field, local_time};
-    let mut out = String::from("time,account,from,action,subject\n");
+    let mut out = String::from("time,account,from,action,subject\r\n");
     for e in entries {
         let row = [
             local_time(e.at_ms, zone),
@@ -76,7 +76,7 @@ pub(crate) fn csv(entries: &[AuditEntry], zone: &jiff::tz::TimeZone) -> String {
             field(&e.subject),
         ];
         out.push_str(&row.join(","));
-        out.push('\n');
+        out.push_str("\r\n");
     }
     out
 }
