@@ -77,6 +77,16 @@ pub struct CallLog {
     wake: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
+/// The consultation open in `room`, if anyone is in it.
+pub(crate) fn open_call(c: &Connection, room: &str) -> rusqlite::Result<Option<i64>> {
+    c.query_row(
+        "SELECT id FROM calls WHERE room = ?1 AND ended_at_ms IS NULL",
+        [room],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 pub(crate) fn ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -186,14 +196,7 @@ impl CallLog {
         let at = ms(at);
         let hooks = &self.hooks;
         self.change(|c| {
-            let open: Option<i64> = c
-                .query_row(
-                    "SELECT id FROM calls WHERE room = ?1 AND ended_at_ms IS NULL",
-                    [room],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let call = match open {
+            let call = match open_call(c, room)? {
                 Some(id) => id,
                 None => {
                     c.execute(

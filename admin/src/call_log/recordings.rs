@@ -8,7 +8,7 @@ use carecall_sfu::recording::RecordingSummary;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::json;
 
-use super::{ms, CallLog};
+use super::{ms, open_call, CallLog};
 use crate::hooks::rfc3339;
 use crate::AdminError;
 
@@ -128,17 +128,6 @@ fn consent_of(c: &Connection, call: i64) -> rusqlite::Result<Option<serde_json::
     .transpose()
 }
 
-/// The consultation open in `room` (0 when none is).
-fn open_call(c: &Connection, room: &str) -> rusqlite::Result<i64> {
-    Ok(c.query_row(
-        "SELECT id FROM calls WHERE room = ?1 AND ended_at_ms IS NULL",
-        [room],
-        |r| r.get(0),
-    )
-    .optional()?
-    .unwrap_or(0))
-}
-
 impl CallLog {
     /// Keeps a clinician's consent entry (or refusal) for the consultation
     /// open in `room`.
@@ -153,7 +142,7 @@ impl CallLog {
         let by = name(json!(consent.by));
         let how = name(json!(consent.how));
         self.change(|c| {
-            let call = open_call(c, room)?;
+            let call = open_call(c, room)?.unwrap_or(0);
             c.execute(
                 "INSERT INTO recording_consents (call_id, room, given, decided_by, manner, recorded_by, at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -176,7 +165,7 @@ impl CallLog {
         let at = ms(at);
         let hooks = &self.hooks;
         self.change(|c| {
-            let call = open_call(c, room)?;
+            let call = open_call(c, room)?.unwrap_or(0);
             c.execute(
                 "INSERT INTO recordings (id, room, call_id, started_by, started_at_ms, state, path, encrypted)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'recording', ?6, ?7)",

@@ -115,12 +115,8 @@ fn completed(event: &Value) -> Value {
         "resourceType": "Encounter",
         "identifier": [consultation_id(d), { "system": ENCOUNTER, "value": n.to_string() }],
         "status": "finished",
-        "class": {
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-            "code": "VR",
-            "display": "virtual"
-        },
-        "serviceType": { "text": "Video consultation with a care home" },
+        "class": virtual_class(),
+        "serviceType": service_type(),
         "subject": subject,
         "participant": encounter_participants(d),
         "period": period,
@@ -251,6 +247,19 @@ fn collect_references(v: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// Every carecall Encounter is a virtual one (HL7 ActCode `VR`).
+fn virtual_class() -> Value {
+    json!({
+        "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+        "code": "VR",
+        "display": "virtual"
+    })
+}
+
+fn service_type() -> Value {
+    json!({ "text": "Video consultation with a care home" })
+}
+
 fn consultation_id(data: &Value) -> Value {
     json!({ "system": CONSULTATION, "value": data["consultation"].to_string() })
 }
@@ -289,12 +298,8 @@ fn encounter(d: &Value) -> Value {
         "resourceType": "Encounter",
         "identifier": [consultation_id(d)],
         "status": "finished",
-        "class": {
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-            "code": "VR",
-            "display": "virtual"
-        },
-        "serviceType": { "text": "Video consultation with a care home" },
+        "class": virtual_class(),
+        "serviceType": service_type(),
         "period": { "start": d["started_at"], "end": d["ended_at"] },
         "length": {
             "value": d["duration_seconds"],

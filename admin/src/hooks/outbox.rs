@@ -8,7 +8,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::records::RecordKey;
+use crate::records::{unreadable, unsealable, RecordKey};
 
 /// One event waiting for one endpoint.
 #[derive(Debug, Clone)]
@@ -64,9 +64,7 @@ pub(crate) fn enqueue(
     }
     let (plain, sealed) = match seal {
         Some(key) => {
-            let sealed = key
-                .seal(SEALED_AS, body.as_bytes())
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let sealed = key.seal(SEALED_AS, body.as_bytes()).map_err(unsealable)?;
             ("", Some(sealed))
         }
         None => (body, None),
@@ -105,14 +103,9 @@ pub(crate) fn due(
         let body = match (sealed, seal) {
             (None, _) => r.get(3)?,
             (Some(sealed), key) => {
-                let unreadable = |e: Box<dyn std::error::Error + Send + Sync>| {
-                    rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Blob, e)
-                };
-                let key = key.ok_or_else(|| unreadable("a sealed event and no key".into()))?;
-                let plain = key
-                    .open(SEALED_AS, &sealed)
-                    .map_err(|e| unreadable(Box::new(e)))?;
-                String::from_utf8(plain).map_err(|e| unreadable(Box::new(e)))?
+                let key = key.ok_or_else(|| unreadable(6, "a sealed event and no key"))?;
+                let plain = key.open(SEALED_AS, &sealed).map_err(|e| unreadable(6, e))?;
+                String::from_utf8(plain).map_err(|e| unreadable(6, e))?
             }
         };
         Ok(Pending {

@@ -9,8 +9,9 @@ use serde_json::json;
 
 use super::audit::{self, Actor};
 use super::outcome::{CarePlan, Outcome, Written};
-use super::residents::{open_resident, unreadable, unsealable};
+use super::residents::open_resident;
 use super::seal::RecordKey;
+use super::seal::{unreadable, unsealable};
 use crate::hooks::{rfc3339, HookTargets};
 
 const WRITTEN_AS: &str = "outcome";

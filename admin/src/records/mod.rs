@@ -16,4 +16,5 @@ pub use completion::{HomePlan, MissingOutcome, PLAN_SHOWN_FOR_MS};
 pub use nhs_number::{NhsNumber, NhsNumberError};
 pub use outcome::{CarePlan, Disposition, Outcome, OutcomeError, PlanAction, Respect};
 pub use residents::{Encounter, Resident, ResidentError};
+pub(crate) use seal::{unreadable, unsealable};
 pub use seal::{RecordKey, SealError};

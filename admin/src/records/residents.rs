@@ -3,12 +3,12 @@
 //! are sealed before they reach the database and opened only for hub staff,
 //! each time noted in the audit trail.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, Actor};
 use super::nhs_number::{NhsNumber, NhsNumberError};
-use super::seal::RecordKey;
+use super::seal::{unreadable, unsealable, RecordKey};
 
 /// Who an encounter is about. Its `Debug` hides everything.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,20 +89,6 @@ pub struct Encounter {
 
 const SEALED_AS: &str = "resident";
 
-/// A sealing failure, as the database layer reports a value it cannot write.
-pub(super) fn unsealable(e: super::seal::SealError) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
-
-/// A sealed column `col` that does not open or parse, as the database
-/// layer reports a value it cannot read.
-pub(super) fn unreadable(
-    col: usize,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Blob, Box::new(e))
-}
-
 /// Error of a resident field that does not open.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum Unopened {
@@ -129,14 +115,7 @@ pub(crate) fn attach(
     who: &Actor,
     now_ms: i64,
 ) -> rusqlite::Result<Option<i64>> {
-    let Some(call) = c
-        .query_row(
-            "SELECT id FROM calls WHERE room = ?1 AND ended_at_ms IS NULL",
-            [room],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()?
-    else {
+    let Some(call) = crate::call_log::open_call(c, room)? else {
         return Ok(None);
     };
     let plain = serde_json::to_vec(resident).unwrap_or_default();

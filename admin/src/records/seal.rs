@@ -30,6 +30,20 @@ pub enum SealError {
     DoesNotOpen,
 }
 
+/// A sealing failure, as the database layer reports a value it cannot write.
+pub(crate) fn unsealable(e: SealError) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+/// A sealed column `col` that does not open or parse, as the database
+/// layer reports a value it cannot read.
+pub(crate) fn unreadable(
+    col: usize,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Blob, e.into())
+}
+
 impl RecordKey {
     /// The key for the clinical record, derived from the hub's recording
     /// secret: HMAC-SHA256 of a fixed label under the secret, so the
