@@ -41,6 +41,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     let checks = carecall_admin::check::Checks::open(&database)?;
     let zone = jiff::tz::TimeZone::get(&config.timezone)
         .with_context(|| format!("timezone {:?}: not a known time zone", config.timezone))?;
+    let hours = config.service_hours.hours(zone)?;
     // Events are written with every call-log change from here on, also for
     // sessions a crash left open; delivery starts with the runtime.
     let hook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -52,7 +53,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     );
     let hook_targets = carecall_admin::hooks::HookTargets {
         endpoints: hook_options.urls(),
-        zone: Some(zone.clone()),
+        hours: Some(hours.clone()),
         downloads: Some(downloads.clone()),
         seal: Some(record_key.clone()),
     };
@@ -154,7 +155,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
             AdminOptions {
                 metrics_token: config.metrics_token.clone(),
                 secure_cookies: config.base_url().starts_with("https://"),
-                zone,
+                hours,
                 signer,
                 base_url: config.base_url(),
                 turn_running,

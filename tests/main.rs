@@ -30,6 +30,7 @@ mod public_surfaces;
 mod queue;
 mod recording;
 mod records;
+mod reports;
 mod resume;
 mod tablet;
 mod turn_refusals;

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use futures_util::SinkExt;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::metrics::scrape;
@@ -15,26 +15,6 @@ use crate::support::{ws, Server, ServerOptions};
 
 const NHS_NUMBER: &str = "9434765919";
 const NAME: &str = "Mabel Brown";
-
-/// Joins the call behind `join_url` over a bare signalling socket (no
-/// media: the consultation opens with the first join) and waits for
-/// `joined`.
-async fn join_by_socket(server: &Server, join_url: &str) -> ws::Socket {
-    let token = join_url.split("t=").nth(1).expect("a join link");
-    let mut socket = ws::open(server, json!({ "type": "join", "v": 1, "token": token })).await;
-    let joined = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(m)) = socket.next().await {
-            let m: Value = serde_json::from_str(m.to_text().unwrap_or("")).unwrap_or_default();
-            if m["type"] == "joined" {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(joined, Ok(true), "joined the call");
-    socket
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resident_attached_to_a_call_is_sealed_at_rest_and_every_look_is_audited() {
@@ -65,7 +45,7 @@ async fn a_resident_attached_to_a_call_is_sealed_at_rest_and_every_look_is_audit
         (code, &body["error"]),
         (404, &json!("nobody is in this call now"))
     );
-    let mut socket = join_by_socket(&server, answered["join_url"].as_str().unwrap()).await;
+    let mut socket = ws::join_by_socket(&server, answered["join_url"].as_str().unwrap()).await;
 
     let (code, refused) = post_as(&server, &dr, &path, mabel("943 476 5918")).await;
     assert_eq!(code, 400, "{refused}");

@@ -4,7 +4,8 @@
 # from crates.io; iproute2 and iptables for the emulated poor networks, which
 # also need root; cmake to build the bundled libopus; ffmpeg to check
 # recordings; Debian's janus for the load tool's comparison run; npm, which
-# fetches the pinned axe-core for the accessibility checks), checks
+# fetches the pinned axe-core for the accessibility checks; faketime, which
+# lets the reports test set the server's clock), checks
 # formatting and lints,
 # then runs every unit, integration and browser test, each fuzz target for a
 # few seconds, and checks the deployment files.
@@ -22,6 +23,8 @@ command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v janus >/dev/null 2>&1 || missing+=(janus)
 command -v firefox-esr >/dev/null 2>&1 || missing+=(firefox-esr)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# libfaketime: the reports test sets the server's wall clock to a past week.
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -72,6 +72,18 @@ function show(s) {
       sessionStorage.setItem('carecall.homePage', location.pathname + location.search);
       location.href = `${s.join_url}&go=1`;
     }
+  } else if (s.state === 'closed') {
+    // Every service is closed: say where else to turn, at once.
+    $('waiting-title').textContent = 'The hub is closed now';
+    document.title = 'The hub is closed now';
+    $('position').textContent = `${s.closed.message} Phone: ${s.closed.phone}.`;
+    $('cancel-button').hidden = true;
+  } else if (s.state === 'declined') {
+    $('waiting-title').textContent = 'The hub cannot take this call';
+    document.title = 'The hub cannot take this call';
+    const phone = s.declined.phone ? ` To talk it over, phone the hub on ${s.declined.phone}.` : '';
+    $('position').textContent = `Reason: ${s.declined.reason}.${phone}`;
+    $('cancel-button').hidden = true;
   } else if (s.state === 'cancelled') {
     $('waiting-title').textContent = 'Call cancelled';
     document.title = 'Call cancelled';

@@ -75,6 +75,9 @@ function renderQueue(queue) {
     tr.classList.toggle('overdue', c.overdue);
     const answer = el('button', 'Answer', 'answer');
     answer.onclick = () => take(`/admin/api/queue/${c.call}/answer`, answer);
+    const decline = el('button', 'Decline', 'decline');
+    decline.setAttribute('aria-label', `Decline the call from ${c.home}`);
+    decline.onclick = () => askDecline(c);
     tr.append(
       el('td', String(c.position)),
       el('td', c.urgent ? `${c.home} (urgent)` : c.home),
@@ -83,7 +86,7 @@ function renderQueue(queue) {
       el('td', minutes(c.waiting_seconds)),
       el('td'),
     );
-    tr.lastChild.append(answer);
+    tr.lastChild.append(answer, ' ', decline);
     return tr;
   }));
   // A call passed to another queue waits anew there: it chimes again.
@@ -155,6 +158,22 @@ function open(body) {
   $('call-frame').src = `${body.join_url}&go=1`;
   residents.open(me && me.role);
 }
+
+// Declining asks for one of the hub's reasons first; the home is shown it.
+let declining = null;
+function askDecline(c) {
+  declining = c.call;
+  $('decline-home').textContent = `${c.home}${c.urgent ? ' (urgent)' : ''}: ${describe(c)}`;
+  $('decline-reason').replaceChildren(...(hub.snapshot.decline_reasons || []).map((r) => el('option', r)));
+  $('decline-dialog').showModal();
+}
+
+$('decline-dialog').onclose = async () => {
+  if ($('decline-dialog').returnValue !== 'decline' || declining === null) return;
+  const res = await post(`/admin/api/queue/${declining}/decline`, { reason: $('decline-reason').value });
+  const body = await res.json().catch(() => ({}));
+  problem(res.ok ? '' : (body.error || 'The call could not be declined.'));
+};
 
 async function take(url, button) {
   button.disabled = true;

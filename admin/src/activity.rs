@@ -2,12 +2,11 @@
 //! last weeks, in the hub's time zone, and the out-of-hours share.
 
 use jiff::civil::Date;
-use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use serde::Serialize;
 
 use crate::call_log::CallRecord;
-use crate::history::out_of_hours;
+use crate::service_hours::ServiceHours;
 
 /// Days the activity charts cover, today included.
 pub const ACTIVITY_DAYS: i32 = 30;
@@ -26,7 +25,8 @@ pub struct Activity {
 }
 
 /// The activity of `calls` over the days up to `today` (local).
-pub fn activity(calls: &[CallRecord], zone: &TimeZone, today: Date) -> Activity {
+pub fn activity(calls: &[CallRecord], hours: &ServiceHours, today: Date) -> Activity {
+    let zone = hours.zone();
     let first = today
         .checked_sub((ACTIVITY_DAYS - 1).days())
         .unwrap_or(today);
@@ -47,7 +47,7 @@ pub fn activity(calls: &[CallRecord], zone: &TimeZone, today: Date) -> Activity 
         day.1 += 1;
         per_hour[local.hour() as usize] += 1;
         total += 1;
-        if out_of_hours(c.started_at_ms, zone) {
+        if hours.out_of_hours(c.started_at_ms) {
             ooh += 1;
         }
     }
@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn calls_count_on_their_local_day_and_hour() {
-        let zone = TimeZone::get("Europe/London").unwrap();
+        let zone = jiff::tz::TimeZone::get("Europe/London").unwrap();
         let today = jiff::civil::date(2026, 7, 6);
         let calls = [
             // 23:30 UTC on the 5th is 00:30 on the 6th in summer time.
@@ -96,7 +96,7 @@ mod tests {
             // 30 days back: too old.
             call("2026-06-06T12:00:00Z"),
         ];
-        let a = activity(&calls, &zone, today);
+        let a = activity(&calls, &ServiceHours::around_the_clock(zone), today);
         assert_eq!(a.per_day.len(), 30);
         assert_eq!(a.per_day[0], ("2026-06-07".into(), 1));
         assert_eq!(a.per_day[29], ("2026-07-06".into(), 3));

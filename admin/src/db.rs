@@ -214,6 +214,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE encounters ADD COLUMN outcome_by TEXT;
     ALTER TABLE encounters ADD COLUMN outcome_at_ms INTEGER;
     ALTER TABLE hook_events ADD COLUMN sealed BLOB;",
+    // Service levels: the service a call came to (none: every service was
+    // closed), and an operator's reason for declining one.
+    "ALTER TABLE queued_calls ADD COLUMN service TEXT;
+    ALTER TABLE queued_calls ADD COLUMN declined_reason TEXT;
+    CREATE INDEX queued_calls_queued ON queued_calls (queued_at_ms);",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

@@ -1,14 +1,10 @@
 //! Call history for commissioners and admins: one CSV row per call, with
-//! local times and the out-of-hours flag, from the call log.
-//!
-//! In hours are Monday to Friday, 08:00 to 18:30, in the hub's time zone
-//! (the NHS core hours for general practice); everything else is out of
-//! hours. Bank holidays are not known yet: they count as in hours.
+//! local times and the out-of-hours flag, from the call log. What is in
+//! hours comes from the hub's [`ServiceHours`].
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
@@ -17,6 +13,7 @@ use serde::Serialize;
 use crate::call_log::CallRecord;
 use crate::quality::Badge;
 use crate::routes::AdminState;
+use crate::service_hours::ServiceHours;
 
 /// The CSV columns, in order (documented in `docs/admin.md`).
 pub const CSV_COLUMNS: [&str; 14] = [
@@ -35,18 +32,6 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "reconnects",
     "operators",
 ];
-
-/// Whether a call that started at `ms` (since the epoch) started out of
-/// hours in `zone`.
-pub fn out_of_hours(ms: i64, zone: &TimeZone) -> bool {
-    let Ok(t) = Timestamp::from_millisecond(ms) else {
-        return false;
-    };
-    let local = t.to_zoned(zone.clone());
-    let weekend = matches!(local.weekday(), Weekday::Saturday | Weekday::Sunday);
-    let minute = i32::from(local.hour()) * 60 + i32::from(local.minute());
-    weekend || !(8 * 60..18 * 60 + 30).contains(&minute)
-}
 
 pub(crate) fn local_time(ms: i64, zone: &TimeZone) -> String {
     Timestamp::from_millisecond(ms)
@@ -69,7 +54,7 @@ pub(crate) async fn export(State(state): State<AdminState>) -> Response {
                     "attachment; filename=\"carecall-calls.csv\"",
                 ),
             ],
-            calls_csv(&calls, &state.zone),
+            calls_csv(&calls, &state.hours),
         )
             .into_response(),
         Err(e) => {
@@ -126,7 +111,7 @@ pub struct HistoryRow {
     pub specialists: u32,
     /// See `participants`.
     pub observers: u32,
-    /// Started outside Monday to Friday 08:00-18:30 local time.
+    /// Started out of hours (or while the hub was closed).
     pub out_of_hours: bool,
     /// The worst badge any participant had; `None` if media never came up.
     pub worst_quality: Option<Badge>,
@@ -136,7 +121,8 @@ pub struct HistoryRow {
 
 impl HistoryRow {
     /// `call` in the hub's time zone.
-    pub fn of(call: &CallRecord, zone: &TimeZone) -> Self {
+    pub fn of(call: &CallRecord, hours: &ServiceHours) -> Self {
+        let zone = hours.zone();
         HistoryRow {
             call_id: call.id,
             room: call.room.clone(),
@@ -155,7 +141,7 @@ impl HistoryRow {
             clinicians: call.clinicians,
             specialists: call.specialists,
             observers: call.observers,
-            out_of_hours: out_of_hours(call.started_at_ms, zone),
+            out_of_hours: hours.out_of_hours(call.started_at_ms),
             worst_quality: call.worst_badge,
             reconnects: call.reconnects,
         }
@@ -184,11 +170,11 @@ impl HistoryRow {
 
 /// The calls as CSV, a header line first. A call still running has no end
 /// and no duration; one whose media never came up has no worst quality.
-pub fn calls_csv(calls: &[CallRecord], zone: &TimeZone) -> String {
+pub fn calls_csv(calls: &[CallRecord], hours: &ServiceHours) -> String {
     let mut out = CSV_COLUMNS.join(",");
     out.push_str("\r\n");
     for c in calls {
-        out.push_str(&HistoryRow::of(c, zone).csv_fields().join(","));
+        out.push_str(&HistoryRow::of(c, hours).csv_fields().join(","));
         out.push_str("\r\n");
     }
     out
@@ -198,8 +184,8 @@ pub fn calls_csv(calls: &[CallRecord], zone: &TimeZone) -> String {
 mod tests {
     use super::*;
 
-    fn london() -> TimeZone {
-        TimeZone::get("Europe/London").unwrap()
+    fn london() -> ServiceHours {
+        ServiceHours::around_the_clock(TimeZone::get("Europe/London").unwrap())
     }
 
     fn ms(rfc3339: &str) -> i64 {
@@ -218,21 +204,6 @@ mod tests {
         assert_eq!(field("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(field("\tx"), "'\tx");
         assert_eq!(field("a, b"), "\"a, b\"");
-    }
-
-    #[test]
-    fn in_hours_are_weekdays_from_8_to_half_past_6_local_time() {
-        let z = london();
-        // Monday 23 November 2026 (GMT).
-        assert!(!out_of_hours(ms("2026-11-23T09:00:00Z"), &z));
-        assert!(out_of_hours(ms("2026-11-23T07:59:00Z"), &z));
-        assert!(!out_of_hours(ms("2026-11-23T18:29:00Z"), &z));
-        assert!(out_of_hours(ms("2026-11-23T18:30:00Z"), &z));
-        // Saturday.
-        assert!(out_of_hours(ms("2026-11-21T11:00:00Z"), &z));
-        // Monday 6 July 2026, summer time: 07:30 UTC is 08:30 in London.
-        assert!(!out_of_hours(ms("2026-07-06T07:30:00Z"), &z));
-        assert!(out_of_hours(ms("2026-07-06T17:45:00Z"), &z));
     }
 
     #[test]

@@ -40,6 +40,23 @@ pub struct QueueSettings {
     /// A consultation with a clinician in it shows as "outcome missing" on
     /// the dashboard this long after it ended without one.
     pub outcome_due: Duration,
+    /// The reasons an operator may give for declining a call.
+    pub decline_reasons: Vec<String>,
+    /// An urgent call should be answered within this.
+    pub urgent_target: Duration,
+    /// A routine call should be answered within this.
+    pub routine_target: Duration,
+}
+
+impl QueueSettings {
+    /// The answer-time target for a call.
+    pub fn target(&self, urgent: bool) -> Duration {
+        if urgent {
+            self.urgent_target
+        } else {
+            self.routine_target
+        }
+    }
 }
 
 impl Default for QueueSettings {
@@ -49,6 +66,14 @@ impl Default for QueueSettings {
             hub_phone: None,
             named_queues: vec!["GP".into(), "frailty".into(), "mental health".into()],
             outcome_due: Duration::from_secs(4 * 3600),
+            decline_reasons: vec![
+                "Needs 999 or A&E".into(),
+                "Not for this service".into(),
+                "Already being dealt with".into(),
+                "Called by mistake".into(),
+            ],
+            urgent_target: Duration::from_secs(120),
+            routine_target: Duration::from_secs(600),
         }
     }
 }
@@ -157,6 +182,7 @@ pub(crate) async fn console(state: &AdminState, me: &AdminSession) -> Result<Val
         "clinicians": clinicians,
         "specialists": specialists,
         "queues": settings.named_queues,
+        "decline_reasons": settings.decline_reasons,
     }))
 }
 
@@ -286,6 +312,55 @@ pub(crate) async fn answer(
             };
             json_error(StatusCode::CONFLICT, format!("already answered by {by}"))
         }
+        Ok(Answer::NoSuchCall) => json_error(StatusCode::NOT_FOUND, format!("no call {id}")),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// What the console posts to decline a call: one of the listed reasons.
+#[derive(Deserialize)]
+pub(crate) struct DeclineRequest {
+    reason: String,
+}
+
+/// `POST /admin/api/queue/{id}/decline`: turn a waiting call away, with one
+/// of the hub's reasons; the home is told the reason and the hub's number.
+pub(crate) async fn decline(
+    State(state): State<AdminState>,
+    Extension(me): Extension<AdminSession>,
+    Path(id): Path<i64>,
+    Json(req): Json<DeclineRequest>,
+) -> Response {
+    if !me.role.answers_calls() {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "only those who answer the queue may decline a call",
+        );
+    }
+    if !state.queue.decline_reasons.contains(&req.reason) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "choose one of the hub's reasons: {}",
+                state.queue.decline_reasons.join("; ")
+            ),
+        );
+    }
+    let who = me.name.clone();
+    let result = crate::blocking_locked(&state.history, move |log| {
+        log.decline(id, &who, &req.reason, now_ms())
+    })
+    .await;
+    match result {
+        Ok(Answer::Answered(call)) => {
+            tracing::info!(account = %me.name, call = id, home = ?call.home_name, "call declined");
+            state.hub_changed();
+            Json(json!({ "call": id, "state": call.state })).into_response()
+        }
+        Ok(Answer::AlreadyTaken(call)) => json_error(
+            StatusCode::CONFLICT,
+            format!("the call is no longer waiting ({})", call.state),
+        ),
         Ok(Answer::NoSuchCall) => json_error(StatusCode::NOT_FOUND, format!("no call {id}")),
         Err(e) => unavailable(e),
     }

@@ -35,7 +35,9 @@ pub mod quality;
 mod queue;
 mod recordings;
 pub mod records;
+pub mod reports;
 mod routes;
+pub mod service_hours;
 
 pub use accounts::{
     AccountRole, Accounts, AdminSession, NewSession, SessionInfo, MIN_PASSWORD_LEN, SESSION_TTL,

@@ -11,7 +11,7 @@ use carecall_signalling::Role;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::call_log::{queue_label, CallLog, Home, QueuedCall};
+use crate::call_log::{queue_label, CallAsk, CallLog, Home, QueuedCall};
 use crate::home_links::HomeLinkError;
 use crate::hub::{join_link, now_ms, unavailable};
 use crate::routes::AdminState;
@@ -63,9 +63,15 @@ fn status(
     let no_answer = (call.state == "waiting"
         && waited >= state.queue.no_answer_after.as_millis() as i64)
         .then(|| json!({ "waited_seconds": waited / 1000, "phone": state.queue.hub_phone }));
+    // Every service was closed, or an operator declined: where else to turn.
+    let closed = (call.state == "closed").then(|| json!(state.hours.closed));
+    let declined = (call.state == "declined")
+        .then(|| json!({ "reason": call.declined_reason, "phone": state.queue.hub_phone }));
     json!({
         "call": call.id,
         "state": call.state,
+        "closed": closed,
+        "declined": declined,
         "queue": queue_label(&call.queue_name),
         "position": position,
         "estimated_wait_seconds": position.zip(mean_wait).map(|(p, w)| (p as f64 * w).round()),
@@ -109,20 +115,24 @@ pub(crate) async fn call(
     }
     let links = state.home_links.clone();
     let st = state.clone();
+    let ask = CallAsk {
+        urgent: req.urgent,
+        reason,
+        initials,
+    };
     let result = crate::blocking_locked(&state.history, move |log| {
         let home = match home_of(log, &links, &req.token)? {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
+        let now = now_ms();
         // Pressed again while waiting: the same place in the queue.
-        let (call, new) = match log.waiting_call_of(&home.id)? {
-            Some(waiting) => (waiting, false),
-            None => (
-                log.queue_call(&home, req.urgent, &reason, &initials, now_ms())?,
-                true,
-            ),
+        let (call, new) = match (log.waiting_call_of(&home.id)?, st.hours.service_at(now)) {
+            (Some(waiting), _) => (waiting, false),
+            (None, Some(service)) => (log.queue_call(&home, &ask, service, now)?, true),
+            (None, None) => (log.closed_call(&home, &ask, now)?, true),
         };
-        tracing::info!(home = ?home.name, call = call.id, urgent = req.urgent, new, "home called the hub");
+        tracing::info!(home = ?home.name, call = call.id, urgent = req.urgent, new, state = %call.state, "home called the hub");
         let queue = log.queue()?;
         Ok(Ok((status(&st, &call, &queue, log.mean_wait_seconds()?), new)))
     })

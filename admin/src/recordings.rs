@@ -207,7 +207,7 @@ mod tests {
         );
         let hooks = HookTargets {
             endpoints: vec!["https://records.example/hooks".into()],
-            zone: None,
+            hours: None,
             downloads: Some(links.clone()),
             seal: None,
         };

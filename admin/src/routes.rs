@@ -48,6 +48,7 @@ pub struct AdminState {
     pub(crate) join_times: Arc<Mutex<JoinTimes>>,
     pub(crate) history: Arc<Mutex<CallLog>>,
     pub(crate) zone: jiff::tz::TimeZone,
+    pub(crate) hours: Arc<crate::service_hours::ServiceHours>,
     pub(crate) signer: LinkSigner,
     pub(crate) base_url: Arc<str>,
     pub(crate) checks: crate::check::SharedChecks,
@@ -69,8 +70,9 @@ pub struct AdminOptions {
     pub metrics_token: Option<String>,
     /// Mark the session cookie `Secure`: the hub is served over HTTPS.
     pub secure_cookies: bool,
-    /// The hub's time zone, for local times and out-of-hours in the history.
-    pub zone: jiff::tz::TimeZone,
+    /// The hub's service hours and time zone: local times everywhere, and
+    /// what is in hours, out of hours or closed.
+    pub hours: crate::service_hours::ServiceHours,
     /// Signs the join links made on the dashboard.
     pub signer: LinkSigner,
     /// The base URL of join links.
@@ -125,7 +127,8 @@ impl AdminState {
             secure_cookies: options.secure_cookies,
             join_times: Arc::default(),
             history: Arc::new(Mutex::new(history)),
-            zone: options.zone,
+            zone: options.hours.zone().clone(),
+            hours: Arc::new(options.hours),
             signer: options.signer,
             base_url: options.base_url.into(),
             checks: Arc::new(Mutex::new(checks)),
@@ -324,6 +327,12 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
             Staff,
             post(hub::answer),
         ),
+        (
+            Method::POST,
+            "/admin/api/queue/{id}/decline",
+            Staff,
+            post(hub::decline),
+        ),
         (Method::GET, "/admin/api/hub", Staff, get(hub::snapshot)),
         (Method::GET, "/admin/api/hub/ws", Staff, get(hub::live)),
         (
@@ -379,6 +388,36 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
             "/admin/api/audit.csv",
             Admin,
             get(crate::records::api::trail_csv),
+        ),
+        (
+            Method::GET,
+            "/admin/api/reports/summary",
+            Admin,
+            get(crate::reports::summary),
+        ),
+        (
+            Method::GET,
+            "/admin/api/reports/calls.csv",
+            Admin,
+            get(crate::reports::calls_csv),
+        ),
+        (
+            Method::GET,
+            "/admin/api/reports/calls.json",
+            Admin,
+            get(crate::reports::calls_json),
+        ),
+        (
+            Method::GET,
+            "/admin/api/reports/encounters.csv",
+            Admin,
+            get(crate::reports::encounters_csv),
+        ),
+        (
+            Method::GET,
+            "/admin/api/reports/encounters.json",
+            Admin,
+            get(crate::reports::encounters_json),
         ),
         (Method::POST, "/admin/api/links", Admin, post(links::create)),
         (Method::POST, "/admin/logout", Staff, post(auth::logout)),

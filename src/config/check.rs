@@ -151,6 +151,7 @@ fn merge(into: &mut toml::Table, leaf: toml::Value) {
 /// What can only be judged with the whole configuration.
 fn in_context(c: &Config) -> Vec<(String, String)> {
     let mut problems = c.limits.problems();
+    problems.extend(c.service_hours.problems());
     if jiff::tz::TimeZone::get(&c.timezone).is_err() {
         problems.push((
             "timezone".into(),
@@ -304,6 +305,42 @@ sceret = \"0123456789abcdef0123456789abcdef\"
             problems[2].message.contains("unknown field"),
             "{}",
             problems[2]
+        );
+    }
+
+    #[test]
+    fn service_hours_mistakes_are_named_with_how_to_write_them() {
+        let text = "\
+[service_hours]
+in_hours = [\"Mon-Fry 08:00-18:00\"]
+extra_bank_holidays = [\"2027-13-01\"]
+bank_holidays = \"scotland\"
+
+[[service_hours.services]]
+name = \"Night\"
+open = [\"Daily 22:00\"]
+";
+        let problems = check(text);
+        let keys: Vec<(&str, Option<usize>)> =
+            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("service_hours.in_hours", Some(2)),
+                ("service_hours.extra_bank_holidays", Some(3)),
+                ("service_hours.bank_holidays", Some(4)),
+                ("service_hours.services[0]", Some(6)),
+            ]
+        );
+        assert!(
+            problems[0].message.contains("write it like"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            problems[3].message.contains("HH:MM-HH:MM"),
+            "{}",
+            problems[3]
         );
     }
 

@@ -5,8 +5,10 @@
 
 pub mod check;
 mod limits;
+mod service_hours;
 
 pub use limits::LimitsSection;
+pub use service_hours::ServiceHoursSection;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -59,6 +61,8 @@ pub struct Config {
     pub queue: QueueSection,
     /// How much one client may take at each public surface.
     pub limits: LimitsSection,
+    /// When the hub's services are open and what is in hours.
+    pub service_hours: ServiceHoursSection,
 }
 
 /// `[queue]` in the TOML file (see `docs/queue.md`).
@@ -77,6 +81,12 @@ pub struct QueueSection {
     /// Hours after a consultation with a clinician ends before the
     /// dashboard shows it as "outcome missing" if none was recorded.
     pub outcome_due_hours: u64,
+    /// The reasons an operator may choose from to decline a call.
+    pub decline_reasons: Vec<String>,
+    /// Seconds within which an urgent call should be answered.
+    pub urgent_target_secs: u64,
+    /// Seconds within which a routine call should be answered.
+    pub routine_target_secs: u64,
 }
 
 impl Default for QueueSection {
@@ -87,6 +97,9 @@ impl Default for QueueSection {
             hub_phone: d.hub_phone,
             named_queues: d.named_queues,
             outcome_due_hours: d.outcome_due.as_secs() / 3600,
+            decline_reasons: d.decline_reasons,
+            urgent_target_secs: d.urgent_target.as_secs(),
+            routine_target_secs: d.routine_target.as_secs(),
         }
     }
 }
@@ -99,6 +112,9 @@ impl QueueSection {
             hub_phone: self.hub_phone.clone(),
             named_queues: self.named_queues.clone(),
             outcome_due: std::time::Duration::from_secs(self.outcome_due_hours * 3600),
+            decline_reasons: self.decline_reasons.clone(),
+            urgent_target: std::time::Duration::from_secs(self.urgent_target_secs),
+            routine_target: std::time::Duration::from_secs(self.routine_target_secs),
         }
     }
 }
@@ -377,6 +393,7 @@ impl Default for Config {
             https: HttpsSection::default(),
             queue: QueueSection::default(),
             limits: LimitsSection::default(),
+            service_hours: ServiceHoursSection::default(),
         }
     }
 }

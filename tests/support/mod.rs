@@ -7,6 +7,7 @@ pub mod admin;
 pub mod axe;
 pub mod browser;
 pub mod calls;
+pub mod clock;
 pub mod console;
 pub mod devtools;
 pub mod hooks;
@@ -78,6 +79,8 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// Another server's data directory, to start where it stopped.
     pub data_dir: Option<std::sync::Arc<tempfile::TempDir>>,
+    /// A configuration file's text (written into the data directory).
+    pub config: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -89,6 +92,7 @@ impl Default for ServerOptions {
             text_log: false,
             env: Vec::new(),
             data_dir: None,
+            config: None,
         }
     }
 }
@@ -121,9 +125,14 @@ impl Server {
         // times stay true, so a publisher's estimate does not read the
         // server's CPU waits as congestion and drop a layer. Raising the
         // priority needs root (CI runs as root); elsewhere `nice` only warns.
-        let mut child = Command::new("nice")
-            .args(["-n", "-10"])
-            .arg(binary())
+        let mut command = Command::new("nice");
+        command.args(["-n", "-10"]).arg(binary());
+        if let Some(text) = &options.config {
+            let file = data_dir.path().join("carecall.toml");
+            std::fs::write(&file, text).expect("config file");
+            command.arg("--config").arg(file);
+        }
+        let mut child = command
             .args(["serve", "--http-addr"])
             .arg(std::net::SocketAddr::new(options.ip, 0).to_string())
             .args(["--media-port", "0", "--data-dir"])

@@ -53,6 +53,7 @@ fn hook_kind(kind: &str) -> Option<&'static str> {
         "transferred" => "call.transferred",
         "invited" => "specialist.invited",
         "cancelled" => "call.cancelled",
+        "declined" => "call.declined",
         _ => return None,
     })
 }
@@ -102,6 +103,10 @@ impl CallLog {
                 let guest = target.strip_prefix("guest:");
                 data["specialist"] = json!(guest.unwrap_or(target));
                 data["guest"] = json!(guest.is_some());
+            }
+            "declined" => {
+                data["by"] = json!(actor);
+                data["reason"] = json!(target);
             }
             _ => {}
         }

@@ -11,7 +11,8 @@ mod revocations;
 pub use detail::{CallDetail, SessionDetail, StoredSample};
 pub use handover::{queue_label, Handover, QueueEvent, TransferTarget};
 pub use quality::{samples, QualitySample};
-pub use queue::{Answer, Home, QueuedCall};
+pub(crate) use queue::WITHDRAWN;
+pub use queue::{Answer, CallAsk, Home, QueuedCall};
 pub(crate) use recordings::ready_recordings;
 pub use recordings::RecordingRow;
 

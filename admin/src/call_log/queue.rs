@@ -56,6 +56,8 @@ pub struct QueuedCall {
     pub waiting_since_ms: i64,
     /// Who passed it to the clinician it is waiting for, while it waits.
     pub passed_by: Option<String>,
+    /// Why an operator declined it, if one did.
+    pub declined_reason: Option<String>,
 }
 
 impl QueuedCall {
@@ -87,7 +89,7 @@ fn home(r: &Row<'_>) -> rusqlite::Result<Home> {
     })
 }
 
-pub(super) const CALL_COLUMNS: &str = "c.id, c.home_id, h.name, c.urgent, c.reason, c.initials, c.room, c.state, c.queued_at_ms, c.answered_at_ms, c.answered_by, c.queue_name, c.held_by, c.waiting_since_ms, c.passed_by";
+pub(super) const CALL_COLUMNS: &str = "c.id, c.home_id, h.name, c.urgent, c.reason, c.initials, c.room, c.state, c.queued_at_ms, c.answered_at_ms, c.answered_by, c.queue_name, c.held_by, c.waiting_since_ms, c.passed_by, c.declined_reason";
 
 pub(super) fn call(r: &Row<'_>) -> rusqlite::Result<QueuedCall> {
     call_at(r, 0)
@@ -111,6 +113,7 @@ pub(super) fn call_at(r: &Row<'_>, at: usize) -> rusqlite::Result<QueuedCall> {
         held_by: r.get(at + 12)?,
         waiting_since_ms: r.get(at + 13)?,
         passed_by: r.get(at + 14)?,
+        declined_reason: r.get(at + 15)?,
     })
 }
 
@@ -139,9 +142,20 @@ const ORDER: &str = "c.urgent DESC, c.waiting_since_ms, c.id";
 
 /// Who cancelled a call whose home's link was withdrawn or re-issued, in
 /// the call's steps.
-const WITHDRAWN: &str = "hub (home link withdrawn)";
+pub(crate) const WITHDRAWN: &str = "hub (home link withdrawn)";
 
-/// What an answer attempt found.
+/// What a home asks for when it calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallAsk {
+    /// Urgent calls go first.
+    pub urgent: bool,
+    /// Free text, checked for length by the caller.
+    pub reason: String,
+    /// The resident's initials, if given.
+    pub initials: String,
+}
+
+/// What an answer (or decline) attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     /// This operator has the call.
@@ -270,26 +284,78 @@ impl CallLog {
         self.home(id)
     }
 
-    /// Queues a call from `home`; the call's room is named after it.
+    /// Queues a call from `home` to `service` (the one open now); the
+    /// call's room is named after it.
     pub fn queue_call(
         &self,
         home: &Home,
-        urgent: bool,
-        reason: &str,
-        initials: &str,
+        ask: &CallAsk,
+        service: &str,
         now_ms: i64,
     ) -> Result<QueuedCall, AdminError> {
+        self.add_call(home, ask, Some(service), now_ms)
+    }
+
+    /// Counts a call from `home` while every service was closed: it never
+    /// waits, and the home is told where else to turn.
+    pub fn closed_call(
+        &self,
+        home: &Home,
+        ask: &CallAsk,
+        now_ms: i64,
+    ) -> Result<QueuedCall, AdminError> {
+        self.add_call(home, ask, None, now_ms)
+    }
+
+    fn add_call(
+        &self,
+        home: &Home,
+        ask: &CallAsk,
+        service: Option<&str>,
+        now_ms: i64,
+    ) -> Result<QueuedCall, AdminError> {
+        let (state, kind) = match service {
+            Some(_) => ("waiting", "queued"),
+            None => ("closed", "closed"),
+        };
         self.change(|c| {
             c.execute(
-                "INSERT INTO queued_calls (home_id, urgent, reason, initials, room, state, queued_at_ms, waiting_since_ms)
-                 VALUES (?1, ?2, ?3, ?4, '', 'waiting', ?5, ?5)",
-                params![home.id, urgent, reason, initials, now_ms],
+                "INSERT INTO queued_calls (home_id, urgent, reason, initials, room, state, queued_at_ms, waiting_since_ms, service)
+                 VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, ?6, ?7)",
+                params![home.id, ask.urgent, ask.reason, ask.initials, state, now_ms, service],
             )?;
             let id = c.last_insert_rowid();
             c.execute("UPDATE queued_calls SET room = 'hub-call-' || id WHERE id = ?1", [id])?;
             let call = queued_call(c, id)?;
-            self.happened(c, &call, "queued", &home.name, "", now_ms)?;
+            self.happened(c, &call, kind, &home.name, "", now_ms)?;
             Ok(call)
+        })
+    }
+
+    /// `who` declines waiting call `id` for `reason` (one of the hub's
+    /// listed reasons): of several deciding at once, exactly one wins, as
+    /// with answering.
+    pub fn decline(
+        &self,
+        id: i64,
+        who: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Answer, AdminError> {
+        self.change(|c| {
+            let won = c.execute(
+                "UPDATE queued_calls SET state = 'declined', declined_reason = ?2, held_by = NULL
+                 WHERE id = ?1 AND state = 'waiting'",
+                params![id, reason],
+            )? == 1;
+            let Some(call) = queued_call(c, id).optional()? else {
+                return Ok(Answer::NoSuchCall);
+            };
+            if !won {
+                return Ok(Answer::AlreadyTaken(call));
+            }
+            self.happened(c, &call, "declined", who, reason, now_ms)?;
+            Ok(Answer::Answered(call))
         })
     }
 

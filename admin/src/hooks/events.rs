@@ -1,7 +1,7 @@
 //! The record-hook events about calls, built from the call log's rows inside
 //! the transaction that changed them (documented in `docs/hooks.md`).
 
-use jiff::tz::TimeZone;
+use crate::service_hours::ServiceHours;
 use jiff::Timestamp;
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
@@ -14,8 +14,8 @@ use crate::quality::Badge;
 pub struct HookTargets {
     /// Endpoint URLs; empty means no events are kept.
     pub endpoints: Vec<String>,
-    /// The hub's time zone.
-    pub zone: Option<TimeZone>,
+    /// The hub's service hours (and time zone).
+    pub hours: Option<ServiceHours>,
     /// Makes the download links in `recording.ready`.
     pub downloads: Option<crate::downloads::DownloadLinks>,
     /// Seals each event's body at rest: `encounter.completed` names the
@@ -113,7 +113,6 @@ impl HookTargets {
             [call],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let zone = self.zone.clone().unwrap_or(TimeZone::UTC);
         let mut recordings = crate::call_log::ready_recordings(conn, call)?;
         if let Some(links) = &self.downloads {
             for r in &mut recordings {
@@ -128,7 +127,7 @@ impl HookTargets {
             "started_at": rfc3339(started),
             "ended_at": rfc3339(ended),
             "duration_seconds": (ended - started).max(0) / 1000,
-            "out_of_hours": crate::history::out_of_hours(started, &zone),
+            "out_of_hours": self.hours.as_ref().is_some_and(|h| h.out_of_hours(started)),
             "participants": roles,
             "worst_quality": worst.map(|b| Badge::from_level(b).name()),
             "reconnects": reconnects,

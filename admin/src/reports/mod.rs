@@ -1,0 +1,259 @@
+//! Service levels and activity for the commissioner and the hub's
+//! analysts: `GET /admin/api/reports/summary` (the figures for a period and
+//! the one before it), and the rows behind them as CSV or JSON (one per call,
+//! one per encounter). The definitions are in `docs/reports.md`.
+
+pub mod figures;
+pub mod rows;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use jiff::civil::Date;
+use jiff::ToSpan;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::hub::unavailable;
+use crate::json_error;
+use crate::routes::AdminState;
+use figures::Report;
+use rows::{CallRow, EncounterRow};
+
+/// The longest period one request may cover.
+const MAX_DAYS: i64 = 366;
+
+/// What a report asks for: the local days (both included) and, optionally,
+/// one home and one service.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReportQuery {
+    from: Option<Date>,
+    to: Option<Date>,
+    home: Option<String>,
+    service: Option<String>,
+}
+
+/// A checked period: its days and its bounds in ms since the epoch.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    from: Date,
+    to: Date,
+    from_ms: i64,
+    to_ms: i64,
+}
+
+impl Span {
+    fn new(from: Date, to: Date, zone: &jiff::tz::TimeZone) -> Result<Span, String> {
+        let days = from.until(to).map(|s| s.get_days()).unwrap_or(-1);
+        if days < 0 {
+            return Err(format!("from ({from}) is after to ({to})"));
+        }
+        if i64::from(days) >= MAX_DAYS {
+            return Err(format!("a report covers at most {MAX_DAYS} days"));
+        }
+        let start = |d: Date| {
+            d.to_zoned(zone.clone())
+                .map(|z| z.timestamp().as_millisecond())
+                .map_err(|e| e.to_string())
+        };
+        let after = to.tomorrow().map_err(|e| e.to_string())?;
+        Ok(Span {
+            from,
+            to,
+            from_ms: start(from)?,
+            to_ms: start(after)?,
+        })
+    }
+
+    /// The same number of days just before.
+    fn previous(&self, zone: &jiff::tz::TimeZone) -> Result<Span, String> {
+        let days = self
+            .from
+            .until(self.to)
+            .map_err(|e| e.to_string())?
+            .get_days()
+            + 1;
+        let to = self.from.yesterday().map_err(|e| e.to_string())?;
+        let from = self
+            .from
+            .checked_sub(i64::from(days).days())
+            .map_err(|e| e.to_string())?;
+        Span::new(from, to, zone)
+    }
+}
+
+impl ReportQuery {
+    /// The period asked for; by default the last 7 days, today included.
+    fn span(&self, state: &AdminState) -> Result<Span, String> {
+        let today = jiff::Timestamp::now().to_zoned(state.zone.clone()).date();
+        let to = self.to.unwrap_or(today);
+        let from = self
+            .from
+            .unwrap_or_else(|| to.checked_sub(6.days()).unwrap_or(to));
+        Span::new(from, to, &state.zone)
+    }
+
+    fn keeps_call(&self, c: &CallRow) -> bool {
+        self.home.as_ref().is_none_or(|h| *h == c.home_id)
+            && self
+                .service
+                .as_ref()
+                .is_none_or(|s| c.service.as_deref().unwrap_or(CLOSED) == s)
+    }
+
+    fn keeps_encounter(&self, e: &EncounterRow) -> bool {
+        self.home
+            .as_ref()
+            .is_none_or(|h| e.home_id.as_ref() == Some(h))
+            && self
+                .service
+                .as_ref()
+                .is_none_or(|s| e.service.as_ref() == Some(s))
+    }
+}
+
+/// How reports name calls made while every service was closed.
+const CLOSED: &str = "(closed)";
+
+/// The calls and encounters of `span`, filtered as `q` asks.
+async fn rows_of(
+    state: &AdminState,
+    span: Span,
+    q: &ReportQuery,
+) -> Result<(Vec<CallRow>, Vec<EncounterRow>), crate::AdminError> {
+    let (hours, settings) = (state.hours.clone(), state.queue.clone());
+    let (mut calls, mut encounters) = crate::blocking_locked(&state.history, move |log| {
+        log.read(|c| {
+            Ok((
+                rows::calls(c, span.from_ms, span.to_ms, &hours, &settings)?,
+                rows::encounters(c, span.from_ms, span.to_ms, hours.zone())?,
+            ))
+        })
+    })
+    .await?;
+    calls.retain(|c| q.keeps_call(c));
+    encounters.retain(|e| q.keeps_encounter(e));
+    Ok((calls, encounters))
+}
+
+/// `GET /admin/api/reports/summary?from=&to=&home=&service=`: the figures
+/// for the period and for the same number of days before it.
+pub(crate) async fn summary(
+    State(state): State<AdminState>,
+    Query(q): Query<ReportQuery>,
+) -> Response {
+    let span = match q.span(&state) {
+        Ok(s) => s,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let previous = match span.previous(&state.zone) {
+        Ok(p) => p,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let (now, before) = match (
+        rows_of(&state, span, &q).await,
+        rows_of(&state, previous, &q).await,
+    ) {
+        (Ok(now), Ok(before)) => (now, before),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
+    };
+    let homes = match crate::blocking_locked(&state.history, |log| log.homes()).await {
+        Ok(h) => h,
+        Err(e) => return unavailable(e),
+    };
+    let mut services: Vec<&str> = state.hours.services().collect();
+    services.push(CLOSED);
+    Json(json!({
+        "from": span.from, "to": span.to,
+        "home": q.home, "service": q.service,
+        "targets": {
+            "urgent_seconds": state.queue.urgent_target.as_secs(),
+            "routine_seconds": state.queue.routine_target.as_secs(),
+        },
+        "report": Report::of(&now.0, &now.1),
+        "previous": { "from": previous.from, "to": previous.to, "report": Report::of(&before.0, &before.1) },
+        "homes": homes.iter().map(|h| json!({ "id": h.id, "name": h.name })).collect::<Vec<_>>(),
+        "services": services,
+        "decline_reasons": state.queue.decline_reasons,
+    }))
+    .into_response()
+}
+
+/// The rows of a period as a download: CSV or JSON.
+async fn export(
+    state: AdminState,
+    q: ReportQuery,
+    name: &str,
+    csv: bool,
+    render: impl FnOnce(Vec<CallRow>, Vec<EncounterRow>) -> (String, serde_json::Value),
+) -> Response {
+    let span = match q.span(&state) {
+        Ok(s) => s,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let (calls, encounters) = match rows_of(&state, span, &q).await {
+        Ok(rows) => rows,
+        Err(e) => return unavailable(e),
+    };
+    let (text, value) = render(calls, encounters);
+    if !csv {
+        return Json(value).into_response();
+    }
+    let disposition = format!(
+        "attachment; filename=\"carecall-{name}-{}-to-{}.csv\"",
+        span.from, span.to
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+/// `GET /admin/api/reports/calls.csv`: one row per call from a home.
+pub(crate) async fn calls_csv(
+    State(state): State<AdminState>,
+    Query(q): Query<ReportQuery>,
+) -> Response {
+    export(state, q, "calls", true, |calls, _| {
+        (rows::calls_csv(&calls), json!(null))
+    })
+    .await
+}
+
+/// `GET /admin/api/reports/calls.json`: the same rows as JSON.
+pub(crate) async fn calls_json(
+    State(state): State<AdminState>,
+    Query(q): Query<ReportQuery>,
+) -> Response {
+    export(state, q, "calls", false, |calls, _| {
+        (String::new(), json!({ "calls": calls }))
+    })
+    .await
+}
+
+/// `GET /admin/api/reports/encounters.csv`: one row per encounter.
+pub(crate) async fn encounters_csv(
+    State(state): State<AdminState>,
+    Query(q): Query<ReportQuery>,
+) -> Response {
+    export(state, q, "encounters", true, |_, e| {
+        (rows::encounters_csv(&e), json!(null))
+    })
+    .await
+}
+
+/// `GET /admin/api/reports/encounters.json`: the same rows as JSON.
+pub(crate) async fn encounters_json(
+    State(state): State<AdminState>,
+    Query(q): Query<ReportQuery>,
+) -> Response {
+    export(state, q, "encounters", false, |_, e| {
+        (String::new(), json!({ "encounters": e }))
+    })
+    .await
+}
