@@ -4,14 +4,19 @@
 //! closed through the real queue API, with overnight service hours and the
 //! August bank holiday in the week. Every figure of the reports API is
 //! checked against values the test works out itself from its own script,
-//! and the CSV export is read as a spreadsheet would.
+//! and the CSV export is read as a spreadsheet would. The reports page
+//! draws the same week in Chromium.
 
 use jiff::civil::{date, Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use serde_json::{json, Value};
 
-use crate::support::admin::{sign_in, signed_in};
+use std::time::Duration;
+
+use crate::support::admin::{sign_in, sign_in_with_the_form, signed_in};
+use crate::support::axe::assert_accessible;
+use crate::support::browser::Driver;
 use crate::support::clock::Clock;
 use crate::support::queue::{add_home, call_api, get_as, post_as};
 use crate::support::{ws, Server, ServerOptions};
@@ -91,15 +96,19 @@ const SLOTS: [(i8, i8); 9] = [
     (23, 30),
 ];
 
-/// The week's calls: nine a day from Saturday 29 August 2026 (Monday 31 is
-/// a bank holiday); 07:30 and 21:00 fall between the services.
+/// The week's calls: up to nine a day from Saturday 29 August 2026 (Monday
+/// 31 is a bank holiday); 07:30 and 21:00 fall between the services.
 fn week() -> Vec<Scripted> {
     let mut calls = Vec::new();
     let mut outcome = 0;
     for day in 0..7i64 {
         let d = date(2026, 8, 29).checked_add(day.days()).unwrap();
         for (slot, (h, m)) in SLOTS.into_iter().enumerate() {
-            let k = day * 9 + slot as i64;
+            // Busier on some days than others.
+            if (day + slot as i64 * 3) % 5 == 4 {
+                continue;
+            }
+            let k = calls.len() as i64;
             let fate = if matches!((h, m), (7, 30) | (21, 0)) {
                 Fate::Closed
             } else {
@@ -140,8 +149,8 @@ fn week() -> Vec<Scripted> {
             };
             calls.push(Scripted {
                 at: d.at(h, m, 0, 0),
-                home: (k % 3) as usize,
-                urgent: k % 3 == 0,
+                home: ((k * 7 / 3) % 3) as usize,
+                urgent: k % 4 == 1 || k % 7 == 0,
                 reason,
                 fate,
             });
@@ -335,6 +344,31 @@ fn expected_outcomes(recorded: usize) -> Value {
         "restore2_used": count(&|v: &Value| v["restore2_used"] == true),
         "respect_used": count(&|v: &Value| v["respect"] != "none"),
     })
+}
+
+/// Whether two JSON values are equal, numbers to within 1e-9: the client's
+/// JSON parser does not always read a float back to its last bit.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-9
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[track_caller]
+fn assert_same(actual: &Value, expected: &Value, what: &str) {
+    assert!(
+        same(actual, expected),
+        "{what}\n  server: {actual}\nexpected: {expected}"
+    );
 }
 
 // ---- Driving the hub. ----
@@ -564,8 +598,18 @@ fn is_local_time(s: &str) -> bool {
     s.len() == 25 && s.parse::<Timestamp>().is_ok() && matches!(&s[19..20], "+" | "-")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_simulated_week_gives_the_figures_worked_out_independently() {
+/// A hub that has lived through the week before and the simulated week;
+/// its clock stands at 09:00 the Saturday after.
+struct Played {
+    server: Server,
+    _clock: Clock,
+    staff: Staff,
+    homes: Vec<(String, String)>,
+    earlier: Vec<Scripted>,
+    week: Vec<Scripted>,
+}
+
+async fn play_the_weeks() -> Played {
     let earlier = week_before();
     let week = week();
     let clock = Clock::at(instant(earlier[0].at).checked_sub(1.hours()).unwrap());
@@ -583,6 +627,28 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
     let end = instant(date(2026, 9, 5).at(9, 0, 0, 0));
     clock.set(end);
     staff.fresh(&server, end).await;
+    Played {
+        server,
+        _clock: clock,
+        staff,
+        homes,
+        earlier,
+        week,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_week_gives_the_figures_worked_out_independently() {
+    // The clock is kept to the end: without its file the server would read
+    // the real time, and every session would have expired.
+    let Played {
+        server,
+        _clock,
+        staff,
+        homes,
+        earlier,
+        week,
+    } = play_the_weeks().await;
 
     let period = "from=2026-08-29&to=2026-09-04";
     let summary = ok(
@@ -606,9 +672,9 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
         "by_weekday",
         "declined_reasons",
     ] {
-        assert_eq!(report[key], want[key], "{key}");
+        assert_same(&report[key], &want[key], key);
     }
-    assert_eq!(report["outcomes"], expected_outcomes(3));
+    assert_same(&report["outcomes"], &expected_outcomes(3), "outcomes");
     println!(
         "week: {} calls, {} offered, answered {} (median {} s, 90th percentile {} s), {} within target",
         week.len(), want["totals"]["offered"], want["totals"]["answered"],
@@ -620,9 +686,10 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
         (&summary["previous"]["from"], &summary["previous"]["to"]),
         (&json!("2026-08-22"), &json!("2026-08-28"))
     );
-    assert_eq!(
-        summary["previous"]["report"]["totals"],
-        expected_report(&earlier)["totals"]
+    assert_same(
+        &summary["previous"]["report"]["totals"],
+        &expected_report(&earlier)["totals"],
+        "the week before",
     );
     // Filtered to one home, and to one service.
     let (rose, _) = &homes[0];
@@ -637,7 +704,7 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
     )
     .await;
     let mine: Vec<&Scripted> = week.iter().filter(|c| c.home == 0).collect();
-    assert_eq!(one["report"]["totals"], figures(&mine));
+    assert_same(&one["report"]["totals"], &figures(&mine), "one home");
     let night = ok(
         "service",
         get_as(
@@ -652,7 +719,11 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
         .iter()
         .filter(|c| service(c.at) == Some("Overnight"))
         .collect();
-    assert_eq!(night["report"]["totals"], figures(&overnight));
+    assert_same(
+        &night["report"]["totals"],
+        &figures(&overnight),
+        "overnight",
+    );
     // Only admins see reports.
     let (code, _) = get_as(
         &server,
@@ -756,4 +827,91 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
             "docs/reports.md names {name}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reports_page_draws_the_week_in_charts_and_tables() {
+    let played = play_the_weeks().await;
+    let server = &played.server;
+    let driver = Driver::start().await;
+    let b = driver.browser().await;
+    sign_in_with_the_form(&b, &server.base_url, "hub.admin", PASSWORD).await;
+    b.until(
+        "return location.pathname === '/admin';",
+        Duration::from_secs(10),
+        "signed in",
+    )
+    .await;
+    b.client
+        .goto(&format!(
+            "{}/admin/reports?from=2026-08-29&to=2026-09-04",
+            server.base_url
+        ))
+        .await
+        .expect("open the reports page");
+    b.until(
+        "return (window.carecallReports || {}).loaded >= 1;",
+        Duration::from_secs(10),
+        "the report loaded",
+    )
+    .await;
+    let want = expected_report(&played.week);
+    let shown = b
+        .eval(
+            "const cell = (f, i) => document.querySelector(`tr[data-figure=\"${f}\"]`).children[i].textContent;
+             return { offered: cell('Calls offered (a service was open)', 1),
+                      before: cell('Calls offered (a service was open)', 2),
+                      declined: cell('Declined by the hub', 1),
+                      charts: [...document.querySelectorAll('#charts svg')].map((s) => s.querySelectorAll('rect').length),
+                      heights: [...document.querySelectorAll('#charts svg')].map((s) => [...s.querySelectorAll('rect')].reduce((a, r) => a + Number(r.getAttribute('height')), 0)),
+                      homes: [...document.querySelectorAll('#report-form select[name=home] option')].length };",
+        )
+        .await;
+    println!("reports page: {shown}");
+    assert_eq!(shown["offered"], want["totals"]["offered"].to_string());
+    assert_eq!(shown["declined"], want["totals"]["declined"].to_string());
+    assert_eq!(
+        shown["before"],
+        expected_report(&played.earlier)["totals"]["offered"].to_string()
+    );
+    // Five charts: 24 hours, 7 days, 7 days, 2 urgencies, 4 outcomes, each
+    // with something drawn.
+    assert_eq!(shown["charts"], json!([24, 7, 7, 2, 4]));
+    assert!(
+        shown["heights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h.as_f64().unwrap() > 0.0),
+        "{shown}"
+    );
+    assert_eq!(shown["homes"], json!(HOMES.len() + 1));
+    assert_accessible(&b, "reports page").await;
+    // `CARECALL_SCREENSHOTS=docs` keeps the picture in docs/reports.png.
+    if let Some(dir) = std::env::var_os("CARECALL_SCREENSHOTS") {
+        b.client
+            .set_window_size(1280, 1900)
+            .await
+            .expect("a tall window");
+        let png = b.client.screenshot().await.expect("screenshot");
+        let path = std::path::Path::new(&dir).join("reports.png");
+        std::fs::write(&path, png).expect("write the screenshot");
+        println!("screenshot saved to {}", path.display());
+    }
+    // Filtered to one home: the page asks again and shows that home's calls.
+    let (rose, _) = &played.homes[0];
+    crate::support::console::choose(&b, "select[name=home]", rose).await;
+    crate::support::console::click(&b, "#report-form button[type=submit]").await;
+    b.until(
+        "return window.carecallReports.loaded >= 2;",
+        Duration::from_secs(10),
+        "the filtered report",
+    )
+    .await;
+    let offered = b
+        .eval("return document.querySelector('tr[data-figure=\"Calls offered (a service was open)\"]').children[1].textContent;")
+        .await;
+    let mine: Vec<&Scripted> = played.week.iter().filter(|c| c.home == 0).collect();
+    assert_eq!(offered, figures(&mine)["offered"].to_string());
+    b.close().await;
 }

@@ -13,6 +13,8 @@ const HUB_SCRIPT: &str = include_str!("../client/hub.js");
 const RESIDENTS_SCRIPT: &str = include_str!("../client/residents.js");
 const HOME: &str = include_str!("../client/home.html");
 const HOME_SCRIPT: &str = include_str!("../client/home.js");
+const REPORTS: &str = include_str!("../client/reports.html");
+const REPORTS_SCRIPT: &str = include_str!("../client/reports.js");
 
 /// `GET /home?t=…`: the care home's "Call the hub" page (the token is
 /// checked by the API it calls).
@@ -66,6 +68,16 @@ pub(crate) async fn hub_script() -> Response {
 /// `GET /admin/residents.js` (signed in only): the console's residents panel.
 pub(crate) async fn residents_script() -> Response {
     script(RESIDENTS_SCRIPT)
+}
+
+/// `GET /admin/reports` (admins only): service levels and activity.
+pub(crate) async fn reports() -> Html<&'static str> {
+    Html(REPORTS)
+}
+
+/// `GET /admin/reports.js` (admins only)
+pub(crate) async fn reports_script() -> Response {
+    script(REPORTS_SCRIPT)
 }
 
 fn script(body: &'static str) -> Response {

@@ -226,6 +226,13 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
             Admin,
             get(pages::dashboard_script),
         ),
+        (Method::GET, "/admin/reports", Admin, get(pages::reports)),
+        (
+            Method::GET,
+            "/admin/reports.js",
+            Admin,
+            get(pages::reports_script),
+        ),
         (Method::GET, "/admin/hub", Staff, get(pages::hub)),
         (Method::GET, "/admin/hub.js", Staff, get(pages::hub_script)),
         (

@@ -8,12 +8,13 @@ use std::path::PathBuf;
 
 use jiff::Timestamp;
 
-/// The preloaded library, wherever this machine's architecture keeps it.
+/// The preloaded library, wherever this machine's architecture keeps it:
+/// the thread-safe build, as the server reads the clock from many threads.
 fn library() -> PathBuf {
     std::fs::read_dir("/usr/lib")
         .expect("/usr/lib")
         .filter_map(Result::ok)
-        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
         .find(|p| p.exists())
         .expect("libfaketime (Debian package faketime) is installed")
 }
@@ -33,10 +34,14 @@ impl Clock {
         clock
     }
 
-    /// Moves the server's clock to `t` (UTC).
+    /// Moves the server's clock to `t` (UTC). The file is replaced whole
+    /// (written beside it, then renamed over it): the server reads it on
+    /// every clock call, and must never see it half written.
     pub fn set(&self, t: Timestamp) {
         let text = t.strftime("%Y-%m-%d %H:%M:%S").to_string();
-        std::fs::write(self.file.path(), text).expect("clock file");
+        let next = self.file.path().with_extension("next");
+        std::fs::write(&next, text).expect("clock file");
+        std::fs::rename(&next, self.file.path()).expect("clock file");
     }
 
     /// The environment that gives a server this clock.
