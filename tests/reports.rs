@@ -18,6 +18,7 @@ use crate::support::admin::{sign_in, sign_in_with_the_form, signed_in};
 use crate::support::axe::assert_accessible;
 use crate::support::browser::Driver;
 use crate::support::clock::Clock;
+use crate::support::metrics::{scrape, value};
 use crate::support::queue::{add_home, call_api, get_as, post_as};
 use crate::support::{ws, Server, ServerOptions};
 
@@ -602,7 +603,7 @@ fn is_local_time(s: &str) -> bool {
 /// its clock stands at 09:00 the Saturday after.
 struct Played {
     server: Server,
-    _clock: Clock,
+    clock: Clock,
     staff: Staff,
     homes: Vec<(String, String)>,
     earlier: Vec<Scripted>,
@@ -629,7 +630,7 @@ async fn play_the_weeks() -> Played {
     staff.fresh(&server, end).await;
     Played {
         server,
-        _clock: clock,
+        clock,
         staff,
         homes,
         earlier,
@@ -643,7 +644,7 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
     // the real time, and every session would have expired.
     let Played {
         server,
-        _clock,
+        clock: _clock,
         staff,
         homes,
         earlier,
@@ -914,4 +915,117 @@ async fn the_reports_page_draws_the_week_in_charts_and_tables() {
     let mine: Vec<&Scripted> = played.week.iter().filter(|c| c.home == 0).collect();
     assert_eq!(offered, figures(&mine)["offered"].to_string());
     b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_metrics_count_the_weeks_and_show_a_call_waiting_beyond_its_target() {
+    let played = play_the_weeks().await;
+    let server = &played.server;
+    let all: Vec<&Scripted> = played.earlier.iter().chain(&played.week).collect();
+    let text = scrape(&server.base_url).await;
+    let get = |series: &str| value(&text, series).unwrap_or_else(|| panic!("{series} missing"));
+    let count = |f: &dyn Fn(&Fate) -> bool| all.iter().filter(|c| f(&c.fate)).count() as f64;
+    let answered_wait = |c: &&&Scripted| match c.fate {
+        Fate::Answered { wait }
+        | Fate::ToClinician { wait, .. }
+        | Fate::ByClinician { wait, .. } => Some(wait as f64),
+        _ => None,
+    };
+    assert_eq!(
+        get(r#"carecall_queue_calls_total{outcome="placed"}"#),
+        all.len() as f64
+    );
+    assert_eq!(
+        get(r#"carecall_queue_calls_total{outcome="closed"}"#),
+        count(&|f| matches!(f, Fate::Closed))
+    );
+    assert_eq!(
+        get(r#"carecall_queue_calls_total{outcome="declined"}"#),
+        count(&|f| matches!(f, Fate::Declined { .. }))
+    );
+    assert_eq!(
+        get(r#"carecall_queue_calls_total{outcome="cancelled_unanswered"}"#),
+        count(&|f| matches!(f, Fate::Abandoned { .. }))
+    );
+    for (urgent, label) in [(false, "routine"), (true, "urgent")] {
+        let waits: Vec<f64> = all
+            .iter()
+            .filter(|c| c.urgent == urgent)
+            .filter_map(|c| answered_wait(&c))
+            .collect();
+        assert_eq!(
+            get(&format!(
+                r#"carecall_queue_answer_seconds_count{{urgency="{label}"}}"#
+            )),
+            waits.len() as f64
+        );
+        assert_eq!(
+            get(&format!(
+                r#"carecall_queue_answer_seconds_sum{{urgency="{label}"}}"#
+            )),
+            waits.iter().sum::<f64>()
+        );
+        assert_eq!(
+            get(&format!(
+                r#"carecall_queue_waiting_calls{{urgency="{label}"}}"#
+            )),
+            0.0
+        );
+    }
+    assert_eq!(
+        get(r#"carecall_queue_calls_total{outcome="answered"}"#),
+        all.iter().filter_map(|c| answered_wait(&c)).count() as f64
+    );
+    // Saturday 09:00: the day service is open, out of hours.
+    assert_eq!(
+        (
+            get("carecall_service_open"),
+            get("carecall_service_in_hours")
+        ),
+        (1.0, 0.0)
+    );
+    for role in ["admin", "operator", "clinician"] {
+        assert_eq!(
+            get(&format!(r#"carecall_staff_signed_in{{role="{role}"}}"#)),
+            1.0,
+            "{role}"
+        );
+    }
+    assert_eq!(get(r#"carecall_staff_signed_in{role="specialist"}"#), 0.0);
+
+    // An urgent call waits 150 s: past its 120 s target, as the alert reads.
+    let start = instant(date(2026, 9, 5).at(10, 0, 0, 0));
+    played.clock.set(start);
+    let body = json!({ "token": played.homes[1].1, "urgent": true, "reason": "fall" });
+    ok(
+        "call",
+        call_api(
+            server,
+            "POST",
+            "/home/api/calls",
+            &[],
+            Some(&body.to_string()),
+        )
+        .await,
+    )
+    .await;
+    played.clock.set(start.checked_add(150.seconds()).unwrap());
+    let text = scrape(&server.base_url).await;
+    let get = |series: &str| value(&text, series).unwrap_or_else(|| panic!("{series} missing"));
+    assert_eq!(
+        get(r#"carecall_queue_waiting_calls{urgency="urgent"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"carecall_queue_oldest_wait_seconds{urgency="urgent"}"#),
+        150.0
+    );
+    assert_eq!(
+        get(r#"carecall_queue_answer_target_seconds{urgency="urgent"}"#),
+        120.0
+    );
+    assert_eq!(
+        get(r#"carecall_queue_oldest_wait_seconds{urgency="routine"}"#),
+        0.0
+    );
 }

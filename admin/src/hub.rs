@@ -292,9 +292,15 @@ pub(crate) async fn answer(
             "specialists join calls they are invited to; they do not answer the queue",
         );
     }
-    let who = me.name.clone();
-    match crate::blocking_locked(&state.history, move |log| log.answer(id, &who, now_ms())).await {
+    let (who, now) = (me.name.clone(), now_ms());
+    match crate::blocking_locked(&state.history, move |log| log.answer(id, &who, now)).await {
         Ok(Answer::Answered(call)) => {
+            // The first answer only: a call passed to a named queue and
+            // answered there was answered before.
+            if call.answered_at_ms == Some(now) {
+                let waited = (now - call.queued_at_ms) as f64 / 1000.0;
+                state.queue_metrics.answered(call.urgent, waited);
+            }
             tracing::info!(account = %me.name, call = id, home = ?call.home_name, waited_ms = now_ms() - call.waiting_since_ms, "call answered");
             announce(
                 &state,

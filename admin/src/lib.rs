@@ -33,6 +33,7 @@ mod pages;
 mod password_checks;
 pub mod quality;
 mod queue;
+pub mod queue_metrics;
 mod recordings;
 pub mod records;
 pub mod reports;

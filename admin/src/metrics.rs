@@ -57,8 +57,10 @@ pub fn render(
     snapshot: &Snapshot,
     join_times: &JoinTimes,
     hooks: HookCounts,
+    queue: &crate::queue_metrics::QueueReading,
 ) -> Result<String, prometheus::Error> {
     let registry = Registry::new();
+    queue.register(&registry)?;
     let waiting = IntGauge::new(
         "carecall_hook_events_waiting",
         "Record-hook deliveries not yet taken by their endpoint.",
@@ -396,7 +398,13 @@ mod tests {
             refusals: vec![("turn", "allocations_per_credential", 7)],
             runtime_tasks: 42,
         };
-        let text = render(&snapshot, &JoinTimes::default(), HookCounts::default()).unwrap();
+        let text = render(
+            &snapshot,
+            &JoinTimes::default(),
+            HookCounts::default(),
+            &Default::default(),
+        )
+        .unwrap();
         assert!(text.contains(
             r#"carecall_participant_received_packets_total{participant="p1",role="home",room="ward-3"} 10"#
         ), "{text}");
@@ -419,6 +427,7 @@ mod tests {
             &Snapshot::default(),
             &JoinTimes::default(),
             HookCounts::default(),
+            &Default::default(),
         )
         .unwrap();
         assert!(text.contains("carecall_rooms 0"));

@@ -27,6 +27,7 @@ use crate::limiter::LoginLimiter;
 use crate::links;
 use crate::metrics::{render, Snapshot};
 use crate::pages;
+use crate::queue_metrics::QueueReading;
 
 /// How often each participant's link is sampled for the call history.
 pub const QUALITY_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -46,6 +47,8 @@ pub struct AdminState {
     pub(crate) metrics_token: Option<Arc<str>>,
     pub(crate) secure_cookies: bool,
     pub(crate) join_times: Arc<Mutex<JoinTimes>>,
+    /// Answer times, observed as calls are answered.
+    pub(crate) queue_metrics: crate::queue_metrics::QueueMetrics,
     pub(crate) history: Arc<Mutex<CallLog>>,
     pub(crate) zone: jiff::tz::TimeZone,
     pub(crate) hours: Arc<crate::service_hours::ServiceHours>,
@@ -126,6 +129,7 @@ impl AdminState {
             metrics_token: options.metrics_token.map(Into::into),
             secure_cookies: options.secure_cookies,
             join_times: Arc::default(),
+            queue_metrics: Default::default(),
             history: Arc::new(Mutex::new(history)),
             zone: options.hours.zone().clone(),
             hours: Arc::new(options.hours),
@@ -509,7 +513,21 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
             tracing::error!(error = %e, "hook outbox unreadable");
             Default::default()
         });
-    let rendered = render(&snapshot, &state.join_times(), hooks);
+    let (settings, hours) = (state.queue.clone(), state.hours.clone());
+    let queue = crate::blocking_locked(&state.history, move |log| {
+        log.read(|c| QueueReading::read(c, crate::hub::now_ms(), &settings, &hours))
+    })
+    .await;
+    let accounts = state.accounts.clone();
+    let signed_in = crate::blocking(move || accounts.signed_in_by_role()).await;
+    let queue = match (queue, signed_in) {
+        (Ok(q), Ok(s)) => q.with(s, state.queue_metrics.clone()),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "queue unreadable for metrics");
+            QueueReading::default()
+        }
+    };
+    let rendered = render(&snapshot, &state.join_times(), hooks, &queue);
     match rendered {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
         Err(e) => {

@@ -40,7 +40,9 @@ pub fn participant_values_by(
         .collect()
 }
 
-/// The value of an unlabelled series, e.g. `carecall_join_seconds_count`.
+/// The value of one series, written as `/metrics` writes it: unlabelled,
+/// `carecall_join_seconds_count`, or with its labels in `/metrics`' order,
+/// `carecall_queue_waiting_calls{urgency="urgent"}`.
 pub fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))

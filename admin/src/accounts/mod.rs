@@ -237,6 +237,21 @@ impl Accounts {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// Accounts signed in now (a live session, not disabled), by role.
+    pub fn signed_in_by_role(&self) -> Result<Vec<(String, i64)>, AdminError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT a.role, COUNT(DISTINCT s.name) FROM admin_sessions s JOIN admin_accounts a ON a.name = s.name
+                 WHERE s.expires_at_ms > ?1 AND a.disabled_at_ms IS NULL GROUP BY a.role",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([now_ms()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// The role of account `name`, if it exists.
     pub fn role_of(&self, name: &str) -> Result<Option<AccountRole>, AdminError> {
         let role: Option<String> = self

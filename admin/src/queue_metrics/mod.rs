@@ -1,0 +1,171 @@
+//! The call queue and the service in Prometheus' terms: calls waiting and
+//! the oldest wait by urgency beside its target, the answer-time histogram,
+//! calls by what became of them, whether a service is open, and who is
+//! signed in to answer. The alert rules in `deploy/prometheus` read these
+//! (an urgent call waiting beyond its target; nobody to answer while a
+//! service is open).
+//!
+//! The counts are read from the database at each scrape, so they survive a
+//! restart; the histogram is observed as calls are answered.
+
+mod answer_times;
+
+pub use answer_times::QueueMetrics;
+
+use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use rusqlite::Connection;
+
+use crate::accounts::AccountRole;
+use crate::hub::QueueSettings;
+use crate::service_hours::{Period, ServiceHours};
+
+/// Label values of `urgency`, routine first.
+const URGENCIES: [&str; 2] = ["routine", "urgent"];
+
+/// What one scrape shows of the queue and the service.
+#[derive(Clone, Default)]
+pub struct QueueReading {
+    /// Waiting calls and the oldest one's wait in seconds, routine then urgent.
+    waiting: [(i64, f64); 2],
+    /// Every call from a home, by what became of it.
+    calls: Vec<(&'static str, i64)>,
+    /// Targets in seconds, routine then urgent.
+    targets: [f64; 2],
+    /// Where now falls in the service hours.
+    period: Option<Period>,
+    /// Accounts signed in, by role.
+    signed_in: Vec<(String, i64)>,
+    /// The answer-time histogram.
+    metrics: Option<QueueMetrics>,
+}
+
+impl QueueReading {
+    /// Reads the queue from `c` at `now_ms`.
+    pub(crate) fn read(
+        c: &Connection,
+        now_ms: i64,
+        settings: &QueueSettings,
+        hours: &ServiceHours,
+    ) -> rusqlite::Result<QueueReading> {
+        let mut waiting = [(0, 0.0); 2];
+        let mut stmt = c.prepare(
+            "SELECT urgent, COUNT(*), MIN(waiting_since_ms) FROM queued_calls WHERE state = 'waiting' GROUP BY urgent",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, bool>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
+        })?;
+        for row in rows {
+            let (urgent, n, since) = row?;
+            waiting[usize::from(urgent)] = (n, (now_ms - since).max(0) as f64 / 1000.0);
+        }
+        let calls = c.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(answered_at_ms IS NOT NULL), 0),
+               COALESCE(SUM(state = 'cancelled' AND answered_at_ms IS NULL), 0),
+               COALESCE(SUM(state = 'declined'), 0), COALESCE(SUM(state = 'closed'), 0)
+             FROM queued_calls",
+            [],
+            |r| {
+                Ok(vec![
+                    ("placed", r.get(0)?),
+                    ("answered", r.get(1)?),
+                    ("cancelled_unanswered", r.get(2)?),
+                    ("declined", r.get(3)?),
+                    ("closed", r.get(4)?),
+                ])
+            },
+        )?;
+        Ok(QueueReading {
+            waiting,
+            calls,
+            targets: [
+                settings.target(false).as_secs_f64(),
+                settings.target(true).as_secs_f64(),
+            ],
+            period: Some(hours.period(now_ms)),
+            signed_in: Vec::new(),
+            metrics: None,
+        })
+    }
+
+    /// With who is signed in and the answer-time histogram.
+    pub(crate) fn with(mut self, signed_in: Vec<(String, i64)>, metrics: QueueMetrics) -> Self {
+        self.signed_in = signed_in;
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Adds the queue's series to `registry`.
+    pub(crate) fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        let waiting = IntGaugeVec::new(
+            Opts::new(
+                "carecall_queue_waiting_calls",
+                "Calls from homes waiting to be answered, by urgency.",
+            ),
+            &["urgency"],
+        )?;
+        let oldest = GaugeVec::new(
+            Opts::new(
+                "carecall_queue_oldest_wait_seconds",
+                "How long the longest-waiting call has waited in its queue, by urgency (0 when none waits).",
+            ),
+            &["urgency"],
+        )?;
+        let target = GaugeVec::new(
+            Opts::new(
+                "carecall_queue_answer_target_seconds",
+                "The configured answer-time target, by urgency.",
+            ),
+            &["urgency"],
+        )?;
+        for (i, u) in URGENCIES.into_iter().enumerate() {
+            waiting.with_label_values(&[u]).set(self.waiting[i].0);
+            oldest.with_label_values(&[u]).set(self.waiting[i].1);
+            target.with_label_values(&[u]).set(self.targets[i]);
+        }
+        let calls = IntCounterVec::new(
+            Opts::new(
+                "carecall_queue_calls_total",
+                "Calls from homes since the hub began, by what became of them (placed counts all).",
+            ),
+            &["outcome"],
+        )?;
+        for (outcome, n) in &self.calls {
+            calls
+                .with_label_values(&[outcome])
+                .inc_by((*n).max(0) as u64);
+        }
+        let open = IntGauge::new(
+            "carecall_service_open",
+            "1 while one of the hub's services is open (docs/reports.md), else 0.",
+        )?;
+        open.set(i64::from(self.period.is_some_and(|p| p != Period::Closed)));
+        let in_hours = IntGauge::new("carecall_service_in_hours", "1 in hours, else 0.")?;
+        in_hours.set(i64::from(self.period == Some(Period::InHours)));
+        let staff = IntGaugeVec::new(
+            Opts::new(
+                "carecall_staff_signed_in",
+                "Accounts signed in now, by role.",
+            ),
+            &["role"],
+        )?;
+        for role in AccountRole::ALL {
+            let n = self
+                .signed_in
+                .iter()
+                .find(|(r, _)| r == role.as_str())
+                .map_or(0, |(_, n)| *n);
+            staff.with_label_values(&[role.as_str()]).set(n);
+        }
+        registry.register(Box::new(waiting))?;
+        registry.register(Box::new(oldest))?;
+        registry.register(Box::new(target))?;
+        registry.register(Box::new(calls))?;
+        registry.register(Box::new(open))?;
+        registry.register(Box::new(in_hours))?;
+        registry.register(Box::new(staff))?;
+        if let Some(m) = &self.metrics {
+            registry.register(m.collector())?;
+        }
+        Ok(())
+    }
+}
