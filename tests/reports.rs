@@ -801,6 +801,58 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
     let mut columns = CALL_COLUMNS.to_vec();
     columns.sort();
     assert_eq!(keys, columns);
+    // The OpenAPI description names every route here and every field the
+    // rows and figures carry.
+    let spec = ok(
+        "openapi",
+        get_as(&server, &staff.admin, "/admin/api/reports/openapi.json").await,
+    )
+    .await;
+    assert_eq!(spec["openapi"], "3.1.0");
+    for path in [
+        "summary",
+        "calls.json",
+        "calls.csv",
+        "encounters.json",
+        "encounters.csv",
+    ] {
+        let path = format!("/admin/api/reports/{path}");
+        assert!(spec["paths"][&path]["get"].is_object(), "{path} described");
+    }
+    let described = |schema: &str| -> Vec<String> {
+        let mut keys: Vec<String> = spec["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    };
+    let keys_of = |v: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(described("CallRow"), keys_of(&json_rows[0]));
+    assert_eq!(described("Figures"), keys_of(&report["totals"]));
+    assert_eq!(described("Report"), keys_of(report));
+    assert_eq!(described("Outcomes"), keys_of(&report["outcomes"]));
+    assert_eq!(described("Summary"), keys_of(&summary));
+    let encounters = ok(
+        "encounters.json",
+        get_as(
+            &server,
+            &staff.admin,
+            &format!("/admin/api/reports/encounters.json?{period}"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        described("EncounterRow"),
+        keys_of(&encounters["encounters"][0])
+    );
     // Encounters: one row each, without identifiers.
     let reply = crate::support::http::request(
         &server.base_url,
@@ -1028,4 +1080,52 @@ async fn the_queue_metrics_count_the_weeks_and_show_a_call_waiting_beyond_its_ta
         get(r#"carecall_queue_oldest_wait_seconds{urgency="routine"}"#),
         0.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_calling_while_closed_is_told_where_to_turn_and_a_declined_call_gets_its_reason() {
+    use crate::support::console::{call_the_hub, choose, click, console};
+    // Tuesday 1 September 2026, 21:00: between the day and overnight services.
+    let clock = Clock::at(instant(date(2026, 9, 1).at(21, 0, 0, 0)));
+    let server = Server::start_with(ServerOptions {
+        env: clock.env(),
+        config: Some(CONFIG.into()),
+        ..ServerOptions::default()
+    });
+    let (_, token) = add_home(&server, "Rose Court");
+    let link = format!("{}/home?t={token}", server.base_url);
+    let driver = Driver::start().await;
+    let home = driver.browser().await;
+    call_the_hub(&home, &link).await;
+    let closed =
+        "return document.getElementById('waiting-title').textContent === 'The hub is closed now' \
+                  && document.getElementById('position').textContent.includes('111');";
+    home.until(closed, Duration::from_secs(10), "the closed notice")
+        .await;
+    assert_accessible(&home, "home page, every service closed").await;
+
+    // 10:00 the next day: the day service is open; an operator declines.
+    clock.set(instant(date(2026, 9, 2).at(10, 0, 0, 0)));
+    let op = console(&driver, &server, "op.one", "operator").await;
+    call_the_hub(&home, &link).await;
+    click(&op, "#queue tr[data-call] button.decline").await;
+    choose(&op, "#decline-reason", "Not for this service").await;
+    assert_accessible(&op, "console, declining a call").await;
+    click(&op, "#decline-confirm").await;
+    let declined = "return document.getElementById('waiting-title').textContent === 'The hub cannot take this call' \
+                    && document.getElementById('position').textContent.includes('Not for this service');";
+    home.until(
+        declined,
+        Duration::from_secs(10),
+        "the home told the reason",
+    )
+    .await;
+    op.until(
+        "return document.querySelectorAll('#queue tr[data-call]').length === 0;",
+        Duration::from_secs(10),
+        "the queue empty",
+    )
+    .await;
+    home.close().await;
+    op.close().await;
 }

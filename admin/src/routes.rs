@@ -408,6 +408,12 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
         ),
         (
             Method::GET,
+            "/admin/api/reports/openapi.json",
+            Admin,
+            get(crate::reports::openapi),
+        ),
+        (
+            Method::GET,
             "/admin/api/reports/calls.csv",
             Admin,
             get(crate::reports::calls_csv),

@@ -214,6 +214,15 @@ async fn export(
         .into_response()
 }
 
+/// The OpenAPI description of these routes, kept beside the code.
+const OPENAPI: &str = include_str!("../../api/reports.openapi.json");
+
+/// `GET /admin/api/reports/openapi.json`: the description of these routes
+/// for the hub's analysts' tools.
+pub(crate) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 /// `GET /admin/api/reports/calls.csv`: one row per call from a home.
 pub(crate) async fn calls_csv(
     State(state): State<AdminState>,
