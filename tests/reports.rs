@@ -67,9 +67,13 @@ struct Scripted {
     at: DateTime,
     home: usize,
     urgent: bool,
+    category: &'static str,
     reason: String,
     fate: Fate,
 }
+
+/// What the week's calls are about ("" is not said).
+const CATEGORIES: [&str; 4] = ["Fall", "Breathing", "", "Chest pain"];
 
 /// Outcomes recorded for three encounters.
 fn outcomes() -> [Value; 3] {
@@ -151,6 +155,7 @@ fn week() -> Vec<Scripted> {
             calls.push(Scripted {
                 at: d.at(h, m, 0, 0),
                 home: ((k * 7 / 3) % 3) as usize,
+                category: CATEGORIES[(k as usize * 5 / 2) % CATEGORIES.len()],
                 urgent: k % 4 == 1 || k % 7 == 0,
                 reason,
                 fate,
@@ -166,6 +171,7 @@ fn week_before() -> Vec<Scripted> {
         at: d.at(h, 0, 0, 0),
         home: 0,
         urgent,
+        category: "Fall",
         reason: "fall".into(),
         fate,
     };
@@ -285,6 +291,14 @@ fn grouped(calls: &[Scripted], keys: &[String], key: impl Fn(&Scripted) -> Strin
     json!(groups)
 }
 
+fn category_key(category: &str) -> String {
+    if category.is_empty() {
+        "(not given)".into()
+    } else {
+        category.into()
+    }
+}
+
 fn expected_report(calls: &[Scripted]) -> Value {
     let all: Vec<&Scripted> = calls.iter().collect();
     let mut homes: Vec<String> = HOMES.iter().map(|h| h.to_string()).collect();
@@ -296,6 +310,9 @@ fn expected_report(calls: &[Scripted]) -> Value {
             .iter()
             .any(|c| service(c.at).unwrap_or("(closed)") == s)
     });
+    let mut categories: Vec<String> = CATEGORIES.iter().map(|c| category_key(c)).collect();
+    categories.sort();
+    categories.retain(|k| calls.iter().any(|c| category_key(c.category) == *k));
     let days = [
         "Monday",
         "Tuesday",
@@ -322,6 +339,7 @@ fn expected_report(calls: &[Scripted]) -> Value {
         }),
         "by_home": grouped(calls, &homes, |c| HOMES[c.home].to_owned()),
         "by_service": grouped(calls, &services, |c| service(c.at).unwrap_or("(closed)").to_owned()),
+        "by_category": grouped(calls, &categories, |c| category_key(c.category)),
         "by_hour": grouped(calls, &(0..24).map(|h| h.to_string()).collect::<Vec<_>>(), |c| c.at.hour().to_string()),
         "by_weekday": grouped(calls, &days.map(String::from), |c| {
             days[c.at.weekday().to_monday_zero_offset() as usize].to_owned()
@@ -427,7 +445,7 @@ async fn play(server: &Server, clock: &Clock, staff: &mut Staff, tokens: &[Strin
     let start = instant(c.at);
     clock.set(start);
     staff.fresh(server, start).await;
-    let body = json!({ "token": tokens[c.home], "urgent": c.urgent, "reason": c.reason });
+    let body = json!({ "token": tokens[c.home], "urgent": c.urgent, "reason": c.reason, "category": c.category });
     let placed = ok(
         "call",
         call_api(
@@ -570,11 +588,12 @@ fn read_csv(text: &str) -> Vec<Vec<String>> {
     rows
 }
 
-const CALL_COLUMNS: [&str; 21] = [
+const CALL_COLUMNS: [&str; 22] = [
     "call_id",
     "home_id",
     "home_name",
     "urgency",
+    "reason_category",
     "reason",
     "service",
     "period",
@@ -669,6 +688,7 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
         "by_urgency",
         "by_home",
         "by_service",
+        "by_category",
         "by_hour",
         "by_weekday",
         "declined_reasons",
@@ -776,6 +796,7 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
             assert_eq!(*reason, c.reason);
         }
         assert_eq!(row[col("home_name")], HOMES[c.home]);
+        assert_eq!(row[col("reason_category")], c.category);
         assert_eq!(row[col("service")], service(c.at).unwrap_or(""));
     }
     // The JSON rows carry the same names.
@@ -1108,6 +1129,12 @@ async fn a_home_calling_while_closed_is_told_where_to_turn_and_a_declined_call_g
     clock.set(instant(date(2026, 9, 2).at(10, 0, 0, 0)));
     let op = console(&driver, &server, "op.one", "operator").await;
     call_the_hub(&home, &link).await;
+    op.until(
+        "return [...document.querySelectorAll('#queue tr[data-call]')].some((r) => r.textContent.includes('Chest pain'));",
+        Duration::from_secs(10),
+        "the call's subject in the console",
+    )
+    .await;
     click(&op, "#queue tr[data-call] button.decline").await;
     choose(&op, "#decline-reason", "Not for this service").await;
     assert_accessible(&op, "console, declining a call").await;

@@ -32,7 +32,7 @@ async function placeCall() {
   const res = await fetch('/home/api/calls', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ token, urgent, reason: $('reason').value, initials: $('initials').value }),
+    body: JSON.stringify({ token, urgent, category: $('category').value, reason: $('reason').value, initials: $('initials').value }),
   });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) {
@@ -142,5 +142,19 @@ $('cancel-button').onclick = async () => {
   await fetch(`/home/api/calls/${call}/cancel?t=${encodeURIComponent(token)}`, { method: 'POST' });
   poll();
 };
+// The hub's list of what a call can be about.
+async function form() {
+  const res = await fetch(`/home/api/form?t=${encodeURIComponent(token)}`).catch(() => null);
+  const body = res && res.ok ? await res.json().catch(() => null) : null;
+  if (!body) return;
+  $('category').append(...body.categories.map((c) => {
+    const o = document.createElement('option');
+    o.textContent = c;
+    o.value = c;
+    return o;
+  }));
+}
+
 preview();
+form();
 plans();

@@ -60,7 +60,7 @@ function minutes(seconds) {
 }
 
 function describe(c) {
-  const parts = [c.reason, c.initials && `resident ${c.initials}`].filter(Boolean);
+  const parts = [c.category, c.reason, c.initials && `resident ${c.initials}`].filter(Boolean);
   return parts.join(', ') || '–';
 }
 

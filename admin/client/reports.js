@@ -130,6 +130,7 @@ function render(s) {
   $('breakdowns').replaceChildren(
     el('h3', 'By urgency'), table(BREAKDOWN, breakdownRows(r.by_urgency)),
     el('h3', 'By service'), table(BREAKDOWN, breakdownRows(r.by_service)),
+    el('h3', 'By what the call was about'), table(BREAKDOWN, breakdownRows(r.by_category)),
     el('h3', 'By home'), table(BREAKDOWN, breakdownRows(r.by_home)),
   );
   $('declined').replaceChildren(r.declined_reasons.length

@@ -219,6 +219,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE queued_calls ADD COLUMN service TEXT;
     ALTER TABLE queued_calls ADD COLUMN declined_reason TEXT;
     CREATE INDEX queued_calls_queued ON queued_calls (queued_at_ms);",
+    // What a call is about, chosen by the home from the hub's list.
+    "ALTER TABLE queued_calls ADD COLUMN reason_category TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

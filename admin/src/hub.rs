@@ -42,6 +42,8 @@ pub struct QueueSettings {
     pub outcome_due: Duration,
     /// The reasons an operator may give for declining a call.
     pub decline_reasons: Vec<String>,
+    /// What a home may say its call is about (reports count by these).
+    pub reason_categories: Vec<String>,
     /// An urgent call should be answered within this.
     pub urgent_target: Duration,
     /// A routine call should be answered within this.
@@ -72,6 +74,19 @@ impl Default for QueueSettings {
                 "Already being dealt with".into(),
                 "Called by mistake".into(),
             ],
+            reason_categories: [
+                "Fall",
+                "Breathing",
+                "Chest pain",
+                "Confusion or drowsiness",
+                "Infection or fever",
+                "Skin or wound",
+                "Medicines",
+                "End of life care",
+                "Other",
+            ]
+            .map(String::from)
+            .to_vec(),
             urgent_target: Duration::from_secs(120),
             routine_target: Duration::from_secs(600),
         }
@@ -128,7 +143,8 @@ pub(crate) fn listed(c: &QueuedCall, position: usize, now: i64, settings: &Queue
     let waited = (now - c.waiting_since_ms).max(0);
     json!({
         "position": position, "call": c.id, "home": c.home_name, "urgent": c.urgent,
-        "reason": c.reason, "initials": c.initials, "queue": queue_label(&c.queue_name),
+        "reason": c.reason, "category": c.reason_category, "initials": c.initials,
+        "queue": queue_label(&c.queue_name),
         "waiting_since_ms": c.waiting_since_ms,
         "waiting_seconds": waited / 1000,
         "overdue": waited >= settings.no_answer_after.as_millis() as i64,

@@ -92,6 +92,9 @@ pub(crate) struct CallRequest {
     reason: String,
     #[serde(default)]
     initials: String,
+    /// One of the hub's categories; empty when not chosen.
+    #[serde(default)]
+    category: String,
 }
 
 /// `POST /home/api/calls`: a home calls the hub.
@@ -113,12 +116,23 @@ pub(crate) async fn call(
             "initials only: up to 4 letters, no names or numbers",
         );
     }
+    let category = req.category.trim().to_owned();
+    if !(category.is_empty() || state.queue.reason_categories.contains(&category)) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "choose what the call is about from the list: {}",
+                state.queue.reason_categories.join(", ")
+            ),
+        );
+    }
     let links = state.home_links.clone();
     let st = state.clone();
     let ask = CallAsk {
         urgent: req.urgent,
         reason,
         initials,
+        reason_category: category,
     };
     let result = crate::blocking_locked(&state.history, move |log| {
         let home = match home_of(log, &links, &req.token)? {
@@ -187,6 +201,23 @@ pub(crate) async fn call_status(
         Ok(Ok(body)) => Json(body).into_response(),
         Ok(Err(Some(e))) => refused(e),
         Ok(Err(None)) => json_error(StatusCode::NOT_FOUND, "this home has no such call"),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `GET /home/api/form?t=…`: what the home's call form offers (the hub's
+/// categories), once the link is known to be good.
+pub(crate) async fn form(State(state): State<AdminState>, Query(q): Query<HomeToken>) -> Response {
+    let links = state.home_links.clone();
+    let result =
+        crate::blocking_locked(&state.history, move |log| home_of(log, &links, &q.t)).await;
+    match result {
+        Ok(Ok(home)) => Json(json!({
+            "home": home.name,
+            "categories": state.queue.reason_categories,
+        }))
+        .into_response(),
+        Ok(Err(e)) => refused(e),
         Err(e) => unavailable(e),
     }
 }

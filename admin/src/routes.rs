@@ -480,6 +480,7 @@ pub fn routes(state: AdminState) -> Router {
         .route("/home/api/calls/{id}", get(crate::queue::call_status))
         .route("/home/api/calls/{id}/cancel", post(crate::queue::cancel))
         .route("/home/api/plans", get(crate::queue::plans))
+        .route("/home/api/form", get(crate::queue::form))
         .route("/check", get(check::page))
         .route("/check/check.js", get(check::script))
         .route("/check/api/session", post(check::session))

@@ -83,6 +83,8 @@ pub struct QueueSection {
     pub outcome_due_hours: u64,
     /// The reasons an operator may choose from to decline a call.
     pub decline_reasons: Vec<String>,
+    /// What a home may say its call is about.
+    pub reason_categories: Vec<String>,
     /// Seconds within which an urgent call should be answered.
     pub urgent_target_secs: u64,
     /// Seconds within which a routine call should be answered.
@@ -98,6 +100,7 @@ impl Default for QueueSection {
             named_queues: d.named_queues,
             outcome_due_hours: d.outcome_due.as_secs() / 3600,
             decline_reasons: d.decline_reasons,
+            reason_categories: d.reason_categories,
             urgent_target_secs: d.urgent_target.as_secs(),
             routine_target_secs: d.routine_target.as_secs(),
         }
@@ -113,6 +116,7 @@ impl QueueSection {
             named_queues: self.named_queues.clone(),
             outcome_due: std::time::Duration::from_secs(self.outcome_due_hours * 3600),
             decline_reasons: self.decline_reasons.clone(),
+            reason_categories: self.reason_categories.clone(),
             urgent_target: std::time::Duration::from_secs(self.urgent_target_secs),
             routine_target: std::time::Duration::from_secs(self.routine_target_secs),
         }

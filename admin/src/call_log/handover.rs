@@ -85,6 +85,7 @@ impl CallLog {
         match kind {
             "queued" => {
                 data["reason"] = json!(call.reason);
+                data["reason_category"] = json!(call.reason_category);
                 data["initials"] = json!(call.initials);
             }
             "answered" => {

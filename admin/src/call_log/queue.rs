@@ -35,6 +35,8 @@ pub struct QueuedCall {
     pub urgent: bool,
     /// Free text from the home (no patient identifiers are asked for).
     pub reason: String,
+    /// What it is about, from the hub's list ("" when not chosen).
+    pub reason_category: String,
     /// The resident's initials, if given.
     pub initials: String,
     /// The room the call happens in.
@@ -89,7 +91,7 @@ fn home(r: &Row<'_>) -> rusqlite::Result<Home> {
     })
 }
 
-pub(super) const CALL_COLUMNS: &str = "c.id, c.home_id, h.name, c.urgent, c.reason, c.initials, c.room, c.state, c.queued_at_ms, c.answered_at_ms, c.answered_by, c.queue_name, c.held_by, c.waiting_since_ms, c.passed_by, c.declined_reason";
+pub(super) const CALL_COLUMNS: &str = "c.id, c.home_id, h.name, c.urgent, c.reason, c.initials, c.room, c.state, c.queued_at_ms, c.answered_at_ms, c.answered_by, c.queue_name, c.held_by, c.waiting_since_ms, c.passed_by, c.declined_reason, c.reason_category";
 
 pub(super) fn call(r: &Row<'_>) -> rusqlite::Result<QueuedCall> {
     call_at(r, 0)
@@ -114,6 +116,7 @@ pub(super) fn call_at(r: &Row<'_>, at: usize) -> rusqlite::Result<QueuedCall> {
         waiting_since_ms: r.get(at + 13)?,
         passed_by: r.get(at + 14)?,
         declined_reason: r.get(at + 15)?,
+        reason_category: r.get(at + 16)?,
     })
 }
 
@@ -151,6 +154,8 @@ pub struct CallAsk {
     pub urgent: bool,
     /// Free text, checked for length by the caller.
     pub reason: String,
+    /// One of the hub's categories, or "".
+    pub reason_category: String,
     /// The resident's initials, if given.
     pub initials: String,
 }
@@ -320,9 +325,9 @@ impl CallLog {
         };
         self.change(|c| {
             c.execute(
-                "INSERT INTO queued_calls (home_id, urgent, reason, initials, room, state, queued_at_ms, waiting_since_ms, service)
-                 VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, ?6, ?7)",
-                params![home.id, ask.urgent, ask.reason, ask.initials, state, now_ms, service],
+                "INSERT INTO queued_calls (home_id, urgent, reason, initials, room, state, queued_at_ms, waiting_since_ms, service, reason_category)
+                 VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, ?6, ?7, ?8)",
+                params![home.id, ask.urgent, ask.reason, ask.initials, state, now_ms, service, ask.reason_category],
             )?;
             let id = c.last_insert_rowid();
             c.execute("UPDATE queued_calls SET room = 'hub-call-' || id WHERE id = ?1", [id])?;

@@ -201,6 +201,8 @@ pub struct Report {
     pub by_home: Vec<Breakdown>,
     /// By service, by name; closed calls under "(closed)".
     pub by_service: Vec<Breakdown>,
+    /// By what the call was about, by name; "(not given)" when not chosen.
+    pub by_category: Vec<Breakdown>,
     /// By local hour of queueing, 0 to 23.
     pub by_hour: Vec<Breakdown>,
     /// By local day of the week, Monday first.
@@ -249,6 +251,18 @@ impl Report {
                 calls,
                 [],
                 |c| c.service.clone().unwrap_or_else(|| "(closed)".into()),
+                String::clone,
+            ),
+            by_category: breakdown(
+                calls,
+                [],
+                |c| {
+                    if c.reason_category.is_empty() {
+                        "(not given)".to_owned()
+                    } else {
+                        c.reason_category.clone()
+                    }
+                },
                 String::clone,
             ),
             by_hour: breakdown(calls, 0..24u8, |c| c.local_hour, u8::to_string),

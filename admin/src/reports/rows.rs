@@ -58,6 +58,8 @@ pub struct CallRow {
     pub urgent: bool,
     /// `urgent` or `routine`.
     pub urgency: &'static str,
+    /// What it is about, from the hub's list ("" when not chosen).
+    pub reason_category: String,
     /// The home's words.
     pub reason: String,
     /// The service it came to; none when every service was closed.
@@ -112,11 +114,12 @@ fn urgency(urgent: bool) -> &'static str {
 }
 
 /// The calls export's columns, in order.
-pub const CALL_COLUMNS: [&str; 21] = [
+pub const CALL_COLUMNS: [&str; 22] = [
     "call_id",
     "home_id",
     "home_name",
     "urgency",
+    "reason_category",
     "reason",
     "service",
     "period",
@@ -146,7 +149,8 @@ SELECT c.id, c.home_id, h.name, c.urgent, c.reason, c.service, c.state, c.queued
   (SELECT MAX(k.ended_at_ms) FROM calls k WHERE k.room = c.room),
   (SELECT MAX(s.worst_badge) FROM participant_sessions s WHERE s.room = c.room),
   (SELECT COALESCE(SUM(s.reconnects), 0) FROM participant_sessions s WHERE s.room = c.room),
-  (SELECT GROUP_CONCAT(DISTINCT s.transport) FROM participant_sessions s WHERE s.room = c.room)
+  (SELECT GROUP_CONCAT(DISTINCT s.transport) FROM participant_sessions s WHERE s.room = c.room),
+  c.reason_category
 FROM queued_calls c JOIN homes h ON h.id = c.home_id
 WHERE c.queued_at_ms >= ?1 AND c.queued_at_ms < ?2
 ORDER BY c.queued_at_ms, c.id";
@@ -201,6 +205,7 @@ fn call_row(
         home_name: r.get(2)?,
         urgent,
         urgency: urgency(urgent),
+        reason_category: r.get(17)?,
         reason: r.get(4)?,
         service: r.get(5)?,
         period,
@@ -240,6 +245,7 @@ impl CallRow {
             field(&self.home_id),
             field(&self.home_name),
             self.urgency.into(),
+            field(&self.reason_category),
             field(&self.reason),
             field(self.service.as_deref().unwrap_or("")),
             self.period.name().into(),
