@@ -1,7 +1,9 @@
 //! The helpdesk connectivity check in headless Chromium: the page tests the
 //! devices, UDP, TCP and TURN over TLS to a local server and the throughput,
 //! and ends on a code; the admin lookup of that code shows every result.
-//! From a namespace whose firewall drops UDP, the verdict says so.
+//! From a namespace whose firewall drops UDP, the verdict says so. A check
+//! opened from a home's page is filed under the home, where the helpdesk
+//! sees it beside the home's calls.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +12,7 @@ use crate::support::axe::assert_accessible;
 use crate::support::browser::{Browser, Driver};
 use crate::support::http::request;
 use crate::support::netlab::NetNs;
+use crate::support::queue::{add_home, place_call};
 use crate::support::{Server, ServerOptions};
 use fantoccini::Locator;
 use serde_json::Value;
@@ -20,6 +23,17 @@ async fn run_check(b: &Browser, base_url: &str) -> String {
         .goto(&format!("{base_url}/check"))
         .await
         .expect("open /check");
+    finish_check(b).await
+}
+
+/// Starts the check open in `b` and returns the code it ends on.
+async fn finish_check(b: &Browser) -> String {
+    b.until(
+        "return !!document.getElementById('start');",
+        Duration::from_secs(10),
+        "the check page",
+    )
+    .await;
     b.eval("document.getElementById('start').click();").await;
     let start = Instant::now();
     loop {
@@ -176,5 +190,109 @@ async fn with_udp_blocked_the_verdict_says_so() {
     assert_eq!(r["tcp"]["ok"], true, "{r}");
     assert_eq!(r["turn_tls"]["ok"], true, "{r}");
     assert_eq!(found["verdict"]["outcome"], "limited");
+    tablet.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_from_a_homes_page_is_filed_under_the_home_beside_its_calls() {
+    let server = Server::start();
+    let (id, token) = add_home(&server, "Rose Court");
+    let (code, placed) = place_call(&server, &token, true).await;
+    assert_eq!(code, 201, "{placed}");
+    let driver = Driver::start().await;
+    let tablet = driver.browser().await;
+    tablet
+        .client
+        .goto(&format!("{}/home?t={token}", server.base_url))
+        .await
+        .expect("the home's page");
+    tablet
+        .client
+        .wait()
+        .for_element(Locator::Css("#check-link"))
+        .await
+        .expect("the check link")
+        .click()
+        .await
+        .expect("follow the check link");
+    let code = finish_check(&tablet).await;
+    let filed = tablet
+        .eval("return document.getElementById('filed').textContent;")
+        .await;
+    assert!(
+        filed
+            .as_str()
+            .is_some_and(|f| f.contains("Filed under Rose Court")),
+        "{filed}"
+    );
+
+    let (cookie, _) = session(&server).await;
+    let path = format!("/admin/api/homes/{id}/helpdesk");
+    let reply = request(
+        &server.base_url,
+        "GET",
+        &path,
+        &[("Cookie", cookie.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let desk: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(desk["home"], "Rose Court");
+    assert_eq!(desk["checks"][0]["code"], code.as_str(), "{desk}");
+    assert_eq!(desk["calls"][0]["call_id"], placed["call"], "{desk}");
+    assert_eq!(desk["calls"][0]["outcome"], "waiting", "{desk}");
+
+    // A link that no longer works loses nothing: the check is kept, not filed.
+    let body = desk["checks"][0]["result"].to_string();
+    let reply = request(
+        &server.base_url,
+        "POST",
+        "/check/api/result?t=not-a-link",
+        &[],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let kept: Value = serde_json::from_str(&reply.body).unwrap();
+    assert!(
+        kept["home"].is_null() && kept["not_filed"].is_string(),
+        "{kept}"
+    );
+    assert_eq!(
+        lookup(&server, &cookie, kept["code"].as_str().unwrap()).await["code"],
+        kept["code"]
+    );
+
+    // The dashboard shows both, and passes axe.
+    let desk_browser = driver.browser().await;
+    sign_in_with_the_form(
+        &desk_browser,
+        &server.base_url,
+        "hub.admin",
+        "a long hub password",
+    )
+    .await;
+    desk_browser
+        .until(
+            "return !!document.querySelector('tr[data-home] button');",
+            Duration::from_secs(10),
+            "the homes list",
+        )
+        .await;
+    desk_browser
+        .eval("[...document.querySelectorAll('tr[data-home] button')].find((b) => b.textContent === 'Helpdesk').click();")
+        .await;
+    let shown =
+        format!("return document.getElementById('helpdesk').textContent.includes('{code}');");
+    desk_browser
+        .until(
+            &shown,
+            Duration::from_secs(10),
+            "the check in the helpdesk view",
+        )
+        .await;
+    assert_accessible(&desk_browser, "the dashboard's helpdesk view of a home").await;
+    desk_browser.close().await;
     tablet.close().await;
 }

@@ -114,12 +114,18 @@ async function run() {
   }
   try { await throughput(); } catch (e) { show('upload', false, 'could not be measured'); }
   if (stream) stream.getTracks().forEach((t) => t.stop());
-  const answer = await postJson('/check/api/result', result);
+  // Opened from a care home's page: the result is filed under the home.
+  const home = new URLSearchParams(location.search).get('t');
+  const answer = await postJson(`/check/api/result${home ? `?t=${encodeURIComponent(home)}` : ''}`, result);
+  window.carecallCheck.home = answer.home;
   window.carecallCheck.code = answer.code;
   window.carecallCheck.verdict = answer.verdict;
   $('headline').textContent = answer.verdict.headline;
   $('notes').replaceChildren(...answer.verdict.notes.map((n) => Object.assign(document.createElement('li'), { textContent: n })));
   $('code').textContent = answer.code;
+  $('filed').textContent = answer.home
+    ? `Filed under ${answer.home}: the helpdesk can see it with your home's calls.`
+    : (answer.not_filed ? 'Not filed under your home (its link no longer works): give the helpdesk the code.' : '');
   $('verdict').hidden = false;
   $('announcer').textContent = `${answer.verdict.headline} ${answer.verdict.notes.join(' ')} The code for the helpdesk is ${answer.code.split('').join(' ')}.`;
 }

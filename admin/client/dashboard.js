@@ -365,6 +365,7 @@ async function loadHomes() {
     tr.dataset.home = h.id;
     const actions = el('td');
     actions.append(
+      act('Helpdesk', () => helpdesk(h)),
       act('Rename', () => { const n = prompt('New name', h.name); if (n) change(`/admin/api/homes/${h.id}/rename`, { name: n }); }),
       act('New link', () => confirm(`Give ${h.name} a new link? The old one stops working.`) && change(`/admin/api/homes/${h.id}/reissue`)),
     );
@@ -376,6 +377,36 @@ async function loadHomes() {
   });
   box.replaceChildren(table(['Home', 'Link', ''], rows));
 }
+// One home for the helpdesk: the checks run from its page beside how its
+// latest calls went.
+async function helpdesk(h) {
+  const box = document.getElementById('helpdesk');
+  const res = await fetch(`/admin/api/homes/${h.id}/helpdesk`);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) { box.replaceChildren(el('p', body.error || `failed (${res.status})`)); return; }
+  const yes = (ok) => (ok ? 'yes' : 'no');
+  const mbps = (k) => (k == null ? '–' : `${(k / 1000).toFixed(1)} Mbps`);
+  const checks = body.checks.map((c) => {
+    const tr = el('tr');
+    tr.append(cell(c.at), cell(c.code), cell(c.verdict.headline), cell(yes(c.result.udp && c.result.udp.ok)),
+      cell(c.result.loss == null ? '–' : `${(c.result.loss * 100).toFixed(1)}%`), cell(mbps(c.result.upload_kbps)), cell(mbps(c.result.download_kbps)));
+    return tr;
+  });
+  const calls = body.calls.map((c) => {
+    const tr = el('tr');
+    tr.append(cell(c.queued_at), cell(c.outcome), cell(c.worst_quality || '–'), cell(String(c.reconnects)),
+      cell(c.transport || '–'), cell(c.answer_seconds == null ? '–' : `${Math.round(c.answer_seconds)} s`));
+    return tr;
+  });
+  const title = el('h3', `Helpdesk: ${body.home}`);
+  box.replaceChildren(title,
+    el('h4', 'Checks run from its page (newest first)'),
+    checks.length ? table(['When', 'Code', 'Verdict', 'Video over UDP', 'Loss', 'Upload', 'Download'], checks) : el('p', 'No check yet: the home\'s page has a "Check this tablet" link.'),
+    el('h4', 'Its latest calls'),
+    calls.length ? table(['Called', 'Outcome', 'Worst quality', 'Reconnects', 'Transport', 'Answered after'], calls) : el('p', 'No call yet.'));
+  box.dataset.home = h.id;
+}
+
 document.getElementById('home-form').addEventListener('submit', async (e) => {
   e.preventDefault();
   const name = new FormData(e.target).get('name');

@@ -155,6 +155,9 @@ async function form() {
   }));
 }
 
+// The check, filed under this home.
+$('check-link').href = `/check?t=${encodeURIComponent(token)}`;
+
 preview();
 form();
 plans();

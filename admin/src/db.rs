@@ -221,6 +221,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX queued_calls_queued ON queued_calls (queued_at_ms);",
     // What a call is about, chosen by the home from the hub's list.
     "ALTER TABLE queued_calls ADD COLUMN reason_category TEXT NOT NULL DEFAULT '';",
+    // A check run from a home's page is filed under that home.
+    "ALTER TABLE connectivity_checks ADD COLUMN home_id TEXT;
+    CREATE INDEX connectivity_checks_home ON connectivity_checks (home_id, created_at_ms);",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

@@ -37,6 +37,42 @@ pub(crate) async fn list(State(state): State<AdminState>) -> Response {
     }
 }
 
+/// How many of a home's checks and calls the helpdesk view shows.
+const HELPDESK_ROWS: u32 = 10;
+
+/// `GET /admin/api/homes/{id}/helpdesk`: the home's latest checks (run from
+/// its page) beside its latest calls and how they went, for the helpdesk.
+pub(crate) async fn helpdesk(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    let (hours, settings, key) = (state.hours.clone(), state.queue.clone(), id.clone());
+    let calls = crate::blocking_locked(&state.history, move |log| {
+        let Some(home) = log.home(&key)? else {
+            return Ok(None);
+        };
+        let calls = log.read(|c| {
+            crate::reports::rows::calls_of_home(c, &key, HELPDESK_ROWS, &hours, &settings)
+        })?;
+        Ok(Some((home, calls)))
+    })
+    .await;
+    let (home, calls) = match calls {
+        Ok(Some(found)) => found,
+        Ok(None) => return json_error(StatusCode::NOT_FOUND, format!("no home {id}")),
+        Err(e) => return unavailable(e),
+    };
+    let checks =
+        crate::blocking_locked(&state.checks, move |c| c.of_home(&id, HELPDESK_ROWS)).await;
+    match checks {
+        Ok(checks) => {
+            let checks: Vec<_> = checks
+                .iter()
+                .map(|c| crate::check::shown(c, &state.zone))
+                .collect();
+            Json(json!({ "home": home.name, "checks": checks, "calls": calls })).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
 /// A home's name, as the dashboard posts it.
 #[derive(Deserialize)]
 pub(crate) struct Named {

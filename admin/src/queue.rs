@@ -21,7 +21,7 @@ use crate::{json_error, AdminError};
 const MAX_REASON: usize = 500;
 
 /// The home a token names, if it is valid and not withdrawn.
-fn home_of(
+pub(crate) fn home_of(
     log: &CallLog,
     links: &crate::home_links::HomeLinks,
     token: &str,

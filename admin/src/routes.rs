@@ -309,6 +309,12 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
         (Method::GET, "/admin/api/homes", Admin, get(homes::list)),
         (Method::POST, "/admin/api/homes", Admin, post(homes::add)),
         (
+            Method::GET,
+            "/admin/api/homes/{id}/helpdesk",
+            Admin,
+            get(homes::helpdesk),
+        ),
+        (
             Method::POST,
             "/admin/api/homes/{id}/rename",
             Admin,

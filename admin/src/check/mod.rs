@@ -303,17 +303,50 @@ pub(crate) async fn upload(
     Json(json!({ "bytes": bytes })).into_response()
 }
 
-/// `POST /check/api/result`: stores what the page measured; returns the
-/// code and the verdict.
+/// The home a check was run for: its permanent link's token, when the
+/// check was opened from the home's page.
+#[derive(Deserialize)]
+pub(crate) struct ForHome {
+    t: Option<String>,
+}
+
+/// The home `token` names (its id and name), or why the check cannot be
+/// filed under it.
+async fn home_for(state: &AdminState, token: String) -> Result<(String, String), String> {
+    let links = state.home_links.clone();
+    let found = crate::blocking_locked(&state.history, move |log| {
+        crate::queue::home_of(log, &links, &token)
+    })
+    .await;
+    match found {
+        Ok(Ok(home)) => Ok((home.id, home.name)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `POST /check/api/result[?t=home token]`: stores what the page measured
+/// (under the home, when opened from its page); returns the code and the
+/// verdict. A home link that no longer works loses nothing: the check is
+/// stored without the home, and the answer says why.
 pub(crate) async fn result(
     State(state): State<AdminState>,
     ClientIp(ip): ClientIp,
+    Query(for_home): Query<ForHome>,
     headers: HeaderMap,
     Json(result): Json<CheckResult>,
 ) -> Response {
     if let Err(reason) = state.check_guard.result(&ip) {
         return refused(&state, &ip, reason);
     }
+    let home = match for_home.t {
+        Some(t) => Some(home_for(&state, t).await),
+        None => None,
+    };
+    let home_id = home
+        .as_ref()
+        .and_then(|h| h.as_ref().ok())
+        .map(|h| h.0.clone());
     let agent: String = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -323,13 +356,19 @@ pub(crate) async fn result(
         .collect();
     let v = verdict(&result);
     let stored = crate::blocking_locked(&state.checks, move |checks| {
-        checks.store(SystemTime::now(), &ip, &agent, &result)
+        checks.store(SystemTime::now(), &ip, &agent, &result, home_id.as_deref())
     })
     .await;
     match stored {
         Ok(code) => {
-            tracing::info!(%code, outcome = ?v.outcome, "connectivity check stored");
-            Json(json!({ "code": code, "verdict": v })).into_response()
+            tracing::info!(%code, outcome = ?v.outcome, filed = home.as_ref().is_some_and(|h| h.is_ok()), "connectivity check stored");
+            let (filed_under, not_filed) = match home {
+                Some(Ok((_, name))) => (Some(name), None),
+                Some(Err(why)) => (None, Some(why)),
+                None => (None, None),
+            };
+            Json(json!({ "code": code, "verdict": v, "home": filed_under, "not_filed": not_filed }))
+                .into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "connectivity check not stored");
@@ -344,15 +383,7 @@ pub(crate) async fn result(
 /// `GET /admin/api/checks/{code}`: a stored check with its verdict.
 pub(crate) async fn lookup(State(state): State<AdminState>, Path(code): Path<String>) -> Response {
     match crate::blocking_locked(&state.checks, move |checks| checks.find(&code)).await {
-        Ok(Some(c)) => Json(json!({
-            "code": c.code,
-            "at": local_time(c.created_at_ms, &state.zone),
-            "remote_addr": c.remote_addr,
-            "user_agent": c.user_agent,
-            "verdict": verdict(&c.result),
-            "result": c.result,
-        }))
-        .into_response(),
+        Ok(Some(c)) => Json(shown(&c, &state.zone)).into_response(),
         Ok(None) => crate::json_error(
             StatusCode::NOT_FOUND,
             "no check with that code (codes are kept 90 days)",
@@ -362,6 +393,19 @@ pub(crate) async fn lookup(State(state): State<AdminState>, Path(code): Path<Str
             crate::json_error(StatusCode::SERVICE_UNAVAILABLE, "checks unavailable")
         }
     }
+}
+
+/// A stored check as the helpdesk sees it: when, from where, the verdict
+/// and every reading.
+pub(crate) fn shown(c: &StoredCheck, zone: &jiff::tz::TimeZone) -> serde_json::Value {
+    json!({
+        "code": c.code,
+        "at": local_time(c.created_at_ms, zone),
+        "remote_addr": c.remote_addr,
+        "user_agent": c.user_agent,
+        "verdict": verdict(&c.result),
+        "result": c.result,
+    })
 }
 
 /// Shared state the check routes need.

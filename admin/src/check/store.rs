@@ -66,14 +66,16 @@ impl Checks {
         AdminError::database(&self.path, e)
     }
 
-    /// Stores a check under a new code and returns the code as shown.
-    /// Checks older than [`CHECK_RETENTION`] are deleted on the way.
+    /// Stores a check under a new code (and under the home it was run for,
+    /// if any) and returns the code as shown. Checks older than
+    /// [`CHECK_RETENTION`] are deleted on the way.
     pub fn store(
         &self,
         at: SystemTime,
         remote_addr: &str,
         user_agent: &str,
         result: &CheckResult,
+        home_id: Option<&str>,
     ) -> Result<String, AdminError> {
         // Plain structs of numbers and strings: serialising cannot fail.
         let json = serde_json::to_string(result).unwrap_or_else(|_| "{}".into());
@@ -90,9 +92,9 @@ impl Checks {
             let inserted = self
                 .conn
                 .execute(
-                    "INSERT OR IGNORE INTO connectivity_checks (code, created_at_ms, remote_addr, user_agent, result_json)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![code, ms(at), remote_addr, user_agent, json],
+                    "INSERT OR IGNORE INTO connectivity_checks (code, created_at_ms, remote_addr, user_agent, result_json, home_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![code, ms(at), remote_addr, user_agent, json, home_id],
                 )
                 .map_err(|e| self.err(e))?;
             if inserted == 1 {
@@ -107,27 +109,49 @@ impl Checks {
         let Some(code) = normalise_code(typed) else {
             return Ok(None);
         };
-        let row = self
+        let found = self
             .conn
             .query_row(
-                "SELECT created_at_ms, remote_addr, user_agent, result_json FROM connectivity_checks WHERE code = ?1",
+                &format!("SELECT {COLUMNS} FROM connectivity_checks WHERE code = ?1"),
                 [&code],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)),
+                stored,
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        Ok(
-            row.and_then(|(created_at_ms, remote_addr, user_agent, json)| {
-                Some(StoredCheck {
-                    code: shown(&code),
-                    created_at_ms,
-                    remote_addr,
-                    user_agent,
-                    result: serde_json::from_str(&json).ok()?,
-                })
-            }),
-        )
+        Ok(found.flatten())
     }
+
+    /// The latest `limit` checks filed under a home, newest first.
+    pub fn of_home(&self, home_id: &str, limit: u32) -> Result<Vec<StoredCheck>, AdminError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM connectivity_checks WHERE home_id = ?1
+                 ORDER BY created_at_ms DESC LIMIT ?2"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![home_id, limit], stored)
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<Option<StoredCheck>> =
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().flatten().collect())
+    }
+}
+
+const COLUMNS: &str = "code, created_at_ms, remote_addr, user_agent, result_json";
+
+/// A row of [`COLUMNS`]; `None` if its result no longer reads.
+fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<StoredCheck>> {
+    let (code, json): (String, String) = (r.get(0)?, r.get(4)?);
+    let (created_at_ms, remote_addr, user_agent) = (r.get(1)?, r.get(2)?, r.get(3)?);
+    Ok(serde_json::from_str(&json).ok().map(|result| StoredCheck {
+        code: shown(&code),
+        created_at_ms,
+        remote_addr,
+        user_agent,
+        result,
+    }))
 }
 
 fn new_code() -> Result<String, AdminError> {
@@ -153,7 +177,9 @@ mod tests {
             ..CheckResult::default()
         };
         let now = SystemTime::now();
-        let code = checks.store(now, "10.0.0.2", "Chromium", &result).unwrap();
+        let code = checks
+            .store(now, "10.0.0.2", "Chromium", &result, None)
+            .unwrap();
         assert_eq!(code.len(), 7);
         assert_eq!(&code[3..4], "-");
         let typed = code.to_lowercase().replace('-', " ");
@@ -171,11 +197,19 @@ mod tests {
         let checks = Checks::open(&dir.path().join("carecall.db")).unwrap();
         let long_ago = SystemTime::now() - CHECK_RETENTION - Duration::from_secs(60);
         let old = checks
-            .store(long_ago, "a", "b", &CheckResult::default())
+            .store(long_ago, "a", "b", &CheckResult::default(), Some("h1"))
             .unwrap();
         checks
-            .store(SystemTime::now(), "a", "b", &CheckResult::default())
+            .store(
+                SystemTime::now(),
+                "a",
+                "b",
+                &CheckResult::default(),
+                Some("h1"),
+            )
             .unwrap();
         assert_eq!(checks.find(&old).unwrap(), None);
+        assert_eq!(checks.of_home("h1", 10).unwrap().len(), 1);
+        assert_eq!(checks.of_home("h2", 10).unwrap(), []);
     }
 }

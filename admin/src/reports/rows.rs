@@ -139,7 +139,8 @@ pub const CALL_COLUMNS: [&str; 22] = [
     "day_of_week",
 ];
 
-const CALLS_SQL: &str = "
+/// The columns [`call_row`] reads, from `queued_calls c JOIN homes h`.
+const CALLS_SELECT: &str = "
 SELECT c.id, c.home_id, h.name, c.urgent, c.reason, c.service, c.state, c.queued_at_ms,
   c.answered_at_ms, c.declined_reason,
   (SELECT MIN(e.at_ms) FROM queue_events e LEFT JOIN admin_accounts a ON a.name = e.actor
@@ -151,9 +152,7 @@ SELECT c.id, c.home_id, h.name, c.urgent, c.reason, c.service, c.state, c.queued
   (SELECT COALESCE(SUM(s.reconnects), 0) FROM participant_sessions s WHERE s.room = c.room),
   (SELECT GROUP_CONCAT(DISTINCT s.transport) FROM participant_sessions s WHERE s.room = c.room),
   c.reason_category
-FROM queued_calls c JOIN homes h ON h.id = c.home_id
-WHERE c.queued_at_ms >= ?1 AND c.queued_at_ms < ?2
-ORDER BY c.queued_at_ms, c.id";
+FROM queued_calls c JOIN homes h ON h.id = c.home_id";
 
 fn seconds(from: i64, to: Option<i64>) -> Option<f64> {
     to.map(|t| (t - from).max(0) as f64 / 1000.0)
@@ -167,8 +166,25 @@ pub(crate) fn calls(
     hours: &ServiceHours,
     settings: &QueueSettings,
 ) -> rusqlite::Result<Vec<CallRow>> {
-    let mut stmt = c.prepare(CALLS_SQL)?;
+    let mut stmt = c.prepare(&format!(
+        "{CALLS_SELECT} WHERE c.queued_at_ms >= ?1 AND c.queued_at_ms < ?2 ORDER BY c.queued_at_ms, c.id"
+    ))?;
     let rows = stmt.query_map(params![from_ms, to_ms], |r| call_row(r, hours, settings))?;
+    rows.collect()
+}
+
+/// A home's latest `limit` calls, newest first.
+pub(crate) fn calls_of_home(
+    c: &Connection,
+    home_id: &str,
+    limit: u32,
+    hours: &ServiceHours,
+    settings: &QueueSettings,
+) -> rusqlite::Result<Vec<CallRow>> {
+    let mut stmt = c.prepare(&format!(
+        "{CALLS_SELECT} WHERE c.home_id = ?1 ORDER BY c.queued_at_ms DESC, c.id DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![home_id, limit], |r| call_row(r, hours, settings))?;
     rows.collect()
 }
 
