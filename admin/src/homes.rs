@@ -49,7 +49,11 @@ pub(crate) async fn helpdesk(State(state): State<AdminState>, Path(id): Path<Str
             return Ok(None);
         };
         let calls = log.read(|c| {
-            crate::reports::rows::calls_of_home(c, &key, HELPDESK_ROWS, &hours, &settings)
+            crate::reports::rows::Reading {
+                hours: &hours,
+                settings: &settings,
+            }
+            .of_home(c, &key, HELPDESK_ROWS)
         })?;
         Ok(Some((home, calls)))
     })

@@ -126,7 +126,11 @@ async fn rows_of(
     let (mut calls, mut encounters) = crate::blocking_locked(&state.history, move |log| {
         log.read(|c| {
             Ok((
-                rows::calls(c, span.from_ms, span.to_ms, &hours, &settings)?,
+                rows::Reading {
+                    hours: &hours,
+                    settings: &settings,
+                }
+                .between(c, span.from_ms, span.to_ms)?,
                 rows::encounters(c, span.from_ms, span.to_ms, hours.zone())?,
             ))
         })

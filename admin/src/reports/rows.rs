@@ -158,34 +158,56 @@ fn seconds(from: i64, to: Option<i64>) -> Option<f64> {
     to.map(|t| (t - from).max(0) as f64 / 1000.0)
 }
 
-/// Calls queued from `from_ms` up to (not including) `to_ms`.
-pub(crate) fn calls(
-    c: &Connection,
-    from_ms: i64,
-    to_ms: i64,
-    hours: &ServiceHours,
-    settings: &QueueSettings,
-) -> rusqlite::Result<Vec<CallRow>> {
-    let mut stmt = c.prepare(&format!(
-        "{CALLS_SELECT} WHERE c.queued_at_ms >= ?1 AND c.queued_at_ms < ?2 ORDER BY c.queued_at_ms, c.id"
-    ))?;
-    let rows = stmt.query_map(params![from_ms, to_ms], |r| call_row(r, hours, settings))?;
-    rows.collect()
+/// How the hub's settings read the rows: the service hours (in or out of
+/// hours) and the queue's answer targets.
+pub(crate) struct Reading<'a> {
+    /// The service hours.
+    pub hours: &'a ServiceHours,
+    /// The queue's settings.
+    pub settings: &'a QueueSettings,
 }
 
-/// A home's latest `limit` calls, newest first.
-pub(crate) fn calls_of_home(
-    c: &Connection,
-    home_id: &str,
-    limit: u32,
-    hours: &ServiceHours,
-    settings: &QueueSettings,
-) -> rusqlite::Result<Vec<CallRow>> {
-    let mut stmt = c.prepare(&format!(
-        "{CALLS_SELECT} WHERE c.home_id = ?1 ORDER BY c.queued_at_ms DESC, c.id DESC LIMIT ?2"
-    ))?;
-    let rows = stmt.query_map(params![home_id, limit], |r| call_row(r, hours, settings))?;
-    rows.collect()
+impl Reading<'_> {
+    /// The calls `filter` (a WHERE, ORDER and LIMIT on [`CALLS_SELECT`])
+    /// picks with `args`.
+    fn calls(
+        &self,
+        c: &Connection,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> rusqlite::Result<Vec<CallRow>> {
+        let mut stmt = c.prepare(&format!("{CALLS_SELECT} {filter}"))?;
+        let rows = stmt.query_map(args, |r| call_row(r, self.hours, self.settings))?;
+        rows.collect()
+    }
+
+    /// Calls queued from `from_ms` up to (not including) `to_ms`.
+    pub(crate) fn between(
+        &self,
+        c: &Connection,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> rusqlite::Result<Vec<CallRow>> {
+        self.calls(
+            c,
+            "WHERE c.queued_at_ms >= ?1 AND c.queued_at_ms < ?2 ORDER BY c.queued_at_ms, c.id",
+            params![from_ms, to_ms],
+        )
+    }
+
+    /// A home's latest `limit` calls, newest first.
+    pub(crate) fn of_home(
+        &self,
+        c: &Connection,
+        home_id: &str,
+        limit: u32,
+    ) -> rusqlite::Result<Vec<CallRow>> {
+        self.calls(
+            c,
+            "WHERE c.home_id = ?1 ORDER BY c.queued_at_ms DESC, c.id DESC LIMIT ?2",
+            params![home_id, limit],
+        )
+    }
 }
 
 fn call_row(
