@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 
 use std::time::Duration;
 
+use futures_util::SinkExt;
+
 use crate::support::admin::{sign_in, sign_in_with_the_form, signed_in};
 use crate::support::axe::assert_accessible;
 use crate::support::browser::Driver;
@@ -440,6 +442,29 @@ async fn ok(what: &str, reply: (u16, Value)) -> Value {
     reply.1
 }
 
+/// Waits until the consultation of hub call `call` has ended (its last
+/// participant's leave recorded).
+async fn wait_for_end(server: &Server, admin: &(String, String), call: i64) {
+    for _ in 0..100 {
+        let (_, calls) = get_as(
+            server,
+            admin,
+            "/admin/api/reports/calls.json?from=2026-08-22&to=2026-09-05",
+        )
+        .await;
+        let ended = calls["calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["call_id"] == call && !c["consultation_seconds"].is_null());
+        if ended {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the consultation of call {call} never ended");
+}
+
 /// Plays `c` through the hub, moving the clock as it goes.
 async fn play(server: &Server, clock: &Clock, staff: &mut Staff, tokens: &[String], c: &Scripted) {
     let start = instant(c.at);
@@ -526,7 +551,16 @@ async fn play(server: &Server, clock: &Clock, staff: &mut Staff, tokens: &[Strin
                     post_as(server, &staff.dr, &path, outcomes()[i].clone()).await,
                 )
                 .await;
-                drop(socket);
+                // The clinician leaves (a dropped socket would be kept for
+                // its resume window, and the consultation with it).
+                let mut socket = socket;
+                socket
+                    .send(tokio_tungstenite::tungstenite::Message::text(
+                        r#"{"type":"leave"}"#,
+                    ))
+                    .await
+                    .expect("leave");
+                wait_for_end(server, &staff.admin, call).await;
             }
         }
         Fate::Abandoned { wait } => {
@@ -797,6 +831,27 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
         }
         assert_eq!(row[col("home_name")], HOMES[c.home]);
         assert_eq!(row[col("reason_category")], c.category);
+        // Only the calls a clinician joined (by socket, no media) had a
+        // consultation; none had media, so no transport or quality.
+        let joined = matches!(
+            c.fate,
+            Fate::ByClinician {
+                outcome: Some(_),
+                ..
+            }
+        );
+        assert_eq!(
+            !row[col("consultation_seconds")].is_empty(),
+            joined,
+            "{row:?}"
+        );
+        assert_eq!(
+            (
+                row[col("transport")].as_str(),
+                row[col("worst_quality")].as_str()
+            ),
+            ("", "")
+        );
         assert_eq!(row[col("service")], service(c.at).unwrap_or(""));
     }
     // The JSON rows carry the same names.
