@@ -24,11 +24,7 @@ pub(crate) async fn home() -> Html<&'static str> {
 
 /// `GET /home/home.js`
 pub(crate) async fn home_script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        HOME_SCRIPT,
-    )
-        .into_response()
+    script(HOME_SCRIPT)
 }
 
 /// `GET /admin/login`
@@ -48,11 +44,7 @@ pub(crate) async fn style() -> Response {
 
 /// `GET /admin/dashboard.js` (signed in only)
 pub(crate) async fn dashboard_script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        DASHBOARD_SCRIPT,
-    )
-        .into_response()
+    script(DASHBOARD_SCRIPT)
 }
 
 /// `GET /admin/hub` (signed in only): the hub console.
@@ -80,7 +72,8 @@ pub(crate) async fn reports_script() -> Response {
     script(REPORTS_SCRIPT)
 }
 
-fn script(body: &'static str) -> Response {
+/// A script of the binary's own, as JavaScript.
+pub(crate) fn script(body: &'static str) -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         body,

@@ -78,11 +78,7 @@ pub(crate) async fn page() -> Html<&'static str> {
 
 /// `GET /check/check.js`
 pub(crate) async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        SCRIPT,
-    )
-        .into_response()
+    crate::pages::script(SCRIPT)
 }
 
 /// `POST /check/api/session`: TURN servers and credentials for the check's
