@@ -49,8 +49,8 @@ async function devices() {
   }
 }
 
-// Connects media to the SFU over one path; on UDP also sends video for a
-// few seconds and reads the loss the SFU reports back.
+// Connects media to the SFU over one path; on UDP also sends sound and
+// video for 10 s and asks the SFU how much of it was lost on the way in.
 async function path(name, stream, iceServers) {
   const relay = name === 'turn_tls';
   const servers = relay ? iceServers.map((s) => ({ ...s, urls: s.urls.filter((u) => u.startsWith('turns:')) }))
@@ -61,6 +61,10 @@ async function path(name, stream, iceServers) {
     const track = stream && stream.getVideoTracks()[0];
     if (track) pc.addTransceiver(track, { direction: 'sendonly' });
     else pc.addTransceiver('video', { direction: 'recvonly' });
+    // The sound too on UDP: 50 packets a second whatever the picture, so
+    // the loss is read from enough packets.
+    const sound = name === 'udp' && stream && stream.getAudioTracks()[0];
+    if (sound) pc.addTransceiver(sound, { direction: 'sendonly' });
     await pc.setLocalDescription(await pc.createOffer());
     const answer = await postJson('/check/api/offer', { path: name, sdp: pc.localDescription.sdp });
     await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
@@ -71,14 +75,18 @@ async function path(name, stream, iceServers) {
       }
       await sleep(100);
     }
-    await sleep(name === 'udp' && track ? 5000 : 1000);
-    let rtt = null; let sent = 0; let lost = null;
+    // On UDP, ten seconds of sound and video: several hundred packets, whose
+    // loss on the way in the SFU counts before any repair.
+    await sleep(name === 'udp' && track ? 10000 : 1000);
+    let rtt = null;
     (await pc.getStats()).forEach((s) => {
       if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime != null) rtt = Math.round(s.currentRoundTripTime * 1000);
-      if (s.type === 'outbound-rtp') sent += s.packetsSent || 0;
-      if (s.type === 'remote-inbound-rtp' && s.packetsLost != null) lost = (lost || 0) + s.packetsLost;
     });
-    if (name === 'udp' && lost != null && sent > 0) result.loss = Math.max(0, lost) / sent;
+    if (name === 'udp' && answer.session) {
+      const up = await fetch(`/check/api/uplink?session=${encodeURIComponent(answer.session)}`);
+      const counted = up.ok ? await up.json() : null;
+      if (counted && counted.expected > 0) result.loss = counted.lost / counted.expected;
+    }
     return { ok: true, rtt_ms: rtt, error: null };
   } catch (e) {
     return { ok: false, rtt_ms: null, error: String(e.message || e) };

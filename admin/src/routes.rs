@@ -487,6 +487,7 @@ pub fn routes(state: AdminState) -> Router {
         .route("/home/api/calls/{id}/cancel", post(crate::queue::cancel))
         .route("/home/api/plans", get(crate::queue::plans))
         .route("/home/api/form", get(crate::queue::form))
+        .route("/check/api/uplink", get(crate::check::uplink))
         .route("/check", get(check::page))
         .route("/check/check.js", get(check::script))
         .route("/check/api/session", post(check::session))

@@ -65,6 +65,12 @@ pub struct ParticipantStats {
     /// Times its media path was lost (ICE disconnected) and came back: a
     /// Wi-Fi drop or a NAT rebinding that the call survived.
     pub reconnects: u32,
+    /// Packets of this participant's uploads due so far (every stream, from
+    /// its first packet to its latest), and of them, lost on the way in
+    /// before any repair: the network's own loss.
+    pub upload_expected: u64,
+    /// See `upload_expected`.
+    pub upload_lost: u64,
     /// ICE restarts its browser made (after an address change, or a path
     /// it could not get back by waiting).
     pub ice_restarts: u32,

@@ -60,6 +60,47 @@ pub(crate) struct LayerStream {
     pub rid: Option<Rid>,
     pub keyframes: KeyframeThrottle,
     pub meter: RateMeter,
+    pub arrivals: Arrivals,
+}
+
+/// An incoming stream's packets as the network delivered them, before any
+/// repair: a packet counts only if it arrived in order (its sequence number
+/// above every one before it). A packet lost and then retransmitted, or
+/// arriving after a later one, counts as lost, as it would for the call's
+/// sound, which is never repaired. Arithmetic only: per-packet path.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Arrivals {
+    first: Option<u64>,
+    highest: u64,
+    in_order: u64,
+}
+
+impl Arrivals {
+    /// Counts a packet with extended sequence number `seq`.
+    pub fn record(&mut self, seq: u64) {
+        match self.first {
+            None => {
+                self.first = Some(seq);
+                self.highest = seq;
+                self.in_order = 1;
+            }
+            Some(_) if seq > self.highest => {
+                self.highest = seq;
+                self.in_order += 1;
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Packets sent from the first seen to the highest.
+    pub fn expected(&self) -> u64 {
+        self.first.map_or(0, |f| self.highest - f + 1)
+    }
+
+    /// Of them, not there when they were due.
+    pub fn lost(&self) -> u64 {
+        self.expected() - self.in_order
+    }
 }
 
 /// A layer's bitrate and frame rate, measured over half-second windows and
@@ -273,6 +314,17 @@ pub(crate) fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrivals_count_gaps_and_late_packets_as_lost() {
+        let mut a = Arrivals::default();
+        assert_eq!((a.expected(), a.lost()), (0, 0));
+        // 100..=109 with 103 missing, 106 late (after 107), 103 repaired.
+        for seq in [100, 101, 102, 104, 105, 107, 106, 108, 103, 109] {
+            a.record(seq);
+        }
+        assert_eq!((a.expected(), a.lost()), (10, 2));
+    }
 
     /// Feeds `layer` for 3 s: `fps` frames a second of 10 packets each.
     fn feed(p: &mut Publication, t0: Instant, layer: Layer, fps: u32) {

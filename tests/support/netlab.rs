@@ -28,7 +28,7 @@ pub struct NetNs {
     /// The namespace end of the link.
     pub ns_ip: Ipv4Addr,
     /// NAT rules added on the host, removed on drop.
-    host_rules: Vec<Vec<String>>,
+    host_rules: Vec<(String, Vec<String>)>,
     /// Host ends of links added by [`NetNs::move_to_new_link`].
     extra_links: Vec<String>,
 }
@@ -205,14 +205,54 @@ impl NetNs {
 
     /// Drops this share (0.0-1.0) of the packets arriving in the namespace.
     pub fn downlink_loss(&self, share: f64) {
-        // Replaces any earlier rule: flush, then add.
-        self.exec(&["iptables", "-F", "INPUT"]);
+        self.random_loss("INPUT", share);
+    }
+
+    /// Drops this share (0.0-1.0) of the UDP packets the namespace sends
+    /// to the host: the browser's media upload (its TCP, the page's
+    /// requests, is left alone). Dropped on the host's side of the link, as
+    /// a network would: a packet dropped in the namespace's own OUTPUT chain
+    /// fails the browser's send, and the browser sends it again, so nothing
+    /// is lost.
+    pub fn uplink_loss(&mut self, share: f64) {
+        let rule: Vec<String> = [
+            "INPUT",
+            "-i",
+            &self.host_if,
+            "-p",
+            "udp",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            &format!("{share:.3}"),
+            "-j",
+            "DROP",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        self.host_rule("filter", rule);
+    }
+
+    /// Adds `rule` to the host's `table`, taken out again when the
+    /// namespace goes.
+    fn host_rule(&mut self, table: &str, rule: Vec<String>) {
+        let mut add = vec!["-t", table, "-A"];
+        add.extend(rule.iter().map(String::as_str));
+        run("iptables", &add);
+        self.host_rules.push((table.to_owned(), rule));
+    }
+
+    /// Drops `share` of the packets `chain` sees in the namespace,
+    /// replacing any earlier rule.
+    fn random_loss(&self, chain: &str, share: f64) {
+        self.exec(&["iptables", "-F", chain]);
         if share > 0.0 {
             let p = format!("{share:.3}");
-            self.exec(&[
-                "iptables",
-                "-A",
-                "INPUT",
+            let mut rule = vec!["iptables", "-A", chain];
+            rule.extend_from_slice(&[
                 "-m",
                 "statistic",
                 "--mode",
@@ -222,6 +262,7 @@ impl NetNs {
                 "-j",
                 "DROP",
             ]);
+            self.exec(&rule);
         }
     }
 
@@ -247,10 +288,7 @@ impl NetNs {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut add = vec!["-t", "nat", "-A"];
-        add.extend(rule.iter().map(String::as_str));
-        run("iptables", &add);
-        self.host_rules.push(rule);
+        self.host_rule("nat", rule);
     }
 }
 
@@ -321,8 +359,8 @@ fn shape(prefix: &[&str], dev: &str, kbit: Option<u32>) {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        for rule in &self.host_rules {
-            let mut del = vec!["-t", "nat", "-D"];
+        for (table, rule) in &self.host_rules {
+            let mut del = vec!["-t", table.as_str(), "-D"];
             del.extend(rule.iter().map(String::as_str));
             let _ = Command::new("iptables").args(&del).output();
         }

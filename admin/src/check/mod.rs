@@ -67,9 +67,66 @@ fn refused(state: &AdminState, client: &str, reason: guard::Refusal) -> Response
     )
 }
 
-/// Checks connected to the SFU now.
+/// Checks connected to the SFU now, and each one's media participant by
+/// the token its page was given (to ask for its upload's loss).
 #[derive(Default)]
-pub(crate) struct CheckSessions(AtomicUsize);
+pub(crate) struct CheckSessions {
+    count: AtomicUsize,
+    tokens: std::sync::Mutex<std::collections::HashMap<String, carecall_sfu::ParticipantId>>,
+}
+
+impl CheckSessions {
+    fn participant(&self, token: &str) -> Option<carecall_sfu::ParticipantId> {
+        self.tokens.lock().ok()?.get(token).copied()
+    }
+
+    fn remember(&self, token: &str, id: carecall_sfu::ParticipantId) {
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(token.to_owned(), id);
+        }
+    }
+
+    fn forget(&self, token: &str) {
+        if let Ok(mut t) = self.tokens.lock() {
+            t.remove(token);
+        }
+    }
+}
+
+/// A token naming one check's media session to its page.
+fn session_token() -> Option<String> {
+    use base64::Engine;
+    let mut bytes = [0u8; 18];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UplinkQuery {
+    session: String,
+}
+
+/// `GET /check/api/uplink?session=…`: what the SFU has counted of the
+/// check's upload so far: packets due and, of them, lost on the way in
+/// before any repair (the network's own loss, which the page cannot see).
+pub(crate) async fn uplink(
+    State(state): State<AdminState>,
+    Query(q): Query<UplinkQuery>,
+) -> Response {
+    let Some(id) = state.check_sessions.participant(&q.session) else {
+        return crate::json_error(
+            StatusCode::NOT_FOUND,
+            "no such check session (it lasts 30 s)",
+        );
+    };
+    let stats = state.media.stats().await;
+    match stats.iter().find(|s| s.participant == id) {
+        Some(s) => {
+            Json(json!({ "expected": s.upload_expected, "lost": s.upload_lost })).into_response()
+        }
+        None => crate::json_error(StatusCode::NOT_FOUND, "the check's media has not started"),
+    }
+}
 
 /// `GET /check`
 pub(crate) async fn page() -> Html<&'static str> {
@@ -121,6 +178,53 @@ pub(crate) struct CheckOffer {
     sdp: String,
 }
 
+/// The offer without retransmission: no RTX payload types or streams, no
+/// NACK feedback (PLI stays). str0m asks for retransmissions only of a
+/// stream with a repair stream, and can hand a repaired packet on in its
+/// place, in order: with repair, a check on a link dropping 4% of its
+/// upload counted 2.1% lost; without, 3.7%.
+fn without_repair(sdp: &str) -> String {
+    let lines: Vec<&str> = sdp.split_inclusive('\n').collect();
+    let field = |line: &str, prefix: &str| -> Option<String> {
+        let rest = line.trim_end().strip_prefix(prefix)?;
+        Some(rest.split([' ', ':']).next()?.to_owned())
+    };
+    let rtx_types: Vec<String> = lines
+        .iter()
+        .filter(|l| l.contains(" rtx/"))
+        .filter_map(|l| field(l, "a=rtpmap:"))
+        .collect();
+    let rtx_ssrcs: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.trim_end().strip_prefix("a=ssrc-group:FID "))
+        .filter_map(|ids| ids.split(' ').nth(1).map(str::to_owned))
+        .collect();
+    lines
+        .into_iter()
+        .filter_map(|line| {
+            let bare = line.trim_end();
+            let of_rtx = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+                .iter()
+                .any(|p| field(bare, p).is_some_and(|pt| rtx_types.contains(&pt)));
+            let rtx_ssrc = field(bare, "a=ssrc:").is_some_and(|id| rtx_ssrcs.contains(&id));
+            let nack = bare.starts_with("a=rtcp-fb:") && bare.ends_with(" nack");
+            if of_rtx || rtx_ssrc || nack || bare.starts_with("a=ssrc-group:FID ") {
+                return None;
+            }
+            if bare.starts_with("m=") {
+                let kept: Vec<&str> = bare
+                    .split(' ')
+                    .enumerate()
+                    .filter(|(i, t)| *i < 3 || !rtx_types.iter().any(|pt| pt == t))
+                    .map(|(_, t)| t)
+                    .collect();
+                return Some(format!("{}{}", kept.join(" "), &line[bare.len()..]));
+            }
+            Some(line.to_owned())
+        })
+        .collect()
+}
+
 /// Keeps only the answer's candidates of one transport.
 fn only_candidates(sdp: &str, path: CheckPath) -> String {
     let drop = match path {
@@ -154,8 +258,8 @@ pub(crate) async fn offer(
         return crate::json_error(StatusCode::BAD_REQUEST, e.to_string());
     }
     let sessions = state.check_sessions.clone();
-    if sessions.0.fetch_add(1, Ordering::SeqCst) >= MAX_CHECK_SESSIONS {
-        sessions.0.fetch_sub(1, Ordering::SeqCst);
+    if sessions.count.fetch_add(1, Ordering::SeqCst) >= MAX_CHECK_SESSIONS {
+        sessions.count.fetch_sub(1, Ordering::SeqCst);
         state
             .refusals
             .refuse(carecall_sfu::Surface::Check, "sessions_total", &ip);
@@ -164,17 +268,20 @@ pub(crate) async fn offer(
             "the hub is running many checks: try again in a minute",
         );
     }
+    let token = session_token().unwrap_or_default();
+    sessions.remember(&token, id);
     let room = RoomId(format!("check-{id}"));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let media = state.media.clone();
     let close = {
-        let (media, room) = (media.clone(), room.clone());
+        let (media, room, token) = (media.clone(), room.clone(), token.clone());
         move || {
             let _ = media.leave(room, id);
-            sessions.0.fetch_sub(1, Ordering::SeqCst);
+            sessions.forget(&token);
+            sessions.count.fetch_sub(1, Ordering::SeqCst);
         }
     };
-    if let Err(e) = media.connect(room.clone(), id, req.sdp, tx) {
+    if let Err(e) = media.connect(room.clone(), id, without_repair(&req.sdp), tx) {
         close();
         return crate::json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -202,7 +309,8 @@ pub(crate) async fn offer(
                 .await;
                 close();
             });
-            Json(json!({ "sdp": only_candidates(&sdp, req.path) })).into_response()
+            Json(json!({ "sdp": only_candidates(&sdp, req.path), "session": token }))
+                .into_response()
         }
         Ok(Err(e)) => {
             close();
@@ -410,6 +518,19 @@ pub(crate) type SharedChecks = Arc<std::sync::Mutex<Checks>>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_offer_loses_its_retransmission_and_keeps_pli() {
+        let sdp = "m=video 9 UDP/TLS/RTP/SAVPF 96 97 98\r\na=rtpmap:96 VP8/90000\r\n\
+                   a=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\na=rtpmap:97 rtx/90000\r\n\
+                   a=fmtp:97 apt=96\r\na=rtpmap:98 VP9/90000\r\n\
+                   a=ssrc-group:FID 111 222\r\na=ssrc:111 cname:x\r\na=ssrc:222 cname:x\r\n";
+        assert_eq!(
+            without_repair(sdp),
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 98\r\na=rtpmap:96 VP8/90000\r\n\
+             a=rtcp-fb:96 nack pli\r\na=rtpmap:98 VP9/90000\r\na=ssrc:111 cname:x\r\n"
+        );
+    }
 
     #[test]
     fn an_answer_keeps_only_the_candidates_of_the_path_tested() {

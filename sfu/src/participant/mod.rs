@@ -527,6 +527,7 @@ impl Participant {
             packet.payload.len() + packet.header.header_len,
             packet.header.marker,
         );
+        stream.arrivals.record(*packet.seq_no);
         let codec = params.spec().codec;
         let start_point =
             !codec.is_video() || crate::track::starts_keyframe(codec, &packet.payload);
@@ -760,6 +761,10 @@ impl Participant {
                 .map(|p| p.kind)
         };
         self.counters.fill(&mut out, kind_of);
+        for stream in self.publications.iter().flat_map(|p| p.layers.iter()) {
+            out.upload_expected += stream.arrivals.expected();
+            out.upload_lost += stream.arrivals.lost();
+        }
         out
     }
 
