@@ -207,6 +207,20 @@ async fn a_call_passed_on_and_escalated_keeps_every_step_in_order() {
         (Some("waiting"), Some("frailty"), Some(1)),
         "{s}"
     );
+    // The home is in the call already: it can be answered from the queue,
+    // never declined (the home would not see the reason).
+    let queue = console(&server, &dr2).await["queue"].clone();
+    assert_eq!(queue[0]["call"], call, "{queue}");
+    assert_eq!(queue[0]["answered"], true, "{queue}");
+    let (code, body) = post_as(
+        &server,
+        &dr2,
+        &format!("/admin/api/queue/{call}/decline"),
+        json!({ "reason": "Not for this service" }),
+    )
+    .await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.to_string().contains("answered already"), "{body}");
     let (code, body) = answer(&server, &dr2, call).await;
     assert_eq!(code, 200, "{body}");
 
@@ -310,6 +324,14 @@ async fn the_console_is_pushed_a_new_call_and_opens_from_the_hubs_pages_only() {
     };
     let first = next().await;
     assert_eq!(first["me"], json!({ "name": "op.one", "role": "operator" }));
+    // Someone is watching the queue: what the nobody-to-answer alert reads.
+    let consoles = |text: &str, role: &str| {
+        let series = format!(r#"carecall_consoles_open{{role="{role}"}}"#);
+        crate::support::metrics::value(text, &series).unwrap_or_else(|| panic!("{series} missing"))
+    };
+    let text = crate::support::metrics::scrape(&server.base_url).await;
+    assert_eq!(consoles(&text, "operator"), 1.0);
+    assert_eq!(consoles(&text, "admin"), 0.0);
     assert_eq!(first["queue"], json!([]));
     assert_eq!(first["queues"], json!(["GP", "frailty", "mental health"]));
     let placed_at = Instant::now();
@@ -343,4 +365,7 @@ async fn the_console_is_pushed_a_new_call_and_opens_from_the_hubs_pages_only() {
     .await
     .expect("closed within 10 s of signing out");
     assert_eq!(closed, Some(4001));
+    // Still signed in elsewhere or not, a closed console watches nothing.
+    let text = crate::support::metrics::scrape(&server.base_url).await;
+    assert_eq!(consoles(&text, "operator"), 0.0);
 }

@@ -784,3 +784,51 @@ async fn turn_holds_at_most_two_thousand_connections_in_all() {
     .unwrap();
     assert_eq!(reply, None, "an allocation after the connections closed");
 }
+
+/// The home page's and the check page's polls: one address flooding them is
+/// refused past its allowance (1,200 a minute), with `Retry-After`, counted;
+/// another address is served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_polls_from_one_address_leaves_everyone_else_served() {
+    let server = Server::start();
+    let attacker = ip("127.0.0.9");
+    let (mut served, mut refused) = (0, 0);
+    for i in 0..1_300 {
+        let path = if i % 2 == 0 {
+            "/home/api/form?t=forged"
+        } else {
+            "/check/api/uplink?session=unknown"
+        };
+        let r = request_from(attacker, &server.base_url, "GET", path, &[], None).await;
+        match r.status {
+            429 => {
+                refused += 1;
+                assert!(
+                    r.headers
+                        .iter()
+                        .any(|(k, v)| k.eq_ignore_ascii_case("retry-after") && v == "60"),
+                    "{r:?}"
+                );
+            }
+            s if (400..500).contains(&s) => served += 1,
+            other => panic!("{path}: {other} {r:?}"),
+        }
+    }
+    // The allowance refills one request each 50 ms while the loop runs.
+    assert!((1_200..1_300).contains(&served), "served {served}");
+    assert_eq!(served + refused, 1_300);
+    let other = request_from(
+        ip("127.0.0.11"),
+        &server.base_url,
+        "GET",
+        "/home/api/form?t=forged",
+        &[],
+        None,
+    )
+    .await;
+    assert_ne!(other.status, 429, "another address is served: {other:?}");
+    let counted = refusals(&server, "home_call", "requests_per_address").await
+        + refusals(&server, "check", "requests_per_address").await;
+    assert_eq!(counted, f64::from(refused));
+    println!("one address: {served} polls served, {refused} refused");
+}

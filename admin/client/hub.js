@@ -86,7 +86,9 @@ function renderQueue(queue) {
       el('td', minutes(c.waiting_seconds)),
       el('td'),
     );
-    tr.lastChild.append(answer, ' ', decline);
+    tr.lastChild.append(answer);
+    // A call answered before and passed on has the home in it already.
+    if (!c.answered) tr.lastChild.append(' ', decline);
     return tr;
   }));
   // A call passed to another queue waits anew there: it chimes again.

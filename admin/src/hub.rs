@@ -148,6 +148,9 @@ pub(crate) fn listed(c: &QueuedCall, position: usize, now: i64, settings: &Queue
         "waiting_since_ms": c.waiting_since_ms,
         "waiting_seconds": waited / 1000,
         "overdue": waited >= settings.no_answer_after.as_millis() as i64,
+        // Answered before and passed to this queue: the home is in the call,
+        // so it can be answered but not declined.
+        "answered": c.answered_at_ms.is_some(),
     })
 }
 
@@ -253,6 +256,11 @@ const SIGNED_OUT: u16 = 4001;
 async fn push(mut socket: WebSocket, state: AdminState, token: String) {
     let mut changed = state.hub_changes.subscribe();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH, REFRESH);
+    // Counted as open, under its account's role, from its first push.
+    let mut open: Option<(
+        crate::accounts::AccountRole,
+        crate::queue_metrics::ConsoleOpen,
+    )> = None;
     loop {
         // The session is read again before every push: a sign-out, an expiry
         // or a changed role takes effect at once, not when the socket closes.
@@ -273,6 +281,9 @@ async fn push(mut socket: WebSocket, state: AdminState, token: String) {
                 return;
             }
         };
+        if open.as_ref().map(|(role, _)| *role) != Some(me.role) {
+            open = Some((me.role, state.consoles.opened(me.role)));
+        }
         let text = match console(&state, &me).await {
             Ok(v) => v.to_string(),
             Err(e) => {
@@ -379,6 +390,12 @@ pub(crate) async fn decline(
             state.hub_changed();
             Json(json!({ "call": id, "state": call.state })).into_response()
         }
+        // Answered once and passed to a queue: the home is in the call
+        // already, so it is answered from there, not turned away.
+        Ok(Answer::AlreadyTaken(call)) if call.answered_at_ms.is_some() => json_error(
+            StatusCode::CONFLICT,
+            "the call was answered already and the home is in it: answer it, do not decline it",
+        ),
         Ok(Answer::AlreadyTaken(call)) => json_error(
             StatusCode::CONFLICT,
             format!("the call is no longer waiting ({})", call.state),

@@ -31,6 +31,7 @@ mod links;
 pub mod metrics;
 mod pages;
 mod password_checks;
+mod polls;
 pub mod quality;
 mod queue;
 pub mod queue_metrics;

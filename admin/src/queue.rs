@@ -14,6 +14,10 @@ use serde_json::json;
 use crate::call_log::{queue_label, CallAsk, CallLog, Home, QueuedCall};
 use crate::home_links::HomeLinkError;
 use crate::hub::{join_link, now_ms, unavailable};
+
+/// How long a home's presses of Call while every service is closed count as
+/// the one call: ten minutes.
+const CLOSED_CALL_REPEATS_MS: i64 = 10 * 60 * 1000;
 use crate::routes::AdminState;
 use crate::{json_error, AdminError};
 
@@ -140,28 +144,30 @@ pub(crate) async fn call(
             Err(e) => return Ok(Err(e)),
         };
         let now = now_ms();
-        // Pressed again while waiting: the same place in the queue.
-        let (call, new) = match (log.waiting_call_of(&home.id)?, st.hours.service_at(now)) {
-            (Some(waiting), _) => (waiting, false),
-            (None, Some(service)) => (log.queue_call(&home, &ask, service, now)?, true),
-            (None, None) => (log.closed_call(&home, &ask, now)?, true),
+        // Pressed again while waiting: the same place in the queue. Pressed
+        // again while closed: the same closed call, for a while.
+        let (call, again) = match (log.waiting_call_of(&home.id)?, st.hours.service_at(now)) {
+            (Some(waiting), _) => (waiting, Some("already_waiting")),
+            (None, Some(service)) => (log.queue_call(&home, &ask, service, now)?, None),
+            (None, None) => match log.closed_call_of(&home.id, now - CLOSED_CALL_REPEATS_MS)? {
+                Some(closed) => (closed, Some("already_closed")),
+                None => (log.closed_call(&home, &ask, now)?, None),
+            },
         };
-        tracing::info!(home = ?home.name, call = call.id, urgent = req.urgent, new, state = %call.state, "home called the hub");
+        tracing::info!(home = ?home.name, call = call.id, urgent = req.urgent, again, state = %call.state, "home called the hub");
         let queue = log.queue()?;
-        Ok(Ok((status(&st, &call, &queue, log.mean_wait_seconds()?), new)))
+        Ok(Ok((status(&st, &call, &queue, log.mean_wait_seconds()?), again)))
     })
     .await;
     match result {
-        Ok(Ok((body, true))) => {
+        Ok(Ok((body, None))) => {
             state.hub_changed();
             (StatusCode::CREATED, Json(body)).into_response()
         }
-        Ok(Ok((body, false))) => {
-            state.refusals.refuse(
-                carecall_sfu::Surface::HomeCall,
-                "already_waiting",
-                &body["call"],
-            );
+        Ok(Ok((body, Some(why)))) => {
+            state
+                .refusals
+                .refuse(carecall_sfu::Surface::HomeCall, why, &body["call"]);
             (StatusCode::OK, Json(body)).into_response()
         }
         Ok(Err(e)) => refused(e),

@@ -49,6 +49,8 @@ pub struct AdminState {
     pub(crate) join_times: Arc<Mutex<JoinTimes>>,
     /// Answer times, observed as calls are answered.
     pub(crate) queue_metrics: crate::queue_metrics::QueueMetrics,
+    /// Hub consoles open now, by role.
+    pub(crate) consoles: crate::queue_metrics::OpenConsoles,
     pub(crate) history: Arc<Mutex<CallLog>>,
     pub(crate) zone: jiff::tz::TimeZone,
     pub(crate) hours: Arc<crate::service_hours::ServiceHours>,
@@ -57,6 +59,7 @@ pub struct AdminState {
     pub(crate) checks: crate::check::SharedChecks,
     pub(crate) check_sessions: Arc<crate::check::CheckSessions>,
     pub(crate) check_guard: Arc<crate::check::CheckGuard>,
+    pub(crate) polls: Arc<crate::polls::PollLimit>,
     pub(crate) recordings: Option<crate::RecordingAccess>,
     pub(crate) turn_running: bool,
     pub(crate) home_links: crate::home_links::HomeLinks,
@@ -130,6 +133,7 @@ impl AdminState {
             secure_cookies: options.secure_cookies,
             join_times: Arc::default(),
             queue_metrics: Default::default(),
+            consoles: Default::default(),
             history: Arc::new(Mutex::new(history)),
             zone: options.hours.zone().clone(),
             hours: Arc::new(options.hours),
@@ -138,6 +142,7 @@ impl AdminState {
             checks: Arc::new(Mutex::new(checks)),
             check_sessions: Arc::default(),
             check_guard: Arc::new(crate::check::CheckGuard::new(options.check_limits)),
+            polls: Arc::new(crate::polls::PollLimit::new(crate::polls::POLLS_PER_MINUTE)),
             recordings: options.recordings,
             turn_running: options.turn_running,
             home_links: options.home_links,
@@ -464,6 +469,18 @@ pub fn routes(state: AdminState) -> Router {
             Who::Staff => staff = staff.route(path, handler),
         }
     }
+    // What anonymous pages poll: limited per address.
+    let polled = Router::new()
+        .route("/home/api/calls", post(crate::queue::call))
+        .route("/home/api/calls/{id}", get(crate::queue::call_status))
+        .route("/home/api/calls/{id}/cancel", post(crate::queue::cancel))
+        .route("/home/api/plans", get(crate::queue::plans))
+        .route("/home/api/form", get(crate::queue::form))
+        .route("/check/api/uplink", get(crate::check::uplink))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::polls::limit,
+        ));
     let guarded = admin
         .route_layer(middleware::from_fn(auth::require_admin))
         .merge(staff)
@@ -482,12 +499,7 @@ pub fn routes(state: AdminState) -> Router {
         )
         .route("/home", get(pages::home))
         .route("/home/home.js", get(pages::home_script))
-        .route("/home/api/calls", post(crate::queue::call))
-        .route("/home/api/calls/{id}", get(crate::queue::call_status))
-        .route("/home/api/calls/{id}/cancel", post(crate::queue::cancel))
-        .route("/home/api/plans", get(crate::queue::plans))
-        .route("/home/api/form", get(crate::queue::form))
-        .route("/check/api/uplink", get(crate::check::uplink))
+        .merge(polled)
         .route("/check", get(check::page))
         .route("/check/check.js", get(check::script))
         .route("/check/api/session", post(check::session))
@@ -535,7 +547,7 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
     let accounts = state.accounts.clone();
     let signed_in = crate::blocking(move || accounts.signed_in_by_role()).await;
     let queue = match (queue, signed_in) {
-        (Ok(q), Ok(s)) => q.with(s, state.queue_metrics.clone()),
+        (Ok(q), Ok(s)) => q.with(s, state.queue_metrics.clone(), state.consoles.clone()),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "queue unreadable for metrics");
             QueueReading::default()

@@ -73,6 +73,10 @@ pub(crate) struct Arrivals {
     first: Option<u64>,
     highest: u64,
     in_order: u64,
+    /// What earlier streams of this layer counted (a new SSRC starts its
+    /// own sequence numbers).
+    earlier_expected: u64,
+    earlier_in_order: u64,
 }
 
 impl Arrivals {
@@ -92,14 +96,26 @@ impl Arrivals {
         }
     }
 
+    /// The layer came back with another SSRC: keeps what was counted and
+    /// starts again from the new stream's first packet.
+    pub fn new_stream(&mut self) {
+        self.earlier_expected = self.expected();
+        self.earlier_in_order += self.in_order;
+        *self = Arrivals {
+            earlier_expected: self.earlier_expected,
+            earlier_in_order: self.earlier_in_order,
+            ..Arrivals::default()
+        };
+    }
+
     /// Packets sent from the first seen to the highest.
     pub fn expected(&self) -> u64 {
-        self.first.map_or(0, |f| self.highest - f + 1)
+        self.earlier_expected + self.first.map_or(0, |f| self.highest - f + 1)
     }
 
     /// Of them, not there when they were due.
     pub fn lost(&self) -> u64 {
-        self.expected() - self.in_order
+        self.expected() - self.earlier_in_order - self.in_order
     }
 }
 
@@ -324,6 +340,12 @@ mod tests {
             a.record(seq);
         }
         assert_eq!((a.expected(), a.lost()), (10, 2));
+        // The layer restarts with another SSRC, numbered from far below.
+        a.new_stream();
+        for seq in [7, 8, 10] {
+            a.record(seq);
+        }
+        assert_eq!((a.expected(), a.lost()), (14, 3));
     }
 
     /// Feeds `layer` for 3 s: `fps` frames a second of 10 packets each.

@@ -77,6 +77,14 @@ impl ServiceHoursSection {
             extra: dates("extra_bank_holidays", &self.extra_bank_holidays)?,
             removed: dates("not_bank_holidays", &self.not_bank_holidays)?,
         };
+        // No service would leave the hub closed for good: every home told
+        // to phone 111, always. Say so rather than start like that.
+        if self.services.is_empty() {
+            anyhow::bail!(
+                "service_hours.services is empty: no home could ever call the hub; \
+                 list at least one service (leave service_hours out for one open all day)"
+            );
+        }
         let services: Vec<(String, Vec<String>)> = self
             .services
             .iter()

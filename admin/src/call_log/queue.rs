@@ -350,7 +350,7 @@ impl CallLog {
         self.change(|c| {
             let won = c.execute(
                 "UPDATE queued_calls SET state = 'declined', declined_reason = ?2, held_by = NULL
-                 WHERE id = ?1 AND state = 'waiting'",
+                 WHERE id = ?1 AND state = 'waiting' AND answered_at_ms IS NULL",
                 params![id, reason],
             )? == 1;
             let Some(call) = queued_call(c, id).optional()? else {
@@ -367,15 +367,38 @@ impl CallLog {
     /// The home's call still waiting to be answered, if it has one: a home
     /// has one place in the queue, however often its button is pressed.
     pub fn waiting_call_of(&self, home_id: &str) -> Result<Option<QueuedCall>, AdminError> {
+        self.first_call_of(
+            "home_id = ?1 AND state = 'waiting' AND answered_at_ms IS NULL AND ?2 = 0",
+            home_id,
+            0,
+        )
+    }
+
+    /// The home's call turned away as closed since `since_ms`, if any: a
+    /// home pressing Call again and again while the hub is closed is one
+    /// counted call, not a row (and a console refresh) per press.
+    pub fn closed_call_of(
+        &self,
+        home_id: &str,
+        since_ms: i64,
+    ) -> Result<Option<QueuedCall>, AdminError> {
+        self.first_call_of(
+            "home_id = ?1 AND state = 'closed' AND queued_at_ms >= ?2",
+            home_id,
+            since_ms,
+        )
+    }
+
+    fn first_call_of(
+        &self,
+        condition: &str,
+        home_id: &str,
+        number: i64,
+    ) -> Result<Option<QueuedCall>, AdminError> {
+        let sql = format!("SELECT id FROM queued_calls WHERE {condition} ORDER BY id LIMIT 1");
         let id: Option<i64> = self
             .conn
-            .query_row(
-                "SELECT id FROM queued_calls
-                 WHERE home_id = ?1 AND state = 'waiting' AND answered_at_ms IS NULL
-                 ORDER BY id LIMIT 1",
-                [home_id],
-                |r| r.get(0),
-            )
+            .query_row(&sql, params![home_id, number], |r| r.get(0))
             .optional()
             .map_err(|e| self.err(e))?;
         match id {

@@ -257,6 +257,15 @@ pub(crate) async fn offer(
             .refuse(carecall_sfu::Surface::Check, "sdp_too_large", &ip);
         return crate::json_error(StatusCode::BAD_REQUEST, e.to_string());
     }
+    // Without the system's randomness there is no unguessable token to name
+    // the session by: refuse rather than hand out a guessable one.
+    let Some(token) = session_token() else {
+        tracing::error!("no system randomness for a check's session token");
+        return crate::json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hub cannot start a check just now: try again in a minute",
+        );
+    };
     let sessions = state.check_sessions.clone();
     if sessions.count.fetch_add(1, Ordering::SeqCst) >= MAX_CHECK_SESSIONS {
         sessions.count.fetch_sub(1, Ordering::SeqCst);
@@ -268,7 +277,6 @@ pub(crate) async fn offer(
             "the hub is running many checks: try again in a minute",
         );
     }
-    let token = session_token().unwrap_or_default();
     sessions.remember(&token, id);
     let room = RoomId(format!("check-{id}"));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

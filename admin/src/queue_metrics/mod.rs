@@ -9,8 +9,11 @@
 //! restart; the histogram is observed as calls are answered.
 
 mod answer_times;
+mod consoles;
 
 pub use answer_times::QueueMetrics;
+pub(crate) use consoles::ConsoleOpen;
+pub use consoles::OpenConsoles;
 
 use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use rusqlite::Connection;
@@ -37,6 +40,8 @@ pub struct QueueReading {
     signed_in: Vec<(String, i64)>,
     /// The answer-time histogram.
     metrics: Option<QueueMetrics>,
+    /// Consoles open now.
+    consoles: Option<OpenConsoles>,
 }
 
 impl QueueReading {
@@ -84,13 +89,21 @@ impl QueueReading {
             period: Some(hours.period(now_ms)),
             signed_in: Vec::new(),
             metrics: None,
+            consoles: None,
         })
     }
 
-    /// With who is signed in and the answer-time histogram.
-    pub(crate) fn with(mut self, signed_in: Vec<(String, i64)>, metrics: QueueMetrics) -> Self {
+    /// With who is signed in, the answer-time histogram and the open
+    /// consoles.
+    pub(crate) fn with(
+        mut self,
+        signed_in: Vec<(String, i64)>,
+        metrics: QueueMetrics,
+        consoles: OpenConsoles,
+    ) -> Self {
         self.signed_in = signed_in;
         self.metrics = Some(metrics);
+        self.consoles = Some(consoles);
         self
     }
 
@@ -165,6 +178,9 @@ impl QueueReading {
         registry.register(Box::new(staff))?;
         if let Some(m) = &self.metrics {
             registry.register(m.collector())?;
+        }
+        if let Some(c) = &self.consoles {
+            registry.register(c.collector())?;
         }
         Ok(())
     }

@@ -114,6 +114,9 @@ impl Figures {
 pub struct Breakdown {
     /// The key's value ("urgent", a home's name, "14", "Monday").
     pub key: String,
+    /// The home's id, in the breakdown by home: two homes may share a name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Its figures.
     #[serde(flatten)]
     pub figures: Figures,
@@ -125,6 +128,25 @@ fn breakdown<K: Ord + Clone>(
     key_of: impl Fn(&CallRow) -> K,
     name: impl Fn(&K) -> String,
 ) -> Vec<Breakdown> {
+    breakdown_with_ids(calls, keys, key_of, |k| (name(k), None))
+}
+
+/// By home: grouped by id (ordered by name), each row naming its home.
+fn by_home(calls: &[CallRow]) -> Vec<Breakdown> {
+    breakdown_with_ids(
+        calls,
+        [],
+        |c| (c.home_name.clone(), c.home_id.clone()),
+        |(name, id)| (name.clone(), Some(id.clone())),
+    )
+}
+
+fn breakdown_with_ids<K: Ord + Clone>(
+    calls: &[CallRow],
+    keys: impl IntoIterator<Item = K>,
+    key_of: impl Fn(&CallRow) -> K,
+    name: impl Fn(&K) -> (String, Option<String>),
+) -> Vec<Breakdown> {
     let mut groups: BTreeMap<K, Vec<&CallRow>> =
         keys.into_iter().map(|k| (k, Vec::new())).collect();
     for c in calls {
@@ -132,9 +154,13 @@ fn breakdown<K: Ord + Clone>(
     }
     groups
         .into_iter()
-        .map(|(k, calls)| Breakdown {
-            key: name(&k),
-            figures: Figures::of(calls),
+        .map(|(k, calls)| {
+            let (key, id) = name(&k);
+            Breakdown {
+                key,
+                id,
+                figures: Figures::of(calls),
+            }
         })
         .collect()
 }
@@ -246,7 +272,7 @@ impl Report {
                 |c| c.urgent,
                 |u| if *u { "urgent" } else { "routine" }.to_owned(),
             ),
-            by_home: breakdown(calls, [], |c| c.home_name.clone(), String::clone),
+            by_home: by_home(calls),
             by_service: breakdown(
                 calls,
                 [],

@@ -7,8 +7,11 @@
 //! `Sat,Sun,BH 09:00-13:00`, `Daily 22:00-07:00` (overnight: it belongs to
 //! the day it starts), `Daily 00:00-24:00`. `BH` is a bank holiday: on one,
 //! a service whose openings name `BH` opens only as those say; a service
-//! that never names `BH` keeps its usual weekday hours. The in-hours window
-//! is never in hours on a bank holiday unless it names `BH`.
+//! that never names `BH` keeps its usual weekday hours. The hours after
+//! midnight belong to the next day, which is not the holiday: a weekday's
+//! overnight opening (`Mon-Fri 22:00-07:00`) still runs from midnight after
+//! a bank holiday Monday, whatever the `BH` openings said of Monday. The
+//! in-hours window is never in hours on a bank holiday unless it names `BH`.
 
 mod bank_holidays;
 
@@ -158,7 +161,14 @@ impl Timetable {
         if holidays.contains(day) && !self.weekdays_on_holidays {
             return o.bank_holidays;
         }
-        o.weekdays & (1 << day.weekday().to_monday_zero_offset()) != 0
+        names_weekday_of(o, day)
+    }
+
+    /// Whether `o`'s hours after midnight run on the day after `day`: they
+    /// fall on that next day, so a bank holiday `day` does not take them
+    /// away from the weekday opening.
+    fn runs_on_after(&self, o: &Opening, day: Date, holidays: &BankHolidays) -> bool {
+        self.starts_on(o, day, holidays) || names_weekday_of(o, day)
     }
 
     fn open_at(&self, day: Date, minute: u16, holidays: &BankHolidays) -> bool {
@@ -170,10 +180,14 @@ impl Timetable {
                     || (minute < o.to
                         && day
                             .yesterday()
-                            .is_ok_and(|y| self.starts_on(o, y, holidays)))
+                            .is_ok_and(|y| self.runs_on_after(o, y, holidays)))
             }
         })
     }
+}
+
+fn names_weekday_of(o: &Opening, day: Date) -> bool {
+    o.weekdays & (1 << day.weekday().to_monday_zero_offset()) != 0
 }
 
 /// One service the hub runs (a day service, an overnight one).
@@ -369,6 +383,24 @@ mod tests {
         // A service that never names BH keeps its weekday hours.
         let h = hours(&[("Weekdays", &["Mon-Fri 08:00-18:00"])]);
         assert_eq!(h.period(ms("2026-08-31T09:00")), Period::OutOfHours);
+    }
+
+    #[test]
+    fn the_night_after_a_bank_holiday_keeps_its_weekday_opening() {
+        let h = hours(&[(
+            "Overnight",
+            &["Mon-Fri 22:00-07:00", "Sat,Sun,BH 00:00-24:00"],
+        )]);
+        // Easter Monday, 6 April 2026: open all day as the BH opening says,
+        assert_eq!(h.service_at(ms("2026-04-06T15:00")), Some("Overnight"));
+        assert_eq!(h.service_at(ms("2026-04-06T23:00")), Some("Overnight"));
+        // and Tuesday's small hours are Monday night's weekday opening.
+        assert_eq!(h.service_at(ms("2026-04-07T03:00")), Some("Overnight"));
+        assert_eq!(h.service_at(ms("2026-04-07T08:00")), None);
+        // A BH opening's own small hours run into the next day too.
+        let h = hours(&[("Holidays", &["BH 20:00-02:00"])]);
+        assert_eq!(h.service_at(ms("2026-04-07T01:00")), Some("Holidays"));
+        assert_eq!(h.service_at(ms("2026-04-08T01:00")), None);
     }
 
     #[test]

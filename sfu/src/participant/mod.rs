@@ -567,6 +567,9 @@ impl Participant {
         };
         let i = self.publications.iter().position(|p| p.mid == mid)?;
         let stream = &mut self.publications[i].layers[layer.index()];
+        if stream.ssrc.is_some() {
+            stream.arrivals.new_stream();
+        }
         stream.ssrc = Some(ssrc);
         stream.rid = rid;
         self.new_layer_seen = true;
