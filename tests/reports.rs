@@ -1190,7 +1190,11 @@ async fn a_home_calling_while_closed_is_told_where_to_turn_and_a_declined_call_g
     let mut calls = Vec::new();
     for urgent in [false, true] {
         let (code, again) = crate::support::queue::place_call(&server, &token, urgent).await;
-        assert_eq!((code, again["state"].as_str()), (200, Some("closed")), "{again}");
+        assert_eq!(
+            (code, again["state"].as_str()),
+            (200, Some("closed")),
+            "{again}"
+        );
         calls.push(again["call"].clone());
     }
     assert_eq!(calls[0], calls[1]);
