@@ -832,3 +832,33 @@ async fn a_flood_of_polls_from_one_address_leaves_everyone_else_served() {
     assert_eq!(counted, f64::from(refused));
     println!("one address: {served} polls served, {refused} refused");
 }
+
+/// The check's download test is asked for by its session's random token,
+/// once: an unknown token is told so, a session with no video line to
+/// receive on is told that, and a second ask is refused, so nobody can make
+/// the SFU send test streams over and over. (The test itself runs in the
+/// browser tests of `connectivity_check.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_session_runs_one_download_test_at_most() {
+    let server = Server::start();
+    let home = ip("127.0.0.22");
+    let url = &server.base_url;
+    let post =
+        |path: String| async move { request_from(home, url, "POST", &path, &[], None).await };
+    let unknown = post("/check/api/downlink?session=unknown".into()).await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    let offer = a_normal_check_offer().await;
+    let answer = check_answer(&server, home, &offer).await;
+    let session = answer["session"].as_str().expect("a session token");
+    let path = format!("/check/api/downlink?session={session}");
+    let first = post(path.clone()).await;
+    // The load tool's offer sends audio and video and receives nothing.
+    assert_eq!(first.status, 409, "{first:?}");
+    assert!(
+        first.body.contains("offered no video to receive"),
+        "{first:?}"
+    );
+    let again = post(path).await;
+    assert_eq!(again.status, 409, "{again:?}");
+    assert!(again.body.contains("has run already"), "{again:?}");
+}

@@ -10,6 +10,10 @@ const result = {
   download_kbps: null,
   upload_kbps: null,
   loss: null,
+  loss_pattern: null,
+  download_loss: null,
+  download_loss_pattern: null,
+  download_jitter_ms: null,
 };
 window.carecallCheck = { result, code: null, verdict: null };
 
@@ -65,6 +69,9 @@ async function path(name, stream, iceServers) {
     // the loss is read from enough packets.
     const sound = name === 'udp' && stream && stream.getAudioTracks()[0];
     if (sound) pc.addTransceiver(sound, { direction: 'sendonly' });
+    // On UDP, a slot for the hub's download test (the one above when there
+    // is no camera).
+    const down = name !== 'udp' ? null : (track ? pc.addTransceiver('video', { direction: 'recvonly' }) : pc.getTransceivers()[0]);
     await pc.setLocalDescription(await pc.createOffer());
     const answer = await postJson('/check/api/offer', { path: name, sdp: pc.localDescription.sdp });
     await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
@@ -85,7 +92,15 @@ async function path(name, stream, iceServers) {
     if (name === 'udp' && answer.session) {
       const up = await fetch(`/check/api/uplink?session=${encodeURIComponent(answer.session)}`);
       const counted = up.ok ? await up.json() : null;
-      if (counted && counted.expected > 0) result.loss = counted.lost / counted.expected;
+      if (counted && counted.expected > 0) {
+        result.loss = counted.lost / counted.expected;
+        // Random loss misses one packet at a time; a signal dropping out
+        // misses several in a row.
+        if (counted.lost >= 10) result.loss_pattern = counted.lost / counted.runs >= 1.5 ? 'bursts' : 'random';
+      }
+      // A download test that cannot run leaves its readings empty (the
+      // verdict then says nothing of them); the path still connected.
+      await downlink(answer.session, down.receiver).catch((e) => console.warn('download test', e));
     }
     return { ok: true, rtt_ms: rtt, error: null };
   } catch (e) {
@@ -93,6 +108,45 @@ async function path(name, stream, iceServers) {
   } finally {
     pc.close();
   }
+}
+
+// Counts the hub's download test as it arrives: what was lost on the way
+// here (nothing is repaired), how the losses fell, and the jitter.
+async function downlink(session, receiver) {
+  const inbound = async () => {
+    let found = { packetsReceived: 0, packetsLost: 0, jitter: null };
+    (await receiver.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') found = s; });
+    return found;
+  };
+  const started = await postJson(`/check/api/downlink?session=${encodeURIComponent(session)}`, {});
+  const deadline = performance.now() + started.seconds * 1000 + 2000;
+  // Losses per 200 ms: random loss spreads evenly, a dropping signal
+  // loses runs of packets.
+  const windows = [];
+  let last = await inbound();
+  while (performance.now() < deadline) {
+    await sleep(200);
+    const now = await inbound();
+    windows.push(Math.max(0, now.packetsLost - last.packetsLost));
+    last = now;
+    if (now.packetsReceived + now.packetsLost >= started.packets) break;
+  }
+  // Packets never received at the end of the test are lost too, though no
+  // later packet shows the gap.
+  const lost = Math.max(0, started.packets - last.packetsReceived);
+  result.download_loss = lost / started.packets;
+  result.download_jitter_ms = last.jitter == null ? null : Math.round(last.jitter * 1000);
+  result.download_loss_pattern = lossPattern(windows);
+}
+
+// Random loss counted in equal windows varies about as much as its mean
+// (a Poisson count); losses in runs vary far more. Needs a few losses.
+function lossPattern(windows) {
+  const total = windows.reduce((a, b) => a + b, 0);
+  if (total < 10 || windows.length < 10) return null;
+  const mean = total / windows.length;
+  const variance = windows.reduce((a, w) => a + (w - mean) ** 2, 0) / windows.length;
+  return variance / mean >= 3 ? 'bursts' : 'random';
 }
 
 async function throughput() {
@@ -112,7 +166,7 @@ async function throughput() {
 
 async function run() {
   $('start').disabled = true;
-  $('announcer').textContent = 'Checking. This takes about half a minute.';
+  $('announcer').textContent = 'Checking. This takes about a minute.';
   const stream = await devices();
   const { ice_servers: iceServers } = await postJson('/check/api/session', {});
   for (const name of ['udp', 'tcp', 'turn_tls']) {
@@ -120,6 +174,9 @@ async function run() {
     const r = result[name];
     show(name, r.ok, r.ok ? 'connected' : 'could not connect');
   }
+  const pct = (x) => (x == null ? '?' : `${(x * 100).toFixed(1)}%`);
+  show('loss', result.loss != null && result.download_loss != null,
+    `${pct(result.loss)} lost sending, ${pct(result.download_loss)} receiving`);
   try { await throughput(); } catch (e) { show('upload', false, 'could not be measured'); }
   if (stream) stream.getTracks().forEach((t) => t.stop());
   // Opened from a care home's page: the result is filed under the home.

@@ -232,7 +232,10 @@ document.getElementById('check-form').addEventListener('submit', async (e) => {
     ['TURN over TLS', pathText(r.turn_tls)],
     ['Download', kbps(r.download_kbps)],
     ['Upload', kbps(r.upload_kbps)],
-    ['Loss (UDP)', r.loss == null ? '–' : `${(100 * r.loss).toFixed(1)}%`],
+    ['Loss on the way up', r.loss == null ? '–' : `${(100 * r.loss).toFixed(1)}%`],
+    ['Loss on the way down', r.download_loss == null ? '–'
+      : `${(100 * r.download_loss).toFixed(1)}%${r.download_loss_pattern ? `, ${r.download_loss_pattern}` : ''}`],
+    ['Jitter on the way down', r.download_jitter_ms == null ? '–' : `${r.download_jitter_ms} ms`],
   ].map(([k, v]) => { const tr = el('tr'); tr.dataset.field = k; tr.append(el('th', k), cell(v)); return tr; });
   const notes = el('ul');
   notes.append(...body.verdict.notes.map((n) => el('li', n)));
@@ -386,10 +389,11 @@ async function helpdesk(h) {
   if (!res.ok) { box.replaceChildren(el('p', body.error || `failed (${res.status})`)); return; }
   const yes = (ok) => (ok ? 'yes' : 'no');
   const mbps = (k) => (k == null ? '–' : `${(k / 1000).toFixed(1)} Mbps`);
+  const pct = (x) => (x == null ? '–' : `${(x * 100).toFixed(1)}%`);
   const checks = body.checks.map((c) => {
     const tr = el('tr');
     tr.append(cell(c.at), cell(c.code), cell(c.verdict.headline), cell(yes(c.result.udp && c.result.udp.ok)),
-      cell(c.result.loss == null ? '–' : `${(c.result.loss * 100).toFixed(1)}%`), cell(mbps(c.result.upload_kbps)), cell(mbps(c.result.download_kbps)));
+      cell(`${pct(c.result.loss)} up, ${pct(c.result.download_loss)} down`), cell(mbps(c.result.upload_kbps)), cell(mbps(c.result.download_kbps)));
     return tr;
   });
   const calls = body.calls.map((c) => {

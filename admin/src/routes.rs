@@ -477,6 +477,7 @@ pub fn routes(state: AdminState) -> Router {
         .route("/home/api/plans", get(crate::queue::plans))
         .route("/home/api/form", get(crate::queue::form))
         .route("/check/api/uplink", get(crate::check::uplink))
+        .route("/check/api/downlink", post(crate::check::downlink))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::polls::limit,

@@ -64,6 +64,13 @@ pub enum SfuError {
     /// A recording could not start.
     #[error("recording could not start: {0}")]
     Recording(String),
+    /// A download test was asked of a session with no video m-line to send
+    /// it on (the check's page offers one to receive on).
+    #[error("{participant} offered no video to receive a download test on")]
+    NoTestStream {
+        /// Who was to receive it.
+        participant: ParticipantId,
+    },
     /// The media worker thread is gone (it only stops when the server stops).
     #[error("media worker stopped")]
     WorkerGone,

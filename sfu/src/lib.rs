@@ -17,6 +17,7 @@ mod bandwidth;
 mod codec;
 #[cfg(feature = "sim")]
 pub mod counting_alloc;
+mod downlink_test;
 mod dtls_identity;
 mod error;
 pub mod forward;
@@ -41,6 +42,7 @@ pub mod turn;
 
 pub use bandwidth::AdaptationStats;
 pub use codec::{h264_keyframe_start, red_primary, vp8_keyframe_start};
+pub use downlink_test::DownlinkPlan;
 pub use error::SfuError;
 pub use id::{ParticipantId, RoomId};
 pub use io::{default_announce_addrs, MediaConfig, MediaServer};

@@ -11,6 +11,7 @@ use str0m::net::Transmit;
 use str0m::{Candidate, Input, Rtc};
 
 use crate::bandwidth::{AdaptationStats, INITIAL_ESTIMATE};
+use crate::downlink_test::DownlinkPlan;
 use crate::dtls_identity;
 use crate::error::SfuError;
 use crate::forward::Layer;
@@ -220,6 +221,20 @@ impl Room {
         Ok(())
     }
 
+    /// Starts the connectivity check's download test to participant `id`
+    /// (see [`DownlinkPlan`]).
+    pub fn start_downlink_test(
+        &mut self,
+        id: ParticipantId,
+        plan: DownlinkPlan,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        let p = self.participant_mut(id)?;
+        p.start_downlink_test(plan, now)?;
+        p.wake_at = None;
+        Ok(())
+    }
+
     /// Adds a trickled ICE candidate from a participant's browser.
     pub fn add_remote_candidate(&mut self, id: ParticipantId, c: &str) -> Result<(), SfuError> {
         self.participant_mut(id)?.add_remote_candidate(c)
@@ -313,6 +328,9 @@ impl Room {
                 p.received = false;
                 let mut wake = now + IDLE_POLL;
                 p.advance_clock(now);
+                if let Some(t) = p.send_test_packets(now) {
+                    wake = wake.min(t);
+                }
                 let mut early_runs = 0;
                 loop {
                     match p.poll(&mut self.signals) {

@@ -71,6 +71,9 @@ pub struct ParticipantStats {
     pub upload_expected: u64,
     /// See `upload_expected`.
     pub upload_lost: u64,
+    /// Runs of consecutive packets among `upload_lost`: lost / runs near 1
+    /// is random loss, 2 or more a link that drops out.
+    pub upload_loss_runs: u64,
     /// ICE restarts its browser made (after an address change, or a path
     /// it could not get back by waiting).
     pub ice_restarts: u32,

@@ -73,6 +73,10 @@ pub(crate) struct Arrivals {
     first: Option<u64>,
     highest: u64,
     in_order: u64,
+    /// Runs of consecutive sequence numbers missing when a later one came:
+    /// lost / runs is the mean run length, about 1 for random loss, more
+    /// for a link that drops out now and then.
+    runs: u64,
     /// What earlier streams of this layer counted (a new SSRC starts its
     /// own sequence numbers).
     earlier_expected: u64,
@@ -89,6 +93,9 @@ impl Arrivals {
                 self.in_order = 1;
             }
             Some(_) if seq > self.highest => {
+                if seq > self.highest + 1 {
+                    self.runs += 1;
+                }
                 self.highest = seq;
                 self.in_order += 1;
             }
@@ -104,6 +111,7 @@ impl Arrivals {
         *self = Arrivals {
             earlier_expected: self.earlier_expected,
             earlier_in_order: self.earlier_in_order,
+            runs: self.runs,
             ..Arrivals::default()
         };
     }
@@ -116,6 +124,11 @@ impl Arrivals {
     /// Of them, not there when they were due.
     pub fn lost(&self) -> u64 {
         self.expected() - self.earlier_in_order - self.in_order
+    }
+
+    /// Runs of missing packets among the lost (see `runs`).
+    pub fn loss_runs(&self) -> u64 {
+        self.runs
     }
 }
 
@@ -339,13 +352,18 @@ mod tests {
         for seq in [100, 101, 102, 104, 105, 107, 106, 108, 103, 109] {
             a.record(seq);
         }
-        assert_eq!((a.expected(), a.lost()), (10, 2));
+        assert_eq!((a.expected(), a.lost(), a.loss_runs()), (10, 2, 2));
         // The layer restarts with another SSRC, numbered from far below.
         a.new_stream();
         for seq in [7, 8, 10] {
             a.record(seq);
         }
-        assert_eq!((a.expected(), a.lost()), (14, 3));
+        assert_eq!((a.expected(), a.lost(), a.loss_runs()), (14, 3, 3));
+        // A run of five missing is one run.
+        for seq in [11, 17, 18] {
+            a.record(seq);
+        }
+        assert_eq!((a.lost(), a.loss_runs()), (8, 4));
     }
 
     /// Feeds `layer` for 3 s: `fps` frames a second of 10 packets each.

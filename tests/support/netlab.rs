@@ -203,7 +203,9 @@ impl NetNs {
         shape(&prefix, &self.ns_if, kbit);
     }
 
-    /// Drops this share (0.0-1.0) of the packets arriving in the namespace.
+    /// Drops this share (0.0-1.0) of the packets arriving in the namespace
+    /// over its link (its own loopback, where the browser's driver talks,
+    /// is left alone).
     pub fn downlink_loss(&self, share: f64) {
         self.random_loss("INPUT", share);
     }
@@ -251,7 +253,7 @@ impl NetNs {
         self.exec(&["iptables", "-F", chain]);
         if share > 0.0 {
             let p = format!("{share:.3}");
-            let mut rule = vec!["iptables", "-A", chain];
+            let mut rule = vec!["iptables", "-A", chain, "!", "-i", "lo"];
             rule.extend_from_slice(&[
                 "-m",
                 "statistic",

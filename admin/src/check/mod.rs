@@ -1,8 +1,9 @@
 //! The helpdesk connectivity check: a public page (`/check`) that a care
 //! home opens on the tablet it will call from. The page tests the camera
 //! and microphone, connects media to the SFU over UDP, over TCP and through
-//! TURN over TLS (each alone), measures throughput to the hub and loss, and
-//! sends what it found here; the server words the verdict and stores the
+//! TURN over TLS (each alone), measures throughput to the hub and loss both
+//! ways (the SFU counts the upload's arrivals and sends a paced download
+//! test), and sends what it found here; the server words the verdict and stores the
 //! result under a short code the helpdesk types into the dashboard.
 
 mod guard;
@@ -25,7 +26,7 @@ use serde_json::json;
 pub(crate) use guard::CheckGuard;
 pub use guard::CheckLimits;
 pub use store::{normalise_code, Checks, StoredCheck, CHECK_RETENTION};
-pub use verdict::{verdict, CheckResult, DeviceResult, Outcome, PathResult, Verdict};
+pub use verdict::{verdict, CheckResult, DeviceResult, LossPattern, Outcome, PathResult, Verdict};
 
 use crate::auth::ClientIp;
 use crate::history::local_time;
@@ -36,8 +37,10 @@ const SCRIPT: &str = include_str!("../../client/check.js");
 
 /// Checks connected to the SFU at once, at most; more wait their turn.
 pub const MAX_CHECK_SESSIONS: usize = 16;
-/// A check's media session is closed after this, whatever the page does.
-const CHECK_SESSION_LIMIT: Duration = Duration::from_secs(30);
+/// A check's media session is closed after this, whatever the page does:
+/// connecting (up to 10 s), 15 s sending, the 10 s download test, and
+/// the throughput tests' delay readings (10 s each way), with room to spare.
+const CHECK_SESSION_LIMIT: Duration = Duration::from_secs(90);
 /// How long the SFU may take to answer.
 const ANSWER_LIMIT: Duration = Duration::from_secs(5);
 /// The most a throughput test moves each way.
@@ -67,22 +70,47 @@ fn refused(state: &AdminState, client: &str, reason: guard::Refusal) -> Response
     )
 }
 
-/// Checks connected to the SFU now, and each one's media participant by
-/// the token its page was given (to ask for its upload's loss).
+/// Checks connected to the SFU now, and each one's media session by the
+/// token its page was given (to ask for its upload's loss, and for its
+/// download test).
 #[derive(Default)]
 pub(crate) struct CheckSessions {
     count: AtomicUsize,
-    tokens: std::sync::Mutex<std::collections::HashMap<String, carecall_sfu::ParticipantId>>,
+    tokens: std::sync::Mutex<std::collections::HashMap<String, CheckSession>>,
+}
+
+/// One check's media session.
+#[derive(Clone, Copy)]
+struct CheckSession {
+    participant: carecall_sfu::ParticipantId,
+    /// Its download test has been asked for: one per session.
+    downlink_asked: bool,
 }
 
 impl CheckSessions {
     fn participant(&self, token: &str) -> Option<carecall_sfu::ParticipantId> {
-        self.tokens.lock().ok()?.get(token).copied()
+        Some(self.tokens.lock().ok()?.get(token)?.participant)
     }
 
-    fn remember(&self, token: &str, id: carecall_sfu::ParticipantId) {
+    /// The session's participant, the first time its download test is
+    /// asked for; `Err(true)` if it was asked for already, `Err(false)` if
+    /// there is no such session.
+    fn ask_downlink(&self, token: &str) -> Result<carecall_sfu::ParticipantId, bool> {
+        let mut tokens = self.tokens.lock().map_err(|_| false)?;
+        let session = tokens.get_mut(token).ok_or(false)?;
+        if std::mem::replace(&mut session.downlink_asked, true) {
+            return Err(true);
+        }
+        Ok(session.participant)
+    }
+
+    fn remember(&self, token: &str, participant: carecall_sfu::ParticipantId) {
         if let Ok(mut t) = self.tokens.lock() {
-            t.insert(token.to_owned(), id);
+            let session = CheckSession {
+                participant,
+                downlink_asked: false,
+            };
+            t.insert(token.to_owned(), session);
         }
     }
 
@@ -116,15 +144,52 @@ pub(crate) async fn uplink(
     let Some(id) = state.check_sessions.participant(&q.session) else {
         return crate::json_error(
             StatusCode::NOT_FOUND,
-            "no such check session (it lasts 30 s)",
+            "no such check session (it lasts 90 s)",
         );
     };
     let stats = state.media.stats().await;
     match stats.iter().find(|s| s.participant == id) {
         Some(s) => {
-            Json(json!({ "expected": s.upload_expected, "lost": s.upload_lost })).into_response()
+            Json(json!({ "expected": s.upload_expected, "lost": s.upload_lost, "runs": s.upload_loss_runs })).into_response()
         }
         None => crate::json_error(StatusCode::NOT_FOUND, "the check's media has not started"),
+    }
+}
+
+/// `POST /check/api/downlink?session=…`: starts the session's download
+/// test (see [`carecall_sfu::DownlinkPlan::CHECK`]): the SFU sends a paced
+/// stream the page counts as it arrives. Once per session.
+pub(crate) async fn downlink(
+    State(state): State<AdminState>,
+    Query(q): Query<UplinkQuery>,
+) -> Response {
+    let id = match state.check_sessions.ask_downlink(&q.session) {
+        Ok(id) => id,
+        Err(true) => {
+            return crate::json_error(
+                StatusCode::CONFLICT,
+                "this check's download test has run already",
+            )
+        }
+        Err(false) => {
+            return crate::json_error(
+                StatusCode::NOT_FOUND,
+                "no such check session (it lasts 90 s)",
+            )
+        }
+    };
+    let plan = carecall_sfu::DownlinkPlan::CHECK;
+    let room = RoomId(format!("check-{id}"));
+    match state.media.test_downlink(room, id, plan).await {
+        Ok(()) => Json(json!({
+            "packets": plan.packets(),
+            "seconds": plan.duration.as_secs(),
+        }))
+        .into_response(),
+        Err(e) => crate::json_error(
+            StatusCode::CONFLICT,
+            format!("the download test could not start: {e}"),
+        ),
     }
 }
 

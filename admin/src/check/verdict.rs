@@ -48,6 +48,26 @@ pub struct CheckResult {
     pub upload_kbps: Option<u32>,
     /// Packets lost over the UDP path while sending video (0 to 1).
     pub loss: Option<f32>,
+    /// How the upload's losses fell, when enough were lost to tell.
+    pub loss_pattern: Option<LossPattern>,
+    /// Packets of the SFU's download test lost on the way to the tablet
+    /// (0 to 1), as the browser counted them; nothing is repaired.
+    pub download_loss: Option<f32>,
+    /// How the download test's losses fell, when enough were lost to tell.
+    pub download_loss_pattern: Option<LossPattern>,
+    /// The download test's interarrival jitter as the browser measured it.
+    pub download_jitter_ms: Option<u32>,
+}
+
+/// How losses fall over time: a Wi-Fi signal that drops out loses runs of
+/// packets; a busy or poor line loses them here and there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossPattern {
+    /// Here and there.
+    Random,
+    /// Most losses in runs.
+    Bursts,
 }
 
 /// Upload that carries all three camera layers and audio, kbit/s.
@@ -89,6 +109,10 @@ const ASK_THE_OWNER: &str =
     "To fix this, ask whoever looks after this network to phone the hub's helpdesk, and read them the code below.";
 /// What a home can try when the Wi-Fi is weak.
 const CLOSER: &str = "Moving the tablet closer to the Wi-Fi router can help.";
+/// Loss in runs: the signal drops out.
+const BURSTS: &str = " It comes in bursts, as when a Wi-Fi signal drops out: moving the tablet closer to the Wi-Fi router should help.";
+/// Loss here and there: weak Wi-Fi or a busy line.
+const CLOSER_AFTER_LOSS: &str = " Moving the tablet closer to the Wi-Fi router can help; if it does not, ask whoever looks after this network to phone the hub's helpdesk.";
 
 fn mbps(kbps: u32) -> String {
     format!("{:.1} Mbps", f64::from(kbps) / 1000.0)
@@ -154,10 +178,31 @@ pub fn verdict(r: &CheckResult) -> Verdict {
             mbps(down)
         ));
     }
-    if let Some(loss) = r.loss.filter(|&l| l >= LOSS_NOTICEABLE) {
+    let losses = [
+        (
+            r.loss,
+            r.loss_pattern,
+            "what this tablet sends",
+            "the picture and sound the hub gets",
+        ),
+        (
+            r.download_loss,
+            r.download_loss_pattern,
+            "what the hub sends",
+            "the hub's picture and sound",
+        ),
+    ];
+    for (loss, pattern, what, whose) in losses {
+        let Some(loss) = loss.filter(|&l| l >= LOSS_NOTICEABLE) else {
+            continue;
+        };
         limit(Outcome::Limited);
+        let why = match pattern {
+            Some(LossPattern::Bursts) => BURSTS,
+            _ => CLOSER_AFTER_LOSS,
+        };
         notes.push(format!(
-            "This network loses some of what is sent ({:.0}%): the picture and sound may break up at times. {CLOSER}",
+            "This network loses some of {what} ({:.0}%): {whose} may break up at times.{why}",
             loss * 100.0
         ));
     }
@@ -206,7 +251,30 @@ mod tests {
             download_kbps: Some(20_000),
             upload_kbps: Some(10_000),
             loss: Some(0.0),
+            loss_pattern: None,
+            download_loss: Some(0.0),
+            download_loss_pattern: None,
+            download_jitter_ms: Some(2),
         }
+    }
+
+    #[test]
+    fn download_loss_is_named_with_its_pattern() {
+        let mut r = good();
+        r.download_loss = Some(0.02);
+        assert_eq!(verdict(&r).outcome, Outcome::Good, "2% goes unnoticed");
+        r.download_loss = Some(0.05);
+        let v = verdict(&r);
+        assert_eq!(v.outcome, Outcome::Limited);
+        assert!(v.notes[0].starts_with("This network loses some of what the hub sends (5%)"));
+        assert!(
+            v.notes[0].contains("ask whoever looks after"),
+            "{:?}",
+            v.notes
+        );
+        r.download_loss_pattern = Some(LossPattern::Bursts);
+        let v = verdict(&r);
+        assert!(v.notes[0].contains("in bursts"), "{:?}", v.notes);
     }
 
     #[test]
@@ -261,6 +329,9 @@ mod tests {
                 upload_kbps: Some(up),
                 download_kbps: Some(1_000),
                 loss: Some(0.1),
+                loss_pattern: Some(LossPattern::Random),
+                download_loss: Some(0.1),
+                download_loss_pattern: Some(LossPattern::Bursts),
                 udp: path(true),
                 ..good()
             };
@@ -268,7 +339,7 @@ mod tests {
         }
         assert_eq!(
             notes.len(),
-            5 + 2 * 6,
+            5 + 2 * 7,
             "every note, once per case: {notes:#?}"
         );
         for note in &notes {

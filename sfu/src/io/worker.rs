@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use super::tcp::{bind_listeners, TcpMedia};
 use super::udp::{bind_std, recv_any, try_recv_any, MediaSocket};
+use crate::downlink_test::DownlinkPlan;
 use crate::error::SfuError;
 use crate::id::{ParticipantId, RoomId};
 use crate::recording::{RecordingDone, RecordingOptions};
@@ -85,6 +86,12 @@ enum WorkerCommand {
     },
     StopRecording {
         room: RoomId,
+    },
+    TestDownlink {
+        room: RoomId,
+        participant: ParticipantId,
+        plan: DownlinkPlan,
+        reply: oneshot::Sender<Result<(), SfuError>>,
     },
 }
 
@@ -284,6 +291,28 @@ impl MediaServer {
             WorkerCommand::StartRecording {
                 room,
                 options,
+                reply,
+            },
+        )?;
+        answer.await.map_err(|_| SfuError::WorkerGone)?
+    }
+
+    /// Starts the connectivity check's download test to `participant`: RTP
+    /// at the plan's pace on the video m-line its browser offered to
+    /// receive on, never repaired, so the browser counts the network's loss.
+    pub async fn test_downlink(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        plan: DownlinkPlan,
+    ) -> Result<(), SfuError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(
+            &room.clone(),
+            WorkerCommand::TestDownlink {
+                room,
+                participant,
+                plan,
                 reply,
             },
         )?;
@@ -585,6 +614,20 @@ impl Worker {
             }
             WorkerCommand::StopRecording { room } => {
                 self.with_room(&room, Room::stop_recording);
+                return;
+            }
+            WorkerCommand::TestDownlink {
+                room,
+                participant,
+                plan,
+                reply,
+            } => {
+                let started =
+                    self.with_room(&room, |r| r.start_downlink_test(participant, plan, now));
+                let _ = reply.send(started.unwrap_or(Err(SfuError::NoSuchRoom(room.clone()))));
+                if let Some(slot) = self.find_slot(&room) {
+                    self.poll_room(now, slot);
+                }
                 return;
             }
             WorkerCommand::ReceiveOnly { room, participant } => {

@@ -19,6 +19,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::bandwidth::{AdaptationStats, DownlinkEstimate};
+use crate::downlink_test::{DownlinkPlan, DownlinkTest};
 use crate::error::SfuError;
 use crate::forward::{vp8_patch, vp8_picture_numbers, Layer, PictureNumbers, PublishLimit};
 use crate::id::{ParticipantId, RoomId};
@@ -163,6 +164,11 @@ pub(crate) struct Participant {
     remote_candidates: usize,
     /// May only receive (an observer): offered tracks are not published.
     pub receive_only: bool,
+    /// The first video m-line the browser offered to receive on that no
+    /// subscription took: where a download test can send.
+    spare_video: Option<Mid>,
+    /// The connectivity check's download test, while it runs.
+    downlink_test: Option<(Mid, DownlinkTest)>,
 }
 
 /// Trickled ICE candidates one session takes at most: str0m keeps and
@@ -205,6 +211,8 @@ impl Participant {
             first_video_after: None,
             remote_candidates: 0,
             receive_only: false,
+            spare_video: None,
+            downlink_test: None,
         }
     }
 
@@ -415,6 +423,10 @@ impl Participant {
                 let duplicate = self.publications.iter().any(|p| p.kind == added.kind);
                 if duplicate && incoming {
                     tracing::info!(room = %self.room, participant = %self.id, mid = %added.mid, "extra published track ignored");
+                }
+                if added.direction == Direction::SendOnly && added.kind == MediaKind::Video && !ours
+                {
+                    self.spare_video.get_or_insert(added.mid);
                 }
                 if incoming && !ours && self.receive_only {
                     tracing::info!(room = %self.room, participant = %self.id, mid = %added.mid, "receive-only participant's track not published");
@@ -767,8 +779,64 @@ impl Participant {
         for stream in self.publications.iter().flat_map(|p| p.layers.iter()) {
             out.upload_expected += stream.arrivals.expected();
             out.upload_lost += stream.arrivals.lost();
+            out.upload_loss_runs += stream.arrivals.loss_runs();
         }
         out
+    }
+
+    /// Starts a download test on the video m-line the browser offered to
+    /// receive on and nobody's video took (the connectivity check's).
+    pub fn start_downlink_test(
+        &mut self,
+        plan: DownlinkPlan,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        let no_stream = || SfuError::NoTestStream {
+            participant: self.id,
+        };
+        let mid = self
+            .spare_video
+            .filter(|m| !self.subscriptions.iter().any(|s| s.mid() == Some(*m)))
+            .ok_or_else(no_stream)?;
+        let pt = self
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+            .ok_or_else(no_stream)?;
+        tracing::info!(room = %self.room, participant = %self.id, %mid, "download test started");
+        self.downlink_test = Some((mid, DownlinkTest::new(plan, pt, now)));
+        Ok(())
+    }
+
+    /// Writes the download test's packets due at `now`; returns when the
+    /// next one is due.
+    pub fn send_test_packets(&mut self, now: Instant) -> Option<Instant> {
+        let (mid, test) = self.downlink_test.as_mut()?;
+        if !self.connected {
+            return test.next_at();
+        }
+        let mut direct = self.rtc.direct_api();
+        let Some(tx) = direct.stream_tx_by_mid(*mid, None) else {
+            tracing::warn!(room = %self.room, participant = %self.id, %mid, "download test has no stream to send on");
+            self.downlink_test = None;
+            return None;
+        };
+        let mut wrote = false;
+        while let Some(packet) = test.poll(now) {
+            tx.write_rtp(packet);
+            wrote = true;
+        }
+        let next = test.next_at();
+        if next.is_none() {
+            tracing::info!(room = %self.room, participant = %self.id, sent = test.sent(), "download test finished");
+            self.downlink_test = None;
+        }
+        if wrote {
+            // Written packets leave at the session's next timer run.
+            self.handle_input(Input::Timeout(now));
+        }
+        next
     }
 
     /// Asks this participant's browser for a keyframe of one layer of a
