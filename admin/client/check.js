@@ -14,6 +14,9 @@ const result = {
   download_loss: null,
   download_loss_pattern: null,
   download_jitter_ms: null,
+  idle_rtt_ms: null,
+  sending_rtt_ms: null,
+  receiving_rtt_ms: null,
 };
 window.carecallCheck = { result, code: null, verdict: null };
 
@@ -53,8 +56,68 @@ async function devices() {
   }
 }
 
-// Connects media to the SFU over one path; on UDP also sends sound and
-// video for 10 s and asks the SFU how much of it was lost on the way in.
+// The media path's round trip, timed with small messages the SFU echoes
+// on a data channel (unordered, never resent), ten a second. Each sample
+// belongs to the phase it was sent in.
+class Probe {
+  constructor(channel) {
+    this.sent = new Map();
+    this.samples = [];
+    this.phase = 'connecting';
+    this.seq = 0;
+    channel.onmessage = (e) => {
+      const sent = this.sent.get(e.data);
+      if (!sent) return;
+      this.sent.delete(e.data);
+      this.samples.push({ phase: sent.phase, at: sent.at, rtt: performance.now() - sent.at });
+    };
+    this.timer = setInterval(() => {
+      if (channel.readyState !== 'open') return;
+      const id = String(++this.seq);
+      this.sent.set(id, { at: performance.now(), phase: this.phase });
+      channel.send(id);
+    }, 100);
+  }
+
+  // The round trip of `phase` that a share `q` of its samples stay under
+  // (0.5: the median), leaving out its first `settle` ms (a queue takes a
+  // moment to fill); null without enough samples.
+  quantile(phase, q, settle = 0) {
+    const of = this.samples.filter((s) => s.phase === phase);
+    const from = of.length ? of[0].at + settle : 0;
+    const rtts = of.filter((s) => s.at >= from).map((s) => s.rtt).sort((a, b) => a - b);
+    return rtts.length >= 3 ? Math.round(rtts[Math.floor(q * (rtts.length - 1))]) : null;
+  }
+
+  stop() { clearInterval(this.timer); }
+}
+
+// Offers `pc` to the SFU for one path and waits up to 10 s for media to
+// connect; the answer, or why it did not connect.
+async function connect(pc, name) {
+  await pc.setLocalDescription(await pc.createOffer());
+  const answer = await postJson('/check/api/offer', { path: name, sdp: pc.localDescription.sdp });
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+  const deadline = performance.now() + 10000;
+  while (pc.connectionState !== 'connected') {
+    if (pc.connectionState === 'failed' || performance.now() > deadline) {
+      throw new Error(pc.connectionState === 'failed' ? 'connection failed' : 'no connection within 10 s');
+    }
+    await sleep(100);
+  }
+  return answer;
+}
+
+// The selected pair's round trip, as the browser last measured it.
+async function pairRtt(pc) {
+  let rtt = null;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime != null) rtt = Math.round(s.currentRoundTripTime * 1000);
+  });
+  return rtt;
+}
+
+// TCP or TURN over TLS: does media connect over this path alone?
 async function path(name, stream, iceServers) {
   const relay = name === 'turn_tls';
   const servers = relay ? iceServers.map((s) => ({ ...s, urls: s.urls.filter((u) => u.startsWith('turns:')) }))
@@ -65,47 +128,67 @@ async function path(name, stream, iceServers) {
     const track = stream && stream.getVideoTracks()[0];
     if (track) pc.addTransceiver(track, { direction: 'sendonly' });
     else pc.addTransceiver('video', { direction: 'recvonly' });
-    // The sound too on UDP: 50 packets a second whatever the picture, so
-    // the loss is read from enough packets.
-    const sound = name === 'udp' && stream && stream.getAudioTracks()[0];
-    if (sound) pc.addTransceiver(sound, { direction: 'sendonly' });
-    // On UDP, a slot for the hub's download test (the one above when there
-    // is no camera).
-    const down = name !== 'udp' ? null : (track ? pc.addTransceiver('video', { direction: 'recvonly' }) : pc.getTransceivers()[0]);
-    await pc.setLocalDescription(await pc.createOffer());
-    const answer = await postJson('/check/api/offer', { path: name, sdp: pc.localDescription.sdp });
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
-    const deadline = performance.now() + 10000;
-    while (pc.connectionState !== 'connected') {
-      if (pc.connectionState === 'failed' || performance.now() > deadline) {
-        return { ok: false, rtt_ms: null, error: pc.connectionState === 'failed' ? 'connection failed' : 'no connection within 10 s' };
-      }
-      await sleep(100);
+    await connect(pc, name);
+    await sleep(1000);
+    return { ok: true, rtt_ms: await pairRtt(pc), error: null };
+  } catch (e) {
+    return { ok: false, rtt_ms: null, error: String(e.message || e) };
+  } finally {
+    pc.close();
+  }
+}
+
+// The usual path, UDP, measured in full on one connection: the round trip
+// idle (3 s, nothing sent), the loss of 10 s of sound and video on the way
+// in, the SFU's download test, then the sustained rates, with the round
+// trip timed all along, so a network that holds things back while busy
+// shows. Without UDP, the rates are measured alone.
+async function udp(stream, limits) {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const probe = new Probe(pc.createDataChannel('carecall-echo', { ordered: false, maxRetransmits: 0 }));
+  try {
+    const video = stream && stream.getVideoTracks()[0];
+    const sound = stream && stream.getAudioTracks()[0];
+    const senders = [];
+    if (video) senders.push([pc.addTransceiver('video', { direction: 'sendonly' }).sender, video]);
+    // The sound too: 50 packets a second whatever the picture, so the loss
+    // is read from enough packets.
+    if (sound) senders.push([pc.addTransceiver('audio', { direction: 'sendonly' }).sender, sound]);
+    const down = pc.addTransceiver('video', { direction: 'recvonly' });
+    const answer = await connect(pc, 'udp');
+    probe.phase = 'idle';
+    await sleep(3000);
+    probe.phase = 'media';
+    for (const [sender, track] of senders) await sender.replaceTrack(track);
+    // Several hundred packets, whose loss on the way in the SFU counts
+    // before any repair.
+    await sleep(senders.length ? 10000 : 1000);
+    const rtt = probe.quantile('idle', 0.5) ?? await pairRtt(pc);
+    const up = await fetch(`/check/api/uplink?session=${encodeURIComponent(answer.session)}`);
+    const counted = up.ok ? await up.json() : null;
+    if (counted && counted.expected > 0) {
+      result.loss = counted.lost / counted.expected;
+      // Random loss misses one packet at a time; a signal dropping out
+      // misses several in a row.
+      if (counted.lost >= 10) result.loss_pattern = counted.lost / counted.runs >= 1.5 ? 'bursts' : 'random';
     }
-    // On UDP, ten seconds of sound and video: several hundred packets, whose
-    // loss on the way in the SFU counts before any repair.
-    await sleep(name === 'udp' && track ? 10000 : 1000);
-    let rtt = null;
-    (await pc.getStats()).forEach((s) => {
-      if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime != null) rtt = Math.round(s.currentRoundTripTime * 1000);
-    });
-    if (name === 'udp' && answer.session) {
-      const up = await fetch(`/check/api/uplink?session=${encodeURIComponent(answer.session)}`);
-      const counted = up.ok ? await up.json() : null;
-      if (counted && counted.expected > 0) {
-        result.loss = counted.lost / counted.expected;
-        // Random loss misses one packet at a time; a signal dropping out
-        // misses several in a row.
-        if (counted.lost >= 10) result.loss_pattern = counted.lost / counted.runs >= 1.5 ? 'bursts' : 'random';
-      }
-      // A download test that cannot run leaves its readings empty (the
-      // verdict then says nothing of them); the path still connected.
-      await downlink(answer.session, down.receiver).catch((e) => console.warn('download test', e));
-    }
+    // Quiet again, so the rates below are the network's alone.
+    for (const [sender] of senders) await sender.replaceTrack(null);
+    probe.phase = 'downlink';
+    // A download test that cannot run leaves its readings empty (the
+    // verdict then says nothing of them); the path still connected.
+    await downlink(answer.session, down.receiver).catch((e) => console.warn('download test', e));
+    await rates(probe, limits);
+    // Idle: the usual delay. Busy: the delay a call meets while the line
+    // is full, which a queueing router keeps near its peak.
+    result.idle_rtt_ms = probe.quantile('idle', 0.5);
+    result.sending_rtt_ms = probe.quantile('upload', 0.9, 2000);
+    result.receiving_rtt_ms = probe.quantile('download', 0.9, 2000);
     return { ok: true, rtt_ms: rtt, error: null };
   } catch (e) {
     return { ok: false, rtt_ms: null, error: String(e.message || e) };
   } finally {
+    probe.stop();
     pc.close();
   }
 }
@@ -149,35 +232,114 @@ function lossPattern(windows) {
   return variance / mean >= 3 ? 'bursts' : 'random';
 }
 
-async function throughput() {
-  const t0 = performance.now();
-  const res = await fetch('/check/api/download?bytes=4000000', { cache: 'no-store' });
-  const got = (await res.arrayBuffer()).byteLength;
-  result.download_kbps = Math.round((got * 8) / (performance.now() - t0));
-  show('download', true, `${(result.download_kbps / 1000).toFixed(1)} Mbps`);
-  const body = new Uint8Array(2000000);
+// How long each sustained rate is measured, and the start left out of
+// the reading (the connection ramps up).
+const RATE_MS = 10000;
+const RAMP_MS = 2000;
+
+// The rate from (time, bytes so far) points, after the ramp: kbit/s.
+function rateOf(points, start) {
+  const after = points.filter(([t]) => t >= start + RAMP_MS);
+  const [[t0, b0], [t1, b1]] = after.length >= 2 ? [after[0], after[after.length - 1]] : [[start, 0], points[points.length - 1] || [start, 0]];
+  return t1 > t0 ? Math.round(((b1 - b0) * 8) / (t1 - t0)) : null;
+}
+
+function progress(label, share) {
+  $('meter').hidden = share == null;
+  $('progress-label').textContent = label;
+  $('progress').value = Math.round(100 * Math.min(1, share || 0));
+}
+
+// Uploads for 10 s, one request after another, each larger while they
+// take under 3 s (a slow link gets small ones, a fast one few large
+// ones, and a long request keeps a router's queue as full as a real
+// upload would); the hub counts what arrives.
+async function upload(probe) {
+  if (probe) probe.phase = 'upload';
+  const body = new Uint8Array(4 << 20);
   crypto.getRandomValues(body.subarray(0, 65536));
-  const t1 = performance.now();
-  const up = await fetch('/check/api/upload', { method: 'POST', body });
-  const sent = (await up.json()).bytes;
-  result.upload_kbps = Math.round((sent * 8) / (performance.now() - t1));
-  show('upload', true, `${(result.upload_kbps / 1000).toFixed(1)} Mbps`);
+  const start = performance.now();
+  const end = start + RATE_MS;
+  const points = [];
+  let size = 64 << 10;
+  let sent = 0;
+  while (performance.now() < end) {
+    const stop = new AbortController();
+    const timer = setTimeout(() => stop.abort(), end - performance.now());
+    const t0 = performance.now();
+    try {
+      const res = await fetch('/check/api/upload', { method: 'POST', body: body.subarray(0, size), signal: stop.signal });
+      sent += (await res.json()).bytes;
+    } catch (e) {
+      break;
+    } finally {
+      clearTimeout(timer);
+    }
+    points.push([performance.now(), sent]);
+    if (performance.now() - t0 < 3000 && size < body.length) size *= 2;
+    progress('Measuring the upload', (performance.now() - start) / RATE_MS);
+  }
+  return rateOf(points, start);
+}
+
+// Downloads for 10 s (the hub paces it to its cap), counting what arrives.
+async function download(probe) {
+  if (probe) probe.phase = 'download';
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), RATE_MS);
+  const start = performance.now();
+  const points = [];
+  let got = 0;
+  try {
+    const res = await fetch('/check/api/download?bytes=8388608', { cache: 'no-store', signal: stop.signal });
+    const reader = res.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      got += value.byteLength;
+      points.push([performance.now(), got]);
+      progress('Measuring the download', (performance.now() - start) / RATE_MS);
+    }
+  } catch (e) {
+    // Stopped at 10 s: what arrived is the reading.
+  } finally {
+    clearTimeout(timer);
+  }
+  return rateOf(points, start);
+}
+
+// Both sustained rates, shown as "at least" the hub's cap when they reach it.
+async function rates(probe, limits) {
+  const shown = (kbps) => (kbps == null ? 'could not be measured'
+    : `${kbps >= 0.9 * limits.transfer_kbps ? 'at least ' : ''}${(kbps / 1000).toFixed(1)} Mbps`);
+  try {
+    result.upload_kbps = await upload(probe);
+    show('upload', result.upload_kbps != null, shown(result.upload_kbps));
+    result.download_kbps = await download(probe);
+    show('download', result.download_kbps != null, shown(result.download_kbps));
+  } catch (e) {
+    show('upload', false, 'could not be measured');
+  } finally {
+    progress('', null);
+  }
 }
 
 async function run() {
   $('start').disabled = true;
   $('announcer').textContent = 'Checking. This takes about a minute.';
   const stream = await devices();
-  const { ice_servers: iceServers } = await postJson('/check/api/session', {});
-  for (const name of ['udp', 'tcp', 'turn_tls']) {
-    result[name] = await path(name, stream, iceServers);
-    const r = result[name];
-    show(name, r.ok, r.ok ? 'connected' : 'could not connect');
-  }
+  const limits = await postJson('/check/api/session', {});
+  result.udp = await udp(stream, limits);
+  show('udp', result.udp.ok, result.udp.ok ? 'connected' : 'could not connect');
   const pct = (x) => (x == null ? '?' : `${(x * 100).toFixed(1)}%`);
   show('loss', result.loss != null && result.download_loss != null,
     `${pct(result.loss)} lost sending, ${pct(result.download_loss)} receiving`);
-  try { await throughput(); } catch (e) { show('upload', false, 'could not be measured'); }
+  if (!result.udp.ok) await rates(null, limits);
+  for (const name of ['tcp', 'turn_tls']) {
+    result[name] = await path(name, stream, limits.ice_servers);
+    const r = result[name];
+    show(name, r.ok, r.ok ? 'connected' : 'could not connect');
+  }
   if (stream) stream.getTracks().forEach((t) => t.stop());
   // Opened from a care home's page: the result is filed under the home.
   const home = new URLSearchParams(location.search).get('t');

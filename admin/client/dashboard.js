@@ -236,6 +236,8 @@ document.getElementById('check-form').addEventListener('submit', async (e) => {
     ['Loss on the way down', r.download_loss == null ? '–'
       : `${(100 * r.download_loss).toFixed(1)}%${r.download_loss_pattern ? `, ${r.download_loss_pattern}` : ''}`],
     ['Jitter on the way down', r.download_jitter_ms == null ? '–' : `${r.download_jitter_ms} ms`],
+    ['Round trip idle, sending, receiving', [r.idle_rtt_ms, r.sending_rtt_ms, r.receiving_rtt_ms]
+      .map((t) => (t == null ? '–' : `${t} ms`)).join(', ')],
   ].map(([k, v]) => { const tr = el('tr'); tr.dataset.field = k; tr.append(el('th', k), cell(v)); return tr; });
   const notes = el('ul');
   notes.append(...body.verdict.notes.map((n) => el('li', n)));

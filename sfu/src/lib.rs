@@ -19,6 +19,7 @@ mod codec;
 pub mod counting_alloc;
 mod downlink_test;
 mod dtls_identity;
+mod echo;
 mod error;
 pub mod forward;
 #[cfg(feature = "fuzzing")]
@@ -43,6 +44,7 @@ pub mod turn;
 pub use bandwidth::AdaptationStats;
 pub use codec::{h264_keyframe_start, red_primary, vp8_keyframe_start};
 pub use downlink_test::DownlinkPlan;
+pub use echo::{ECHO_LABEL, MAX_ECHOES_PER_SECOND};
 pub use error::SfuError;
 pub use id::{ParticipantId, RoomId};
 pub use io::{default_announce_addrs, MediaConfig, MediaServer};

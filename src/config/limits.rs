@@ -46,6 +46,11 @@ pub struct LimitsSection {
     pub check_transfers_at_once: usize,
     /// Throughput-test transfers at once from one address.
     pub check_transfers_per_address: usize,
+    /// Each throughput-test transfer's rate at most, kbit/s.
+    pub check_transfer_kbps: u32,
+    /// Every throughput-test transfer together at most, kbit/s: what checks
+    /// may take of the hub's line while calls run.
+    pub check_transfer_kbps_total: u32,
     /// Messages per second a signalling socket may send on average.
     pub socket_messages_per_sec: u32,
     /// Messages a signalling socket may send at once.
@@ -89,6 +94,8 @@ impl Default for LimitsSection {
             check_results_per_hour_total: check.results_per_hour_total,
             check_transfers_at_once: check.transfers_at_once,
             check_transfers_per_address: check.transfers_per_address,
+            check_transfer_kbps: check.transfer_kbps,
+            check_transfer_kbps_total: check.transfer_kbps_total,
             socket_messages_per_sec: socket.messages_per_sec,
             socket_message_burst: socket.message_burst,
             socket_candidates_per_offer: socket.candidates_per_offer,
@@ -177,6 +184,11 @@ impl LimitsSection {
                 "check_transfers_per_address",
                 self.check_transfers_per_address as u64,
             ),
+            ("check_transfer_kbps", self.check_transfer_kbps.into()),
+            (
+                "check_transfer_kbps_total",
+                self.check_transfer_kbps_total.into(),
+            ),
             (
                 "socket_messages_per_sec",
                 self.socket_messages_per_sec.into(),
@@ -237,6 +249,8 @@ impl LimitsSection {
             results_per_hour_total: self.check_results_per_hour_total,
             transfers_at_once: self.check_transfers_at_once,
             transfers_per_address: self.check_transfers_per_address,
+            transfer_kbps: self.check_transfer_kbps,
+            transfer_kbps_total: self.check_transfer_kbps_total,
         }
     }
 

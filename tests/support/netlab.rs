@@ -194,13 +194,20 @@ impl NetNs {
     /// Limits what reaches the namespace (the browser's download) to `kbit`
     /// per second; `None` lifts the limit.
     pub fn limit_downlink(&self, kbit: Option<u32>) {
-        shape(&[], &self.host_if, kbit);
+        shape(&[], &self.host_if, kbit, SHORT_QUEUE_MS);
     }
 
     /// Limits what leaves the namespace (the browser's upload).
     pub fn limit_uplink(&self, kbit: Option<u32>) {
+        self.limit_uplink_queueing(kbit, SHORT_QUEUE_MS);
+    }
+
+    /// Limits the upload as [`NetNs::limit_uplink`] does, holding up to
+    /// `queue_ms` of it waiting (a home router with a deep buffer: the
+    /// round trip rises to about that while the tablet uploads).
+    pub fn limit_uplink_queueing(&self, kbit: Option<u32>, queue_ms: u32) {
         let prefix = ["ip", "netns", "exec", &self.name];
-        shape(&prefix, &self.ns_if, kbit);
+        shape(&prefix, &self.ns_if, kbit, queue_ms);
     }
 
     /// Drops this share (0.0-1.0) of the packets arriving in the namespace
@@ -332,8 +339,12 @@ fn splice(a: std::net::TcpStream, b: std::net::TcpStream) {
     let _ = up.join();
 }
 
-/// Puts a token bucket on `dev` (run under `prefix`), or removes it.
-fn shape(prefix: &[&str], dev: &str, kbit: Option<u32>) {
+/// How much a limited link holds waiting, unless a test says otherwise.
+const SHORT_QUEUE_MS: u32 = 300;
+
+/// Puts a token bucket on `dev` (run under `prefix`) holding up to
+/// `queue_ms` waiting, or removes it.
+fn shape(prefix: &[&str], dev: &str, kbit: Option<u32>, queue_ms: u32) {
     let mut args: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
     args.extend(["tc", "qdisc"].map(String::from));
     match kbit {
@@ -345,7 +356,7 @@ fn shape(prefix: &[&str], dev: &str, kbit: Option<u32>) {
             args.extend(["replace", "dev", dev, "root", "tbf", "rate"].map(String::from));
             args.push(format!("{kbit}kbit"));
             args.extend(["burst".into(), burst.to_string()]);
-            args.extend(["latency", "300ms"].map(String::from));
+            args.extend(["latency".into(), format!("{queue_ms}ms")]);
         }
         None => args.extend(["del", "dev", dev, "root"].map(String::from)),
     }

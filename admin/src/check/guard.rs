@@ -9,6 +9,9 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
+
+use super::pace::{SharedPace, TransferPace};
 
 /// The check page's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +27,12 @@ pub struct CheckLimits {
     pub transfers_at_once: usize,
     /// Throughput transfers at once from one address.
     pub transfers_per_address: usize,
+    /// Each transfer's rate at most, kbit/s: above every rate the verdict
+    /// asks for (3.5 Mbit/s down for HD), so a check at the cap still
+    /// reads "HD video will work".
+    pub transfer_kbps: u32,
+    /// All transfers together at most, kbit/s: four checks at full rate.
+    pub transfer_kbps_total: u32,
 }
 
 impl Default for CheckLimits {
@@ -34,6 +43,8 @@ impl Default for CheckLimits {
             results_per_hour_total: 200,
             transfers_at_once: 16,
             transfers_per_address: 2,
+            transfer_kbps: 6_000,
+            transfer_kbps_total: 24_000,
         }
     }
 }
@@ -45,6 +56,8 @@ pub(crate) struct CheckGuard {
     results: DefaultKeyedRateLimiter<String>,
     results_total: DefaultDirectRateLimiter,
     transfers: Arc<Mutex<HashMap<String, usize>>>,
+    /// Every transfer's shared rate budget.
+    pub(crate) shared_pace: SharedPace,
 }
 
 /// Why a check request was refused: the metric reason.
@@ -64,7 +77,13 @@ impl CheckGuard {
                 limits.results_per_hour_total,
             ))),
             transfers: Arc::default(),
+            shared_pace: SharedPace::new(limits.transfer_kbps_total),
         }
+    }
+
+    /// The limits it enforces.
+    pub(crate) fn limits(&self) -> CheckLimits {
+        self.limits
     }
 
     /// Counts a check request from `client`.
@@ -98,6 +117,7 @@ impl CheckGuard {
         Ok(Transfer {
             open: self.transfers.clone(),
             client: client.to_owned(),
+            pace: TransferPace::new(self.limits.transfer_kbps, Instant::now()),
         })
     }
 
@@ -115,6 +135,17 @@ impl CheckGuard {
 pub(crate) struct Transfer {
     open: Arc<Mutex<HashMap<String, usize>>>,
     client: String,
+    pace: TransferPace,
+}
+
+impl Transfer {
+    /// Counts `n` bytes moved and waits until the transfer, and all of
+    /// them together, are back within their rates.
+    pub(crate) async fn paced(&mut self, n: usize, shared: &SharedPace) {
+        let next = self.pace.moved(n, Instant::now());
+        tokio::time::sleep_until(next).await;
+        shared.take(n).await;
+    }
 }
 
 impl Drop for Transfer {
@@ -141,6 +172,7 @@ mod tests {
             results_per_hour_total: 3,
             transfers_at_once: 3,
             transfers_per_address: 2,
+            ..CheckLimits::default()
         });
         assert_eq!((0..10).filter(|_| guard.start("a").is_ok()).count(), 4);
         assert!(guard.start("b").is_ok(), "another address");

@@ -7,6 +7,7 @@
 //! result under a short code the helpdesk types into the dashboard.
 
 mod guard;
+mod pace;
 mod store;
 mod verdict;
 
@@ -204,7 +205,8 @@ pub(crate) async fn script() -> Response {
 }
 
 /// `POST /check/api/session`: TURN servers and credentials for the check's
-/// relay test (empty when the hub offers no TURN).
+/// relay test (empty when the hub offers no TURN), and the throughput
+/// tests' cap.
 pub(crate) async fn session(State(state): State<AdminState>, ClientIp(ip): ClientIp) -> Response {
     if let Err(reason) = state.check_guard.start(&ip) {
         return refused(&state, &ip, reason);
@@ -221,7 +223,9 @@ pub(crate) async fn session(State(state): State<AdminState>, ClientIp(ip): Clien
             )
         })
         .unwrap_or_default();
-    Json(json!({ "ice_servers": ice_servers })).into_response()
+    // The cap, so the page can say "at least" a rate that reaches it.
+    let transfer_kbps = state.check_guard.limits().transfer_kbps;
+    Json(json!({ "ice_servers": ice_servers, "transfer_kbps": transfer_kbps })).into_response()
 }
 
 /// Which path a check connection tests.
@@ -409,7 +413,8 @@ pub(crate) struct Download {
 
 /// `GET /check/api/download?bytes=N`: N bytes (at most 8 MiB) that do not
 /// compress, for the download test. Made piece by piece as the client
-/// takes them, so a client that does not read holds one piece, not 8 MiB.
+/// takes them, so a client that does not read holds one piece, not 8 MiB;
+/// paced (see `pace.rs`), so a check never takes the line from calls.
 pub(crate) async fn download(
     State(state): State<AdminState>,
     ClientIp(ip): ClientIp,
@@ -420,12 +425,16 @@ pub(crate) async fn download(
         Err(reason) => return refused(&state, &ip, reason),
     };
     let n = q.bytes.min(MAX_TRANSFER_BYTES);
-    // (bytes left, generator state, the transfer's place)
+    let guard = state.check_guard.clone();
+    // (bytes left, generator state, the transfer's place and pace)
     let pieces = futures_util::stream::unfold(
-        (n, 0x9e37_79b9u32, held),
-        |(left, mut x, held)| async move {
+        (n, 0x9e37_79b9u32, held, guard),
+        move |(left, mut x, mut held, guard)| async move {
             if left == 0 {
                 return None;
+            }
+            if left < n {
+                held.paced(DOWNLOAD_CHUNK, &guard.shared_pace).await;
             }
             let piece: Vec<u8> = (0..left.min(DOWNLOAD_CHUNK))
                 .map(|_| {
@@ -438,7 +447,7 @@ pub(crate) async fn download(
             let left = left - piece.len();
             Some((
                 Ok::<_, std::convert::Infallible>(Bytes::from(piece)),
-                (left, x, held),
+                (left, x, held, guard),
             ))
         },
     );
@@ -454,13 +463,14 @@ pub(crate) async fn download(
 }
 
 /// `POST /check/api/upload`: takes up to 8 MiB and says how much arrived,
-/// counted as it comes, never held.
+/// counted as it comes, never held; read at the transfers' pace, so a fast
+/// client is slowed by its own connection's flow control.
 pub(crate) async fn upload(
     State(state): State<AdminState>,
     ClientIp(ip): ClientIp,
     body: axum::body::Body,
 ) -> Response {
-    let _held = match state.check_guard.transfer(&ip) {
+    let mut held = match state.check_guard.transfer(&ip) {
         Ok(t) => t,
         Err(reason) => return refused(&state, &ip, reason),
     };
@@ -468,7 +478,10 @@ pub(crate) async fn upload(
     let mut bytes = 0usize;
     while let Some(piece) = futures_util::StreamExt::next(&mut pieces).await {
         match piece {
-            Ok(p) => bytes += p.len(),
+            Ok(p) => {
+                bytes += p.len();
+                held.paced(p.len(), &state.check_guard.shared_pace).await;
+            }
             Err(_) => {
                 return crate::json_error(
                     StatusCode::PAYLOAD_TOO_LARGE,

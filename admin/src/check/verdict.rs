@@ -57,6 +57,15 @@ pub struct CheckResult {
     pub download_loss_pattern: Option<LossPattern>,
     /// The download test's interarrival jitter as the browser measured it.
     pub download_jitter_ms: Option<u32>,
+    /// Round trip on the media path with nothing else moving: the median
+    /// of the page's echo probes over 3 s.
+    pub idle_rtt_ms: Option<u32>,
+    /// The round trip nine in ten probes stay under while the upload test
+    /// runs (after its first 2 s): a router that queues what is sent shows
+    /// here.
+    pub sending_rtt_ms: Option<u32>,
+    /// The same while the download test runs.
+    pub receiving_rtt_ms: Option<u32>,
 }
 
 /// How losses fall over time: a Wi-Fi signal that drops out loses runs of
@@ -80,6 +89,9 @@ const HD_DOWNLOAD_KBPS: u32 = 3_500;
 const LOSS_NOTICEABLE: f32 = 0.03;
 /// A round trip from which conversation gets awkward.
 const SLOW_RTT_MS: u32 = 300;
+/// How far the round trip must rise under load to be the network's
+/// queueing rather than the link's own delay.
+const LOADED_RISE_MS: u32 = 100;
 
 /// How the check came out: good, with limits, or no calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -206,14 +218,30 @@ pub fn verdict(r: &CheckResult) -> Verdict {
             loss * 100.0
         ));
     }
-    let rtt = [&r.udp, &r.tcp, &r.turn_tls]
-        .iter()
-        .find(|p| p.ok)
-        .and_then(|p| p.rtt_ms);
+    let rtt = r.idle_rtt_ms.or_else(|| {
+        [&r.udp, &r.tcp, &r.turn_tls]
+            .iter()
+            .find(|p| p.ok)
+            .and_then(|p| p.rtt_ms)
+    });
     if let Some(rtt) = rtt.filter(|&t| t >= SLOW_RTT_MS) {
         limit(Outcome::Limited);
         notes.push(format!(
             "There is a delay on this network ({rtt} ms there and back): leave a moment before answering, or people may talk over each other."
+        ));
+    }
+    let idle = rtt.unwrap_or(0);
+    for (loaded, while_) in [
+        (r.sending_rtt_ms, "sends"),
+        (r.receiving_rtt_ms, "receives"),
+    ] {
+        let Some(loaded) = loaded.filter(|&t| t >= SLOW_RTT_MS && t >= idle + LOADED_RISE_MS)
+        else {
+            continue;
+        };
+        limit(Outcome::Limited);
+        notes.push(format!(
+            "While this tablet {while_} a lot, the delay rises to {loaded} ms there and back: the network holds things back while busy, so calls lag and people talk over each other whenever something else on it is busy (backups, videos, updates). {ASK_THE_OWNER}"
         ));
     }
     let headline = match outcome {
@@ -255,7 +283,31 @@ mod tests {
             download_loss: Some(0.0),
             download_loss_pattern: None,
             download_jitter_ms: Some(2),
+            idle_rtt_ms: Some(20),
+            sending_rtt_ms: Some(30),
+            receiving_rtt_ms: Some(25),
         }
+    }
+
+    #[test]
+    fn a_delay_that_rises_under_load_is_named() {
+        let mut r = good();
+        r.sending_rtt_ms = Some(1_900);
+        let v = verdict(&r);
+        assert_eq!(v.outcome, Outcome::Limited);
+        assert_eq!(v.notes.len(), 1, "{:?}", v.notes);
+        assert!(
+            v.notes[0].starts_with("While this tablet sends a lot, the delay rises to 1900 ms"),
+            "{:?}",
+            v.notes
+        );
+        // A far link (350 ms idle) that barely moves under load is named
+        // once, as the delay it is.
+        r.idle_rtt_ms = Some(350);
+        r.sending_rtt_ms = Some(380);
+        let v = verdict(&r);
+        assert_eq!(v.notes.len(), 1, "{:?}", v.notes);
+        assert!(v.notes[0].starts_with("There is a delay on this network (350 ms"));
     }
 
     #[test]
@@ -320,6 +372,8 @@ mod tests {
         ] {
             let mut r = good();
             (r.udp, r.tcp, r.turn_tls) = (path(udp), path(tcp), path(relay));
+            // No echo probe ran: the delay comes from the path that worked.
+            r.idle_rtt_ms = None;
             notes.extend(verdict(&r).notes);
         }
         for up in [600, 1_500] {
@@ -333,13 +387,15 @@ mod tests {
                 download_loss: Some(0.1),
                 download_loss_pattern: Some(LossPattern::Bursts),
                 udp: path(true),
+                idle_rtt_ms: Some(450),
+                sending_rtt_ms: Some(1_900),
                 ..good()
             };
             notes.extend(verdict(&r).notes);
         }
         assert_eq!(
             notes.len(),
-            5 + 2 * 7,
+            5 + 2 * 8,
             "every note, once per case: {notes:#?}"
         );
         for note in &notes {

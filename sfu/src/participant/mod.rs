@@ -20,6 +20,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::bandwidth::{AdaptationStats, DownlinkEstimate};
 use crate::downlink_test::{DownlinkPlan, DownlinkTest};
+use crate::echo::Echo;
 use crate::error::SfuError;
 use crate::forward::{vp8_patch, vp8_picture_numbers, Layer, PictureNumbers, PublishLimit};
 use crate::id::{ParticipantId, RoomId};
@@ -169,6 +170,8 @@ pub(crate) struct Participant {
     spare_video: Option<Mid>,
     /// The connectivity check's download test, while it runs.
     downlink_test: Option<(Mid, DownlinkTest)>,
+    /// The connectivity check's delay probe.
+    echo: Echo,
 }
 
 /// Trickled ICE candidates one session takes at most: str0m keeps and
@@ -213,6 +216,7 @@ impl Participant {
             receive_only: false,
             spare_video: None,
             downlink_test: None,
+            echo: Echo::default(),
         }
     }
 
@@ -442,6 +446,16 @@ impl Participant {
                 }
             }
             Event::RtpPacket(packet) => return self.incoming_rtp(packet),
+            Event::ChannelOpen(id, label) => self.echo.on_open(id, &label),
+            Event::ChannelData(d) => {
+                let now = self.clock.unwrap_or(self.joined_at);
+                if self.echo.admits(d.id, d.data.len(), now) {
+                    if let Some(mut channel) = self.rtc.channel(d.id) {
+                        // Full (the page stopped reading): the probe is lost.
+                        let _ = channel.write(d.binary, &d.data);
+                    }
+                }
+            }
             Event::MediaIngressStats(stats) => self.counters.on_ingress(stats),
             Event::MediaEgressStats(stats) => self.counters.on_egress(stats),
             Event::EgressBitrateEstimate(_) | Event::PeerStats(_) => {
