@@ -159,7 +159,13 @@ async function udp(stream, limits) {
     probe.phase = 'idle';
     await sleep(3000);
     probe.phase = 'media';
-    for (const [sender, track] of senders) await sender.replaceTrack(track);
+    for (const [sender, track] of senders) {
+      // The picture kept small (150 kbit/s): enough packets to count, and
+      // a slow uplink is not filled, whose own overflow would read as the
+      // network's loss.
+      if (track.kind === 'video') await capBitrate(sender, 150000);
+      await sender.replaceTrack(track);
+    }
     // Several hundred packets, whose loss on the way in the SFU counts
     // before any repair.
     await sleep(senders.length ? 10000 : 1000);
@@ -191,6 +197,14 @@ async function udp(stream, limits) {
     probe.stop();
     pc.close();
   }
+}
+
+// Caps what `sender` sends to `bps`.
+async function capBitrate(sender, bps) {
+  const params = sender.getParameters();
+  if (!params.encodings || !params.encodings.length) return;
+  params.encodings[0].maxBitrate = bps;
+  await sender.setParameters(params);
 }
 
 // Counts the hub's download test as it arrives: what was lost on the way
