@@ -335,6 +335,17 @@ async fn a_check_from_a_homes_page_is_filed_under_the_home_beside_its_calls() {
             "the check in the helpdesk view",
         )
         .await;
+    // The check's row carries its round trip, idle and while sending.
+    let row = desk_browser
+        .eval(&format!(
+            "return [...document.querySelectorAll('#helpdesk tr')].find((tr) => tr.textContent.includes('{code}')).lastChild.textContent;"
+        ))
+        .await;
+    let row = row.as_str().unwrap_or_default();
+    assert!(
+        row.ends_with(" ms sending") && row.contains(" ms idle, "),
+        "round trip cell: {row:?}"
+    );
     assert_accessible(&desk_browser, "the dashboard's helpdesk view of a home").await;
     desk_browser.close().await;
     tablet.close().await;

@@ -392,10 +392,12 @@ async function helpdesk(h) {
   const yes = (ok) => (ok ? 'yes' : 'no');
   const mbps = (k) => (k == null ? '–' : `${(k / 1000).toFixed(1)} Mbps`);
   const pct = (x) => (x == null ? '–' : `${(x * 100).toFixed(1)}%`);
+  const ms = (t) => (t == null ? '–' : `${t} ms`);
   const checks = body.checks.map((c) => {
     const tr = el('tr');
     tr.append(cell(c.at), cell(c.code), cell(c.verdict.headline), cell(yes(c.result.udp && c.result.udp.ok)),
-      cell(`${pct(c.result.loss)} up, ${pct(c.result.download_loss)} down`), cell(mbps(c.result.upload_kbps)), cell(mbps(c.result.download_kbps)));
+      cell(`${pct(c.result.loss)} up, ${pct(c.result.download_loss)} down`), cell(mbps(c.result.upload_kbps)), cell(mbps(c.result.download_kbps)),
+      cell(`${ms(c.result.idle_rtt_ms)} idle, ${ms(c.result.sending_rtt_ms)} sending`));
     return tr;
   });
   const calls = body.calls.map((c) => {
@@ -407,7 +409,7 @@ async function helpdesk(h) {
   const title = el('h3', `Helpdesk: ${body.home}`);
   box.replaceChildren(title,
     el('h4', 'Checks run from its page (newest first)'),
-    checks.length ? table(['When', 'Code', 'Verdict', 'Video over UDP', 'Loss', 'Upload', 'Download'], checks) : el('p', 'No check yet: the home\'s page has a "Check this tablet" link.'),
+    checks.length ? table(['When', 'Code', 'Verdict', 'Video over UDP', 'Loss', 'Upload', 'Download', 'Round trip'], checks) : el('p', 'No check yet: the home\'s page has a "Check this tablet" link.'),
     el('h4', 'Its latest calls'),
     calls.length ? table(['Called', 'Outcome', 'Worst quality', 'Reconnects', 'Transport', 'Answered after'], calls) : el('p', 'No call yet.'));
   box.dataset.home = h.id;
