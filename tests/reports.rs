@@ -539,11 +539,18 @@ async fn play(server: &Server, clock: &Clock, staff: &mut Staff, tokens: &[Strin
                     ws::join_by_socket(server, answered["join_url"].as_str().unwrap()).await;
                 let path = format!("/admin/api/hub/calls/{call}/residents");
                 let resident = json!({ "nhs_number": "943 476 5919", "name": "Mabel Brown", "birth_date": "1938-04-21" });
-                let added = ok(
-                    "resident",
-                    post_as(server, &staff.dr, &path, resident).await,
-                )
-                .await;
+                // "joined" reaches the socket just before the call log
+                // records the join, so the consultation may take a moment
+                // to open there.
+                let mut reply = post_as(server, &staff.dr, &path, resident.clone()).await;
+                for _ in 0..50 {
+                    if reply.0 != 404 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    reply = post_as(server, &staff.dr, &path, resident.clone()).await;
+                }
+                let added = ok("resident", reply).await;
                 clock.set(after(wait + 600));
                 let path = format!("/admin/api/encounters/{}/outcome", added["encounter"]);
                 ok(
