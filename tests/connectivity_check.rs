@@ -15,7 +15,7 @@ use crate::support::browser::{Browser, Driver};
 use crate::support::http::request;
 use crate::support::netlab::NetNs;
 use crate::support::queue::{add_home, place_call};
-use crate::support::relay::{DelayRelay, Impairment, Path};
+use crate::support::relay::{DelayRelay, Impairment, Path, Rng};
 use crate::support::{Server, ServerOptions};
 use fantoccini::Locator;
 use serde_json::Value;
@@ -574,17 +574,13 @@ async fn a_150_ms_round_trip_with_jitter_reads_both() {
 /// the next: the estimate at the end of 1,000 packets, averaged over 50
 /// simulated runs (single runs fall within about ±2 ms of it).
 fn expected_jitter_ms(spacing_ms: f64, spread_ms: f64) -> f64 {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = Rng::new(Rng::SEED);
     let mut total = 0.0;
     for _ in 0..50 {
         let (mut jitter, mut lane, mut prev) = (0.0, 0.0f64, None::<f64>);
         for i in 0..1_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
             let sent = f64::from(i) * spacing_ms;
-            lane = (sent + spread_ms * unit).max(lane);
+            lane = (sent + spread_ms * rng.unit()).max(lane);
             let transit = lane - sent;
             if let Some(p) = prev {
                 jitter += ((transit - p).abs() - jitter) / 16.0;

@@ -80,10 +80,20 @@ impl Drop for DelayRelay {
 }
 
 /// A small xorshift generator: loss and jitter need no cryptography.
-struct Rng(u64);
+/// Tests that simulate the relay use the same one from the same seed.
+pub struct Rng(u64);
 
 impl Rng {
-    fn unit(&mut self) -> f64 {
+    /// The seed the relay starts from.
+    pub const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next number in [0, 1).
+    pub fn unit(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -95,7 +105,7 @@ fn relay_loop(front: UdpSocket, server: SocketAddr, path: &Mutex<Path>, stop: &A
     let mut backs: HashMap<SocketAddr, UdpSocket> = HashMap::new();
     let mut queue: VecDeque<Due> = VecDeque::new();
     let mut last_due = [Instant::now(); 2];
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(Rng::SEED);
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-use super::pace::{SharedPace, TransferPace};
+use super::pace::{Owed, SharedPace, TransferPace};
 
 /// The check page's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub(crate) struct CheckGuard {
     results_total: DefaultDirectRateLimiter,
     transfers: Arc<Mutex<HashMap<String, usize>>>,
     /// Every transfer's shared rate budget.
-    pub(crate) shared_pace: SharedPace,
+    shared_pace: Arc<SharedPace>,
 }
 
 /// Why a check request was refused: the metric reason.
@@ -77,7 +77,7 @@ impl CheckGuard {
                 limits.results_per_hour_total,
             ))),
             transfers: Arc::default(),
-            shared_pace: SharedPace::new(limits.transfer_kbps_total),
+            shared_pace: Arc::new(SharedPace::new(limits.transfer_kbps_total)),
         }
     }
 
@@ -118,6 +118,8 @@ impl CheckGuard {
             open: self.transfers.clone(),
             client: client.to_owned(),
             pace: TransferPace::new(self.limits.transfer_kbps, Instant::now()),
+            shared: self.shared_pace.clone(),
+            owed: Owed::default(),
         })
     }
 
@@ -136,15 +138,19 @@ pub(crate) struct Transfer {
     open: Arc<Mutex<HashMap<String, usize>>>,
     client: String,
     pace: TransferPace,
+    shared: Arc<SharedPace>,
+    owed: Owed,
 }
 
 impl Transfer {
     /// Counts `n` bytes moved and waits until the transfer, and all of
-    /// them together, are back within their rates.
-    pub(crate) async fn paced(&mut self, n: usize, shared: &SharedPace) {
+    /// them together, are back within their rates. The shared wait comes first and overlaps the transfer's own, so a
+    /// large piece is not delayed twice.
+    pub(crate) async fn paced(&mut self, n: usize) {
         let next = self.pace.moved(n, Instant::now());
+        self.owed.add(n);
+        self.shared.take(&mut self.owed).await;
         tokio::time::sleep_until(next).await;
-        shared.take(n).await;
     }
 }
 

@@ -425,16 +425,15 @@ pub(crate) async fn download(
         Err(reason) => return refused(&state, &ip, reason),
     };
     let n = q.bytes.min(MAX_TRANSFER_BYTES);
-    let guard = state.check_guard.clone();
     // (bytes left, generator state, the transfer's place and pace)
     let pieces = futures_util::stream::unfold(
-        (n, 0x9e37_79b9u32, held, guard),
-        move |(left, mut x, mut held, guard)| async move {
+        (n, 0x9e37_79b9u32, held),
+        move |(left, mut x, mut held)| async move {
             if left == 0 {
                 return None;
             }
             if left < n {
-                held.paced(DOWNLOAD_CHUNK, &guard.shared_pace).await;
+                held.paced(DOWNLOAD_CHUNK).await;
             }
             let piece: Vec<u8> = (0..left.min(DOWNLOAD_CHUNK))
                 .map(|_| {
@@ -447,7 +446,7 @@ pub(crate) async fn download(
             let left = left - piece.len();
             Some((
                 Ok::<_, std::convert::Infallible>(Bytes::from(piece)),
-                (left, x, held, guard),
+                (left, x, held),
             ))
         },
     );
@@ -480,7 +479,7 @@ pub(crate) async fn upload(
         match piece {
             Ok(p) => {
                 bytes += p.len();
-                held.paced(p.len(), &state.check_guard.shared_pace).await;
+                held.paced(p.len()).await;
             }
             Err(_) => {
                 return crate::json_error(

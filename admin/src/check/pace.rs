@@ -73,12 +73,33 @@ impl SharedPace {
         }
     }
 
-    /// Waits until `n` more bytes fit the shared budget.
-    pub async fn take(&self, n: usize) {
-        let units = n.div_ceil(UNIT).clamp(1, BURST_UNITS as usize) as u32;
-        let units = NonZeroU32::new(units).unwrap_or(NonZeroU32::MIN);
-        // `units` is at most the burst, so this cannot fail.
-        let _ = self.budget.until_n_ready(units).await;
+    /// Waits until the bytes `owed` so far fit the shared budget, charging
+    /// whole units and leaving the remainder owed for the next piece: a
+    /// client sending many small pieces pays for its bytes, not its pieces.
+    pub async fn take(&self, owed: &mut Owed) {
+        while let Some(units) = owed.next_charge() {
+            // `units` is at most the burst, so this cannot fail.
+            let _ = self.budget.until_n_ready(units).await;
+        }
+    }
+}
+
+/// Bytes a transfer has moved but not yet charged to the shared budget.
+#[derive(Debug, Default)]
+pub(crate) struct Owed(usize);
+
+impl Owed {
+    /// Counts `n` more bytes moved.
+    pub fn add(&mut self, n: usize) {
+        self.0 += n;
+    }
+
+    /// The next charge in whole units, at most the burst; `None` once less
+    /// than a unit is owed.
+    fn next_charge(&mut self) -> Option<NonZeroU32> {
+        let units = (self.0 / UNIT).min(BURST_UNITS as usize);
+        self.0 -= units * UNIT;
+        NonZeroU32::new(units as u32)
     }
 }
 
@@ -100,13 +121,36 @@ mod tests {
         assert_eq!(pace.moved(100_000, late), late + Duration::from_millis(200));
     }
 
+    #[test]
+    fn small_pieces_are_charged_by_their_bytes_and_large_ones_in_full() {
+        let mut owed = Owed::default();
+        let mut charged = 0;
+        // 1 KiB pieces: one unit per 16 of them, not one per piece.
+        for _ in 0..100 {
+            owed.add(1 << 10);
+            while let Some(u) = owed.next_charge() {
+                charged += u.get();
+            }
+        }
+        assert_eq!(charged, 6, "100 KiB is 6 whole units");
+        assert_eq!(owed.0, 4 << 10, "the rest stays owed");
+        // A 256 KiB piece is charged all 16 units, in bursts of 8.
+        let mut owed = Owed::default();
+        owed.add(256 << 10);
+        let charges: Vec<u32> =
+            std::iter::from_fn(|| owed.next_charge().map(|u| u.get())).collect();
+        assert_eq!(charges, [8, 8]);
+    }
+
     #[tokio::test]
     async fn the_shared_budget_holds_everyone_to_its_rate() {
         // 2,048 kbit/s: 16 units of 16 KiB a second, 8 at once.
         let shared = SharedPace::new(2_048);
         let start = std::time::Instant::now();
-        for _ in 0..16 {
-            shared.take(UNIT).await;
+        let mut owed = Owed::default();
+        for _ in 0..64 {
+            owed.add(UNIT / 4);
+            shared.take(&mut owed).await;
         }
         // 8 go at once, the next 8 at 1/16 s each: about half a second.
         let took = start.elapsed();
