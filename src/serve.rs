@@ -103,7 +103,14 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     })
     .context("starting the media plane")?;
     let refusals = carecall_sfu::Refusals::default();
-    let turn = crate::turn::start(&config, &media, relays, refusals.clone())?;
+    let turn_failures = carecall_sfu::turn::TurnFailures::default();
+    let turn = crate::turn::start(
+        &config,
+        &media,
+        relays,
+        refusals.clone(),
+        turn_failures.clone(),
+    )?;
 
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::Builder::new()
@@ -153,7 +160,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
             history,
             checks,
             AdminOptions {
-                metrics_token: config.metrics_token.clone(),
+                metrics_token: config.metrics_token.as_deref().map(str::to_owned),
                 secure_cookies: config.base_url().starts_with("https://"),
                 hours,
                 signer,
@@ -168,6 +175,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 check_credentials: Duration::from_secs(config.limits.check_credential_secs),
                 check_limits: config.limits.check(),
                 refusals: refusals.clone(),
+                turn_failures,
                 record_key,
                 recordings: config.recording.enabled.then_some(RecordingAccess {
                     links: downloads,

@@ -34,6 +34,7 @@ pub fn start(
     media: &MediaServer,
     book: RelayBook,
     refusals: carecall_sfu::Refusals,
+    failures: carecall_sfu::turn::TurnFailures,
 ) -> anyhow::Result<Option<TurnSetup>> {
     let t = &config.turn;
     if !t.enabled && t.urls.is_empty() {
@@ -82,6 +83,7 @@ pub fn start(
         book,
         limits: config.limits.turn(),
         refusals,
+        failures,
     });
     let listening = match started {
         Ok(l) => l,

@@ -234,15 +234,16 @@ async fn media_metrics_show_everyone(server: &Server, ids: &[String]) {
             "carecall_participant_received_packets_total",
             "carecall_participant_sent_packets_total",
             "carecall_participant_received_bytes_total",
-            "carecall_participant_receive_bits_per_second",
-            "carecall_participant_send_bits_per_second",
+            "carecall_participant_receive_bytes_per_second",
+            "carecall_participant_send_bytes_per_second",
         ] {
             let v = metrics::participant_value(&text, name, id);
             assert!(v.is_some_and(|v| v > 0.0), "{name} for {id}: {v:?}\n{text}");
         }
         let kbps =
-            metrics::participant_value(&text, "carecall_participant_receive_bits_per_second", id)
+            metrics::participant_value(&text, "carecall_participant_receive_bytes_per_second", id)
                 .unwrap_or(0.0)
+                * 8.0
                 / 1000.0;
         println!("/metrics: {id} uploads {kbps:.0} kbit/s");
     }

@@ -1,7 +1,8 @@
 //! The deployment files against the real server: every `carecall_*` metric
 //! the Grafana dashboard and the alert rules use is one that `/metrics`
-//! really exports during a call. (`deploy/check.sh` checks the files'
-//! syntax with systemd-analyze, promtool and hadolint.)
+//! really exports during a call, and `promtool check metrics` finds nothing
+//! to fault in it. (`deploy/check.sh` checks the files' syntax with
+//! systemd-analyze, promtool and hadolint.)
 
 use crate::support::{Server, ServerOptions};
 use std::collections::BTreeSet;
@@ -28,8 +29,19 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         estimate_bandwidth: true,
         ..ServerOptions::default()
     });
-    let (a, b) = crate::support::peer::call_of_two(&server, "ward-1", 150).await;
+    let who = [
+        ("home", "Rose Court"),
+        ("clinician", "Dr Hub"),
+        ("specialist", "Dr Skin"),
+    ];
+    let peers = crate::support::peer::call_of(&server, "ward-1", &who, 150).await;
     let text = crate::support::metrics::scrape(&server.base_url).await;
+    assert_eq!(
+        crate::support::metrics::value(&text, "carecall_participants{role=\"specialist\"}"),
+        Some(1.0),
+        "a three-party call\n{text}"
+    );
+    promtool_finds_nothing(&text);
     // Sample names as exported (histograms as _bucket, _sum, _count), and
     // the families their `# TYPE` lines name.
     let samples = text
@@ -62,6 +74,43 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         "used but not exported:\n{}\n\nexported:\n{exported:?}",
         missing.join("\n")
     );
-    a.close().await;
-    b.close().await;
+    for p in peers {
+        p.close().await;
+    }
+}
+
+/// `promtool check metrics` on `text`: Prometheus' own linter, which flags
+/// units other than the base ones, counters without `_total`, missing help.
+fn promtool_finds_nothing(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect(
+            "promtool not found: tests/run.sh fetches it (Debian's prometheus package, \
+             unpacked into target/tools) and puts it on PATH",
+        );
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("metrics written to promtool");
+    let out = child.wait_with_output().expect("promtool ran");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "promtool check metrics on {} lines: {said:?}",
+        text.lines().count()
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
 }

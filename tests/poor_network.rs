@@ -217,10 +217,10 @@ async fn sfu_view(
         let value = |name| metrics::participant_value(&text, name, &id).unwrap_or(0.0);
         let switches = value("carecall_participant_layer_switches_total");
         let pauses = value("carecall_participant_video_pauses_total");
-        let estimate = value("carecall_participant_downlink_estimate_bits_per_second");
+        let estimate = value("carecall_participant_downlink_estimate_bytes_per_second");
         let report = format!(
             "SFU for {id}: layer heights {heights:?}, {switches} switches, {pauses} pauses, estimate {} kbit/s",
-            estimate as u64 / 1000
+            estimate as u64 * 8 / 1000
         );
         if heights.len() == 2 && done(&heights, switches, pauses) {
             return println!("{report}");

@@ -1120,9 +1120,10 @@ async fn the_queue_metrics_count_the_weeks_and_show_a_call_waiting_beyond_its_ta
     assert_eq!(
         (
             get("carecall_service_open"),
-            get("carecall_service_in_hours")
+            get(r#"carecall_service_period{period="in_hours"}"#),
+            get(r#"carecall_service_period{period="out_of_hours"}"#),
         ),
-        (1.0, 0.0)
+        (1.0, 0.0, 1.0)
     );
     for role in ["admin", "operator", "clinician"] {
         assert_eq!(

@@ -37,6 +37,21 @@ if ((${#missing[@]})); then
     $sudo systemctl disable --now janus >/dev/null 2>&1 || true
   fi
 fi
+# promtool (Prometheus' linter, for /metrics and deploy/'s rules) comes in
+# Debian's prometheus package; installing that would also start a
+# Prometheus server, so only its files are unpacked, into target/tools.
+if ! command -v promtool >/dev/null 2>&1; then
+  tools="$PWD/target/tools"
+  if [ ! -x "$tools/prometheus/usr/bin/promtool" ]; then
+    echo "fetching promtool (Debian package prometheus, unpacked into target/tools)"
+    mkdir -p "$tools"
+    (cd "$tools" && rm -f prometheus_*.deb \
+      && { apt-get download prometheus >/dev/null 2>&1 \
+           || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"; $sudo apt-get update -qq && apt-get download prometheus >/dev/null; }; } \
+      && dpkg-deb -x prometheus_*.deb prometheus && rm -f prometheus_*.deb)
+  fi
+  export PATH="$tools/prometheus/usr/bin:$PATH"
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi

@@ -25,6 +25,10 @@ pub struct Snapshot {
     /// Tasks alive on the async runtime (sockets, sessions, timers): one
     /// that only ever rises is a leak.
     pub runtime_tasks: usize,
+    /// TURN requests answered with an error since start: (reason, count).
+    pub turn_failures: Vec<(&'static str, u64)>,
+    /// Joins whose media never connected before they left, by role.
+    pub never_connected: Vec<(Role, u64)>,
 }
 
 impl Snapshot {
@@ -56,23 +60,31 @@ const WHO: [&str; 3] = ["room", "participant", "role"];
 pub fn render(
     snapshot: &Snapshot,
     join_times: &JoinTimes,
-    hooks: HookCounts,
+    stored: StoreCounts,
     queue: &crate::queue_metrics::QueueReading,
 ) -> Result<String, prometheus::Error> {
     let registry = Registry::new();
     queue.register(&registry)?;
-    let waiting = IntGauge::new(
+    let gauge = |name: &str, help: &str, value: u64| -> Result<(), prometheus::Error> {
+        let g = IntGauge::new(name, help)?;
+        g.set(value as i64);
+        registry.register(Box::new(g))
+    };
+    gauge(
         "carecall_hook_events_waiting",
         "Record-hook deliveries not yet taken by their endpoint.",
+        stored.waiting,
     )?;
-    waiting.set(hooks.waiting as i64);
-    registry.register(Box::new(waiting))?;
-    let dead = IntGauge::new(
+    gauge(
         "carecall_hook_dead_letters",
         "Record-hook deliveries given up on, waiting for an admin.",
+        stored.dead_letters,
     )?;
-    dead.set(hooks.dead_letters as i64);
-    registry.register(Box::new(dead))?;
+    gauge(
+        "carecall_recordings_stored_bytes",
+        "Bytes of finished recordings on disk, until retention deletes them.",
+        stored.recording_bytes,
+    )?;
     for histogram in join_times.collectors() {
         registry.register(histogram)?;
     }
@@ -98,6 +110,30 @@ pub fn render(
         refused.with_label_values(&[surface, reason]).inc_by(*n);
     }
     registry.register(Box::new(refused))?;
+
+    let turn_failures = IntCounterVec::new(
+        Opts::new(
+            "carecall_turn_failures_total",
+            "TURN requests answered with an error, by reason (docs/metrics.md).",
+        ),
+        &["reason"],
+    )?;
+    for (reason, n) in &snapshot.turn_failures {
+        turn_failures.with_label_values(&[reason]).inc_by(*n);
+    }
+    registry.register(Box::new(turn_failures))?;
+
+    let never = IntCounterVec::new(
+        Opts::new(
+            "carecall_joins_never_connected_total",
+            "Participants who joined and left without their media ever connecting, by role.",
+        ),
+        &["role"],
+    )?;
+    for (role, n) in &snapshot.never_connected {
+        never.with_label_values(&[&role.to_string()]).inc_by(*n);
+    }
+    registry.register(Box::new(never))?;
 
     let tasks = IntGauge::new(
         "carecall_runtime_alive_tasks",
@@ -141,13 +177,16 @@ pub fn render(
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// Record-hook deliveries by state, from the outbox.
+/// What the database holds that operators watch: record-hook deliveries by
+/// state, and the recordings' disk use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HookCounts {
-    /// Waiting for delivery or a retry.
+pub struct StoreCounts {
+    /// Hook deliveries waiting for delivery or a retry.
     pub waiting: u64,
-    /// Given up on.
+    /// Hook deliveries given up on.
     pub dead_letters: u64,
+    /// Bytes of finished recordings not yet deleted.
+    pub recording_bytes: u64,
 }
 
 /// Reads a total from a participant's statistics.
@@ -263,17 +302,17 @@ impl ParticipantSeries {
         let gauges: Vec<(GaugeVec, Level)> = vec![
             (
                 gauge(
-                    "carecall_participant_receive_bits_per_second",
+                    "carecall_participant_receive_bytes_per_second",
                     "Traffic from the participant's browser over the last seconds.",
                 )?,
-                |s| Some(s.receive_bps as f64),
+                |s| Some(s.receive_bps as f64 / 8.0),
             ),
             (
                 gauge(
-                    "carecall_participant_send_bits_per_second",
+                    "carecall_participant_send_bytes_per_second",
                     "Traffic to the participant's browser over the last seconds.",
                 )?,
-                |s| Some(s.send_bps as f64),
+                |s| Some(s.send_bps as f64 / 8.0),
             ),
             (
                 gauge(
@@ -305,10 +344,10 @@ impl ParticipantSeries {
             ),
             (
                 gauge(
-                    "carecall_participant_downlink_estimate_bits_per_second",
+                    "carecall_participant_downlink_estimate_bytes_per_second",
                     "Estimated bandwidth to the participant's browser.",
                 )?,
-                |s| s.adaptation.estimate_bps.map(|b| b as f64),
+                |s| s.adaptation.estimate_bps.map(|b| b as f64 / 8.0),
             ),
         ];
         let mut with_origin = WHO.to_vec();
@@ -397,11 +436,13 @@ mod tests {
             media: vec![stats(1, "ward-3"), stats(2, "ward-3"), stats(3, "ward-3")],
             refusals: vec![("turn", "allocations_per_credential", 7)],
             runtime_tasks: 42,
+            turn_failures: vec![("expired_credential", 3)],
+            never_connected: vec![(Role::Home, 2)],
         };
         let text = render(
             &snapshot,
             &JoinTimes::default(),
-            HookCounts::default(),
+            StoreCounts::default(),
             &Default::default(),
         )
         .unwrap();
@@ -418,6 +459,8 @@ mod tests {
             r#"carecall_limit_refusals_total{reason="allocations_per_credential",surface="turn"} 7"#
         ), "{text}");
         assert!(text.contains(r#"carecall_participants{role="clinician"} 1"#));
+        assert!(text.contains(r#"carecall_turn_failures_total{reason="expired_credential"} 3"#));
+        assert!(text.contains(r#"carecall_joins_never_connected_total{role="home"} 2"#));
         assert!(text.contains("carecall_build_info{version="));
     }
 
@@ -426,7 +469,7 @@ mod tests {
         let text = render(
             &Snapshot::default(),
             &JoinTimes::default(),
-            HookCounts::default(),
+            StoreCounts::default(),
             &Default::default(),
         )
         .unwrap();

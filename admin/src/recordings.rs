@@ -237,6 +237,7 @@ mod tests {
             (row.state.as_str(), row.consultation, row.duration_ms),
             ("ready", 1, Some(20_000))
         );
+        assert_eq!(log.store_counts().unwrap().recording_bytes, 12);
 
         // Not yet past retention: kept. Past it: the file goes, with an event.
         let retention = Duration::from_secs(7 * 86_400);
@@ -245,6 +246,7 @@ mod tests {
         assert_eq!(delete_expired(&log, retention, t(8 * 86_400)).unwrap(), 1);
         assert!(!file.exists());
         assert_eq!(log.recording("r1").unwrap().unwrap().state, "deleted");
+        assert_eq!(log.store_counts().unwrap().recording_bytes, 0);
         assert_eq!(
             delete_expired(&log, retention, t(9 * 86_400)).unwrap(),
             0,

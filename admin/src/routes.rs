@@ -42,6 +42,7 @@ pub struct AdminState {
     pub(crate) limiter: Arc<LoginLimiter>,
     pub(crate) password_checks: Arc<crate::password_checks::PasswordChecks>,
     pub(crate) refusals: carecall_sfu::Refusals,
+    pub(crate) turn_failures: carecall_sfu::turn::TurnFailures,
     pub(crate) proxies: carecall_signalling::TrustedProxies,
     pub(crate) check_credentials: std::time::Duration,
     pub(crate) metrics_token: Option<Arc<str>>,
@@ -101,6 +102,8 @@ pub struct AdminOptions {
     pub check_limits: crate::check::CheckLimits,
     /// Where refusals at the public surfaces are counted (shown in `/metrics`).
     pub refusals: carecall_sfu::Refusals,
+    /// Where the embedded TURN server counts failed requests.
+    pub turn_failures: carecall_sfu::turn::TurnFailures,
     /// Seals the clinical record's identifiers at rest.
     pub record_key: crate::records::RecordKey,
 }
@@ -127,6 +130,7 @@ impl AdminState {
                 options.sign_in.concurrent_checks,
             )),
             refusals: options.refusals,
+            turn_failures: options.turn_failures,
             proxies: options.proxies,
             check_credentials: options.check_credentials,
             metrics_token: options.metrics_token.map(Into::into),
@@ -172,6 +176,8 @@ impl AdminState {
             members,
             media,
             refusals: self.refusals.counts(),
+            turn_failures: self.turn_failures.counts(),
+            never_connected: self.calls.never_connected(),
             runtime_tasks: tokio::runtime::Handle::current()
                 .metrics()
                 .num_alive_tasks(),
@@ -534,10 +540,10 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
         }
     }
     let snapshot = state.snapshot().await;
-    let hooks = crate::blocking_locked(&state.history, |log| log.hook_counts())
+    let stored = crate::blocking_locked(&state.history, |log| log.store_counts())
         .await
         .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "hook outbox unreadable");
+            tracing::error!(error = %e, "hook outbox or recordings unreadable");
             Default::default()
         });
     let (settings, hours) = (state.queue.clone(), state.hours.clone());
@@ -554,7 +560,7 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
             QueueReading::default()
         }
     };
-    let rendered = render(&snapshot, &state.join_times(), hooks, &queue);
+    let rendered = render(&snapshot, &state.join_times(), stored, &queue);
     match rendered {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
         Err(e) => {

@@ -11,6 +11,7 @@ mod asks;
 mod client_addr;
 mod consent;
 mod events;
+mod outcomes;
 mod pages;
 mod presence;
 pub mod protocol;
@@ -98,6 +99,7 @@ struct Inner {
     limits: SocketLimits,
     refusals: carecall_sfu::Refusals,
     revocations: LinkRevocations,
+    outcomes: outcomes::JoinOutcomes,
 }
 
 impl AppState {
@@ -123,6 +125,7 @@ impl AppState {
                 limits: SocketLimits::default(),
                 refusals: carecall_sfu::Refusals::default(),
                 revocations: LinkRevocations::default(),
+                outcomes: outcomes::JoinOutcomes::default(),
             }),
         }
     }
@@ -180,6 +183,12 @@ impl AppState {
     /// Where refusals at the public surfaces are counted.
     pub fn refusals(&self) -> &carecall_sfu::Refusals {
         &self.inner.refusals
+    }
+
+    /// Joins whose media never connected before they left, by role, since
+    /// start.
+    pub fn never_connected(&self) -> Vec<(Role, u64)> {
+        self.inner.outcomes.never_connected_counts()
     }
 
     /// The TURN servers offered to browsers, if any.

@@ -29,6 +29,17 @@ pub enum Role {
     Observer,
 }
 
+impl Role {
+    /// Every role, in declaration order.
+    pub const ALL: [Role; 5] = [
+        Role::Home,
+        Role::Operator,
+        Role::Clinician,
+        Role::Specialist,
+        Role::Observer,
+    ];
+}
+
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

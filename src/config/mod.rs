@@ -5,6 +5,7 @@
 
 pub mod check;
 mod limits;
+mod secret;
 mod service_hours;
 
 pub use limits::LimitsSection;
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
+
+pub use secret::Secret;
 
 /// Everything `carecall serve` needs. Every field has a default that works on a
 /// laptop: `carecall serve` with no file gives a usable demo.
@@ -30,7 +33,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Link-signing secret. Default: generated once into `data_dir/link-secret`.
     /// `CARECALL_LINK_SECRET`.
-    pub link_secret: Option<String>,
+    pub link_secret: Option<Secret>,
     /// A file holding the link secret (read at start; for secret stores).
     /// `CARECALL_LINK_SECRET_FILE`.
     pub link_secret_file: Option<PathBuf>,
@@ -40,7 +43,7 @@ pub struct Config {
     pub mode: Mode,
     /// Bearer token that `GET /metrics` requires; none: open to whoever
     /// reaches the HTTP address. `CARECALL_METRICS_TOKEN`.
-    pub metrics_token: Option<String>,
+    pub metrics_token: Option<Secret>,
     /// The hub's time zone (IANA name), for local times and the out-of-hours
     /// flag in the call history. `CARECALL_TIMEZONE`.
     pub timezone: String,
@@ -189,7 +192,7 @@ pub struct RecordingSection {
     /// it). Default: generated once into `data_dir/recording-secret`; keep
     /// a copy with the backups, or sealed recordings cannot be opened.
     /// `CARECALL_RECORDING_SECRET`.
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// A file holding it. `CARECALL_RECORDING_SECRET_FILE`.
     pub secret_file: Option<PathBuf>,
     /// Write plain WebM instead (for a hub whose disk is already encrypted
@@ -254,7 +257,7 @@ pub struct HookEndpointSection {
     /// Where events are POSTed.
     pub url: String,
     /// The signing secret shared with that receiver.
-    pub secret: String,
+    pub secret: Secret,
     /// `standard` (carecall's JSON), or `fhir`: `consultation.ended` and
     /// `recording.ready` as FHIR R4 resources, the rest as standard JSON.
     #[serde(default)]
@@ -306,7 +309,7 @@ pub struct TurnSection {
     pub host: Option<String>,
     /// Shared secret for TURN credentials. Default: generated once into
     /// `data_dir/turn-secret`. `CARECALL_TURN_SECRET`.
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// A file holding it. `CARECALL_TURN_SECRET_FILE`.
     pub secret_file: Option<PathBuf>,
     /// URLs of an external TURN server (e.g. coturn with
@@ -443,10 +446,10 @@ impl Config {
             self.data_dir = v.into();
         }
         if let Some(v) = var("CARECALL_LINK_SECRET") {
-            self.link_secret = Some(v);
+            self.link_secret = Some(v.into());
         }
         if let Some(v) = var("CARECALL_METRICS_TOKEN") {
-            self.metrics_token = Some(v).filter(|t| !t.is_empty());
+            self.metrics_token = Some(v).filter(|t| !t.is_empty()).map(Secret::from);
         }
         if let Some(v) = var("CARECALL_TIMEZONE") {
             self.timezone = v;
@@ -476,7 +479,7 @@ impl Config {
             self.turn.host = Some(v).filter(|h| !h.is_empty());
         }
         if let Some(v) = var("CARECALL_TURN_SECRET") {
-            self.turn.secret = Some(v);
+            self.turn.secret = Some(v.into());
         }
         if let Some(v) = var("CARECALL_TURN_URLS") {
             self.turn.urls = v
@@ -516,7 +519,7 @@ impl Config {
                 };
                 self.hooks.endpoints.push(HookEndpointSection {
                     url,
-                    secret,
+                    secret: secret.into(),
                     format,
                 })
             }
@@ -581,7 +584,7 @@ impl Config {
             self.recording.dir = Some(v.into());
         }
         if let Some(v) = var("CARECALL_RECORDING_SECRET") {
-            self.recording.secret = Some(v);
+            self.recording.secret = Some(v.into());
         }
         if let Some(v) = var("CARECALL_RECORDING_PLAIN") {
             self.recording.plain = v
@@ -652,13 +655,13 @@ impl Config {
                 .transpose()
         };
         if let Some(s) = read("link_secret_file", &self.link_secret_file)? {
-            self.link_secret = Some(s);
+            self.link_secret = Some(s.into());
         }
         if let Some(s) = read("turn.secret_file", &self.turn.secret_file)? {
-            self.turn.secret = Some(s);
+            self.turn.secret = Some(s.into());
         }
         if let Some(s) = read("recording.secret_file", &self.recording.secret_file)? {
-            self.recording.secret = Some(s);
+            self.recording.secret = Some(s.into());
         }
         Ok(())
     }
@@ -670,7 +673,7 @@ impl Config {
         if self.mode != Mode::Production {
             return problems;
         }
-        let mut secret = |key: &str, value: &Option<String>, needed: bool| {
+        let mut secret = |key: &str, value: &Option<Secret>, needed: bool| {
             if !needed {
                 return;
             }
@@ -825,6 +828,38 @@ mod tests {
         let bad =
             c.apply_env(|k| (k == "CARECALL_MEDIA_BANDWIDTH_ESTIMATION").then(|| "yes".into()));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let mut c: Config = toml::from_str(
+            r#"link_secret = "link-secret-aaaaaaaaaaaaaaaaaaaaaaaaa"
+metrics_token = "metrics-token-bbbbbbbbbbbbbbbbbbbb"
+[turn]
+secret = "turn-secret-cccccccccccccccccccccccccc"
+[recording]
+secret = "recording-secret-dddddddddddddddddddddd"
+[[hooks.endpoints]]
+url = "https://records.example/hook"
+secret = "whsec_eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
+"#,
+        )
+        .unwrap();
+        c.apply_env(|k| (k == "CARECALL_LINK_SECRET").then(|| "from-env-ffffffffffffffff".into()))
+            .unwrap();
+        let shown = format!("{c:?}");
+        for word in [
+            "link-secret",
+            "metrics-token",
+            "turn-secret",
+            "recording-secret",
+            "whsec_",
+            "from-env",
+        ] {
+            assert!(!shown.contains(word), "{word} shown in {shown}");
+        }
+        assert!(shown.contains("records.example"), "the rest is shown");
+        assert_eq!(c.link_secret.as_deref(), Some("from-env-ffffffffffffffff"));
     }
 
     #[test]

@@ -9,19 +9,45 @@ pub use carecall_load::peer::{LoadPeer as TestPeer, KEYFRAME_EVERY};
 /// A home and a clinician in `room` on `server`, connected, each having sent
 /// `ticks` 20 ms steps of media (audio every step, video every other).
 pub async fn call_of_two(server: &super::Server, room: &str, ticks: u32) -> (TestPeer, TestPeer) {
-    let home = server.link(room, "home", "Rose Court", "1h");
-    let clinician = server.link(room, "clinician", "Dr Hub", "1h");
-    let mut a = TestPeer::join(&server.ws_url(), &super::token_of(&home), 1).await;
-    let mut b = TestPeer::join(&server.ws_url(), &super::token_of(&clinician), 2).await;
-    a.wait_connected(Duration::from_secs(10)).await;
-    b.wait_connected(Duration::from_secs(10)).await;
-    let (awire, bwire) = (a.negotiated().await, b.negotiated().await);
+    let mut peers = call_of(
+        server,
+        room,
+        &[("home", "Rose Court"), ("clinician", "Dr Hub")],
+        ticks,
+    )
+    .await
+    .into_iter();
+    match (peers.next(), peers.next()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => unreachable!("two joined"),
+    }
+}
+
+/// Everyone in `who` (role, name) in `room` on `server`, connected, each
+/// having sent `ticks` 20 ms steps of media.
+pub async fn call_of(
+    server: &super::Server,
+    room: &str,
+    who: &[(&str, &str)],
+    ticks: u32,
+) -> Vec<TestPeer> {
+    let mut peers = Vec::new();
+    for (n, (role, name)) in who.iter().enumerate() {
+        let link = server.link(room, role, name, "1h");
+        peers.push(TestPeer::join(&server.ws_url(), &super::token_of(&link), n as u32 + 1).await);
+    }
+    let mut wires = Vec::new();
+    for p in &mut peers {
+        p.wait_connected(Duration::from_secs(10)).await;
+        wires.push(p.negotiated().await);
+    }
     for n in 0..ticks {
-        a.send_tick(n, &awire).await;
-        b.send_tick(n, &bwire).await;
+        for (p, wire) in peers.iter().zip(&wires) {
+            p.send_tick(n, wire).await;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (a, b)
+    peers
 }
 
 /// Runs `attack` while a call of two in `room` goes on, media sent every

@@ -281,14 +281,24 @@ impl CallLog {
     }
 
     /// Record-hook deliveries waiting and given up on.
-    pub fn hook_counts(&self) -> Result<crate::metrics::HookCounts, AdminError> {
+    pub fn store_counts(&self) -> Result<crate::metrics::StoreCounts, AdminError> {
         let waiting = crate::hooks::waiting(&self.conn).map_err(|e| self.err(e))?;
         let dead_letters = crate::hooks::dead_letters(&self.conn)
             .map_err(|e| self.err(e))?
             .len() as u64;
-        Ok(crate::metrics::HookCounts {
+        let recording_bytes: i64 = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(SUM(bytes), 0) FROM recordings
+                 WHERE state = 'ready' AND deleted_at_ms IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(crate::metrics::StoreCounts {
             waiting,
             dead_letters,
+            recording_bytes: recording_bytes.max(0) as u64,
         })
     }
 

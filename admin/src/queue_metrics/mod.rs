@@ -152,8 +152,20 @@ impl QueueReading {
             "1 while one of the hub's services is open (docs/reports.md), else 0.",
         )?;
         open.set(i64::from(self.period.is_some_and(|p| p != Period::Closed)));
-        let in_hours = IntGauge::new("carecall_service_in_hours", "1 in hours, else 0.")?;
-        in_hours.set(i64::from(self.period == Some(Period::InHours)));
+        // One series per period, 1 for the one now: a gauge named by its
+        // unit (`_in_hours`) would read as a duration.
+        let period = IntGaugeVec::new(
+            Opts::new(
+                "carecall_service_period",
+                "1 for the period now (in_hours, out_of_hours, closed; docs/reports.md), else 0.",
+            ),
+            &["period"],
+        )?;
+        for p in [Period::InHours, Period::OutOfHours, Period::Closed] {
+            period
+                .with_label_values(&[p.name()])
+                .set(i64::from(self.period == Some(p)));
+        }
         let staff = IntGaugeVec::new(
             Opts::new(
                 "carecall_staff_signed_in",
@@ -174,7 +186,7 @@ impl QueueReading {
         registry.register(Box::new(target))?;
         registry.register(Box::new(calls))?;
         registry.register(Box::new(open))?;
-        registry.register(Box::new(in_hours))?;
+        registry.register(Box::new(period))?;
         registry.register(Box::new(staff))?;
         if let Some(m) = &self.metrics {
             registry.register(m.collector())?;

@@ -7,6 +7,8 @@
 use base64::Engine;
 use ring::hmac;
 
+use super::TurnFailure;
+
 /// A username and password for one participant's TURN use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnCredentials {
@@ -50,11 +52,16 @@ impl TurnSecret {
     }
 
     /// The password for `username` if it is a REST-API username that has
-    /// not expired at `now` (Unix seconds).
-    pub fn check(&self, username: &str, now: u64) -> Option<String> {
-        let (expiry, _) = username.split_once(':')?;
-        let expiry: u64 = expiry.parse().ok()?;
-        (expiry > now).then(|| self.password(username))
+    /// not expired at `now` (Unix seconds); else why not.
+    pub fn check(&self, username: &str, now: u64) -> Result<String, TurnFailure> {
+        let expiry = username
+            .split_once(':')
+            .and_then(|(expiry, _)| expiry.parse::<u64>().ok())
+            .ok_or(TurnFailure::MalformedUsername)?;
+        if expiry <= now {
+            return Err(TurnFailure::ExpiredCredential);
+        }
+        Ok(self.password(username))
     }
 }
 
@@ -69,10 +76,13 @@ mod tests {
         assert_eq!(c.username, "1700000600:p7");
         assert_eq!(
             secret.check(&c.username, 1_700_000_000),
-            Some(c.password.clone())
+            Ok(c.password.clone())
         );
-        assert_eq!(secret.check(&c.username, 1_700_000_600), None, "expired");
-        assert_eq!(secret.check("p7", 0), None, "no expiry");
+        assert_eq!(
+            secret.check(&c.username, 1_700_000_600),
+            Err(TurnFailure::ExpiredCredential)
+        );
+        assert_eq!(secret.check("p7", 0), Err(TurnFailure::MalformedUsername));
         let other = TurnSecret::new(b"another secret");
         assert_ne!(other.issue("p7", 1_700_000_600).password, c.password);
     }

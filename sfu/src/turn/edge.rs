@@ -47,6 +47,8 @@ pub struct TurnConfig {
     pub limits: TurnLimits,
     /// Where refusals are counted.
     pub refusals: Refusals,
+    /// Where failed requests are counted.
+    pub failures: super::TurnFailures,
 }
 
 /// The addresses the TURN server is listening on.
@@ -132,6 +134,7 @@ pub fn start_turn(config: TurnConfig) -> Result<TurnAddrs, SfuError> {
         &seed,
         config.limits,
         config.refusals.clone(),
+        config.failures,
     );
     let book = config.book;
     let (limits, refusals) = (config.limits, config.refusals);

@@ -6,10 +6,12 @@
 mod book;
 mod credentials;
 pub(crate) mod edge;
+mod failures;
 mod server;
 mod stun;
 
 pub use book::RelayBook;
 pub use credentials::{TurnCredentials, TurnSecret};
 pub use edge::{start_turn, TurnAddrs, TurnConfig};
+pub use failures::{TurnFailure, TurnFailures};
 pub use server::{Client, ClientAction, Transport, TurnLimits, TurnServer, MAX_ALLOCATIONS};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use ring::hmac;
 
 use super::credentials::TurnSecret;
+use super::failures::{TurnFailure, TurnFailures};
 use super::stun::{attr, long_term_key, method, Class, Message, Writer};
 use crate::refusals::{Refusals, Surface};
 
@@ -132,18 +133,30 @@ pub struct TurnServer {
     per_address: HashMap<IpAddr, usize>,
     limits: TurnLimits,
     refusals: Refusals,
+    failures: TurnFailures,
     /// Relay addresses whose allocations ended, for the edge to close.
     closed: Vec<SocketAddr>,
 }
 
-/// Why a request was refused: STUN error code and reason.
-type Refusal = (u16, &'static str);
+/// Why a request was refused.
+enum Refusal {
+    /// A failed request, counted in [`TurnFailures`].
+    Failed(TurnFailure),
+    /// A limit reached, counted in [`Refusals`].
+    QuotaReached,
+}
+
+impl From<TurnFailure> for Refusal {
+    fn from(f: TurnFailure) -> Self {
+        Refusal::Failed(f)
+    }
+}
 
 impl TurnServer {
     /// A server for `realm` that checks REST-API credentials made with
     /// `secret` and relays only to `peers`, within `limits` (each refusal
-    /// counted in `refusals`). `nonce_seed` keys this run's nonces (random
-    /// bytes).
+    /// counted in `refusals`, each failed request in `failures`).
+    /// `nonce_seed` keys this run's nonces (random bytes).
     pub fn new(
         realm: &str,
         secret: TurnSecret,
@@ -151,6 +164,7 @@ impl TurnServer {
         nonce_seed: &[u8],
         limits: TurnLimits,
         refusals: Refusals,
+        failures: TurnFailures,
     ) -> Self {
         TurnServer {
             realm: realm.to_owned(),
@@ -163,6 +177,7 @@ impl TurnServer {
             per_address: HashMap::new(),
             limits,
             refusals,
+            failures,
             closed: Vec::new(),
         }
     }
@@ -272,20 +287,27 @@ impl TurnServer {
         let result = match m.method {
             method::ALLOCATE => self.allocate(now, client, m, &username, bind_relay),
             other => match self.allocations.get(&client) {
-                None => Err((437, "Allocation Mismatch")),
-                Some(a) if a.username != username => Err((441, "Wrong Credentials")),
+                None => Err(TurnFailure::AllocationMismatch.into()),
+                Some(a) if a.username != username => Err(TurnFailure::WrongCredentials.into()),
                 Some(_) => match other {
                     method::REFRESH => self.refresh(now, client, m),
                     method::CREATE_PERMISSION => self.create_permission(now, client, m),
                     method::CHANNEL_BIND => self.channel_bind(now, client, m),
-                    _ => Err((400, "Bad Request")),
+                    _ => Err(TurnFailure::BadRequest.into()),
                 },
             },
         };
         let taken = m.method == method::ALLOCATE && result.is_ok();
         let reply = match result {
             Ok(w) => w,
-            Err((code, reason)) => {
+            Err(refused) => {
+                let (code, reason) = match refused {
+                    Refusal::Failed(f) => {
+                        self.failures.count(f);
+                        f.reply()
+                    }
+                    Refusal::QuotaReached => (486, "Allocation Quota Reached"),
+                };
                 Writer::new(m.method, Class::Error, m.transaction).error(code, reason)
             }
         };
@@ -304,15 +326,18 @@ impl TurnServer {
         let (Some(username), Some(nonce)) = (m.text(attr::USERNAME), m.text(attr::NONCE)) else {
             return Err(challenge(401, "Unauthorized"));
         };
-        if !self.nonce_valid(nonce, unix_now) {
-            return Err(challenge(438, "Stale Nonce"));
-        }
-        let Some(password) = self.secret.check(username, unix_now) else {
-            return Err(challenge(401, "Unauthorized"));
+        let failed = |f: TurnFailure| {
+            self.failures.count(f);
+            let (code, reason) = f.reply();
+            challenge(code, reason)
         };
+        if !self.nonce_valid(nonce, unix_now) {
+            return Err(failed(TurnFailure::StaleNonce));
+        }
+        let password = self.secret.check(username, unix_now).map_err(failed)?;
         let key = long_term_key(username, &self.realm, &password);
         if !m.integrity_matches(&key) {
-            return Err(challenge(401, "Unauthorized"));
+            return Err(failed(TurnFailure::WrongPassword));
         }
         Ok((username.to_owned(), key))
     }
@@ -352,11 +377,11 @@ impl TurnServer {
         bind_relay: impl FnOnce() -> Option<SocketAddr>,
     ) -> Result<Writer, Refusal> {
         if self.allocations.contains_key(&client) {
-            return Err((437, "Allocation Mismatch"));
+            return Err(TurnFailure::AllocationMismatch.into());
         }
         // REQUESTED-TRANSPORT: protocol number in the first byte; UDP only.
         if m.get(attr::REQUESTED_TRANSPORT).and_then(|v| v.first()) != Some(&17) {
-            return Err((442, "Unsupported Transport Protocol"));
+            return Err(TurnFailure::UnsupportedTransport.into());
         }
         let over = if self.per_credential.get(username).copied().unwrap_or(0)
             >= self.limits.per_credential
@@ -378,9 +403,9 @@ impl TurnServer {
         if let Some(reason) = over {
             self.refusals
                 .refuse(Surface::Turn, reason, &client.addr.ip());
-            return Err((486, "Allocation Quota Reached"));
+            return Err(Refusal::QuotaReached);
         }
-        let relay = bind_relay().ok_or((508, "Insufficient Capacity"))?;
+        let relay = bind_relay().ok_or(TurnFailure::NoRelayAddress)?;
         *self.per_credential.entry(username.to_owned()).or_default() += 1;
         *self.per_address.entry(client.addr.ip()).or_default() += 1;
         let lifetime = lifetime(m);
@@ -429,9 +454,9 @@ impl TurnServer {
     ) -> Result<Writer, Refusal> {
         let peer = m
             .xor_address(attr::XOR_PEER_ADDRESS)
-            .ok_or((400, "Bad Request"))?;
+            .ok_or(TurnFailure::BadRequest)?;
         if !self.peers.iter().any(|p| p.ip() == peer.ip()) {
-            return Err((403, "Forbidden"));
+            return Err(TurnFailure::ForbiddenPeer.into());
         }
         if let Some(a) = self.allocations.get_mut(&client) {
             a.permit(peer.ip(), now + PERMISSION_LIFETIME);
@@ -453,23 +478,23 @@ impl TurnServer {
             .get(attr::CHANNEL_NUMBER)
             .and_then(|v| Some(u16::from_be_bytes([*v.first()?, *v.get(1)?])))
             .filter(|n| CHANNELS.contains(n))
-            .ok_or((400, "Bad Request"))?;
+            .ok_or(TurnFailure::BadRequest)?;
         let peer = m
             .xor_address(attr::XOR_PEER_ADDRESS)
-            .ok_or((400, "Bad Request"))?;
+            .ok_or(TurnFailure::BadRequest)?;
         if !self.peers.contains(&peer) {
-            return Err((403, "Forbidden"));
+            return Err(TurnFailure::ForbiddenPeer.into());
         }
         let a = self
             .allocations
             .get_mut(&client)
-            .ok_or((437, "Allocation Mismatch"))?;
+            .ok_or(TurnFailure::AllocationMismatch)?;
         let clash = a
             .channels
             .iter()
             .any(|(n, p, _)| (*n == channel) != (*p == peer));
         if clash {
-            return Err((400, "Bad Request"));
+            return Err(TurnFailure::BadRequest.into());
         }
         let until = now + CHANNEL_LIFETIME;
         match a.channels.iter_mut().find(|(n, _, _)| *n == channel) {
@@ -629,6 +654,7 @@ mod tests {
                 b"nonce seed",
                 limits,
                 Refusals::default(),
+                TurnFailures::default(),
             ),
             secret,
             client: Client {
@@ -839,6 +865,14 @@ mod tests {
             assert!(!taken);
         }
         assert_eq!(s.server.allocations(), 0);
+        let counts = s.server.failures.counts();
+        for (reason, n) in [
+            ("expired_credential", 1),
+            ("stale_nonce", 1),
+            ("bad_request", 0),
+        ] {
+            assert!(counts.contains(&(reason, n)), "{reason}: {counts:?}");
+        }
     }
 
     #[test]

@@ -97,6 +97,8 @@ struct Joined {
     /// The secret a new socket presents to take this session over.
     resume: String,
     media: Option<UnboundedSender<MediaSignal>>,
+    /// Whether its media has connected at least once.
+    connected: bool,
     /// Tile sizes reported before the offer: the media room does not know
     /// this participant until then, so they are passed on right after it.
     early_views: TileSizes,
@@ -651,6 +653,7 @@ impl Session {
             id,
             resume,
             media: None,
+            connected: false,
             early_views: TileSizes::default(),
         });
         ControlFlow::Continue(())
@@ -682,7 +685,12 @@ impl Session {
         match signal {
             MediaSignal::Answer(sdp) => self.send(ServerMessage::Answer { sdp }),
             MediaSignal::Offer(sdp) => self.send(ServerMessage::Offer { sdp }),
-            MediaSignal::Connected => self.send(ServerMessage::MediaConnected),
+            MediaSignal::Connected => {
+                if let Some(j) = &mut self.joined {
+                    j.connected = true;
+                }
+                self.send(ServerMessage::MediaConnected)
+            }
             MediaSignal::Track { mid, participant } => self.send(ServerMessage::Track {
                 mid,
                 participant: participant.to_string(),
@@ -725,7 +733,10 @@ impl Session {
         if j.media.is_some() {
             let _ = inner.media.leave(RoomId(j.claims.room.clone()), j.id);
         }
-        tracing::info!("left");
+        if !j.connected {
+            inner.outcomes.never_connected(j.claims.role);
+        }
+        tracing::info!(connected = j.connected, "left");
         self.state.emit(CallEvent::Left {
             room: j.claims.room,
             participant: j.id.to_string(),

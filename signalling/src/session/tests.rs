@@ -890,6 +890,19 @@ fn leave_ends_the_session_without_an_error_and_the_participant_leaves() {
     assert_left(&mut home, &state, &mut events, clinician_id);
 }
 
+#[test]
+fn a_participant_who_leaves_before_its_media_connects_is_counted() {
+    let (state, _events) = server(SocketLimits::default());
+    let mut connected = Browser::join(&state, "ward-21", Role::Home);
+    let _ = connected.session.handle_media(MediaSignal::Connected);
+    drop(connected);
+    let never = Browser::join(&state, "ward-21", Role::Clinician);
+    drop(never);
+    let counts = state.never_connected();
+    assert!(counts.contains(&(Role::Home, 0)), "{counts:?}");
+    assert!(counts.contains(&(Role::Clinician, 1)), "{counts:?}");
+}
+
 /// A socket gone without a close frame, or closed with the resuming code,
 /// parks a joined session; another close frame is a leave.
 #[test]
