@@ -10,6 +10,7 @@ mod pem;
 mod recording;
 mod secret;
 mod serve;
+mod shutdown;
 mod turn;
 
 use std::path::PathBuf;

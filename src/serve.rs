@@ -9,6 +9,7 @@ use carecall_signalling::{AppState, CallEvent, LinkSigner, RecordingPolicy, Role
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::Config;
+use crate::shutdown::CARRY_OVER_FOR;
 
 pub fn serve(mut config: Config) -> anyhow::Result<()> {
     refuse_start("carecall", config.limits.problems())?;
@@ -75,7 +76,11 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         .name("recording-retention".into())
         .spawn(move || enforce_retention(retention_log, retention))
         .context("starting recording retention")?;
-    let stale = call_log.close_stale_sessions()?;
+    // Sessions a stop left for their browsers to resume (a restart takes
+    // seconds; the browsers wait up to two minutes), in the same calls.
+    let carried = call_log.take_carried(std::time::SystemTime::now(), CARRY_OVER_FOR)?;
+    let stale = call_log.close_stale_sessions(&carried)?;
+    let first_participant = call_log.highest_participant()? + 1;
     if stale > 0 {
         tracing::info!(
             stale,
@@ -113,9 +118,11 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
     )?;
 
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let parked = std::sync::Arc::new(tokio::sync::Notify::new());
+    let parked_by_writer = parked.clone();
     std::thread::Builder::new()
         .name("call-log".into())
-        .spawn(move || record_calls(call_log, events_rx))
+        .spawn(move || record_calls(call_log, events_rx, &parked_by_writer))
         .context("starting the call-log writer")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -139,7 +146,8 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         }
         print_banner(&config, &signer, &media, turn.as_ref())?;
         let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx))
-            .with_limits(config.limits.socket(), refusals.clone());
+            .with_limits(config.limits.socket(), refusals.clone())
+            .with_first_participant(first_participant);
         for (room, until) in history.link_revocations()? {
             state.revocations().revoke(&room, until);
         }
@@ -153,6 +161,19 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 key: recording_key.clone(),
             });
         }
+        if !carried.is_empty() {
+            tracing::info!(sessions = carried.len(), "holding calls from before the restart for their browsers");
+            state.carry_over(carried);
+            let state = state.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(carecall_signalling::RESUME_WINDOW).await;
+                let gone = state.give_up_carried();
+                if gone > 0 {
+                    tracing::info!(gone, "participants not back after the restart have left");
+                }
+            });
+        }
+        let stopping = state.clone();
         let admin = AdminState::new(
             media,
             state.clone(),
@@ -216,17 +237,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 tracing::info!("SIGHUP: certificates reloaded if configured from files");
             }
         });
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        tokio::spawn(async move {
-            // Ctrl-C, or SIGTERM from systemd or a container runtime.
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-            tracing::info!("shutting down");
-            let _ = stop_tx.send(true);
-        });
+        tokio::spawn(crate::shutdown::on_stop(stopping, parked, stop_tx));
         crate::listen::serve(listener, app, crate::listen::Plain, http_limits, refusals, stop).await;
         Ok(())
     })
@@ -296,7 +307,13 @@ fn print_banner(
 }
 
 /// Writes call events to SQLite on this thread, off the async runtime.
-fn record_calls(log: CallLog, mut events: UnboundedReceiver<CallEvent>) {
+/// `parked` is notified once a stop's sessions are marked for the next
+/// process.
+fn record_calls(
+    log: CallLog,
+    mut events: UnboundedReceiver<CallEvent>,
+    parked: &tokio::sync::Notify,
+) {
     while let Some(event) = events.blocking_recv() {
         let result = match &event {
             CallEvent::Joined {
@@ -310,6 +327,19 @@ fn record_calls(log: CallLog, mut events: UnboundedReceiver<CallEvent>) {
                 participant,
                 at,
             } => log.left(room, participant, *at),
+            CallEvent::Resumable {
+                room,
+                participant,
+                resume_hash,
+                claims,
+            } => log.keep_resumable(room, participant, resume_hash, claims),
+            CallEvent::Resumed {
+                room, participant, ..
+            } => log.resumed(room, participant),
+            CallEvent::Stopping { at } => log.park_resumable(*at).map(|n| {
+                tracing::info!(sessions = n, "sessions kept for the next process");
+                parked.notify_one();
+            }),
             CallEvent::RecordingStarted {
                 room,
                 recording,

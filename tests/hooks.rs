@@ -181,7 +181,7 @@ async fn consultation(server_ws: String, link: (String, String)) {
 }
 
 /// The calls in the hub's history: (call number, participant sessions).
-async fn history(server: &Server) -> Vec<(i64, usize)> {
+pub(crate) async fn history(server: &Server) -> Vec<(i64, usize)> {
     let (cookie, _) = crate::support::admin::session(server).await;
     let headers = [("Cookie", cookie.as_str())];
     let csv = crate::support::http::request(

@@ -31,6 +31,7 @@ mod queue;
 mod recording;
 mod records;
 mod reports;
+mod restart;
 mod resume;
 mod tablet;
 mod turn_refusals;

@@ -224,6 +224,16 @@ const MIGRATIONS: &[&str] = &[
     // A check run from a home's page is filed under that home.
     "ALTER TABLE connectivity_checks ADD COLUMN home_id TEXT;
     CREATE INDEX connectivity_checks_home ON connectivity_checks (home_id, created_at_ms);",
+    // What a resume needs, while a participant is in a call: a restarted
+    // hub takes the session back (the token itself is never stored).
+    "CREATE TABLE resumable_sessions (
+        resume_hash TEXT PRIMARY KEY,
+        room TEXT NOT NULL,
+        participant TEXT NOT NULL,
+        claims_json TEXT NOT NULL,
+        parked_at_ms INTEGER
+    );
+    CREATE INDEX resumable_by_participant ON resumable_sessions (room, participant);",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

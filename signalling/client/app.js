@@ -328,6 +328,11 @@ function join() {
     say('call-message', plainError(e.detail));
   });
   call.addEventListener('problem', (e) => say('call-message', e.detail.message));
+  // The hub is restarting (an upgrade): the call waits for it, no click.
+  call.addEventListener('restarting', (e) => {
+    setLinkDown('socket', true);
+    say('call-message', e.detail.message);
+  });
   call.addEventListener('call-ended', (e) => end('The call has ended', e.detail.message));
   call.addEventListener('closed', (e) => end('The call was disconnected',
     e.detail.error ? plainError(e.detail.error) : 'The connection to the hub was lost.'));
@@ -342,6 +347,7 @@ function join() {
 function plainError({ code, message }) {
   if (code && (code.endsWith('-token') || code.startsWith('recording-') || code === 'not-allowed' || code === 'consent-needed')) return message;
   if (code === 'resume-expired') return 'The call dropped for too long to carry on. Press Join again.';
+  if (code === 'restarting') return message;
   return 'Something went wrong with the call. Join it again; if this keeps happening, phone the hub.';
 }
 

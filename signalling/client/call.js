@@ -7,7 +7,9 @@
 //
 // Recovery needs no one to press anything. If the WebSocket drops, it is
 // reopened and the session resumed with the token from 'joined' (the others
-// never see this browser leave). If media stops arriving for a few seconds,
+// never see this browser leave). When the hub restarts it says so first; the
+// page waits for it and resumes on the new process, which has no media
+// session for it: the connection is made afresh. If media stops arriving for a few seconds,
 // or ICE fails, the browser restarts ICE, which also finds a path from a new
 // address. The SFU answers the restart; DTLS and the tracks carry on.
 
@@ -20,6 +22,8 @@ const FINAL_CLOSES = new Set([1008, 1009, 4001, 4002, 4003, 4004, 4005]);
 const ENDED_CLOSE = 4004;
 // The server keeps a dropped session this long (ms) for a resume.
 const RESUME_WINDOW_MS = 30000;
+// After 'restarting', how long (ms) to wait for the hub to come back.
+const RESTART_WINDOW_MS = 120000;
 // Media silent this long (ms) while others are in the call: restart ICE.
 const RESTART_AFTER_MS = 5000;
 // An answer missing this long (ms) means the socket is dead (browsers do
@@ -122,7 +126,8 @@ export class Call extends EventTarget {
       old.onclose = null;
       if (old.readyState <= WebSocket.OPEN) this.abandoned.push(old);
     }
-    if (performance.now() - this.socketLostAt > RESUME_WINDOW_MS) {
+    const windowMs = this.hubRestarting ? RESTART_WINDOW_MS : RESUME_WINDOW_MS;
+    if (performance.now() - this.socketLostAt > windowMs) {
       this.stop();
       this.emit('closed', { code: 1006, reason: 'The connection to the hub was lost.' });
       return;
@@ -198,7 +203,12 @@ export class Call extends EventTarget {
         this.watchFlow();
         break;
       case 'resumed':
-        this.resumed(msg);
+        await this.resumed(msg);
+        break;
+      case 'restarting':
+        // The close that follows is not final: resume once the hub is back.
+        this.hubRestarting = true;
+        this.emit('restarting', msg);
         break;
       case 'answer':
         // A second answer to an offer sent twice (around a resume) is stale.
@@ -267,9 +277,11 @@ export class Call extends EventTarget {
   }
 
   // Back on a new socket, with the same participant id. Anyone who left
-  // meanwhile goes; media is restarted if it is not flowing.
-  resumed(msg) {
+  // meanwhile goes; media is restarted if it is not flowing, or made afresh
+  // when the hub restarted (`media: 'new'`).
+  async resumed(msg) {
     this.socketLostAt = null;
+    this.hubRestarting = false;
     this.closeAbandoned();
     const present = new Set(msg.participants.map((p) => p.participant));
     for (const id of [...this.peers.keys()]) {
@@ -283,12 +295,31 @@ export class Call extends EventTarget {
       this.emit('peer', p);
     }
     this.emit('signalling', { state: 'resumed' });
+    if (msg.media === 'new') {
+      await this.freshMedia(msg.ice_servers);
+      return;
+    }
     if (!this.pc) return;
     if (this.pc.signalingState === 'have-local-offer') {
       // Sent again as it was: if the server had it, it answers the same.
       this.restartWhenStable = this.stalled;
       this.sendOffer();
     } else if (this.stalled || this.pc.iceConnectionState === 'failed') this.restartIce('resumed with media stalled');
+  }
+
+  // The hub lost this browser's media session (it restarted): a new
+  // connection with a new offer, the same camera and microphone. The tiles
+  // keep their streams; the new tracks replace the old ones in them.
+  async freshMedia(iceServers) {
+    clearTimeout(this.answerTimer);
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    this.midOwner.clear();
+    if (iceServers && iceServers.length) this.iceServers = iceServers;
+    this.note('fresh-media');
+    await this.startMedia(this.peers.size);
+    // The new process knows no tile sizes yet.
+    for (const [participant, height] of this.views) this.send({ type: 'view', participant, height });
   }
 
   attach(owner, track) {

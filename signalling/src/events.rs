@@ -23,6 +23,34 @@ pub enum CallEvent {
         /// When.
         at: SystemTime,
     },
+    /// A joined participant's session can be resumed, after a restart too,
+    /// with the token whose SHA-256 is `resume_hash` (kept until it leaves).
+    Resumable {
+        /// Room name.
+        room: String,
+        /// Participant id (`p<n>`).
+        participant: String,
+        /// Hex SHA-256 of the resume token: the token itself is never stored.
+        resume_hash: String,
+        /// The link's claims, checked again on resume.
+        claims: crate::JoinClaims,
+    },
+    /// A participant came back after the hub restarted: the same session
+    /// in the call history, one more reconnect.
+    Resumed {
+        /// Room name.
+        room: String,
+        /// Participant id (`p<n>`).
+        participant: String,
+        /// When.
+        at: SystemTime,
+    },
+    /// The hub is stopping to restart: every joined session is left for the
+    /// next process (written after every event before it).
+    Stopping {
+        /// When.
+        at: SystemTime,
+    },
     /// A participant left or was disconnected.
     Left {
         /// Room name.

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod asks;
+mod carried;
 mod client_addr;
 mod consent;
 mod events;
@@ -32,13 +33,14 @@ use axum::Router;
 use carecall_sfu::MediaServer;
 use tokio::sync::mpsc::UnboundedSender;
 
+pub use carried::{resume_hash, CarriedSession};
 pub use client_addr::TrustedProxies;
 pub use consent::{Consent, ConsentGiver, ConsentManner};
 pub use events::CallEvent;
-pub use presence::Presence;
+pub use presence::{Ending, Presence};
 pub use recording::RecordingPolicy;
 pub use revocations::LinkRevocations;
-pub use session::SocketLimits;
+pub use session::{SocketLimits, RESUME_WINDOW};
 pub use token::{JoinClaims, LinkSigner, Role, TokenError};
 
 /// The TURN servers offered to browsers and the secret their credentials
@@ -100,6 +102,9 @@ struct Inner {
     refusals: carecall_sfu::Refusals,
     revocations: LinkRevocations,
     outcomes: outcomes::JoinOutcomes,
+    carried: carried::CarriedOver,
+    /// Set once the hub is stopping: no new joins.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -126,6 +131,8 @@ impl AppState {
                 refusals: carecall_sfu::Refusals::default(),
                 revocations: LinkRevocations::default(),
                 outcomes: outcomes::JoinOutcomes::default(),
+                carried: carried::CarriedOver::default(),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -163,6 +170,56 @@ impl AppState {
                 ..inner
             }),
         }
+    }
+
+    /// Numbers participants from `first` on: above every id the call
+    /// history holds, so a new participant never takes the id of one
+    /// carried over a restart.
+    pub fn with_first_participant(self, first: u64) -> Self {
+        self.inner
+            .next_participant
+            .store(first.max(1), std::sync::atomic::Ordering::Relaxed);
+        self
+    }
+
+    /// Holds `sessions` left by the previous process for their browsers to
+    /// resume; see [`AppState::give_up_carried`].
+    pub fn carry_over(&self, sessions: Vec<CarriedSession>) {
+        self.inner.carried.hold(sessions);
+    }
+
+    /// Ends the carried-over sessions no browser resumed: each leaves the
+    /// call history when the previous process stopped. Returns how many.
+    pub fn give_up_carried(&self) -> usize {
+        let gone = self.inner.carried.give_up();
+        for s in &gone {
+            tracing::info!(room = %s.claims.room, participant = %s.participant, "not resumed after the restart");
+            self.emit(CallEvent::Left {
+                room: s.claims.room.clone(),
+                participant: s.participant.to_string(),
+                at: s.parked_at,
+            });
+        }
+        gone.len()
+    }
+
+    /// Stops taking joins and tells every browser the hub is restarting;
+    /// each session closes without leaving its call. Returns how many.
+    pub fn restart(&self) -> usize {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let told = self.inner.presence.restarting();
+        self.emit(CallEvent::Stopping {
+            at: std::time::SystemTime::now(),
+        });
+        told
+    }
+
+    fn stopping(&self) -> bool {
+        self.inner
+            .stopping
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A participant id no one has had in this run: for joins, and for the

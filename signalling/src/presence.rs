@@ -12,8 +12,18 @@ use crate::protocol::{PeerInfo, ServerMessage};
 struct Member {
     info: PeerInfo,
     outbox: UnboundedSender<ServerMessage>,
-    /// Ends the member's session, with a message for its screen.
-    end: UnboundedSender<String>,
+    /// Ends the member's session.
+    end: UnboundedSender<Ending>,
+}
+
+/// Why a session is ended from outside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The hub ended the call: the browser is told this and leaves.
+    Ended(String),
+    /// The hub is restarting: the browser is told so and resumes on the
+    /// next process; the participant does not leave the call.
+    Restarting,
 }
 
 /// Participants per room, for the participant list and presence broadcasts.
@@ -31,7 +41,7 @@ impl Presence {
         id: ParticipantId,
         info: PeerInfo,
         outbox: UnboundedSender<ServerMessage>,
-        end: UnboundedSender<String>,
+        end: UnboundedSender<Ending>,
     ) -> Vec<PeerInfo> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         let members = rooms.entry(room.to_owned()).or_default();
@@ -59,6 +69,18 @@ impl Presence {
             .for_each(|(_, m)| {
                 let _ = m.outbox.send(update.clone());
             });
+    }
+
+    /// Removes a participant without telling the others: the hub is
+    /// restarting, and everyone is coming back.
+    pub fn leave_quietly(&self, room: &str, id: ParticipantId) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(members) = rooms.get_mut(room) {
+            members.remove(&id);
+            if members.is_empty() {
+                rooms.remove(room);
+            }
+        }
     }
 
     /// Removes a participant and tells the others. Returns false if absent.
@@ -121,9 +143,24 @@ impl Presence {
             return 0;
         };
         for m in members.values() {
-            let _ = m.end.send(message.to_owned());
+            let _ = m.end.send(Ending::Ended(message.to_owned()));
         }
         members.len()
+    }
+
+    /// Tells every session in every room that the hub is restarting.
+    /// Returns how many were told.
+    pub fn restarting(&self) -> usize {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let all = rooms.values().flat_map(HashMap::values);
+        all.filter(|m| m.end.send(Ending::Restarting).is_ok())
+            .count()
+    }
+
+    /// Whether no room has anyone in it.
+    pub fn is_all_empty(&self) -> bool {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.values().all(HashMap::is_empty)
     }
 
     /// Sends `msg` to participant `id` in `room`; false if they are not there.

@@ -172,6 +172,21 @@ pub enum ServerMessage {
         participant: String,
         /// Everyone else in the call now: a tile for anyone not listed goes.
         participants: Vec<PeerInfo>,
+        /// `new` when the hub restarted since: its media session is gone, so
+        /// the browser starts a fresh connection (a new offer); absent when
+        /// only the socket was lost and media carries on.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        media: Option<&'static str>,
+        /// Fresh TURN credentials, with `media: new`.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
+    },
+    /// The hub is stopping to restart (an upgrade, `systemctl restart`):
+    /// the socket closes next, with code 4006, and the browser resumes once
+    /// the hub is back. Shown while it waits.
+    Restarting {
+        /// Plain-language explanation, safe to show.
+        message: String,
     },
     /// The SFU's answer to the browser's offer.
     Answer {

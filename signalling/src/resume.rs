@@ -27,8 +27,14 @@ impl ResumeBook {
             .fill(&mut bytes)
             .expect("the system's random number generator");
         let token = B64.encode(bytes);
-        self.lock().insert(token.clone(), attach);
+        self.register_as(token.clone(), attach);
         token
+    }
+
+    /// Takes new sockets for a session carried over a restart with the
+    /// token its browser already holds.
+    pub fn register_as(&self, token: String, attach: UnboundedSender<Link>) {
+        self.lock().insert(token, attach);
     }
 
     /// Gives `link` to the session `token` names; hands it back if there is

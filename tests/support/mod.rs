@@ -81,6 +81,9 @@ pub struct ServerOptions {
     pub data_dir: Option<std::sync::Arc<tempfile::TempDir>>,
     /// A configuration file's text (written into the data directory).
     pub config: Option<String>,
+    /// The HTTP port (default: a free one): a restarted server takes its
+    /// predecessor's, so the pages find it again.
+    pub http_port: u16,
 }
 
 impl Default for ServerOptions {
@@ -93,6 +96,7 @@ impl Default for ServerOptions {
             env: Vec::new(),
             data_dir: None,
             config: None,
+            http_port: 0,
         }
     }
 }
@@ -134,7 +138,7 @@ impl Server {
         }
         let mut child = command
             .args(["serve", "--http-addr"])
-            .arg(std::net::SocketAddr::new(options.ip, 0).to_string())
+            .arg(std::net::SocketAddr::new(options.ip, options.http_port).to_string())
             .args(["--media-port", "0", "--data-dir"])
             .arg(data_dir.path())
             .env("CARECALL_MEDIA_ANNOUNCE", options.ip.to_string())
@@ -314,6 +318,28 @@ impl Server {
 }
 
 impl Server {
+    /// Stops the server with SIGTERM, as `systemctl stop` or an upgrade
+    /// does, and waits for it to exit: how long it took.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "SIGTERM not sent");
+        let status = self.child.wait().expect("the server exits");
+        assert!(
+            status.success(),
+            "the server exited with {status} on SIGTERM"
+        );
+        started.elapsed()
+    }
+
+    /// The HTTP port.
+    pub fn http_port(&self) -> u16 {
+        self.http_addr().port()
+    }
+
     /// Stops the server with SIGKILL, as a crash or power cut would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

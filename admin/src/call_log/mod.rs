@@ -1,6 +1,7 @@
 //! The call log: one row per participant session (join to leave), calls
 //! made of them, and the quality samples taken during them.
 
+mod carry_over;
 mod detail;
 mod handover;
 mod quality;
@@ -150,11 +151,15 @@ impl CallLog {
         f(&self.conn).map_err(|e| self.err(e))
     }
 
-    /// Closes sessions left open by a crash or restart: they ended when the
-    /// process did. Their calls end at their last known moment. The server
-    /// calls this once at start-up, before any call.
-    pub fn close_stale_sessions(&self) -> Result<usize, AdminError> {
-        let stale: Vec<(String, String, i64)> = {
+    /// Closes sessions left open by a crash or restart, but for those
+    /// `carried` over it: they ended when the process did. Their calls end
+    /// at their last known moment. The server calls this once at start-up,
+    /// before any call.
+    pub fn close_stale_sessions(
+        &self,
+        carried: &[carecall_signalling::CarriedSession],
+    ) -> Result<usize, AdminError> {
+        let mut stale: Vec<(String, String, i64)> = {
             let mut stmt = self
                 .conn
                 .prepare("SELECT room, participant, joined_at_ms FROM participant_sessions WHERE left_at_ms IS NULL ORDER BY id")
@@ -164,6 +169,11 @@ impl CallLog {
                 .map_err(|e| self.err(e))?;
             rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?
         };
+        stale.retain(|(room, participant, _)| {
+            !carried
+                .iter()
+                .any(|c| c.claims.room == *room && c.participant.to_string() == *participant)
+        });
         // Each leaves at its last known moment, with the events a leave
         // brings; a call ends at its last session's.
         for (room, participant, joined) in &stale {
@@ -245,6 +255,10 @@ impl CallLog {
                 )
                 .optional()?
                 .flatten();
+            c.execute(
+                "DELETE FROM resumable_sessions WHERE room = ?1 AND participant = ?2",
+                params![room, participant],
+            )?;
             let Some(call) = call else {
                 return Ok(());
             };
@@ -398,7 +412,7 @@ mod tests {
             None,
             "opening must not change rows"
         );
-        assert_eq!(log.close_stale_sessions().unwrap(), 1);
+        assert_eq!(log.close_stale_sessions(&[]).unwrap(), 1);
         let s = log.sessions().unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].left_at_ms, Some(1_700_000_600_000));

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::events::CallEvent;
+use crate::presence::Ending;
 use crate::protocol::{
     parse_client_message, ClientMessage, PeerInfo, ProtocolError, ServerMessage, PROTOCOL_VERSION,
 };
@@ -44,6 +45,8 @@ mod close {
     pub const MEDIA: u16 = 4003;
     pub const ENDED: u16 = 4004;
     pub const NO_SESSION: u16 = 4005;
+    /// The hub is restarting: resume once it is back.
+    pub const RESTARTING: u16 = 4006;
     /// From the browser: it is resuming on a new socket; not a leave.
     pub const RESUMING: u16 = 4000;
 }
@@ -99,6 +102,8 @@ struct Joined {
     media: Option<UnboundedSender<MediaSignal>>,
     /// Whether its media has connected at least once.
     connected: bool,
+    /// Ended by a restart: it stays in the call for the next process.
+    carried: bool,
     /// Tile sizes reported before the offer: the media room does not know
     /// this participant until then, so they are passed on right after it.
     early_views: TileSizes,
@@ -110,7 +115,7 @@ struct Session {
     /// no socket is attached wait for the next one. Presence holds a clone.
     outbox: UnboundedSender<ServerMessage>,
     /// Handed to presence at join, so the hub can end this session.
-    end: UnboundedSender<String>,
+    end: UnboundedSender<Ending>,
     /// Handed to the resume book at join: a new socket arrives through it.
     attach: UnboundedSender<Link>,
     /// The socket, while one is attached.
@@ -206,7 +211,7 @@ struct Mailboxes {
     media: UnboundedReceiver<MediaSignal>,
     /// Handed to the media plane with the first offer.
     media_tx: Option<UnboundedSender<MediaSignal>>,
-    end: UnboundedReceiver<String>,
+    end: UnboundedReceiver<Ending>,
     attach: UnboundedReceiver<Link>,
 }
 
@@ -277,13 +282,28 @@ impl Session {
         self.close_frame(code, message)
     }
 
-    /// The hub ended the call: tell the browser, then close.
-    fn ended(&mut self, message: String) -> ControlFlow<()> {
-        tracing::info!("call ended by the hub");
-        self.send(ServerMessage::CallEnded {
-            message: message.clone(),
-        });
-        self.close_frame(close::ENDED, message)
+    /// The hub ended the call, or is restarting: tell the browser, then
+    /// close.
+    fn ended(&mut self, why: Ending) -> ControlFlow<()> {
+        match why {
+            Ending::Ended(message) => {
+                tracing::info!("call ended by the hub");
+                self.send(ServerMessage::CallEnded {
+                    message: message.clone(),
+                });
+                self.close_frame(close::ENDED, message)
+            }
+            Ending::Restarting => {
+                if let Some(j) = &mut self.joined {
+                    j.carried = true;
+                }
+                let message = "The hub is restarting: reconnecting…".to_owned();
+                self.send(ServerMessage::Restarting {
+                    message: message.clone(),
+                });
+                self.close_frame(close::RESTARTING, message)
+            }
+        }
     }
 
     /// Ends the session; the socket closes with `code` once queued messages
@@ -405,6 +425,8 @@ impl Session {
             link.send(ServerMessage::Resumed {
                 participant: j.id.to_string(),
                 participants,
+                media: None,
+                ice_servers: Vec::new(),
             });
         }
         if let Some(old) = self.link.replace(link) {
@@ -594,6 +616,13 @@ impl Session {
         if let Err(flow) = self.version_ok(v) {
             return flow;
         }
+        if self.state.stopping() {
+            return self.close_with(
+                close::RESTARTING,
+                "restarting",
+                "The hub is restarting: join again in a minute.".into(),
+            );
+        }
         let claims = match self.state.inner.signer.verify(token, unix_now()) {
             Ok(c) if self.state.inner.revocations.is_revoked(&c) => {
                 let e = crate::TokenError::Revoked;
@@ -619,6 +648,12 @@ impl Session {
             self.end.clone(),
         );
         let resume = inner.resumes.register(self.attach.clone());
+        self.state.emit(CallEvent::Resumable {
+            room: claims.room.clone(),
+            participant: id.to_string(),
+            resume_hash: crate::resume_hash(&resume),
+            claims: claims.clone(),
+        });
         let span = tracing::Span::current();
         span.record("room", claims.room.as_str());
         span.record("participant", tracing::field::display(id));
@@ -654,6 +689,7 @@ impl Session {
             resume,
             media: None,
             connected: false,
+            carried: false,
             early_views: TileSizes::default(),
         });
         ControlFlow::Continue(())
@@ -672,13 +708,99 @@ impl Session {
             Ok(()) => ControlFlow::Break(()),
             Err(link) => {
                 self.link = Some(link);
-                self.close_with(
-                    close::NO_SESSION,
-                    "resume-expired",
-                    "this call session has ended; join again".into(),
-                )
+                match self.state.inner.carried.take(resume) {
+                    Some(carried) => self.resume_carried(carried, resume),
+                    // Handed to the next process already: try again there.
+                    None if self.state.stopping() => self.close_with(
+                        close::RESTARTING,
+                        "restarting",
+                        "The hub is restarting: reconnecting…".into(),
+                    ),
+                    None => self.close_with(
+                        close::NO_SESSION,
+                        "resume-expired",
+                        "this call session has ended; join again".into(),
+                    ),
+                }
             }
         }
+    }
+
+    /// Takes back a session the previous process left at a restart: the
+    /// same participant in the same call, on a fresh media session.
+    fn resume_carried(&mut self, carried: crate::CarriedSession, resume: &str) -> ControlFlow<()> {
+        let (claims, id) = (carried.claims, carried.participant);
+        let inner = &self.state.inner;
+        if claims.exp <= unix_now() || inner.revocations.is_revoked(&claims) {
+            let e = if claims.exp <= unix_now() {
+                crate::TokenError::Expired
+            } else {
+                crate::TokenError::Revoked
+            };
+            // Never to come back: it leaves the call history as it stopped.
+            self.state.emit(CallEvent::Left {
+                room: claims.room.clone(),
+                participant: id.to_string(),
+                at: carried.parked_at,
+            });
+            return self.close_with(close::BAD_TOKEN, e.code(), e.to_string());
+        }
+        let info = PeerInfo {
+            participant: id.to_string(),
+            name: claims.name.clone(),
+            role: claims.role,
+            audio: true,
+            video: true,
+        };
+        let participants = inner.presence.join(
+            &claims.room,
+            id,
+            info,
+            self.outbox.clone(),
+            self.end.clone(),
+        );
+        inner
+            .resumes
+            .register_as(resume.to_owned(), self.attach.clone());
+        let span = tracing::Span::current();
+        span.record("room", claims.room.as_str());
+        span.record("participant", tracing::field::display(id));
+        let parked_ms = carried
+            .parked_at
+            .elapsed()
+            .map_or(0, |d| d.as_millis() as u64);
+        tracing::info!(role = %claims.role, parked_ms, "resumed after a restart");
+        let ice_servers = inner
+            .turn
+            .as_ref()
+            .map(|t| t.ice_servers(&id.to_string(), unix_now()))
+            .unwrap_or_default();
+        self.send(ServerMessage::Resumed {
+            participant: id.to_string(),
+            participants,
+            media: Some("new"),
+            ice_servers,
+        });
+        if let Some(recording) = inner.recordings.status(&claims.room) {
+            self.send(recording);
+        }
+        self.send(inner.consents.status(&claims.room));
+        self.state.emit(CallEvent::Resumed {
+            room: claims.room.clone(),
+            participant: id.to_string(),
+            at: SystemTime::now(),
+        });
+        self.joined = Some(Joined {
+            candidates: 0,
+            claims,
+            id,
+            resume: resume.to_owned(),
+            media: None,
+            connected: false,
+            carried: false,
+            early_views: TileSizes::default(),
+        });
+        ControlFlow::Continue(())
     }
 
     fn handle_media(&mut self, signal: MediaSignal) -> ControlFlow<()> {
@@ -726,6 +848,12 @@ impl Session {
         };
         let inner = &self.state.inner;
         inner.resumes.forget(&j.resume);
+        if j.carried {
+            // Still in the call: the next process takes it back.
+            inner.presence.leave_quietly(&j.claims.room, j.id);
+            tracing::info!("handed to the next process");
+            return;
+        }
         inner.presence.leave(&j.claims.room, j.id);
         if inner.presence.is_empty(&j.claims.room) {
             inner.consents.forget(&j.claims.room);

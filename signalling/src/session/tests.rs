@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
 use crate::protocol::{Request, MAX_MESSAGE_BYTES};
-use crate::{LinkSigner, Role};
+use crate::{CarriedSession, LinkSigner, Role};
 
 const SECRET: &[u8] = b"the link secret of the session unit tests";
 const NAME: &str = "Rose Court";
@@ -1018,4 +1018,101 @@ fn the_hub_ending_the_call_tells_the_browser_then_closes() {
         }]
     );
     assert_eq!(browser.closing(), Some((close::ENDED, message.into())));
+}
+
+/// A restart: each session is told and closes without leaving the call;
+/// the next process takes it back by its resume token, with the same id
+/// and a fresh media session, and one that never comes back leaves as the
+/// old process stopped.
+#[test]
+fn a_restart_carries_each_session_over_to_the_next_process() {
+    let (state, mut events) = server(SocketLimits::default());
+    let mut home = Browser::join(&state, "ward-23", Role::Home);
+    let mut clinician = Browser::join(&state, "ward-23", Role::Clinician);
+    home.replies();
+    let drained: Vec<CallEvent> = std::iter::from_fn(|| events.try_recv().ok()).collect();
+    let carried: Vec<CarriedSession> = drained
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::Resumable {
+                participant,
+                resume_hash,
+                claims,
+                ..
+            } => Some(CarriedSession {
+                resume_hash: resume_hash.clone(),
+                participant: participant.parse().expect("an id"),
+                claims: claims.clone(),
+                parked_at: SystemTime::now(),
+            }),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(carried.len(), 2, "{drained:?}");
+    assert_eq!(
+        carried[0].resume_hash,
+        crate::resume_hash(&home.joined().resume)
+    );
+
+    assert_eq!(state.restart(), 2);
+    for b in [&mut home, &mut clinician] {
+        let why = b.mailboxes.end.try_recv().expect("told");
+        assert_eq!(b.session.ended(why), ControlFlow::Break(()));
+        assert!(matches!(
+            b.replies().as_slice(),
+            [ServerMessage::Restarting { .. }]
+        ));
+        assert_eq!(b.closing().map(|c| c.0), Some(close::RESTARTING));
+    }
+    let (home_token, home_id) = (home.joined().resume.clone(), home.id());
+    drop(home);
+    drop(clinician);
+    assert!(matches!(events.try_recv(), Ok(CallEvent::Stopping { .. })));
+    assert!(events.try_recv().is_err(), "nobody left the call");
+    assert!(state.presence().is_all_empty());
+    let mut late = Browser::connect(&state);
+    assert_eq!(
+        late.text(&join_message("ward-23", Role::Specialist)),
+        ControlFlow::Break(())
+    );
+    assert_eq!(
+        late.closing().map(|c| c.0),
+        Some(close::RESTARTING),
+        "no joins while stopping"
+    );
+
+    // The next process.
+    let (next, mut next_events) = server(SocketLimits::default());
+    let next = next.with_first_participant(100);
+    next.carry_over(carried);
+    let mut back = Browser::connect(&next);
+    let token = home_token;
+    let carried = next.inner.carried.take(&token).expect("held");
+    assert_eq!(
+        back.session.resume_carried(carried, &token),
+        ControlFlow::Continue(())
+    );
+    let replies = back.replies();
+    assert!(
+        matches!(
+            replies.first(),
+            Some(ServerMessage::Resumed { participant, media: Some("new"), .. })
+                if *participant == home_id.to_string()
+        ),
+        "{replies:?}"
+    );
+    assert!(matches!(
+        next_events.try_recv(),
+        Ok(CallEvent::Resumed { .. })
+    ));
+    assert_eq!(next.presence().count("ward-23"), 1);
+    assert_eq!(
+        next.new_participant(),
+        ParticipantId(100),
+        "ids go on above the old ones"
+    );
+
+    // The clinician never comes back: it leaves as the old process stopped.
+    assert_eq!(next.give_up_carried(), 1);
+    assert!(matches!(next_events.try_recv(), Ok(CallEvent::Left { .. })));
 }

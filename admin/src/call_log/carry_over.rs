@@ -1,0 +1,165 @@
+//! Sessions carried over a restart (see `carecall_signalling`'s `carried`
+//! module): what a resume needs is kept while a participant is in a call,
+//! marked when the hub stops, and taken back by the next process.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use carecall_signalling::{CarriedSession, JoinClaims};
+use rusqlite::params;
+
+use super::{ms, CallLog};
+use crate::AdminError;
+
+impl CallLog {
+    /// Keeps what a resume of `participant` in `room` needs, until it leaves.
+    pub fn keep_resumable(
+        &self,
+        room: &str,
+        participant: &str,
+        resume_hash: &str,
+        claims: &JoinClaims,
+    ) -> Result<(), AdminError> {
+        let claims = serde_json::to_string(claims).unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO resumable_sessions (resume_hash, room, participant, claims_json)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![resume_hash, room, participant, claims],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Marks every kept session as left by a stop at `at`, for the next
+    /// process. Returns how many.
+    pub fn park_resumable(&self, at: SystemTime) -> Result<usize, AdminError> {
+        self.conn
+            .execute(
+                "UPDATE resumable_sessions SET parked_at_ms = ?1 WHERE parked_at_ms IS NULL",
+                [ms(at)],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The sessions a stop at most `max_age` before `now` left for a
+    /// resume. Every other kept session is dropped: its process crashed or
+    /// stopped too long ago for its browser to be waiting. Those taken are
+    /// kept, unmarked, until they leave.
+    pub fn take_carried(
+        &self,
+        now: SystemTime,
+        max_age: Duration,
+    ) -> Result<Vec<CarriedSession>, AdminError> {
+        let since = ms(now) - max_age.as_millis() as i64;
+        self.change(|c| {
+            c.execute(
+                "DELETE FROM resumable_sessions WHERE parked_at_ms IS NULL OR parked_at_ms < ?1",
+                [since],
+            )?;
+            let mut stmt = c.prepare(
+                "SELECT resume_hash, participant, claims_json, parked_at_ms FROM resumable_sessions",
+            )?;
+            let rows: Vec<(String, String, String, i64)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            c.execute("UPDATE resumable_sessions SET parked_at_ms = NULL", [])?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(resume_hash, participant, claims, parked)| {
+                    Some(CarriedSession {
+                        resume_hash,
+                        participant: participant.parse().ok()?,
+                        claims: serde_json::from_str(&claims).ok()?,
+                        parked_at: UNIX_EPOCH + Duration::from_millis(parked.max(0) as u64),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    /// Records that `participant` came back after a restart: the same
+    /// session, one more reconnect.
+    pub fn resumed(&self, room: &str, participant: &str) -> Result<(), AdminError> {
+        self.conn
+            .execute(
+                "UPDATE participant_sessions SET reconnects = reconnects + 1
+                 WHERE room = ?1 AND participant = ?2 AND left_at_ms IS NULL",
+                params![room, participant],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The highest participant number the call history holds (0 if none),
+    /// so a new process numbers participants above it.
+    pub fn highest_participant(&self) -> Result<u64, AdminError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(CAST(SUBSTR(participant, 2) AS INTEGER)), 0)
+                 FROM participant_sessions",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carecall_signalling::Role;
+
+    #[test]
+    fn a_stop_leaves_sessions_for_the_next_process_and_a_leave_or_crash_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CallLog::open(&dir.path().join("carecall.db")).unwrap();
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);
+        let claims = |name: &str| JoinClaims {
+            room: "ward-1".into(),
+            role: Role::Home,
+            name: name.into(),
+            exp: 1_700_003_600,
+            iat: 1_700_000_000,
+        };
+        for (p, hash) in [("p7", "aa"), ("p8", "bb"), ("p9", "cc")] {
+            log.joined("ward-1", p, "home", t(0)).unwrap();
+            log.keep_resumable("ward-1", p, hash, &claims(p)).unwrap();
+        }
+        log.left("ward-1", "p9", t(5)).unwrap();
+        assert_eq!(log.park_resumable(t(10)).unwrap(), 2, "p9 left");
+        assert_eq!(log.highest_participant().unwrap(), 9);
+
+        // Too long after the stop: nothing is carried, and all is dropped.
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(dir.path().join("carecall.db"), &copy).unwrap();
+        let late = CallLog::open(&copy).unwrap();
+        assert!(late
+            .take_carried(t(400), Duration::from_secs(300))
+            .unwrap()
+            .is_empty());
+
+        let mut carried = log.take_carried(t(15), Duration::from_secs(300)).unwrap();
+        carried.sort_by_key(|c| c.participant);
+        let ids: Vec<String> = carried.iter().map(|c| c.participant.to_string()).collect();
+        assert_eq!(ids, ["p7", "p8"]);
+        assert_eq!(carried[0].claims, claims("p7"));
+        assert_eq!(carried[0].parked_at, t(10));
+        log.resumed("ward-1", "p7").unwrap();
+        let reconnects: u32 = log
+            .read(|c| {
+                c.query_row(
+                    "SELECT reconnects FROM participant_sessions WHERE participant = 'p7'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(reconnects, 1, "one session, one reconnect");
+        // Taken back and unmarked: a crash now leaves nothing to carry.
+        assert!(log
+            .take_carried(t(16), Duration::from_secs(300))
+            .unwrap()
+            .is_empty());
+    }
+}
