@@ -3,11 +3,13 @@
 //! them together. Everything else lives in the workspace's crates.
 
 mod accounts;
+mod certs;
 mod config;
 mod https;
 mod listen;
 mod pem;
 mod recording;
+mod reload;
 mod secret;
 mod serve;
 mod shutdown;
@@ -218,6 +220,7 @@ fn init_logs(format: LogFormat) {
 }
 
 fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
+    let file = cli.config.clone();
     match cli.command {
         Command::Serve {
             http_addr,
@@ -233,7 +236,7 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             if let Some(p) = media_port {
                 config.media.port = p;
             }
-            serve::serve(config)
+            serve::serve(config, file)
         }
         Command::Link {
             room,

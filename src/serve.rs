@@ -11,7 +11,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::config::Config;
 use crate::shutdown::CARRY_OVER_FOR;
 
-pub fn serve(mut config: Config) -> anyhow::Result<()> {
+/// Runs the hub on `config`, read from `file` (read again on SIGHUP).
+pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    // As read, before binding fills in ports: what a reload compares with.
+    let as_loaded = config.clone();
     refuse_start("carecall", config.limits.problems())?;
     refuse_start("production mode", config.production_problems())?;
     // One crypto provider for every TLS client and server in the process.
@@ -52,8 +55,10 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         &secret,
         Duration::from_secs(config.recording.download_hours.max(1) * 3600),
     );
+    // The receivers in force; a reload (SIGHUP) changes them.
+    let receivers = carecall_admin::hooks::LiveReceivers::new(hook_options);
     let hook_targets = carecall_admin::hooks::HookTargets {
-        endpoints: hook_options.urls(),
+        endpoints: receivers.urls(),
         hours: Some(hours.clone()),
         downloads: Some(downloads.clone()),
         seal: Some(record_key.clone()),
@@ -131,9 +136,8 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(http)?;
-        if !hook_options.endpoints.is_empty() {
-            carecall_admin::hooks::start_delivery(&database, hook_options, hook_wake)?;
-        }
+        // Also with no receiver yet: a reload may add one.
+        carecall_admin::hooks::start_delivery(&database, receivers.clone(), hook_wake)?;
         let signer = LinkSigner::new(&secret);
         if let Some((_, (_, Some(dev)))) = &https {
             println!(
@@ -152,6 +156,23 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
             state.revocations().revoke(&room, until);
         }
         let turn_running = turn.is_some();
+        let reloadable = crate::reload::Reloadable {
+            file,
+            running: as_loaded,
+            receivers,
+            record_key: record_key.clone(),
+            turn_secret: turn.as_ref().map(|t| t.offer.secret.clone()),
+        };
+        // Every certificate served, for /metrics; TURN's watched for renewal.
+        let mut certificates: Vec<std::sync::Arc<dyn carecall_admin::ServedCertificate>> =
+            Vec::new();
+        if let Some((_, (certs, _))) = &https {
+            certificates.push(certs.clone());
+        }
+        if let Some(certs) = turn.as_ref().and_then(|t| t.certs.clone()) {
+            tokio::spawn(certs.clone().watch());
+            certificates.push(certs);
+        }
         if let Some(t) = turn {
             state = state.with_turn(t.offer);
         }
@@ -197,6 +218,7 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
                 check_limits: config.limits.check(),
                 refusals: refusals.clone(),
                 turn_failures,
+                certificates,
                 record_key,
                 recordings: config.recording.enabled.then_some(RecordingAccess {
                     links: downloads,
@@ -228,15 +250,11 @@ pub fn serve(mut config: Config) -> anyhow::Result<()> {
             }
             None => app,
         };
-        // SIGHUP (`systemctl reload`) must never end the process: the
-        // certificate watcher reloads on it; otherwise it is only noted.
-        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        // SIGHUP (`systemctl reload`) never ends the process: the
+        // configuration is read again, and the certificate watchers reload.
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?;
-        tokio::spawn(async move {
-            while hangups.recv().await.is_some() {
-                tracing::info!("SIGHUP: certificates reloaded if configured from files");
-            }
-        });
+        tokio::spawn(reloadable.on_hangup(hangups));
         tokio::spawn(crate::shutdown::on_stop(stopping, parked, stop_tx));
         crate::listen::serve(listener, app, crate::listen::Plain, http_limits, refusals, stop).await;
         Ok(())
@@ -399,19 +417,25 @@ pub fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File
 fn https_certs(
     config: &Config,
 ) -> anyhow::Result<(
-    std::sync::Arc<crate::https::CertStore>,
+    std::sync::Arc<crate::certs::CertStore>,
     Option<crate::https::SelfSigned>,
 )> {
     match (&config.https.cert, &config.https.key) {
-        (Some(cert), Some(key)) => Ok((crate::https::CertStore::from_files(cert, key)?, None)),
+        (Some(cert), Some(key)) => Ok((
+            crate::certs::CertStore::from_files(cert, key, "HTTPS")?,
+            None,
+        )),
         (None, None) => {
             let mut hosts = vec!["localhost".to_owned(), config.https.addr.ip().to_string()];
             if let Some(host) = config.public_url.as_deref().and_then(crate::turn::url_host) {
                 hosts.push(host);
             }
-            let (store, self_signed) =
-                crate::https::CertStore::self_signed(hosts, &config.data_dir)?;
-            Ok((store, Some(self_signed)))
+            let dev = crate::pem::self_signed(hosts, "HTTPS")?;
+            let pem = config.data_dir.join("https-dev-cert.pem");
+            std::fs::write(&pem, &dev.pem).with_context(|| format!("writing {}", pem.display()))?;
+            let store = crate::certs::CertStore::fixed(dev.pair, "HTTPS")?;
+            let spki = dev.spki;
+            Ok((store, Some(crate::https::SelfSigned { spki, pem })))
         }
         _ => anyhow::bail!("https.cert and https.key go together: set both or neither"),
     }

@@ -6,16 +6,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use carecall_sfu::turn::{start_turn, RelayBook, TurnConfig, TurnSecret};
 use carecall_sfu::MediaServer;
 use carecall_signalling::TurnOffer;
 
+use crate::certs::CertStore;
 use crate::config::Config;
 
 /// How long TURN credentials last: longer than any consultation, so an ICE
 /// restart late in a call still authenticates.
-const CREDENTIAL_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const CREDENTIAL_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The realm in TURN credentials.
 const REALM: &str = "carecall";
@@ -25,6 +25,8 @@ pub struct TurnSetup {
     pub offer: TurnOffer,
     /// Set when the certificate was generated: how to trust it.
     pub self_signed_spki: Option<String>,
+    /// The TURN-over-TLS certificate, when the embedded server runs.
+    pub certs: Option<Arc<CertStore>>,
 }
 
 /// Starts the embedded TURN server (unless external URLs are configured).
@@ -53,6 +55,7 @@ pub fn start(
         return Ok(Some(TurnSetup {
             offer,
             self_signed_spki: None,
+            certs: None,
         }));
     }
     let peers = media.local_addrs();
@@ -64,7 +67,8 @@ pub fn start(
         Some(h) => h.clone(),
         None => url_host(&config.base_url()).unwrap_or_else(|| listen_ip.to_string()),
     };
-    let (tls, spki) = tls_config(&host, t.cert.as_deref(), t.key.as_deref())?;
+    let (certs, spki) = tls_certs(&host, t.cert.as_deref(), t.key.as_deref())?;
+    let tls = certs.server_config()?;
     let bind_ip = if is_local(listen_ip) {
         listen_ip
     } else {
@@ -115,6 +119,7 @@ pub fn start(
             ttl: CREDENTIAL_TTL,
         },
         self_signed_spki: spki,
+        certs: Some(certs),
     }))
 }
 
@@ -135,30 +140,22 @@ pub(crate) fn url_host(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_owned())
 }
 
-/// The TLS settings for TURN over TLS: the configured certificate, or a
-/// self-signed one for `host` with its SPKI hash (base64 SHA-256, for
-/// Chromium's `--ignore-certificate-errors-spki-list`).
-fn tls_config(
+/// The certificate for TURN over TLS: the configured files (reloaded when
+/// they change), or a self-signed one for `host` with its SPKI hash (base64
+/// SHA-256, for Chromium's `--ignore-certificate-errors-spki-list`).
+fn tls_certs(
     host: &str,
     cert: Option<&Path>,
     key: Option<&Path>,
-) -> anyhow::Result<(Arc<rustls::ServerConfig>, Option<String>)> {
-    let ((chain, key), spki) = match (cert, key) {
-        (Some(cert), Some(key)) => (crate::pem::read(cert, key, "TURN")?, None),
+) -> anyhow::Result<(Arc<CertStore>, Option<String>)> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok((CertStore::from_files(cert, key, "TURN")?, None)),
         (None, None) => {
             let dev = crate::pem::self_signed(vec![host.to_owned()], "TURN")?;
-            (dev.pair, Some(dev.spki))
+            Ok((CertStore::fixed(dev.pair, "TURN")?, Some(dev.spki)))
         }
         _ => anyhow::bail!("turn.cert and turn.key go together: set both or neither"),
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("the TURN certificate and key do not fit together")?;
-    Ok((Arc::new(config), spki))
+    }
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ async fn every_event_arrives_in_order_through_an_outage_and_errors() {
 
 /// Plays one consultation in `room` (a home and a clinician join, then
 /// leave), ignoring a server that vanishes part-way.
-async fn consultation(server_ws: String, link: (String, String)) {
+pub(crate) async fn consultation(server_ws: String, link: (String, String)) {
     let play = async {
         let mut sockets = Vec::new();
         for token in [link.0, link.1] {

@@ -30,6 +30,7 @@ mod public_surfaces;
 mod queue;
 mod recording;
 mod records;
+mod reload;
 mod reports;
 mod restart;
 mod resume;

@@ -51,6 +51,7 @@ pub use call_log::{
 pub use downloads::DownloadLinks;
 pub use hub::QueueSettings;
 pub use limiter::SignInLimits;
+pub use metrics::ServedCertificate;
 pub use recordings::{delete_expired, RecordingAccess};
 pub use routes::{
     protected_routes, readiness_routes, routes, AdminOptions, AdminState, Who, QUALITY_SAMPLE_EVERY,

@@ -29,6 +29,17 @@ pub struct Snapshot {
     pub turn_failures: Vec<(&'static str, u64)>,
     /// Joins whose media never connected before they left, by role.
     pub never_connected: Vec<(Role, u64)>,
+    /// Each TLS listener's certificate expiry (Unix seconds).
+    pub certificates: Vec<(&'static str, u64)>,
+}
+
+/// A TLS certificate the hub serves (HTTPS, TURN over TLS), for its expiry
+/// gauge: renewals that fail are seen weeks before browsers refuse it.
+pub trait ServedCertificate: Send + Sync {
+    /// The listener, as a metric label: `https`, `turn`.
+    fn listener(&self) -> &'static str;
+    /// When the certificate served now expires.
+    fn expires(&self) -> Option<std::time::SystemTime>;
 }
 
 impl Snapshot {
@@ -134,6 +145,18 @@ pub fn render(
         never.with_label_values(&[&role.to_string()]).inc_by(*n);
     }
     registry.register(Box::new(never))?;
+
+    let expiry = IntGaugeVec::new(
+        Opts::new(
+            "carecall_certificate_expiry_timestamp_seconds",
+            "When the certificate each TLS listener serves now expires (Unix time).",
+        ),
+        &["listener"],
+    )?;
+    for (listener, at) in &snapshot.certificates {
+        expiry.with_label_values(&[listener]).set(*at as i64);
+    }
+    registry.register(Box::new(expiry))?;
 
     let tasks = IntGauge::new(
         "carecall_runtime_alive_tasks",
@@ -438,6 +461,7 @@ mod tests {
             runtime_tasks: 42,
             turn_failures: vec![("expired_credential", 3)],
             never_connected: vec![(Role::Home, 2)],
+            certificates: vec![("turn", 1_930_348_800)],
         };
         let text = render(
             &snapshot,
@@ -461,6 +485,9 @@ mod tests {
         assert!(text.contains(r#"carecall_participants{role="clinician"} 1"#));
         assert!(text.contains(r#"carecall_turn_failures_total{reason="expired_credential"} 3"#));
         assert!(text.contains(r#"carecall_joins_never_connected_total{role="home"} 2"#));
+        assert!(text.contains(
+            r#"carecall_certificate_expiry_timestamp_seconds{listener="turn"} 1930348800"#
+        ));
         assert!(text.contains("carecall_build_info{version="));
     }
 

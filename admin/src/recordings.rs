@@ -206,7 +206,7 @@ mod tests {
             Duration::from_secs(3600),
         );
         let hooks = HookTargets {
-            endpoints: vec!["https://records.example/hooks".into()],
+            endpoints: vec!["https://records.example/hooks".to_owned()].into(),
             hours: None,
             downloads: Some(links.clone()),
             seal: None,

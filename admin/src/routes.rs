@@ -43,6 +43,7 @@ pub struct AdminState {
     pub(crate) password_checks: Arc<crate::password_checks::PasswordChecks>,
     pub(crate) refusals: carecall_sfu::Refusals,
     pub(crate) turn_failures: carecall_sfu::turn::TurnFailures,
+    pub(crate) certificates: Arc<[Arc<dyn crate::metrics::ServedCertificate>]>,
     pub(crate) proxies: carecall_signalling::TrustedProxies,
     pub(crate) check_credentials: std::time::Duration,
     pub(crate) metrics_token: Option<Arc<str>>,
@@ -104,6 +105,8 @@ pub struct AdminOptions {
     pub refusals: carecall_sfu::Refusals,
     /// Where the embedded TURN server counts failed requests.
     pub turn_failures: carecall_sfu::turn::TurnFailures,
+    /// The TLS certificates the hub serves, for their expiry gauge.
+    pub certificates: Vec<Arc<dyn crate::metrics::ServedCertificate>>,
     /// Seals the clinical record's identifiers at rest.
     pub record_key: crate::records::RecordKey,
 }
@@ -131,6 +134,7 @@ impl AdminState {
             )),
             refusals: options.refusals,
             turn_failures: options.turn_failures,
+            certificates: options.certificates.into(),
             proxies: options.proxies,
             check_credentials: options.check_credentials,
             metrics_token: options.metrics_token.map(Into::into),
@@ -177,6 +181,14 @@ impl AdminState {
             media,
             refusals: self.refusals.counts(),
             turn_failures: self.turn_failures.counts(),
+            certificates: self
+                .certificates
+                .iter()
+                .filter_map(|c| {
+                    let at = c.expires()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+                    Some((c.listener(), at.as_secs()))
+                })
+                .collect(),
             never_connected: self.calls.never_connected(),
             runtime_tasks: tokio::runtime::Handle::current()
                 .metrics()

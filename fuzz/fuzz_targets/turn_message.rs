@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use carecall_sfu::turn::{Client, ClientAction, Transport, TurnLimits, TurnSecret, TurnServer};
+use carecall_sfu::turn::{
+    Client, ClientAction, Transport, TurnFailures, TurnLimits, TurnSecret, TurnServer,
+};
 use carecall_sfu::Refusals;
 use libfuzzer_sys::fuzz_target;
 
@@ -24,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         b"nonce seed",
         TurnLimits::default(),
         Refusals::default(),
+        TurnFailures::default(),
     );
     let transport = match pick % 3 {
         0 => Transport::Udp,

@@ -221,7 +221,7 @@ impl Default for RecordingSection {
 }
 
 /// `[hooks]` in the TOML file (events and signatures: `docs/hooks.md`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HooksSection {
     /// Receivers, as `[[hooks.endpoints]]` tables with `url` and `secret`
@@ -251,7 +251,7 @@ impl Default for HooksSection {
 }
 
 /// One `[[hooks.endpoints]]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookEndpointSection {
     /// Where events are POSTed.

@@ -3,8 +3,6 @@
 //! connection is served by hyper with the same router as plain HTTP. The
 //! plain HTTP address then only redirects to HTTPS.
 
-mod certs;
-
 use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, StatusCode, Uri};
@@ -13,7 +11,15 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-pub use certs::{CertStore, SelfSigned};
+use crate::certs::CertStore;
+
+/// A self-signed development certificate, and what to tell people about it.
+pub struct SelfSigned {
+    /// base64 SHA-256 of its key, for Chromium's `--ignore-certificate-errors-spki-list`.
+    pub spki: String,
+    /// Where its PEM was written, to add to a trust store.
+    pub pem: std::path::PathBuf,
+}
 
 /// One year: browsers then go straight to HTTPS for this host.
 const HSTS: &str = "max-age=31536000";
@@ -29,13 +35,14 @@ pub async fn serve(
     refusals: carecall_sfu::Refusals,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_no_client_auth()
-        .with_cert_resolver(certs);
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let config = match certs.server_config() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "HTTPS not served");
+            return;
+        }
+    };
+    let acceptor = TlsAcceptor::from(config);
     let app = if hsts {
         app.layer(axum::middleware::map_response(
             |mut r: Response| async move {

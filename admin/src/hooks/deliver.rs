@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use super::outbox::{self, Pending};
-use super::{HookEndpoint, HookOptions};
+use super::{HookEndpoint, LiveReceivers};
 use crate::call_log::ms;
 use crate::AdminError;
 
@@ -34,13 +34,14 @@ enum Outcome {
 }
 
 /// Starts delivering the outbox in the database at `path` (on the current
-/// tokio runtime); `wake` is notified when an event is written.
+/// tokio runtime) to `receivers` (as a reload changes them); `wake` is
+/// notified when an event is written.
 pub fn start_delivery(
     path: &Path,
-    options: HookOptions,
+    receivers: LiveReceivers,
     wake: Arc<Notify>,
 ) -> Result<(), AdminError> {
-    let deliverer = Deliverer::new(path, options, Arc::new(|| ms(SystemTime::now())))?;
+    let deliverer = Deliverer::new(path, receivers, Arc::new(|| ms(SystemTime::now())))?;
     tokio::spawn(deliverer.run(wake));
     Ok(())
 }
@@ -52,22 +53,22 @@ type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 struct Deliverer {
     db: Arc<Mutex<Connection>>,
     client: reqwest::Client,
-    options: Arc<HookOptions>,
+    receivers: LiveReceivers,
     clock: Clock,
 }
 
 impl Deliverer {
-    fn new(path: &Path, options: HookOptions, clock: Clock) -> Result<Self, AdminError> {
+    fn new(path: &Path, receivers: LiveReceivers, clock: Clock) -> Result<Self, AdminError> {
         let conn = crate::db::open(path)?;
         let client = reqwest::Client::builder()
-            .timeout(options.timeout)
+            .timeout(receivers.now().timeout)
             .user_agent(concat!("carecall/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| AdminError::Hooks(format!("cannot build the HTTP client: {e}")))?;
         Ok(Deliverer {
             db: Arc::new(Mutex::new(conn)),
             client,
-            options: Arc::new(options),
+            receivers,
             clock,
         })
     }
@@ -94,7 +95,7 @@ impl Deliverer {
     /// outcome; how many were attempted.
     async fn deliver_due(&self) -> usize {
         let now = (self.clock)();
-        let seal = self.options.seal.clone();
+        let seal = self.receivers.now().seal.clone();
         let due = match self
             .with_db(move |c| outbox::due(c, seal.as_ref(), now, BATCH))
             .await
@@ -107,7 +108,7 @@ impl Deliverer {
         };
         let attempted = due.len();
         let attempts = due.into_iter().map(|row| {
-            let endpoint = self.options.endpoint(&row.endpoint).cloned();
+            let endpoint = self.receivers.endpoint(&row.endpoint);
             let client = self.client.clone();
             async move {
                 let outcome = match &endpoint {
@@ -126,7 +127,7 @@ impl Deliverer {
     /// Writes an attempt's outcome: the row goes, waits, or is dead-lettered.
     async fn record(&self, row: Pending, outcome: Outcome) {
         let now = (self.clock)();
-        let options = self.options.clone();
+        let options = self.receivers.now();
         let seq = row.seq;
         let log = match &outcome {
             Outcome::Delivered => None,
@@ -252,7 +253,7 @@ mod tests {
     use axum::http::{HeaderMap, StatusCode};
 
     use super::*;
-    use crate::hooks::HookSecret;
+    use crate::hooks::{HookOptions, HookSecret};
 
     const HOUR_MS: i64 = 3_600_000;
     /// A fixed start, so each test's clock says exactly what it means.
@@ -338,7 +339,7 @@ mod tests {
         };
         let path = dir.path().join("carecall.db");
         let clock: Clock = Arc::new(move || clock.load(Ordering::SeqCst));
-        let d = Deliverer::new(&path, options, clock).unwrap();
+        let d = Deliverer::new(&path, LiveReceivers::new(options), clock).unwrap();
         Bench {
             _dir: dir,
             receiver,
@@ -349,8 +350,9 @@ mod tests {
 
     fn enqueue(d: &Deliverer, event: &str, consultation: i64, at: i64) {
         let conn = d.db.lock().unwrap();
-        let endpoints = d.options.urls();
-        let seal = d.options.seal.as_ref();
+        let options = d.receivers.now();
+        let endpoints = options.urls();
+        let seal = options.seal.as_ref();
         outbox::enqueue(
             &conn,
             seal,

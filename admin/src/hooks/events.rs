@@ -12,8 +12,9 @@ use crate::quality::Badge;
 /// each) and the hub's time zone (for the out-of-hours flag).
 #[derive(Debug, Clone, Default)]
 pub struct HookTargets {
-    /// Endpoint URLs; empty means no events are kept.
-    pub endpoints: Vec<String>,
+    /// Endpoint URLs (those in force: a reload changes them); none means
+    /// no events are kept.
+    pub endpoints: super::HookUrls,
     /// The hub's service hours (and time zone).
     pub hours: Option<ServiceHours>,
     /// Makes the download links in `recording.ready`.
@@ -63,7 +64,7 @@ impl HookTargets {
         super::outbox::enqueue(
             conn,
             self.seal.as_ref(),
-            &self.endpoints,
+            &self.endpoints.get(),
             &new_event_id(),
             key,
             kind,

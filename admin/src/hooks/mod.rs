@@ -15,6 +15,7 @@ mod deliver;
 mod events;
 mod fhir;
 mod outbox;
+mod receivers;
 mod sign;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub(crate) use events::{rfc3339, sessions_by_role};
 pub use fhir::bundle_problems;
 pub use outbox::DeadLetter;
 pub(crate) use outbox::{dead_letters, retry_dead_letter, waiting};
+pub use receivers::{HookUrls, LiveReceivers};
 pub use sign::{HookSecret, SecretError};
 
 /// One receiver of events.

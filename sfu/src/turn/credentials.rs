@@ -18,10 +18,27 @@ pub struct TurnCredentials {
     pub password: String,
 }
 
-/// Signs TURN usernames with the shared secret.
+/// Signs TURN usernames with the shared secret. Clones share it, so a
+/// rotation reaches the TURN server and whoever issues credentials at once.
 #[derive(Clone)]
 pub struct TurnSecret {
-    key: hmac::Key,
+    keys: std::sync::Arc<std::sync::RwLock<Keys>>,
+}
+
+struct Keys {
+    current: hmac::Key,
+    /// The secret rotated out, and until when (Unix seconds) credentials
+    /// made with it still check.
+    previous: Option<(hmac::Key, u64)>,
+}
+
+fn key_of(secret: &[u8]) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret)
+}
+
+fn password_with(key: &hmac::Key, username: &str) -> String {
+    let tag = hmac::sign(key, username.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(tag.as_ref())
 }
 
 impl std::fmt::Debug for TurnSecret {
@@ -34,8 +51,20 @@ impl TurnSecret {
     /// A secret shared by whoever issues credentials and the TURN server.
     pub fn new(secret: &[u8]) -> Self {
         TurnSecret {
-            key: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret),
+            keys: std::sync::Arc::new(std::sync::RwLock::new(Keys {
+                current: key_of(secret),
+                previous: None,
+            })),
         }
+    }
+
+    /// Issues credentials with `secret` from now on; those made with the
+    /// one before keep working until `overlap_until` (Unix seconds), so no
+    /// call in progress loses its relay.
+    pub fn rotate(&self, secret: &[u8], overlap_until: u64) {
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let old = std::mem::replace(&mut keys.current, key_of(secret));
+        keys.previous = Some((old, overlap_until));
     }
 
     /// Credentials for `label` that work until `expires` (Unix seconds).
@@ -45,15 +74,16 @@ impl TurnSecret {
         TurnCredentials { username, password }
     }
 
-    /// The password that goes with `username`.
+    /// The password that goes with `username`, with the current secret.
     pub fn password(&self, username: &str) -> String {
-        let tag = hmac::sign(&self.key, username.as_bytes());
-        base64::engine::general_purpose::STANDARD.encode(tag.as_ref())
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        password_with(&keys.current, username)
     }
 
-    /// The password for `username` if it is a REST-API username that has
-    /// not expired at `now` (Unix seconds); else why not.
-    pub fn check(&self, username: &str, now: u64) -> Result<String, TurnFailure> {
+    /// The passwords `username` may have if it is a REST-API username that
+    /// has not expired at `now` (Unix seconds): the current secret's, and
+    /// the previous one's during a rotation's overlap; else why not.
+    pub fn check(&self, username: &str, now: u64) -> Result<Vec<String>, TurnFailure> {
         let expiry = username
             .split_once(':')
             .and_then(|(expiry, _)| expiry.parse::<u64>().ok())
@@ -61,7 +91,14 @@ impl TurnSecret {
         if expiry <= now {
             return Err(TurnFailure::ExpiredCredential);
         }
-        Ok(self.password(username))
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let mut passwords = vec![password_with(&keys.current, username)];
+        if let Some((old, until)) = &keys.previous {
+            if now < *until {
+                passwords.push(password_with(old, username));
+            }
+        }
+        Ok(passwords)
     }
 }
 
@@ -76,7 +113,7 @@ mod tests {
         assert_eq!(c.username, "1700000600:p7");
         assert_eq!(
             secret.check(&c.username, 1_700_000_000),
-            Ok(c.password.clone())
+            Ok(vec![c.password.clone()])
         );
         assert_eq!(
             secret.check(&c.username, 1_700_000_600),
@@ -85,6 +122,34 @@ mod tests {
         assert_eq!(secret.check("p7", 0), Err(TurnFailure::MalformedUsername));
         let other = TurnSecret::new(b"another secret");
         assert_ne!(other.issue("p7", 1_700_000_600).password, c.password);
+    }
+
+    #[test]
+    fn a_rotated_secret_keeps_issued_credentials_working_for_the_overlap() {
+        let secret = TurnSecret::new(b"the first turn secret");
+        let issuer = secret.clone();
+        let before = issuer.issue("p7", 1_700_090_000);
+        secret.rotate(b"the second turn secret", 1_700_086_400);
+        let after = issuer.issue("p8", 1_700_090_000);
+        assert_ne!(
+            after.password,
+            TurnSecret::new(b"the first turn secret")
+                .issue("p8", 1_700_090_000)
+                .password,
+            "issued with the new one"
+        );
+        let accepts = |c: &TurnCredentials, now| {
+            secret
+                .check(&c.username, now)
+                .is_ok_and(|p| p.contains(&c.password))
+        };
+        assert!(
+            accepts(&before, 1_700_000_000),
+            "the old one, in the overlap"
+        );
+        assert!(accepts(&after, 1_700_000_000));
+        assert!(!accepts(&before, 1_700_086_400), "the overlap is over");
+        assert!(accepts(&after, 1_700_086_400));
     }
 
     #[test]

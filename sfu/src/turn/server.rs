@@ -334,11 +334,12 @@ impl TurnServer {
         if !self.nonce_valid(nonce, unix_now) {
             return Err(failed(TurnFailure::StaleNonce));
         }
-        let password = self.secret.check(username, unix_now).map_err(failed)?;
-        let key = long_term_key(username, &self.realm, &password);
-        if !m.integrity_matches(&key) {
-            return Err(failed(TurnFailure::WrongPassword));
-        }
+        let passwords = self.secret.check(username, unix_now).map_err(failed)?;
+        let key = passwords
+            .iter()
+            .map(|p| long_term_key(username, &self.realm, p))
+            .find(|key| m.integrity_matches(key))
+            .ok_or_else(|| failed(TurnFailure::WrongPassword))?;
         Ok((username.to_owned(), key))
     }
 

@@ -1,0 +1,135 @@
+//! `SIGHUP` reloads the configuration file: a changed hook receiver takes
+//! every event after the reload and the old one keeps those before it
+//! (none lost, none sent twice); a file with a mistake changes nothing and
+//! the log says why.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::hooks::consultation;
+use crate::support::hooks::{Receiver, SECRET};
+use crate::support::{token_of, Server, ServerOptions};
+
+fn config(receiver: SocketAddr) -> String {
+    format!(
+        "[hooks]\nmax_backoff_secs = 1\n\n[[hooks.endpoints]]\nurl = \"http://{receiver}/hooks\"\nsecret = \"{SECRET}\"\n"
+    )
+}
+
+/// Rewrites the server's configuration file, sends SIGHUP, and waits for
+/// the log line `expect` (after the ones already there).
+fn reload(server: &Server, text: &str, expect: &str) -> String {
+    let file = server.data_dir.path().join("carecall.toml");
+    let tmp = file.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let seen = log(server).matches(expect).count();
+    let sent = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = log(server);
+        if text.matches(expect).count() > seen {
+            let line = text
+                .lines()
+                .rev()
+                .find(|l| l.contains(expect))
+                .unwrap_or("");
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {expect:?} in the log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn log(server: &Server) -> String {
+    std::fs::read_to_string(server.log_path()).unwrap_or_default()
+}
+
+/// Runs one two-person consultation in `room`.
+async fn call(server: &Server, room: &str) {
+    let links = (
+        token_of(&server.link(room, "home", "Home", "1h")),
+        token_of(&server.link(room, "clinician", "Clinician", "1h")),
+    );
+    consultation(server.ws_url(), links).await;
+}
+
+/// Waits until `receiver` has `n` events.
+async fn wait_events(receiver: &Receiver, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.events().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} events of {n}: {:?}",
+            receiver.events().len(),
+            receiver.events()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_moves_events_to_a_new_receiver_and_a_bad_file_changes_nothing() {
+    let (a_addr, b_addr) = (
+        SocketAddr::from(([127, 0, 0, 1], crate::support::free_port())),
+        SocketAddr::from(([127, 0, 0, 1], crate::support::free_port())),
+    );
+    let (a, b) = (Receiver::default(), Receiver::default());
+    a.listen(a_addr).await;
+    b.listen(b_addr).await;
+    let server = Server::start_with(ServerOptions {
+        config: Some(config(a_addr)),
+        text_log: true,
+        ..ServerOptions::default()
+    });
+    // A consultation: started, two joins, two leaves, ended.
+    call(&server, "reload-1").await;
+    wait_events(&a, 6).await;
+
+    let said = reload(&server, &config(b_addr), "configuration reloaded");
+    println!("{said}");
+    assert!(said.contains("hooks"), "{said}");
+    call(&server, "reload-2").await;
+    wait_events(&b, 6).await;
+
+    // A mistake: nothing changes, and the log says what.
+    let bad = format!("{}\n[media]\nport = \"five thousand\"\n", config(a_addr));
+    let said = reload(&server, &bad, "configuration not reloaded");
+    println!("{said}");
+    assert!(said.contains("media.port"), "{said}");
+    call(&server, "reload-3").await;
+    wait_events(&b, 12).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let consultations = |r: &Receiver| -> HashSet<i64> {
+        r.events()
+            .iter()
+            .filter_map(|e| e["data"]["consultation"].as_i64())
+            .collect()
+    };
+    let (on_a, on_b) = (consultations(&a), consultations(&b));
+    println!("consultations on the old receiver {on_a:?}, on the new {on_b:?}");
+    assert_eq!(on_a.len(), 1, "before the reload, all to the old");
+    assert_eq!(on_b.len(), 2, "after it, all to the new");
+    assert!(on_a.is_disjoint(&on_b), "none to both");
+    assert_eq!(
+        a.events().len(),
+        6,
+        "nothing more to the old: {:?}",
+        a.events()
+    );
+    assert_eq!(b.events().len(), 12, "{:?}", b.events());
+    let mut ids = HashSet::new();
+    for d in a.accepted().iter().chain(b.accepted().iter()) {
+        assert!(ids.insert(d.id.clone()), "{} sent twice", d.id);
+    }
+}
