@@ -86,6 +86,7 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
     let carried = call_log.take_carried(std::time::SystemTime::now(), CARRY_OVER_FOR)?;
     let stale = call_log.close_stale_sessions(&carried)?;
     let first_participant = call_log.highest_participant()? + 1;
+    let consents = call_log.consents_of_open_calls()?;
     if stale > 0 {
         tracing::info!(
             stale,
@@ -185,6 +186,7 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         if !carried.is_empty() {
             tracing::info!(sessions = carried.len(), "holding calls from before the restart for their browsers");
             state.carry_over(carried);
+            state.restore_consents(consents);
             let state = state.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(carecall_signalling::RESUME_WINDOW).await;
@@ -354,7 +356,7 @@ fn record_calls(
             CallEvent::Resumed {
                 room, participant, ..
             } => log.resumed(room, participant),
-            CallEvent::Stopping { at } => log.park_resumable(*at).map(|n| {
+            CallEvent::Stopping { at, recording } => log.park_resumable(*at, recording).map(|n| {
                 tracing::info!(sessions = n, "sessions kept for the next process");
                 parked.notify_one();
             }),
@@ -371,8 +373,14 @@ fn record_calls(
                 recording,
                 result,
                 at,
+                cut_by_restart,
                 ..
-            } => log.recording_finished(recording, result.as_ref().map_err(String::as_str), *at),
+            } => log.recording_finished(
+                recording,
+                result.as_ref().map_err(String::as_str),
+                *at,
+                *cut_by_restart,
+            ),
             _ => Ok(()),
         };
         if let Err(e) = result {

@@ -9,6 +9,9 @@ use std::time::Duration;
 use carecall_signalling::AppState;
 use tokio::sync::{watch, Notify};
 
+/// How long recordings get to finish their files.
+const FINISH_RECORDINGS: Duration = Duration::from_secs(10);
+
 /// How long sessions get to send "restarting" and close their sockets.
 const TELL_BROWSERS: Duration = Duration::from_secs(3);
 
@@ -39,7 +42,19 @@ pub async fn on_stop(calls: AppState, parked: Arc<Notify>, stop: watch::Sender<b
         () = terminate => {}
     }
     let started = tokio::time::Instant::now();
-    let told = calls.restart();
+    // Recordings first: each file is sealed and reported before the
+    // sessions are handed over, so the call log has it all.
+    let cut = calls.stop_joins_and_recordings();
+    while calls.recording() && started.elapsed() < FINISH_RECORDINGS {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !cut.is_empty() {
+        tracing::info!(
+            recordings = cut.len(),
+            "recordings sealed for the restart; each continues in a new part"
+        );
+    }
+    let told = calls.restart(cut);
     tracing::info!(
         sessions = told,
         "stopping: every browser is told the hub is restarting"

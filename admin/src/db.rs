@@ -234,6 +234,9 @@ const MIGRATIONS: &[&str] = &[
         parked_at_ms INTEGER
     );
     CREATE INDEX resumable_by_participant ON resumable_sessions (room, participant);",
+    // A recording a restart cut short, and who records again once back.
+    "ALTER TABLE recordings ADD COLUMN cut_by_restart INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE resumable_sessions ADD COLUMN recording INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

@@ -231,7 +231,8 @@ mod tests {
             }],
             packets_dropped: 0,
         };
-        log.recording_finished("r1", Ok(&summary), t(30)).unwrap();
+        log.recording_finished("r1", Ok(&summary), t(30), false)
+            .unwrap();
         let row = log.recording("r1").unwrap().unwrap();
         assert_eq!(
             (row.state.as_str(), row.consultation, row.duration_ms),

@@ -24,6 +24,9 @@ pub struct CarriedSession {
     pub claims: JoinClaims,
     /// When the previous process stopped.
     pub parked_at: SystemTime,
+    /// It was recording when the hub stopped: it records again once its
+    /// media is back.
+    pub recording: bool,
 }
 
 /// Carried-over sessions not yet resumed, by token hash.
@@ -84,6 +87,7 @@ mod tests {
             participant: ParticipantId(7),
             claims,
             parked_at: SystemTime::UNIX_EPOCH,
+            recording: false,
         }]);
         assert!(carried.take("token-b").is_none(), "another token");
         assert_eq!(

@@ -81,6 +81,11 @@ impl ConsentBook {
         }
     }
 
+    /// Puts back `room`'s entry from before a restart.
+    pub(crate) fn restore(&self, room: String, consent: Consent) {
+        self.lock().insert(room, consent);
+    }
+
     /// Forgets `room`'s entry: its last participant left, the consultation
     /// is over, and the next one asks again.
     pub(crate) fn forget(&self, room: &str) {

@@ -50,6 +50,9 @@ pub enum CallEvent {
     Stopping {
         /// When.
         at: SystemTime,
+        /// Recordings the stop cut short: (room, the clinician who started
+        /// it), who starts the next part once back.
+        recording: Vec<(String, String)>,
     },
     /// A participant left or was disconnected.
     Left {
@@ -92,6 +95,8 @@ pub enum CallEvent {
         recording: String,
         /// The file's figures, or why it failed.
         result: Result<RecordingSummary, String>,
+        /// Stopped by a restart: its clinician's next part follows.
+        cut_by_restart: bool,
         /// When.
         at: SystemTime,
     },

@@ -203,17 +203,41 @@ impl AppState {
         gone.len()
     }
 
-    /// Stops taking joins and tells every browser the hub is restarting;
-    /// each session closes without leaving its call. Returns how many.
-    pub fn restart(&self) -> usize {
+    /// The first step of a stop: no more joins, and every recording is
+    /// stopped (each file sealed and reported cut by the restart). Returns
+    /// (room, the clinician who started it) of each.
+    pub fn stop_joins_and_recordings(&self) -> Vec<(String, String)> {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.inner.recordings.cut_all(&self.inner.media)
+    }
+
+    /// Whether a recording is still running or being finished.
+    pub fn recording(&self) -> bool {
+        self.inner.recordings.any()
+    }
+
+    /// The second step: tells every browser the hub is restarting (each
+    /// session closes without leaving its call) and marks the sessions for
+    /// the next process, with the recordings `cut`. Returns how many.
+    pub fn restart(&self, cut: Vec<(String, String)>) -> usize {
         self.inner
             .stopping
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let told = self.inner.presence.restarting();
         self.emit(CallEvent::Stopping {
             at: std::time::SystemTime::now(),
+            recording: cut,
         });
         told
+    }
+
+    /// Puts back each room's consent to record from before a restart.
+    pub fn restore_consents(&self, consents: Vec<(String, crate::Consent)>) {
+        for (room, consent) in consents {
+            self.inner.consents.restore(room, consent);
+        }
     }
 
     fn stopping(&self) -> bool {

@@ -39,11 +39,33 @@ struct Active {
     since: u64,
     /// False until the SFU has started it.
     running: bool,
+    /// Stopped by a restart: a new part starts when its clinician is back.
+    cut: bool,
 }
 
 impl RecordingBook {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Active>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops every running recording for a restart; returns (room, who
+    /// started it) of each. Each file is sealed as usual and reported cut.
+    pub(crate) fn cut_all(&self, media: &carecall_sfu::MediaServer) -> Vec<(String, String)> {
+        let mut rooms = self.lock();
+        let mut cut = Vec::new();
+        for (room, a) in rooms.iter_mut().filter(|(_, a)| a.running) {
+            a.cut = true;
+            if let Err(e) = media.stop_recording(RoomId(room.clone())) {
+                tracing::error!(error = %e, %room, "stopping the recording for the restart failed");
+            }
+            cut.push((room.clone(), a.by.clone()));
+        }
+        cut
+    }
+
+    /// Whether any recording is running or finishing.
+    pub(crate) fn any(&self) -> bool {
+        !self.lock().is_empty()
     }
 
     /// The message that tells a browser whether `room` is being recorded.
@@ -133,6 +155,7 @@ pub(crate) fn request(
             by: who.to_string(),
             since: unix_now(),
             running: false,
+            cut: false,
         };
         rooms.insert(room.to_owned(), active.clone());
         active
@@ -191,22 +214,33 @@ pub(crate) fn request(
         let result = done
             .await
             .unwrap_or(Err(carecall_sfu::recording::RecordingError::Stopped));
+        let cut = state
+            .inner
+            .recordings
+            .lock()
+            .get(&room)
+            .is_some_and(|a| a.id == active.id && a.cut);
+        // Reported before it leaves the book: a stopping hub waits for the
+        // book to empty, then for the report to be written.
+        state.emit(CallEvent::RecordingFinished {
+            room: room.clone(),
+            recording: active.id.clone(),
+            result: result.map_err(|e| e.to_string()),
+            cut_by_restart: cut,
+            at: SystemTime::now(),
+        });
         // Ended by the room emptying rather than by a stop: clear it here.
         let mut rooms = state.inner.recordings.lock();
         if rooms.get(&room).is_some_and(|a| a.id == active.id) {
             rooms.remove(&room);
             drop(rooms);
-            state
-                .inner
-                .presence
-                .broadcast(&room, &status(&active, false));
+            if !cut {
+                state
+                    .inner
+                    .presence
+                    .broadcast(&room, &status(&active, false));
+            }
         }
-        state.emit(CallEvent::RecordingFinished {
-            room,
-            recording: active.id,
-            result: result.map_err(|e| e.to_string()),
-            at: SystemTime::now(),
-        });
     });
 }
 

@@ -31,14 +31,67 @@ impl CallLog {
     }
 
     /// Marks every kept session as left by a stop at `at`, for the next
-    /// process. Returns how many.
-    pub fn park_resumable(&self, at: SystemTime) -> Result<usize, AdminError> {
-        self.conn
-            .execute(
+    /// process; those in `recording` (room, participant) were recording and
+    /// record again once back. Returns how many.
+    pub fn park_resumable(
+        &self,
+        at: SystemTime,
+        recording: &[(String, String)],
+    ) -> Result<usize, AdminError> {
+        self.change(|c| {
+            for (room, participant) in recording {
+                c.execute(
+                    "UPDATE resumable_sessions SET recording = 1 WHERE room = ?1 AND participant = ?2",
+                    params![room, participant],
+                )?;
+            }
+            c.execute(
                 "UPDATE resumable_sessions SET parked_at_ms = ?1 WHERE parked_at_ms IS NULL",
                 [ms(at)],
             )
-            .map_err(|e| self.err(e))
+        })
+    }
+
+    /// Each open call's consent to record, for a restarted hub: (room,
+    /// its last entry).
+    pub fn consents_of_open_calls(
+        &self,
+    ) -> Result<Vec<(String, carecall_signalling::Consent)>, AdminError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT k.room, k.given, k.decided_by, k.manner, k.recorded_by, k.at_ms
+                 FROM recording_consents k JOIN calls c ON c.id = k.call_id
+                 WHERE c.ended_at_ms IS NULL
+                 AND k.id = (SELECT MAX(id) FROM recording_consents WHERE call_id = k.call_id)",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<(String, bool, String, String, String, i64)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(room, given, by, how, recorded_by, at)| {
+                let consent = carecall_signalling::Consent {
+                    given,
+                    by: serde_json::from_value(serde_json::Value::String(by)).ok()?,
+                    how: serde_json::from_value(serde_json::Value::String(how)).ok()?,
+                    recorded_by,
+                    at: (at.max(0) / 1000) as u64,
+                };
+                Some((room, consent))
+            })
+            .collect())
     }
 
     /// The sessions a stop at most `max_age` before `now` left for a
@@ -57,20 +110,27 @@ impl CallLog {
                 [since],
             )?;
             let mut stmt = c.prepare(
-                "SELECT resume_hash, participant, claims_json, parked_at_ms FROM resumable_sessions",
+                "SELECT resume_hash, participant, claims_json, parked_at_ms, recording
+                 FROM resumable_sessions",
             )?;
-            let rows: Vec<(String, String, String, i64)> = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            let rows: Vec<(String, String, String, i64, bool)> = stmt
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
                 .collect::<rusqlite::Result<_>>()?;
-            c.execute("UPDATE resumable_sessions SET parked_at_ms = NULL", [])?;
+            c.execute(
+                "UPDATE resumable_sessions SET parked_at_ms = NULL, recording = 0",
+                [],
+            )?;
             Ok(rows
                 .into_iter()
-                .filter_map(|(resume_hash, participant, claims, parked)| {
+                .filter_map(|(resume_hash, participant, claims, parked, recording)| {
                     Some(CarriedSession {
                         resume_hash,
                         participant: participant.parse().ok()?,
                         claims: serde_json::from_str(&claims).ok()?,
                         parked_at: UNIX_EPOCH + Duration::from_millis(parked.max(0) as u64),
+                        recording,
                     })
                 })
                 .collect())
@@ -127,7 +187,8 @@ mod tests {
             log.keep_resumable("ward-1", p, hash, &claims(p)).unwrap();
         }
         log.left("ward-1", "p9", t(5)).unwrap();
-        assert_eq!(log.park_resumable(t(10)).unwrap(), 2, "p9 left");
+        let recording = [("ward-1".to_owned(), "p8".to_owned())];
+        assert_eq!(log.park_resumable(t(10), &recording).unwrap(), 2, "p9 left");
         assert_eq!(log.highest_participant().unwrap(), 9);
 
         // Too long after the stop: nothing is carried, and all is dropped.
@@ -145,6 +206,7 @@ mod tests {
         assert_eq!(ids, ["p7", "p8"]);
         assert_eq!(carried[0].claims, claims("p7"));
         assert_eq!(carried[0].parked_at, t(10));
+        assert_eq!((carried[0].recording, carried[1].recording), (false, true));
         log.resumed("ward-1", "p7").unwrap();
         let reconnects: u32 = log
             .read(|c| {

@@ -185,11 +185,13 @@ impl CallLog {
 
     /// Records how recording `id` ended; a finished file emits
     /// `recording.ready` with a download link, a failure `recording.failed`.
+    /// `cut_by_restart`: a restart stopped it, and a next part follows.
     pub fn recording_finished(
         &self,
         id: &str,
         result: Result<&RecordingSummary, &str>,
         at: SystemTime,
+        cut_by_restart: bool,
     ) -> Result<(), AdminError> {
         let at = ms(at);
         let hooks = &self.hooks;
@@ -213,9 +215,9 @@ impl CallLog {
                         .collect::<rusqlite::Result<_>>()?;
                     c.execute(
                         "UPDATE recordings SET state = 'ready', ended_at_ms = ?2, bytes = ?3, webm_bytes = ?4,
-                         sha256 = ?5, duration_ms = ?6, tracks_json = ?7 WHERE id = ?1",
+                         sha256 = ?5, duration_ms = ?6, tracks_json = ?7, cut_by_restart = ?8 WHERE id = ?1",
                         params![id, at, s.bytes_on_disk as i64, s.webm_bytes as i64, s.sha256, s.duration_ms as i64,
-                                serde_json::Value::from(tracks.clone()).to_string()],
+                                serde_json::Value::from(tracks.clone()).to_string(), cut_by_restart],
                     )?;
                     let mut data = json!({
                         "recording": id,
@@ -226,6 +228,7 @@ impl CallLog {
                         "duration_seconds": s.duration_ms as f64 / 1000.0,
                         "tracks": tracks,
                         "packets_dropped": s.packets_dropped,
+                        "cut_by_restart": cut_by_restart,
                     });
                     if let Some(links) = &hooks.downloads {
                         let (url, expires) = links.link(id, (at / 1000) as u64);
@@ -311,6 +314,7 @@ impl CallLog {
                 &r.id,
                 Err("the server stopped while recording"),
                 SystemTime::now(),
+                false,
             )?;
         }
         Ok(stale.len())

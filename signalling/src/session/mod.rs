@@ -104,6 +104,9 @@ struct Joined {
     connected: bool,
     /// Ended by a restart: it stays in the call for the next process.
     carried: bool,
+    /// Carried over a restart while recording: records again once its
+    /// media is connected.
+    record_when_connected: bool,
     /// Tile sizes reported before the offer: the media room does not know
     /// this participant until then, so they are passed on right after it.
     early_views: TileSizes,
@@ -690,6 +693,7 @@ impl Session {
             media: None,
             connected: false,
             carried: false,
+            record_when_connected: false,
             early_views: TileSizes::default(),
         });
         ControlFlow::Continue(())
@@ -729,7 +733,7 @@ impl Session {
     /// Takes back a session the previous process left at a restart: the
     /// same participant in the same call, on a fresh media session.
     fn resume_carried(&mut self, carried: crate::CarriedSession, resume: &str) -> ControlFlow<()> {
-        let (claims, id) = (carried.claims, carried.participant);
+        let (claims, id, recording) = (carried.claims, carried.participant, carried.recording);
         let inner = &self.state.inner;
         if claims.exp <= unix_now() || inner.revocations.is_revoked(&claims) {
             let e = if claims.exp <= unix_now() {
@@ -790,6 +794,7 @@ impl Session {
             participant: id.to_string(),
             at: SystemTime::now(),
         });
+        let record_when_connected = recording && claims.role == crate::Role::Clinician;
         self.joined = Some(Joined {
             candidates: 0,
             claims,
@@ -798,6 +803,7 @@ impl Session {
             media: None,
             connected: false,
             carried: false,
+            record_when_connected,
             early_views: TileSizes::default(),
         });
         ControlFlow::Continue(())
@@ -810,6 +816,17 @@ impl Session {
             MediaSignal::Connected => {
                 if let Some(j) = &mut self.joined {
                     j.connected = true;
+                    if std::mem::take(&mut j.record_when_connected) {
+                        tracing::info!("recording again after the restart");
+                        crate::recording::request(
+                            &self.state,
+                            &j.claims.room,
+                            j.id,
+                            j.claims.role,
+                            true,
+                            &self.outbox,
+                        );
+                    }
                 }
                 self.send(ServerMessage::MediaConnected)
             }

@@ -1044,6 +1044,7 @@ fn a_restart_carries_each_session_over_to_the_next_process() {
                 participant: participant.parse().expect("an id"),
                 claims: claims.clone(),
                 parked_at: SystemTime::now(),
+                recording: false,
             }),
             _ => None,
         })
@@ -1054,7 +1055,8 @@ fn a_restart_carries_each_session_over_to_the_next_process() {
         crate::resume_hash(&home.joined().resume)
     );
 
-    assert_eq!(state.restart(), 2);
+    assert!(state.stop_joins_and_recordings().is_empty());
+    assert_eq!(state.restart(Vec::new()), 2);
     for b in [&mut home, &mut clinician] {
         let why = b.mailboxes.end.try_recv().expect("told");
         assert_eq!(b.session.ended(why), ControlFlow::Break(()));
