@@ -7,6 +7,7 @@ mod certs;
 mod config;
 mod https;
 mod listen;
+mod logs;
 mod pem;
 mod recording;
 mod reload;
@@ -21,7 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use carecall_signalling::{JoinClaims, LinkSigner, Role};
-use config::{parse_ttl, Config, LogFormat};
+use config::{parse_ttl, Config};
 
 #[derive(Parser)]
 #[command(
@@ -188,7 +189,7 @@ fn main() -> ExitCode {
         return config_check(file.as_deref().or(cli.config.as_deref()));
     }
     let result = Config::load(cli.config.as_deref()).and_then(|config| {
-        init_logs(config.log_format);
+        logs::init(config.log_format, &config.log_level);
         run(cli, config)
     });
     match result {
@@ -197,25 +198,6 @@ fn main() -> ExitCode {
             eprintln!("carecall: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Logs to standard error, filtered by `RUST_LOG` (default: info, with the
-/// WebRTC stack's chatter at warn).
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,str0m=warn,dimpl=warn".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
     }
 }
 

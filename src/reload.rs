@@ -27,6 +27,10 @@ pub struct Reloadable {
     pub record_key: carecall_admin::records::RecordKey,
     /// The TURN secret, when the hub issues TURN credentials.
     pub turn_secret: Option<TurnSecret>,
+    /// The service hours in force.
+    pub hours: carecall_admin::service_hours::LiveHours,
+    /// The hub's time zone (a change waits for a restart).
+    pub zone: jiff::tz::TimeZone,
 }
 
 /// What one reload did.
@@ -88,12 +92,35 @@ impl Reloadable {
         if !refusals.is_empty() {
             return Err(refusals.join("; "));
         }
-        let mut done = Reloaded::default();
-        if new.hooks != self.running.hooks {
+        // Everything is made first: a setting that cannot be used leaves
+        // all of them as they were.
+        let hooks = if new.hooks != self.running.hooks {
             let mut options = new.hook_options().map_err(|e| format!("{e:#}"))?;
             options.seal = Some(self.record_key.clone());
+            Some(options)
+        } else {
+            None
+        };
+        let hours_changed =
+            format!("{:?}", new.service_hours) != format!("{:?}", self.running.service_hours);
+        let hours = if hours_changed {
+            let hours = new.service_hours.hours(self.zone.clone());
+            Some(hours.map_err(|e| format!("{e:#}"))?)
+        } else {
+            None
+        };
+        let mut done = Reloaded::default();
+        if new.log_level != self.running.log_level {
+            crate::logs::set_level(&new.log_level)?;
+            done.applied.push("log_level");
+        }
+        if let Some(options) = hooks {
             self.receivers.replace(options);
             done.applied.push("hooks");
+        }
+        if let Some(hours) = hours {
+            self.hours.replace(hours);
+            done.applied.push("service_hours");
         }
         if new.turn.secret != self.running.turn.secret {
             match (&self.turn_secret, new.turn.secret.as_deref()) {
@@ -142,9 +169,5 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     check("https", same(&old.https, &new.https));
     check("queue", same(&old.queue, &new.queue));
     check("limits", same(&old.limits, &new.limits));
-    check(
-        "service_hours",
-        same(&old.service_hours, &new.service_hours),
-    );
     changed
 }

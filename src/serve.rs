@@ -45,7 +45,9 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
     let checks = carecall_admin::check::Checks::open(&database)?;
     let zone = jiff::tz::TimeZone::get(&config.timezone)
         .with_context(|| format!("timezone {:?}: not a known time zone", config.timezone))?;
-    let hours = config.service_hours.hours(zone)?;
+    // The service hours in force; a reload (SIGHUP) replaces them.
+    let hours =
+        carecall_admin::service_hours::LiveHours::new(config.service_hours.hours(zone.clone())?);
     // Events are written with every call-log change from here on, also for
     // sessions a crash left open; delivery starts with the runtime.
     let hook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -163,6 +165,8 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
             receivers,
             record_key: record_key.clone(),
             turn_secret: turn.as_ref().map(|t| t.offer.secret.clone()),
+            hours: hours.clone(),
+            zone: zone.clone(),
         };
         // Every certificate served, for /metrics; TURN's watched for renewal.
         let mut certificates: Vec<std::sync::Arc<dyn carecall_admin::ServedCertificate>> =

@@ -1,7 +1,8 @@
 //! `SIGHUP` reloads the configuration file: a changed hook receiver takes
 //! every event after the reload and the old one keeps those before it
-//! (none lost, none sent twice); a file with a mistake changes nothing and
-//! the log says why.
+//! (none lost, none sent twice); changed service hours and log level are
+//! in force at once; a file with a mistake changes nothing and the log
+//! says why.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -48,6 +49,22 @@ fn reload(server: &Server, text: &str, expect: &str) -> String {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Service hours with the one service open only two hours from now: closed
+/// now, whatever the time the test runs.
+fn closed_now() -> String {
+    let hour = (crate::support::hooks::unix_now() / 3600 + 2) % 24;
+    let end = if hour == 23 { 24 } else { hour + 1 };
+    format!(
+        "log_level = \"info,carecall=debug\"\n\n[service_hours]\n\n[[service_hours.services]]\nname = \"Clinical hub\"\nopen = [\"Daily {hour:02}:00-{end:02}:00\"]\n\n"
+    )
+}
+
+/// `carecall_service_open` now.
+async fn open_now(server: &Server) -> Option<f64> {
+    let text = crate::support::metrics::scrape(&server.base_url).await;
+    crate::support::metrics::value(&text, "carecall_service_open")
 }
 
 fn log(server: &Server) -> String {
@@ -101,11 +118,27 @@ async fn sighup_moves_events_to_a_new_receiver_and_a_bad_file_changes_nothing() 
     call(&server, "reload-2").await;
     wait_events(&b, 6).await;
 
+    // Service hours and the log level, live.
+    assert_eq!(
+        open_now(&server).await,
+        Some(1.0),
+        "open all day by default"
+    );
+    let closed = format!("{}{}", closed_now(), config(b_addr));
+    let said = reload(&server, &closed, "configuration reloaded");
+    println!("{said}");
+    assert!(
+        said.contains("service_hours") && said.contains("log_level"),
+        "{said}"
+    );
+    assert_eq!(open_now(&server).await, Some(0.0), "closed by the reload");
+
     // A mistake: nothing changes, and the log says what.
     let bad = format!("{}\n[media]\nport = \"five thousand\"\n", config(a_addr));
     let said = reload(&server, &bad, "configuration not reloaded");
     println!("{said}");
     assert!(said.contains("media.port"), "{said}");
+    assert_eq!(open_now(&server).await, Some(0.0), "still closed");
     call(&server, "reload-3").await;
     wait_events(&b, 12).await;
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -72,11 +72,11 @@ pub(crate) async fn history(State(state): State<AdminState>) -> Response {
         .iter()
         .rev()
         .take(RECENT_CALLS)
-        .map(|c| HistoryRow::of(c, &state.hours))
+        .map(|c| HistoryRow::of(c, &state.hours.get()))
         .collect();
     Json(json!({
         "calls": recent,
-        "activity": activity(&calls, &state.hours, today),
+        "activity": activity(&calls, &state.hours.get(), today),
     }))
     .into_response()
 }
@@ -109,7 +109,7 @@ pub(crate) async fn call_detail(State(state): State<AdminState>, Path(id): Path<
                 })
                 .collect();
             let hub_call = hub_call.map(|(events, c)| hub_call_json(&c, &events, zone));
-            Json(json!({ "call": HistoryRow::of(&d.call, &state.hours), "sessions": sessions, "hub_call": hub_call }))
+            Json(json!({ "call": HistoryRow::of(&d.call, &state.hours.get()), "sessions": sessions, "hub_call": hub_call }))
                 .into_response()
         }
         Ok(None) => crate::json_error(StatusCode::NOT_FOUND, format!("no call {id}")),

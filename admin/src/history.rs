@@ -54,7 +54,7 @@ pub(crate) async fn export(State(state): State<AdminState>) -> Response {
                     "attachment; filename=\"carecall-calls.csv\"",
                 ),
             ],
-            calls_csv(&calls, &state.hours),
+            calls_csv(&calls, &state.hours.get()),
         )
             .into_response(),
         Err(e) => {

@@ -43,7 +43,7 @@ const HELPDESK_ROWS: u32 = 10;
 /// `GET /admin/api/homes/{id}/helpdesk`: the home's latest checks (run from
 /// its page) beside its latest calls and how they went, for the helpdesk.
 pub(crate) async fn helpdesk(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
-    let (hours, settings, key) = (state.hours.clone(), state.queue.clone(), id.clone());
+    let (hours, settings, key) = (state.hours.get(), state.queue.clone(), id.clone());
     let calls = crate::blocking_locked(&state.history, move |log| {
         let Some(home) = log.home(&key)? else {
             return Ok(None);

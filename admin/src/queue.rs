@@ -68,7 +68,7 @@ fn status(
         && waited >= state.queue.no_answer_after.as_millis() as i64)
         .then(|| json!({ "waited_seconds": waited / 1000, "phone": state.queue.hub_phone }));
     // Every service was closed, or an operator declined: where else to turn.
-    let closed = (call.state == "closed").then(|| json!(state.hours.closed));
+    let closed = (call.state == "closed").then(|| json!(state.hours.get().closed));
     let declined = (call.state == "declined")
         .then(|| json!({ "reason": call.declined_reason, "phone": state.queue.hub_phone }));
     json!({
@@ -146,7 +146,7 @@ pub(crate) async fn call(
         let now = now_ms();
         // Pressed again while waiting: the same place in the queue. Pressed
         // again while closed: the same closed call, for a while.
-        let (call, again) = match (log.waiting_call_of(&home.id)?, st.hours.service_at(now)) {
+        let (call, again) = match (log.waiting_call_of(&home.id)?, st.hours.get().service_at(now)) {
             (Some(waiting), _) => (waiting, Some("already_waiting")),
             (None, Some(service)) => (log.queue_call(&home, &ask, service, now)?, None),
             (None, None) => match log.closed_call_of(&home.id, now - CLOSED_CALL_REPEATS_MS)? {

@@ -55,7 +55,7 @@ pub struct AdminState {
     pub(crate) consoles: crate::queue_metrics::OpenConsoles,
     pub(crate) history: Arc<Mutex<CallLog>>,
     pub(crate) zone: jiff::tz::TimeZone,
-    pub(crate) hours: Arc<crate::service_hours::ServiceHours>,
+    pub(crate) hours: crate::service_hours::LiveHours,
     pub(crate) signer: LinkSigner,
     pub(crate) base_url: Arc<str>,
     pub(crate) checks: crate::check::SharedChecks,
@@ -80,7 +80,7 @@ pub struct AdminOptions {
     pub secure_cookies: bool,
     /// The hub's service hours and time zone: local times everywhere, and
     /// what is in hours, out of hours or closed.
-    pub hours: crate::service_hours::ServiceHours,
+    pub hours: crate::service_hours::LiveHours,
     /// Signs the join links made on the dashboard.
     pub signer: LinkSigner,
     /// The base URL of join links.
@@ -143,8 +143,8 @@ impl AdminState {
             queue_metrics: Default::default(),
             consoles: Default::default(),
             history: Arc::new(Mutex::new(history)),
-            zone: options.hours.zone().clone(),
-            hours: Arc::new(options.hours),
+            zone: options.hours.get().zone().clone(),
+            hours: options.hours,
             signer: options.signer,
             base_url: options.base_url.into(),
             checks: Arc::new(Mutex::new(checks)),
@@ -558,7 +558,7 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
             tracing::error!(error = %e, "hook outbox or recordings unreadable");
             Default::default()
         });
-    let (settings, hours) = (state.queue.clone(), state.hours.clone());
+    let (settings, hours) = (state.queue.clone(), state.hours.get());
     let queue = crate::blocking_locked(&state.history, move |log| {
         log.read(|c| QueueReading::read(c, crate::hub::now_ms(), &settings, &hours))
     })

@@ -33,8 +33,10 @@ pub struct Presence {
 }
 
 impl Presence {
-    /// Adds a participant and tells the others; returns those already present.
-    /// `outbox` reaches its browser; `end` ends its session.
+    /// Adds a participant and tells the others. Its browser first gets
+    /// `first(those already present)` (`joined`, `resumed`), queued before
+    /// anyone else's join can reach it: a browser must learn who was there
+    /// before who came. `outbox` reaches its browser; `end` ends its session.
     pub fn join(
         &self,
         room: &str,
@@ -42,13 +44,14 @@ impl Presence {
         info: PeerInfo,
         outbox: UnboundedSender<ServerMessage>,
         end: UnboundedSender<Ending>,
-    ) -> Vec<PeerInfo> {
+        first: impl FnOnce(Vec<PeerInfo>) -> ServerMessage,
+    ) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         let members = rooms.entry(room.to_owned()).or_default();
         let existing = members.values().map(|m| m.info.clone()).collect();
+        let _ = outbox.send(first(existing));
         broadcast(members, &ServerMessage::ParticipantJoined(info.clone()));
         members.insert(id, Member { info, outbox, end });
-        existing
     }
 
     /// Updates a participant's mute state and tells the others.

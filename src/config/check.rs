@@ -161,6 +161,12 @@ fn in_context(c: &Config) -> Vec<(String, String)> {
             ),
         ));
     }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log_level) {
+        problems.push((
+            "log_level".into(),
+            format!("{:?} is not a log level or list of them: {e}", c.log_level),
+        ));
+    }
     if let Some(u) = &c.public_url {
         if !(u.starts_with("https://") || u.starts_with("http://")) {
             problems.push(("public_url".into(), format!("{u:?} is not an http(s) URL")));

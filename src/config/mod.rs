@@ -19,6 +19,9 @@ use serde::Deserialize;
 
 pub use secret::Secret;
 
+/// Logs at info, with the WebRTC stack's chatter at warn.
+pub const DEFAULT_LOG_LEVEL: &str = "info,str0m=warn,dimpl=warn";
+
 /// Everything `carecall serve` needs. Every field has a default that works on a
 /// laptop: `carecall serve` with no file gives a usable demo.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +53,10 @@ pub struct Config {
     /// How log lines are written to standard error: `text` for people,
     /// `json` (one object per line) for a log collector. `CARECALL_LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// Which log lines are written: a level (`info`, `debug`) or a list of
+    /// them per module (`info,str0m=warn`). A reload changes it; `RUST_LOG`,
+    /// when set, wins at start. `CARECALL_LOG_LEVEL`.
+    pub log_level: String,
     /// The media plane.
     pub media: MediaSection,
     /// TURN, for networks that block UDP or all but TCP 443.
@@ -393,6 +400,7 @@ impl Default for Config {
             metrics_token: None,
             timezone: "Europe/London".into(),
             log_format: LogFormat::Text,
+            log_level: DEFAULT_LOG_LEVEL.to_owned(),
             media: MediaSection::default(),
             turn: TurnSection::default(),
             hooks: HooksSection::default(),
@@ -456,6 +464,9 @@ impl Config {
         }
         if let Some(v) = var("CARECALL_LOG_FORMAT") {
             self.log_format = v.parse().context("CARECALL_LOG_FORMAT")?;
+        }
+        if let Some(v) = var("CARECALL_LOG_LEVEL") {
+            self.log_level = v;
         }
         if let Some(v) = var("CARECALL_MEDIA_PORT") {
             self.media.port = v.parse().context("CARECALL_MEDIA_PORT")?;

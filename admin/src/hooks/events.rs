@@ -1,7 +1,6 @@
 //! The record-hook events about calls, built from the call log's rows inside
 //! the transaction that changed them (documented in `docs/hooks.md`).
 
-use crate::service_hours::ServiceHours;
 use jiff::Timestamp;
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
@@ -16,7 +15,7 @@ pub struct HookTargets {
     /// no events are kept.
     pub endpoints: super::HookUrls,
     /// The hub's service hours (and time zone).
-    pub hours: Option<ServiceHours>,
+    pub hours: Option<crate::service_hours::LiveHours>,
     /// Makes the download links in `recording.ready`.
     pub downloads: Option<crate::downloads::DownloadLinks>,
     /// Seals each event's body at rest: `encounter.completed` names the
@@ -128,7 +127,7 @@ impl HookTargets {
             "started_at": rfc3339(started),
             "ended_at": rfc3339(ended),
             "duration_seconds": (ended - started).max(0) / 1000,
-            "out_of_hours": self.hours.as_ref().is_some_and(|h| h.out_of_hours(started)),
+            "out_of_hours": self.hours.as_ref().is_some_and(|h| h.get().out_of_hours(started)),
             "participants": roles,
             "worst_quality": worst.map(|b| Badge::from_level(b).name()),
             "reconnects": reconnects,

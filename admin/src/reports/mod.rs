@@ -122,7 +122,7 @@ async fn rows_of(
     span: Span,
     q: &ReportQuery,
 ) -> Result<(Vec<CallRow>, Vec<EncounterRow>), crate::AdminError> {
-    let (hours, settings) = (state.hours.clone(), state.queue.clone());
+    let (hours, settings) = (state.hours.get(), state.queue.clone());
     let (mut calls, mut encounters) = crate::blocking_locked(&state.history, move |log| {
         log.read(|c| {
             Ok((
@@ -166,7 +166,8 @@ pub(crate) async fn summary(
         Ok(h) => h,
         Err(e) => return unavailable(e),
     };
-    let mut services: Vec<&str> = state.hours.services().collect();
+    let hours = state.hours.get();
+    let mut services: Vec<&str> = hours.services().collect();
     services.push(CLOSED);
     Json(json!({
         "from": span.from, "to": span.to,

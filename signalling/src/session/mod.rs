@@ -643,13 +643,6 @@ impl Session {
             audio: true,
             video: true,
         };
-        let participants = inner.presence.join(
-            &claims.room,
-            id,
-            info,
-            self.outbox.clone(),
-            self.end.clone(),
-        );
         let resume = inner.resumes.register(self.attach.clone());
         self.state.emit(CallEvent::Resumable {
             room: claims.room.clone(),
@@ -666,7 +659,7 @@ impl Session {
             .as_ref()
             .map(|t| t.ice_servers(&id.to_string(), unix_now()))
             .unwrap_or_default();
-        self.send(ServerMessage::Joined {
+        let joined = |participants| ServerMessage::Joined {
             v: PROTOCOL_VERSION,
             participant: id.to_string(),
             room: claims.room.clone(),
@@ -674,7 +667,11 @@ impl Session {
             participants,
             ice_servers,
             resume: resume.clone(),
-        });
+        };
+        let (outbox, end) = (self.outbox.clone(), self.end.clone());
+        inner
+            .presence
+            .join(&claims.room, id, info, outbox, end, joined);
         if let Some(recording) = inner.recordings.status(&claims.room) {
             self.send(recording);
         }
@@ -756,13 +753,6 @@ impl Session {
             audio: true,
             video: true,
         };
-        let participants = inner.presence.join(
-            &claims.room,
-            id,
-            info,
-            self.outbox.clone(),
-            self.end.clone(),
-        );
         inner
             .resumes
             .register_as(resume.to_owned(), self.attach.clone());
@@ -779,12 +769,16 @@ impl Session {
             .as_ref()
             .map(|t| t.ice_servers(&id.to_string(), unix_now()))
             .unwrap_or_default();
-        self.send(ServerMessage::Resumed {
+        let resumed = |participants| ServerMessage::Resumed {
             participant: id.to_string(),
             participants,
             media: Some("new"),
             ice_servers,
-        });
+        };
+        let (outbox, end) = (self.outbox.clone(), self.end.clone());
+        inner
+            .presence
+            .join(&claims.room, id, info, outbox, end, resumed);
         if let Some(recording) = inner.recordings.status(&claims.room) {
             self.send(recording);
         }
