@@ -416,13 +416,7 @@ impl Session {
             return ControlFlow::Break(());
         };
         // The link must still be good: a resume is a way back in too.
-        let refused = if j.claims.exp <= unix_now() {
-            Some(crate::TokenError::Expired)
-        } else if self.state.inner.revocations.is_revoked(&j.claims) {
-            Some(crate::TokenError::Revoked)
-        } else {
-            None
-        };
+        let refused = self.refusal(&j.claims);
         if refused.is_none() {
             let participants = self.state.inner.presence.others(&j.claims.room, j.id);
             link.send(ServerMessage::Resumed {
@@ -635,7 +629,62 @@ impl Session {
             Err(e) => return self.close_with(close::BAD_TOKEN, e.code(), e.to_string()),
         };
         let id = self.state.new_participant();
+        let resume = self.state.inner.resumes.register(self.attach.clone());
+        self.state.emit(CallEvent::Resumable {
+            room: claims.room.clone(),
+            participant: id.to_string(),
+            resume_hash: crate::resume_hash(&resume),
+            claims: claims.clone(),
+        });
+        self.state.emit(CallEvent::Joined {
+            room: claims.room.clone(),
+            participant: id.to_string(),
+            role: claims.role,
+            at: SystemTime::now(),
+        });
+        let (room, role, token) = (claims.room.clone(), claims.role, resume.clone());
+        self.enter(claims, id, resume, false, |participants, ice_servers| {
+            ServerMessage::Joined {
+                v: PROTOCOL_VERSION,
+                participant: id.to_string(),
+                room,
+                role,
+                participants,
+                ice_servers,
+                resume: token,
+            }
+        });
+        tracing::info!(role = %role, "joined");
+        ControlFlow::Continue(())
+    }
+
+    /// Why a link no longer lets its holder in (expired, withdrawn), if so:
+    /// checked at a resume too, which is a way back in.
+    fn refusal(&self, claims: &JoinClaims) -> Option<crate::TokenError> {
+        if claims.exp <= unix_now() {
+            Some(crate::TokenError::Expired)
+        } else if self.state.inner.revocations.is_revoked(claims) {
+            Some(crate::TokenError::Revoked)
+        } else {
+            None
+        }
+    }
+
+    /// Puts this session in the call as `id`: in presence, its browser told
+    /// `first(those present, its TURN servers)` before anyone else's join,
+    /// then the call's recording and consent state.
+    fn enter(
+        &mut self,
+        claims: JoinClaims,
+        id: ParticipantId,
+        resume: String,
+        record_when_connected: bool,
+        first: impl FnOnce(Vec<PeerInfo>, Vec<crate::protocol::IceServer>) -> ServerMessage,
+    ) {
         let inner = &self.state.inner;
+        let span = tracing::Span::current();
+        span.record("room", claims.room.as_str());
+        span.record("participant", tracing::field::display(id));
         let info = PeerInfo {
             participant: id.to_string(),
             name: claims.name.clone(),
@@ -643,45 +692,21 @@ impl Session {
             audio: true,
             video: true,
         };
-        let resume = inner.resumes.register(self.attach.clone());
-        self.state.emit(CallEvent::Resumable {
-            room: claims.room.clone(),
-            participant: id.to_string(),
-            resume_hash: crate::resume_hash(&resume),
-            claims: claims.clone(),
-        });
-        let span = tracing::Span::current();
-        span.record("room", claims.room.as_str());
-        span.record("participant", tracing::field::display(id));
-        tracing::info!(role = %claims.role, "joined");
         let ice_servers = inner
             .turn
             .as_ref()
             .map(|t| t.ice_servers(&id.to_string(), unix_now()))
             .unwrap_or_default();
-        let joined = |participants| ServerMessage::Joined {
-            v: PROTOCOL_VERSION,
-            participant: id.to_string(),
-            room: claims.room.clone(),
-            role: claims.role,
-            participants,
-            ice_servers,
-            resume: resume.clone(),
-        };
         let (outbox, end) = (self.outbox.clone(), self.end.clone());
         inner
             .presence
-            .join(&claims.room, id, info, outbox, end, joined);
+            .join(&claims.room, id, info, outbox, end, |p| {
+                first(p, ice_servers)
+            });
         if let Some(recording) = inner.recordings.status(&claims.room) {
             self.send(recording);
         }
         self.send(inner.consents.status(&claims.room));
-        self.state.emit(CallEvent::Joined {
-            room: claims.room.clone(),
-            participant: id.to_string(),
-            role: claims.role,
-            at: SystemTime::now(),
-        });
         self.joined = Some(Joined {
             candidates: 0,
             claims,
@@ -690,10 +715,9 @@ impl Session {
             media: None,
             connected: false,
             carried: false,
-            record_when_connected: false,
+            record_when_connected,
             early_views: TileSizes::default(),
         });
-        ControlFlow::Continue(())
     }
 
     /// Hands this socket to the session that `resume` names; this task then
@@ -731,13 +755,7 @@ impl Session {
     /// same participant in the same call, on a fresh media session.
     fn resume_carried(&mut self, carried: crate::CarriedSession, resume: &str) -> ControlFlow<()> {
         let (claims, id, recording) = (carried.claims, carried.participant, carried.recording);
-        let inner = &self.state.inner;
-        if claims.exp <= unix_now() || inner.revocations.is_revoked(&claims) {
-            let e = if claims.exp <= unix_now() {
-                crate::TokenError::Expired
-            } else {
-                crate::TokenError::Revoked
-            };
+        if let Some(e) = self.refusal(&claims) {
             // Never to come back: it leaves the call history as it stopped.
             self.state.emit(CallEvent::Left {
                 room: claims.room.clone(),
@@ -746,60 +764,34 @@ impl Session {
             });
             return self.close_with(close::BAD_TOKEN, e.code(), e.to_string());
         }
-        let info = PeerInfo {
-            participant: id.to_string(),
-            name: claims.name.clone(),
-            role: claims.role,
-            audio: true,
-            video: true,
-        };
-        inner
+        self.state
+            .inner
             .resumes
             .register_as(resume.to_owned(), self.attach.clone());
-        let span = tracing::Span::current();
-        span.record("room", claims.room.as_str());
-        span.record("participant", tracing::field::display(id));
         let parked_ms = carried
             .parked_at
             .elapsed()
             .map_or(0, |d| d.as_millis() as u64);
-        tracing::info!(role = %claims.role, parked_ms, "resumed after a restart");
-        let ice_servers = inner
-            .turn
-            .as_ref()
-            .map(|t| t.ice_servers(&id.to_string(), unix_now()))
-            .unwrap_or_default();
-        let resumed = |participants| ServerMessage::Resumed {
-            participant: id.to_string(),
-            participants,
-            media: Some("new"),
-            ice_servers,
-        };
-        let (outbox, end) = (self.outbox.clone(), self.end.clone());
-        inner
-            .presence
-            .join(&claims.room, id, info, outbox, end, resumed);
-        if let Some(recording) = inner.recordings.status(&claims.room) {
-            self.send(recording);
-        }
-        self.send(inner.consents.status(&claims.room));
         self.state.emit(CallEvent::Resumed {
             room: claims.room.clone(),
             participant: id.to_string(),
             at: SystemTime::now(),
         });
-        let record_when_connected = recording && claims.role == crate::Role::Clinician;
-        self.joined = Some(Joined {
-            candidates: 0,
+        let role = claims.role;
+        let record_when_connected = recording && role == crate::Role::Clinician;
+        self.enter(
             claims,
             id,
-            resume: resume.to_owned(),
-            media: None,
-            connected: false,
-            carried: false,
+            resume.to_owned(),
             record_when_connected,
-            early_views: TileSizes::default(),
-        });
+            |participants, ice_servers| ServerMessage::Resumed {
+                participant: id.to_string(),
+                participants,
+                media: Some("new"),
+                ice_servers,
+            },
+        );
+        tracing::info!(role = %role, parked_ms, "resumed after a restart");
         ControlFlow::Continue(())
     }
 
