@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::Router;
-use carecall_sfu::{Refusals, Surface};
+use carecall_sfu::{Live, Refusals, Surface};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,7 +41,7 @@ pub struct HttpLimits {
 #[derive(Clone)]
 struct Open {
     by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    limits: Arc<HttpLimits>,
+    limits: Live<HttpLimits>,
 }
 
 /// One counted connection; uncounted when dropped.
@@ -55,9 +55,10 @@ impl Open {
         let mut by = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
         let total: usize = by.values().sum();
         let mine = by.get(&ip).copied().unwrap_or(0);
-        let reason = if total >= self.limits.total {
+        let limits = self.limits.get();
+        let reason = if total >= limits.total {
             Some("connections_total")
-        } else if mine >= self.limits.per_address && !self.limits.trusted_proxies.contains(&ip) {
+        } else if mine >= limits.per_address && !limits.trusted_proxies.contains(&ip) {
             Some("connections_per_address")
         } else {
             None
@@ -128,18 +129,19 @@ impl Accept for tokio_rustls::TlsAcceptor {
 
 /// Serves `app` on `listener` until `stop` turns true, then lets open
 /// connections finish for a few seconds. Each request carries its peer as
-/// `ConnectInfo<SocketAddr>`.
+/// `ConnectInfo<SocketAddr>`. A reload that replaces `limits` applies to
+/// connections accepted after it.
 pub async fn serve<A: Accept>(
     listener: TcpListener,
     app: Router,
     accept: A,
-    limits: HttpLimits,
+    limits: Live<HttpLimits>,
     refusals: Refusals,
     mut stop: watch::Receiver<bool>,
 ) {
     let open = Open {
         by_address: Arc::default(),
-        limits: Arc::new(limits),
+        limits,
     };
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -159,7 +161,7 @@ pub async fn serve<A: Accept>(
         let Some(held) = open.admit(peer.ip(), &refusals) else {
             continue;
         };
-        let header_read = open.limits.header_read;
+        let header_read = open.limits.get().header_read;
         let (app, accept, refusals, stop) =
             (app.clone(), accept.clone(), refusals.clone(), stop.clone());
         tasks.spawn(async move {

@@ -31,6 +31,8 @@ pub struct Reloadable {
     pub hours: carecall_admin::service_hours::LiveHours,
     /// The hub's time zone (a change waits for a restart).
     pub zone: jiff::tz::TimeZone,
+    /// The limits in force at each public surface.
+    pub limits: crate::config::LiveLimits,
 }
 
 /// What one reload did.
@@ -122,6 +124,9 @@ impl Reloadable {
             self.hours.replace(hours);
             done.applied.push("service_hours");
         }
+        if self.limits.replace(&self.running.limits, &new.limits) {
+            done.applied.push("limits");
+        }
         if new.turn.secret != self.running.turn.secret {
             match (&self.turn_secret, new.turn.secret.as_deref()) {
                 (Some(secret), Some(fresh)) => {
@@ -168,6 +173,14 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     );
     check("https", same(&old.https, &new.https));
     check("queue", same(&old.queue, &new.queue));
-    check("limits", same(&old.limits, &new.limits));
+    let (a, b) = (&old.limits, &new.limits);
+    check(
+        "limits.sign_in_concurrent_checks",
+        a.sign_in_concurrent_checks == b.sign_in_concurrent_checks,
+    );
+    check(
+        "limits.trusted_proxies",
+        a.trusted_proxies == b.trusted_proxies,
+    );
     changed
 }

@@ -117,10 +117,13 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
     .context("starting the media plane")?;
     let refusals = carecall_sfu::Refusals::default();
     let turn_failures = carecall_sfu::turn::TurnFailures::default();
+    // The limits in force; a reload (SIGHUP) changes them.
+    let limits = crate::config::LiveLimits::new(&config.limits);
     let turn = crate::turn::start(
         &config,
         &media,
         relays,
+        limits.turn.clone(),
         refusals.clone(),
         turn_failures.clone(),
     )?;
@@ -138,6 +141,11 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        // SIGHUP (`systemctl reload`) never ends the process, even one sent
+        // as it starts: the configuration is read again once it runs, and
+        // the certificate watchers reload.
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
         let listener = tokio::net::TcpListener::from_std(http)?;
         // Also with no receiver yet: a reload may add one.
         carecall_admin::hooks::start_delivery(&database, receivers.clone(), hook_wake)?;
@@ -153,7 +161,7 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         }
         print_banner(&config, &signer, &media, turn.as_ref())?;
         let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx))
-            .with_limits(config.limits.socket(), refusals.clone())
+            .with_limits(limits.socket.clone(), refusals.clone())
             .with_first_participant(first_participant);
         for (room, until) in history.link_revocations()? {
             state.revocations().revoke(&room, until);
@@ -167,6 +175,7 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
             turn_secret: turn.as_ref().map(|t| t.offer.secret.clone()),
             hours: hours.clone(),
             zone: zone.clone(),
+            limits: limits.clone(),
         };
         // Every certificate served, for /metrics; TURN's watched for renewal.
         let mut certificates: Vec<std::sync::Arc<dyn carecall_admin::ServedCertificate>> =
@@ -216,12 +225,11 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
                 turn_running,
                 home_links: carecall_admin::home_links::HomeLinks::new(&secret),
                 queue: config.queue.settings(),
-                sign_in: config.limits.sign_in(),
+                sign_in: limits.sign_in.clone(),
                 proxies: carecall_signalling::TrustedProxies::new(
                     config.limits.trusted_proxies.clone(),
                 ),
-                check_credentials: Duration::from_secs(config.limits.check_credential_secs),
-                check_limits: config.limits.check(),
+                check_limits: limits.check.clone(),
                 refusals: refusals.clone(),
                 turn_failures,
                 certificates,
@@ -235,7 +243,7 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         tokio::spawn(admin.clone().record_quality());
         let readiness = carecall_admin::readiness_routes(admin.clone());
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let http_limits = config.limits.http();
+        let http_limits = limits.http.clone();
         let app = carecall_signalling::app(state).merge(carecall_admin::routes(admin));
         // With HTTPS on, the app is served there and plain HTTP only redirects.
         let app = match https {
@@ -256,10 +264,6 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
             }
             None => app,
         };
-        // SIGHUP (`systemctl reload`) never ends the process: the
-        // configuration is read again, and the certificate watchers reload.
-        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("installing the SIGHUP handler")?;
         tokio::spawn(reloadable.on_hangup(hangups));
         tokio::spawn(crate::shutdown::on_stop(stopping, parked, stop_tx));
         crate::listen::serve(listener, app, crate::listen::Plain, http_limits, refusals, stop).await;

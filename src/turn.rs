@@ -30,11 +30,12 @@ pub struct TurnSetup {
 }
 
 /// Starts the embedded TURN server (unless external URLs are configured).
-/// `None` when TURN is off.
+/// `None` when TURN is off. A reload may change `limits`.
 pub fn start(
     config: &Config,
     media: &MediaServer,
     book: RelayBook,
+    limits: carecall_sfu::Live<carecall_sfu::turn::TurnLimits>,
     refusals: carecall_sfu::Refusals,
     failures: carecall_sfu::turn::TurnFailures,
 ) -> anyhow::Result<Option<TurnSetup>> {
@@ -85,7 +86,7 @@ pub fn start(
         secret: secret.clone(),
         peers,
         book,
-        limits: config.limits.turn(),
+        limits,
         refusals,
         failures,
     });

@@ -507,7 +507,7 @@ async fn the_check_page_cannot_fill_the_disk_or_pin_memory() {
 
 /// Opens `n` connections from `source` to `to`, each sending `first` (maybe
 /// nothing) and then nothing more; returns them.
-fn slow_clients(
+pub(crate) fn slow_clients(
     source: IpAddr,
     to: std::net::SocketAddr,
     n: usize,
@@ -524,7 +524,7 @@ fn slow_clients(
 
 /// How many of `clients` the server has closed, waiting up to `within`
 /// for each.
-fn closed_by_server(clients: Vec<std::net::TcpStream>, within: Duration) -> usize {
+pub(crate) fn closed_by_server(clients: Vec<std::net::TcpStream>, within: Duration) -> usize {
     let deadline = Instant::now() + within;
     clients
         .into_iter()

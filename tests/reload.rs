@@ -1,8 +1,8 @@
 //! `SIGHUP` reloads the configuration file: a changed hook receiver takes
 //! every event after the reload and the old one keeps those before it
 //! (none lost, none sent twice); changed service hours and log level are
-//! in force at once; a file with a mistake changes nothing and the log
-//! says why.
+//! in force at once, and so are new limits, for what comes after them; a
+//! file with a mistake changes nothing and the log says why.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -165,4 +165,49 @@ async fn sighup_moves_events_to_a_new_receiver_and_a_bad_file_changes_nothing() 
     for d in a.accepted().iter().chain(b.accepted().iter()) {
         assert!(ids.insert(d.id.clone()), "{} sent twice", d.id);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_puts_new_limits_in_force_for_what_comes_next() {
+    use crate::public_surfaces::{closed_by_server, slow_clients};
+    let server = Server::start_with(ServerOptions {
+        config: Some(String::new()),
+        text_log: true,
+        ..ServerOptions::default()
+    });
+    let addr = server.http_addr();
+    let client: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+    // Three connections that have sent nothing yet: under the default 64.
+    let held = tokio::task::spawn_blocking(move || slow_clients(client, addr, 3, b""))
+        .await
+        .unwrap();
+
+    let limited = "[limits]\nhttp_connections_per_address = 3\ntrusted_proxies = [\"127.0.0.2\"]\n";
+    let said = reload(&server, limited, "configuration reloaded");
+    println!("{said}");
+    let applied = said.split("applied").nth(1).unwrap_or("");
+    assert!(applied.contains("[\"limits\"]"), "{said}");
+    assert!(
+        said.contains("limits.trusted_proxies"),
+        "a change that waits for a restart is named: {said}"
+    );
+
+    let (fourth, held) = tokio::task::spawn_blocking(move || {
+        let fourth = slow_clients(client, addr, 1, b"");
+        let fourth = closed_by_server(fourth, Duration::from_secs(2));
+        (fourth, closed_by_server(held, Duration::from_millis(500)))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        fourth, 1,
+        "a fourth connection is refused under the new limit"
+    );
+    assert_eq!(held, 0, "connections held before the reload stay open");
+    let text = crate::support::metrics::scrape(&server.base_url).await;
+    let refused = crate::support::metrics::value(
+        &text,
+        r#"carecall_limit_refusals_total{reason="connections_per_address",surface="http"}"#,
+    );
+    assert_eq!(refused, Some(1.0));
 }

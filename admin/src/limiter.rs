@@ -69,37 +69,39 @@ struct Attempts {
 
 /// Recent sign-in attempts per address and per account.
 pub struct LoginLimiter {
-    limits: SignInLimits,
+    limits: carecall_sfu::Live<SignInLimits>,
     attempts: Mutex<Attempts>,
 }
 
 impl Default for LoginLimiter {
     fn default() -> Self {
-        LoginLimiter::new(SignInLimits::default())
+        LoginLimiter::new(carecall_sfu::Live::default())
     }
 }
 
 impl LoginLimiter {
-    /// A limiter enforcing `limits`.
-    pub fn new(limits: SignInLimits) -> Self {
+    /// A limiter enforcing `limits` (a reload may change them; what was
+    /// counted before still counts).
+    pub fn new(limits: carecall_sfu::Live<SignInLimits>) -> Self {
         LoginLimiter {
             limits,
             attempts: Mutex::default(),
         }
     }
 
-    fn backoff(&self, failures: u32) -> Duration {
+    fn backoff(limits: &SignInLimits, failures: u32) -> Duration {
         if failures < FREE_ACCOUNT_FAILURES {
             return Duration::ZERO;
         }
         let doublings = (failures - FREE_ACCOUNT_FAILURES).min(20);
-        Duration::from_secs(1u64 << doublings).min(self.limits.max_backoff)
+        Duration::from_secs(1u64 << doublings).min(limits.max_backoff)
     }
 
     /// Counts a try by `address` at `account` before its password is
     /// checked: it counts as a failure until [`LoginLimiter::succeeded`].
     pub fn begin(&self, address: &str, account: &str, now: Instant) -> Result<(), Refused> {
-        let window = self.limits.window;
+        let limits = *self.limits.get();
+        let window = limits.window;
         let mut a = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         if a.by_address.len() + a.by_account.len() >= MAX_KEYS {
             a.by_address.retain(|_, t| {
@@ -116,7 +118,7 @@ impl LoginLimiter {
         {
             tries.pop_front();
         }
-        if tries.len() >= self.limits.failures_per_address {
+        if tries.len() >= limits.failures_per_address {
             let wait = window.saturating_sub(now.saturating_duration_since(tries[0]));
             return Err(Refused {
                 reason: "failures_per_address",
@@ -128,7 +130,7 @@ impl LoginLimiter {
             _ => None,
         };
         if let Some(f) = account_failures {
-            let ready = f.last + self.backoff(f.count);
+            let ready = f.last + Self::backoff(&limits, f.count);
             if now < ready {
                 return Err(Refused {
                     reason: "account_backoff",

@@ -45,7 +45,6 @@ pub struct AdminState {
     pub(crate) turn_failures: carecall_sfu::turn::TurnFailures,
     pub(crate) certificates: Arc<[Arc<dyn crate::metrics::ServedCertificate>]>,
     pub(crate) proxies: carecall_signalling::TrustedProxies,
-    pub(crate) check_credentials: std::time::Duration,
     pub(crate) metrics_token: Option<Arc<str>>,
     pub(crate) secure_cookies: bool,
     pub(crate) join_times: Arc<Mutex<JoinTimes>>,
@@ -93,14 +92,13 @@ pub struct AdminOptions {
     pub home_links: crate::home_links::HomeLinks,
     /// How the call queue behaves.
     pub queue: crate::QueueSettings,
-    /// How sign-in tries are limited.
-    pub sign_in: crate::SignInLimits,
+    /// How sign-in tries are limited (a reload may change it).
+    pub sign_in: carecall_sfu::Live<crate::SignInLimits>,
     /// Reverse proxies that name the client in `X-Forwarded-For`.
     pub proxies: carecall_signalling::TrustedProxies,
-    /// How long the public check page's TURN credentials last.
-    pub check_credentials: std::time::Duration,
-    /// How much of the check page one address may use.
-    pub check_limits: crate::check::CheckLimits,
+    /// How much of the check page one address may use (a reload may
+    /// change it).
+    pub check_limits: carecall_sfu::Live<crate::check::CheckLimits>,
     /// Where refusals at the public surfaces are counted (shown in `/metrics`).
     pub refusals: carecall_sfu::Refusals,
     /// Where the embedded TURN server counts failed requests.
@@ -128,15 +126,14 @@ impl AdminState {
             media,
             calls,
             accounts,
-            limiter: Arc::new(LoginLimiter::new(options.sign_in)),
             password_checks: Arc::new(crate::password_checks::PasswordChecks::new(
-                options.sign_in.concurrent_checks,
+                options.sign_in.get().concurrent_checks,
             )),
+            limiter: Arc::new(LoginLimiter::new(options.sign_in)),
             refusals: options.refusals,
             turn_failures: options.turn_failures,
             certificates: options.certificates.into(),
             proxies: options.proxies,
-            check_credentials: options.check_credentials,
             metrics_token: options.metrics_token.map(Into::into),
             secure_cookies: options.secure_cookies,
             join_times: Arc::default(),

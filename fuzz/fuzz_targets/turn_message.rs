@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         TurnSecret::new(b"fuzz secret"),
         vec![sfu],
         b"nonce seed",
-        TurnLimits::default(),
+        carecall_sfu::Live::new(TurnLimits::default()),
         Refusals::default(),
         TurnFailures::default(),
     );

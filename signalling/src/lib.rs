@@ -98,7 +98,7 @@ struct Inner {
     recording: Option<RecordingPolicy>,
     recordings: recording::RecordingBook,
     consents: consent::ConsentBook,
-    limits: SocketLimits,
+    limits: carecall_sfu::Live<SocketLimits>,
     refusals: carecall_sfu::Refusals,
     revocations: LinkRevocations,
     outcomes: outcomes::JoinOutcomes,
@@ -127,7 +127,7 @@ impl AppState {
                 recording: None,
                 recordings: recording::RecordingBook::default(),
                 consents: consent::ConsentBook::default(),
-                limits: SocketLimits::default(),
+                limits: carecall_sfu::Live::default(),
                 refusals: carecall_sfu::Refusals::default(),
                 revocations: LinkRevocations::default(),
                 outcomes: outcomes::JoinOutcomes::default(),
@@ -149,8 +149,13 @@ impl AppState {
     }
 
     /// Limits each signalling socket by `limits`, counting refusals in
-    /// `refusals` (default: [`SocketLimits::default`], counted apart).
-    pub fn with_limits(self, limits: SocketLimits, refusals: carecall_sfu::Refusals) -> Self {
+    /// `refusals` (default: [`SocketLimits::default`], counted apart). A
+    /// reload that replaces `limits` applies to sockets opened after it.
+    pub fn with_limits(
+        self,
+        limits: carecall_sfu::Live<SocketLimits>,
+        refusals: carecall_sfu::Refusals,
+    ) -> Self {
         let inner = Arc::into_inner(self.inner).expect("with_limits before the state is shared");
         AppState {
             inner: Arc::new(Inner {

@@ -2,12 +2,14 @@
 //! surface (see `docs/security.md`). Every limit has a default that serves
 //! a hub's care homes and stops one stranger from taking the hub from them.
 //! Each key can be set from the environment as `CARECALL_LIMITS_` and the
-//! key in capitals (`CARECALL_LIMITS_TURN_ALLOCATIONS_PER_ADDRESS=100`).
+//! key in capitals (`CARECALL_LIMITS_TURN_ALLOCATIONS_PER_ADDRESS=100`). A
+//! reload (SIGHUP) puts changed limits in force: [`LiveLimits`].
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use carecall_sfu::Live;
 use serde::{Deserialize, Serialize};
 
 /// `[limits]` in the TOML file.
@@ -84,7 +86,7 @@ impl Default for LimitsSection {
             turn_allocations_per_address: turn.per_address,
             turn_connections_per_address: turn.connections_per_address,
             turn_unauthenticated_secs: turn.unauthenticated.as_secs(),
-            check_credential_secs: 600,
+            check_credential_secs: check.credential_lifetime.as_secs(),
             sign_in_failures_per_address: sign_in.failures_per_address,
             sign_in_window_secs: sign_in.window.as_secs(),
             sign_in_max_backoff_secs: sign_in.max_backoff.as_secs(),
@@ -251,6 +253,7 @@ impl LimitsSection {
             transfers_per_address: self.check_transfers_per_address,
             transfer_kbps: self.check_transfer_kbps,
             transfer_kbps_total: self.check_transfer_kbps_total,
+            credential_lifetime: Duration::from_secs(self.check_credential_secs),
         }
     }
 
@@ -282,6 +285,57 @@ impl LimitsSection {
             max_backoff: Duration::from_secs(self.sign_in_max_backoff_secs),
             concurrent_checks: self.sign_in_concurrent_checks,
         }
+    }
+}
+
+/// The limits in force, shared with each surface that enforces them. A
+/// reload puts new ones in force for what comes next (a connection, a
+/// socket, an allocation, a sign-in, a check); what is held already stays.
+#[derive(Clone)]
+pub struct LiveLimits {
+    /// The embedded TURN server's.
+    pub turn: Live<carecall_sfu::turn::TurnLimits>,
+    /// Each signalling socket's.
+    pub socket: Live<carecall_signalling::SocketLimits>,
+    /// Sign-in's.
+    pub sign_in: Live<carecall_admin::SignInLimits>,
+    /// The public check page's.
+    pub check: Live<carecall_admin::check::CheckLimits>,
+    /// HTTP and HTTPS connections'.
+    pub http: Live<crate::listen::HttpLimits>,
+}
+
+impl LiveLimits {
+    /// Starts with `limits`.
+    pub fn new(limits: &LimitsSection) -> Self {
+        LiveLimits {
+            turn: Live::new(limits.turn()),
+            socket: Live::new(limits.socket()),
+            sign_in: Live::new(limits.sign_in()),
+            check: Live::new(limits.check()),
+            http: Live::new(limits.http()),
+        }
+    }
+
+    /// Puts `new` in force, except what only a restart changes (the number
+    /// of password-checking threads, and the proxies every part of the hub
+    /// trusts to name clients), which keeps `running`'s values. Returns
+    /// whether anything changed.
+    pub fn replace(&self, running: &LimitsSection, new: &LimitsSection) -> bool {
+        let live = LimitsSection {
+            sign_in_concurrent_checks: running.sign_in_concurrent_checks,
+            trusted_proxies: running.trusted_proxies.clone(),
+            ..new.clone()
+        };
+        if live == *running {
+            return false;
+        }
+        self.turn.replace(live.turn());
+        self.socket.replace(live.socket());
+        self.sign_in.replace(live.sign_in());
+        self.check.replace(live.check());
+        self.http.replace(live.http());
+        true
     }
 }
 

@@ -8,7 +8,7 @@ mod limits;
 mod secret;
 mod service_hours;
 
-pub use limits::LimitsSection;
+pub use limits::{LimitsSection, LiveLimits};
 pub use service_hours::ServiceHoursSection;
 
 use std::net::{IpAddr, SocketAddr};

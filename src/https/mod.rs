@@ -31,7 +31,7 @@ pub async fn serve(
     app: Router,
     certs: Arc<CertStore>,
     hsts: bool,
-    limits: crate::listen::HttpLimits,
+    limits: carecall_sfu::Live<crate::listen::HttpLimits>,
     refusals: carecall_sfu::Refusals,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {

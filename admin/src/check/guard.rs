@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+
+use carecall_sfu::Live;
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
@@ -33,6 +35,8 @@ pub struct CheckLimits {
     pub transfer_kbps: u32,
     /// All transfers together at most, kbit/s: four checks at full rate.
     pub transfer_kbps_total: u32,
+    /// How long the TURN credentials handed to the page last.
+    pub credential_lifetime: std::time::Duration,
 }
 
 impl Default for CheckLimits {
@@ -45,19 +49,54 @@ impl Default for CheckLimits {
             transfers_per_address: 2,
             transfer_kbps: 6_000,
             transfer_kbps_total: 24_000,
+            credential_lifetime: std::time::Duration::from_secs(600),
         }
     }
 }
 
-/// The rate limiters and transfer counts behind [`CheckLimits`].
+/// The rate limiters and transfer counts behind [`CheckLimits`], which a
+/// reload may change: counts of transfers carry over; a changed rate starts
+/// its limiter afresh.
 pub(crate) struct CheckGuard {
-    limits: CheckLimits,
+    limits: Live<CheckLimits>,
+    rates: RwLock<Arc<Rates>>,
+    transfers: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// The limiters built for one set of rates.
+struct Rates {
+    built_for: RateKey,
     starts: DefaultKeyedRateLimiter<String>,
     results: DefaultKeyedRateLimiter<String>,
     results_total: DefaultDirectRateLimiter,
-    transfers: Arc<Mutex<HashMap<String, usize>>>,
     /// Every transfer's shared rate budget.
     shared_pace: Arc<SharedPace>,
+}
+
+/// The limits [`Rates`] are built from.
+type RateKey = (u32, u32, u32, u32);
+
+fn rate_key(l: &CheckLimits) -> RateKey {
+    (
+        l.starts_per_minute,
+        l.results_per_hour,
+        l.results_per_hour_total,
+        l.transfer_kbps_total,
+    )
+}
+
+impl Rates {
+    fn new(limits: &CheckLimits) -> Self {
+        Rates {
+            built_for: rate_key(limits),
+            starts: RateLimiter::keyed(Quota::per_minute(at_least_one(limits.starts_per_minute))),
+            results: RateLimiter::keyed(Quota::per_hour(at_least_one(limits.results_per_hour))),
+            results_total: RateLimiter::direct(Quota::per_hour(at_least_one(
+                limits.results_per_hour_total,
+            ))),
+            shared_pace: Arc::new(SharedPace::new(limits.transfer_kbps_total)),
+        }
+    }
 }
 
 /// Why a check request was refused: the metric reason.
@@ -68,61 +107,78 @@ fn at_least_one(n: u32) -> NonZeroU32 {
 }
 
 impl CheckGuard {
-    pub(crate) fn new(limits: CheckLimits) -> Self {
+    pub(crate) fn new(limits: Live<CheckLimits>) -> Self {
+        let rates = Rates::new(&limits.get());
         CheckGuard {
             limits,
-            starts: RateLimiter::keyed(Quota::per_minute(at_least_one(limits.starts_per_minute))),
-            results: RateLimiter::keyed(Quota::per_hour(at_least_one(limits.results_per_hour))),
-            results_total: RateLimiter::direct(Quota::per_hour(at_least_one(
-                limits.results_per_hour_total,
-            ))),
+            rates: RwLock::new(Arc::new(rates)),
             transfers: Arc::default(),
-            shared_pace: Arc::new(SharedPace::new(limits.transfer_kbps_total)),
         }
     }
 
-    /// The limits it enforces.
+    /// The limits it enforces now.
     pub(crate) fn limits(&self) -> CheckLimits {
-        self.limits
+        *self.limits.get()
+    }
+
+    /// The limiters for the limits in force.
+    fn rates(&self) -> Arc<Rates> {
+        let key = rate_key(&self.limits());
+        let rates = self.rates.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if rates.built_for == key {
+            return rates;
+        }
+        let mut rates = self.rates.write().unwrap_or_else(|e| e.into_inner());
+        if rates.built_for != key {
+            *rates = Arc::new(Rates::new(&self.limits()));
+        }
+        rates.clone()
     }
 
     /// Counts a check request from `client`.
     pub(crate) fn start(&self, client: &str) -> Result<(), Refusal> {
-        self.forget_idle();
-        self.starts
+        let rates = self.rates();
+        rates.forget_idle();
+        rates
+            .starts
             .check_key(&client.to_owned())
             .map_err(|_| "starts_per_address")
     }
 
     /// Counts a result to store from `client`.
     pub(crate) fn result(&self, client: &str) -> Result<(), Refusal> {
-        self.forget_idle();
-        self.results
+        let rates = self.rates();
+        rates.forget_idle();
+        rates
+            .results
             .check_key(&client.to_owned())
             .map_err(|_| "results_per_address")?;
-        self.results_total.check().map_err(|_| "results_total")
+        rates.results_total.check().map_err(|_| "results_total")
     }
 
     /// A throughput transfer for `client`, held until dropped.
     pub(crate) fn transfer(&self, client: &str) -> Result<Transfer, Refusal> {
+        let limits = self.limits();
         let mut open = self.transfers.lock().unwrap_or_else(|e| e.into_inner());
-        if open.values().sum::<usize>() >= self.limits.transfers_at_once {
+        if open.values().sum::<usize>() >= limits.transfers_at_once {
             return Err("transfers_total");
         }
         let mine = open.entry(client.to_owned()).or_default();
-        if *mine >= self.limits.transfers_per_address {
+        if *mine >= limits.transfers_per_address {
             return Err("transfers_per_address");
         }
         *mine += 1;
         Ok(Transfer {
             open: self.transfers.clone(),
             client: client.to_owned(),
-            pace: TransferPace::new(self.limits.transfer_kbps, Instant::now()),
-            shared: self.shared_pace.clone(),
+            pace: TransferPace::new(limits.transfer_kbps, Instant::now()),
+            shared: self.rates().shared_pace.clone(),
             owed: Owed::default(),
         })
     }
+}
 
+impl Rates {
     /// Drops the rate limiters' state for addresses quiet for a while, so
     /// many addresses cannot grow it for good.
     fn forget_idle(&self) {
@@ -172,14 +228,14 @@ mod tests {
 
     #[test]
     fn each_step_is_limited_per_address_and_overall() {
-        let guard = CheckGuard::new(CheckLimits {
+        let guard = CheckGuard::new(Live::new(CheckLimits {
             starts_per_minute: 4,
             results_per_hour: 2,
             results_per_hour_total: 3,
             transfers_at_once: 3,
             transfers_per_address: 2,
             ..CheckLimits::default()
-        });
+        }));
         assert_eq!((0..10).filter(|_| guard.start("a").is_ok()).count(), 4);
         assert!(guard.start("b").is_ok(), "another address");
         assert_eq!(guard.result("a"), Ok(()));
@@ -196,6 +252,31 @@ mod tests {
         assert!(
             guard.transfer("c").is_ok(),
             "a finished transfer frees its place"
+        );
+    }
+
+    #[test]
+    fn a_reload_changes_the_limits_and_keeps_transfers_counted() {
+        let limits = Live::new(CheckLimits {
+            starts_per_minute: 1,
+            transfers_per_address: 1,
+            ..CheckLimits::default()
+        });
+        let guard = CheckGuard::new(limits.clone());
+        assert_eq!(guard.start("a"), Ok(()));
+        assert_eq!(guard.start("a"), Err("starts_per_address"));
+        let _held = guard.transfer("a").unwrap();
+        limits.replace(CheckLimits {
+            starts_per_minute: 3,
+            transfers_per_address: 2,
+            ..CheckLimits::default()
+        });
+        assert_eq!((0..5).filter(|_| guard.start("a").is_ok()).count(), 3);
+        let _second = guard.transfer("a").unwrap();
+        assert_eq!(
+            guard.transfer("a").err(),
+            Some("transfers_per_address"),
+            "the transfer held before the reload still counts"
         );
     }
 }

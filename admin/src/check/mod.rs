@@ -212,6 +212,7 @@ pub(crate) async fn session(State(state): State<AdminState>, ClientIp(ip): Clien
         return refused(&state, &ip, reason);
     }
     let id = state.calls.new_participant();
+    let limits = state.check_guard.limits();
     let ice_servers = state
         .calls
         .turn()
@@ -219,12 +220,12 @@ pub(crate) async fn session(State(state): State<AdminState>, ClientIp(ip): Clien
             t.ice_servers_lasting(
                 &format!("check-{id}"),
                 carecall_signalling::token::unix_now(),
-                state.check_credentials,
+                limits.credential_lifetime,
             )
         })
         .unwrap_or_default();
     // The cap, so the page can say "at least" a rate that reaches it.
-    let transfer_kbps = state.check_guard.limits().transfer_kbps;
+    let transfer_kbps = limits.transfer_kbps;
     Json(json!({ "ice_servers": ice_servers, "transfer_kbps": transfer_kbps })).into_response()
 }
 

@@ -219,28 +219,8 @@ impl Default for ClosedNotice {
 }
 
 /// The service hours in force: a configuration reload replaces them, and
-/// every reader sees the new ones from its next request. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct LiveHours(std::sync::Arc<std::sync::RwLock<std::sync::Arc<ServiceHours>>>);
-
-impl LiveHours {
-    /// Starts with `hours`.
-    pub fn new(hours: ServiceHours) -> Self {
-        LiveHours(std::sync::Arc::new(std::sync::RwLock::new(
-            std::sync::Arc::new(hours),
-        )))
-    }
-
-    /// The hours now.
-    pub fn get(&self) -> std::sync::Arc<ServiceHours> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Puts `hours` in force.
-    pub fn replace(&self, hours: ServiceHours) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(hours);
-    }
-}
+/// every reader sees the new ones from its next request.
+pub type LiveHours = carecall_sfu::Live<ServiceHours>;
 
 /// The hub's service hours, as configured.
 #[derive(Debug, Clone)]

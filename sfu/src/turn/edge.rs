@@ -43,8 +43,8 @@ pub struct TurnConfig {
     pub peers: Vec<SocketAddr>,
     /// Where live relays are recorded for the media plane.
     pub book: RelayBook,
-    /// How much one client may take.
-    pub limits: TurnLimits,
+    /// How much one client may take (a reload may change it).
+    pub limits: crate::Live<TurnLimits>,
     /// Where refusals are counted.
     pub refusals: Refusals,
     /// Where failed requests are counted.
@@ -85,7 +85,7 @@ struct State {
     streams: HashMap<Client, Sender<Vec<u8>>>,
     /// TCP and TLS connections open per client address.
     connections: HashMap<IpAddr, usize>,
-    limits: TurnLimits,
+    limits: crate::Live<TurnLimits>,
     refusals: Refusals,
 }
 
@@ -132,7 +132,7 @@ pub fn start_turn(config: TurnConfig) -> Result<TurnAddrs, SfuError> {
         config.secret,
         config.peers,
         &seed,
-        config.limits,
+        config.limits.clone(),
         config.refusals.clone(),
         config.failures,
     );
@@ -169,7 +169,7 @@ struct Turn {
     core: TurnServer,
     book: RelayBook,
     relay_ip: IpAddr,
-    limits: TurnLimits,
+    limits: crate::Live<TurnLimits>,
     refusals: Refusals,
 }
 
@@ -381,7 +381,8 @@ impl Connection {
         let mut st = state.borrow_mut();
         let open: usize = st.connections.values().sum();
         let from_ip = st.connections.get(&ip).copied().unwrap_or(0);
-        let refused = if from_ip >= st.limits.connections_per_address {
+        let limits = *st.limits.get();
+        let refused = if from_ip >= limits.connections_per_address {
             Some("connections_per_address")
         } else if open >= MAX_STREAMS {
             Some("connections_total")
@@ -396,7 +397,7 @@ impl Connection {
         Some(Connection {
             state: state.clone(),
             ip,
-            limits: st.limits,
+            limits,
             refusals: st.refusals.clone(),
         })
     }

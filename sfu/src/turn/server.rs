@@ -131,7 +131,7 @@ pub struct TurnServer {
     /// Allocations held per credential and per client address.
     per_credential: HashMap<String, usize>,
     per_address: HashMap<IpAddr, usize>,
-    limits: TurnLimits,
+    limits: crate::Live<TurnLimits>,
     refusals: Refusals,
     failures: TurnFailures,
     /// Relay addresses whose allocations ended, for the edge to close.
@@ -154,7 +154,7 @@ impl From<TurnFailure> for Refusal {
 
 impl TurnServer {
     /// A server for `realm` that checks REST-API credentials made with
-    /// `secret` and relays only to `peers`, within `limits` (each refusal
+    /// `secret` and relays only to `peers`, within `limits`, which a reload may change (each refusal
     /// counted in `refusals`, each failed request in `failures`).
     /// `nonce_seed` keys this run's nonces (random bytes).
     pub fn new(
@@ -162,7 +162,7 @@ impl TurnServer {
         secret: TurnSecret,
         peers: Vec<SocketAddr>,
         nonce_seed: &[u8],
-        limits: TurnLimits,
+        limits: crate::Live<TurnLimits>,
         refusals: Refusals,
         failures: TurnFailures,
     ) -> Self {
@@ -384,23 +384,23 @@ impl TurnServer {
         if m.get(attr::REQUESTED_TRANSPORT).and_then(|v| v.first()) != Some(&17) {
             return Err(TurnFailure::UnsupportedTransport.into());
         }
-        let over = if self.per_credential.get(username).copied().unwrap_or(0)
-            >= self.limits.per_credential
-        {
-            Some("allocations_per_credential")
-        } else if self
-            .per_address
-            .get(&client.addr.ip())
-            .copied()
-            .unwrap_or(0)
-            >= self.limits.per_address
-        {
-            Some("allocations_per_address")
-        } else if self.allocations.len() >= MAX_ALLOCATIONS {
-            Some("allocations_total")
-        } else {
-            None
-        };
+        let limits = *self.limits.get();
+        let over =
+            if self.per_credential.get(username).copied().unwrap_or(0) >= limits.per_credential {
+                Some("allocations_per_credential")
+            } else if self
+                .per_address
+                .get(&client.addr.ip())
+                .copied()
+                .unwrap_or(0)
+                >= limits.per_address
+            {
+                Some("allocations_per_address")
+            } else if self.allocations.len() >= MAX_ALLOCATIONS {
+                Some("allocations_total")
+            } else {
+                None
+            };
         if let Some(reason) = over {
             self.refusals
                 .refuse(Surface::Turn, reason, &client.addr.ip());
@@ -653,7 +653,7 @@ mod tests {
                 secret.clone(),
                 vec![sfu],
                 b"nonce seed",
-                limits,
+                crate::Live::new(limits),
                 Refusals::default(),
                 TurnFailures::default(),
             ),

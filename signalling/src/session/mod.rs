@@ -147,7 +147,7 @@ pub(crate) async fn run(socket: WebSocket, state: AppState) {
         room = tracing::field::Empty,
         participant = tracing::field::Empty
     );
-    let queue = state.inner.limits.send_queue;
+    let queue = state.inner.limits.get().send_queue;
     serve(Link::open(socket, queue), state)
         .instrument(span)
         .await
@@ -226,7 +226,7 @@ impl Session {
         let (end, end_rx) = unbounded_channel();
         let (attach, attach_rx) = unbounded_channel();
         let session = Session {
-            pace: pace::Pace::new(&state.inner.limits, now),
+            pace: pace::Pace::new(&state.inner.limits.get(), now),
             state,
             outbox,
             end,
@@ -364,7 +364,7 @@ impl Session {
             let who = self.who();
             let inner = &self.state.inner;
             inner.refusals.refuse(Surface::Socket, "too_fast", &who);
-            let limits = inner.limits;
+            let limits = *inner.limits.get();
             return self.close_with(
                 close::POLICY,
                 "too-fast",
@@ -502,14 +502,14 @@ impl Session {
             ClientMessage::Answer { sdp } => media.answer(room, j.id, sdp),
             ClientMessage::Candidate { candidate } if candidate.is_empty() => Ok(()),
             ClientMessage::Candidate { .. }
-                if j.candidates >= self.state.inner.limits.candidates_per_offer =>
+                if j.candidates >= self.state.inner.limits.get().candidates_per_offer =>
             {
                 let who = self.who();
                 let inner = &self.state.inner;
                 inner
                     .refusals
                     .refuse(Surface::Socket, "too_many_candidates", &who);
-                let limit = inner.limits.candidates_per_offer;
+                let limit = inner.limits.get().candidates_per_offer;
                 return self.close_with(
                     close::POLICY,
                     "too-many-candidates",

@@ -61,7 +61,7 @@ fn media_plane() -> MediaServer {
 fn server(limits: SocketLimits) -> (AppState, UnboundedReceiver<CallEvent>) {
     let (events, events_rx) = unbounded_channel();
     let state = AppState::new(LinkSigner::new(SECRET), media_plane(), Some(events))
-        .with_limits(limits, Refusals::default());
+        .with_limits(carecall_sfu::Live::new(limits), Refusals::default());
     (state, events_rx)
 }
 
