@@ -131,9 +131,11 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let parked = std::sync::Arc::new(tokio::sync::Notify::new());
     let parked_by_writer = parked.clone();
+    let image_metrics = carecall_admin::ImageMetrics::default();
+    let images_counted = image_metrics.clone();
     std::thread::Builder::new()
         .name("call-log".into())
-        .spawn(move || record_calls(call_log, events_rx, &parked_by_writer))
+        .spawn(move || record_calls(call_log, events_rx, &parked_by_writer, &images_counted))
         .context("starting the call-log writer")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -190,6 +192,11 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         if let Some(t) = turn {
             state = state.with_turn(t.offer);
         }
+        state = state.with_images(carecall_signalling::images::ImagePolicy {
+            dir: config.data_dir.join("images"),
+            key: recording_key.clone(),
+            links: downloads.clone(),
+        });
         if config.recording.enabled {
             state = state.with_recording(RecordingPolicy {
                 dir: config.recording_dir(),
@@ -234,6 +241,11 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
                 turn_failures,
                 certificates,
                 record_key,
+                images: Some(RecordingAccess {
+                    links: downloads.clone(),
+                    key: recording_key.clone(),
+                }),
+                image_metrics,
                 recordings: config.recording.enabled.then_some(RecordingAccess {
                     links: downloads,
                     key: recording_key,
@@ -341,6 +353,7 @@ fn record_calls(
     log: CallLog,
     mut events: UnboundedReceiver<CallEvent>,
     parked: &tokio::sync::Notify,
+    images: &carecall_admin::ImageMetrics,
 ) {
     while let Some(event) = events.blocking_recv() {
         let result = match &event {
@@ -389,6 +402,40 @@ fn record_calls(
                 *at,
                 *cut_by_restart,
             ),
+            CallEvent::ImageStored {
+                room,
+                image,
+                from,
+                asked_by,
+                mime,
+                width,
+                height,
+                size,
+                sha256,
+                path,
+                encrypted,
+                upload_ms,
+                asked_at,
+                at,
+            } => {
+                images.observe(*size, Duration::from_millis(*upload_ms));
+                let filed = carecall_admin::NewImage {
+                    id: image,
+                    room,
+                    from,
+                    asked_by,
+                    mime,
+                    width: *width,
+                    height: *height,
+                    size: *size,
+                    sha256,
+                    path,
+                    encrypted: *encrypted,
+                    upload_ms: *upload_ms,
+                    asked_at: *asked_at,
+                };
+                log.image_stored(&filed, *at)
+            }
             _ => Ok(()),
         };
         if let Err(e) = result {
@@ -397,13 +444,19 @@ fn record_calls(
     }
 }
 
-/// Deletes recordings past their retention: at start, then hourly.
+/// Deletes recordings and images past their retention: at start, then
+/// hourly.
 fn enforce_retention(log: CallLog, retention: Duration) {
     loop {
         match carecall_admin::delete_expired(&log, retention, std::time::SystemTime::now()) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "recordings past retention deleted"),
             Err(e) => tracing::error!(error = %e, "recording retention failed"),
+        }
+        match carecall_admin::delete_expired_images(&log, retention, std::time::SystemTime::now()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "images past retention deleted"),
+            Err(e) => tracing::error!(error = %e, "image retention failed"),
         }
         std::thread::sleep(Duration::from_secs(3600));
     }

@@ -22,6 +22,7 @@ mod health;
 mod hooks;
 mod https;
 mod hub_call;
+mod images;
 mod load;
 mod locked_down;
 mod media_through_sfu;

@@ -40,7 +40,7 @@ async fn wait_until_all(browsers: &[Browser], shown: bool, within: Duration) -> 
 }
 
 /// `GET path` over HTTP/1.0, so the body comes whole (not chunked) until close.
-async fn download(base_url: &str, path: &str) -> (u16, Vec<u8>) {
+pub(crate) async fn download(base_url: &str, path: &str) -> (u16, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = base_url.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
@@ -62,7 +62,7 @@ async fn download(base_url: &str, path: &str) -> (u16, Vec<u8>) {
     (status, buf[split + 4..].to_vec())
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -237,6 +237,28 @@ const MIGRATIONS: &[&str] = &[
     // A recording a restart cut short, and who records again once back.
     "ALTER TABLE recordings ADD COLUMN cut_by_restart INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE resumable_sessions ADD COLUMN recording INTEGER NOT NULL DEFAULT 0;",
+    // Clinical images asked for in a call; rows stay when retention
+    // deletes the file.
+    "CREATE TABLE images (
+        id TEXT PRIMARY KEY,
+        room TEXT NOT NULL,
+        call_id INTEGER NOT NULL,
+        taken_by TEXT NOT NULL,
+        asked_by TEXT NOT NULL,
+        asked_at_ms INTEGER NOT NULL,
+        stored_at_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        path TEXT NOT NULL,
+        encrypted INTEGER NOT NULL,
+        mime TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        upload_ms INTEGER NOT NULL,
+        deleted_at_ms INTEGER
+    );
+    CREATE INDEX images_by_call ON images (call_id, stored_at_ms);",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

@@ -16,7 +16,6 @@ mod call_log;
 pub mod check;
 mod dashboard;
 mod db;
-mod downloads;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -25,6 +24,7 @@ pub mod home_links;
 mod homes;
 pub mod hooks;
 mod hub;
+mod images;
 mod join_times;
 mod limiter;
 mod links;
@@ -45,11 +45,13 @@ pub use accounts::{
     AccountRole, Accounts, AdminSession, NewSession, SessionInfo, MIN_PASSWORD_LEN, SESSION_TTL,
 };
 pub use call_log::{
-    Answer, CallDetail, CallLog, CallRecord, Handover, Home, ParticipantSession, QualitySample,
-    QueueEvent, QueuedCall, RecordingRow, SessionDetail, StoredSample, TransferTarget,
+    Answer, CallDetail, CallLog, CallRecord, Handover, Home, ImageRow, NewImage,
+    ParticipantSession, QualitySample, QueueEvent, QueuedCall, RecordingRow, SessionDetail,
+    StoredSample, TransferTarget,
 };
-pub use downloads::DownloadLinks;
+pub use carecall_signalling::{Download, DownloadLinks};
 pub use hub::QueueSettings;
+pub use images::{delete_expired_images, ImageMetrics};
 pub use limiter::SignInLimits;
 pub use metrics::ServedCertificate;
 pub use recordings::{delete_expired, RecordingAccess};

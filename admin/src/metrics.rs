@@ -67,15 +67,19 @@ impl Snapshot {
 const WHO: [&str; 3] = ["room", "participant", "role"];
 
 /// Renders `snapshot` in Prometheus' text format, with the join-time
-/// histograms.
+/// histograms and the images taken.
 pub fn render(
     snapshot: &Snapshot,
     join_times: &JoinTimes,
     stored: StoreCounts,
     queue: &crate::queue_metrics::QueueReading,
+    images: &crate::ImageMetrics,
 ) -> Result<String, prometheus::Error> {
     let registry = Registry::new();
     queue.register(&registry)?;
+    for series in images.collectors() {
+        registry.register(series)?;
+    }
     let gauge = |name: &str, help: &str, value: u64| -> Result<(), prometheus::Error> {
         let g = IntGauge::new(name, help)?;
         g.set(value as i64);
@@ -468,6 +472,7 @@ mod tests {
             &JoinTimes::default(),
             StoreCounts::default(),
             &Default::default(),
+            &crate::ImageMetrics::default(),
         )
         .unwrap();
         assert!(text.contains(
@@ -498,6 +503,7 @@ mod tests {
             &JoinTimes::default(),
             StoreCounts::default(),
             &Default::default(),
+            &crate::ImageMetrics::default(),
         )
         .unwrap();
         assert!(text.contains("carecall_rooms 0"));

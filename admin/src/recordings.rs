@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::call_log::CallLog;
-use crate::downloads::DownloadLinks;
 use crate::routes::AdminState;
+use crate::DownloadLinks;
 use crate::{json_error, AdminError};
 
 /// How the admin plane reaches recordings.
@@ -33,8 +33,8 @@ pub struct RecordingAccess {
 /// The query of a download link.
 #[derive(Deserialize)]
 pub(crate) struct DownloadQuery {
-    expires: u64,
-    sig: String,
+    pub(crate) expires: u64,
+    pub(crate) sig: String,
 }
 
 /// `GET /recordings/{id}/download?expires=…&sig=…`: the WebM, decrypted.
@@ -170,22 +170,41 @@ pub fn delete_expired(
     now: SystemTime,
 ) -> Result<usize, AdminError> {
     let before = crate::call_log::ms(now - retention);
-    let mut deleted = 0;
-    for r in log.recordings_older_than(before)? {
-        match std::fs::remove_file(&r.path) {
+    let files = log
+        .recordings_older_than(before)?
+        .into_iter()
+        .map(|r| (r.id, r.path));
+    delete_files("recording", files, retention, |id, reason| {
+        log.recording_deleted(id, reason, now)
+    })
+}
+
+/// Deletes each `(id, path)` of `kind` (a recording, an image) past
+/// `retention`, and marks it with `deleted` (id, reason). A file already
+/// gone counts as deleted; one that cannot be removed is left, logged, and
+/// tried again next time. Returns how many were deleted.
+pub(crate) fn delete_files(
+    kind: &str,
+    files: impl Iterator<Item = (String, std::path::PathBuf)>,
+    retention: Duration,
+    mut deleted: impl FnMut(&str, &str) -> Result<(), AdminError>,
+) -> Result<usize, AdminError> {
+    let reason = format!("retention of {} days passed", retention.as_secs() / 86_400);
+    let mut count = 0;
+    for (id, path) in files {
+        match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                tracing::error!(recording = %r.id, path = %r.path.display(), error = %e, "recording past retention could not be deleted");
+                tracing::error!(kind, id, path = %path.display(), error = %e, "file past retention could not be deleted");
                 continue;
             }
         }
-        let reason = format!("retention of {} days passed", retention.as_secs() / 86_400);
-        tracing::info!(recording = %r.id, path = %r.path.display(), room = %r.room, %reason, "recording deleted");
-        log.recording_deleted(&r.id, &reason, now)?;
-        deleted += 1;
+        tracing::info!(kind, id, path = %path.display(), %reason, "deleted past retention");
+        deleted(&id, &reason)?;
+        count += 1;
     }
-    Ok(deleted)
+    Ok(count)
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ pub struct AdminState {
     pub(crate) check_guard: Arc<crate::check::CheckGuard>,
     pub(crate) polls: Arc<crate::polls::PollLimit>,
     pub(crate) recordings: Option<crate::RecordingAccess>,
+    pub(crate) images: Option<crate::RecordingAccess>,
+    pub(crate) image_metrics: crate::ImageMetrics,
     pub(crate) turn_running: bool,
     pub(crate) home_links: crate::home_links::HomeLinks,
     pub(crate) queue: Arc<crate::QueueSettings>,
@@ -86,6 +88,11 @@ pub struct AdminOptions {
     pub base_url: String,
     /// Finished recordings' downloads; `None` when recording is off.
     pub recordings: Option<crate::RecordingAccess>,
+    /// Clinical images' links and key (kept as recordings are); `None`:
+    /// images are off.
+    pub images: Option<crate::RecordingAccess>,
+    /// Images counted as they are filed.
+    pub image_metrics: crate::ImageMetrics,
     /// The embedded TURN server was started (for `/readyz`).
     pub turn_running: bool,
     /// Signs and reads care homes' permanent links.
@@ -149,6 +156,8 @@ impl AdminState {
             check_guard: Arc::new(crate::check::CheckGuard::new(options.check_limits)),
             polls: Arc::new(crate::polls::PollLimit::new(crate::polls::POLLS_PER_MINUTE)),
             recordings: options.recordings,
+            images: options.images,
+            image_metrics: options.image_metrics,
             turn_running: options.turn_running,
             home_links: options.home_links,
             queue: Arc::new(options.queue),
@@ -513,6 +522,7 @@ pub fn routes(state: AdminState) -> Router {
             "/recordings/{id}/download",
             get(crate::recordings::download),
         )
+        .route("/images/{id}/download", get(crate::images::download))
         .route("/home", get(pages::home))
         .route("/home/home.js", get(pages::home_script))
         .merge(polled)
@@ -569,7 +579,13 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
             QueueReading::default()
         }
     };
-    let rendered = render(&snapshot, &state.join_times(), stored, &queue);
+    let rendered = render(
+        &snapshot,
+        &state.join_times(),
+        stored,
+        &queue,
+        &state.image_metrics,
+    );
     match rendered {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
         Err(e) => {

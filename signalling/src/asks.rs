@@ -24,15 +24,24 @@ pub(crate) fn ask(
         tracing::info!(role = %claims.role, "ask refused: not hub staff");
         return refuse(outbox, "not-allowed", "Only hub staff can ask for that.");
     }
+    let Ok(id) = target.parse::<ParticipantId>() else {
+        let message = format!("no participant is called {:?}", clip(target));
+        return refuse(outbox, "bad-participant", &message);
+    };
+    let upload = match what {
+        Request::Photo => match crate::images::ask(state, claims, by, id) {
+            Ok(ticket) => Some(ticket),
+            Err(why) => return refuse(outbox, "image-refused", &why),
+        },
+        Request::RearCamera => None,
+    };
     let asked = ServerMessage::Asked {
         what,
         by: by.to_string(),
         name: claims.name.clone(),
+        upload,
     };
-    let sent = target
-        .parse()
-        .is_ok_and(|id| state.inner.presence.send_to(&claims.room, id, asked));
-    if !sent {
+    if !state.inner.presence.send_to(&claims.room, id, asked) {
         let message = format!("no participant is called {:?}", clip(target));
         return refuse(outbox, "bad-participant", &message);
     }

@@ -87,6 +87,37 @@ pub enum CallEvent {
         /// When.
         at: SystemTime,
     },
+    /// A clinical image asked for in the call arrived and is stored.
+    ImageStored {
+        /// Room name.
+        room: String,
+        /// The image's id.
+        image: String,
+        /// Who took it (`p<n>`).
+        from: String,
+        /// Who asked for it (`p<n>`).
+        asked_by: String,
+        /// `image/jpeg` or `image/png`.
+        mime: &'static str,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Bytes of the image.
+        size: u64,
+        /// SHA-256 of the image, hex.
+        sha256: String,
+        /// The file.
+        path: PathBuf,
+        /// Sealed with the hub's recording key.
+        encrypted: bool,
+        /// From its first piece to its last, ms.
+        upload_ms: u64,
+        /// When it was asked for.
+        asked_at: SystemTime,
+        /// When it was stored.
+        at: SystemTime,
+    },
     /// A recording's file is finished (stopped, or the call ended), or failed.
     RecordingFinished {
         /// Room name.

@@ -11,7 +11,9 @@ mod asks;
 mod carried;
 mod client_addr;
 mod consent;
+mod downloads;
 mod events;
+pub mod images;
 mod outcomes;
 mod pages;
 mod presence;
@@ -36,6 +38,7 @@ use tokio::sync::mpsc::UnboundedSender;
 pub use carried::{resume_hash, CarriedSession};
 pub use client_addr::TrustedProxies;
 pub use consent::{Consent, ConsentGiver, ConsentManner};
+pub use downloads::{Download, DownloadLinks};
 pub use events::CallEvent;
 pub use presence::{Ending, Presence};
 pub use recording::RecordingPolicy;
@@ -99,6 +102,8 @@ struct Inner {
     recordings: recording::RecordingBook,
     consents: consent::ConsentBook,
     limits: carecall_sfu::Live<SocketLimits>,
+    images: Option<images::ImagePolicy>,
+    images_book: images::ImageBook,
     refusals: carecall_sfu::Refusals,
     revocations: LinkRevocations,
     outcomes: outcomes::JoinOutcomes,
@@ -128,6 +133,8 @@ impl AppState {
                 recordings: recording::RecordingBook::default(),
                 consents: consent::ConsentBook::default(),
                 limits: carecall_sfu::Live::default(),
+                images: None,
+                images_book: images::ImageBook::default(),
                 refusals: carecall_sfu::Refusals::default(),
                 revocations: LinkRevocations::default(),
                 outcomes: outcomes::JoinOutcomes::default(),
@@ -161,6 +168,17 @@ impl AppState {
             inner: Arc::new(Inner {
                 limits,
                 refusals,
+                ..inner
+            }),
+        }
+    }
+
+    /// Lets hub staff ask for clinical images, kept as `policy` says.
+    pub fn with_images(self, policy: images::ImagePolicy) -> Self {
+        let inner = Arc::into_inner(self.inner).expect("with_images before the state is shared");
+        AppState {
+            inner: Arc::new(Inner {
+                images: Some(policy),
                 ..inner
             }),
         }
@@ -307,6 +325,7 @@ pub fn app(state: AppState) -> Router {
         .route("/client/style.css", get(pages::style_css))
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(images::routes())
         .with_state(state)
 }
 

@@ -96,6 +96,10 @@ pub enum Request {
     /// Turn to the rear camera: a wound, a rash, a chart or a medicine label
     /// is shown with the camera facing away from the person holding it.
     RearCamera,
+    /// Take a full-resolution still with the current camera and send it
+    /// (see `images`): a wound, a rash or a chart in detail, whatever the
+    /// call's video can carry.
+    Photo,
 }
 
 impl ClientMessage {
@@ -250,6 +254,40 @@ pub enum ServerMessage {
         by: String,
         /// Their display name.
         name: String,
+        /// For a photo: the ticket its upload goes under
+        /// (`/images/uploads/{ticket}`), for this page only.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        upload: Option<String>,
+    },
+    /// How much of a photo this participant asked for has arrived.
+    ImageProgress {
+        /// Who is sending it (`p<n>`).
+        from: String,
+        /// Bytes arrived.
+        received: usize,
+        /// Bytes in all.
+        total: usize,
+    },
+    /// A photo this participant asked for has arrived and is stored.
+    Image {
+        /// Its id.
+        image: String,
+        /// Who took it (`p<n>`).
+        from: String,
+        /// `image/jpeg` or `image/png`.
+        mime: String,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Bytes.
+        size: u64,
+        /// SHA-256 of the bytes, hex.
+        sha256: String,
+        /// A signed link to the image, for this participant.
+        url: String,
+        /// When the link expires (Unix seconds).
+        expires: u64,
     },
     /// Someone left.
     ParticipantLeft {

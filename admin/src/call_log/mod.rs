@@ -4,6 +4,7 @@
 mod carry_over;
 mod detail;
 mod handover;
+mod images;
 mod quality;
 mod queue;
 mod recordings;
@@ -11,6 +12,7 @@ mod revocations;
 
 pub use detail::{CallDetail, SessionDetail, StoredSample};
 pub use handover::{queue_label, Handover, QueueEvent, TransferTarget};
+pub use images::{ImageRow, NewImage};
 pub use quality::{samples, QualitySample};
 pub(crate) use queue::WITHDRAWN;
 pub use queue::{Answer, CallAsk, Home, QueuedCall};

@@ -88,7 +88,7 @@ fn find(c: &Connection, id: &str) -> rusqlite::Result<Option<RecordingRow>> {
     .optional()
 }
 
-fn role_of(c: &Connection, participant: &str) -> rusqlite::Result<Option<String>> {
+pub(super) fn role_of(c: &Connection, participant: &str) -> rusqlite::Result<Option<String>> {
     c.query_row(
         "SELECT role FROM participant_sessions WHERE participant = ?1 ORDER BY id DESC LIMIT 1",
         [participant],

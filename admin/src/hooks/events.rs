@@ -17,7 +17,7 @@ pub struct HookTargets {
     /// The hub's service hours (and time zone).
     pub hours: Option<crate::service_hours::LiveHours>,
     /// Makes the download links in `recording.ready`.
-    pub downloads: Option<crate::downloads::DownloadLinks>,
+    pub downloads: Option<crate::DownloadLinks>,
     /// Seals each event's body at rest: `encounter.completed` names the
     /// resident. Delivery opens it with the same key.
     pub seal: Option<crate::records::RecordKey>,

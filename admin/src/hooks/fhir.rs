@@ -2,7 +2,7 @@
 //! (an endpoint with `format = "fhir"`): `consultation.ended` becomes a
 //! Bundle holding an `Encounter` (and a `DocumentReference` per recording
 //! already finished), `recording.ready` a `DocumentReference` pointing at the
-//! download link and at its Encounter. Other events have no FHIR form and go
+//! download link and at its Encounter, `image.ready` a `Media`. Other events have no FHIR form and go
 //! as standard JSON; the content type tells them apart.
 
 use serde_json::{json, Value};
@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 /// Identifier systems: a consultation is an Encounter, a recording a document.
 const CONSULTATION: &str = "urn:carecall:consultation";
 const RECORDING: &str = "urn:carecall:recording";
+const IMAGE: &str = "urn:carecall:image";
 /// carecall's own extensions (FHIR has no field for these).
 const OUT_OF_HOURS: &str = "urn:carecall:fhir:out-of-hours";
 const WORST_QUALITY: &str = "urn:carecall:fhir:worst-quality";
@@ -34,6 +35,7 @@ pub(crate) fn render(body: &str) -> Option<String> {
             })
         }
         "recording.ready" => document(data, data),
+        "image.ready" => media(data),
         "encounter.completed" => completed(&event),
         _ => return None,
     };
@@ -330,6 +332,33 @@ fn document(r: &Value, call: &Value) -> Value {
             }
         }],
         "context": { "encounter": [{ "identifier": consultation_id(call) }] },
+    })
+}
+
+/// `image.ready` as a `Media` resource: the photo, its size, and the
+/// consultation's Encounter.
+fn media(i: &Value) -> Value {
+    json!({
+        "resourceType": "Media",
+        "identifier": [{ "system": IMAGE, "value": i["image"] }],
+        "status": "completed",
+        "type": { "coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/media-type",
+            "code": "image",
+            "display": "Image",
+        }] },
+        "encounter": { "identifier": consultation_id(i) },
+        "createdDateTime": i["taken_at"],
+        "width": i["width"],
+        "height": i["height"],
+        "content": {
+            "contentType": i["format"],
+            "url": i["download_url"],
+            "size": i["size"],
+            "title": format!("{}.{}", i["image"].as_str().unwrap_or("image"),
+                if i["format"] == "image/png" { "png" } else { "jpg" }),
+            "extension": [{ "url": SHA256, "valueString": i["sha256"] }],
+        },
     })
 }
 

@@ -26,7 +26,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 pub use recorder::TrackInfo;
-pub use sealed::{export, OpenError, RecordingKey, SEALED_MAGIC};
+pub use sealed::{export, seal_bytes, OpenError, RecordingKey, SEALED_MAGIC};
 
 use mix::{AudioMixer, MixerError};
 use recorder::Recorder;

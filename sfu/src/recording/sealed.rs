@@ -169,6 +169,19 @@ impl RecordingSink for SealedFile {
     }
 }
 
+/// Writes `bytes` (a whole file, known at once: a clinical image) sealed
+/// as a recording is, to `path` (which must not exist), so [`export`]
+/// reads it back with the same key and nothing else can.
+pub fn seal_bytes(path: &Path, key: &RecordingKey, bytes: &[u8]) -> io::Result<()> {
+    let first = bytes.len().clamp(1, CHUNK);
+    if bytes.is_empty() {
+        return Err(io::Error::other("nothing to seal"));
+    }
+    let mut sealed = SealedFile::create(path, key, first)?;
+    sealed.append(bytes)?;
+    sealed.finish(&bytes[..first])
+}
+
 /// Why a recording could not be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -255,6 +268,29 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_bytes_read_back_with_the_key_only() {
+        let dir = std::env::temp_dir().join(format!("carecall-sealed-img-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = RecordingKey::new([7; 32]);
+        for len in [1, 1000, CHUNK, CHUNK + 1, 3 * CHUNK + 5] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let path = dir.join(format!("{len}.img"));
+            let _ = std::fs::remove_file(&path);
+            seal_bytes(&path, &key, &bytes).unwrap();
+            let mut back = Vec::new();
+            export(&path, Some(&key), &mut back).unwrap();
+            assert_eq!(back, bytes, "{len} bytes");
+            let wrong = export(&path, Some(&RecordingKey::new([8; 32])), &mut Vec::new());
+            assert!(matches!(wrong, Err(OpenError::Forged(0))));
+            assert!(matches!(
+                export(&path, None, &mut Vec::new()),
+                Err(OpenError::NoKey)
+            ));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn sample(path: &Path, key: &RecordingKey) -> Vec<u8> {
         let mut sealed = SealedFile::create(path, key, 100).unwrap();

@@ -857,6 +857,7 @@ fn hub_staff_may_ask_a_home_for_the_rear_camera_and_a_home_may_not_ask() {
                 what: Request::RearCamera,
                 by: clinician.id().to_string(),
                 name,
+                upload: None,
             },
             error("not-allowed", "Only hub staff can ask for that."),
         ]

@@ -1,0 +1,222 @@
+//! A clinical image over the upload API, without a browser: hub staff ask,
+//! the home's ticket takes pieces, a drop is resumed from what arrived (not
+//! from the start), the file at rest is sealed, whoever asked gets a working
+//! link, and the record hooks get `image.ready` (and FHIR a `Media`). The
+//! browser flow is in the tablet tests.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::recording::{download, sha256_hex};
+use crate::support::hooks::EventSink;
+use crate::support::ws::{open, Socket};
+use crate::support::{Server, ServerOptions};
+
+/// A header a JPEG reader takes (1280x720, baseline), then `len` bytes of
+/// noise: what the hub checks of an image is its header and its hash.
+fn jpeg(len: usize) -> Vec<u8> {
+    let mut j = vec![0xff, 0xd8, 0xff, 0xe0, 0, 4, 0, 0];
+    j.extend([0xff, 0xc0, 0, 11, 8, 0x02, 0xd0, 0x05, 0x00, 1, 1, 0x11, 0]);
+    j.extend([0xff, 0xda, 0, 2]);
+    let mut x = 0x2545_f491_u32;
+    j.extend((0..len).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x as u8
+    }));
+    j.extend([0xff, 0xd9]);
+    j
+}
+
+/// Joins by socket; returns the socket and the participant id.
+async fn join(server: &Server, role: &str, name: &str) -> (Socket, String) {
+    let link = server.link("img-1", role, name, "1h");
+    let token = link.split("t=").nth(1).expect("a join link").to_owned();
+    let mut socket = open(server, json!({ "type": "join", "v": 1, "token": token })).await;
+    let joined = next_of(&mut socket, "joined").await;
+    (socket, joined["participant"].as_str().unwrap().to_owned())
+}
+
+/// The next message of type `kind`, skipping others.
+async fn next_of(socket: &mut Socket, kind: &str) -> Value {
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = socket.next().await {
+            let m: Value = serde_json::from_str(m.to_text().unwrap_or("")).unwrap_or_default();
+            if m["type"] == kind {
+                return Some(m);
+            }
+        }
+        None
+    })
+    .await;
+    found
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no {kind:?} message"))
+}
+
+/// `method path` with a binary body; (status, JSON reply).
+async fn send(base_url: &str, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base_url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asked_for_image_survives_a_drop_is_sealed_and_reaches_the_record() {
+    let events = EventSink::default();
+    let (_config_dir, config) = events.start().await;
+    let server = Server::start_with(ServerOptions {
+        env: vec![("CARECALL_CONFIG".into(), config.display().to_string())],
+        ..ServerOptions::default()
+    });
+    let (mut home, home_id) = join(&server, "home", "Rose Court").await;
+    let (mut clinician, _) = join(&server, "clinician", "Hub clinician").await;
+
+    // A home cannot ask; hub staff can, and only the home gets the ticket.
+    let ask = json!({ "type": "ask", "participant": home_id, "what": "photo" });
+    home.send(Message::text(ask.to_string())).await.unwrap();
+    let refused = next_of(&mut home, "error").await;
+    assert_eq!(refused["code"], "not-allowed", "{refused}");
+    clinician
+        .send(Message::text(ask.to_string()))
+        .await
+        .unwrap();
+    let asked = next_of(&mut home, "asked").await;
+    assert_eq!(asked["what"], "photo");
+    let ticket = asked["upload"]
+        .as_str()
+        .expect("an upload ticket")
+        .to_owned();
+
+    let image = jpeg(300_000);
+    let hash = sha256_hex(&image);
+    let total = image.len();
+    let at = |offset: usize| {
+        format!("/images/uploads/{ticket}?offset={offset}&total={total}&sha256={hash}")
+    };
+    let piece = 64 * 1024;
+    // Two pieces, then the network "drops" mid-upload.
+    for offset in [0, piece] {
+        let (status, reply) = send(
+            &server.base_url,
+            "PUT",
+            &at(offset),
+            &image[offset..offset + piece],
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    let progress = next_of(&mut clinician, "image-progress").await;
+    assert_eq!(progress["total"], total);
+    // After the drop the page asks how much arrived and goes on from there.
+    let (status, state) = send(
+        &server.base_url,
+        "GET",
+        &format!("/images/uploads/{ticket}"),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (status, state["received"].as_u64()),
+        (200, Some(2 * piece as u64))
+    );
+    let (status, reply) = send(&server.base_url, "PUT", &at(0), &image[..piece]).await;
+    assert_eq!(
+        status, 409,
+        "a piece already held is not taken again: {reply}"
+    );
+    assert_eq!(reply["received"], 2 * piece);
+    let mut offset = 2 * piece;
+    let mut id = None;
+    while offset < total {
+        let end = (offset + piece).min(total);
+        let (status, reply) = send(&server.base_url, "PUT", &at(offset), &image[offset..end]).await;
+        assert_eq!(status, 200, "{reply}");
+        id = reply["image"].as_str().map(str::to_owned);
+        offset = end;
+    }
+    let id = id.expect("the last piece names the stored image");
+
+    // Whoever asked is shown it through a signed link.
+    let shown = next_of(&mut clinician, "image").await;
+    assert_eq!(shown["image"], id.as_str());
+    assert_eq!(
+        (shown["width"].as_u64(), shown["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    assert_eq!(shown["sha256"], hash.as_str());
+    let url = shown["url"].as_str().unwrap();
+    let path = &url[url.find("/images/").unwrap()..];
+    let (status, body) = download(&server.base_url, path).await;
+    assert_eq!(status, 200);
+    assert_eq!(sha256_hex(&body), hash, "the same bytes end to end");
+    let forged = path.replace("sig=", "sig=A");
+    assert_eq!(download(&server.base_url, &forged).await.0, 403);
+
+    // At rest: sealed, not the image.
+    let file = server
+        .data_dir
+        .path()
+        .join("images")
+        .join(format!("{id}.img"));
+    let on_disk = std::fs::read(&file).expect("the stored file");
+    assert!(on_disk.starts_with(b"CCREC"), "sealed");
+    assert!(
+        !on_disk.windows(64).any(|w| w == &image[1000..1064]),
+        "no plaintext on disk"
+    );
+
+    // The record: image.ready with a working link, and FHIR's Media.
+    let ready = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(e) = events.of_type("image.ready").pop() {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("image.ready delivered");
+    let data = &ready["data"];
+    assert_eq!(data["taken_by"]["role"], "home");
+    assert_eq!(data["asked_by"]["role"], "clinician");
+    assert_eq!(data["sha256"], hash.as_str());
+    assert_eq!(data["encrypted_at_rest"], true);
+    let link = data["download_url"].as_str().unwrap();
+    let (status, body) = download(&server.base_url, &link[link.find("/images/").unwrap()..]).await;
+    assert_eq!((status, sha256_hex(&body)), (200, hash.clone()));
+    let media = events.fhir_resources("Media");
+    assert_eq!(media.len(), 1, "{media:?}");
+    assert_eq!(media[0].1["width"], 1280);
+
+    let metrics = crate::support::metrics::scrape(&server.base_url).await;
+    assert_eq!(
+        crate::support::metrics::value(&metrics, "carecall_images_taken_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        crate::support::metrics::value(&metrics, "carecall_image_bytes_total"),
+        Some(total as f64)
+    );
+}
