@@ -220,3 +220,123 @@ async fn an_asked_for_image_survives_a_drop_is_sealed_and_reaches_the_record() {
         Some(total as f64)
     );
 }
+
+/// The camera clip's still background (tests/support/browser.rs) as a
+/// 32x18 grid of mean luma, away from the rows its noise square crosses.
+fn clip_background_grid() -> Vec<Option<f64>> {
+    (0..18)
+        .flat_map(|row| {
+            (0..32).map(move |col| {
+                if (6..12).contains(&row) {
+                    return None;
+                }
+                let (x, y) = (col as f64 * 40.0 + 19.5, row as f64 * 40.0 + 19.5);
+                // gradient + noise / 16 (mean 7.5)
+                Some((x * 160.0 / 1280.0).floor() + (y * 60.0 / 720.0).floor() + 7.5)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinician_asks_for_a_photo_and_sees_the_cameras_full_frame() {
+    use crate::support::browser::Driver;
+    let server = Server::start();
+    let driver = Driver::start().await.with_camera_clip();
+    let home = driver.browser().await;
+    home.join(&server.link("photo-1", "home", "Rose Court", "1h"))
+        .await;
+    let clinician = driver.browser().await;
+    clinician
+        .join(&server.link("photo-1", "clinician", "Hub clinician", "1h"))
+        .await;
+    let within = Duration::from_secs(60);
+    clinician
+        .until(
+            "return !!document.querySelector('.photo-ask');",
+            within,
+            "a Take photo button on the home's tile",
+        )
+        .await;
+    clinician
+        .eval("document.querySelector('.photo-ask').click(); return true;")
+        .await;
+    clinician
+        .until(
+            "return !!window.carecall.metrics.photoReceived;",
+            within,
+            "the photo arrives",
+        )
+        .await;
+    let sent = home.metrics().await["photoSent"].clone();
+    let got = clinician.metrics().await["photoReceived"].clone();
+    println!("sent {sent}\nreceived {got}");
+    assert_eq!(got["sha256"], sent["sha256"], "the same bytes end to end");
+    assert_eq!(
+        (got["width"].as_u64(), got["height"].as_u64()),
+        (Some(1280), Some(720)),
+        "the camera's full resolution"
+    );
+
+    // What the clinician's page shows: decoded at full size, and its pixels
+    // are the camera's (a downscaled luma grid against the clip's).
+    clinician
+        .until(
+            "const i = document.getElementById('photo-image'); return i.complete && i.naturalWidth > 0;",
+            within,
+            "the photo decodes on the clinician's page",
+        )
+        .await;
+    let seen = clinician
+        .eval(
+            "const i = document.getElementById('photo-image');
+             const c = document.createElement('canvas'); c.width = 32; c.height = 18;
+             const g = c.getContext('2d'); g.imageSmoothingQuality = 'high';
+             g.drawImage(i, 0, 0, 32, 18);
+             const d = g.getImageData(0, 0, 32, 18).data; const out = [];
+             for (let p = 0; p < d.length; p += 4) out.push((d[p] + d[p + 1] + d[p + 2]) / 3);
+             return { w: i.naturalWidth, h: i.naturalHeight, grid: out };",
+        )
+        .await;
+    assert_eq!(
+        (seen["w"].as_u64(), seen["h"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    let grid: Vec<f64> = seen["grid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    let expected = clip_background_grid();
+    // Correlation with the clip's grid: a colour range or a JPEG's rounding
+    // moves every cell alike; another picture does not follow it.
+    let correlation = |flip: bool| {
+        let pairs: Vec<(f64, f64)> = expected
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let j = if flip { expected.len() - 1 - i } else { i };
+                e.map(|e| (grid[j], e))
+            })
+            .collect();
+        let n = pairs.len() as f64;
+        let (ma, mb) = (
+            pairs.iter().map(|p| p.0).sum::<f64>() / n,
+            pairs.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let cov: f64 = pairs.iter().map(|(a, b)| (a - ma) * (b - mb)).sum();
+        let va: f64 = pairs.iter().map(|(a, _)| (a - ma).powi(2)).sum();
+        let vb: f64 = pairs.iter().map(|(_, b)| (b - mb).powi(2)).sum();
+        cov / (va.sqrt() * vb.sqrt())
+    };
+    let (same, turned) = (correlation(false), correlation(true));
+    println!(
+        "luma grid's correlation with the clip {same:.3}, with the clip turned round {turned:.3}"
+    );
+    assert!(same > 0.95, "the photo is the camera's frame: {same:.3}");
+    assert!(
+        turned < 0.5,
+        "the comparison tells frames apart: {turned:.3}"
+    );
+}

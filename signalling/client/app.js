@@ -2,6 +2,7 @@
 // view (a tile per person), and plain-language messages when something is wrong.
 import { Call } from '/client/call.js';
 import { ConsentPrompt } from '/client/consent.js';
+import { PhotoPanel } from '/client/photo.js';
 import { CAMERA, CameraKeeper, ScreenAwake, Speaker } from '/client/tablet.js';
 
 const $ = (id) => document.getElementById(id);
@@ -21,6 +22,7 @@ let myRole = null;
 // Roles that may ask a care home's tablet for the rear camera.
 const HUB_STAFF = new Set(['operator', 'clinician', 'specialist']);
 const awake = new ScreenAwake(metrics);
+const photos = new PhotoPanel(metrics, announce);
 const speaker = new Speaker(metrics, () => {
   $('tap-to-hear').hidden = false;
   announce('The sound is off until you press Tap to hear the call.');
@@ -174,7 +176,11 @@ function updatePeer(info) {
       currentCall.ask(info.participant, 'rear-camera');
       say('call-message', `Asked ${info.name} to show the rear camera.`);
     };
-    tile.append(ask);
+    const photo = document.createElement('button');
+    photo.className = 'ask photo-ask';
+    photo.textContent = 'Take photo';
+    photo.onclick = () => askPhoto(info.participant);
+    tile.append(ask, photo);
   }
   const name = tile.querySelector('.name');
   name.textContent = `${info.name} (${info.role})`;
@@ -188,6 +194,13 @@ function updatePeer(info) {
   } else if (info.video && off) {
     off.remove();
   }
+}
+
+// Hub staff ask `participant` for a full-resolution photo.
+function askPhoto(participant) {
+  currentCall.ask(participant, 'photo');
+  const name = names.get(participant) || 'the home';
+  say('call-message', `Asked ${name} for a photo.`);
 }
 
 function watchFirstFrame(id, video) {
@@ -263,6 +276,10 @@ function join() {
     recordingNoteTimer = setTimeout(() => say('call-message', ''), 6000);
   });
   call.addEventListener('asked', (e) => {
+    if (e.detail.what === 'photo') {
+      photos.take(e.detail, call, localStream);
+      return;
+    }
     if (e.detail.what !== 'rear-camera') return;
     const many = !$('switch-camera-button').hidden;
     $('ask-text').textContent = many
@@ -270,6 +287,13 @@ function join() {
       : `${e.detail.name} asks you to turn the tablet to show them.`;
     $('ask-switch').hidden = !many;
     $('ask-prompt').hidden = false;
+  });
+  call.addEventListener('image-progress', (e) => {
+    photos.progress(e.detail, names.get(e.detail.from) || 'the home');
+  });
+  call.addEventListener('image', (e) => {
+    const from = e.detail.from;
+    photos.arrived(e.detail, names.get(from) || 'the home', () => askPhoto(from));
   });
   call.addEventListener('video-paused', (e) => {
     const tile = tileFor(e.detail.participant);

@@ -257,6 +257,12 @@ export class Call extends EventTarget {
       case 'asked':
         this.emit('asked', msg);
         break;
+      case 'image-progress':
+        this.emit('image-progress', msg);
+        break;
+      case 'image':
+        this.emit('image', msg);
+        break;
       case 'video-paused':
         this.emit('video-paused', { participant: msg.participant, paused: msg.paused });
         break;
@@ -432,7 +438,20 @@ export class Call extends EventTarget {
     this.send({ type: 'mute', audio, video });
   }
 
-  // Asks `participant` for `what` ('rear-camera'); hub staff only.
+  // What the browser's estimate says its uplink carries now, bits/s (0
+  // when unknown): a photo's upload is paced to a share of it.
+  async uplinkEstimate() {
+    if (!this.pc) return 0;
+    let best = 0;
+    (await this.pc.getStats()).forEach((s) => {
+      if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) {
+        best = Math.max(best, s.availableOutgoingBitrate);
+      }
+    });
+    return best;
+  }
+
+  // Asks `participant` for `what` ('rear-camera' or 'photo'); hub staff only.
   ask(participant, what) {
     this.send({ type: 'ask', participant, what });
   }

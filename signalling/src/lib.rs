@@ -321,6 +321,7 @@ pub fn app(state: AppState) -> Router {
         .route("/client/app.js", get(pages::app_js))
         .route("/client/call.js", get(pages::call_js))
         .route("/client/tablet.js", get(pages::tablet_js))
+        .route("/client/photo.js", get(pages::photo_js))
         .route("/client/consent.js", get(pages::consent_js))
         .route("/client/style.css", get(pages::style_css))
         .route("/ws", get(ws_upgrade))

@@ -14,6 +14,7 @@ const CALL_PAGE: &str = include_str!("../client/index.html");
 const APP_JS: &str = include_str!("../client/app.js");
 const CALL_JS: &str = include_str!("../client/call.js");
 const TABLET_JS: &str = include_str!("../client/tablet.js");
+const PHOTO_JS: &str = include_str!("../client/photo.js");
 const CONSENT_JS: &str = include_str!("../client/consent.js");
 const STYLE_CSS: &str = include_str!("../client/style.css");
 
@@ -102,6 +103,11 @@ pub(crate) async fn consent_js() -> Response {
 /// `GET /client/tablet.js`
 pub(crate) async fn tablet_js() -> Response {
     asset("text/javascript; charset=utf-8", TABLET_JS)
+}
+
+/// `GET /client/photo.js`
+pub(crate) async fn photo_js() -> Response {
+    asset("text/javascript; charset=utf-8", PHOTO_JS)
 }
 
 /// `GET /client/style.css`
