@@ -340,3 +340,161 @@ async fn a_clinician_asks_for_a_photo_and_sees_the_cameras_full_frame() {
         "the comparison tells frames apart: {turned:.3}"
     );
 }
+
+/// Asks `clinician` for a photo from the home and waits for it, the one
+/// before it being `previous`; returns what the home sent and what the
+/// clinician received, after checking they are the same bytes at the
+/// camera's full size.
+async fn ask_for_photo(
+    clinician: &crate::support::browser::Browser,
+    home: &crate::support::browser::Browser,
+    previous: Option<&str>,
+) -> (Value, Value) {
+    let within = Duration::from_secs(150);
+    let previous = previous.unwrap_or("");
+    clinician
+        .eval("document.querySelector('.photo-ask').click(); return true;")
+        .await;
+    let arrived = format!(
+        "const p = window.carecall.metrics.photoReceived; return !!p && p.image !== '{previous}';"
+    );
+    clinician.until(&arrived, within, "the photo arrives").await;
+    let got = clinician.metrics().await["photoReceived"].clone();
+    let sent_script = format!(
+        "const p = window.carecall.metrics.photoSent; return !!p && p.image === '{}';",
+        got["image"].as_str().unwrap_or_default()
+    );
+    home.until(&sent_script, within, "the home's page has sent it")
+        .await;
+    let sent = home.metrics().await["photoSent"].clone();
+    assert_eq!(got["sha256"], sent["sha256"], "the same bytes end to end");
+    assert_eq!(
+        (got["width"].as_u64(), got["height"].as_u64()),
+        (Some(1280), Some(720)),
+        "the camera's full resolution"
+    );
+    (sent, got)
+}
+
+/// A care home on a 300 kbit/s link (both ways, in a network namespace):
+/// the photo arrives intact while the call's sound carries on, a 5 s drop
+/// during the upload resumes from what the hub holds, and at 1 Mbit/s it
+/// goes faster. Prints the upload times docs/images.md quotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_over_a_300_kbit_home_link_keeps_the_sound_and_survives_a_drop() {
+    use crate::support::browser::Driver;
+    use crate::support::netlab::NetNs;
+    let net = NetNs::new();
+    let server = Server::start_with(ServerOptions {
+        ip: net.host_ip.into(),
+        estimate_bandwidth: true,
+        ..ServerOptions::default()
+    });
+    let hub = Driver::start_trusting(&server.base_url)
+        .await
+        .with_camera_clip();
+    let away = Driver::start_in(&net, &server.base_url)
+        .await
+        .with_camera_clip();
+    let home = away.browser().await;
+    home.join(&server.link("photo-2", "home", "Rose Court", "1h"))
+        .await;
+    let clinician = hub.browser().await;
+    clinician
+        .join(&server.link("photo-2", "clinician", "Hub clinician", "1h"))
+        .await;
+    clinician
+        .until(
+            "return !!document.querySelector('.photo-ask');",
+            Duration::from_secs(60),
+            "a Take photo button on the home's tile",
+        )
+        .await;
+    let settle = Duration::from_secs(6);
+    net.limit_uplink(Some(300));
+    net.limit_downlink(Some(300));
+    // The browsers' estimates come down to the link before the photo.
+    tokio::time::sleep(settle).await;
+
+    // 1. At 300 kbit/s: intact, and no gap in the sound either way.
+    for b in [&clinician, &home] {
+        b.watch_audio_gaps().await;
+    }
+    let (sent, _) = ask_for_photo(&clinician, &home, None).await;
+    let (clinician_gaps, home_gaps) = (
+        clinician.longest_audio_gaps().await,
+        home.longest_audio_gaps().await,
+    );
+    println!(
+        "300 kbit/s: {} bytes in {:.1} s ({} bytes put); longest audio gaps: clinician <- home {clinician_gaps:?}, home <- clinician {home_gaps:?}",
+        sent["total"], sent["ms"].as_f64().unwrap_or(0.0) / 1000.0, sent["bytesPut"]
+    );
+    assert!(
+        sent["total"].as_u64().unwrap_or(0) > 0,
+        "a size is reported: {sent}"
+    );
+    for (who, gaps) in [("clinician", &clinician_gaps), ("home", &home_gaps)] {
+        assert_eq!(gaps.len(), 1, "{who} hears one other: {gaps:?}");
+        for gap in gaps.values() {
+            assert!(
+                *gap < 500.0,
+                "{who}: a {gap:.0} ms gap in the sound during the upload"
+            );
+        }
+    }
+
+    // 2. The home's network drops for 5 s a quarter of the way in: the
+    // upload picks up from what the hub holds.
+    let first = sent["image"].as_str().unwrap_or_default().to_owned();
+    let drop_during = async {
+        home.until(
+            "const p = document.getElementById('photo-progress');
+             return !p.hidden && p.value >= 0.25 && p.value < 0.75;",
+            Duration::from_secs(60),
+            "the second upload under way",
+        )
+        .await;
+        let progress = "return document.getElementById('photo-progress').value;";
+        net.outage(true);
+        let at_drop = home.eval(progress).await.as_f64().unwrap_or(0.0);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let at_return = home.eval(progress).await.as_f64().unwrap_or(1.0);
+        net.outage(false);
+        (at_drop, at_return)
+    };
+    let ((sent, _), (at_drop, at_return)) =
+        tokio::join!(ask_for_photo(&clinician, &home, Some(&first)), drop_during);
+    println!(
+        "300 kbit/s with a 5 s drop at {:.0}% (still {:.0}% as it ended): {} bytes in {:.1} s, {} bytes put, {} resumes",
+        at_drop * 100.0,
+        at_return * 100.0,
+        sent["total"],
+        sent["ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        sent["bytesPut"],
+        sent["resumes"]
+    );
+    assert!(
+        at_return < 1.0 && at_return - at_drop < 0.1,
+        "the drop stopped the upload half-way: {at_drop:.2} -> {at_return:.2}"
+    );
+    let (total, put) = (
+        sent["total"].as_u64().unwrap_or(0),
+        sent["bytesPut"].as_u64().unwrap_or(u64::MAX),
+    );
+    assert!(
+        put < total + 2 * 64 * 1024,
+        "a drop costs a few pieces, not the photo: {put} put for {total}"
+    );
+
+    // 3. At 1 Mbit/s, for the docs' figure.
+    net.limit_uplink(Some(1000));
+    net.limit_downlink(Some(1000));
+    tokio::time::sleep(settle).await;
+    let second = sent["image"].as_str().unwrap_or_default().to_owned();
+    let (sent, _) = ask_for_photo(&clinician, &home, Some(&second)).await;
+    println!(
+        "1 Mbit/s: {} bytes in {:.1} s",
+        sent["total"],
+        sent["ms"].as_f64().unwrap_or(0.0) / 1000.0
+    );
+}

@@ -29,7 +29,7 @@ impl HomeLinks {
     /// Links signed with a key derived from the hub's link secret.
     pub fn new(secret: &[u8]) -> Self {
         HomeLinks {
-            key: crate::derived_key(secret, b"carecall home links"),
+            key: carecall_signalling::token::derived_key(secret, b"carecall home links"),
         }
     }
 

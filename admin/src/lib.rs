@@ -112,14 +112,6 @@ pub(crate) async fn blocking_locked<T: Send + 'static, R: Send + 'static>(
     blocking(move || work(&mut shared.lock().unwrap_or_else(|e| e.into_inner()))).await
 }
 
-/// A key for one use of the hub's link secret (`label` names the use), so a
-/// signature made for one kind of link is never valid for another.
-pub(crate) fn derived_key(secret: &[u8], label: &[u8]) -> ring::hmac::Key {
-    use ring::hmac;
-    let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), label);
-    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
-}
-
 /// An API error: `status` with `{"error": why}`, `why` safe to show.
 pub(crate) fn json_error(
     status: axum::http::StatusCode,

@@ -53,6 +53,8 @@ export class Call extends EventTarget {
     this.closedByUs = false;
     this.views = new Map();        // participant id -> tile height sent to the SFU
     this.cameraSender = null;      // the video sender, whose layers the SFU may pause
+    this.layersWanted = null;      // the highest layer the SFU last asked for
+    this.videoCap = null;          // bits/s the camera keeps to while a photo goes up
     this.resumeToken = null;       // from 'joined': resumes this session on a new socket
     this.socketLostAt = null;      // when the socket dropped, while resuming
     this.lastRestart = -Infinity;  // when ICE was last restarted (ms)
@@ -388,16 +390,33 @@ export class Call extends EventTarget {
   // The SFU says which simulcast layers anyone would watch: pause the ones
   // above, saving the upload (and restart them when it asks again).
   async publishLayersUpTo(highest) {
+    this.layersWanted = highest;
+    await this.applyLayers();
+  }
+
+  // While a photo goes up, the camera gives way to it: its lowest layer
+  // alone, at most `bps` (null: back to what the SFU asks for). The sound is
+  // left alone.
+  async capVideo(bps) {
+    this.videoCap = bps;
+    await this.applyLayers();
+  }
+
+  async applyLayers() {
     const order = SIMULCAST.map((e) => e.rid);
-    const top = order.indexOf(highest);
+    const wanted = this.layersWanted === null ? order.length - 1 : order.indexOf(this.layersWanted);
+    const top = this.videoCap === null ? wanted : 0;
     const sender = this.cameraSender;
     if (top < 0 || !sender) return;
     const params = sender.getParameters();
     let changed = false;
     for (const e of params.encodings || []) {
+      const layer = SIMULCAST.find((l) => l.rid === e.rid);
       const active = order.indexOf(e.rid) <= top;
-      if (e.active !== active) {
+      const maxBitrate = this.videoCap === null ? layer.maxBitrate : Math.min(layer.maxBitrate, this.videoCap);
+      if (e.active !== active || e.maxBitrate !== maxBitrate) {
         e.active = active;
+        e.maxBitrate = maxBitrate;
         changed = true;
       }
     }
@@ -436,19 +455,6 @@ export class Call extends EventTarget {
     for (const t of this.localStream.getAudioTracks()) t.enabled = audio;
     for (const t of this.localStream.getVideoTracks()) t.enabled = video;
     this.send({ type: 'mute', audio, video });
-  }
-
-  // What the browser's estimate says its uplink carries now, bits/s (0
-  // when unknown): a photo's upload is paced to a share of it.
-  async uplinkEstimate() {
-    if (!this.pc) return 0;
-    let best = 0;
-    (await this.pc.getStats()).forEach((s) => {
-      if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) {
-        best = Math.max(best, s.availableOutgoingBitrate);
-      }
-    });
-    return best;
   }
 
   // Asks `participant` for `what` ('rear-camera' or 'photo'); hub staff only.

@@ -39,9 +39,12 @@ pub(crate) fn ask(
         what,
         by: by.to_string(),
         name: claims.name.clone(),
-        upload,
+        upload: upload.clone(),
     };
     if !state.inner.presence.send_to(&claims.room, id, asked) {
+        if let Some(ticket) = upload {
+            crate::images::cancel(state, &ticket);
+        }
         let message = format!("no participant is called {:?}", clip(target));
         return refuse(outbox, "bad-participant", &message);
     }

@@ -50,13 +50,9 @@ impl DownloadLinks {
     /// (the link secret; derived so a join link's signature is never a
     /// download's), valid for `ttl`.
     pub fn new(base_url: &str, secret: &[u8], ttl: Duration) -> Self {
-        let derived = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA256, secret),
-            b"carecall recording downloads",
-        );
         DownloadLinks {
             base_url: base_url.trim_end_matches('/').to_owned(),
-            key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            key: crate::token::derived_key(secret, b"carecall recording downloads"),
             ttl,
         }
     }

@@ -195,6 +195,13 @@ fn validate(claims: &JoinClaims) -> Result<(), TokenError> {
     }
 }
 
+/// A key for one use of the hub's link secret (`label` names the use), so a
+/// signature made for one kind of link is never valid for another.
+pub fn derived_key(secret: &[u8], label: &[u8]) -> hmac::Key {
+    let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), label);
+    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+}
+
 /// Seconds since the Unix epoch, for token expiry.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

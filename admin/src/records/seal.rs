@@ -49,7 +49,7 @@ impl RecordKey {
     /// secret: HMAC-SHA256 of a fixed label under the secret, so the
     /// recordings' key and this one never coincide.
     pub fn derive(secret: &[u8]) -> RecordKey {
-        let key = crate::derived_key(secret, b"carecall clinical record v1");
+        let key = carecall_signalling::token::derived_key(secret, b"carecall clinical record v1");
         let tag = ring::hmac::sign(&key, b"key");
         let mut bytes = [0u8; 32];
         bytes.copy_from_slice(tag.as_ref());

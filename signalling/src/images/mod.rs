@@ -86,6 +86,18 @@ pub(crate) fn ask(
     Ok(ticket)
 }
 
+/// Forgets the upload `ticket` opened by [`ask`] for someone who turned
+/// out not to be in the call.
+pub(crate) fn cancel(state: &AppState, ticket: &str) {
+    state
+        .inner
+        .images_book
+        .uploads
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .cancel(ticket);
+}
+
 /// A stored image's link for whoever may see it, and when it expires.
 pub(crate) fn link(policy: &ImagePolicy, id: &str) -> (String, u64) {
     policy

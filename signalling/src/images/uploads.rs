@@ -44,6 +44,20 @@ struct Upload {
     touched: Instant,
 }
 
+impl Upload {
+    /// Nothing arrived yet: the size and hash come with the first piece.
+    fn new(asked: Asked, now: Instant) -> Self {
+        Upload {
+            asked,
+            total: None,
+            sha256: None,
+            bytes: Vec::new(),
+            first_piece: None,
+            touched: now,
+        }
+    }
+}
+
 /// One piece as a page sends it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Piece<'a> {
@@ -135,18 +149,13 @@ impl Uploads {
                 "this call already has images on their way; wait for them",
             ));
         }
-        self.by_ticket.insert(
-            ticket,
-            Upload {
-                asked,
-                total: None,
-                sha256: None,
-                bytes: Vec::new(),
-                first_piece: None,
-                touched: now,
-            },
-        );
+        self.by_ticket.insert(ticket, Upload::new(asked, now));
         Ok(())
+    }
+
+    /// Forgets `ticket`: whoever it was for is not in the call.
+    pub(crate) fn cancel(&mut self, ticket: &str) {
+        self.by_ticket.remove(ticket);
     }
 
     /// How much of `ticket`'s image has arrived, and of how much.
@@ -211,17 +220,8 @@ impl Uploads {
         let expected = u.sha256.unwrap_or_default();
         if actual != expected {
             // Start over from nothing, under the same ticket.
-            self.by_ticket.insert(
-                ticket.to_owned(),
-                Upload {
-                    asked: u.asked,
-                    total: None,
-                    sha256: None,
-                    bytes: Vec::new(),
-                    first_piece: None,
-                    touched: now,
-                },
-            );
+            self.by_ticket
+                .insert(ticket.to_owned(), Upload::new(u.asked, now));
             return Err(PieceError::Corrupted);
         }
         Ok(Progress::Done(Complete {
@@ -342,6 +342,11 @@ mod tests {
         }
         assert!(up.open("x".into(), asked("ward"), t0).is_err());
         assert!(up.open("y".into(), asked("other"), t0).is_ok());
+        // A ticket for someone not in the call gives its place back.
+        up.cancel("t1");
+        assert_eq!(up.status("t1"), None);
+        assert!(up.open("z".into(), asked("ward"), t0).is_ok());
+        assert!(up.open("x".into(), asked("ward"), t0).is_err());
         let later = t0 + IDLE;
         assert!(up.open("x".into(), asked("ward"), later).is_ok());
         assert_eq!(up.status("t0"), None);
