@@ -5,54 +5,9 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
-use carecall_admin::{AccountRole, Accounts};
-use clap::Subcommand;
-
+use crate::cli::AdminAction;
 use crate::config::Config;
-
-#[derive(Subcommand)]
-pub(crate) enum AdminAction {
-    /// Create an account. The password is asked for twice on a terminal, or
-    /// read as the first line of standard input when that is piped.
-    Add {
-        /// Account name: letters, digits, '.', '-' or '_'.
-        name: String,
-        /// admin (the dashboard and everything), operator (answers the
-        /// queue), clinician (takes calls, invites specialists) or
-        /// specialist (joins when invited).
-        #[arg(long, default_value = "admin")]
-        role: AccountRole,
-    },
-    /// Set a new password (asked for as `add` does); the account's
-    /// sessions end.
-    Passwd {
-        /// Account name.
-        name: String,
-    },
-    /// Stop an account signing in; its sessions end.
-    Disable {
-        /// Account name.
-        name: String,
-    },
-    /// Let a disabled account sign in again.
-    Enable {
-        /// Account name.
-        name: String,
-    },
-    /// Remove an account and its sessions (its name stays in the history).
-    Delete {
-        /// Account name.
-        name: String,
-    },
-    /// List an account's signed-in sessions, or end them all with `--end`.
-    Sessions {
-        /// Account name.
-        name: String,
-        /// End every session: the account must sign in again.
-        #[arg(long)]
-        end: bool,
-    },
-}
+use carecall_admin::Accounts;
 
 /// Runs one account command against the database in `data_dir` (or the
 /// configured data directory).

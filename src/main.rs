@@ -4,6 +4,7 @@
 
 mod accounts;
 mod certs;
+mod cli;
 mod config;
 mod https;
 mod listen;
@@ -16,168 +17,13 @@ mod serve;
 mod shutdown;
 mod turn;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-use carecall_signalling::{JoinClaims, LinkSigner, Role};
+use carecall_signalling::{JoinClaims, LinkSigner};
+use cli::{Cli, Command, ConfigAction, HomeAction};
 use config::{parse_ttl, Config};
-
-#[derive(Parser)]
-#[command(
-    name = "carecall",
-    version,
-    about = "Video consultations between care homes and the clinical hub"
-)]
-struct Cli {
-    /// TOML configuration file (see deploy/ for an example).
-    #[arg(long, global = true, env = "CARECALL_CONFIG")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the server: pages, signalling and the media plane.
-    Serve {
-        /// HTTP listen address (e.g. 127.0.0.1:8080).
-        #[arg(long)]
-        http_addr: Option<std::net::SocketAddr>,
-        /// Data directory (SQLite call log, generated link secret).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// UDP port of the first media worker (0 picks free ports).
-        #[arg(long)]
-        media_port: Option<u16>,
-    },
-    /// Print one signed join link on standard output.
-    Link {
-        /// Room name: letters, digits, '-', '_' or '.'.
-        #[arg(long)]
-        room: String,
-        /// home, operator, clinician, specialist or observer.
-        #[arg(long)]
-        role: Role,
-        /// Name shown under the participant's video (default: the role).
-        #[arg(long)]
-        name: Option<String>,
-        /// How long the link works: e.g. 30m, 2h, 7d.
-        #[arg(long, default_value = "2h")]
-        ttl: String,
-        /// Data directory of the server that will honour the link.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Base URL for the link (default: the configured public URL).
-        #[arg(long)]
-        base_url: Option<String>,
-    },
-    /// Manage admin accounts (the dashboard's sign-in).
-    Admin {
-        #[command(subcommand)]
-        action: accounts::AdminAction,
-        /// Data directory of the server the account is on.
-        #[arg(long, global = true)]
-        data_dir: Option<PathBuf>,
-    },
-    /// Print a new record-hook signing secret, for a `[[hooks.endpoints]]`
-    /// entry and the receiver that checks its signatures.
-    HookSecret,
-    /// Copy the database (call history, accounts, hook outbox, recordings'
-    /// metadata) to FILE while the server runs. Recordings' files are
-    /// copied separately (docs/backup.md).
-    Backup {
-        /// The backup file to write; it must not exist.
-        file: PathBuf,
-        /// Data directory of the server.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-    /// Put a backup made by `carecall backup` back, with the server stopped.
-    /// The current database is kept as carecall.db.before-restore.
-    Restore {
-        /// The backup file.
-        file: PathBuf,
-        /// Data directory of the server.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-    /// Care homes and their permanent "Call the hub" links.
-    Home {
-        #[command(subcommand)]
-        action: HomeAction,
-    },
-    /// Configuration files.
-    Config {
-        #[command(subcommand)]
-        action: ConfigAction,
-    },
-    /// Recordings kept by this hub.
-    Recording {
-        #[command(subcommand)]
-        action: RecordingAction,
-    },
-}
-
-#[derive(Subcommand)]
-enum HomeAction {
-    /// Add a home and print its link.
-    Add {
-        /// The home's name, as the hub sees it.
-        name: String,
-    },
-    /// List homes with their ids.
-    List,
-    /// Rename a home.
-    Rename {
-        /// The home's id (from `carecall home list`).
-        id: String,
-        /// Its new name.
-        name: String,
-    },
-    /// Withdraw a home's link.
-    Revoke {
-        /// The home's id (from `carecall home list`).
-        id: String,
-    },
-    /// Give a home a new link (the old one stops working) and print it.
-    Reissue {
-        /// The home's id.
-        id: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum ConfigAction {
-    /// Check a configuration file: every mistake, with its key and line.
-    Check {
-        /// The file (default: the --config file).
-        file: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum RecordingAction {
-    /// List recordings, newest first.
-    List {
-        /// Data directory of the server that made them.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-    /// Write one recording as a plain WebM file (decrypting a sealed one
-    /// with the hub's recording secret).
-    Export {
-        /// The recording's id (from `carecall recording list` or its event).
-        id: String,
-        /// The file to write (default: ID.webm here); it must not exist.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Data directory of the server that made it.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -236,7 +82,11 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             }
             let secret = secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;
             let ttl = parse_ttl(&ttl)?;
-            let link = make_link(&config, &LinkSigner::new(&secret), &room, role, name, ttl)?;
+            let name = name.unwrap_or_else(|| role.to_string());
+            let claims = JoinClaims::lasting(&room, role, &name, ttl);
+            let link = LinkSigner::new(&secret)
+                .join_url(&config.base_url(), &claims)
+                .map_err(|e| anyhow::anyhow!("cannot make a link for room {room:?}: {e}"))?;
             println!("{link}");
             Ok(())
         }
@@ -364,21 +214,4 @@ fn print_counts(counts: &carecall_admin::backup::RowCounts) {
     for (table, n) in counts {
         println!("  {table} {n}");
     }
-}
-
-/// A join URL for `room` and `role`, valid for `ttl`.
-pub(crate) fn make_link(
-    config: &Config,
-    signer: &LinkSigner,
-    room: &str,
-    role: Role,
-    name: Option<String>,
-    ttl: std::time::Duration,
-) -> anyhow::Result<String> {
-    let name = name.unwrap_or_else(|| role.to_string());
-    let claims = JoinClaims::lasting(room, role, &name, ttl);
-    let token = signer
-        .sign(&claims)
-        .map_err(|e| anyhow::anyhow!("cannot make a link for room {room:?}: {e}"))?;
-    Ok(format!("{}/join?t={token}", config.base_url()))
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use carecall_admin::CallLog;
 
+use crate::cli::RecordingAction;
 use crate::config::Config;
-use crate::RecordingAction;
 
 pub(crate) fn run(action: RecordingAction, mut config: Config) -> anyhow::Result<()> {
     match action {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use carecall_admin::{Accounts, AdminOptions, AdminState, CallLog, RecordingAccess};
 use carecall_sfu::{default_announce_addrs, MediaConfig, MediaServer};
-use carecall_signalling::{AppState, CallEvent, LinkSigner, RecordingPolicy, Role};
+use carecall_signalling::{AppState, CallEvent, JoinClaims, LinkSigner, RecordingPolicy, Role};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::Config;
@@ -335,7 +335,10 @@ fn print_banner(
     if config.mode == crate::config::Mode::Development {
         let ttl = Duration::from_secs(12 * 3600);
         let link = |role, name: &str| {
-            crate::make_link(config, signer, "demo", role, Some(name.into()), ttl)
+            let claims = JoinClaims::lasting("demo", role, name, ttl);
+            signer
+                .join_url(&config.base_url(), &claims)
+                .map_err(|e| anyhow::anyhow!("cannot make the demo links: {e}"))
         };
         println!("Demo room \"demo\" (links valid 12 hours):");
         println!("  clinician: {}", link(Role::Clinician, "Hub clinician")?);

@@ -113,8 +113,7 @@ pub(crate) fn join_link(state: &AdminState, room: &str, role: Role, name: &str) 
         name,
         Duration::from_secs(CALL_LINK_HOURS * 3600),
     );
-    let token = state.signer.sign(&claims).ok()?;
-    Some(format!("{}/join?t={token}", state.base_url))
+    state.signer.join_url(&state.base_url, &claims).ok()
 }
 
 /// The role an account has in a call it joins from the console.

@@ -46,10 +46,9 @@ pub(crate) async fn create(
         std::time::Duration::from_secs(req.hours * 3600),
     );
     let expires = claims.exp;
-    match state.signer.sign(&claims) {
-        Ok(token) => {
+    match state.signer.join_url(&state.base_url, &claims) {
+        Ok(link) => {
             tracing::info!(admin = %admin.name, room = %req.room, role = %req.role, hours = req.hours, "join link made");
-            let link = format!("{}/join?t={token}", state.base_url);
             Json(json!({ "link": link, "expires_unix": expires })).into_response()
         }
         Err(e) => refuse(format!("cannot make that link: {e}")),

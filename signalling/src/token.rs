@@ -158,6 +158,13 @@ impl LinkSigner {
         Ok(format!("{body}.{}", B64.encode(tag.as_ref())))
     }
 
+    /// The join link for `claims` under `base_url`: the one place a join URL
+    /// is made, for the command line, the hub console and the links API.
+    pub fn join_url(&self, base_url: &str, claims: &JoinClaims) -> Result<String, TokenError> {
+        let token = self.sign(claims)?;
+        Ok(format!("{}/join?t={token}", base_url.trim_end_matches('/')))
+    }
+
     /// Checks a token's signature, then its expiry against `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: u64) -> Result<JoinClaims, TokenError> {
         if token.len() > 2048 {
@@ -230,6 +237,24 @@ mod tests {
         let t = s.sign(&claims(1_000)).unwrap();
         assert_eq!(s.verify(&t, 999).unwrap(), claims(1_000));
         assert_eq!(s.verify(&t, 1_000), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_join_url_carries_a_token_that_verifies() {
+        let s = LinkSigner::new(b"0123456789abcdef0123456789abcdef");
+        let url = s
+            .join_url("https://hub.example.nhs.uk/", &claims(1_000))
+            .unwrap();
+        let token = url
+            .strip_prefix("https://hub.example.nhs.uk/join?t=")
+            .expect("one slash before join");
+        assert_eq!(s.verify(token, 0).unwrap(), claims(1_000));
+        let mut bad = claims(1_000);
+        bad.room = "no spaces".into();
+        assert_eq!(
+            s.join_url("https://hub", &bad),
+            Err(TokenError::InvalidClaims)
+        );
     }
 
     #[test]
