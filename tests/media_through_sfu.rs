@@ -107,7 +107,7 @@ async fn two_peers_exchange_audio_and_video_through_the_sfu() {
 
 /// With `log_format = "json"`, every log line is one JSON object, and every
 /// line of the media and signalling paths during a call names its room and
-/// participant (the media plane's as fields, signalling's in its session span).
+/// participant, in its span (the media plane's participant, signalling's session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_name_the_room_and_participant_on_every_call_line() {
     let server = Server::start_with(ServerOptions {
@@ -141,24 +141,19 @@ async fn json_logs_name_the_room_and_participant_on_every_call_line() {
     );
     assert!(media.len() >= 4, "too few media lines to judge:\n{log}");
     assert!(signalling.len() >= 4, "too few signalling lines:\n{log}");
-    for l in &media {
-        assert_eq!(l["room"], "ward-8", "media line without its room: {l}");
-        assert!(
-            ids.iter().any(|id| l["participant"] == id.as_str()),
-            "media line without its participant: {l}"
-        );
-    }
-    for l in &signalling {
-        let span = &l["span"];
-        assert_eq!(span["name"], "session", "{l}");
-        assert_eq!(
-            span["room"], "ward-8",
-            "signalling line without its room: {l}"
-        );
-        assert!(
-            ids.iter().any(|id| span["participant"] == id.as_str()),
-            "signalling line without its participant: {l}"
-        );
+    for (lines, span_name, what) in [
+        (&media, "participant", "media"),
+        (&signalling, "session", "signalling"),
+    ] {
+        for l in lines {
+            let span = &l["span"];
+            assert_eq!(span["name"], span_name, "{l}");
+            assert_eq!(span["room"], "ward-8", "{what} line without its room: {l}");
+            assert!(
+                ids.iter().any(|id| span["participant"] == id.as_str()),
+                "{what} line without its participant: {l}"
+            );
+        }
     }
     for (message, n) in [("joined", 2), ("left", 2), ("media connected", 2)] {
         let seen = lines.iter().filter(|l| l["message"] == message).count();

@@ -6,11 +6,11 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 
 use serde::Serialize;
 
 use crate::call_log::CallRecord;
+use crate::clock::local_time;
 use crate::quality::Badge;
 use crate::routes::AdminState;
 use crate::service_hours::ServiceHours;
@@ -32,16 +32,6 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "reconnects",
     "operators",
 ];
-
-pub(crate) fn local_time(ms: i64, zone: &TimeZone) -> String {
-    Timestamp::from_millisecond(ms)
-        .map(|t| {
-            t.to_zoned(zone.clone())
-                .strftime("%Y-%m-%dT%H:%M:%S%:z")
-                .to_string()
-        })
-        .unwrap_or_default()
-}
 
 /// `GET /admin/api/calls.csv`: every call, as a download.
 pub(crate) async fn export(State(state): State<AdminState>) -> Response {
@@ -189,7 +179,7 @@ mod tests {
     }
 
     fn ms(rfc3339: &str) -> i64 {
-        rfc3339.parse::<Timestamp>().unwrap().as_millisecond()
+        rfc3339.parse::<jiff::Timestamp>().unwrap().as_millisecond()
     }
 
     #[test]

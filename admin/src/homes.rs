@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::accounts::AdminSession;
 use crate::call_log::Home;
-use crate::hub::{now_ms, unavailable};
+use crate::clock::now_ms;
+use crate::hub::unavailable;
 use crate::routes::AdminState;
 use crate::{json_error, AdminError};
 

@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::accounts::{AccountRole, AdminSession};
-use crate::call_log::{ms, queue_label, Answer, Handover, QueuedCall, TransferTarget};
+use crate::call_log::{queue_label, Answer, Handover, QueuedCall, TransferTarget};
+use crate::clock::{ms, now_ms};
 use crate::routes::AdminState;
 use crate::{json_error, AdminError};
 
@@ -91,10 +92,6 @@ impl Default for QueueSettings {
             routine_target: Duration::from_secs(600),
         }
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    ms(SystemTime::now())
 }
 
 pub(crate) fn unavailable(e: AdminError) -> Response {

@@ -32,7 +32,7 @@ pub(crate) async fn download(
     let Some(access) = state.images.clone() else {
         return json_error(StatusCode::NOT_FOUND, "images are switched off on this hub");
     };
-    let now = (crate::call_log::ms(SystemTime::now()) / 1000) as u64;
+    let now = crate::clock::unix_now();
     if let Err(why) = access
         .links
         .verify_for(Download::Image, &id, q.expires, &q.sig, now)
@@ -127,7 +127,7 @@ pub fn delete_expired_images(
     retention: Duration,
     now: SystemTime,
 ) -> Result<usize, AdminError> {
-    let before = crate::call_log::ms(now - retention);
+    let before = crate::clock::ms(now - retention);
     let files = log
         .images_older_than(before)?
         .into_iter()

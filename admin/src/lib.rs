@@ -13,6 +13,7 @@ pub mod activity;
 mod auth;
 pub mod backup;
 mod call_log;
+mod clock;
 pub mod check;
 mod dashboard;
 mod db;

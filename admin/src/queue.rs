@@ -13,7 +13,8 @@ use serde_json::json;
 
 use crate::call_log::{queue_label, CallAsk, CallLog, Home, QueuedCall};
 use crate::home_links::HomeLinkError;
-use crate::hub::{join_link, now_ms, unavailable};
+use crate::clock::now_ms;
+use crate::hub::{join_link, unavailable};
 
 /// How long a home's presses of Call while every service is closed count as
 /// the one call: ten minutes.

@@ -50,7 +50,7 @@ pub(crate) async fn download(
             "recording is switched off on this hub",
         );
     };
-    let now = (crate::call_log::ms(SystemTime::now()) / 1000) as u64;
+    let now = crate::clock::unix_now();
     if let Err(why) = access.links.verify(&id, q.expires, &q.sig, now) {
         return json_error(StatusCode::FORBIDDEN, why);
     }
@@ -128,7 +128,7 @@ impl Write for ChunkSender {
 
 /// `GET /admin/api/recordings`: every recording, newest first.
 pub(crate) async fn list(State(state): State<AdminState>) -> Response {
-    let now = (crate::call_log::ms(SystemTime::now()) / 1000) as u64;
+    let now = crate::clock::unix_now();
     let links = state.recordings.as_ref().map(|a| a.links.clone());
     match crate::blocking_locked(&state.history, |log| log.recordings()).await {
         Ok(rows) => Json(
@@ -169,7 +169,7 @@ pub fn delete_expired(
     retention: Duration,
     now: SystemTime,
 ) -> Result<usize, AdminError> {
-    let before = crate::call_log::ms(now - retention);
+    let before = crate::clock::ms(now - retention);
     let files = log
         .recordings_older_than(before)?
         .into_iter()

@@ -567,7 +567,7 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
         });
     let (settings, hours) = (state.queue.clone(), state.hours.get());
     let queue = crate::blocking_locked(&state.history, move |log| {
-        log.read(|c| QueueReading::read(c, crate::hub::now_ms(), &settings, &hours))
+        log.read(|c| QueueReading::read(c, crate::clock::now_ms(), &settings, &hours))
     })
     .await;
     let accounts = state.accounts.clone();

@@ -16,7 +16,7 @@ use crate::dtls_identity;
 use crate::error::SfuError;
 use crate::forward::Layer;
 use crate::id::{ParticipantId, RoomId};
-use crate::participant::{Forwarded, Participant, Polled, Propagated};
+use crate::participant::{Forwarded, Participant, Polled, Propagated, Signals};
 use crate::recording::{self, tap::RecordingTap, RecordingDone, RecordingError, RecordingOptions};
 use crate::signal::MediaSignal;
 use crate::stats::ParticipantStats;
@@ -33,7 +33,7 @@ pub struct Room {
     id: RoomId,
     participants: Vec<Participant>,
     propagate: VecDeque<Propagated>,
-    signals: VecDeque<(ParticipantId, MediaSignal)>,
+    signals: Signals,
     /// When layers are next chosen; `None` means at the next poll (something
     /// changed: a subscription opened, a tile was resized).
     next_layers: Option<Instant>,
@@ -231,7 +231,7 @@ impl Room {
     ) -> Result<(), SfuError> {
         let p = self.participant_mut(id)?;
         p.start_downlink_test(plan, now)?;
-        p.wake_at = None;
+        p.touch();
         Ok(())
     }
 
@@ -247,7 +247,7 @@ impl Room {
         self.receive_only.retain(|p| *p != id);
         if self.participants.len() != before {
             for p in &mut self.participants {
-                p.wake_at = None;
+                p.touch();
                 p.unsubscribe_from(id);
             }
         }
@@ -257,10 +257,7 @@ impl Room {
     /// reached since their last poll, and those whose timer is due. The rest
     /// are skipped.
     pub fn sessions_to_poll(&self, now: Instant) -> usize {
-        self.participants
-            .iter()
-            .filter(|p| p.wake_at.is_none_or(|w| w <= now))
-            .count()
+        self.participants.iter().filter(|p| p.due(now)).count()
     }
 
     /// The participant whose session this datagram belongs to, if any.
@@ -274,7 +271,7 @@ impl Room {
     /// Feeds a datagram to a participant's session.
     pub fn handle_input(&mut self, id: ParticipantId, input: Input) {
         if let Some(p) = self.participants.iter_mut().find(|p| p.id == id) {
-            p.wake_at = None;
+            p.touch();
             p.received = true;
             p.handle_input(input);
         }
@@ -283,10 +280,10 @@ impl Room {
     /// Advances the clock of every session whose timer is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         for p in &mut self.participants {
-            if p.wake_at.is_some_and(|w| w > now) {
+            if !p.due(now) {
                 continue;
             }
-            p.wake_at = None;
+            p.touch();
             p.handle_input(Input::Timeout(now));
             p.handle_deferred_keyframes(now);
         }
@@ -321,7 +318,7 @@ impl Room {
                 }
                 // Nothing reached it and its timer is not due: polling would
                 // only run its timers early.
-                if let Some(wake) = p.wake_at.filter(|w| *w > now) {
+                if let Some(wake) = p.sleeping_until(now) {
                     next = next.min(wake);
                     continue;
                 }
@@ -353,9 +350,9 @@ impl Room {
                     wake = wake.min(t);
                 }
                 // A dead session is polled every time until it is removed.
-                p.wake_at = p.rtc.is_alive().then_some(wake);
+                p.sleep_until(wake);
                 next = next.min(wake);
-                if std::mem::take(&mut p.new_layer_seen) {
+                if p.take_new_layer() {
                     self.next_layers = None;
                 }
             }
@@ -406,7 +403,7 @@ impl Room {
         match event {
             Propagated::Published { origin, mid, kind } => {
                 for p in self.participants.iter_mut().filter(|p| p.id != origin) {
-                    p.wake_at = None;
+                    p.touch();
                     p.subscribe(origin, mid, kind);
                 }
             }
@@ -422,7 +419,7 @@ impl Room {
                 for p in self.participants.iter_mut().filter(|p| p.id != origin) {
                     match p.forward(origin, mid, layer, &params, learnt, &packet) {
                         // Only a session given a packet has anything to send.
-                        Forwarded::Sent => p.wake_at = None,
+                        Forwarded::Sent => p.touch(),
                         Forwarded::NeedsKeyframe(l) => wants_keyframe |= l == layer,
                         Forwarded::Skipped => {}
                     }
@@ -470,7 +467,7 @@ impl Room {
         self.next_layers = Some(now + LAYER_INTERVAL);
         let mut wants = Vec::new();
         for p in &mut self.participants {
-            p.wake_at = None;
+            p.touch();
             p.select_layers(now, &rates, &mut self.signals, &mut wants);
         }
         // Dynacast: each camera sends only the layers someone would take; a
@@ -498,7 +495,7 @@ impl Room {
     /// Asks a publisher for a keyframe of one layer (coalesced by its throttle).
     fn request_keyframe(&mut self, publisher: ParticipantId, mid: Mid, layer: Layer, now: Instant) {
         if let Some(p) = self.participants.iter_mut().find(|p| p.id == publisher) {
-            p.wake_at = None;
+            p.touch();
             p.request_keyframe(mid, layer, now);
         }
     }
@@ -525,7 +522,7 @@ impl Room {
                 room: room.clone(),
                 participant: id,
             })?;
-        p.wake_at = None;
+        p.touch();
         Ok(p)
     }
 }

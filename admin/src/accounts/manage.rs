@@ -6,7 +6,8 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{now_ms, Accounts, MIN_PASSWORD_LEN};
+use super::{Accounts, MIN_PASSWORD_LEN};
+use crate::clock::now_ms;
 use crate::AdminError;
 
 /// One signed-in session of an account, as `carecall admin sessions` lists it.

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use carecall_signalling::{CarriedSession, JoinClaims};
 use rusqlite::params;
 
-use super::{ms, CallLog};
+use super::CallLog;
+use crate::clock::ms;
 use crate::AdminError;
 
 impl CallLog {

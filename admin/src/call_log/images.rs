@@ -9,7 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::json;
 
 use super::recordings::role_of;
-use super::{ms, open_call, CallLog};
+use super::{open_call, CallLog};
+use crate::clock::ms;
 use crate::hooks::rfc3339;
 use crate::AdminError;
 

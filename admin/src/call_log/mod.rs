@@ -91,12 +91,6 @@ pub(crate) fn open_call(c: &Connection, room: &str) -> rusqlite::Result<Option<i
     .optional()
 }
 
-pub(crate) fn ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl CallLog {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path) -> Result<CallLog, AdminError> {

@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use rusqlite::params;
 
-use super::{ms, CallLog};
+use super::CallLog;
+use crate::clock::ms;
 use crate::metrics::Snapshot;
 use crate::quality::{badge, Badge};
 use crate::AdminError;

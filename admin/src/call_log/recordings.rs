@@ -8,7 +8,8 @@ use carecall_sfu::recording::RecordingSummary;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::json;
 
-use super::{ms, open_call, CallLog};
+use super::{open_call, CallLog};
+use crate::clock::ms;
 use crate::hooks::rfc3339;
 use crate::AdminError;
 

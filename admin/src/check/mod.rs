@@ -30,7 +30,7 @@ pub use store::{normalise_code, Checks, StoredCheck, CHECK_RETENTION};
 pub use verdict::{verdict, CheckResult, DeviceResult, LossPattern, Outcome, PathResult, Verdict};
 
 use crate::auth::ClientIp;
-use crate::history::local_time;
+use crate::clock::local_time;
 use crate::routes::AdminState;
 
 const PAGE: &str = include_str!("../../client/check.html");

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::verdict::CheckResult;
-use crate::call_log::ms;
+use crate::clock::ms;
 use crate::AdminError;
 
 /// How long checks are kept.

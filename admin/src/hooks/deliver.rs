@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::outbox::{self, Pending};
 use super::{HookEndpoint, LiveReceivers};
-use crate::call_log::ms;
+use crate::clock::ms;
 use crate::AdminError;
 
 /// At most this many deliveries are in flight at once.

@@ -16,7 +16,8 @@ use super::residents::{self, Resident};
 
 use crate::accounts::{AccountRole, AdminSession};
 use crate::auth::ClientIp;
-use crate::hub::{now_ms, unavailable};
+use crate::clock::now_ms;
+use crate::hub::unavailable;
 use crate::json_error;
 use crate::routes::AdminState;
 pub(crate) use completion::plans_for_home;

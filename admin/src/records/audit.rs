@@ -59,13 +59,14 @@ impl crate::CallLog {
             account: account.to_owned(),
             from: from.to_owned(),
         };
-        self.change(|c| note(c, &who, action, subject, crate::call_log::ms(at)))
+        self.change(|c| note(c, &who, action, subject, crate::clock::ms(at)))
     }
 }
 
 /// The entries as CSV, times in the hub's zone, newest first.
 pub(crate) fn csv(entries: &[AuditEntry], zone: &jiff::tz::TimeZone) -> String {
-    use crate::history::{field, local_time};
+    use crate::clock::local_time;
+    use crate::history::field;
     let mut out = String::from("time,account,from,action,subject\r\n");
     for e in entries {
         let row = [

@@ -2,13 +2,12 @@
 //! it receives (tile size, bandwidth budget, hysteresis), how its link is
 //! probed, and which of its own layers are worth publishing (dynacast).
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
 use str0m::bwe::Bitrate;
 use str0m::media::{MediaKind, Mid};
 
-use super::{Participant, UNLIMITED};
+use super::{Participant, Signals, UNLIMITED};
 use crate::bandwidth::AUDIO_RESERVE;
 use crate::forward::{allocate, held_back, Demand, Layer, UP_HEADROOM};
 use crate::id::ParticipantId;
@@ -28,17 +27,12 @@ impl Participant {
 
     /// Tells this participant's browser to stop encoding the simulcast layers
     /// above `wanted` (the best any viewer would take), per [`PublishLimit`].
-    pub fn limit_publishing(
-        &mut self,
-        now: Instant,
-        wanted: Option<Layer>,
-        signals: &mut VecDeque<(ParticipantId, MediaSignal)>,
-    ) {
+    pub fn limit_publishing(&mut self, now: Instant, wanted: Option<Layer>, signals: &mut Signals) {
         if !self.publications.iter().any(|p| p.kind == MediaKind::Video) {
             return;
         }
         if let Some(highest) = self.publish_limit.update(now, wanted) {
-            tracing::info!(room = %self.room, participant = %self.id, highest = %highest, "publishing layers up to");
+            tracing::info!(parent: &self.span, highest = %highest, "publishing layers up to");
             let highest = highest.rid();
             signals.push_back((self.id, MediaSignal::PublishLayers { highest }));
         }
@@ -56,9 +50,10 @@ impl Participant {
             Mid,
             [Option<u64>; crate::forward::LAYER_COUNT],
         )],
-        signals: &mut VecDeque<(ParticipantId, MediaSignal)>,
+        signals: &mut Signals,
         wants: &mut Vec<(ParticipantId, Mid, Layer)>,
     ) {
+        let span = &self.span;
         if self.connected {
             self.downlink.connected(now);
         }
@@ -117,7 +112,7 @@ impl Participant {
                 continue;
             };
             tracing::info!(
-                room = %self.room, participant = %self.id, origin = %sub.origin,
+                parent: span, origin = %sub.origin,
                 budget_kbps = (budget < UNLIMITED).then_some(budget / 1000),
                 layers_kbps = ?demands[k].rates.map(|r| r.map(|r| r / 1000)),
                 from = ?before.map(|l| l.rid()), to = ?after.map(|l| l.rid()),
@@ -203,7 +198,7 @@ impl Participant {
         let video = (video as f64 * UP_HEADROOM) as u64;
         let wanted = video + AUDIO_RESERVE * audio as u64;
         if let Some(from) = self.downlink.restart(now, held_back) {
-            tracing::info!(room = %self.room, participant = %self.id, from_kbps = from / 1000, "downlink estimator restarted: clean link, estimate stuck");
+            tracing::info!(parent: &self.span, from_kbps = from / 1000, "downlink estimator restarted: clean link, estimate stuck");
             self.rtc.bwe().reset(Bitrate::bps(from));
             self.adaptation.estimator_restarts += 1;
         }
