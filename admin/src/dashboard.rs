@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::accounts::AdminSession;
 use crate::activity::activity;
-use crate::history::{local_time, HistoryRow};
+use crate::clock::local_time;
+use crate::history::HistoryRow;
 use crate::routes::AdminState;
 
 /// Calls listed on the dashboard, newest first; the CSV has them all.

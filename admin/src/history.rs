@@ -5,7 +5,6 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use jiff::tz::TimeZone;
 
 use serde::Serialize;
 
@@ -175,7 +174,7 @@ mod tests {
     use super::*;
 
     fn london() -> ServiceHours {
-        ServiceHours::around_the_clock(TimeZone::get("Europe/London").unwrap())
+        ServiceHours::around_the_clock(jiff::tz::TimeZone::get("Europe/London").unwrap())
     }
 
     fn ms(rfc3339: &str) -> i64 {

@@ -4,7 +4,7 @@
 //! record-hook event) before anyone is told, and the people in the call
 //! hear of it as a notice.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::accounts::{AccountRole, AdminSession};
 use crate::call_log::{queue_label, Answer, Handover, QueuedCall, TransferTarget};
-use crate::clock::{ms, now_ms};
+use crate::clock::now_ms;
 use crate::routes::AdminState;
 use crate::{json_error, AdminError};
 

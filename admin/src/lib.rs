@@ -13,8 +13,8 @@ pub mod activity;
 mod auth;
 pub mod backup;
 mod call_log;
-mod clock;
 pub mod check;
+mod clock;
 mod dashboard;
 mod db;
 #[cfg(feature = "fuzzing")]

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::call_log::{queue_label, CallAsk, CallLog, Home, QueuedCall};
-use crate::home_links::HomeLinkError;
 use crate::clock::now_ms;
+use crate::home_links::HomeLinkError;
 use crate::hub::{join_link, unavailable};
 
 /// How long a home's presses of Call while every service is closed count as

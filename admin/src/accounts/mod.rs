@@ -8,7 +8,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::clock::now_ms;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -340,7 +342,6 @@ fn digest(token: &str) -> Vec<u8> {
         .as_ref()
         .to_vec()
 }
-
 
 #[cfg(test)]
 mod tests {

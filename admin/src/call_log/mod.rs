@@ -20,7 +20,9 @@ pub(crate) use recordings::ready_recordings;
 pub use recordings::RecordingRow;
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use crate::clock::ms;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -388,7 +390,7 @@ impl CallLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn join_and_leave_are_kept_across_reopen() {

@@ -8,7 +8,8 @@ use rusqlite::{params, Connection, Row};
 use serde::Serialize;
 
 use crate::call_log::WITHDRAWN;
-use crate::history::{field, local_time};
+use crate::clock::local_time;
+use crate::history::field;
 use crate::hub::QueueSettings;
 use crate::quality::Badge;
 use crate::service_hours::{Period, ServiceHours};
