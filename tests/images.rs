@@ -278,8 +278,13 @@ async fn a_clinician_asks_for_a_photo_and_sees_the_cameras_full_frame() {
         "the camera's full resolution"
     );
 
-    // What the clinician's page shows: decoded at full size, and its pixels
-    // are the camera's (a downscaled luma grid against the clip's).
+    assert_shows_the_cameras_frame(&clinician).await;
+}
+
+/// Checks what `clinician`'s page shows of the photo: decoded at full size,
+/// and its pixels the camera's (a downscaled luma grid against the clip's).
+async fn assert_shows_the_cameras_frame(clinician: &crate::support::browser::Browser) {
+    let within = Duration::from_secs(60);
     clinician
         .until(
             "const i = document.getElementById('photo-image'); return i.complete && i.naturalWidth > 0;",
@@ -421,6 +426,7 @@ async fn a_photo_over_a_300_kbit_home_link_keeps_the_sound_and_survives_a_drop()
         b.watch_audio_gaps().await;
     }
     let (sent, _) = ask_for_photo(&clinician, &home, None).await;
+    assert_shows_the_cameras_frame(&clinician).await;
     let (clinician_gaps, home_gaps) = (
         clinician.longest_audio_gaps().await,
         home.longest_audio_gaps().await,
