@@ -34,7 +34,11 @@ fn jpeg(len: usize) -> Vec<u8> {
 
 /// Joins by socket; returns the socket and the participant id.
 async fn join(server: &Server, role: &str, name: &str) -> (Socket, String) {
-    let link = server.link("img-1", role, name, "1h");
+    join_by_link(server, &server.link("img-1", role, name, "1h")).await
+}
+
+/// Joins by socket with `link`; returns the socket and the participant id.
+async fn join_by_link(server: &Server, link: &str) -> (Socket, String) {
     let token = link.split("t=").nth(1).expect("a join link").to_owned();
     let mut socket = open(server, json!({ "type": "join", "v": 1, "token": token })).await;
     let joined = next_of(&mut socket, "joined").await;
@@ -218,6 +222,119 @@ async fn an_asked_for_image_survives_a_drop_is_sealed_and_reaches_the_record() {
     assert_eq!(
         crate::support::metrics::value(&metrics, "carecall_image_bytes_total"),
         Some(total as f64)
+    );
+}
+
+/// Sends `image` under `ticket` in pieces of 64 KiB; returns the stored
+/// image's id.
+async fn upload(server: &Server, ticket: &str, image: &[u8]) -> String {
+    let (total, hash) = (image.len(), sha256_hex(image));
+    let mut id = None;
+    for offset in (0..total).step_by(64 * 1024) {
+        let end = (offset + 64 * 1024).min(total);
+        let path = format!("/images/uploads/{ticket}?offset={offset}&total={total}&sha256={hash}");
+        let (status, reply) = send(&server.base_url, "PUT", &path, &image[offset..end]).await;
+        assert_eq!(status, 200, "{reply}");
+        id = reply["image"].as_str().map(str::to_owned);
+    }
+    id.expect("the last piece names the stored image")
+}
+
+/// With the clinical record: a photo from a consultation that saw one
+/// resident is filed in that resident's encounter (a `Media` with the
+/// encounter's subject in `encounter.completed`'s Bundle); once a second
+/// resident is seen in the same consultation, nothing says whose wound it
+/// shows, and their encounter gets no photo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_is_filed_with_the_consultations_one_resident() {
+    use crate::support::queue::{account, add_home, answer, place_call, post_as, status};
+    let events = EventSink::default();
+    let (_config_dir, config) = events.start().await;
+    let server = Server::start_with(ServerOptions {
+        env: vec![("CARECALL_CONFIG".into(), config.display().to_string())],
+        ..ServerOptions::default()
+    });
+    let (_, token) = add_home(&server, "Rose Court");
+    let (code, placed) = place_call(&server, &token, false).await;
+    assert_eq!(code, 201, "{placed}");
+    let call = placed["call"].as_i64().unwrap();
+    let dr = account(&server, "dr.one", "clinician").await;
+    let (code, answered) = answer(&server, &dr, call).await;
+    assert_eq!(code, 200, "{answered}");
+    let (mut clinician, _) = join_by_link(&server, answered["join_url"].as_str().unwrap()).await;
+    let (_, home_status) = status(&server, &token, call).await;
+    let home_link = home_status["join_url"].as_str().expect("the home's link");
+    let (mut home, home_id) = join_by_link(&server, home_link).await;
+
+    let ask = json!({ "type": "ask", "participant": home_id, "what": "photo" });
+    clinician
+        .send(Message::text(ask.to_string()))
+        .await
+        .unwrap();
+    let asked = next_of(&mut home, "asked").await;
+    let image = jpeg(100_000);
+    let id = upload(&server, asked["upload"].as_str().unwrap(), &image).await;
+    next_of(&mut clinician, "image").await;
+
+    let residents = format!("/admin/api/hub/calls/{call}/residents");
+    let outcome = json!({
+        "disposition": "gp-follow-up", "conveyance_avoided": false, "medicines_prescribed": false,
+        "restore2_used": false, "respect": "none", "treatment_plan": false,
+        "note": "Skin tear, left forearm.", "care_plan": { "text": "Dress daily.", "actions": [] }
+    });
+    let mut bundles = Vec::new();
+    for (nhs_number, name) in [("9434765919", "Mabel Brown"), ("9434765870", "Edith Green")] {
+        let resident =
+            json!({ "nhs_number": nhs_number, "name": name, "birth_date": "1938-04-21" });
+        let (code, added) = post_as(&server, &dr, &residents, resident).await;
+        assert_eq!(code, 201, "{added}");
+        let encounter = added["encounter"].as_i64().expect("the encounter");
+        let done = format!("/admin/api/encounters/{encounter}/outcome");
+        let (code, body) = post_as(&server, &dr, &done, outcome.clone()).await;
+        assert_eq!(code, 200, "{body}");
+        let bundle = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let found = events.fhir_resources("Bundle").into_iter().find(|(_, b)| {
+                    b["entry"].as_array().into_iter().flatten().any(|e| {
+                        e["resource"]["resourceType"] == "Encounter"
+                            && e["resource"]["identifier"][1]["value"] == encounter.to_string()
+                    })
+                });
+                if let Some((_, b)) = found {
+                    return b;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no encounter.completed Bundle for encounter {encounter}"));
+        bundles.push(bundle);
+    }
+    let media = |bundle: &Value| -> Vec<Value> {
+        bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["resource"]["resourceType"] == "Media")
+            .map(|e| e["resource"].clone())
+            .collect()
+    };
+    let first = media(&bundles[0]);
+    assert_eq!(first.len(), 1, "{}", bundles[0]);
+    let patient = bundles[0]["entry"][0]["fullUrl"].clone();
+    assert_eq!(first[0]["subject"]["reference"], patient);
+    assert_eq!(first[0]["identifier"][0]["value"], id.as_str());
+    assert_eq!(
+        first[0]["content"]["extension"][0]["valueString"],
+        sha256_hex(&image).as_str()
+    );
+    let link = first[0]["content"]["url"].as_str().expect("a link");
+    let (code, body) = download(&server.base_url, &link[link.find("/images/").unwrap()..]).await;
+    assert_eq!((code, sha256_hex(&body)), (200, sha256_hex(&image)));
+    assert_eq!(
+        media(&bundles[1]),
+        Vec::<Value>::new(),
+        "two residents: whose photo?"
     );
 }
 

@@ -211,3 +211,37 @@ impl CallLog {
         })
     }
 }
+
+/// The stored images of consultation `call`, oldest first, each with a
+/// signed link when the hooks have links to give (made at `now_ms`): what
+/// `encounter.completed` files with a resident's encounter.
+pub(crate) fn ready_images(
+    c: &Connection,
+    call: i64,
+    hooks: &crate::hooks::HookTargets,
+    now_ms: i64,
+) -> rusqlite::Result<Vec<serde_json::Value>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, mime, width, height, bytes, sha256, stored_at_ms FROM images
+         WHERE call_id = ?1 AND state = 'ready' ORDER BY stored_at_ms",
+    )?;
+    let rows = stmt.query_map([call], |r| {
+        let id: String = r.get(0)?;
+        let mut image = json!({
+            "image": id,
+            "format": r.get::<_, String>(1)?,
+            "width": r.get::<_, i64>(2)?,
+            "height": r.get::<_, i64>(3)?,
+            "size": r.get::<_, i64>(4)?,
+            "sha256": r.get::<_, String>(5)?,
+            "taken_at": rfc3339(r.get(6)?),
+        });
+        if let Some(links) = &hooks.downloads {
+            let (url, expires) = links.link_to(crate::Download::Image, &id, (now_ms / 1000) as u64);
+            image["download_url"] = json!(url);
+            image["download_expires"] = json!(rfc3339(expires as i64 * 1000));
+        }
+        Ok(image)
+    })?;
+    rows.collect()
+}

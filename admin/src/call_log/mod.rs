@@ -12,6 +12,7 @@ mod revocations;
 
 pub use detail::{CallDetail, SessionDetail, StoredSample};
 pub use handover::{queue_label, Handover, QueueEvent, TransferTarget};
+pub(crate) use images::ready_images;
 pub use images::{ImageRow, NewImage};
 pub use quality::{samples, QualitySample};
 pub(crate) use queue::WITHDRAWN;

@@ -81,7 +81,8 @@ fn narrative(text: &str) -> Value {
 
 /// `encounter.completed` as a Bundle: the Patient, the Encounter with its
 /// subject and outcome, the NEWS2 Observation, a Composition with the note
-/// and the care plan, and a DocumentReference per finished recording, every
+/// and the care plan, a DocumentReference per finished recording and a Media
+/// per photo (when the consultation saw this resident alone), every
 /// reference resolving inside the Bundle.
 fn completed(event: &Value) -> Value {
     let d = &event["data"];
@@ -176,6 +177,12 @@ fn completed(event: &Value) -> Value {
         doc["context"] = json!({ "encounter": [encounter_link] });
         entries.push(json!({ "fullUrl": urn(&format!("DocumentReference/{}", rec["recording"]), c, n), "resource": doc }));
     }
+    for image in d["images"].as_array().into_iter().flatten() {
+        let mut photo = media(image);
+        photo["subject"] = subject.clone();
+        photo["encounter"] = encounter_link.clone();
+        entries.push(json!({ "fullUrl": urn(&format!("Media/{}", image["image"]), c, n), "resource": photo }));
+    }
     json!({
         "resourceType": "Bundle",
         "type": "collection",
@@ -205,7 +212,7 @@ pub fn bundle_problems(bundle: &Value) -> Vec<String> {
             "Encounter" => &["status", "class"],
             "Observation" => &["status", "code"],
             "Composition" => &["status", "type", "date", "author", "title"],
-            "DocumentReference" => &["status", "content"],
+            "DocumentReference" | "Media" => &["status", "content"],
             other => {
                 problems.push(format!("entry {i}: unexpected resource {other}"));
                 &[]
@@ -410,7 +417,10 @@ mod tests {
                      "note": "Chest clear <no crackles>", "care_plan": {"text": "Fluids", "actions": [{"what": "Check temperature", "when": "4-hourly"}]},
                      "reason": "chest pain", "participants": {"clinician": 1, "home": 1},
                      "recorded_at": "2026-12-04T10:20:00.000Z", "amended": false,
-                     "recordings": [{"recording": "ab12", "size": 10, "sha256": "00", "duration_seconds": 2.0}]}});
+                     "recordings": [{"recording": "ab12", "size": 10, "sha256": "00", "duration_seconds": 2.0}],
+                     "images": [{"image": "cd34", "format": "image/jpeg", "width": 1280, "height": 720, "size": 9,
+                                 "sha256": "11", "taken_at": "2026-12-04T10:05:00.000Z",
+                                 "download_url": "https://hub.example/images/cd34/download?expires=1&sig=x"}]}});
         let bundle: Value = serde_json::from_str(&render(&completed.to_string()).unwrap()).unwrap();
         assert_eq!(bundle_problems(&bundle), Vec::<String>::new());
         let kinds: Vec<&str> = bundle["entry"]
@@ -426,7 +436,8 @@ mod tests {
                 "Encounter",
                 "Observation",
                 "Composition",
-                "DocumentReference"
+                "DocumentReference",
+                "Media"
             ]
         );
         let encounter = &bundle["entry"][1]["resource"];
@@ -439,10 +450,22 @@ mod tests {
         let patient = &bundle["entry"][0];
         assert_eq!(patient["resource"]["identifier"][0]["system"], NHS_NUMBER);
         assert_eq!(patient["resource"]["identifier"][0]["value"], "9434765919");
-        for i in 1..5 {
+        for i in 1..6 {
             let r = &bundle["entry"][i]["resource"];
             assert_eq!(r["subject"]["reference"], patient["fullUrl"], "{r}");
         }
+        let photo = &bundle["entry"][5]["resource"];
+        assert_eq!(
+            photo["encounter"]["reference"],
+            bundle["entry"][1]["fullUrl"]
+        );
+        assert_eq!(
+            (&photo["width"], &photo["content"]["url"]),
+            (
+                &json!(1280),
+                &json!("https://hub.example/images/cd34/download?expires=1&sig=x")
+            )
+        );
         assert!(bundle["entry"][3]["resource"]["section"][0]["text"]["div"]
             .as_str()
             .unwrap()

@@ -99,6 +99,17 @@ pub(crate) fn record(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let roles = crate::hooks::sessions_by_role(c, call)?;
+        // A photo is filed with a resident only when the consultation saw
+        // that resident alone: with two, nothing says whose wound it shows.
+        let residents: i64 = c.query_row(
+            "SELECT COUNT(*) FROM encounters WHERE call_id = ?1",
+            [call],
+            |r| r.get(0),
+        )?;
+        let images = match residents {
+            1 => crate::call_log::ready_images(c, call, hooks, now_ms)?,
+            _ => Vec::new(),
+        };
         let data = json!({
             "encounter": id,
             "resident": resident,
@@ -122,6 +133,7 @@ pub(crate) fn record(
             "recorded_at": rfc3339(now_ms),
             "amended": amended,
             "recordings": crate::call_log::ready_recordings(c, call)?,
+            "images": images,
         });
         hooks.emit(c, call, "encounter.completed", data, now_ms)?;
     }
