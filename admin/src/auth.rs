@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
@@ -19,8 +19,9 @@ use serde_json::json;
 use carecall_sfu::Surface;
 
 use crate::accounts::{AdminSession, SESSION_TTL};
+use crate::api_error::ApiError;
 use crate::blocking;
-use crate::routes::AdminState;
+use crate::state::AdminState;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "carecall_admin";
@@ -45,8 +46,9 @@ pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
+/// A refusal from the session check in front of the admin routes.
 fn error(status: StatusCode, message: &str) -> Response {
-    crate::json_error(status, message)
+    ApiError::new(status, message).into_response()
 }
 
 /// Lets a request through only with a live session (and, unless it only
@@ -142,17 +144,15 @@ pub(crate) async fn login(
     State(state): State<AdminState>,
     ClientIp(ip): ClientIp,
     Json(creds): Json<Credentials>,
-) -> Response {
+) -> Result<Response, ApiError> {
     // Counted before the (costly) check, so a burst is cut at the limit.
     if let Err(refused) = state.limiter.begin(&ip, &creds.name, Instant::now()) {
         state.refusals.refuse(Surface::SignIn, refused.reason, &ip);
-        return retry_after(
-            error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed sign-ins; try again later",
-            ),
-            refused.wait,
-        );
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed sign-ins; try again later",
+        )
+        .retry_after(refused.wait));
     }
     let accounts = state.accounts.clone();
     let name = creds.name.clone();
@@ -169,23 +169,27 @@ pub(crate) async fn login(
         Ok(Ok(Some(new))) => new,
         Ok(Ok(None)) => {
             tracing::warn!(%ip, name = ?creds.name, "admin sign-in failed");
-            return error(StatusCode::UNAUTHORIZED, "wrong name or password");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "wrong name or password",
+            ));
         }
         Ok(Err(e)) => {
             state.limiter.not_checked(&ip, &creds.name);
-            tracing::error!(error = %e, "admin sign-in could not be checked");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "sign-in unavailable");
+            return Err(ApiError::unavailable(
+                "admin sign-in",
+                e,
+                "sign-in unavailable",
+            ));
         }
         Err(_busy) => {
             state.limiter.not_checked(&ip, &creds.name);
             state.refusals.refuse(Surface::SignIn, "checks_busy", &ip);
-            return retry_after(
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "many sign-ins at once; try again in a moment",
-                ),
-                std::time::Duration::from_secs(1),
-            );
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "many sign-ins at once; try again in a moment",
+            )
+            .retry_after(std::time::Duration::from_secs(1)));
         }
     };
     state.limiter.succeeded(&ip, &creds.name);
@@ -199,33 +203,26 @@ pub(crate) async fn login(
     let body = Json(
         json!({ "name": new.session.name, "role": new.session.role, "csrf": new.session.csrf }),
     );
-    ([(header::SET_COOKIE, cookie)], body).into_response()
-}
-
-/// `response` with `Retry-After: wait` (whole seconds, at least 1).
-fn retry_after(mut response: Response, wait: std::time::Duration) -> Response {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    response
+    Ok(([(header::SET_COOKIE, cookie)], body).into_response())
 }
 
 /// `POST /admin/logout`: ends the session and clears the cookie.
-pub(crate) async fn logout(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+pub(crate) async fn logout(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(token) = cookie_token(&headers) {
         let accounts = state.accounts.clone();
-        if let Err(e) = blocking(move || accounts.end_session(&token)).await {
-            tracing::error!(error = %e, "admin sign-out failed");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "sign-out failed");
-        }
+        blocking(move || accounts.end_session(&token))
+            .await
+            .map_err(|e| ApiError::unavailable("admin sign-out", e, "sign-out failed"))?;
     }
     let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    (
+    Ok((
         [(header::SET_COOKIE, clear)],
         Json(json!({ "signed_out": true })),
     )
-        .into_response()
+        .into_response())
 }
 
 /// `GET /admin/api/session`: who is signed in, and the CSRF token for the
@@ -244,13 +241,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("theme=dark; carecall_admin=abc123; x=y"),
+            axum::http::HeaderValue::from_static("theme=dark; carecall_admin=abc123; x=y"),
         );
         assert_eq!(cookie_token(&h).as_deref(), Some("abc123"));
         let mut other = HeaderMap::new();
         other.insert(
             header::COOKIE,
-            HeaderValue::from_static("carecall_admins=no"),
+            axum::http::HeaderValue::from_static("carecall_admins=no"),
         );
         assert_eq!(cookie_token(&other), None);
     }

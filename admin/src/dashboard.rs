@@ -2,16 +2,15 @@
 //! history with activity, one past call in detail, and ending a call.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::accounts::AdminSession;
 use crate::activity::activity;
+use crate::api_error::ApiError;
 use crate::clock::local_time;
 use crate::history::HistoryRow;
-use crate::routes::AdminState;
+use crate::state::AdminState;
 
 /// Calls listed on the dashboard, newest first; the CSV has them all.
 const RECENT_CALLS: usize = 50;
@@ -19,16 +18,12 @@ const RECENT_CALLS: usize = 50;
 /// What the ended participants' screens say.
 const ENDED_MESSAGE: &str = "The hub has ended this call. Thank you.";
 
-fn unavailable(what: &str, e: crate::AdminError) -> Response {
-    tracing::error!(error = %e, "{what} could not be read");
-    crate::json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("{what} unavailable"),
-    )
+fn unavailable(what: &str, e: crate::AdminError) -> ApiError {
+    ApiError::unavailable(what, e, &format!("{what} unavailable"))
 }
 
 /// `GET /admin/api/rooms`: the live calls, with each participant's media.
-pub(crate) async fn rooms(State(state): State<AdminState>) -> Response {
+pub(crate) async fn rooms(State(state): State<AdminState>) -> Json<Vec<Value>> {
     let snapshot = state.snapshot().await;
     let body: Vec<_> = snapshot
         .rooms()
@@ -59,15 +54,14 @@ pub(crate) async fn rooms(State(state): State<AdminState>) -> Response {
             json!({ "room": room, "participants": people })
         })
         .collect();
-    Json(body).into_response()
+    Json(body)
 }
 
 /// `GET /admin/api/history`: the latest calls and the activity charts.
-pub(crate) async fn history(State(state): State<AdminState>) -> Response {
-    let calls = match crate::blocking_locked(&state.history, |log| log.calls()).await {
-        Ok(calls) => calls,
-        Err(e) => return unavailable("call history", e),
-    };
+pub(crate) async fn history(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    let calls = crate::blocking_locked(&state.history, |log| log.calls())
+        .await
+        .map_err(|e| unavailable("call history", e))?;
     let today = jiff::Timestamp::now().to_zoned(state.zone.clone()).date();
     let recent: Vec<HistoryRow> = calls
         .iter()
@@ -75,15 +69,17 @@ pub(crate) async fn history(State(state): State<AdminState>) -> Response {
         .take(RECENT_CALLS)
         .map(|c| HistoryRow::of(c, &state.hours.get()))
         .collect();
-    Json(json!({
+    Ok(Json(json!({
         "calls": recent,
         "activity": activity(&calls, &state.hours.get(), today),
-    }))
-    .into_response()
+    })))
 }
 
 /// `GET /admin/api/calls/{id}`: one call, each participant's link over time.
-pub(crate) async fn call_detail(State(state): State<AdminState>, Path(id): Path<i64>) -> Response {
+pub(crate) async fn call_detail(
+    State(state): State<AdminState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
     let found = crate::blocking_locked(&state.history, move |log| {
         let Some(d) = log.call_detail(id)? else {
             return Ok(None);
@@ -95,27 +91,25 @@ pub(crate) async fn call_detail(State(state): State<AdminState>, Path(id): Path<
         Ok(Some((d, hub_call)))
     })
     .await;
-    match found {
-        Ok(Some((d, hub_call))) => {
-            let zone = &state.zone;
-            let sessions: Vec<_> = d
-                .sessions
-                .iter()
-                .map(|s| {
-                    json!({
-                        "session": s,
-                        "joined_at": local_time(s.joined_at_ms, zone),
-                        "left_at": s.left_at_ms.map(|t| local_time(t, zone)),
-                    })
-                })
-                .collect();
-            let hub_call = hub_call.map(|(events, c)| hub_call_json(&c, &events, zone));
-            Json(json!({ "call": HistoryRow::of(&d.call, &state.hours.get()), "sessions": sessions, "hub_call": hub_call }))
-                .into_response()
-        }
-        Ok(None) => crate::json_error(StatusCode::NOT_FOUND, format!("no call {id}")),
-        Err(e) => unavailable("call detail", e),
-    }
+    let Some((d, hub_call)) = found.map_err(|e| unavailable("call detail", e))? else {
+        return Err(ApiError::not_found(format!("no call {id}")));
+    };
+    let zone = &state.zone;
+    let sessions: Vec<_> = d
+        .sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "session": s,
+                "joined_at": local_time(s.joined_at_ms, zone),
+                "left_at": s.left_at_ms.map(|t| local_time(t, zone)),
+            })
+        })
+        .collect();
+    let hub_call = hub_call.map(|(events, c)| hub_call_json(&c, &events, zone));
+    Ok(Json(
+        json!({ "call": HistoryRow::of(&d.call, &state.hours.get()), "sessions": sessions, "hub_call": hub_call }),
+    ))
 }
 
 /// A care home's call through the queue: who called and why, and each step
@@ -149,14 +143,11 @@ pub(crate) async fn end_call(
     State(state): State<AdminState>,
     Extension(admin): Extension<AdminSession>,
     Path(room): Path<String>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let ended = state.calls.presence().end_room(&room, ENDED_MESSAGE);
     if ended == 0 {
-        return crate::json_error(
-            StatusCode::NOT_FOUND,
-            format!("no live call in room {room}"),
-        );
+        return Err(ApiError::not_found(format!("no live call in room {room}")));
     }
     tracing::info!(admin = %admin.name, %room, participants = ended, "call ended from the dashboard");
-    Json(json!({ "room": room, "participants": ended })).into_response()
+    Ok(Json(json!({ "room": room, "participants": ended })))
 }

@@ -3,16 +3,17 @@
 //! hours comes from the hub's [`ServiceHours`].
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use serde::Serialize;
 
+use crate::api_error::ApiError;
 use crate::call_log::CallRecord;
 use crate::clock::local_time;
 use crate::quality::Badge;
-use crate::routes::AdminState;
 use crate::service_hours::ServiceHours;
+use crate::state::AdminState;
 
 /// The CSV columns, in order (documented in `docs/admin.md`).
 pub const CSV_COLUMNS: [&str; 14] = [
@@ -33,28 +34,21 @@ pub const CSV_COLUMNS: [&str; 14] = [
 ];
 
 /// `GET /admin/api/calls.csv`: every call, as a download.
-pub(crate) async fn export(State(state): State<AdminState>) -> Response {
-    match crate::blocking_locked(&state.history, |log| log.calls()).await {
-        Ok(calls) => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"carecall-calls.csv\"",
-                ),
-            ],
-            calls_csv(&calls, &state.hours.get()),
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "call history could not be read");
+pub(crate) async fn export(State(state): State<AdminState>) -> Result<Response, ApiError> {
+    let calls = crate::blocking_locked(&state.history, |log| log.calls())
+        .await
+        .map_err(|e| ApiError::unavailable("call history", e, "call history unavailable"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
             (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "call history unavailable\n",
-            )
-                .into_response()
-        }
-    }
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"carecall-calls.csv\"",
+            ),
+        ],
+        calls_csv(&calls, &state.hours.get()),
+    )
+        .into_response())
 }
 
 /// A CSV text field: a leading `'` when a spreadsheet would read it as a

@@ -3,17 +3,17 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::accounts::AdminSession;
+use crate::api_error::ApiError;
 use crate::call_log::Home;
 use crate::clock::now_ms;
 use crate::hub::unavailable;
-use crate::routes::AdminState;
-use crate::{json_error, AdminError};
+use crate::state::AdminState;
+use crate::AdminError;
 
 /// A home as the dashboard shows it, with its link while it has one.
 fn shown(state: &AdminState, h: &Home) -> serde_json::Value {
@@ -28,14 +28,12 @@ fn shown(state: &AdminState, h: &Home) -> serde_json::Value {
 }
 
 /// `GET /admin/api/homes`
-pub(crate) async fn list(State(state): State<AdminState>) -> Response {
-    match crate::blocking_locked(&state.history, |log| log.homes()).await {
-        Ok(homes) => {
-            let homes: Vec<_> = homes.iter().map(|h| shown(&state, h)).collect();
-            Json(json!({ "homes": homes })).into_response()
-        }
-        Err(e) => unavailable(e),
-    }
+pub(crate) async fn list(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    let homes = crate::blocking_locked(&state.history, |log| log.homes())
+        .await
+        .map_err(unavailable)?;
+    let homes: Vec<_> = homes.iter().map(|h| shown(&state, h)).collect();
+    Ok(Json(json!({ "homes": homes })))
 }
 
 /// How many of a home's checks and calls the helpdesk view shows.
@@ -43,7 +41,10 @@ const HELPDESK_ROWS: u32 = 10;
 
 /// `GET /admin/api/homes/{id}/helpdesk`: the home's latest checks (run from
 /// its page) beside its latest calls and how they went, for the helpdesk.
-pub(crate) async fn helpdesk(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+pub(crate) async fn helpdesk(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let (hours, settings, key) = (state.hours.get(), state.queue.clone(), id.clone());
     let calls = crate::blocking_locked(&state.history, move |log| {
         let Some(home) = log.home(&key)? else {
@@ -59,23 +60,19 @@ pub(crate) async fn helpdesk(State(state): State<AdminState>, Path(id): Path<Str
         Ok(Some((home, calls)))
     })
     .await;
-    let (home, calls) = match calls {
-        Ok(Some(found)) => found,
-        Ok(None) => return json_error(StatusCode::NOT_FOUND, format!("no home {id}")),
-        Err(e) => return unavailable(e),
+    let Some((home, calls)) = calls.map_err(unavailable)? else {
+        return Err(ApiError::not_found(format!("no home {id}")));
     };
-    let checks =
-        crate::blocking_locked(&state.checks, move |c| c.of_home(&id, HELPDESK_ROWS)).await;
-    match checks {
-        Ok(checks) => {
-            let checks: Vec<_> = checks
-                .iter()
-                .map(|c| crate::check::shown(c, &state.zone))
-                .collect();
-            Json(json!({ "home": home.name, "checks": checks, "calls": calls })).into_response()
-        }
-        Err(e) => unavailable(e),
-    }
+    let checks = crate::blocking_locked(&state.checks, move |c| c.of_home(&id, HELPDESK_ROWS))
+        .await
+        .map_err(unavailable)?;
+    let checks: Vec<_> = checks
+        .iter()
+        .map(|c| crate::check::shown(c, &state.zone))
+        .collect();
+    Ok(Json(
+        json!({ "home": home.name, "checks": checks, "calls": calls }),
+    ))
 }
 
 /// A home's name, as the dashboard posts it.
@@ -84,9 +81,9 @@ pub(crate) struct Named {
     name: String,
 }
 
-fn refused_or_unavailable(e: AdminError) -> Response {
+fn refused_or_unavailable(e: AdminError) -> ApiError {
     match e {
-        AdminError::BadAccount(why) => json_error(StatusCode::BAD_REQUEST, why),
+        AdminError::BadAccount(why) => ApiError::bad_request(why),
         e => unavailable(e),
     }
 }
@@ -96,15 +93,12 @@ pub(crate) async fn add(
     State(state): State<AdminState>,
     Extension(admin): Extension<AdminSession>,
     Json(req): Json<Named>,
-) -> Response {
-    match crate::blocking_locked(&state.history, move |log| log.add_home(&req.name, now_ms())).await
-    {
-        Ok(home) => {
-            tracing::info!(admin = %admin.name, home = ?home.name, id = %home.id, "home added");
-            (StatusCode::CREATED, Json(shown(&state, &home))).into_response()
-        }
-        Err(e) => refused_or_unavailable(e),
-    }
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let home = crate::blocking_locked(&state.history, move |log| log.add_home(&req.name, now_ms()))
+        .await
+        .map_err(refused_or_unavailable)?;
+    tracing::info!(admin = %admin.name, home = ?home.name, id = %home.id, "home added");
+    Ok((StatusCode::CREATED, Json(shown(&state, &home))))
 }
 
 /// What changes a home: its new name, a withdrawal or a new link.
@@ -114,7 +108,12 @@ enum Change {
     Reissue,
 }
 
-async fn change(state: AdminState, admin: AdminSession, id: String, change: Change) -> Response {
+async fn change(
+    state: AdminState,
+    admin: AdminSession,
+    id: String,
+    change: Change,
+) -> Result<Json<Value>, ApiError> {
     let key = id.clone();
     let done = crate::blocking_locked(&state.history, move |log| {
         let found = match &change {
@@ -125,17 +124,14 @@ async fn change(state: AdminState, admin: AdminSession, id: String, change: Chan
         Ok(if found { log.home(&key)? } else { None })
     })
     .await;
-    match done {
-        Ok(Some(home)) => {
-            tracing::info!(admin = %admin.name, home = ?home.name, id = %home.id, "home changed");
-            // Consoles show homes' names, and a withdrawn or re-issued link
-            // cancels the home's waiting call.
-            state.hub_changed();
-            Json(shown(&state, &home)).into_response()
-        }
-        Ok(None) => json_error(StatusCode::NOT_FOUND, format!("no active home {id}")),
-        Err(e) => refused_or_unavailable(e),
-    }
+    let Some(home) = done.map_err(refused_or_unavailable)? else {
+        return Err(ApiError::not_found(format!("no active home {id}")));
+    };
+    tracing::info!(admin = %admin.name, home = ?home.name, id = %home.id, "home changed");
+    // Consoles show homes' names, and a withdrawn or re-issued link cancels
+    // the home's waiting call.
+    state.hub_changed();
+    Ok(Json(shown(&state, &home)))
 }
 
 /// `POST /admin/api/homes/{id}/rename`
@@ -144,7 +140,7 @@ pub(crate) async fn rename(
     Extension(admin): Extension<AdminSession>,
     Path(id): Path<String>,
     Json(req): Json<Named>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     change(state, admin, id, Change::Rename(req.name)).await
 }
 
@@ -153,7 +149,7 @@ pub(crate) async fn revoke(
     State(state): State<AdminState>,
     Extension(admin): Extension<AdminSession>,
     Path(id): Path<String>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     change(state, admin, id, Change::Revoke).await
 }
 
@@ -162,6 +158,6 @@ pub(crate) async fn reissue(
     State(state): State<AdminState>,
     Extension(admin): Extension<AdminSession>,
     Path(id): Path<String>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     change(state, admin, id, Change::Reissue).await
 }

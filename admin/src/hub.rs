@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use carecall_signalling::protocol::ServerMessage;
 use carecall_signalling::{JoinClaims, Role};
@@ -17,10 +17,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::accounts::{AccountRole, AdminSession};
+use crate::api_error::ApiError;
 use crate::call_log::{queue_label, Answer, Handover, QueuedCall, TransferTarget};
 use crate::clock::now_ms;
-use crate::routes::AdminState;
-use crate::{json_error, AdminError};
+use crate::state::{AdminState, QueueSettings};
+use crate::AdminError;
 
 /// How long the join links handed out in the console last.
 const CALL_LINK_HOURS: u64 = 4;
@@ -29,75 +30,12 @@ const CALL_LINK_HOURS: u64 = 4;
 /// waiting times move on).
 const REFRESH: Duration = Duration::from_secs(5);
 
-/// How the hub's queue behaves (from the `[queue]` configuration).
-#[derive(Debug, Clone)]
-pub struct QueueSettings {
-    /// After this long unanswered, the home is shown the hub's phone number.
-    pub no_answer_after: Duration,
-    /// The hub's phone number, for homes nobody has answered.
-    pub hub_phone: Option<String>,
-    /// The queues a call can be passed to besides a named clinician.
-    pub named_queues: Vec<String>,
-    /// A consultation with a clinician in it shows as "outcome missing" on
-    /// the dashboard this long after it ended without one.
-    pub outcome_due: Duration,
-    /// The reasons an operator may give for declining a call.
-    pub decline_reasons: Vec<String>,
-    /// What a home may say its call is about (reports count by these).
-    pub reason_categories: Vec<String>,
-    /// An urgent call should be answered within this.
-    pub urgent_target: Duration,
-    /// A routine call should be answered within this.
-    pub routine_target: Duration,
-}
-
-impl QueueSettings {
-    /// The answer-time target for a call.
-    pub fn target(&self, urgent: bool) -> Duration {
-        if urgent {
-            self.urgent_target
-        } else {
-            self.routine_target
-        }
-    }
-}
-
-impl Default for QueueSettings {
-    fn default() -> Self {
-        QueueSettings {
-            no_answer_after: Duration::from_secs(300),
-            hub_phone: None,
-            named_queues: vec!["GP".into(), "frailty".into(), "mental health".into()],
-            outcome_due: Duration::from_secs(4 * 3600),
-            decline_reasons: vec![
-                "Needs 999 or A&E".into(),
-                "Not for this service".into(),
-                "Already being dealt with".into(),
-                "Called by mistake".into(),
-            ],
-            reason_categories: [
-                "Fall",
-                "Breathing",
-                "Chest pain",
-                "Confusion or drowsiness",
-                "Infection or fever",
-                "Skin or wound",
-                "Medicines",
-                "End of life care",
-                "Other",
-            ]
-            .map(String::from)
-            .to_vec(),
-            urgent_target: Duration::from_secs(120),
-            routine_target: Duration::from_secs(600),
-        }
-    }
-}
-
-pub(crate) fn unavailable(e: AdminError) -> Response {
-    tracing::error!(error = %e, "call queue unavailable");
-    json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
+/// The call queue's database failed: logged, and the client told to try
+/// again.
+pub(crate) fn unavailable(e: AdminError) -> ApiError {
+    ApiError::unavailable(
+        "call queue",
+        e,
         "the call queue cannot be reached; try again",
     )
 }
@@ -205,11 +143,8 @@ pub(crate) async fn console(state: &AdminState, me: &AdminSession) -> Result<Val
 pub(crate) async fn snapshot(
     State(state): State<AdminState>,
     Extension(me): Extension<AdminSession>,
-) -> Response {
-    match console(&state, &me).await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => unavailable(e),
-    }
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(console(&state, &me).await.map_err(unavailable)?))
 }
 
 /// Whether a WebSocket upgrade comes from a page of this hub: a page of
@@ -231,19 +166,18 @@ pub(crate) async fn live(
     State(state): State<AdminState>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, ApiError> {
     if !same_origin(&headers) {
-        return json_error(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::forbidden(
             "the console opens from this hub's own pages only",
-        );
+        ));
     }
     let Some(token) = crate::auth::cookie_token(&headers) else {
-        return json_error(StatusCode::UNAUTHORIZED, "sign in first");
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "sign in first"));
     };
-    upgrade
+    Ok(upgrade
         .max_message_size(4096)
-        .on_upgrade(move |socket| push(socket, state, token))
+        .on_upgrade(move |socket| push(socket, state, token)))
 }
 
 /// Close code for a console whose sign-in ended: the page goes to sign-in.
@@ -308,16 +242,16 @@ pub(crate) async fn answer(
     State(state): State<AdminState>,
     Extension(me): Extension<AdminSession>,
     Path(id): Path<i64>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     if !me.role.answers_calls() {
-        return json_error(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::forbidden(
             "specialists join calls they are invited to; they do not answer the queue",
-        );
+        ));
     }
     let (who, now) = (me.name.clone(), now_ms());
-    match crate::blocking_locked(&state.history, move |log| log.answer(id, &who, now)).await {
-        Ok(Answer::Answered(call)) => {
+    let answer = crate::blocking_locked(&state.history, move |log| log.answer(id, &who, now));
+    match answer.await.map_err(unavailable)? {
+        Answer::Answered(call) => {
             // The first answer only: a call passed to a named queue and
             // answered there was answered before.
             if call.answered_at_ms == Some(now) {
@@ -331,18 +265,18 @@ pub(crate) async fn answer(
                 format!("{} ({}) is joining you.", me.name, call_role(me.role)),
             );
             let link = join_link(&state, &call.room, call_role(me.role), &me.name);
-            Json(json!({ "call": id, "room": call.room, "join_url": link, "home": call.home_name }))
-                .into_response()
+            Ok(Json(
+                json!({ "call": id, "room": call.room, "join_url": link, "home": call.home_name }),
+            ))
         }
-        Ok(Answer::AlreadyTaken(call)) => {
+        Answer::AlreadyTaken(call) => {
             let by = match call.state.as_str() {
                 "cancelled" => "the home (cancelled)".to_owned(),
                 _ => call.held_by.or(call.answered_by).unwrap_or_default(),
             };
-            json_error(StatusCode::CONFLICT, format!("already answered by {by}"))
+            Err(ApiError::conflict(format!("already answered by {by}")))
         }
-        Ok(Answer::NoSuchCall) => json_error(StatusCode::NOT_FOUND, format!("no call {id}")),
-        Err(e) => unavailable(e),
+        Answer::NoSuchCall => Err(ApiError::not_found(format!("no call {id}"))),
     }
 }
 
@@ -359,45 +293,39 @@ pub(crate) async fn decline(
     Extension(me): Extension<AdminSession>,
     Path(id): Path<i64>,
     Json(req): Json<DeclineRequest>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     if !me.role.answers_calls() {
-        return json_error(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::forbidden(
             "only those who answer the queue may decline a call",
-        );
+        ));
     }
     if !state.queue.decline_reasons.contains(&req.reason) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "choose one of the hub's reasons: {}",
-                state.queue.decline_reasons.join("; ")
-            ),
-        );
+        return Err(ApiError::bad_request(format!(
+            "choose one of the hub's reasons: {}",
+            state.queue.decline_reasons.join("; ")
+        )));
     }
     let who = me.name.clone();
     let result = crate::blocking_locked(&state.history, move |log| {
         log.decline(id, &who, &req.reason, now_ms())
     })
     .await;
-    match result {
-        Ok(Answer::Answered(call)) => {
+    match result.map_err(unavailable)? {
+        Answer::Answered(call) => {
             tracing::info!(account = %me.name, call = id, home = ?call.home_name, "call declined");
             state.hub_changed();
-            Json(json!({ "call": id, "state": call.state })).into_response()
+            Ok(Json(json!({ "call": id, "state": call.state })))
         }
         // Answered once and passed to a queue: the home is in the call
         // already, so it is answered from there, not turned away.
-        Ok(Answer::AlreadyTaken(call)) if call.answered_at_ms.is_some() => json_error(
-            StatusCode::CONFLICT,
+        Answer::AlreadyTaken(call) if call.answered_at_ms.is_some() => Err(ApiError::conflict(
             "the call was answered already and the home is in it: answer it, do not decline it",
-        ),
-        Ok(Answer::AlreadyTaken(call)) => json_error(
-            StatusCode::CONFLICT,
-            format!("the call is no longer waiting ({})", call.state),
-        ),
-        Ok(Answer::NoSuchCall) => json_error(StatusCode::NOT_FOUND, format!("no call {id}")),
-        Err(e) => unavailable(e),
+        )),
+        Answer::AlreadyTaken(call) => Err(ApiError::conflict(format!(
+            "the call is no longer waiting ({})",
+            call.state
+        ))),
+        Answer::NoSuchCall => Err(ApiError::not_found(format!("no call {id}"))),
     }
 }
 
@@ -417,35 +345,25 @@ pub(crate) async fn transfer(
     Extension(me): Extension<AdminSession>,
     Path(id): Path<i64>,
     Json(req): Json<TransferRequest>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let to = match (req.clinician, req.queue) {
-        (Some(name), None) => match account_with_role(&state, name, AccountRole::Clinician).await {
-            Ok(name) => TransferTarget::Clinician(name),
-            Err(refused) => return *refused,
-        },
+        (Some(name), None) => TransferTarget::Clinician(
+            account_with_role(&state, name, AccountRole::Clinician).await?,
+        ),
         (None, Some(q)) if state.queue.named_queues.contains(&q) => TransferTarget::Queue(q),
         (None, Some(q)) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                format!("there is no queue called {q:?}"),
-            )
+            return Err(ApiError::bad_request(format!(
+                "there is no queue called {q:?}"
+            )))
         }
-        _ => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "give either a clinician or a queue",
-            )
-        }
+        _ => return Err(ApiError::bad_request("give either a clinician or a queue")),
     };
     let (who, anyone, target) = (me.name.clone(), me.role.is_admin(), to.clone());
     let done = crate::blocking_locked(&state.history, move |log| {
         log.transfer(id, &who, anyone, &target, now_ms())
     })
     .await;
-    let call = match handover_result(done, id, "you can only pass on a call you are in") {
-        Ok(call) => call,
-        Err(response) => return *response,
-    };
+    let call = handover_result(done, id, "you can only pass on a call you are in")?;
     let message = match &to {
         TransferTarget::Clinician(name) => format!(
             "{} is passing you to {name} (clinician), who will join shortly.",
@@ -458,7 +376,7 @@ pub(crate) async fn transfer(
     };
     tracing::info!(account = %me.name, call = id, to = ?to, "call passed on");
     announce(&state, &call, message);
-    Json(json!({ "call": id, "state": call.state })).into_response()
+    Ok(Json(json!({ "call": id, "state": call.state })))
 }
 
 /// `POST /admin/api/hub/calls/{id}/accept`: take a call passed to you, or
@@ -467,7 +385,7 @@ pub(crate) async fn accept(
     State(state): State<AdminState>,
     Extension(me): Extension<AdminSession>,
     Path(id): Path<i64>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let who = me.name.clone();
     let specialist = me.role == AccountRole::Specialist;
     let done = crate::blocking_locked(&state.history, move |log| {
@@ -477,10 +395,7 @@ pub(crate) async fn accept(
         }
     })
     .await;
-    let call = match handover_result(done, id, "this call was not passed to you, or it has ended") {
-        Ok(call) => call,
-        Err(response) => return *response,
-    };
+    let call = handover_result(done, id, "this call was not passed to you, or it has ended")?;
     tracing::info!(account = %me.name, call = id, "joined from the console");
     announce(
         &state,
@@ -488,8 +403,9 @@ pub(crate) async fn accept(
         format!("{} ({}) is joining you.", me.name, call_role(me.role)),
     );
     let link = join_link(&state, &call.room, call_role(me.role), &me.name);
-    Json(json!({ "call": id, "room": call.room, "join_url": link, "home": call.home_name }))
-        .into_response()
+    Ok(Json(
+        json!({ "call": id, "room": call.room, "join_url": link, "home": call.home_name }),
+    ))
 }
 
 /// What the console posts to invite a specialist: an account's name, or
@@ -510,27 +426,20 @@ pub(crate) async fn invite(
     Extension(me): Extension<AdminSession>,
     Path(id): Path<i64>,
     Json(req): Json<InviteRequest>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     if !me.role.invites_specialists() {
-        return json_error(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::forbidden(
             "only a clinician can invite a specialist",
-        );
+        ));
     }
     let name = match (req.specialist, req.guest.map(|g| g.trim().to_owned())) {
-        (Some(name), None) => {
-            match account_with_role(&state, name, AccountRole::Specialist).await {
-                Ok(name) => name,
-                Err(refused) => return *refused,
-            }
-        }
+        (Some(name), None) => account_with_role(&state, name, AccountRole::Specialist).await?,
         // A guest is stored as `guest:NAME`: never an account's invitation.
         (None, Some(g)) if (1..=64).contains(&g.chars().count()) => format!("guest:{g}"),
         _ => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::bad_request(
                 "give a specialist's account, or a guest's name (up to 64 characters)",
-            )
+            ))
         }
     };
     let (who, anyone, target) = (me.name.clone(), me.role.is_admin(), name.clone());
@@ -538,14 +447,11 @@ pub(crate) async fn invite(
         log.invite(id, &who, anyone, &target, now_ms())
     })
     .await;
-    let call = match handover_result(
+    let call = handover_result(
         done,
         id,
         "you can only invite someone into a call you are in",
-    ) {
-        Ok(call) => call,
-        Err(response) => return *response,
-    };
+    )?;
     let name = name.strip_prefix("guest:").unwrap_or(&name).to_owned();
     tracing::info!(account = %me.name, call = id, specialist = ?name, "specialist invited");
     announce(
@@ -554,7 +460,9 @@ pub(crate) async fn invite(
         format!("{} has asked {name} (specialist) to join.", me.name),
     );
     let link = join_link(&state, &call.room, Role::Specialist, &name);
-    Json(json!({ "call": id, "specialist": name, "join_url": link })).into_response()
+    Ok(Json(
+        json!({ "call": id, "specialist": name, "join_url": link }),
+    ))
 }
 
 /// `name`, if it is an account with `role`; otherwise the reply that says
@@ -563,16 +471,15 @@ async fn account_with_role(
     state: &AdminState,
     name: String,
     role: AccountRole,
-) -> Result<String, Box<Response>> {
+) -> Result<String, ApiError> {
     let accounts = state.accounts.clone();
     let n = name.clone();
     match crate::blocking(move || accounts.role_of(&n)).await {
         Ok(Some(r)) if r == role => Ok(name),
-        Ok(_) => Err(Box::new(json_error(
-            StatusCode::BAD_REQUEST,
-            format!("{name} is not a {role}'s account"),
+        Ok(_) => Err(ApiError::bad_request(format!(
+            "{name} is not a {role}'s account"
         ))),
-        Err(e) => Err(Box::new(unavailable(e))),
+        Err(e) => Err(unavailable(e)),
     }
 }
 
@@ -581,15 +488,11 @@ fn handover_result(
     done: Result<Handover, AdminError>,
     id: i64,
     not_yours: &str,
-) -> Result<QueuedCall, Box<Response>> {
-    match done {
-        Ok(Handover::Done(call)) => Ok(call),
-        Ok(Handover::NotYours(_)) => Err(Box::new(json_error(StatusCode::CONFLICT, not_yours))),
-        Ok(Handover::NoSuchCall) => Err(Box::new(json_error(
-            StatusCode::NOT_FOUND,
-            format!("no call {id}"),
-        ))),
-        Err(e) => Err(Box::new(unavailable(e))),
+) -> Result<QueuedCall, ApiError> {
+    match done.map_err(unavailable)? {
+        Handover::Done(call) => Ok(call),
+        Handover::NotYours(_) => Err(ApiError::conflict(not_yours)),
+        Handover::NoSuchCall => Err(ApiError::not_found(format!("no call {id}"))),
     }
 }
 

@@ -13,10 +13,11 @@ use carecall_sfu::recording::export;
 use prometheus::core::Collector;
 use prometheus::{Histogram, HistogramOpts, IntCounter};
 
+use crate::api_error::ApiError;
 use crate::call_log::{CallLog, ImageRow};
 use crate::recordings::DownloadQuery;
-use crate::routes::AdminState;
-use crate::{json_error, AdminError, Download};
+use crate::state::AdminState;
+use crate::{AdminError, Download};
 
 /// How long a view waits for the call log to file an image that has just
 /// arrived (its link reaches the page as the row is written).
@@ -28,27 +29,28 @@ pub(crate) async fn download(
     from: crate::auth::ClientIp,
     Path(id): Path<String>,
     Query(q): Query<DownloadQuery>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let Some(access) = state.images.clone() else {
-        return json_error(StatusCode::NOT_FOUND, "images are switched off on this hub");
+        return Err(ApiError::not_found("images are switched off on this hub"));
     };
     let now = crate::clock::unix_now();
-    if let Err(why) = access
+    access
         .links
         .verify_for(Download::Image, &id, q.expires, &q.sig, now)
-    {
-        return json_error(StatusCode::FORBIDDEN, why);
-    }
+        .map_err(ApiError::forbidden)?;
     let row = match filed(&state, &id, &from.0).await {
         Ok(Some(r)) if r.state == "ready" => r,
-        Ok(Some(r)) => return json_error(StatusCode::GONE, format!("the image is {}", r.state)),
-        Ok(None) => return json_error(StatusCode::NOT_FOUND, "no such image"),
+        Ok(Some(r)) => {
+            let why = format!("the image is {}", r.state);
+            return Err(ApiError::new(StatusCode::GONE, why));
+        }
+        Ok(None) => return Err(ApiError::not_found("no such image")),
         Err(e) => {
-            tracing::error!(error = %e, "image lookup failed");
-            return json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            return Err(ApiError::internal(
+                "image lookup",
+                e,
                 "the image could not be read",
-            );
+            ))
         }
     };
     let (path, key) = (row.path.clone(), access.key.clone());
@@ -57,31 +59,22 @@ pub(crate) async fn download(
         export(&path, key.as_ref(), &mut out).map(|_| out)
     })
     .await;
-    match bytes {
-        Ok(Ok(bytes)) => (
-            [
-                (header::CONTENT_TYPE, row.mime.clone()),
-                (header::CACHE_CONTROL, "private, no-store".to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("inline; filename=\"{}.{}\"", row.id, extension(&row.mime)),
-                ),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Ok(Err(e)) => {
-            tracing::error!(image = %row.id, error = %e, "image could not be opened");
-            json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the image could not be opened",
-            )
-        }
-        Err(_) => json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the image could not be opened",
-        ),
-    }
+    let unopened = |e: String| ApiError::internal("image open", e, "the image could not be opened");
+    let bytes = bytes
+        .map_err(|e| unopened(e.to_string()))?
+        .map_err(|e| unopened(format!("{}: {e}", row.id)))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, row.mime.clone()),
+            (header::CACHE_CONTROL, "private, no-store".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{}.{}\"", row.id, extension(&row.mime)),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 fn extension(mime: &str) -> &'static str {

@@ -10,6 +10,7 @@
 
 mod accounts;
 pub mod activity;
+mod api_error;
 mod auth;
 pub mod backup;
 mod call_log;
@@ -41,6 +42,7 @@ pub mod records;
 pub mod reports;
 mod routes;
 pub mod service_hours;
+mod state;
 
 pub use accounts::{
     AccountRole, Accounts, AdminSession, NewSession, SessionInfo, MIN_PASSWORD_LEN, SESSION_TTL,
@@ -51,14 +53,12 @@ pub use call_log::{
     StoredSample, TransferTarget,
 };
 pub use carecall_signalling::{Download, DownloadLinks};
-pub use hub::QueueSettings;
 pub use images::{delete_expired_images, ImageMetrics};
 pub use limiter::SignInLimits;
 pub use metrics::ServedCertificate;
 pub use recordings::{delete_expired, RecordingAccess};
-pub use routes::{
-    protected_routes, readiness_routes, routes, AdminOptions, AdminState, Who, QUALITY_SAMPLE_EVERY,
-};
+pub use routes::{protected_routes, readiness_routes, routes, Who};
+pub use state::{AdminOptions, AdminState, QueueSettings, QUALITY_SAMPLE_EVERY};
 
 /// What can go wrong in the admin plane.
 #[derive(Debug, thiserror::Error)]
@@ -111,19 +111,6 @@ pub(crate) async fn blocking_locked<T: Send + 'static, R: Send + 'static>(
 ) -> Result<R, AdminError> {
     let shared = shared.clone();
     blocking(move || work(&mut shared.lock().unwrap_or_else(|e| e.into_inner()))).await
-}
-
-/// An API error: `status` with `{"error": why}`, `why` safe to show.
-pub(crate) fn json_error(
-    status: axum::http::StatusCode,
-    why: impl Into<String>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    (
-        status,
-        axum::Json(serde_json::json!({ "error": why.into() })),
-    )
-        .into_response()
 }
 
 /// Runs database (or password-hashing) work on tokio's blocking threads, so

@@ -2,15 +2,13 @@
 //! `carecall link`, for an admin who has no shell on the hub machine.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use carecall_signalling::{JoinClaims, Role};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::accounts::AdminSession;
-use crate::routes::AdminState;
+use crate::api_error::ApiError;
+use crate::state::AdminState;
 
 /// The longest a dashboard link lasts: a week.
 pub const MAX_LINK_HOURS: u64 = 7 * 24;
@@ -29,10 +27,11 @@ pub(crate) async fn create(
     State(state): State<AdminState>,
     Extension(admin): Extension<AdminSession>,
     Json(req): Json<LinkRequest>,
-) -> Response {
-    let refuse = |why: String| crate::json_error(StatusCode::BAD_REQUEST, why);
+) -> Result<Json<MadeLink>, ApiError> {
     if !(1..=MAX_LINK_HOURS).contains(&req.hours) {
-        return refuse(format!("a link lasts 1 to {MAX_LINK_HOURS} hours"));
+        return Err(ApiError::bad_request(format!(
+            "a link lasts 1 to {MAX_LINK_HOURS} hours"
+        )));
     }
     let name = req
         .name
@@ -45,14 +44,30 @@ pub(crate) async fn create(
         &name,
         std::time::Duration::from_secs(req.hours * 3600),
     );
-    let expires = claims.exp;
-    match state.signer.join_url(&state.base_url, &claims) {
-        Ok(link) => {
-            tracing::info!(admin = %admin.name, room = %req.room, role = %req.role, hours = req.hours, "join link made");
-            Json(json!({ "link": link, "expires_unix": expires })).into_response()
-        }
-        Err(e) => refuse(format!("cannot make that link: {e}")),
-    }
+    let link = state
+        .signer
+        .join_url(&state.base_url, &claims)
+        .map_err(|e| ApiError::bad_request(format!("cannot make that link: {e}")))?;
+    tracing::info!(admin = %admin.name, room = %req.room, role = %req.role, hours = req.hours, "join link made");
+    Ok(Json(MadeLink {
+        link,
+        expires_unix: claims.exp,
+    }))
+}
+
+/// A link made: the link, and when it stops working (Unix seconds).
+#[derive(Serialize)]
+pub(crate) struct MadeLink {
+    link: String,
+    expires_unix: u64,
+}
+
+/// A room whose links were withdrawn, and from when (Unix seconds) links
+/// work again.
+#[derive(Serialize)]
+pub(crate) struct Withdrawn {
+    room: String,
+    revoked_before_unix: u64,
 }
 
 /// `POST /admin/api/rooms/{room}/revoke-links`: every join link to the room
@@ -62,24 +77,17 @@ pub(crate) async fn revoke(
     State(state): State<AdminState>,
     Extension(admin): Extension<AdminSession>,
     Path(room): Path<String>,
-) -> Response {
+) -> Result<Json<Withdrawn>, ApiError> {
     let until = carecall_signalling::token::unix_now();
     let kept = {
         let room = room.clone();
         crate::blocking_locked(&state.history, move |log| log.revoke_links(&room, until)).await
     };
-    match kept {
-        Ok(()) => {
-            state.calls.revocations().revoke(&room, until);
-            tracing::info!(room = ?room, by = %admin.name, "join links withdrawn");
-            Json(json!({ "room": room, "revoked_before_unix": until })).into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "join links could not be withdrawn");
-            crate::json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "links could not be withdrawn",
-            )
-        }
-    }
+    kept.map_err(|e| ApiError::unavailable("join links", e, "links could not be withdrawn"))?;
+    state.calls.revocations().revoke(&room, until);
+    tracing::info!(room = ?room, by = %admin.name, "join links withdrawn");
+    Ok(Json(Withdrawn {
+        room,
+        revoked_before_unix: until,
+    }))
 }

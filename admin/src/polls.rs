@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::auth::ClientIp;
-use crate::routes::AdminState;
+use crate::state::AdminState;
 
 /// Requests a minute from one address: ten homes behind one care group's
 /// address, each polling its call every 2 s, use a quarter of it.
@@ -60,14 +60,12 @@ pub(crate) async fn limit(
         carecall_sfu::Surface::HomeCall
     };
     state.refusals.refuse(surface, "requests_per_address", &ip);
-    let mut response = crate::json_error(
+    crate::api_error::ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too many requests from this network just now: try again in a minute",
-    );
-    response
-        .headers_mut()
-        .insert("retry-after", axum::http::HeaderValue::from_static("60"));
-    response.into_response()
+    )
+    .retry_after(std::time::Duration::from_secs(60))
+    .into_response()
 }
 
 #[cfg(test)]

@@ -5,11 +5,10 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use carecall_signalling::Role;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::call_log::{queue_label, CallAsk, CallLog, Home, QueuedCall};
 use crate::clock::now_ms;
@@ -19,8 +18,9 @@ use crate::hub::{join_link, unavailable};
 /// How long a home's presses of Call while every service is closed count as
 /// the one call: ten minutes.
 const CLOSED_CALL_REPEATS_MS: i64 = 10 * 60 * 1000;
-use crate::routes::AdminState;
-use crate::{json_error, AdminError};
+use crate::api_error::ApiError;
+use crate::state::AdminState;
+use crate::AdminError;
 
 /// Longest free-text reason a home may give.
 const MAX_REASON: usize = 500;
@@ -41,8 +41,8 @@ pub(crate) fn home_of(
     })
 }
 
-fn refused(e: HomeLinkError) -> Response {
-    json_error(StatusCode::FORBIDDEN, e.to_string())
+fn refused(e: HomeLinkError) -> ApiError {
+    ApiError::forbidden(e.to_string())
 }
 
 /// Where a call stands for its home: its place in its queue and the
@@ -106,30 +106,25 @@ pub(crate) struct CallRequest {
 pub(crate) async fn call(
     State(state): State<AdminState>,
     Json(req): Json<CallRequest>,
-) -> Response {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let reason = req.reason.trim().to_owned();
     if reason.chars().count() > MAX_REASON {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            format!("the reason is at most {MAX_REASON} characters"),
-        );
+        return Err(ApiError::bad_request(format!(
+            "the reason is at most {MAX_REASON} characters"
+        )));
     }
     let initials = req.initials.trim().to_uppercase();
     if initials.chars().count() > 4 || !initials.chars().all(|c| c.is_alphabetic()) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "initials only: up to 4 letters, no names or numbers",
-        );
+        ));
     }
     let category = req.category.trim().to_owned();
     if !(category.is_empty() || state.queue.reason_categories.contains(&category)) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "choose what the call is about from the list: {}",
-                state.queue.reason_categories.join(", ")
-            ),
-        );
+        return Err(ApiError::bad_request(format!(
+            "choose what the call is about from the list: {}",
+            state.queue.reason_categories.join(", ")
+        )));
     }
     let links = state.home_links.clone();
     let st = state.clone();
@@ -160,19 +155,17 @@ pub(crate) async fn call(
         Ok(Ok((status(&st, &call, &queue, log.mean_wait_seconds()?), again)))
     })
     .await;
-    match result {
-        Ok(Ok((body, None))) => {
+    match result.map_err(unavailable)?.map_err(refused)? {
+        (body, None) => {
             state.hub_changed();
-            (StatusCode::CREATED, Json(body)).into_response()
+            Ok((StatusCode::CREATED, Json(body)))
         }
-        Ok(Ok((body, Some(why)))) => {
+        (body, Some(why)) => {
             state
                 .refusals
                 .refuse(carecall_sfu::Surface::HomeCall, why, &body["call"]);
-            (StatusCode::OK, Json(body)).into_response()
+            Ok((StatusCode::OK, Json(body)))
         }
-        Ok(Err(e)) => refused(e),
-        Err(e) => unavailable(e),
     }
 }
 
@@ -187,7 +180,7 @@ pub(crate) async fn call_status(
     State(state): State<AdminState>,
     Path(id): Path<i64>,
     Query(q): Query<HomeToken>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let links = state.home_links.clone();
     let st = state.clone();
     let result = crate::blocking_locked(&state.history, move |log| {
@@ -204,34 +197,36 @@ pub(crate) async fn call_status(
         }
     })
     .await;
-    match result {
-        Ok(Ok(body)) => Json(body).into_response(),
-        Ok(Err(Some(e))) => refused(e),
-        Ok(Err(None)) => json_error(StatusCode::NOT_FOUND, "this home has no such call"),
-        Err(e) => unavailable(e),
+    match result.map_err(unavailable)? {
+        Ok(body) => Ok(Json(body)),
+        Err(Some(e)) => Err(refused(e)),
+        Err(None) => Err(ApiError::not_found("this home has no such call")),
     }
 }
 
 /// `GET /home/api/form?t=…`: what the home's call form offers (the hub's
 /// categories), once the link is known to be good.
-pub(crate) async fn form(State(state): State<AdminState>, Query(q): Query<HomeToken>) -> Response {
+pub(crate) async fn form(
+    State(state): State<AdminState>,
+    Query(q): Query<HomeToken>,
+) -> Result<Json<Value>, ApiError> {
     let links = state.home_links.clone();
-    let result =
-        crate::blocking_locked(&state.history, move |log| home_of(log, &links, &q.t)).await;
-    match result {
-        Ok(Ok(home)) => Json(json!({
-            "home": home.name,
-            "categories": state.queue.reason_categories,
-        }))
-        .into_response(),
-        Ok(Err(e)) => refused(e),
-        Err(e) => unavailable(e),
-    }
+    let home = crate::blocking_locked(&state.history, move |log| home_of(log, &links, &q.t))
+        .await
+        .map_err(unavailable)?
+        .map_err(refused)?;
+    Ok(Json(json!({
+        "home": home.name,
+        "categories": state.queue.reason_categories,
+    })))
 }
 
 /// `GET /home/api/plans?t=…`: the care plans written for this home's
 /// calls in the last 72 hours.
-pub(crate) async fn plans(State(state): State<AdminState>, Query(q): Query<HomeToken>) -> Response {
+pub(crate) async fn plans(
+    State(state): State<AdminState>,
+    Query(q): Query<HomeToken>,
+) -> Result<Json<Value>, ApiError> {
     let (links, key) = (state.home_links.clone(), state.record_key.clone());
     let result = crate::blocking_locked(&state.history, move |log| {
         let home = match home_of(log, &links, &q.t)? {
@@ -242,11 +237,8 @@ pub(crate) async fn plans(State(state): State<AdminState>, Query(q): Query<HomeT
             .map(Ok)
     })
     .await;
-    match result {
-        Ok(Ok(plans)) => Json(json!({ "plans": plans })).into_response(),
-        Ok(Err(e)) => refused(e),
-        Err(e) => unavailable(e),
-    }
+    let plans = result.map_err(unavailable)?.map_err(refused)?;
+    Ok(Json(json!({ "plans": plans })))
 }
 
 /// `POST /home/api/calls/{id}/cancel?t=…`
@@ -254,7 +246,7 @@ pub(crate) async fn cancel(
     State(state): State<AdminState>,
     Path(id): Path<i64>,
     Query(q): Query<HomeToken>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let links = state.home_links.clone();
     let result = crate::blocking_locked(&state.history, move |log| {
         let home = match home_of(log, &links, &q.t)? {
@@ -264,38 +256,31 @@ pub(crate) async fn cancel(
         Ok(Ok(log.cancel_call(id, &home.id, now_ms())?))
     })
     .await;
-    match result {
-        Ok(Ok(true)) => {
-            state.hub_changed();
-            Json(json!({ "cancelled": id })).into_response()
-        }
-        Ok(Ok(false)) => json_error(StatusCode::CONFLICT, "the call is no longer waiting"),
-        Ok(Err(e)) => refused(e),
-        Err(e) => unavailable(e),
+    if !result.map_err(unavailable)?.map_err(refused)? {
+        return Err(ApiError::conflict("the call is no longer waiting"));
     }
+    state.hub_changed();
+    Ok(Json(json!({ "cancelled": id })))
 }
 
 /// `GET /admin/api/queue`: waiting calls, urgent first, then by waiting time.
 pub(crate) async fn queue(
     State(state): State<AdminState>,
     axum::Extension(me): axum::Extension<crate::AdminSession>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     if !me.role.answers_calls() {
-        return json_error(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::forbidden(
             "specialists are shown the calls they are invited to, not the queue",
-        );
+        ));
     }
-    match crate::blocking_locked(&state.history, |log| log.queue()).await {
-        Ok(calls) => {
-            let now = now_ms();
-            let list: Vec<_> = calls
-                .iter()
-                .enumerate()
-                .map(|(i, c)| crate::hub::listed(c, i + 1, now, &state.queue))
-                .collect();
-            Json(json!({ "queue": list })).into_response()
-        }
-        Err(e) => unavailable(e),
-    }
+    let calls = crate::blocking_locked(&state.history, |log| log.queue())
+        .await
+        .map_err(unavailable)?;
+    let now = now_ms();
+    let list: Vec<_> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| crate::hub::listed(c, i + 1, now, &state.queue))
+        .collect();
+    Ok(Json(json!({ "queue": list })))
 }

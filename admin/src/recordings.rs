@@ -14,12 +14,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use carecall_sfu::recording::{export, RecordingKey};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
+use crate::api_error::ApiError;
 use crate::call_log::CallLog;
-use crate::routes::AdminState;
+use crate::state::AdminState;
+use crate::AdminError;
 use crate::DownloadLinks;
-use crate::{json_error, AdminError};
 
 /// How the admin plane reaches recordings.
 #[derive(Clone, Debug)]
@@ -43,17 +44,15 @@ pub(crate) async fn download(
     from: crate::auth::ClientIp,
     Path(id): Path<String>,
     Query(q): Query<DownloadQuery>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let Some(access) = state.recordings.clone() else {
-        return json_error(
-            StatusCode::NOT_FOUND,
-            "recording is switched off on this hub",
-        );
+        return Err(ApiError::not_found("recording is switched off on this hub"));
     };
     let now = crate::clock::unix_now();
-    if let Err(why) = access.links.verify(&id, q.expires, &q.sig, now) {
-        return json_error(StatusCode::FORBIDDEN, why);
-    }
+    access
+        .links
+        .verify(&id, q.expires, &q.sig, now)
+        .map_err(ApiError::forbidden)?;
     let lookup = id.clone();
     // Each download is noted in the audit trail before the file goes out.
     let row = crate::blocking_locked(&state.history, move |log| {
@@ -75,15 +74,15 @@ pub(crate) async fn download(
         Ok(Some(r)) if r.state == "ready" => r,
         Ok(Some(r)) => {
             let why = format!("the recording is {}", r.state);
-            return json_error(StatusCode::GONE, &why);
+            return Err(ApiError::new(StatusCode::GONE, why));
         }
-        Ok(None) => return json_error(StatusCode::NOT_FOUND, "no such recording"),
+        Ok(None) => return Err(ApiError::not_found("no such recording")),
         Err(e) => {
-            tracing::error!(error = %e, "recording lookup failed");
-            return json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            return Err(ApiError::internal(
+                "recording lookup",
+                e,
                 "the recording could not be read",
-            );
+            ))
         }
     };
     // The file is decrypted on a blocking thread and streamed in chunks.
@@ -99,7 +98,7 @@ pub(crate) async fn download(
     });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "video/webm".to_owned()),
             (
@@ -109,7 +108,7 @@ pub(crate) async fn download(
         ],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }
 
 struct ChunkSender(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>);
@@ -127,37 +126,30 @@ impl Write for ChunkSender {
 }
 
 /// `GET /admin/api/recordings`: every recording, newest first.
-pub(crate) async fn list(State(state): State<AdminState>) -> Response {
+pub(crate) async fn list(State(state): State<AdminState>) -> Result<Json<Vec<Value>>, ApiError> {
     let now = crate::clock::unix_now();
     let links = state.recordings.as_ref().map(|a| a.links.clone());
-    match crate::blocking_locked(&state.history, |log| log.recordings()).await {
-        Ok(rows) => Json(
-            rows.iter()
-                .map(|r| {
-                    // A fresh link for each finished one, for the admin to fetch.
-                    let download = links
-                        .as_ref()
-                        .filter(|_| r.state == "ready")
-                        .map(|l| l.link(&r.id, now).0);
-                    json!({
-                        "download_url": download,
-                        "id": r.id, "room": r.room, "consultation": r.consultation,
-                        "started_by": r.started_by, "started_at_ms": r.started_at_ms,
-                        "state": r.state, "encrypted": r.encrypted, "size": r.webm_bytes,
-                        "sha256": r.sha256, "duration_ms": r.duration_ms,
-                    })
+    let rows = crate::blocking_locked(&state.history, |log| log.recordings())
+        .await
+        .map_err(|e| ApiError::internal("recordings list", e, "recordings could not be read"))?;
+    Ok(Json(
+        rows.iter()
+            .map(|r| {
+                // A fresh link for each finished one, for the admin to fetch.
+                let download = links
+                    .as_ref()
+                    .filter(|_| r.state == "ready")
+                    .map(|l| l.link(&r.id, now).0);
+                json!({
+                    "download_url": download,
+                    "id": r.id, "room": r.room, "consultation": r.consultation,
+                    "started_by": r.started_by, "started_at_ms": r.started_at_ms,
+                    "state": r.state, "encrypted": r.encrypted, "size": r.webm_bytes,
+                    "sha256": r.sha256, "duration_ms": r.duration_ms,
                 })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "recordings unreadable");
-            json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "recordings could not be read",
-            )
-        }
-    }
+            })
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// Deletes the files of recordings that started more than `retention` before

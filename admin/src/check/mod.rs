@@ -22,16 +22,17 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use carecall_sfu::{MediaSignal, RoomId};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub(crate) use guard::CheckGuard;
 pub use guard::CheckLimits;
 pub use store::{normalise_code, Checks, StoredCheck, CHECK_RETENTION};
 pub use verdict::{verdict, CheckResult, DeviceResult, LossPattern, Outcome, PathResult, Verdict};
 
+use crate::api_error::ApiError;
 use crate::auth::ClientIp;
 use crate::clock::local_time;
-use crate::routes::AdminState;
+use crate::state::AdminState;
 
 const PAGE: &str = include_str!("../../client/check.html");
 const SCRIPT: &str = include_str!("../../client/check.js");
@@ -61,14 +62,19 @@ const CHECK_SDP: carecall_sfu::SdpLimits = carecall_sfu::SdpLimits {
 const DOWNLOAD_CHUNK: usize = 64 << 10;
 
 /// The 429 for a request over a check limit, counted.
-fn refused(state: &AdminState, client: &str, reason: guard::Refusal) -> Response {
+fn refused(state: &AdminState, client: &str, reason: guard::Refusal) -> ApiError {
     state
         .refusals
         .refuse(carecall_sfu::Surface::Check, reason, &client);
-    crate::json_error(
+    ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too many checks from this network just now: try again in a few minutes",
     )
+}
+
+/// 503, telling the page to try again in a minute.
+fn busy(why: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why)
 }
 
 /// Checks connected to the SFU now, and each one's media session by the
@@ -141,20 +147,17 @@ pub(crate) struct UplinkQuery {
 pub(crate) async fn uplink(
     State(state): State<AdminState>,
     Query(q): Query<UplinkQuery>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let Some(id) = state.check_sessions.participant(&q.session) else {
-        return crate::json_error(
-            StatusCode::NOT_FOUND,
-            "no such check session (it lasts 90 s)",
-        );
+        return Err(ApiError::not_found("no such check session (it lasts 90 s)"));
     };
     let stats = state.media.stats().await;
-    match stats.iter().find(|s| s.participant == id) {
-        Some(s) => {
-            Json(json!({ "expected": s.upload_expected, "lost": s.upload_lost, "runs": s.upload_loss_runs })).into_response()
-        }
-        None => crate::json_error(StatusCode::NOT_FOUND, "the check's media has not started"),
-    }
+    let Some(s) = stats.iter().find(|s| s.participant == id) else {
+        return Err(ApiError::not_found("the check's media has not started"));
+    };
+    Ok(Json(
+        json!({ "expected": s.upload_expected, "lost": s.upload_lost, "runs": s.upload_loss_runs }),
+    ))
 }
 
 /// `POST /check/api/downlink?session=…`: starts the session's download
@@ -163,35 +166,27 @@ pub(crate) async fn uplink(
 pub(crate) async fn downlink(
     State(state): State<AdminState>,
     Query(q): Query<UplinkQuery>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let id = match state.check_sessions.ask_downlink(&q.session) {
         Ok(id) => id,
         Err(true) => {
-            return crate::json_error(
-                StatusCode::CONFLICT,
+            return Err(ApiError::conflict(
                 "this check's download test has run already",
-            )
+            ))
         }
-        Err(false) => {
-            return crate::json_error(
-                StatusCode::NOT_FOUND,
-                "no such check session (it lasts 90 s)",
-            )
-        }
+        Err(false) => return Err(ApiError::not_found("no such check session (it lasts 90 s)")),
     };
     let plan = carecall_sfu::DownlinkPlan::CHECK;
     let room = RoomId(format!("check-{id}"));
-    match state.media.test_downlink(room, id, plan).await {
-        Ok(()) => Json(json!({
-            "packets": plan.packets(),
-            "seconds": plan.duration.as_secs(),
-        }))
-        .into_response(),
-        Err(e) => crate::json_error(
-            StatusCode::CONFLICT,
-            format!("the download test could not start: {e}"),
-        ),
-    }
+    state
+        .media
+        .test_downlink(room, id, plan)
+        .await
+        .map_err(|e| ApiError::conflict(format!("the download test could not start: {e}")))?;
+    Ok(Json(json!({
+        "packets": plan.packets(),
+        "seconds": plan.duration.as_secs(),
+    })))
 }
 
 /// `GET /check`
@@ -207,9 +202,12 @@ pub(crate) async fn script() -> Response {
 /// `POST /check/api/session`: TURN servers and credentials for the check's
 /// relay test (empty when the hub offers no TURN), and the throughput
 /// tests' cap.
-pub(crate) async fn session(State(state): State<AdminState>, ClientIp(ip): ClientIp) -> Response {
+pub(crate) async fn session(
+    State(state): State<AdminState>,
+    ClientIp(ip): ClientIp,
+) -> Result<Json<Value>, ApiError> {
     if let Err(reason) = state.check_guard.start(&ip) {
-        return refused(&state, &ip, reason);
+        return Err(refused(&state, &ip, reason));
     }
     let id = state.calls.new_participant();
     let limits = state.check_guard.limits();
@@ -226,7 +224,9 @@ pub(crate) async fn session(State(state): State<AdminState>, ClientIp(ip): Clien
         .unwrap_or_default();
     // The cap, so the page can say "at least" a rate that reaches it.
     let transfer_kbps = limits.transfer_kbps;
-    Json(json!({ "ice_servers": ice_servers, "transfer_kbps": transfer_kbps })).into_response()
+    Ok(Json(
+        json!({ "ice_servers": ice_servers, "transfer_kbps": transfer_kbps }),
+    ))
 }
 
 /// Which path a check connection tests.
@@ -316,25 +316,24 @@ pub(crate) async fn offer(
     State(state): State<AdminState>,
     ClientIp(ip): ClientIp,
     Json(req): Json<CheckOffer>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     if let Err(reason) = state.check_guard.start(&ip) {
-        return refused(&state, &ip, reason);
+        return Err(refused(&state, &ip, reason));
     }
     let id = state.calls.new_participant();
     if let Err(e) = CHECK_SDP.check(id, &req.sdp) {
         state
             .refusals
             .refuse(carecall_sfu::Surface::Check, "sdp_too_large", &ip);
-        return crate::json_error(StatusCode::BAD_REQUEST, e.to_string());
+        return Err(ApiError::bad_request(e.to_string()));
     }
     // Without the system's randomness there is no unguessable token to name
     // the session by: refuse rather than hand out a guessable one.
     let Some(token) = session_token() else {
         tracing::error!("no system randomness for a check's session token");
-        return crate::json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Err(busy(
             "the hub cannot start a check just now: try again in a minute",
-        );
+        ));
     };
     let sessions = state.check_sessions.clone();
     if sessions.count.fetch_add(1, Ordering::SeqCst) >= MAX_CHECK_SESSIONS {
@@ -342,10 +341,9 @@ pub(crate) async fn offer(
         state
             .refusals
             .refuse(carecall_sfu::Surface::Check, "sessions_total", &ip);
-        return crate::json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Err(busy(
             "the hub is running many checks: try again in a minute",
-        );
+        ));
     }
     sessions.remember(&token, id);
     let room = RoomId(format!("check-{id}"));
@@ -361,10 +359,7 @@ pub(crate) async fn offer(
     };
     if let Err(e) = media.connect(room.clone(), id, without_repair(&req.sdp), tx) {
         close();
-        return crate::json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("media unavailable: {e}"),
-        );
+        return Err(busy(format!("media unavailable: {e}")));
     }
     let answer = tokio::time::timeout(ANSWER_LIMIT, async {
         while let Some(signal) = rx.recv().await {
@@ -387,22 +382,17 @@ pub(crate) async fn offer(
                 .await;
                 close();
             });
-            Json(json!({ "sdp": only_candidates(&sdp, req.path), "session": token }))
-                .into_response()
+            Ok(Json(
+                json!({ "sdp": only_candidates(&sdp, req.path), "session": token }),
+            ))
         }
         Ok(Err(e)) => {
             close();
-            crate::json_error(
-                StatusCode::BAD_REQUEST,
-                format!("the offer was refused: {e}"),
-            )
+            Err(ApiError::bad_request(format!("the offer was refused: {e}")))
         }
         Err(_) => {
             close();
-            crate::json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the media server did not answer",
-            )
+            Err(busy("the media server did not answer"))
         }
     }
 }
@@ -420,11 +410,11 @@ pub(crate) async fn download(
     State(state): State<AdminState>,
     ClientIp(ip): ClientIp,
     Query(q): Query<Download>,
-) -> Response {
-    let held = match state.check_guard.transfer(&ip) {
-        Ok(t) => t,
-        Err(reason) => return refused(&state, &ip, reason),
-    };
+) -> Result<Response, ApiError> {
+    let held = state
+        .check_guard
+        .transfer(&ip)
+        .map_err(|reason| refused(&state, &ip, reason))?;
     let n = q.bytes.min(MAX_TRANSFER_BYTES);
     // (bytes left, generator state, the transfer's place and pace)
     let pieces = futures_util::stream::unfold(
@@ -451,7 +441,7 @@ pub(crate) async fn download(
             ))
         },
     );
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
             (header::CACHE_CONTROL, "no-store"),
@@ -459,7 +449,7 @@ pub(crate) async fn download(
         ],
         axum::body::Body::from_stream(pieces),
     )
-        .into_response()
+        .into_response())
 }
 
 /// `POST /check/api/upload`: takes up to 8 MiB and says how much arrived,
@@ -469,11 +459,11 @@ pub(crate) async fn upload(
     State(state): State<AdminState>,
     ClientIp(ip): ClientIp,
     body: axum::body::Body,
-) -> Response {
-    let mut held = match state.check_guard.transfer(&ip) {
-        Ok(t) => t,
-        Err(reason) => return refused(&state, &ip, reason),
-    };
+) -> Result<Json<Value>, ApiError> {
+    let mut held = state
+        .check_guard
+        .transfer(&ip)
+        .map_err(|reason| refused(&state, &ip, reason))?;
     let mut pieces = body.into_data_stream();
     let mut bytes = 0usize;
     while let Some(piece) = futures_util::StreamExt::next(&mut pieces).await {
@@ -483,14 +473,14 @@ pub(crate) async fn upload(
                 held.paced(p.len()).await;
             }
             Err(_) => {
-                return crate::json_error(
+                return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "the upload test sends at most 8 MiB",
-                )
+                ))
             }
         }
     }
-    Json(json!({ "bytes": bytes })).into_response()
+    Ok(Json(json!({ "bytes": bytes })))
 }
 
 /// The home a check was run for: its permanent link's token, when the
@@ -525,9 +515,9 @@ pub(crate) async fn result(
     Query(for_home): Query<ForHome>,
     headers: HeaderMap,
     Json(result): Json<CheckResult>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     if let Err(reason) = state.check_guard.result(&ip) {
-        return refused(&state, &ip, reason);
+        return Err(refused(&state, &ip, reason));
     }
     let home = match for_home.t {
         Some(t) => Some(home_for(&state, t).await),
@@ -549,40 +539,38 @@ pub(crate) async fn result(
         checks.store(SystemTime::now(), &ip, &agent, &result, home_id.as_deref())
     })
     .await;
-    match stored {
-        Ok(code) => {
-            tracing::info!(%code, outcome = ?v.outcome, filed = home.as_ref().is_some_and(|h| h.is_ok()), "connectivity check stored");
-            let (filed_under, not_filed) = match home {
-                Some(Ok((_, name))) => (Some(name), None),
-                Some(Err(why)) => (None, Some(why)),
-                None => (None, None),
-            };
-            Json(json!({ "code": code, "verdict": v, "home": filed_under, "not_filed": not_filed }))
-                .into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "connectivity check not stored");
-            crate::json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the result could not be saved",
-            )
-        }
-    }
+    let code = stored.map_err(|e| {
+        ApiError::unavailable(
+            "connectivity check store",
+            e,
+            "the result could not be saved",
+        )
+    })?;
+    tracing::info!(%code, outcome = ?v.outcome, filed = home.as_ref().is_some_and(|h| h.is_ok()), "connectivity check stored");
+    let (filed_under, not_filed) = match home {
+        Some(Ok((_, name))) => (Some(name), None),
+        Some(Err(why)) => (None, Some(why)),
+        None => (None, None),
+    };
+    Ok(Json(
+        json!({ "code": code, "verdict": v, "home": filed_under, "not_filed": not_filed }),
+    ))
 }
 
 /// `GET /admin/api/checks/{code}`: a stored check with its verdict.
-pub(crate) async fn lookup(State(state): State<AdminState>, Path(code): Path<String>) -> Response {
-    match crate::blocking_locked(&state.checks, move |checks| checks.find(&code)).await {
-        Ok(Some(c)) => Json(shown(&c, &state.zone)).into_response(),
-        Ok(None) => crate::json_error(
-            StatusCode::NOT_FOUND,
+pub(crate) async fn lookup(
+    State(state): State<AdminState>,
+    Path(code): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let found = crate::blocking_locked(&state.checks, move |checks| checks.find(&code))
+        .await
+        .map_err(|e| ApiError::unavailable("connectivity check lookup", e, "checks unavailable"))?;
+    let Some(c) = found else {
+        return Err(ApiError::not_found(
             "no check with that code (codes are kept 90 days)",
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "connectivity check lookup failed");
-            crate::json_error(StatusCode::SERVICE_UNAVAILABLE, "checks unavailable")
-        }
-    }
+        ));
+    };
+    Ok(Json(shown(&c, &state.zone)))
 }
 
 /// A stored check as the helpdesk sees it: when, from where, the verdict

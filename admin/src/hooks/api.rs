@@ -2,26 +2,21 @@
 //! back for delivery once the receiver is fixed.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::accounts::AdminSession;
-use crate::routes::AdminState;
+use crate::api_error::ApiError;
+use crate::state::AdminState;
 
 /// `GET /admin/api/hooks/dead-letters`: newest first.
-pub(crate) async fn dead_letters(State(state): State<AdminState>) -> Response {
-    match crate::blocking_locked(&state.history, |log| log.dead_letters()).await {
-        Ok(list) => Json(json!({ "dead_letters": list })).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "hook dead letters unreadable");
-            crate::json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the hook outbox cannot be read",
-            )
-        }
-    }
+pub(crate) async fn dead_letters(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    let list = crate::blocking_locked(&state.history, |log| log.dead_letters())
+        .await
+        .map_err(|e| {
+            ApiError::unavailable("hook dead letters", e, "the hook outbox cannot be read")
+        })?;
+    Ok(Json(json!({ "dead_letters": list })))
 }
 
 /// `POST /admin/api/hooks/dead-letters/{seq}/retry`: back in the outbox,
@@ -30,19 +25,19 @@ pub(crate) async fn retry(
     State(state): State<AdminState>,
     Extension(admin): Extension<AdminSession>,
     Path(seq): Path<i64>,
-) -> Response {
-    match crate::blocking_locked(&state.history, move |log| log.retry_dead_letter(seq)).await {
-        Ok(true) => {
-            tracing::info!(admin = %admin.name, seq, "hook dead letter put back for delivery");
-            Json(json!({ "retrying": seq })).into_response()
-        }
-        Ok(false) => crate::json_error(StatusCode::NOT_FOUND, format!("no dead letter {seq}")),
-        Err(e) => {
-            tracing::error!(error = %e, "hook dead letter retry failed");
-            crate::json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
+) -> Result<Json<Value>, ApiError> {
+    let found = crate::blocking_locked(&state.history, move |log| log.retry_dead_letter(seq))
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(
+                "hook dead letter retry",
+                e,
                 "the hook outbox cannot be written",
             )
-        }
+        })?;
+    if !found {
+        return Err(ApiError::not_found(format!("no dead letter {seq}")));
     }
+    tracing::info!(admin = %admin.name, seq, "hook dead letter put back for delivery");
+    Ok(Json(json!({ "retrying": seq })))
 }

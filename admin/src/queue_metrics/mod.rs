@@ -19,8 +19,8 @@ use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry}
 use rusqlite::Connection;
 
 use crate::accounts::AccountRole;
-use crate::hub::QueueSettings;
 use crate::service_hours::{Period, ServiceHours};
+use crate::state::QueueSettings;
 
 /// Label values of `urgency`, routine first.
 const URGENCIES: [&str; 2] = ["routine", "urgent"];

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::audit::{self, Actor};
 use super::completion;
@@ -15,11 +15,11 @@ use super::outcome::Outcome;
 use super::residents::{self, Resident};
 
 use crate::accounts::{AccountRole, AdminSession};
+use crate::api_error::ApiError;
 use crate::auth::ClientIp;
 use crate::clock::now_ms;
 use crate::hub::unavailable;
-use crate::json_error;
-use crate::routes::AdminState;
+use crate::state::AdminState;
 pub(crate) use completion::plans_for_home;
 
 /// What the console posts to attach a resident.
@@ -45,18 +45,15 @@ pub(crate) async fn attach(
     from: ClientIp,
     Path(hub_call): Path<i64>,
     Json(req): Json<NewResident>,
-) -> Response {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     if !matches!(me.role, AccountRole::Clinician | AccountRole::Specialist) {
-        return json_error(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::forbidden(
             "only clinicians and specialists attach residents to a call",
-        );
+        ));
     }
     let today = jiff::Timestamp::now().to_zoned(state.zone.clone()).date();
-    let resident = match Resident::new(&req.nhs_number, &req.name, &req.birth_date, today) {
-        Ok(r) => r,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
+    let resident = Resident::new(&req.nhs_number, &req.name, &req.birth_date, today)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (key, who) = (state.record_key.clone(), actor(&me, from));
     let done = crate::blocking_locked(&state.history, move |log| {
         let Some(call) = log.queued_call(hub_call)? else {
@@ -76,14 +73,9 @@ pub(crate) async fn attach(
         .map(|id| id.ok_or("nobody is in this call now"))
     })
     .await;
-    match done {
-        Ok(Ok(encounter)) => {
-            tracing::info!(account = %me.name, hub_call, encounter, "resident attached");
-            (StatusCode::CREATED, Json(json!({ "encounter": encounter }))).into_response()
-        }
-        Ok(Err(why)) => json_error(StatusCode::NOT_FOUND, why),
-        Err(e) => unavailable(e),
-    }
+    let encounter = done.map_err(unavailable)?.map_err(ApiError::not_found)?;
+    tracing::info!(account = %me.name, hub_call, encounter, "resident attached");
+    Ok((StatusCode::CREATED, Json(json!({ "encounter": encounter }))))
 }
 
 /// `GET /admin/api/hub/calls/{id}/residents`: the residents attached to a
@@ -93,16 +85,14 @@ pub(crate) async fn list(
     Extension(me): Extension<AdminSession>,
     from: ClientIp,
     Path(hub_call): Path<i64>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let (key, who) = (state.record_key.clone(), actor(&me, from));
-    let found = crate::blocking_locked(&state.history, move |log| {
+    let encounters = crate::blocking_locked(&state.history, move |log| {
         log.change(|c| residents::of_hub_call(c, &key, hub_call, &who, now_ms()))
     })
-    .await;
-    match found {
-        Ok(encounters) => Json(json!({ "encounters": encounters })).into_response(),
-        Err(e) => unavailable(e),
-    }
+    .await
+    .map_err(unavailable)?;
+    Ok(Json(json!({ "encounters": encounters })))
 }
 
 /// `POST /admin/api/encounters/{id}/outcome`: the clinician records (or
@@ -114,29 +104,25 @@ pub(crate) async fn outcome(
     from: ClientIp,
     Path(id): Path<i64>,
     Json(outcome): Json<Outcome>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     if !matches!(me.role, AccountRole::Clinician | AccountRole::Specialist) {
-        return json_error(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::forbidden(
             "only clinicians and specialists record an outcome",
-        );
+        ));
     }
-    if let Err(e) = outcome.check() {
-        return json_error(StatusCode::BAD_REQUEST, e.to_string());
-    }
+    outcome
+        .check()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (key, who) = (state.record_key.clone(), actor(&me, from));
     let done = crate::blocking_locked(&state.history, move |log| {
         log.change(|c| completion::record(c, &key, log.hooks(), id, &outcome, &who, now_ms()))
     })
     .await;
-    match done {
-        Ok(Some(amended)) => {
-            tracing::info!(account = %me.name, encounter = id, amended, "outcome recorded");
-            Json(json!({ "encounter": id, "amended": amended })).into_response()
-        }
-        Ok(None) => json_error(StatusCode::NOT_FOUND, format!("no encounter {id}")),
-        Err(e) => unavailable(e),
-    }
+    let Some(amended) = done.map_err(unavailable)? else {
+        return Err(ApiError::not_found(format!("no encounter {id}")));
+    };
+    tracing::info!(account = %me.name, encounter = id, amended, "outcome recorded");
+    Ok(Json(json!({ "encounter": id, "amended": amended })))
 }
 
 /// How much of the audit trail to show.
@@ -152,55 +138,49 @@ fn default_limit() -> u32 {
 
 /// `GET /admin/api/outcomes/missing`: consultations with a clinician that
 /// ended past the due time without an outcome (admins).
-pub(crate) async fn missing(State(state): State<AdminState>) -> Response {
+pub(crate) async fn missing(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
     let due = state.queue.outcome_due.as_millis() as i64;
-    match crate::blocking_locked(&state.history, move |log| {
+    let calls = crate::blocking_locked(&state.history, move |log| {
         log.read(|c| completion::missing_outcomes(c, now_ms(), due))
     })
     .await
-    {
-        Ok(calls) => {
-            Json(json!({ "missing": calls, "due_hours": due / 3_600_000 })).into_response()
-        }
-        Err(e) => unavailable(e),
-    }
+    .map_err(unavailable)?;
+    Ok(Json(
+        json!({ "missing": calls, "due_hours": due / 3_600_000 }),
+    ))
 }
 
 /// `GET /admin/api/audit.csv`: the whole audit trail as CSV (admins).
-pub(crate) async fn trail_csv(State(state): State<AdminState>) -> Response {
+pub(crate) async fn trail_csv(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let zone = state.zone.clone();
-    match crate::blocking_locked(&state.history, move |log| {
+    let entries = crate::blocking_locked(&state.history, move |log| {
         log.read(|c| audit::latest(c, u32::MAX))
     })
     .await
-    {
-        Ok(entries) => (
-            [
-                (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    axum::http::header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"carecall-audit.csv\"",
-                ),
-            ],
-            audit::csv(&entries, &zone),
-        )
-            .into_response(),
-        Err(e) => unavailable(e),
-    }
+    .map_err(unavailable)?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"carecall-audit.csv\"",
+            ),
+        ],
+        audit::csv(&entries, &zone),
+    )
+        .into_response())
 }
 
 /// `GET /admin/api/audit`: the latest entries of the audit trail (admins).
 pub(crate) async fn trail(
     State(state): State<AdminState>,
     Query(q): Query<AuditQuery>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.clamp(1, 10_000);
-    match crate::blocking_locked(&state.history, move |log| {
+    let entries = crate::blocking_locked(&state.history, move |log| {
         log.read(|c| audit::latest(c, limit))
     })
     .await
-    {
-        Ok(entries) => Json(json!({ "entries": entries })).into_response(),
-        Err(e) => unavailable(e),
-    }
+    .map_err(unavailable)?;
+    Ok(Json(json!({ "entries": entries })))
 }

@@ -7,17 +7,17 @@ pub mod figures;
 pub mod rows;
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jiff::civil::Date;
 use jiff::ToSpan;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
+use crate::api_error::ApiError;
 use crate::hub::unavailable;
-use crate::json_error;
-use crate::routes::AdminState;
+use crate::state::AdminState;
 use figures::Report;
 use rows::{CallRow, EncounterRow};
 
@@ -146,30 +146,18 @@ async fn rows_of(
 pub(crate) async fn summary(
     State(state): State<AdminState>,
     Query(q): Query<ReportQuery>,
-) -> Response {
-    let span = match q.span(&state) {
-        Ok(s) => s,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
-    };
-    let previous = match span.previous(&state.zone) {
-        Ok(p) => p,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
-    };
-    let (now, before) = match (
-        rows_of(&state, span, &q).await,
-        rows_of(&state, previous, &q).await,
-    ) {
-        (Ok(now), Ok(before)) => (now, before),
-        (Err(e), _) | (_, Err(e)) => return unavailable(e),
-    };
-    let homes = match crate::blocking_locked(&state.history, |log| log.homes()).await {
-        Ok(h) => h,
-        Err(e) => return unavailable(e),
-    };
+) -> Result<Json<Value>, ApiError> {
+    let span = q.span(&state).map_err(ApiError::bad_request)?;
+    let previous = span.previous(&state.zone).map_err(ApiError::bad_request)?;
+    let now = rows_of(&state, span, &q).await.map_err(unavailable)?;
+    let before = rows_of(&state, previous, &q).await.map_err(unavailable)?;
+    let homes = crate::blocking_locked(&state.history, |log| log.homes())
+        .await
+        .map_err(unavailable)?;
     let hours = state.hours.get();
     let mut services: Vec<&str> = hours.services().collect();
     services.push(CLOSED);
-    Json(json!({
+    Ok(Json(json!({
         "from": span.from, "to": span.to,
         "home": q.home, "service": q.service,
         "targets": {
@@ -181,8 +169,7 @@ pub(crate) async fn summary(
         "homes": homes.iter().map(|h| json!({ "id": h.id, "name": h.name })).collect::<Vec<_>>(),
         "services": services,
         "decline_reasons": state.queue.decline_reasons,
-    }))
-    .into_response()
+    })))
 }
 
 /// The rows of a period as a download: CSV or JSON.
@@ -192,31 +179,25 @@ async fn export(
     name: &str,
     csv: bool,
     render: impl FnOnce(Vec<CallRow>, Vec<EncounterRow>) -> (String, serde_json::Value),
-) -> Response {
-    let span = match q.span(&state) {
-        Ok(s) => s,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
-    };
-    let (calls, encounters) = match rows_of(&state, span, &q).await {
-        Ok(rows) => rows,
-        Err(e) => return unavailable(e),
-    };
+) -> Result<Response, ApiError> {
+    let span = q.span(&state).map_err(ApiError::bad_request)?;
+    let (calls, encounters) = rows_of(&state, span, &q).await.map_err(unavailable)?;
     let (text, value) = render(calls, encounters);
     if !csv {
-        return Json(value).into_response();
+        return Ok(Json(value).into_response());
     }
     let disposition = format!(
         "attachment; filename=\"carecall-{name}-{}-to-{}.csv\"",
         span.from, span.to
     );
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
         text,
     )
-        .into_response()
+        .into_response())
 }
 
 /// The OpenAPI description of these routes, kept beside the code.
@@ -232,7 +213,7 @@ pub(crate) async fn openapi() -> Response {
 pub(crate) async fn calls_csv(
     State(state): State<AdminState>,
     Query(q): Query<ReportQuery>,
-) -> Response {
+) -> Result<Response, ApiError> {
     export(state, q, "calls", true, |calls, _| {
         (rows::calls_csv(&calls), json!(null))
     })
@@ -243,7 +224,7 @@ pub(crate) async fn calls_csv(
 pub(crate) async fn calls_json(
     State(state): State<AdminState>,
     Query(q): Query<ReportQuery>,
-) -> Response {
+) -> Result<Response, ApiError> {
     export(state, q, "calls", false, |calls, _| {
         (String::new(), json!({ "calls": calls }))
     })
@@ -254,7 +235,7 @@ pub(crate) async fn calls_json(
 pub(crate) async fn encounters_csv(
     State(state): State<AdminState>,
     Query(q): Query<ReportQuery>,
-) -> Response {
+) -> Result<Response, ApiError> {
     export(state, q, "encounters", true, |_, e| {
         (rows::encounters_csv(&e), json!(null))
     })
@@ -265,7 +246,7 @@ pub(crate) async fn encounters_csv(
 pub(crate) async fn encounters_json(
     State(state): State<AdminState>,
     Query(q): Query<ReportQuery>,
-) -> Response {
+) -> Result<Response, ApiError> {
     export(state, q, "encounters", false, |_, e| {
         (String::new(), json!({ "encounters": e }))
     })

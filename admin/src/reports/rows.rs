@@ -10,9 +10,9 @@ use serde::Serialize;
 use crate::call_log::WITHDRAWN;
 use crate::clock::local_time;
 use crate::history::field;
-use crate::hub::QueueSettings;
 use crate::quality::Badge;
 use crate::service_hours::{Period, ServiceHours};
+use crate::state::QueueSettings;
 
 /// How a call from a home ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
