@@ -292,12 +292,13 @@ async fn a_photo_is_filed_with_the_consultations_one_resident() {
         let done = format!("/admin/api/encounters/{encounter}/outcome");
         let (code, body) = post_as(&server, &dr, &done, outcome.clone()).await;
         assert_eq!(code, 200, "{body}");
+        let wanted = encounter.to_string();
         let bundle = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 let found = events.fhir_resources("Bundle").into_iter().find(|(_, b)| {
                     b["entry"].as_array().into_iter().flatten().any(|e| {
                         e["resource"]["resourceType"] == "Encounter"
-                            && e["resource"]["identifier"][1]["value"] == encounter.to_string()
+                            && e["resource"]["identifier"][1]["value"] == wanted.as_str()
                     })
                 });
                 if let Some((_, b)) = found {
