@@ -171,28 +171,33 @@ impl Participant {
 
     /// Something reached this participant (input, a packet to forward, a
     /// request): it is polled at the next pass, whatever its timer says.
+    #[inline]
     pub fn touch(&mut self) {
         self.wake_at = None;
     }
 
     /// Whether it needs polling at `now`: touched, or its timer is due.
+    #[inline]
     pub fn due(&self, now: Instant) -> bool {
         self.wake_at.is_none_or(|w| w <= now)
     }
 
     /// When it next needs polling, if that is after `now` and nothing
     /// touches it first.
+    #[inline]
     pub fn sleeping_until(&self, now: Instant) -> Option<Instant> {
         self.wake_at.filter(|w| *w > now)
     }
 
     /// Leaves it untouched until `wake` (a closed session waits for nothing).
+    #[inline]
     pub fn sleep_until(&mut self, wake: Instant) {
         self.wake_at = self.rtc.is_alive().then_some(wake);
     }
 
     /// Whether one of its streams sent its first packet since last asked:
     /// the room chooses layers again before forwarding it.
+    #[inline]
     pub fn take_new_layer(&mut self) -> bool {
         std::mem::take(&mut self.new_layer_seen)
     }
