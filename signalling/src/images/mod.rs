@@ -43,7 +43,15 @@ pub struct ImagePolicy {
 /// The uploads in progress, shared by the sessions and the upload routes.
 #[derive(Default)]
 pub(crate) struct ImageBook {
-    pub(crate) uploads: Mutex<Uploads>,
+    uploads: Mutex<Uploads>,
+}
+
+impl ImageBook {
+    /// The uploads in progress, locked (a poisoned lock is recovered: the
+    /// uploads' state is whole after every call).
+    pub(crate) fn uploads(&self) -> std::sync::MutexGuard<'_, Uploads> {
+        self.uploads.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// 128 random bits, hex: an upload's ticket, an image's id.
@@ -78,9 +86,7 @@ pub(crate) fn ask(
     state
         .inner
         .images_book
-        .uploads
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .uploads()
         .open(ticket.clone(), asked, Instant::now())
         .map_err(|e| e.to_string())?;
     Ok(ticket)
@@ -89,13 +95,7 @@ pub(crate) fn ask(
 /// Forgets the upload `ticket` opened by [`ask`] for someone who turned
 /// out not to be in the call.
 pub(crate) fn cancel(state: &AppState, ticket: &str) {
-    state
-        .inner
-        .images_book
-        .uploads
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .cancel(ticket);
+    state.inner.images_book.uploads().cancel(ticket);
 }
 
 /// A stored image's link for whoever may see it, and when it expires.

@@ -35,8 +35,7 @@ fn error(status: StatusCode, why: &str) -> Response {
 
 /// `GET /images/uploads/{ticket}`: bytes received, and of how many.
 async fn status(State(state): State<AppState>, Path(ticket): Path<String>) -> Response {
-    let uploads = state.inner.images_book.uploads.lock();
-    let status = uploads.unwrap_or_else(|e| e.into_inner()).status(&ticket);
+    let status = state.inner.images_book.uploads().status(&ticket);
     match status {
         Some((received, total)) => {
             Json(json!({ "received": received, "total": total })).into_response()
@@ -72,9 +71,7 @@ async fn piece(
     let progress = state
         .inner
         .images_book
-        .uploads
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .uploads()
         .piece(&ticket, piece, Instant::now());
     let complete = match progress {
         Ok(Progress::More {
