@@ -59,7 +59,7 @@ pub(crate) async fn rooms(State(state): State<AdminState>) -> Json<Vec<Value>> {
 
 /// `GET /admin/api/history`: the latest calls and the activity charts.
 pub(crate) async fn history(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
-    let calls = crate::blocking_locked(&state.history, |log| log.calls())
+    let calls = crate::blocking_locked(&state.call_log, |log| log.calls())
         .await
         .map_err(|e| unavailable("call history", e))?;
     let today = jiff::Timestamp::now().to_zoned(state.zone.clone()).date();
@@ -80,7 +80,7 @@ pub(crate) async fn call_detail(
     State(state): State<AdminState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let found = crate::blocking_locked(&state.history, move |log| {
+    let found = crate::blocking_locked(&state.call_log, move |log| {
         let Some(d) = log.call_detail(id)? else {
             return Ok(None);
         };

@@ -35,7 +35,7 @@ pub const CSV_COLUMNS: [&str; 14] = [
 
 /// `GET /admin/api/calls.csv`: every call, as a download.
 pub(crate) async fn export(State(state): State<AdminState>) -> Result<Response, ApiError> {
-    let calls = crate::blocking_locked(&state.history, |log| log.calls())
+    let calls = crate::blocking_locked(&state.call_log, |log| log.calls())
         .await
         .map_err(|e| ApiError::unavailable("call history", e, "call history unavailable"))?;
     Ok((

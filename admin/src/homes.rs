@@ -29,7 +29,7 @@ fn shown(state: &AdminState, h: &Home) -> serde_json::Value {
 
 /// `GET /admin/api/homes`
 pub(crate) async fn list(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
-    let homes = crate::blocking_locked(&state.history, |log| log.homes())
+    let homes = crate::blocking_locked(&state.call_log, |log| log.homes())
         .await
         .map_err(unavailable)?;
     let homes: Vec<_> = homes.iter().map(|h| shown(&state, h)).collect();
@@ -46,7 +46,7 @@ pub(crate) async fn helpdesk(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (hours, settings, key) = (state.hours.get(), state.queue.clone(), id.clone());
-    let calls = crate::blocking_locked(&state.history, move |log| {
+    let calls = crate::blocking_locked(&state.call_log, move |log| {
         let Some(home) = log.home(&key)? else {
             return Ok(None);
         };
@@ -94,7 +94,7 @@ pub(crate) async fn add(
     Extension(admin): Extension<AdminSession>,
     Json(req): Json<Named>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let home = crate::blocking_locked(&state.history, move |log| log.add_home(&req.name, now_ms()))
+    let home = crate::blocking_locked(&state.call_log, move |log| log.add_home(&req.name, now_ms()))
         .await
         .map_err(refused_or_unavailable)?;
     tracing::info!(admin = %admin.name, home = ?home.name, id = %home.id, "home added");
@@ -115,7 +115,7 @@ async fn change(
     change: Change,
 ) -> Result<Json<Value>, ApiError> {
     let key = id.clone();
-    let done = crate::blocking_locked(&state.history, move |log| {
+    let done = crate::blocking_locked(&state.call_log, move |log| {
         let found = match &change {
             Change::Rename(name) => log.rename_home(&key, name)?,
             Change::Revoke => log.revoke_home(&key, now_ms())?,

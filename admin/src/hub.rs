@@ -92,7 +92,7 @@ pub(crate) fn listed(c: &QueuedCall, position: usize, now: i64, settings: &Queue
 /// what waits for them, the calls they hold, and whom to pass calls to.
 pub(crate) async fn console(state: &AdminState, me: &AdminSession) -> Result<Value, AdminError> {
     let who = me.name.clone();
-    let (queue, for_you, holding) = crate::blocking_locked(&state.history, move |log| {
+    let (queue, for_you, holding) = crate::blocking_locked(&state.call_log, move |log| {
         Ok((log.queue()?, log.for_you(&who)?, log.held_by(&who)?))
     })
     .await?;
@@ -249,7 +249,7 @@ pub(crate) async fn answer(
         ));
     }
     let (who, now) = (me.name.clone(), now_ms());
-    let answer = crate::blocking_locked(&state.history, move |log| log.answer(id, &who, now));
+    let answer = crate::blocking_locked(&state.call_log, move |log| log.answer(id, &who, now));
     match answer.await.map_err(unavailable)? {
         Answer::Answered(call) => {
             // The first answer only: a call passed to a named queue and
@@ -306,7 +306,7 @@ pub(crate) async fn decline(
         )));
     }
     let who = me.name.clone();
-    let result = crate::blocking_locked(&state.history, move |log| {
+    let result = crate::blocking_locked(&state.call_log, move |log| {
         log.decline(id, &who, &req.reason, now_ms())
     })
     .await;
@@ -359,7 +359,7 @@ pub(crate) async fn transfer(
         _ => return Err(ApiError::bad_request("give either a clinician or a queue")),
     };
     let (who, anyone, target) = (me.name.clone(), me.role.is_admin(), to.clone());
-    let done = crate::blocking_locked(&state.history, move |log| {
+    let done = crate::blocking_locked(&state.call_log, move |log| {
         log.transfer(id, &who, anyone, &target, now_ms())
     })
     .await;
@@ -388,7 +388,7 @@ pub(crate) async fn accept(
 ) -> Result<Json<Value>, ApiError> {
     let who = me.name.clone();
     let specialist = me.role == AccountRole::Specialist;
-    let done = crate::blocking_locked(&state.history, move |log| {
+    let done = crate::blocking_locked(&state.call_log, move |log| {
         match log.accept_transfer(id, &who, now_ms())? {
             Handover::NotYours(_) if specialist => log.accept_invite(id, &who, now_ms()),
             other => Ok(other),
@@ -443,7 +443,7 @@ pub(crate) async fn invite(
         }
     };
     let (who, anyone, target) = (me.name.clone(), me.role.is_admin(), name.clone());
-    let done = crate::blocking_locked(&state.history, move |log| {
+    let done = crate::blocking_locked(&state.call_log, move |log| {
         log.invite(id, &who, anyone, &target, now_ms())
     })
     .await;

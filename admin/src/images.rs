@@ -91,7 +91,7 @@ async fn filed(state: &AdminState, id: &str, from: &str) -> Result<Option<ImageR
     let deadline = tokio::time::Instant::now() + FILED_WITHIN;
     loop {
         let (lookup, from) = (id.to_owned(), from.to_owned());
-        let row = crate::blocking_locked(&state.history, move |log| {
+        let row = crate::blocking_locked(&state.call_log, move |log| {
             let row = log.image(&lookup)?;
             if let Some(r) = row.as_ref().filter(|r| r.state == "ready") {
                 let subject = format!("consultation {}, image {}", r.consultation, r.id);

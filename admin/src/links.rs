@@ -81,7 +81,7 @@ pub(crate) async fn revoke(
     let until = carecall_signalling::token::unix_now();
     let kept = {
         let room = room.clone();
-        crate::blocking_locked(&state.history, move |log| log.revoke_links(&room, until)).await
+        crate::blocking_locked(&state.call_log, move |log| log.revoke_links(&room, until)).await
     };
     kept.map_err(|e| ApiError::unavailable("join links", e, "links could not be withdrawn"))?;
     state.calls.revocations().revoke(&room, until);

@@ -134,7 +134,7 @@ pub(crate) async fn call(
         initials,
         reason_category: category,
     };
-    let result = crate::blocking_locked(&state.history, move |log| {
+    let result = crate::blocking_locked(&state.call_log, move |log| {
         let home = match home_of(log, &links, &req.token)? {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
@@ -183,7 +183,7 @@ pub(crate) async fn call_status(
 ) -> Result<Json<Value>, ApiError> {
     let links = state.home_links.clone();
     let st = state.clone();
-    let result = crate::blocking_locked(&state.history, move |log| {
+    let result = crate::blocking_locked(&state.call_log, move |log| {
         let home = match home_of(log, &links, &q.t)? {
             Ok(h) => h,
             Err(e) => return Ok(Err(Some(e))),
@@ -211,7 +211,7 @@ pub(crate) async fn form(
     Query(q): Query<HomeToken>,
 ) -> Result<Json<Value>, ApiError> {
     let links = state.home_links.clone();
-    let home = crate::blocking_locked(&state.history, move |log| home_of(log, &links, &q.t))
+    let home = crate::blocking_locked(&state.call_log, move |log| home_of(log, &links, &q.t))
         .await
         .map_err(unavailable)?
         .map_err(refused)?;
@@ -228,7 +228,7 @@ pub(crate) async fn plans(
     Query(q): Query<HomeToken>,
 ) -> Result<Json<Value>, ApiError> {
     let (links, key) = (state.home_links.clone(), state.record_key.clone());
-    let result = crate::blocking_locked(&state.history, move |log| {
+    let result = crate::blocking_locked(&state.call_log, move |log| {
         let home = match home_of(log, &links, &q.t)? {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
@@ -248,7 +248,7 @@ pub(crate) async fn cancel(
     Query(q): Query<HomeToken>,
 ) -> Result<Json<Value>, ApiError> {
     let links = state.home_links.clone();
-    let result = crate::blocking_locked(&state.history, move |log| {
+    let result = crate::blocking_locked(&state.call_log, move |log| {
         let home = match home_of(log, &links, &q.t)? {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
@@ -273,7 +273,7 @@ pub(crate) async fn queue(
             "specialists are shown the calls they are invited to, not the queue",
         ));
     }
-    let calls = crate::blocking_locked(&state.history, |log| log.queue())
+    let calls = crate::blocking_locked(&state.call_log, |log| log.queue())
         .await
         .map_err(unavailable)?;
     let now = now_ms();

@@ -55,7 +55,7 @@ pub(crate) async fn download(
         .map_err(ApiError::forbidden)?;
     let lookup = id.clone();
     // Each download is noted in the audit trail before the file goes out.
-    let row = crate::blocking_locked(&state.history, move |log| {
+    let row = crate::blocking_locked(&state.call_log, move |log| {
         let row = log.recording(&lookup)?;
         if let Some(r) = row.as_ref().filter(|r| r.state == "ready") {
             let subject = format!("consultation {}, recording {}", r.consultation, r.id);
@@ -129,7 +129,7 @@ impl Write for ChunkSender {
 pub(crate) async fn list(State(state): State<AdminState>) -> Result<Json<Vec<Value>>, ApiError> {
     let now = crate::clock::unix_now();
     let links = state.recordings.as_ref().map(|a| a.links.clone());
-    let rows = crate::blocking_locked(&state.history, |log| log.recordings())
+    let rows = crate::blocking_locked(&state.call_log, |log| log.recordings())
         .await
         .map_err(|e| ApiError::internal("recordings list", e, "recordings could not be read"))?;
     Ok(Json(

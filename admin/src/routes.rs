@@ -351,14 +351,14 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
         }
     }
     let snapshot = state.snapshot().await;
-    let stored = crate::blocking_locked(&state.history, |log| log.store_counts())
+    let stored = crate::blocking_locked(&state.call_log, |log| log.store_counts())
         .await
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "hook outbox or recordings unreadable");
             Default::default()
         });
     let (settings, hours) = (state.queue.clone(), state.hours.get());
-    let queue = crate::blocking_locked(&state.history, move |log| {
+    let queue = crate::blocking_locked(&state.call_log, move |log| {
         log.read(|c| QueueReading::read(c, crate::clock::now_ms(), &settings, &hours))
     })
     .await;
@@ -392,7 +392,7 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
 /// what failed. For a container health check or a load balancer; `/healthz`
 /// only says the process answers.
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let database = match crate::blocking_locked(&state.history, |log| log.check_writable()).await {
+    let database = match crate::blocking_locked(&state.call_log, |log| log.check_writable()).await {
         Ok(()) => "ok".to_owned(),
         Err(e) => {
             tracing::error!(error = %e, "readiness: database not writable");

@@ -37,7 +37,7 @@ pub struct AdminState {
     pub(crate) queue_metrics: crate::queue_metrics::QueueMetrics,
     /// Hub consoles open now, by role.
     pub(crate) consoles: crate::queue_metrics::OpenConsoles,
-    pub(crate) history: Arc<Mutex<CallLog>>,
+    pub(crate) call_log: Arc<Mutex<CallLog>>,
     pub(crate) zone: jiff::tz::TimeZone,
     pub(crate) hours: crate::service_hours::LiveHours,
     pub(crate) signer: LinkSigner,
@@ -104,13 +104,13 @@ pub struct AdminOptions {
 impl AdminState {
     /// Reads media statistics from `media` and who is present from
     /// signalling's `calls` (which also ends calls); signs admins in against
-    /// `accounts`; reads and writes the call history through `history` (its
+    /// `accounts`; reads and writes the call log through `call_log` (its
     /// own connection to the database).
     pub fn new(
         media: MediaServer,
         calls: carecall_signalling::AppState,
         accounts: Arc<Accounts>,
-        history: CallLog,
+        call_log: CallLog,
         checks: crate::check::Checks,
         options: AdminOptions,
     ) -> Self {
@@ -131,7 +131,7 @@ impl AdminState {
             join_times: Arc::default(),
             queue_metrics: Default::default(),
             consoles: Default::default(),
-            history: Arc::new(Mutex::new(history)),
+            call_log: Arc::new(Mutex::new(call_log)),
             zone: options.hours.get().zone().clone(),
             hours: options.hours,
             signer: options.signer,
@@ -203,7 +203,7 @@ impl AdminState {
             }
             let at = std::time::SystemTime::now();
             let stored =
-                crate::blocking_locked(&self.history, move |log| log.record_quality(at, &samples));
+                crate::blocking_locked(&self.call_log, move |log| log.record_quality(at, &samples));
             if let Err(e) = stored.await {
                 tracing::error!(error = %e, "quality samples not stored");
             }

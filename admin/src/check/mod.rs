@@ -494,7 +494,7 @@ pub(crate) struct ForHome {
 /// filed under it.
 async fn home_for(state: &AdminState, token: String) -> Result<(String, String), String> {
     let links = state.home_links.clone();
-    let found = crate::blocking_locked(&state.history, move |log| {
+    let found = crate::blocking_locked(&state.call_log, move |log| {
         crate::queue::home_of(log, &links, &token)
     })
     .await;

@@ -11,7 +11,7 @@ use crate::state::AdminState;
 
 /// `GET /admin/api/hooks/dead-letters`: newest first.
 pub(crate) async fn dead_letters(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
-    let list = crate::blocking_locked(&state.history, |log| log.dead_letters())
+    let list = crate::blocking_locked(&state.call_log, |log| log.dead_letters())
         .await
         .map_err(|e| {
             ApiError::unavailable("hook dead letters", e, "the hook outbox cannot be read")
@@ -26,7 +26,7 @@ pub(crate) async fn retry(
     Extension(admin): Extension<AdminSession>,
     Path(seq): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let found = crate::blocking_locked(&state.history, move |log| log.retry_dead_letter(seq))
+    let found = crate::blocking_locked(&state.call_log, move |log| log.retry_dead_letter(seq))
         .await
         .map_err(|e| {
             ApiError::unavailable(

@@ -55,7 +55,7 @@ pub(crate) async fn attach(
     let resident = Resident::new(&req.nhs_number, &req.name, &req.birth_date, today)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (key, who) = (state.record_key.clone(), actor(&me, from));
-    let done = crate::blocking_locked(&state.history, move |log| {
+    let done = crate::blocking_locked(&state.call_log, move |log| {
         let Some(call) = log.queued_call(hub_call)? else {
             return Ok(Err("no such call"));
         };
@@ -87,7 +87,7 @@ pub(crate) async fn list(
     Path(hub_call): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let (key, who) = (state.record_key.clone(), actor(&me, from));
-    let encounters = crate::blocking_locked(&state.history, move |log| {
+    let encounters = crate::blocking_locked(&state.call_log, move |log| {
         log.change(|c| residents::of_hub_call(c, &key, hub_call, &who, now_ms()))
     })
     .await
@@ -114,7 +114,7 @@ pub(crate) async fn outcome(
         .check()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (key, who) = (state.record_key.clone(), actor(&me, from));
-    let done = crate::blocking_locked(&state.history, move |log| {
+    let done = crate::blocking_locked(&state.call_log, move |log| {
         log.change(|c| completion::record(c, &key, log.hooks(), id, &outcome, &who, now_ms()))
     })
     .await;
@@ -140,7 +140,7 @@ fn default_limit() -> u32 {
 /// ended past the due time without an outcome (admins).
 pub(crate) async fn missing(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
     let due = state.queue.outcome_due.as_millis() as i64;
-    let calls = crate::blocking_locked(&state.history, move |log| {
+    let calls = crate::blocking_locked(&state.call_log, move |log| {
         log.read(|c| completion::missing_outcomes(c, now_ms(), due))
     })
     .await
@@ -153,7 +153,7 @@ pub(crate) async fn missing(State(state): State<AdminState>) -> Result<Json<Valu
 /// `GET /admin/api/audit.csv`: the whole audit trail as CSV (admins).
 pub(crate) async fn trail_csv(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let zone = state.zone.clone();
-    let entries = crate::blocking_locked(&state.history, move |log| {
+    let entries = crate::blocking_locked(&state.call_log, move |log| {
         log.read(|c| audit::latest(c, u32::MAX))
     })
     .await
@@ -177,7 +177,7 @@ pub(crate) async fn trail(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.clamp(1, 10_000);
-    let entries = crate::blocking_locked(&state.history, move |log| {
+    let entries = crate::blocking_locked(&state.call_log, move |log| {
         log.read(|c| audit::latest(c, limit))
     })
     .await

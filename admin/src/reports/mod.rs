@@ -123,7 +123,7 @@ async fn rows_of(
     q: &ReportQuery,
 ) -> Result<(Vec<CallRow>, Vec<EncounterRow>), crate::AdminError> {
     let (hours, settings) = (state.hours.get(), state.queue.clone());
-    let (mut calls, mut encounters) = crate::blocking_locked(&state.history, move |log| {
+    let (mut calls, mut encounters) = crate::blocking_locked(&state.call_log, move |log| {
         log.read(|c| {
             Ok((
                 rows::Reading {
@@ -151,7 +151,7 @@ pub(crate) async fn summary(
     let previous = span.previous(&state.zone).map_err(ApiError::bad_request)?;
     let now = rows_of(&state, span, &q).await.map_err(unavailable)?;
     let before = rows_of(&state, previous, &q).await.map_err(unavailable)?;
-    let homes = crate::blocking_locked(&state.history, |log| log.homes())
+    let homes = crate::blocking_locked(&state.call_log, |log| log.homes())
         .await
         .map_err(unavailable)?;
     let hours = state.hours.get();
