@@ -94,9 +94,11 @@ pub(crate) async fn add(
     Extension(admin): Extension<AdminSession>,
     Json(req): Json<Named>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let home = crate::blocking_locked(&state.call_log, move |log| log.add_home(&req.name, now_ms()))
-        .await
-        .map_err(refused_or_unavailable)?;
+    let home = crate::blocking_locked(&state.call_log, move |log| {
+        log.add_home(&req.name, now_ms())
+    })
+    .await
+    .map_err(refused_or_unavailable)?;
     tracing::info!(admin = %admin.name, home = ?home.name, id = %home.id, "home added");
     Ok((StatusCode::CREATED, Json(shown(&state, &home))))
 }

@@ -139,12 +139,7 @@ impl CallLog {
                 "encrypted_at_rest": image.encrypted,
                 "upload_seconds": image.upload_ms as f64 / 1000.0,
             });
-            if let Some(links) = &hooks.downloads {
-                let (url, expires) =
-                    links.link_to(crate::Download::Image, image.id, (at / 1000) as u64);
-                data["download_url"] = json!(url);
-                data["download_expires"] = json!(rfc3339(expires as i64 * 1000));
-            }
+            hooks.add_download(&mut data, crate::Download::Image, image.id, at);
             hooks.emit(c, call, "image.ready", data, at)
         })
     }
@@ -236,11 +231,7 @@ pub(crate) fn ready_images(
             "sha256": r.get::<_, String>(5)?,
             "taken_at": rfc3339(r.get(6)?),
         });
-        if let Some(links) = &hooks.downloads {
-            let (url, expires) = links.link_to(crate::Download::Image, &id, (now_ms / 1000) as u64);
-            image["download_url"] = json!(url);
-            image["download_expires"] = json!(rfc3339(expires as i64 * 1000));
-        }
+        hooks.add_download(&mut image, crate::Download::Image, &id, now_ms);
         Ok(image)
     })?;
     rows.collect()

@@ -231,11 +231,7 @@ impl CallLog {
                         "packets_dropped": s.packets_dropped,
                         "cut_by_restart": cut_by_restart,
                     });
-                    if let Some(links) = &hooks.downloads {
-                        let (url, expires) = links.link(id, (at / 1000) as u64);
-                        data["download_url"] = json!(url);
-                        data["download_expires"] = json!(rfc3339(expires as i64 * 1000));
-                    }
+                    hooks.add_download(&mut data, crate::Download::Recording, id, at);
                     hooks.emit(c, rec.consultation, "recording.ready", data, at)
                 }
                 Err(reason) => {

@@ -29,6 +29,24 @@ impl HookTargets {
         !self.endpoints.is_empty()
     }
 
+    /// Puts the signed link to `what` `id`, made at `now_ms`, and when it
+    /// expires into `data` (as `download_url` and `download_expires`), so
+    /// the receiver can fetch the file without an account. Nothing is added
+    /// when downloads are off.
+    pub(crate) fn add_download(
+        &self,
+        data: &mut Value,
+        what: crate::Download,
+        id: &str,
+        now_ms: i64,
+    ) {
+        if let Some(links) = &self.downloads {
+            let (url, expires) = links.link_to(what, id, (now_ms / 1000) as u64);
+            data["download_url"] = json!(url);
+            data["download_expires"] = json!(rfc3339(expires as i64 * 1000));
+        }
+    }
+
     /// Writes event `kind` about `consultation` with `data` to the outbox.
     pub(crate) fn emit(
         &self,
@@ -114,13 +132,9 @@ impl HookTargets {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let mut recordings = crate::call_log::ready_recordings(conn, call)?;
-        if let Some(links) = &self.downloads {
-            for r in &mut recordings {
-                let id = r["recording"].as_str().unwrap_or_default().to_owned();
-                let (url, expires) = links.link(&id, (now_ms / 1000) as u64);
-                r["download_url"] = json!(url);
-                r["download_expires"] = json!(rfc3339(expires as i64 * 1000));
-            }
+        for r in &mut recordings {
+            let id = r["recording"].as_str().unwrap_or_default().to_owned();
+            self.add_download(r, crate::Download::Recording, &id, now_ms);
         }
         let data = json!({
             "room": room,
