@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use carecall_sfu::recording::export;
 use prometheus::core::Collector;
@@ -15,7 +15,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter};
 
 use crate::api_error::ApiError;
 use crate::call_log::{CallLog, ImageRow};
-use crate::recordings::DownloadQuery;
+use crate::recordings::{ready_to_send, DownloadQuery};
 use crate::state::AdminState;
 use crate::{AdminError, Download};
 
@@ -33,26 +33,8 @@ pub(crate) async fn download(
     let Some(access) = state.images.clone() else {
         return Err(ApiError::not_found("images are switched off on this hub"));
     };
-    let now = crate::clock::unix_now();
-    access
-        .links
-        .verify_for(Download::Image, &id, q.expires, &q.sig, now)
-        .map_err(ApiError::forbidden)?;
-    let row = match filed(&state, &id, &from.0).await {
-        Ok(Some(r)) if r.state == "ready" => r,
-        Ok(Some(r)) => {
-            let why = format!("the image is {}", r.state);
-            return Err(ApiError::new(StatusCode::GONE, why));
-        }
-        Ok(None) => return Err(ApiError::not_found("no such image")),
-        Err(e) => {
-            return Err(ApiError::internal(
-                "image lookup",
-                e,
-                "the image could not be read",
-            ))
-        }
-    };
+    q.check(&access.links, Download::Image, &id)?;
+    let row = ready_to_send(filed(&state, &id, &from.0).await, |r| &r.state, "image")?;
     let (path, key) = (row.path.clone(), access.key.clone());
     let bytes = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();

@@ -20,7 +20,7 @@ use crate::api_error::ApiError;
 use crate::call_log::CallLog;
 use crate::state::AdminState;
 use crate::AdminError;
-use crate::DownloadLinks;
+use crate::{Download, DownloadLinks};
 
 /// How the admin plane reaches recordings.
 #[derive(Clone, Debug)]
@@ -38,6 +38,45 @@ pub(crate) struct DownloadQuery {
     pub(crate) sig: String,
 }
 
+impl DownloadQuery {
+    /// Whether this is the hub's live link to `what` `id`: the link is the
+    /// permission, so a forged or expired one is refused (403).
+    pub(crate) fn check(
+        &self,
+        links: &DownloadLinks,
+        what: Download,
+        id: &str,
+    ) -> Result<(), ApiError> {
+        let now = crate::clock::unix_now();
+        links
+            .verify_for(what, id, self.expires, &self.sig, now)
+            .map_err(ApiError::forbidden)
+    }
+}
+
+/// The file row a signed link names, if it can be sent: one no longer
+/// ready (deleted, failed) is 410 Gone, none is 404, and a failed read is
+/// logged and 500. `noun` names the kind of file in the reasons.
+pub(crate) fn ready_to_send<R>(
+    row: Result<Option<R>, AdminError>,
+    state: impl Fn(&R) -> &str,
+    noun: &str,
+) -> Result<R, ApiError> {
+    match row {
+        Ok(Some(r)) if state(&r) == "ready" => Ok(r),
+        Ok(Some(r)) => Err(ApiError::new(
+            StatusCode::GONE,
+            format!("the {noun} is {}", state(&r)),
+        )),
+        Ok(None) => Err(ApiError::not_found(format!("no such {noun}"))),
+        Err(e) => Err(ApiError::internal(
+            &format!("{noun} lookup"),
+            e,
+            &format!("the {noun} could not be read"),
+        )),
+    }
+}
+
 /// `GET /recordings/{id}/download?expires=…&sig=…`: the WebM, decrypted.
 pub(crate) async fn download(
     State(state): State<AdminState>,
@@ -48,11 +87,7 @@ pub(crate) async fn download(
     let Some(access) = state.recordings.clone() else {
         return Err(ApiError::not_found("recording is switched off on this hub"));
     };
-    let now = crate::clock::unix_now();
-    access
-        .links
-        .verify(&id, q.expires, &q.sig, now)
-        .map_err(ApiError::forbidden)?;
+    q.check(&access.links, Download::Recording, &id)?;
     let lookup = id.clone();
     // Each download is noted in the audit trail before the file goes out.
     let row = crate::blocking_locked(&state.call_log, move |log| {
@@ -70,21 +105,7 @@ pub(crate) async fn download(
         Ok(row)
     })
     .await;
-    let row = match row {
-        Ok(Some(r)) if r.state == "ready" => r,
-        Ok(Some(r)) => {
-            let why = format!("the recording is {}", r.state);
-            return Err(ApiError::new(StatusCode::GONE, why));
-        }
-        Ok(None) => return Err(ApiError::not_found("no such recording")),
-        Err(e) => {
-            return Err(ApiError::internal(
-                "recording lookup",
-                e,
-                "the recording could not be read",
-            ))
-        }
-    };
+    let row = ready_to_send(row, |r| &r.state, "recording")?;
     // The file is decrypted on a blocking thread and streamed in chunks.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::task::spawn_blocking(move || {
