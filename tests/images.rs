@@ -505,24 +505,12 @@ async fn ask_for_photo(
 /// goes faster. Prints the upload times docs/images.md quotes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_photo_over_a_300_kbit_home_link_keeps_the_sound_and_survives_a_drop() {
-    use crate::support::browser::Driver;
-    use crate::support::netlab::NetNs;
-    let net = NetNs::new();
-    let server = Server::start_with(ServerOptions {
-        ip: net.host_ip.into(),
-        estimate_bandwidth: true,
-        ..ServerOptions::default()
-    });
-    let hub = Driver::start_trusting(&server.base_url)
-        .await
-        .with_camera_clip();
-    let away = Driver::start_in(&net, &server.base_url)
-        .await
-        .with_camera_clip();
-    let home = away.browser().await;
+    let lab = crate::support::home_lab::HomeLab::start().await;
+    let (server, net) = (&lab.server, &lab.net);
+    let home = lab.away.browser().await;
     home.join(&server.link("photo-2", "home", "Rose Court", "1h"))
         .await;
-    let clinician = hub.browser().await;
+    let clinician = lab.hub.browser().await;
     clinician
         .join(&server.link("photo-2", "clinician", "Hub clinician", "1h"))
         .await;

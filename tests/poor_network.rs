@@ -8,12 +8,11 @@ use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use crate::support::browser::{Browser, Driver, Inbound, OPUS_PACKETS_PER_SECOND};
+use crate::support::browser::{Browser, Inbound, OPUS_PACKETS_PER_SECOND};
 use crate::support::calls::snapshot;
+use crate::support::home_lab::HomeLab;
 use crate::support::metrics;
-use crate::support::netlab::NetNs;
 use crate::support::relay::{DelayRelay, Impairment, Path};
-use crate::support::{Server, ServerOptions};
 
 /// A running call: two browsers on the hub's side (loopback) and the care
 /// home's browser in its own namespace.
@@ -22,43 +21,31 @@ struct Call {
     clinician: Browser,
     specialist: Browser,
     home: Browser,
-    _drivers: (Driver, Driver),
-    server: Server,
     relay: Option<DelayRelay>,
-    net: NetNs,
+    lab: HomeLab,
 }
 
 impl Call {
     /// Starts the server on the namespace link's host address and the three
     /// browsers; with `relay`, the home's media passes through a delay relay.
     async fn start(relay: bool) -> Call {
-        let mut net = NetNs::new();
-        let server = Server::start_with(ServerOptions {
-            ip: net.host_ip.into(),
-            estimate_bandwidth: true,
-            ..ServerOptions::default()
-        });
+        let mut lab = HomeLab::start().await;
         let relay = relay.then(|| {
-            let media = server.media_addrs[0];
-            let r = DelayRelay::start((net.host_ip, 0).into(), media);
-            net.redirect_udp(media, r.addr);
+            let media = lab.server.media_addrs[0];
+            let r = DelayRelay::start((lab.net.host_ip, 0).into(), media);
+            lab.net.redirect_udp(media, r.addr);
             r
         });
-        let hub = Driver::start_trusting(&server.base_url)
-            .await
-            .with_camera_clip();
-        let away = Driver::start_in(&net, &server.base_url)
-            .await
-            .with_camera_clip();
-        let clinician = hub.browser().await;
+        let server = &lab.server;
+        let clinician = lab.hub.browser().await;
         clinician
             .join(&server.link("consult-7", "clinician", "Hub clinician", "1h"))
             .await;
-        let specialist = hub.browser().await;
+        let specialist = lab.hub.browser().await;
         specialist
             .join(&server.link("consult-7", "specialist", "Consultant", "1h"))
             .await;
-        let home = away.browser().await;
+        let home = lab.away.browser().await;
         home.join(&server.link("consult-7", "home", "Rose Court", "1h"))
             .await;
         for b in [&clinician, &specialist, &home] {
@@ -74,10 +61,8 @@ impl Call {
             clinician,
             specialist,
             home,
-            _drivers: (hub, away),
-            server,
             relay,
-            net,
+            lab,
         }
     }
 }
@@ -207,7 +192,7 @@ async fn sfu_view(
     let id = b.participant().await.expect("joined");
     let start = Instant::now();
     loop {
-        let text = metrics::scrape(&call.server.base_url).await;
+        let text = metrics::scrape(&call.lab.server.base_url).await;
         let heights = metrics::participant_values_by(
             &text,
             "carecall_participant_video_layer_height_pixels",
@@ -253,7 +238,7 @@ async fn a_home_cut_to_600_kbits_steps_down_within_5_s_and_back_to_hd_within_15_
         hd.await.as_millis()
     );
 
-    call.net.limit_downlink(Some(600));
+    call.lab.net.limit_downlink(Some(600));
     tracing_mark("home downlink limited to 600 kbit/s");
     let down = time_until(
         &call.home,
@@ -288,7 +273,7 @@ async fn a_home_cut_to_600_kbits_steps_down_within_5_s_and_back_to_hd_within_15_
         println!("{who} still sees {other} in HD");
     }
 
-    call.net.limit_downlink(None);
+    call.lab.net.limit_downlink(None);
     tracing_mark("home downlink limit lifted");
     let up = time_until(&call.home, Duration::from_secs(15), "back to 720p", |v| {
         v.values().all(|i| i.height == 720)
@@ -314,7 +299,7 @@ async fn a_home_with_800_kbits_upload_keeps_sending_lower_layers_and_unbroken_au
         b.watch_audio_gaps().await;
     }
 
-    call.net.limit_uplink(Some(800));
+    call.lab.net.limit_uplink(Some(800));
     tracing_mark("home uplink limited to 800 kbit/s");
     let down = time_until(
         &call.clinician,
@@ -371,8 +356,8 @@ async fn at_150_kbits_with_loss_and_delay_the_sound_stays_clear_and_video_comes_
         down,
         ..Path::default()
     });
-    call.net.limit_downlink(Some(150));
-    call.net.downlink_loss(0.05);
+    call.lab.net.limit_downlink(Some(150));
+    call.lab.net.downlink_loss(0.05);
     tracing_mark("home downlink: 150 kbit/s, 5% loss, 100 ms delay");
 
     let start = Instant::now();
@@ -436,8 +421,8 @@ async fn at_150_kbits_with_loss_and_delay_the_sound_stays_clear_and_video_comes_
     }
 
     relay.set(Path::default());
-    call.net.downlink_loss(0.0);
-    call.net.limit_downlink(None);
+    call.lab.net.downlink_loss(0.0);
+    call.lab.net.limit_downlink(None);
     tracing_mark("home downlink restored");
     let back = Instant::now();
     while call.home.paused_notes().await > 0 {

@@ -10,6 +10,7 @@ pub mod calls;
 pub mod clock;
 pub mod console;
 pub mod devtools;
+pub mod home_lab;
 pub mod hooks;
 pub mod http;
 pub mod metrics;
