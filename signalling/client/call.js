@@ -29,6 +29,9 @@ const RESTART_AFTER_MS = 5000;
 // An answer missing this long (ms) means the socket is dead (browsers do
 // not always notice a vanished network: the socket looks open).
 const ANSWER_WAIT_MS = 3000;
+// Messages for the page alone: passed on as events of the same name, as
+// they came.
+const FOR_THE_PAGE = new Set(['notice', 'recording', 'consent', 'asked', 'image-progress', 'image']);
 
 // The camera is sent three times, smallest first; the SFU forwards each
 // viewer the one that fits their link and tile (docs/adaptation.md).
@@ -193,6 +196,10 @@ export class Call extends EventTarget {
 
   async handle(msg) {
     this.note(msg.type);
+    if (FOR_THE_PAGE.has(msg.type)) {
+      this.emit(msg.type, msg);
+      return;
+    }
     switch (msg.type) {
       case 'joined':
         this.participant = msg.participant;
@@ -246,24 +253,6 @@ export class Call extends EventTarget {
       case 'track':
         // Always before the SDP that uses the mid, so ontrack finds the owner.
         this.midOwner.set(msg.mid, msg.participant);
-        break;
-      case 'notice':
-        this.emit('notice', msg);
-        break;
-      case 'recording':
-        this.emit('recording', msg);
-        break;
-      case 'consent':
-        this.emit('consent', msg);
-        break;
-      case 'asked':
-        this.emit('asked', msg);
-        break;
-      case 'image-progress':
-        this.emit('image-progress', msg);
-        break;
-      case 'image':
-        this.emit('image', msg);
         break;
       case 'video-paused':
         this.emit('video-paused', { participant: msg.participant, paused: msg.paused });
