@@ -8,7 +8,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use anyhow::Context;
 use carecall_sfu::Live;
 use serde::{Deserialize, Serialize};
 
@@ -111,36 +110,6 @@ impl Default for LimitsSection {
 }
 
 impl LimitsSection {
-    /// Applies `CARECALL_LIMITS_<KEY>` overrides, each parsed as the TOML
-    /// value it replaces (a number, or for lists comma-separated items).
-    pub fn apply_env(&mut self, var: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        let toml::Value::Table(mut table) = toml::Value::try_from(&*self)? else {
-            anyhow::bail!("limits are not a table");
-        };
-        for (key, value) in table.iter_mut() {
-            let name = format!("CARECALL_LIMITS_{}", key.to_ascii_uppercase());
-            let Some(v) = var(&name) else { continue };
-            *value = match value {
-                toml::Value::Array(_) => toml::Value::Array(
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(|s| toml::Value::String(s.to_owned()))
-                        .collect(),
-                ),
-                _ => toml::Value::Integer(
-                    v.trim()
-                        .parse()
-                        .with_context(|| format!("{name}: {v:?} is not a whole number"))?,
-                ),
-            };
-        }
-        *self = toml::Value::Table(table)
-            .try_into()
-            .context("CARECALL_LIMITS_*")?;
-        Ok(())
-    }
-
     /// What is wrong with these limits: (key, why). A limit of zero would
     /// refuse everyone.
     pub fn problems(&self) -> Vec<(String, String)> {
@@ -342,29 +311,6 @@ impl LiveLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_overrides_each_limit_by_its_key() {
-        let mut l = LimitsSection::default();
-        l.apply_env(&|k| match k {
-            "CARECALL_LIMITS_TURN_ALLOCATIONS_PER_ADDRESS" => Some("100".into()),
-            "CARECALL_LIMITS_TRUSTED_PROXIES" => Some("127.0.0.1, ::1".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(l.turn_allocations_per_address, 100);
-        assert_eq!(l.trusted_proxies.len(), 2);
-        assert_eq!(
-            l.turn_allocations_per_credential,
-            LimitsSection::default().turn_allocations_per_credential
-        );
-        let bad =
-            l.apply_env(&|k| (k == "CARECALL_LIMITS_SIGN_IN_WINDOW_SECS").then(|| "x".into()));
-        assert!(bad.is_err());
-        let bad =
-            l.apply_env(&|k| (k == "CARECALL_LIMITS_TRUSTED_PROXIES").then(|| "proxy".into()));
-        assert!(bad.is_err());
-    }
 
     #[test]
     fn zero_and_unsafe_limits_are_problems() {

@@ -4,6 +4,7 @@
 //! is what production mode refuses to start with.
 
 pub mod check;
+mod env;
 mod limits;
 mod secret;
 mod service_hours;
@@ -427,196 +428,53 @@ impl Default for MediaSection {
 }
 
 impl Config {
-    /// Loads the file (if any), then applies environment overrides.
+    /// Loads the file (if any) with the environment's overrides put in it.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
-        let mut config = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("in config file {}", path.display()))?
-            }
-            None => Config::default(),
+        let text = match file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?,
+            ),
+            None => None,
         };
-        config.apply_env(|k| std::env::var(k).ok())?;
+        let file = file.zip(text.as_deref());
+        let mut config = Config::from_sources(file, |k| std::env::var(k).ok())?;
         config.read_secret_files()?;
         Ok(config)
     }
 
-    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        if let Some(v) = var("CARECALL_HTTP_ADDR") {
-            self.http_addr = v.parse().context("CARECALL_HTTP_ADDR")?;
+    /// The configuration in `file` (its path and text; none: the
+    /// defaults) with the variables `var` finds set put in it (see
+    /// [`env`]). The file's own mistakes are reported first, with their
+    /// lines; then an override's, naming its variable.
+    fn from_sources(
+        file: Option<(&Path, &str)>,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
+        let (path, text) = file.unwrap_or((Path::new(""), ""));
+        let in_file = || format!("in config file {}", path.display());
+        let from_file: Config = toml::from_str(text).with_context(in_file)?;
+        let overrides = env::overrides(&var)?;
+        if overrides.is_empty() {
+            return Ok(from_file);
         }
-        if let Some(v) = var("CARECALL_PUBLIC_URL") {
-            self.public_url = Some(v);
-        }
-        if let Some(v) = var("CARECALL_DATA_DIR") {
-            self.data_dir = v.into();
-        }
-        if let Some(v) = var("CARECALL_LINK_SECRET") {
-            self.link_secret = Some(v.into());
-        }
-        if let Some(v) = var("CARECALL_METRICS_TOKEN") {
-            self.metrics_token = Some(v).filter(|t| !t.is_empty()).map(Secret::from);
-        }
-        if let Some(v) = var("CARECALL_TIMEZONE") {
-            self.timezone = v;
-        }
-        if let Some(v) = var("CARECALL_LOG_FORMAT") {
-            self.log_format = v.parse().context("CARECALL_LOG_FORMAT")?;
-        }
-        if let Some(v) = var("CARECALL_LOG_LEVEL") {
-            self.log_level = v;
-        }
-        if let Some(v) = var("CARECALL_MEDIA_PORT") {
-            self.media.port = v.parse().context("CARECALL_MEDIA_PORT")?;
-        }
-        if let Some(v) = var("CARECALL_TURN_ENABLED") {
-            self.turn.enabled = v.parse().context("CARECALL_TURN_ENABLED (true or false)")?;
-        }
-        if let Some(v) = var("CARECALL_TURN_PORT") {
-            self.turn.port = v.parse().context("CARECALL_TURN_PORT")?;
-        }
-        if let Some(v) = var("CARECALL_TURN_TLS_PORT") {
-            self.turn.tls_port = v.parse().context("CARECALL_TURN_TLS_PORT")?;
-        }
-        if let Some(v) = var("CARECALL_TURN_CERT") {
-            self.turn.cert = Some(v.into());
-        }
-        if let Some(v) = var("CARECALL_TURN_KEY") {
-            self.turn.key = Some(v.into());
-        }
-        if let Some(v) = var("CARECALL_TURN_HOST") {
-            self.turn.host = Some(v).filter(|h| !h.is_empty());
-        }
-        if let Some(v) = var("CARECALL_TURN_SECRET") {
-            self.turn.secret = Some(v.into());
-        }
-        if let Some(v) = var("CARECALL_TURN_URLS") {
-            self.turn.urls = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Some(v) = var("CARECALL_MEDIA_ICE_TCP") {
-            self.media.ice_tcp = v
-                .parse()
-                .context("CARECALL_MEDIA_ICE_TCP (true or false)")?;
-        }
-        if let Some(v) = var("CARECALL_MEDIA_TCP_PORT") {
-            self.media.tcp_port = v.parse().context("CARECALL_MEDIA_TCP_PORT")?;
-        }
-        if let Some(v) = var("CARECALL_MEDIA_ANNOUNCE") {
-            self.media.announce = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse()
-                        .with_context(|| format!("CARECALL_MEDIA_ANNOUNCE: {s:?}"))
-                })
-                .collect::<anyhow::Result<_>>()?;
-        }
-        if let Some(v) = var("CARECALL_MEDIA_WORKERS") {
-            self.media.workers = v.parse().context("CARECALL_MEDIA_WORKERS")?;
-        }
-        match (var("CARECALL_HOOK_URL"), var("CARECALL_HOOK_SECRET")) {
-            (Some(url), Some(secret)) => {
-                let format = match var("CARECALL_HOOK_FORMAT") {
-                    Some(f) => f.parse().context("CARECALL_HOOK_FORMAT")?,
-                    None => HookFormat::Standard,
-                };
-                self.hooks.endpoints.push(HookEndpointSection {
-                    url,
-                    secret: secret.into(),
-                    format,
-                })
+        let file: toml::Table = toml::from_str(text).with_context(in_file)?;
+        let with = |set: &[env::Override]| {
+            let mut table = file.clone();
+            for o in set {
+                o.apply(&mut table);
             }
-            (None, None) => {}
-            _ => bail!("CARECALL_HOOK_URL and CARECALL_HOOK_SECRET go together"),
-        }
-        if let Some(v) = var("CARECALL_HOOKS_GIVE_UP_HOURS") {
-            self.hooks.give_up_after_hours = v.parse().context("CARECALL_HOOKS_GIVE_UP_HOURS")?;
-        }
-        if let Some(v) = var("CARECALL_HOOKS_MAX_BACKOFF_SECS") {
-            self.hooks.max_backoff_secs = v.parse().context("CARECALL_HOOKS_MAX_BACKOFF_SECS")?;
-        }
-        if let Some(v) = var("CARECALL_HOOKS_TIMEOUT_SECS") {
-            self.hooks.timeout_secs = v.parse().context("CARECALL_HOOKS_TIMEOUT_SECS")?;
-        }
-        if let Some(v) = var("CARECALL_QUEUE_NO_ANSWER_SECS") {
-            self.queue.no_answer_secs = v.parse().context("CARECALL_QUEUE_NO_ANSWER_SECS")?;
-        }
-        if let Some(v) = var("CARECALL_HUB_PHONE") {
-            self.queue.hub_phone = Some(v).filter(|p| !p.trim().is_empty());
-        }
-        if let Some(v) = var("CARECALL_QUEUE_NAMES") {
-            self.queue.named_queues = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Some(v) = var("CARECALL_MODE") {
-            self.mode = v.parse().context("CARECALL_MODE")?;
-        }
-        if let Some(v) = var("CARECALL_LINK_SECRET_FILE") {
-            self.link_secret_file = Some(v.into());
-        }
-        if let Some(v) = var("CARECALL_TURN_SECRET_FILE") {
-            self.turn.secret_file = Some(v.into());
-        }
-        if let Some(v) = var("CARECALL_RECORDING_SECRET_FILE") {
-            self.recording.secret_file = Some(v.into());
-        }
-        if let Some(v) = var("CARECALL_HTTPS_ENABLED") {
-            self.https.enabled = v
-                .parse()
-                .context("CARECALL_HTTPS_ENABLED (true or false)")?;
-        }
-        if let Some(v) = var("CARECALL_HTTPS_ADDR") {
-            self.https.addr = v.parse().context("CARECALL_HTTPS_ADDR")?;
-        }
-        if let Some(v) = var("CARECALL_HTTPS_CERT") {
-            self.https.cert = Some(v.into());
-        }
-        if let Some(v) = var("CARECALL_HTTPS_KEY") {
-            self.https.key = Some(v.into());
-        }
-        if let Some(v) = var("CARECALL_RECORDING_ENABLED") {
-            self.recording.enabled = v
-                .parse()
-                .context("CARECALL_RECORDING_ENABLED (true or false)")?;
-        }
-        if let Some(v) = var("CARECALL_RECORDING_DIR") {
-            self.recording.dir = Some(v.into());
-        }
-        if let Some(v) = var("CARECALL_RECORDING_SECRET") {
-            self.recording.secret = Some(v.into());
-        }
-        if let Some(v) = var("CARECALL_RECORDING_PLAIN") {
-            self.recording.plain = v
-                .parse()
-                .context("CARECALL_RECORDING_PLAIN (true or false)")?;
-        }
-        if let Some(v) = var("CARECALL_RECORDING_RETENTION_DAYS") {
-            self.recording.retention_days =
-                v.parse().context("CARECALL_RECORDING_RETENTION_DAYS")?;
-        }
-        if let Some(v) = var("CARECALL_RECORDING_DOWNLOAD_HOURS") {
-            self.recording.download_hours =
-                v.parse().context("CARECALL_RECORDING_DOWNLOAD_HOURS")?;
-        }
-        if let Some(v) = var("CARECALL_MEDIA_BANDWIDTH_ESTIMATION") {
-            self.media.bandwidth_estimation = v
-                .parse()
-                .context("CARECALL_MEDIA_BANDWIDTH_ESTIMATION (true or false)")?;
-        }
-        self.limits.apply_env(&var)?;
-        Ok(())
+            toml::Value::Table(table).try_into::<Config>()
+        };
+        with(&overrides).or_else(|all| {
+            // Which variable: the first that fails on its own.
+            for o in &overrides {
+                if let Err(e) = with(std::slice::from_ref(o)) {
+                    bail!("{}: {e}", o.name);
+                }
+            }
+            Err(all).context("the CARECALL_ variables together")
+        })
     }
 
     /// The record-hook receivers and retry limits, secrets checked.
@@ -813,37 +671,90 @@ pub fn parse_ttl(s: &str) -> anyhow::Result<std::time::Duration> {
 mod tests {
     use super::*;
 
+    /// The configuration in file `text` with the variables `var` finds.
+    fn sources(text: Option<&str>, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        Config::from_sources(text.map(|t| (Path::new("test.toml"), t)), var)
+    }
+
     #[test]
     fn env_overrides_file_values() {
-        let mut c: Config =
-            toml::from_str("http_addr = \"0.0.0.0:9000\"\n[media]\nport = 5000").unwrap();
-        c.apply_env(|k| match k {
+        let file = "http_addr = \"0.0.0.0:9000\"\n[media]\nport = 5000";
+        let c = sources(Some(file), |k| match k {
             "CARECALL_MEDIA_PORT" => Some("6000".into()),
             "CARECALL_MEDIA_ANNOUNCE" => Some("192.0.2.1, ::1".into()),
+            "CARECALL_TURN_ENABLED" => Some("false".into()),
+            "CARECALL_LIMITS_TURN_ALLOCATIONS_PER_ADDRESS" => Some("100".into()),
+            "CARECALL_LIMITS_TRUSTED_PROXIES" => Some("127.0.0.1, ::1".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(c.http_addr.port(), 9000);
         assert_eq!(c.media.port, 6000);
         assert_eq!(c.media.announce.len(), 2);
+        assert!(!c.turn.enabled);
+        assert_eq!(c.limits.turn_allocations_per_address, 100);
+        assert_eq!(c.limits.trusted_proxies.len(), 2);
+        assert_eq!(
+            c.limits.turn_allocations_per_credential,
+            LimitsSection::default().turn_allocations_per_credential
+        );
+    }
+
+    #[test]
+    fn a_bad_override_is_an_error_naming_its_variable() {
+        let fails = |name: &str, value: &str| {
+            let e = sources(None, |k| (k == name).then(|| value.into())).expect_err(value);
+            format!("{e:#}")
+        };
+        for (name, value) in [
+            ("CARECALL_MEDIA_PORT", "x"),
+            ("CARECALL_MEDIA_PORT", "70000"),
+            ("CARECALL_HTTP_ADDR", "localhost"),
+            ("CARECALL_MODE", "prod"),
+            ("CARECALL_LIMITS_SIGN_IN_WINDOW_SECS", "x"),
+            ("CARECALL_LIMITS_TRUSTED_PROXIES", "proxy"),
+            ("CARECALL_HOOK_URL", "https://records.example/hook"),
+        ] {
+            let e = fails(name, value);
+            assert!(e.contains(name), "{name}={value}: {e}");
+        }
+        // A mistake in the file is still reported with its line.
+        let e = sources(Some("[media]\nport = \"x\""), |_| None).unwrap_err();
+        assert!(format!("{e:#}").contains("line 2"), "{e:#}");
+    }
+
+    #[test]
+    fn the_hook_variables_add_a_receiver_beside_the_files() {
+        let file = "[[hooks.endpoints]]\nurl = \"https://a.example/\"\nsecret = \"s1\"";
+        let c = sources(Some(file), |k| match k {
+            "CARECALL_HOOK_URL" => Some("https://b.example/".into()),
+            "CARECALL_HOOK_SECRET" => Some("s2".into()),
+            "CARECALL_HOOK_FORMAT" => Some("fhir".into()),
+            _ => None,
+        })
+        .unwrap();
+        let urls: Vec<_> = c.hooks.endpoints.iter().map(|e| e.url.as_str()).collect();
+        assert_eq!(urls, ["https://a.example/", "https://b.example/"]);
+        assert_eq!(c.hooks.endpoints[1].format, HookFormat::Fhir);
     }
 
     #[test]
     fn bandwidth_estimation_is_on_unless_switched_off() {
-        let mut c: Config = toml::from_str("[media]\nbandwidth_estimation = true").unwrap();
-        assert!(c.media.bandwidth_estimation);
-        c.apply_env(|k| (k == "CARECALL_MEDIA_BANDWIDTH_ESTIMATION").then(|| "false".into()))
-            .unwrap();
-        assert!(!c.media.bandwidth_estimation);
+        let file = Some("[media]\nbandwidth_estimation = true");
+        let with = |v: &str| {
+            sources(file, |k| {
+                (k == "CARECALL_MEDIA_BANDWIDTH_ESTIMATION").then(|| v.into())
+            })
+        };
+        assert!(sources(file, |_| None).unwrap().media.bandwidth_estimation);
+        assert!(!with("false").unwrap().media.bandwidth_estimation);
         assert!(Config::default().media.bandwidth_estimation);
-        let bad =
-            c.apply_env(|k| (k == "CARECALL_MEDIA_BANDWIDTH_ESTIMATION").then(|| "yes".into()));
-        assert!(bad.is_err());
+        assert!(with("yes").is_err());
     }
 
     #[test]
     fn debug_output_shows_no_secret() {
-        let mut c: Config = toml::from_str(
+        let file = Some(
             r#"link_secret = "link-secret-aaaaaaaaaaaaaaaaaaaaaaaaa"
 metrics_token = "metrics-token-bbbbbbbbbbbbbbbbbbbb"
 [turn]
@@ -854,10 +765,11 @@ secret = "recording-secret-dddddddddddddddddddddd"
 url = "https://records.example/hook"
 secret = "whsec_eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
 "#,
-        )
+        );
+        let c = sources(file, |k| {
+            (k == "CARECALL_LINK_SECRET").then(|| "from-env-ffffffffffffffff".into())
+        })
         .unwrap();
-        c.apply_env(|k| (k == "CARECALL_LINK_SECRET").then(|| "from-env-ffffffffffffffff".into()))
-            .unwrap();
         let shown = format!("{c:?}");
         for word in [
             "link-secret",
