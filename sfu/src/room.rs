@@ -17,7 +17,7 @@ use crate::error::SfuError;
 use crate::forward::Layer;
 use crate::id::{ParticipantId, RoomId};
 use crate::participant::{Forwarded, Participant, Polled, Propagated, Signals};
-use crate::recording::{self, tap::RecordingTap, RecordingDone, RecordingError, RecordingOptions};
+use crate::recording::tap::RecordingTap;
 use crate::signal::MediaSignal;
 use crate::stats::ParticipantStats;
 
@@ -119,17 +119,14 @@ impl Room {
         }
     }
 
-    /// Starts recording the room; the returned future resolves with the
-    /// finished file once [`Room::stop_recording`] is called or the room ends.
-    /// While recording, every camera keeps sending its best layer.
-    pub fn start_recording(
-        &mut self,
-        options: RecordingOptions,
-    ) -> Result<RecordingDone, RecordingError> {
-        let (tap, done) = recording::start(options)?;
+    /// Starts recording the room into `tap`, made by the caller with the
+    /// recorder's file, thread and clock ([`crate::recording::start`]), so
+    /// the room does no IO. The recording ends at
+    /// [`Room::stop_recording`] or when the room does. While recording,
+    /// every camera keeps sending its best layer.
+    pub(crate) fn start_recording(&mut self, tap: RecordingTap) {
         self.recording = Some(tap);
         self.next_layers = None;
-        Ok(done)
     }
 
     /// Stops the recording, if one runs; the recorder then finishes the file.

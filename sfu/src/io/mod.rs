@@ -3,9 +3,10 @@
 
 mod addrs;
 mod bind;
+mod server;
 pub(crate) mod tcp;
 mod udp;
 mod worker;
 
 pub use addrs::default_announce_addrs;
-pub use worker::{MediaConfig, MediaServer};
+pub use server::{MediaConfig, MediaServer};

@@ -1,341 +1,26 @@
-//! Media workers: each is one thread that owns its sockets and whole rooms, so a
-//! room's packets never cross a thread or take a lock. Signalling reaches a
-//! worker through a channel; a room always lives on the same worker.
+//! A media worker's loop: one thread that owns its sockets and whole rooms,
+//! so a room's packets never cross a thread or take a lock. Commands from
+//! [`super::server::MediaServer`] arrive on a channel.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Input};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::tcp::{bind_listeners, TcpMedia};
-use super::udp::{bind_std, recv_any, try_recv_any, MediaSocket};
-use crate::downlink_test::DownlinkPlan;
+use super::server::WorkerCommand;
+use super::tcp::TcpMedia;
+use super::udp::{recv_any, try_recv_any, MediaSocket};
 use crate::error::SfuError;
 use crate::id::{ParticipantId, RoomId};
-use crate::recording::{RecordingDone, RecordingOptions};
 use crate::room::Room;
-use crate::sdp_limits::SdpLimits;
 use crate::signal::MediaSignal;
-use crate::stats::ParticipantStats;
 
-/// Where and how the media plane listens.
-#[derive(Debug, Clone)]
-pub struct MediaConfig {
-    /// Addresses announced to browsers as ICE host candidates; one socket each.
-    pub announce: Vec<IpAddr>,
-    /// UDP port of the first worker; worker `i` uses `port + i`. 0 picks free ports.
-    pub port: u16,
-    /// TCP port for ICE-TCP (passive candidates) of the first worker, the
-    /// same way; `None` offers UDP only.
-    pub tcp_port: Option<u16>,
-    /// Number of media worker threads.
-    pub workers: usize,
-    /// Estimate each subscriber's downlink and choose layers by it (see
-    /// [`crate::Room::set_bandwidth_estimation`]).
-    pub estimate_bandwidth: bool,
-    /// The embedded TURN server's relays, to name relayed participants'
-    /// transport in statistics.
-    pub relays: Option<crate::turn::RelayBook>,
-}
-
-enum WorkerCommand {
-    ReceiveOnly {
-        room: RoomId,
-        participant: ParticipantId,
-    },
-    Connect {
-        room: RoomId,
-        participant: ParticipantId,
-        offer: String,
-        signals: UnboundedSender<MediaSignal>,
-    },
-    Answer {
-        room: RoomId,
-        participant: ParticipantId,
-        answer: String,
-    },
-    Candidate {
-        room: RoomId,
-        participant: ParticipantId,
-        candidate: String,
-    },
-    Leave {
-        room: RoomId,
-        participant: ParticipantId,
-    },
-    View {
-        room: RoomId,
-        participant: ParticipantId,
-        origin: ParticipantId,
-        height: u32,
-    },
-    Stats {
-        reply: oneshot::Sender<Vec<ParticipantStats>>,
-    },
-    StartRecording {
-        room: RoomId,
-        options: RecordingOptions,
-        reply: oneshot::Sender<Result<RecordingDone, SfuError>>,
-    },
-    StopRecording {
-        room: RoomId,
-    },
-    TestDownlink {
-        room: RoomId,
-        participant: ParticipantId,
-        plan: DownlinkPlan,
-        reply: oneshot::Sender<Result<(), SfuError>>,
-    },
-}
-
-struct WorkerHandle {
-    commands: UnboundedSender<WorkerCommand>,
-    addrs: Vec<SocketAddr>,
-    tcp_addrs: Vec<SocketAddr>,
-}
-
-/// A handle to the running media plane. Cheap to clone; commands are queued to
-/// the worker that owns the room.
-#[derive(Clone)]
-pub struct MediaServer {
-    workers: Arc<Vec<WorkerHandle>>,
-    relays: Option<crate::turn::RelayBook>,
-}
-
-impl MediaServer {
-    /// Binds every worker's sockets and starts the worker threads.
-    pub fn start(config: &MediaConfig) -> Result<MediaServer, SfuError> {
-        let mut workers = Vec::new();
-        for index in 0..config.workers.max(1) {
-            let nth = |port: u16| match port {
-                0 => 0,
-                p => p.saturating_add(index as u16),
-            };
-            let bound = bind_std(&config.announce, nth(config.port))?;
-            let listeners = match config.tcp_port {
-                Some(p) => bind_listeners(&config.announce, nth(p))?,
-                None => Vec::new(),
-            };
-            let addrs = bound.iter().map(|(_, a)| *a).collect();
-            let tcp_addrs = listeners.iter().map(|(_, a)| *a).collect();
-            let (tx, rx) = unbounded_channel();
-            let estimate_bandwidth = config.estimate_bandwidth;
-            std::thread::Builder::new()
-                .name(format!("media-{index}"))
-                .spawn(move || run_worker(index, bound, listeners, rx, estimate_bandwidth))
-                .map_err(|_| SfuError::WorkerGone)?;
-            workers.push(WorkerHandle {
-                commands: tx,
-                addrs,
-                tcp_addrs,
-            });
-        }
-        Ok(MediaServer {
-            workers: Arc::new(workers),
-            relays: config.relays.clone(),
-        })
-    }
-
-    /// Whether every media worker thread is still running (a worker only
-    /// stops when its thread died).
-    pub fn is_alive(&self) -> bool {
-        self.workers.iter().all(|w| !w.commands.is_closed())
-    }
-
-    /// Every UDP address the media plane listens on, across workers.
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.workers.iter().flat_map(|w| w.addrs.clone()).collect()
-    }
-
-    /// Every TCP address (ICE-TCP) the media plane listens on.
-    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        self.workers
-            .iter()
-            .flat_map(|w| w.tcp_addrs.clone())
-            .collect()
-    }
-
-    /// Joins a participant to a room with its browser's first offer. The answer,
-    /// and every later signal for this participant, arrive on `signals`.
-    pub fn connect(
-        &self,
-        room: RoomId,
-        participant: ParticipantId,
-        offer: String,
-        signals: UnboundedSender<MediaSignal>,
-    ) -> Result<(), SfuError> {
-        SdpLimits::CALL.check(participant, &offer)?;
-        self.send(
-            &room.clone(),
-            WorkerCommand::Connect {
-                room,
-                participant,
-                offer,
-                signals,
-            },
-        )
-    }
-
-    /// Hands over a participant's answer to the SFU's last offer.
-    pub fn answer(
-        &self,
-        room: RoomId,
-        participant: ParticipantId,
-        answer: String,
-    ) -> Result<(), SfuError> {
-        SdpLimits::CALL.check(participant, &answer)?;
-        self.send(
-            &room.clone(),
-            WorkerCommand::Answer {
-                room,
-                participant,
-                answer,
-            },
-        )
-    }
-
-    /// Hands over a trickled ICE candidate line from a participant's browser.
-    pub fn remote_candidate(
-        &self,
-        room: RoomId,
-        participant: ParticipantId,
-        candidate: String,
-    ) -> Result<(), SfuError> {
-        self.send(
-            &room.clone(),
-            WorkerCommand::Candidate {
-                room,
-                participant,
-                candidate,
-            },
-        )
-    }
-
-    /// Marks a participant who has not connected yet as one who may only
-    /// receive (an observer): nothing it offers to send is published.
-    pub fn receive_only(&self, room: RoomId, participant: ParticipantId) -> Result<(), SfuError> {
-        self.send(
-            &room.clone(),
-            WorkerCommand::ReceiveOnly { room, participant },
-        )
-    }
-
-    /// Removes a participant from a room.
-    pub fn leave(&self, room: RoomId, participant: ParticipantId) -> Result<(), SfuError> {
-        self.send(&room.clone(), WorkerCommand::Leave { room, participant })
-    }
-
-    /// Records the height, in device pixels, at which `participant` shows
-    /// `origin`'s video, so it is sent a layer that fits the tile.
-    pub fn set_view(
-        &self,
-        room: RoomId,
-        participant: ParticipantId,
-        origin: ParticipantId,
-        height: u32,
-    ) -> Result<(), SfuError> {
-        self.send(
-            &room.clone(),
-            WorkerCommand::View {
-                room,
-                participant,
-                origin,
-                height,
-            },
-        )
-    }
-
-    /// Every participant's media statistics, from every worker. A worker
-    /// answers between packets, so this waits at most for one pass of its
-    /// loop; a worker that has stopped is skipped.
-    pub async fn stats(&self) -> Vec<ParticipantStats> {
-        let mut replies = Vec::new();
-        for w in self.workers.iter() {
-            let (reply, answer) = oneshot::channel();
-            if w.commands.send(WorkerCommand::Stats { reply }).is_ok() {
-                replies.push(answer);
-            }
-        }
-        let mut all = Vec::new();
-        for answer in replies {
-            all.extend(answer.await.unwrap_or_default());
-        }
-        if let Some(book) = &self.relays {
-            for s in &mut all {
-                if let Some(t) = s.remote.and_then(|r| book.lookup(r)) {
-                    s.transport = Some(t.relay_name());
-                }
-            }
-        }
-        all
-    }
-
-    /// Starts recording a room that has participants. The returned receiver
-    /// resolves with the finished file once the recording is stopped or
-    /// everyone has left.
-    pub async fn start_recording(
-        &self,
-        room: RoomId,
-        options: RecordingOptions,
-    ) -> Result<RecordingDone, SfuError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(
-            &room.clone(),
-            WorkerCommand::StartRecording {
-                room,
-                options,
-                reply,
-            },
-        )?;
-        answer.await.map_err(|_| SfuError::WorkerGone)?
-    }
-
-    /// Starts the connectivity check's download test to `participant`: RTP
-    /// at the plan's pace on the video m-line its browser offered to
-    /// receive on, never repaired, so the browser counts the network's loss.
-    pub async fn test_downlink(
-        &self,
-        room: RoomId,
-        participant: ParticipantId,
-        plan: DownlinkPlan,
-    ) -> Result<(), SfuError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(
-            &room.clone(),
-            WorkerCommand::TestDownlink {
-                room,
-                participant,
-                plan,
-                reply,
-            },
-        )?;
-        answer.await.map_err(|_| SfuError::WorkerGone)?
-    }
-
-    /// Stops a room's recording, if one runs.
-    pub fn stop_recording(&self, room: RoomId) -> Result<(), SfuError> {
-        self.send(&room.clone(), WorkerCommand::StopRecording { room })
-    }
-
-    fn send(&self, room: &RoomId, cmd: WorkerCommand) -> Result<(), SfuError> {
-        let mut h = DefaultHasher::new();
-        room.hash(&mut h);
-        let index = (h.finish() % self.workers.len() as u64) as usize;
-        self.workers[index]
-            .commands
-            .send(cmd)
-            .map_err(|_| SfuError::WorkerGone)
-    }
-}
-
-fn run_worker(
+/// Runs worker `index` on its own thread until its command channel closes.
+pub(super) fn run_worker(
     index: usize,
     bound: Vec<(std::net::UdpSocket, SocketAddr)>,
     listeners: Vec<(std::net::TcpListener, SocketAddr)>,
@@ -605,9 +290,13 @@ impl Worker {
                 options,
                 reply,
             } => {
+                // The recorder's file and thread are made here, at the
+                // edge; the room only gets the tap.
                 let started = self.with_room(&room, |r| {
-                    r.start_recording(options)
-                        .map_err(|e| SfuError::Recording(e.to_string()))
+                    let (tap, done) = crate::recording::start(options)
+                        .map_err(|e| SfuError::Recording(e.to_string()))?;
+                    r.start_recording(tap);
+                    Ok(done)
                 });
                 let _ = reply.send(started.unwrap_or(Err(SfuError::NoSuchRoom(room))));
                 return;
