@@ -462,15 +462,19 @@ impl Room {
             })
             .collect();
         self.next_layers = Some(now + LAYER_INTERVAL);
-        let mut wants = Vec::new();
+        // Three kinds of wanting, kept apart: a viewer's wish (the layer its
+        // tile and link would take of a camera), a camera's ceiling (the
+        // best any viewer wishes for: dynacast), and the keyframes needed by
+        // viewers just switched to a layer.
+        let mut keyframes_needed = Vec::new();
         for p in &mut self.participants {
             p.touch();
-            p.select_layers(now, &rates, &mut self.signals, &mut wants);
+            p.select_layers(now, &rates, &mut self.signals, &mut keyframes_needed);
         }
         // Dynacast: each camera sends only the layers someone would take; a
         // recording takes the best.
         let recording = self.recording.is_some();
-        let wanted: Vec<Option<Layer>> = self
+        let ceilings: Vec<Option<Layer>> = self
             .participants
             .iter()
             .map(|publisher| {
@@ -481,10 +485,10 @@ impl Room {
                 viewers.filter_map(|v| v.wish_for(publisher.id)).max()
             })
             .collect();
-        for (p, wanted) in self.participants.iter_mut().zip(wanted) {
-            p.limit_publishing(now, wanted, &mut self.signals);
+        for (p, ceiling) in self.participants.iter_mut().zip(ceilings) {
+            p.limit_publishing(now, ceiling, &mut self.signals);
         }
-        for (publisher, mid, layer) in wants {
+        for (publisher, mid, layer) in keyframes_needed {
             self.request_keyframe(publisher, mid, layer, now);
         }
     }

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use super::Layer;
 
-/// How long the layers wanted must stay lower before the publisher is told
-/// to stop the ones above: a tile briefly shrunk, or a viewer reconnecting,
-/// should not cost a layer that takes a keyframe and a ramp to restart.
+/// How long the ceiling (the best layer any viewer would take) must stay
+/// lower before the publisher is told to stop the layers above: a tile
+/// briefly shrunk, or a viewer reconnecting, should not cost a layer that
+/// takes a keyframe and a ramp to restart.
 pub const DOWN_HOLD: Duration = Duration::from_secs(5);
 
 /// What one publisher's browser was told to encode, and since when less
@@ -23,16 +24,16 @@ pub struct PublishLimit {
 }
 
 impl PublishLimit {
-    /// Takes the highest layer any viewer would take now (`None` when nobody
+    /// Takes the ceiling, the highest layer any viewer would take now (`None` when nobody
     /// watches: the lowest layer is kept for whoever comes next, so they see
     /// a picture at once). Returns the highest layer to tell the browser to
     /// send, when that changed: higher at once, lower after [`DOWN_HOLD`].
-    pub fn update(&mut self, now: Instant, wanted: Option<Layer>) -> Option<Layer> {
-        let wanted = wanted.unwrap_or(Layer::QUARTER);
+    pub fn update(&mut self, now: Instant, ceiling: Option<Layer>) -> Option<Layer> {
+        let ceiling = ceiling.unwrap_or(Layer::QUARTER);
         let told = self.told.unwrap_or(Layer::FULL);
-        if wanted >= told {
+        if ceiling >= told {
             self.lower_since = None;
-            if wanted == told {
+            if ceiling == told {
                 return None;
             }
         } else {
@@ -42,8 +43,8 @@ impl PublishLimit {
             }
             self.lower_since = None;
         }
-        self.told = Some(wanted);
-        Some(wanted)
+        self.told = Some(ceiling);
+        Some(ceiling)
     }
 }
 

@@ -26,12 +26,17 @@ impl Participant {
     }
 
     /// Tells this participant's browser to stop encoding the simulcast layers
-    /// above `wanted` (the best any viewer would take), per [`PublishLimit`].
-    pub fn limit_publishing(&mut self, now: Instant, wanted: Option<Layer>, signals: &mut Signals) {
+    /// above `ceiling` (the best any viewer would take), per [`PublishLimit`].
+    pub fn limit_publishing(
+        &mut self,
+        now: Instant,
+        ceiling: Option<Layer>,
+        signals: &mut Signals,
+    ) {
         if !self.publications.iter().any(|p| p.kind == MediaKind::Video) {
             return;
         }
-        if let Some(highest) = self.publish_limit.update(now, wanted) {
+        if let Some(highest) = self.publish_limit.update(now, ceiling) {
             tracing::info!(parent: &self.span, highest = %highest, "publishing layers up to");
             let highest = highest.rid();
             signals.push_back((self.id, MediaSignal::PublishLayers { highest }));
@@ -40,8 +45,9 @@ impl Participant {
 
     /// Chooses the layer of every video subscription from this participant's
     /// bandwidth budget and tile sizes. `rates` holds each publication's layer
-    /// bitrates. Returns keyframe requests for layers newly switched to, and
-    /// queues a signal when a track's video pauses or resumes.
+    /// bitrates. Adds to `keyframes_needed` a request for each layer newly
+    /// switched to, and queues a signal when a track's video pauses or
+    /// resumes.
     pub fn select_layers(
         &mut self,
         now: Instant,
@@ -51,7 +57,7 @@ impl Participant {
             [Option<u64>; crate::forward::LAYER_COUNT],
         )],
         signals: &mut Signals,
-        wants: &mut Vec<(ParticipantId, Mid, Layer)>,
+        keyframes_needed: &mut Vec<(ParticipantId, Mid, Layer)>,
     ) {
         let span = &self.span;
         if self.connected {
@@ -150,7 +156,7 @@ impl Participant {
             }
             if let (Some(layer), true) = (after, self.connected) {
                 if sub.forwarding != Some(layer) {
-                    wants.push((sub.origin, sub.source_mid, layer));
+                    keyframes_needed.push((sub.origin, sub.source_mid, layer));
                 }
             }
         }
