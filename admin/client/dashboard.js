@@ -1,12 +1,7 @@
 // The hub dashboard: live calls (polled every 2 s), the call history with
 // activity charts, one past call in detail, join links.
-let csrf = '';
-const el = (tag, text, cls) => {
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text ?? '–';
-  if (cls) e.className = cls;
-  return e;
-};
+import { $, el, post, setCsrf } from '/admin/common.js';
+
 const cell = (text) => el('td', text ?? '–');
 const ns = 'http://www.w3.org/2000/svg';
 const svgEl = (tag, attrs) => {
@@ -19,14 +14,6 @@ function badge(name, reasons) {
   const dot = el('span', name || 'no media yet', 'badge ' + (name || 'unknown'));
   if (reasons) dot.title = reasons.join('; ') || 'nothing wrong seen';
   return dot;
-}
-
-function post(url, body) {
-  return fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
 }
 
 // A small line chart of kbit/s up and down and upload loss; the newest point
@@ -97,8 +84,8 @@ async function session() {
   const res = await fetch('/admin/api/session');
   if (!res.ok) { location.href = '/admin/login'; return; }
   const s = await res.json();
-  csrf = s.csrf;
-  document.getElementById('who').textContent = 'Signed in as ' + s.name;
+  setCsrf(s.csrf);
+  $('who').textContent = 'Signed in as ' + s.name;
 }
 
 async function endCall(room) {
@@ -112,8 +99,8 @@ async function refresh() {
   const res = await fetch('/admin/api/rooms');
   if (res.status === 401) { location.href = '/admin/login'; return; }
   const rooms = await res.json();
-  document.getElementById('none').hidden = rooms.length > 0;
-  document.getElementById('rooms').replaceChildren(...rooms.map((r) => {
+  $('none').hidden = rooms.length > 0;
+  $('rooms').replaceChildren(...rooms.map((r) => {
     const section = el('section', undefined, 'room');
     section.dataset.room = r.room;
     const h = el('h3', r.room);
@@ -146,11 +133,11 @@ async function loadHistory() {
   if (!res.ok) return;
   const { calls, activity } = await res.json();
   const share = activity.calls ? Math.round((100 * activity.out_of_hours) / activity.calls) : 0;
-  document.getElementById('activity-summary').textContent =
+  $('activity-summary').textContent =
     `${activity.calls} call(s); ${activity.out_of_hours} out of hours (${share}%).`;
-  document.getElementById('per-day').replaceChildren(
+  $('per-day').replaceChildren(
     bars(activity.per_day.map((d) => d[1]), activity.per_day.map((d) => d[0].slice(5)), 7));
-  document.getElementById('per-hour').replaceChildren(
+  $('per-hour').replaceChildren(
     bars(activity.per_hour, activity.per_hour.map((_, i) => String(i).padStart(2, '0')), 3));
   const rows = calls.map((c) => {
     const tr = el('tr');
@@ -166,14 +153,14 @@ async function loadHistory() {
       cell(c.out_of_hours ? 'yes' : 'no'), quality, cell(c.reconnects), action);
     return tr;
   });
-  document.getElementById('calls').replaceWith(Object.assign(
+  $('calls').replaceWith(Object.assign(
     table(['Started', 'Room', 'Duration', 'Participants', 'Out of hours', 'Worst quality', 'Reconnects', ''], rows),
     { id: 'calls' }));
 }
 
 // One past call: each participant's link over the call.
 async function showCall(id) {
-  const box = document.getElementById('call-detail');
+  const box = $('call-detail');
   const res = await fetch(`/admin/api/calls/${id}`);
   const body = await res.json().catch(() => ({}));
   if (!res.ok) { box.replaceChildren(el('p', body.error || `failed (${res.status})`)); return; }
@@ -212,10 +199,10 @@ function hubCallSteps(h) {
 }
 
 // A connectivity check by its code: verdict, each path, throughput.
-document.getElementById('check-form').addEventListener('submit', async (e) => {
+$('check-form').addEventListener('submit', async (e) => {
   e.preventDefault();
   const code = new FormData(e.target).get('code').trim();
-  const out = document.getElementById('check-out');
+  const out = $('check-out');
   const res = await fetch(`/admin/api/checks/${encodeURIComponent(code)}`);
   const body = await res.json().catch(() => ({}));
   if (!res.ok) { out.replaceChildren(el('p', body.error || `failed (${res.status})`)); return; }
@@ -248,17 +235,17 @@ document.getElementById('check-form').addEventListener('submit', async (e) => {
   out.replaceChildren(headline, notes, t);
 });
 
-document.getElementById('link-form').addEventListener('submit', async (e) => {
+$('link-form').addEventListener('submit', async (e) => {
   e.preventDefault();
   const f = new FormData(e.target);
-  const out = document.getElementById('link-out');
+  const out = $('link-out');
   const res = await post('/admin/api/links',
     { room: f.get('room'), role: f.get('role'), name: f.get('name'), hours: Number(f.get('hours')) });
   const body = await res.json().catch(() => ({}));
   out.textContent = res.ok ? body.link : (body.error || ('failed (' + res.status + ')'));
 });
 
-document.getElementById('signout').addEventListener('click', async () => {
+$('signout').addEventListener('click', async () => {
   await post('/admin/logout');
   location.href = '/admin/login';
 });
@@ -269,7 +256,7 @@ async function loadRecordings() {
   const res = await fetch('/admin/api/recordings');
   if (!res.ok) return;
   const list = await res.json();
-  document.getElementById('recordings-none').hidden = list.length > 0;
+  $('recordings-none').hidden = list.length > 0;
   const rows = list.map((r) => {
     const tr = el('tr');
     const get = el('td');
@@ -283,7 +270,7 @@ async function loadRecordings() {
       cell(r.size ? (r.size / 1e6).toFixed(1) + ' MB' : null), cell(r.encrypted ? 'sealed' : 'plain'), get);
     return tr;
   });
-  document.getElementById('recordings').replaceWith(Object.assign(
+  $('recordings').replaceWith(Object.assign(
     table(['started', 'room', 'state', 'length', 'size', 'at rest', ''], rows), { id: 'recordings' }));
 }
 
@@ -291,7 +278,7 @@ async function loadDeadLetters() {
   const res = await fetch('/admin/api/hooks/dead-letters');
   if (!res.ok) return;
   const list = (await res.json()).dead_letters;
-  document.getElementById('dead-none').hidden = list.length > 0;
+  $('dead-none').hidden = list.length > 0;
   const rows = list.map((d) => {
     const tr = el('tr');
     const retry = el('button', 'Retry');
@@ -307,7 +294,7 @@ async function loadDeadLetters() {
       cell(d.endpoint), cell(String(d.attempts)), cell(d.reason), action);
     return tr;
   });
-  document.getElementById('dead-letters').replaceWith(Object.assign(
+  $('dead-letters').replaceWith(Object.assign(
     table(['given up', 'event', 'call', 'receiver', 'attempts', 'why', ''], rows), { id: 'dead-letters' }));
 }
 
@@ -317,7 +304,7 @@ async function loadMissing() {
   const res = await fetch('/admin/api/outcomes/missing');
   if (!res.ok) return;
   const { missing, due_hours: due } = await res.json();
-  document.getElementById('missing-none').hidden = missing.length > 0;
+  $('missing-none').hidden = missing.length > 0;
   const rows = missing.map((m) => {
     const tr = el('tr');
     tr.dataset.consultation = m.consultation;
@@ -325,7 +312,7 @@ async function loadMissing() {
     tr.append(cell(String(m.consultation)), cell(m.room), cell(localTime(m.ended_at_ms)), cell(`outcome missing: ${what}`));
     return tr;
   });
-  document.getElementById('missing').replaceWith(Object.assign(
+  $('missing').replaceWith(Object.assign(
     table(['call', 'room', `ended (over ${due} h ago)`, 'what is missing'], rows), { id: 'missing' }));
 }
 
@@ -337,7 +324,7 @@ async function loadAudit() {
     tr.append(cell(localTime(e.at_ms)), cell(e.account), cell(e.from), cell(e.action), cell(e.subject));
     return tr;
   });
-  document.getElementById('audit').replaceWith(Object.assign(
+  $('audit').replaceWith(Object.assign(
     table(['when', 'who', 'from', 'what', 'about'], rows), { id: 'audit' }));
 }
 
@@ -357,7 +344,7 @@ setInterval(loadSlow, 30000);
 async function loadHomes() {
   const res = await fetch('/admin/api/homes');
   const body = await res.json().catch(() => ({}));
-  const box = document.getElementById('homes');
+  const box = $('homes');
   if (!res.ok) { box.replaceChildren(el('p', body.error || `failed (${res.status})`)); return; }
   const act = (label, run) => { const b = el('button', label); b.onclick = run; return b; };
   const change = async (url, body) => {
@@ -385,7 +372,7 @@ async function loadHomes() {
 // One home for the helpdesk: the checks run from its page beside how its
 // latest calls went.
 async function helpdesk(h) {
-  const box = document.getElementById('helpdesk');
+  const box = $('helpdesk');
   const res = await fetch(`/admin/api/homes/${h.id}/helpdesk`);
   const body = await res.json().catch(() => ({}));
   if (!res.ok) { box.replaceChildren(el('p', body.error || `failed (${res.status})`)); return; }
@@ -415,7 +402,7 @@ async function helpdesk(h) {
   box.dataset.home = h.id;
 }
 
-document.getElementById('home-form').addEventListener('submit', async (e) => {
+$('home-form').addEventListener('submit', async (e) => {
   e.preventDefault();
   const name = new FormData(e.target).get('name');
   const res = await post('/admin/api/homes', { name });

@@ -1,29 +1,14 @@
 // The hub console: the waiting calls (pushed over a WebSocket on every
 // change, with a sound on a new call), what waits for you (a call passed to
 // you, an invitation), and the call you are in, with transfer and invite.
+import { $, el, post, setCsrf } from '/admin/common.js';
 import { ResidentsPanel } from '/admin/residents.js';
 
-const $ = (id) => document.getElementById(id);
-const el = (tag, text, cls) => {
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text;
-  if (cls) e.className = cls;
-  return e;
-};
 const hub = { chimes: 0, snapshot: null, call: null };
 window.carecallHub = hub;
-let csrf = '';
 let me = null;
 const seen = new Set();
 let firstSnapshot = true;
-
-function post(url, body) {
-  return fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-}
 
 const residents = new ResidentsPanel(post, () => hub.call);
 
@@ -250,6 +235,6 @@ $('signout').onclick = async () => {
   const res = await fetch('/admin/api/session');
   if (!res.ok) { location.href = '/admin/login'; return; }
   const s = await res.json();
-  csrf = s.csrf;
+  setCsrf(s.csrf);
   connect();
 })();

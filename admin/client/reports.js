@@ -1,13 +1,8 @@
 // The reports page: the service-level figures for a period beside the
 // period before, as tables and plain SVG charts (no library, nothing
 // fetched from elsewhere), and the exports' links.
-const $ = (id) => document.getElementById(id);
-const el = (tag, text, cls) => {
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text;
-  if (cls) e.className = cls;
-  return e;
-};
+import { $, el } from '/admin/common.js';
+
 const ns = 'http://www.w3.org/2000/svg';
 const svgEl = (tag, attrs, text) => {
   const e = document.createElementNS(ns, tag);

@@ -1,7 +1,7 @@
 // The residents a clinician sees in the call they have open: each added by
 // NHS number, name and date of birth (one encounter each). The hub checks
 // the number's check digit, seals the details, and notes every look at them.
-const $ = (id) => document.getElementById(id);
+import { $ } from '/admin/common.js';
 
 export class ResidentsPanel {
   // `post(url, body)` sends with the session's CSRF token; `call()` is the

@@ -8,6 +8,7 @@ const LOGIN: &str = include_str!("../client/login.html");
 const DASHBOARD: &str = include_str!("../client/dashboard.html");
 const DASHBOARD_SCRIPT: &str = include_str!("../client/dashboard.js");
 const STYLE: &str = include_str!("../client/admin.css");
+const COMMON_SCRIPT: &str = include_str!("../client/common.js");
 const HUB: &str = include_str!("../client/hub.html");
 const HUB_SCRIPT: &str = include_str!("../client/hub.js");
 const RESIDENTS_SCRIPT: &str = include_str!("../client/residents.js");
@@ -40,6 +41,12 @@ pub(crate) async fn dashboard() -> Html<&'static str> {
 /// `GET /admin/admin.css`
 pub(crate) async fn style() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+/// `GET /admin/common.js` (signed in only): the helpers every admin page
+/// imports.
+pub(crate) async fn common_script() -> Response {
+    script(COMMON_SCRIPT)
 }
 
 /// `GET /admin/dashboard.js` (signed in only)

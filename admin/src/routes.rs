@@ -59,6 +59,12 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
             get(pages::reports_script),
         ),
         (Method::GET, "/admin/hub", Staff, get(pages::hub)),
+        (
+            Method::GET,
+            "/admin/common.js",
+            Staff,
+            get(pages::common_script),
+        ),
         (Method::GET, "/admin/hub.js", Staff, get(pages::hub_script)),
         (
             Method::GET,
