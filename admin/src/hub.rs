@@ -13,8 +13,8 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use carecall_signalling::protocol::ServerMessage;
 use carecall_signalling::{JoinClaims, Role};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::accounts::{AccountRole, AdminSession};
 use crate::api_error::ApiError;
@@ -72,25 +72,118 @@ fn announce(state: &AdminState, call: &QueuedCall, message: String) {
 }
 
 /// A waiting call as the console lists it.
-pub(crate) fn listed(c: &QueuedCall, position: usize, now: i64, settings: &QueueSettings) -> Value {
+#[derive(Serialize)]
+pub(crate) struct Listed {
+    position: usize,
+    call: i64,
+    home: String,
+    urgent: bool,
+    reason: String,
+    category: String,
+    initials: String,
+    queue: String,
+    waiting_since_ms: i64,
+    waiting_seconds: i64,
+    overdue: bool,
+    /// Answered before and passed to this queue: the home is in the call,
+    /// so it can be answered but not declined.
+    answered: bool,
+}
+
+/// Call `c`, at `position` in its queue at `now`.
+pub(crate) fn listed(
+    c: &QueuedCall,
+    position: usize,
+    now: i64,
+    settings: &QueueSettings,
+) -> Listed {
     // Waiting in this queue: a call passed on starts its wait again.
     let waited = (now - c.waiting_since_ms).max(0);
-    json!({
-        "position": position, "call": c.id, "home": c.home_name, "urgent": c.urgent,
-        "reason": c.reason, "category": c.reason_category, "initials": c.initials,
-        "queue": queue_label(&c.queue_name),
-        "waiting_since_ms": c.waiting_since_ms,
-        "waiting_seconds": waited / 1000,
-        "overdue": waited >= settings.no_answer_after.as_millis() as i64,
-        // Answered before and passed to this queue: the home is in the call,
-        // so it can be answered but not declined.
-        "answered": c.answered_at_ms.is_some(),
-    })
+    Listed {
+        position,
+        call: c.id,
+        home: c.home_name.clone(),
+        urgent: c.urgent,
+        reason: c.reason.clone(),
+        category: c.reason_category.clone(),
+        initials: c.initials.clone(),
+        queue: queue_label(&c.queue_name).to_string(),
+        waiting_since_ms: c.waiting_since_ms,
+        waiting_seconds: waited / 1000,
+        overdue: waited >= settings.no_answer_after.as_millis() as i64,
+        answered: c.answered_at_ms.is_some(),
+    }
+}
+
+/// What one account's console shows (sent as the `hub` message).
+#[derive(Serialize)]
+pub(crate) struct Console {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    me: Me,
+    queue: Vec<Listed>,
+    for_you: Vec<ForYou>,
+    holding: Vec<Held>,
+    clinicians: Vec<String>,
+    specialists: Vec<String>,
+    queues: Vec<String>,
+    decline_reasons: Vec<String>,
+}
+
+/// Whose console it is.
+#[derive(Serialize)]
+struct Me {
+    name: String,
+    role: AccountRole,
+}
+
+/// A call waiting for this account: passed to them, or an invitation.
+#[derive(Serialize)]
+struct ForYou {
+    kind: String,
+    call: i64,
+    home: String,
+    reason: String,
+    initials: String,
+    urgent: bool,
+}
+
+/// A call this account holds.
+#[derive(Serialize)]
+struct Held {
+    call: i64,
+    home: String,
+    reason: String,
+    initials: String,
+}
+
+/// The way into a call just answered or accepted: the account's own link.
+#[derive(Serialize)]
+pub(crate) struct WayIn {
+    call: i64,
+    room: String,
+    join_url: Option<String>,
+    home: String,
+}
+
+/// A call's state after a step (declined, passed on).
+#[derive(Serialize)]
+pub(crate) struct CallState {
+    call: i64,
+    state: String,
+}
+
+/// A specialist invited, and the link to send them.
+#[derive(Serialize)]
+pub(crate) struct Invited {
+    call: i64,
+    specialist: String,
+    join_url: Option<String>,
 }
 
 /// What one account's console shows: the queue (if they answer calls),
 /// what waits for them, the calls they hold, and whom to pass calls to.
-pub(crate) async fn console(state: &AdminState, me: &AdminSession) -> Result<Value, AdminError> {
+pub(crate) async fn console(state: &AdminState, me: &AdminSession) -> Result<Console, AdminError> {
     let who = me.name.clone();
     let (queue, for_you, holding) = crate::blocking_locked(&state.call_log, move |log| {
         Ok((log.queue()?, log.for_you(&who)?, log.held_by(&who)?))
@@ -115,35 +208,47 @@ pub(crate) async fn console(state: &AdminState, me: &AdminSession) -> Result<Val
     } else {
         Vec::new()
     };
-    let for_you: Vec<_> = for_you
-        .iter()
-        .map(|(kind, c)| {
-            json!({ "kind": kind, "call": c.id, "home": c.home_name, "reason": c.reason,
-                    "initials": c.initials, "urgent": c.urgent })
+    let for_you = for_you
+        .into_iter()
+        .map(|(kind, c)| ForYou {
+            kind,
+            call: c.id,
+            home: c.home_name,
+            reason: c.reason,
+            initials: c.initials,
+            urgent: c.urgent,
         })
         .collect();
-    let holding: Vec<_> = holding
-        .iter()
-        .map(|c| json!({ "call": c.id, "home": c.home_name, "reason": c.reason, "initials": c.initials }))
+    let holding = holding
+        .into_iter()
+        .map(|c| Held {
+            call: c.id,
+            home: c.home_name,
+            reason: c.reason,
+            initials: c.initials,
+        })
         .collect();
-    Ok(json!({
-        "type": "hub",
-        "me": { "name": me.name, "role": me.role },
-        "queue": queue,
-        "for_you": for_you,
-        "holding": holding,
-        "clinicians": clinicians,
-        "specialists": specialists,
-        "queues": settings.named_queues,
-        "decline_reasons": settings.decline_reasons,
-    }))
+    Ok(Console {
+        kind: "hub",
+        me: Me {
+            name: me.name.clone(),
+            role: me.role,
+        },
+        queue,
+        for_you,
+        holding,
+        clinicians,
+        specialists,
+        queues: settings.named_queues.clone(),
+        decline_reasons: settings.decline_reasons.clone(),
+    })
 }
 
 /// `GET /admin/api/hub`: the console's contents, once.
 pub(crate) async fn snapshot(
     State(state): State<AdminState>,
     Extension(me): Extension<AdminSession>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Console>, ApiError> {
     Ok(Json(console(&state, &me).await.map_err(unavailable)?))
 }
 
@@ -215,7 +320,7 @@ async fn push(mut socket: WebSocket, state: AdminState, token: String) {
             open = Some((me.role, state.consoles.opened(me.role)));
         }
         let text = match console(&state, &me).await {
-            Ok(v) => v.to_string(),
+            Ok(c) => serde_json::to_string(&c).unwrap_or_default(),
             Err(e) => {
                 tracing::error!(error = %e, "console contents unavailable");
                 json!({ "type": "error", "message": "the call queue cannot be reached; still trying" })
@@ -242,7 +347,7 @@ pub(crate) async fn answer(
     State(state): State<AdminState>,
     Extension(me): Extension<AdminSession>,
     Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WayIn>, ApiError> {
     if !me.role.answers_calls() {
         return Err(ApiError::forbidden(
             "specialists join calls they are invited to; they do not answer the queue",
@@ -265,9 +370,12 @@ pub(crate) async fn answer(
                 format!("{} ({}) is joining you.", me.name, call_role(me.role)),
             );
             let link = join_link(&state, &call.room, call_role(me.role), &me.name);
-            Ok(Json(
-                json!({ "call": id, "room": call.room, "join_url": link, "home": call.home_name }),
-            ))
+            Ok(Json(WayIn {
+                call: id,
+                room: call.room,
+                join_url: link,
+                home: call.home_name,
+            }))
         }
         Answer::AlreadyTaken(call) => {
             let by = match call.state.as_str() {
@@ -293,7 +401,7 @@ pub(crate) async fn decline(
     Extension(me): Extension<AdminSession>,
     Path(id): Path<i64>,
     Json(req): Json<DeclineRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CallState>, ApiError> {
     if !me.role.answers_calls() {
         return Err(ApiError::forbidden(
             "only those who answer the queue may decline a call",
@@ -314,7 +422,10 @@ pub(crate) async fn decline(
         Answer::Answered(call) => {
             tracing::info!(account = %me.name, call = id, home = ?call.home_name, "call declined");
             state.hub_changed();
-            Ok(Json(json!({ "call": id, "state": call.state })))
+            Ok(Json(CallState {
+                call: id,
+                state: call.state,
+            }))
         }
         // Answered once and passed to a queue: the home is in the call
         // already, so it is answered from there, not turned away.
@@ -345,7 +456,7 @@ pub(crate) async fn transfer(
     Extension(me): Extension<AdminSession>,
     Path(id): Path<i64>,
     Json(req): Json<TransferRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CallState>, ApiError> {
     let to = match (req.clinician, req.queue) {
         (Some(name), None) => TransferTarget::Clinician(
             account_with_role(&state, name, AccountRole::Clinician).await?,
@@ -376,7 +487,10 @@ pub(crate) async fn transfer(
     };
     tracing::info!(account = %me.name, call = id, to = ?to, "call passed on");
     announce(&state, &call, message);
-    Ok(Json(json!({ "call": id, "state": call.state })))
+    Ok(Json(CallState {
+        call: id,
+        state: call.state,
+    }))
 }
 
 /// `POST /admin/api/hub/calls/{id}/accept`: take a call passed to you, or
@@ -385,7 +499,7 @@ pub(crate) async fn accept(
     State(state): State<AdminState>,
     Extension(me): Extension<AdminSession>,
     Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WayIn>, ApiError> {
     let who = me.name.clone();
     let specialist = me.role == AccountRole::Specialist;
     let done = crate::blocking_locked(&state.call_log, move |log| {
@@ -403,9 +517,12 @@ pub(crate) async fn accept(
         format!("{} ({}) is joining you.", me.name, call_role(me.role)),
     );
     let link = join_link(&state, &call.room, call_role(me.role), &me.name);
-    Ok(Json(
-        json!({ "call": id, "room": call.room, "join_url": link, "home": call.home_name }),
-    ))
+    Ok(Json(WayIn {
+        call: id,
+        room: call.room,
+        join_url: link,
+        home: call.home_name,
+    }))
 }
 
 /// What the console posts to invite a specialist: an account's name, or
@@ -426,7 +543,7 @@ pub(crate) async fn invite(
     Extension(me): Extension<AdminSession>,
     Path(id): Path<i64>,
     Json(req): Json<InviteRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Invited>, ApiError> {
     if !me.role.invites_specialists() {
         return Err(ApiError::forbidden(
             "only a clinician can invite a specialist",
@@ -460,9 +577,11 @@ pub(crate) async fn invite(
         format!("{} has asked {name} (specialist) to join.", me.name),
     );
     let link = join_link(&state, &call.room, Role::Specialist, &name);
-    Ok(Json(
-        json!({ "call": id, "specialist": name, "join_url": link }),
-    ))
+    Ok(Json(Invited {
+        call: id,
+        specialist: name,
+        join_url: link,
+    }))
 }
 
 /// `name`, if it is an account with `role`; otherwise the reply that says

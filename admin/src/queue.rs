@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use carecall_signalling::Role;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::call_log::{queue_label, CallAsk, CallLog, Home, QueuedCall};
@@ -54,7 +54,7 @@ fn status(
     call: &QueuedCall,
     queue: &[QueuedCall],
     mean_wait: Option<f64>,
-) -> serde_json::Value {
+) -> CallStatus {
     let position = queue
         .iter()
         .filter(|c| c.queue_name == call.queue_name)
@@ -67,24 +67,59 @@ fn status(
     let waited = now_ms() - call.waiting_since_ms;
     let no_answer = (call.state == "waiting"
         && waited >= state.queue.no_answer_after.as_millis() as i64)
-        .then(|| json!({ "waited_seconds": waited / 1000, "phone": state.queue.hub_phone }));
+        .then(|| NoAnswer {
+            waited_seconds: waited / 1000,
+            phone: state.queue.hub_phone.clone(),
+        });
     // Every service was closed, or an operator declined: where else to turn.
-    let closed = (call.state == "closed").then(|| json!(state.hours.get().closed));
-    let declined = (call.state == "declined")
-        .then(|| json!({ "reason": call.declined_reason, "phone": state.queue.hub_phone }));
-    json!({
-        "call": call.id,
-        "state": call.state,
-        "closed": closed,
-        "declined": declined,
-        "queue": queue_label(&call.queue_name),
-        "position": position,
-        "estimated_wait_seconds": position.zip(mean_wait).map(|(p, w)| (p as f64 * w).round()),
-        "no_answer": no_answer,
-        "answered_by": call.answered_by,
-        "with_you": call.held_by,
-        "join_url": join,
-    })
+    let closed = (call.state == "closed").then(|| state.hours.get().closed.clone());
+    let declined = (call.state == "declined").then(|| Declined {
+        reason: call.declined_reason.clone(),
+        phone: state.queue.hub_phone.clone(),
+    });
+    CallStatus {
+        call: call.id,
+        state: call.state.clone(),
+        closed,
+        declined,
+        queue: queue_label(&call.queue_name).to_owned(),
+        position,
+        estimated_wait_seconds: position.zip(mean_wait).map(|(p, w)| (p as f64 * w).round()),
+        no_answer,
+        answered_by: call.answered_by.clone(),
+        with_you: call.held_by.clone(),
+        join_url: join,
+    }
+}
+
+/// A home's call as its page shows it (see [`status`]).
+#[derive(Serialize)]
+pub(crate) struct CallStatus {
+    call: i64,
+    state: String,
+    closed: Option<crate::service_hours::ClosedNotice>,
+    declined: Option<Declined>,
+    queue: String,
+    position: Option<usize>,
+    estimated_wait_seconds: Option<f64>,
+    no_answer: Option<NoAnswer>,
+    answered_by: Option<String>,
+    with_you: Option<String>,
+    join_url: Option<String>,
+}
+
+/// Nobody has answered for too long: how long, and the hub's phone.
+#[derive(Serialize)]
+struct NoAnswer {
+    waited_seconds: i64,
+    phone: Option<String>,
+}
+
+/// An operator declined the call: why, and the hub's phone.
+#[derive(Serialize)]
+struct Declined {
+    reason: Option<String>,
+    phone: Option<String>,
 }
 
 /// What the "Call the hub" page posts.
@@ -106,7 +141,7 @@ pub(crate) struct CallRequest {
 pub(crate) async fn call(
     State(state): State<AdminState>,
     Json(req): Json<CallRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CallStatus>), ApiError> {
     let reason = req.reason.trim().to_owned();
     if reason.chars().count() > MAX_REASON {
         return Err(ApiError::bad_request(format!(
@@ -163,7 +198,7 @@ pub(crate) async fn call(
         (body, Some(why)) => {
             state
                 .refusals
-                .refuse(carecall_sfu::Surface::HomeCall, why, &body["call"]);
+                .refuse(carecall_sfu::Surface::HomeCall, why, &body.call);
             Ok((StatusCode::OK, Json(body)))
         }
     }
@@ -180,7 +215,7 @@ pub(crate) async fn call_status(
     State(state): State<AdminState>,
     Path(id): Path<i64>,
     Query(q): Query<HomeToken>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CallStatus>, ApiError> {
     let links = state.home_links.clone();
     let st = state.clone();
     let result = crate::blocking_locked(&state.call_log, move |log| {
@@ -204,21 +239,28 @@ pub(crate) async fn call_status(
     }
 }
 
+/// The home's name and the hub's call categories, for its call form.
+#[derive(Serialize)]
+pub(crate) struct HomeForm {
+    home: String,
+    categories: Vec<String>,
+}
+
 /// `GET /home/api/form?t=…`: what the home's call form offers (the hub's
 /// categories), once the link is known to be good.
 pub(crate) async fn form(
     State(state): State<AdminState>,
     Query(q): Query<HomeToken>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HomeForm>, ApiError> {
     let links = state.home_links.clone();
     let home = crate::blocking_locked(&state.call_log, move |log| home_of(log, &links, &q.t))
         .await
         .map_err(unavailable)?
         .map_err(refused)?;
-    Ok(Json(json!({
-        "home": home.name,
-        "categories": state.queue.reason_categories,
-    })))
+    Ok(Json(HomeForm {
+        home: home.name,
+        categories: state.queue.reason_categories.clone(),
+    }))
 }
 
 /// `GET /home/api/plans?t=…`: the care plans written for this home's
