@@ -56,14 +56,12 @@ impl HookTargets {
         mut data: Value,
         now_ms: i64,
     ) -> rusqlite::Result<()> {
-        if !self.any() {
-            return Ok(());
-        }
         data["consultation"] = json!(consultation);
         self.write(conn, consultation, kind, &data, now_ms)
     }
 
-    /// Stores one event; `key` orders events (per endpoint and key).
+    /// Stores one event, if anything listens; `key` orders events (per
+    /// endpoint and key).
     fn write(
         &self,
         conn: &Connection,
@@ -72,6 +70,9 @@ impl HookTargets {
         data: &Value,
         now_ms: i64,
     ) -> rusqlite::Result<()> {
+        if !self.any() {
+            return Ok(());
+        }
         let body = json!({
             "type": kind,
             "timestamp": rfc3339(now_ms),
@@ -102,9 +103,6 @@ impl HookTargets {
         mut data: Value,
         now_ms: i64,
     ) -> rusqlite::Result<()> {
-        if !self.any() {
-            return Ok(());
-        }
         data["hub_call"] = json!(hub_call);
         data["room"] = json!(room);
         self.write(conn, -hub_call, kind, &data, now_ms)

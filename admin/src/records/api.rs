@@ -37,6 +37,17 @@ fn actor(me: &AdminSession, from: ClientIp) -> Actor {
     }
 }
 
+/// Only clinicians and specialists write residents' records: anyone else
+/// is refused what they were `doing`.
+fn clinical(me: &AdminSession, doing: &str) -> Result<(), ApiError> {
+    match me.role {
+        AccountRole::Clinician | AccountRole::Specialist => Ok(()),
+        _ => Err(ApiError::forbidden(format!(
+            "only clinicians and specialists {doing}"
+        ))),
+    }
+}
+
 /// `POST /admin/api/hub/calls/{id}/residents`: a clinician or specialist
 /// attaches a resident to the hub call they are in: one encounter.
 pub(crate) async fn attach(
@@ -46,11 +57,7 @@ pub(crate) async fn attach(
     Path(hub_call): Path<i64>,
     Json(req): Json<NewResident>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if !matches!(me.role, AccountRole::Clinician | AccountRole::Specialist) {
-        return Err(ApiError::forbidden(
-            "only clinicians and specialists attach residents to a call",
-        ));
-    }
+    clinical(&me, "attach residents to a call")?;
     let today = jiff::Timestamp::now().to_zoned(state.zone.clone()).date();
     let resident = Resident::new(&req.nhs_number, &req.name, &req.birth_date, today)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -105,11 +112,7 @@ pub(crate) async fn outcome(
     Path(id): Path<i64>,
     Json(outcome): Json<Outcome>,
 ) -> Result<Json<Value>, ApiError> {
-    if !matches!(me.role, AccountRole::Clinician | AccountRole::Specialist) {
-        return Err(ApiError::forbidden(
-            "only clinicians and specialists record an outcome",
-        ));
-    }
+    clinical(&me, "record an outcome")?;
     outcome
         .check()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
