@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::support::http::request;
+use crate::support::http::{get_with, request};
 use crate::support::peer::TestPeer;
 use crate::support::ws::{open, Socket};
 use crate::support::{token_of, Server};
@@ -166,14 +166,7 @@ async fn production_keeps_links_metrics_and_files_private() {
     let open = request(&server.base_url, "GET", "/metrics", &[], None).await;
     assert_eq!(open.status, 401, "/metrics without the token");
     let bearer = format!("Bearer {token}");
-    let with = request(
-        &server.base_url,
-        "GET",
-        "/metrics",
-        &[("Authorization", &bearer)],
-        None,
-    )
-    .await;
+    let with = get_with(&server.base_url, "/metrics", &[("Authorization", &bearer)]).await;
     assert_eq!(with.status, 200);
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(server.data_dir.path()), 0o700, "data directory");

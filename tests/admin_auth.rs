@@ -5,7 +5,7 @@
 //! session's CSRF token is refused.
 
 use crate::support::admin::{session, sign_in, signed_in};
-use crate::support::http::request;
+use crate::support::http::{get_with, request};
 use crate::support::Server;
 use serde_json::Value;
 
@@ -95,27 +95,13 @@ async fn sign_in_sets_a_strict_cookie_and_writes_need_the_csrf_token() {
         .to_owned();
 
     let with_cookie = [("Cookie", session.as_str())];
-    let me = request(
-        &server.base_url,
-        "GET",
-        "/admin/api/session",
-        &with_cookie,
-        None,
-    )
-    .await;
+    let me = get_with(&server.base_url, "/admin/api/session", &with_cookie).await;
     assert_eq!(me.status, 200, "{me:?}");
     assert!(me.body.contains("hub.admin"));
     let page = request(&server.base_url, "GET", "/admin", &with_cookie, None).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Live calls"));
-    let rooms = request(
-        &server.base_url,
-        "GET",
-        "/admin/api/rooms",
-        &with_cookie,
-        None,
-    )
-    .await;
+    let rooms = get_with(&server.base_url, "/admin/api/rooms", &with_cookie).await;
     assert_eq!((rooms.status, rooms.body.trim()), (200, "[]"));
 
     // A POST without the CSRF token, or with another, is refused.
@@ -138,14 +124,7 @@ async fn sign_in_sets_a_strict_cookie_and_writes_need_the_csrf_token() {
     ];
     let out = request(&server.base_url, "POST", "/admin/logout", &right, None).await;
     assert_eq!(out.status, 200, "{out:?}");
-    let me = request(
-        &server.base_url,
-        "GET",
-        "/admin/api/session",
-        &with_cookie,
-        None,
-    )
-    .await;
+    let me = get_with(&server.base_url, "/admin/api/session", &with_cookie).await;
     assert_eq!(me.status, 401, "signed out: {me:?}");
 }
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::admin::session;
-use crate::support::http::request;
+use crate::support::http::{get_with, request};
 use crate::support::{token_of, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -45,14 +45,7 @@ async fn the_csv_export_has_one_row_per_call() {
     let headers = [("Cookie", cookie.as_str())];
     let start = Instant::now();
     let csv = loop {
-        let reply = request(
-            &server.base_url,
-            "GET",
-            "/admin/api/calls.csv",
-            &headers,
-            None,
-        )
-        .await;
+        let reply = get_with(&server.base_url, "/admin/api/calls.csv", &headers).await;
         assert_eq!(reply.status, 200, "{reply:?}");
         assert!(reply
             .header("content-type")
@@ -175,14 +168,7 @@ async fn an_admin_ends_a_call_for_everyone_in_it() {
     let headers = [("Cookie", cookie.as_str())];
     let start = Instant::now();
     let history = loop {
-        let reply = request(
-            &server.base_url,
-            "GET",
-            "/admin/api/history",
-            &headers,
-            None,
-        )
-        .await;
+        let reply = get_with(&server.base_url, "/admin/api/history", &headers).await;
         assert_eq!(reply.status, 200, "{reply:?}");
         let h: serde_json::Value = serde_json::from_str(&reply.body).expect("JSON");
         let ward3 = h["calls"]
@@ -214,12 +200,10 @@ async fn an_admin_ends_a_call_for_everyone_in_it() {
 
     // The ended call opens in detail: both sessions, closed.
     let id = calls[1]["call_id"].as_i64().expect("call id");
-    let reply = request(
+    let reply = get_with(
         &server.base_url,
-        "GET",
         &format!("/admin/api/calls/{id}"),
         &headers,
-        None,
     )
     .await;
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -227,14 +211,7 @@ async fn an_admin_ends_a_call_for_everyone_in_it() {
     let sessions = detail["sessions"].as_array().expect("sessions");
     assert_eq!(sessions.len(), 2, "{detail}");
     assert!(sessions.iter().all(|s| !s["left_at"].is_null()), "{detail}");
-    let missing = request(
-        &server.base_url,
-        "GET",
-        "/admin/api/calls/999",
-        &headers,
-        None,
-    )
-    .await;
+    let missing = get_with(&server.base_url, "/admin/api/calls/999", &headers).await;
     assert_eq!(missing.status, 404);
 
     // The other room's call went on: still live, and its socket still open.

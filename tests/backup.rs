@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::support::browser::{Browser, Driver};
 use crate::support::calls::wait_all_decoding_hd;
-use crate::support::http::request;
+use crate::support::http::get_with;
 use crate::support::{binary, Server, ServerOptions};
 
 /// `table n` lines from `carecall backup` / `restore`.
@@ -99,12 +99,10 @@ async fn a_backup_taken_during_a_call_restores_the_history() {
         ..ServerOptions::default()
     });
     let (cookie, _) = crate::support::admin::session(&server).await;
-    let reply = request(
+    let reply = get_with(
         &server.base_url,
-        "GET",
         "/admin/api/history",
         &[("Cookie", cookie.as_str())],
-        None,
     )
     .await;
     assert_eq!(reply.status, 200, "{reply:?}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::support::admin::{session, sign_in_with_the_form};
 use crate::support::axe::assert_accessible;
 use crate::support::browser::{Browser, Driver};
-use crate::support::http::request;
+use crate::support::http::{get_with, request};
 use crate::support::netlab::NetNs;
 use crate::support::queue::{add_home, place_call};
 use crate::support::relay::{DelayRelay, Impairment, Path, Rng};
@@ -271,14 +271,7 @@ async fn a_check_from_a_homes_page_is_filed_under_the_home_beside_its_calls() {
 
     let (cookie, _) = session(&server).await;
     let path = format!("/admin/api/homes/{id}/helpdesk");
-    let reply = request(
-        &server.base_url,
-        "GET",
-        &path,
-        &[("Cookie", cookie.as_str())],
-        None,
-    )
-    .await;
+    let reply = get_with(&server.base_url, &path, &[("Cookie", cookie.as_str())]).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let desk: Value = serde_json::from_str(&reply.body).unwrap();
     assert_eq!(desk["home"], "Rose Court");

@@ -184,14 +184,8 @@ pub(crate) async fn consultation(server_ws: String, link: (String, String)) {
 pub(crate) async fn history(server: &Server) -> Vec<(i64, usize)> {
     let (cookie, _) = crate::support::admin::session(server).await;
     let headers = [("Cookie", cookie.as_str())];
-    let csv = crate::support::http::request(
-        &server.base_url,
-        "GET",
-        "/admin/api/calls.csv",
-        &headers,
-        None,
-    )
-    .await;
+    let csv =
+        crate::support::http::get_with(&server.base_url, "/admin/api/calls.csv", &headers).await;
     assert_eq!(csv.status, 200, "{csv:?}");
     csv.body
         .lines()

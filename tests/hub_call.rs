@@ -199,14 +199,8 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
     let headers = [("Cookie", cookie.as_str())];
     let deadline = Instant::now() + Duration::from_secs(20);
     let detail = loop {
-        let list = crate::support::http::request(
-            &server.base_url,
-            "GET",
-            "/admin/api/history",
-            &headers,
-            None,
-        )
-        .await;
+        let list =
+            crate::support::http::get_with(&server.base_url, "/admin/api/history", &headers).await;
         let list: Value = serde_json::from_str(&list.body).unwrap();
         let ended = list["calls"]
             .as_array()

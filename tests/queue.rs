@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::support::http::request;
+use crate::support::http::{get_with, request};
 use crate::support::queue::{add_home, answer, home_cli, operator, place_call, queue, status};
 use crate::support::{Server, ServerOptions};
 use serde_json::json;
@@ -138,12 +138,10 @@ async fn a_withdrawn_home_link_is_refused_and_a_home_link_opens_nothing_else() {
     // Rose's link cannot see Ivy's call, the queue, or join a call.
     let (code, _) = status(&server, &rose_token, ivy_call).await;
     assert_eq!(code, 404, "another home's call");
-    let r = request(
+    let r = get_with(
         &server.base_url,
-        "GET",
         &format!("/admin/api/queue?t={rose_token}"),
         &[],
-        None,
     )
     .await;
     assert_eq!(r.status, 401, "the queue needs a hub sign-in");

@@ -77,16 +77,7 @@ async fn a_clinician_records_a_three_way_call_and_the_file_plays() {
         ..ServerOptions::default()
     });
     let driver = Driver::start().await;
-    let mut browsers = Vec::new();
-    for (role, name) in [
-        ("home", "Rose Court"),
-        ("clinician", "Hub clinician"),
-        ("specialist", "Frailty consultant"),
-    ] {
-        let b = driver.browser().await;
-        b.join(&server.link("rec-1", role, name, "1h")).await;
-        browsers.push(b);
-    }
+    let browsers = crate::support::calls::join_three(&driver, &server, "rec-1").await;
     let refs: Vec<&Browser> = browsers.iter().collect();
     wait_all_decoding_hd(&refs, 2, Duration::from_secs(60)).await;
     assert_accessible(&browsers[0], "the home's call with two others").await;

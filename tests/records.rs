@@ -174,12 +174,10 @@ async fn a_resident_attached_to_a_call_is_sealed_at_rest_and_every_look_is_audit
             by_dr("resident.attached")
         ]
     );
-    let csv = crate::support::http::request(
+    let csv = crate::support::http::get_with(
         &server.base_url,
-        "GET",
         "/admin/api/audit.csv",
         &[("Cookie", admin.0.as_str())],
-        None,
     )
     .await;
     assert_eq!(csv.status, 200);

@@ -802,12 +802,10 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
 
     // The CSV: one header row, one row per call, ISO 8601 times with
     // offsets, no cell a spreadsheet would run as a formula.
-    let reply = crate::support::http::request(
+    let reply = crate::support::http::get_with(
         &server.base_url,
-        "GET",
         &format!("/admin/api/reports/calls.csv?{period}"),
         &[("Cookie", staff.admin.0.as_str())],
-        None,
     )
     .await;
     assert_eq!(reply.status, 200);
@@ -942,12 +940,10 @@ async fn a_simulated_week_gives_the_figures_worked_out_independently() {
         keys_of(&encounters["encounters"][0])
     );
     // Encounters: one row each, without identifiers.
-    let reply = crate::support::http::request(
+    let reply = crate::support::http::get_with(
         &server.base_url,
-        "GET",
         &format!("/admin/api/reports/encounters.csv?{period}"),
         &[("Cookie", staff.admin.0.as_str())],
-        None,
     )
     .await;
     let rows = read_csv(&reply.body);

@@ -52,16 +52,7 @@ async fn after_a_restart_three_browsers_decode_again_with_the_same_ids_in_one_co
     };
     let mut server = Server::start_with(options.clone());
     let driver = Driver::start().await;
-    let mut browsers = Vec::new();
-    for (role, name) in [
-        ("home", "Rose Court"),
-        ("clinician", "Hub clinician"),
-        ("specialist", "Frailty consultant"),
-    ] {
-        let b = driver.browser().await;
-        b.join(&server.link("restart-1", role, name, "1h")).await;
-        browsers.push(b);
-    }
+    let browsers = crate::support::calls::join_three(&driver, &server, "restart-1").await;
     let refs: Vec<&Browser> = browsers.iter().collect();
     wait_all_decoding(&refs, 2, Duration::from_secs(60)).await;
     crate::support::recording::start_recording(&browsers[1]).await;

@@ -149,3 +149,23 @@ pub async fn assert_still_decoding(browsers: &[&Browser], height: u64, span: Dur
         }
     }
 }
+
+/// A care home, a clinician and a specialist, each in their own browser
+/// from `driver`, joining `room` on `server` in that order.
+pub async fn join_three(
+    driver: &super::browser::Driver,
+    server: &super::Server,
+    room: &str,
+) -> Vec<Browser> {
+    let mut browsers = Vec::new();
+    for (role, name) in [
+        ("home", "Rose Court"),
+        ("clinician", "Hub clinician"),
+        ("specialist", "Frailty consultant"),
+    ] {
+        let b = driver.browser().await;
+        b.join(&server.link(room, role, name, "1h")).await;
+        browsers.push(b);
+    }
+    browsers
+}

@@ -100,6 +100,11 @@ pub async fn request_from(
     }
 }
 
+/// `GET path` with `headers` (a session's cookie, a bearer token).
+pub async fn get_with(base_url: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    request(base_url, "GET", path, headers, None).await
+}
+
 /// `GET path`; returns (status, whole response text).
 pub async fn get(base_url: &str, path: &str) -> (u16, String) {
     let r = request(base_url, "GET", path, &[], None).await;
