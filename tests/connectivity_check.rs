@@ -384,9 +384,11 @@ fn assert_random_loss(found: &Value, field: &str, configured: f64, what: &str) {
         "random loss is not bursts: {found}"
     );
     let notes = found["verdict"]["notes"].to_string();
+    // The hub holds the reading as an f32 and compares it there: a reading
+    // of exactly 3% is 0.029999999 once widened to f64.
     assert_eq!(
         notes.contains(&format!("loses some of {what}")),
-        loss >= 0.03,
+        loss as f32 >= 0.03,
         "{field} {loss}: {notes}"
     );
 }
