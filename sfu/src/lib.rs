@@ -33,6 +33,7 @@ mod participant;
 pub mod recording;
 mod refusals;
 mod room;
+mod rooms;
 mod sdp_limits;
 mod signal;
 #[cfg(feature = "sim")]

@@ -15,8 +15,9 @@ use super::server::WorkerCommand;
 use super::tcp::TcpMedia;
 use super::udp::{recv_any, try_recv_any, MediaSocket};
 use crate::error::SfuError;
-use crate::id::{ParticipantId, RoomId};
+use crate::id::ParticipantId;
 use crate::room::Room;
+use crate::rooms::{Owner, Rooms};
 use crate::signal::MediaSignal;
 
 /// Runs worker `index` on its own thread until its command channel closes.
@@ -64,10 +65,8 @@ pub(super) fn run_worker(
             sockets,
             tcp,
             candidates,
-            rooms: Vec::new(),
-            owners: HashMap::new(),
+            rooms: Rooms::new(estimate_bandwidth),
             signals: HashMap::new(),
-            estimate_bandwidth,
             touched: Vec::with_capacity(BATCH),
         };
         worker.run(commands).await;
@@ -91,33 +90,12 @@ fn transmit(sockets: &[MediaSocket], tcp: &mut TcpMedia, t: &Transmit) {
     socket.send(t.destination, &t.contents);
 }
 
-struct RoomSlot {
-    room: Room,
-    deadline: Instant,
-}
-
-impl RoomSlot {
-    /// Runs one poll of the room; a panic in the WebRTC stack is logged and
-    /// gives `None` instead of taking the worker down.
-    fn poll_guarded<T>(&mut self, poll: impl FnOnce(&mut Room) -> T) -> Option<T> {
-        let polled = catch_unwind(AssertUnwindSafe(|| poll(&mut self.room)));
-        if polled.is_err() {
-            tracing::error!(room = %self.room.id(), "WebRTC stack panicked while polling");
-        }
-        polled.ok()
-    }
-}
-
 struct Worker {
     sockets: Vec<MediaSocket>,
     tcp: TcpMedia,
     candidates: Vec<Candidate>,
-    rooms: Vec<Option<RoomSlot>>,
-    /// Which room and participant a remote address belongs to, learned from
-    /// `Rtc::accepts` once and then looked up per packet.
-    owners: HashMap<(Protocol, SocketAddr), (usize, ParticipantId)>,
+    rooms: Rooms,
     signals: HashMap<ParticipantId, UnboundedSender<MediaSignal>>,
-    estimate_bandwidth: bool,
     /// Rooms a datagram reached since they were last polled in full.
     touched: Vec<usize>,
 }
@@ -161,10 +139,7 @@ impl Worker {
 
     fn next_deadline(&self) -> Instant {
         self.rooms
-            .iter()
-            .flatten()
-            .map(|s| s.deadline)
-            .min()
+            .next_deadline()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
     }
 
@@ -187,24 +162,15 @@ impl Worker {
             return;
         };
         let input = Input::Receive(now, receive);
-        let owner = match self.owners.get(&(proto, from)) {
-            Some(o) => Some(*o),
-            None => {
-                let found = self.find_owner(&input);
-                if let Some(o) = found {
-                    self.owners.insert((proto, from), o);
-                    if proto == Protocol::Tcp {
-                        self.tcp.claim(from);
-                    }
-                }
-                found
-            }
-        };
-        let Some((slot, participant)) = owner else {
+        let Some((Owner { slot, participant }, learned)) = self.rooms.owner(proto, from, &input)
+        else {
             tracing::trace!(%from, "datagram for no session dropped");
             return;
         };
-        let Some(s) = self.rooms.get_mut(slot).and_then(Option::as_mut) else {
+        if learned && proto == Protocol::Tcp {
+            self.tcp.claim(from);
+        }
+        let Some(s) = self.rooms.slot(slot) else {
             return;
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| s.room.handle_input(participant, input)));
@@ -216,7 +182,7 @@ impl Worker {
             }
             self.forget(participant);
         }
-        let Some(s) = self.rooms.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(s) = self.rooms.slot(slot) else {
             return;
         };
         let (sockets, tcp) = (&self.sockets, &mut self.tcp);
@@ -233,28 +199,19 @@ impl Worker {
         }
     }
 
-    fn find_owner(&self, input: &Input) -> Option<(usize, ParticipantId)> {
-        self.rooms.iter().enumerate().find_map(|(i, s)| {
-            let s = s.as_ref()?;
-            s.room.accepts(input).map(|p| (i, p))
-        })
-    }
-
     fn timeouts(&mut self, now: Instant) {
         self.tcp.sweep(now);
-        for slot in 0..self.rooms.len() {
-            let due = self.rooms[slot].as_ref().is_some_and(|s| s.deadline <= now);
-            if due {
-                if let Some(s) = self.rooms[slot].as_mut() {
-                    s.room.handle_timeout(now);
-                }
-                self.poll_room(now, slot);
-            }
+        for slot in 0..self.rooms.slots() {
+            let Some(s) = self.rooms.slot(slot).filter(|s| s.deadline <= now) else {
+                continue;
+            };
+            s.room.handle_timeout(now);
+            self.poll_room(now, slot);
         }
     }
 
     fn poll_room(&mut self, now: Instant, slot: usize) {
-        let Some(s) = self.rooms.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(s) = self.rooms.slot(slot) else {
             return;
         };
         let (sockets, tcp) = (&self.sockets, &mut self.tcp);
@@ -273,15 +230,13 @@ impl Worker {
         for participant in closed {
             self.forget(participant);
         }
-        if self.rooms[slot].as_ref().is_some_and(|s| s.room.is_empty()) {
-            self.rooms[slot] = None;
-        }
+        self.rooms.drop_if_empty(slot);
     }
 
     fn command(&mut self, now: Instant, cmd: WorkerCommand) {
         let (room_id, participant, result) = match cmd {
             WorkerCommand::Stats { reply } => {
-                let stats = self.rooms.iter().flatten().flat_map(|s| s.room.stats());
+                let stats = self.rooms.iter().flat_map(Room::stats);
                 let _ = reply.send(stats.collect());
                 return;
             }
@@ -292,7 +247,7 @@ impl Worker {
             } => {
                 // The recorder's file and thread are made here, at the
                 // edge; the room only gets the tap.
-                let started = self.with_room(&room, |r| {
+                let started = self.rooms.with_room(&room, |r| {
                     let (tap, done) = crate::recording::start(options)
                         .map_err(|e| SfuError::Recording(e.to_string()))?;
                     r.start_recording(tap);
@@ -302,7 +257,7 @@ impl Worker {
                 return;
             }
             WorkerCommand::StopRecording { room } => {
-                self.with_room(&room, Room::stop_recording);
+                self.rooms.with_room(&room, Room::stop_recording);
                 return;
             }
             WorkerCommand::TestDownlink {
@@ -311,17 +266,18 @@ impl Worker {
                 plan,
                 reply,
             } => {
-                let started =
-                    self.with_room(&room, |r| r.start_downlink_test(participant, plan, now));
+                let started = self
+                    .rooms
+                    .with_room(&room, |r| r.start_downlink_test(participant, plan, now));
                 let _ = reply.send(started.unwrap_or(Err(SfuError::NoSuchRoom(room.clone()))));
-                if let Some(slot) = self.find_slot(&room) {
+                if let Some(slot) = self.rooms.find(&room) {
                     self.poll_room(now, slot);
                 }
                 return;
             }
             WorkerCommand::ReceiveOnly { room, participant } => {
-                let slot = self.slot_for(&room);
-                if let Some(s) = self.rooms[slot].as_mut() {
+                let slot = self.rooms.slot_for(&room, now);
+                if let Some(s) = self.rooms.slot(slot) {
                     s.room.set_receive_only(participant);
                 }
                 return;
@@ -333,10 +289,11 @@ impl Worker {
                 signals,
             } => {
                 self.signals.insert(participant, signals);
-                let slot = self.slot_for(&room);
+                let slot = self.rooms.slot_for(&room, now);
                 let candidates = &self.candidates;
-                let r = self.rooms[slot]
-                    .as_mut()
+                let r = self
+                    .rooms
+                    .slot(slot)
                     .map(|s| s.room.connect(now, participant, &offer, candidates));
                 (room, participant, r)
             }
@@ -345,7 +302,9 @@ impl Worker {
                 participant,
                 answer,
             } => {
-                let r = self.with_room(&room, |r| r.accept_answer(participant, &answer));
+                let r = self
+                    .rooms
+                    .with_room(&room, |r| r.accept_answer(participant, &answer));
                 (room, participant, r)
             }
             WorkerCommand::Candidate {
@@ -353,7 +312,9 @@ impl Worker {
                 participant,
                 candidate,
             } => {
-                let r = self.with_room(&room, |r| r.add_remote_candidate(participant, &candidate));
+                let r = self
+                    .rooms
+                    .with_room(&room, |r| r.add_remote_candidate(participant, &candidate));
                 (room, participant, r)
             }
             WorkerCommand::View {
@@ -362,11 +323,13 @@ impl Worker {
                 origin,
                 height,
             } => {
-                let r = self.with_room(&room, |r| r.set_view(participant, origin, height));
+                let r = self
+                    .rooms
+                    .with_room(&room, |r| r.set_view(participant, origin, height));
                 (room, participant, r)
             }
             WorkerCommand::Leave { room, participant } => {
-                self.with_room(&room, |r| r.remove(participant));
+                self.rooms.with_room(&room, |r| r.remove(participant));
                 self.forget(participant);
                 (room, participant, Some(Ok(())))
             }
@@ -381,54 +344,16 @@ impl Worker {
                 let _ = tx.send(MediaSignal::Error(e.to_string()));
             }
         }
-        if let Some(slot) = self.find_slot(&room_id) {
+        if let Some(slot) = self.rooms.find(&room_id) {
             self.poll_room(now, slot);
         }
     }
 
-    /// Runs `f` on the room named `room`, if this worker has it.
-    fn with_room<T>(&mut self, room: &RoomId, f: impl FnOnce(&mut Room) -> T) -> Option<T> {
-        let slot = self.find_slot(room)?;
-        self.rooms[slot].as_mut().map(|s| f(&mut s.room))
-    }
-
+    /// Forgets `participant`: its signals, its addresses, and its TCP
+    /// connections.
     fn forget(&mut self, participant: ParticipantId) {
         self.signals.remove(&participant);
         let tcp = &mut self.tcp;
-        self.owners.retain(|&(proto, addr), (_, p)| {
-            let theirs = *p == participant;
-            if theirs && proto == Protocol::Tcp {
-                tcp.close_peer(addr);
-            }
-            !theirs
-        });
-    }
-
-    fn find_slot(&self, room: &RoomId) -> Option<usize> {
-        self.rooms
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.room.id() == room))
-    }
-
-    fn slot_for(&mut self, room: &RoomId) -> usize {
-        if let Some(i) = self.find_slot(room) {
-            return i;
-        }
-        let mut new_room = Room::new(room.clone());
-        new_room.set_bandwidth_estimation(self.estimate_bandwidth);
-        let slot = RoomSlot {
-            room: new_room,
-            deadline: Instant::now(),
-        };
-        match self.rooms.iter().position(Option::is_none) {
-            Some(i) => {
-                self.rooms[i] = Some(slot);
-                i
-            }
-            None => {
-                self.rooms.push(Some(slot));
-                self.rooms.len() - 1
-            }
-        }
+        self.rooms.forget(participant, |addr| tcp.close_peer(addr));
     }
 }
