@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use carecall_sfu::Surface;
@@ -200,9 +200,7 @@ pub(crate) async fn login(
         SESSION_TTL.as_secs(),
         if state.secure_cookies { "; Secure" } else { "" }
     );
-    let body = Json(
-        json!({ "name": new.session.name, "role": new.session.role, "csrf": new.session.csrf }),
-    );
+    let body = Json(Whoami::of(&new.session));
     Ok(([(header::SET_COOKIE, cookie)], body).into_response())
 }
 
@@ -225,11 +223,28 @@ pub(crate) async fn logout(
         .into_response())
 }
 
+/// Who is signed in, and the CSRF token for the page's own requests.
+#[derive(Serialize)]
+pub(crate) struct Whoami {
+    name: String,
+    role: crate::accounts::AccountRole,
+    csrf: String,
+}
+
+impl Whoami {
+    fn of(session: &AdminSession) -> Whoami {
+        Whoami {
+            name: session.name.clone(),
+            role: session.role,
+            csrf: session.csrf.clone(),
+        }
+    }
+}
+
 /// `GET /admin/api/session`: who is signed in, and the CSRF token for the
 /// page's own requests.
-pub(crate) async fn whoami(Extension(session): Extension<AdminSession>) -> Response {
-    Json(json!({ "name": session.name, "role": session.role, "csrf": session.csrf }))
-        .into_response()
+pub(crate) async fn whoami(Extension(session): Extension<AdminSession>) -> Json<Whoami> {
+    Json(Whoami::of(&session))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::accounts::AdminSession;
@@ -16,7 +16,24 @@ use crate::state::AdminState;
 use crate::AdminError;
 
 /// A home as the dashboard shows it, with its link while it has one.
-fn shown(state: &AdminState, h: &Home) -> serde_json::Value {
+#[derive(Serialize)]
+pub(crate) struct HomeShown {
+    id: String,
+    name: String,
+    active: bool,
+    link: Option<String>,
+}
+
+/// A home's latest checks beside its latest calls, for the helpdesk.
+#[derive(Serialize)]
+pub(crate) struct Helpdesk {
+    home: String,
+    checks: Vec<crate::check::CheckShown>,
+    calls: Vec<crate::reports::rows::CallRow>,
+}
+
+/// Home `h` as the dashboard shows it.
+fn shown(state: &AdminState, h: &Home) -> HomeShown {
     let link = h.revoked_at_ms.is_none().then(|| {
         format!(
             "{}/home?t={}",
@@ -24,7 +41,12 @@ fn shown(state: &AdminState, h: &Home) -> serde_json::Value {
             state.home_links.token(&h.id, h.link_version)
         )
     });
-    json!({ "id": h.id, "name": h.name, "active": h.revoked_at_ms.is_none(), "link": link })
+    HomeShown {
+        id: h.id.clone(),
+        name: h.name.clone(),
+        active: h.revoked_at_ms.is_none(),
+        link,
+    }
 }
 
 /// `GET /admin/api/homes`
@@ -44,7 +66,7 @@ const HELPDESK_ROWS: u32 = 10;
 pub(crate) async fn helpdesk(
     State(state): State<AdminState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Helpdesk>, ApiError> {
     let (hours, settings, key) = (state.hours.get(), state.queue.clone(), id.clone());
     let calls = crate::blocking_locked(&state.call_log, move |log| {
         let Some(home) = log.home(&key)? else {
@@ -70,9 +92,11 @@ pub(crate) async fn helpdesk(
         .iter()
         .map(|c| crate::check::shown(c, &state.zone))
         .collect();
-    Ok(Json(
-        json!({ "home": home.name, "checks": checks, "calls": calls }),
-    ))
+    Ok(Json(Helpdesk {
+        home: home.name,
+        checks,
+        calls,
+    }))
 }
 
 /// A home's name, as the dashboard posts it.
@@ -93,7 +117,7 @@ pub(crate) async fn add(
     State(state): State<AdminState>,
     Extension(admin): Extension<AdminSession>,
     Json(req): Json<Named>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<HomeShown>), ApiError> {
     let home = crate::blocking_locked(&state.call_log, move |log| {
         log.add_home(&req.name, now_ms())
     })
@@ -115,7 +139,7 @@ async fn change(
     admin: AdminSession,
     id: String,
     change: Change,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HomeShown>, ApiError> {
     let key = id.clone();
     let done = crate::blocking_locked(&state.call_log, move |log| {
         let found = match &change {
@@ -142,7 +166,7 @@ pub(crate) async fn rename(
     Extension(admin): Extension<AdminSession>,
     Path(id): Path<String>,
     Json(req): Json<Named>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HomeShown>, ApiError> {
     change(state, admin, id, Change::Rename(req.name)).await
 }
 
@@ -151,7 +175,7 @@ pub(crate) async fn revoke(
     State(state): State<AdminState>,
     Extension(admin): Extension<AdminSession>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HomeShown>, ApiError> {
     change(state, admin, id, Change::Revoke).await
 }
 
@@ -160,6 +184,6 @@ pub(crate) async fn reissue(
     State(state): State<AdminState>,
     Extension(admin): Extension<AdminSession>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HomeShown>, ApiError> {
     change(state, admin, id, Change::Reissue).await
 }

@@ -21,7 +21,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use carecall_sfu::{MediaSignal, RoomId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub(crate) use guard::CheckGuard;
@@ -561,7 +561,7 @@ pub(crate) async fn result(
 pub(crate) async fn lookup(
     State(state): State<AdminState>,
     Path(code): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CheckShown>, ApiError> {
     let found = crate::blocking_locked(&state.checks, move |checks| checks.find(&code))
         .await
         .map_err(|e| ApiError::unavailable("connectivity check lookup", e, "checks unavailable"))?;
@@ -575,15 +575,26 @@ pub(crate) async fn lookup(
 
 /// A stored check as the helpdesk sees it: when, from where, the verdict
 /// and every reading.
-pub(crate) fn shown(c: &StoredCheck, zone: &jiff::tz::TimeZone) -> serde_json::Value {
-    json!({
-        "code": c.code,
-        "at": local_time(c.created_at_ms, zone),
-        "remote_addr": c.remote_addr,
-        "user_agent": c.user_agent,
-        "verdict": verdict(&c.result),
-        "result": c.result,
-    })
+#[derive(Serialize)]
+pub(crate) struct CheckShown {
+    code: String,
+    at: String,
+    remote_addr: String,
+    user_agent: String,
+    verdict: Verdict,
+    result: CheckResult,
+}
+
+/// Check `c`, its time in the hub's `zone`.
+pub(crate) fn shown(c: &StoredCheck, zone: &jiff::tz::TimeZone) -> CheckShown {
+    CheckShown {
+        code: c.code.clone(),
+        at: local_time(c.created_at_ms, zone),
+        remote_addr: c.remote_addr.clone(),
+        user_agent: c.user_agent.clone(),
+        verdict: verdict(&c.result),
+        result: c.result.clone(),
+    }
 }
 
 /// Shared state the check routes need.

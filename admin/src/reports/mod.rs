@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jiff::civil::Date;
 use jiff::ToSpan;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::api_error::ApiError;
 use crate::hub::unavailable;
@@ -141,12 +141,50 @@ async fn rows_of(
     Ok((calls, encounters))
 }
 
+/// The reports page's figures: the period asked for and the one before it,
+/// with what the page's filters offer.
+#[derive(Serialize)]
+pub(crate) struct Summary {
+    from: Date,
+    to: Date,
+    home: Option<String>,
+    service: Option<String>,
+    targets: Targets,
+    report: Report,
+    previous: Previous,
+    homes: Vec<HomeName>,
+    services: Vec<String>,
+    decline_reasons: Vec<String>,
+}
+
+/// The answer-time targets the figures are read against.
+#[derive(Serialize)]
+struct Targets {
+    urgent_seconds: u64,
+    routine_seconds: u64,
+}
+
+/// The period before, and its figures.
+#[derive(Serialize)]
+struct Previous {
+    from: Date,
+    to: Date,
+    report: Report,
+}
+
+/// A home the page can filter by.
+#[derive(Serialize)]
+struct HomeName {
+    id: String,
+    name: String,
+}
+
 /// `GET /admin/api/reports/summary?from=&to=&home=&service=`: the figures
 /// for the period and for the same number of days before it.
 pub(crate) async fn summary(
     State(state): State<AdminState>,
     Query(q): Query<ReportQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Summary>, ApiError> {
     let span = q.span(&state).map_err(ApiError::bad_request)?;
     let previous = span.previous(&state.zone).map_err(ApiError::bad_request)?;
     let now = rows_of(&state, span, &q).await.map_err(unavailable)?;
@@ -157,19 +195,31 @@ pub(crate) async fn summary(
     let hours = state.hours.get();
     let mut services: Vec<&str> = hours.services().collect();
     services.push(CLOSED);
-    Ok(Json(json!({
-        "from": span.from, "to": span.to,
-        "home": q.home, "service": q.service,
-        "targets": {
-            "urgent_seconds": state.queue.urgent_target.as_secs(),
-            "routine_seconds": state.queue.routine_target.as_secs(),
+    Ok(Json(Summary {
+        from: span.from,
+        to: span.to,
+        home: q.home,
+        service: q.service,
+        targets: Targets {
+            urgent_seconds: state.queue.urgent_target.as_secs(),
+            routine_seconds: state.queue.routine_target.as_secs(),
         },
-        "report": Report::of(&now.0, &now.1),
-        "previous": { "from": previous.from, "to": previous.to, "report": Report::of(&before.0, &before.1) },
-        "homes": homes.iter().map(|h| json!({ "id": h.id, "name": h.name })).collect::<Vec<_>>(),
-        "services": services,
-        "decline_reasons": state.queue.decline_reasons,
-    })))
+        report: Report::of(&now.0, &now.1),
+        previous: Previous {
+            from: previous.from,
+            to: previous.to,
+            report: Report::of(&before.0, &before.1),
+        },
+        homes: homes
+            .into_iter()
+            .map(|h| HomeName {
+                id: h.id,
+                name: h.name,
+            })
+            .collect(),
+        services: services.into_iter().map(str::to_owned).collect(),
+        decline_reasons: state.queue.decline_reasons.clone(),
+    }))
 }
 
 /// The rows of a period as a download: CSV or JSON.
