@@ -6,28 +6,15 @@ use std::time::{Duration, Instant};
 
 use crate::support::admin::session;
 use crate::support::http::{get_with, request};
-use crate::support::{token_of, Server};
+use crate::support::Server;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::support::ws::Socket;
 
 /// Joins `room` as `role` over the signalling socket (no media).
 async fn join(server: &Server, room: &str, role: &str) -> Socket {
-    let token = token_of(&server.link(room, role, "Test", "1h"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .expect("signalling socket");
-    let hello = json!({"type": "join", "v": 1, "token": token}).to_string();
-    ws.send(Message::text(hello)).await.expect("send join");
-    while let Some(Ok(m)) = ws.next().await {
-        if m.to_text().is_ok_and(|t| t.contains(r#""type":"joined""#)) {
-            return ws;
-        }
-    }
-    panic!("{role} could not join {room}");
+    crate::support::ws::join_as(server, room, role).await.0
 }
 
 #[tokio::test]

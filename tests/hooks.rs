@@ -14,26 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Joins `room` over signalling only; returns the socket and participant id.
-async fn join(server: &Server, room: &str, role: &str) -> (Socket, String) {
-    let token = token_of(&server.link(room, role, "Test", "1h"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .expect("signalling socket");
-    let hello = json!({"type": "join", "v": 1, "token": token}).to_string();
-    ws.send(Message::text(hello)).await.expect("send join");
-    while let Some(Ok(m)) = ws.next().await {
-        if let Ok(v) = serde_json::from_str::<Value>(m.to_text().unwrap_or("")) {
-            if v["type"] == "joined" {
-                return (ws, v["participant"].as_str().unwrap().to_owned());
-            }
-        }
-    }
-    panic!("could not join {room}");
-}
+use crate::support::ws::{join_as as join, Socket};
 
 async fn leave(mut ws: Socket) {
     let _ = ws
