@@ -89,10 +89,16 @@ async fn a_dropped_socket_resumes_the_same_session() {
     ];
     expected.sort();
     assert_eq!(present, expected, "who is in the call on resuming");
-    let held = next_of(&mut home, "participant-joined", Duration::from_secs(3))
-        .await
-        .expect("the join held while the socket was down");
-    assert_eq!(held["participant"], sj["participant"]);
+    // The join held while the socket was down. The clinician's, if the
+    // socket dropped before it went out, comes first: it was held too.
+    let mut held = Vec::new();
+    while held.last() != Some(&sj["participant"]) {
+        let joined = next_of(&mut home, "participant-joined", Duration::from_secs(3))
+            .await
+            .unwrap_or_else(|| panic!("the specialist's join was not held: {held:?}"));
+        held.push(joined["participant"].clone());
+    }
+    assert!(held.len() <= 2, "each join once: {held:?}");
 
     // A second socket takes the session over from one still open (a
     // half-open connection the server has not noticed): the old one closes.
