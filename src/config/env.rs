@@ -12,8 +12,11 @@ use toml::{Table, Value};
 enum Kind {
     /// A string, as it is (addresses, paths and names are checked by serde).
     Text,
-    /// A string, or the key left unset when the variable is blank.
+    /// A string, or the key left unset when the variable is empty.
     TextOrUnset,
+    /// A string, or the key left unset when the variable is empty or only
+    /// spaces.
+    TextOrUnsetIfBlank,
     /// A whole number.
     Number,
     /// `true` or `false`.
@@ -71,7 +74,7 @@ const VARS: &[(&str, &str, Kind)] = &[
         "queue.no_answer_secs",
         Number,
     ),
-    ("CARECALL_HUB_PHONE", "queue.hub_phone", TextOrUnset),
+    ("CARECALL_HUB_PHONE", "queue.hub_phone", TextOrUnsetIfBlank),
     ("CARECALL_QUEUE_NAMES", "queue.named_queues", List),
     ("CARECALL_HTTPS_ENABLED", "https.enabled", Switch),
     ("CARECALL_HTTPS_ADDR", "https.addr", Text),
@@ -210,12 +213,13 @@ fn limit_vars() -> anyhow::Result<Vec<(String, String, Kind)>> {
         .collect())
 }
 
-/// `text` as a value of `kind`; `None` is a blank optional (unset).
+/// `text` as a value of `kind`; `None` is an empty optional (unset).
 fn read(name: &str, text: &str, kind: Kind) -> anyhow::Result<Option<Value>> {
     Ok(Some(match kind {
         Text => Value::String(text.to_owned()),
-        TextOrUnset if text.trim().is_empty() => return Ok(None),
-        TextOrUnset => Value::String(text.to_owned()),
+        TextOrUnset if text.is_empty() => return Ok(None),
+        TextOrUnsetIfBlank if text.trim().is_empty() => return Ok(None),
+        TextOrUnset | TextOrUnsetIfBlank => Value::String(text.to_owned()),
         Number => Value::Integer(
             text.trim()
                 .parse()
@@ -260,12 +264,25 @@ mod tests {
     }
 
     #[test]
-    fn a_blank_optional_unsets_the_files_value() {
-        let mut table: Table = "[queue]\nhub_phone = \"0113 000 0000\"".parse().unwrap();
-        let set = overrides(&|k: &str| (k == "CARECALL_HUB_PHONE").then(|| " ".into())).unwrap();
-        for o in &set {
-            o.apply(&mut table);
-        }
-        assert_eq!(table["queue"].as_table().unwrap().get("hub_phone"), None);
+    fn an_empty_optional_unsets_the_files_value() {
+        let file = "metrics_token = \"t\"\n[queue]\nhub_phone = \"0113 000 0000\"";
+        let with = |name: &str, value: &str| {
+            let mut table: Table = file.parse().unwrap();
+            for o in overrides(&|k: &str| (k == name).then(|| value.into())).unwrap() {
+                o.apply(&mut table);
+            }
+            table
+        };
+        let phone = |t: &Table| t["queue"].as_table().unwrap().get("hub_phone").cloned();
+        assert_eq!(phone(&with("CARECALL_HUB_PHONE", " ")), None);
+        assert_eq!(
+            with("CARECALL_METRICS_TOKEN", "").get("metrics_token"),
+            None
+        );
+        // Spaces are a token, as they always were: never an open /metrics.
+        assert_eq!(
+            with("CARECALL_METRICS_TOKEN", " ").get("metrics_token"),
+            Some(&Value::String(" ".into()))
+        );
     }
 }
