@@ -98,18 +98,21 @@ cargo test --workspace --all-targets --no-run --locked
 await "$gecko" geckodriver
 # axe-core for the accessibility checks, at the version tests/axe's lock pins.
 (cd tests/axe && npm ci --no-audit --no-fund --loglevel=error)
-unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 # Two builds the tests do not need run beside them at idle priority
 # (SCHED_IDLE: they get a core only when no test wants it), so the time the
 # tests spend waiting on timers and networks is not lost: the Dockerfile's
 # build steps, run on this host because CI cannot pull its base images (a
-# release build), and the fuzz targets' build.
-idle=(chrt --idle 0 nice -n 19)
+# release build), and the fuzz targets' build. They build without the
+# lints' wrapper; the tests keep it, so nextest finds the test build above
+# as it is instead of compiling the workspace's crates again (about a
+# minute).
+idle=(chrt --idle 0 nice -n 19 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS)
 "${idle[@]}" deploy/docker-steps.sh >"$logs/docker-steps" 2>&1 &
 steps=$!
 (cd fuzz && exec "${idle[@]}" cargo fuzz build --sanitizer none --dev) >"$logs/fuzz-build" 2>&1 &
 fuzz_build=$!
 cargo nextest run --workspace --locked
+unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 await "$fuzz_build" fuzz-build
 # Every fuzz target from its seed corpus, unoptimised, 4 s each (about one
 # minute once built); docs/testing.md has the long runs.
