@@ -1,4 +1,4 @@
-//! A global allocator that counts the heap allocations of each thread, so
+//! A global allocator that counts the heap allocations (and live bytes) of each thread, so
 //! the forwarding bench and `sfu/tests/allocations.rs` can say what the
 //! forwarding path allocates. Install it in the binary that measures:
 //! `#[global_allocator] static GLOBAL: CountingAlloc = CountingAlloc;`.
@@ -12,6 +12,7 @@ pub struct CountingAlloc;
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static LIVE_BYTES: Cell<i64> = const { Cell::new(0) };
 }
 
 // SAFETY: every call is passed on to the system allocator unchanged; the
@@ -19,9 +20,11 @@ thread_local! {
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        let _ = LIVE_BYTES.try_with(|n| n.set(n.get() + layout.size() as i64));
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = LIVE_BYTES.try_with(|n| n.set(n.get() - layout.size() as i64));
         unsafe { System.dealloc(ptr, layout) }
     }
 }
@@ -30,4 +33,11 @@ unsafe impl GlobalAlloc for CountingAlloc {
 /// installed (always 0 without it).
 pub fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
+}
+
+/// Bytes this thread has allocated and not freed, with [`CountingAlloc`]
+/// installed: the live heap of whatever runs on one thread alone, such as
+/// a simulated call (a block freed on another thread is not subtracted).
+pub fn live_bytes() -> i64 {
+    LIVE_BYTES.with(Cell::get)
 }
