@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # carecall and Janus under the same load, side by side: installs Debian's
 # janus if missing (and keeps its system service off), builds the release
-# binaries, and runs `carecall-load compare`, which starts a fresh carecall
+# binaries, and runs `carecall-load --pin compare`, which starts a fresh carecall
 # on loopback and a fresh Janus in a network namespace of its own for each
 # scenario and prints the ratio table. Needs root (the namespace).
 # Arguments go to `compare`, e.g. --fanout 50,200 --thumbnails 500
@@ -18,4 +18,7 @@ if ! command -v janus >/dev/null 2>&1; then
   fi
 fi
 cargo build --release --locked -p carecall -p carecall-load
-exec target/release/carecall-load compare "$@"
+# The server on core 0 and the load tool on the others, where there are two.
+pin=()
+[ "$(nproc)" -ge 2 ] && pin=(--pin)
+exec target/release/carecall-load "${pin[@]}" compare "$@"

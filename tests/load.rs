@@ -105,8 +105,8 @@ async fn a_bounded_load_run_reports_real_figures() {
 /// comparison in `docs/performance.md` runs it: in a namespace of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_run_against_janus_reports_real_figures() {
-    let (_janus, target) =
-        carecall_load::janus::spawn().expect("Janus starts (tests/run.sh installs Debian's janus)");
+    let (_janus, target) = carecall_load::janus::spawn(carecall_load::proc::Pinning::Shared)
+        .expect("Janus starts (tests/run.sh installs Debian's janus)");
     let report = carecall_load::run(&target, Scenario::Rooms { rooms: 2 }, &SHORT)
         .await
         .expect("the run completes");

@@ -348,7 +348,7 @@ impl Drop for SpawnedJanus {
 
 /// Starts Debian's Janus with `benches/janus/`'s configuration in a network
 /// namespace of its own (root needed), and the target to load it.
-pub fn spawn() -> Result<(SpawnedJanus, Target)> {
+pub fn spawn(pinning: crate::proc::Pinning) -> Result<(SpawnedJanus, Target)> {
     let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../janus");
     let conf = tempfile::tempdir().context("a temporary Janus configuration directory")?;
     let net = JanusNet::create()?;
@@ -370,7 +370,9 @@ pub fn spawn() -> Result<(SpawnedJanus, Target)> {
         }
     }
     let child = Command::new("ip")
-        .args(["netns", "exec", &net.name, "janus", "-F"])
+        .args(["netns", "exec", &net.name])
+        .args(pinning.server_command("janus"))
+        .arg("-F")
         .arg(conf.path())
         .arg("-C")
         .arg(conf.path().join("janus.jcfg"))
@@ -378,7 +380,8 @@ pub fn spawn() -> Result<(SpawnedJanus, Target)> {
         .stderr(Stdio::null())
         .spawn()
         .context("starting janus")?;
-    // `ip netns exec` replaces itself with janus: the same process id.
+    // `ip netns exec` (and taskset) replace themselves with janus: the same
+    // process id.
     let pid = child.id();
     let janus = SpawnedJanus {
         child,

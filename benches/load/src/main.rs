@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use carecall_load::proc::Pinning;
 use carecall_load::{Options, Report, Scenario, Sfu, Target};
 use clap::{Parser, Subcommand};
 
@@ -43,6 +44,11 @@ struct Cli {
     /// Print the reports as JSON (one array) instead of the summary.
     #[arg(long, global = true)]
     json: bool,
+    /// Run each server this tool starts on core 0 and the tool itself on
+    /// the other cores (taskset), so the load peers measure the server
+    /// instead of competing with it.
+    #[arg(long, global = true)]
+    pin: bool,
     /// Load Janus (Debian's `janus`, VideoRoom plugin) instead of carecall:
     /// started in a network namespace of its own (needs root) with the
     /// configuration in `benches/janus/`. With --url: carecall only.
@@ -101,6 +107,10 @@ enum What {
         /// Numbers of rooms of 3, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = [10usize])]
         rooms: Vec<usize>,
+        /// Runs of each scenario, carecall and Janus in turn (1-5): the
+        /// machine's noise shows as the spread between them.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+        runs: u8,
     },
 }
 
@@ -127,10 +137,14 @@ fn random_secret() -> Result<String> {
 }
 
 /// Starts `carecall serve` on loopback with a fresh data directory.
-fn spawn(binary: PathBuf) -> Result<(Spawned, Target)> {
+fn spawn(binary: PathBuf, pinning: Pinning) -> Result<(Spawned, Target)> {
     let data = tempfile::tempdir().context("a temporary data directory")?;
     let secret = random_secret()?;
-    let mut child = Command::new(&binary)
+    let [program, pinned @ ..] = &pinning.server_command(&binary)[..] else {
+        bail!("no command to start {}", binary.display());
+    };
+    let mut child = Command::new(program)
+        .args(pinned)
         .args([
             "serve",
             "--http-addr",
@@ -186,11 +200,11 @@ fn spawn(binary: PathBuf) -> Result<(Spawned, Target)> {
 /// The comparison table: carecall's and Janus's figures per scenario.
 fn comparison(pairs: &[(Report, Report)]) -> String {
     let mut out = String::from(
-        "| Scenario | Packets/s (carecall / Janus) | CPU s per 10^6 packets (carecall / Janus) | Janus ÷ carecall | Memory per participant KiB (carecall / Janus) | Latency p50/p99 ms (carecall / Janus) | Loss (carecall / Janus) |\n|---|---|---|---|---|---|---|\n",
+        "| Scenario | Packets/s (carecall / Janus) | CPU s per 10^6 packets (carecall / Janus) | Janus ÷ carecall | Memory per participant KiB (carecall / Janus) | Latency p50/p99 ms (carecall / Janus) | Loss (carecall / Janus) | Load tool sent (carecall / Janus) |\n|---|---|---|---|---|---|---|---|\n",
     );
     for (c, j) in pairs {
         out.push_str(&format!(
-            "| {} | {:.0} / {:.0} | {:.2} / {:.2} | {:.2}x | {:.0} / {:.0} | {:.2}/{:.2} / {:.2}/{:.2} | {:.3}% / {:.3}% |\n",
+            "| {} | {:.0} / {:.0} | {:.2} / {:.2} | {:.2}x | {:.0} / {:.0} | {:.2}/{:.2} / {:.2}/{:.2} | {:.3}% / {:.3}% | {:.1}% / {:.1}% |\n",
             c.scenario,
             c.forwarded_per_second,
             j.forwarded_per_second,
@@ -205,6 +219,44 @@ fn comparison(pairs: &[(Report, Report)]) -> String {
             j.latency_p99_ms,
             100.0 * c.loss,
             100.0 * j.loss,
+            100.0 * c.generator_kept_up,
+            100.0 * j.generator_kept_up,
+        ));
+    }
+    out
+}
+
+/// Each scenario's spread over interleaved runs: the lowest and highest
+/// CPU per 10^6 packets, ratio and memory per participant.
+fn spread(pairs: &[(Report, Report)]) -> String {
+    let mut out = String::from(
+        "| Scenario | Runs | CPU s per 10^6 packets, carecall | Janus | Janus ÷ carecall | Memory per participant KiB, carecall | Janus |\n|---|---|---|---|---|---|---|\n",
+    );
+    let mut scenarios: Vec<&str> = pairs.iter().map(|(c, _)| c.scenario.as_str()).collect();
+    scenarios.dedup();
+    for scenario in scenarios {
+        let runs: Vec<&(Report, Report)> = pairs
+            .iter()
+            .filter(|(c, _)| c.scenario == scenario)
+            .collect();
+        let range = |f: &dyn Fn(&(Report, Report)) -> f64, digits: usize| {
+            let values = runs.iter().map(|p| f(p));
+            let low = values.clone().fold(f64::INFINITY, f64::min);
+            let high = values.fold(f64::NEG_INFINITY, f64::max);
+            format!("{low:.digits$}-{high:.digits$}")
+        };
+        out.push_str(&format!(
+            "| {scenario} | {} | {} | {} | {}x | {} | {} |\n",
+            runs.len(),
+            range(&|(c, _)| c.cpu_seconds_per_million_packets, 2),
+            range(&|(_, j)| j.cpu_seconds_per_million_packets, 2),
+            range(
+                &|(c, j)| j.cpu_seconds_per_million_packets
+                    / c.cpu_seconds_per_million_packets.max(1e-9),
+                2
+            ),
+            range(&|(c, _)| c.rss_per_participant_kib, 0),
+            range(&|(_, j)| j.rss_per_participant_kib, 0),
         ));
     }
     out
@@ -217,6 +269,11 @@ fn main() -> Result<()> {
         warmup: cli.warmup,
         progress: !cli.json,
     };
+    let pinning = match cli.pin {
+        true => Pinning::Apart,
+        false => Pinning::Shared,
+    };
+    pinning.pin_tool()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let carecall_binary = || -> Result<PathBuf> {
         Ok(match &cli.server {
@@ -228,6 +285,7 @@ fn main() -> Result<()> {
         fanout,
         thumbnails,
         rooms,
+        runs,
     } = &cli.what
     {
         let scenarios: Vec<Scenario> = fanout
@@ -242,16 +300,18 @@ fn main() -> Result<()> {
             .collect();
         let mut pairs = Vec::new();
         for scenario in scenarios {
-            // A fresh server of each kind per scenario: no leftovers measured.
-            let (_c, carecall) = spawn(carecall_binary()?)?;
-            eprintln!("carecall, {scenario:?} ...");
-            let c = runtime.block_on(carecall_load::run(&carecall, scenario, &options))?;
-            drop(_c);
-            let (_j, janus) = carecall_load::janus::spawn()?;
-            eprintln!("Janus, {scenario:?} ...");
-            let j = runtime.block_on(carecall_load::run(&janus, scenario, &options))?;
-            drop(_j);
-            pairs.push((c, j));
+            for run in 1..=*runs {
+                // A fresh server of each kind per run: no leftovers measured.
+                let (_c, carecall) = spawn(carecall_binary()?, pinning)?;
+                eprintln!("carecall, {scenario:?}, run {run} of {runs} ...");
+                let c = runtime.block_on(carecall_load::run(&carecall, scenario, &options))?;
+                drop(_c);
+                let (_j, janus) = carecall_load::janus::spawn(pinning)?;
+                eprintln!("Janus, {scenario:?}, run {run} of {runs} ...");
+                let j = runtime.block_on(carecall_load::run(&janus, scenario, &options))?;
+                drop(_j);
+                pairs.push((c, j));
+            }
         }
         if cli.json {
             println!("{}", serde_json::to_string_pretty(&pairs)?);
@@ -260,6 +320,9 @@ fn main() -> Result<()> {
                 println!("carecall {c}\nJanus {j}\n");
             }
             print!("{}", comparison(&pairs));
+            if *runs > 1 {
+                print!("\n{}", spread(&pairs));
+            }
         }
         return Ok(());
     }
@@ -303,12 +366,12 @@ fn main() -> Result<()> {
             (None, target)
         }
         None if cli.janus => {
-            let (s, t) = carecall_load::janus::spawn()?;
+            let (s, t) = carecall_load::janus::spawn(pinning)?;
             _janus = Some(s);
             (None, t)
         }
         None => {
-            let (s, t) = spawn(carecall_binary()?)?;
+            let (s, t) = spawn(carecall_binary()?, pinning)?;
             (Some(s), t)
         }
     };

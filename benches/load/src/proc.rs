@@ -57,3 +57,47 @@ mod tests {
         assert!(rss_bytes(me).unwrap() > 1024 * 1024);
     }
 }
+
+/// Which cores the server runs on and which the load tool runs on, so the
+/// load peers never take the server's time (or the other way round): the
+/// server on the first core, the tool on the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinning {
+    /// Both anywhere, sharing every core.
+    Shared,
+    /// The server on core 0, the tool on cores 1 and up.
+    Apart,
+}
+
+impl Pinning {
+    /// Moves this process (and every thread it starts later) off the
+    /// server's core. Call before any thread starts.
+    pub fn pin_tool(self) -> Result<()> {
+        if self == Pinning::Shared {
+            return Ok(());
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores < 2 {
+            anyhow::bail!("--pin needs two cores: this machine offers {cores}");
+        }
+        let status = std::process::Command::new("taskset")
+            .args(["-p", "-c", &format!("1-{}", cores - 1)])
+            .arg(std::process::id().to_string())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("running taskset (util-linux)")?;
+        anyhow::ensure!(status.success(), "taskset could not pin the load tool");
+        Ok(())
+    }
+
+    /// The command line that starts `program` on the server's core:
+    /// `taskset` replaces itself with the program, so the process id is
+    /// the server's.
+    pub fn server_command(self, program: impl AsRef<std::ffi::OsStr>) -> Vec<std::ffi::OsString> {
+        let program = program.as_ref().to_owned();
+        match self {
+            Pinning::Shared => vec![program],
+            Pinning::Apart => vec!["taskset".into(), "-c".into(), "0".into(), program],
+        }
+    }
+}

@@ -55,7 +55,14 @@ pub struct Report {
     /// Video packets that reached subscribers in the window, per simulcast
     /// layer, lowest first (q, h, f).
     pub video_packets_by_layer: [u64; LAYERS],
+    /// What the publishers sent in the window over what they should have
+    /// (one audio packet per 20 ms tick each): below 1 the load tool could
+    /// not keep up, and the row measures the generator, not the server.
+    pub generator_kept_up: f64,
 }
+
+/// The load tool's publishers send one audio packet per 20 ms tick.
+const TICKS_PER_SECOND: f64 = 50.0;
 
 /// The raw material of a report.
 pub(crate) struct Measured<'a> {
@@ -167,6 +174,12 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
         starved += usize::from(missing);
     }
     latencies.sort_unstable();
+    let publishers = m.members.iter().filter(|p| p.2).count();
+    let ticks: u64 = (m.members.iter().zip(m.sent))
+        .filter(|(p, _)| p.2)
+        .map(|(_, sent)| sent[0].1 - sent[0].0)
+        .sum();
+    let due = publishers as f64 * m.seconds * TICKS_PER_SECOND;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let participants = m.members.len();
     Report {
@@ -197,6 +210,7 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
         subscribers_without_media: starved,
         unrecognised_packets: unrecognised,
         video_packets_by_layer: by_layer,
+        generator_kept_up: if due > 0.0 { ticks as f64 / due } else { 1.0 },
     }
 }
 
@@ -258,10 +272,15 @@ impl std::fmt::Display for Report {
             "  subscribers without media    {:>10}",
             self.subscribers_without_media
         )?;
-        write!(
+        writeln!(
             f,
             "  packets changed on the way   {:>10}",
             self.unrecognised_packets
+        )?;
+        write!(
+            f,
+            "  load tool sent               {:>10.1} % of what it should",
+            100.0 * self.generator_kept_up
         )
     }
 }
@@ -315,5 +334,11 @@ mod tests {
         // 1 of the top layer's 10 and none of the audio's 10.
         assert!((r.loss - 1.0 / 20.0).abs() < 1e-9, "{}", r.loss);
         assert_eq!(r.subscribers_without_media, 0);
+        // One publisher sent 10 of the 50 audio packets a second is due.
+        assert!(
+            (r.generator_kept_up - 0.2).abs() < 1e-9,
+            "{}",
+            r.generator_kept_up
+        );
     }
 }
