@@ -13,7 +13,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::server::WorkerCommand;
 use super::tcp::TcpMedia;
-use super::udp::{recv_any, try_recv_any, MediaSocket};
+use super::udp::{recv_any, try_recv_any, MediaSocket, RecvBuffers, SendBatch};
 use crate::error::SfuError;
 use crate::id::ParticipantId;
 use crate::room::Room;
@@ -68,6 +68,7 @@ pub(super) fn run_worker(
             rooms: Rooms::new(estimate_bandwidth),
             signals: HashMap::new(),
             touched: Vec::with_capacity(BATCH),
+            outgoing: SendBatch::new(),
         };
         worker.run(commands).await;
     });
@@ -78,16 +79,18 @@ pub(super) fn run_worker(
 /// busy socket still lets timers and commands in between.
 const BATCH: usize = 32;
 
-/// Sends one of a room's datagrams on the socket it names.
-fn transmit(sockets: &[MediaSocket], tcp: &mut TcpMedia, t: &Transmit) {
+/// Sends one of a room's datagrams on the socket it names: over TCP at
+/// once, over UDP through `outgoing`, which the loop flushes before it
+/// waits again.
+fn transmit(sockets: &[MediaSocket], tcp: &mut TcpMedia, outgoing: &mut SendBatch, t: &Transmit) {
     if t.proto == Protocol::Tcp {
         return tcp.send(t.destination, &t.contents);
     }
     let socket = sockets
         .iter()
-        .find(|s| s.announced == t.source)
-        .unwrap_or(&sockets[0]);
-    socket.send(t.destination, &t.contents);
+        .position(|s| s.announced == t.source)
+        .unwrap_or(0);
+    outgoing.push(sockets, socket, t.destination, &t.contents);
 }
 
 struct Worker {
@@ -98,27 +101,29 @@ struct Worker {
     signals: HashMap<ParticipantId, UnboundedSender<MediaSignal>>,
     /// Rooms a datagram reached since they were last polled in full.
     touched: Vec<usize>,
+    /// UDP datagrams the rooms gave since the loop last woke.
+    outgoing: SendBatch,
 }
 
 impl Worker {
     async fn run(&mut self, mut commands: UnboundedReceiver<WorkerCommand>) {
-        let mut buf = vec![0u8; 2048];
+        let mut received = RecvBuffers::new();
         let mut frame_buf = vec![0u8; usize::from(u16::MAX)];
         let mut turn = 0usize;
         loop {
             let next = self.next_deadline();
             tokio::select! {
-                (i, received) = recv_any(&self.sockets, &mut buf, turn) => {
+                (i, filled) = recv_any(&self.sockets, &mut received, turn) => {
                     turn = turn.wrapping_add(1);
-                    if let Ok((len, from)) = received {
-                        self.receive_udp(i, from, &buf[..len]);
+                    if let Ok(filled) = filled {
+                        let mut taken = self.receive_udp(i, &received, filled);
                         // The rest of a burst (a video frame is several
                         // packets) is taken before the rooms are polled.
-                        for _ in 1..BATCH {
-                            let Some((i, len, from)) = try_recv_any(&self.sockets, &mut buf, turn) else {
+                        while taken < BATCH {
+                            let Some((i, filled)) = try_recv_any(&self.sockets, &mut received, turn) else {
                                 break;
                             };
-                            self.receive_udp(i, from, &buf[..len]);
+                            taken += self.receive_udp(i, &received, filled);
                         }
                     }
                     self.poll_touched(Instant::now());
@@ -134,6 +139,7 @@ impl Worker {
                 },
                 _ = tokio::time::sleep_until(next.into()) => self.timeouts(Instant::now()),
             }
+            self.outgoing.flush(&self.sockets);
         }
     }
 
@@ -143,10 +149,17 @@ impl Worker {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
     }
 
-    /// Takes a datagram that arrived on media socket `socket`.
-    fn receive_udp(&mut self, socket: usize, from: SocketAddr, data: &[u8]) {
+    /// Takes the datagrams of the first `filled` of `received`'s buffers,
+    /// which arrived on media socket `socket`; how many there were.
+    fn receive_udp(&mut self, socket: usize, received: &RecvBuffers, filled: usize) -> usize {
         let to = self.sockets[socket].announced;
-        self.receive(Instant::now(), Protocol::Udp, from, to, data);
+        let now = Instant::now();
+        let mut taken = 0;
+        for (from, data) in received.datagrams(filled) {
+            self.receive(now, Protocol::Udp, from, to, data);
+            taken += 1;
+        }
+        taken
     }
 
     fn receive(
@@ -185,8 +198,8 @@ impl Worker {
         let Some(s) = self.rooms.slot(slot) else {
             return;
         };
-        let (sockets, tcp) = (&self.sockets, &mut self.tcp);
-        s.poll_guarded(|room| room.poll_received(now, |t| transmit(sockets, tcp, t)));
+        let (sockets, tcp, out) = (&self.sockets, &mut self.tcp, &mut self.outgoing);
+        s.poll_guarded(|room| room.poll_received(now, |t| transmit(sockets, tcp, out, t)));
         if !self.touched.contains(&slot) {
             self.touched.push(slot);
         }
@@ -214,9 +227,9 @@ impl Worker {
         let Some(s) = self.rooms.slot(slot) else {
             return;
         };
-        let (sockets, tcp) = (&self.sockets, &mut self.tcp);
+        let (sockets, tcp, out) = (&self.sockets, &mut self.tcp, &mut self.outgoing);
         s.deadline = s
-            .poll_guarded(|room| room.poll(now, |t| transmit(sockets, tcp, t)))
+            .poll_guarded(|room| room.poll(now, |t| transmit(sockets, tcp, out, t)))
             .unwrap_or(now + Duration::from_millis(10));
         let mut closed = Vec::new();
         while let Some((participant, signal)) = s.room.poll_signal() {
