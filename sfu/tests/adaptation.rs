@@ -415,20 +415,37 @@ fn a_stuck_estimate_on_a_clean_link_restarts_the_estimator_once_per_interval() {
     assert_eq!(adaptation(&call).video_pauses, 0);
 }
 
+/// Loss seeds for the lossy link: five different 40 s of 3% random loss.
+const LOSSY_SEEDS: [u64; 5] = [0x5eed_1234_abcd_9876, 1, 2, 3, 4];
+
 #[test]
-fn a_lossy_link_is_not_restarted_however_long_the_estimate_stays() {
-    // 3% random loss: over the 1% that counts as clean, every second.
-    let lossy = LinkModel {
-        loss: 0.03,
-        ..link(HELD_BACK)
-    };
-    let (at, _, call) = restarts_on(lossy, Duration::from_secs(40));
-    let lost = call.peers[VIEWER].downlink().map(|l| l.stats().lost);
-    println!("lost {lost:?}; restarts at {at:?}");
-    assert!(lost.is_some_and(|n| n >= 100), "lost {lost:?}");
-    assert!(at.is_empty(), "restarted on a lossy link at {at:?}");
-    // Still video throughout: loss alone does not pause it.
-    assert_eq!(adaptation(&call).video_pauses, 0);
+fn a_lossy_link_is_not_restarted_once_per_interval_as_a_clean_one_is() {
+    // 3% random loss: over the 1% that counts as clean, most seconds. A
+    // clean link held back is restarted 4 times in 40 s (above); a lossy
+    // one only if chance gives it 3 s that really were clean. Over five
+    // 40 s runs with different losses, that happened once: 3 datagrams of
+    // about 450 lost between 25 s and 28.25 s, and the rule restarted it
+    // at 28 s, as it should for a link that clean.
+    let mut restarts = Vec::new();
+    for seed in LOSSY_SEEDS {
+        let lossy = LinkModel {
+            loss: 0.03,
+            seed,
+            ..link(HELD_BACK)
+        };
+        let (at, _, call) = restarts_on(lossy, Duration::from_secs(40));
+        let lost = call.peers[VIEWER].downlink().map(|l| l.stats().lost);
+        println!("seed {seed:#x}: lost {lost:?}; restarts at {at:?}");
+        assert!(lost.is_some_and(|n| n >= 100), "lost {lost:?}");
+        // Still video throughout: loss alone does not pause it.
+        assert_eq!(adaptation(&call).video_pauses, 0, "seed {seed:#x}");
+        restarts.extend(at);
+    }
+    assert!(
+        restarts.len() <= 1,
+        "restarted on lossy links at {restarts:?} in {} s",
+        40 * LOSSY_SEEDS.len()
+    );
 }
 
 #[test]
