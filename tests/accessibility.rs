@@ -171,20 +171,31 @@ async fn a_home_joins_mutes_turns_the_camera_off_unmutes_and_leaves_by_keyboard_
     home.close().await;
 }
 
-/// Sizes the window so that the page itself (the viewport) is `w`x`h`.
+/// Sizes the window so that the page itself (the viewport) is `w`x`h`: the
+/// window's frame takes what the page does not get, and a resize still
+/// under way reads stale, so it measures again and corrects until the two
+/// agree.
 async fn set_viewport(b: &Browser, w: u32, h: u32) {
-    b.client.set_window_size(w, h).await.expect("window size");
-    let inner = b.eval("return [innerWidth, innerHeight];").await;
-    let extra = |i: usize, want: u32| want.saturating_sub(inner[i].as_u64().unwrap_or(0) as u32);
-    let (dw, dh) = (extra(0, w), extra(1, h));
-    if dw > 0 || dh > 0 {
+    let want = serde_json::json!([w, h]);
+    let (mut window_w, mut window_h) = (i64::from(w), i64::from(h));
+    let mut inner = serde_json::Value::Null;
+    for _ in 0..10 {
         b.client
-            .set_window_size(w + dw, h + dh)
+            .set_window_size(window_w.max(1) as u32, window_h.max(1) as u32)
             .await
             .expect("window size");
+        for _ in 0..3 {
+            inner = b.eval("return [innerWidth, innerHeight];").await;
+            if inner == want {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let got = |i: usize| inner[i].as_i64().unwrap_or(0);
+        window_w += i64::from(w) - got(0);
+        window_h += i64::from(h) - got(1);
     }
-    let inner = b.eval("return [innerWidth, innerHeight];").await;
-    assert_eq!(inner, serde_json::json!([w, h]), "the viewport");
+    assert_eq!(inner, want, "the viewport");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
