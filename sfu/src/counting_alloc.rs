@@ -1,6 +1,6 @@
-//! A global allocator that counts the heap allocations (and live bytes) of each thread, so
-//! the forwarding bench and `sfu/tests/allocations.rs` can say what the
-//! forwarding path allocates. Install it in the binary that measures:
+//! A global allocator that counts each thread's heap allocations and live
+//! bytes, so the forwarding bench and `sfu/tests/allocations.rs` can say
+//! what the forwarding path allocates and what a subscriber holds. Install it in the binary that measures:
 //! `#[global_allocator] static GLOBAL: CountingAlloc = CountingAlloc;`.
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -23,9 +23,7 @@ const FRAMES: u64 = 200;
 /// Allocations and datagrams forwarded for [`FRAMES`] delta frames of
 /// `packets` packets each, to `subscribers`, once the call is settled.
 fn count(subscribers: usize, packets: usize) -> (u64, u64) {
-    let mut call = SimCall::fan_out(subscribers);
-    call.deliver = false;
-    call.send_video(0, &PAYLOAD, true);
+    let mut call = started_fan_out(subscribers);
     // Warm up: buffers, maps and queues reach their working size.
     send(&mut call, packets, FRAMES);
     let (allocs, sent) = (allocations(), call.transmitted);
@@ -36,6 +34,15 @@ fn count(subscribers: usize, packets: usize) -> (u64, u64) {
         "every packet forwarded to every subscriber: {forwarded}"
     );
     (allocations() - allocs, forwarded)
+}
+
+/// A fan-out to `subscribers` that has sent its first keyframe, delivering
+/// nothing to the simulated browsers (only the SFU's side is measured).
+fn started_fan_out(subscribers: usize) -> SimCall {
+    let mut call = SimCall::fan_out(subscribers);
+    call.deliver = false;
+    call.send_video(0, &PAYLOAD, true);
+    call
 }
 
 fn send(call: &mut SimCall, packets: usize, frames: u64) {
@@ -96,9 +103,7 @@ const PER_INCOMING_CEILING: f64 = 7.0;
 /// what 11 subscribers hold beyond what 1 does, over 10.
 fn heap_per_subscriber(seconds: u64) -> i64 {
     let held = |subscribers: usize| {
-        let mut call = SimCall::fan_out(subscribers);
-        call.deliver = false;
-        call.send_video(0, &PAYLOAD, true);
+        let mut call = started_fan_out(subscribers);
         for _ in 0..seconds * 25 {
             call.now += Duration::from_millis(40);
             send(&mut call, 6, 1);

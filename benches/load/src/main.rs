@@ -140,11 +140,9 @@ fn random_secret() -> Result<String> {
 fn spawn(binary: PathBuf, pinning: Pinning) -> Result<(Spawned, Target)> {
     let data = tempfile::tempdir().context("a temporary data directory")?;
     let secret = random_secret()?;
-    let [program, pinned @ ..] = &pinning.server_command(&binary)[..] else {
-        bail!("no command to start {}", binary.display());
-    };
-    let mut child = Command::new(program)
-        .args(pinned)
+    let command = pinning.server_command(&binary);
+    let mut child = Command::new(&command[0])
+        .args(&command[1..])
         .args([
             "serve",
             "--http-addr",

@@ -90,9 +90,9 @@ impl Pinning {
         Ok(())
     }
 
-    /// The command line that starts `program` on the server's core:
-    /// `taskset` replaces itself with the program, so the process id is
-    /// the server's.
+    /// The command line (never empty) that starts `program` on the
+    /// server's core: `taskset` replaces itself with the program, so the
+    /// process id is the server's.
     pub fn server_command(self, program: impl AsRef<std::ffi::OsStr>) -> Vec<std::ffi::OsString> {
         let program = program.as_ref().to_owned();
         match self {
