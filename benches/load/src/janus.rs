@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::peer_connection::RTCSessionDescription;
 
-use crate::peer::{gathered_sdp, Media};
+use crate::peer::{gathered_sdp, Media, Owners};
 use crate::{Sfu, Target};
 
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
@@ -188,16 +188,35 @@ pub async fn publish(session: &JanusSession, room: u64, media: &Media, name: &st
     Ok(feed)
 }
 
-/// Subscribes `media` (a connection without tracks, made with `owners`) to
-/// `feeds` in `room`, each with the name its arrivals are to be kept under,
-/// asking for simulcast layer `layer` (0 the lowest).
-pub async fn subscribe(
+/// The answer of `media` (a connection without tracks, made with owners)
+/// to Janus's subscriber `offer`, its candidates gathered.
+pub async fn answer_with(media: &Media, offer: &str) -> Result<String> {
+    media
+        .pc
+        .set_remote_description(RTCSessionDescription::offer(offer.to_owned())?)
+        .await?;
+    let answer = media.pc.create_answer(None).await?;
+    media.pc.set_local_description(answer).await?;
+    Ok(gathered_sdp(&*media.pc).await)
+}
+
+/// A subscription Janus has offered, waiting for the answer.
+pub struct Offered {
+    handle: u64,
+    /// Janus's offer.
+    pub offer: String,
+}
+
+/// Asks Janus for `feeds` in `room` at simulcast layer `layer` (0 the
+/// lowest) on a new handle, and names in `owners` each SSRC of the offer
+/// by the feed's name, before any of its packets arrive.
+pub async fn request_feeds(
     session: &JanusSession,
     room: u64,
     feeds: &[(u64, String)],
-    media: &Media,
+    owners: Option<&Owners>,
     layer: usize,
-) -> Result<()> {
+) -> Result<Offered> {
     let handle = session.attach().await?;
     let streams: Vec<_> = feeds
         .iter()
@@ -213,10 +232,9 @@ pub async fn subscribe(
     let offer = attached["jsep"]["sdp"]
         .as_str()
         .context("no offer from Janus")?;
-    // Janus names the streams itself: learn whose each SSRC is before it
-    // starts sending (the offer gives each mid's SSRC, the reply each mid's
-    // feed).
-    if let Some(owners) = &media.owners {
+    // Janus names the streams itself: the offer gives each mid's SSRC, the
+    // reply each mid's feed.
+    if let Some(owners) = owners {
         let ssrcs = crate::peer::ssrc_by_mid(offer);
         let mut owners = owners.lock().unwrap();
         for s in attached["plugindata"]["data"]["streams"]
@@ -233,21 +251,24 @@ pub async fn subscribe(
             }
         }
     }
-    media
-        .pc
-        .set_remote_description(RTCSessionDescription::offer(offer.to_owned())?)
-        .await?;
-    let answer = media.pc.create_answer(None).await?;
-    media.pc.set_local_description(answer).await?;
-    let sdp = gathered_sdp(&*media.pc).await;
-    session
-        .message(
-            handle,
-            json!({ "request": "start", "room": room }),
-            Some(json!({ "type": "answer", "sdp": sdp })),
-        )
-        .await?;
-    Ok(())
+    Ok(Offered {
+        handle,
+        offer: offer.to_owned(),
+    })
+}
+
+impl Offered {
+    /// Sends the subscriber's `answer`: Janus starts sending.
+    pub async fn start(self, session: &JanusSession, room: u64, answer: String) -> Result<()> {
+        session
+            .message(
+                self.handle,
+                json!({ "request": "start", "room": room }),
+                Some(json!({ "type": "answer", "sdp": answer })),
+            )
+            .await?;
+        Ok(())
+    }
 }
 
 /// A network namespace with a veth link to the host, made for one Janus run

@@ -12,6 +12,7 @@
 mod churn;
 pub mod clip;
 pub mod janus;
+pub mod lite;
 pub mod peer;
 pub mod proc;
 mod report;
@@ -146,6 +147,9 @@ pub struct Options {
     pub warmup: f64,
     /// Print a line a second while measuring.
     pub progress: bool,
+    /// Viewers (participants who only receive) on str0m, many to a task
+    /// ([`lite`]), instead of one webrtc-rs peer each.
+    pub lite_viewers: bool,
 }
 
 impl Default for Options {
@@ -154,6 +158,7 @@ impl Default for Options {
             seconds: 10.0,
             warmup: 3.0,
             progress: true,
+            lite_viewers: false,
         }
     }
 }
@@ -177,7 +182,16 @@ struct Member {
 /// A participant's connection to the server under load.
 enum Link {
     Carecall(LoadPeer),
+    Lite(lite::LiteViewer),
     Janus(janus::JanusSession, Vec<peer::Media>),
+}
+
+/// What receives a Janus participant's subscription.
+enum JanusViewer<'a> {
+    /// A webrtc-rs connection of its own.
+    Webrtc(peer::Media),
+    /// A str0m session in the shared group (participants who only view).
+    Lite(&'a lite::LiteViewers),
 }
 
 /// Packets received and their latencies, over all streams of all members.
@@ -207,9 +221,10 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     }
     let rss_before = proc::rss_bytes(target.pid)?;
     let joining = Instant::now();
+    let lite = opts.lite_viewers.then(lite::LiteViewers::new);
     let members = match target.sfu {
-        Sfu::Carecall => join_carecall(target, &wanted, scenario.view()).await?,
-        Sfu::Janus => join_janus(target, &wanted, scenario.view()).await?,
+        Sfu::Carecall => join_carecall(target, &wanted, scenario.view(), lite.as_ref()).await?,
+        Sfu::Janus => join_janus(target, &wanted, scenario.view(), lite.as_ref()).await?,
     };
     let joined_in = joining.elapsed();
 
@@ -282,8 +297,14 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     // Packets still on their way at the window's end are late, not lost.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    // Which peers made a row is part of its name: str0m viewers cost far
+    // less than webrtc-rs ones, so rows that differ in them do not compare.
+    let name = match lite.is_some() && members.iter().any(|m| !m.publishes) {
+        true => format!("{} (str0m viewers)", scenario.name()),
+        false => scenario.name(),
+    };
     let report = report::measure(report::Measured {
-        scenario: scenario.name(),
+        scenario: name,
         members: &members
             .iter()
             .map(|m| (m.key.as_str(), m.room.as_str(), m.publishes, &m.received))
@@ -300,6 +321,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     for m in members {
         match m.link {
             Link::Carecall(peer) => peer.close().await,
+            Link::Lite(viewer) => viewer.close(),
             Link::Janus(session, media) => {
                 session.close();
                 for c in media {
@@ -317,11 +339,33 @@ async fn join_carecall(
     target: &Target,
     wanted: &[(String, Role, bool)],
     view: usize,
+    lite: Option<&lite::LiteViewers>,
 ) -> Result<Vec<Member>> {
     let ws = target.ws_url();
     let mut members = Vec::with_capacity(wanted.len());
     for (i, (room, role, publishes)) in wanted.iter().enumerate() {
         let token = target.token(room, *role, &format!("load {i}"))?;
+        if let (false, Some(lite)) = (publishes, lite) {
+            let (viewer, key) = lite.join(&ws, &token).await?;
+            if let Err(why) = viewer.connected_within(Duration::from_secs(20)).await {
+                bail!("viewer {i}: media did not connect: {why}");
+            }
+            if view != clip::TOP {
+                for tile in tiles(&members, room, view) {
+                    viewer.send_raw(tile);
+                }
+            }
+            members.push(Member {
+                key,
+                room: room.clone(),
+                publishes: false,
+                received: viewer.received.clone(),
+                sender: None,
+                sent: Arc::default(),
+                link: Link::Lite(viewer),
+            });
+            continue;
+        }
         let mut peer = tokio::time::timeout(Duration::from_secs(20), async {
             match publishes {
                 true => LoadPeer::join_simulcast(&ws, &token, i as u32).await,
@@ -334,14 +378,8 @@ async fn join_carecall(
             bail!("participant {i}: media did not connect: {why}");
         }
         if !publishes && view != clip::TOP {
-            let height = clip::clip().layers[view].height;
-            for m in members
-                .iter()
-                .filter(|m: &&Member| m.publishes && &m.room == room)
-            {
-                let tile =
-                    serde_json::json!({"type": "view", "participant": m.key, "height": height});
-                peer.send_raw(tile.to_string());
+            for tile in tiles(&members, room, view) {
+                peer.send_raw(tile);
             }
         }
         let sender = match publishes {
@@ -361,6 +399,19 @@ async fn join_carecall(
     Ok(members)
 }
 
+/// The `view` messages a viewer in `room` sends to see its publishers at
+/// layer `view`'s height, as a browser's tiles say.
+fn tiles(members: &[Member], room: &str, view: usize) -> Vec<String> {
+    let height = clip::clip().layers[view].height;
+    members
+        .iter()
+        .filter(|m| m.publishes && m.room == room)
+        .map(|m| {
+            serde_json::json!({"type": "view", "participant": m.key, "height": height}).to_string()
+        })
+        .collect()
+}
+
 /// Joins everyone into Janus VideoRooms: each room created by its first
 /// publisher, every publisher published, then every participant subscribed
 /// to the others' feeds (one multistream connection each), asking for
@@ -369,12 +420,17 @@ async fn join_janus(
     target: &Target,
     wanted: &[(String, Role, bool)],
     view: usize,
+    lite: Option<&lite::LiteViewers>,
 ) -> Result<Vec<Member>> {
     let mut rooms: Vec<&str> = Vec::new();
     let mut sessions = Vec::new();
     let mut feeds: Vec<Option<u64>> = Vec::new();
     let mut media: Vec<Vec<peer::Media>> = Vec::new();
-    let room_ids = 1_000 + (std::process::id() as u64 % 1_000) * 1_000;
+    // Unique across this tool's runs against one Janus, and apart from
+    // another process's.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let room_ids = (1 + std::process::id() as u64 % 1_000) * 1_000_000 + run * 1_000;
     for (i, (room, _, publishes)) in wanted.iter().enumerate() {
         let session = janus::JanusSession::open(&target.base_url).await?;
         let (n, first) = match rooms.iter().position(|r| r == room) {
@@ -421,21 +477,48 @@ async fn join_janus(
         let received: peer::Received = if others.is_empty() {
             Arc::default()
         } else {
-            let owners = Some(peer::Owners::default());
             let (name, ip) = (format!("p{i}"), target.local_ip);
-            let m = peer::Media::new(&name, i as u32, Publish::Nothing, owners, ip).await;
+            let viewer = match lite.filter(|_| !publishes) {
+                Some(lite) => JanusViewer::Lite(lite),
+                None => {
+                    let owners = Some(peer::Owners::default());
+                    let m = peer::Media::new(&name, i as u32, Publish::Nothing, owners, ip).await;
+                    JanusViewer::Webrtc(m)
+                }
+            };
+            let owners = match &viewer {
+                JanusViewer::Webrtc(m) => m.owners.clone().unwrap_or_default(),
+                JanusViewer::Lite(_) => peer::Owners::default(),
+            };
             // A feed whose media just came up may not be offered yet: retry.
             let mut tries = 0;
-            while let Err(e) = janus::subscribe(&session, id, &others, &m, view).await {
-                tries += 1;
-                if tries == 20 || !e.to_string().contains("No such feed") {
-                    return Err(e);
+            let offered = loop {
+                match janus::request_feeds(&session, id, &others, Some(&owners), view).await {
+                    Ok(o) => break o,
+                    Err(e) if tries < 19 && e.to_string().contains("No such feed") => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(e) => return Err(e),
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
+            match viewer {
+                JanusViewer::Webrtc(m) => {
+                    let answer = janus::answer_with(&m, &offered.offer).await?;
+                    offered.start(&session, id, answer).await?;
+                    let r = m.received.clone();
+                    mine.push(m);
+                    r
+                }
+                JanusViewer::Lite(lite) => {
+                    let (viewer, answer) = lite.answer(&offered.offer, owners, ip)?;
+                    offered.start(&session, id, answer).await?;
+                    if let Err(why) = viewer.connected_within(Duration::from_secs(20)).await {
+                        bail!("participant {i}: media with Janus did not connect: {why}");
+                    }
+                    viewer.received.clone()
+                }
             }
-            let r = m.received.clone();
-            mine.push(m);
-            r
         };
         for m in &mut mine {
             if let Err(why) = m.connected_within(Duration::from_secs(20)).await {

@@ -49,6 +49,11 @@ struct Cli {
     /// instead of competing with it.
     #[arg(long, global = true)]
     pin: bool,
+    /// Viewers on str0m, many to one task, instead of one webrtc-rs peer
+    /// each: far lighter, so a large fan-out measures the server rather
+    /// than its viewers (carecall and Janus; publishers stay on webrtc-rs).
+    #[arg(long, global = true)]
+    lite_viewers: bool,
     /// Load Janus (Debian's `janus`, VideoRoom plugin) instead of carecall:
     /// started in a network namespace of its own (needs root) with the
     /// configuration in `benches/janus/`. With --url: carecall only.
@@ -266,6 +271,7 @@ fn main() -> Result<()> {
         seconds: cli.seconds,
         warmup: cli.warmup,
         progress: !cli.json,
+        lite_viewers: cli.lite_viewers,
     };
     let pinning = match cli.pin {
         true => Pinning::Apart,

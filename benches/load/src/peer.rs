@@ -365,14 +365,14 @@ pub fn ssrc_by_mid(sdp: &str) -> HashMap<String, u32> {
 /// Names a viewer's incoming SSRCs from the SFU's signalling: its session
 /// descriptions give each section's SSRC, its `track` messages each
 /// section's sender.
-struct Naming {
+pub(crate) struct Naming {
     owners: Owners,
     ssrcs: HashMap<String, u32>,
     senders: HashMap<String, String>,
 }
 
 impl Naming {
-    fn new(owners: Owners) -> Naming {
+    pub(crate) fn new(owners: Owners) -> Naming {
         Naming {
             owners,
             ssrcs: HashMap::new(),
@@ -381,7 +381,7 @@ impl Naming {
     }
 
     /// Takes what message `v` says about sections, and names what it can.
-    fn learn(&mut self, v: &Value) {
+    pub(crate) fn learn(&mut self, v: &Value) {
         if let Some(sdp) = v["sdp"].as_str() {
             self.ssrcs.extend(ssrc_by_mid(sdp));
         }
@@ -438,61 +438,94 @@ pub struct Media {
     pub owners: Option<Owners>,
 }
 
-/// Records what arrives on `track`: for each packet not seen before, its
-/// counter and how long it took, under its sender and kind. A clip packet
-/// is known by its bytes and timed by its sender's log; a synthetic one
-/// carries both.
-async fn record(track: Arc<dyn TrackRemote>, rec: Received, owners: Option<Owners>) {
-    let video = track.kind().await != RtpCodecKind::Audio;
-    let kind = if video { "video" } else { "audio" };
-    let mut owner = Some(track.stream_id().await.to_string());
-    let mut ssrc = None;
-    let mut log = None;
+/// What one incoming stream has given so far, to record each packet's
+/// counter and latency under its sender: shared by the webrtc-rs peers and
+/// the str0m viewers ([`crate::lite`]).
+pub(crate) struct StreamRecord {
+    video: bool,
+    kind: &'static str,
+    /// Who sent it, once known.
+    pub(crate) owner: Option<String>,
+    log: Option<Arc<SendLog>>,
     // Like any jitter buffer, drop repeats: the SFU's bandwidth probes
     // resend packets when RTX is not negotiated (as it is not by this peer).
-    let mut seen = std::collections::HashSet::new();
+    seen: std::collections::HashSet<(usize, u64)>,
+}
+
+impl StreamRecord {
+    pub(crate) fn new(video: bool, owner: Option<String>) -> StreamRecord {
+        StreamRecord {
+            video,
+            kind: if video { "video" } else { "audio" },
+            owner,
+            log: None,
+            seen: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Records one packet's payload: for a packet not seen before, its
+    /// counter and how long it took, under its sender and kind. A clip
+    /// packet is known by its bytes and timed by its sender's log; a
+    /// synthetic one carries both. Nothing while the sender is unknown.
+    pub(crate) fn packet(&mut self, rec: &Received, payload: &[u8]) {
+        let Some(owner) = &self.owner else {
+            return;
+        };
+        let (video, kind) = (self.video, self.kind);
+        let slot = clip().identify(video, payload);
+        let stamp = match slot {
+            Some(slot) => self.log.get_or_insert_with(|| send_log(owner)).last(slot),
+            None => stamp_of(kind, payload),
+        };
+        let Some((counter, sent)) = stamp else {
+            let mut rec = rec.lock().unwrap();
+            rec.entry((owner.clone(), kind.into()))
+                .or_default()
+                .unrecognised += 1;
+            return;
+        };
+        let layer = match (slot, video) {
+            (Some(s), _) => s.layer,
+            (None, true) => TOP,
+            (None, false) => 0,
+        };
+        if !self.seen.insert((layer, counter)) {
+            return;
+        }
+        let took = clock_us().saturating_sub(sent);
+        let mut rec = rec.lock().unwrap();
+        let a = rec.entry((owner.clone(), kind.into())).or_default();
+        a.counters.push(counter as u32);
+        a.layers.push(layer as u8);
+        a.latency_us.push(took.min(u32::MAX as u64) as u32);
+    }
+}
+
+/// Records what arrives on `track` (see [`StreamRecord`]).
+async fn record(track: Arc<dyn TrackRemote>, rec: Received, owners: Option<Owners>) {
+    let video = track.kind().await != RtpCodecKind::Audio;
+    let mut stream = StreamRecord::new(video, Some(track.stream_id().await.to_string()));
+    let mut ssrc = None;
     while let Some(ev) = track.poll().await {
         match ev {
             TrackRemoteEvent::OnOpen(init) => match &owners {
                 // Named by the server's signalling, maybe after the first
                 // packets: looked up until it is known.
-                Some(_) => (owner, ssrc) = (None, Some(init.ssrc)),
-                None => owner = init.stream_ids.first().map(|s| s.to_string()).or(owner),
+                Some(_) => (stream.owner, ssrc) = (None, Some(init.ssrc)),
+                None => {
+                    stream.owner = init
+                        .stream_ids
+                        .first()
+                        .map(|s| s.to_string())
+                        .or(stream.owner.take())
+                }
             },
             TrackRemoteEvent::OnRtpPacket(p) => {
-                if owner.is_none() {
+                if stream.owner.is_none() {
                     let named = owners.as_ref().zip(ssrc);
-                    owner = named.and_then(|(o, s)| o.lock().unwrap().get(&s).cloned());
+                    stream.owner = named.and_then(|(o, s)| o.lock().unwrap().get(&s).cloned());
                 }
-                let Some(owner) = &owner else {
-                    continue;
-                };
-                let slot = clip().identify(video, &p.payload);
-                let stamp = match slot {
-                    Some(slot) => log.get_or_insert_with(|| send_log(owner)).last(slot),
-                    None => stamp_of(kind, &p.payload),
-                };
-                let Some((counter, sent)) = stamp else {
-                    let mut rec = rec.lock().unwrap();
-                    rec.entry((owner.clone(), kind.into()))
-                        .or_default()
-                        .unrecognised += 1;
-                    continue;
-                };
-                let layer = match (slot, video) {
-                    (Some(s), _) => s.layer,
-                    (None, true) => TOP,
-                    (None, false) => 0,
-                };
-                if !seen.insert((layer, counter)) {
-                    continue;
-                }
-                let took = clock_us().saturating_sub(sent);
-                let mut rec = rec.lock().unwrap();
-                let a = rec.entry((owner.clone(), kind.into())).or_default();
-                a.counters.push(counter as u32);
-                a.layers.push(layer as u8);
-                a.latency_us.push(took.min(u32::MAX as u64) as u32);
+                stream.packet(&rec, &p.payload);
             }
             TrackRemoteEvent::OnEnded => break,
             _ => {}
@@ -615,6 +648,53 @@ async fn connected_within(
     }
 }
 
+/// The two halves of a signalling WebSocket.
+pub(crate) type WsSink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+/// See [`WsSink`].
+pub(crate) type WsStream = futures_util::stream::SplitStream<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+>;
+
+/// Opens the signalling WebSocket and joins with `token`: the socket's
+/// halves and the participant id the server gave.
+pub(crate) async fn join_socket(ws_url: &str, token: &str) -> (WsSink, WsStream, String) {
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("websocket connects");
+    let (mut sink, mut stream) = ws.split();
+    sink.send(Message::text(
+        json!({"type":"join","v":1,"token":token}).to_string(),
+    ))
+    .await
+    .expect("send join");
+    let joined: Value = loop {
+        let msg = stream.next().await.expect("joined reply").expect("ws ok");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).expect("json");
+            assert_eq!(v["type"], "joined", "join refused: {v}");
+            break v;
+        }
+    };
+    let participant = joined["participant"].as_str().unwrap().to_owned();
+    (sink, stream, participant)
+}
+
+/// Sends what arrives on the returned channel to `sink`, in order.
+pub(crate) fn ws_writer(mut sink: WsSink) -> mpsc::UnboundedSender<String> {
+    let (out, mut rx) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if sink.send(Message::text(text)).await.is_err() {
+                break;
+            }
+        }
+    });
+    out
+}
+
 impl LoadPeer {
     /// Joins through the signalling WebSocket with `token`, with a
     /// microphone and a camera sending one layer, and connects media.
@@ -636,24 +716,7 @@ impl LoadPeer {
 
     /// Joins with `token`, publishing what `publish` says.
     async fn connect(ws_url: &str, token: &str, seed: u32, publish: Publish) -> LoadPeer {
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url)
-            .await
-            .expect("websocket connects");
-        let (mut sink, mut stream) = ws.split();
-        sink.send(Message::text(
-            json!({"type":"join","v":1,"token":token}).to_string(),
-        ))
-        .await
-        .expect("send join");
-        let joined: Value = loop {
-            let msg = stream.next().await.expect("joined reply").expect("ws ok");
-            if let Message::Text(t) = msg {
-                let v: Value = serde_json::from_str(&t).expect("json");
-                assert_eq!(v["type"], "joined", "join refused: {v}");
-                break v;
-            }
-        };
-        let participant = joined["participant"].as_str().unwrap().to_owned();
+        let (sink, mut stream, participant) = join_socket(ws_url, token).await;
         // A viewer's receive-only sections are adopted for the others'
         // tracks under names of the SFU's choosing; its `track` messages
         // say whose each section is, as a browser learns it.
@@ -680,14 +743,7 @@ impl LoadPeer {
         }
 
         // Signalling: offers from the SFU are answered; errors are kept.
-        let (ws_out, mut ws_out_rx) = mpsc::unbounded_channel::<String>();
-        tokio::spawn(async move {
-            while let Some(text) = ws_out_rx.recv().await {
-                if sink.send(Message::text(text)).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let ws_out = ws_writer(sink);
         let errors: Arc<Mutex<Vec<Value>>> = Arc::default();
         // The SFU's answer is applied by the reader, in order: an offer that
         // follows it at once must not meet a connection still waiting for it.
