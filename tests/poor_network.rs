@@ -433,6 +433,27 @@ async fn at_150_kbits_with_loss_and_delay_the_sound_stays_clear_and_video_comes_
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     println!("video back after {} ms", back.elapsed().as_millis());
+    // The SFU's note comes as forwarding resumes; the picture starts at the
+    // next keyframe. That wait is part of coming back (bounded above), so
+    // Chromium's freeze count is read from the first new frame on: once
+    // rendered, the gap before it is already booked.
+    let at_back = videos(&call.home).await;
+    let decoding = time_until(
+        &call.home,
+        Duration::from_secs(30).saturating_sub(back.elapsed()),
+        "both videos decoding again",
+        |v| {
+            v.len() == 2
+                && v.iter().all(|(id, i)| {
+                    i.frames_decoded > at_back.get(id).map_or(0, |x| x.frames_decoded)
+                })
+        },
+    )
+    .await;
+    println!(
+        "both videos decoding {} ms after the note",
+        decoding.as_millis()
+    );
     let span = Duration::from_secs(3);
     assert_video_rising(&call.home, span, 3 * span, 1..=720, "home", None).await;
 }
