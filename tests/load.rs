@@ -29,12 +29,19 @@ const SHORT: Options = Options {
     warmup: 2.0,
     progress: true,
     lite_viewers: false,
+    lite_publishers: false,
 };
 
 /// The same, its viewers on str0m ([`carecall_load::lite`]).
 const SHORT_LITE: Options = Options {
     lite_viewers: true,
     ..SHORT
+};
+
+/// The same, everyone on str0m.
+const SHORT_ALL_LITE: Options = Options {
+    lite_publishers: true,
+    ..SHORT_LITE
 };
 
 async fn bounded(server: &Server, scenario: Scenario) -> Report {
@@ -111,6 +118,11 @@ async fn a_bounded_load_run_reports_real_figures() {
     )
     .await;
     assert_real(&thumbnails, 4 * 2, 0);
+    // Light publishers send the clip's three layers as the webrtc-rs ones
+    // do: everyone is sent everyone's top layer, whole.
+    let rooms = bounded_with(&server, Scenario::Rooms { rooms: 2 }, &SHORT_ALL_LITE).await;
+    assert_real(&rooms, 2 * 3 * 2 * 2, TOP);
+    assert!(rooms.generator_kept_up > 0.95, "{rooms:?}");
     // Join/leave churn: every join connects, and the figures are read.
     let churn = carecall_load::churn(&target(&server), 3, 4)
         .await
@@ -141,4 +153,10 @@ async fn the_same_run_against_janus_reports_real_figures() {
         .expect("the run with light viewers completes");
     println!("Janus, light viewers {lite}");
     assert_real(&lite, 4 * 2, TOP);
+    let scenario = Scenario::Rooms { rooms: 2 };
+    let lite = carecall_load::run(&target, scenario, &SHORT_ALL_LITE)
+        .await
+        .expect("the run with light publishers completes");
+    println!("Janus, light peers {lite}");
+    assert_real(&lite, 2 * 3 * 2 * 2, TOP);
 }

@@ -155,6 +155,25 @@ pub async fn create_room(session: &JanusSession, room: u64, publishers: usize) -
 
 /// Publishes `media` into `room`; returns the feed id.
 pub async fn publish(session: &JanusSession, room: u64, media: &Media, name: &str) -> Result<u64> {
+    let offer = media.pc.create_offer(None).await?;
+    media.pc.set_local_description(offer).await?;
+    let sdp = gathered_sdp(&*media.pc).await;
+    let (feed, answer) = publish_offer(session, room, sdp, name).await?;
+    media
+        .pc
+        .set_remote_description(RTCSessionDescription::answer(answer)?)
+        .await?;
+    Ok(feed)
+}
+
+/// Joins `room` as publisher `name` with `offer`; returns the feed id and
+/// Janus's answer.
+pub async fn publish_offer(
+    session: &JanusSession,
+    room: u64,
+    offer: String,
+    name: &str,
+) -> Result<(u64, String)> {
     let handle = session.attach().await?;
     let joined = session
         .message(
@@ -166,26 +185,19 @@ pub async fn publish(session: &JanusSession, room: u64, media: &Media, name: &st
     let feed = joined["plugindata"]["data"]["id"]
         .as_u64()
         .context("no publisher id")?;
-    let offer = media.pc.create_offer(None).await?;
-    media.pc.set_local_description(offer).await?;
-    let sdp = gathered_sdp(&*media.pc).await;
     let configured = session
         .message(
             handle,
             json!({ "request": "configure", "audio": true, "video": true }),
             // The layers are listed lowest first, as carecall's browser
             // client lists them (Janus assumes highest first unless told).
-            Some(json!({ "type": "offer", "sdp": sdp, "rid_order": "lmh" })),
+            Some(json!({ "type": "offer", "sdp": offer, "rid_order": "lmh" })),
         )
         .await?;
     let answer = configured["jsep"]["sdp"]
         .as_str()
         .context("no answer from Janus")?;
-    media
-        .pc
-        .set_remote_description(RTCSessionDescription::answer(answer.to_owned())?)
-        .await?;
-    Ok(feed)
+    Ok((feed, answer.to_owned()))
 }
 
 /// The answer of `media` (a connection without tracks, made with owners)

@@ -150,6 +150,8 @@ pub struct Options {
     /// Viewers (participants who only receive) on str0m, many to a task
     /// ([`lite`]), instead of one webrtc-rs peer each.
     pub lite_viewers: bool,
+    /// Publishers on str0m too, in the same task as the light viewers.
+    pub lite_publishers: bool,
 }
 
 impl Default for Options {
@@ -159,6 +161,7 @@ impl Default for Options {
             warmup: 3.0,
             progress: true,
             lite_viewers: false,
+            lite_publishers: false,
         }
     }
 }
@@ -171,18 +174,56 @@ struct Member {
     publishes: bool,
     /// What it received.
     received: peer::Received,
-    /// Its media, and what was negotiated to send it, if it publishes.
-    sender: Option<(peer::MediaSender, peer::Negotiated)>,
+    /// What sends its media, if it publishes.
+    sender: Option<Sender>,
     /// Packets sent: audio, then each video layer.
     sent: Arc<[AtomicU64; STREAMS]>,
     /// What to close at the end.
     link: Link,
 }
 
+/// Which participants are str0m sessions ([`lite`]), and their group.
+struct Light<'a> {
+    group: Option<&'a lite::LitePeers>,
+    viewers: bool,
+    publishers: bool,
+}
+
+impl<'a> Light<'a> {
+    /// The group, if a participant who `publishes` (or not) is light.
+    fn pick(&self, publishes: bool) -> Option<&'a lite::LitePeers> {
+        let light = if publishes {
+            self.publishers
+        } else {
+            self.viewers
+        };
+        self.group.filter(|_| light)
+    }
+}
+
+/// What sends a publisher's clip.
+#[derive(Clone)]
+enum Sender {
+    /// A webrtc-rs connection, and what was negotiated to send on it.
+    Webrtc(peer::MediaSender, peer::Negotiated),
+    /// A str0m session in the light group.
+    Lite(lite::LiteSender),
+}
+
+impl Sender {
+    /// Sends tick `n` of the clip; the video packets sent, per layer.
+    async fn send_clip(&self, n: u32) -> [u32; clip::LAYERS] {
+        match self {
+            Sender::Webrtc(media, wire) => media.send_clip(n, wire).await,
+            Sender::Lite(sender) => sender.send_clip(n),
+        }
+    }
+}
+
 /// A participant's connection to the server under load.
 enum Link {
     Carecall(LoadPeer),
-    Lite(lite::LiteViewer),
+    Lite(lite::LitePeer),
     Janus(janus::JanusSession, Vec<peer::Media>),
 }
 
@@ -191,7 +232,7 @@ enum JanusViewer<'a> {
     /// A webrtc-rs connection of its own.
     Webrtc(peer::Media),
     /// A str0m session in the shared group (participants who only view).
-    Lite(&'a lite::LiteViewers),
+    Lite(&'a lite::LitePeers),
 }
 
 /// Packets received and their latencies, over all streams of all members.
@@ -221,10 +262,15 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     }
     let rss_before = proc::rss_bytes(target.pid)?;
     let joining = Instant::now();
-    let lite = opts.lite_viewers.then(lite::LiteViewers::new);
+    let group = (opts.lite_viewers || opts.lite_publishers).then(lite::LitePeers::new);
+    let lite = Light {
+        group: group.as_ref(),
+        viewers: opts.lite_viewers,
+        publishers: opts.lite_publishers,
+    };
     let members = match target.sfu {
-        Sfu::Carecall => join_carecall(target, &wanted, scenario.view(), lite.as_ref()).await?,
-        Sfu::Janus => join_janus(target, &wanted, scenario.view(), lite.as_ref()).await?,
+        Sfu::Carecall => join_carecall(target, &wanted, scenario.view(), &lite).await?,
+        Sfu::Janus => join_janus(target, &wanted, scenario.view(), &lite).await?,
     };
     let joined_in = joining.elapsed();
 
@@ -233,7 +279,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     let bound = Duration::from_secs_f64(opts.warmup + opts.seconds + 30.0);
     let mut senders = Vec::new();
     for m in &members {
-        let Some((peer, wire)) = m.sender.clone() else {
+        let Some(sender) = m.sender.clone() else {
             continue;
         };
         let (sent, stop) = (m.sent.clone(), stop.clone());
@@ -244,7 +290,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) && started.elapsed() < bound {
                 every.tick().await;
-                let video = peer.send_clip(n, &wire).await;
+                let video = sender.send_clip(n).await;
                 n += 1;
                 sent[0].fetch_add(1, Ordering::Relaxed);
                 for (layer, packets) in video.into_iter().enumerate() {
@@ -297,11 +343,16 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     // Packets still on their way at the window's end are late, not lost.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Which peers made a row is part of its name: str0m viewers cost far
+    // Which peers made a row is part of its name: str0m peers cost far
     // less than webrtc-rs ones, so rows that differ in them do not compare.
-    let name = match lite.is_some() && members.iter().any(|m| !m.publishes) {
-        true => format!("{} (str0m viewers)", scenario.name()),
-        false => scenario.name(),
+    let light = |publishes: bool| {
+        lite.pick(publishes).is_some() && members.iter().any(|m| m.publishes == publishes)
+    };
+    let name = match (light(true), light(false)) {
+        (true, true) => format!("{} (str0m peers)", scenario.name()),
+        (true, false) => format!("{} (str0m publishers)", scenario.name()),
+        (false, true) => format!("{} (str0m viewers)", scenario.name()),
+        (false, false) => scenario.name(),
     };
     let report = report::measure(report::Measured {
         scenario: name,
@@ -339,30 +390,39 @@ async fn join_carecall(
     target: &Target,
     wanted: &[(String, Role, bool)],
     view: usize,
-    lite: Option<&lite::LiteViewers>,
+    lite: &Light<'_>,
 ) -> Result<Vec<Member>> {
     let ws = target.ws_url();
     let mut members = Vec::with_capacity(wanted.len());
     for (i, (room, role, publishes)) in wanted.iter().enumerate() {
         let token = target.token(room, *role, &format!("load {i}"))?;
-        if let (false, Some(lite)) = (publishes, lite) {
-            let (viewer, key) = lite.join(&ws, &token).await?;
-            if let Err(why) = viewer.connected_within(Duration::from_secs(20)).await {
-                bail!("viewer {i}: media did not connect: {why}");
+        if let Some(group) = lite.pick(*publishes) {
+            let (peer, key, sender) = match publishes {
+                true => {
+                    let (peer, key, sender) = group.join_publishing(&ws, &token).await?;
+                    (peer, key, Some(Sender::Lite(sender)))
+                }
+                false => {
+                    let (peer, key) = group.join(&ws, &token).await?;
+                    (peer, key, None)
+                }
+            };
+            if let Err(why) = peer.connected_within(Duration::from_secs(20)).await {
+                bail!("participant {i}: media did not connect: {why}");
             }
-            if view != clip::TOP {
+            if !publishes && view != clip::TOP {
                 for tile in tiles(&members, room, view) {
-                    viewer.send_raw(tile);
+                    peer.send_raw(tile);
                 }
             }
             members.push(Member {
                 key,
                 room: room.clone(),
-                publishes: false,
-                received: viewer.received.clone(),
-                sender: None,
+                publishes: *publishes,
+                received: peer.received.clone(),
+                sender,
                 sent: Arc::default(),
-                link: Link::Lite(viewer),
+                link: Link::Lite(peer),
             });
             continue;
         }
@@ -383,7 +443,7 @@ async fn join_carecall(
             }
         }
         let sender = match publishes {
-            true => Some((peer.sender(), peer.negotiated().await)),
+            true => Some(Sender::Webrtc(peer.sender(), peer.negotiated().await)),
             false => None,
         };
         members.push(Member {
@@ -420,12 +480,13 @@ async fn join_janus(
     target: &Target,
     wanted: &[(String, Role, bool)],
     view: usize,
-    lite: Option<&lite::LiteViewers>,
+    lite: &Light<'_>,
 ) -> Result<Vec<Member>> {
     let mut rooms: Vec<&str> = Vec::new();
     let mut sessions = Vec::new();
     let mut feeds: Vec<Option<u64>> = Vec::new();
     let mut media: Vec<Vec<peer::Media>> = Vec::new();
+    let mut light_senders: Vec<Option<(lite::LitePeer, lite::LiteSender)>> = Vec::new();
     // Unique across this tool's runs against one Janus, and apart from
     // another process's.
     static RUNS: AtomicU64 = AtomicU64::new(0);
@@ -447,26 +508,44 @@ async fn join_janus(
         }
         let mut mine = Vec::new();
         let mut feed = None;
-        if *publishes {
-            let (name, ip) = (format!("p{i}"), target.local_ip);
-            let m = peer::Media::new(&name, i as u32, Publish::Simulcast, None, ip).await;
-            feed = Some(janus::publish(&session, id, &m, &format!("load {i}")).await?);
-            mine.push(m);
+        let mut light = None;
+        let (name, ip) = (format!("p{i}"), target.local_ip);
+        match (publishes, lite.pick(true)) {
+            (false, _) => {}
+            (true, Some(group)) => {
+                let (unstarted, offer) = group.offer_to_publish(&name, ip)?;
+                let (id, answer) =
+                    janus::publish_offer(&session, id, offer, &format!("load {i}")).await?;
+                feed = Some(id);
+                light = Some(group.start(unstarted, &answer)?);
+            }
+            (true, None) => {
+                let m = peer::Media::new(&name, i as u32, Publish::Simulcast, None, ip).await;
+                feed = Some(janus::publish(&session, id, &m, &format!("load {i}")).await?);
+                mine.push(m);
+            }
         }
         sessions.push((session, id));
         feeds.push(feed);
         media.push(mine);
+        light_senders.push(light);
     }
     // Janus offers a feed to subscribers only once its publisher's media is up.
-    for (i, mine) in media.iter_mut().enumerate() {
+    for (i, (mine, light)) in media.iter_mut().zip(&light_senders).enumerate() {
         for m in mine.iter_mut() {
             if let Err(why) = m.connected_within(Duration::from_secs(20)).await {
                 bail!("participant {i}: publishing to Janus did not connect: {why}");
             }
         }
+        if let Some((peer, _)) = light {
+            if let Err(why) = peer.connected_within(Duration::from_secs(20)).await {
+                bail!("participant {i}: publishing to Janus did not connect: {why}");
+            }
+        }
     }
     let mut members = Vec::with_capacity(wanted.len());
-    for (i, ((session, id), mut mine)) in sessions.into_iter().zip(media).enumerate() {
+    let joined = sessions.into_iter().zip(media).zip(light_senders);
+    for (i, (((session, id), mut mine), light)) in joined.enumerate() {
         let (room, _, publishes) = &wanted[i];
         let others: Vec<(u64, String)> = wanted
             .iter()
@@ -478,7 +557,8 @@ async fn join_janus(
             Arc::default()
         } else {
             let (name, ip) = (format!("p{i}"), target.local_ip);
-            let viewer = match lite.filter(|_| !publishes) {
+            // A light publisher's subscription is light too.
+            let viewer = match lite.pick(*publishes) {
                 Some(lite) => JanusViewer::Lite(lite),
                 None => {
                     let owners = Some(peer::Owners::default());
@@ -525,9 +605,10 @@ async fn join_janus(
                 bail!("participant {i}: media with Janus did not connect: {why}");
             }
         }
-        let sender = match mine.first().filter(|_| *publishes) {
-            Some(m) => Some((m.sender.clone(), m.negotiated().await)),
-            None => None,
+        let sender = match (mine.first().filter(|_| *publishes), light) {
+            (_, Some((_, sender))) => Some(Sender::Lite(sender)),
+            (Some(m), None) => Some(Sender::Webrtc(m.sender.clone(), m.negotiated().await)),
+            (None, None) => None,
         };
         members.push(Member {
             key: format!("p{i}"),

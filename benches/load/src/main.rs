@@ -54,6 +54,11 @@ struct Cli {
     /// than its viewers (carecall and Janus; publishers stay on webrtc-rs).
     #[arg(long, global = true)]
     lite_viewers: bool,
+    /// Publishers on str0m too, many to one task, sending the same clip in
+    /// the same three layers: so 50 and 100 rooms of 3 measure the server
+    /// rather than the load tool (carecall and Janus).
+    #[arg(long, global = true)]
+    lite_publishers: bool,
     /// Load Janus (Debian's `janus`, VideoRoom plugin) instead of carecall:
     /// started in a network namespace of its own (needs root) with the
     /// configuration in `benches/janus/`. With --url: carecall only.
@@ -272,6 +277,7 @@ fn main() -> Result<()> {
         warmup: cli.warmup,
         progress: !cli.json,
         lite_viewers: cli.lite_viewers,
+        lite_publishers: cli.lite_publishers,
     };
     let pinning = match cli.pin {
         true => Pinning::Apart,

@@ -131,6 +131,75 @@ pub struct Negotiated {
     layer_names: Option<(u8, u8, bytes::Bytes)>,
 }
 
+/// One RTP packet of the clip, before a WebRTC stack sends it.
+pub struct ClipPacket {
+    /// Audio (`None`) or the video layer.
+    pub layer: Option<usize>,
+    /// Its stream's packet counter: the sequence number, extended.
+    pub counter: u64,
+    /// The RTP timestamp.
+    pub ts: u32,
+    /// The last packet of its frame.
+    pub marker: bool,
+    /// The codec payload.
+    pub payload: bytes::Bytes,
+    /// Which packet of the clip it is.
+    slot: Slot,
+}
+
+impl ClipPacket {
+    /// Logs it in its sender's `log` as sent now: called just before it is
+    /// handed to the stack, so the latency measured starts there.
+    pub fn log_sent(&self, log: &SendLog) {
+        log.sent(self.slot, self.counter, clock_us());
+    }
+}
+
+/// Tick `n` of the clip (`n` counts 20 ms steps from 0) into `out`: one
+/// Opus packet and, every other step, one VP8 frame in each layer sent
+/// (all, or only the top one). Returns the video packets, per layer.
+pub fn clip_tick(n: u32, simulcast: bool, out: &mut Vec<ClipPacket>) -> [u32; LAYERS] {
+    let clip = clip();
+    let n = n as u64;
+    let mut sent = [0; LAYERS];
+    let audio = Slot::audio((n % clip.audio.len() as u64) as usize);
+    out.push(ClipPacket {
+        layer: None,
+        counter: n,
+        ts: (n * 960) as u32,
+        marker: true,
+        payload: clip.audio[audio.index].clone(),
+        slot: audio,
+    });
+    if !n.is_multiple_of(2) {
+        return sent;
+    }
+    let frame_no = n / 2;
+    let ts = (frame_no * 3600) as u32;
+    let first = if simulcast { 0 } else { TOP };
+    for (layer, l) in clip.layers.iter().enumerate().skip(first) {
+        let frames = l.frames.len() as u64;
+        let frame = &l.frames[(frame_no % frames) as usize];
+        let base = frame_no / frames * l.packets as u64 + frame.first as u64;
+        for (i, chunk) in frame.chunks.iter().enumerate() {
+            let counter = base + i as u64;
+            let mut payload = Vec::with_capacity(4 + chunk.len());
+            payload.extend_from_slice(&vp8_descriptor(i == 0, frame_no as u16));
+            payload.extend_from_slice(chunk);
+            out.push(ClipPacket {
+                layer: Some(layer),
+                counter,
+                ts,
+                marker: i + 1 == frame.chunks.len(),
+                payload: payload.into(),
+                slot: Slot::video(layer, frame.first + i),
+            });
+        }
+        sent[layer] = frame.chunks.len() as u32;
+    }
+    sent
+}
+
 /// Sends one participant's audio and video.
 #[derive(Clone)]
 pub struct MediaSender {
@@ -151,36 +220,12 @@ impl MediaSender {
     /// packet and, every other step, one VP8 frame in each layer sent.
     /// Returns the video packets sent, per layer.
     pub async fn send_clip(&self, n: u32, wire: &Negotiated) -> [u32; LAYERS] {
-        let clip = clip();
-        let n = n as u64;
-        let mut sent = [0; LAYERS];
-        let audio = Slot::audio((n % clip.audio.len() as u64) as usize);
-        self.log.sent(audio, n, clock_us());
-        let payload = clip.audio[audio.index].clone();
-        self.write(None, wire, n as u16, (n * 960) as u32, true, payload)
-            .await;
-        if !n.is_multiple_of(2) {
-            return sent;
-        }
-        let frame_no = n / 2;
-        let ts = (frame_no * 3600) as u32;
-        let first = if self.simulcast { 0 } else { TOP };
-        for (layer, l) in clip.layers.iter().enumerate().skip(first) {
-            let frames = l.frames.len() as u64;
-            let frame = &l.frames[(frame_no % frames) as usize];
-            let base = frame_no / frames * l.packets as u64 + frame.first as u64;
-            for (i, chunk) in frame.chunks.iter().enumerate() {
-                let counter = base + i as u64;
-                let mut payload = Vec::with_capacity(4 + chunk.len());
-                payload.extend_from_slice(&vp8_descriptor(i == 0, frame_no as u16));
-                payload.extend_from_slice(chunk);
-                self.log
-                    .sent(Slot::video(layer, frame.first + i), counter, clock_us());
-                let last = i + 1 == frame.chunks.len();
-                self.write(Some(layer), wire, counter as u16, ts, last, payload.into())
-                    .await;
-            }
-            sent[layer] = frame.chunks.len() as u32;
+        let mut packets = Vec::with_capacity(16);
+        let sent = clip_tick(n, self.simulcast, &mut packets);
+        for p in packets {
+            p.log_sent(&self.log);
+            self.write(p.layer, wire, p.counter as u16, p.ts, p.marker, p.payload)
+                .await;
         }
         sent
     }
