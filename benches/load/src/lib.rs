@@ -231,7 +231,7 @@ enum Link {
 enum JanusViewer<'a> {
     /// A webrtc-rs connection of its own.
     Webrtc(peer::Media),
-    /// A str0m session in the shared group (participants who only view).
+    /// A str0m session in the light group.
     Lite(&'a lite::LitePeers),
 }
 
