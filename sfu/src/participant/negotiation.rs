@@ -201,19 +201,23 @@ impl Participant {
     }
 }
 
-/// How long a video packet sent to a subscriber is kept for resending when
-/// the subscriber reports it lost (NACK). str0m keeps 3 s; a loss repaired
-/// later than a second is no help to a live picture (the browser asks for a
-/// keyframe instead), and a second covers two repair rounds at a 500 ms
-/// round trip, as Janus's rule of twice the round trip does. Kept by time,
-/// the cache holds what the stream's own rate puts in it: about 140
-/// packets on the top layer, 25 on the lowest. It is most of a subscriber's
-/// memory: in rooms of 3, 3 s of cache was 31 of the server's 37 MB heap.
-const VIDEO_RESEND_WINDOW: Duration = Duration::from_secs(1);
+/// The most video packets kept per subscriber stream for resending when
+/// the subscriber reports them lost (NACK): a little over a second of a
+/// 720p camera (about 150 packets/s). The resend cache is most of a
+/// subscriber's memory (in rooms of 3, str0m's own 1,000 packets or 3 s
+/// held 31 of the server's 37 MB heap), and on the top layer a second
+/// covers two repair rounds at a 500 ms round trip, as Janus's rule of
+/// twice the round trip does. Kept by count rather than by time, a lower
+/// layer's slower stream (25-55 packets/s) keeps up to
+/// [`VIDEO_RESEND_WINDOW`]: the layers a congested home is sent are the
+/// ones whose round trip, queue included, can pass a second. A one-second
+/// window for every layer cost those homes repairs (freezes after a step
+/// down at 600 kbit/s).
+const VIDEO_RESEND_PACKETS: usize = 160;
 
-/// The most packets a video resend cache holds whatever the window: str0m's
-/// own bound, reached only by a stream far above the top layer's rate.
-const VIDEO_RESEND_PACKETS: usize = 1000;
+/// The longest a video packet is kept for resending, whatever the count:
+/// str0m's own default.
+const VIDEO_RESEND_WINDOW: Duration = Duration::from_secs(3);
 
 /// Resends stop for a while when they pass this share of what a stream
 /// sends (str0m's default): a subscriber that loses too much is sent a
@@ -221,7 +225,7 @@ const VIDEO_RESEND_PACKETS: usize = 1000;
 const RESEND_RATIO_CAP: Option<f32> = Some(0.15);
 
 /// The SSRC of the send stream negotiated on `mid`, its video resend cache
-/// sized to [`VIDEO_RESEND_WINDOW`]. Called once, as a subscription opens:
+/// sized to [`VIDEO_RESEND_PACKETS`]. Called once, as a subscription opens:
 /// resizing empties the cache.
 fn open_send_stream(direct: &mut DirectApi<'_>, mid: Mid, kind: MediaKind) -> Option<Ssrc> {
     let stream = direct.stream_tx_by_mid(mid, None)?;
