@@ -254,7 +254,7 @@ impl LitePeers {
 
     fn adopt(&self, session: Session) -> Result<()> {
         if self.add.send(session).is_err() {
-            bail!("the viewers' task has stopped");
+            bail!("the light peers' task has stopped");
         }
         Ok(())
     }
@@ -267,8 +267,9 @@ impl Drop for LitePeers {
 }
 
 impl Session {
-    /// A receive-only session with one host candidate on `ip`, not yet
-    /// negotiated, and the viewer that reads what it records.
+    /// A session with one host candidate on `ip`, not yet negotiated (it
+    /// then offers to receive, offers to publish, or answers), and the
+    /// handle that reads what it records.
     fn new(ip: IpAddr, owners: Owners) -> Result<(Session, LitePeer)> {
         let socket = std::net::UdpSocket::bind((ip, 0))?;
         socket.set_nonblocking(true)?;
