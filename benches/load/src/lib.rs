@@ -13,6 +13,7 @@ mod churn;
 pub mod clip;
 pub mod janus;
 pub mod lite;
+mod mmsg;
 pub mod peer;
 pub mod proc;
 mod report;
@@ -305,6 +306,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     let before = tally(&members);
     let sent_before: Vec<[u64; STREAMS]> = members.iter().map(sent_by).collect();
     let cpu_before = proc::cpu_seconds(target.pid)?;
+    let tool_before = proc::cpu_seconds(std::process::id())?;
     let window = Instant::now();
     let mut last = (tally(&members), window);
     while window.elapsed().as_secs_f64() < opts.seconds {
@@ -326,6 +328,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     }
     let elapsed = window.elapsed().as_secs_f64();
     let cpu = proc::cpu_seconds(target.pid)? - cpu_before;
+    let tool_cpu = proc::cpu_seconds(std::process::id())? - tool_before;
     let after = tally(&members);
     let sent: Vec<[(u64, u64); STREAMS]> = members
         .iter()
@@ -365,6 +368,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
         sent: &sent,
         seconds: elapsed,
         cpu_seconds: cpu,
+        tool_cpu_seconds: tool_cpu,
         rss_before,
         rss_during,
         joined_in,

@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::clip::{clip, send_log, SendLog, LAYERS};
+use crate::mmsg::{RecvBatch, SendBatch};
 use crate::peer::{
     clip_tick, join_socket, ws_writer, ClipPacket, Naming, Owners, Received, StreamRecord,
 };
@@ -96,6 +97,8 @@ struct Session {
     connected: Arc<AtomicBool>,
     wake: Instant,
     publishing: Option<Publishing>,
+    /// What it sends, until the end of its turn.
+    out: SendBatch,
 }
 
 /// Sessions stepped between two yields to the runtime: the load tool's
@@ -116,7 +119,7 @@ impl LitePeers {
         let stopped = stop.clone();
         tokio::spawn(async move {
             let mut sessions: Vec<Session> = Vec::new();
-            let mut buf = vec![0u8; 2048];
+            let mut buf = RecvBatch::default();
             while !stopped.load(Ordering::Relaxed) {
                 while let Ok(s) = added.try_recv() {
                     sessions.push(s);
@@ -295,6 +298,7 @@ impl Session {
             connected: connected.clone(),
             wake: now,
             publishing: None,
+            out: SendBatch::default(),
         };
         let viewer = LitePeer {
             received,
@@ -381,7 +385,7 @@ impl Session {
 
     /// Takes what arrived (signalling, datagrams), runs due timers and sends
     /// what the session has to send. Whether anything arrived.
-    fn step(&mut self, now: Instant, buf: &mut [u8]) -> bool {
+    fn step(&mut self, now: Instant, buf: &mut RecvBatch) -> bool {
         let mut busy = false;
         while let Ok(v) = self.signals.try_recv() {
             busy = true;
@@ -390,11 +394,13 @@ impl Session {
         }
         // str0m must be polled empty after every input: a second datagram
         // fed before that replaces what the first one produced.
-        while let Ok((len, from)) = self.socket.try_recv_from(buf) {
+        while buf.recv(&self.socket) > 0 {
             busy = true;
-            if let Ok(r) = Receive::new(Protocol::Udp, from, self.local, &buf[..len]) {
-                if self.rtc.handle_input(Input::Receive(now, r)).is_ok() {
-                    self.drain();
+            for (from, data) in (0..).map_while(|i| buf.get(i)) {
+                if let Ok(r) = Receive::new(Protocol::Udp, from, self.local, data) {
+                    if self.rtc.handle_input(Input::Receive(now, r)).is_ok() {
+                        self.drain();
+                    }
                 }
             }
         }
@@ -404,6 +410,7 @@ impl Session {
         if (wrote || now >= self.wake) && self.rtc.handle_input(Input::Timeout(now)).is_ok() {
             self.drain();
         }
+        self.out.flush(&self.socket);
         busy
     }
 
@@ -412,9 +419,7 @@ impl Session {
     fn drain(&mut self) {
         while self.rtc.is_alive() {
             match self.rtc.poll_output() {
-                Ok(Output::Transmit(t)) => {
-                    let _ = self.socket.try_send_to(&t.contents, t.destination);
-                }
+                Ok(Output::Transmit(t)) => self.out.push(t.destination, &t.contents),
                 Ok(Output::Event(e)) => self.event(e),
                 Ok(Output::Timeout(at)) => {
                     self.wake = at;

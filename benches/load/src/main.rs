@@ -208,11 +208,11 @@ fn spawn(binary: PathBuf, pinning: Pinning) -> Result<(Spawned, Target)> {
 /// The comparison table: carecall's and Janus's figures per scenario.
 fn comparison(pairs: &[(Report, Report)]) -> String {
     let mut out = String::from(
-        "| Scenario | Packets/s (carecall / Janus) | CPU s per 10^6 packets (carecall / Janus) | Janus ÷ carecall | Memory per participant KiB (carecall / Janus) | Latency p50/p99 ms (carecall / Janus) | Loss (carecall / Janus) | Load tool sent (carecall / Janus) |\n|---|---|---|---|---|---|---|---|\n",
+        "| Scenario | Packets/s (carecall / Janus) | CPU s per 10^6 packets (carecall / Janus) | Janus ÷ carecall | Memory per participant KiB (carecall / Janus) | Latency p50/p99 ms (carecall / Janus) | Loss (carecall / Janus) | Load tool sent (carecall / Janus) | Load tool CPU, % of a core (carecall / Janus) |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for (c, j) in pairs {
         out.push_str(&format!(
-            "| {} | {:.0} / {:.0} | {:.2} / {:.2} | {:.2}x | {:.0} / {:.0} | {:.2}/{:.2} / {:.2}/{:.2} | {:.3}% / {:.3}% | {:.1}% / {:.1}% |\n",
+            "| {} | {:.0} / {:.0} | {:.2} / {:.2} | {:.2}x | {:.0} / {:.0} | {:.2}/{:.2} / {:.2}/{:.2} | {:.3}% / {:.3}% | {:.1}% / {:.1}% | {:.0} / {:.0} |\n",
             c.scenario,
             c.forwarded_per_second,
             j.forwarded_per_second,
@@ -229,6 +229,8 @@ fn comparison(pairs: &[(Report, Report)]) -> String {
             100.0 * j.loss,
             100.0 * c.generator_kept_up,
             100.0 * j.generator_kept_up,
+            c.generator_cpu_percent,
+            j.generator_cpu_percent,
         ));
     }
     out

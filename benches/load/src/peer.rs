@@ -492,9 +492,58 @@ pub(crate) struct StreamRecord {
     /// Who sent it, once known.
     pub(crate) owner: Option<String>,
     log: Option<Arc<SendLog>>,
+    /// `(owner, kind)`, the key of its arrivals, made once rather than
+    /// per packet: the light peers record 100,000 packets a second.
+    key: Option<(String, String)>,
     // Like any jitter buffer, drop repeats: the SFU's bandwidth probes
     // resend packets when RTX is not negotiated (as it is not by this peer).
-    seen: std::collections::HashSet<(usize, u64)>,
+    seen: [Seen; LAYERS],
+}
+
+/// Which of one layer's packet counters arrived, over the last
+/// `Seen::SPAN` counters (about 7 s of the top layer); a packet older than
+/// that counts as a repeat. A set of every counter grew by 100,000 entries
+/// a second across the light peers.
+#[derive(Default)]
+struct Seen {
+    top: Option<u64>,
+    bits: [u64; Seen::SPAN as usize / 64],
+}
+
+impl Seen {
+    const SPAN: u64 = 1024;
+
+    /// Marks `counter` arrived: whether it is new.
+    fn insert(&mut self, counter: u64) -> bool {
+        match self.top {
+            None => {}
+            // Counters passed over on the way up have not arrived yet.
+            Some(top) if counter > top => {
+                for c in (top + 1..counter).take(Self::SPAN as usize) {
+                    self.set(c, false);
+                }
+            }
+            Some(top) if top - counter >= Self::SPAN => return false,
+            Some(_) if self.get(counter) => return false,
+            Some(_) => {}
+        }
+        self.top = Some(self.top.map_or(counter, |t| t.max(counter)));
+        self.set(counter, true);
+        true
+    }
+
+    fn get(&self, c: u64) -> bool {
+        let i = (c % Self::SPAN) as usize;
+        self.bits[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, c: u64, on: bool) {
+        let i = (c % Self::SPAN) as usize;
+        match on {
+            true => self.bits[i / 64] |= 1 << (i % 64),
+            false => self.bits[i / 64] &= !(1 << (i % 64)),
+        }
+    }
 }
 
 impl StreamRecord {
@@ -504,7 +553,8 @@ impl StreamRecord {
             kind: if video { "video" } else { "audio" },
             owner,
             log: None,
-            seen: std::collections::HashSet::new(),
+            key: None,
+            seen: Default::default(),
         }
     }
 
@@ -517,16 +567,17 @@ impl StreamRecord {
             return;
         };
         let (video, kind) = (self.video, self.kind);
+        if self.key.as_ref().is_none_or(|(o, _)| o != owner) {
+            self.key = Some((owner.clone(), kind.into()));
+        }
         let slot = clip().identify(video, payload);
         let stamp = match slot {
             Some(slot) => self.log.get_or_insert_with(|| send_log(owner)).last(slot),
             None => stamp_of(kind, payload),
         };
+        let key = self.key.as_ref().expect("made above");
         let Some((counter, sent)) = stamp else {
-            let mut rec = rec.lock().unwrap();
-            rec.entry((owner.clone(), kind.into()))
-                .or_default()
-                .unrecognised += 1;
+            arrivals(&mut rec.lock().unwrap(), key).unrecognised += 1;
             return;
         };
         let layer = match (slot, video) {
@@ -534,16 +585,27 @@ impl StreamRecord {
             (None, true) => TOP,
             (None, false) => 0,
         };
-        if !self.seen.insert((layer, counter)) {
+        if !self.seen.get_mut(layer).is_some_and(|s| s.insert(counter)) {
             return;
         }
         let took = clock_us().saturating_sub(sent);
         let mut rec = rec.lock().unwrap();
-        let a = rec.entry((owner.clone(), kind.into())).or_default();
+        let a = arrivals(&mut rec, key);
         a.counters.push(counter as u32);
         a.layers.push(layer as u8);
         a.latency_us.push(took.min(u32::MAX as u64) as u32);
     }
+}
+
+/// The arrivals under `key`, made on first use; no allocation once made.
+fn arrivals<'a>(
+    rec: &'a mut HashMap<(String, String), Arrivals>,
+    key: &(String, String),
+) -> &'a mut Arrivals {
+    if !rec.contains_key(key) {
+        rec.insert(key.clone(), Arrivals::default());
+    }
+    rec.get_mut(key).expect("inserted above")
 }
 
 /// Records what arrives on `track` (see [`StreamRecord`]).
@@ -925,6 +987,25 @@ fn stamp_of(kind: &str, payload: &[u8]) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_repeat_is_known_until_it_falls_out_of_the_window() {
+        let mut seen = super::Seen::default();
+        assert!(seen.insert(5));
+        assert!(!seen.insert(5), "a repeat");
+        assert!(seen.insert(9), "a jump up");
+        assert!(seen.insert(7), "a late first arrival inside the window");
+        assert!(!seen.insert(7));
+        assert!(
+            seen.insert(9 + super::Seen::SPAN),
+            "a jump of a whole window"
+        );
+        assert!(!seen.insert(9), "older than the window: taken as a repeat");
+        assert!(
+            seen.insert(10 + super::Seen::SPAN),
+            "its slot was cleared by the jump"
+        );
+    }
+
     #[test]
     fn each_mid_gets_its_own_sections_ssrc() {
         let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ssrc:11 cname:janus\r\n\

@@ -59,6 +59,10 @@ pub struct Report {
     /// (one audio packet per 20 ms tick each): below 1 the load tool could
     /// not keep up, and the row measures the generator, not the server.
     pub generator_kept_up: f64,
+    /// The load tool's own CPU over the window, percent of one core: near
+    /// 100 × the cores it runs on (one, pinned beside a server on two) it
+    /// is the bottleneck, and its late receiving reads as loss and latency.
+    pub generator_cpu_percent: f64,
 }
 
 /// The load tool's publishers send one audio packet per 20 ms tick.
@@ -78,6 +82,8 @@ pub(crate) struct Measured<'a> {
     pub sent: &'a [[(u64, u64); STREAMS]],
     pub seconds: f64,
     pub cpu_seconds: f64,
+    /// The load tool's own CPU seconds in the window.
+    pub tool_cpu_seconds: f64,
     pub rss_before: u64,
     pub rss_during: u64,
     pub joined_in: Duration,
@@ -211,6 +217,7 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
         unrecognised_packets: unrecognised,
         video_packets_by_layer: by_layer,
         generator_kept_up: if due > 0.0 { ticks as f64 / due } else { 1.0 },
+        generator_cpu_percent: 100.0 * m.tool_cpu_seconds / m.seconds.max(0.01),
     }
 }
 
@@ -279,8 +286,9 @@ impl std::fmt::Display for Report {
         )?;
         write!(
             f,
-            "  load tool sent               {:>10.1} % of what it should",
-            100.0 * self.generator_kept_up
+            "  load tool sent               {:>10.1} % of what it should (its CPU {:.0} % of a core)",
+            100.0 * self.generator_kept_up,
+            self.generator_cpu_percent
         )
     }
 }
@@ -324,6 +332,7 @@ mod tests {
             sent: &sent,
             seconds: 1.0,
             cpu_seconds: 0.5,
+            tool_cpu_seconds: 0.25,
             rss_before: 0,
             rss_during: 0,
             joined_in: Duration::ZERO,
