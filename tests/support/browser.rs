@@ -48,6 +48,9 @@ pub struct Driver {
 /// frames are still 1280x720, which is what the tests assert.
 pub const FAKE_CAMERA_FPS: u32 = 5;
 
+/// How long a page may take to load before its test fails.
+const PAGE_LOAD_MS: u64 = 60_000;
+
 /// Opus packets a second from a browser's microphone: one per 20 ms frame,
 /// and the fake microphone never falls silent.
 pub const OPUS_PACKETS_PER_SECOND: f64 = 50.0;
@@ -273,9 +276,13 @@ impl Driver {
     /// A WebDriver session with `caps`, its browser using `profile`.
     async fn session(
         &self,
-        caps: serde_json::Map<String, Value>,
+        mut caps: serde_json::Map<String, Value>,
         profile: tempfile::TempDir,
     ) -> Browser {
+        // Every page here loads in seconds, even over the 150 kbit/s links;
+        // a load that never finishes fails in a minute, not the drivers'
+        // default five.
+        caps.insert("timeouts".into(), json!({ "pageLoad": PAGE_LOAD_MS }));
         let client = ClientBuilder::native()
             .capabilities(caps)
             .connect(&self.url)
