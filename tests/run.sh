@@ -5,7 +5,8 @@
 # also need root; cmake to build the bundled libopus; ffmpeg to check
 # recordings; Debian's janus for the load tool's comparison run; npm, which
 # fetches the pinned axe-core for the accessibility checks; faketime, which
-# lets the reports test set the server's clock), checks
+# lets the reports test set the server's clock; Debian's postgresql, which the
+# storage tests start throwaway clusters of), checks
 # formatting and lints,
 # then runs every unit, integration and browser test, each fuzz target for a
 # few seconds, and checks the deployment files.
@@ -25,6 +26,8 @@ command -v firefox-esr >/dev/null 2>&1 || missing+=(firefox-esr)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # libfaketime: the reports test sets the server's wall clock to a past week.
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+# PostgreSQL's server: stores that run on both engines are tested on both.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -35,6 +38,10 @@ if ((${#missing[@]})); then
   # service (listening on every interface) is not wanted.
   if [[ " ${missing[*]} " == *" janus "* ]] && command -v systemctl >/dev/null 2>&1; then
     $sudo systemctl disable --now janus >/dev/null 2>&1 || true
+  fi
+  # Likewise the package's own cluster: the tests start their own.
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && command -v systemctl >/dev/null 2>&1; then
+    $sudo systemctl disable --now postgresql >/dev/null 2>&1 || true
   fi
 fi
 # promtool (Prometheus' linter, for /metrics and deploy/'s rules) comes in

@@ -42,6 +42,7 @@ pub mod records;
 pub mod reports;
 mod routes;
 pub mod service_hours;
+pub mod sql;
 mod state;
 
 pub use accounts::{
@@ -71,6 +72,14 @@ pub enum AdminError {
         path: String,
         /// SQLite's error.
         source: rusqlite::Error,
+    },
+    /// A store on either engine could not read or write (see `sql`).
+    #[error("database {at}: {source}")]
+    Sql {
+        /// The SQLite file, or "PostgreSQL".
+        at: String,
+        /// The engine's error.
+        source: crate::sql::SqlError,
     },
     /// An account cannot be created as asked (name, password, duplicate).
     #[error("{0}")]

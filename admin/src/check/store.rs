@@ -1,12 +1,12 @@
-//! Connectivity checks kept for the helpdesk, by code, for 90 days.
+//! Connectivity checks kept for the helpdesk, by code, for 90 days, on
+//! either engine (see `sql`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
-
-use rusqlite::{params, Connection, OptionalExtension};
 
 use super::verdict::CheckResult;
 use crate::clock::ms;
+use crate::sql::{Db, Row, SqlError, Value};
 use crate::AdminError;
 
 /// How long checks are kept.
@@ -33,8 +33,9 @@ pub struct StoredCheck {
 
 /// The checks table.
 pub struct Checks {
-    conn: Connection,
-    path: PathBuf,
+    db: Db,
+    /// Where it is, for errors: the SQLite file, or "PostgreSQL".
+    at: String,
 }
 
 /// `ABCDEF` as `ABC-DEF`.
@@ -54,23 +55,35 @@ pub fn normalise_code(typed: &str) -> Option<String> {
 }
 
 impl Checks {
-    /// Opens (creating and migrating) the database at `path`.
+    /// Opens (creating and migrating) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Checks, AdminError> {
         Ok(Checks {
-            conn: crate::db::open(path)?,
-            path: path.to_owned(),
+            db: Db::sqlite(path)?,
+            at: path.display().to_string(),
         })
     }
 
-    fn err(&self, e: rusqlite::Error) -> AdminError {
-        AdminError::database(&self.path, e)
+    /// The checks in `db`, already migrated (see `sql::postgres::connect`).
+    pub fn on(db: Db) -> Checks {
+        let at = match &db {
+            Db::Sqlite(_) => "SQLite".into(),
+            Db::Postgres(_) => "PostgreSQL".into(),
+        };
+        Checks { db, at }
+    }
+
+    fn err(&self, source: SqlError) -> AdminError {
+        AdminError::Sql {
+            at: self.at.clone(),
+            source,
+        }
     }
 
     /// Stores a check under a new code (and under the home it was run for,
     /// if any) and returns the code as shown. Checks older than
     /// [`CHECK_RETENTION`] are deleted on the way.
     pub fn store(
-        &self,
+        &mut self,
         at: SystemTime,
         remote_addr: &str,
         user_agent: &str,
@@ -80,21 +93,29 @@ impl Checks {
         // Plain structs of numbers and strings: serialising cannot fail.
         let json = serde_json::to_string(result).unwrap_or_else(|_| "{}".into());
         let cutoff = ms(at) - CHECK_RETENTION.as_millis() as i64;
-        self.conn
+        self.db
             .execute(
                 "DELETE FROM connectivity_checks WHERE created_at_ms < ?1",
-                [cutoff],
+                &[cutoff.into()],
             )
             .map_err(|e| self.err(e))?;
         // A clash is unlikely (32^6 codes); try a few.
         for _ in 0..5 {
             let code = new_code()?;
+            let params: [Value; 6] = [
+                code.as_str().into(),
+                ms(at).into(),
+                remote_addr.into(),
+                user_agent.into(),
+                json.as_str().into(),
+                home_id.into(),
+            ];
             let inserted = self
-                .conn
+                .db
                 .execute(
-                    "INSERT OR IGNORE INTO connectivity_checks (code, created_at_ms, remote_addr, user_agent, result_json, home_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![code, ms(at), remote_addr, user_agent, json, home_id],
+                    "INSERT INTO connectivity_checks (code, created_at_ms, remote_addr, user_agent, result_json, home_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                    &params,
                 )
                 .map_err(|e| self.err(e))?;
             if inserted == 1 {
@@ -105,44 +126,43 @@ impl Checks {
     }
 
     /// The check with this code, typed any way.
-    pub fn find(&self, typed: &str) -> Result<Option<StoredCheck>, AdminError> {
+    pub fn find(&mut self, typed: &str) -> Result<Option<StoredCheck>, AdminError> {
         let Some(code) = normalise_code(typed) else {
             return Ok(None);
         };
+        let sql = format!("SELECT {COLUMNS} FROM connectivity_checks WHERE code = ?1");
         let found = self
-            .conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM connectivity_checks WHERE code = ?1"),
-                [&code],
-                stored,
-            )
-            .optional()
+            .db
+            .query_opt(&sql, &[code.into()])
             .map_err(|e| self.err(e))?;
-        Ok(found.flatten())
+        match found {
+            Some(row) => stored(&row).map_err(|e| self.err(e)),
+            None => Ok(None),
+        }
     }
 
     /// The latest `limit` checks filed under a home, newest first.
-    pub fn of_home(&self, home_id: &str, limit: u32) -> Result<Vec<StoredCheck>, AdminError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM connectivity_checks WHERE home_id = ?1
-                 ORDER BY created_at_ms DESC LIMIT ?2"
-            ))
+    pub fn of_home(&mut self, home_id: &str, limit: u32) -> Result<Vec<StoredCheck>, AdminError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM connectivity_checks WHERE home_id = ?1
+             ORDER BY created_at_ms DESC LIMIT ?2"
+        );
+        let rows = self
+            .db
+            .query(&sql, &[home_id.into(), limit.into()])
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![home_id, limit], stored)
-            .map_err(|e| self.err(e))?;
-        let rows: Vec<Option<StoredCheck>> =
-            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
-        Ok(rows.into_iter().flatten().collect())
+        let mut checks = Vec::with_capacity(rows.len());
+        for row in &rows {
+            checks.extend(stored(row).map_err(|e| self.err(e))?);
+        }
+        Ok(checks)
     }
 }
 
 const COLUMNS: &str = "code, created_at_ms, remote_addr, user_agent, result_json";
 
 /// A row of [`COLUMNS`]; `None` if its result no longer reads.
-fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<StoredCheck>> {
+fn stored(r: &Row) -> Result<Option<StoredCheck>, SqlError> {
     let (code, json): (String, String) = (r.get(0)?, r.get(4)?);
     let (created_at_ms, remote_addr, user_agent) = (r.get(1)?, r.get(2)?, r.get(3)?);
     Ok(serde_json::from_str(&json).ok().map(|result| StoredCheck {
@@ -168,48 +188,85 @@ fn new_code() -> Result<String, AdminError> {
 mod tests {
     use super::*;
 
+    /// The checks store on each engine, with what keeps that engine alive.
+    fn each_engine() -> Vec<(Checks, Box<dyn std::any::Any>)> {
+        crate::sql::both_engines()
+            .into_iter()
+            .map(|(db, keep)| (Checks::on(db), keep))
+            .collect()
+    }
+
     #[test]
     fn a_stored_check_is_found_by_its_code_typed_loosely() {
-        let dir = tempfile::tempdir().unwrap();
-        let checks = Checks::open(&dir.path().join("carecall.db")).unwrap();
-        let result = CheckResult {
-            upload_kbps: Some(640),
-            ..CheckResult::default()
-        };
-        let now = SystemTime::now();
-        let code = checks
-            .store(now, "10.0.0.2", "Chromium", &result, None)
-            .unwrap();
-        assert_eq!(code.len(), 7);
-        assert_eq!(&code[3..4], "-");
-        let typed = code.to_lowercase().replace('-', " ");
-        let found = checks.find(&typed).unwrap().expect("found");
-        assert_eq!(found.code, code);
-        assert_eq!(found.result, result);
-        assert_eq!(found.remote_addr, "10.0.0.2");
-        assert_eq!(checks.find("ABC-DE0").unwrap(), None, "not a code");
-        assert_eq!(checks.find("nonsense").unwrap(), None);
+        for (mut checks, _keep) in each_engine() {
+            let result = CheckResult {
+                upload_kbps: Some(640),
+                ..CheckResult::default()
+            };
+            let now = SystemTime::now();
+            let code = checks
+                .store(now, "10.0.0.2", "Chromium", &result, None)
+                .unwrap();
+            assert_eq!(code.len(), 7);
+            assert_eq!(&code[3..4], "-");
+            let typed = code.to_lowercase().replace('-', " ");
+            let found = checks.find(&typed).unwrap().expect("found");
+            assert_eq!(found.code, code, "{}", checks.at);
+            assert_eq!(found.result, result);
+            assert_eq!(found.remote_addr, "10.0.0.2");
+            assert_eq!(checks.find("ABC-DE0").unwrap(), None, "not a code");
+            assert_eq!(checks.find("nonsense").unwrap(), None);
+        }
     }
 
     #[test]
     fn old_checks_go_after_90_days() {
-        let dir = tempfile::tempdir().unwrap();
-        let checks = Checks::open(&dir.path().join("carecall.db")).unwrap();
-        let long_ago = SystemTime::now() - CHECK_RETENTION - Duration::from_secs(60);
-        let old = checks
-            .store(long_ago, "a", "b", &CheckResult::default(), Some("h1"))
-            .unwrap();
-        checks
-            .store(
-                SystemTime::now(),
-                "a",
-                "b",
-                &CheckResult::default(),
-                Some("h1"),
-            )
-            .unwrap();
-        assert_eq!(checks.find(&old).unwrap(), None);
-        assert_eq!(checks.of_home("h1", 10).unwrap().len(), 1);
-        assert_eq!(checks.of_home("h2", 10).unwrap(), []);
+        for (mut checks, _keep) in each_engine() {
+            let long_ago = SystemTime::now() - CHECK_RETENTION - Duration::from_secs(60);
+            let old = checks
+                .store(long_ago, "a", "b", &CheckResult::default(), Some("h1"))
+                .unwrap();
+            let new = checks
+                .store(
+                    SystemTime::now(),
+                    "a",
+                    "b",
+                    &CheckResult::default(),
+                    Some("h1"),
+                )
+                .unwrap();
+            assert_eq!(checks.find(&old).unwrap(), None, "{}", checks.at);
+            let of_home = checks.of_home("h1", 10).unwrap();
+            assert_eq!(of_home.len(), 1);
+            assert_eq!(of_home[0].code, new);
+            assert_eq!(checks.of_home("h2", 10).unwrap(), []);
+        }
+    }
+
+    #[test]
+    fn a_code_already_taken_is_not_overwritten() {
+        for (mut checks, _keep) in each_engine() {
+            let first = checks
+                .store(
+                    SystemTime::now(),
+                    "a",
+                    "first",
+                    &CheckResult::default(),
+                    None,
+                )
+                .unwrap();
+            let taken = first.replace('-', "");
+            let inserted = checks
+                .db
+                .execute(
+                    "INSERT INTO connectivity_checks (code, created_at_ms, remote_addr, user_agent, result_json)
+                     VALUES (?1, 0, 'b', 'second', '{}') ON CONFLICT DO NOTHING",
+                    &[taken.into()],
+                )
+                .unwrap();
+            assert_eq!(inserted, 0, "{}", checks.at);
+            let found = checks.find(&first).unwrap().expect("still there");
+            assert_eq!(found.user_agent, "first");
+        }
     }
 }

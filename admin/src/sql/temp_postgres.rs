@@ -1,0 +1,110 @@
+//! A throwaway PostgreSQL cluster for tests: Debian's server, in a
+//! temporary directory, on loopback at a free port, run as the unprivileged
+//! `postgres` user when the tests run as root (initdb refuses root);
+//! stopped and removed when dropped. About two seconds to start.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub(crate) struct TempPostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+impl TempPostgres {
+    /// Starts one; panics, saying what is missing, if it cannot.
+    pub(crate) fn start() -> TempPostgres {
+        let bin = server_bin().expect(
+            "PostgreSQL's server is not installed (apt-get install postgresql; tests/run.sh does)",
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let as_root = run_output("id", &["-u"]).trim() == "0";
+        if as_root {
+            run_ok("chown", &["postgres", &dir.path().display().to_string()]);
+        }
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let pg = TempPostgres {
+            dir,
+            bin,
+            port,
+            as_root,
+        };
+        let d = pg.dir.path().display().to_string();
+        pg.as_server(&format!(
+            "{bin}/initdb -D {d}/data -A trust -U carecall --no-sync -E UTF8 >{d}/initdb.log 2>&1 \
+             && {bin}/pg_ctl -D {d}/data -o '-k {d} -h 127.0.0.1 -p {port} -F' -l {d}/log -w start >/dev/null",
+            bin = pg.bin.display(),
+        ));
+        pg
+    }
+
+    /// Its database's URL.
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://carecall@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn as_server(&self, script: &str) {
+        let ok = match self.as_root {
+            true => Command::new("su")
+                .args(["postgres", "-s", "/bin/sh", "-c", script])
+                .status(),
+            false => Command::new("sh").args(["-c", script]).status(),
+        }
+        .is_ok_and(|s| s.success());
+        let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+        let init = std::fs::read_to_string(self.dir.path().join("initdb.log")).unwrap_or_default();
+        assert!(ok, "PostgreSQL did not start or stop:\n{init}\n{log}");
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        let d = self.dir.path().display().to_string();
+        let stop = format!(
+            "{}/pg_ctl -D {d}/data -m immediate stop >/dev/null 2>&1",
+            self.bin.display()
+        );
+        let _ = match self.as_root {
+            true => Command::new("su")
+                .args(["postgres", "-s", "/bin/sh", "-c", &stop])
+                .status(),
+            false => Command::new("sh").args(["-c", &stop]).status(),
+        };
+    }
+}
+
+/// The newest `/usr/lib/postgresql/N/bin` that has `initdb`.
+fn server_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let v = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn run_output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn run_ok(cmd: &str, args: &[&str]) {
+    let ok = Command::new(cmd)
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "{cmd} {args:?} failed");
+}
