@@ -4,8 +4,6 @@
 //! ends the account's sessions, so it takes effect at once, not when the
 //! cookie expires.
 
-use rusqlite::{params, OptionalExtension};
-
 use super::{Accounts, MIN_PASSWORD_LEN};
 use crate::clock::now_ms;
 use crate::AdminError;
@@ -33,12 +31,10 @@ impl Accounts {
             )));
         }
         let hash = self.hash(password)?;
-        self.conn()
-            .execute(
-                "UPDATE admin_accounts SET password_hash = ?2 WHERE name = ?1",
-                params![name, hash],
-            )
-            .map_err(|e| self.err(e))?;
+        self.execute(
+            "UPDATE admin_accounts SET password_hash = ?2 WHERE name = ?1",
+            &[name.into(), hash.into()],
+        )?;
         self.end_sessions(name).map(drop)
     }
 
@@ -46,25 +42,22 @@ impl Accounts {
     /// one cannot sign in, and its sessions end.
     pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AdminError> {
         self.require(name)?;
-        self.conn()
-            .execute(
-                "UPDATE admin_accounts SET disabled_at_ms = ?2 WHERE name = ?1",
-                params![name, disabled.then(now_ms)],
-            )
-            .map_err(|e| self.err(e))?;
+        self.execute(
+            "UPDATE admin_accounts SET disabled_at_ms = ?2 WHERE name = ?1",
+            &[name.into(), disabled.then(now_ms).into()],
+        )?;
         self.end_sessions(name).map(drop)
     }
 
     /// Whether an account is disabled (`None`: there is no such account).
     pub fn is_disabled(&self, name: &str) -> Result<Option<bool>, AdminError> {
-        self.conn()
-            .query_row(
-                "SELECT disabled_at_ms IS NOT NULL FROM admin_accounts WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+        let disabled_at: Option<Option<i64>> = self
+            .column(
+                "SELECT disabled_at_ms FROM admin_accounts WHERE name = ?1",
+                &[name.into()],
+            )?
+            .pop();
+        Ok(disabled_at.map(|at| at.is_some()))
     }
 
     /// Removes an account and its sessions. Its name stays in the call
@@ -72,38 +65,28 @@ impl Accounts {
     pub fn delete(&self, name: &str) -> Result<(), AdminError> {
         self.require(name)?;
         self.end_sessions(name)?;
-        self.conn()
-            .execute("DELETE FROM admin_accounts WHERE name = ?1", [name])
+        self.execute("DELETE FROM admin_accounts WHERE name = ?1", &[name.into()])
             .map(drop)
-            .map_err(|e| self.err(e))
     }
 
     /// The account's live sessions, soonest to end first.
     pub fn sessions_of(&self, name: &str) -> Result<Vec<SessionInfo>, AdminError> {
         self.require(name)?;
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT expires_at_ms FROM admin_sessions WHERE name = ?1 AND expires_at_ms > ?2
-                 ORDER BY expires_at_ms",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![name, now_ms()], |r| {
-                Ok(SessionInfo {
-                    expires_at_ms: r.get(0)?,
-                })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.err(e));
-        rows
+        let ends: Vec<i64> = self.column(
+            "SELECT expires_at_ms FROM admin_sessions WHERE name = ?1 AND expires_at_ms > ?2
+             ORDER BY expires_at_ms",
+            &[name.into(), now_ms().into()],
+        )?;
+        Ok(ends
+            .into_iter()
+            .map(|expires_at_ms| SessionInfo { expires_at_ms })
+            .collect())
     }
 
     /// Ends every session of the account; how many there were.
     pub fn end_sessions(&self, name: &str) -> Result<usize, AdminError> {
-        self.conn()
-            .execute("DELETE FROM admin_sessions WHERE name = ?1", [name])
-            .map_err(|e| self.err(e))
+        self.execute("DELETE FROM admin_sessions WHERE name = ?1", &[name.into()])
+            .map(|n| n as usize)
     }
 }
 
@@ -114,50 +97,57 @@ mod tests {
 
     const PASSWORD: &str = "a long enough password";
 
-    fn store() -> (tempfile::TempDir, Accounts) {
-        let dir = tempfile::tempdir().unwrap();
-        let accounts = Accounts::open(&dir.path().join("carecall.db")).unwrap();
-        accounts
-            .add("nurse", PASSWORD, AccountRole::Clinician)
-            .unwrap();
-        (dir, accounts)
+    /// An account store with one clinician, on each engine.
+    fn stores() -> Vec<(Accounts, Box<dyn std::any::Any>)> {
+        let stores = crate::accounts::tests::each_engine();
+        for (accounts, _) in &stores {
+            accounts
+                .add("nurse", PASSWORD, AccountRole::Clinician)
+                .unwrap();
+        }
+        stores
     }
 
     #[test]
     fn a_disabled_account_cannot_sign_in_and_loses_its_sessions() {
-        let (_dir, accounts) = store();
-        let s = accounts.create_session("nurse").unwrap();
-        assert_eq!(accounts.sessions_of("nurse").unwrap().len(), 1);
-        accounts.set_disabled("nurse", true).unwrap();
-        assert_eq!(accounts.is_disabled("nurse").unwrap(), Some(true));
-        assert!(!accounts.verify("nurse", PASSWORD).unwrap());
-        assert_eq!(accounts.session(&s.token).unwrap(), None);
-        assert!(accounts.sessions_of("nurse").unwrap().is_empty());
-        accounts.set_disabled("nurse", false).unwrap();
-        assert!(accounts.verify("nurse", PASSWORD).unwrap());
+        for (accounts, _keep) in stores() {
+            let s = accounts.create_session("nurse").unwrap();
+            assert_eq!(accounts.sessions_of("nurse").unwrap().len(), 1);
+            accounts.set_disabled("nurse", true).unwrap();
+            assert_eq!(accounts.is_disabled("nurse").unwrap(), Some(true));
+            assert!(!accounts.verify("nurse", PASSWORD).unwrap());
+            assert_eq!(accounts.session(&s.token).unwrap(), None);
+            assert!(accounts.sessions_of("nurse").unwrap().is_empty());
+            accounts.set_disabled("nurse", false).unwrap();
+            assert!(accounts.verify("nurse", PASSWORD).unwrap());
+        }
     }
 
     #[test]
     fn a_new_password_ends_sessions_and_the_old_one_stops_working() {
-        let (_dir, accounts) = store();
-        let s = accounts.create_session("nurse").unwrap();
-        assert!(accounts.set_password("nurse", "short").is_err());
-        accounts
-            .set_password("nurse", "another long password")
-            .unwrap();
-        assert!(!accounts.verify("nurse", PASSWORD).unwrap());
-        assert!(accounts.verify("nurse", "another long password").unwrap());
-        assert_eq!(accounts.session(&s.token).unwrap(), None);
+        for (accounts, _keep) in stores() {
+            let s = accounts.create_session("nurse").unwrap();
+            assert!(accounts.set_password("nurse", "short").is_err());
+            accounts
+                .set_password("nurse", "another long password")
+                .unwrap();
+            assert!(!accounts.verify("nurse", PASSWORD).unwrap());
+            assert!(accounts.verify("nurse", "another long password").unwrap());
+            assert_eq!(accounts.session(&s.token).unwrap(), None);
+        }
     }
 
     #[test]
     fn a_deleted_account_is_gone_with_its_sessions() {
-        let (_dir, accounts) = store();
-        let s = accounts.create_session("nurse").unwrap();
-        accounts.delete("nurse").unwrap();
-        assert_eq!(accounts.session(&s.token).unwrap(), None);
-        assert!(!accounts.verify("nurse", PASSWORD).unwrap());
-        assert!(accounts.delete("nurse").is_err(), "no such account");
-        assert!(accounts.set_disabled("ghost", true).is_err());
+        for (accounts, _keep) in stores() {
+            let s = accounts.create_session("nurse").unwrap();
+            accounts.delete("nurse").unwrap();
+            assert_eq!(accounts.session(&s.token).unwrap(), None);
+            assert!(!accounts.verify("nurse", PASSWORD).unwrap());
+            assert!(accounts.delete("nurse").is_err(), "no such account");
+            assert!(accounts.set_disabled("ghost", true).is_err());
+            assert_eq!(accounts.is_disabled("ghost").unwrap(), None);
+            assert_eq!(accounts.is_disabled("nurse").unwrap(), None, "deleted");
+        }
     }
 }

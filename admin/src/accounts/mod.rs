@@ -6,20 +6,19 @@
 //! signs nobody in. Each session has its own CSRF token, which every
 //! state-changing request must echo in a header.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::clock::now_ms;
 
+use crate::sql::{Db, SqlError, Value};
+use crate::AdminError;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::{params, Connection, OptionalExtension};
-
-use crate::AdminError;
 
 mod manage;
 
@@ -122,8 +121,9 @@ pub struct NewSession {
 
 /// The account store.
 pub struct Accounts {
-    conn: Mutex<Connection>,
-    path: PathBuf,
+    db: Mutex<Db>,
+    /// Where it is, for errors: the SQLite file, or "PostgreSQL".
+    at: String,
     random: SystemRandom,
     /// A hash of no account's password, checked against for unknown names
     /// so they cost one hash, as a known name does. Made on first use.
@@ -133,20 +133,47 @@ pub struct Accounts {
 impl Accounts {
     /// Opens the accounts in the database at `path` (created if missing).
     pub fn open(path: &Path) -> Result<Accounts, AdminError> {
-        Ok(Accounts {
-            conn: Mutex::new(crate::db::open(path)?),
-            path: path.to_owned(),
+        let mut accounts = Accounts::on(Db::sqlite(path)?);
+        accounts.at = path.display().to_string();
+        Ok(accounts)
+    }
+
+    /// The accounts in `db`, already migrated (see `sql::postgres::connect`).
+    pub fn on(db: Db) -> Accounts {
+        Accounts {
+            at: db.engine().into(),
+            db: Mutex::new(db),
             random: SystemRandom::new(),
             stand_in: std::sync::OnceLock::new(),
-        })
+        }
     }
 
-    fn err(&self, source: rusqlite::Error) -> AdminError {
-        AdminError::database(&self.path, source)
+    fn err(&self, source: SqlError) -> AdminError {
+        AdminError::Sql {
+            at: self.at.clone(),
+            source,
+        }
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn db(&self) -> std::sync::MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one statement; how many rows it changed.
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, AdminError> {
+        self.db().execute(sql, params).map_err(|e| self.err(e))
+    }
+
+    /// Column 0 of each row a query gives.
+    fn column<T: crate::sql::FromValue>(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<T>, AdminError> {
+        let rows = self.db().query(sql, params).map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| r.get(0).map_err(|e| self.err(e)))
+            .collect()
     }
 
     /// Creates an account. Refuses a taken name, a name that is not 1-64
@@ -168,13 +195,11 @@ impl Accounts {
             )));
         }
         let hash = self.hash(password)?;
-        let inserted = self
-            .conn()
-            .execute(
-                "INSERT OR IGNORE INTO admin_accounts (name, password_hash, created_at_ms, role) VALUES (?1, ?2, ?3, ?4)",
-                params![name, hash, now_ms(), role.as_str()],
-            )
-            .map_err(|e| self.err(e))?;
+        let inserted = self.execute(
+            "INSERT INTO admin_accounts (name, password_hash, created_at_ms, role) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+            &[name.into(), hash.into(), now_ms().into(), role.as_str().into()],
+        )?;
         if inserted == 0 {
             return Err(AdminError::BadAccount(format!(
                 "account {name} exists already"
@@ -200,14 +225,11 @@ impl Accounts {
     pub fn verify(&self, name: &str, password: &str) -> Result<bool, AdminError> {
         // A disabled account is checked as an unknown one: same cost, no.
         let stored: Option<String> = self
-            .conn()
-            .query_row(
+            .column(
                 "SELECT password_hash FROM admin_accounts WHERE name = ?1 AND disabled_at_ms IS NULL",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
+                &[name.into()],
+            )?
+            .pop();
         let (hash, known) = match stored {
             Some(h) => (h, true),
             None => match self.stand_in.get() {
@@ -229,42 +251,36 @@ impl Accounts {
     /// The names of the accounts with `role`, sorted: whom a call can be
     /// passed to, or a specialist invited.
     pub fn named(&self, role: AccountRole) -> Result<Vec<String>, AdminError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT name FROM admin_accounts WHERE role = ?1 ORDER BY name")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([role.as_str()], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.column(
+            "SELECT name FROM admin_accounts WHERE role = ?1 ORDER BY name",
+            &[role.as_str().into()],
+        )
     }
 
     /// Accounts signed in now (a live session, not disabled), by role.
     pub fn signed_in_by_role(&self) -> Result<Vec<(String, i64)>, AdminError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
+        let rows = self
+            .db()
+            .query(
                 "SELECT a.role, COUNT(DISTINCT s.name) FROM admin_sessions s JOIN admin_accounts a ON a.name = s.name
                  WHERE s.expires_at_ms > ?1 AND a.disabled_at_ms IS NULL GROUP BY a.role",
+                &[now_ms().into()],
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([now_ms()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        rows.iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect::<Result<_, SqlError>>()
+            .map_err(|e| self.err(e))
     }
 
     /// The role of account `name`, if it exists.
     pub fn role_of(&self, name: &str) -> Result<Option<AccountRole>, AdminError> {
         let role: Option<String> = self
-            .conn()
-            .query_row(
+            .column(
                 "SELECT role FROM admin_accounts WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
+                &[name.into()],
+            )?
+            .pop();
         Ok(role.and_then(|r| r.parse().ok()))
     }
 
@@ -276,17 +292,19 @@ impl Accounts {
         let token = self.random_token()?;
         let csrf = self.random_token()?;
         let expires = now_ms() + SESSION_TTL.as_millis() as i64;
-        let conn = self.conn();
-        conn.execute(
+        self.execute(
             "DELETE FROM admin_sessions WHERE expires_at_ms < ?1",
-            [now_ms()],
-        )
-        .map_err(|e| self.err(e))?;
-        conn.execute(
+            &[now_ms().into()],
+        )?;
+        self.execute(
             "INSERT INTO admin_sessions (token_sha256, name, csrf, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![digest(&token), name, csrf, expires],
-        )
-        .map_err(|e| self.err(e))?;
+            &[
+                digest(&token),
+                name.into(),
+                csrf.as_str().into(),
+                expires.into(),
+            ],
+        )?;
         Ok(NewSession {
             token,
             session: AdminSession {
@@ -299,33 +317,35 @@ impl Accounts {
 
     /// The live session behind a cookie's token, if any.
     pub fn session(&self, token: &str) -> Result<Option<AdminSession>, AdminError> {
-        self.conn()
-            .query_row(
+        let row = self
+            .db()
+            .query_opt(
                 "SELECT s.name, s.csrf, a.role FROM admin_sessions s JOIN admin_accounts a ON a.name = s.name
                  WHERE s.token_sha256 = ?1 AND s.expires_at_ms > ?2 AND a.disabled_at_ms IS NULL",
-                params![digest(token), now_ms()],
-                |r| {
-                    let role: String = r.get(2)?;
-                    Ok(AdminSession {
-                        name: r.get(0)?,
-                        role: role.parse().unwrap_or(AccountRole::Specialist),
-                        csrf: r.get(1)?,
-                    })
-                },
+                &[digest(token), now_ms().into()],
             )
-            .optional()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let read = || -> Result<AdminSession, SqlError> {
+            let role: String = r.get(2)?;
+            Ok(AdminSession {
+                name: r.get(0)?,
+                role: role.parse().unwrap_or(AccountRole::Specialist),
+                csrf: r.get(1)?,
+            })
+        };
+        read().map(Some).map_err(|e| self.err(e))
     }
 
     /// Signs a session out.
     pub fn end_session(&self, token: &str) -> Result<(), AdminError> {
-        self.conn()
-            .execute(
-                "DELETE FROM admin_sessions WHERE token_sha256 = ?1",
-                [digest(token)],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+        self.execute(
+            "DELETE FROM admin_sessions WHERE token_sha256 = ?1",
+            &[digest(token)],
+        )
+        .map(drop)
     }
 
     fn random_token(&self) -> Result<String, AdminError> {
@@ -337,64 +357,87 @@ impl Accounts {
     }
 }
 
-fn digest(token: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
-        .as_ref()
-        .to_vec()
+fn digest(token: &str) -> Value {
+    Value::Blob(
+        ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .to_vec(),
+    )
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Accounts) {
-        let dir = tempfile::tempdir().unwrap();
-        let accounts = Accounts::open(&dir.path().join("carecall.db")).unwrap();
-        (dir, accounts)
+    /// An empty account store on each engine, with what keeps that engine
+    /// alive.
+    pub(crate) fn each_engine() -> Vec<(Accounts, Box<dyn std::any::Any>)> {
+        crate::sql::both_engines()
+            .into_iter()
+            .map(|(db, keep)| (Accounts::on(db), keep))
+            .collect()
     }
 
     #[test]
     fn a_password_verifies_and_nothing_else_does() {
-        let (_dir, a) = store();
-        a.add("hub.admin", "correct horse battery", AccountRole::Admin)
-            .unwrap();
-        assert!(a.verify("hub.admin", "correct horse battery").unwrap());
-        assert!(!a.verify("hub.admin", "correct horse batterY").unwrap());
-        assert!(!a.verify("nobody", "correct horse battery").unwrap());
+        for (a, _keep) in each_engine() {
+            a.add("hub.admin", "correct horse battery", AccountRole::Admin)
+                .unwrap();
+            assert!(
+                a.verify("hub.admin", "correct horse battery").unwrap(),
+                "{}",
+                a.at
+            );
+            assert!(!a.verify("hub.admin", "correct horse batterY").unwrap());
+            assert!(!a.verify("nobody", "correct horse battery").unwrap());
+        }
     }
 
     #[test]
     fn bad_names_short_passwords_and_duplicates_are_refused() {
-        let (_dir, a) = store();
-        assert!(a
-            .add("hub admin", "correct horse battery", AccountRole::Admin)
-            .is_err());
-        assert!(a
-            .add("", "correct horse battery", AccountRole::Admin)
-            .is_err());
-        assert!(a.add("hub", "short", AccountRole::Admin).is_err());
-        a.add("hub", "correct horse battery", AccountRole::Operator)
-            .unwrap();
-        let again = a
-            .add("hub", "another long password", AccountRole::Admin)
-            .unwrap_err();
-        assert!(again.to_string().contains("exists"), "{again}");
+        for (a, _keep) in each_engine() {
+            assert!(a
+                .add("hub admin", "correct horse battery", AccountRole::Admin)
+                .is_err());
+            assert!(a
+                .add("", "correct horse battery", AccountRole::Admin)
+                .is_err());
+            assert!(a.add("hub", "short", AccountRole::Admin).is_err());
+            a.add("hub", "correct horse battery", AccountRole::Operator)
+                .unwrap();
+            let again = a
+                .add("hub", "another long password", AccountRole::Admin)
+                .unwrap_err();
+            assert!(again.to_string().contains("exists"), "{}: {again}", a.at);
+            assert_eq!(a.named(AccountRole::Operator).unwrap(), ["hub"]);
+            assert_eq!(a.role_of("hub").unwrap(), Some(AccountRole::Operator));
+        }
     }
 
     #[test]
     fn sessions_are_found_by_token_only_and_end_on_sign_out() {
-        let (_dir, a) = store();
-        a.add("hub", "correct horse battery", AccountRole::Operator)
-            .unwrap();
-        let new = a.create_session("hub").unwrap();
-        assert_eq!(a.session(&new.token).unwrap(), Some(new.session.clone()));
-        assert_eq!(a.session("forged").unwrap(), None);
-        let stored: Vec<u8> = a
-            .conn()
-            .query_row("SELECT token_sha256 FROM admin_sessions", [], |r| r.get(0))
-            .unwrap();
-        assert_ne!(stored, new.token.as_bytes(), "only a digest is stored");
-        a.end_session(&new.token).unwrap();
-        assert_eq!(a.session(&new.token).unwrap(), None);
+        for (a, _keep) in each_engine() {
+            a.add("hub", "correct horse battery", AccountRole::Operator)
+                .unwrap();
+            let new = a.create_session("hub").unwrap();
+            assert_eq!(
+                a.session(&new.token).unwrap(),
+                Some(new.session.clone()),
+                "{}",
+                a.at
+            );
+            assert_eq!(a.session("forged").unwrap(), None);
+            assert_eq!(
+                a.signed_in_by_role().unwrap(),
+                [("operator".to_string(), 1)]
+            );
+            let stored: Vec<Vec<u8>> = a
+                .column("SELECT token_sha256 FROM admin_sessions", &[])
+                .unwrap();
+            assert_eq!(stored.len(), 1);
+            assert_ne!(stored[0], new.token.as_bytes(), "only a digest is stored");
+            a.end_session(&new.token).unwrap();
+            assert_eq!(a.session(&new.token).unwrap(), None);
+        }
     }
 }

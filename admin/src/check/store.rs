@@ -65,10 +65,7 @@ impl Checks {
 
     /// The checks in `db`, already migrated (see `sql::postgres::connect`).
     pub fn on(db: Db) -> Checks {
-        let at = match &db {
-            Db::Sqlite(_) => "SQLite".into(),
-            Db::Postgres(_) => "PostgreSQL".into(),
-        };
+        let at = db.engine().into();
         Checks { db, at }
     }
 

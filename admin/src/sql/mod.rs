@@ -60,6 +60,14 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
+    /// Which engine, for errors and logs.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "SQLite",
+            Db::Postgres(_) => "PostgreSQL",
+        }
+    }
+
     /// The hub's SQLite file at `path`, created and migrated as needed.
     pub fn sqlite(path: &Path) -> Result<Db, crate::AdminError> {
         Ok(Db::Sqlite(crate::db::open(path)?))

@@ -7,14 +7,14 @@ use postgres::{Client, NoTls};
 use super::{Db, Row, SqlError, Value};
 
 /// The stores that run on PostgreSQL so far; the rest still need SQLite.
-pub const PORTED: &[&str] = &["connectivity checks"];
+pub const PORTED: &[&str] = &["connectivity checks", "accounts and their sessions"];
 
 /// PostgreSQL's schema changes, in order; `carecall_schema` records how
 /// many ran. Column types follow what the stores bind: BIGINT for every
 /// integer, TEXT, BYTEA, DOUBLE PRECISION.
 const MIGRATIONS: &[&str] = &[
     // Connectivity checks run from care homes' tablets, looked up by code
-    // (SQLite's migrations 5 and 18 together).
+    // (the SQLite table as its migrations left it).
     "CREATE TABLE connectivity_checks (
         code TEXT PRIMARY KEY,
         created_at_ms BIGINT NOT NULL,
@@ -25,6 +25,21 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX connectivity_checks_age ON connectivity_checks (created_at_ms);
     CREATE INDEX connectivity_checks_home ON connectivity_checks (home_id, created_at_ms);",
+    // Admin accounts and their sign-in sessions, as SQLite's migrations
+    // left them (roles, disabling).
+    "CREATE TABLE admin_accounts (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        role TEXT NOT NULL DEFAULT 'admin',
+        disabled_at_ms BIGINT
+    );
+    CREATE TABLE admin_sessions (
+        token_sha256 BYTEA PRIMARY KEY,
+        name TEXT NOT NULL REFERENCES admin_accounts (name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        expires_at_ms BIGINT NOT NULL
+    );",
 ];
 
 /// Any number: two nodes starting at once take turns to migrate.
