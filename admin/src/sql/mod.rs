@@ -28,8 +28,21 @@ pub enum SqlError {
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL refused or failed (or the connection to it).
-    #[error("{0}")]
+    #[error("{}", with_cause(.0))]
     Postgres(#[from] ::postgres::Error),
+    /// A store read a column its query does not select.
+    #[error("no column {0} in the row")]
+    NoColumn(usize),
+    /// The database's schema is newer than this program knows.
+    #[error(
+        "the database has {found} migrations, this program knows {known}: run a newer carecall"
+    )]
+    NewerSchema {
+        /// Migrations the database records.
+        found: i64,
+        /// Migrations this program has.
+        known: usize,
+    },
     /// A column held another type than the store reads it as.
     #[error("column {column}: expected {wanted}, found {found:?}")]
     Type {
@@ -40,6 +53,15 @@ pub enum SqlError {
         /// What the row held.
         found: Value,
     },
+}
+
+/// A PostgreSQL error with what caused it: the client's own message is
+/// often only "error serializing parameter 0".
+fn with_cause(e: &::postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 /// An open database, either engine.

@@ -45,8 +45,8 @@ const MIGRATIONS: &[&str] = &[
 /// Any number: two nodes starting at once take turns to migrate.
 const MIGRATION_LOCK: i64 = 0x6361_7265_6361_6c6c;
 
-/// Connects to the PostgreSQL database at `url`
-/// (`postgres://user@host:port/name`) and brings its schema up to date.
+/// Connects to the PostgreSQL database at `url` (`postgres://user@host:port/name`,
+/// or `host=… user=… dbname=…`) and brings its schema up to date.
 /// Without TLS: the database is on the hub's own network, as its nodes are.
 pub fn connect(url: &str) -> Result<Db, SqlError> {
     let mut client = Client::connect(url, NoTls)?;
@@ -66,6 +66,12 @@ fn migrate(client: &mut Client) -> Result<(), SqlError> {
         }
     };
     let done = usize::try_from(version).unwrap_or(0);
+    if done > MIGRATIONS.len() {
+        return Err(SqlError::NewerSchema {
+            found: version,
+            known: MIGRATIONS.len(),
+        });
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
         tx.batch_execute(sql)?;
         tx.execute(
@@ -78,21 +84,45 @@ fn migrate(client: &mut Client) -> Result<(), SqlError> {
 }
 
 /// `sql` with SQLite's `?N` placeholders as PostgreSQL's `$N`, leaving
-/// quoted text alone.
+/// quoted text, quoted names and comments alone.
 pub(crate) fn numbered(sql: &str) -> String {
+    #[derive(Clone, Copy, PartialEq)]
+    enum In {
+        Code,
+        Text,
+        Name,
+        LineComment,
+        BlockComment,
+    }
     let mut out = String::with_capacity(sql.len());
-    let mut quoted = false;
+    let mut state = In::Code;
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
-        match c {
-            '\'' => quoted = !quoted,
-            '?' if !quoted && chars.peek().is_some_and(char::is_ascii_digit) => {
-                out.push('$');
-                continue;
-            }
-            _ => {}
+        let next = chars.peek().copied();
+        if state == In::Code && c == '?' && next.is_some_and(|d| d.is_ascii_digit()) {
+            out.push('$');
+            continue;
         }
         out.push(c);
+        state = match (state, c, next) {
+            (In::Code, '\'', _) => In::Text,
+            (In::Code, '"', _) => In::Name,
+            (In::Code, '-', Some('-')) => In::LineComment,
+            (In::Code, '/', Some('*')) => {
+                out.push('*');
+                chars.next();
+                In::BlockComment
+            }
+            // A doubled quote inside text or a name closes and reopens it:
+            // the same state after both.
+            (In::Text, '\'', _) | (In::Name, '"', _) | (In::LineComment, '\n', _) => In::Code,
+            (In::BlockComment, '*', Some('/')) => {
+                out.push('/');
+                chars.next();
+                In::Code
+            }
+            (same, _, _) => same,
+        };
     }
     out
 }
@@ -128,6 +158,60 @@ pub(crate) fn row(r: &postgres::Row) -> Result<Row, SqlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::temp_postgres::TempPostgres;
+
+    #[test]
+    fn a_value_of_another_kind_than_its_column_is_refused() {
+        let cluster = TempPostgres::start();
+        let mut db = connect(&cluster.url()).unwrap();
+        let wrong = db
+            .execute(
+                "INSERT INTO connectivity_checks (code, created_at_ms, remote_addr, user_agent, result_json)
+                 VALUES ('ABCDEF', ?1, 'a', 'b', '{}')",
+                &[Value::Text("yesterday".into())],
+            )
+            .unwrap_err();
+        assert!(wrong.to_string().contains("cannot be bound"), "{wrong}");
+        let right = db.execute(
+            "INSERT INTO connectivity_checks (code, created_at_ms, remote_addr, user_agent, result_json)
+             VALUES ('ABCDEF', ?1, 'a', 'b', '{}')",
+            &[Value::Int(1)],
+        );
+        assert_eq!(right.unwrap(), 1);
+        let row = db
+            .query_opt(
+                "SELECT created_at_ms, home_id FROM connectivity_checks",
+                &[],
+            )
+            .unwrap()
+            .expect("the row");
+        assert_eq!(row.get::<i64>(0).unwrap(), 1);
+        assert_eq!(
+            row.get::<Option<String>>(1).unwrap(),
+            None,
+            "NULL reads as None"
+        );
+        assert!(matches!(row.get::<i64>(2), Err(SqlError::NoColumn(2))));
+    }
+
+    #[test]
+    fn a_database_migrated_further_than_this_program_knows_is_refused() {
+        let cluster = TempPostgres::start();
+        drop(connect(&cluster.url()).unwrap());
+        // A second start migrates nothing again.
+        let mut db = connect(&cluster.url()).unwrap();
+        let version = db.query_opt("SELECT version FROM carecall_schema", &[]);
+        let version: i64 = version.unwrap().expect("a version").get(0).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        db.execute("UPDATE carecall_schema SET version = 999", &[])
+            .unwrap();
+        drop(db);
+        let refused = connect(&cluster.url()).unwrap_err();
+        assert!(
+            matches!(refused, SqlError::NewerSchema { found: 999, .. }),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn placeholders_are_numbered_outside_quoted_text() {
@@ -136,5 +220,10 @@ mod tests {
             "SELECT a FROM t WHERE b = $1 AND c = '?2' LIMIT $12"
         );
         assert_eq!(numbered("SELECT '?' || ?3"), "SELECT '?' || $3");
+        assert_eq!(numbered("SELECT 'it''s' || ?1"), "SELECT 'it''s' || $1");
+        assert_eq!(
+            numbered("SELECT \"a?1\" FROM t -- don't ?2\nWHERE b = ?3 /* it's ?4 */ AND c = ?5"),
+            "SELECT \"a?1\" FROM t -- don't ?2\nWHERE b = $3 /* it's ?4 */ AND c = $5"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! A throwaway PostgreSQL cluster for tests: Debian's server, in a
-//! temporary directory, on loopback at a free port, run as the unprivileged
-//! `postgres` user when the tests run as root (initdb refuses root);
-//! stopped and removed when dropped. About two seconds to start.
+//! temporary directory under `/tmp`, reached only through a Unix socket in
+//! that directory (no TCP port, so clusters of tests run at once never
+//! meet), run as the unprivileged `postgres` user when the tests run as
+//! root (initdb refuses root); stopped and removed when dropped. About two
+//! seconds to start.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,7 +11,6 @@ use std::process::Command;
 pub(crate) struct TempPostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
-    port: u16,
     as_root: bool,
 }
 
@@ -19,33 +20,31 @@ impl TempPostgres {
         let bin = server_bin().expect(
             "PostgreSQL's server is not installed (apt-get install postgresql; tests/run.sh does)",
         );
-        let dir = tempfile::tempdir().expect("temp dir");
+        // Under /tmp, which the `postgres` user can reach whatever TMPDIR says.
+        let dir = tempfile::Builder::new()
+            .prefix("carecall-pg")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
         let as_root = run_output("id", &["-u"]).trim() == "0";
         if as_root {
             run_ok("chown", &["postgres", &dir.path().display().to_string()]);
         }
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let pg = TempPostgres {
-            dir,
-            bin,
-            port,
-            as_root,
-        };
+        let pg = TempPostgres { dir, bin, as_root };
         let d = pg.dir.path().display().to_string();
         pg.as_server(&format!(
-            "{bin}/initdb -D {d}/data -A trust -U carecall --no-sync -E UTF8 >{d}/initdb.log 2>&1 \
-             && {bin}/pg_ctl -D {d}/data -o '-k {d} -h 127.0.0.1 -p {port} -F' -l {d}/log -w start >/dev/null",
+            "{bin}/initdb -D {d}/data -A trust -U carecall --no-sync --no-locale -E UTF8 >{d}/initdb.log 2>&1 \
+             && {bin}/pg_ctl -D {d}/data -o \"-k {d} -c listen_addresses='' -F\" -l {d}/log -w start >/dev/null",
             bin = pg.bin.display(),
         ));
         pg
     }
 
-    /// Its database's URL.
+    /// Its database, as the client's connection string.
     pub(crate) fn url(&self) -> String {
-        format!("postgres://carecall@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "host={} user=carecall dbname=postgres",
+            self.dir.path().display()
+        )
     }
 
     fn as_server(&self, script: &str) {

@@ -101,20 +101,19 @@ impl ToSql for Value {
         ty: &Type,
         out: &mut bytes::BytesMut,
     ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        match self {
-            Value::Null => Ok(IsNull::Yes),
-            // An integer goes into whichever integer column it is bound
-            // to, or refuses if it does not fit there.
-            Value::Int(i) => match *ty {
-                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
-                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
-                Type::BOOL => (*i != 0).to_sql(ty, out),
-                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
-                _ => i.to_sql(ty, out),
-            },
-            Value::Real(f) => f.to_sql(ty, out),
-            Value::Text(t) => t.to_sql(ty, out),
-            Value::Blob(b) => b.to_sql(ty, out),
+        // Each kind of value binds only to the columns it means, so a
+        // mismatch is an error here rather than bytes misread there.
+        match (self, ty) {
+            (Value::Null, _) => Ok(IsNull::Yes),
+            (Value::Int(i), &Type::INT8) => i.to_sql(ty, out),
+            (Value::Int(i), &Type::INT4) => i32::try_from(*i)?.to_sql(ty, out),
+            (Value::Int(i), &Type::INT2) => i16::try_from(*i)?.to_sql(ty, out),
+            (Value::Int(i), &Type::BOOL) => (*i != 0).to_sql(ty, out),
+            (Value::Int(i), &Type::FLOAT8) => (*i as f64).to_sql(ty, out),
+            (Value::Real(f), &Type::FLOAT8) => f.to_sql(ty, out),
+            (Value::Text(t), &Type::TEXT | &Type::VARCHAR | &Type::NAME) => t.to_sql(ty, out),
+            (Value::Blob(b), &Type::BYTEA) => b.to_sql(ty, out),
+            (v, ty) => Err(format!("{v:?} cannot be bound to a {ty} column").into()),
         }
     }
 
@@ -137,7 +136,7 @@ impl Row {
 
     /// Column `i` as a `T`.
     pub fn get<T: FromValue>(&self, i: usize) -> Result<T, SqlError> {
-        let v = self.0.get(i).unwrap_or(&Value::Null);
+        let v = self.0.get(i).ok_or(SqlError::NoColumn(i))?;
         T::from_value(v).ok_or_else(|| SqlError::Type {
             column: i,
             wanted: std::any::type_name::<T>(),

@@ -15,7 +15,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// Datagrams handed to the kernel in one call.
-const PER_CALL: usize = 32;
+pub(crate) const PER_CALL: usize = 32;
 
 /// The largest datagram a light peer takes (the SFU sends at most ~1,200).
 const DATAGRAM: usize = 2048;
