@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::clip::{clip, send_log, SendLog, LAYERS};
-use crate::mmsg::{RecvBatch, SendBatch, PER_CALL};
+use crate::mmsg::{RecvBatch, SendBatch};
 use crate::peer::{
     clip_tick, join_socket, ws_writer, ClipPacket, Naming, Owners, Received, StreamRecord,
 };
@@ -396,7 +396,7 @@ impl Session {
         // fed before that replaces what the first one produced.
         while buf.recv(&self.socket) > 0 {
             busy = true;
-            for (from, data) in (0..PER_CALL).filter_map(|i| buf.get(i)) {
+            for (from, data) in buf.datagrams() {
                 if let Ok(r) = Receive::new(Protocol::Udp, from, self.local, data) {
                     if self.rtc.handle_input(Input::Receive(now, r)).is_ok() {
                         self.drain();

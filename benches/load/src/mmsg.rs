@@ -15,7 +15,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// Datagrams handed to the kernel in one call.
-pub(crate) const PER_CALL: usize = 32;
+const PER_CALL: usize = 32;
 
 /// The largest datagram a light peer takes (the SFU sends at most ~1,200).
 const DATAGRAM: usize = 2048;
@@ -60,15 +60,13 @@ impl SendBatch {
             let start = if i == 0 { 0 } else { self.sends[i - 1].0 };
             let (end, to) = &self.sends[i];
             let data = &self.bytes[start..*end];
-            iovs[k] = libc::iovec {
-                iov_base: data.as_ptr() as *mut _,
-                iov_len: data.len(),
-            };
-            let hdr = &mut msgs[k].msg_hdr;
-            hdr.msg_name = to.as_ptr() as *mut _;
-            hdr.msg_namelen = to.len();
-            hdr.msg_iov = &mut iovs[k];
-            hdr.msg_iovlen = 1;
+            let (bytes, len) = (data.as_ptr() as *mut _, data.len());
+            point(
+                &mut msgs[k],
+                &mut iovs[k],
+                (bytes, len),
+                (to.as_ptr() as *mut _, to.len()),
+            );
         }
         // SAFETY: every header points at an iovec and an address that
         // live until the call returns; the kernel only reads them.
@@ -121,16 +119,11 @@ impl RecvBatch {
     fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         let mut iovs: [libc::iovec; PER_CALL] = unsafe { zeroed() };
         let mut msgs: [libc::mmsghdr; PER_CALL] = unsafe { zeroed() };
+        let name_len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         for k in 0..PER_CALL {
-            iovs[k] = libc::iovec {
-                iov_base: self.bufs[k].as_mut_ptr() as *mut _,
-                iov_len: DATAGRAM,
-            };
-            let hdr = &mut msgs[k].msg_hdr;
-            hdr.msg_name = &mut self.from[k] as *mut _ as *mut _;
-            hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
-            hdr.msg_iov = &mut iovs[k];
-            hdr.msg_iovlen = 1;
+            let bytes = (self.bufs[k].as_mut_ptr() as *mut _, DATAGRAM);
+            let name = (&mut self.from[k] as *mut _ as *mut _, name_len);
+            point(&mut msgs[k], &mut iovs[k], bytes, name);
         }
         // SAFETY: every header points at a buffer and an address slot
         // owned by `self` and sized as the header says.
@@ -152,14 +145,31 @@ impl RecvBatch {
         Ok(got as usize)
     }
 
-    /// Datagram `i` of the last [`RecvBatch::recv`]: who sent it, and its
-    /// bytes (`None` past what arrived, or from an unknown address family).
-    pub(crate) fn get(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
-        if i >= self.filled {
-            return None;
-        }
-        Some((address(&self.from[i])?, &self.bufs[i][..self.lens[i]]))
+    /// The datagrams of the last [`RecvBatch::recv`]: who sent each, and
+    /// its bytes (one from an unknown address family is left out).
+    pub(crate) fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        (0..self.filled)
+            .filter_map(|i| Some((address(&self.from[i])?, &self.bufs[i][..self.lens[i]])))
     }
+}
+
+/// Points `msg` at one buffer (through `iov`) and one address, each a
+/// pointer and a length: the shape both `sendmmsg` and `recvmmsg` take.
+fn point(
+    msg: &mut libc::mmsghdr,
+    iov: &mut libc::iovec,
+    (bytes, len): (*mut libc::c_void, usize),
+    (name, name_len): (*mut libc::c_void, libc::socklen_t),
+) {
+    *iov = libc::iovec {
+        iov_base: bytes,
+        iov_len: len,
+    };
+    let hdr = &mut msg.msg_hdr;
+    hdr.msg_name = name;
+    hdr.msg_namelen = name_len;
+    hdr.msg_iov = iov;
+    hdr.msg_iovlen = 1;
 }
 
 /// The address a `recvmmsg` filled in.
