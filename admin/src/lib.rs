@@ -109,6 +109,14 @@ impl AdminError {
             source,
         }
     }
+
+    /// A store's error on either engine, with where it happened.
+    pub(crate) fn sql(at: &str, source: crate::sql::SqlError) -> Self {
+        AdminError::Sql {
+            at: at.to_owned(),
+            source,
+        }
+    }
 }
 
 /// Runs `work` on the value behind `shared` (a database connection) on

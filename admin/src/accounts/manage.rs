@@ -99,7 +99,7 @@ mod tests {
 
     /// An account store with one clinician, on each engine.
     fn stores() -> Vec<(Accounts, Box<dyn std::any::Any>)> {
-        let stores = crate::accounts::tests::each_engine();
+        let stores = crate::sql::each_engine(Accounts::on);
         for (accounts, _) in &stores {
             accounts
                 .add("nurse", PASSWORD, AccountRole::Clinician)

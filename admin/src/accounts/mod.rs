@@ -149,10 +149,7 @@ impl Accounts {
     }
 
     fn err(&self, source: SqlError) -> AdminError {
-        AdminError::Sql {
-            at: self.at.clone(),
-            source,
-        }
+        AdminError::sql(&self.at, source)
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Db> {
@@ -366,21 +363,13 @@ fn digest(token: &str) -> Value {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// An empty account store on each engine, with what keeps that engine
-    /// alive.
-    pub(crate) fn each_engine() -> Vec<(Accounts, Box<dyn std::any::Any>)> {
-        crate::sql::both_engines()
-            .into_iter()
-            .map(|(db, keep)| (Accounts::on(db), keep))
-            .collect()
-    }
+    use crate::sql::each_engine;
 
     #[test]
     fn a_password_verifies_and_nothing_else_does() {
-        for (a, _keep) in each_engine() {
+        for (a, _keep) in each_engine(Accounts::on) {
             a.add("hub.admin", "correct horse battery", AccountRole::Admin)
                 .unwrap();
             assert!(
@@ -395,7 +384,7 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_names_short_passwords_and_duplicates_are_refused() {
-        for (a, _keep) in each_engine() {
+        for (a, _keep) in each_engine(Accounts::on) {
             assert!(a
                 .add("hub admin", "correct horse battery", AccountRole::Admin)
                 .is_err());
@@ -416,7 +405,7 @@ pub(crate) mod tests {
 
     #[test]
     fn sessions_are_found_by_token_only_and_end_on_sign_out() {
-        for (a, _keep) in each_engine() {
+        for (a, _keep) in each_engine(Accounts::on) {
             a.add("hub", "correct horse battery", AccountRole::Operator)
                 .unwrap();
             let new = a.create_session("hub").unwrap();

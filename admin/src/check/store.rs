@@ -57,10 +57,9 @@ pub fn normalise_code(typed: &str) -> Option<String> {
 impl Checks {
     /// Opens (creating and migrating) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Checks, AdminError> {
-        Ok(Checks {
-            db: Db::sqlite(path)?,
-            at: path.display().to_string(),
-        })
+        let mut checks = Checks::on(Db::sqlite(path)?);
+        checks.at = path.display().to_string();
+        Ok(checks)
     }
 
     /// The checks in `db`, already migrated (see `sql::postgres::connect`).
@@ -70,10 +69,7 @@ impl Checks {
     }
 
     fn err(&self, source: SqlError) -> AdminError {
-        AdminError::Sql {
-            at: self.at.clone(),
-            source,
-        }
+        AdminError::sql(&self.at, source)
     }
 
     /// Stores a check under a new code (and under the home it was run for,
@@ -184,18 +180,11 @@ fn new_code() -> Result<String, AdminError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The checks store on each engine, with what keeps that engine alive.
-    fn each_engine() -> Vec<(Checks, Box<dyn std::any::Any>)> {
-        crate::sql::both_engines()
-            .into_iter()
-            .map(|(db, keep)| (Checks::on(db), keep))
-            .collect()
-    }
+    use crate::sql::each_engine;
 
     #[test]
     fn a_stored_check_is_found_by_its_code_typed_loosely() {
-        for (mut checks, _keep) in each_engine() {
+        for (mut checks, _keep) in each_engine(Checks::on) {
             let result = CheckResult {
                 upload_kbps: Some(640),
                 ..CheckResult::default()
@@ -218,7 +207,7 @@ mod tests {
 
     #[test]
     fn old_checks_go_after_90_days() {
-        for (mut checks, _keep) in each_engine() {
+        for (mut checks, _keep) in each_engine(Checks::on) {
             let long_ago = SystemTime::now() - CHECK_RETENTION - Duration::from_secs(60);
             let old = checks
                 .store(long_ago, "a", "b", &CheckResult::default(), Some("h1"))
@@ -242,7 +231,7 @@ mod tests {
 
     #[test]
     fn a_code_already_taken_is_not_overwritten() {
-        for (mut checks, _keep) in each_engine() {
+        for (mut checks, _keep) in each_engine(Checks::on) {
             let first = checks
                 .store(
                     SystemTime::now(),

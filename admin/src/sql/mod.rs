@@ -136,13 +136,17 @@ fn pg(params: &[Value]) -> Vec<&(dyn ::postgres::types::ToSql + Sync)> {
     params.iter().map(|p| p as _).collect()
 }
 
-/// Both engines, for tests that must hold on each: a fresh SQLite file and
-/// a fresh database on a throwaway PostgreSQL cluster (dropped with it).
+/// A store made by `store` on each engine, for tests that must hold on
+/// both: on a fresh SQLite file, then on a fresh database of a throwaway
+/// PostgreSQL cluster; each with what keeps its engine alive.
 #[cfg(test)]
-pub(crate) fn both_engines() -> Vec<(Db, Box<dyn std::any::Any>)> {
+pub(crate) fn each_engine<T>(store: impl Fn(Db) -> T) -> Vec<(T, Box<dyn std::any::Any>)> {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = Db::sqlite(&dir.path().join("carecall.db")).expect("sqlite");
     let cluster = temp_postgres::TempPostgres::start();
     let pg = postgres::connect(&cluster.url()).expect("postgres");
-    vec![(sqlite, Box::new(dir)), (pg, Box::new(cluster))]
+    vec![
+        (store(sqlite), Box::new(dir)),
+        (store(pg), Box::new(cluster)),
+    ]
 }

@@ -47,17 +47,22 @@ impl TempPostgres {
         )
     }
 
-    fn as_server(&self, script: &str) {
-        let ok = match self.as_root {
+    /// Runs `script` as the cluster's owner: whether it succeeded.
+    fn run_as_server(&self, script: &str) -> bool {
+        match self.as_root {
             true => Command::new("su")
                 .args(["postgres", "-s", "/bin/sh", "-c", script])
                 .status(),
             false => Command::new("sh").args(["-c", script]).status(),
         }
-        .is_ok_and(|s| s.success());
+        .is_ok_and(|s| s.success())
+    }
+
+    fn as_server(&self, script: &str) {
+        let ok = self.run_as_server(script);
         let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
         let init = std::fs::read_to_string(self.dir.path().join("initdb.log")).unwrap_or_default();
-        assert!(ok, "PostgreSQL did not start or stop:\n{init}\n{log}");
+        assert!(ok, "PostgreSQL did not start:\n{init}\n{log}");
     }
 }
 
@@ -68,12 +73,7 @@ impl Drop for TempPostgres {
             "{}/pg_ctl -D {d}/data -m immediate stop >/dev/null 2>&1",
             self.bin.display()
         );
-        let _ = match self.as_root {
-            true => Command::new("su")
-                .args(["postgres", "-s", "/bin/sh", "-c", &stop])
-                .status(),
-            false => Command::new("sh").args(["-c", &stop]).status(),
-        };
+        self.run_as_server(&stop);
     }
 }
 
