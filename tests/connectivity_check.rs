@@ -22,7 +22,10 @@ use serde_json::Value;
 
 /// Opens `/check` in `b`, starts it, and returns the code it ends on.
 async fn run_check(b: &Browser, base_url: &str) -> String {
-    b.open(&format!("{base_url}/check")).await;
+    b.client
+        .goto(&format!("{base_url}/check"))
+        .await
+        .expect("open /check");
     finish_check(b).await
 }
 

@@ -412,24 +412,9 @@ impl Browser {
             .expect("click Join");
     }
 
-    /// Loads `url`, once more if the first load times out: headless
-    /// Chromium in these tests' namespaces has twice stopped answering
-    /// while loading a page (chromedriver: "Timed out receiving message
-    /// from renderer"), with nothing refused or slow on the server's side.
-    /// A second load that times out fails the test.
-    pub async fn open(&self, url: &str) {
-        match self.client.goto(url).await {
-            Err(e) if e.is_timeout() => {
-                eprintln!("loading {url} timed out ({e}); loading it again");
-                self.client.goto(url).await.expect("load again");
-            }
-            loaded => loaded.expect("load"),
-        }
-    }
-
     /// Opens a join link; its Join button, once the camera preview is ready.
     pub async fn open_join_page(&self, link: &str) -> fantoccini::elements::Element {
-        self.open(link).await;
+        self.client.goto(link).await.expect("open join link");
         self.client
             .wait()
             .at_most(Duration::from_secs(20))
