@@ -22,10 +22,7 @@ use serde_json::Value;
 
 /// Opens `/check` in `b`, starts it, and returns the code it ends on.
 async fn run_check(b: &Browser, base_url: &str) -> String {
-    b.client
-        .goto(&format!("{base_url}/check"))
-        .await
-        .expect("open /check");
+    b.open(&format!("{base_url}/check"), "open /check").await;
     finish_check(b).await
 }
 

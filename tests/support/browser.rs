@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -40,6 +41,12 @@ pub struct Driver {
     trusted_spki: Option<String>,
     /// How many fake cameras Chromium offers.
     cameras: u8,
+    /// A namespace driver's verbose log (Chromium's own output included),
+    /// shown when a page fails to load there.
+    log: Option<Arc<tempfile::TempDir>>,
+    /// A page each new browser must load before the test gets it (see
+    /// [`Driver::start_in`]).
+    warm_up: Option<String>,
 }
 
 /// Four browsers, each encoding 720p and decoding the others, share two cores
@@ -49,7 +56,12 @@ pub struct Driver {
 pub const FAKE_CAMERA_FPS: u32 = 5;
 
 /// How long a page may take to load before its test fails.
-const PAGE_LOAD_MS: u64 = 60_000;
+const PAGE_LOAD: Duration = Duration::from_secs(60);
+
+/// How long a fresh browser in a namespace gets for its first page, and how
+/// many fresh browsers are tried (see [`Driver::start_in`]).
+const WARM_UP: Duration = Duration::from_secs(20);
+const WARM_UP_TRIES: usize = 3;
 
 /// Opus packets a second from a browser's microphone: one per 20 ms frame,
 /// and the fake microphone never falls silent.
@@ -148,24 +160,40 @@ impl Driver {
     /// [`NetNs::loopback_bridge`]), so the test keeps control when the
     /// namespace's links are cut or moved; `origin` is the server's
     /// plain-HTTP origin, to be trusted with the camera.
+    ///
+    /// A fresh headless Chromium in a namespace has, a few times in a
+    /// hundred CI runs' worth of browsers, never finished loading its first
+    /// page, and stayed stuck (a reload in it timed out at once). So each
+    /// browser here first loads the server's `/healthz`; one that cannot in
+    /// [`WARM_UP`] is killed and a fresh one started, with a warning. The
+    /// driver keeps a verbose log, whose end a failed load prints.
     pub async fn start_in(ns: &NetNs, origin: &str) -> Driver {
         let port = 9515;
+        let log = Arc::new(tempfile::tempdir().expect("driver log dir"));
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.name, "chromedriver"])
             .arg(format!("--port={port}"))
+            .arg(format!(
+                "--log-path={}",
+                log.path().join("chromedriver.log").display()
+            ))
+            .args(["--verbose", "--enable-chrome-logs"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect(NO_CHROMEDRIVER);
         let bridge = ns.loopback_bridge(port);
-        Driver::ready(
+        let mut driver = Driver::ready(
             Engine::Chromium,
             child,
             bridge.ip(),
             bridge.port(),
             Some(origin.into()),
         )
-        .await
+        .await;
+        driver.log = Some(log);
+        driver.warm_up = Some(format!("{origin}/healthz"));
+        driver
     }
 
     /// A chromedriver on loopback whose browsers trust `origin` (a server on
@@ -218,6 +246,8 @@ impl Driver {
             trusted_spki: None,
             camera: None,
             cameras: 1,
+            log: None,
+            warm_up: None,
         }
     }
 
@@ -282,16 +312,51 @@ impl Driver {
         // Every page here loads in seconds, even over the 150 kbit/s links;
         // a load that never finishes fails in a minute, not the drivers'
         // default five.
-        caps.insert("timeouts".into(), json!({ "pageLoad": PAGE_LOAD_MS }));
-        let client = ClientBuilder::native()
-            .capabilities(caps)
-            .connect(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("{:?} session: {e}", self.engine));
-        Browser {
-            client,
-            _profile: profile,
+        let first_load = if self.warm_up.is_some() {
+            WARM_UP
+        } else {
+            PAGE_LOAD
+        };
+        caps.insert(
+            "timeouts".into(),
+            json!({ "pageLoad": first_load.as_millis() as u64 }),
+        );
+        for attempt in 1..=WARM_UP_TRIES {
+            let client = ClientBuilder::native()
+                .capabilities(caps.clone())
+                .connect(&self.url)
+                .await
+                .unwrap_or_else(|e| panic!("{:?} session: {e}", self.engine));
+            let Some(url) = &self.warm_up else {
+                return Browser::new(client, profile, self.log.clone());
+            };
+            match client.goto(url).await {
+                Ok(()) => {
+                    client
+                        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+                            None,
+                            Some(PAGE_LOAD),
+                            None,
+                        ))
+                        .await
+                        .expect("set the page-load timeout");
+                    return Browser::new(client, profile, self.log.clone());
+                }
+                Err(e) => {
+                    eprintln!(
+                        "warning: a fresh Chromium did not load {url} within {WARM_UP:?} \
+                         (try {attempt} of {WARM_UP_TRIES}): {e}\n{}",
+                        log_tail(self.log.as_deref())
+                    );
+                    let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
+                    kill_profile(profile.path());
+                    for lock in ["SingletonLock", "SingletonSocket", "SingletonCookie"] {
+                        let _ = std::fs::remove_file(profile.path().join(lock));
+                    }
+                }
+            }
         }
+        panic!("{WARM_UP_TRIES} fresh Chromiums in a row could not load their first page");
     }
 
     /// A browser whose camera is blocked by policy (as on a locked-down
@@ -360,6 +425,29 @@ impl Drop for Driver {
 pub struct Browser {
     pub client: Client,
     _profile: tempfile::TempDir,
+    /// Its driver's log, if it keeps one.
+    log: Option<Arc<tempfile::TempDir>>,
+}
+
+/// The last lines of a driver's log, or a note that there is none.
+fn log_tail(log: Option<&tempfile::TempDir>) -> String {
+    const LINES: usize = 60;
+    let Some(dir) = log else {
+        return "(this driver keeps no log)".into();
+    };
+    let text = std::fs::read_to_string(dir.path().join("chromedriver.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+    format!("--- the last {LINES} lines of chromedriver's log ---\n{tail}\n---")
+}
+
+/// Kills whatever runs with this browser profile directory (Chromium's
+/// `--user-data-dir=`, Firefox's `-profile`).
+fn kill_profile(profile: &std::path::Path) {
+    let _ = Command::new("pkill")
+        .args(["-9", "-f", "--"])
+        .arg(profile)
+        .status();
 }
 
 /// What one browser decodes from one remote participant.
@@ -395,14 +483,31 @@ impl Drop for Browser {
     /// machine: kill whatever still runs with this browser's profile
     /// directory (Chromium's `--user-data-dir=`, Firefox's `-profile`).
     fn drop(&mut self) {
-        let _ = Command::new("pkill")
-            .args(["-9", "-f", "--"])
-            .arg(self._profile.path())
-            .status();
+        kill_profile(self._profile.path());
     }
 }
 
 impl Browser {
+    fn new(
+        client: Client,
+        profile: tempfile::TempDir,
+        log: Option<Arc<tempfile::TempDir>>,
+    ) -> Browser {
+        Browser {
+            client,
+            _profile: profile,
+            log,
+        }
+    }
+
+    /// Loads `url`; a failed load fails the test with `what`, and with the
+    /// end of the driver's log where it keeps one.
+    pub async fn open(&self, url: &str, what: &str) {
+        if let Err(e) = self.client.goto(url).await {
+            panic!("{what}: {e}\n{}", log_tail(self.log.as_deref()));
+        }
+    }
+
     /// Opens a join link and presses Join once the camera preview is ready.
     pub async fn join(&self, link: &str) {
         self.open_join_page(link)
@@ -414,7 +519,7 @@ impl Browser {
 
     /// Opens a join link; its Join button, once the camera preview is ready.
     pub async fn open_join_page(&self, link: &str) -> fantoccini::elements::Element {
-        self.client.goto(link).await.expect("open join link");
+        self.open(link, "open join link").await;
         self.client
             .wait()
             .at_most(Duration::from_secs(20))

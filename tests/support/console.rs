@@ -60,7 +60,7 @@ pub async fn choose(b: &Browser, css: &str, value: &str) {
 
 /// The home's page: places a call about chest pain, with a reason.
 pub async fn call_the_hub(b: &Browser, link: &str) {
-    b.client.goto(link).await.expect("open the home's link");
+    b.open(link, "open the home's link").await;
     choose(b, "#category", "Chest pain").await;
     let reason = wait_for(b, "#reason", 20).await;
     reason.send_keys("chest pain since lunch").await.unwrap();
