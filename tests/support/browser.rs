@@ -44,9 +44,6 @@ pub struct Driver {
     /// A namespace driver's verbose log (Chromium's own output included),
     /// shown when a page fails to load there.
     log: Option<Arc<tempfile::TempDir>>,
-    /// A page each new browser must load before the test gets it (see
-    /// [`Driver::start_in`]).
-    warm_up: Option<String>,
 }
 
 /// Four browsers, each encoding 720p and decoding the others, share two cores
@@ -57,11 +54,6 @@ pub const FAKE_CAMERA_FPS: u32 = 5;
 
 /// How long a page may take to load before its test fails.
 const PAGE_LOAD: Duration = Duration::from_secs(60);
-
-/// How long a fresh browser in a namespace gets for its first page, and how
-/// many fresh browsers are tried (see [`Driver::start_in`]).
-const WARM_UP: Duration = Duration::from_secs(20);
-const WARM_UP_TRIES: usize = 3;
 
 /// Opus packets a second from a browser's microphone: one per 20 ms frame,
 /// and the fake microphone never falls silent.
@@ -161,12 +153,8 @@ impl Driver {
     /// namespace's links are cut or moved; `origin` is the server's
     /// plain-HTTP origin, to be trusted with the camera.
     ///
-    /// A fresh headless Chromium in a namespace has, a few times in a
-    /// hundred CI runs' worth of browsers, never finished loading its first
-    /// page, and stayed stuck (a reload in it timed out at once). So each
-    /// browser here first loads the server's `/healthz`; one that cannot in
-    /// [`WARM_UP`] is killed and a fresh one started, with a warning. The
-    /// driver keeps a verbose log, whose end a failed load prints.
+    /// The driver keeps a verbose log, whose end a failed page load prints:
+    /// what the browser was waiting for when a namespace's network failed.
     pub async fn start_in(ns: &NetNs, origin: &str) -> Driver {
         let port = 9515;
         let log = Arc::new(tempfile::tempdir().expect("driver log dir"));
@@ -192,7 +180,6 @@ impl Driver {
         )
         .await;
         driver.log = Some(log);
-        driver.warm_up = Some(format!("{origin}/healthz"));
         driver
     }
 
@@ -247,7 +234,6 @@ impl Driver {
             camera: None,
             cameras: 1,
             log: None,
-            warm_up: None,
         }
     }
 
@@ -312,51 +298,16 @@ impl Driver {
         // Every page here loads in seconds, even over the 150 kbit/s links;
         // a load that never finishes fails in a minute, not the drivers'
         // default five.
-        let first_load = if self.warm_up.is_some() {
-            WARM_UP
-        } else {
-            PAGE_LOAD
-        };
         caps.insert(
             "timeouts".into(),
-            json!({ "pageLoad": first_load.as_millis() as u64 }),
+            json!({ "pageLoad": PAGE_LOAD.as_millis() as u64 }),
         );
-        for attempt in 1..=WARM_UP_TRIES {
-            let client = ClientBuilder::native()
-                .capabilities(caps.clone())
-                .connect(&self.url)
-                .await
-                .unwrap_or_else(|e| panic!("{:?} session: {e}", self.engine));
-            let Some(url) = &self.warm_up else {
-                return Browser::new(client, profile, self.log.clone());
-            };
-            match client.goto(url).await {
-                Ok(()) => {
-                    client
-                        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
-                            None,
-                            Some(PAGE_LOAD),
-                            None,
-                        ))
-                        .await
-                        .expect("set the page-load timeout");
-                    return Browser::new(client, profile, self.log.clone());
-                }
-                Err(e) => {
-                    eprintln!(
-                        "warning: a fresh Chromium did not load {url} within {WARM_UP:?} \
-                         (try {attempt} of {WARM_UP_TRIES}): {e}\n{}",
-                        log_tail(self.log.as_deref())
-                    );
-                    let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
-                    kill_profile(profile.path());
-                    for lock in ["SingletonLock", "SingletonSocket", "SingletonCookie"] {
-                        let _ = std::fs::remove_file(profile.path().join(lock));
-                    }
-                }
-            }
-        }
-        panic!("{WARM_UP_TRIES} fresh Chromiums in a row could not load their first page");
+        let client = ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("{:?} session: {e}", self.engine));
+        Browser::new(client, profile, self.log.clone())
     }
 
     /// A browser whose camera is blocked by policy (as on a locked-down

@@ -6,15 +6,20 @@
 //! it, creating a [`NetNs`] fails the test with the system's own error.
 //!
 //! Only addresses the test assigns are used: `10.X.K.1` on the host end,
-//! `10.X.K.2` in the namespace, where X comes from the process id.
+//! `10.X.K.2` in the namespace, a /30 no other link on the host has and no
+//! other live test holds (see [`claim_subnet`]).
+//!
+//! A test process that is killed (a timeout, a stopped run) leaves its
+//! namespace, its link and whatever browser ran in it behind. The next
+//! process to make a namespace removes those of processes that are gone
+//! ([`reap_leftovers`]); until then their addresses are avoided. A leftover
+//! link on the same /30 as a new test's once took the host's replies to the
+//! new namespace, and a browser there waited forever for its first page.
 //!
 //! [`DelayRelay`]: super::relay::DelayRelay
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
-use std::sync::atomic::{AtomicU8, Ordering};
-
-static NEXT_LINK: AtomicU8 = AtomicU8::new(0);
 
 /// One emulated home network: a namespace with a veth link to the host.
 pub struct NetNs {
@@ -31,6 +36,8 @@ pub struct NetNs {
     host_rules: Vec<(String, Vec<String>)>,
     /// Host ends of links added by [`NetNs::move_to_new_link`].
     extra_links: Vec<String>,
+    /// This test's hold on its /30 (and the one 128 above it).
+    _subnet: std::fs::File,
 }
 
 /// Runs a command, panicking with its own error output when it fails.
@@ -51,10 +58,11 @@ impl NetNs {
     /// Creates the namespace and its link, both ends up, the host as its
     /// default route.
     pub fn new() -> NetNs {
+        static REAPED: std::sync::Once = std::sync::Once::new();
+        REAPED.call_once(reap_leftovers);
         let pid = std::process::id();
-        let k = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
-        let x = 100 + (pid % 100) as u8;
-        let name = format!("cc{pid}n{k}");
+        let (x, k, subnet) = claim_subnet();
+        let name = format!("cc{pid}n{k}x{x}");
         let out = Command::new("ip").args(["netns", "add", &name]).output();
         match out {
             Ok(o) if o.status.success() => {}
@@ -73,6 +81,7 @@ impl NetNs {
             name,
             host_rules: Vec::new(),
             extra_links: Vec::new(),
+            _subnet: subnet,
         };
         let (h, n) = (ns.host_if.as_str(), ns.ns_if.as_str());
         run("ip", &["link", "add", h, "type", "veth", "peer", "name", n]);
@@ -298,6 +307,92 @@ impl NetNs {
         .map(|s| s.to_string())
         .collect();
         self.host_rule("nat", rule);
+    }
+}
+
+/// Where tests hold their subnets: one lock file per /30.
+fn subnet_locks() -> std::path::PathBuf {
+    std::env::temp_dir().join("carecall-netlab")
+}
+
+/// A `10.X.K.0/30` for a new namespace, with `K + 128` free for
+/// [`NetNs::move_to_new_link`]: one no link on the host has an address in
+/// and no live test holds. The hold is a lock on a file, so a killed test's
+/// goes with it; its leftover link, if any, keeps its /30 out of use.
+fn claim_subnet() -> (u8, u8, std::fs::File) {
+    let dir = subnet_locks();
+    std::fs::create_dir_all(&dir).expect("subnet lock dir");
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
+        .expect("ip addr");
+    let in_use = String::from_utf8_lossy(&out.stdout).into_owned();
+    let taken = |x: u8, k: u8| in_use.contains(&format!(" 10.{x}.{k}."));
+    // Start where the process id points, so parallel tests rarely contend.
+    let start = std::process::id() as usize;
+    for i in 0..100 * 128 {
+        let n = (start + i) % (100 * 128);
+        let (x, k) = (100 + (n % 100) as u8, (n / 100) as u8);
+        if taken(x, k) || taken(x, k + 128) {
+            continue;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("10.{x}.{k}")))
+            .expect("subnet lock file");
+        if file.try_lock().is_ok() {
+            return (x, k, file);
+        }
+    }
+    panic!("no free 10.X.K.0/30 for a test network (are 12,800 tests running?)");
+}
+
+/// Removes what killed test processes left: their namespaces (with the
+/// browsers still running in them, and so their links) and the host's NAT
+/// rules for those links. Only namespaces named by this module whose
+/// process is gone are touched.
+fn reap_leftovers() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    for name in list.split_whitespace().filter(|w| w.starts_with("cc")) {
+        let Some(pid) = name
+            .strip_prefix("cc")
+            .and_then(|rest| rest.split('n').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        eprintln!("removing test network {name}, left by process {pid}, which is gone");
+        if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
+            for p in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", p]).output();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        // Its NAT rules name its links, `cc{pid}h…` and `cc{pid}H…`.
+        let links = [
+            format!("cc{}h", pid % 1_000_000),
+            format!("cc{}H", pid % 1_000_000),
+        ];
+        if let Ok(rules) = Command::new("iptables").args(["-t", "nat", "-S"]).output() {
+            for rule in String::from_utf8_lossy(&rules.stdout).lines() {
+                let theirs = rule
+                    .split_whitespace()
+                    .any(|w| links.iter().any(|l| w.starts_with(l.as_str())));
+                if let (true, Some(rest)) = (theirs, rule.strip_prefix("-A ")) {
+                    let mut del = vec!["-t", "nat", "-D"];
+                    del.extend(rest.split_whitespace());
+                    let _ = Command::new("iptables").args(&del).output();
+                }
+            }
+        }
     }
 }
 
