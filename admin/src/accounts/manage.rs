@@ -86,7 +86,6 @@ impl Accounts {
     /// Ends every session of the account; how many there were.
     pub fn end_sessions(&self, name: &str) -> Result<usize, AdminError> {
         self.execute("DELETE FROM admin_sessions WHERE name = ?1", &[name.into()])
-            .map(|n| n as usize)
     }
 }
 

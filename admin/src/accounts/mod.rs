@@ -157,7 +157,7 @@ impl Accounts {
     }
 
     /// Runs one statement; how many rows it changed.
-    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, AdminError> {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, AdminError> {
         self.db().execute(sql, params).map_err(|e| self.err(e))
     }
 

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::sql::values;
 use carecall_signalling::{CarriedSession, JoinClaims};
-use rusqlite::params;
 
 use super::CallLog;
 use crate::clock::ms;
@@ -21,14 +21,14 @@ impl CallLog {
         claims: &JoinClaims,
     ) -> Result<(), AdminError> {
         let claims = serde_json::to_string(claims).unwrap_or_default();
-        self.conn
-            .execute(
+        self.read(|c| {
+            c.execute(
                 "INSERT OR REPLACE INTO resumable_sessions (resume_hash, room, participant, claims_json)
                  VALUES (?1, ?2, ?3, ?4)",
-                params![resume_hash, room, participant, claims],
+                values![resume_hash, room, participant, claims],
             )
-            .map(drop)
-            .map_err(|e| self.err(e))
+        })
+        .map(drop)
     }
 
     /// Marks every kept session as left by a stop at `at`, for the next
@@ -43,12 +43,12 @@ impl CallLog {
             for (room, participant) in recording {
                 c.execute(
                     "UPDATE resumable_sessions SET recording = 1 WHERE room = ?1 AND participant = ?2",
-                    params![room, participant],
+                    values![room, participant],
                 )?;
             }
             c.execute(
                 "UPDATE resumable_sessions SET parked_at_ms = ?1 WHERE parked_at_ms IS NULL",
-                [ms(at)],
+                values![ms(at)],
             )
         })
     }
@@ -58,28 +58,25 @@ impl CallLog {
     pub fn consents_of_open_calls(
         &self,
     ) -> Result<Vec<(String, carecall_signalling::Consent)>, AdminError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        let rows: Vec<(String, bool, String, String, String, i64)> = self.read(|c| {
+            c.query_map(
                 "SELECT k.room, k.given, k.decided_by, k.manner, k.recorded_by, k.at_ms
                  FROM recording_consents k JOIN calls c ON c.id = k.call_id
                  WHERE c.ended_at_ms IS NULL
                  AND k.id = (SELECT MAX(id) FROM recording_consents WHERE call_id = k.call_id)",
+                &[],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
             )
-            .map_err(|e| self.err(e))?;
-        let rows: Vec<(String, bool, String, String, String, i64)> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(rows
             .into_iter()
             .filter_map(|(room, given, by, how, recorded_by, at)| {
@@ -108,20 +105,17 @@ impl CallLog {
         self.change(|c| {
             c.execute(
                 "DELETE FROM resumable_sessions WHERE parked_at_ms IS NULL OR parked_at_ms < ?1",
-                [since],
+                values![since],
             )?;
-            let mut stmt = c.prepare(
+            let rows: Vec<(String, String, String, i64, bool)> = c.query_map(
                 "SELECT resume_hash, participant, claims_json, parked_at_ms, recording
                  FROM resumable_sessions",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )?;
-            let rows: Vec<(String, String, String, i64, bool)> = stmt
-                .query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
             c.execute(
                 "UPDATE resumable_sessions SET parked_at_ms = NULL, recording = 0",
-                [],
+                &[],
             )?;
             Ok(rows
                 .into_iter()
@@ -141,28 +135,28 @@ impl CallLog {
     /// Records that `participant` came back after a restart: the same
     /// session, one more reconnect.
     pub fn resumed(&self, room: &str, participant: &str) -> Result<(), AdminError> {
-        self.conn
-            .execute(
+        self.read(|c| {
+            c.execute(
                 "UPDATE participant_sessions SET reconnects = reconnects + 1
                  WHERE room = ?1 AND participant = ?2 AND left_at_ms IS NULL",
-                params![room, participant],
+                values![room, participant],
             )
-            .map(drop)
-            .map_err(|e| self.err(e))
+        })
+        .map(drop)
     }
 
     /// The highest participant number the call history holds (0 if none),
     /// so a new process numbers participants above it.
     pub fn highest_participant(&self) -> Result<u64, AdminError> {
-        self.conn
-            .query_row(
+        self.read(|c| {
+            c.query_row(
                 "SELECT COALESCE(MAX(CAST(SUBSTR(participant, 2) AS INTEGER)), 0)
                  FROM participant_sessions",
-                [],
-                |r| r.get::<_, i64>(0),
+                &[],
+                |r| r.get::<i64>(0),
             )
-            .map(|n| n.max(0) as u64)
-            .map_err(|e| self.err(e))
+        })
+        .map(|n| n.max(0) as u64)
     }
 }
 
@@ -213,7 +207,7 @@ mod tests {
             .read(|c| {
                 c.query_row(
                     "SELECT reconnects FROM participant_sessions WHERE participant = 'p7'",
-                    [],
+                    &[],
                     |r| r.get(0),
                 )
             })

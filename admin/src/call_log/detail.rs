@@ -1,7 +1,7 @@
 //! One past call opened up: each participant's session with its link over
 //! time, for the helpdesk ("what happened in this morning's call?").
 
-use rusqlite::params;
+use crate::sql::values;
 use serde::Serialize;
 
 use super::{CallLog, CallRecord};
@@ -66,32 +66,27 @@ impl CallLog {
         let Some(call) = self.calls_where(Some(id))?.pop() else {
             return Ok(None);
         };
-        let mut stmt = self
-            .conn
-            .prepare(
+        let sessions = self.read(|c| {
+            c.query_map(
                 "SELECT id, participant, role, joined_at_ms, left_at_ms, worst_badge, reconnects, transport
                  FROM participant_sessions WHERE call_id = ?1 ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
-        let sessions = stmt
-            .query_map([id], |r| {
+                values![id],
+                |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
+                    r.get::<i64>(0)?,
                     SessionDetail {
                         participant: r.get(1)?,
                         role: r.get(2)?,
                         joined_at_ms: r.get(3)?,
                         left_at_ms: r.get(4)?,
-                        worst_badge: r.get::<_, Option<i64>>(5)?.map(Badge::from_level),
+                        worst_badge: r.get::<Option<i64>>(5)?.map(Badge::from_level),
                         reconnects: r.get(6)?,
                         transport: r.get(7)?,
                         samples: Vec::new(),
                     },
                 ))
             })
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
+        })?;
         let mut out = Vec::with_capacity(sessions.len());
         for (session_id, mut session) in sessions {
             session.samples = self.samples_of(session_id)?;
@@ -104,28 +99,25 @@ impl CallLog {
     }
 
     fn samples_of(&self, session_id: i64) -> Result<Vec<StoredSample>, AdminError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.read(|c| {
+            c.query_map(
                 "SELECT at_ms, badge, receive_kbps, send_kbps, receive_loss, rtt_ms,
                         lowest_video_height, transport
                  FROM quality_samples WHERE session_id = ?1 ORDER BY at_ms",
+                values![session_id],
+                |r| {
+                    Ok(StoredSample {
+                        at_ms: r.get(0)?,
+                        badge: Badge::from_level(r.get(1)?),
+                        receive_kbps: r.get(2)?,
+                        send_kbps: r.get(3)?,
+                        receive_loss: r.get(4)?,
+                        rtt_ms: r.get(5)?,
+                        lowest_video_height: r.get(6)?,
+                        transport: r.get(7)?,
+                    })
+                },
             )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![session_id], |r| {
-                Ok(StoredSample {
-                    at_ms: r.get(0)?,
-                    badge: Badge::from_level(r.get(1)?),
-                    receive_kbps: r.get(2)?,
-                    send_kbps: r.get(3)?,
-                    receive_loss: r.get(4)?,
-                    rtt_ms: r.get(5)?,
-                    lowest_video_height: r.get(6)?,
-                    transport: r.get(7)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        })
     }
 }

@@ -3,7 +3,7 @@
 //! `queue_events` (the call's history) and, for the steps a patient record
 //! cares about, a record-hook event written in the same transaction.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::sql::{values, Db, OptionalRow, SqlResult};
 use serde_json::json;
 
 use super::queue::{queued_call, QueuedCall, CALL_COLUMNS};
@@ -62,16 +62,16 @@ impl CallLog {
     /// Records step `kind` of `call` (inside a change), with its hook event.
     pub(super) fn happened(
         &self,
-        c: &Connection,
+        c: &mut Db,
         call: &QueuedCall,
         kind: &str,
         actor: &str,
         target: &str,
         now_ms: i64,
-    ) -> rusqlite::Result<()> {
+    ) -> SqlResult<()> {
         c.execute(
             "INSERT INTO queue_events (call_id, at_ms, kind, actor, target) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![call.id, now_ms, kind, actor, target],
+            values![call.id, now_ms, kind, actor, target],
         )?;
         let Some(hook) = hook_kind(kind) else {
             return Ok(());
@@ -141,14 +141,14 @@ impl CallLog {
                 TransferTarget::Clinician(name) => {
                     c.execute(
                         "UPDATE queued_calls SET state = 'transferring', held_by = ?2, passed_by = ?3 WHERE id = ?1",
-                        params![id, name, by],
+                        values![id, name, by],
                     )?;
                     name.clone()
                 }
                 TransferTarget::Queue(q) => {
                     c.execute(
                         "UPDATE queued_calls SET state = 'waiting', held_by = NULL, passed_by = NULL, queue_name = ?2, waiting_since_ms = ?3 WHERE id = ?1",
-                        params![id, q, now_ms],
+                        values![id, q, now_ms],
                     )?;
                     format!("queue:{q}")
                 }
@@ -164,7 +164,7 @@ impl CallLog {
         self.change(|c| {
             let n = c.execute(
                 "UPDATE queued_calls SET state = 'answered', passed_by = NULL WHERE id = ?1 AND state = 'transferring' AND held_by = ?2",
-                params![id, who],
+                values![id, who],
             )?;
             let Some(call) = queued_call(c, id).optional()? else {
                 return Ok(Handover::NoSuchCall);
@@ -208,7 +208,7 @@ impl CallLog {
             };
             let invited: bool = c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM queue_events WHERE call_id = ?1 AND kind = 'invited' AND target = ?2)",
-                params![id, who],
+                values![id, who],
                 |r| r.get(0),
             )?;
             if !(invited && call.in_progress()) {
@@ -222,9 +222,7 @@ impl CallLog {
     /// The calls waiting for `who` to act: passed to them, or an invitation
     /// they have not taken up, while the call is on.
     pub fn for_you(&self, who: &str) -> Result<Vec<(String, QueuedCall)>, AdminError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
+        self.read(|c| c.query_map(&format!(
                 "SELECT 'transfer', {CALL_COLUMNS} FROM queued_calls c JOIN homes h ON h.id = c.home_id
                  WHERE c.state = 'transferring' AND c.held_by = ?1
                  UNION ALL
@@ -232,51 +230,38 @@ impl CallLog {
                  WHERE c.state IN ('answered', 'transferring')
                    AND EXISTS (SELECT 1 FROM queue_events e WHERE e.call_id = c.id AND e.kind = 'invited' AND e.target = ?1)
                    AND NOT EXISTS (SELECT 1 FROM queue_events e WHERE e.call_id = c.id AND e.kind = 'joined' AND e.actor = ?1)"
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([who], |r| {
+            ), values![who], |r| {
                 let kind: String = r.get(0)?;
                 let call = super::queue::call_at(r, 1)?;
                 Ok((kind, call))
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+            }))
     }
 
     /// The calls `who` holds now, or passed on and not yet taken.
     pub fn held_by(&self, who: &str) -> Result<Vec<QueuedCall>, AdminError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {CALL_COLUMNS} FROM queued_calls c JOIN homes h ON h.id = c.home_id
+        self.read(|c| {
+            c.query_map(
+                &format!(
+                    "SELECT {CALL_COLUMNS} FROM queued_calls c JOIN homes h ON h.id = c.home_id
                  WHERE (c.state = 'answered' AND c.held_by = ?1)
                     OR (c.state = 'transferring' AND c.passed_by = ?1) ORDER BY c.id"
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([who], super::queue::call)
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+                ),
+                values![who],
+                super::queue::call,
+            )
+        })
     }
 
     /// Call `id`'s history, oldest first.
     pub fn queue_events(&self, id: i64) -> Result<Vec<QueueEvent>, AdminError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT at_ms, kind, actor, target FROM queue_events WHERE call_id = ?1 ORDER BY id")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([id], |r| {
+        self.read(|c| c.query_map("SELECT at_ms, kind, actor, target FROM queue_events WHERE call_id = ?1 ORDER BY id", values![id], |r| {
                 Ok(QueueEvent {
                     at_ms: r.get(0)?,
                     kind: r.get(1)?,
                     actor: r.get(2)?,
                     target: r.get(3)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+            }))
     }
 
     /// The hub call held in `room`, if the room is one.
@@ -290,19 +275,19 @@ impl CallLog {
 
 /// Marks the hub call in `room` ended when its consultation ends (inside
 /// the change that ended it).
-pub(super) fn end_hub_call(c: &Connection, room: &str, now_ms: i64) -> rusqlite::Result<()> {
+pub(super) fn end_hub_call(c: &mut Db, room: &str, now_ms: i64) -> SqlResult<()> {
     // Also one passed to a named queue while the home was in the call: the
     // home has gone, so nobody should answer it.
     let ended = c.execute(
         "UPDATE queued_calls SET state = 'ended' WHERE room = ?1
          AND (state IN ('answered', 'transferring') OR (state = 'waiting' AND answered_at_ms IS NOT NULL))",
-        [room],
+        values![room],
     )?;
     if ended == 1 {
         c.execute(
             "INSERT INTO queue_events (call_id, at_ms, kind, actor, target)
              SELECT id, ?2, 'ended', '', '' FROM queued_calls WHERE room = ?1",
-            params![room, now_ms],
+            values![room, now_ms],
         )?;
     }
     Ok(())

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::sql::{values, Db, OptionalRow, Row, SqlResult};
 use serde_json::json;
 
 use super::recordings::role_of;
@@ -82,7 +82,7 @@ pub struct ImageRow {
 
 const COLUMNS: &str = "id, room, call_id, taken_by, asked_by, stored_at_ms, state, path, encrypted, mime, width, height, bytes, sha256, upload_ms";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<ImageRow> {
+fn row(r: &Row) -> SqlResult<ImageRow> {
     Ok(ImageRow {
         id: r.get(0)?,
         room: r.get(1)?,
@@ -91,7 +91,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<ImageRow> {
         asked_by: r.get(4)?,
         stored_at_ms: r.get(5)?,
         state: r.get(6)?,
-        path: PathBuf::from(r.get::<_, String>(7)?),
+        path: PathBuf::from(r.get::<String>(7)?),
         encrypted: r.get(8)?,
         mime: r.get(9)?,
         width: r.get(10)?,
@@ -102,7 +102,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<ImageRow> {
     })
 }
 
-fn who(c: &Connection, participant: &str) -> rusqlite::Result<serde_json::Value> {
+fn who(c: &mut Db, participant: &str) -> SqlResult<serde_json::Value> {
     Ok(json!({ "participant": participant, "role": role_of(c, participant)? }))
 }
 
@@ -118,7 +118,7 @@ impl CallLog {
                 "INSERT INTO images (id, room, call_id, taken_by, asked_by, asked_at_ms, stored_at_ms, state,
                  path, encrypted, mime, width, height, bytes, sha256, upload_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ready', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                params![
+                values![
                     image.id, image.room, call, image.from, image.asked_by, ms(image.asked_at), at,
                     image.path.to_string_lossy(), image.encrypted, image.mime, image.width, image.height,
                     image.size as i64, image.sha256, image.upload_ms as i64
@@ -146,39 +146,34 @@ impl CallLog {
 
     /// One image by id.
     pub fn image(&self, id: &str) -> Result<Option<ImageRow>, AdminError> {
-        self.conn
-            .query_row(
+        self.read(|c| {
+            c.query_row(
                 &format!("SELECT {COLUMNS} FROM images WHERE id = ?1"),
-                [id],
+                values![id],
                 row,
             )
             .optional()
-            .map_err(|e| self.err(e))
+        })
     }
 
     /// The images of consultation `call`, oldest first.
     pub fn images_of(&self, call: i64) -> Result<Vec<ImageRow>, AdminError> {
-        self.images_where("call_id = ?1", params![call])
+        self.images_where("call_id = ?1", values![call])
     }
 
     /// Images with a file on disk stored before `before_ms`: what retention
     /// deletes.
     pub fn images_older_than(&self, before_ms: i64) -> Result<Vec<ImageRow>, AdminError> {
-        self.images_where("state = 'ready' AND stored_at_ms < ?1", params![before_ms])
+        self.images_where("state = 'ready' AND stored_at_ms < ?1", values![before_ms])
     }
 
     fn images_where(
         &self,
         condition: &str,
-        args: impl rusqlite::Params,
+        args: &[crate::sql::Value],
     ) -> Result<Vec<ImageRow>, AdminError> {
         let sql = format!("SELECT {COLUMNS} FROM images WHERE {condition} ORDER BY stored_at_ms");
-        let run = || -> rusqlite::Result<Vec<ImageRow>> {
-            let mut stmt = self.conn.prepare(&sql)?;
-            let rows = stmt.query_map(args, row)?;
-            rows.collect()
-        };
-        run().map_err(|e| self.err(e))
+        self.read(|c| c.query_map(&sql, args, row))
     }
 
     /// Records that image `id`'s file was deleted (`reason`: why); emits
@@ -190,7 +185,7 @@ impl CallLog {
             let found: Option<(i64, String)> = c
                 .query_row(
                     "SELECT call_id, room FROM images WHERE id = ?1",
-                    [id],
+                    values![id],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
@@ -199,7 +194,7 @@ impl CallLog {
             };
             c.execute(
                 "UPDATE images SET state = 'deleted', deleted_at_ms = ?2 WHERE id = ?1",
-                params![id, at],
+                values![id, at],
             )?;
             let data = json!({ "image": id, "room": room, "reason": reason });
             hooks.emit(c, call, "image.deleted", data, at)
@@ -211,28 +206,29 @@ impl CallLog {
 /// signed link when the hooks have links to give (made at `now_ms`): what
 /// `encounter.completed` files with a resident's encounter.
 pub(crate) fn ready_images(
-    c: &Connection,
+    c: &mut Db,
     call: i64,
     hooks: &crate::hooks::HookTargets,
     now_ms: i64,
-) -> rusqlite::Result<Vec<serde_json::Value>> {
-    let mut stmt = c.prepare_cached(
+) -> SqlResult<Vec<serde_json::Value>> {
+    let rows = c.query_map(
         "SELECT id, mime, width, height, bytes, sha256, stored_at_ms FROM images
          WHERE call_id = ?1 AND state = 'ready' ORDER BY stored_at_ms",
+        values![call],
+        |r| {
+            let id: String = r.get(0)?;
+            let mut image = json!({
+                "image": id,
+                "format": r.get::<String>(1)?,
+                "width": r.get::<i64>(2)?,
+                "height": r.get::<i64>(3)?,
+                "size": r.get::<i64>(4)?,
+                "sha256": r.get::<String>(5)?,
+                "taken_at": rfc3339(r.get(6)?),
+            });
+            hooks.add_download(&mut image, crate::Download::Image, &id, now_ms);
+            Ok(image)
+        },
     )?;
-    let rows = stmt.query_map([call], |r| {
-        let id: String = r.get(0)?;
-        let mut image = json!({
-            "image": id,
-            "format": r.get::<_, String>(1)?,
-            "width": r.get::<_, i64>(2)?,
-            "height": r.get::<_, i64>(3)?,
-            "size": r.get::<_, i64>(4)?,
-            "sha256": r.get::<_, String>(5)?,
-            "taken_at": rfc3339(r.get(6)?),
-        });
-        hooks.add_download(&mut image, crate::Download::Image, &id, now_ms);
-        Ok(image)
-    })?;
-    rows.collect()
+    Ok(rows)
 }

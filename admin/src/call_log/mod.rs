@@ -20,12 +20,12 @@ pub use queue::{Answer, CallAsk, Home, QueuedCall};
 pub(crate) use recordings::ready_recordings;
 pub use recordings::RecordingRow;
 
-use std::path::{Path, PathBuf};
+use std::cell::RefCell;
+use std::path::Path;
 use std::time::SystemTime;
 
 use crate::clock::ms;
-
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::sql::{values, Db, SqlError};
 
 use crate::hooks::HookTargets;
 use crate::quality::Badge;
@@ -74,36 +74,45 @@ pub struct CallRecord {
     pub reconnects: u32,
 }
 
-/// The SQLite-backed call log. Each change also writes the record-hook
-/// events it causes, in the same transaction (see [`crate::hooks`]).
+/// The call log, on either engine (see [`crate::sql`]). Each change also
+/// writes the record-hook events it causes, in the same transaction (see
+/// [`crate::hooks`]).
 pub struct CallLog {
-    conn: Connection,
-    path: PathBuf,
+    /// One connection; a `RefCell` so that reads and changes take `&self`,
+    /// as they did on SQLite's connection, which is not `Sync` either.
+    db: RefCell<Db>,
+    /// Where it is, for errors: the SQLite file, or "PostgreSQL".
+    at: String,
     hooks: HookTargets,
     /// Wakes hook delivery after an event is written.
     wake: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// The consultation open in `room`, if anyone is in it.
-pub(crate) fn open_call(c: &Connection, room: &str) -> rusqlite::Result<Option<i64>> {
-    c.query_row(
+pub(crate) fn open_call(c: &mut Db, room: &str) -> Result<Option<i64>, SqlError> {
+    c.query_row_opt(
         "SELECT id FROM calls WHERE room = ?1 AND ended_at_ms IS NULL",
-        [room],
+        values![room],
         |r| r.get(0),
     )
-    .optional()
 }
 
 impl CallLog {
-    /// Opens (creating and migrating) the database at `path`.
+    /// Opens (creating and migrating) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<CallLog, AdminError> {
-        let conn = crate::db::open(path)?;
-        Ok(CallLog {
-            conn,
-            path: path.to_owned(),
+        let mut log = CallLog::on(Db::sqlite(path)?);
+        log.at = path.display().to_string();
+        Ok(log)
+    }
+
+    /// The call log in `db`, already migrated.
+    pub fn on(db: Db) -> CallLog {
+        CallLog {
+            at: db.engine().into(),
+            db: RefCell::new(db),
             hooks: HookTargets::default(),
             wake: None,
-        })
+        }
     }
 
     /// Writes record-hook events for `hooks` with every change, and wakes
@@ -122,19 +131,21 @@ impl CallLog {
     /// together), then wakes hook delivery.
     pub(crate) fn change<T>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+        f: impl FnOnce(&mut Db) -> Result<T, SqlError>,
     ) -> Result<T, AdminError> {
-        let tx = rusqlite::Transaction::new_unchecked(
-            &self.conn,
-            rusqlite::TransactionBehavior::Immediate,
-        )
-        .map_err(|e| self.err(e))?;
-        let out = f(&tx).map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))?;
+        let out = self.write(f)?;
         if let Some(wake) = &self.wake {
             wake.notify_one();
         }
         Ok(out)
+    }
+
+    /// Runs `f` in one transaction that writes no record-hook events.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Db) -> Result<T, SqlError>,
+    ) -> Result<T, AdminError> {
+        self.db.borrow_mut().transaction(f).map_err(|e| self.err(e))
     }
 
     /// Where this log's changes send record-hook events.
@@ -145,9 +156,9 @@ impl CallLog {
     /// Runs the read `f` on the database.
     pub(crate) fn read<T>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+        f: impl FnOnce(&mut Db) -> Result<T, SqlError>,
     ) -> Result<T, AdminError> {
-        f(&self.conn).map_err(|e| self.err(e))
+        f(&mut self.db.borrow_mut()).map_err(|e| self.err(e))
     }
 
     /// Closes sessions left open by a crash or restart, but for those
@@ -158,16 +169,14 @@ impl CallLog {
         &self,
         carried: &[carecall_signalling::CarriedSession],
     ) -> Result<usize, AdminError> {
-        let mut stale: Vec<(String, String, i64)> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT room, participant, joined_at_ms FROM participant_sessions WHERE left_at_ms IS NULL ORDER BY id")
-                .map_err(|e| self.err(e))?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(|e| self.err(e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?
-        };
+        let mut stale: Vec<(String, String, i64)> = self.read(|c| {
+            c.query_map(
+                "SELECT room, participant, joined_at_ms FROM participant_sessions
+                 WHERE left_at_ms IS NULL ORDER BY id",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })?;
         stale.retain(|(room, participant, _)| {
             !carried
                 .iter()
@@ -176,23 +185,22 @@ impl CallLog {
         // Each leaves at its last known moment, with the events a leave
         // brings; a call ends at its last session's.
         for (room, participant, joined) in &stale {
-            let last: i64 = self
-                .conn
-                .query_row(
+            let last: i64 = self.read(|c| {
+                c.query_row(
                     "SELECT MAX(?2, COALESCE(MAX(q.at_ms), 0)) FROM participant_sessions s
                      LEFT JOIN quality_samples q ON q.session_id = s.id
                      WHERE s.participant = ?1 AND s.left_at_ms IS NULL",
-                    params![participant, joined],
+                    values![participant, *joined],
                     |r| r.get(0),
                 )
-                .map_err(|e| self.err(e))?;
+            })?;
             self.left_at(room, participant, last)?;
         }
         Ok(stale.len())
     }
 
-    fn err(&self, source: rusqlite::Error) -> AdminError {
-        AdminError::database(&self.path, source)
+    fn err(&self, source: SqlError) -> AdminError {
+        AdminError::sql(&self.at, source)
     }
 
     /// Records a join; the first join to an empty room starts a call.
@@ -209,11 +217,11 @@ impl CallLog {
             let call = match open_call(c, room)? {
                 Some(id) => id,
                 None => {
-                    c.execute(
-                        "INSERT INTO calls (room, started_at_ms) VALUES (?1, ?2)",
-                        params![room, at],
+                    let call: i64 = c.query_row(
+                        "INSERT INTO calls (room, started_at_ms) VALUES (?1, ?2) RETURNING id",
+                        values![room, at],
+                        |r| r.get(0),
                     )?;
-                    let call = c.last_insert_rowid();
                     let data = serde_json::json!({
                         "room": room,
                         "started_at": crate::hooks::rfc3339(at),
@@ -224,7 +232,7 @@ impl CallLog {
             };
             c.execute(
                 "INSERT INTO participant_sessions (room, participant, role, joined_at_ms, call_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![room, participant, role, at, call],
+                values![room, participant, role, at, call],
             )?;
             let data = serde_json::json!({
                 "room": room,
@@ -245,18 +253,17 @@ impl CallLog {
         let hooks = &self.hooks;
         self.change(|c| {
             let call: Option<i64> = c
-                .query_row(
+                .query_row_opt(
                     "UPDATE participant_sessions SET left_at_ms = ?3
                      WHERE room = ?1 AND participant = ?2 AND left_at_ms IS NULL
                      RETURNING call_id",
-                    params![room, participant, at],
+                    values![room, participant, at],
                     |r| r.get(0),
-                )
-                .optional()?
+                )?
                 .flatten();
             c.execute(
                 "DELETE FROM resumable_sessions WHERE room = ?1 AND participant = ?2",
-                params![room, participant],
+                values![room, participant],
             )?;
             let Some(call) = call else {
                 return Ok(());
@@ -270,7 +277,7 @@ impl CallLog {
                  WHERE id = ?1 AND ended_at_ms IS NULL
                  AND NOT EXISTS (SELECT 1 FROM participant_sessions
                                  WHERE call_id = calls.id AND left_at_ms IS NULL)",
-                [call],
+                values![call],
             )?;
             if ended == 1 {
                 hooks.call_ended(c, call, at)?;
@@ -284,30 +291,27 @@ impl CallLog {
     /// writes (disk full, read-only, locked past the busy timeout).
     pub fn check_writable(&self) -> Result<(), AdminError> {
         let now = ms(SystemTime::now());
-        self.conn
-            .execute(
+        self.read(|c| {
+            c.execute(
                 "INSERT OR REPLACE INTO health (id, checked_at_ms) VALUES (1, ?1)",
-                [now],
+                values![now],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        })
+        .map(|_| ())
     }
 
     /// Record-hook deliveries waiting and given up on.
     pub fn store_counts(&self) -> Result<crate::metrics::StoreCounts, AdminError> {
-        let waiting = crate::hooks::waiting(&self.conn).map_err(|e| self.err(e))?;
-        let dead_letters = crate::hooks::dead_letters(&self.conn)
-            .map_err(|e| self.err(e))?
-            .len() as u64;
-        let recording_bytes: i64 = self
-            .conn
-            .query_row(
+        let waiting = self.read(crate::hooks::waiting)?;
+        let dead_letters = self.read(crate::hooks::dead_letters)?.len() as u64;
+        let recording_bytes: i64 = self.read(|c| {
+            c.query_row(
                 "SELECT COALESCE(SUM(bytes), 0) FROM recordings
                  WHERE state = 'ready' AND deleted_at_ms IS NULL",
-                [],
+                &[],
                 |r| r.get(0),
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(crate::metrics::StoreCounts {
             waiting,
             dead_letters,
@@ -317,7 +321,7 @@ impl CallLog {
 
     /// Hook deliveries given up on, newest first.
     pub fn dead_letters(&self) -> Result<Vec<crate::hooks::DeadLetter>, AdminError> {
-        crate::hooks::dead_letters(&self.conn).map_err(|e| self.err(e))
+        self.read(crate::hooks::dead_letters)
     }
 
     /// Puts a dead letter back for delivery; false if there is none `seq`.
@@ -334,9 +338,8 @@ impl CallLog {
 
     /// Every call, or only the one numbered `only`.
     fn calls_where(&self, only: Option<i64>) -> Result<Vec<CallRecord>, AdminError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.read(|c| {
+            c.query_map(
                 "SELECT c.id, c.room, c.started_at_ms, c.ended_at_ms,
                         SUM(s.role = 'home'), SUM(s.role = 'clinician'),
                         SUM(s.role = 'specialist'), SUM(s.role = 'observer'),
@@ -344,47 +347,45 @@ impl CallLog {
                  FROM calls c LEFT JOIN participant_sessions s ON s.call_id = c.id
                  WHERE ?1 IS NULL OR c.id = ?1
                  GROUP BY c.id ORDER BY c.id",
+                values![only],
+                |r| {
+                    let count = |i| r.get::<Option<u32>>(i).map(Option::unwrap_or_default);
+                    Ok(CallRecord {
+                        id: r.get(0)?,
+                        room: r.get(1)?,
+                        started_at_ms: r.get(2)?,
+                        ended_at_ms: r.get(3)?,
+                        homes: count(4)?,
+                        clinicians: count(5)?,
+                        specialists: count(6)?,
+                        observers: count(7)?,
+                        worst_badge: r.get::<Option<i64>>(8)?.map(Badge::from_level),
+                        reconnects: count(9)?,
+                        operators: count(10)?,
+                    })
+                },
             )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([only], |r| {
-                let count = |i| r.get::<_, Option<u32>>(i).map(Option::unwrap_or_default);
-                Ok(CallRecord {
-                    id: r.get(0)?,
-                    room: r.get(1)?,
-                    started_at_ms: r.get(2)?,
-                    ended_at_ms: r.get(3)?,
-                    homes: count(4)?,
-                    clinicians: count(5)?,
-                    specialists: count(6)?,
-                    observers: count(7)?,
-                    worst_badge: r.get::<_, Option<i64>>(8)?.map(Badge::from_level),
-                    reconnects: count(9)?,
-                    operators: count(10)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        })
     }
 
     /// Every session, oldest first.
     pub fn sessions(&self) -> Result<Vec<ParticipantSession>, AdminError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT room, participant, role, joined_at_ms, left_at_ms FROM participant_sessions ORDER BY id")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(ParticipantSession {
-                    room: r.get(0)?,
-                    participant: r.get(1)?,
-                    role: r.get(2)?,
-                    joined_at_ms: r.get(3)?,
-                    left_at_ms: r.get(4)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.read(|c| {
+            c.query_map(
+                "SELECT room, participant, role, joined_at_ms, left_at_ms
+                 FROM participant_sessions ORDER BY id",
+                &[],
+                |r| {
+                    Ok(ParticipantSession {
+                        room: r.get(0)?,
+                        participant: r.get(1)?,
+                        role: r.get(2)?,
+                        joined_at_ms: r.get(3)?,
+                        left_at_ms: r.get(4)?,
+                    })
+                },
+            )
+        })
     }
 }
 

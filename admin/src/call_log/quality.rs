@@ -5,7 +5,7 @@
 
 use std::time::SystemTime;
 
-use rusqlite::params;
+use crate::sql::values;
 
 use super::CallLog;
 use crate::clock::ms;
@@ -74,36 +74,32 @@ impl CallLog {
         at: SystemTime,
         samples: &[QualitySample],
     ) -> Result<usize, AdminError> {
-        let path = self.path.clone();
-        let err = |e| AdminError::database(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
-        let mut stored = 0;
-        for s in samples {
-            let changed = tx
-                .execute(
+        self.write(|tx| {
+            let mut stored = 0;
+            for s in samples {
+                let changed = tx.execute(
                     "UPDATE participant_sessions SET
                         worst_badge = MAX(COALESCE(worst_badge, 0), ?3),
                         reconnects = MAX(reconnects, ?4),
                         transport = COALESCE(?5, transport)
                      WHERE room = ?1 AND participant = ?2 AND left_at_ms IS NULL",
-                    params![
+                    values![
                         s.room,
                         s.participant,
                         s.badge as i64,
                         s.reconnects,
                         s.transport
                     ],
-                )
-                .map_err(err)?;
-            if changed == 0 {
-                continue;
-            }
-            tx.execute(
+                )?;
+                if changed == 0 {
+                    continue;
+                }
+                tx.execute(
                 "INSERT INTO quality_samples (session_id, at_ms, badge, receive_kbps, send_kbps,
                      receive_loss, rtt_ms, lowest_video_height, transport)
                  SELECT id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM participant_sessions
                  WHERE room = ?1 AND participant = ?2 AND left_at_ms IS NULL",
-                params![
+                values![
                     s.room,
                     s.participant,
                     ms(at),
@@ -115,12 +111,11 @@ impl CallLog {
                     s.lowest_video_height,
                     s.transport
                 ],
-            )
-            .map_err(err)?;
-            stored += 1;
-        }
-        tx.commit().map_err(err)?;
-        Ok(stored)
+            )?;
+                stored += 1;
+            }
+            Ok(stored)
+        })
     }
 }
 

@@ -3,8 +3,8 @@
 //! of two operators answering at the same instant, exactly one changes the
 //! row.
 
+use crate::sql::{values, Db, OptionalRow, Row, SqlResult};
 use rand_free::random_id;
-use rusqlite::{params, OptionalExtension, Row};
 
 use super::CallLog;
 use crate::AdminError;
@@ -82,7 +82,7 @@ mod rand_free {
     }
 }
 
-fn home(r: &Row<'_>) -> rusqlite::Result<Home> {
+fn home(r: &Row) -> SqlResult<Home> {
     Ok(Home {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -93,12 +93,12 @@ fn home(r: &Row<'_>) -> rusqlite::Result<Home> {
 
 pub(super) const CALL_COLUMNS: &str = "c.id, c.home_id, h.name, c.urgent, c.reason, c.initials, c.room, c.state, c.queued_at_ms, c.answered_at_ms, c.answered_by, c.queue_name, c.held_by, c.waiting_since_ms, c.passed_by, c.declined_reason, c.reason_category";
 
-pub(super) fn call(r: &Row<'_>) -> rusqlite::Result<QueuedCall> {
+pub(super) fn call(r: &Row) -> SqlResult<QueuedCall> {
     call_at(r, 0)
 }
 
 /// A call read from [`CALL_COLUMNS`] starting at column `at`.
-pub(super) fn call_at(r: &Row<'_>, at: usize) -> rusqlite::Result<QueuedCall> {
+pub(super) fn call_at(r: &Row, at: usize) -> SqlResult<QueuedCall> {
     Ok(QueuedCall {
         id: r.get(at)?,
         home_id: r.get(at + 1)?,
@@ -132,10 +132,10 @@ fn home_name(name: &str) -> Result<&str, AdminError> {
 }
 
 /// One call, read inside a change.
-pub(super) fn queued_call(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<QueuedCall> {
+pub(super) fn queued_call(c: &mut Db, id: i64) -> SqlResult<QueuedCall> {
     c.query_row(
         &format!("SELECT {CALL_COLUMNS} FROM queued_calls c JOIN homes h ON h.id = c.home_id WHERE c.id = ?1"),
-        [id],
+        values![id],
         call,
     )
 }
@@ -176,35 +176,36 @@ impl CallLog {
     pub fn add_home(&self, name: &str, now_ms: i64) -> Result<Home, AdminError> {
         let name = home_name(name)?;
         let id = random_id("h").ok_or(AdminError::Random)?;
-        self.conn
-            .execute(
+        self.read(|c| {
+            c.execute(
                 "INSERT INTO homes (id, name, created_at_ms, link_version) VALUES (?1, ?2, ?3, 1)",
-                params![id, name, now_ms],
+                values![id, name, now_ms],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         self.home(&id)?.ok_or(AdminError::Interrupted)
     }
 
     /// One home.
     pub fn home(&self, id: &str) -> Result<Option<Home>, AdminError> {
-        self.conn
-            .query_row(
+        self.read(|c| {
+            c.query_row(
                 "SELECT id, name, revoked_at_ms, link_version FROM homes WHERE id = ?1",
-                [id],
+                values![id],
                 home,
             )
             .optional()
-            .map_err(|e| self.err(e))
+        })
     }
 
     /// Every home, by name.
     pub fn homes(&self) -> Result<Vec<Home>, AdminError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, name, revoked_at_ms, link_version FROM homes ORDER BY name, id")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], home).map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.read(|c| {
+            c.query_map(
+                "SELECT id, name, revoked_at_ms, link_version FROM homes ORDER BY name, id",
+                &[],
+                home,
+            )
+        })
     }
 
     /// Withdraws a home's link; false if there is no such home. A call the
@@ -214,7 +215,7 @@ impl CallLog {
         self.end_home_link(id, now_ms, |c| {
             c.execute(
                 "UPDATE homes SET revoked_at_ms = ?2 WHERE id = ?1 AND revoked_at_ms IS NULL",
-                params![id, now_ms],
+                values![id, now_ms],
             )
         })
     }
@@ -227,7 +228,7 @@ impl CallLog {
         &self,
         id: &str,
         now_ms: i64,
-        update: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<usize>,
+        update: impl FnOnce(&mut Db) -> SqlResult<usize>,
     ) -> Result<bool, AdminError> {
         self.change(|c| {
             let changed = update(c)? == 1;
@@ -240,23 +241,17 @@ impl CallLog {
 
     /// Cancels the home's calls that wait and were never answered (inside a
     /// change); the cancellation is recorded as the hub's, not the home's.
-    fn cancel_unanswered(
-        &self,
-        c: &rusqlite::Connection,
-        home_id: &str,
-        now_ms: i64,
-    ) -> rusqlite::Result<()> {
-        let ids: Vec<i64> = c
-            .prepare(
-                "SELECT id FROM queued_calls
-                 WHERE home_id = ?1 AND state = 'waiting' AND answered_at_ms IS NULL ORDER BY id",
-            )?
-            .query_map([home_id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+    fn cancel_unanswered(&self, c: &mut Db, home_id: &str, now_ms: i64) -> SqlResult<()> {
+        let ids: Vec<i64> = c.query_map(
+            "SELECT id FROM queued_calls
+             WHERE home_id = ?1 AND state = 'waiting' AND answered_at_ms IS NULL ORDER BY id",
+            values![home_id],
+            |r| r.get(0),
+        )?;
         for id in ids {
             c.execute(
                 "UPDATE queued_calls SET state = 'cancelled' WHERE id = ?1",
-                [id],
+                values![id],
             )?;
             let call = queued_call(c, id)?;
             self.happened(c, &call, "cancelled", WITHDRAWN, "", now_ms)?;
@@ -267,13 +262,12 @@ impl CallLog {
     /// Renames a home; false if there is no such home.
     pub fn rename_home(&self, id: &str, name: &str) -> Result<bool, AdminError> {
         let name = home_name(name)?;
-        let n = self
-            .conn
-            .execute(
+        let n = self.read(|c| {
+            c.execute(
                 "UPDATE homes SET name = ?2 WHERE id = ?1",
-                params![id, name],
+                values![id, name],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(n == 1)
     }
 
@@ -283,7 +277,7 @@ impl CallLog {
         self.end_home_link(id, now_ms, |c| {
             c.execute(
                 "UPDATE homes SET link_version = link_version + 1, revoked_at_ms = NULL WHERE id = ?1",
-                [id],
+                values![id],
             )
         })?;
         self.home(id)
@@ -324,13 +318,13 @@ impl CallLog {
             None => ("closed", "closed"),
         };
         self.change(|c| {
-            c.execute(
+            let id: i64 = c.query_row(
                 "INSERT INTO queued_calls (home_id, urgent, reason, initials, room, state, queued_at_ms, waiting_since_ms, service, reason_category)
-                 VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, ?6, ?7, ?8)",
-                params![home.id, ask.urgent, ask.reason, ask.initials, state, now_ms, service, ask.reason_category],
+                 VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, ?6, ?7, ?8) RETURNING id",
+                values![home.id, ask.urgent, ask.reason, ask.initials, state, now_ms, service, ask.reason_category],
+                |r| r.get(0),
             )?;
-            let id = c.last_insert_rowid();
-            c.execute("UPDATE queued_calls SET room = 'hub-call-' || id WHERE id = ?1", [id])?;
+            c.execute("UPDATE queued_calls SET room = 'hub-call-' || id WHERE id = ?1", values![id])?;
             let call = queued_call(c, id)?;
             self.happened(c, &call, kind, &home.name, "", now_ms)?;
             Ok(call)
@@ -351,7 +345,7 @@ impl CallLog {
             let won = c.execute(
                 "UPDATE queued_calls SET state = 'declined', declined_reason = ?2, held_by = NULL
                  WHERE id = ?1 AND state = 'waiting' AND answered_at_ms IS NULL",
-                params![id, reason],
+                values![id, reason],
             )? == 1;
             let Some(call) = queued_call(c, id).optional()? else {
                 return Ok(Answer::NoSuchCall);
@@ -396,11 +390,10 @@ impl CallLog {
         number: i64,
     ) -> Result<Option<QueuedCall>, AdminError> {
         let sql = format!("SELECT id FROM queued_calls WHERE {condition} ORDER BY id LIMIT 1");
-        let id: Option<i64> = self
-            .conn
-            .query_row(&sql, params![home_id, number], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.err(e))?;
+        let id: Option<i64> = self.read(|c| {
+            c.query_row(&sql, values![home_id, number], |r| r.get(0))
+                .optional()
+        })?;
         match id {
             Some(id) => self.queued_call(id),
             None => Ok(None),
@@ -409,22 +402,21 @@ impl CallLog {
 
     /// One call.
     pub fn queued_call(&self, id: i64) -> Result<Option<QueuedCall>, AdminError> {
-        queued_call(&self.conn, id)
-            .optional()
-            .map_err(|e| self.err(e))
+        self.read(|c| queued_call(c, id).optional())
     }
 
     /// The waiting calls in the order they will be answered.
     pub fn queue(&self) -> Result<Vec<QueuedCall>, AdminError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {CALL_COLUMNS} FROM queued_calls c JOIN homes h ON h.id = c.home_id
+        self.read(|c| {
+            c.query_map(
+                &format!(
+                    "SELECT {CALL_COLUMNS} FROM queued_calls c JOIN homes h ON h.id = c.home_id
                  WHERE c.state = 'waiting' ORDER BY {ORDER}"
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], call).map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+                ),
+                &[],
+                call,
+            )
+        })
     }
 
     /// `who` answers call `id` (from whichever queue it waits in): exactly
@@ -435,7 +427,7 @@ impl CallLog {
                 "UPDATE queued_calls SET state = 'answered', held_by = ?3,
                      answered_at_ms = COALESCE(answered_at_ms, ?2), answered_by = COALESCE(answered_by, ?3)
                  WHERE id = ?1 AND state = 'waiting'",
-                params![id, now_ms, who],
+                values![id, now_ms, who],
             )? == 1;
             let call = match queued_call(c, id).optional()? {
                 Some(call) => call,
@@ -454,7 +446,7 @@ impl CallLog {
         self.change(|c| {
             let n = c.execute(
                 "UPDATE queued_calls SET state = 'cancelled' WHERE id = ?1 AND home_id = ?2 AND state = 'waiting'",
-                params![id, home_id],
+                values![id, home_id],
             )?;
             if n == 1 {
                 let call = queued_call(c, id)?;
@@ -467,14 +459,10 @@ impl CallLog {
     /// Seconds from queueing to answer, averaged over the last 20 answered
     /// calls: the basis of the estimated wait shown to a home.
     pub fn mean_wait_seconds(&self) -> Result<Option<f64>, AdminError> {
-        self.conn
-            .query_row(
-                "SELECT AVG(answered_at_ms - queued_at_ms) / 1000.0 FROM
+        self.read(|c| c.query_row("SELECT AVG(answered_at_ms - queued_at_ms) / 1000.0 FROM
                  (SELECT answered_at_ms, queued_at_ms FROM queued_calls WHERE answered_at_ms IS NOT NULL
                   ORDER BY answered_at_ms DESC LIMIT 20)",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))
+                &[],
+                |r| r.get(0),))
     }
 }

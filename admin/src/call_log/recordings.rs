@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::sql::{values, Db, OptionalRow, Row, SqlResult};
 use carecall_sfu::recording::RecordingSummary;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::json;
 
 use super::{open_call, CallLog};
@@ -42,7 +42,7 @@ pub struct RecordingRow {
 
 const COLUMNS: &str = "id, room, call_id, started_by, started_at_ms, state, path, encrypted, webm_bytes, sha256, duration_ms";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<RecordingRow> {
+fn row(r: &Row) -> SqlResult<RecordingRow> {
     Ok(RecordingRow {
         id: r.get(0)?,
         room: r.get(1)?,
@@ -50,7 +50,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<RecordingRow> {
         started_by: r.get(3)?,
         started_at_ms: r.get(4)?,
         state: r.get(5)?,
-        path: PathBuf::from(r.get::<_, String>(6)?),
+        path: PathBuf::from(r.get::<String>(6)?),
         encrypted: r.get(7)?,
         webm_bytes: r.get(8)?,
         sha256: r.get(9)?,
@@ -61,38 +61,32 @@ fn row(r: &Row<'_>) -> rusqlite::Result<RecordingRow> {
 /// The finished recordings of consultation `call`, as `consultation.ended`
 /// lists them: id, size, SHA-256, duration (a recording still being
 /// finished arrives in its own `recording.ready`).
-pub(crate) fn ready_recordings(
-    c: &Connection,
-    call: i64,
-) -> rusqlite::Result<Vec<serde_json::Value>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, webm_bytes, sha256, duration_ms FROM recordings WHERE call_id = ?1 AND state = 'ready' ORDER BY started_at_ms",
-    )?;
-    let rows = stmt.query_map([call], |r| {
+pub(crate) fn ready_recordings(c: &mut Db, call: i64) -> SqlResult<Vec<serde_json::Value>> {
+    let rows = c.query_map("SELECT id, webm_bytes, sha256, duration_ms FROM recordings WHERE call_id = ?1 AND state = 'ready' ORDER BY started_at_ms", values![call], |r| {
         Ok(json!({
-            "recording": r.get::<_, String>(0)?,
-            "size": r.get::<_, Option<i64>>(1)?,
-            "sha256": r.get::<_, Option<String>>(2)?,
-            "duration_seconds": r.get::<_, Option<i64>>(3)?.map(|ms| ms as f64 / 1000.0),
+            "recording": r.get::<String>(0)?,
+            "size": r.get::<Option<i64>>(1)?,
+            "sha256": r.get::<Option<String>>(2)?,
+            "duration_seconds": r.get::<Option<i64>>(3)?.map(|ms| ms as f64 / 1000.0),
         }))
     })?;
-    rows.collect()
+    Ok(rows)
 }
 
 /// One recording by id.
-fn find(c: &Connection, id: &str) -> rusqlite::Result<Option<RecordingRow>> {
+fn find(c: &mut Db, id: &str) -> SqlResult<Option<RecordingRow>> {
     c.query_row(
         &format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1"),
-        [id],
+        values![id],
         row,
     )
     .optional()
 }
 
-pub(super) fn role_of(c: &Connection, participant: &str) -> rusqlite::Result<Option<String>> {
+pub(super) fn role_of(c: &mut Db, participant: &str) -> SqlResult<Option<String>> {
     c.query_row(
         "SELECT role FROM participant_sessions WHERE participant = ?1 ORDER BY id DESC LIMIT 1",
-        [participant],
+        values![participant],
         |r| r.get(0),
     )
     .optional()
@@ -100,19 +94,19 @@ pub(super) fn role_of(c: &Connection, participant: &str) -> rusqlite::Result<Opt
 
 /// The last consent entry of consultation `call`, as `recording.started`
 /// carries it.
-fn consent_of(c: &Connection, call: i64) -> rusqlite::Result<Option<serde_json::Value>> {
+fn consent_of(c: &mut Db, call: i64) -> SqlResult<Option<serde_json::Value>> {
     c.query_row(
         "SELECT given, decided_by, manner, recorded_by, at_ms FROM recording_consents
          WHERE call_id = ?1 ORDER BY id DESC LIMIT 1",
-        [call],
+        values![call],
         |r| {
             let recorded_by: String = r.get(3)?;
             Ok((
-                r.get::<_, bool>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
+                r.get::<bool>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
                 recorded_by,
-                r.get::<_, i64>(4)?,
+                r.get::<i64>(4)?,
             ))
         },
     )
@@ -147,7 +141,7 @@ impl CallLog {
             c.execute(
                 "INSERT INTO recording_consents (call_id, room, given, decided_by, manner, recorded_by, at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![call, room, consent.given, by, how, consent.recorded_by, at],
+                values![call, room, consent.given, by, how, consent.recorded_by, at],
             )?;
             Ok(())
         })
@@ -170,7 +164,7 @@ impl CallLog {
             c.execute(
                 "INSERT INTO recordings (id, room, call_id, started_by, started_at_ms, state, path, encrypted)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'recording', ?6, ?7)",
-                params![id, room, call, by, at, path.to_string_lossy(), encrypted],
+                values![id, room, call, by, at, path.to_string_lossy(), encrypted],
             )?;
             let data = json!({
                 "recording": id,
@@ -213,11 +207,11 @@ impl CallLog {
                             };
                             Ok(json!({ "kind": t.kind, "participant": participant, "role": role }))
                         })
-                        .collect::<rusqlite::Result<_>>()?;
+                        .collect::<SqlResult<_>>()?;
                     c.execute(
                         "UPDATE recordings SET state = 'ready', ended_at_ms = ?2, bytes = ?3, webm_bytes = ?4,
                          sha256 = ?5, duration_ms = ?6, tracks_json = ?7, cut_by_restart = ?8 WHERE id = ?1",
-                        params![id, at, s.bytes_on_disk as i64, s.webm_bytes as i64, s.sha256, s.duration_ms as i64,
+                        values![id, at, s.bytes_on_disk as i64, s.webm_bytes as i64, s.sha256, s.duration_ms as i64,
                                 serde_json::Value::from(tracks.clone()).to_string(), cut_by_restart],
                     )?;
                     let mut data = json!({
@@ -237,7 +231,7 @@ impl CallLog {
                 Err(reason) => {
                     c.execute(
                         "UPDATE recordings SET state = 'failed', ended_at_ms = ?2, error = ?3 WHERE id = ?1",
-                        params![id, at, reason],
+                        values![id, at, reason],
                     )?;
                     let data = json!({ "recording": id, "room": rec.room, "reason": reason });
                     hooks.emit(c, rec.consultation, "recording.failed", data, at)
@@ -262,7 +256,7 @@ impl CallLog {
             };
             c.execute(
                 "UPDATE recordings SET state = 'deleted', deleted_at_ms = ?2 WHERE id = ?1",
-                params![id, at],
+                values![id, at],
             )?;
             let data = json!({ "recording": id, "room": rec.room, "reason": reason, "deleted_at": rfc3339(at) });
             hooks.emit(c, rec.consultation, "recording.deleted", data, at)
@@ -271,12 +265,12 @@ impl CallLog {
 
     /// One recording.
     pub fn recording(&self, id: &str) -> Result<Option<RecordingRow>, AdminError> {
-        find(&self.conn, id).map_err(|e| self.err(e))
+        self.read(|c| find(c, id))
     }
 
     /// Every recording, newest first.
     pub fn recordings(&self) -> Result<Vec<RecordingRow>, AdminError> {
-        self.recordings_where("1", params![])
+        self.recordings_where("1", values![])
     }
 
     /// Recordings with a file on disk that started before `before` (ms):
@@ -284,28 +278,26 @@ impl CallLog {
     pub fn recordings_older_than(&self, before_ms: i64) -> Result<Vec<RecordingRow>, AdminError> {
         self.recordings_where(
             "state IN ('ready', 'failed') AND started_at_ms < ?1",
-            params![before_ms],
+            values![before_ms],
         )
     }
 
     fn recordings_where(
         &self,
         condition: &str,
-        args: impl rusqlite::Params,
+        args: &[crate::sql::Value],
     ) -> Result<Vec<RecordingRow>, AdminError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM recordings WHERE {condition} ORDER BY started_at_ms DESC"
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt.query_map(args, row).map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.read(|c| c.query_map(&sql, args, row))
     }
 
     /// Recordings still marked as being written: a crash ended them. They
     /// are marked failed (a sealed file without its last chunk does not
     /// export; a plain one may still play up to where it stopped).
     pub fn close_stale_recordings(&self) -> Result<usize, AdminError> {
-        let stale = self.recordings_where("state = 'recording'", params![])?;
+        let stale = self.recordings_where("state = 'recording'", values![])?;
         for r in &stale {
             self.recording_finished(
                 &r.id,

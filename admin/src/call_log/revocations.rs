@@ -1,6 +1,6 @@
 //! Withdrawn join links, kept so a restart does not bring them back.
 
-use rusqlite::params;
+use crate::sql::values;
 
 use super::CallLog;
 use crate::AdminError;
@@ -8,27 +8,25 @@ use crate::AdminError;
 impl CallLog {
     /// Withdraws the links to `room` made at or before `until` (Unix s).
     pub fn revoke_links(&self, room: &str, until: u64) -> Result<(), AdminError> {
-        self.conn
-            .execute(
+        self.read(|c| {
+            c.execute(
                 "INSERT INTO link_revocations (room, revoked_before) VALUES (?1, ?2)
                  ON CONFLICT (room) DO UPDATE SET revoked_before = max(revoked_before, ?2)",
-                params![room, until as i64],
+                values![room, until as i64],
             )
-            .map(drop)
-            .map_err(|e| self.err(e))
+        })
+        .map(drop)
     }
 
     /// Every withdrawal: (room, links made up to this time are withdrawn).
     pub fn link_revocations(&self) -> Result<Vec<(String, u64)>, AdminError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT room, revoked_before FROM link_revocations")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.err(e));
-        rows
+        self.read(|c| {
+            c.query_map(
+                "SELECT room, revoked_before FROM link_revocations",
+                &[],
+                |r| Ok((r.get(0)?, r.get::<i64>(1)?.max(0) as u64)),
+            )
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::Connection;
+use crate::sql::{Db, SqlError, SqlResult};
 use tokio::sync::Notify;
 
 use super::outbox::{self, Pending};
@@ -51,7 +51,7 @@ pub fn start_delivery(
 type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 struct Deliverer {
-    db: Arc<Mutex<Connection>>,
+    db: Arc<Mutex<Db>>,
     client: reqwest::Client,
     receivers: LiveReceivers,
     clock: Clock,
@@ -59,7 +59,7 @@ struct Deliverer {
 
 impl Deliverer {
     fn new(path: &Path, receivers: LiveReceivers, clock: Clock) -> Result<Self, AdminError> {
-        let conn = crate::db::open(path)?;
+        let conn = Db::sqlite(path)?;
         let client = reqwest::Client::builder()
             .timeout(receivers.now().timeout)
             .user_agent(concat!("carecall/", env!("CARGO_PKG_VERSION")))
@@ -176,15 +176,15 @@ impl Deliverer {
 
     async fn with_db<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> rusqlite::Result<T> {
+        f: impl FnOnce(&mut Db) -> SqlResult<T> + Send + 'static,
+    ) -> SqlResult<T> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = db.lock().unwrap_or_else(|e| e.into_inner());
-            f(&conn)
+            let mut conn = db.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
         })
         .await
-        .unwrap_or(Err(rusqlite::Error::InvalidQuery))
+        .unwrap_or(Err(SqlError::Interrupted))
     }
 }
 
@@ -349,12 +349,12 @@ mod tests {
     }
 
     fn enqueue(d: &Deliverer, event: &str, consultation: i64, at: i64) {
-        let conn = d.db.lock().unwrap();
+        let mut conn = d.db.lock().unwrap();
         let options = d.receivers.now();
         let endpoints = options.urls();
         let seal = options.seal.as_ref();
         outbox::enqueue(
-            &conn,
+            &mut conn,
             seal,
             &endpoints,
             event,
@@ -367,11 +367,11 @@ mod tests {
     }
 
     fn dead(d: &Deliverer) -> Vec<outbox::DeadLetter> {
-        outbox::dead_letters(&d.db.lock().unwrap()).unwrap()
+        outbox::dead_letters(&mut d.db.lock().unwrap()).unwrap()
     }
 
     fn waiting(d: &Deliverer) -> u64 {
-        outbox::waiting(&d.db.lock().unwrap()).unwrap()
+        outbox::waiting(&mut d.db.lock().unwrap()).unwrap()
     }
 
     #[tokio::test]
@@ -443,7 +443,7 @@ mod tests {
         let dead = dead(d);
         assert_eq!(dead.len(), 1);
         assert_eq!(waiting(d), 2, "a2 waits for its retry; a3 waits behind it");
-        let put_back = outbox::retry_dead_letter(&d.db.lock().unwrap(), dead[0].seq, T0);
+        let put_back = outbox::retry_dead_letter(&mut d.db.lock().unwrap(), dead[0].seq, T0);
         assert!(put_back.unwrap());
         now.fetch_add(HOUR_MS, Ordering::SeqCst);
         while d.deliver_due().await > 0 {}

@@ -1,8 +1,8 @@
 //! The record-hook events about calls, built from the call log's rows inside
 //! the transaction that changed them (documented in `docs/hooks.md`).
 
+use crate::sql::{values, Db, SqlResult};
 use jiff::Timestamp;
-use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
 use crate::quality::Badge;
@@ -50,12 +50,12 @@ impl HookTargets {
     /// Writes event `kind` about `consultation` with `data` to the outbox.
     pub(crate) fn emit(
         &self,
-        conn: &Connection,
+        conn: &mut Db,
         consultation: i64,
         kind: &str,
         mut data: Value,
         now_ms: i64,
-    ) -> rusqlite::Result<()> {
+    ) -> SqlResult<()> {
         data["consultation"] = json!(consultation);
         self.write(conn, consultation, kind, &data, now_ms)
     }
@@ -64,12 +64,12 @@ impl HookTargets {
     /// endpoint and key).
     fn write(
         &self,
-        conn: &Connection,
+        conn: &mut Db,
         key: i64,
         kind: &str,
         data: &Value,
         now_ms: i64,
-    ) -> rusqlite::Result<()> {
+    ) -> SqlResult<()> {
         if !self.any() {
             return Ok(());
         }
@@ -96,37 +96,32 @@ impl HookTargets {
     /// in order apart from consultations' (ordering key `-hub_call`).
     pub(crate) fn emit_hub_call(
         &self,
-        conn: &Connection,
+        conn: &mut Db,
         hub_call: i64,
         room: &str,
         kind: &str,
         mut data: Value,
         now_ms: i64,
-    ) -> rusqlite::Result<()> {
+    ) -> SqlResult<()> {
         data["hub_call"] = json!(hub_call);
         data["room"] = json!(room);
         self.write(conn, -hub_call, kind, &data, now_ms)
     }
 
     /// `consultation.ended`: the call's summary, from its sessions.
-    pub(crate) fn call_ended(
-        &self,
-        conn: &Connection,
-        call: i64,
-        now_ms: i64,
-    ) -> rusqlite::Result<()> {
+    pub(crate) fn call_ended(&self, conn: &mut Db, call: i64, now_ms: i64) -> SqlResult<()> {
         if !self.any() {
             return Ok(());
         }
         let (room, started, ended): (String, i64, i64) = conn.query_row(
             "SELECT room, started_at_ms, COALESCE(ended_at_ms, started_at_ms) FROM calls WHERE id = ?1",
-            [call],
+            values![call],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let roles = sessions_by_role(conn, call)?;
         let (worst, reconnects): (Option<i64>, i64) = conn.query_row(
             "SELECT MAX(worst_badge), COALESCE(SUM(reconnects), 0) FROM participant_sessions WHERE call_id = ?1",
-            [call],
+            values![call],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let mut recordings = crate::call_log::ready_recordings(conn, call)?;
@@ -151,11 +146,11 @@ impl HookTargets {
     /// `participant.left`, from the session row just closed.
     pub(crate) fn session_left(
         &self,
-        conn: &Connection,
+        conn: &mut Db,
         call: i64,
         participant: &str,
         now_ms: i64,
-    ) -> rusqlite::Result<()> {
+    ) -> SqlResult<()> {
         if !self.any() {
             return Ok(());
         }
@@ -163,16 +158,16 @@ impl HookTargets {
             "SELECT room, role, joined_at_ms, left_at_ms, worst_badge, reconnects, transport
              FROM participant_sessions WHERE call_id = ?1 AND participant = ?2
              ORDER BY id DESC LIMIT 1",
-            params![call, participant],
+            values![call, participant],
             |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, Option<String>>(6)?,
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<i64>(2)?,
+                    r.get::<Option<i64>>(3)?,
+                    r.get::<Option<i64>>(4)?,
+                    r.get::<i64>(5)?,
+                    r.get::<Option<String>>(6)?,
                 ))
             },
         )?;
@@ -196,17 +191,16 @@ impl HookTargets {
 /// Consultation `call`'s participant sessions counted by role (someone who
 /// rejoined counts twice), as events carry them.
 pub(crate) fn sessions_by_role(
-    conn: &Connection,
+    conn: &mut Db,
     call: i64,
-) -> rusqlite::Result<serde_json::Map<String, Value>> {
+) -> SqlResult<serde_json::Map<String, Value>> {
     let mut roles = serde_json::Map::new();
-    let mut stmt = conn.prepare_cached(
+    let counts = conn.query_map(
         "SELECT role, COUNT(*) FROM participant_sessions WHERE call_id = ?1 GROUP BY role ORDER BY role",
+        values![call],
+        |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
     )?;
-    for row in stmt.query_map([call], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-    })? {
-        let (role, n) = row?;
+    for (role, n) in counts {
         roles.insert(role, json!(n));
     }
     Ok(roles)

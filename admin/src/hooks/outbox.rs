@@ -6,7 +6,7 @@
 //! Events of one consultation go to an endpoint in order: only the oldest
 //! row of each (endpoint, consultation) is ever due.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::sql::{values, Db, OptionalRow, SqlResult};
 
 use crate::records::{unreadable, unsealable, RecordKey};
 
@@ -50,7 +50,7 @@ const SEALED_AS: &str = "hook event";
 /// `seal` when given. Runs inside the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn enqueue(
-    conn: &Connection,
+    conn: &mut Db,
     seal: Option<&RecordKey>,
     endpoints: &[String],
     event_id: &str,
@@ -58,7 +58,7 @@ pub(crate) fn enqueue(
     kind: &str,
     body: &str,
     now_ms: i64,
-) -> rusqlite::Result<()> {
+) -> SqlResult<()> {
     if endpoints.is_empty() {
         return Ok(());
     }
@@ -71,12 +71,12 @@ pub(crate) fn enqueue(
     };
     conn.execute(
         "INSERT INTO hook_events (id, consultation, kind, body, sealed, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![event_id, consultation, kind, plain, sealed, now_ms],
+        values![event_id, consultation, kind, plain, sealed, now_ms],
     )?;
     for endpoint in endpoints {
         conn.execute(
             "INSERT INTO hook_outbox (event_id, consultation, endpoint, next_attempt_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![event_id, consultation, endpoint, now_ms],
+            values![event_id, consultation, endpoint, now_ms],
         )?;
     }
     Ok(())
@@ -85,44 +85,45 @@ pub(crate) fn enqueue(
 /// Up to `limit` rows due by `now_ms`, each the oldest of its endpoint and
 /// consultation, oldest first; sealed bodies opened with `seal`.
 pub(crate) fn due(
-    conn: &Connection,
+    conn: &mut Db,
     seal: Option<&RecordKey>,
     now_ms: i64,
     limit: u32,
-) -> rusqlite::Result<Vec<Pending>> {
-    let mut stmt = conn.prepare_cached(
+) -> SqlResult<Vec<Pending>> {
+    let rows = conn.query_map(
         "SELECT o.seq, o.event_id, o.endpoint, e.body, o.attempts, e.created_at_ms, e.sealed
          FROM hook_outbox o JOIN hook_events e ON e.id = o.event_id
          WHERE o.next_attempt_ms <= ?1
            AND o.seq = (SELECT MIN(seq) FROM hook_outbox f
                         WHERE f.endpoint = o.endpoint AND f.consultation = o.consultation)
          ORDER BY o.seq LIMIT ?2",
+        values![now_ms, limit],
+        |r| {
+            let sealed: Option<Vec<u8>> = r.get(6)?;
+            let body = match (sealed, seal) {
+                (None, _) => r.get(3)?,
+                (Some(sealed), key) => {
+                    let key = key.ok_or_else(|| unreadable(6, "a sealed event and no key"))?;
+                    let plain = key.open(SEALED_AS, &sealed).map_err(|e| unreadable(6, e))?;
+                    String::from_utf8(plain).map_err(|e| unreadable(6, e))?
+                }
+            };
+            Ok(Pending {
+                seq: r.get(0)?,
+                event_id: r.get(1)?,
+                endpoint: r.get(2)?,
+                body,
+                attempts: r.get(4)?,
+                created_at_ms: r.get(5)?,
+            })
+        },
     )?;
-    let rows = stmt.query_map(params![now_ms, limit], |r| {
-        let sealed: Option<Vec<u8>> = r.get(6)?;
-        let body = match (sealed, seal) {
-            (None, _) => r.get(3)?,
-            (Some(sealed), key) => {
-                let key = key.ok_or_else(|| unreadable(6, "a sealed event and no key"))?;
-                let plain = key.open(SEALED_AS, &sealed).map_err(|e| unreadable(6, e))?;
-                String::from_utf8(plain).map_err(|e| unreadable(6, e))?
-            }
-        };
-        Ok(Pending {
-            seq: r.get(0)?,
-            event_id: r.get(1)?,
-            endpoint: r.get(2)?,
-            body,
-            attempts: r.get(4)?,
-            created_at_ms: r.get(5)?,
-        })
-    })?;
-    rows.collect()
+    Ok(rows)
 }
 
 /// When the next row falls due, if any is waiting.
-pub(crate) fn next_due_ms(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.query_row("SELECT MIN(next_attempt_ms) FROM hook_outbox", [], |r| {
+pub(crate) fn next_due_ms(conn: &mut Db) -> SqlResult<Option<i64>> {
+    conn.query_row("SELECT MIN(next_attempt_ms) FROM hook_outbox", &[], |r| {
         r.get(0)
     })
     .optional()
@@ -131,11 +132,11 @@ pub(crate) fn next_due_ms(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 
 /// The endpoint has the event: the row goes (and the event, once no
 /// endpoint or dead letter needs it).
-pub(crate) fn delivered(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
+pub(crate) fn delivered(conn: &mut Db, seq: i64) -> SqlResult<()> {
     let event: Option<String> = conn
         .query_row(
             "DELETE FROM hook_outbox WHERE seq = ?1 RETURNING event_id",
-            [seq],
+            values![seq],
             |r| r.get(0),
         )
         .optional()?;
@@ -145,54 +146,41 @@ pub(crate) fn delivered(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn forget_if_done(conn: &Connection, event: &str) -> rusqlite::Result<()> {
+fn forget_if_done(conn: &mut Db, event: &str) -> SqlResult<()> {
     conn.execute(
         "DELETE FROM hook_events WHERE id = ?1
          AND NOT EXISTS (SELECT 1 FROM hook_outbox WHERE event_id = ?1)
          AND NOT EXISTS (SELECT 1 FROM hook_dead_letters WHERE event_id = ?1)",
-        [event],
+        values![event],
     )?;
     Ok(())
 }
 
 /// A failed attempt: try again at `next_ms`.
-pub(crate) fn retry_later(
-    conn: &Connection,
-    seq: i64,
-    next_ms: i64,
-    error: &str,
-) -> rusqlite::Result<()> {
+pub(crate) fn retry_later(conn: &mut Db, seq: i64, next_ms: i64, error: &str) -> SqlResult<()> {
     conn.execute(
         "UPDATE hook_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE seq = ?1",
-        params![seq, next_ms, error],
+        values![seq, next_ms, error],
     )?;
     Ok(())
 }
 
 /// Gives up on a row: it moves to the dead letters with `reason`.
-pub(crate) fn dead_letter(
-    conn: &Connection,
-    seq: i64,
-    now_ms: i64,
-    reason: &str,
-) -> rusqlite::Result<()> {
+pub(crate) fn dead_letter(conn: &mut Db, seq: i64, now_ms: i64, reason: &str) -> SqlResult<()> {
     conn.execute(
         "INSERT INTO hook_dead_letters (seq, event_id, consultation, endpoint, attempts, failed_at_ms, reason)
          SELECT seq, event_id, consultation, endpoint, attempts + 1, ?2, ?3 FROM hook_outbox WHERE seq = ?1",
-        params![seq, now_ms, reason],
+        values![seq, now_ms, reason],
     )?;
-    conn.execute("DELETE FROM hook_outbox WHERE seq = ?1", [seq])?;
+    conn.execute("DELETE FROM hook_outbox WHERE seq = ?1", values![seq])?;
     Ok(())
 }
 
 /// Every dead letter, newest first.
-pub(crate) fn dead_letters(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
-    let mut stmt = conn.prepare(
-        "SELECT d.seq, d.event_id, e.kind, d.consultation, d.endpoint, d.attempts, d.failed_at_ms, d.reason
+pub(crate) fn dead_letters(conn: &mut Db) -> SqlResult<Vec<DeadLetter>> {
+    let rows = conn.query_map("SELECT d.seq, d.event_id, e.kind, d.consultation, d.endpoint, d.attempts, d.failed_at_ms, d.reason
          FROM hook_dead_letters d JOIN hook_events e ON e.id = d.event_id
-         ORDER BY d.failed_at_ms DESC, d.seq DESC",
-    )?;
-    let rows = stmt.query_map([], |r| {
+         ORDER BY d.failed_at_ms DESC, d.seq DESC", &[], |r| {
         Ok(DeadLetter {
             seq: r.get(0)?,
             event_id: r.get(1)?,
@@ -204,26 +192,22 @@ pub(crate) fn dead_letters(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter
             reason: r.get(7)?,
         })
     })?;
-    rows.collect()
+    Ok(rows)
 }
 
 /// Puts a dead letter back in the outbox, due now, with its place in its
 /// consultation's order. Returns false if there is no such dead letter.
-pub(crate) fn retry_dead_letter(
-    conn: &Connection,
-    seq: i64,
-    now_ms: i64,
-) -> rusqlite::Result<bool> {
+pub(crate) fn retry_dead_letter(conn: &mut Db, seq: i64, now_ms: i64) -> SqlResult<bool> {
     let moved = conn.execute(
         "INSERT INTO hook_outbox (seq, event_id, consultation, endpoint, next_attempt_ms)
          SELECT seq, event_id, consultation, endpoint, ?2 FROM hook_dead_letters WHERE seq = ?1",
-        params![seq, now_ms],
+        values![seq, now_ms],
     )?;
-    conn.execute("DELETE FROM hook_dead_letters WHERE seq = ?1", [seq])?;
+    conn.execute("DELETE FROM hook_dead_letters WHERE seq = ?1", values![seq])?;
     Ok(moved == 1)
 }
 
 /// Rows waiting, for the admin plane and `/metrics`.
-pub(crate) fn waiting(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row("SELECT COUNT(*) FROM hook_outbox", [], |r| r.get(0))
+pub(crate) fn waiting(conn: &mut Db) -> SqlResult<u64> {
+    conn.query_row("SELECT COUNT(*) FROM hook_outbox", &[], |r| r.get(0))
 }

@@ -15,8 +15,8 @@ pub use answer_times::QueueMetrics;
 pub(crate) use consoles::ConsoleOpen;
 pub use consoles::OpenConsoles;
 
+use crate::sql::{Db, SqlResult};
 use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
-use rusqlite::Connection;
 
 use crate::accounts::AccountRole;
 use crate::service_hours::{Period, ServiceHours};
@@ -47,20 +47,16 @@ pub struct QueueReading {
 impl QueueReading {
     /// Reads the queue from `c` at `now_ms`.
     pub(crate) fn read(
-        c: &Connection,
+        c: &mut Db,
         now_ms: i64,
         settings: &QueueSettings,
         hours: &ServiceHours,
-    ) -> rusqlite::Result<QueueReading> {
+    ) -> SqlResult<QueueReading> {
         let mut waiting = [(0, 0.0); 2];
-        let mut stmt = c.prepare(
-            "SELECT urgent, COUNT(*), MIN(waiting_since_ms) FROM queued_calls WHERE state = 'waiting' GROUP BY urgent",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, bool>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
+        let rows = c.query_map("SELECT urgent, COUNT(*), MIN(waiting_since_ms) FROM queued_calls WHERE state = 'waiting' GROUP BY urgent", &[], |r| {
+            Ok((r.get::<bool>(0)?, r.get(1)?, r.get::<i64>(2)?))
         })?;
-        for row in rows {
-            let (urgent, n, since) = row?;
+        for (urgent, n, since) in rows {
             waiting[usize::from(urgent)] = (n, (now_ms - since).max(0) as f64 / 1000.0);
         }
         let calls = c.query_row(
@@ -68,7 +64,7 @@ impl QueueReading {
                COALESCE(SUM(state = 'cancelled' AND answered_at_ms IS NULL), 0),
                COALESCE(SUM(state = 'declined'), 0), COALESCE(SUM(state = 'closed'), 0)
              FROM queued_calls",
-            [],
+            &[],
             |r| {
                 Ok(vec![
                     ("placed", r.get(0)?),

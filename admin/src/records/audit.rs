@@ -3,7 +3,7 @@
 //! with who, when and from where. Rows are only ever added; a subject names
 //! the consultation and encounter, never the resident.
 
-use rusqlite::{params, Connection};
+use crate::sql::{values, Db, SqlResult};
 use serde::Serialize;
 
 /// One entry.
@@ -30,15 +30,15 @@ pub(crate) struct Actor {
 
 /// Adds an entry, in the caller's transaction.
 pub(crate) fn note(
-    c: &Connection,
+    c: &mut Db,
     who: &Actor,
     action: &str,
     subject: &str,
     at_ms: i64,
-) -> rusqlite::Result<()> {
+) -> SqlResult<()> {
     c.execute(
         "INSERT INTO audit_log (at_ms, account, from_addr, action, subject) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![at_ms, who.account, who.from, action, subject],
+        values![at_ms, who.account, who.from, action, subject],
     )?;
     Ok(())
 }
@@ -83,11 +83,8 @@ pub(crate) fn csv(entries: &[AuditEntry], zone: &jiff::tz::TimeZone) -> String {
 }
 
 /// The latest `limit` entries, newest first.
-pub(crate) fn latest(c: &Connection, limit: u32) -> rusqlite::Result<Vec<AuditEntry>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT at_ms, account, from_addr, action, subject FROM audit_log ORDER BY id DESC LIMIT ?1",
-    )?;
-    let rows = stmt.query_map([limit], |r| {
+pub(crate) fn latest(c: &mut Db, limit: u32) -> SqlResult<Vec<AuditEntry>> {
+    let rows = c.query_map("SELECT at_ms, account, from_addr, action, subject FROM audit_log ORDER BY id DESC LIMIT ?1", values![limit], |r| {
         Ok(AuditEntry {
             at_ms: r.get(0)?,
             account: r.get(1)?,
@@ -96,5 +93,5 @@ pub(crate) fn latest(c: &Connection, limit: u32) -> rusqlite::Result<Vec<AuditEn
             subject: r.get(4)?,
         })
     })?;
-    rows.collect()
+    Ok(rows)
 }

@@ -4,7 +4,7 @@
 //! consultation's finished recordings, for the integration engine to file.
 //! The care plan is what the home reads afterwards.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::sql::{values, Db, OptionalRow, SqlResult};
 use serde_json::json;
 
 use super::audit::{self, Actor};
@@ -23,25 +23,25 @@ pub const PLAN_SHOWN_FOR_MS: i64 = 72 * 3600 * 1000;
 /// `None` when there is no such encounter, else whether this amended an
 /// earlier outcome.
 pub(crate) fn record(
-    c: &Connection,
+    c: &mut Db,
     key: &RecordKey,
     hooks: &HookTargets,
     id: i64,
     outcome: &Outcome,
     who: &Actor,
     now_ms: i64,
-) -> rusqlite::Result<Option<bool>> {
+) -> SqlResult<Option<bool>> {
     let Some((call, resident, before, reason)) = c
         .query_row(
             "SELECT e.call_id, e.resident, e.outcome_at_ms, q.reason
              FROM encounters e LEFT JOIN queued_calls q ON q.id = e.hub_call WHERE e.id = ?1",
-            [id],
+            values![id],
             |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
+                    r.get::<i64>(0)?,
+                    r.get::<Vec<u8>>(1)?,
+                    r.get::<Option<i64>>(2)?,
+                    r.get::<Option<String>>(3)?,
                 ))
             },
         )
@@ -65,7 +65,7 @@ pub(crate) fn record(
         "UPDATE encounters SET disposition = ?2, conveyance_avoided = ?3, medicines_prescribed = ?4,
          restore2_used = ?5, news2 = ?6, respect = ?7, treatment_plan = ?8, written = ?9,
          outcome_by = ?10, outcome_at_ms = ?11 WHERE id = ?1",
-        params![
+        values![
             id,
             outcome.disposition.code(),
             outcome.conveyance_avoided,
@@ -95,7 +95,7 @@ pub(crate) fn record(
         let resident = open_resident(key, &resident).map_err(|e| unreadable(1, e))?;
         let (started, ended): (i64, Option<i64>) = c.query_row(
             "SELECT started_at_ms, ended_at_ms FROM calls WHERE id = ?1",
-            [call],
+            values![call],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let roles = crate::hooks::sessions_by_role(c, call)?;
@@ -103,7 +103,7 @@ pub(crate) fn record(
         // that resident alone: with two, nothing says whose wound it shows.
         let residents: i64 = c.query_row(
             "SELECT COUNT(*) FROM encounters WHERE call_id = ?1",
-            [call],
+            values![call],
             |r| r.get(0),
         )?;
         let images = match residents {
@@ -160,21 +160,18 @@ pub struct MissingOutcome {
 /// clinician or specialist in them and an outcome missing, newest first
 /// (at most 200).
 pub(crate) fn missing_outcomes(
-    c: &Connection,
+    c: &mut Db,
     now_ms: i64,
     due_ms: i64,
-) -> rusqlite::Result<Vec<MissingOutcome>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT c.id, c.room, c.ended_at_ms,
+) -> SqlResult<Vec<MissingOutcome>> {
+    let rows = c.query_map("SELECT c.id, c.room, c.ended_at_ms,
                 (SELECT COUNT(*) FROM encounters e WHERE e.call_id = c.id),
                 (SELECT COUNT(*) FROM encounters e WHERE e.call_id = c.id AND e.outcome_at_ms IS NULL)
          FROM calls c
          WHERE c.ended_at_ms IS NOT NULL AND c.ended_at_ms <= ?1
            AND EXISTS (SELECT 1 FROM participant_sessions s
                        WHERE s.call_id = c.id AND s.role IN ('clinician', 'specialist'))
-         ORDER BY c.ended_at_ms DESC",
-    )?;
-    let rows = stmt.query_map([now_ms - due_ms], |r| {
+         ORDER BY c.ended_at_ms DESC", values![now_ms - due_ms], |r| {
         Ok(MissingOutcome {
             consultation: r.get(0)?,
             room: r.get(1)?,
@@ -185,7 +182,6 @@ pub(crate) fn missing_outcomes(
     })?;
     let mut missing = Vec::new();
     for row in rows {
-        let row = row?;
         if row.residents == 0 || row.without_outcome > 0 {
             missing.push(row);
             if missing.len() == 200 {
@@ -215,29 +211,30 @@ pub struct HomePlan {
 /// The care plans written for home `home_id`'s calls in the last 72 hours,
 /// newest first.
 pub(crate) fn plans_for_home(
-    c: &Connection,
+    c: &mut Db,
     key: &RecordKey,
     home_id: &str,
     now_ms: i64,
-) -> rusqlite::Result<Vec<HomePlan>> {
-    let mut stmt = c.prepare_cached(
+) -> SqlResult<Vec<HomePlan>> {
+    let rows = c.query_map(
         "SELECT e.hub_call, q.initials, e.outcome_by, e.outcome_at_ms, e.written
          FROM encounters e JOIN queued_calls q ON q.id = e.hub_call
          WHERE q.home_id = ?1 AND e.outcome_at_ms >= ?2 ORDER BY e.outcome_at_ms DESC",
+        values![home_id, now_ms - PLAN_SHOWN_FOR_MS],
+        |r| {
+            let sealed: Vec<u8> = r.get(4)?;
+            let plain = key
+                .open(WRITTEN_AS, &sealed)
+                .map_err(|e| unreadable(4, e))?;
+            let written: Written = serde_json::from_slice(&plain).map_err(|e| unreadable(4, e))?;
+            Ok(HomePlan {
+                hub_call: r.get(0)?,
+                initials: r.get(1)?,
+                by: r.get(2)?,
+                at_ms: r.get(3)?,
+                plan: written.care_plan,
+            })
+        },
     )?;
-    let rows = stmt.query_map(params![home_id, now_ms - PLAN_SHOWN_FOR_MS], |r| {
-        let sealed: Vec<u8> = r.get(4)?;
-        let plain = key
-            .open(WRITTEN_AS, &sealed)
-            .map_err(|e| unreadable(4, e))?;
-        let written: Written = serde_json::from_slice(&plain).map_err(|e| unreadable(4, e))?;
-        Ok(HomePlan {
-            hub_call: r.get(0)?,
-            initials: r.get(1)?,
-            by: r.get(2)?,
-            at_ms: r.get(3)?,
-            plan: written.care_plan,
-        })
-    })?;
-    rows.collect()
+    Ok(rows)
 }

@@ -3,7 +3,7 @@
 //! are sealed before they reach the database and opened only for hub staff,
 //! each time noted in the audit trail.
 
-use rusqlite::{params, Connection};
+use crate::sql::{values, Db, SqlResult};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, Actor};
@@ -107,25 +107,25 @@ pub(super) fn open_resident(key: &RecordKey, sealed: &[u8]) -> Result<Resident, 
 /// `hub_call`), noted in the audit trail; the encounter's number, or `None`
 /// when no consultation is open there (nobody is in the call).
 pub(crate) fn attach(
-    c: &Connection,
+    c: &mut Db,
     key: &RecordKey,
     room: &str,
     hub_call: Option<i64>,
     resident: &Resident,
     who: &Actor,
     now_ms: i64,
-) -> rusqlite::Result<Option<i64>> {
+) -> SqlResult<Option<i64>> {
     let Some(call) = crate::call_log::open_call(c, room)? else {
         return Ok(None);
     };
     let plain = serde_json::to_vec(resident).unwrap_or_default();
     let sealed = key.seal(SEALED_AS, &plain).map_err(unsealable)?;
-    c.execute(
+    let id: i64 = c.query_row(
         "INSERT INTO encounters (call_id, hub_call, room, resident, created_by, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![call, hub_call, room, sealed, who.account, now_ms],
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        values![call, hub_call, room, sealed, who.account, now_ms],
+        |r| r.get(0),
     )?;
-    let id = c.last_insert_rowid();
     let subject = format!("consultation {call}, encounter {id}");
     audit::note(c, who, "resident.attached", &subject, now_ms)?;
     Ok(Some(id))
@@ -134,29 +134,30 @@ pub(crate) fn attach(
 /// The encounters of hub call `hub_call`, identifiers opened; the look is
 /// noted in the audit trail.
 pub(crate) fn of_hub_call(
-    c: &Connection,
+    c: &mut Db,
     key: &RecordKey,
     hub_call: i64,
     who: &Actor,
     now_ms: i64,
-) -> rusqlite::Result<Vec<Encounter>> {
-    let mut stmt = c.prepare_cached(
+) -> SqlResult<Vec<Encounter>> {
+    let rows = c.query_map(
         "SELECT id, call_id, hub_call, resident, created_by, created_at_ms FROM encounters
          WHERE hub_call = ?1 ORDER BY id",
+        values![hub_call],
+        |r| {
+            let sealed: Vec<u8> = r.get(3)?;
+            let resident = open_resident(key, &sealed).map_err(|e| unreadable(3, e))?;
+            Ok(Encounter {
+                id: r.get(0)?,
+                consultation: r.get(1)?,
+                hub_call: r.get(2)?,
+                resident,
+                created_by: r.get(4)?,
+                created_at_ms: r.get(5)?,
+            })
+        },
     )?;
-    let rows = stmt.query_map([hub_call], |r| {
-        let sealed: Vec<u8> = r.get(3)?;
-        let resident = open_resident(key, &sealed).map_err(|e| unreadable(3, e))?;
-        Ok(Encounter {
-            id: r.get(0)?,
-            consultation: r.get(1)?,
-            hub_call: r.get(2)?,
-            resident,
-            created_by: r.get(4)?,
-            created_at_ms: r.get(5)?,
-        })
-    })?;
-    let found: Vec<Encounter> = rows.collect::<rusqlite::Result<_>>()?;
+    let found: Vec<Encounter> = rows;
     if !found.is_empty() {
         let ids: Vec<String> = found.iter().map(|e| e.id.to_string()).collect();
         let subject = format!("hub call {hub_call}, encounters {}", ids.join(", "));

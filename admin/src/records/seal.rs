@@ -4,6 +4,7 @@
 //! as "resident") bound in as associated data, so a sealed field copied into
 //! another column does not open.
 
+use crate::sql::SqlError;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -31,8 +32,8 @@ pub enum SealError {
 }
 
 /// A sealing failure, as the database layer reports a value it cannot write.
-pub(crate) fn unsealable(e: SealError) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+pub(crate) fn unsealable(e: SealError) -> SqlError {
+    SqlError::Unwritable(Box::new(e))
 }
 
 /// A sealed column `col` that does not open or parse, as the database
@@ -40,8 +41,11 @@ pub(crate) fn unsealable(e: SealError) -> rusqlite::Error {
 pub(crate) fn unreadable(
     col: usize,
     e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Blob, e.into())
+) -> SqlError {
+    SqlError::Unreadable {
+        column: col,
+        source: e.into(),
+    }
 }
 
 impl RecordKey {

@@ -4,7 +4,7 @@
 //! from the database in one query each; the columns are the export's, and
 //! their names are kept stable (`docs/reports.md`).
 
-use rusqlite::{params, Connection, Row};
+use crate::sql::{values, Db, Row, SqlResult};
 use serde::Serialize;
 
 use crate::call_log::WITHDRAWN;
@@ -173,49 +173,36 @@ impl Reading<'_> {
     /// picks with `args`.
     fn calls(
         &self,
-        c: &Connection,
+        c: &mut Db,
         filter: &str,
-        args: impl rusqlite::Params,
-    ) -> rusqlite::Result<Vec<CallRow>> {
-        let mut stmt = c.prepare(&format!("{CALLS_SELECT} {filter}"))?;
-        let rows = stmt.query_map(args, |r| call_row(r, self.hours, self.settings))?;
-        rows.collect()
+        args: &[crate::sql::Value],
+    ) -> SqlResult<Vec<CallRow>> {
+        let rows = c.query_map(&format!("{CALLS_SELECT} {filter}"), args, |r| {
+            call_row(r, self.hours, self.settings)
+        })?;
+        Ok(rows)
     }
 
     /// Calls queued from `from_ms` up to (not including) `to_ms`.
-    pub(crate) fn between(
-        &self,
-        c: &Connection,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> rusqlite::Result<Vec<CallRow>> {
+    pub(crate) fn between(&self, c: &mut Db, from_ms: i64, to_ms: i64) -> SqlResult<Vec<CallRow>> {
         self.calls(
             c,
             "WHERE c.queued_at_ms >= ?1 AND c.queued_at_ms < ?2 ORDER BY c.queued_at_ms, c.id",
-            params![from_ms, to_ms],
+            values![from_ms, to_ms],
         )
     }
 
     /// A home's latest `limit` calls, newest first.
-    pub(crate) fn of_home(
-        &self,
-        c: &Connection,
-        home_id: &str,
-        limit: u32,
-    ) -> rusqlite::Result<Vec<CallRow>> {
+    pub(crate) fn of_home(&self, c: &mut Db, home_id: &str, limit: u32) -> SqlResult<Vec<CallRow>> {
         self.calls(
             c,
             "WHERE c.home_id = ?1 ORDER BY c.queued_at_ms DESC, c.id DESC LIMIT ?2",
-            params![home_id, limit],
+            values![home_id, limit],
         )
     }
 }
 
-fn call_row(
-    r: &Row<'_>,
-    hours: &ServiceHours,
-    settings: &QueueSettings,
-) -> rusqlite::Result<CallRow> {
+fn call_row(r: &Row, hours: &ServiceHours, settings: &QueueSettings) -> SqlResult<CallRow> {
     let zone = hours.zone();
     let urgent: bool = r.get(3)?;
     let state: String = r.get(6)?;
@@ -260,11 +247,11 @@ fn call_row(
         within_target: answer_seconds.is_some_and(|s| s <= target),
         consultation_seconds: started.and_then(|s| seconds(s, ended)),
         transport: r
-            .get::<_, Option<String>>(16)?
+            .get::<Option<String>>(16)?
             .unwrap_or_default()
             .replace(',', " "),
         worst_quality: r
-            .get::<_, Option<i64>>(14)?
+            .get::<Option<i64>>(14)?
             .map(|b| Badge::from_level(b).name()),
         reconnects: r.get(15)?,
         local_hour: local.hour() as u8,
@@ -377,19 +364,18 @@ ORDER BY e.created_at_ms, e.id";
 
 /// Encounters begun from `from_ms` up to `to_ms`.
 pub(crate) fn encounters(
-    c: &Connection,
+    c: &mut Db,
     from_ms: i64,
     to_ms: i64,
     zone: &jiff::tz::TimeZone,
-) -> rusqlite::Result<Vec<EncounterRow>> {
-    let mut stmt = c.prepare(ENCOUNTERS_SQL)?;
-    let rows = stmt.query_map(params![from_ms, to_ms], |r| {
+) -> SqlResult<Vec<EncounterRow>> {
+    let rows = c.query_map(ENCOUNTERS_SQL, values![from_ms, to_ms], |r| {
         Ok(EncounterRow {
             encounter_id: r.get(0)?,
             call_id: r.get(1)?,
             home_id: r.get(2)?,
             home_name: r.get(3)?,
-            urgency: r.get::<_, Option<bool>>(4)?.map(urgency),
+            urgency: r.get::<Option<bool>>(4)?.map(urgency),
             service: r.get(5)?,
             seen_at: local_time(r.get(6)?, zone),
             seen_by: r.get(7)?,
@@ -401,10 +387,10 @@ pub(crate) fn encounters(
             respect: r.get(13)?,
             treatment_plan: r.get(14)?,
             outcome_by: r.get(15)?,
-            outcome_at: r.get::<_, Option<i64>>(16)?.map(|t| local_time(t, zone)),
+            outcome_at: r.get::<Option<i64>>(16)?.map(|t| local_time(t, zone)),
         })
     })?;
-    rows.collect()
+    Ok(rows)
 }
 
 fn yes_no(v: Option<bool>) -> String {

@@ -19,7 +19,7 @@ mod value;
 
 use std::path::Path;
 
-pub use value::{FromValue, Row, Value};
+pub use value::{FromValue, Row, ToValue, Value};
 
 /// A database error, with where it happened.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,25 @@ pub enum SqlError {
         /// Migrations this program has.
         known: usize,
     },
+    /// A value the store could not turn into a column (a record field
+    /// that could not be sealed).
+    #[error("a value could not be written: {0}")]
+    Unwritable(Box<dyn std::error::Error + Send + Sync>),
+    /// A column the store could not turn into its value (a sealed field
+    /// that does not open).
+    #[error("column {column} could not be read: {source}")]
+    Unreadable {
+        /// Its index in the row.
+        column: usize,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Database work off the async runtime stopped before it finished.
+    #[error("database work was interrupted")]
+    Interrupted,
+    /// A query that must give a row gave none.
+    #[error("the query gave no row")]
+    NoRow,
     /// A column held another type than the store reads it as.
     #[error("column {column}: expected {wanted}, found {found:?}")]
     Type {
@@ -61,6 +80,26 @@ fn with_cause(e: &::postgres::Error) -> String {
     match std::error::Error::source(e) {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
+    }
+}
+
+/// What a store's queries give.
+pub type SqlResult<T> = Result<T, SqlError>;
+
+/// `.optional()` on a query that must give a row: no row becomes `None`,
+/// as with rusqlite's `OptionalExtension`.
+pub trait OptionalRow<T> {
+    /// The row's value, `None` if there was no row, or the error.
+    fn optional(self) -> SqlResult<Option<T>>;
+}
+
+impl<T> OptionalRow<T> for SqlResult<T> {
+    fn optional(self) -> SqlResult<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(SqlError::NoRow) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -96,10 +135,12 @@ impl Db {
     }
 
     /// Runs one statement; how many rows it changed.
-    pub fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, SqlError> {
+    pub fn execute(&mut self, sql: &str, params: &[Value]) -> Result<usize, SqlError> {
         match self {
-            Db::Sqlite(c) => Ok(c.execute(sql, rusqlite::params_from_iter(params))? as u64),
-            Db::Postgres(c) => Ok(c.execute(postgres::numbered(sql).as_str(), &pg(params))?),
+            Db::Sqlite(c) => Ok(c.execute(sql, rusqlite::params_from_iter(params))?),
+            Db::Postgres(c) => {
+                Ok(c.execute(postgres::numbered(sql).as_str(), &pg(params))? as usize)
+            }
         }
     }
 
@@ -129,7 +170,96 @@ impl Db {
     pub fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>, SqlError> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
+
+    /// Every row a query gives, each read by `read`.
+    pub fn query_map<T>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        read: impl FnMut(&Row) -> Result<T, SqlError>,
+    ) -> Result<Vec<T>, SqlError> {
+        self.query(sql, params)?.iter().map(read).collect()
+    }
+
+    /// The first row a query gives, read by `read`; [`SqlError::NoRow`]
+    /// when there is none.
+    pub fn query_row<T>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        read: impl FnOnce(&Row) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        read(&self.query_opt(sql, params)?.ok_or(SqlError::NoRow)?)
+    }
+
+    /// The first row a query gives, read by `read`, if there is one.
+    pub fn query_row_opt<T>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        read: impl FnOnce(&Row) -> Result<T, SqlError>,
+    ) -> Result<Option<T>, SqlError> {
+        self.query_opt(sql, params)?.as_ref().map(read).transpose()
+    }
+
+    /// Runs `change` in one transaction: all of it is kept, or, when it
+    /// fails, none. On SQLite the write lock is taken at the start
+    /// (`BEGIN IMMEDIATE`), so two processes never both read and then
+    /// fail to write; on PostgreSQL each statement's row locks do that.
+    pub fn transaction<T, E: From<SqlError>>(
+        &mut self,
+        change: impl FnOnce(&mut Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.batch(match self {
+            Db::Sqlite(_) => "BEGIN IMMEDIATE",
+            Db::Postgres(_) => "BEGIN",
+        })?;
+        let mut open = OpenTransaction {
+            db: self,
+            committed: false,
+        };
+        let out = change(open.db)?;
+        open.db.batch("COMMIT")?;
+        open.committed = true;
+        Ok(out)
+    }
+
+    /// Runs statements with no parameters and no rows.
+    fn batch(&mut self, sql: &str) -> Result<(), SqlError> {
+        match self {
+            Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Db::Postgres(c) => Ok(c.batch_execute(sql)?),
+        }
+    }
 }
+
+/// A transaction begun and not yet committed: rolled back when dropped,
+/// so a change that fails, fails to commit or panics leaves nothing
+/// half-done and the connection ready for the next.
+struct OpenTransaction<'a> {
+    db: &'a mut Db,
+    committed: bool,
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            // The error that matters is the change's; a failed rollback
+            // leaves the connection to the next BEGIN, which says so.
+            let _ = self.db.batch("ROLLBACK");
+        }
+    }
+}
+
+/// Parameters for [`Db`]'s queries: `values![room, at]` is `room` and `at`
+/// as [`Value`]s, each read through a reference (as rusqlite's `params!`
+/// does), so a field of a borrowed struct can be passed as it is.
+macro_rules! values {
+    ($($v:expr),* $(,)?) => {
+        &[$($crate::sql::ToValue::to_value(&$v)),*] as &[$crate::sql::Value]
+    };
+}
+pub(crate) use values;
 
 /// `params` as the PostgreSQL client takes them.
 fn pg(params: &[Value]) -> Vec<&(dyn ::postgres::types::ToSql + Sync)> {
@@ -149,4 +279,57 @@ pub(crate) fn each_engine<T>(store: impl Fn(Db) -> T) -> Vec<(T, Box<dyn std::an
         (store(sqlite), Box::new(dir)),
         (store(pg), Box::new(cluster)),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(db: &mut Db) -> i64 {
+        db.query_row("SELECT COUNT(*) FROM transaction_probe", &[], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_transaction_keeps_all_or_nothing_and_leaves_the_connection_usable() {
+        for (mut db, _keep) in each_engine(|db| db) {
+            db.execute("CREATE TABLE transaction_probe (n BIGINT NOT NULL)", &[])
+                .unwrap();
+            let failed: Result<(), SqlError> = db.transaction(|tx| {
+                tx.execute("INSERT INTO transaction_probe (n) VALUES (1)", &[])?;
+                tx.execute("INSERT INTO no_such_table (n) VALUES (2)", &[])?;
+                Ok(())
+            });
+            assert!(failed.is_err(), "{}", db.engine());
+            assert_eq!(
+                count(&mut db),
+                0,
+                "{}: the first insert was kept",
+                db.engine()
+            );
+            // A change that panics half-way is rolled back too.
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _: Result<(), SqlError> = db.transaction(|tx| {
+                    tx.execute("INSERT INTO transaction_probe (n) VALUES (3)", &[])?;
+                    panic!("half-way");
+                });
+            }));
+            assert!(panicked.is_err());
+            let kept: Result<i64, SqlError> = db.transaction(|tx| {
+                tx.query_row(
+                    "INSERT INTO transaction_probe (n) VALUES (?1) RETURNING n",
+                    values![4i64],
+                    |r| r.get(0),
+                )
+            });
+            assert_eq!(kept.unwrap(), 4, "{}", db.engine());
+            assert_eq!(count(&mut db), 1, "{}", db.engine());
+            assert!(matches!(
+                db.query_row("SELECT n FROM transaction_probe WHERE n = 5", &[], |r| r
+                    .get::<i64>(0))
+                    .optional(),
+                Ok(None)
+            ));
+        }
+    }
 }

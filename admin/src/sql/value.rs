@@ -29,6 +29,38 @@ impl From<i64> for Value {
     }
 }
 
+impl From<i32> for Value {
+    fn from(v: i32) -> Value {
+        Value::Int(v.into())
+    }
+}
+
+impl From<&String> for Value {
+    fn from(v: &String) -> Value {
+        Value::Text(v.clone())
+    }
+}
+
+/// A value [`values!`](super::values) can read through a reference.
+pub trait ToValue {
+    /// This as a [`Value`].
+    fn to_value(&self) -> Value;
+}
+
+impl<T: Clone + Into<Value>> ToValue for T {
+    fn to_value(&self) -> Value {
+        self.clone().into()
+    }
+}
+
+/// Saturates: the stores keep counts, sizes and rates this way, nowhere
+/// near 2^63.
+impl From<u64> for Value {
+    fn from(v: u64) -> Value {
+        Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
 impl From<u32> for Value {
     fn from(v: u32) -> Value {
         Value::Int(v.into())
@@ -56,6 +88,24 @@ impl From<&str> for Value {
 impl From<String> for Value {
     fn from(v: String) -> Value {
         Value::Text(v)
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Value {
+        Value::Blob(v)
+    }
+}
+
+impl From<u8> for Value {
+    fn from(v: u8) -> Value {
+        Value::Int(v.into())
+    }
+}
+
+impl From<std::borrow::Cow<'_, str>> for Value {
+    fn from(v: std::borrow::Cow<'_, str>) -> Value {
+        Value::Text(v.into_owned())
     }
 }
 
@@ -155,6 +205,42 @@ impl FromValue for i64 {
     fn from_value(v: &Value) -> Option<i64> {
         match v {
             Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for u32 {
+    fn from_value(v: &Value) -> Option<u32> {
+        match v {
+            Value::Int(i) => u32::try_from(*i).ok(),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for u64 {
+    fn from_value(v: &Value) -> Option<u64> {
+        match v {
+            Value::Int(i) => u64::try_from(*i).ok(),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for i32 {
+    fn from_value(v: &Value) -> Option<i32> {
+        match v {
+            Value::Int(i) => i32::try_from(*i).ok(),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for bool {
+    fn from_value(v: &Value) -> Option<bool> {
+        match v {
+            Value::Int(i) => Some(*i != 0),
             _ => None,
         }
     }
