@@ -20,7 +20,7 @@ pub(crate) fn run(
         config.data_dir = d;
     }
     crate::secret::make_data_dir(&config.data_dir)?;
-    let accounts = Accounts::open(&config.data_dir.join("carecall.db"))?;
+    let accounts = Accounts::connect(&config.database())?;
     match action {
         AdminAction::Add { name, role } => {
             let password = read_password(&name)?;

@@ -102,8 +102,7 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             if let Some(d) = data_dir {
                 config.data_dir = d;
             }
-            let counts =
-                carecall_admin::backup::backup(&config.data_dir.join("carecall.db"), &file)?;
+            let counts = carecall_admin::backup::backup(&sqlite_file(&config)?, &file)?;
             println!("backed up to {}", file.display());
             print_counts(&counts);
             Ok(())
@@ -113,8 +112,7 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                 config.data_dir = d;
             }
             let _lock = serve::lock_data_dir(&config.data_dir)?;
-            let counts =
-                carecall_admin::backup::restore(&file, &config.data_dir.join("carecall.db"))?;
+            let counts = carecall_admin::backup::restore(&file, &sqlite_file(&config)?)?;
             println!(
                 "restored {} into {}",
                 file.display(),
@@ -160,7 +158,7 @@ fn config_check(file: Option<&std::path::Path>) -> ExitCode {
 
 /// `carecall home …`: homes are kept in the hub's database.
 fn homes(action: HomeAction, config: &Config) -> anyhow::Result<()> {
-    let log = carecall_admin::CallLog::open(&config.data_dir.join("carecall.db"))?;
+    let log = carecall_admin::CallLog::connect(&config.database())?;
     let secret = secret::link_secret(config.link_secret.as_deref(), &config.data_dir)?;
     let links = carecall_admin::home_links::HomeLinks::new(&secret);
     let link = |h: &carecall_admin::Home| {
@@ -213,5 +211,17 @@ fn homes(action: HomeAction, config: &Config) -> anyhow::Result<()> {
 fn print_counts(counts: &carecall_admin::backup::RowCounts) {
     for (table, n) in counts {
         println!("  {table} {n}");
+    }
+}
+
+/// The SQLite file `carecall backup` and `restore` copy; an error when the
+/// hub keeps its records in PostgreSQL, which has its own tools.
+fn sqlite_file(config: &config::Config) -> anyhow::Result<std::path::PathBuf> {
+    match config.database() {
+        carecall_admin::sql::Database::Sqlite(path) => Ok(path),
+        carecall_admin::sql::Database::Postgres(_) => anyhow::bail!(
+            "backup and restore copy the embedded SQLite file, and this hub keeps its \
+             records in PostgreSQL (database.url): use pg_dump and pg_restore"
+        ),
     }
 }

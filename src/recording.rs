@@ -14,7 +14,7 @@ pub(crate) fn run(action: RecordingAction, mut config: Config) -> anyhow::Result
             if let Some(d) = data_dir {
                 config.data_dir = d;
             }
-            let log = CallLog::open(&config.data_dir.join("carecall.db"))?;
+            let log = CallLog::connect(&config.database())?;
             for r in log.recordings()? {
                 println!(
                     "{}  {:<8}  room {}  started {}  {}",
@@ -35,7 +35,7 @@ pub(crate) fn run(action: RecordingAction, mut config: Config) -> anyhow::Result
             if let Some(d) = data_dir {
                 config.data_dir = d;
             }
-            let log = CallLog::open(&config.data_dir.join("carecall.db"))?;
+            let log = CallLog::connect(&config.database())?;
             let Some(r) = log.recording(&id)? else {
                 bail!("no recording {id:?} in {}", config.data_dir.display());
             };

@@ -37,12 +37,12 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
     } else {
         None
     };
-    let database = config.data_dir.join("carecall.db");
+    let database = config.database();
     let record_key = config.record_key()?;
     let mut hook_options = config.hook_options()?;
     hook_options.seal = Some(record_key.clone());
-    let accounts = std::sync::Arc::new(Accounts::open(&database)?);
-    let checks = carecall_admin::check::Checks::open(&database)?;
+    let accounts = std::sync::Arc::new(Accounts::connect(&database)?);
+    let checks = carecall_admin::check::Checks::connect(&database)?;
     let zone = jiff::tz::TimeZone::get(&config.timezone)
         .with_context(|| format!("timezone {:?}: not a known time zone", config.timezone))?;
     // The service hours in force; a reload (SIGHUP) replaces them.
@@ -66,10 +66,10 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         seal: Some(record_key.clone()),
     };
     let call_log =
-        CallLog::open(&database)?.with_hooks(hook_targets.clone(), Some(hook_wake.clone()));
+        CallLog::connect(&database)?.with_hooks(hook_targets.clone(), Some(hook_wake.clone()));
     // The admin plane's own connection writes the queue's events.
     let history =
-        CallLog::open(&database)?.with_hooks(hook_targets.clone(), Some(hook_wake.clone()));
+        CallLog::connect(&database)?.with_hooks(hook_targets.clone(), Some(hook_wake.clone()));
     let stale_recordings = call_log.close_stale_recordings()?;
     if stale_recordings > 0 {
         tracing::warn!(
@@ -77,7 +77,8 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
             "recordings cut off by the previous run marked failed"
         );
     }
-    let retention_log = CallLog::open(&database)?.with_hooks(hook_targets, Some(hook_wake.clone()));
+    let retention_log =
+        CallLog::connect(&database)?.with_hooks(hook_targets, Some(hook_wake.clone()));
     let retention = Duration::from_secs(config.recording.retention_days.max(1) * 86_400);
     std::thread::Builder::new()
         .name("recording-retention".into())

@@ -32,6 +32,7 @@ const VARS: &[(&str, &str, Kind)] = &[
     ("CARECALL_HTTP_ADDR", "http_addr", Text),
     ("CARECALL_PUBLIC_URL", "public_url", Text),
     ("CARECALL_DATA_DIR", "data_dir", Text),
+    ("CARECALL_DATABASE_URL", "database.url", TextOrUnset),
     ("CARECALL_LINK_SECRET", "link_secret", Text),
     ("CARECALL_LINK_SECRET_FILE", "link_secret_file", Text),
     ("CARECALL_MODE", "mode", Text),

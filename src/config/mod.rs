@@ -74,6 +74,18 @@ pub struct Config {
     pub limits: LimitsSection,
     /// When the hub's services are open and what is in hours.
     pub service_hours: ServiceHoursSection,
+    /// Where the hub's records are kept.
+    pub database: DatabaseSection,
+}
+
+/// `[database]` in the TOML file (see `docs/scaling.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// A PostgreSQL that several nodes share (`postgres://user:password@host/name`
+    /// or `host=… user=… dbname=…`). None: the embedded SQLite file
+    /// `data_dir/carecall.db`. `CARECALL_DATABASE_URL`.
+    pub url: Option<Secret>,
 }
 
 /// `[queue]` in the TOML file (see `docs/queue.md`).
@@ -410,6 +422,7 @@ impl Default for Config {
             queue: QueueSection::default(),
             limits: LimitsSection::default(),
             service_hours: ServiceHoursSection::default(),
+            database: DatabaseSection::default(),
         }
     }
 }
@@ -428,6 +441,16 @@ impl Default for MediaSection {
 }
 
 impl Config {
+    /// Where the hub's records are kept: `database.url`'s PostgreSQL, or the
+    /// SQLite file in the data directory.
+    pub fn database(&self) -> carecall_admin::sql::Database {
+        use carecall_admin::sql::Database;
+        match &self.database.url {
+            Some(url) => Database::Postgres(url.to_string()),
+            None => Database::Sqlite(self.data_dir.join("carecall.db")),
+        }
+    }
+
     /// Loads the file (if any) with the environment's overrides put in it.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
         let text = match file {

@@ -97,7 +97,7 @@ mod tests {
     const PASSWORD: &str = "a long enough password";
 
     /// An account store with one clinician, on each engine.
-    fn stores() -> Vec<(Accounts, Box<dyn std::any::Any>)> {
+    fn stores() -> Vec<(Accounts, crate::sql::TestDb)> {
         let stores = crate::sql::each_engine(Accounts::on);
         for (accounts, _) in &stores {
             accounts

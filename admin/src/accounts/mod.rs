@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::clock::now_ms;
 
-use crate::sql::{Db, SqlError, Value};
+use crate::sql::{Database, Db, SqlError, Value};
 use crate::AdminError;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -133,8 +133,13 @@ pub struct Accounts {
 impl Accounts {
     /// Opens the accounts in the database at `path` (created if missing).
     pub fn open(path: &Path) -> Result<Accounts, AdminError> {
-        let mut accounts = Accounts::on(Db::sqlite(path)?);
-        accounts.at = path.display().to_string();
+        Accounts::connect(&Database::Sqlite(path.to_owned()))
+    }
+
+    /// The accounts in `database` (created and migrated as needed).
+    pub fn connect(database: &Database) -> Result<Accounts, AdminError> {
+        let mut accounts = Accounts::on(database.open()?);
+        accounts.at = database.to_string();
         Ok(accounts)
     }
 

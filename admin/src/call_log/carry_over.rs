@@ -23,8 +23,11 @@ impl CallLog {
         let claims = serde_json::to_string(claims).unwrap_or_default();
         self.read(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO resumable_sessions (resume_hash, room, participant, claims_json)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO resumable_sessions (resume_hash, room, participant, claims_json)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (resume_hash) DO UPDATE SET room = excluded.room,
+                     participant = excluded.participant, claims_json = excluded.claims_json,
+                     parked_at_ms = NULL, recording = 0",
                 values![resume_hash, room, participant, claims],
             )
         })
@@ -148,15 +151,23 @@ impl CallLog {
     /// The highest participant number the call history holds (0 if none),
     /// so a new process numbers participants above it.
     pub fn highest_participant(&self) -> Result<u64, AdminError> {
-        self.read(|c| {
-            c.query_row(
-                "SELECT COALESCE(MAX(CAST(SUBSTR(participant, 2) AS INTEGER)), 0)
-                 FROM participant_sessions",
+        // Each process numbers above the highest it finds, so the numbers
+        // only grow with the rows: the latest sessions hold the highest (a
+        // thousand leave room for any written out of order). Parsed here,
+        // not cast in SQL, which PostgreSQL refuses for text that is not a
+        // number.
+        let ids: Vec<String> = self.read(|c| {
+            c.query_map(
+                "SELECT participant FROM participant_sessions ORDER BY id DESC LIMIT 1000",
                 &[],
-                |r| r.get::<i64>(0),
+                |r| r.get(0),
             )
-        })
-        .map(|n| n.max(0) as u64)
+        })?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| id.strip_prefix('p')?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0))
     }
 }
 
@@ -165,18 +176,22 @@ mod tests {
     use super::*;
     use carecall_signalling::Role;
 
-    #[test]
-    fn a_stop_leaves_sessions_for_the_next_process_and_a_leave_or_crash_does_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = CallLog::open(&dir.path().join("carecall.db")).unwrap();
-        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);
-        let claims = |name: &str| JoinClaims {
+    fn t(s: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)
+    }
+
+    fn claims(name: &str) -> JoinClaims {
+        JoinClaims {
             room: "ward-1".into(),
             role: Role::Home,
             name: name.into(),
             exp: 1_700_003_600,
             iat: 1_700_000_000,
-        };
+        }
+    }
+
+    /// Three in a call, one leaves, the hub stops at t(10) while p8 records.
+    fn stopped_with_two_in_a_call(log: &CallLog) {
         for (p, hash) in [("p7", "aa"), ("p8", "bb"), ("p9", "cc")] {
             log.joined("ward-1", p, "home", t(0)).unwrap();
             log.keep_resumable("ward-1", p, hash, &claims(p)).unwrap();
@@ -184,39 +199,56 @@ mod tests {
         log.left("ward-1", "p9", t(5)).unwrap();
         let recording = [("ward-1".to_owned(), "p8".to_owned())];
         assert_eq!(log.park_resumable(t(10), &recording).unwrap(), 2, "p9 left");
-        assert_eq!(log.highest_participant().unwrap(), 9);
+    }
 
-        // Too long after the stop: nothing is carried, and all is dropped.
-        let copy = dir.path().join("copy.db");
-        std::fs::copy(dir.path().join("carecall.db"), &copy).unwrap();
-        let late = CallLog::open(&copy).unwrap();
-        assert!(late
-            .take_carried(t(400), Duration::from_secs(300))
-            .unwrap()
-            .is_empty());
+    #[test]
+    fn a_stop_too_long_ago_carries_nothing() {
+        for (late, db) in crate::sql::each_engine(CallLog::on) {
+            stopped_with_two_in_a_call(&late);
+            assert!(
+                late.take_carried(t(400), Duration::from_secs(300))
+                    .unwrap()
+                    .is_empty(),
+                "{}",
+                db.engine
+            );
+        }
+    }
 
-        let mut carried = log.take_carried(t(15), Duration::from_secs(300)).unwrap();
-        carried.sort_by_key(|c| c.participant);
-        let ids: Vec<String> = carried.iter().map(|c| c.participant.to_string()).collect();
-        assert_eq!(ids, ["p7", "p8"]);
-        assert_eq!(carried[0].claims, claims("p7"));
-        assert_eq!(carried[0].parked_at, t(10));
-        assert_eq!((carried[0].recording, carried[1].recording), (false, true));
-        log.resumed("ward-1", "p7").unwrap();
-        let reconnects: u32 = log
-            .read(|c| {
-                c.query_row(
-                    "SELECT reconnects FROM participant_sessions WHERE participant = 'p7'",
-                    &[],
-                    |r| r.get(0),
-                )
-            })
-            .unwrap();
-        assert_eq!(reconnects, 1, "one session, one reconnect");
-        // Taken back and unmarked: a crash now leaves nothing to carry.
-        assert!(log
-            .take_carried(t(16), Duration::from_secs(300))
-            .unwrap()
-            .is_empty());
+    #[test]
+    fn a_stop_leaves_sessions_for_the_next_process_and_a_leave_or_crash_does_not() {
+        for (log, db) in crate::sql::each_engine(CallLog::on) {
+            stopped_with_two_in_a_call(&log);
+            // A key kept again (a second resume) replaces the first.
+            log.keep_resumable("ward-1", "p7", "aa", &claims("p7"))
+                .unwrap();
+            log.park_resumable(t(10), &[("ward-1".to_owned(), "p8".to_owned())])
+                .unwrap();
+            assert_eq!(log.highest_participant().unwrap(), 9, "{}", db.engine);
+
+            let mut carried = log.take_carried(t(15), Duration::from_secs(300)).unwrap();
+            carried.sort_by_key(|c| c.participant);
+            let ids: Vec<String> = carried.iter().map(|c| c.participant.to_string()).collect();
+            assert_eq!(ids, ["p7", "p8"]);
+            assert_eq!(carried[0].claims, claims("p7"));
+            assert_eq!(carried[0].parked_at, t(10));
+            assert_eq!((carried[0].recording, carried[1].recording), (false, true));
+            log.resumed("ward-1", "p7").unwrap();
+            let reconnects: u32 = log
+                .read(|c| {
+                    c.query_row(
+                        "SELECT reconnects FROM participant_sessions WHERE participant = 'p7'",
+                        &[],
+                        |r| r.get(0),
+                    )
+                })
+                .unwrap();
+            assert_eq!(reconnects, 1, "one session, one reconnect");
+            // Taken back and unmarked: a crash now leaves nothing to carry.
+            assert!(log
+                .take_carried(t(16), Duration::from_secs(300))
+                .unwrap()
+                .is_empty());
+        }
     }
 }

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::clock::ms;
-use crate::sql::{values, Db, SqlError};
+use crate::sql::{values, Database, Db, SqlError};
 
 use crate::hooks::HookTargets;
 use crate::quality::Badge;
@@ -100,8 +100,13 @@ pub(crate) fn open_call(c: &mut Db, room: &str) -> Result<Option<i64>, SqlError>
 impl CallLog {
     /// Opens (creating and migrating) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<CallLog, AdminError> {
-        let mut log = CallLog::on(Db::sqlite(path)?);
-        log.at = path.display().to_string();
+        CallLog::connect(&Database::Sqlite(path.to_owned()))
+    }
+
+    /// A new connection to `database` (created and migrated as needed).
+    pub fn connect(database: &Database) -> Result<CallLog, AdminError> {
+        let mut log = CallLog::on(database.open()?);
+        log.at = database.to_string();
         Ok(log)
     }
 
@@ -187,7 +192,8 @@ impl CallLog {
         for (room, participant, joined) in &stale {
             let last: i64 = self.read(|c| {
                 c.query_row(
-                    "SELECT MAX(?2, COALESCE(MAX(q.at_ms), 0)) FROM participant_sessions s
+                    "SELECT CASE WHEN COALESCE(MAX(q.at_ms), 0) > ?2 THEN MAX(q.at_ms) ELSE ?2 END
+                     FROM participant_sessions s
                      LEFT JOIN quality_samples q ON q.session_id = s.id
                      WHERE s.participant = ?1 AND s.left_at_ms IS NULL",
                     values![participant, *joined],
@@ -293,7 +299,8 @@ impl CallLog {
         let now = ms(SystemTime::now());
         self.read(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO health (id, checked_at_ms) VALUES (1, ?1)",
+                "INSERT INTO health (id, checked_at_ms) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET checked_at_ms = excluded.checked_at_ms",
                 values![now],
             )
         })
@@ -341,11 +348,14 @@ impl CallLog {
         self.read(|c| {
             c.query_map(
                 "SELECT c.id, c.room, c.started_at_ms, c.ended_at_ms,
-                        SUM(s.role = 'home'), SUM(s.role = 'clinician'),
-                        SUM(s.role = 'specialist'), SUM(s.role = 'observer'),
-                        MAX(s.worst_badge), SUM(s.reconnects), SUM(s.role = 'operator')
+                        SUM(CASE WHEN s.role = 'home' THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN s.role = 'clinician' THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN s.role = 'specialist' THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN s.role = 'observer' THEN 1 ELSE 0 END),
+                        MAX(s.worst_badge), CAST(SUM(s.reconnects) AS BIGINT),
+                        SUM(CASE WHEN s.role = 'operator' THEN 1 ELSE 0 END)
                  FROM calls c LEFT JOIN participant_sessions s ON s.call_id = c.id
-                 WHERE ?1 IS NULL OR c.id = ?1
+                 WHERE CAST(?1 AS BIGINT) IS NULL OR c.id = ?1
                  GROUP BY c.id ORDER BY c.id",
                 values![only],
                 |r| {
@@ -392,66 +402,72 @@ impl CallLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::test_databases;
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn join_and_leave_are_kept_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("carecall.db");
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        {
-            let log = CallLog::open(&path).unwrap();
-            log.joined("ward-7", "p1", "home", t0).unwrap();
-            log.joined("ward-7", "p2", "clinician", t0).unwrap();
-            log.left("ward-7", "p1", t0 + Duration::from_secs(600))
-                .unwrap();
+        for db in test_databases() {
+            let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+            {
+                let log = CallLog::on(db.open());
+                log.joined("ward-7", "p1", "home", t0).unwrap();
+                log.joined("ward-7", "p2", "clinician", t0).unwrap();
+                log.left("ward-7", "p1", t0 + Duration::from_secs(600))
+                    .unwrap();
+            }
+            let log = CallLog::on(db.open());
+            assert_eq!(
+                log.sessions().unwrap()[1].left_at_ms,
+                None,
+                "{}: opening must not change rows",
+                db.engine
+            );
+            assert_eq!(log.close_stale_sessions(&[]).unwrap(), 1);
+            let s = log.sessions().unwrap();
+            assert_eq!(s.len(), 2);
+            assert_eq!(s[0].left_at_ms, Some(1_700_000_600_000));
+            // p2 was still in the call when the process stopped: closed at
+            // reopen.
+            assert_eq!(s[1].left_at_ms, Some(1_700_000_000_000), "{}", db.engine);
+            assert_eq!(s[1].role, "clinician");
+            // Both were one call, closed at its last known moment.
+            let calls = log.calls().unwrap();
+            assert_eq!(calls.len(), 1);
+            assert_eq!((calls[0].homes, calls[0].clinicians), (1, 1));
+            assert_eq!(calls[0].ended_at_ms, Some(1_700_000_600_000));
         }
-        let log = CallLog::open(&path).unwrap();
-        assert_eq!(
-            log.sessions().unwrap()[1].left_at_ms,
-            None,
-            "opening must not change rows"
-        );
-        assert_eq!(log.close_stale_sessions(&[]).unwrap(), 1);
-        let s = log.sessions().unwrap();
-        assert_eq!(s.len(), 2);
-        assert_eq!(s[0].left_at_ms, Some(1_700_000_600_000));
-        // p2 was still in the call when the process stopped: closed at reopen.
-        assert_eq!(s[1].left_at_ms, Some(1_700_000_000_000));
-        assert_eq!(s[1].role, "clinician");
-        // Both were one call, closed at its last known moment.
-        let calls = log.calls().unwrap();
-        assert_eq!(calls.len(), 1);
-        assert_eq!((calls[0].homes, calls[0].clinicians), (1, 1));
-        assert_eq!(calls[0].ended_at_ms, Some(1_700_000_600_000));
     }
 
     #[test]
     fn a_call_runs_from_the_first_join_to_the_last_leave() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = CallLog::open(&dir.path().join("carecall.db")).unwrap();
-        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);
-        log.joined("ward-7", "p1", "home", t(0)).unwrap();
-        log.joined("ward-7", "p2", "clinician", t(60)).unwrap();
-        log.joined("ward-9", "p3", "home", t(90)).unwrap();
-        log.left("ward-7", "p1", t(300)).unwrap();
-        assert_eq!(log.calls().unwrap()[0].ended_at_ms, None, "p2 still in");
-        log.left("ward-7", "p2", t(600)).unwrap();
-        // The room again, later: a new call.
-        log.joined("ward-7", "p4", "home", t(3600)).unwrap();
-        let calls = log.calls().unwrap();
-        assert_eq!(calls.len(), 3);
-        assert_eq!(calls[0].room, "ward-7");
-        assert_eq!(calls[0].started_at_ms, 1_700_000_000_000);
-        assert_eq!(calls[0].ended_at_ms, Some(1_700_000_600_000));
-        assert_eq!((calls[0].homes, calls[0].clinicians), (1, 1));
-        assert_eq!(
-            (calls[1].room.as_str(), calls[1].ended_at_ms),
-            ("ward-9", None)
-        );
-        assert_eq!(
-            (calls[2].started_at_ms, calls[2].homes),
-            (1_700_003_600_000, 1)
-        );
+        for (log, db) in crate::sql::each_engine(CallLog::on) {
+            let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);
+            log.joined("ward-7", "p1", "home", t(0)).unwrap();
+            log.joined("ward-7", "p2", "clinician", t(60)).unwrap();
+            log.joined("ward-9", "p3", "home", t(90)).unwrap();
+            log.left("ward-7", "p1", t(300)).unwrap();
+            assert_eq!(log.calls().unwrap()[0].ended_at_ms, None, "p2 still in");
+            log.left("ward-7", "p2", t(600)).unwrap();
+            // The room again, later: a new call.
+            log.joined("ward-7", "p4", "home", t(3600)).unwrap();
+            let calls = log.calls().unwrap();
+            assert_eq!(calls.len(), 3, "{}", db.engine);
+            assert_eq!(calls[0].room, "ward-7");
+            assert_eq!(calls[0].started_at_ms, 1_700_000_000_000);
+            assert_eq!(calls[0].ended_at_ms, Some(1_700_000_600_000));
+            assert_eq!((calls[0].homes, calls[0].clinicians), (1, 1));
+            assert_eq!(
+                (calls[1].room.as_str(), calls[1].ended_at_ms),
+                ("ward-9", None)
+            );
+            assert_eq!(
+                (calls[2].started_at_ms, calls[2].homes),
+                (1_700_003_600_000, 1)
+            );
+            assert!(log.check_writable().is_ok(), "{}", db.engine);
+            assert!(log.check_writable().is_ok(), "{}: written twice", db.engine);
+            assert_eq!(log.highest_participant().unwrap(), 4, "{}", db.engine);
+        }
     }
 }

@@ -79,8 +79,9 @@ impl CallLog {
             for s in samples {
                 let changed = tx.execute(
                     "UPDATE participant_sessions SET
-                        worst_badge = MAX(COALESCE(worst_badge, 0), ?3),
-                        reconnects = MAX(reconnects, ?4),
+                        worst_badge = CASE WHEN ?3 > COALESCE(worst_badge, 0)
+                                           THEN ?3 ELSE COALESCE(worst_badge, 0) END,
+                        reconnects = CASE WHEN ?4 > reconnects THEN ?4 ELSE reconnects END,
                         transport = COALESCE(?5, transport)
                      WHERE room = ?1 AND participant = ?2 AND left_at_ms IS NULL",
                     values![
@@ -141,31 +142,36 @@ mod tests {
 
     #[test]
     fn a_call_keeps_its_worst_badge_and_reconnects() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = CallLog::open(&dir.path().join("carecall.db")).unwrap();
-        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);
-        log.joined("ward-7", "p1", "home", t(0)).unwrap();
-        log.joined("ward-7", "p2", "clinician", t(0)).unwrap();
-        assert_eq!(log.calls().unwrap()[0].worst_badge, None, "not measured");
-        let first = [sample("p1", Badge::Green, 0), sample("p2", Badge::Green, 0)];
-        assert_eq!(log.record_quality(t(5), &first).unwrap(), 2);
-        let second = [sample("p1", Badge::Red, 1), sample("p2", Badge::Amber, 0)];
-        log.record_quality(t(10), &second).unwrap();
-        // Better again later: the worst is kept, and the reconnect.
-        let third = [sample("p1", Badge::Green, 1), sample("p9", Badge::Red, 4)];
-        assert_eq!(log.record_quality(t(15), &third).unwrap(), 1, "p9 unknown");
-        log.left("ward-7", "p1", t(20)).unwrap();
-        log.left("ward-7", "p2", t(20)).unwrap();
-        // After the leave, samples no longer land on the closed session.
-        assert_eq!(log.record_quality(t(25), &first).unwrap(), 0);
-        let call = &log.calls().unwrap()[0];
-        assert_eq!(call.worst_badge, Some(Badge::Red));
-        assert_eq!(call.reconnects, 1);
-        let detail = log.call_detail(call.id).unwrap().unwrap();
-        assert_eq!(detail.sessions.len(), 2);
-        assert_eq!(detail.sessions[0].samples.len(), 3);
-        assert_eq!(detail.sessions[0].worst_badge, Some(Badge::Red));
-        assert_eq!(detail.sessions[1].worst_badge, Some(Badge::Amber));
-        assert_eq!(detail.sessions[0].transport.as_deref(), Some("udp"));
+        for (mut log, db) in crate::sql::each_engine(CallLog::on) {
+            let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);
+            log.joined("ward-7", "p1", "home", t(0)).unwrap();
+            log.joined("ward-7", "p2", "clinician", t(0)).unwrap();
+            assert_eq!(log.calls().unwrap()[0].worst_badge, None, "not measured");
+            let first = [sample("p1", Badge::Green, 0), sample("p2", Badge::Green, 0)];
+            assert_eq!(log.record_quality(t(5), &first).unwrap(), 2);
+            let second = [sample("p1", Badge::Red, 1), sample("p2", Badge::Amber, 0)];
+            log.record_quality(t(10), &second).unwrap();
+            // Better again later: the worst is kept, and the reconnect.
+            let third = [sample("p1", Badge::Green, 1), sample("p9", Badge::Red, 4)];
+            assert_eq!(log.record_quality(t(15), &third).unwrap(), 1, "p9 unknown");
+            log.left("ward-7", "p1", t(20)).unwrap();
+            log.left("ward-7", "p2", t(20)).unwrap();
+            // After the leave, samples no longer land on the closed session.
+            assert_eq!(log.record_quality(t(25), &first).unwrap(), 0);
+            let call = &log.calls().unwrap()[0];
+            assert_eq!(call.worst_badge, Some(Badge::Red));
+            assert_eq!(call.reconnects, 1);
+            let detail = log.call_detail(call.id).unwrap().unwrap();
+            assert_eq!(detail.sessions.len(), 2);
+            assert_eq!(detail.sessions[0].samples.len(), 3);
+            assert_eq!(detail.sessions[0].worst_badge, Some(Badge::Red));
+            assert_eq!(detail.sessions[1].worst_badge, Some(Badge::Amber));
+            assert_eq!(
+                detail.sessions[0].transport.as_deref(),
+                Some("udp"),
+                "{}",
+                db.engine
+            );
+        }
     }
 }

@@ -459,10 +459,14 @@ impl CallLog {
     /// Seconds from queueing to answer, averaged over the last 20 answered
     /// calls: the basis of the estimated wait shown to a home.
     pub fn mean_wait_seconds(&self) -> Result<Option<f64>, AdminError> {
-        self.read(|c| c.query_row("SELECT AVG(answered_at_ms - queued_at_ms) / 1000.0 FROM
+        self.read(|c| {
+            c.query_row(
+                "SELECT CAST(AVG(answered_at_ms - queued_at_ms) AS DOUBLE PRECISION) / 1000.0 FROM
                  (SELECT answered_at_ms, queued_at_ms FROM queued_calls WHERE answered_at_ms IS NOT NULL
-                  ORDER BY answered_at_ms DESC LIMIT 20)",
+                  ORDER BY answered_at_ms DESC LIMIT 20) AS latest",
                 &[],
-                |r| r.get(0),))
+                |r| r.get(0),
+            )
+        })
     }
 }

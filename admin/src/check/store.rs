@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::verdict::CheckResult;
 use crate::clock::ms;
-use crate::sql::{Db, Row, SqlError, Value};
+use crate::sql::{Database, Db, Row, SqlError, Value};
 use crate::AdminError;
 
 /// How long checks are kept.
@@ -57,8 +57,13 @@ pub fn normalise_code(typed: &str) -> Option<String> {
 impl Checks {
     /// Opens (creating and migrating) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Checks, AdminError> {
-        let mut checks = Checks::on(Db::sqlite(path)?);
-        checks.at = path.display().to_string();
+        Checks::connect(&Database::Sqlite(path.to_owned()))
+    }
+
+    /// The checks in `database` (created and migrated as needed).
+    pub fn connect(database: &Database) -> Result<Checks, AdminError> {
+        let mut checks = Checks::on(database.open()?);
+        checks.at = database.to_string();
         Ok(checks)
     }
 

@@ -1,13 +1,12 @@
 //! Delivery: a task that posts due outbox rows to their endpoints, signed,
 //! and records each outcome. Rows of different consultations go out side
 //! by side; within one consultation strictly one after another (see
-//! [`super::outbox::due`]).
+//! [`super::outbox::claim_due`]).
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::sql::{Db, SqlError, SqlResult};
+use crate::sql::{Database, Db, SqlError, SqlResult};
 use tokio::sync::Notify;
 
 use super::outbox::{self, Pending};
@@ -17,6 +16,10 @@ use crate::AdminError;
 
 /// At most this many deliveries are in flight at once.
 const BATCH: u32 = 32;
+
+/// Added to a claim's lease (see [`outbox::claim_due`]) beyond the posts'
+/// own timeouts.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
 /// How long an idle deliverer sleeps before looking again (it is also woken
 /// when an event is written).
@@ -33,15 +36,15 @@ enum Outcome {
     Refused(String),
 }
 
-/// Starts delivering the outbox in the database at `path` (on the current
+/// Starts delivering the outbox in `database` (on the current
 /// tokio runtime) to `receivers` (as a reload changes them); `wake` is
 /// notified when an event is written.
 pub fn start_delivery(
-    path: &Path,
+    database: &Database,
     receivers: LiveReceivers,
     wake: Arc<Notify>,
 ) -> Result<(), AdminError> {
-    let deliverer = Deliverer::new(path, receivers, Arc::new(|| ms(SystemTime::now())))?;
+    let deliverer = Deliverer::new(database, receivers, Arc::new(|| ms(SystemTime::now())))?;
     tokio::spawn(deliverer.run(wake));
     Ok(())
 }
@@ -58,8 +61,12 @@ struct Deliverer {
 }
 
 impl Deliverer {
-    fn new(path: &Path, receivers: LiveReceivers, clock: Clock) -> Result<Self, AdminError> {
-        let conn = Db::sqlite(path)?;
+    fn new(
+        database: &Database,
+        receivers: LiveReceivers,
+        clock: Clock,
+    ) -> Result<Self, AdminError> {
+        let conn = database.open()?;
         let client = reqwest::Client::builder()
             .timeout(receivers.now().timeout)
             .user_agent(concat!("carecall/", env!("CARGO_PKG_VERSION")))
@@ -96,8 +103,12 @@ impl Deliverer {
     async fn deliver_due(&self) -> usize {
         let now = (self.clock)();
         let seal = self.receivers.now().seal.clone();
+        // Long enough to post every claimed row (at once, each within the
+        // receivers' timeout) and write the outcomes.
+        let lease = 2 * self.receivers.now().timeout + LEASE_MARGIN;
+        let lease_ms = lease.as_millis() as i64;
         let due = match self
-            .with_db(move |c| outbox::due(c, seal.as_ref(), now, BATCH))
+            .with_db(move |c| outbox::claim_due(c, seal.as_ref(), now, BATCH, lease_ms))
             .await
         {
             Ok(rows) => rows,
@@ -339,7 +350,12 @@ mod tests {
         };
         let path = dir.path().join("carecall.db");
         let clock: Clock = Arc::new(move || clock.load(Ordering::SeqCst));
-        let d = Deliverer::new(&path, LiveReceivers::new(options), clock).unwrap();
+        let d = Deliverer::new(
+            &Database::Sqlite(path.clone()),
+            LiveReceivers::new(options),
+            clock,
+        )
+        .unwrap();
         Bench {
             _dir: dir,
             receiver,

@@ -1,4 +1,4 @@
-//! The hook outbox in SQLite. An event is written in the same transaction
+//! The hook outbox, on either engine. An event is written in the same transaction
 //! as the call-log change that caused it, one outbox row per endpoint, so
 //! a crash can lose neither; delivery takes rows out once the endpoint has
 //! them, or moves them to the dead letters.
@@ -82,42 +82,70 @@ pub(crate) fn enqueue(
     Ok(())
 }
 
-/// Up to `limit` rows due by `now_ms`, each the oldest of its endpoint and
-/// consultation, oldest first; sealed bodies opened with `seal`.
-pub(crate) fn due(
+/// Claims up to `limit` rows due by `now_ms`, each the oldest of its
+/// endpoint and consultation, oldest first; sealed bodies opened with
+/// `seal`. A claimed row is not due again for `lease_ms`: time to post it
+/// and write what came of it. So two deliverers (two nodes on one
+/// PostgreSQL) never post one row at once, and the next row of a
+/// consultation waits until this one is done; a deliverer that dies
+/// mid-post leaves its rows to another once the lease runs out. On
+/// PostgreSQL the rows are locked as they are read and rows another
+/// deliverer is claiming are skipped (`FOR UPDATE … SKIP LOCKED`); SQLite
+/// serialises the whole claim.
+pub(crate) fn claim_due(
+    conn: &mut Db,
+    seal: Option<&RecordKey>,
+    now_ms: i64,
+    limit: u32,
+    lease_ms: i64,
+) -> SqlResult<Vec<Pending>> {
+    conn.transaction(|tx| {
+        let rows = due(tx, seal, now_ms, limit)?;
+        for row in &rows {
+            tx.execute(
+                "UPDATE hook_outbox SET next_attempt_ms = ?2 WHERE seq = ?1",
+                values![row.seq, now_ms + lease_ms],
+            )?;
+        }
+        Ok(rows)
+    })
+}
+
+/// The rows [`claim_due`] claims, read (and on PostgreSQL locked).
+fn due(
     conn: &mut Db,
     seal: Option<&RecordKey>,
     now_ms: i64,
     limit: u32,
 ) -> SqlResult<Vec<Pending>> {
-    let rows = conn.query_map(
+    let sql = format!(
         "SELECT o.seq, o.event_id, o.endpoint, e.body, o.attempts, e.created_at_ms, e.sealed
          FROM hook_outbox o JOIN hook_events e ON e.id = o.event_id
          WHERE o.next_attempt_ms <= ?1
            AND o.seq = (SELECT MIN(seq) FROM hook_outbox f
                         WHERE f.endpoint = o.endpoint AND f.consultation = o.consultation)
-         ORDER BY o.seq LIMIT ?2",
-        values![now_ms, limit],
-        |r| {
-            let sealed: Option<Vec<u8>> = r.get(6)?;
-            let body = match (sealed, seal) {
-                (None, _) => r.get(3)?,
-                (Some(sealed), key) => {
-                    let key = key.ok_or_else(|| unreadable(6, "a sealed event and no key"))?;
-                    let plain = key.open(SEALED_AS, &sealed).map_err(|e| unreadable(6, e))?;
-                    String::from_utf8(plain).map_err(|e| unreadable(6, e))?
-                }
-            };
-            Ok(Pending {
-                seq: r.get(0)?,
-                event_id: r.get(1)?,
-                endpoint: r.get(2)?,
-                body,
-                attempts: r.get(4)?,
-                created_at_ms: r.get(5)?,
-            })
-        },
-    )?;
+         ORDER BY o.seq LIMIT ?2{}",
+        conn.skip_locked_rows_of("o")
+    );
+    let rows = conn.query_map(&sql, values![now_ms, limit], |r| {
+        let sealed: Option<Vec<u8>> = r.get(6)?;
+        let body = match (sealed, seal) {
+            (None, _) => r.get(3)?,
+            (Some(sealed), key) => {
+                let key = key.ok_or_else(|| unreadable(6, "a sealed event and no key"))?;
+                let plain = key.open(SEALED_AS, &sealed).map_err(|e| unreadable(6, e))?;
+                String::from_utf8(plain).map_err(|e| unreadable(6, e))?
+            }
+        };
+        Ok(Pending {
+            seq: r.get(0)?,
+            event_id: r.get(1)?,
+            endpoint: r.get(2)?,
+            body,
+            attempts: r.get(4)?,
+            created_at_ms: r.get(5)?,
+        })
+    })?;
     Ok(rows)
 }
 
@@ -210,4 +238,56 @@ pub(crate) fn retry_dead_letter(conn: &mut Db, seq: i64, now_ms: i64) -> SqlResu
 /// Rows waiting, for the admin plane and `/metrics`.
 pub(crate) fn waiting(conn: &mut Db) -> SqlResult<u64> {
     conn.query_row("SELECT COUNT(*) FROM hook_outbox", &[], |r| r.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: i64 = 60_000;
+
+    fn enqueue_at(db: &mut Db, event: &str, consultation: i64, at: i64) {
+        let endpoints = ["https://records.example/hooks".to_owned()];
+        enqueue(db, None, &endpoints, event, consultation, "test", "{}", at).unwrap();
+    }
+
+    fn claimed(db: &mut Db, now: i64) -> Vec<String> {
+        claim_due(db, None, now, 10, LEASE)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.event_id)
+            .collect()
+    }
+
+    /// Two deliverers on one database, as two nodes would be.
+    #[test]
+    fn two_deliverers_never_hold_one_row_and_a_dead_ones_rows_come_back() {
+        for db in crate::sql::test_databases() {
+            let (mut a, mut b) = (db.open(), db.open());
+            enqueue_at(&mut a, "evt_1a", 1, 0);
+            enqueue_at(&mut a, "evt_1b", 1, 1);
+            enqueue_at(&mut a, "evt_2a", 2, 2);
+            // The oldest of each consultation, once.
+            assert_eq!(claimed(&mut a, 10), ["evt_1a", "evt_2a"], "{}", db.engine);
+            assert!(
+                claimed(&mut b, 10).is_empty(),
+                "{}: claimed twice",
+                db.engine
+            );
+            // Consultation 1's first is delivered: its second is next.
+            let first = a
+                .query_row(
+                    "SELECT seq FROM hook_outbox WHERE event_id = 'evt_1a'",
+                    &[],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            delivered(&mut a, first).unwrap();
+            assert_eq!(claimed(&mut b, 20), ["evt_1b"], "{}", db.engine);
+            // The deliverer holding consultation 2 died: after its lease,
+            // another takes the row.
+            assert!(claimed(&mut b, 10 + LEASE - 1).is_empty(), "{}", db.engine);
+            assert_eq!(claimed(&mut b, 10 + LEASE), ["evt_2a"], "{}", db.engine);
+        }
+    }
 }

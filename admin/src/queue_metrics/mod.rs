@@ -53,16 +53,21 @@ impl QueueReading {
         hours: &ServiceHours,
     ) -> SqlResult<QueueReading> {
         let mut waiting = [(0, 0.0); 2];
-        let rows = c.query_map("SELECT urgent, COUNT(*), MIN(waiting_since_ms) FROM queued_calls WHERE state = 'waiting' GROUP BY urgent", &[], |r| {
-            Ok((r.get::<bool>(0)?, r.get(1)?, r.get::<i64>(2)?))
-        })?;
+        let rows = c.query_map(
+            "SELECT urgent, COUNT(*), MIN(waiting_since_ms) FROM queued_calls
+             WHERE state = 'waiting' GROUP BY urgent",
+            &[],
+            |r| Ok((r.get::<bool>(0)?, r.get(1)?, r.get::<i64>(2)?)),
+        )?;
         for (urgent, n, since) in rows {
             waiting[usize::from(urgent)] = (n, (now_ms - since).max(0) as f64 / 1000.0);
         }
         let calls = c.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(answered_at_ms IS NOT NULL), 0),
-               COALESCE(SUM(state = 'cancelled' AND answered_at_ms IS NULL), 0),
-               COALESCE(SUM(state = 'declined'), 0), COALESCE(SUM(state = 'closed'), 0)
+            "SELECT COUNT(*),
+               COALESCE(SUM(CASE WHEN answered_at_ms IS NOT NULL THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN state = 'cancelled' AND answered_at_ms IS NULL THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN state = 'declined' THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN state = 'closed' THEN 1 ELSE 0 END), 0)
              FROM queued_calls",
             &[],
             |r| {

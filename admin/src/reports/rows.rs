@@ -150,8 +150,10 @@ SELECT c.id, c.home_id, h.name, c.urgent, c.reason, c.service, c.state, c.queued
   (SELECT MIN(k.started_at_ms) FROM calls k WHERE k.room = c.room),
   (SELECT MAX(k.ended_at_ms) FROM calls k WHERE k.room = c.room),
   (SELECT MAX(s.worst_badge) FROM participant_sessions s WHERE s.room = c.room),
-  (SELECT COALESCE(SUM(s.reconnects), 0) FROM participant_sessions s WHERE s.room = c.room),
-  (SELECT GROUP_CONCAT(DISTINCT s.transport) FROM participant_sessions s WHERE s.room = c.room),
+  (SELECT CAST(COALESCE(SUM(s.reconnects), 0) AS BIGINT) FROM participant_sessions s WHERE s.room = c.room),
+  (SELECT string_agg(t.transport, ',') FROM
+     (SELECT DISTINCT s.transport FROM participant_sessions s
+      WHERE s.room = c.room AND s.transport IS NOT NULL) AS t),
   c.reason_category
 FROM queued_calls c JOIN homes h ON h.id = c.home_id";
 

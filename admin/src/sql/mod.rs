@@ -9,8 +9,8 @@
 //! [`postgres`]. SQLite stays the default: one file, nothing to run;
 //! PostgreSQL is for several nodes sharing one hub.
 //!
-//! Stores move onto this one at a time; those not yet moved still take a
-//! SQLite connection, and [`postgres::PORTED`] says which have moved.
+//! Every store runs on both; backup and restore (`carecall backup`) are
+//! SQLite's, as PostgreSQL has its own (`pg_dump`).
 
 pub mod postgres;
 #[cfg(test)]
@@ -80,6 +80,46 @@ fn with_cause(e: &::postgres::Error) -> String {
     match std::error::Error::source(e) {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
+    }
+}
+
+/// Where the hub keeps its data, as configured: the embedded SQLite file
+/// (the default), or a PostgreSQL that several nodes share.
+#[derive(Clone)]
+pub enum Database {
+    /// `data_dir/carecall.db`.
+    Sqlite(std::path::PathBuf),
+    /// `database.url`: `postgres://user:password@host:port/name`, or
+    /// `host=… user=… dbname=…`.
+    Postgres(String),
+}
+
+impl std::fmt::Display for Database {
+    /// Where it is, for errors and logs: the file, or "PostgreSQL" (the URL
+    /// may hold a password).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(_) => f.write_str("PostgreSQL"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({self})")
+    }
+}
+
+impl Database {
+    /// A new connection, the schema brought up to date on the way.
+    pub fn open(&self) -> Result<Db, crate::AdminError> {
+        match self {
+            Database::Sqlite(path) => Db::sqlite(path),
+            Database::Postgres(url) => {
+                postgres::connect(url).map_err(|e| crate::AdminError::sql("PostgreSQL", e))
+            }
+        }
     }
 }
 
@@ -224,6 +264,17 @@ impl Db {
         Ok(out)
     }
 
+    /// What ends a query that claims rows for a while: on PostgreSQL, lock
+    /// the rows of `table` (its name or alias in the query) as they are
+    /// read and skip those another connection has locked; on SQLite
+    /// nothing, as a transaction there already holds the one write lock.
+    pub fn skip_locked_rows_of(&self, table: &str) -> String {
+        match self {
+            Db::Sqlite(_) => String::new(),
+            Db::Postgres(_) => format!(" FOR UPDATE OF {table} SKIP LOCKED"),
+        }
+    }
+
     /// Runs statements with no parameters and no rows.
     fn batch(&mut self, sql: &str) -> Result<(), SqlError> {
         match self {
@@ -266,19 +317,55 @@ fn pg(params: &[Value]) -> Vec<&(dyn ::postgres::types::ToSql + Sync)> {
     params.iter().map(|p| p as _).collect()
 }
 
-/// A store made by `store` on each engine, for tests that must hold on
-/// both: on a fresh SQLite file, then on a fresh database of a throwaway
-/// PostgreSQL cluster; each with what keeps its engine alive.
+/// A fresh database on one engine for a test, which can be opened again
+/// (a new connection), as a restarted process would.
 #[cfg(test)]
-pub(crate) fn each_engine<T>(store: impl Fn(Db) -> T) -> Vec<(T, Box<dyn std::any::Any>)> {
+pub(crate) struct TestDb {
+    /// SQLite or PostgreSQL, for assertion messages.
+    pub engine: &'static str,
+    open: Box<dyn Fn() -> Db>,
+    /// The SQLite file's directory, or the throwaway cluster.
+    _keep: Box<dyn std::any::Any>,
+}
+
+#[cfg(test)]
+impl TestDb {
+    /// A new connection to it.
+    pub fn open(&self) -> Db {
+        (self.open)()
+    }
+}
+
+/// A fresh database on each engine, for tests that must hold on both: a
+/// new SQLite file, then a throwaway PostgreSQL cluster's database.
+#[cfg(test)]
+pub(crate) fn test_databases() -> Vec<TestDb> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite = Db::sqlite(&dir.path().join("carecall.db")).expect("sqlite");
+    let file = dir.path().join("carecall.db");
     let cluster = temp_postgres::TempPostgres::start();
-    let pg = postgres::connect(&cluster.url()).expect("postgres");
+    let url = cluster.url();
     vec![
-        (store(sqlite), Box::new(dir)),
-        (store(pg), Box::new(cluster)),
+        TestDb {
+            engine: "SQLite",
+            open: Box::new(move || Db::sqlite(&file).expect("sqlite")),
+            _keep: Box::new(dir),
+        },
+        TestDb {
+            engine: "PostgreSQL",
+            open: Box::new(move || postgres::connect(&url).expect("postgres")),
+            _keep: Box::new(cluster),
+        },
     ]
+}
+
+/// A store made by `store` on each engine (see [`test_databases`]), each
+/// with what keeps its engine alive.
+#[cfg(test)]
+pub(crate) fn each_engine<T>(store: impl Fn(Db) -> T) -> Vec<(T, TestDb)> {
+    test_databases()
+        .into_iter()
+        .map(|db| (store(db.open()), db))
+        .collect()
 }
 
 #[cfg(test)]
