@@ -23,6 +23,14 @@ pub fn recording_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Re
     stored_secret("recording secret", "recording-secret", configured, data_dir)
 }
 
+/// This node's name among a hub's nodes: made once into the data
+/// directory, so it stays the same across restarts (its claims on hook
+/// deliveries are its own to release when it starts again).
+pub fn node_id(data_dir: &Path) -> anyhow::Result<String> {
+    let hex = stored_secret("node id", "node-id", None, data_dir)?;
+    Ok(String::from_utf8_lossy(&hex[..16]).into_owned())
+}
+
 /// Returns the secret bytes, creating the data directory and secret file if needed.
 fn stored_secret(
     what: &str,

@@ -151,7 +151,8 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
             .context("installing the SIGHUP handler")?;
         let listener = tokio::net::TcpListener::from_std(http)?;
         // Also with no receiver yet: a reload may add one.
-        carecall_admin::hooks::start_delivery(&database, receivers.clone(), hook_wake)?;
+        let node = crate::secret::node_id(&config.data_dir)?;
+        carecall_admin::hooks::start_delivery(&database, &node, receivers.clone(), hook_wake)?;
         let signer = LinkSigner::new(&secret);
         if let Some((_, (_, Some(dev)))) = &https {
             println!(

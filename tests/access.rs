@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::support::http::{get_with, request};
 use crate::support::peer::TestPeer;
 use crate::support::ws::{open, Socket};
-use crate::support::{token_of, Server};
+use crate::support::{token_of, DataDir, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -144,7 +144,7 @@ async fn production_keeps_links_metrics_and_files_private() {
     let secret = |c: char| std::iter::repeat_n(c, 40).collect::<String>();
     let token = "a-metrics-token-for-prometheus";
     let server = Server::start_with(crate::support::ServerOptions {
-        data_dir: Some(std::sync::Arc::new(dir)),
+        data_dir: Some(DataDir::from(dir)),
         env: vec![
             ("CARECALL_MODE".into(), "production".into()),
             (

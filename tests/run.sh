@@ -119,11 +119,18 @@ steps=$!
 (cd fuzz && exec "${idle[@]}" cargo fuzz build --sanitizer none --dev) >"$logs/fuzz-build" 2>&1 &
 fuzz_build=$!
 cargo nextest run --workspace --locked
+# The storage and queue tests again, every server's records in a throwaway
+# PostgreSQL (docs/scaling.md): mostly waiting, so beside the fuzz run. Same
+# build and lints' wrapper as above, so nothing is compiled again.
+CARECALL_TEST_DATABASE=postgres cargo nextest run --workspace --locked \
+  -E 'binary(suite) & test(/^(queue|handover|hooks|records)::/)' >"$logs/postgres" 2>&1 &
+postgres_run=$!
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 await "$fuzz_build" fuzz-build
 # Every fuzz target from its seed corpus, unoptimised, 4 s each (about one
 # minute once built); docs/testing.md has the long runs.
 fuzz/run.sh --dev 4
+await "$postgres_run" postgres
 # The deployment files: the systemd unit, Prometheus rules, the Grafana
 # dashboard, the Dockerfile (linted); then the build steps' result.
 CARECALL_BIN=target/debug/carecall deploy/check.sh

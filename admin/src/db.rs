@@ -259,6 +259,10 @@ const MIGRATIONS: &[&str] = &[
         deleted_at_ms INTEGER
     );
     CREATE INDEX images_by_call ON images (call_id, stored_at_ms);",
+    // A deliverer's claim on an outbox row while it posts it (see
+    // hooks::outbox::claim_due): whose, and until when.
+    "ALTER TABLE hook_outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE hook_outbox ADD COLUMN claimed_until_ms INTEGER;",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

@@ -45,7 +45,7 @@ pub struct Server {
     /// With HTTPS on: the plain HTTP port, which redirects.
     pub http_redirect_port: Option<u16>,
     /// Shared with a restarted server (see [`ServerOptions::data_dir`]).
-    pub data_dir: std::sync::Arc<tempfile::TempDir>,
+    pub data_dir: std::sync::Arc<DataDir>,
     /// What the server printed at start.
     pub banner: Vec<String>,
 }
@@ -61,6 +61,85 @@ pub fn free_port() -> u16 {
 
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_carecall"))
+}
+
+/// Set to `postgres` to run every server of a test on a throwaway
+/// PostgreSQL instead of its SQLite file (`tests/run.sh` runs the storage
+/// and queue tests so, a second time).
+pub const DATABASE_VAR: &str = "CARECALL_TEST_DATABASE";
+
+/// A server's data directory and, when [`DATABASE_VAR`] asks for it, the
+/// PostgreSQL its records go to; a restarted server gets both.
+pub struct DataDir {
+    dir: tempfile::TempDir,
+    postgres: Option<carecall_admin::sql::temp_postgres::TempPostgres>,
+}
+
+impl std::fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "DataDir({}, postgres: {})",
+            self.path().display(),
+            self.postgres.is_some()
+        )
+    }
+}
+
+impl DataDir {
+    /// A fresh one.
+    pub fn new() -> std::sync::Arc<DataDir> {
+        DataDir::from(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// `dir`, with a database as [`DATABASE_VAR`] says.
+    pub fn from(dir: tempfile::TempDir) -> std::sync::Arc<DataDir> {
+        let postgres = match std::env::var(DATABASE_VAR).as_deref() {
+            Ok("postgres") => Some(carecall_admin::sql::temp_postgres::TempPostgres::start()),
+            Ok("sqlite") | Err(_) => None,
+            Ok(other) => panic!("{DATABASE_VAR}={other}: sqlite or postgres"),
+        };
+        std::sync::Arc::new(DataDir { dir, postgres })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Every file the records are stored in: the SQLite file and its
+    /// write-ahead log, or every file of the PostgreSQL cluster.
+    pub fn record_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        match &self.postgres {
+            Some(pg) => walk(&pg.data_dir(), &mut files),
+            None => files.extend(
+                ["carecall.db", "carecall.db-wal"]
+                    .map(|f| self.path().join(f))
+                    .into_iter()
+                    .filter(|p| p.exists()),
+            ),
+        }
+        files
+    }
+
+    /// What a `carecall` process needs besides the directory to find the
+    /// records: `CARECALL_DATABASE_URL` when they are in PostgreSQL.
+    pub fn database_env(&self) -> Vec<(&'static str, String)> {
+        self.postgres
+            .iter()
+            .map(|pg| ("CARECALL_DATABASE_URL", pg.url()))
+            .collect()
+    }
 }
 
 /// How a test server differs from the defaults.
@@ -79,7 +158,7 @@ pub struct ServerOptions {
     /// More environment for the server (configuration overrides).
     pub env: Vec<(String, String)>,
     /// Another server's data directory, to start where it stopped.
-    pub data_dir: Option<std::sync::Arc<tempfile::TempDir>>,
+    pub data_dir: Option<std::sync::Arc<DataDir>>,
     /// A configuration file's text (written into the data directory).
     pub config: Option<String>,
     /// The HTTP port (default: a free one): a restarted server takes its
@@ -110,10 +189,7 @@ impl Server {
 
     /// Starts a server on `options.ip`: HTTP and media on free ports there.
     pub fn start_with(options: ServerOptions) -> Server {
-        let data_dir = options
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| std::sync::Arc::new(tempfile::tempdir().expect("temp dir")));
+        let data_dir = options.data_dir.clone().unwrap_or_else(DataDir::new);
         let (log_format, stderr, log_filter) = if options.json_log {
             let file = std::fs::File::create(data_dir.path().join(LOG_FILE)).expect("log file");
             let filter = "info,carecall_sfu=debug,carecall_signalling=debug,str0m=warn";
@@ -142,6 +218,7 @@ impl Server {
             .arg(std::net::SocketAddr::new(options.ip, options.http_port).to_string())
             .args(["--media-port", "0", "--data-dir"])
             .arg(data_dir.path())
+            .envs(data_dir.database_env())
             .env("CARECALL_MEDIA_ANNOUNCE", options.ip.to_string())
             .env(
                 "CARECALL_MEDIA_BANDWIDTH_ESTIMATION",
@@ -283,6 +360,7 @@ impl Server {
             .args(args)
             .arg("--data-dir")
             .arg(self.data_dir.path())
+            .envs(self.data_dir.database_env())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

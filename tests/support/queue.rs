@@ -15,6 +15,7 @@ pub fn add_home(server: &Server, name: &str) -> (String, String) {
     let out = Command::new(binary())
         .args(["home", "add", name])
         .env("CARECALL_DATA_DIR", server.data_dir.path())
+        .envs(server.data_dir.database_env())
         .env("CARECALL_PUBLIC_URL", &server.base_url)
         .output()
         .expect("carecall home add");
@@ -45,6 +46,7 @@ pub fn home_cli(server: &Server, args: &[&str]) -> std::process::Output {
         .arg("home")
         .args(args)
         .env("CARECALL_DATA_DIR", server.data_dir.path())
+        .envs(server.data_dir.database_env())
         .env("CARECALL_PUBLIC_URL", &server.base_url)
         .output()
         .expect("carecall home")

@@ -92,6 +92,7 @@ pub fn export(server: &Server, id: &str) -> (tempfile::TempDir, PathBuf) {
         .arg(&out)
         .arg("--data-dir")
         .arg(server.data_dir.path())
+        .envs(server.data_dir.database_env())
         .output()
         .expect("run carecall recording export");
     assert!(
@@ -109,6 +110,7 @@ async fn ready_recording(server: &Server) -> String {
         let list = Command::new(binary())
             .args(["recording", "list", "--data-dir"])
             .arg(server.data_dir.path())
+            .envs(server.data_dir.database_env())
             .output()
             .expect("run carecall recording list");
         let text = String::from_utf8_lossy(&list.stdout).into_owned();

@@ -313,7 +313,7 @@ impl CallLog {
         let dead_letters = self.read(crate::hooks::dead_letters)?.len() as u64;
         let recording_bytes: i64 = self.read(|c| {
             c.query_row(
-                "SELECT COALESCE(SUM(bytes), 0) FROM recordings
+                "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM recordings
                  WHERE state = 'ready' AND deleted_at_ms IS NULL",
                 &[],
                 |r| r.get(0),

@@ -41,10 +41,12 @@ enum Outcome {
 /// notified when an event is written.
 pub fn start_delivery(
     database: &Database,
+    node: &str,
     receivers: LiveReceivers,
     wake: Arc<Notify>,
 ) -> Result<(), AdminError> {
-    let deliverer = Deliverer::new(database, receivers, Arc::new(|| ms(SystemTime::now())))?;
+    let clock = Arc::new(|| ms(SystemTime::now()));
+    let deliverer = Deliverer::new(database, node, receivers, clock)?;
     tokio::spawn(deliverer.run(wake));
     Ok(())
 }
@@ -55,6 +57,9 @@ type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 struct Deliverer {
     db: Arc<Mutex<Db>>,
+    /// Whose claims on outbox rows this deliverer's are (see
+    /// [`outbox::claim_due`]): the node's, the same across its restarts.
+    node: Arc<str>,
     client: reqwest::Client,
     receivers: LiveReceivers,
     clock: Clock,
@@ -63,10 +68,20 @@ struct Deliverer {
 impl Deliverer {
     fn new(
         database: &Database,
+        node: &str,
         receivers: LiveReceivers,
         clock: Clock,
     ) -> Result<Self, AdminError> {
-        let conn = database.open()?;
+        let mut conn = database.open()?;
+        // Rows this node claimed before it stopped are not being posted.
+        let released = outbox::release_claims(&mut conn, node)
+            .map_err(|e| AdminError::sql(&database.to_string(), e))?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "hook deliveries claimed before a restart are due again"
+            );
+        }
         let client = reqwest::Client::builder()
             .timeout(receivers.now().timeout)
             .user_agent(concat!("carecall/", env!("CARGO_PKG_VERSION")))
@@ -74,6 +89,7 @@ impl Deliverer {
             .map_err(|e| AdminError::Hooks(format!("cannot build the HTTP client: {e}")))?;
         Ok(Deliverer {
             db: Arc::new(Mutex::new(conn)),
+            node: node.into(),
             client,
             receivers,
             clock,
@@ -107,8 +123,9 @@ impl Deliverer {
         // receivers' timeout) and write the outcomes.
         let lease = 2 * self.receivers.now().timeout + LEASE_MARGIN;
         let lease_ms = lease.as_millis() as i64;
+        let node = self.node.clone();
         let due = match self
-            .with_db(move |c| outbox::claim_due(c, seal.as_ref(), now, BATCH, lease_ms))
+            .with_db(move |c| outbox::claim_due(c, &node, seal.as_ref(), now, BATCH, lease_ms))
             .await
         {
             Ok(rows) => rows,
@@ -352,6 +369,7 @@ mod tests {
         let clock: Clock = Arc::new(move || clock.load(Ordering::SeqCst));
         let d = Deliverer::new(
             &Database::Sqlite(path.clone()),
+            "test-node",
             LiveReceivers::new(options),
             clock,
         )

@@ -120,7 +120,8 @@ impl HookTargets {
         )?;
         let roles = sessions_by_role(conn, call)?;
         let (worst, reconnects): (Option<i64>, i64) = conn.query_row(
-            "SELECT MAX(worst_badge), COALESCE(SUM(reconnects), 0) FROM participant_sessions WHERE call_id = ?1",
+            "SELECT MAX(worst_badge), CAST(COALESCE(SUM(reconnects), 0) AS BIGINT)
+             FROM participant_sessions WHERE call_id = ?1",
             values![call],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;

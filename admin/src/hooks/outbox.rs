@@ -82,18 +82,19 @@ pub(crate) fn enqueue(
     Ok(())
 }
 
-/// Claims up to `limit` rows due by `now_ms`, each the oldest of its
-/// endpoint and consultation, oldest first; sealed bodies opened with
-/// `seal`. A claimed row is not due again for `lease_ms`: time to post it
-/// and write what came of it. So two deliverers (two nodes on one
-/// PostgreSQL) never post one row at once, and the next row of a
-/// consultation waits until this one is done; a deliverer that dies
-/// mid-post leaves its rows to another once the lease runs out. On
-/// PostgreSQL the rows are locked as they are read and rows another
-/// deliverer is claiming are skipped (`FOR UPDATE … SKIP LOCKED`); SQLite
-/// serialises the whole claim.
+/// Claims for `node` up to `limit` rows due by `now_ms`, each the oldest
+/// of its endpoint and consultation, oldest first; sealed bodies opened
+/// with `seal`. A claimed row is not due again until the claim ends: when
+/// its outcome is written, when `lease_ms` runs out (the node died
+/// mid-post; another takes the row) or when the same node starts again
+/// ([`release_claims`]). So two deliverers (two nodes on one PostgreSQL)
+/// never post one row at once, and the next row of a consultation waits
+/// until this one is done. On PostgreSQL the rows are locked as they are
+/// read and rows another deliverer is claiming are skipped (`FOR UPDATE …
+/// SKIP LOCKED`); SQLite serialises the whole claim.
 pub(crate) fn claim_due(
     conn: &mut Db,
+    node: &str,
     seal: Option<&RecordKey>,
     now_ms: i64,
     limit: u32,
@@ -103,12 +104,20 @@ pub(crate) fn claim_due(
         let rows = due(tx, seal, now_ms, limit)?;
         for row in &rows {
             tx.execute(
-                "UPDATE hook_outbox SET next_attempt_ms = ?2 WHERE seq = ?1",
-                values![row.seq, now_ms + lease_ms],
+                "UPDATE hook_outbox SET claimed_by = ?2, claimed_until_ms = ?3 WHERE seq = ?1",
+                values![row.seq, node, now_ms + lease_ms],
             )?;
         }
         Ok(rows)
     })
+}
+
+/// Ends `node`'s claims: it starts again, so nothing of its is in flight.
+pub(crate) fn release_claims(conn: &mut Db, node: &str) -> SqlResult<usize> {
+    conn.execute(
+        "UPDATE hook_outbox SET claimed_by = NULL, claimed_until_ms = NULL WHERE claimed_by = ?1",
+        values![node],
+    )
 }
 
 /// The rows [`claim_due`] claims, read (and on PostgreSQL locked).
@@ -122,6 +131,7 @@ fn due(
         "SELECT o.seq, o.event_id, o.endpoint, e.body, o.attempts, e.created_at_ms, e.sealed
          FROM hook_outbox o JOIN hook_events e ON e.id = o.event_id
          WHERE o.next_attempt_ms <= ?1
+           AND (o.claimed_until_ms IS NULL OR o.claimed_until_ms <= ?1)
            AND o.seq = (SELECT MIN(seq) FROM hook_outbox f
                         WHERE f.endpoint = o.endpoint AND f.consultation = o.consultation)
          ORDER BY o.seq LIMIT ?2{}",
@@ -187,7 +197,8 @@ fn forget_if_done(conn: &mut Db, event: &str) -> SqlResult<()> {
 /// A failed attempt: try again at `next_ms`.
 pub(crate) fn retry_later(conn: &mut Db, seq: i64, next_ms: i64, error: &str) -> SqlResult<()> {
     conn.execute(
-        "UPDATE hook_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE seq = ?1",
+        "UPDATE hook_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3,
+             claimed_by = NULL, claimed_until_ms = NULL WHERE seq = ?1",
         values![seq, next_ms, error],
     )?;
     Ok(())
@@ -251,8 +262,8 @@ mod tests {
         enqueue(db, None, &endpoints, event, consultation, "test", "{}", at).unwrap();
     }
 
-    fn claimed(db: &mut Db, now: i64) -> Vec<String> {
-        claim_due(db, None, now, 10, LEASE)
+    fn claimed(db: &mut Db, node: &str, now: i64) -> Vec<String> {
+        claim_due(db, node, None, now, 10, LEASE)
             .unwrap()
             .into_iter()
             .map(|p| p.event_id)
@@ -268,9 +279,14 @@ mod tests {
             enqueue_at(&mut a, "evt_1b", 1, 1);
             enqueue_at(&mut a, "evt_2a", 2, 2);
             // The oldest of each consultation, once.
-            assert_eq!(claimed(&mut a, 10), ["evt_1a", "evt_2a"], "{}", db.engine);
+            assert_eq!(
+                claimed(&mut a, "a", 10),
+                ["evt_1a", "evt_2a"],
+                "{}",
+                db.engine
+            );
             assert!(
-                claimed(&mut b, 10).is_empty(),
+                claimed(&mut b, "b", 10).is_empty(),
                 "{}: claimed twice",
                 db.engine
             );
@@ -283,11 +299,28 @@ mod tests {
                 )
                 .unwrap();
             delivered(&mut a, first).unwrap();
-            assert_eq!(claimed(&mut b, 20), ["evt_1b"], "{}", db.engine);
+            assert_eq!(claimed(&mut b, "b", 20), ["evt_1b"], "{}", db.engine);
             // The deliverer holding consultation 2 died: after its lease,
             // another takes the row.
-            assert!(claimed(&mut b, 10 + LEASE - 1).is_empty(), "{}", db.engine);
-            assert_eq!(claimed(&mut b, 10 + LEASE), ["evt_2a"], "{}", db.engine);
+            assert!(
+                claimed(&mut b, "b", 10 + LEASE - 1).is_empty(),
+                "{}",
+                db.engine
+            );
+            assert_eq!(
+                claimed(&mut b, "b", 10 + LEASE),
+                ["evt_2a"],
+                "{}",
+                db.engine
+            );
+            // Node b starts again at once: its claim ends with its restart.
+            assert_eq!(release_claims(&mut b, "b").unwrap(), 2, "{}", db.engine);
+            assert_eq!(
+                claimed(&mut b, "b", 30 + LEASE),
+                ["evt_1b", "evt_2a"],
+                "{}",
+                db.engine
+            );
         }
     }
 }

@@ -13,8 +13,9 @@
 //! SQLite's, as PostgreSQL has its own (`pg_dump`).
 
 pub mod postgres;
-#[cfg(test)]
-pub(crate) mod temp_postgres;
+#[cfg(any(test, feature = "test-postgres"))]
+#[doc(hidden)]
+pub mod temp_postgres;
 mod value;
 
 use std::path::Path;
@@ -148,7 +149,7 @@ pub enum Db {
     /// The embedded file.
     Sqlite(rusqlite::Connection),
     /// A PostgreSQL server's connection (boxed: it is large).
-    Postgres(Box<::postgres::Client>),
+    Postgres(Box<postgres::PgClient>),
 }
 
 impl std::fmt::Debug for Db {
@@ -178,9 +179,9 @@ impl Db {
     pub fn execute(&mut self, sql: &str, params: &[Value]) -> Result<usize, SqlError> {
         match self {
             Db::Sqlite(c) => Ok(c.execute(sql, rusqlite::params_from_iter(params))?),
-            Db::Postgres(c) => {
+            Db::Postgres(c) => postgres::blocking(|| {
                 Ok(c.execute(postgres::numbered(sql).as_str(), &pg(params))? as usize)
-            }
+            }),
         }
     }
 
@@ -199,10 +200,10 @@ impl Db {
                     .map(|r| r.map(Row::new))
                     .collect::<rusqlite::Result<_>>()?)
             }
-            Db::Postgres(c) => {
+            Db::Postgres(c) => postgres::blocking(|| {
                 let rows = c.query(postgres::numbered(sql).as_str(), &pg(params))?;
                 rows.iter().map(postgres::row).collect()
-            }
+            }),
         }
     }
 
@@ -279,7 +280,7 @@ impl Db {
     fn batch(&mut self, sql: &str) -> Result<(), SqlError> {
         match self {
             Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Db::Postgres(c) => Ok(c.batch_execute(sql)?),
+            Db::Postgres(c) => postgres::blocking(|| Ok(c.batch_execute(sql)?)),
         }
     }
 }

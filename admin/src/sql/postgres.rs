@@ -91,7 +91,9 @@ const MIGRATIONS: &[&str] = &[
         endpoint TEXT NOT NULL,
         attempts BIGINT NOT NULL DEFAULT 0,
         next_attempt_ms BIGINT NOT NULL,
-        last_error TEXT
+        last_error TEXT,
+        claimed_by TEXT,
+        claimed_until_ms BIGINT
     );
     CREATE INDEX hook_outbox_order ON hook_outbox (endpoint, consultation, seq);
     CREATE INDEX hook_outbox_due ON hook_outbox (next_attempt_ms);
@@ -248,9 +250,47 @@ const MIGRATION_LOCK: i64 = 0x6361_7265_6361_6c6c;
 /// or `host=… user=… dbname=…`) and brings its schema up to date.
 /// Without TLS: the database is on the hub's own network, as its nodes are.
 pub fn connect(url: &str) -> Result<Db, SqlError> {
-    let mut client = Client::connect(url, NoTls)?;
-    migrate(&mut client)?;
-    Ok(Db::Postgres(Box::new(client)))
+    blocking(|| {
+        let mut client = Client::connect(url, NoTls)?;
+        migrate(&mut client)?;
+        Ok(Db::Postgres(Box::new(PgClient(Some(client)))))
+    })
+}
+
+/// A connection to PostgreSQL. Closing it, like using it, waits on the
+/// client's own runtime, so it is closed where waiting is allowed (see
+/// [`blocking`]), even when a store is dropped inside the server's tasks.
+pub struct PgClient(Option<Client>);
+
+impl std::ops::Deref for PgClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.0.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl std::ops::DerefMut for PgClient {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().expect("taken only when dropped")
+    }
+}
+
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            blocking(move || drop(client));
+        }
+    }
+}
+
+/// Runs `work`, which waits on the PostgreSQL client, where waiting is
+/// allowed. The client drives its connection on a small runtime of its own,
+/// which cannot be entered from a thread that runs the server's async
+/// tasks: there, the thread is handed over for the wait
+/// ([`tokio::task::block_in_place`], as SQLite's calls block it anyway);
+/// elsewhere (a store's own thread, `spawn_blocking`, a test) it just runs.
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
 }
 
 fn migrate(client: &mut Client) -> Result<(), SqlError> {

@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-pub(crate) struct TempPostgres {
+/// A running throwaway cluster.
+pub struct TempPostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     as_root: bool,
@@ -16,7 +17,7 @@ pub(crate) struct TempPostgres {
 
 impl TempPostgres {
     /// Starts one; panics, saying what is missing, if it cannot.
-    pub(crate) fn start() -> TempPostgres {
+    pub fn start() -> TempPostgres {
         let bin = server_bin().expect(
             "PostgreSQL's server is not installed (apt-get install postgresql; tests/run.sh does)",
         );
@@ -40,11 +41,17 @@ impl TempPostgres {
     }
 
     /// Its database, as the client's connection string.
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!(
             "host={} user=carecall dbname=postgres",
             self.dir.path().display()
         )
+    }
+
+    /// The cluster's files (tables, write-ahead log), for a test that looks
+    /// for what must not be stored in the clear.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// Runs `script` as the cluster's owner: whether it succeeded.
