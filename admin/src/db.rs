@@ -1,7 +1,8 @@
 //! The hub's one SQLite database (`data_dir/carecall.db`): the call log and
 //! the admin accounts share it, so one backup copies everything. Schema
 //! changes are migrations, applied in order; `PRAGMA user_version` records
-//! how many ran.
+//! how many ran. PostgreSQL's migrations, for a hub on `database.url`, are
+//! in `sql/postgres.rs` and keep to the same final schema.
 
 use std::path::Path;
 

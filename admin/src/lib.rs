@@ -1,5 +1,6 @@
 //! carecall's admin plane: the call log (every participant's join and leave,
-//! stored in SQLite in the data directory, which the call history, activity
+//! stored in SQLite in the data directory or in a PostgreSQL several nodes
+//! share, see [`sql`], which the call history, activity
 //! reports and dashboard are built on; written on a dedicated thread, see
 //! [`CallLog`], never on a media worker), admin accounts and their sign-in
 //! sessions ([`Accounts`]), the admin pages and API behind them, and

@@ -74,8 +74,8 @@ impl NetNs {
             Err(e) => panic!("cannot run `ip` (apt-get install iproute2): {e}"),
         }
         let ns = NetNs {
-            host_if: format!("cc{}h{k}", pid % 1_000_000),
-            ns_if: format!("cc{}v{k}", pid % 1_000_000),
+            host_if: link_name(x, k, 'h'),
+            ns_if: link_name(x, k, 'v'),
             host_ip: Ipv4Addr::new(10, x, k, 1),
             ns_ip: Ipv4Addr::new(10, x, k, 2),
             name,
@@ -111,11 +111,10 @@ impl NetNs {
     /// (`10.X.K+128.2`), routed to the host: the tablet joined another
     /// network. Returns the new address; `ns_ip` becomes it.
     pub fn move_to_new_link(&mut self) -> Ipv4Addr {
-        let pid = std::process::id();
         let k = self.ns_ip.octets()[2] + 128;
-        let host_if = format!("cc{}H{k}", pid % 1_000_000);
-        let ns_if = format!("cc{}V{k}", pid % 1_000_000);
         let [a, x, _, _] = self.host_ip.octets();
+        let host_if = link_name(x, k, 'H');
+        let ns_if = link_name(x, k, 'V');
         let host_ip = Ipv4Addr::new(a, x, k, 1);
         let ns_ip = Ipv4Addr::new(a, x, k, 2);
         run(
@@ -310,6 +309,13 @@ impl NetNs {
     }
 }
 
+/// The name of a link on subnet `10.X.K.0/30`: `end` is `h` (host) or `v`
+/// (namespace), `H` and `V` for the second link. Unique while the subnet
+/// is held, and known to the reaper from the namespace's name.
+fn link_name(x: u8, k: u8, end: char) -> String {
+    format!("cc{x}k{k}{end}")
+}
+
 /// Where tests hold their subnets: one lock file per /30.
 fn subnet_locks() -> std::path::PathBuf {
     std::env::temp_dir().join("carecall-netlab")
@@ -376,18 +382,26 @@ fn reap_leftovers() {
             }
         }
         let _ = Command::new("ip").args(["netns", "del", name]).output();
-        // Its NAT rules name its links, `cc{pid}h…` and `cc{pid}H…`.
-        let links = [
-            format!("cc{}h", pid % 1_000_000),
-            format!("cc{}H", pid % 1_000_000),
-        ];
-        if let Ok(rules) = Command::new("iptables").args(["-t", "nat", "-S"]).output() {
+        // Its host rules (NAT for a relay, filter for upload loss) name its
+        // host links, which its subnet names.
+        let Some((k, x)) = name
+            .split_once('n')
+            .and_then(|(_, rest)| rest.split_once('x'))
+            .and_then(|(k, x)| Some((k.parse::<u8>().ok()?, x.parse::<u8>().ok()?)))
+        else {
+            continue;
+        };
+        let links = [link_name(x, k, 'h'), link_name(x, k.wrapping_add(128), 'H')];
+        for table in ["nat", "filter"] {
+            let Ok(rules) = Command::new("iptables").args(["-t", table, "-S"]).output() else {
+                continue;
+            };
             for rule in String::from_utf8_lossy(&rules.stdout).lines() {
                 let theirs = rule
                     .split_whitespace()
-                    .any(|w| links.iter().any(|l| w.starts_with(l.as_str())));
+                    .any(|w| links.iter().any(|l| w == l));
                 if let (true, Some(rest)) = (theirs, rule.strip_prefix("-A ")) {
-                    let mut del = vec!["-t", "nat", "-D"];
+                    let mut del = vec!["-t", table, "-D"];
                     del.extend(rest.split_whitespace());
                     let _ = Command::new("iptables").args(&del).output();
                 }

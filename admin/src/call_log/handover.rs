@@ -6,7 +6,7 @@
 use crate::sql::{values, Db, OptionalRow, SqlResult};
 use serde_json::json;
 
-use super::queue::{queued_call, QueuedCall, CALL_COLUMNS};
+use super::queue::{queued_call, queued_call_to_change, QueuedCall, CALL_COLUMNS};
 use super::CallLog;
 use crate::AdminError;
 
@@ -126,7 +126,7 @@ impl CallLog {
         now_ms: i64,
     ) -> Result<Handover, AdminError> {
         self.change(|c| {
-            let Some(call) = queued_call(c, id).optional()? else {
+            let Some(call) = queued_call_to_change(c, id).optional()? else {
                 return Ok(Handover::NoSuchCall);
             };
             // Whoever passed it on keeps the right to pass it again until it
@@ -188,7 +188,7 @@ impl CallLog {
         now_ms: i64,
     ) -> Result<Handover, AdminError> {
         self.change(|c| {
-            let Some(call) = queued_call(c, id).optional()? else {
+            let Some(call) = queued_call_to_change(c, id).optional()? else {
                 return Ok(Handover::NoSuchCall);
             };
             let yours = call.held_by.as_deref() == Some(by) || anyone;
@@ -203,7 +203,7 @@ impl CallLog {
     /// Specialist `who` joins call `id` they were invited to.
     pub fn accept_invite(&self, id: i64, who: &str, now_ms: i64) -> Result<Handover, AdminError> {
         self.change(|c| {
-            let Some(call) = queued_call(c, id).optional()? else {
+            let Some(call) = queued_call_to_change(c, id).optional()? else {
                 return Ok(Handover::NoSuchCall);
             };
             let invited: bool = c.query_row(

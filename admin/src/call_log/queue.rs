@@ -140,6 +140,16 @@ pub(super) fn queued_call(c: &mut Db, id: i64) -> SqlResult<QueuedCall> {
     )
 }
 
+/// One call, read inside a change that goes on to change it by what it
+/// read: locked until the change ends (see [`Db::lock_rows_of`]).
+pub(super) fn queued_call_to_change(c: &mut Db, id: i64) -> SqlResult<QueuedCall> {
+    let sql = format!(
+        "SELECT {CALL_COLUMNS} FROM queued_calls c JOIN homes h ON h.id = c.home_id WHERE c.id = ?1{}",
+        c.lock_rows_of("c")
+    );
+    c.query_row(&sql, values![id], call)
+}
+
 /// The queue's order: urgent first, then by waiting time.
 const ORDER: &str = "c.urgent DESC, c.waiting_since_ms, c.id";
 
@@ -242,12 +252,12 @@ impl CallLog {
     /// Cancels the home's calls that wait and were never answered (inside a
     /// change); the cancellation is recorded as the hub's, not the home's.
     fn cancel_unanswered(&self, c: &mut Db, home_id: &str, now_ms: i64) -> SqlResult<()> {
-        let ids: Vec<i64> = c.query_map(
-            "SELECT id FROM queued_calls
-             WHERE home_id = ?1 AND state = 'waiting' AND answered_at_ms IS NULL ORDER BY id",
-            values![home_id],
-            |r| r.get(0),
-        )?;
+        let sql = format!(
+            "SELECT id FROM queued_calls c
+             WHERE home_id = ?1 AND state = 'waiting' AND answered_at_ms IS NULL ORDER BY id{}",
+            c.lock_rows_of("c")
+        );
+        let ids: Vec<i64> = c.query_map(&sql, values![home_id], |r| r.get(0))?;
         for id in ids {
             c.execute(
                 "UPDATE queued_calls SET state = 'cancelled' WHERE id = ?1",

@@ -270,7 +270,7 @@ impl CallLog {
 
     /// Every recording, newest first.
     pub fn recordings(&self) -> Result<Vec<RecordingRow>, AdminError> {
-        self.recordings_where("1", values![])
+        self.recordings_where("TRUE", values![])
     }
 
     /// Recordings with a file on disk that started before `before` (ms):

@@ -160,10 +160,19 @@ fn due(
 }
 
 /// When the next row falls due, if any is waiting.
+/// Only rows that can be claimed count: the oldest of each endpoint and
+/// consultation, at the later of its next attempt and the end of its claim
+/// (a row waiting behind another, or claimed, is not due at its own time).
 pub(crate) fn next_due_ms(conn: &mut Db) -> SqlResult<Option<i64>> {
-    conn.query_row("SELECT MIN(next_attempt_ms) FROM hook_outbox", &[], |r| {
-        r.get(0)
-    })
+    conn.query_row(
+        "SELECT MIN(CASE WHEN o.claimed_until_ms > o.next_attempt_ms
+                         THEN o.claimed_until_ms ELSE o.next_attempt_ms END)
+         FROM hook_outbox o
+         WHERE o.seq = (SELECT MIN(seq) FROM hook_outbox f
+                        WHERE f.endpoint = o.endpoint AND f.consultation = o.consultation)",
+        &[],
+        |r| r.get(0),
+    )
     .optional()
     .map(Option::flatten)
 }
@@ -288,6 +297,14 @@ mod tests {
             assert!(
                 claimed(&mut b, "b", 10).is_empty(),
                 "{}: claimed twice",
+                db.engine
+            );
+            // Nothing is due until a claim ends: not the row waiting behind
+            // a claimed one, whose own time has passed.
+            assert_eq!(
+                next_due_ms(&mut b).unwrap(),
+                Some(10 + LEASE),
+                "{}",
                 db.engine
             );
             // Consultation 1's first is delivered: its second is next.

@@ -246,7 +246,8 @@ impl Db {
     /// Runs `change` in one transaction: all of it is kept, or, when it
     /// fails, none. On SQLite the write lock is taken at the start
     /// (`BEGIN IMMEDIATE`), so two processes never both read and then
-    /// fail to write; on PostgreSQL each statement's row locks do that.
+    /// fail to write; on PostgreSQL a change that reads and then writes by
+    /// what it read locks what it read ([`Db::lock_rows_of`]).
     pub fn transaction<T, E: From<SqlError>>(
         &mut self,
         change: impl FnOnce(&mut Db) -> Result<T, E>,
@@ -263,6 +264,18 @@ impl Db {
         open.db.batch("COMMIT")?;
         open.committed = true;
         Ok(out)
+    }
+
+    /// What ends a query that reads rows a transaction goes on to change
+    /// by what it read: on PostgreSQL, lock the rows of `table` (its name
+    /// or alias in the query) until the transaction ends, so another
+    /// connection's change waits instead of being overwritten; on SQLite
+    /// nothing, as `BEGIN IMMEDIATE` already holds the one write lock.
+    pub fn lock_rows_of(&self, table: &str) -> String {
+        match self {
+            Db::Sqlite(_) => String::new(),
+            Db::Postgres(_) => format!(" FOR UPDATE OF {table}"),
+        }
     }
 
     /// What ends a query that claims rows for a while: on PostgreSQL, lock
