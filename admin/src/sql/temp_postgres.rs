@@ -3,7 +3,9 @@
 //! that directory (no TCP port, so clusters of tests run at once never
 //! meet), run as the unprivileged `postgres` user when the tests run as
 //! root (initdb refuses root); stopped and removed when dropped. About two
-//! seconds to start.
+//! seconds to start. A test process that is killed cannot stop its
+//! cluster: the next one to start a cluster stops and removes those whose
+//! process is gone (each cluster's directory names its process).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,9 +23,11 @@ impl TempPostgres {
         let bin = server_bin().expect(
             "PostgreSQL's server is not installed (apt-get install postgresql; tests/run.sh does)",
         );
+        static REAPED: std::sync::Once = std::sync::Once::new();
+        REAPED.call_once(|| reap_leftovers(&bin));
         // Under /tmp, which the `postgres` user can reach whatever TMPDIR says.
         let dir = tempfile::Builder::new()
-            .prefix("carecall-pg")
+            .prefix(&format!("carecall-pg{}-", std::process::id()))
             .tempdir_in("/tmp")
             .expect("temp dir");
         let as_root = run_output("id", &["-u"]).trim() == "0";
@@ -56,13 +60,7 @@ impl TempPostgres {
 
     /// Runs `script` as the cluster's owner: whether it succeeded.
     fn run_as_server(&self, script: &str) -> bool {
-        match self.as_root {
-            true => Command::new("su")
-                .args(["postgres", "-s", "/bin/sh", "-c", script])
-                .status(),
-            false => Command::new("sh").args(["-c", script]).status(),
-        }
-        .is_ok_and(|s| s.success())
+        run_as_postgres(self.as_root, script)
     }
 
     fn as_server(&self, script: &str) {
@@ -82,6 +80,46 @@ impl Drop for TempPostgres {
         );
         self.run_as_server(&stop);
     }
+}
+
+/// Stops and removes the clusters of test processes that are gone.
+fn reap_leftovers(bin: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("carecall-pg")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        let stop = format!(
+            "{}/pg_ctl -D {}/data -m immediate stop >/dev/null 2>&1",
+            bin.display(),
+            dir.display()
+        );
+        run_as_postgres(run_output("id", &["-u"]).trim() == "0", &stop);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Runs `script` as the clusters' owner (the `postgres` user when this is
+/// root, else this user): whether it succeeded.
+fn run_as_postgres(as_root: bool, script: &str) -> bool {
+    match as_root {
+        true => Command::new("su")
+            .args(["postgres", "-s", "/bin/sh", "-c", script])
+            .status(),
+        false => Command::new("sh").args(["-c", script]).status(),
+    }
+    .is_ok_and(|s| s.success())
 }
 
 /// The newest `/usr/lib/postgresql/N/bin` that has `initdb`.
