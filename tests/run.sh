@@ -126,12 +126,15 @@ CARECALL_TEST_DATABASE=postgres cargo nextest run --workspace --locked \
   -E 'binary(suite) & test(/^(queue|handover|hooks|records)::/)' >"$logs/postgres" 2>&1 &
 postgres_run=$!
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
+# The deployment files: the systemd unit, Prometheus rules, the Grafana
+# dashboard, the Dockerfile (linted). Light work, also beside the fuzz run.
+CARECALL_BIN=target/debug/carecall deploy/check.sh >"$logs/deploy-check" 2>&1 &
+deploy_check=$!
 await "$fuzz_build" fuzz-build
 # Every fuzz target from its seed corpus, unoptimised, 4 s each (about one
 # minute once built); docs/testing.md has the long runs.
 fuzz/run.sh --dev 4
 await "$postgres_run" postgres
-# The deployment files: the systemd unit, Prometheus rules, the Grafana
-# dashboard, the Dockerfile (linted); then the build steps' result.
-CARECALL_BIN=target/debug/carecall deploy/check.sh
+await "$deploy_check" deploy-check
+# The Dockerfile's build steps, run at idle priority since the build.
 await "$steps" docker-steps
