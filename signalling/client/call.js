@@ -90,6 +90,15 @@ export class Call extends EventTarget {
         this.emit('call-ended', msg);
         return;
       }
+      if (msg.type === 'error') {
+        // At once too, and kept for the close that may follow: it says why.
+        // Queued behind a slow answer, it came after the close, which then
+        // read as a dropped link.
+        this.note('error');
+        this.lastError = msg;
+        this.emit('server-error', msg);
+        return;
+      }
       this.queue = this.queue.then(() => this.handle(msg)).catch((err) => {
         console.error('signalling message failed', msg.type, err);
         this.emit('problem', { message: 'Something went wrong setting up the call. Leave and join again.' });
@@ -262,11 +271,6 @@ export class Call extends EventTarget {
         break;
       case 'media-connected':
         this.emit('media-connected', {});
-        break;
-      case 'error':
-        // Kept for the close that may follow: it says why.
-        this.lastError = msg;
-        this.emit('server-error', msg);
         break;
       default:
         break;
