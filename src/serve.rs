@@ -65,11 +65,16 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         downloads: Some(downloads.clone()),
         seal: Some(record_key.clone()),
     };
-    let call_log =
-        CallLog::connect(&database)?.with_hooks(hook_targets.clone(), Some(hook_wake.clone()));
+    // This node's name among the hub's nodes, kept in the data directory.
+    let node = crate::secret::node_id(&config.data_dir)?;
+    let connect = || -> anyhow::Result<CallLog> {
+        Ok(CallLog::connect(&database)?
+            .with_node(&node)
+            .with_hooks(hook_targets.clone(), Some(hook_wake.clone())))
+    };
+    let call_log = connect()?;
     // The admin plane's own connection writes the queue's events.
-    let history =
-        CallLog::connect(&database)?.with_hooks(hook_targets.clone(), Some(hook_wake.clone()));
+    let history = connect()?;
     let stale_recordings = call_log.close_stale_recordings()?;
     if stale_recordings > 0 {
         tracing::warn!(
@@ -77,8 +82,8 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
             "recordings cut off by the previous run marked failed"
         );
     }
-    let retention_log =
-        CallLog::connect(&database)?.with_hooks(hook_targets, Some(hook_wake.clone()));
+    let retention_log = connect()?;
+    let heartbeat_log = connect()?;
     let retention = Duration::from_secs(config.recording.retention_days.max(1) * 86_400);
     std::thread::Builder::new()
         .name("recording-retention".into())
@@ -88,7 +93,9 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
     // seconds; the browsers wait up to two minutes), in the same calls.
     let carried = call_log.take_carried(std::time::SystemTime::now(), CARRY_OVER_FOR)?;
     let stale = call_log.close_stale_sessions(&carried)?;
-    let first_participant = call_log.highest_participant()? + 1;
+    // Above every id this and any other node of the hub gave out.
+    let first_participant =
+        call_log.node_started(&config.base_url(), std::time::SystemTime::now())?;
     let consents = call_log.consents_of_open_calls()?;
     if stale > 0 {
         tracing::info!(
@@ -151,7 +158,6 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
             .context("installing the SIGHUP handler")?;
         let listener = tokio::net::TcpListener::from_std(http)?;
         // Also with no receiver yet: a reload may add one.
-        let node = crate::secret::node_id(&config.data_dir)?;
         carecall_admin::hooks::start_delivery(&database, &node, receivers.clone(), hook_wake)?;
         let signer = LinkSigner::new(&secret);
         if let Some((_, (_, Some(dev)))) = &https {
@@ -163,7 +169,7 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
                 dev.spki
             );
         }
-        print_banner(&config, &signer, &media, turn.as_ref())?;
+        print_banner(&config, &node, &signer, &media, turn.as_ref())?;
         let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx))
             .with_limits(limits.socket.clone(), refusals.clone())
             .with_first_participant(first_participant);
@@ -218,6 +224,18 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
                 }
             });
         }
+        let present = state.clone();
+        let heartbeat = carecall_admin::nodes::Heartbeat::start(heartbeat_log, move || {
+            let members = present.presence().members();
+            let mut rooms: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
+            rooms.sort_unstable();
+            rooms.dedup();
+            carecall_admin::nodes::NodeLoad {
+                rooms: rooms.len() as u64,
+                participants: members.len() as u64,
+            }
+        })
+        .context("starting the node heartbeat")?;
         let stopping = state.clone();
         let admin = AdminState::new(
             media,
@@ -281,6 +299,8 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         tokio::spawn(reloadable.on_hangup(hangups));
         tokio::spawn(crate::shutdown::on_stop(stopping, parked, stop_tx));
         crate::listen::serve(listener, app, crate::listen::Plain, http_limits, refusals, stop).await;
+        // Listed as stopped, not lost, once it has gone.
+        tokio::task::block_in_place(|| heartbeat.stop());
         Ok(())
     })
 }
@@ -299,6 +319,7 @@ fn refuse_start(who: &str, problems: Vec<(String, String)>) -> anyhow::Result<()
 
 fn print_banner(
     config: &Config,
+    node: &str,
     signer: &LinkSigner,
     media: &MediaServer,
     turn: Option<&crate::turn::TurnSetup>,
@@ -331,6 +352,7 @@ fn print_banner(
         None => println!("TURN: off (turn.enabled = false, or it could not start: see the log)"),
     }
     println!("data directory: {}", config.data_dir.display());
+    println!("node: {node} ({})", config.database());
     println!();
     // Demo links are for trying carecall out: in production they would be
     // working 12-hour links in the journal, readable by whoever reads it.

@@ -26,6 +26,7 @@ mod images;
 mod load;
 mod locked_down;
 mod media_through_sfu;
+mod nodes;
 mod poor_network;
 mod public_surfaces;
 mod queue;

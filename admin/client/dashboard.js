@@ -95,7 +95,24 @@ async function endCall(room) {
   refresh();
 }
 
+// The hub's nodes: live, stopped, or lost (silent without a word).
+const NODE_STATES = { live: 'Live', stopped: 'Stopped', lost: 'Lost' };
+async function refreshNodes() {
+  const res = await fetch('/admin/api/nodes');
+  if (!res.ok) return;
+  const rows = (await res.json()).map((n) => {
+    const tr = el('tr');
+    tr.dataset.node = n.id;
+    tr.dataset.state = n.state;
+    tr.append(cell(n.this ? `${n.id} (this one)` : n.id), cell(n.url), cell(NODE_STATES[n.state] || n.state),
+      cell(n.rooms), cell(n.participants), cell(`${n.silent_s} s ago`));
+    return tr;
+  });
+  $('nodes').replaceChildren(table(['Node', 'Address', 'State', 'Calls', 'Participants', 'Last heard'], rows));
+}
+
 async function refresh() {
+  refreshNodes().catch((e) => console.warn('nodes', e));
   const res = await fetch('/admin/api/rooms');
   if (res.status === 401) { location.href = '/admin/login'; return; }
   const rooms = await res.json();

@@ -264,6 +264,22 @@ const MIGRATIONS: &[&str] = &[
     // hooks::outbox::claim_due): whose, and until when.
     "ALTER TABLE hook_outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE hook_outbox ADD COLUMN claimed_until_ms INTEGER;",
+    // The hub's nodes (see call_log::nodes), and which node holds each
+    // session, recording and resumable session: a node starting again
+    // closes its own, not another's.
+    "CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        heartbeat_at_ms INTEGER NOT NULL,
+        stopped_at_ms INTEGER,
+        rooms INTEGER NOT NULL DEFAULT 0,
+        participants INTEGER NOT NULL DEFAULT 0,
+        ids_to INTEGER NOT NULL DEFAULT 0
+    );
+    ALTER TABLE participant_sessions ADD COLUMN node TEXT;
+    ALTER TABLE recordings ADD COLUMN node TEXT;
+    ALTER TABLE resumable_sessions ADD COLUMN node TEXT;",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

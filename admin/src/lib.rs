@@ -32,6 +32,7 @@ mod join_times;
 mod limiter;
 mod links;
 pub mod metrics;
+pub mod nodes;
 mod pages;
 mod password_checks;
 mod polls;

@@ -100,6 +100,7 @@ pub fn render(
         "Bytes of finished recordings on disk, until retention deletes them.",
         stored.recording_bytes,
     )?;
+    render_nodes(&registry, &stored.nodes)?;
     for histogram in join_times.collectors() {
         registry.register(histogram)?;
     }
@@ -204,9 +205,53 @@ pub fn render(
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// Each node's state and load, by node id: every node's `/metrics` shows
+/// them all, so one scrape finds a node lost.
+fn render_nodes(
+    registry: &Registry,
+    nodes: &[crate::nodes::NodeStatus],
+) -> Result<(), prometheus::Error> {
+    let family = |name: &str, help: &str| -> Result<IntGaugeVec, prometheus::Error> {
+        let g = IntGaugeVec::new(Opts::new(name, help), &["node"])?;
+        registry.register(Box::new(g.clone()))?;
+        Ok(g)
+    };
+    let up = family(
+        "carecall_node_up",
+        "1 while the node's heartbeat is current, 0 once it stopped or was lost.",
+    )?;
+    let lost = family(
+        "carecall_node_lost",
+        "1 once the node has been silent for 6 s without saying it was stopping: killed, crashed or cut off.",
+    )?;
+    let silent = family(
+        "carecall_node_heartbeat_age_seconds",
+        "Seconds since the node's last heartbeat.",
+    )?;
+    let rooms = family(
+        "carecall_node_rooms",
+        "Calls on the node at its last heartbeat.",
+    )?;
+    let people = family(
+        "carecall_node_participants",
+        "Participants on the node at its last heartbeat.",
+    )?;
+    for n in nodes {
+        let id = [n.id.as_str()];
+        up.with_label_values(&id)
+            .set(i64::from(n.state == crate::nodes::NodeState::Live));
+        lost.with_label_values(&id)
+            .set(i64::from(n.state == crate::nodes::NodeState::Lost));
+        silent.with_label_values(&id).set(n.silent_s as i64);
+        rooms.with_label_values(&id).set(n.rooms as i64);
+        people.with_label_values(&id).set(n.participants as i64);
+    }
+    Ok(())
+}
+
 /// What the database holds that operators watch: record-hook deliveries by
-/// state, and the recordings' disk use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// state, the recordings' disk use, and the hub's nodes.
+#[derive(Debug, Clone, Default)]
 pub struct StoreCounts {
     /// Hook deliveries waiting for delivery or a retry.
     pub waiting: u64,
@@ -214,6 +259,8 @@ pub struct StoreCounts {
     pub dead_letters: u64,
     /// Bytes of finished recordings not yet deleted.
     pub recording_bytes: u64,
+    /// Every node of the hub (one, unless several share a PostgreSQL).
+    pub nodes: Vec<crate::nodes::NodeStatus>,
 }
 
 /// Reads a total from a participant's statistics.

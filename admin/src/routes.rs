@@ -269,6 +269,12 @@ fn protected() -> Vec<(Method, &'static str, Who, MethodRouter<AdminState>)> {
             Admin,
             get(crate::reports::encounters_json),
         ),
+        (
+            Method::GET,
+            "/admin/api/nodes",
+            Admin,
+            get(crate::nodes::list),
+        ),
         (Method::POST, "/admin/api/links", Admin, post(links::create)),
         (Method::POST, "/admin/logout", Staff, post(auth::logout)),
     ]

@@ -72,7 +72,7 @@ pub const DATABASE_VAR: &str = "CARECALL_TEST_DATABASE";
 /// PostgreSQL its records go to; a restarted server gets both.
 pub struct DataDir {
     dir: tempfile::TempDir,
-    postgres: Option<carecall_admin::sql::temp_postgres::TempPostgres>,
+    postgres: Option<std::sync::Arc<carecall_admin::sql::temp_postgres::TempPostgres>>,
 }
 
 impl std::fmt::Debug for DataDir {
@@ -95,11 +95,43 @@ impl DataDir {
     /// `dir`, with a database as [`DATABASE_VAR`] says.
     pub fn from(dir: tempfile::TempDir) -> std::sync::Arc<DataDir> {
         let postgres = match std::env::var(DATABASE_VAR).as_deref() {
-            Ok("postgres") => Some(carecall_admin::sql::temp_postgres::TempPostgres::start()),
-            Ok("sqlite") | Err(_) => None,
+            Ok("postgres") => true,
+            Ok("sqlite") | Err(_) => false,
             Ok(other) => panic!("{DATABASE_VAR}={other}: sqlite or postgres"),
         };
-        std::sync::Arc::new(DataDir { dir, postgres })
+        std::sync::Arc::new(DataDir {
+            dir,
+            postgres: postgres.then(|| std::sync::Arc::new(Self::cluster())),
+        })
+    }
+
+    /// A fresh one whose records go to a throwaway PostgreSQL, whatever
+    /// [`DATABASE_VAR`] says: for what only a shared database can do.
+    pub fn on_postgres() -> std::sync::Arc<DataDir> {
+        std::sync::Arc::new(DataDir {
+            dir: tempfile::tempdir().expect("temp dir"),
+            postgres: Some(std::sync::Arc::new(Self::cluster())),
+        })
+    }
+
+    /// Another node's data directory beside `first`'s: the same database
+    /// and the hub's shared secrets (links, TURN, recordings), copied as
+    /// docs/scaling.md says; its own node id. `first`'s server must have
+    /// started (it makes the secrets).
+    pub fn beside(first: &DataDir) -> std::sync::Arc<DataDir> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for secret in ["link-secret", "turn-secret", "recording-secret"] {
+            std::fs::copy(first.path().join(secret), dir.path().join(secret))
+                .unwrap_or_else(|e| panic!("copying {secret}: {e}"));
+        }
+        std::sync::Arc::new(DataDir {
+            dir,
+            postgres: first.postgres.clone(),
+        })
+    }
+
+    fn cluster() -> carecall_admin::sql::temp_postgres::TempPostgres {
+        carecall_admin::sql::temp_postgres::TempPostgres::start()
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -130,6 +162,15 @@ impl DataDir {
             ),
         }
         files
+    }
+
+    /// The call log its records are in, opened from the test.
+    pub fn call_log(&self) -> carecall_admin::CallLog {
+        let database = match &self.postgres {
+            Some(pg) => carecall_admin::sql::Database::Postgres(pg.url()),
+            None => carecall_admin::sql::Database::Sqlite(self.path().join("carecall.db")),
+        };
+        carecall_admin::CallLog::connect(&database).expect("the call log opens")
     }
 
     /// What a `carecall` process needs besides the directory to find the

@@ -23,12 +23,12 @@ impl CallLog {
         let claims = serde_json::to_string(claims).unwrap_or_default();
         self.read(|c| {
             c.execute(
-                "INSERT INTO resumable_sessions (resume_hash, room, participant, claims_json)
-                 VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO resumable_sessions (resume_hash, room, participant, claims_json, node)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (resume_hash) DO UPDATE SET room = excluded.room,
                      participant = excluded.participant, claims_json = excluded.claims_json,
-                     parked_at_ms = NULL, recording = 0",
-                values![resume_hash, room, participant, claims],
+                     parked_at_ms = NULL, recording = 0, node = excluded.node",
+                values![resume_hash, room, participant, claims, self.node()],
             )
         })
         .map(drop)
@@ -42,16 +42,19 @@ impl CallLog {
         at: SystemTime,
         recording: &[(String, String)],
     ) -> Result<usize, AdminError> {
+        let node = self.node();
         self.change(|c| {
             for (room, participant) in recording {
                 c.execute(
-                    "UPDATE resumable_sessions SET recording = 1 WHERE room = ?1 AND participant = ?2",
-                    values![room, participant],
+                    "UPDATE resumable_sessions SET recording = 1
+                     WHERE room = ?1 AND participant = ?2 AND (node = ?3 OR node IS NULL)",
+                    values![room, participant, node],
                 )?;
             }
             c.execute(
-                "UPDATE resumable_sessions SET parked_at_ms = ?1 WHERE parked_at_ms IS NULL",
-                values![ms(at)],
+                "UPDATE resumable_sessions SET parked_at_ms = ?1
+                 WHERE parked_at_ms IS NULL AND (node = ?2 OR node IS NULL)",
+                values![ms(at), node],
             )
         })
     }
@@ -105,20 +108,23 @@ impl CallLog {
         max_age: Duration,
     ) -> Result<Vec<CarriedSession>, AdminError> {
         let since = ms(now) - max_age.as_millis() as i64;
+        let node = self.node();
         self.change(|c| {
             c.execute(
-                "DELETE FROM resumable_sessions WHERE parked_at_ms IS NULL OR parked_at_ms < ?1",
-                values![since],
+                "DELETE FROM resumable_sessions WHERE (node = ?2 OR node IS NULL)
+                 AND (parked_at_ms IS NULL OR parked_at_ms < ?1)",
+                values![since, node],
             )?;
             let rows: Vec<(String, String, String, i64, bool)> = c.query_map(
                 "SELECT resume_hash, participant, claims_json, parked_at_ms, recording
-                 FROM resumable_sessions",
-                &[],
+                 FROM resumable_sessions WHERE node = ?1 OR node IS NULL",
+                values![node],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )?;
             c.execute(
-                "UPDATE resumable_sessions SET parked_at_ms = NULL, recording = 0",
-                &[],
+                "UPDATE resumable_sessions SET parked_at_ms = NULL, recording = 0, node = ?1
+                 WHERE node = ?1 OR node IS NULL",
+                values![node],
             )?;
             Ok(rows
                 .into_iter()
@@ -146,28 +152,6 @@ impl CallLog {
             )
         })
         .map(drop)
-    }
-
-    /// The highest participant number the call history holds (0 if none),
-    /// so a new process numbers participants above it.
-    pub fn highest_participant(&self) -> Result<u64, AdminError> {
-        // Each process numbers above the highest it finds, so the numbers
-        // only grow with the rows: the latest sessions hold the highest (a
-        // thousand leave room for any written out of order). Parsed here,
-        // not cast in SQL, which PostgreSQL refuses for text that is not a
-        // number.
-        let ids: Vec<String> = self.read(|c| {
-            c.query_map(
-                "SELECT participant FROM participant_sessions ORDER BY id DESC LIMIT 1000",
-                &[],
-                |r| r.get(0),
-            )
-        })?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| id.strip_prefix('p')?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0))
     }
 }
 

@@ -5,6 +5,7 @@ mod carry_over;
 mod detail;
 mod handover;
 mod images;
+pub(crate) mod nodes;
 mod quality;
 mod queue;
 mod recordings;
@@ -86,6 +87,9 @@ pub struct CallLog {
     hooks: HookTargets,
     /// Wakes hook delivery after an event is written.
     wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// The node whose sessions and recordings this log writes (empty for
+    /// one machine's hub): what it closes when it starts again is its own.
+    node: String,
 }
 
 /// The consultation open in `room`, if anyone is in it.
@@ -117,7 +121,20 @@ impl CallLog {
             db: RefCell::new(db),
             hooks: HookTargets::default(),
             wake: None,
+            node: String::new(),
         }
+    }
+
+    /// Writes sessions and recordings as `node`'s, and closes only its own
+    /// left open by its last run.
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = node.to_owned();
+        self
+    }
+
+    /// The node this log writes for.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
     }
 
     /// Writes record-hook events for `hooks` with every change, and wakes
@@ -177,8 +194,8 @@ impl CallLog {
         let mut stale: Vec<(String, String, i64)> = self.read(|c| {
             c.query_map(
                 "SELECT room, participant, joined_at_ms FROM participant_sessions
-                 WHERE left_at_ms IS NULL ORDER BY id",
-                &[],
+                 WHERE left_at_ms IS NULL AND (node = ?1 OR node IS NULL) ORDER BY id",
+                values![self.node],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
         })?;
@@ -195,8 +212,9 @@ impl CallLog {
                     "SELECT CASE WHEN COALESCE(MAX(q.at_ms), 0) > ?2 THEN MAX(q.at_ms) ELSE ?2 END
                      FROM participant_sessions s
                      LEFT JOIN quality_samples q ON q.session_id = s.id
-                     WHERE s.participant = ?1 AND s.left_at_ms IS NULL",
-                    values![participant, *joined],
+                     WHERE s.participant = ?1 AND s.left_at_ms IS NULL
+                     AND (s.node = ?3 OR s.node IS NULL)",
+                    values![participant, *joined, self.node],
                     |r| r.get(0),
                 )
             })?;
@@ -218,7 +236,7 @@ impl CallLog {
         at: SystemTime,
     ) -> Result<(), AdminError> {
         let at = ms(at);
-        let hooks = &self.hooks;
+        let (hooks, node) = (&self.hooks, &self.node);
         self.change(|c| {
             let call = match open_call(c, room)? {
                 Some(id) => id,
@@ -237,8 +255,9 @@ impl CallLog {
                 }
             };
             c.execute(
-                "INSERT INTO participant_sessions (room, participant, role, joined_at_ms, call_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-                values![room, participant, role, at, call],
+                "INSERT INTO participant_sessions (room, participant, role, joined_at_ms, call_id, node)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                values![room, participant, role, at, call, node],
             )?;
             let data = serde_json::json!({
                 "room": room,
@@ -323,6 +342,7 @@ impl CallLog {
             waiting,
             dead_letters,
             recording_bytes: recording_bytes.max(0) as u64,
+            nodes: self.nodes(std::time::SystemTime::now())?,
         })
     }
 

@@ -158,13 +158,13 @@ impl CallLog {
         at: SystemTime,
     ) -> Result<(), AdminError> {
         let at = ms(at);
-        let hooks = &self.hooks;
+        let (hooks, node) = (&self.hooks, self.node());
         self.change(|c| {
             let call = open_call(c, room)?.unwrap_or(0);
             c.execute(
-                "INSERT INTO recordings (id, room, call_id, started_by, started_at_ms, state, path, encrypted)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'recording', ?6, ?7)",
-                values![id, room, call, by, at, path.to_string_lossy(), encrypted],
+                "INSERT INTO recordings (id, room, call_id, started_by, started_at_ms, state, path, encrypted, node)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'recording', ?6, ?7, ?8)",
+                values![id, room, call, by, at, path.to_string_lossy(), encrypted, node],
             )?;
             let data = json!({
                 "recording": id,
@@ -297,7 +297,10 @@ impl CallLog {
     /// are marked failed (a sealed file without its last chunk does not
     /// export; a plain one may still play up to where it stopped).
     pub fn close_stale_recordings(&self) -> Result<usize, AdminError> {
-        let stale = self.recordings_where("state = 'recording'", values![])?;
+        let stale = self.recordings_where(
+            "state = 'recording' AND (node = ?1 OR node IS NULL)",
+            values![self.node()],
+        )?;
         for r in &stale {
             self.recording_finished(
                 &r.id,

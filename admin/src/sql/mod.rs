@@ -283,9 +283,22 @@ impl Db {
     /// read and skip those another connection has locked; on SQLite
     /// nothing, as a transaction there already holds the one write lock.
     pub fn skip_locked_rows_of(&self, table: &str) -> String {
+        let lock = self.lock_rows_of(table);
+        if lock.is_empty() {
+            lock
+        } else {
+            lock + " SKIP LOCKED"
+        }
+    }
+
+    /// Makes other transactions that change `table` wait until this one
+    /// ends, for a change that reads the whole table first (rows that do
+    /// not exist yet cannot be locked). On SQLite nothing: `BEGIN
+    /// IMMEDIATE` already holds the one write lock.
+    pub fn lock_table(&mut self, table: &str) -> Result<(), SqlError> {
         match self {
-            Db::Sqlite(_) => String::new(),
-            Db::Postgres(_) => format!(" FOR UPDATE OF {table} SKIP LOCKED"),
+            Db::Sqlite(_) => Ok(()),
+            Db::Postgres(_) => self.batch(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE")),
         }
     }
 

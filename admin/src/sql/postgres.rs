@@ -241,6 +241,21 @@ const MIGRATIONS: &[&str] = &[
         deleted_at_ms BIGINT
     );
     CREATE INDEX images_by_call ON images (call_id, stored_at_ms);",
+    // 4: the hub's nodes, and which node holds each session (SQLite's
+    // migration of the same name).
+    "CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        started_at_ms BIGINT NOT NULL,
+        heartbeat_at_ms BIGINT NOT NULL,
+        stopped_at_ms BIGINT,
+        rooms BIGINT NOT NULL DEFAULT 0,
+        participants BIGINT NOT NULL DEFAULT 0,
+        ids_to BIGINT NOT NULL DEFAULT 0
+    );
+    ALTER TABLE participant_sessions ADD COLUMN node TEXT;
+    ALTER TABLE recordings ADD COLUMN node TEXT;
+    ALTER TABLE resumable_sessions ADD COLUMN node TEXT;",
 ];
 
 /// Any number: two nodes starting at once take turns to migrate.
