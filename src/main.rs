@@ -10,6 +10,7 @@ mod https;
 mod listen;
 mod logs;
 mod pem;
+mod placement;
 mod recording;
 mod reload;
 mod secret;

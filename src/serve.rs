@@ -84,6 +84,14 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
     }
     let retention_log = connect()?;
     let heartbeat_log = connect()?;
+    // Rooms are placed across nodes only where several can share the
+    // records: one node on SQLite hosts every room.
+    let placer = match &database {
+        carecall_admin::sql::Database::Postgres(_) => Some(std::sync::Arc::new(
+            crate::placement::DatabasePlacer::new(connect()?),
+        )),
+        carecall_admin::sql::Database::Sqlite(_) => None,
+    };
     let retention = Duration::from_secs(config.recording.retention_days.max(1) * 86_400);
     std::thread::Builder::new()
         .name("recording-retention".into())
@@ -173,6 +181,9 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx))
             .with_limits(limits.socket.clone(), refusals.clone())
             .with_first_participant(first_participant);
+        if let Some(placer) = placer {
+            state = state.with_placer(placer);
+        }
         for (room, until) in history.link_revocations()? {
             state.revocations().revoke(&room, until);
         }
@@ -227,12 +238,14 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         let present = state.clone();
         let heartbeat = carecall_admin::nodes::Heartbeat::start(heartbeat_log, move || {
             let members = present.presence().members();
-            let mut rooms: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
+            let participants = members.len() as u64;
+            let mut rooms: Vec<String> = members.into_iter().map(|m| m.0).collect();
             rooms.sort_unstable();
             rooms.dedup();
             carecall_admin::nodes::NodeLoad {
                 rooms: rooms.len() as u64,
-                participants: members.len() as u64,
+                participants,
+                present: rooms,
             }
         })
         .context("starting the node heartbeat")?;

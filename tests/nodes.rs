@@ -138,3 +138,124 @@ async fn two_nodes_share_one_database_and_a_killed_one_shows_lost() {
     assert!(states.contains(&(id_a, NodeState::Stopped)), "{states:?}");
     assert!(states.contains(&(id_b, NodeState::Lost)), "{states:?}");
 }
+
+/// The record-hook receiver's settings for a node.
+fn hooks_to(addr: std::net::SocketAddr) -> Vec<(String, String)> {
+    let env = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    vec![
+        env("CARECALL_HOOK_URL", &format!("http://{addr}/hooks")),
+        env("CARECALL_HOOK_SECRET", crate::support::hooks::SECRET),
+        env("CARECALL_HOOKS_MAX_BACKOFF_SECS", "1"),
+    ]
+}
+
+/// Three browsers in a call on node A, which is killed (SIGKILL): each
+/// tries to resume on A, then on B, the hub's other live node (from the
+/// `nodes` message); once A is lost, B takes the call over and every
+/// browser decodes the others again from B, with its participant id, on
+/// a fresh media session, with no click. The queue's waiting call and the
+/// record hooks lose nothing and double nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_browsers_on_a_killed_node_decode_again_from_the_other_within_10_s() {
+    use crate::support::browser::{Browser, Driver};
+    let hooks = std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port()));
+    let receiver = crate::support::hooks::Receiver::default();
+    receiver.listen(hooks).await;
+    let dir_a = DataDir::on_postgres();
+    let with_hooks = |dir: &std::sync::Arc<DataDir>| ServerOptions {
+        data_dir: Some(dir.clone()),
+        env: hooks_to(hooks),
+        ..Default::default()
+    };
+    let mut a = Server::start_with(with_hooks(&dir_a));
+    let b = Server::start_with(with_hooks(&DataDir::beside(&dir_a)));
+    // A home's call waits in the queue, placed through A.
+    let (_, home) = crate::support::queue::add_home(&a, "Rose Court");
+    let (status, placed) = crate::support::queue::place_call(&a, &home, false).await;
+    assert_eq!(status, 201, "{placed}");
+    let queued = placed["call"].as_i64().expect("call id");
+
+    let driver = Driver::start().await;
+    let browsers = crate::support::calls::join_three(&driver, &a, "failover-1").await;
+    let refs: Vec<&Browser> = browsers.iter().collect();
+    crate::support::calls::wait_all_decoding(&refs, 2, Duration::from_secs(60)).await;
+    let mut ids = Vec::new();
+    for br in &browsers {
+        ids.push(br.participant().await.expect("joined"));
+        let hub = br.eval("return window.carecall.call.hub;").await;
+        assert_eq!(
+            hub,
+            a.base_url.as_str(),
+            "the room is on A, where it was first joined"
+        );
+        br.eval("window.carecall.call.pc.beforeRestart = true; return true;")
+            .await;
+    }
+
+    a.kill();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(10);
+    let mut back = vec![None; browsers.len()];
+    while back.iter().any(Option::is_none) {
+        for (i, br) in browsers.iter().enumerate() {
+            if back[i].is_none() && crate::restart::decoding_afresh(br, 2).await {
+                back[i] = Some(killed.elapsed());
+            }
+        }
+        if Instant::now() > deadline {
+            let mut notes = Vec::new();
+            for br in &browsers {
+                notes.push(br.metrics().await["signals"].to_string());
+            }
+            panic!(
+                "not all decode again within 10 s of the kill: {back:?}\n{}",
+                notes.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("node A killed: decoding again from B after {back:?}");
+    for (br, id) in browsers.iter().zip(&ids) {
+        assert_eq!(
+            br.participant().await.as_deref(),
+            Some(id.as_str()),
+            "same id"
+        );
+        let hub = br.eval("return window.carecall.call.hub;").await;
+        assert_eq!(hub, b.base_url.as_str(), "the call is on B now");
+    }
+
+    // The queue's call is still waiting, read through B.
+    let (status, now) = crate::support::queue::status(&b, &home, queued).await;
+    assert_eq!(
+        (status, now["state"].as_str()),
+        (200, Some("waiting")),
+        "{now}"
+    );
+    // One consultation in the history, its three sessions carried.
+    let calls = crate::hooks::history(&b).await;
+    let ours: Vec<_> = calls.iter().filter(|c| c.1 == 3).collect();
+    assert_eq!(ours.len(), 1, "one consultation of three: {calls:?}");
+    // Every hook event once (by webhook-id), the call's once each.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let events = receiver.events();
+        let of = |t: &str| events.iter().filter(|e| e["type"] == t).count();
+        if of("participant.joined") >= 3 {
+            let mut delivered: Vec<String> =
+                receiver.accepted().into_iter().map(|d| d.id).collect();
+            let all = delivered.len();
+            delivered.sort();
+            delivered.dedup();
+            assert_eq!(delivered.len(), all, "an event delivered twice: {events:?}");
+            assert_eq!(of("participant.joined"), 3, "no second join: {events:?}");
+            assert_eq!(of("participant.left"), 0, "nobody left: {events:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "hook events: {events:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for br in browsers {
+        br.close().await;
+    }
+}

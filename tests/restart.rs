@@ -16,7 +16,7 @@ use crate::support::{Server, ServerOptions};
 
 /// Whether the page decodes `remotes` videos on a connection made after
 /// its old one was marked.
-async fn decoding_afresh(b: &Browser, remotes: usize) -> bool {
+pub(crate) async fn decoding_afresh(b: &Browser, remotes: usize) -> bool {
     let fresh = b
         .eval("const c = window.carecall.call; return !!(c.pc && !c.pc.beforeRestart);")
         .await;

@@ -280,6 +280,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE participant_sessions ADD COLUMN node TEXT;
     ALTER TABLE recordings ADD COLUMN node TEXT;
     ALTER TABLE resumable_sessions ADD COLUMN node TEXT;",
+    // Which node hosts each room (see call_log::placement).
+    "CREATE TABLE room_placements (
+        room TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        placed_at_ms INTEGER NOT NULL
+    );",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

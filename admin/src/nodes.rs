@@ -12,6 +12,7 @@ use crate::api_error::ApiError;
 pub use crate::call_log::nodes::{
     NodeLoad, NodeState, NodeStatus, HEARTBEAT_EVERY, IDS_PER_START, LOST_AFTER,
 };
+pub use crate::call_log::placement::{Placement, PLACEMENT_HELD_FOR};
 use crate::call_log::CallLog;
 use crate::state::AdminState;
 

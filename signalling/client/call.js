@@ -63,6 +63,9 @@ export class Call extends EventTarget {
     this.lastRestart = -Infinity;  // when ICE was last restarted (ms)
     this.answerTimer = null;
     this.abandoned = [];           // sockets given up on, closed once resumed
+    this.hub = location.origin;    // the node that hosts the room (docs/scaling.md)
+    this.nodes = [];               // the hub's live nodes: where to resume if the hub goes
+    this.redirects = 0;            // 'elsewhere' followed for this join
   }
 
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
@@ -72,9 +75,11 @@ export class Call extends EventTarget {
   }
 
   // Opens the signalling socket and sends `first` on it (join or resume).
-  openSocket(first) {
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(`${scheme}//${location.host}/ws`);
+  openSocket(first, hub = this.hub) {
+    const url = new URL('/ws', hub);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(url);
+    this.first = first;
     this.ws = ws;
     ws.onopen = () => {
       this.note(`socket-open`);
@@ -88,6 +93,26 @@ export class Call extends EventTarget {
         this.closedByUs = true;
         this.stop();
         this.emit('call-ended', msg);
+        return;
+      }
+      if (msg.type === 'elsewhere') {
+        // The room is on another node of the hub: the same join, there.
+        // Its close follows, on a socket no longer ours.
+        this.note('elsewhere');
+        // A resume goes where it is sent until its window ends (its node
+        // may be gone, and the call moved once that is noticed); a join
+        // follows a few redirects, not a loop.
+        if (this.first.type === 'join' && ++this.redirects > 3) {
+          this.stop();
+          this.emit('closed', { code: 4007, reason: 'The hub could not find this call. Join it again.' });
+          return;
+        }
+        this.hub = msg.url;
+        this.openSocket(this.first);
+        return;
+      }
+      if (msg.type === 'nodes') {
+        this.nodes = msg.urls;
         return;
       }
       if (msg.type === 'error') {
@@ -150,9 +175,13 @@ export class Call extends EventTarget {
     // fails at once, and the first after it returns gets through.
     clearTimeout(this.resumeTimer);
     const delay = this.resumeTries++ === 0 ? 0 : 500;
+    // Each try at the next node in turn, its own first: a node that is
+    // gone hands its calls to another, which takes the resume.
+    const hubs = [this.hub, ...this.nodes.filter((u) => u !== this.hub)];
+    const hub = hubs[(this.resumeTries - 1) % hubs.length];
     this.resumeTimer = setTimeout(() => {
       if (this.closedByUs) return;
-      this.openSocket({ type: 'resume', v: PROTOCOL_VERSION, resume: this.resumeToken });
+      this.openSocket({ type: 'resume', v: PROTOCOL_VERSION, resume: this.resumeToken }, hub);
     }, delay);
   }
 
@@ -281,6 +310,8 @@ export class Call extends EventTarget {
   // meanwhile goes; media is restarted if it is not flowing, or made afresh
   // when the hub restarted (`media: 'new'`).
   async resumed(msg) {
+    // Resumed on another node: it hosts the call now.
+    if (this.ws) this.hub = new URL(this.ws.url.replace(/^ws/, 'http')).origin;
     this.socketLostAt = null;
     this.hubRestarting = false;
     this.closeAbandoned();

@@ -54,6 +54,12 @@ impl CarriedOver {
         self.lock().drain().map(|(_, s)| s).collect()
     }
 
+    /// Those of the sessions with `hashes` still held.
+    pub fn give_up_these(&self, hashes: &[String]) -> Vec<CarriedSession> {
+        let mut waiting = self.lock();
+        hashes.iter().filter_map(|h| waiting.remove(h)).collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CarriedSession>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }

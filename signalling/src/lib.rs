@@ -16,6 +16,7 @@ mod events;
 pub mod images;
 mod outcomes;
 mod pages;
+pub mod placement;
 mod presence;
 pub mod protocol;
 mod recording;
@@ -108,6 +109,10 @@ struct Inner {
     revocations: LinkRevocations,
     outcomes: outcomes::JoinOutcomes,
     carried: carried::CarriedOver,
+    /// Where rooms are hosted, on a hub of several nodes.
+    placer: Option<Arc<dyn placement::RoomPlacer>>,
+    /// Held while a call is taken over from a node that is gone.
+    adopting: std::sync::Mutex<()>,
     /// Set once the hub is stopping: no new joins.
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -139,6 +144,8 @@ impl AppState {
                 revocations: LinkRevocations::default(),
                 outcomes: outcomes::JoinOutcomes::default(),
                 carried: carried::CarriedOver::default(),
+                placer: None,
+                adopting: std::sync::Mutex::new(()),
                 stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -184,6 +191,32 @@ impl AppState {
         }
     }
 
+    /// Sends each join to the node that hosts its room, as `placer` says.
+    pub fn with_placer(self, placer: Arc<dyn placement::RoomPlacer>) -> Self {
+        let inner = Arc::into_inner(self.inner).expect("with_placer before the state is shared");
+        AppState {
+            inner: Arc::new(Inner {
+                placer: Some(placer),
+                ..inner
+            }),
+        }
+    }
+
+    /// Where `room` is hosted: here, unless a placer says another node.
+    /// Waits on the placer (the database) off the runtime's other tasks.
+    pub(crate) fn hosted(&self, room: &str) -> placement::Hosted {
+        let Some(placer) = &self.inner.placer else {
+            return placement::Hosted::Here;
+        };
+        match tokio::task::block_in_place(|| placer.place(room)) {
+            Ok(hosted) => hosted,
+            Err(error) => {
+                tracing::warn!(%error, room, "room placement unreadable: hosting the room here");
+                placement::Hosted::Here
+            }
+        }
+    }
+
     /// Lets clinicians record calls, written as `policy` says.
     pub fn with_recording(self, policy: RecordingPolicy) -> Self {
         let inner = Arc::into_inner(self.inner).expect("with_recording before the state is shared");
@@ -215,7 +248,13 @@ impl AppState {
     /// call history when the previous process stopped. Returns how many.
     pub fn give_up_carried(&self) -> usize {
         let gone = self.inner.carried.give_up();
-        for s in &gone {
+        self.gone(&gone);
+        gone.len()
+    }
+
+    /// Each of `gone` leaves the call history when its node stopped.
+    fn gone(&self, gone: &[CarriedSession]) {
+        for s in gone {
             tracing::info!(room = %s.claims.room, participant = %s.participant, "not resumed after the restart");
             self.emit(CallEvent::Left {
                 room: s.claims.room.clone(),
@@ -223,7 +262,56 @@ impl AppState {
                 at: s.parked_at,
             });
         }
-        gone.len()
+    }
+
+    /// The session `resume` names, kept by another node: where its browser
+    /// resumes, or (its node gone) its call taken over here, the call's
+    /// sessions held for [`RESUME_WINDOW`] for their browsers.
+    /// One at a time: a call's browsers resume here at once, and the first
+    /// takes the call over for all; the others find their sessions held.
+    pub(crate) fn adopt(&self, resume: &str) -> Result<CarriedSession, placement::Adoption> {
+        let Some(placer) = &self.inner.placer else {
+            return Err(placement::Adoption::Unknown);
+        };
+        let _one_at_a_time = self
+            .inner
+            .adopting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = self.inner.carried.take(resume) {
+            return Ok(held);
+        }
+        let hash = resume_hash(resume);
+        match tokio::task::block_in_place(|| placer.adopt(&hash)) {
+            Ok(placement::Adoption::Adopted(sessions)) => {
+                let hashes: Vec<String> = sessions.iter().map(|s| s.resume_hash.clone()).collect();
+                tracing::info!(
+                    sessions = sessions.len(),
+                    "taking over a call from a node that is gone"
+                );
+                self.inner.carried.hold(sessions);
+                let state = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(RESUME_WINDOW).await;
+                    state.gone(&state.inner.carried.give_up_these(&hashes));
+                });
+                self.inner
+                    .carried
+                    .take(resume)
+                    .ok_or(placement::Adoption::Unknown)
+            }
+            Ok(other) => Err(other),
+            Err(error) => {
+                tracing::warn!(%error, "sessions of other nodes unreadable");
+                Err(placement::Adoption::Unknown)
+            }
+        }
+    }
+
+    /// The hub's live nodes, if it has several.
+    pub(crate) fn nodes(&self) -> Option<Vec<String>> {
+        let placer = self.inner.placer.as_ref()?;
+        Some(tokio::task::block_in_place(|| placer.nodes()))
     }
 
     /// The first step of a stop: no more joins, and every recording is

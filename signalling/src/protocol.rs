@@ -192,6 +192,20 @@ pub enum ServerMessage {
         /// Plain-language explanation, safe to show.
         message: String,
     },
+    /// The room is hosted on another node of the hub: the browser sends
+    /// the same first message (its join) there. The socket closes next,
+    /// with code 4007.
+    Elsewhere {
+        /// The node's base URL (`https://node-b.hub.example`).
+        url: String,
+    },
+    /// The hub's live nodes (docs/scaling.md), sent after `joined` or
+    /// `resumed` on a hub of several: where the browser resumes if its
+    /// node goes.
+    Nodes {
+        /// Their base URLs, this node's among them.
+        urls: Vec<String>,
+    },
     /// The SFU's answer to the browser's offer.
     Answer {
         /// SDP text.

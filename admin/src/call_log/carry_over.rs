@@ -28,7 +28,7 @@ impl CallLog {
                  ON CONFLICT (resume_hash) DO UPDATE SET room = excluded.room,
                      participant = excluded.participant, claims_json = excluded.claims_json,
                      parked_at_ms = NULL, recording = 0, node = excluded.node",
-                values![resume_hash, room, participant, claims, self.node()],
+                values![resume_hash, room, participant, claims, self.node_id()],
             )
         })
         .map(drop)
@@ -42,7 +42,7 @@ impl CallLog {
         at: SystemTime,
         recording: &[(String, String)],
     ) -> Result<usize, AdminError> {
-        let node = self.node();
+        let node = self.node_id();
         self.change(|c| {
             for (room, participant) in recording {
                 c.execute(
@@ -108,7 +108,7 @@ impl CallLog {
         max_age: Duration,
     ) -> Result<Vec<CarriedSession>, AdminError> {
         let since = ms(now) - max_age.as_millis() as i64;
-        let node = self.node();
+        let node = self.node_id();
         self.change(|c| {
             c.execute(
                 "DELETE FROM resumable_sessions WHERE (node = ?2 OR node IS NULL)
@@ -126,18 +126,7 @@ impl CallLog {
                  WHERE node = ?1 OR node IS NULL",
                 values![node],
             )?;
-            Ok(rows
-                .into_iter()
-                .filter_map(|(resume_hash, participant, claims, parked, recording)| {
-                    Some(CarriedSession {
-                        resume_hash,
-                        participant: participant.parse().ok()?,
-                        claims: serde_json::from_str(&claims).ok()?,
-                        parked_at: UNIX_EPOCH + Duration::from_millis(parked.max(0) as u64),
-                        recording,
-                    })
-                })
-                .collect())
+            Ok(carried_sessions(rows))
         })
     }
 
@@ -153,6 +142,25 @@ impl CallLog {
         })
         .map(drop)
     }
+}
+
+/// Sessions for a resume from their rows: (resume hash, participant,
+/// claims as JSON, when they were left (ms), recording). A row that does
+/// not parse is left out: its browser joins afresh.
+pub(super) fn carried_sessions(
+    rows: Vec<(String, String, String, i64, bool)>,
+) -> Vec<CarriedSession> {
+    rows.into_iter()
+        .filter_map(|(resume_hash, participant, claims, parked, recording)| {
+            Some(CarriedSession {
+                resume_hash,
+                participant: participant.parse().ok()?,
+                claims: serde_json::from_str(&claims).ok()?,
+                parked_at: UNIX_EPOCH + Duration::from_millis(parked.max(0) as u64),
+                recording,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod detail;
 mod handover;
 mod images;
 pub(crate) mod nodes;
+pub(crate) mod placement;
 mod quality;
 mod queue;
 mod recordings;
@@ -132,8 +133,8 @@ impl CallLog {
         self
     }
 
-    /// The node this log writes for.
-    pub(crate) fn node(&self) -> &str {
+    /// The node this log writes for (empty for one machine's hub).
+    pub fn node_id(&self) -> &str {
         &self.node
     }
 

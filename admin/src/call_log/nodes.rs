@@ -24,12 +24,14 @@ pub const IDS_PER_START: u64 = 1_000_000;
 const LISTED_FOR: Duration = Duration::from_secs(30 * 86_400);
 
 /// How busy a node is, as its heartbeat reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeLoad {
     /// Calls with someone in them.
     pub rooms: u64,
     /// Participants in those calls.
     pub participants: u64,
+    /// Those calls' rooms: the node's other placements are let go.
+    pub present: Vec<String>,
 }
 
 /// Whether a node is serving.
@@ -72,7 +74,7 @@ impl CallLog {
     /// of the participant ids it may give out: above every id any node has
     /// reserved or used.
     pub fn node_started(&self, url: &str, at: SystemTime) -> Result<u64, AdminError> {
-        let (node, at) = (self.node(), ms(at));
+        let (node, at) = (self.node_id(), ms(at));
         self.change(|c| {
             // Two nodes starting at once take turns.
             c.lock_table("nodes")?;
@@ -95,17 +97,18 @@ impl CallLog {
         })
     }
 
-    /// This node's heartbeat, with its load now.
+    /// This node's heartbeat, with its load now; its empty rooms' placements
+    /// are let go.
     pub fn node_beat(&self, load: NodeLoad, at: SystemTime) -> Result<(), AdminError> {
         self.write(|c| {
             c.execute(
                 "UPDATE nodes SET heartbeat_at_ms = ?2, rooms = ?3, participants = ?4,
                      stopped_at_ms = NULL
                  WHERE id = ?1",
-                values![self.node(), ms(at), load.rooms, load.participants],
+                values![self.node_id(), ms(at), load.rooms, load.participants],
             )
-        })
-        .map(drop)
+        })?;
+        self.release_empty_rooms(&load.present, at).map(drop)
     }
 
     /// This node is stopping: it is listed as stopped, not lost.
@@ -113,7 +116,7 @@ impl CallLog {
         self.write(|c| {
             c.execute(
                 "UPDATE nodes SET stopped_at_ms = ?2, rooms = 0, participants = 0 WHERE id = ?1",
-                values![self.node(), ms(at)],
+                values![self.node_id(), ms(at)],
             )
         })
         .map(drop)
@@ -123,7 +126,7 @@ impl CallLog {
     pub fn nodes(&self, now: SystemTime) -> Result<Vec<NodeStatus>, AdminError> {
         let now = ms(now);
         let since = now - LISTED_FOR.as_millis() as i64;
-        let this = self.node();
+        let this = self.node_id();
         self.read(|c| {
             c.query_map(
                 "SELECT id, url, started_at_ms, heartbeat_at_ms, stopped_at_ms, rooms, participants
@@ -205,6 +208,7 @@ mod tests {
             let load = NodeLoad {
                 rooms: 1,
                 participants: 3,
+                present: vec!["ward-1".into()],
             };
             a.node_beat(load, t(4_000)).unwrap();
             b.node_beat(NodeLoad::default(), t(2_000)).unwrap();

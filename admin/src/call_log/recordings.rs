@@ -158,7 +158,7 @@ impl CallLog {
         at: SystemTime,
     ) -> Result<(), AdminError> {
         let at = ms(at);
-        let (hooks, node) = (&self.hooks, self.node());
+        let (hooks, node) = (&self.hooks, self.node_id());
         self.change(|c| {
             let call = open_call(c, room)?.unwrap_or(0);
             c.execute(
@@ -299,7 +299,7 @@ impl CallLog {
     pub fn close_stale_recordings(&self) -> Result<usize, AdminError> {
         let stale = self.recordings_where(
             "state = 'recording' AND (node = ?1 OR node IS NULL)",
-            values![self.node()],
+            values![self.node_id()],
         )?;
         for r in &stale {
             self.recording_finished(

@@ -256,6 +256,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE participant_sessions ADD COLUMN node TEXT;
     ALTER TABLE recordings ADD COLUMN node TEXT;
     ALTER TABLE resumable_sessions ADD COLUMN node TEXT;",
+    // Which node hosts each room (see call_log::placement).
+    "CREATE TABLE room_placements (
+        room TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        placed_at_ms BIGINT NOT NULL
+    );",
 ];
 
 /// Any number: two nodes starting at once take turns to migrate.

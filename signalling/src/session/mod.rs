@@ -47,6 +47,8 @@ mod close {
     pub const NO_SESSION: u16 = 4005;
     /// The hub is restarting: resume once it is back.
     pub const RESTARTING: u16 = 4006;
+    /// The room is on another node: join there.
+    pub const ELSEWHERE: u16 = 4007;
     /// From the browser: it is resuming on a new socket; not a leave.
     pub const RESUMING: u16 = 4000;
 }
@@ -628,6 +630,11 @@ impl Session {
             Ok(c) => c,
             Err(e) => return self.close_with(close::BAD_TOKEN, e.code(), e.to_string()),
         };
+        if let crate::placement::Hosted::Elsewhere(url) = self.state.hosted(&claims.room) {
+            tracing::info!(room = %claims.room, node = %url, "room hosted on another node");
+            self.send(ServerMessage::Elsewhere { url });
+            return self.close_frame(close::ELSEWHERE, "hosted on another node".into());
+        }
         let id = self.state.new_participant();
         let resume = self.state.inner.resumes.register(self.attach.clone());
         self.state.emit(CallEvent::Resumable {
@@ -703,6 +710,9 @@ impl Session {
             .join(&claims.room, id, info, outbox, end, |p| {
                 first(p, ice_servers)
             });
+        if let Some(urls) = self.state.nodes() {
+            self.send(ServerMessage::Nodes { urls });
+        }
         if let Some(recording) = inner.recordings.status(&claims.room) {
             self.send(recording);
         }
@@ -735,20 +745,38 @@ impl Session {
                 self.link = Some(link);
                 match self.state.inner.carried.take(resume) {
                     Some(carried) => self.resume_carried(carried, resume),
+                    None if !self.state.stopping() => self.resume_elsewhere(resume),
                     // Handed to the next process already: try again there.
-                    None if self.state.stopping() => self.close_with(
+                    None => self.close_with(
                         close::RESTARTING,
                         "restarting",
                         "The hub is restarting: reconnecting…".into(),
                     ),
-                    None => self.close_with(
-                        close::NO_SESSION,
-                        "resume-expired",
-                        "this call session has ended; join again".into(),
-                    ),
                 }
             }
         }
+    }
+
+    /// A resume of no session here: another node's, sent there, or taken
+    /// over from a node that is gone; else ended.
+    fn resume_elsewhere(&mut self, resume: &str) -> ControlFlow<()> {
+        match self.state.adopt(resume) {
+            Ok(carried) => self.resume_carried(carried, resume),
+            Err(crate::placement::Adoption::Elsewhere(url)) => {
+                tracing::info!(node = %url, "resume for another node's session");
+                self.send(ServerMessage::Elsewhere { url });
+                self.close_frame(close::ELSEWHERE, "hosted on another node".into())
+            }
+            Err(_) => self.resume_expired(),
+        }
+    }
+
+    fn resume_expired(&mut self) -> ControlFlow<()> {
+        self.close_with(
+            close::NO_SESSION,
+            "resume-expired",
+            "this call session has ended; join again".into(),
+        )
     }
 
     /// Takes back a session the previous process left at a restart: the

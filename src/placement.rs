@@ -1,0 +1,63 @@
+//! Rooms placed across the hub's nodes through the shared database
+//! (docs/scaling.md): the signalling's [`RoomPlacer`] over the call log.
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use carecall_admin::nodes::NodeState;
+use carecall_admin::CallLog;
+use carecall_signalling::placement::{Adoption, Hosted, RoomPlacer};
+
+/// Places rooms through its own connection to the shared database.
+pub struct DatabasePlacer {
+    log: Mutex<CallLog>,
+}
+
+impl DatabasePlacer {
+    /// Places rooms as `log`'s node.
+    pub fn new(log: CallLog) -> DatabasePlacer {
+        DatabasePlacer {
+            log: Mutex::new(log),
+        }
+    }
+}
+
+impl DatabasePlacer {
+    fn log(&self) -> std::sync::MutexGuard<'_, CallLog> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RoomPlacer for DatabasePlacer {
+    fn place(&self, room: &str) -> Result<Hosted, String> {
+        let log = self.log();
+        let placed = log
+            .place_room(room, SystemTime::now())
+            .map_err(|e| e.to_string())?;
+        Ok(if placed.node == log.node_id() {
+            Hosted::Here
+        } else {
+            Hosted::Elsewhere(placed.url)
+        })
+    }
+
+    fn adopt(&self, resume_hash: &str) -> Result<Adoption, String> {
+        self.log()
+            .adopt_sessions(resume_hash, SystemTime::now())
+            .map_err(|e| e.to_string())
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        match self.log().nodes(SystemTime::now()) {
+            Ok(nodes) => nodes
+                .into_iter()
+                .filter(|n| n.state == NodeState::Live)
+                .map(|n| n.url)
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "the hub's nodes unreadable");
+                Vec::new()
+            }
+        }
+    }
+}
