@@ -8,7 +8,8 @@
 #     exports (admin/src), one of node_exporter's, or Prometheus' `up`;
 #   - Dockerfile with hadolint, the shell scripts with shellcheck;
 #   - the configuration files with `carecall config check`, if a built
-#     binary is at hand (CARECALL_BIN, else target/release/carecall).
+#     binary is at hand (CARECALL_BIN, else target/release/carecall), and
+#     each node's environment in compose.two-nodes.yml the same way.
 # Installs what is missing with apt-get (sudo when not root). Exits non-zero
 # if any check fails.
 set -uo pipefail
@@ -47,6 +48,8 @@ run() {
 # --- tools
 command -v systemd-analyze >/dev/null 2>&1 || { echo "installing systemd (systemd-analyze)"; apt_install systemd; }
 command -v shellcheck >/dev/null 2>&1 || { echo "installing shellcheck"; apt_install shellcheck; }
+# PyYAML reads the compose file.
+python3 -c 'import yaml' >/dev/null 2>&1 || { echo "installing python3-yaml"; apt_install python3-yaml; }
 if ! command -v promtool >/dev/null 2>&1; then
   # promtool comes in Debian's prometheus package. Installing that package
   # would also enable a Prometheus server, so only its files are unpacked.
@@ -264,6 +267,23 @@ assert "/readyz" in cmd[2], cmd
 '
 run "shellcheck deploy/*.sh" shellcheck -x deploy/check.sh deploy/docker-steps.sh deploy/serve.sh deploy/build-tools.sh
 
+# The environment compose gives `$1` in deploy/compose.two-nodes.yml
+# (placeholders filled), checked by `carecall config check`.
+compose_node_check() {
+  local env
+  env="$(python3 - "$1" <<'PY'
+import os, re, secrets, sys, yaml
+node = yaml.safe_load(open("deploy/compose.two-nodes.yml"))["services"][sys.argv[1]]
+fill = lambda v: re.sub(r"\$\{(\w+):\?\}", lambda m: "https://" + m.group(1).lower() + ".example" if m.group(1).endswith("_URL") else secrets.token_hex(32), str(v))
+for k, v in node["environment"].items():
+    print(f"{k}={fill(v)}")
+PY
+)" || return 1
+  local vars=()
+  mapfile -t vars <<<"$env"
+  env "${vars[@]}" "$bin" config check deploy/docker/carecall.toml
+}
+
 # --- configuration files, with a built carecall if there is one
 bin="${CARECALL_BIN:-target/release/carecall}"
 if [ -n "${CARECALL_BIN:-}" ] && [ ! -x "$bin" ]; then
@@ -271,6 +291,11 @@ if [ -n "${CARECALL_BIN:-}" ] && [ ! -x "$bin" ]; then
 elif [ -x "$bin" ]; then
   run "carecall config check deploy/docker/carecall.toml" "$bin" config check deploy/docker/carecall.toml
   run "carecall config check deploy/carecall.example.toml" "$bin" config check deploy/carecall.example.toml
+  # Each node of the two-node compose file: its environment over the
+  # image's configuration, with made-up secrets where .env would put them.
+  for node in node-a node-b; do
+    run "carecall config check, $node of compose.two-nodes.yml" compose_node_check "$node"
+  done
 else
   skip "carecall config check: no binary at $bin (set CARECALL_BIN)"
 fi
