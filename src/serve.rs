@@ -86,6 +86,13 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
     let heartbeat_log = connect()?;
     // Rooms are placed across nodes only where several can share the
     // records: one node on SQLite hosts every room.
+    if matches!(database, carecall_admin::sql::Database::Postgres(_)) && config.public_url.is_none()
+    {
+        tracing::warn!(
+            url = %config.base_url(),
+            "public_url is not set: other nodes send browsers to this node at its HTTP address; set public_url to the address browsers reach it at"
+        );
+    }
     let placer = match &database {
         carecall_admin::sql::Database::Postgres(_) => Some(std::sync::Arc::new(
             crate::placement::DatabasePlacer::new(connect()?),
@@ -99,6 +106,16 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         .context("starting recording retention")?;
     // Sessions a stop left for their browsers to resume (a restart takes
     // seconds; the browsers wait up to two minutes), in the same calls.
+    // On a shared database, a node killed and started again by its service
+    // manager (2 s) is back before another node would take its calls
+    // over (6 s): its browsers resume here.
+    let crashed = call_log.park_after_crash()?;
+    if crashed > 0 {
+        tracing::info!(
+            sessions = crashed,
+            "holding calls cut by this node's crash for their browsers"
+        );
+    }
     let carried = call_log.take_carried(std::time::SystemTime::now(), CARRY_OVER_FOR)?;
     let stale = call_log.close_stale_sessions(&carried)?;
     // Above every id this and any other node of the hub gave out.
@@ -224,16 +241,8 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         }
         if !carried.is_empty() {
             tracing::info!(sessions = carried.len(), "holding calls from before the restart for their browsers");
-            state.carry_over(carried);
             state.restore_consents(consents);
-            let state = state.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(carecall_signalling::RESUME_WINDOW).await;
-                let gone = state.give_up_carried();
-                if gone > 0 {
-                    tracing::info!(gone, "participants not back after the restart have left");
-                }
-            });
+            state.hold_for_resume(carried);
         }
         let present = state.clone();
         let heartbeat = carecall_admin::nodes::Heartbeat::start(heartbeat_log, move || {
@@ -396,91 +405,120 @@ fn record_calls(
     images: &carecall_admin::ImageMetrics,
 ) {
     while let Some(event) = events.blocking_recv() {
-        let result = match &event {
-            CallEvent::Joined {
+        // An event is written once the database takes it: through a
+        // restart of PostgreSQL it waits (and those behind it), instead of
+        // being lost.
+        let mut wait = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        loop {
+            match write_event(&log, &event, parked, images) {
+                Err(e) if e.is_connection_lost() && started.elapsed() < OUTAGE_WAIT => {
+                    tracing::warn!(error = %e, "database unreachable: the call log waits for it");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, ?event, "call log write failed");
+                    break;
+                }
+                Ok(()) => break,
+            }
+        }
+    }
+}
+
+/// How long a call-log event waits for an unreachable database before it
+/// is logged as lost: longer than a PostgreSQL restart or failover.
+const OUTAGE_WAIT: Duration = Duration::from_secs(600);
+
+/// Writes one call event to the call log.
+fn write_event(
+    log: &CallLog,
+    event: &CallEvent,
+    parked: &tokio::sync::Notify,
+    images: &carecall_admin::ImageMetrics,
+) -> Result<(), carecall_admin::AdminError> {
+    match event {
+        CallEvent::Joined {
+            room,
+            participant,
+            role,
+            at,
+        } => log.joined(room, participant, &role.to_string(), *at),
+        CallEvent::Left {
+            room,
+            participant,
+            at,
+        } => log.left(room, participant, *at),
+        CallEvent::Resumable {
+            room,
+            participant,
+            resume_hash,
+            claims,
+        } => log.keep_resumable(room, participant, resume_hash, claims),
+        CallEvent::Resumed {
+            room, participant, ..
+        } => log.resumed(room, participant),
+        CallEvent::Stopping { at, recording } => log.park_resumable(*at, recording).map(|n| {
+            tracing::info!(sessions = n, "sessions kept for the next process");
+            parked.notify_one();
+        }),
+        CallEvent::RecordingStarted {
+            room,
+            recording,
+            by,
+            path,
+            encrypted,
+            at,
+        } => log.recording_started(recording, room, by, path, *encrypted, *at),
+        CallEvent::Consent { room, consent, at } => log.consent_recorded(room, consent, *at),
+        CallEvent::RecordingFinished {
+            recording,
+            result,
+            at,
+            cut_by_restart,
+            ..
+        } => log.recording_finished(
+            recording,
+            result.as_ref().map_err(String::as_str),
+            *at,
+            *cut_by_restart,
+        ),
+        CallEvent::ImageStored {
+            room,
+            image,
+            from,
+            asked_by,
+            mime,
+            width,
+            height,
+            size,
+            sha256,
+            path,
+            encrypted,
+            upload_ms,
+            asked_at,
+            at,
+        } => {
+            images.observe(*size, Duration::from_millis(*upload_ms));
+            let filed = carecall_admin::NewImage {
+                id: image,
                 room,
-                participant,
-                role,
-                at,
-            } => log.joined(room, participant, &role.to_string(), *at),
-            CallEvent::Left {
-                room,
-                participant,
-                at,
-            } => log.left(room, participant, *at),
-            CallEvent::Resumable {
-                room,
-                participant,
-                resume_hash,
-                claims,
-            } => log.keep_resumable(room, participant, resume_hash, claims),
-            CallEvent::Resumed {
-                room, participant, ..
-            } => log.resumed(room, participant),
-            CallEvent::Stopping { at, recording } => log.park_resumable(*at, recording).map(|n| {
-                tracing::info!(sessions = n, "sessions kept for the next process");
-                parked.notify_one();
-            }),
-            CallEvent::RecordingStarted {
-                room,
-                recording,
-                by,
-                path,
-                encrypted,
-                at,
-            } => log.recording_started(recording, room, by, path, *encrypted, *at),
-            CallEvent::Consent { room, consent, at } => log.consent_recorded(room, consent, *at),
-            CallEvent::RecordingFinished {
-                recording,
-                result,
-                at,
-                cut_by_restart,
-                ..
-            } => log.recording_finished(
-                recording,
-                result.as_ref().map_err(String::as_str),
-                *at,
-                *cut_by_restart,
-            ),
-            CallEvent::ImageStored {
-                room,
-                image,
                 from,
                 asked_by,
                 mime,
-                width,
-                height,
-                size,
+                width: *width,
+                height: *height,
+                size: *size,
                 sha256,
                 path,
-                encrypted,
-                upload_ms,
-                asked_at,
-                at,
-            } => {
-                images.observe(*size, Duration::from_millis(*upload_ms));
-                let filed = carecall_admin::NewImage {
-                    id: image,
-                    room,
-                    from,
-                    asked_by,
-                    mime,
-                    width: *width,
-                    height: *height,
-                    size: *size,
-                    sha256,
-                    path,
-                    encrypted: *encrypted,
-                    upload_ms: *upload_ms,
-                    asked_at: *asked_at,
-                };
-                log.image_stored(&filed, *at)
-            }
-            _ => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, ?event, "call log write failed");
+                encrypted: *encrypted,
+                upload_ms: *upload_ms,
+                asked_at: *asked_at,
+            };
+            log.image_stored(&filed, *at)
         }
+        _ => Ok(()),
     }
 }
 

@@ -259,3 +259,53 @@ async fn three_browsers_on_a_killed_node_decode_again_from_the_other_within_10_s
         br.close().await;
     }
 }
+
+/// PostgreSQL restarting under a running node (a crash of the database, a
+/// failover of it) loses no call event: the call log waits for it and
+/// writes what happened meanwhile; the node's heartbeat and readiness come
+/// back by themselves, with no restart of carecall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_of_postgresql_loses_no_call_event() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = DataDir::on_postgres();
+    let server = node_on(&dir);
+    let (mut first, p_first) = ws::join_as(&server, "ward-pg", "home").await;
+    dir.restart_database();
+    // Written while the old connections are cut: a leave and a join.
+    first
+        .send(Message::text(
+            serde_json::json!({"type": "leave"}).to_string(),
+        ))
+        .await
+        .expect("leave");
+    let (_second, p_second) = ws::join_as(&server, "ward-pg", "clinician").await;
+    let start = Instant::now();
+    loop {
+        let sessions = dir.call_log().sessions().expect("sessions");
+        let of = |p: &str| sessions.iter().find(|s| s.participant == p).cloned();
+        let (left, joined) = (of(&p_first), of(&p_second));
+        if left.as_ref().is_some_and(|s| s.left_at_ms.is_some()) && joined.is_some() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the call log lost an event: {sessions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let start = Instant::now();
+    loop {
+        let ready = get_with(&server.base_url, "/readyz", &[]).await;
+        if ready.status == 200 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{ready:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (cookie, _) = session(&server).await;
+    nodes_when(&server, &cookie, |n| {
+        n.len() == 1 && n[0]["state"] == "live"
+    })
+    .await;
+}

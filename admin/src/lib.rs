@@ -119,6 +119,16 @@ impl AdminError {
             source,
         }
     }
+
+    /// The database could not be reached (PostgreSQL restarting, a cut
+    /// network): the same work may succeed once it is back, on a new
+    /// connection. Any other error would fail again.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            AdminError::Sql { source, .. } => source.is_connection_lost(),
+            _ => false,
+        }
+    }
 }
 
 /// Runs `work` on the value behind `shared` (a database connection) on

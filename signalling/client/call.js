@@ -66,6 +66,7 @@ export class Call extends EventTarget {
     this.hub = location.origin;    // the node that hosts the room (docs/scaling.md)
     this.nodes = [];               // the hub's live nodes: where to resume if the hub goes
     this.redirects = 0;            // 'elsewhere' followed for this join
+    this.rotation = 0;             // which node the next resume tries
   }
 
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
@@ -99,15 +100,20 @@ export class Call extends EventTarget {
         // The room is on another node of the hub: the same join, there.
         // Its close follows, on a socket no longer ours.
         this.note('elsewhere');
-        // A resume goes where it is sent until its window ends (its node
-        // may be gone, and the call moved once that is noticed); a join
-        // follows a few redirects, not a loop.
-        if (this.first.type === 'join' && ++this.redirects > 3) {
+        this.hub = msg.url;
+        if (this.first.type === 'resume') {
+          // Tried there next, on the resume's own pace and within its
+          // window: the close that follows counts as a lost socket.
+          this.rotation = 0;
+          return;
+        }
+        // A join follows a few redirects, not a loop.
+        if (++this.redirects > 3) {
+          this.closedByUs = true;
           this.stop();
           this.emit('closed', { code: 4007, reason: 'The hub could not find this call. Join it again.' });
           return;
         }
-        this.hub = msg.url;
         this.openSocket(this.first);
         return;
       }
@@ -153,6 +159,7 @@ export class Call extends EventTarget {
     if (this.socketLostAt === null) {
       this.socketLostAt = performance.now();
       this.resumeTries = 0;
+      this.rotation = 0;
       this.note('socket-lost');
       this.emit('signalling', { state: 'reconnecting' });
     }
@@ -178,7 +185,7 @@ export class Call extends EventTarget {
     // Each try at the next node in turn, its own first: a node that is
     // gone hands its calls to another, which takes the resume.
     const hubs = [this.hub, ...this.nodes.filter((u) => u !== this.hub)];
-    const hub = hubs[(this.resumeTries - 1) % hubs.length];
+    const hub = hubs[this.rotation++ % hubs.length];
     this.resumeTimer = setTimeout(() => {
       if (this.closedByUs) return;
       this.openSocket({ type: 'resume', v: PROTOCOL_VERSION, resume: this.resumeToken }, hub);

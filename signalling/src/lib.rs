@@ -244,6 +244,23 @@ impl AppState {
         self.inner.carried.hold(sessions);
     }
 
+    /// Holds `sessions` for their browsers for [`RESUME_WINDOW`]; those
+    /// still held then leave the call history as of when they were left.
+    /// Needs the runtime (its timer).
+    pub fn hold_for_resume(&self, sessions: Vec<CarriedSession>) {
+        let hashes: Vec<String> = sessions.iter().map(|s| s.resume_hash.clone()).collect();
+        self.inner.carried.hold(sessions);
+        let state = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(RESUME_WINDOW).await;
+            let gone = state.inner.carried.give_up_these(&hashes);
+            if !gone.is_empty() {
+                tracing::info!(gone = gone.len(), "participants not back in time have left");
+            }
+            state.gone(&gone);
+        });
+    }
+
     /// Ends the carried-over sessions no browser resumed: each leaves the
     /// call history when the previous process stopped. Returns how many.
     pub fn give_up_carried(&self) -> usize {
@@ -273,39 +290,41 @@ impl AppState {
         let Some(placer) = &self.inner.placer else {
             return Err(placement::Adoption::Unknown);
         };
-        let _one_at_a_time = self
-            .inner
-            .adopting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(held) = self.inner.carried.take(resume) {
-            return Ok(held);
-        }
         let hash = resume_hash(resume);
-        match tokio::task::block_in_place(|| placer.adopt(&hash)) {
-            Ok(placement::Adoption::Adopted(sessions)) => {
-                let hashes: Vec<String> = sessions.iter().map(|s| s.resume_hash.clone()).collect();
-                tracing::info!(
-                    sessions = sessions.len(),
-                    "taking over a call from a node that is gone"
-                );
-                self.inner.carried.hold(sessions);
-                let state = self.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(RESUME_WINDOW).await;
-                    state.gone(&state.inner.carried.give_up_these(&hashes));
-                });
-                self.inner
-                    .carried
-                    .take(resume)
-                    .ok_or(placement::Adoption::Unknown)
+        // The wait for the lock is a wait too: off the runtime's workers.
+        // Held until the sessions taken over are held here, so the call's
+        // other browsers, next in line, find theirs.
+        tokio::task::block_in_place(|| {
+            let _one_at_a_time = self
+                .inner
+                .adopting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(held) = self.inner.carried.take(resume) {
+                return Ok(held);
             }
-            Ok(other) => Err(other),
-            Err(error) => {
-                tracing::warn!(%error, "sessions of other nodes unreadable");
-                Err(placement::Adoption::Unknown)
+            match placer.adopt(&hash) {
+                Ok(placement::Adoption::Adopted { sessions, consent }) => {
+                    tracing::info!(
+                        sessions = sessions.len(),
+                        "taking over a call from a node that is gone"
+                    );
+                    if let (Some(consent), Some(first)) = (consent, sessions.first()) {
+                        self.restore_consents(vec![(first.claims.room.clone(), consent)]);
+                    }
+                    self.hold_for_resume(sessions);
+                    self.inner
+                        .carried
+                        .take(resume)
+                        .ok_or(placement::Adoption::Unknown)
+                }
+                Ok(other) => Err(other),
+                Err(error) => {
+                    tracing::warn!(%error, "sessions of other nodes unreadable");
+                    Err(placement::Adoption::Unknown)
+                }
             }
-        }
+        })
     }
 
     /// The hub's live nodes, if it has several.

@@ -21,7 +21,12 @@ pub enum Adoption {
     Elsewhere(String),
     /// Its node is gone and its call now lives here: these sessions of
     /// that call (this one among them) wait for their browsers.
-    Adopted(Vec<crate::CarriedSession>),
+    Adopted {
+        /// The call's sessions the gone node kept.
+        sessions: Vec<crate::CarriedSession>,
+        /// The call's consent to record, if one was recorded.
+        consent: Option<crate::Consent>,
+    },
 }
 
 /// Finds, or chooses, the node that hosts a room.

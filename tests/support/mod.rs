@@ -164,6 +164,15 @@ impl DataDir {
         files
     }
 
+    /// Restarts its PostgreSQL at once, cutting every connection (panics
+    /// on SQLite).
+    pub fn restart_database(&self) {
+        self.postgres
+            .as_ref()
+            .expect("records in PostgreSQL")
+            .restart();
+    }
+
     /// The call log its records are in, opened from the test.
     pub fn call_log(&self) -> carecall_admin::CallLog {
         let database = match &self.postgres {

@@ -98,6 +98,28 @@ impl CallLog {
             .collect())
     }
 
+    /// On a database several nodes share: this node's sessions that its
+    /// last run left without a stop (it was killed, or crashed) count as
+    /// left at its last heartbeat, so that when it is back within
+    /// [`take_carried`](CallLog::take_carried)'s limit their browsers
+    /// resume, as another node's would have taken them over. Call before
+    /// [`node_started`](CallLog::node_started), which renews the heartbeat.
+    /// Returns how many.
+    pub fn park_after_crash(&self) -> Result<usize, AdminError> {
+        let node = self.node_id();
+        self.write(|c| {
+            if !c.shared() {
+                return Ok(0);
+            }
+            c.execute(
+                "UPDATE resumable_sessions
+                 SET parked_at_ms = (SELECT heartbeat_at_ms FROM nodes WHERE id = ?1)
+                 WHERE node = ?1 AND parked_at_ms IS NULL",
+                values![node],
+            )
+        })
+    }
+
     /// The sessions a stop at most `max_age` before `now` left for a
     /// resume. Every other kept session is dropped: its process crashed or
     /// stopped too long ago for its browser to be waiting. Those taken are

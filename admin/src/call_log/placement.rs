@@ -45,18 +45,37 @@ impl CallLog {
         now: SystemTime,
     ) -> Result<Adoption, AdminError> {
         let (this, now) = (self.node_id(), ms(now));
-        self.write(|c| {
-            // Behind any other node's takeover of the same call: the row
-            // read is as it left it.
-            c.lock_table("room_placements")?;
-            let kept: Option<(String, String)> = c.query_row_opt(
+        let kept = |c: &mut Db| -> Result<Option<(String, String)>, SqlError> {
+            c.query_row_opt(
                 "SELECT room, node FROM resumable_sessions WHERE resume_hash = ?1 AND node <> ?2",
                 values![resume_hash, this],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let Some((room, gone)) = kept else {
+            )
+        };
+        // A token of no node's session (a stranger's guess) goes no
+        // further: no lock is taken for it.
+        if self.read(kept)?.is_none() {
+            return Ok(Adoption::Unknown);
+        }
+        let live_since = now - LOST_AFTER.as_millis() as i64;
+        let adoption = self.write(|c| {
+            // Behind any other node's takeover of the same call: the row
+            // read is as it left it.
+            c.lock_table("room_placements")?;
+            let Some((room, owner)) = kept(c)? else {
                 return Ok(Adoption::Unknown);
             };
+            // Its node still lives: the browser belongs there.
+            let owner_live: Option<String> = c.query_row_opt(
+                "SELECT url FROM nodes
+                 WHERE id = ?1 AND stopped_at_ms IS NULL AND heartbeat_at_ms >= ?2",
+                values![owner, live_since],
+                |r| r.get(0),
+            )?;
+            if let Some(url) = owner_live {
+                return Ok(Adoption::Elsewhere(url));
+            }
+            let gone = owner;
             let placed = place_in(c, &room, this, now)?;
             if placed.node != this {
                 return Ok(Adoption::Elsewhere(placed.url));
@@ -85,14 +104,31 @@ impl CallLog {
                  WHERE room = ?2 AND node = ?3",
                 values![this, room, gone],
             )?;
-            Ok(Adoption::Adopted(super::carry_over::carried_sessions(
+            let sessions = super::carry_over::carried_sessions(
                 rows.into_iter()
                     .map(|(hash, participant, claims, recording)| {
                         (hash, participant, claims, last_heard, recording)
                     })
                     .collect(),
-            )))
-        })
+            );
+            Ok(Adoption::Adopted {
+                sessions,
+                consent: None,
+            })
+        })?;
+        // The call's consent to record comes along.
+        match adoption {
+            Adoption::Adopted { sessions, .. } => {
+                let room = sessions.first().map(|s| s.claims.room.clone());
+                let consent = self
+                    .consents_of_open_calls()?
+                    .into_iter()
+                    .find(|(r, _)| Some(r) == room.as_ref())
+                    .map(|(_, c)| c);
+                Ok(Adoption::Adopted { sessions, consent })
+            }
+            other => Ok(other),
+        }
     }
 
     /// Lets go of this node's rooms that nobody is in (`present` are those
@@ -105,14 +141,20 @@ impl CallLog {
     ) -> Result<usize, AdminError> {
         let before = ms(now) - PLACEMENT_HELD_FOR.as_millis() as i64;
         let this = self.node_id();
-        self.write(|c| {
-            let held: Vec<String> = c.query_map(
+        let held: Vec<String> = self.read(|c| {
+            c.query_map(
                 "SELECT room FROM room_placements WHERE node = ?1 AND placed_at_ms < ?2",
                 values![this, before],
                 |r| r.get(0),
-            )?;
+            )
+        })?;
+        let empty: Vec<&String> = held.iter().filter(|r| !present.contains(r)).collect();
+        if empty.is_empty() {
+            return Ok(0);
+        }
+        self.write(|c| {
             let mut released = 0;
-            for room in held.iter().filter(|r| !present.contains(r)) {
+            for room in empty {
                 released += c.execute(
                     "DELETE FROM room_placements WHERE room = ?1 AND node = ?2 AND placed_at_ms < ?3",
                     values![room, this, before],
@@ -242,11 +284,25 @@ mod tests {
             );
             assert_eq!(b.adopt_sessions("nobody", t(3)).unwrap(), Adoption::Unknown);
 
+            // Even with its room's placement gone, a live node keeps its
+            // sessions.
+            a.write(|c| c.execute("DELETE FROM room_placements", &[]))
+                .unwrap();
+            assert_eq!(
+                b.adopt_sessions("h2", t(3)).unwrap(),
+                Adoption::Elsewhere("http://a".into()),
+                "{e}"
+            );
+
             // a goes silent; the first resume to reach a live node takes
             // the whole call over there.
             b.node_beat(load(0), t(20)).unwrap();
             c.node_beat(load(5), t(20)).unwrap();
-            let Adoption::Adopted(mut taken) = b.adopt_sessions("h1", t(20)).unwrap() else {
+            let Adoption::Adopted {
+                sessions: mut taken,
+                ..
+            } = b.adopt_sessions("h1", t(20)).unwrap()
+            else {
                 panic!("{e}: not taken over");
             };
             taken.sort_by_key(|s| s.participant);
@@ -262,6 +318,38 @@ mod tests {
             // b's sessions now: a restart of b carries them, a's of nothing.
             assert_eq!(b.close_stale_sessions(&taken).unwrap(), 0, "{e}");
             assert_eq!(a.close_stale_sessions(&[]).unwrap(), 0, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_node_back_from_a_crash_takes_its_calls_back_on_a_shared_database_only() {
+        for db in crate::sql::test_databases() {
+            let e = db.engine;
+            let a = CallLog::on(db.open()).with_node("node-a");
+            a.node_started("http://a", t(0)).unwrap();
+            a.node_beat(load(1), t(4)).unwrap();
+            a.joined("ward-1", "p1", "home", t(1)).unwrap();
+            let claims = carecall_signalling::JoinClaims::lasting(
+                "ward-1",
+                carecall_signalling::Role::Home,
+                "p1",
+                Duration::from_secs(3600),
+            );
+            a.keep_resumable("ward-1", "p1", "h1", &claims).unwrap();
+            // Killed; started again at t(7).
+            let parked = a.park_after_crash().unwrap();
+            let carried = a.take_carried(t(7), Duration::from_secs(120)).unwrap();
+            if e == "PostgreSQL" {
+                assert_eq!(parked, 1, "{e}");
+                assert_eq!(carried.len(), 1, "{e}");
+                assert_eq!(
+                    carried[0].parked_at,
+                    t(4),
+                    "{e}: left at its last heartbeat"
+                );
+            } else {
+                assert_eq!((parked, carried.len()), (0, 0), "{e}: SQLite closes them");
+            }
         }
     }
 

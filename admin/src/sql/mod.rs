@@ -63,6 +63,10 @@ pub enum SqlError {
     /// A query that must give a row gave none.
     #[error("the query gave no row")]
     NoRow,
+    /// PostgreSQL closed the connection inside a transaction, which has
+    /// therefore failed; the next statement outside one reconnects.
+    #[error("the connection to PostgreSQL was lost during a transaction")]
+    ConnectionLost,
     /// A column held another type than the store reads it as.
     #[error("column {column}: expected {wanted}, found {found:?}")]
     Type {
@@ -127,6 +131,21 @@ impl Database {
 /// What a store's queries give.
 pub type SqlResult<T> = Result<T, SqlError>;
 
+impl SqlError {
+    /// PostgreSQL's connection was cut or could not be made: see
+    /// [`crate::AdminError::is_connection_lost`].
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            SqlError::ConnectionLost => true,
+            SqlError::Postgres(e) => {
+                e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+            }
+            _ => false,
+        }
+    }
+}
+
 /// `.optional()` on a query that must give a row: no row becomes `None`,
 /// as with rusqlite's `OptionalExtension`.
 pub trait OptionalRow<T> {
@@ -170,6 +189,12 @@ impl Db {
         }
     }
 
+    /// Whether several carecall processes may share this database (a hub
+    /// of several nodes): PostgreSQL. A SQLite file has one process.
+    pub fn shared(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
     /// The hub's SQLite file at `path`, created and migrated as needed.
     pub fn sqlite(path: &Path) -> Result<Db, crate::AdminError> {
         Ok(Db::Sqlite(crate::db::open(path)?))
@@ -180,7 +205,8 @@ impl Db {
         match self {
             Db::Sqlite(c) => Ok(c.execute(sql, rusqlite::params_from_iter(params))?),
             Db::Postgres(c) => postgres::blocking(|| {
-                Ok(c.execute(postgres::numbered(sql).as_str(), &pg(params))? as usize)
+                let sql = postgres::numbered(sql);
+                Ok(c.run(|client| client.execute(sql.as_str(), &pg(params)))? as usize)
             }),
         }
     }
@@ -201,7 +227,8 @@ impl Db {
                     .collect::<rusqlite::Result<_>>()?)
             }
             Db::Postgres(c) => postgres::blocking(|| {
-                let rows = c.query(postgres::numbered(sql).as_str(), &pg(params))?;
+                let sql = postgres::numbered(sql);
+                let rows = c.run(|client| client.query(sql.as_str(), &pg(params)))?;
                 rows.iter().map(postgres::row).collect()
             }),
         }
@@ -256,6 +283,7 @@ impl Db {
             Db::Sqlite(_) => "BEGIN IMMEDIATE",
             Db::Postgres(_) => "BEGIN",
         })?;
+        self.in_transaction(true);
         let mut open = OpenTransaction {
             db: self,
             committed: false,
@@ -263,7 +291,16 @@ impl Db {
         let out = change(open.db)?;
         open.db.batch("COMMIT")?;
         open.committed = true;
+        open.db.in_transaction(false);
         Ok(out)
+    }
+
+    /// Marks a transaction begun or ended (PostgreSQL reconnects only
+    /// outside one).
+    fn in_transaction(&mut self, open: bool) {
+        if let Db::Postgres(c) = self {
+            c.in_transaction(open);
+        }
     }
 
     /// What ends a query that reads rows a transaction goes on to change
@@ -306,7 +343,7 @@ impl Db {
     fn batch(&mut self, sql: &str) -> Result<(), SqlError> {
         match self {
             Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Db::Postgres(c) => postgres::blocking(|| Ok(c.batch_execute(sql)?)),
+            Db::Postgres(c) => postgres::blocking(|| c.run(|client| client.batch_execute(sql))),
         }
     }
 }
@@ -325,6 +362,7 @@ impl Drop for OpenTransaction<'_> {
             // The error that matters is the change's; a failed rollback
             // leaves the connection to the next BEGIN, which says so.
             let _ = self.db.batch("ROLLBACK");
+            self.db.in_transaction(false);
         }
     }
 }

@@ -58,6 +58,16 @@ impl TempPostgres {
         self.dir.path().join("data")
     }
 
+    /// Restarts the server at once (`-m immediate`, as a crash or a
+    /// failover would): every connection to it is cut.
+    pub fn restart(&self) {
+        let d = self.dir.path().display().to_string();
+        self.as_server(&format!(
+            "{}/pg_ctl -D {d}/data -m immediate -w -l {d}/log restart >/dev/null",
+            self.bin.display()
+        ));
+    }
+
     /// Runs `script` as the cluster's owner: whether it succeeded.
     fn run_as_server(&self, script: &str) -> bool {
         run_as_postgres(self.as_root, script)
