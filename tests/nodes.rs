@@ -194,26 +194,8 @@ async fn three_browsers_on_a_killed_node_decode_again_from_the_other_within_10_s
 
     a.kill();
     let killed = Instant::now();
-    let deadline = killed + Duration::from_secs(10);
-    let mut back = vec![None; browsers.len()];
-    while back.iter().any(Option::is_none) {
-        for (i, br) in browsers.iter().enumerate() {
-            if back[i].is_none() && crate::restart::decoding_afresh(br, 2).await {
-                back[i] = Some(killed.elapsed());
-            }
-        }
-        if Instant::now() > deadline {
-            let mut notes = Vec::new();
-            for br in &browsers {
-                notes.push(br.metrics().await["signals"].to_string());
-            }
-            panic!(
-                "not all decode again within 10 s of the kill: {back:?}\n{}",
-                notes.join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let back =
+        crate::restart::all_decoding_afresh_within_10_s(&browsers, killed, " of the kill").await;
     println!("node A killed: decoding again from B after {back:?}");
     for (br, id) in browsers.iter().zip(&ids) {
         assert_eq!(

@@ -16,7 +16,7 @@ use crate::support::{Server, ServerOptions};
 
 /// Whether the page decodes `remotes` videos on a connection made after
 /// its old one was marked.
-pub(crate) async fn decoding_afresh(b: &Browser, remotes: usize) -> bool {
+async fn decoding_afresh(b: &Browser, remotes: usize) -> bool {
     let fresh = b
         .eval("const c = window.carecall.call; return !!(c.pc && !c.pc.beforeRestart);")
         .await;
@@ -33,6 +33,38 @@ pub(crate) async fn decoding_afresh(b: &Browser, remotes: usize) -> bool {
         .filter(|s| s.kind == "audio" && s.packets > 0)
         .count();
     video >= remotes && audio >= remotes
+}
+
+/// Waits until every one of `browsers` decodes the two others on a fresh
+/// connection (see [`decoding_afresh`]), up to 10 s from `since`: how long
+/// each took from `since`. Panics with each page's recent signals if one
+/// does not; `when` ends the message (" of the kill").
+pub(crate) async fn all_decoding_afresh_within_10_s(
+    browsers: &[Browser],
+    since: Instant,
+    when: &str,
+) -> Vec<Duration> {
+    let deadline = since + Duration::from_secs(10);
+    let mut back = vec![None; browsers.len()];
+    while back.iter().any(Option::is_none) {
+        for (i, b) in browsers.iter().enumerate() {
+            if back[i].is_none() && decoding_afresh(b, 2).await {
+                back[i] = Some(since.elapsed());
+            }
+        }
+        if Instant::now() > deadline {
+            let mut notes = Vec::new();
+            for b in browsers {
+                notes.push(b.metrics().await["signals"].to_string());
+            }
+            panic!(
+                "not all decode again within 10 s{when}: {back:?}\n{}",
+                notes.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    back.into_iter().flatten().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,26 +125,7 @@ async fn after_a_restart_three_browsers_decode_again_with_the_same_ids_in_one_co
         ..options
     });
     let listening = Instant::now();
-    let deadline = listening + Duration::from_secs(10);
-    let mut back = vec![None; browsers.len()];
-    while back.iter().any(Option::is_none) {
-        for (i, b) in browsers.iter().enumerate() {
-            if back[i].is_none() && decoding_afresh(b, 2).await {
-                back[i] = Some(listening.elapsed());
-            }
-        }
-        if Instant::now() > deadline {
-            let mut notes = Vec::new();
-            for b in &browsers {
-                notes.push(b.metrics().await["signals"].to_string());
-            }
-            panic!(
-                "not all decode again within 10 s: {back:?}\n{}",
-                notes.join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let back = all_decoding_afresh_within_10_s(&browsers, listening, "").await;
     println!(
         "decoding again after the new process listened: {back:?}; {} ms after SIGTERM (the new process started {} ms after it)",
         stopped.elapsed().as_millis(),
