@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod bandwidth;
+pub mod cascade;
 mod codec;
 #[cfg(feature = "sim")]
 pub mod counting_alloc;
@@ -29,6 +30,7 @@ mod id;
 mod io;
 mod keyframe;
 mod live;
+mod packet;
 mod participant;
 pub mod recording;
 mod refusals;

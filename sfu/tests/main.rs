@@ -5,6 +5,7 @@
 mod adaptation;
 mod audio;
 mod bandwidth;
+mod cascade;
 mod keyframes;
 mod nack;
 mod polling;

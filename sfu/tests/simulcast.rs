@@ -61,7 +61,7 @@ fn a_new_viewer_starts_on_the_first_keyframe_of_any_layer_then_moves_up() {
     // (Frame 40's quarter packet goes out before the full layer's keyframe.)
     assert_eq!(layers_received(&call, 1), "q".repeat(11) + &"f".repeat(10));
     let first_full = &call.peers[1].received_video[11];
-    assert_eq!(first_full[0] & 0x01, 0, "the switch is not at a keyframe");
+    assert_eq!(first_full[1] & 0x01, 0, "the switch is not at a keyframe");
 
     // Seamless: one sequence without gaps, timestamps moving forward.
     let headers = &call.peers[1].received_headers;

@@ -30,7 +30,7 @@ use crate::tiles::TileSizes;
 use crate::track::{Publication, Subscription};
 
 use negotiation::Negotiation;
-pub(crate) use publish::{Learnt, Propagated};
+pub(crate) use publish::{receive, Learnt, Propagated};
 pub(crate) use subscribe::Forwarded;
 
 /// Signals for browsers, by participant, queued while a room works and

@@ -6,6 +6,9 @@ use std::time::Instant;
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::rtp::{RtpPacket, Ssrc, Vp8Descriptor};
+
+use crate::packet::MediaPacket;
+use crate::track::LayerStream;
 use str0m::Rtc;
 
 use super::{Participant, Polled};
@@ -41,7 +44,7 @@ pub(crate) enum Propagated {
         layer: Layer,
         params: PayloadParams,
         learnt: Learnt,
-        packet: RtpPacket,
+        packet: MediaPacket,
     },
     /// A subscriber wants a keyframe of one layer of a publisher's track.
     KeyframeWanted {
@@ -56,7 +59,8 @@ impl Participant {
         let Some((index, layer)) = self.find_layer(packet.header.ssrc) else {
             return Polled::Nothing;
         };
-        let pt = packet.header.payload_type;
+        let packet = MediaPacket::from(packet);
+        let pt = packet.pt;
         let codecs = self.rtc.codec_config();
         let Some(params) = codecs
             .find(|p| p.pt() == pt || p.red() == Some(pt))
@@ -65,29 +69,17 @@ impl Participant {
             return Polled::Nothing;
         };
         let publication = &mut self.publications[index];
-        let stream = &mut publication.layers[layer.index()];
-        stream.meter.record(
-            packet.timestamp,
-            packet.payload.len() + packet.header.header_len,
-            packet.header.marker,
+        let learnt = receive(
+            &mut publication.layers[layer.index()],
+            params.spec().codec,
+            &packet,
         );
-        stream.arrivals.record(*packet.seq_no);
-        let codec = params.spec().codec;
-        let start_point =
-            !codec.is_video() || crate::track::starts_keyframe(codec, &packet.payload);
-        if start_point && codec.is_video() {
-            stream.keyframes.keyframe_seen();
-        }
-        let vp8 = match codec {
-            Codec::Vp8 => vp8_picture_numbers(&packet.payload),
-            _ => None,
-        };
         Polled::Propagate(Propagated::Rtp {
             origin: self.id,
             mid: publication.mid,
             layer,
             params,
-            learnt: Learnt { start_point, vp8 },
+            learnt,
             packet,
         })
     }
@@ -154,6 +146,24 @@ impl Participant {
         }
         next
     }
+}
+
+/// Counts a packet of one published stream, local or relayed, and reads
+/// once what its subscribers need of it.
+pub(crate) fn receive(stream: &mut LayerStream, codec: Codec, packet: &MediaPacket) -> Learnt {
+    stream
+        .meter
+        .record(packet.arrival, packet.size, packet.marker);
+    stream.arrivals.record(packet.seq);
+    let start_point = !codec.is_video() || crate::track::starts_keyframe(codec, &packet.payload);
+    if start_point && codec.is_video() {
+        stream.keyframes.keyframe_seen();
+    }
+    let vp8 = match codec {
+        Codec::Vp8 => vp8_picture_numbers(&packet.payload),
+        _ => None,
+    };
+    Learnt { start_point, vp8 }
 }
 
 fn send_pli(rtc: &mut Rtc, mid: Mid, rid: Option<Rid>) {

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use str0m::format::{CodecConfig, PayloadParams};
 use str0m::media::{MediaKind, Mid, Pt};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpWrite};
 
 use super::{Learnt, Participant};
 use crate::forward::{vp8_patch, Layer};
 use crate::id::ParticipantId;
+use crate::packet::MediaPacket;
 use crate::track::{OutgoingPt, Subscription, SubscriptionState};
 
 /// What became of one packet offered to one subscriber.
@@ -66,7 +67,7 @@ impl Participant {
         layer: Layer,
         params: &PayloadParams,
         learnt: Learnt,
-        packet: &RtpPacket,
+        packet: &MediaPacket,
     ) -> Forwarded {
         let span = &self.span;
         if !self.connected {
@@ -106,17 +107,17 @@ impl Participant {
             }
             tracing::debug!(parent: span, %origin, from = ?sub.forwarding, to = %layer, "layer switched");
             sub.forwarding = Some(layer);
-            sub.first_forwarded.get_or_insert(packet.timestamp);
+            sub.first_forwarded.get_or_insert(packet.arrival);
             if !self.video_started && sub.kind == MediaKind::Video {
                 let since = self.video_wanted_since.unwrap_or(self.joined_at);
-                let after = packet.timestamp.saturating_duration_since(since);
+                let after = packet.arrival.saturating_duration_since(since);
                 self.first_video_after = Some(after);
             }
             self.video_started |= sub.kind == MediaKind::Video;
             sub.rewriter.start_source(
-                *packet.seq_no,
-                packet.header.timestamp,
-                packet.timestamp,
+                packet.seq,
+                packet.rtp_time,
+                packet.arrival,
                 spec.clock_rate.get(),
             );
             match vp8 {
@@ -124,7 +125,7 @@ impl Participant {
                 None => sub.pictures.start_unnumbered(),
             }
         }
-        let incoming = packet.header.payload_type;
+        let incoming = packet.pt;
         let codecs = self.rtc.codec_config();
         let Some(out) = sub.outgoing_pt(incoming, || outgoing_pt(codecs, params, incoming)) else {
             return Forwarded::Skipped;
@@ -140,27 +141,27 @@ impl Participant {
             }
             (false, _) => (out.pt, packet.payload.clone()),
         };
-        let Some((seq, ts)) =
-            sub.rewriter
-                .rewrite(*packet.seq_no, packet.header.timestamp, packet.timestamp)
+        let Some((seq, ts)) = sub
+            .rewriter
+            .rewrite(packet.seq, packet.rtp_time, packet.arrival)
         else {
             return Forwarded::Skipped;
         };
         let renumbered = vp8.and_then(|(d, n)| vp8_patch(&d, sub.pictures.rewrite(seq, n)?));
         let nackable = sub.kind == MediaKind::Video;
-        self.advance_clock(packet.timestamp);
+        self.advance_clock(packet.arrival);
         let mut direct = self.rtc.direct_api();
         let Some(tx) = direct.stream_tx(&ssrc) else {
             return Forwarded::Skipped;
         };
         let ext = ExtensionValues {
-            audio_level: packet.header.ext_vals.audio_level,
-            voice_activity: packet.header.ext_vals.voice_activity,
-            video_orientation: packet.header.ext_vals.video_orientation,
+            audio_level: packet.audio_level,
+            voice_activity: packet.voice_activity,
+            video_orientation: packet.video_orientation,
             ..Default::default()
         };
-        let mut write = RtpWrite::new(pt, seq.into(), ts, packet.timestamp, payload)
-            .marker(packet.header.marker)
+        let mut write = RtpWrite::new(pt, seq.into(), ts, packet.arrival, payload)
+            .marker(packet.marker)
             .ext_vals(ext)
             .nackable(nackable);
         if let Some(patch) = renumbered {

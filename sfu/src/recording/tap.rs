@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::Mid;
-use str0m::rtp::RtpPacket;
 
 use crate::forward::Layer;
 use crate::id::ParticipantId;
+use crate::packet::MediaPacket;
 
 /// A layer counts as flowing if a packet came this recently.
 const FLOWING: Duration = Duration::from_secs(1);
@@ -96,7 +96,7 @@ impl RecordingTap {
         layer: Layer,
         params: &PayloadParams,
         start_point: bool,
-        packet: &RtpPacket,
+        packet: &MediaPacket,
     ) -> Option<Layer> {
         let codec = params.spec().codec;
         match self.admit(now, origin, mid, layer, codec, start_point) {
@@ -108,11 +108,11 @@ impl RecordingTap {
                     mid,
                     video: codec.is_video(),
                     layer,
-                    seq: *packet.seq_no,
-                    rtp_time: packet.time.numer(),
-                    marker: packet.header.marker,
-                    arrival: packet.timestamp,
-                    red: params.red() == Some(packet.header.payload_type),
+                    seq: packet.seq,
+                    rtp_time: packet.media_time,
+                    marker: packet.marker,
+                    arrival: packet.arrival,
+                    red: params.red() == Some(packet.pt),
                     payload: packet.payload.clone(),
                 });
                 None

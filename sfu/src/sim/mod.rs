@@ -8,7 +8,10 @@
 //! it holds arrive in [`SimCall::settle`] when their time comes. A perfect
 //! link costs nothing beyond one check per datagram.
 
+mod cascade;
 mod link;
+
+pub use cascade::SimCascade;
 
 pub use link::{Bottleneck, Departure, GilbertElliott, Link, LinkModel, LinkStats};
 
@@ -47,6 +50,8 @@ pub struct SimCallBuilder {
     /// This participant's browser does not negotiate redundant audio (RED);
     /// all others do.
     without_red: Option<usize>,
+    /// The first participant's id; the others follow it.
+    first_id: u64,
 }
 
 impl SimCallBuilder {
@@ -72,6 +77,13 @@ impl SimCallBuilder {
     /// Participant `i`'s browser does not negotiate redundant audio.
     pub fn without_red(mut self, i: usize) -> Self {
         self.without_red = Some(i);
+        self
+    }
+
+    /// Numbers participants from `id` (1 unless told): calls on two nodes
+    /// of one hub never share an id.
+    pub fn first_id(mut self, id: u64) -> Self {
+        self.first_id = id;
         self
     }
 
@@ -211,6 +223,7 @@ impl SimCall {
             estimate_bandwidth: false,
             simulcast: false,
             without_red: None,
+            first_id: 1,
         }
     }
 
@@ -269,6 +282,7 @@ impl SimCall {
             .set_bandwidth_estimation(options.estimate_bandwidth);
         for i in 0..options.participants {
             call.join(
+                options.first_id + i as u64,
                 i,
                 i < options.publishers,
                 options.simulcast,
@@ -280,7 +294,7 @@ impl SimCall {
         call
     }
 
-    fn join(&mut self, i: usize, publishes: bool, simulcast: bool, red: bool) {
+    fn join(&mut self, id: u64, i: usize, publishes: bool, simulcast: bool, red: bool) {
         let addr: SocketAddr = format!("127.0.1.{}:5000", i + 1).parse().expect("address");
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
@@ -306,7 +320,7 @@ impl SimCall {
             api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None)
         };
         let (offer, pending) = api.apply().expect("an offer");
-        let id = ParticipantId(i as u64 + 1);
+        let id = ParticipantId(id);
         let server_candidate = Candidate::host(self.server, "udp").expect("host candidate");
         self.room
             .connect(self.now, id, &offer.to_sdp_string(), &[server_candidate])
@@ -338,16 +352,21 @@ impl SimCall {
     pub fn settle(&mut self, span: Duration) {
         let end = self.now + span;
         while self.now < end {
-            self.now += Duration::from_millis(1);
-            // What the links held arrives first, at its own time within the
-            // step: the receivers' arrival stamps feed the estimator.
-            self.deliver_due();
-            self.room.handle_timeout(self.now);
-            for p in &mut self.peers {
-                let _ = p.rtc.handle_input(Input::Timeout(self.now));
-            }
-            self.pump();
+            self.step();
         }
+    }
+
+    /// Runs the call for one millisecond of simulated time.
+    pub fn step(&mut self) {
+        self.now += Duration::from_millis(1);
+        // What the links held arrives first, at its own time within the
+        // step: the receivers' arrival stamps feed the estimator.
+        self.deliver_due();
+        self.room.handle_timeout(self.now);
+        for p in &mut self.peers {
+            let _ = p.rtc.handle_input(Input::Timeout(self.now));
+        }
+        self.pump();
     }
 
     /// Exchanges everything pending between the peers and the room.

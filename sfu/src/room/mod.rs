@@ -1,6 +1,9 @@
 //! A room: its participants and the publish → subscribe graph. Sans-IO: fed
 //! with packets, commands and time; polled for datagrams to send, signals for
-//! browsers and the time it next needs attention.
+//! browsers and the time it next needs attention. A room spanning other
+//! nodes is in `span.rs`.
+
+mod span;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -11,6 +14,7 @@ use str0m::net::Transmit;
 use str0m::{Candidate, Input, Rtc};
 
 use crate::bandwidth::{AdaptationStats, INITIAL_ESTIMATE};
+use crate::cascade::Relay;
 use crate::downlink_test::DownlinkPlan;
 use crate::dtls_identity;
 use crate::error::SfuError;
@@ -45,6 +49,8 @@ pub struct Room {
     /// Participants who may only receive (observers): what they offer to
     /// send is never published.
     receive_only: Vec<ParticipantId>,
+    /// Its links to other nodes, when the call spans them.
+    relay: Relay,
 }
 
 /// Which sessions a poll runs.
@@ -108,6 +114,7 @@ impl Room {
             estimate_bandwidth: false,
             recording: None,
             receive_only: Vec::new(),
+            relay: Relay::default(),
         }
     }
 
@@ -190,6 +197,10 @@ impl Room {
                 participant.subscribe(other.id, publication.mid, publication.kind);
             }
         }
+        for r in &self.relay.remote {
+            let publication = &r.publication;
+            participant.subscribe(r.origin, publication.mid, publication.kind);
+        }
         participant.adopt_receive_slots(offer, &mut self.signals);
         self.participants.push(participant);
         self.signals.push_back((id, MediaSignal::Answer(answer)));
@@ -243,10 +254,8 @@ impl Room {
         self.participants.retain(|p| p.id != id);
         self.receive_only.retain(|p| *p != id);
         if self.participants.len() != before {
-            for p in &mut self.participants {
-                p.touch();
-                p.unsubscribe_from(id);
-            }
+            self.unsubscribe_all_from(id);
+            self.relay.local_left(id);
         }
     }
 
@@ -361,6 +370,9 @@ impl Room {
             if let Some(t) = self.next_layers {
                 next = next.min(t);
             }
+            if let Some(t) = self.deferred_remote_keyframes(now) {
+                next = next.min(t);
+            }
             let mut wishes = Vec::new();
             if let Some(tap) = &mut self.recording {
                 tap.keyframe_wishes(|origin, mid, layer| wishes.push((origin, mid, layer)));
@@ -403,6 +415,8 @@ impl Room {
                     p.touch();
                     p.subscribe(origin, mid, kind);
                 }
+                self.relay
+                    .tell_all(crate::cascade::Control::Published { origin, mid, kind });
             }
             Propagated::Rtp {
                 origin,
@@ -432,6 +446,13 @@ impl Room {
                         &packet,
                     )
                 });
+                if !self.relay.is_alone() && !self.relay.is_remote(origin) {
+                    let kind = match params.spec().codec.is_video() {
+                        true => MediaKind::Video,
+                        false => MediaKind::Audio,
+                    };
+                    self.relay.offer(origin, mid, layer, kind, &params, &packet);
+                }
                 if let Some(wanted) = recording_wants {
                     self.request_keyframe(origin, mid, wanted, now);
                 }
@@ -460,6 +481,7 @@ impl Room {
                     .filter(|publication| publication.kind == MediaKind::Video)
                     .map(move |publication| (p.id, publication.mid, publication.layer_rates(now)))
             })
+            .chain(self.remote_rates(now))
             .collect();
         self.next_layers = Some(now + LAYER_INTERVAL);
         // Three kinds of wanting, kept apart: a viewer's wish (the layer its
@@ -482,12 +504,17 @@ impl Room {
                     return Some(Layer::FULL);
                 }
                 let viewers = self.participants.iter().filter(|v| v.id != publisher.id);
-                viewers.filter_map(|v| v.wish_for(publisher.id)).max()
+                let far = self.relay.ceiling_for(publisher.id);
+                viewers
+                    .filter_map(|v| v.wish_for(publisher.id))
+                    .chain(far)
+                    .max()
             })
             .collect();
         for (p, ceiling) in self.participants.iter_mut().zip(ceilings) {
             p.limit_publishing(now, ceiling, &mut self.signals);
         }
+        self.ask_far_nodes();
         for (publisher, mid, layer) in keyframes_needed {
             self.request_keyframe(publisher, mid, layer, now);
         }
@@ -498,6 +525,8 @@ impl Room {
         if let Some(p) = self.participants.iter_mut().find(|p| p.id == publisher) {
             p.touch();
             p.request_keyframe(mid, layer, now);
+        } else {
+            self.request_remote_keyframe(publisher, mid, layer, now);
         }
     }
 

@@ -1,0 +1,284 @@
+//! The connection between two nodes: QUIC (quinn), one connection per node
+//! pair, both ends authenticated by certificates the hub's own CA signed.
+//! Control messages go in order on one stream the connecting node opens;
+//! packets go as unreliable datagrams, lost rather than late, as RTP would
+//! be on UDP.
+//!
+//! A stranger reaching the port gets nowhere: a client without a
+//! certificate from the hub's CA fails the handshake, and the endpoint
+//! holds at most [`MAX_LINKS`] connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, Endpoint, RecvStream, SendStream, TransportConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::wire::{self, LinkMessage, WireError};
+use super::RelayedPacket;
+
+/// ALPN of the relay: a node never mistakes another protocol for it.
+const ALPN: &[u8] = b"carecall-relay/1";
+
+/// The first byte on a link's control stream: its version.
+const STREAM_VERSION: u8 = 1;
+
+/// Most connections one node holds: a hub has a handful of nodes.
+pub const MAX_LINKS: usize = 32;
+
+/// A link silent this long is gone (keep-alives go every second).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first packet size tried. Browsers send RTP up to about 1,200 bytes;
+/// with the relay's header it fits in one datagram on any Ethernet LAN.
+/// Path MTU discovery goes on from here.
+const INITIAL_MTU: u16 = 1400;
+
+/// Why a link failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The node's certificate, key or the hub's CA could not be read.
+    #[error("relay identity: {0}")]
+    Identity(String),
+    /// The TLS configuration was refused.
+    #[error("relay TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The UDP socket could not be bound.
+    #[error("relay socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The connection could not be made or was lost.
+    #[error("relay connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// The connection could not be started.
+    #[error("relay connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// Writing to the control stream failed.
+    #[error("relay write: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// Reading the control stream failed or it ended.
+    #[error("relay read: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    /// A datagram could not be sent.
+    #[error("relay datagram: {0}")]
+    Datagram(#[from] quinn::SendDatagramError),
+    /// The other node sent bytes that are not the relay's.
+    #[error("relay message: {0}")]
+    Wire(#[from] WireError),
+    /// The handshake took longer than allowed.
+    #[error("relay handshake timed out")]
+    Timeout,
+    /// The endpoint holds [`MAX_LINKS`] connections already.
+    #[error("relay endpoint full")]
+    Full,
+}
+
+/// What proves a node is one of the hub's: its certificate chain and key,
+/// and the hub's CA certificate that every node's certificate is signed by.
+#[derive(Debug)]
+pub struct NodeIdentity {
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    hub_ca: CertificateDer<'static>,
+}
+
+impl NodeIdentity {
+    /// Reads an identity from PEM text.
+    pub fn from_pem(cert: &[u8], key: &[u8], hub_ca: &[u8]) -> Result<Self, LinkError> {
+        let bad = |what: &str, e: rustls::pki_types::pem::Error| {
+            LinkError::Identity(format!("{what}: {e}"))
+        };
+        let certs = CertificateDer::pem_slice_iter(cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("certificate", e))?;
+        if certs.is_empty() {
+            return Err(LinkError::Identity("no certificate in the PEM".into()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad("key", e))?;
+        let hub_ca = CertificateDer::from_pem_slice(hub_ca).map_err(|e| bad("hub CA", e))?;
+        Ok(NodeIdentity { certs, key, hub_ca })
+    }
+
+    fn roots(&self) -> Result<rustls::RootCertStore, LinkError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.hub_ca.clone())?;
+        Ok(roots)
+    }
+}
+
+fn transport() -> Arc<TransportConfig> {
+    let mut t = TransportConfig::default();
+    t.initial_mtu(INITIAL_MTU);
+    t.keep_alive_interval(Some(Duration::from_secs(1)));
+    t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("a small timeout")));
+    // One control stream, opened by the connecting node.
+    t.max_concurrent_bidi_streams(1u8.into());
+    t.max_concurrent_uni_streams(0u8.into());
+    Arc::new(t)
+}
+
+/// One node's QUIC endpoint: it accepts other nodes' links and makes its own.
+#[derive(Debug)]
+pub struct RelayEndpoint {
+    endpoint: Endpoint,
+}
+
+impl RelayEndpoint {
+    /// Binds the endpoint on `addr` (UDP). Needs a tokio runtime.
+    pub fn bind(addr: SocketAddr, identity: &NodeIdentity) -> Result<Self, LinkError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls13 = &[&rustls::version::TLS13];
+        let roots = Arc::new(identity.roots()?);
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| LinkError::Identity(e.to_string()))?;
+        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(tls13)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(identity.certs.clone(), identity.key.clone_key())?;
+        server.alpn_protocols = vec![ALPN.to_vec()];
+        let server =
+            QuicServerConfig::try_from(server).map_err(|e| LinkError::Identity(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+        server.transport_config(transport());
+
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(tls13)?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(identity.certs.clone(), identity.key.clone_key())?;
+        client.alpn_protocols = vec![ALPN.to_vec()];
+        let client =
+            QuicClientConfig::try_from(client).map_err(|e| LinkError::Identity(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(client));
+        client.transport_config(transport());
+
+        let mut endpoint = Endpoint::server(server, addr)?;
+        endpoint.set_default_client_config(client);
+        Ok(RelayEndpoint { endpoint })
+    }
+
+    /// Where other nodes reach it.
+    pub fn local_addr(&self) -> Result<SocketAddr, LinkError> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Opens a link to the node at `addr`, whose certificate must name
+    /// `name` and be signed by the hub's CA.
+    pub async fn connect(&self, addr: SocketAddr, name: &str) -> Result<RelayLink, LinkError> {
+        let handshake = async {
+            let connection = self.endpoint.connect(addr, name)?.await?;
+            let (mut send, recv) = connection.open_bi().await?;
+            // A stream reaches the other side with its first byte.
+            send.write_all(&[STREAM_VERSION]).await?;
+            Ok::<_, LinkError>(RelayLink::new(connection, send, recv))
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+            .await
+            .map_err(|_| LinkError::Timeout)?
+    }
+
+    /// The next link another node opens; `None` once the endpoint is closed.
+    /// A failed handshake is an error for this one attempt only.
+    pub async fn accept(&self) -> Option<Result<RelayLink, LinkError>> {
+        let incoming = self.endpoint.accept().await?;
+        if self.endpoint.open_connections() > MAX_LINKS {
+            incoming.refuse();
+            return Some(Err(LinkError::Full));
+        }
+        let handshake = async {
+            let connection = incoming.await?;
+            let (send, mut recv) = connection.accept_bi().await?;
+            let mut version = [0];
+            recv.read_exact(&mut version).await?;
+            if version[0] != STREAM_VERSION {
+                return Err(WireError::UnknownType(version[0]).into());
+            }
+            Ok(RelayLink::new(connection, send, recv))
+        };
+        let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
+        Some(result.unwrap_or(Err(LinkError::Timeout)))
+    }
+
+    /// Closes every link and the socket.
+    pub fn close(&self) {
+        self.endpoint.close(0u8.into(), b"node stopping");
+    }
+}
+
+/// One link to another node.
+#[derive(Debug)]
+pub struct RelayLink {
+    connection: Connection,
+    send: SendStream,
+    recv: RecvStream,
+    /// Reused for every message and packet written.
+    buffer: Vec<u8>,
+}
+
+impl RelayLink {
+    fn new(connection: Connection, send: SendStream, recv: RecvStream) -> Self {
+        RelayLink {
+            connection,
+            send,
+            recv,
+            buffer: Vec::with_capacity(wire::MAX_MESSAGE),
+        }
+    }
+
+    /// The other node's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.connection.remote_address()
+    }
+
+    /// The round-trip time QUIC measures on the link.
+    pub fn rtt(&self) -> Duration {
+        self.connection.rtt()
+    }
+
+    /// Sends a control message, in order after the ones before.
+    pub async fn send_message(&mut self, message: &LinkMessage) -> Result<(), LinkError> {
+        self.buffer.clear();
+        wire::encode_message(message, &mut self.buffer);
+        self.send.write_all(&self.buffer).await?;
+        Ok(())
+    }
+
+    /// The next control message; an error when the other node sent
+    /// something that is not one, or the link ended.
+    pub async fn recv_message(&mut self) -> Result<LinkMessage, LinkError> {
+        let mut prefix = [0; 2];
+        self.recv.read_exact(&mut prefix).await?;
+        let len = wire::message_len(prefix)?;
+        let mut body = [0; wire::MAX_MESSAGE];
+        self.recv.read_exact(&mut body[..len]).await?;
+        Ok(wire::decode_message(&body[..len])?)
+    }
+
+    /// Sends a packet as a datagram. A packet too big for the path is an
+    /// error (and lost, as it would be on UDP).
+    pub fn send_packet(&mut self, channel: u32, packet: &RelayedPacket) -> Result<(), LinkError> {
+        wire::encode_packet(channel, packet, &mut self.buffer);
+        let datagram = bytes::Bytes::copy_from_slice(&self.buffer);
+        self.connection.send_datagram(datagram)?;
+        Ok(())
+    }
+
+    /// The next packet datagram, with its channel.
+    pub async fn recv_packet(&self) -> Result<(u32, RelayedPacket), LinkError> {
+        let datagram = self.connection.read_datagram().await?;
+        Ok(wire::decode_packet(&datagram, Instant::now())?)
+    }
+
+    /// Ends the link.
+    pub fn close(&self) {
+        self.connection.close(0u8.into(), b"link closed");
+    }
+}

@@ -1,0 +1,109 @@
+//! Rooms that span nodes: a call whose participants are on two (or more)
+//! nodes of one hub, the nodes relaying media between them.
+//!
+//! Each node keeps its own [`crate::Room`] for the call, with its own
+//! participants in it. The room tells every node it spans to what its
+//! participants publish, relays their packets once per node (however many
+//! viewers are there), and treats the far side's participants as
+//! publishers of its own: local viewers subscribe to them, choose their
+//! layers and ask for their keyframes as for anyone else. Only a node's own
+//! participants' packets are relayed, never a relayed one, so rooms spanning
+//! three nodes are a full mesh with no loops.
+//!
+//! The room stays sans-IO: it takes [`Control`] messages and
+//! [`RelayedPacket`]s, and is polled for [`RelayOutput`]. The connection
+//! between nodes (QUIC, with the room's control on a stream and packets in
+//! datagrams) and its byte format ([`wire`]) live at the edge.
+
+pub mod link;
+mod relay;
+pub mod wire;
+
+pub(crate) use relay::Relay;
+
+use str0m::media::{MediaKind, Mid};
+
+use crate::forward::Layer;
+use crate::id::ParticipantId;
+use crate::packet::MediaPacket;
+
+/// Another node a room spans to, numbered by the edge holding the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u32);
+
+/// What one node tells another about a room they both host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// `origin`, a participant on the sending node, publishes a track.
+    Published {
+        /// The participant, on the node that hosts it.
+        origin: ParticipantId,
+        /// The track, by its publisher's mid.
+        mid: Mid,
+        /// Audio or video.
+        kind: MediaKind,
+    },
+    /// `origin` left the sending node: its tracks end.
+    Left {
+        /// The participant who left.
+        origin: ParticipantId,
+    },
+    /// The sending node's viewers would take `origin`'s camera up to
+    /// `ceiling` (`None`: none of it); the receiving node relays the
+    /// layers up to it and keeps them published.
+    Want {
+        /// The participant, on the node that hosts it.
+        origin: ParticipantId,
+        /// The track, by its publisher's mid.
+        mid: Mid,
+        /// The highest layer wanted; `None`: none.
+        ceiling: Option<Layer>,
+    },
+    /// A viewer on the sending node needs a keyframe of this layer.
+    Keyframe {
+        /// The participant, on the node that hosts it.
+        origin: ParticipantId,
+        /// The track, by its publisher's mid.
+        mid: Mid,
+        /// The simulcast layer.
+        layer: Layer,
+    },
+}
+
+/// One RTP packet of a published track, on its way between nodes. Its
+/// payload type is in the relay's own numbering (see `relay.rs`), not the
+/// publisher's browser's.
+#[derive(Debug, Clone)]
+pub struct RelayedPacket {
+    pub(crate) origin: ParticipantId,
+    pub(crate) mid: Mid,
+    pub(crate) layer: Layer,
+    pub(crate) packet: MediaPacket,
+}
+
+impl RelayedPacket {
+    /// Who published it.
+    pub fn origin(&self) -> ParticipantId {
+        self.origin
+    }
+
+    /// Its RTP sequence number (extended).
+    pub fn seq(&self) -> u64 {
+        self.packet.seq
+    }
+
+    /// Payload bytes, for counting what crosses.
+    pub fn payload_len(&self) -> usize {
+        self.packet.payload.len()
+    }
+}
+
+/// What a room hands the edge for another node.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum RelayOutput {
+    /// A control message, to go in order on the link's stream.
+    Control(LinkId, Control),
+    /// A packet, to go as a datagram (lost rather than late).
+    Packet(LinkId, RelayedPacket),
+}

@@ -1,0 +1,309 @@
+//! A room's side of its links to other nodes: the far side's publications
+//! (metered here, as a local publisher's are), what each far node wants of
+//! ours, and what is queued for them. Plain data; the room drives it (see
+//! `room/span.rs`).
+
+use std::collections::VecDeque;
+
+use str0m::format::{CodecConfig, PayloadParams};
+use str0m::media::{MediaKind, Mid, Pt};
+
+use super::{Control, LinkId, RelayOutput, RelayedPacket};
+use crate::forward::Layer;
+use crate::id::ParticipantId;
+use crate::packet::MediaPacket;
+use crate::track::Publication;
+
+/// A track published on another node.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    pub link: LinkId,
+    pub origin: ParticipantId,
+    pub publication: Publication,
+}
+
+/// How far up one far node would take one of our cameras.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wanted {
+    link: LinkId,
+    origin: ParticipantId,
+    mid: Mid,
+    ceiling: Option<Layer>,
+}
+
+/// A publisher's payload type and the relay's number for it.
+#[derive(Debug, Clone, Copy)]
+struct PtMapping {
+    origin: ParticipantId,
+    incoming: Pt,
+    relayed: Option<Pt>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Relay {
+    links: Vec<LinkId>,
+    pub remote: Vec<Remote>,
+    /// What far nodes asked for of our publishers.
+    wanted: Vec<Wanted>,
+    /// What we last asked far nodes for of theirs.
+    asked: Vec<Wanted>,
+    pts: Vec<PtMapping>,
+    /// The payload types packets cross with. Browsers number codecs as they
+    /// like; every node numbers them as this table does, so a packet's
+    /// codec is known on the far side without any negotiation.
+    codecs: CodecConfig,
+    out: VecDeque<RelayOutput>,
+}
+
+/// The relay's codec numbering: the codecs every session of the SFU takes.
+fn relay_codecs() -> CodecConfig {
+    let mut codecs = CodecConfig::empty();
+    codecs.enable_opus(true, true);
+    codecs.enable_vp8(true);
+    codecs.enable_h264(true);
+    codecs
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Relay {
+            links: Vec::new(),
+            remote: Vec::new(),
+            wanted: Vec::new(),
+            asked: Vec::new(),
+            pts: Vec::new(),
+            codecs: relay_codecs(),
+            out: VecDeque::new(),
+        }
+    }
+}
+
+impl Relay {
+    /// True when the room spans no other node.
+    pub fn is_alone(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    pub fn links(&self) -> &[LinkId] {
+        &self.links
+    }
+
+    /// Adds a link; false when it was already there.
+    pub fn add_link(&mut self, link: LinkId) -> bool {
+        if self.links.contains(&link) {
+            return false;
+        }
+        self.links.push(link);
+        true
+    }
+
+    /// Forgets a link and everything learnt over it; returns the far
+    /// participants who are gone with it.
+    pub fn remove_link(&mut self, link: LinkId) -> Vec<ParticipantId> {
+        self.links.retain(|l| *l != link);
+        self.wanted.retain(|w| w.link != link);
+        self.asked.retain(|w| w.link != link);
+        self.out.retain(|o| match o {
+            RelayOutput::Control(l, _) | RelayOutput::Packet(l, _) => *l != link,
+        });
+        let mut gone: Vec<_> = self
+            .remote
+            .iter()
+            .filter(|r| r.link == link)
+            .map(|r| r.origin)
+            .collect();
+        gone.dedup();
+        self.remote.retain(|r| r.link != link);
+        gone
+    }
+
+    /// Queues `control` for every link.
+    pub fn tell_all(&mut self, control: Control) {
+        for &link in &self.links {
+            self.out
+                .push_back(RelayOutput::Control(link, control.clone()));
+        }
+    }
+
+    pub fn tell(&mut self, link: LinkId, control: Control) {
+        self.out.push_back(RelayOutput::Control(link, control));
+    }
+
+    pub fn poll(&mut self) -> Option<RelayOutput> {
+        self.out.pop_front()
+    }
+
+    pub fn is_remote(&self, origin: ParticipantId) -> bool {
+        self.remote.iter().any(|r| r.origin == origin)
+    }
+
+    /// A far participant's new track; false when it was known already.
+    pub fn add_remote(
+        &mut self,
+        link: LinkId,
+        origin: ParticipantId,
+        mid: Mid,
+        kind: MediaKind,
+    ) -> bool {
+        if self
+            .remote
+            .iter()
+            .any(|r| r.origin == origin && r.publication.mid == mid)
+        {
+            return false;
+        }
+        let publication = Publication::new(mid, kind);
+        self.remote.push(Remote {
+            link,
+            origin,
+            publication,
+        });
+        true
+    }
+
+    /// A far participant left (only the link it came over may say so).
+    pub fn remove_remote(&mut self, link: LinkId, origin: ParticipantId) -> bool {
+        let before = self.remote.len();
+        self.remote
+            .retain(|r| !(r.link == link && r.origin == origin));
+        self.asked
+            .retain(|w| !(w.link == link && w.origin == origin));
+        self.remote.len() != before
+    }
+
+    /// One of ours left: nothing more is relayed of it.
+    pub fn local_left(&mut self, origin: ParticipantId) {
+        self.wanted.retain(|w| w.origin != origin);
+        self.pts.retain(|m| m.origin != origin);
+        self.tell_all(Control::Left { origin });
+    }
+
+    /// A far node's wish for one of our cameras.
+    pub fn set_wanted(
+        &mut self,
+        link: LinkId,
+        origin: ParticipantId,
+        mid: Mid,
+        ceiling: Option<Layer>,
+    ) {
+        self.wanted
+            .retain(|w| !(w.link == link && w.origin == origin && w.mid == mid));
+        self.wanted.push(Wanted {
+            link,
+            origin,
+            mid,
+            ceiling,
+        });
+    }
+
+    /// The best layer of `origin`'s camera any far node would take.
+    pub fn ceiling_for(&self, origin: ParticipantId) -> Option<Layer> {
+        self.wanted
+            .iter()
+            .filter(|w| w.origin == origin)
+            .filter_map(|w| w.ceiling)
+            .max()
+    }
+
+    /// Tells a far node how far up our viewers would take its camera, when
+    /// that changed since it was last told.
+    pub fn ask(&mut self, remote: usize, ceiling: Option<Layer>) {
+        let r = &self.remote[remote];
+        let wish = Wanted {
+            link: r.link,
+            origin: r.origin,
+            mid: r.publication.mid,
+            ceiling,
+        };
+        if r.publication.kind != MediaKind::Video || self.asked.contains(&wish) {
+            return;
+        }
+        self.asked
+            .retain(|w| !(w.link == wish.link && w.origin == wish.origin && w.mid == wish.mid));
+        self.asked.push(wish);
+        let control = Control::Want {
+            origin: wish.origin,
+            mid: wish.mid,
+            ceiling,
+        };
+        self.out.push_back(RelayOutput::Control(wish.link, control));
+    }
+
+    /// Queues one of our packets for every far node that takes its layer:
+    /// all audio, and video up to what the node asked for. Cloning a packet
+    /// shares its payload.
+    #[allow(clippy::too_many_arguments)]
+    pub fn offer(
+        &mut self,
+        origin: ParticipantId,
+        mid: Mid,
+        layer: Layer,
+        kind: MediaKind,
+        params: &PayloadParams,
+        packet: &MediaPacket,
+    ) {
+        if self.links.is_empty() {
+            return;
+        }
+        let Some(pt) = self.relayed_pt(origin, params, packet.pt) else {
+            return;
+        };
+        for i in 0..self.links.len() {
+            let link = self.links[i];
+            let takes = kind == MediaKind::Audio
+                || self.wanted.iter().any(|w| {
+                    w.link == link
+                        && w.origin == origin
+                        && w.mid == mid
+                        && w.ceiling.is_some_and(|c| layer <= c)
+                });
+            if takes {
+                let mut packet = packet.clone();
+                packet.pt = pt;
+                let relayed = RelayedPacket {
+                    origin,
+                    mid,
+                    layer,
+                    packet,
+                };
+                self.out.push_back(RelayOutput::Packet(link, relayed));
+            }
+        }
+    }
+
+    /// The payload parameters of a packet that crossed, from the relay's
+    /// numbering.
+    pub fn params_of(&self, pt: Pt) -> Option<PayloadParams> {
+        self.codecs
+            .find(|p| p.pt() == pt || p.red() == Some(pt))
+            .copied()
+    }
+
+    /// The relay's number for a publisher's payload type, matched on the
+    /// codec once per publisher and type.
+    fn relayed_pt(
+        &mut self,
+        origin: ParticipantId,
+        params: &PayloadParams,
+        incoming: Pt,
+    ) -> Option<Pt> {
+        if let Some(m) = self
+            .pts
+            .iter()
+            .find(|m| m.origin == origin && m.incoming == incoming)
+        {
+            return m.relayed;
+        }
+        let matched = self.codecs.match_params(*params);
+        let relayed = matched.and_then(|m| match params.red() == Some(incoming) {
+            true => m.red(),
+            false => Some(m.pt()),
+        });
+        self.pts.push(PtMapping {
+            origin,
+            incoming,
+            relayed,
+        });
+        relayed
+    }
+}

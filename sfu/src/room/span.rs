@@ -1,0 +1,230 @@
+//! A room spanning other nodes (see `cascade`): what crosses its links, and
+//! the far side's participants as publishers here.
+
+use std::time::Instant;
+
+use str0m::media::{MediaKind, Mid};
+
+use super::Room;
+use crate::cascade::{Control, LinkId, RelayOutput, RelayedPacket};
+use crate::forward::{Layer, LAYER_COUNT};
+use crate::id::ParticipantId;
+use crate::participant::{receive, Propagated};
+
+impl Room {
+    /// Spans the room to another node over `link`: everything published
+    /// here is announced there, and from now on relayed as it asks.
+    pub fn span_to(&mut self, link: LinkId) {
+        if !self.relay.add_link(link) {
+            return;
+        }
+        tracing::info!(room = %self.id, link = link.0, "room spans another node");
+        for p in &self.participants {
+            for publication in &p.publications {
+                let control = Control::Published {
+                    origin: p.id,
+                    mid: publication.mid,
+                    kind: publication.kind,
+                };
+                self.relay.tell(link, control);
+            }
+        }
+    }
+
+    /// The link to another node is gone: its participants leave this room.
+    pub fn unspan(&mut self, link: LinkId) {
+        for origin in self.relay.remove_link(link) {
+            self.unsubscribe_all_from(origin);
+        }
+        self.next_layers = None;
+    }
+
+    /// True while the room spans another node.
+    pub fn spans_nodes(&self) -> bool {
+        !self.relay.is_alone()
+    }
+
+    /// Participants on other nodes whose tracks reach this room.
+    pub fn remote_participants(&self) -> Vec<ParticipantId> {
+        let mut ids: Vec<_> = self.relay.remote.iter().map(|r| r.origin).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Takes a control message from the node at the far end of `link`.
+    /// A link the room does not span to, or a message about someone it
+    /// may not speak for, is ignored.
+    pub fn handle_relay_control(&mut self, now: Instant, link: LinkId, control: Control) {
+        if !self.relay.links().contains(&link) {
+            return;
+        }
+        let local = |room: &Room, id| room.participants.iter().any(|p| p.id == id);
+        match control {
+            Control::Published { origin, mid, kind } => {
+                if local(self, origin) {
+                    tracing::warn!(room = %self.id, %origin, "a far node published as a local participant");
+                    return;
+                }
+                if self.relay.add_remote(link, origin, mid, kind) {
+                    for p in &mut self.participants {
+                        p.touch();
+                        p.subscribe(origin, mid, kind);
+                    }
+                    self.next_layers = None;
+                }
+            }
+            Control::Left { origin } => {
+                if self.relay.remove_remote(link, origin) {
+                    self.unsubscribe_all_from(origin);
+                    self.next_layers = None;
+                }
+            }
+            Control::Want {
+                origin,
+                mid,
+                ceiling,
+            } if local(self, origin) => {
+                self.relay.set_wanted(link, origin, mid, ceiling);
+                self.next_layers = None;
+            }
+            Control::Keyframe { origin, mid, layer } if local(self, origin) => {
+                self.request_keyframe(origin, mid, layer, now);
+            }
+            Control::Want { .. } | Control::Keyframe { .. } => {}
+        }
+    }
+
+    /// Takes a packet relayed from the node at the far end of `link`: it
+    /// reaches local subscribers (and the recording) at the next poll.
+    pub fn handle_relay_packet(&mut self, link: LinkId, relayed: RelayedPacket) {
+        let Some(params) = self.relay.params_of(relayed.packet.pt) else {
+            return;
+        };
+        let RelayedPacket {
+            origin,
+            mid,
+            layer,
+            packet,
+        } = relayed;
+        let Some(remote) = self
+            .relay
+            .remote
+            .iter_mut()
+            .find(|r| r.link == link && r.origin == origin && r.publication.mid == mid)
+        else {
+            return;
+        };
+        let stream = &mut remote.publication.layers[layer.index()];
+        if stream.arrivals.expected() == 0 {
+            // A layer starts: layers are chosen again before it is offered.
+            self.next_layers = None;
+        }
+        let learnt = receive(stream, params.spec().codec, &packet);
+        self.propagate.push_back(Propagated::Rtp {
+            origin,
+            mid,
+            layer,
+            params,
+            learnt,
+            packet,
+        });
+    }
+
+    /// The next message or packet for another node.
+    pub fn poll_relay(&mut self) -> Option<RelayOutput> {
+        self.relay.poll()
+    }
+
+    /// Each far publication's layer rates, as measured here.
+    pub(super) fn remote_rates(
+        &self,
+        now: Instant,
+    ) -> impl Iterator<Item = (ParticipantId, Mid, [Option<u64>; LAYER_COUNT])> + '_ {
+        self.relay
+            .remote
+            .iter()
+            .filter(|r| r.publication.kind == MediaKind::Video)
+            .map(move |r| (r.origin, r.publication.mid, r.publication.layer_rates(now)))
+    }
+
+    /// Tells each far node how far up the viewers here (or the recording)
+    /// would take its cameras.
+    pub(super) fn ask_far_nodes(&mut self) {
+        let recording = self.recording.is_some();
+        for i in 0..self.relay.remote.len() {
+            let origin = self.relay.remote[i].origin;
+            let ceiling = match recording {
+                true => Some(Layer::FULL),
+                false => self
+                    .participants
+                    .iter()
+                    .filter_map(|v| v.wish_for(origin))
+                    .max(),
+            };
+            self.relay.ask(i, ceiling);
+        }
+    }
+
+    /// Asks a far publisher's node for a keyframe, coalesced here as a local
+    /// publisher's requests are; false when `publisher` is not remote.
+    pub(super) fn request_remote_keyframe(
+        &mut self,
+        publisher: ParticipantId,
+        mid: Mid,
+        layer: Layer,
+        now: Instant,
+    ) -> bool {
+        let Some(remote) = self
+            .relay
+            .remote
+            .iter_mut()
+            .find(|r| r.origin == publisher && r.publication.mid == mid)
+        else {
+            return false;
+        };
+        let link = remote.link;
+        if remote.publication.layers[layer.index()]
+            .keyframes
+            .request(now)
+        {
+            let control = Control::Keyframe {
+                origin: publisher,
+                mid,
+                layer,
+            };
+            self.relay.tell(link, control);
+        }
+        true
+    }
+
+    /// Sends the far keyframe requests the throttle deferred; returns when
+    /// the next one falls due.
+    pub(super) fn deferred_remote_keyframes(&mut self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut due = Vec::new();
+        for r in &mut self.relay.remote {
+            for layer in Layer::ALL {
+                let throttle = &mut r.publication.layers[layer.index()].keyframes;
+                if throttle.poll_deferred(now) {
+                    due.push((r.link, r.origin, r.publication.mid, layer));
+                }
+                if let Some(t) = throttle.deferred_until() {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+            }
+        }
+        for (link, origin, mid, layer) in due {
+            self.relay
+                .tell(link, Control::Keyframe { origin, mid, layer });
+        }
+        next
+    }
+
+    pub(super) fn unsubscribe_all_from(&mut self, origin: ParticipantId) {
+        for p in &mut self.participants {
+            p.touch();
+            p.unsubscribe_from(origin);
+        }
+    }
+}
