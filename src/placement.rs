@@ -11,13 +11,18 @@ use carecall_signalling::placement::{Adoption, Hosted, RoomPlacer};
 /// Places rooms through its own connection to the shared database.
 pub struct DatabasePlacer {
     log: Mutex<CallLog>,
+    /// This node has a relay: a join for a room hosted on a node that has
+    /// one too stays here, the room spanning both.
+    spans: bool,
 }
 
 impl DatabasePlacer {
-    /// Places rooms as `log`'s node.
-    pub fn new(log: CallLog) -> DatabasePlacer {
+    /// Places rooms as `log`'s node; with `spans`, joins stay on this node
+    /// and their rooms span to the node hosting them, where it can.
+    pub fn new(log: CallLog, spans: bool) -> DatabasePlacer {
         DatabasePlacer {
             log: Mutex::new(log),
+            spans,
         }
     }
 }
@@ -34,11 +39,14 @@ impl RoomPlacer for DatabasePlacer {
         let placed = log
             .place_room(room, SystemTime::now())
             .map_err(|e| e.to_string())?;
-        Ok(if placed.node == log.node_id() {
-            Hosted::Here
-        } else {
-            Hosted::Elsewhere(placed.url)
-        })
+        if placed.node == log.node_id() {
+            return Ok(Hosted::Here);
+        }
+        let relay = placed.relay.filter(|_| self.spans);
+        match relay.and_then(|(addr, name)| Some((addr.parse().ok()?, name))) {
+            Some((relay, name)) => Ok(Hosted::Spanned { relay, name }),
+            None => Ok(Hosted::Elsewhere(placed.url)),
+        }
     }
 
     fn adopt(&self, resume_hash: &str) -> Result<Adoption, String> {

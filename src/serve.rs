@@ -93,9 +93,11 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
             "public_url is not set: other nodes send browsers to this node at its HTTP address; set public_url to the address browsers reach it at"
         );
     }
+    // Rooms that span this node and others (docs/scaling.md).
+    let relay = config.relay.settings()?;
     let placer = match &database {
         carecall_admin::sql::Database::Postgres(_) => Some(std::sync::Arc::new(
-            crate::placement::DatabasePlacer::new(connect()?),
+            crate::placement::DatabasePlacer::new(connect()?, relay.is_some()),
         )),
         carecall_admin::sql::Database::Sqlite(_) => None,
     };
@@ -146,8 +148,14 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         workers,
         estimate_bandwidth: config.media.bandwidth_estimation,
         relays: Some(relays.clone()),
+        relay,
     })
     .context("starting the media plane")?;
+    if let (Some(addr), Some(name)) = (media.relay_addr(), &config.relay.name) {
+        let reached = config.relay.public_addr.unwrap_or(addr);
+        call_log.node_relay(&reached.to_string(), name)?;
+        tracing::info!(relay = %reached, name, "rooms may span this node and the hub's others");
+    }
     let refusals = carecall_sfu::Refusals::default();
     let turn_failures = carecall_sfu::turn::TurnFailures::default();
     // The limits in force; a reload (SIGHUP) changes them.

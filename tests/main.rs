@@ -36,5 +36,6 @@ mod reload;
 mod reports;
 mod restart;
 mod resume;
+mod spanning;
 mod tablet;
 mod turn_refusals;

@@ -286,6 +286,10 @@ const MIGRATIONS: &[&str] = &[
         node TEXT NOT NULL,
         placed_at_ms INTEGER NOT NULL
     );",
+    // Where each node's relay is reached (a room spanning nodes, see
+    // docs/scaling.md): its QUIC address and its certificate's name.
+    "ALTER TABLE nodes ADD COLUMN relay_addr TEXT;
+    ALTER TABLE nodes ADD COLUMN relay_name TEXT;",
 ];
 
 /// Makes the database file readable by the hub's user only, whatever the

@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub never_connected: Vec<(Role, u64)>,
     /// Each TLS listener's certificate expiry (Unix seconds).
     pub certificates: Vec<(&'static str, u64)>,
+    /// What crossed this node's relay to the hub's others, if it has one.
+    pub relay: Option<carecall_sfu::RelayCounts>,
 }
 
 /// A TLS certificate the hub serves (HTTPS, TURN over TLS), for its expiry
@@ -126,6 +128,10 @@ pub fn render(
         refused.with_label_values(&[surface, reason]).inc_by(*n);
     }
     registry.register(Box::new(refused))?;
+
+    if let Some(relay) = &snapshot.relay {
+        register_relay(&registry, relay)?;
+    }
 
     let turn_failures = IntCounterVec::new(
         Opts::new(
@@ -483,6 +489,53 @@ impl ParticipantSeries {
     }
 }
 
+/// The relay between nodes (docs/metrics.md): packets and bytes each way,
+/// drops, and links up.
+fn register_relay(
+    registry: &Registry,
+    relay: &carecall_sfu::RelayCounts,
+) -> Result<(), prometheus::Error> {
+    let packets = IntCounterVec::new(
+        Opts::new(
+            "carecall_relay_packets_total",
+            "Media packets relayed to (sent) or from (received) the hub's other nodes.",
+        ),
+        &["direction"],
+    )?;
+    packets
+        .with_label_values(&["sent"])
+        .inc_by(relay.packets_sent);
+    packets
+        .with_label_values(&["received"])
+        .inc_by(relay.packets_received);
+    registry.register(Box::new(packets))?;
+    let bytes = IntCounterVec::new(
+        Opts::new(
+            "carecall_relay_bytes_total",
+            "RTP bytes (header and payload) relayed to or from the hub's other nodes.",
+        ),
+        &["direction"],
+    )?;
+    bytes.with_label_values(&["sent"]).inc_by(relay.bytes_sent);
+    bytes
+        .with_label_values(&["received"])
+        .inc_by(relay.bytes_received);
+    registry.register(Box::new(bytes))?;
+    let dropped = prometheus::IntCounter::new(
+        "carecall_relay_dropped_total",
+        "Relayed packets lost at this node: too big, a full send buffer, malformed, or for no open room.",
+    )?;
+    dropped.inc_by(relay.packets_dropped);
+    registry.register(Box::new(dropped))?;
+    let links = IntGauge::new(
+        "carecall_relay_links",
+        "Links to the hub's other nodes now.",
+    )?;
+    links.set(relay.links as i64);
+    registry.register(Box::new(links))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,6 +566,14 @@ mod tests {
             turn_failures: vec![("expired_credential", 3)],
             never_connected: vec![(Role::Home, 2)],
             certificates: vec![("turn", 1_930_348_800)],
+            relay: Some(carecall_sfu::RelayCounts {
+                packets_sent: 5,
+                packets_received: 4,
+                bytes_sent: 5000,
+                bytes_received: 4000,
+                packets_dropped: 1,
+                links: 1,
+            }),
         };
         let text = render(
             &snapshot,
@@ -541,6 +602,10 @@ mod tests {
             r#"carecall_certificate_expiry_timestamp_seconds{listener="turn"} 1930348800"#
         ));
         assert!(text.contains("carecall_build_info{version="));
+        assert!(text.contains(r#"carecall_relay_packets_total{direction="sent"} 5"#));
+        assert!(text.contains(r#"carecall_relay_bytes_total{direction="received"} 4000"#));
+        assert!(text.contains("carecall_relay_dropped_total 1"));
+        assert!(text.contains("carecall_relay_links 1"));
     }
 
     #[test]
@@ -554,6 +619,10 @@ mod tests {
         )
         .unwrap();
         assert!(text.contains("carecall_rooms 0"));
+        assert!(
+            !text.contains("carecall_relay_"),
+            "a node without a relay has no relay series"
+        );
         assert!(!text.contains("carecall_participant_"));
     }
 }

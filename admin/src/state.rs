@@ -172,6 +172,7 @@ impl AdminState {
             media,
             refusals: self.refusals.counts(),
             turn_failures: self.turn_failures.counts(),
+            relay: self.media.relay_counts(),
             certificates: self
                 .certificates
                 .iter()

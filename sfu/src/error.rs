@@ -71,6 +71,10 @@ pub enum SfuError {
         /// Who was to receive it.
         participant: ParticipantId,
     },
+    /// The relay to other nodes failed: no endpoint configured, a link that
+    /// could not be made, or its thread gone.
+    #[error("relay between nodes: {0}")]
+    Relay(String),
     /// The media worker thread is gone (it only stops when the server stops).
     #[error("media worker stopped")]
     WorkerGone,

@@ -51,7 +51,7 @@ pub use downlink_test::DownlinkPlan;
 pub use echo::{ECHO_LABEL, MAX_ECHOES_PER_SECOND};
 pub use error::SfuError;
 pub use id::{ParticipantId, RoomId};
-pub use io::{default_announce_addrs, MediaConfig, MediaServer};
+pub use io::{default_announce_addrs, MediaConfig, MediaServer, RelayCounts, RelaySettings};
 pub use keyframe::{KeyframeThrottle, MIN_KEYFRAME_INTERVAL};
 pub use live::Live;
 pub use refusals::{Refusals, Surface};

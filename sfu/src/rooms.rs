@@ -142,11 +142,16 @@ impl Rooms {
         self.slots.iter().flatten().map(|s| s.deadline).min()
     }
 
-    /// Frees `slot` if its room has nobody left.
-    pub(crate) fn drop_if_empty(&mut self, slot: usize) {
-        if self.slot(slot).is_some_and(|s| s.room.is_empty()) {
+    /// Frees `slot` if its room has nobody left; true when it did.
+    pub(crate) fn drop_if_empty(&mut self, slot: usize) -> bool {
+        // A room spanning other nodes stays while it does: their
+        // participants are in the call, and one may join here again.
+        let empty = |s: &RoomSlot| s.room.is_empty() && !s.room.spans_nodes();
+        if self.slot(slot).is_some_and(|s| empty(s)) {
             self.slots[slot] = None;
+            return true;
         }
+        false
     }
 
     /// Forgets `participant`'s addresses. `closed` is called with each of

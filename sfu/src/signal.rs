@@ -30,6 +30,19 @@ pub enum MediaSignal {
         /// The highest layer to keep sending.
         highest: &'static str,
     },
+    /// A participant on another node of a room spanning nodes is in the
+    /// call (or changed): `info` is its signalling's description, as sent.
+    RemotePeer {
+        /// Who.
+        participant: crate::id::ParticipantId,
+        /// Their description (signalling's own format).
+        info: std::sync::Arc<str>,
+    },
+    /// That participant left, or their node's link went.
+    RemoteLeft {
+        /// Who.
+        participant: crate::id::ParticipantId,
+    },
     /// ICE and DTLS are up; media can flow.
     Connected,
     /// ICE lost the path; media may come back (e.g. a Wi-Fi roam).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use carecall_sfu::cascade::{Control, LinkId};
 use carecall_sfu::forward::Layer;
 use carecall_sfu::sim::{SimCall, SimCascade};
-use carecall_sfu::ParticipantId;
+use carecall_sfu::{MediaSignal, ParticipantId};
 use str0m::media::MediaKind;
 
 const RIDS: [&str; 3] = ["q", "h", "f"];
@@ -246,4 +246,41 @@ fn a_far_node_cannot_speak_for_participants_it_does_not_host() {
     };
     c.a.room.handle_relay_control(now, LinkId(1), control);
     assert_eq!(c.a.room.remote_participants(), [far]);
+}
+
+#[test]
+fn a_far_participant_is_described_before_its_tracks_and_its_leaving_is_told() {
+    let mut a = SimCall::builder(1).build();
+    let (home, info) = (a.peers[0].id, r#"{"name":"Rose Court","role":"home"}"#);
+    a.room.announce(home, info);
+    let b = SimCall::builder(1).first_id(11).build();
+    let mut c = SimCascade::new(a, b);
+    c.settle(Duration::from_millis(300));
+    let signals = &c.b.peers[0].signals;
+    let described = signals.iter().position(|s| {
+        matches!(s, MediaSignal::RemotePeer { participant, info: i } if *participant == home && &**i == info)
+    });
+    let first_track = signals
+        .iter()
+        .position(|s| matches!(s, MediaSignal::Track { participant, .. } if *participant == home));
+    assert!(
+        described.is_some(),
+        "B's browser was not told who is on A: {signals:?}"
+    );
+    assert!(
+        first_track.is_some(),
+        "no track of A's participant reached B: {signals:?}"
+    );
+    assert!(
+        described < first_track,
+        "a track came before its owner: {signals:?}"
+    );
+
+    c.a.room.remove(home);
+    c.settle(Duration::from_millis(50));
+    assert!(c.b.peers[0]
+        .signals
+        .iter()
+        .any(|s| matches!(s, MediaSignal::RemoteLeft { participant } if *participant == home)));
+    assert!(c.b.room.remote_participants().is_empty());
 }

@@ -217,6 +217,22 @@ impl AppState {
         }
     }
 
+    /// Spans `room` to the node whose relay is at `relay`, in the
+    /// background: the join goes on meanwhile, and the far side's
+    /// participants appear once the link is up.
+    pub(crate) fn span(&self, room: &str, relay: std::net::SocketAddr, name: String) {
+        let media = self.inner.media.clone();
+        let room = carecall_sfu::RoomId(room.to_owned());
+        tokio::spawn(async move {
+            match media.span(room.clone(), relay, &name).await {
+                Ok(()) => tracing::info!(%room, %relay, node = name, "room spans another node"),
+                Err(error) => {
+                    tracing::warn!(%room, %relay, node = name, %error, "room could not span another node")
+                }
+            }
+        });
+    }
+
     /// Lets clinicians record calls, written as `policy` says.
     pub fn with_recording(self, policy: RecordingPolicy) -> Self {
         let inner = Arc::into_inner(self.inner).expect("with_recording before the state is shared");

@@ -10,6 +10,15 @@ pub enum Hosted {
     Here,
     /// On another node, whose base URL browsers reach it at.
     Elsewhere(String),
+    /// On another node, and this node spans the room to it: the
+    /// participant stays here, its media relayed to and from the room's
+    /// node, each packet crossing once (docs/scaling.md).
+    Spanned {
+        /// The room's node's relay (QUIC over UDP).
+        relay: std::net::SocketAddr,
+        /// The name its certificate bears.
+        name: String,
+    },
 }
 
 /// What a node can do with a resume it holds no session for.

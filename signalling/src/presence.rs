@@ -54,24 +54,29 @@ impl Presence {
         members.insert(id, Member { info, outbox, end });
     }
 
-    /// Updates a participant's mute state and tells the others.
-    pub fn set_mute(&self, room: &str, id: ParticipantId, audio: bool, video: bool) {
+    /// Updates a participant's mute state and tells the others; returns
+    /// what they were told.
+    pub fn set_mute(
+        &self,
+        room: &str,
+        id: ParticipantId,
+        audio: bool,
+        video: bool,
+    ) -> Option<PeerInfo> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(members) = rooms.get_mut(room) else {
-            return;
-        };
-        let Some(member) = members.get_mut(&id) else {
-            return;
-        };
+        let members = rooms.get_mut(room)?;
+        let member = members.get_mut(&id)?;
         member.info.audio = audio;
         member.info.video = video;
-        let update = ServerMessage::ParticipantUpdated(member.info.clone());
+        let info = member.info.clone();
+        let update = ServerMessage::ParticipantUpdated(info.clone());
         members
             .iter()
             .filter(|(other, _)| **other != id)
             .for_each(|(_, m)| {
                 let _ = m.outbox.send(update.clone());
             });
+        Some(info)
     }
 
     /// Removes a participant without telling the others: the hub is

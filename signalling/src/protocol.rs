@@ -120,7 +120,7 @@ impl ClientMessage {
 }
 
 /// Someone else in the call, as the browser shows them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {
     /// The id that is also the `msid` stream id of their tracks.
     pub participant: String,

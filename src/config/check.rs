@@ -167,6 +167,32 @@ fn in_context(c: &Config) -> Vec<(String, String)> {
             format!("{:?} is not a log level or list of them: {e}", c.log_level),
         ));
     }
+    if c.relay.addr.is_some() {
+        if c.relay.name.is_none() {
+            problems.push((
+                "relay.name".into(),
+                "relay.addr is set: relay.name (the name this node's certificate bears) is needed"
+                    .into(),
+            ));
+        }
+        for (name, file) in [
+            ("cert", &c.relay.cert),
+            ("key", &c.relay.key),
+            ("hub_ca", &c.relay.hub_ca),
+        ] {
+            match file.as_deref() {
+                None => problems.push((
+                    format!("relay.{name}"),
+                    format!("relay.addr is set: relay.{name} is needed"),
+                )),
+                Some(f) if !Path::new(f).is_file() => problems.push((
+                    format!("relay.{name}"),
+                    format!("{} does not exist or is not a file", f.display()),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
     if let Some(u) = &c.public_url {
         if !(u.starts_with("https://") || u.starts_with("http://")) {
             problems.push(("public_url".into(), format!("{u:?} is not an http(s) URL")));
@@ -311,6 +337,31 @@ sceret = \"0123456789abcdef0123456789abcdef\"
             problems[2].message.contains("unknown field"),
             "{}",
             problems[2]
+        );
+    }
+
+    #[test]
+    fn a_relay_without_its_certificates_is_named_key_by_key() {
+        let text = "\
+[relay]
+addr = \"127.0.0.1:7400\"
+cert = \"/nonexistent/node.pem\"
+";
+        let problems = check(text);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["relay.cert", "relay.name", "relay.key", "relay.hub_ca"],
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].message.contains("does not exist"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            check("[relay]\nname = \"node-a\"\n").is_empty(),
+            "a relay left off is fine"
         );
     }
 

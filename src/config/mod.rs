@@ -76,6 +76,58 @@ pub struct Config {
     pub service_hours: ServiceHoursSection,
     /// Where the hub's records are kept.
     pub database: DatabaseSection,
+    /// The relay that lets a room span this node and the hub's others.
+    pub relay: RelaySection,
+}
+
+/// `[relay]` in the TOML file: rooms spanning nodes (docs/scaling.md). Off
+/// unless `addr` is set; then `cert`, `key` and `hub_ca` are needed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySection {
+    /// UDP address of this node's relay (QUIC). With one, a join that
+    /// reaches this node for a room another node with a relay hosts stays
+    /// here, and the room spans both. `CARECALL_RELAY_ADDR`.
+    pub addr: Option<SocketAddr>,
+    /// The address other nodes reach the relay at, when not `addr` (an
+    /// unspecified address, or NAT). `CARECALL_RELAY_PUBLIC_ADDR`.
+    pub public_addr: Option<SocketAddr>,
+    /// The name this node's certificate bears (other nodes check it).
+    /// `CARECALL_RELAY_NAME`.
+    pub name: Option<String>,
+    /// This node's certificate (PEM), signed by the hub's CA.
+    /// `CARECALL_RELAY_CERT`.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM). `CARECALL_RELAY_KEY`.
+    pub key: Option<PathBuf>,
+    /// The hub's CA certificate (PEM): only nodes it signed are linked.
+    /// `CARECALL_RELAY_HUB_CA`.
+    pub hub_ca: Option<PathBuf>,
+}
+
+impl RelaySection {
+    /// The media plane's relay settings, the files read; `None` when the
+    /// relay is off.
+    pub fn settings(&self) -> anyhow::Result<Option<carecall_sfu::RelaySettings>> {
+        let Some(listen) = self.addr else {
+            return Ok(None);
+        };
+        let read = |what: &str, path: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
+            let path = path
+                .as_ref()
+                .with_context(|| format!("relay.addr is set but relay.{what} is not"))?;
+            std::fs::read(path).with_context(|| format!("reading relay.{what} {}", path.display()))
+        };
+        if self.name.is_none() {
+            bail!("relay.addr is set but relay.name (this node's certificate name) is not");
+        }
+        Ok(Some(carecall_sfu::RelaySettings {
+            listen,
+            cert_pem: read("cert", &self.cert)?,
+            key_pem: read("key", &self.key)?,
+            hub_ca_pem: read("hub_ca", &self.hub_ca)?,
+        }))
+    }
 }
 
 /// `[database]` in the TOML file (see `docs/scaling.md`).
@@ -423,6 +475,7 @@ impl Default for Config {
             limits: LimitsSection::default(),
             service_hours: ServiceHoursSection::default(),
             database: DatabaseSection::default(),
+            relay: RelaySection::default(),
         }
     }
 }

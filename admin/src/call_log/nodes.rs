@@ -93,11 +93,24 @@ impl CallLog {
                  ON CONFLICT (id) DO UPDATE SET url = excluded.url,
                      started_at_ms = excluded.started_at_ms,
                      heartbeat_at_ms = excluded.heartbeat_at_ms, ids_to = excluded.ids_to,
-                     stopped_at_ms = NULL, rooms = 0, participants = 0",
+                     stopped_at_ms = NULL, rooms = 0, participants = 0,
+                     relay_addr = NULL, relay_name = NULL",
                 values![node, url, at, last],
             )?;
             Ok(first)
         })
+    }
+
+    /// Where this node's relay is reached (its QUIC address) and the name
+    /// its certificate bears: other nodes span rooms to it there.
+    pub fn node_relay(&self, addr: &str, name: &str) -> Result<(), AdminError> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE nodes SET relay_addr = ?2, relay_name = ?3 WHERE id = ?1",
+                values![self.node_id(), addr, name],
+            )
+        })
+        .map(drop)
     }
 
     /// This node's heartbeat, with its load now; its empty rooms' placements

@@ -23,6 +23,9 @@ pub struct Placement {
     pub node: String,
     /// Where browsers reach it.
     pub url: String,
+    /// Where its relay is reached, and the name its certificate bears, if
+    /// it has one: a room there can span to a node with one too.
+    pub relay: Option<(String, String)>,
 }
 
 impl CallLog {
@@ -172,13 +175,17 @@ fn place_in(c: &mut Db, room: &str, this: &str, now: i64) -> Result<Placement, S
     // Two nodes placing one room at once take turns.
     c.lock_table("room_placements")?;
     let placement = |r: &crate::sql::Row| {
+        let addr: Option<String> = r.get(2)?;
+        let name: Option<String> = r.get(3)?;
         Ok(Placement {
             node: r.get(0)?,
             url: r.get(1)?,
+            relay: addr.zip(name),
         })
     };
     let placed = c.query_row_opt(
-        "SELECT n.id, n.url FROM room_placements p JOIN nodes n ON n.id = p.node
+        "SELECT n.id, n.url, n.relay_addr, n.relay_name
+         FROM room_placements p JOIN nodes n ON n.id = p.node
          WHERE p.room = ?1 AND n.stopped_at_ms IS NULL
          AND (n.heartbeat_at_ms >= ?2 OR n.id = ?3)",
         values![room, live_since, this],
@@ -188,7 +195,7 @@ fn place_in(c: &mut Db, room: &str, this: &str, now: i64) -> Result<Placement, S
         return Ok(placed);
     }
     let chosen = c.query_row(
-        "SELECT id, url FROM nodes
+        "SELECT id, url, relay_addr, relay_name FROM nodes
          WHERE stopped_at_ms IS NULL AND (heartbeat_at_ms >= ?1 OR id = ?2)
          ORDER BY participants, rooms, CASE WHEN id = ?2 THEN 0 ELSE 1 END, id
          LIMIT 1",

@@ -262,6 +262,9 @@ const MIGRATIONS: &[&str] = &[
         node TEXT NOT NULL,
         placed_at_ms BIGINT NOT NULL
     );",
+    // Where each node's relay is reached (a room spanning nodes).
+    "ALTER TABLE nodes ADD COLUMN relay_addr TEXT;
+    ALTER TABLE nodes ADD COLUMN relay_name TEXT;",
 ];
 
 /// Any number: two nodes starting at once take turns to migrate.

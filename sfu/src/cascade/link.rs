@@ -216,50 +216,82 @@ impl RelayEndpoint {
 /// One link to another node.
 #[derive(Debug)]
 pub struct RelayLink {
+    writer: LinkWriter,
+    reader: LinkReader,
+}
+
+/// The sending half of a link.
+#[derive(Debug)]
+pub struct LinkWriter {
     connection: Connection,
     send: SendStream,
-    recv: RecvStream,
     /// Reused for every message and packet written.
     buffer: Vec<u8>,
+}
+
+/// The receiving half of a link: control messages and datagrams may be
+/// read by two tasks at once.
+#[derive(Debug)]
+pub struct LinkReader {
+    connection: Connection,
+    recv: RecvStream,
 }
 
 impl RelayLink {
     fn new(connection: Connection, send: SendStream, recv: RecvStream) -> Self {
         RelayLink {
-            connection,
-            send,
-            recv,
-            buffer: Vec::with_capacity(wire::MAX_MESSAGE),
+            writer: LinkWriter {
+                connection: connection.clone(),
+                send,
+                buffer: Vec::with_capacity(wire::MAX_MESSAGE),
+            },
+            reader: LinkReader { connection, recv },
         }
+    }
+
+    /// Splits the link for a writing task and reading ones.
+    pub fn split(self) -> (LinkWriter, LinkReader) {
+        (self.writer, self.reader)
     }
 
     /// The other node's address.
     pub fn remote_addr(&self) -> SocketAddr {
-        self.connection.remote_address()
+        self.writer.connection.remote_address()
     }
 
     /// The round-trip time QUIC measures on the link.
     pub fn rtt(&self) -> Duration {
-        self.connection.rtt()
+        self.writer.connection.rtt()
     }
 
+    /// See [`LinkWriter::send_message`].
+    pub async fn send_message(&mut self, message: &LinkMessage) -> Result<(), LinkError> {
+        self.writer.send_message(message).await
+    }
+
+    /// See [`LinkReader::recv_message`].
+    pub async fn recv_message(&mut self) -> Result<LinkMessage, LinkError> {
+        self.reader.recv_message().await
+    }
+
+    /// See [`LinkWriter::send_packet`].
+    pub fn send_packet(&mut self, channel: u32, packet: &RelayedPacket) -> Result<(), LinkError> {
+        self.writer.send_packet(channel, packet)
+    }
+
+    /// See [`DatagramReader::recv_packet`].
+    pub async fn recv_packet(&self) -> Result<(u32, RelayedPacket), LinkError> {
+        self.reader.datagrams().recv_packet().await
+    }
+}
+
+impl LinkWriter {
     /// Sends a control message, in order after the ones before.
     pub async fn send_message(&mut self, message: &LinkMessage) -> Result<(), LinkError> {
         self.buffer.clear();
         wire::encode_message(message, &mut self.buffer);
         self.send.write_all(&self.buffer).await?;
         Ok(())
-    }
-
-    /// The next control message; an error when the other node sent
-    /// something that is not one, or the link ended.
-    pub async fn recv_message(&mut self) -> Result<LinkMessage, LinkError> {
-        let mut prefix = [0; 2];
-        self.recv.read_exact(&mut prefix).await?;
-        let len = wire::message_len(prefix)?;
-        let mut body = [0; wire::MAX_MESSAGE];
-        self.recv.read_exact(&mut body[..len]).await?;
-        Ok(wire::decode_message(&body[..len])?)
     }
 
     /// Sends a packet as a datagram. A packet too big for the path is an
@@ -271,14 +303,48 @@ impl RelayLink {
         Ok(())
     }
 
-    /// The next packet datagram, with its channel.
+    /// Ends the link.
+    pub fn close(&self) {
+        self.connection.close(0u8.into(), b"link closed");
+    }
+}
+
+impl LinkReader {
+    /// The next control message; an error when the other node sent
+    /// something that is not one, or the link ended.
+    pub async fn recv_message(&mut self) -> Result<LinkMessage, LinkError> {
+        let mut prefix = [0; 2];
+        self.recv.read_exact(&mut prefix).await?;
+        let len = wire::message_len(prefix)?;
+        let mut body = [0; wire::MAX_MESSAGE];
+        self.recv.read_exact(&mut body[..len]).await?;
+        Ok(wire::decode_message(&body[..len])?)
+    }
+
+    /// A handle that reads datagrams beside the control reader.
+    pub fn datagrams(&self) -> DatagramReader {
+        DatagramReader {
+            connection: self.connection.clone(),
+        }
+    }
+}
+
+/// Reads a link's datagrams (cloned from [`LinkReader::datagrams`]).
+#[derive(Debug, Clone)]
+pub struct DatagramReader {
+    connection: Connection,
+}
+
+impl DatagramReader {
+    /// The next packet datagram, with its channel; an error for a
+    /// malformed one (skip it) or a lost link.
     pub async fn recv_packet(&self) -> Result<(u32, RelayedPacket), LinkError> {
         let datagram = self.connection.read_datagram().await?;
         Ok(wire::decode_packet(&datagram, Instant::now())?)
     }
 
-    /// Ends the link.
-    pub fn close(&self) {
-        self.connection.close(0u8.into(), b"link closed");
+    /// Why the link ended, once it has.
+    pub fn closed_reason(&self) -> Option<quinn::ConnectionError> {
+        self.connection.close_reason()
     }
 }

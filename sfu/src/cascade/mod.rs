@@ -43,6 +43,15 @@ pub enum Control {
         /// Audio or video.
         kind: MediaKind,
     },
+    /// Who `origin`, a participant on the sending node, is (name, role,
+    /// microphone and camera state), as its signalling wrote it: passed to
+    /// the browsers here as it is. Sent again when it changes.
+    Peer {
+        /// The participant.
+        origin: ParticipantId,
+        /// Signalling's description, at most [`wire::MAX_PEER_INFO`] bytes.
+        info: std::sync::Arc<str>,
+    },
     /// `origin` left the sending node: its tracks end.
     Left {
         /// The participant who left.
@@ -95,6 +104,11 @@ impl RelayedPacket {
     /// Payload bytes, for counting what crosses.
     pub fn payload_len(&self) -> usize {
         self.packet.payload.len()
+    }
+
+    /// Header and payload bytes, as the publisher sent it.
+    pub fn size(&self) -> usize {
+        self.packet.size
     }
 }
 

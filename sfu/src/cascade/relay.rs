@@ -4,6 +4,7 @@
 //! `room/span.rs`).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use str0m::format::{CodecConfig, PayloadParams};
 use str0m::media::{MediaKind, Mid, Pt};
@@ -39,14 +40,27 @@ struct PtMapping {
     relayed: Option<Pt>,
 }
 
+/// A participant on another node, as its node described it.
+#[derive(Debug)]
+pub(crate) struct RemotePeer {
+    pub link: LinkId,
+    pub origin: ParticipantId,
+    pub info: Arc<str>,
+}
+
 #[derive(Debug)]
 pub(crate) struct Relay {
     links: Vec<LinkId>,
     pub remote: Vec<Remote>,
+    pub peers: Vec<RemotePeer>,
     /// What far nodes asked for of our publishers.
     wanted: Vec<Wanted>,
     /// What we last asked far nodes for of theirs.
     asked: Vec<Wanted>,
+    /// The lowest layer each of our cameras sends now: relayed whatever a
+    /// far node asks, as a viewer here would take it (a camera sending one
+    /// layer sends only the full one).
+    floors: Vec<(ParticipantId, Mid, Layer)>,
     pts: Vec<PtMapping>,
     /// The payload types packets cross with. Browsers number codecs as they
     /// like; every node numbers them as this table does, so a packet's
@@ -69,8 +83,10 @@ impl Default for Relay {
         Relay {
             links: Vec::new(),
             remote: Vec::new(),
+            peers: Vec::new(),
             wanted: Vec::new(),
             asked: Vec::new(),
+            floors: Vec::new(),
             pts: Vec::new(),
             codecs: relay_codecs(),
             out: VecDeque::new(),
@@ -109,11 +125,15 @@ impl Relay {
         let mut gone: Vec<_> = self
             .remote
             .iter()
-            .filter(|r| r.link == link)
-            .map(|r| r.origin)
+            .map(|r| (r.link, r.origin))
+            .chain(self.peers.iter().map(|p| (p.link, p.origin)))
+            .filter(|(l, _)| *l == link)
+            .map(|(_, origin)| origin)
             .collect();
+        gone.sort();
         gone.dedup();
         self.remote.retain(|r| r.link != link);
+        self.peers.retain(|p| p.link != link);
         gone
     }
 
@@ -163,12 +183,30 @@ impl Relay {
 
     /// A far participant left (only the link it came over may say so).
     pub fn remove_remote(&mut self, link: LinkId, origin: ParticipantId) -> bool {
-        let before = self.remote.len();
+        let before = self.remote.len() + self.peers.len();
         self.remote
             .retain(|r| !(r.link == link && r.origin == origin));
+        self.peers
+            .retain(|p| !(p.link == link && p.origin == origin));
         self.asked
             .retain(|w| !(w.link == link && w.origin == origin));
-        self.remote.len() != before
+        self.remote.len() + self.peers.len() != before
+    }
+
+    /// A far participant's description, new or changed; false when a
+    /// participant of another link has that id (it is not believed).
+    pub fn set_peer(&mut self, link: LinkId, origin: ParticipantId, info: Arc<str>) -> bool {
+        match self.peers.iter_mut().find(|p| p.origin == origin) {
+            Some(p) if p.link != link => false,
+            Some(p) => {
+                p.info = info;
+                true
+            }
+            None => {
+                self.peers.push(RemotePeer { link, origin, info });
+                true
+            }
+        }
     }
 
     /// One of ours left: nothing more is relayed of it.
@@ -194,6 +232,14 @@ impl Relay {
             mid,
             ceiling,
         });
+    }
+
+    /// Notes the lowest layer `origin`'s camera sends now.
+    pub fn set_floor(&mut self, origin: ParticipantId, mid: Mid, lowest: Option<Layer>) {
+        self.floors.retain(|(o, m, _)| !(*o == origin && *m == mid));
+        if let Some(layer) = lowest {
+            self.floors.push((origin, mid, layer));
+        }
     }
 
     /// The best layer of `origin`'s camera any far node would take.
@@ -250,12 +296,18 @@ impl Relay {
         };
         for i in 0..self.links.len() {
             let link = self.links[i];
+            let floor = self
+                .floors
+                .iter()
+                .find(|(o, m, _)| *o == origin && *m == mid)
+                .map(|f| f.2);
             let takes = kind == MediaKind::Audio
                 || self.wanted.iter().any(|w| {
                     w.link == link
                         && w.origin == origin
                         && w.mid == mid
-                        && w.ceiling.is_some_and(|c| layer <= c)
+                        && w.ceiling
+                            .is_some_and(|c| layer <= c.max(floor.unwrap_or(c)))
                 });
             if takes {
                 let mut packet = packet.clone();

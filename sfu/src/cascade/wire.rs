@@ -18,8 +18,12 @@ use crate::forward::Layer;
 use crate::id::{ParticipantId, RoomId};
 use crate::packet::MediaPacket;
 
-/// The longest control message a node accepts (a room name is at most 256 bytes).
-pub const MAX_MESSAGE: usize = 512;
+/// The longest control message a node accepts (a room name is at most 256
+/// bytes, a participant's description [`MAX_PEER_INFO`]).
+pub const MAX_MESSAGE: usize = 1024;
+
+/// The longest description of a participant a node relays.
+pub const MAX_PEER_INFO: usize = 768;
 
 /// The first byte of every packet datagram: the format's version.
 const PACKET_VERSION: u8 = 1;
@@ -58,6 +62,9 @@ pub enum WireError {
     /// A room name too long or not UTF-8.
     #[error("malformed room name")]
     BadRoom,
+    /// A participant's description not UTF-8.
+    #[error("malformed participant description")]
+    BadPeer,
     /// A control message over [`MAX_MESSAGE`].
     #[error("message of {0} bytes is over the limit")]
     Oversized(usize),
@@ -112,6 +119,7 @@ pub fn encode_message(message: &LinkMessage, out: &mut Vec<u8>) {
                 Control::Left { origin } => (4, origin),
                 Control::Want { origin, .. } => (5, origin),
                 Control::Keyframe { origin, .. } => (6, origin),
+                Control::Peer { origin, .. } => (7, origin),
             };
             out.push(kind);
             out.extend_from_slice(&channel.to_be_bytes());
@@ -129,6 +137,11 @@ pub fn encode_message(message: &LinkMessage, out: &mut Vec<u8>) {
                 Control::Keyframe { mid, layer, .. } => {
                     put_mid(out, mid);
                     out.push(layer.index() as u8);
+                }
+                Control::Peer { info, .. } => {
+                    let info = &info.as_bytes()[..info.len().min(MAX_PEER_INFO)];
+                    out.extend_from_slice(&(info.len() as u16).to_be_bytes());
+                    out.extend_from_slice(info);
                 }
             }
         }
@@ -168,7 +181,7 @@ pub fn decode_message(body: &[u8]) -> Result<LinkMessage, WireError> {
             }
         }
         2 => LinkMessage::Close { channel },
-        3..=6 => {
+        3..=7 => {
             let origin = ParticipantId(r.u64()?);
             let control = match kind {
                 3 => {
@@ -193,10 +206,21 @@ pub fn decode_message(body: &[u8]) -> Result<LinkMessage, WireError> {
                         ceiling,
                     }
                 }
-                _ => {
+                6 => {
                     let mid = r.mid()?;
                     let layer = layer(r.u8()?)?;
                     Control::Keyframe { origin, mid, layer }
+                }
+                _ => {
+                    let len = r.u16()? as usize;
+                    if len > MAX_PEER_INFO {
+                        return Err(WireError::Oversized(len));
+                    }
+                    let info = std::str::from_utf8(r.take(len)?).map_err(|_| WireError::BadPeer)?;
+                    Control::Peer {
+                        origin,
+                        info: info.into(),
+                    }
                 }
             };
             LinkMessage::Room { channel, control }
@@ -455,6 +479,13 @@ mod tests {
                 },
             },
             LinkMessage::Room {
+                channel: 2,
+                control: Control::Peer {
+                    origin,
+                    info: r#"{"name":"Dr Hub","role":"clinician"}"#.into(),
+                },
+            },
+            LinkMessage::Room {
                 channel: u32::MAX,
                 control: Control::Keyframe {
                     origin,
@@ -525,12 +556,12 @@ mod tests {
             x
         };
         let mut decoded = 0;
-        for i in 0..50_000 {
+        for i in 0..200_000 {
             let len = (next() % 80) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             // Half start as a real message or packet would, to reach past the type byte.
             if i % 2 == 0 && len > 1 {
-                bytes[0] = (next() % 7) as u8;
+                bytes[0] = (next() % 8) as u8;
                 bytes[1..len.min(4)].fill(0);
             }
             if let Ok(m) = decode_message(&bytes) {

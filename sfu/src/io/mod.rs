@@ -3,10 +3,12 @@
 
 mod addrs;
 mod bind;
+mod relay;
 mod server;
 pub(crate) mod tcp;
 mod udp;
 mod worker;
 
 pub use addrs::default_announce_addrs;
+pub use relay::{RelayCounts, RelaySettings};
 pub use server::{MediaConfig, MediaServer};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::oneshot;
 
+use super::relay::{RelayCommand, RelayHandle, RelaySettings};
 use super::tcp::bind_listeners;
 use super::udp::bind_std;
 use super::worker::run_worker;
@@ -39,6 +40,9 @@ pub struct MediaConfig {
     /// The embedded TURN server's relays, to name relayed participants'
     /// transport in statistics.
     pub relays: Option<crate::turn::RelayBook>,
+    /// The QUIC endpoint that links this node to the hub's others, so a
+    /// room can span them; `None` on a node that stands alone.
+    pub relay: Option<RelaySettings>,
 }
 
 /// What signalling asks of the worker that owns a room.
@@ -90,6 +94,13 @@ pub(super) enum WorkerCommand {
         plan: DownlinkPlan,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
+    Announce {
+        room: RoomId,
+        participant: ParticipantId,
+        info: String,
+    },
+    /// About a room spanning other nodes (see `relay.rs`).
+    Relay(RelayCommand),
 }
 
 struct WorkerHandle {
@@ -104,13 +115,21 @@ struct WorkerHandle {
 pub struct MediaServer {
     workers: Arc<Vec<WorkerHandle>>,
     relays: Option<crate::turn::RelayBook>,
+    relay: Option<RelayHandle>,
 }
 
 impl MediaServer {
     /// Binds every worker's sockets and starts the worker threads.
     pub fn start(config: &MediaConfig) -> Result<MediaServer, SfuError> {
+        let count = config.workers.max(1);
+        let channels: Vec<_> = (0..count).map(|_| unbounded_channel()).collect();
+        let senders: Vec<_> = channels.iter().map(|(tx, _)| tx.clone()).collect();
+        let relay = match &config.relay {
+            Some(settings) => Some(RelayHandle::start(settings, senders)?),
+            None => None,
+        };
         let mut workers = Vec::new();
-        for index in 0..config.workers.max(1) {
+        for (index, (tx, rx)) in channels.into_iter().enumerate() {
             let nth = |port: u16| match port {
                 0 => 0,
                 p => p.saturating_add(index as u16),
@@ -122,11 +141,20 @@ impl MediaServer {
             };
             let addrs = bound.iter().map(|(_, a)| *a).collect();
             let tcp_addrs = listeners.iter().map(|(_, a)| *a).collect();
-            let (tx, rx) = unbounded_channel();
             let estimate_bandwidth = config.estimate_bandwidth;
+            let worker_relay = relay.clone();
             std::thread::Builder::new()
                 .name(format!("media-{index}"))
-                .spawn(move || run_worker(index, bound, listeners, rx, estimate_bandwidth))
+                .spawn(move || {
+                    run_worker(
+                        index,
+                        bound,
+                        listeners,
+                        rx,
+                        estimate_bandwidth,
+                        worker_relay,
+                    )
+                })
                 .map_err(|_| SfuError::WorkerGone)?;
             workers.push(WorkerHandle {
                 commands: tx,
@@ -137,7 +165,38 @@ impl MediaServer {
         Ok(MediaServer {
             workers: Arc::new(workers),
             relays: config.relays.clone(),
+            relay,
         })
+    }
+
+    /// What crossed this node's relay so far, if it has one.
+    pub fn relay_counts(&self) -> Option<super::relay::RelayCounts> {
+        self.relay.as_ref().map(RelayHandle::counts)
+    }
+
+    /// Where other nodes reach this node's relay (UDP, QUIC), if it has one.
+    pub fn relay_addr(&self) -> Option<SocketAddr> {
+        self.relay.as_ref().map(RelayHandle::local_addr)
+    }
+
+    /// Spans `room` to the node whose relay is at `addr` (its certificate
+    /// naming `name`): the link is made if there is none, and from then on
+    /// the participants here and there see and hear each other, each
+    /// packet crossing once.
+    pub async fn span(&self, room: RoomId, addr: SocketAddr, name: &str) -> Result<(), SfuError> {
+        let relay = self
+            .relay
+            .as_ref()
+            .ok_or_else(|| SfuError::Relay("this node has no relay configured".into()))?;
+        let link = relay.link_to(addr, name).await?;
+        let (reply, answer) = oneshot::channel();
+        let command = RelayCommand::SpanTo {
+            room: room.clone(),
+            link,
+            reply,
+        };
+        self.send(&room, WorkerCommand::Relay(command))?;
+        answer.await.map_err(|_| SfuError::WorkerGone)?
     }
 
     /// Whether every media worker thread is still running (a worker only
@@ -221,6 +280,24 @@ impl MediaServer {
         self.send(
             &room.clone(),
             WorkerCommand::ReceiveOnly { room, participant },
+        )
+    }
+
+    /// Describes a participant to the other nodes its room spans (see
+    /// [`crate::Room::announce`]); `info` is signalling's own text.
+    pub fn announce(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        info: String,
+    ) -> Result<(), SfuError> {
+        self.send(
+            &room.clone(),
+            WorkerCommand::Announce {
+                room,
+                participant,
+                info,
+            },
         )
     }
 
@@ -322,12 +399,18 @@ impl MediaServer {
     }
 
     fn send(&self, room: &RoomId, cmd: WorkerCommand) -> Result<(), SfuError> {
-        let mut h = DefaultHasher::new();
-        room.hash(&mut h);
-        let index = (h.finish() % self.workers.len() as u64) as usize;
+        let index = worker_for(room, self.workers.len());
         self.workers[index]
             .commands
             .send(cmd)
             .map_err(|_| SfuError::WorkerGone)
     }
+}
+
+/// The worker that owns `room`, of `workers`: a hash of its name, so every
+/// command and relayed packet for a room reaches the same worker.
+pub(super) fn worker_for(room: &RoomId, workers: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    room.hash(&mut h);
+    (h.finish() % workers.max(1) as u64) as usize
 }

@@ -51,6 +51,9 @@ pub struct Room {
     receive_only: Vec<ParticipantId>,
     /// Its links to other nodes, when the call spans them.
     relay: Relay,
+    /// How signalling described each participant here, for other nodes
+    /// (see [`Room::announce`]).
+    local_infos: Vec<(ParticipantId, std::sync::Arc<str>)>,
 }
 
 /// Which sessions a poll runs.
@@ -115,6 +118,7 @@ impl Room {
             recording: None,
             receive_only: Vec::new(),
             relay: Relay::default(),
+            local_infos: Vec::new(),
         }
     }
 
@@ -159,9 +163,9 @@ impl Room {
         &self.id
     }
 
-    /// True when nobody is left.
+    /// True when nobody is left (nor announced, about to connect).
     pub fn is_empty(&self) -> bool {
-        self.participants.is_empty()
+        self.participants.is_empty() && self.local_infos.is_empty()
     }
 
     /// Participants currently in the room.
@@ -188,6 +192,7 @@ impl Room {
         for c in local_candidates {
             rtc.add_local_candidate(c.clone());
         }
+        self.tell_remote_peers(id);
         let mut participant =
             Participant::new(self.id.clone(), id, now, rtc, self.estimate_bandwidth);
         participant.receive_only = self.receive_only.contains(&id);
@@ -248,12 +253,15 @@ impl Room {
         self.participant_mut(id)?.add_remote_candidate(c)
     }
 
-    /// Removes a participant; the others' copies of its tracks are stopped.
+    /// Removes a participant; the others' copies of its tracks are stopped,
+    /// here and on the nodes the room spans.
     pub fn remove(&mut self, id: ParticipantId) {
         let before = self.participants.len();
         self.participants.retain(|p| p.id != id);
         self.receive_only.retain(|p| *p != id);
-        if self.participants.len() != before {
+        let announced = self.local_infos.len();
+        self.local_infos.retain(|(p, _)| *p != id);
+        if self.participants.len() != before || self.local_infos.len() != announced {
             self.unsubscribe_all_from(id);
             self.relay.local_left(id);
         }
@@ -483,6 +491,7 @@ impl Room {
             })
             .chain(self.remote_rates(now))
             .collect();
+        self.note_floors(&rates);
         self.next_layers = Some(now + LAYER_INTERVAL);
         // Three kinds of wanting, kept apart: a viewer's wish (the layer its
         // tile and link would take of a camera), a camera's ceiling (the

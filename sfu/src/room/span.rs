@@ -1,6 +1,7 @@
 //! A room spanning other nodes (see `cascade`): what crosses its links, and
 //! the far side's participants as publishers here.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::media::{MediaKind, Mid};
@@ -10,6 +11,7 @@ use crate::cascade::{Control, LinkId, RelayOutput, RelayedPacket};
 use crate::forward::{Layer, LAYER_COUNT};
 use crate::id::ParticipantId;
 use crate::participant::{receive, Propagated};
+use crate::signal::MediaSignal;
 
 impl Room {
     /// Spans the room to another node over `link`: everything published
@@ -19,6 +21,15 @@ impl Room {
             return;
         }
         tracing::info!(room = %self.id, link = link.0, "room spans another node");
+        // Who they are before what they publish: a browser puts a track
+        // only in the tile of someone it knows.
+        for (origin, info) in &self.local_infos {
+            let control = Control::Peer {
+                origin: *origin,
+                info: info.clone(),
+            };
+            self.relay.tell(link, control);
+        }
         for p in &self.participants {
             for publication in &p.publications {
                 let control = Control::Published {
@@ -34,9 +45,43 @@ impl Room {
     /// The link to another node is gone: its participants leave this room.
     pub fn unspan(&mut self, link: LinkId) {
         for origin in self.relay.remove_link(link) {
-            self.unsubscribe_all_from(origin);
+            self.remote_left(origin);
         }
         self.next_layers = None;
+    }
+
+    /// Describes participant `id` here to the nodes the room spans (and to
+    /// those it spans later): signalling's own text, passed to their
+    /// browsers as it is. Again whenever it changes.
+    pub fn announce(&mut self, id: ParticipantId, info: &str) {
+        let info: Arc<str> = info.into();
+        match self.local_infos.iter_mut().find(|(p, _)| *p == id) {
+            Some((_, known)) => *known = info.clone(),
+            None => self.local_infos.push((id, info.clone())),
+        }
+        self.relay.tell_all(Control::Peer { origin: id, info });
+    }
+
+    /// Tells a participant joining here who is in the call on other nodes.
+    pub(super) fn tell_remote_peers(&mut self, id: ParticipantId) {
+        for peer in &self.relay.peers {
+            let signal = MediaSignal::RemotePeer {
+                participant: peer.origin,
+                info: peer.info.clone(),
+            };
+            self.signals.push_back((id, signal));
+        }
+    }
+
+    /// A far participant is gone: its tracks stop and browsers here are told.
+    fn remote_left(&mut self, origin: ParticipantId) {
+        self.unsubscribe_all_from(origin);
+        for p in &self.participants {
+            let signal = MediaSignal::RemoteLeft {
+                participant: origin,
+            };
+            self.signals.push_back((p.id, signal));
+        }
     }
 
     /// True while the room spans another node.
@@ -44,9 +89,12 @@ impl Room {
         !self.relay.is_alone()
     }
 
-    /// Participants on other nodes whose tracks reach this room.
+    /// Participants on other nodes in this room's call.
     pub fn remote_participants(&self) -> Vec<ParticipantId> {
-        let mut ids: Vec<_> = self.relay.remote.iter().map(|r| r.origin).collect();
+        let remote = self.relay.remote.iter().map(|r| r.origin);
+        let mut ids: Vec<_> = remote
+            .chain(self.relay.peers.iter().map(|p| p.origin))
+            .collect();
         ids.sort();
         ids.dedup();
         ids
@@ -76,8 +124,21 @@ impl Room {
             }
             Control::Left { origin } => {
                 if self.relay.remove_remote(link, origin) {
-                    self.unsubscribe_all_from(origin);
+                    self.remote_left(origin);
                     self.next_layers = None;
+                }
+            }
+            Control::Peer { origin, info } => {
+                if local(self, origin) || !self.relay.set_peer(link, origin, info.clone()) {
+                    tracing::warn!(room = %self.id, %origin, "a far node described someone it does not host");
+                    return;
+                }
+                for p in &self.participants {
+                    let signal = MediaSignal::RemotePeer {
+                        participant: origin,
+                        info: info.clone(),
+                    };
+                    self.signals.push_back((p.id, signal));
                 }
             }
             Control::Want {
@@ -146,6 +207,24 @@ impl Room {
             .iter()
             .filter(|r| r.publication.kind == MediaKind::Video)
             .map(move |r| (r.origin, r.publication.mid, r.publication.layer_rates(now)))
+    }
+
+    /// Notes the lowest layer each camera here sends, from `rates`: it is
+    /// relayed whatever a far node asks for.
+    pub(super) fn note_floors(
+        &mut self,
+        rates: &[(ParticipantId, Mid, [Option<u64>; LAYER_COUNT])],
+    ) {
+        if self.relay.is_alone() {
+            return;
+        }
+        for (origin, mid, layers) in rates {
+            if self.relay.is_remote(*origin) {
+                continue;
+            }
+            let lowest = Layer::ALL.into_iter().find(|l| layers[l.index()].is_some());
+            self.relay.set_floor(*origin, *mid, lowest);
+        }
     }
 
     /// Tells each far node how far up the viewers here (or the recording)

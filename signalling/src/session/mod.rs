@@ -112,6 +112,9 @@ struct Joined {
     /// Tile sizes reported before the offer: the media room does not know
     /// this participant until then, so they are passed on right after it.
     early_views: TileSizes,
+    /// Participants on other nodes of a room spanning nodes, as the browser
+    /// was told of them.
+    remote: Vec<ParticipantId>,
 }
 
 struct Session {
@@ -523,10 +526,14 @@ impl Session {
                 media.remote_candidate(room, j.id, candidate)
             }
             ClientMessage::Mute { audio, video } => {
-                self.state
-                    .inner
-                    .presence
-                    .set_mute(&j.claims.room, j.id, audio, video);
+                let updated =
+                    self.state
+                        .inner
+                        .presence
+                        .set_mute(&j.claims.room, j.id, audio, video);
+                if let Some(info) = updated {
+                    announce(&self.state, &j.claims.room, j.id, &info);
+                }
                 Ok(())
             }
             ClientMessage::View {
@@ -630,10 +637,16 @@ impl Session {
             Ok(c) => c,
             Err(e) => return self.close_with(close::BAD_TOKEN, e.code(), e.to_string()),
         };
-        if let crate::placement::Hosted::Elsewhere(url) = self.state.hosted(&claims.room) {
-            tracing::info!(room = %claims.room, node = %url, "room hosted on another node");
-            self.send(ServerMessage::Elsewhere { url });
-            return self.close_frame(close::ELSEWHERE, "hosted on another node".into());
+        match self.state.hosted(&claims.room) {
+            crate::placement::Hosted::Here => {}
+            crate::placement::Hosted::Elsewhere(url) => {
+                tracing::info!(room = %claims.room, node = %url, "room hosted on another node");
+                self.send(ServerMessage::Elsewhere { url });
+                return self.close_frame(close::ELSEWHERE, "hosted on another node".into());
+            }
+            crate::placement::Hosted::Spanned { relay, name } => {
+                self.state.span(&claims.room, relay, name);
+            }
         }
         let id = self.state.new_participant();
         let resume = self.state.inner.resumes.register(self.attach.clone());
@@ -705,6 +718,7 @@ impl Session {
             .map(|t| t.ice_servers(&id.to_string(), unix_now()))
             .unwrap_or_default();
         let (outbox, end) = (self.outbox.clone(), self.end.clone());
+        announce(&self.state, &claims.room, id, &info);
         inner
             .presence
             .join(&claims.room, id, info, outbox, end, |p| {
@@ -727,6 +741,7 @@ impl Session {
             carried: false,
             record_when_connected,
             early_views: TileSizes::default(),
+            remote: Vec::new(),
         });
     }
 
@@ -858,6 +873,18 @@ impl Session {
             MediaSignal::PublishLayers { highest } => self.send(ServerMessage::PublishLayers {
                 highest: highest.into(),
             }),
+            MediaSignal::RemotePeer { participant, info } => self.remote_peer(participant, &info),
+            MediaSignal::RemoteLeft { participant } => {
+                let Some(j) = &mut self.joined else {
+                    return ControlFlow::Continue(());
+                };
+                if let Some(i) = j.remote.iter().position(|p| *p == participant) {
+                    j.remote.swap_remove(i);
+                    self.send(ServerMessage::ParticipantLeft {
+                        participant: participant.to_string(),
+                    });
+                }
+            }
             MediaSignal::IceDisconnected => tracing::info!("ICE path lost"),
             MediaSignal::Error(message) => self.send(ServerMessage::Error {
                 code: "media-error".into(),
@@ -869,6 +896,29 @@ impl Session {
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+
+    /// Someone on another node of this call, described by their node's
+    /// signalling: the browser is told as of someone here.
+    fn remote_peer(&mut self, participant: ParticipantId, info: &str) {
+        let Some(j) = &mut self.joined else {
+            return;
+        };
+        let info = match serde_json::from_str::<PeerInfo>(info) {
+            Ok(p) if p.participant == participant.to_string() => p,
+            _ => {
+                tracing::warn!(%participant, "a far node's description of a participant unreadable");
+                return;
+            }
+        };
+        let known = j.remote.contains(&participant);
+        if !known {
+            j.remote.push(participant);
+        }
+        self.send(match known {
+            true => ServerMessage::ParticipantUpdated(info),
+            false => ServerMessage::ParticipantJoined(info),
+        });
     }
 
     /// Leaves presence and the media room and records the leave. Runs from
@@ -889,9 +939,8 @@ impl Session {
         if inner.presence.is_empty(&j.claims.room) {
             inner.consents.forget(&j.claims.room);
         }
-        if j.media.is_some() {
-            let _ = inner.media.leave(RoomId(j.claims.room.clone()), j.id);
-        }
+        // Also before its media started: it was announced (see `announce`).
+        let _ = inner.media.leave(RoomId(j.claims.room.clone()), j.id);
         if !j.connected {
             inner.outcomes.never_connected(j.claims.role);
         }
@@ -901,5 +950,16 @@ impl Session {
             participant: j.id.to_string(),
             at: SystemTime::now(),
         });
+    }
+}
+
+/// Describes a participant to the media room, which passes it to the other
+/// nodes the call spans (their browsers show it as someone in the call).
+fn announce(state: &AppState, room: &str, id: ParticipantId, info: &PeerInfo) {
+    if let Ok(text) = serde_json::to_string(info) {
+        let _ = state
+            .inner
+            .media
+            .announce(RoomId(room.to_owned()), id, text);
     }
 }

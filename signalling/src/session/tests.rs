@@ -53,6 +53,7 @@ fn media_plane() -> MediaServer {
         workers: 1,
         estimate_bandwidth: false,
         relays: None,
+        relay: None,
     })
     .expect("a media worker on loopback")
 }

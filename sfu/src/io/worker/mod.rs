@@ -11,6 +11,9 @@ use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Input};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+mod spans;
+
+use super::relay::RelayHandle;
 use super::server::WorkerCommand;
 use super::tcp::TcpMedia;
 use super::udp::{recv_any, try_recv_any, MediaSocket, RecvBuffers, SendBatch};
@@ -27,6 +30,7 @@ pub(super) fn run_worker(
     listeners: Vec<(std::net::TcpListener, SocketAddr)>,
     commands: UnboundedReceiver<WorkerCommand>,
     estimate_bandwidth: bool,
+    relay: Option<RelayHandle>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -69,6 +73,8 @@ pub(super) fn run_worker(
             signals: HashMap::new(),
             touched: Vec::with_capacity(BATCH),
             outgoing: SendBatch::new(),
+            relay,
+            spans: Vec::new(),
         };
         worker.run(commands).await;
     });
@@ -103,6 +109,10 @@ struct Worker {
     touched: Vec<usize>,
     /// UDP datagrams the rooms gave since the loop last woke.
     outgoing: SendBatch,
+    /// The relay thread, when this node links to others.
+    relay: Option<RelayHandle>,
+    /// Rooms spanning other nodes, per link.
+    spans: Vec<spans::Span>,
 }
 
 impl Worker {
@@ -134,7 +144,11 @@ impl Worker {
                     self.poll_touched(Instant::now());
                 }
                 cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.command(Instant::now(), cmd),
+                    Some(cmd) => {
+                        self.command(Instant::now(), cmd);
+                        // Relayed packets touch rooms as datagrams do.
+                        self.poll_touched(Instant::now());
+                    }
                     None => return,
                 },
                 _ = tokio::time::sleep_until(next.into()) => self.timeouts(Instant::now()),
@@ -243,11 +257,18 @@ impl Worker {
         for participant in closed {
             self.forget(participant);
         }
-        self.rooms.drop_if_empty(slot);
+        self.flush_relay(slot);
+        if self.rooms.drop_if_empty(slot) {
+            self.forget_spans(slot);
+        }
     }
 
     fn command(&mut self, now: Instant, cmd: WorkerCommand) {
         let (room_id, participant, result) = match cmd {
+            WorkerCommand::Relay(command) => {
+                self.relay_command(now, command);
+                return;
+            }
             WorkerCommand::Stats { reply } => {
                 let stats = self.rooms.iter().flat_map(Room::stats);
                 let _ = reply.send(stats.collect());
@@ -286,6 +307,18 @@ impl Worker {
                 if let Some(slot) = self.rooms.find(&room) {
                     self.poll_room(now, slot);
                 }
+                return;
+            }
+            WorkerCommand::Announce {
+                room,
+                participant,
+                info,
+            } => {
+                let slot = self.rooms.slot_for(&room, now);
+                if let Some(s) = self.rooms.slot(slot) {
+                    s.room.announce(participant, &info);
+                }
+                self.poll_room(now, slot);
                 return;
             }
             WorkerCommand::ReceiveOnly { room, participant } => {

@@ -1,0 +1,480 @@
+//! The relay thread: the node's QUIC endpoint and its links to other nodes
+//! (see `cascade`). Workers hand it what their rooms send to other nodes;
+//! it hands each worker what arrives for its rooms. Its own thread and
+//! runtime, so a slow link never holds a media worker.
+//!
+//! Per link, one task writes (control messages in order, packets as
+//! datagrams), one reads control messages and one reads datagrams. A room's
+//! messages and packets go to the worker that owns the room, found from
+//! the room's name in the link's `Open`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
+
+use super::server::{worker_for, WorkerCommand};
+use crate::cascade::link::{LinkReader, LinkWriter, NodeIdentity, RelayEndpoint, RelayLink};
+use crate::cascade::wire::LinkMessage;
+use crate::cascade::Control;
+use crate::cascade::{LinkId, RelayedPacket};
+use crate::error::SfuError;
+use crate::id::RoomId;
+
+/// Where the relay listens and what proves this node is the hub's.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// UDP address of the QUIC endpoint other nodes reach.
+    pub listen: SocketAddr,
+    /// This node's certificate chain (PEM), signed by the hub's CA.
+    pub cert_pem: Vec<u8>,
+    /// Its private key (PEM).
+    pub key_pem: Vec<u8>,
+    /// The hub's CA certificate (PEM): only nodes it signed are linked.
+    pub hub_ca_pem: Vec<u8>,
+}
+
+/// What crossed the relay since the node started, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayCounts {
+    /// Packets sent to other nodes (once per node, whatever its viewers).
+    pub packets_sent: u64,
+    /// Packets received from other nodes.
+    pub packets_received: u64,
+    /// Their payload and header bytes, sent.
+    pub bytes_sent: u64,
+    /// The same, received.
+    pub bytes_received: u64,
+    /// Packets lost at this node: too big for the path, a full send
+    /// buffer, malformed, or for a room not open.
+    pub packets_dropped: u64,
+    /// Links to other nodes now.
+    pub links: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    packets_sent: AtomicU64,
+    packets_received: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    packets_dropped: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Something a worker sends another node.
+#[derive(Debug)]
+pub(super) enum Outgoing {
+    Message(LinkMessage),
+    Packet(u32, RelayedPacket),
+}
+
+/// What the relay thread and the server ask of a worker about its rooms'
+/// links.
+#[derive(Debug)]
+pub(super) enum RelayCommand {
+    /// Span `room` to the node at the end of `link` (this node opens it).
+    SpanTo {
+        room: RoomId,
+        link: LinkId,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    /// The other node opened `room` on `link`, numbering it `theirs`.
+    Open {
+        room: RoomId,
+        link: LinkId,
+        theirs: u32,
+    },
+    /// The other node's last participant in its `theirs` left.
+    Close { link: LinkId, theirs: u32 },
+    /// A room's control message.
+    Control {
+        link: LinkId,
+        theirs: u32,
+        control: Control,
+    },
+    /// A room's packet.
+    Packet {
+        link: LinkId,
+        theirs: u32,
+        packet: RelayedPacket,
+    },
+    /// The link is gone: its rooms' far participants leave.
+    LinkLost { link: LinkId },
+}
+
+enum HubCommand {
+    Connect {
+        addr: SocketAddr,
+        name: String,
+        reply: oneshot::Sender<Result<LinkId, SfuError>>,
+    },
+}
+
+/// The workers' and the server's handle on the relay thread.
+#[derive(Clone)]
+pub(super) struct RelayHandle {
+    commands: UnboundedSender<HubCommand>,
+    /// Each link's writer, by link.
+    writers: Arc<Mutex<HashMap<LinkId, UnboundedSender<Outgoing>>>>,
+    next_channel: Arc<AtomicU32>,
+    local_addr: SocketAddr,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for RelayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayHandle")
+            .field("local_addr", &self.local_addr)
+            .finish()
+    }
+}
+
+impl RelayHandle {
+    /// Binds the endpoint and starts the relay thread.
+    pub fn start(
+        settings: &RelaySettings,
+        workers: Vec<UnboundedSender<WorkerCommand>>,
+    ) -> Result<RelayHandle, SfuError> {
+        let identity =
+            NodeIdentity::from_pem(&settings.cert_pem, &settings.key_pem, &settings.hub_ca_pem)
+                .map_err(|e| SfuError::Relay(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SfuError::Relay(e.to_string()))?;
+        let endpoint = {
+            let _entered = runtime.enter();
+            RelayEndpoint::bind(settings.listen, &identity)
+                .map_err(|e| SfuError::Relay(e.to_string()))?
+        };
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|e| SfuError::Relay(e.to_string()))?;
+        let (commands, rx) = unbounded_channel();
+        let handle = RelayHandle {
+            commands,
+            writers: Arc::default(),
+            next_channel: Arc::new(AtomicU32::new(1)),
+            local_addr,
+            counters: Arc::default(),
+        };
+        let hub = Hub {
+            endpoint: Arc::new(endpoint),
+            handle: handle.clone(),
+            workers: Arc::new(workers),
+            by_addr: HashMap::new(),
+            next_link: 1,
+        };
+        std::thread::Builder::new()
+            .name("relay".into())
+            .spawn(move || runtime.block_on(hub.run(rx)))
+            .map_err(|_| SfuError::Relay("relay thread could not start".into()))?;
+        tracing::info!(%local_addr, "relay between nodes listening");
+        Ok(handle)
+    }
+
+    /// Where other nodes reach this one.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The link to the node at `addr` (named `name` in its certificate),
+    /// made if there is none yet.
+    pub async fn link_to(&self, addr: SocketAddr, name: &str) -> Result<LinkId, SfuError> {
+        let (reply, answer) = oneshot::channel();
+        let name = name.to_owned();
+        self.commands
+            .send(HubCommand::Connect { addr, name, reply })
+            .map_err(|_| SfuError::Relay("relay thread stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| SfuError::Relay("relay thread stopped".into()))?
+    }
+
+    /// What crossed so far.
+    pub fn counts(&self) -> RelayCounts {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let links = self.writers.lock().unwrap_or_else(|e| e.into_inner()).len();
+        RelayCounts {
+            packets_sent: get(&c.packets_sent),
+            packets_received: get(&c.packets_received),
+            bytes_sent: get(&c.bytes_sent),
+            bytes_received: get(&c.bytes_received),
+            packets_dropped: get(&c.packets_dropped),
+            links: links as u64,
+        }
+    }
+
+    /// A new number for a room on links, unique in this process.
+    pub fn new_channel(&self) -> u32 {
+        self.next_channel.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The queue of the link's writer, taken once per room spanned (the
+    /// packet path then only sends on a channel); `None` when it is gone.
+    pub fn writer(&self, link: LinkId) -> Option<UnboundedSender<Outgoing>> {
+        let writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        writers.get(&link).cloned()
+    }
+}
+
+struct Hub {
+    endpoint: Arc<RelayEndpoint>,
+    handle: RelayHandle,
+    workers: Arc<Vec<UnboundedSender<WorkerCommand>>>,
+    by_addr: HashMap<SocketAddr, LinkId>,
+    next_link: u32,
+}
+
+/// What a link's tasks tell the hub.
+enum LinkEvent {
+    Accepted(RelayLink),
+    Lost(LinkId, SocketAddr),
+}
+
+impl Hub {
+    async fn run(mut self, mut commands: UnboundedReceiver<HubCommand>) {
+        let (events, mut event_rx) = unbounded_channel();
+        let endpoint = self.endpoint.clone();
+        let accepted = events.clone();
+        tokio::spawn(async move {
+            while let Some(result) = endpoint.accept().await {
+                match result {
+                    Ok(link) => {
+                        let _ = accepted.send(LinkEvent::Accepted(link));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "relay link refused"),
+                }
+            }
+        });
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(HubCommand::Connect { addr, name, reply }) => {
+                        let linked = self.connect(addr, &name, &events).await;
+                        let _ = reply.send(linked);
+                    }
+                    None => {
+                        self.endpoint.close();
+                        return;
+                    }
+                },
+                Some(event) = event_rx.recv() => match event {
+                    LinkEvent::Accepted(link) => {
+                        let addr = link.remote_addr();
+                        tracing::info!(%addr, "relay link from another node");
+                        self.adopt(link, &events);
+                    }
+                    LinkEvent::Lost(link, addr) => {
+                        tracing::warn!(%addr, link = link.0, "relay link lost");
+                        if self.by_addr.get(&addr) == Some(&link) {
+                            self.by_addr.remove(&addr);
+                        }
+                        self.handle.writers.lock().unwrap_or_else(|e| e.into_inner()).remove(&link);
+                        for w in self.workers.iter() {
+                            let _ = w.send(WorkerCommand::Relay(RelayCommand::LinkLost { link }));
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    async fn connect(
+        &mut self,
+        addr: SocketAddr,
+        name: &str,
+        events: &UnboundedSender<LinkEvent>,
+    ) -> Result<LinkId, SfuError> {
+        if let Some(link) = self.by_addr.get(&addr) {
+            return Ok(*link);
+        }
+        let link = self
+            .endpoint
+            .connect(addr, name)
+            .await
+            .map_err(|e| SfuError::Relay(format!("{addr}: {e}")))?;
+        tracing::info!(%addr, name, "relay link to another node");
+        Ok(self.adopt(link, events))
+    }
+
+    /// Starts a link's tasks; returns its number.
+    fn adopt(&mut self, link: RelayLink, events: &UnboundedSender<LinkEvent>) -> LinkId {
+        let id = LinkId(self.next_link);
+        self.next_link += 1;
+        let addr = link.remote_addr();
+        self.by_addr.entry(addr).or_insert(id);
+        let (writer, reader) = link.split();
+        let (tx, rx) = unbounded_channel();
+        self.handle
+            .writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        let counters = self.handle.counters.clone();
+        tokio::spawn(write_link(writer, rx, counters.clone()));
+        let (routes, route_rx) = unbounded_channel();
+        let datagrams = reader.datagrams();
+        let workers = self.workers.clone();
+        tokio::spawn(read_datagrams(
+            id,
+            datagrams,
+            workers.clone(),
+            route_rx,
+            counters,
+        ));
+        let events = events.clone();
+        tokio::spawn(async move {
+            read_messages(id, reader, workers, routes).await;
+            let _ = events.send(LinkEvent::Lost(id, addr));
+        });
+        id
+    }
+}
+
+/// Writes what workers queue for one link until it fails or every sender
+/// is gone.
+async fn write_link(
+    mut writer: LinkWriter,
+    mut queue: UnboundedReceiver<Outgoing>,
+    counters: Arc<Counters>,
+) {
+    while let Some(out) = queue.recv().await {
+        let sent = match &out {
+            Outgoing::Message(m) => writer.send_message(m).await,
+            Outgoing::Packet(channel, p) => match writer.send_packet(*channel, p) {
+                Ok(()) => {
+                    Counters::add(&counters.packets_sent, 1);
+                    Counters::add(&counters.bytes_sent, p.size() as u64);
+                    Ok(())
+                }
+                // A packet too big, or a full send buffer: lost, as on UDP.
+                Err(crate::cascade::link::LinkError::Datagram(e)) => {
+                    tracing::debug!(error = %e, "relayed packet dropped");
+                    Counters::add(&counters.packets_dropped, 1);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "relay link write failed");
+            writer.close();
+            return;
+        }
+    }
+}
+
+/// Reads one link's control messages and hands each to the worker owning
+/// its room, until the link ends or sends something malformed (then it is
+/// closed: a node that breaks the protocol is not trusted further).
+async fn read_messages(
+    link: LinkId,
+    mut reader: LinkReader,
+    workers: Arc<Vec<UnboundedSender<WorkerCommand>>>,
+    routes: UnboundedSender<(u32, Option<usize>)>,
+) {
+    let mut owners: HashMap<u32, usize> = HashMap::new();
+    loop {
+        let message = match reader.recv_message().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!(link = link.0, error = %e, "relay link ended");
+                return;
+            }
+        };
+        let (index, command) = match message {
+            LinkMessage::Open { channel, room } => {
+                let index = worker_for(&room, workers.len());
+                owners.insert(channel, index);
+                let _ = routes.send((channel, Some(index)));
+                let command = RelayCommand::Open {
+                    room,
+                    link,
+                    theirs: channel,
+                };
+                (index, command)
+            }
+            LinkMessage::Close { channel } => {
+                let Some(index) = owners.remove(&channel) else {
+                    continue;
+                };
+                let _ = routes.send((channel, None));
+                let command = RelayCommand::Close {
+                    link,
+                    theirs: channel,
+                };
+                (index, command)
+            }
+            LinkMessage::Room { channel, control } => {
+                let Some(&index) = owners.get(&channel) else {
+                    tracing::debug!(link = link.0, channel, "message for a room never opened");
+                    continue;
+                };
+                let command = RelayCommand::Control {
+                    link,
+                    theirs: channel,
+                    control,
+                };
+                (index, command)
+            }
+        };
+        if workers[index].send(WorkerCommand::Relay(command)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one link's datagrams and hands each packet to the worker owning
+/// its room; a malformed datagram is dropped.
+async fn read_datagrams(
+    link: LinkId,
+    datagrams: crate::cascade::link::DatagramReader,
+    workers: Arc<Vec<UnboundedSender<WorkerCommand>>>,
+    mut routes: UnboundedReceiver<(u32, Option<usize>)>,
+    counters: Arc<Counters>,
+) {
+    let mut owners: HashMap<u32, usize> = HashMap::new();
+    loop {
+        let received = datagrams.recv_packet().await;
+        while let Ok((channel, index)) = routes.try_recv() {
+            match index {
+                Some(i) => owners.insert(channel, i),
+                None => owners.remove(&channel),
+            };
+        }
+        match received {
+            Ok((theirs, packet)) => {
+                let Some(&index) = owners.get(&theirs) else {
+                    Counters::add(&counters.packets_dropped, 1);
+                    continue;
+                };
+                Counters::add(&counters.packets_received, 1);
+                Counters::add(&counters.bytes_received, packet.size() as u64);
+                let command = RelayCommand::Packet {
+                    link,
+                    theirs,
+                    packet,
+                };
+                if workers[index].send(WorkerCommand::Relay(command)).is_err() {
+                    return;
+                }
+            }
+            Err(_) if datagrams.closed_reason().is_some() => return,
+            Err(e) => {
+                Counters::add(&counters.packets_dropped, 1);
+                tracing::debug!(link = link.0, error = %e, "relayed datagram dropped");
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! A room spanning two nodes (docs/scaling.md): each node its own process on
+//! loopback with its own relay, one shared PostgreSQL, the relays linked
+//! over QUIC with certificates the hub's CA signed. A participant on each
+//! node receives the other's media through the relay.
+
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+use crate::support::peer::TestPeer;
+use crate::support::{metrics, token_of, DataDir, Server, ServerOptions};
+
+/// The hub's CA, and node certificates it signs into a directory.
+pub struct HubCa {
+    ca: CertifiedIssuer<'static, KeyPair>,
+    dir: tempfile::TempDir,
+}
+
+impl HubCa {
+    pub fn new() -> HubCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
+            .expect("CA certificate");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("hub-ca.pem"), ca.pem()).expect("CA file");
+        HubCa { ca, dir }
+    }
+
+    /// A node named `name` with a relay on a free loopback port: its
+    /// certificate and key written, and the settings that use them.
+    pub fn node(&self, name: &str, data_dir: &std::sync::Arc<DataDir>) -> ServerOptions {
+        let key = KeyPair::generate().expect("node key");
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .expect("params")
+            .signed_by(&key, &self.ca)
+            .expect("node certificate");
+        let path = |file: &str| self.dir.path().join(format!("{name}-{file}"));
+        std::fs::write(path("cert.pem"), cert.pem()).expect("cert file");
+        std::fs::write(path("key.pem"), key.serialize_pem()).expect("key file");
+        let ca = self.dir.path().join("hub-ca.pem");
+        let env = [
+            ("CARECALL_RELAY_ADDR", "127.0.0.1:0".to_owned()),
+            ("CARECALL_RELAY_NAME", name.to_owned()),
+            (
+                "CARECALL_RELAY_CERT",
+                path("cert.pem").display().to_string(),
+            ),
+            ("CARECALL_RELAY_KEY", path("key.pem").display().to_string()),
+            ("CARECALL_RELAY_HUB_CA", ca.display().to_string()),
+        ];
+        ServerOptions {
+            data_dir: Some(data_dir.clone()),
+            env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Sends `ticks` 20 ms steps of media from each peer, all together.
+async fn send_together(peers: &[&TestPeer], ticks: std::ops::Range<u32>) {
+    let mut wires = Vec::new();
+    for p in peers {
+        wires.push(p.negotiated().await);
+    }
+    for n in ticks {
+        for (p, wire) in peers.iter().zip(&wires) {
+            p.send_tick(n, wire).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What `to` received of `from`'s `kind`.
+fn got(to: &TestPeer, from: &TestPeer, kind: &str) -> Vec<u32> {
+    to.counters(&from.participant, kind)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spans_two_nodes_and_each_side_hears_and_sees_the_other_through_the_relay() {
+    let hub = HubCa::new();
+    let dir_a = DataDir::on_postgres();
+    let a = Server::start_with(hub.node("node-a", &dir_a));
+    let dir_b = DataDir::beside(&dir_a);
+    let b = Server::start_with(hub.node("node-b", &dir_b));
+
+    // The clinician joins on A, which places the room there; the home joins
+    // on B, which keeps it and spans the room to A.
+    let room = "ward-span";
+    let link = a.link(room, "clinician", "Dr Hub", "1h");
+    let mut clinician = TestPeer::join(&a.ws_url(), &token_of(&link), 1).await;
+    clinician.wait_connected(Duration::from_secs(10)).await;
+    let link = b.link(room, "home", "Rose Court", "1h");
+    let mut home = TestPeer::join(&b.ws_url(), &token_of(&link), 2).await;
+    home.wait_connected(Duration::from_secs(10)).await;
+
+    // Media until each has the other's audio and video (at most 10 s).
+    let start = Instant::now();
+    let mut tick = 0;
+    while start.elapsed() < Duration::from_secs(10) {
+        send_together(&[&clinician, &home], tick..tick + 25).await;
+        tick += 25;
+        let both = ["audio", "video"].iter().all(|kind| {
+            !got(&clinician, &home, kind).is_empty() && !got(&home, &clinician, kind).is_empty()
+        });
+        if both {
+            break;
+        }
+    }
+    let across = start.elapsed();
+    for (to, from, who) in [
+        (&clinician, &home, "A's clinician"),
+        (&home, &clinician, "B's home"),
+    ] {
+        for kind in ["audio", "video"] {
+            assert!(
+                !got(to, from, kind).is_empty(),
+                "{who} received no {kind} from the other node within 10 s"
+            );
+        }
+    }
+    println!(
+        "each side decoding the other {:.2} s after the second join",
+        across.as_secs_f64()
+    );
+
+    // Then 3 s of media: all of it arrives, in order, once.
+    let before: Vec<usize> = [(&clinician, &home), (&home, &clinician)]
+        .iter()
+        .map(|(to, from)| got(to, from, "audio").len())
+        .collect();
+    send_together(&[&clinician, &home], tick..tick + 150).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (i, (to, from)) in [(&clinician, &home), (&home, &clinician)]
+        .iter()
+        .enumerate()
+    {
+        let audio = got(to, from, "audio");
+        let new = &audio[before[i]..];
+        assert!(
+            new.len() >= 148,
+            "{} of 150 audio packets crossed",
+            new.len()
+        );
+        assert!(
+            new.windows(2).all(|w| w[1] > w[0]),
+            "audio out of order or repeated"
+        );
+    }
+
+    // The home stayed on B (its id is from B's block) and the relay carried
+    // the media: each node counts packets sent and received over it.
+    let number = |id: &str| id.trim_start_matches('p').parse::<u64>().expect("pN");
+    assert!(
+        number(&home.participant) > number(&clinician.participant) + 1000,
+        "the home was not numbered by B: {} and {}",
+        home.participant,
+        clinician.participant
+    );
+    for (node, name) in [(&a, "A"), (&b, "B")] {
+        let text = metrics::scrape(&node.base_url).await;
+        for direction in ["sent", "received"] {
+            let packets = metrics::value(
+                &text,
+                &format!("carecall_relay_packets_total{{direction=\"{direction}\"}}"),
+            );
+            assert!(
+                packets.is_some_and(|p| p > 150.0),
+                "{name} {direction} {packets:?} packets over the relay"
+            );
+        }
+    }
+    home.close().await;
+    clinician.close().await;
+}
