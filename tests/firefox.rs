@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::browser::{Browser, Driver};
-use crate::support::calls::{assert_still_decoding, snapshot, wait_all_decoding_hd};
+use crate::support::calls::{assert_still_decoding, wait_all_decoding_hd, wait_decoding_at};
 use crate::support::recording::{assert_cameras_recorded_in_hd, record};
 use crate::support::Server;
 
@@ -94,23 +94,6 @@ async fn a_firefox_home_and_a_chromium_clinician_in_hd_recorded_switching_layers
     assert_still_decoding(&both, 720, Duration::from_secs(3)).await;
     home.close().await;
     clinician.close().await;
-}
-
-/// Waits until `viewer` decodes `participant`'s video at `height` (16:9).
-async fn wait_decoding_at(viewer: &Browser, participant: &str, height: u64, within: Duration) {
-    let start = Instant::now();
-    loop {
-        let (video, _) = snapshot(viewer).await;
-        let v = video.get(participant);
-        if v.is_some_and(|v| v.height == height && v.width == height * 16 / 9) {
-            return;
-        }
-        assert!(
-            start.elapsed() < within,
-            "{participant} not at {height}p within {within:?}: {v:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// Waits until `publisher` stops encoding simulcast layer `rid` (no more

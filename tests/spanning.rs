@@ -173,3 +173,97 @@ async fn a_room_spans_two_nodes_and_each_side_hears_and_sees_the_other_through_t
     home.close().await;
     clinician.close().await;
 }
+
+/// What a node's relay counted, by metric and direction.
+async fn relay_count(node: &Server, metric: &str, direction: &str) -> f64 {
+    let text = metrics::scrape(&node.base_url).await;
+    let series = format!("carecall_relay_{metric}_total{{direction=\"{direction}\"}}");
+    metrics::value(&text, &series).unwrap_or(0.0)
+}
+
+/// A clinician's Chromium on node A and a home's on node B, one room
+/// spanning both: each decodes the other at 720p through the relay, with
+/// the other's name on the tile. The clinician's window shrinks: A asks B
+/// for less, and the home's camera comes across at 360p. Full size again:
+/// A asks B for 720p and for its keyframe, which B asks of the home's
+/// browser, and the clinician decodes 720p again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_on_each_node_decodes_the_other_at_720p_and_a_layer_switch_and_keyframe_cross() {
+    use crate::support::browser::Driver;
+    use crate::support::calls::{wait_all_decoding_hd, wait_decoding_at};
+    let hub = HubCa::new();
+    let dir_a = DataDir::on_postgres();
+    let a = Server::start_with(hub.node("node-a", &dir_a));
+    let b = Server::start_with(hub.node("node-b", &DataDir::beside(&dir_a)));
+    let driver = Driver::start().await;
+    let room = "ward-span-hd";
+    let clinician = driver.browser().await;
+    clinician
+        .join(&a.link(room, "clinician", "Dr Hub", "1h"))
+        .await;
+    let home = driver.browser().await;
+    home.join(&b.link(room, "home", "Rose Court", "1h")).await;
+    let both = [&clinician, &home];
+    let start = Instant::now();
+    wait_all_decoding_hd(&both, 1, Duration::from_secs(60)).await;
+    println!(
+        "both decoding 720p across nodes after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+
+    // Each page stayed on its own node, and shows the other by name.
+    for (browser, node, far) in [(&clinician, &a, "Rose Court"), (&home, &b, "Dr Hub")] {
+        let hub = browser.eval("return window.carecall.call.hub;").await;
+        assert_eq!(
+            hub,
+            node.base_url.as_str(),
+            "the page moved to another node"
+        );
+        let text = browser.eval("return document.body.innerText;").await;
+        assert!(
+            text.as_str().is_some_and(|t| t.contains(far)),
+            "{far} not named: {text}"
+        );
+    }
+    let home_id = home.participant().await.expect("joined");
+
+    // A smaller window on A: the home's camera is taken at 360p, so A asks
+    // B for less and B relays less.
+    clinician
+        .client
+        .set_window_size(640, 480)
+        .await
+        .expect("smaller window");
+    wait_decoding_at(&clinician, &home_id, 360, Duration::from_secs(30)).await;
+    let asked_before = relay_count(&a, "keyframe_requests", "sent").await;
+    let got_before = relay_count(&b, "keyframe_requests", "received").await;
+    // Full size again: 720p again, at a keyframe asked across the relay.
+    clinician
+        .client
+        .set_window_size(1920, 1080)
+        .await
+        .expect("full window");
+    wait_decoding_at(&clinician, &home_id, 720, Duration::from_secs(30)).await;
+    let asked = relay_count(&a, "keyframe_requests", "sent").await;
+    let got = relay_count(&b, "keyframe_requests", "received").await;
+    assert!(
+        asked > asked_before,
+        "A asked no keyframe across: {asked_before} → {asked}"
+    );
+    assert!(
+        got > got_before,
+        "B took no keyframe request: {got_before} → {got}"
+    );
+    // Each packet crossed once: what the other node received, A sent
+    // (B is read first: A may have sent more since).
+    let received = relay_count(&b, "packets", "received").await;
+    let sent = relay_count(&a, "packets", "sent").await;
+    println!("A relayed {sent} packets, B received {received}");
+    assert!(sent > 100.0, "A relayed only {sent} packets");
+    assert!(
+        received <= sent && received > sent * 0.95,
+        "A sent {sent}, B received {received}"
+    );
+    home.close().await;
+    clinician.close().await;
+}

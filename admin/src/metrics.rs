@@ -527,6 +527,20 @@ fn register_relay(
     )?;
     dropped.inc_by(relay.packets_dropped);
     registry.register(Box::new(dropped))?;
+    let keyframes = IntCounterVec::new(
+        Opts::new(
+            "carecall_relay_keyframe_requests_total",
+            "Keyframe requests sent to other nodes' cameras for viewers here (sent), or received for cameras here.",
+        ),
+        &["direction"],
+    )?;
+    keyframes
+        .with_label_values(&["sent"])
+        .inc_by(relay.keyframes_sent);
+    keyframes
+        .with_label_values(&["received"])
+        .inc_by(relay.keyframes_received);
+    registry.register(Box::new(keyframes))?;
     let links = IntGauge::new(
         "carecall_relay_links",
         "Links to the hub's other nodes now.",
@@ -572,6 +586,8 @@ mod tests {
                 bytes_sent: 5000,
                 bytes_received: 4000,
                 packets_dropped: 1,
+                keyframes_sent: 2,
+                keyframes_received: 3,
                 links: 1,
             }),
         };
@@ -605,6 +621,7 @@ mod tests {
         assert!(text.contains(r#"carecall_relay_packets_total{direction="sent"} 5"#));
         assert!(text.contains(r#"carecall_relay_bytes_total{direction="received"} 4000"#));
         assert!(text.contains("carecall_relay_dropped_total 1"));
+        assert!(text.contains(r#"carecall_relay_keyframe_requests_total{direction="received"} 3"#));
         assert!(text.contains("carecall_relay_links 1"));
     }
 

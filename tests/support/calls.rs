@@ -169,3 +169,20 @@ pub async fn join_three(
     }
     browsers
 }
+
+/// Waits until `viewer` decodes `participant`'s video at `height` (16:9).
+pub async fn wait_decoding_at(viewer: &Browser, participant: &str, height: u64, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let (video, _) = snapshot(viewer).await;
+        let v = video.get(participant);
+        if v.is_some_and(|v| is_at(v, height)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{participant} not at {height}p within {within:?}: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

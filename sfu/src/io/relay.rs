@@ -51,6 +51,10 @@ pub struct RelayCounts {
     /// Packets lost at this node: too big for the path, a full send
     /// buffer, malformed, or for a room not open.
     pub packets_dropped: u64,
+    /// Keyframe requests sent to other nodes' publishers (for viewers here).
+    pub keyframes_sent: u64,
+    /// Keyframe requests received for publishers here.
+    pub keyframes_received: u64,
     /// Links to other nodes now.
     pub links: u64,
 }
@@ -62,6 +66,8 @@ struct Counters {
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
     packets_dropped: AtomicU64,
+    keyframes_sent: AtomicU64,
+    keyframes_received: AtomicU64,
 }
 
 impl Counters {
@@ -211,6 +217,8 @@ impl RelayHandle {
             bytes_sent: get(&c.bytes_sent),
             bytes_received: get(&c.bytes_received),
             packets_dropped: get(&c.packets_dropped),
+            keyframes_sent: get(&c.keyframes_sent),
+            keyframes_received: get(&c.keyframes_received),
             links: links as u64,
         }
     }
@@ -334,8 +342,9 @@ impl Hub {
             counters,
         ));
         let events = events.clone();
+        let counters = self.handle.counters.clone();
         tokio::spawn(async move {
-            read_messages(id, reader, workers, routes).await;
+            read_messages(id, reader, workers, routes, counters).await;
             let _ = events.send(LinkEvent::Lost(id, addr));
         });
         id
@@ -351,7 +360,12 @@ async fn write_link(
 ) {
     while let Some(out) = queue.recv().await {
         let sent = match &out {
-            Outgoing::Message(m) => writer.send_message(m).await,
+            Outgoing::Message(m) => {
+                if is_keyframe_request(m) {
+                    Counters::add(&counters.keyframes_sent, 1);
+                }
+                writer.send_message(m).await
+            }
             Outgoing::Packet(channel, p) => match writer.send_packet(*channel, p) {
                 Ok(()) => {
                     Counters::add(&counters.packets_sent, 1);
@@ -383,6 +397,7 @@ async fn read_messages(
     mut reader: LinkReader,
     workers: Arc<Vec<UnboundedSender<WorkerCommand>>>,
     routes: UnboundedSender<(u32, Option<usize>)>,
+    counters: Arc<Counters>,
 ) {
     let mut owners: HashMap<u32, usize> = HashMap::new();
     loop {
@@ -393,6 +408,9 @@ async fn read_messages(
                 return;
             }
         };
+        if is_keyframe_request(&message) {
+            Counters::add(&counters.keyframes_received, 1);
+        }
         let (index, command) = match message {
             LinkMessage::Open { channel, room } => {
                 let index = worker_for(&room, workers.len());
@@ -477,4 +495,14 @@ async fn read_datagrams(
             }
         }
     }
+}
+
+fn is_keyframe_request(message: &LinkMessage) -> bool {
+    matches!(
+        message,
+        LinkMessage::Room {
+            control: Control::Keyframe { .. },
+            ..
+        }
+    )
 }
