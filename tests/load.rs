@@ -20,6 +20,7 @@ fn target(server: &Server) -> Target {
         secret: secret().into_bytes(),
         pid: server.pid(),
         local_ip: [127, 0, 0, 1].into(),
+        far: None,
     }
 }
 
@@ -159,4 +160,58 @@ async fn the_same_run_against_janus_reports_real_figures() {
         .expect("the run with light publishers completes");
     println!("Janus, light peers {lite}");
     assert_real(&lite, 2 * 3 * 2 * 2, TOP);
+}
+
+/// The same rooms spanning two nodes (docs/scaling.md), as `carecall-load
+/// span` runs them: everything still arrives, and the relay's packets per
+/// second and the latency of the specialist's streams (those that cross)
+/// are reported beside the same rooms on one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_spanning_two_nodes_report_the_relay_beside_one_node() {
+    let load_settings = |mut options: ServerOptions| {
+        options.env.push(("CARECALL_LINK_SECRET".into(), secret()));
+        options.estimate_bandwidth = false;
+        options
+    };
+    let scenario = Scenario::Rooms { rooms: 2 };
+    let one = {
+        let server = Server::start_with(load_settings(ServerOptions::default()));
+        bounded(&server, scenario).await
+    };
+    assert_real(&one, 2 * 3 * 2 * 2, TOP);
+    assert_eq!(
+        (one.nodes, one.relay_packets_per_second),
+        (1, 0.0),
+        "{one:?}"
+    );
+
+    let hub = crate::spanning::HubCa::new();
+    let dir_a = crate::support::DataDir::on_postgres();
+    let a = Server::start_with(load_settings(hub.node("node-a", &dir_a)));
+    let dir_b = crate::support::DataDir::beside(&dir_a);
+    let b = Server::start_with(load_settings(hub.node("node-b", &dir_b)));
+    let mut spanning = target(&a);
+    spanning.far = Some(Box::new(target(&b)));
+    let two = carecall_load::run(&spanning, scenario, &SHORT)
+        .await
+        .expect("the spanning run completes");
+    println!("one node {one}\n\ntwo nodes {two}");
+    assert_real(&two, 2 * 3 * 2 * 2, TOP);
+    assert_eq!(two.nodes, 2);
+    // Each room's specialist sends its sound and camera across once, and
+    // takes the two others' across once each: at least a third of the
+    // forwarded packets cross (the far viewers' lower layers cross too).
+    assert!(
+        two.relay_packets_per_second > two.forwarded_per_second / 3.0,
+        "{two:?}"
+    );
+    assert!(
+        two.specialist_latency_p50_ms > 0.0 && one.specialist_latency_p50_ms > 0.0,
+        "{one:?} {two:?}"
+    );
+    println!(
+        "the relay added {:+.2} ms at p50, {:+.2} ms at p99",
+        two.specialist_latency_p50_ms - one.specialist_latency_p50_ms,
+        two.specialist_latency_p99_ms - one.specialist_latency_p99_ms
+    );
 }

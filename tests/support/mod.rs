@@ -116,13 +116,17 @@ impl DataDir {
 
     /// Another node's data directory beside `first`'s: the same database
     /// and the hub's shared secrets (links, TURN, recordings), copied as
-    /// docs/scaling.md says; its own node id. `first`'s server must have
-    /// started (it makes the secrets).
+    /// docs/scaling.md says (those not set in the environment); its own
+    /// node id. `first`'s server must have started (it makes the secrets).
     pub fn beside(first: &DataDir) -> std::sync::Arc<DataDir> {
         let dir = tempfile::tempdir().expect("temp dir");
         for secret in ["link-secret", "turn-secret", "recording-secret"] {
-            std::fs::copy(first.path().join(secret), dir.path().join(secret))
-                .unwrap_or_else(|e| panic!("copying {secret}: {e}"));
+            // One set in the environment is not written to the directory.
+            let from = first.path().join(secret);
+            if from.exists() {
+                std::fs::copy(&from, dir.path().join(secret))
+                    .unwrap_or_else(|e| panic!("copying {secret}: {e}"));
+            }
         }
         std::sync::Arc::new(DataDir {
             dir,

@@ -435,6 +435,7 @@ pub fn spawn(pinning: crate::proc::Pinning) -> Result<(SpawnedJanus, Target)> {
         secret: Vec::new(),
         pid,
         local_ip: net.host_ip.into(),
+        far: None,
     };
     Ok((janus, target))
 }

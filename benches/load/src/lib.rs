@@ -16,6 +16,7 @@ pub mod lite;
 mod mmsg;
 pub mod peer;
 pub mod proc;
+mod relay;
 mod report;
 mod soak;
 
@@ -63,9 +64,36 @@ pub struct Target {
     /// The address the participants' WebRTC sockets bind: loopback for
     /// carecall; the host end of the namespace link Janus runs behind.
     pub local_ip: std::net::IpAddr,
+    /// A second carecall node the rooms span to (both with relays, on one
+    /// PostgreSQL; see `docs/scaling.md`): each room's specialist joins
+    /// there, everyone else here.
+    pub far: Option<Box<Target>>,
 }
 
 impl Target {
+    /// This node and the far one, if any.
+    fn nodes(&self) -> impl Iterator<Item = &Target> {
+        std::iter::once(self).chain(self.far.as_deref())
+    }
+
+    /// The server CPU seconds of every node.
+    fn cpu_seconds(&self) -> Result<f64> {
+        self.nodes().map(|n| proc::cpu_seconds(n.pid)).sum()
+    }
+
+    /// The resident memory of every node.
+    fn rss_bytes(&self) -> Result<u64> {
+        self.nodes().map(|n| proc::rss_bytes(n.pid)).sum()
+    }
+
+    /// The node `role` joins: the far one for a specialist, if there is one.
+    fn node_for(&self, role: Role) -> &Target {
+        match (&self.far, role) {
+            (Some(far), Role::Specialist) => far,
+            _ => self,
+        }
+    }
+
     fn ws_url(&self) -> String {
         format!("{}/ws", self.base_url.replacen("http", "ws", 1))
     }
@@ -173,6 +201,8 @@ struct Member {
     key: String,
     room: String,
     publishes: bool,
+    /// The room's specialist: on the far node when the rooms span two.
+    specialist: bool,
     /// What it received.
     received: peer::Received,
     /// What sends its media, if it publishes.
@@ -261,7 +291,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     if wanted.len() > MAX_PARTICIPANTS || !(0.5..=MAX_SECONDS).contains(&opts.seconds) {
         bail!("a run is at most {MAX_PARTICIPANTS} participants and {MAX_SECONDS} s");
     }
-    let rss_before = proc::rss_bytes(target.pid)?;
+    let rss_before = target.rss_bytes()?;
     let joining = Instant::now();
     let group = (opts.lite_viewers || opts.lite_publishers).then(lite::LitePeers::new);
     let lite = Light {
@@ -305,7 +335,8 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     // The measured window.
     let before = tally(&members);
     let sent_before: Vec<[u64; STREAMS]> = members.iter().map(sent_by).collect();
-    let cpu_before = proc::cpu_seconds(target.pid)?;
+    let cpu_before = target.cpu_seconds()?;
+    let relay_before = relay::crossed(target).await?;
     let tool_before = proc::cpu_seconds(std::process::id())?;
     let window = Instant::now();
     let mut last = (tally(&members), window);
@@ -315,7 +346,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
         if opts.progress {
             let now = tally(&members);
             let got = received_between(&last.0, &now);
-            let cpu = proc::cpu_seconds(target.pid)? - cpu_before;
+            let cpu = target.cpu_seconds()? - cpu_before;
             eprintln!(
                 "  {:>5.1}/{} s  {:>9.0} packets/s forwarded  server CPU {:>5.1}% since start",
                 window.elapsed().as_secs_f64(),
@@ -327,7 +358,8 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
         }
     }
     let elapsed = window.elapsed().as_secs_f64();
-    let cpu = proc::cpu_seconds(target.pid)? - cpu_before;
+    let cpu = target.cpu_seconds()? - cpu_before;
+    let relayed = relay::crossed(target).await?.since(&relay_before);
     let tool_cpu = proc::cpu_seconds(std::process::id())? - tool_before;
     let after = tally(&members);
     let sent: Vec<[(u64, u64); STREAMS]> = members
@@ -338,7 +370,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
             std::array::from_fn(|k| (b[k], now[k]))
         })
         .collect();
-    let rss_during = proc::rss_bytes(target.pid)?;
+    let rss_during = target.rss_bytes()?;
     stop.store(true, Ordering::Relaxed);
     for s in senders {
         let _ = s.await;
@@ -361,8 +393,16 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
         scenario: name,
         members: &members
             .iter()
-            .map(|m| (m.key.as_str(), m.room.as_str(), m.publishes, &m.received))
+            .map(|m| report::Participant {
+                key: m.key.as_str(),
+                room: m.room.as_str(),
+                publishes: m.publishes,
+                specialist: m.specialist,
+                received: &m.received,
+            })
             .collect::<Vec<_>>(),
+        nodes: target.nodes().count(),
+        relayed,
         before: &before.lengths,
         after: &after.lengths,
         sent: &sent,
@@ -396,10 +436,11 @@ async fn join_carecall(
     view: usize,
     lite: &Light<'_>,
 ) -> Result<Vec<Member>> {
-    let ws = target.ws_url();
     let mut members = Vec::with_capacity(wanted.len());
     for (i, (room, role, publishes)) in wanted.iter().enumerate() {
+        let ws = target.node_for(*role).ws_url();
         let token = target.token(room, *role, &format!("load {i}"))?;
+        let specialist = *role == Role::Specialist;
         if let Some(group) = lite.pick(*publishes) {
             let (peer, key, sender) = match publishes {
                 true => {
@@ -423,6 +464,7 @@ async fn join_carecall(
                 key,
                 room: room.clone(),
                 publishes: *publishes,
+                specialist,
                 received: peer.received.clone(),
                 sender,
                 sent: Arc::default(),
@@ -454,6 +496,7 @@ async fn join_carecall(
             key: peer.participant.clone(),
             room: room.clone(),
             publishes: *publishes,
+            specialist,
             received: peer.received.clone(),
             sender,
             sent: Arc::default(),
@@ -550,7 +593,7 @@ async fn join_janus(
     let mut members = Vec::with_capacity(wanted.len());
     let joined = sessions.into_iter().zip(media).zip(light_senders);
     for (i, (((session, id), mut mine), light)) in joined.enumerate() {
-        let (room, _, publishes) = &wanted[i];
+        let (room, role, publishes) = &wanted[i];
         let others: Vec<(u64, String)> = wanted
             .iter()
             .enumerate()
@@ -618,6 +661,7 @@ async fn join_janus(
             key: format!("p{i}"),
             room: room.clone(),
             publishes: *publishes,
+            specialist: *role == Role::Specialist,
             received,
             sender,
             sent: Arc::default(),

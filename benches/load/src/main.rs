@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use carecall_admin::sql::temp_postgres::TempPostgres;
 use carecall_load::proc::Pinning;
 use carecall_load::{Options, Report, Scenario, Sfu, Target};
 use clap::{Parser, Subcommand};
@@ -86,6 +87,15 @@ enum What {
     },
     /// Fan-out to 50, then 10 rooms of 3.
     All,
+    /// N rooms of 3 on one node, then the same rooms spanning two nodes
+    /// (home and clinician on the first, the specialist on the second,
+    /// their relays linked over QUIC), side by side: what the relay
+    /// carried and the latency it added (carecall only; starts a
+    /// throwaway PostgreSQL, which needs root, as the tests do).
+    Span {
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+    },
     /// Calls of two joining, sending a second of media and leaving, round
     /// after round (carecall only).
     Churn {
@@ -148,8 +158,59 @@ fn random_secret() -> Result<String> {
 
 /// Starts `carecall serve` on loopback with a fresh data directory.
 fn spawn(binary: PathBuf, pinning: Pinning) -> Result<(Spawned, Target)> {
-    let data = tempfile::tempdir().context("a temporary data directory")?;
+    spawn_node(binary, pinning, &random_secret()?, &[])
+}
+
+/// Two carecall nodes on one throwaway PostgreSQL, their relays linked by
+/// certificates from a CA made here, sharing a link secret: the second is
+/// the first's `far` node.
+fn spawn_pair(binary: PathBuf, pinning: Pinning) -> Result<(Vec<Spawned>, TempPostgres, Target)> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let postgres = TempPostgres::start();
+    let certs = tempfile::tempdir().context("a directory for the relays' certificates")?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+    let ca_file = certs.path().join("hub-ca.pem");
+    std::fs::write(&ca_file, ca.pem())?;
     let secret = random_secret()?;
+    let mut nodes = Vec::new();
+    for name in ["node-a", "node-b"] {
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(vec![name.to_owned()])?.signed_by(&key, &ca)?;
+        let file = |what: &str| certs.path().join(format!("{name}-{what}.pem"));
+        std::fs::write(file("cert"), cert.pem())?;
+        std::fs::write(file("key"), key.serialize_pem())?;
+        let path = |p: PathBuf| p.display().to_string();
+        let env = [
+            ("CARECALL_DATABASE_URL", postgres.url()),
+            ("CARECALL_RELAY_ADDR", "127.0.0.1:0".to_owned()),
+            ("CARECALL_RELAY_NAME", name.to_owned()),
+            ("CARECALL_RELAY_CERT", path(file("cert"))),
+            ("CARECALL_RELAY_KEY", path(file("key"))),
+            ("CARECALL_RELAY_HUB_CA", path(ca_file.clone())),
+        ];
+        nodes.push(spawn_node(binary.clone(), pinning, &secret, &env)?);
+    }
+    let (b, mut far) = nodes.pop().context("node b")?;
+    let (a, mut target) = nodes.pop().context("node a")?;
+    // The certificates are read at start; the directory may go.
+    drop(certs);
+    far.far = None;
+    target.far = Some(Box::new(far));
+    Ok((vec![a, b], postgres, target))
+}
+
+/// Starts `carecall serve` on loopback with a fresh data directory, link
+/// secret `secret` and more settings in `env`.
+fn spawn_node(
+    binary: PathBuf,
+    pinning: Pinning,
+    secret: &str,
+    env: &[(&str, String)],
+) -> Result<(Spawned, Target)> {
+    let data = tempfile::tempdir().context("a temporary data directory")?;
+    let secret = secret.to_owned();
     let command = pinning.server_command(&binary);
     let mut child = Command::new(&command[0])
         .args(&command[1..])
@@ -174,6 +235,7 @@ fn spawn(binary: PathBuf, pinning: Pinning) -> Result<(Spawned, Target)> {
         // layers move with each viewer's estimate as it ramps up.
         .env("CARECALL_MEDIA_BANDWIDTH_ESTIMATION", "false")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -201,6 +263,7 @@ fn spawn(binary: PathBuf, pinning: Pinning) -> Result<(Spawned, Target)> {
             secret: secret.into_bytes(),
             pid,
             local_ip: [127, 0, 0, 1].into(),
+            far: None,
         },
     ))
 }
@@ -233,6 +296,55 @@ fn comparison(pairs: &[(Report, Report)]) -> String {
             j.generator_cpu_percent,
         ));
     }
+    out
+}
+
+/// One node beside two spanned by the relay, for the same rooms.
+fn span_table(one: &Report, two: &Report) -> String {
+    let mut out = String::from("| | One node | Two nodes, relayed |\n|---|---|---|\n");
+    let mut row = |what: &str, a: String, b: String| {
+        out.push_str(&format!("| {what} | {a} | {b} |\n"));
+    };
+    row(
+        "Forwarded packets/s",
+        format!("{:.0}", one.forwarded_per_second),
+        format!("{:.0}", two.forwarded_per_second),
+    );
+    row(
+        "Server CPU s per 10^6 packets (all nodes)",
+        format!("{:.2}", one.cpu_seconds_per_million_packets),
+        format!("{:.2}", two.cpu_seconds_per_million_packets),
+    );
+    row(
+        "Specialist's streams latency p50 / p99, ms",
+        format!(
+            "{:.2} / {:.2}",
+            one.specialist_latency_p50_ms, one.specialist_latency_p99_ms
+        ),
+        format!(
+            "{:.2} / {:.2}",
+            two.specialist_latency_p50_ms, two.specialist_latency_p99_ms
+        ),
+    );
+    row(
+        "Relayed packets/s (Mbit/s)",
+        "-".into(),
+        format!(
+            "{:.0} ({:.2})",
+            two.relay_packets_per_second,
+            two.relay_bits_per_second / 1e6
+        ),
+    );
+    row(
+        "Loss",
+        format!("{:.3}%", 100.0 * one.loss),
+        format!("{:.3}%", 100.0 * two.loss),
+    );
+    out.push_str(&format!(
+        "\nThe relay added {:+.2} ms at p50 and {:+.2} ms at p99 to the specialist's streams.\n",
+        two.specialist_latency_p50_ms - one.specialist_latency_p50_ms,
+        two.specialist_latency_p99_ms - one.specialist_latency_p99_ms
+    ));
     out
 }
 
@@ -338,6 +450,26 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
+    if let What::Span { rooms } = cli.what {
+        let scenario = Scenario::Rooms { rooms };
+        let (one, one_target) = spawn(carecall_binary()?, pinning)?;
+        eprintln!("{rooms} rooms of 3 on one node ...");
+        let single = runtime.block_on(carecall_load::run(&one_target, scenario, &options))?;
+        drop(one);
+        let (two, postgres, two_target) = spawn_pair(carecall_binary()?, pinning)?;
+        eprintln!("{rooms} rooms of 3 spanning two nodes ...");
+        let spanning = runtime.block_on(carecall_load::run(&two_target, scenario, &options))?;
+        // The nodes first: they write to the database until they stop.
+        drop(two);
+        drop(postgres);
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&[&single, &spanning])?);
+        } else {
+            println!("one node {single}\n\ntwo nodes {spanning}\n");
+            print!("{}", span_table(&single, &spanning));
+        }
+        return Ok(());
+    }
     let scenarios = match cli.what {
         What::Fanout {
             subscribers,
@@ -352,7 +484,7 @@ fn main() -> Result<()> {
             Scenario::FanOut { subscribers: 50 },
             Scenario::Rooms { rooms: 10 },
         ],
-        What::Compare { .. } => unreachable!("handled above"),
+        What::Compare { .. } | What::Span { .. } => unreachable!("handled above"),
         What::Churn { .. } | What::Soak { .. } => Vec::new(),
     };
     let mut _janus = None;
@@ -374,6 +506,7 @@ fn main() -> Result<()> {
                 secret: cli.secret.clone().unwrap_or_default().into_bytes(),
                 pid: cli.pid.unwrap_or_default(),
                 local_ip: [127, 0, 0, 1].into(),
+                far: None,
             };
             (None, target)
         }

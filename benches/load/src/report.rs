@@ -63,17 +63,45 @@ pub struct Report {
     /// 100 × the cores it runs on (one, pinned beside a server on two) it
     /// is the bottleneck, and its late receiving reads as loss and latency.
     pub generator_cpu_percent: f64,
+    /// carecall nodes the rooms ran on (two when they span nodes).
+    pub nodes: usize,
+    /// Send-to-receive time of the streams to and from each room's
+    /// specialist, median, ms: the streams that cross between nodes when
+    /// the rooms span two, so the relay's added latency is this less the
+    /// same figure on one node.
+    pub specialist_latency_p50_ms: f64,
+    /// The same, 99th percentile.
+    pub specialist_latency_p99_ms: f64,
+    /// Packets the nodes relayed to each other per second (each once per
+    /// node pair, whatever the viewers there).
+    pub relay_packets_per_second: f64,
+    /// Their RTP bits per second.
+    pub relay_bits_per_second: f64,
 }
 
 /// The load tool's publishers send one audio packet per 20 ms tick.
 const TICKS_PER_SECOND: f64 = 50.0;
 
+/// One participant, as a report reads it.
+pub(crate) struct Participant<'a> {
+    /// How receivers name its streams.
+    pub key: &'a str,
+    pub room: &'a str,
+    pub publishes: bool,
+    /// Its room's specialist (on the far node when rooms span two).
+    pub specialist: bool,
+    /// What it received.
+    pub received: &'a crate::peer::Received,
+}
+
 /// The raw material of a report.
 pub(crate) struct Measured<'a> {
     pub scenario: String,
-    /// Each participant: its streams' name, room, whether it publishes, and
-    /// what it received.
-    pub members: &'a [(&'a str, &'a str, bool, &'a crate::peer::Received)],
+    pub members: &'a [Participant<'a>],
+    /// carecall nodes in the run.
+    pub nodes: usize,
+    /// What the nodes relayed to each other in the window.
+    pub relayed: crate::relay::Crossed,
     /// Arrivals per member and stream at the window's start and end.
     pub before: &'a [Vec<((String, String), usize)>],
     pub after: &'a [Vec<((String, String), usize)>],
@@ -128,14 +156,16 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
     let mut streams = 0usize;
     let mut starved = 0usize;
     let mut latencies: Vec<u32> = Vec::new();
+    let mut specialist_latencies: Vec<u32> = Vec::new();
     let mut by_layer = [0u64; LAYERS];
-    for (r, (_, room, _, received)) in m.members.iter().enumerate() {
-        let arrivals = received.lock().unwrap_or_else(|e| e.into_inner());
+    for (r, receiver) in m.members.iter().enumerate() {
+        let arrivals = receiver.received.lock().unwrap_or_else(|e| e.into_inner());
         let mut missing = false;
-        for (p, (publisher, their_room, publishes, _)) in m.members.iter().enumerate() {
-            if p == r || !publishes || their_room != room {
+        for (p, publisher) in m.members.iter().enumerate() {
+            if p == r || !publisher.publishes || publisher.room != receiver.room {
                 continue;
             }
+            let (publisher, crosses) = (publisher.key, publisher.specialist != receiver.specialist);
             for (kind, sent) in [("audio", &m.sent[p][..1]), ("video", &m.sent[p][1..])] {
                 let key = (publisher.to_string(), kind.to_owned());
                 let (from, to) = (count(&m.before[r], &key), count(&m.after[r], &key));
@@ -149,6 +179,9 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
                 };
                 let window = from.min(a.counters.len())..to.min(a.counters.len());
                 latencies.extend_from_slice(&a.latency_us[window.clone()]);
+                if crosses {
+                    specialist_latencies.extend_from_slice(&a.latency_us[window.clone()]);
+                }
                 unrecognised += a.unrecognised;
                 // A subscriber is sent one layer of each camera: loss is
                 // counted on the one it got most of in the window.
@@ -180,9 +213,10 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
         starved += usize::from(missing);
     }
     latencies.sort_unstable();
-    let publishers = m.members.iter().filter(|p| p.2).count();
+    specialist_latencies.sort_unstable();
+    let publishers = m.members.iter().filter(|p| p.publishes).count();
     let ticks: u64 = (m.members.iter().zip(m.sent))
-        .filter(|(p, _)| p.2)
+        .filter(|(p, _)| p.publishes)
         .map(|(_, sent)| sent[0].1 - sent[0].0)
         .sum();
     let due = publishers as f64 * m.seconds * TICKS_PER_SECOND;
@@ -218,6 +252,11 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
         video_packets_by_layer: by_layer,
         generator_kept_up: if due > 0.0 { ticks as f64 / due } else { 1.0 },
         generator_cpu_percent: 100.0 * m.tool_cpu_seconds / m.seconds.max(0.01),
+        nodes: m.nodes,
+        specialist_latency_p50_ms: percentile(&specialist_latencies, 0.5),
+        specialist_latency_p99_ms: percentile(&specialist_latencies, 0.99),
+        relay_packets_per_second: m.relayed.packets / m.seconds.max(0.01),
+        relay_bits_per_second: 8.0 * m.relayed.bytes / m.seconds.max(0.01),
     }
 }
 
@@ -274,6 +313,20 @@ impl std::fmt::Display for Report {
             "  latency p50 / p99            {:>10.2} / {:.2} ms",
             self.latency_p50_ms, self.latency_p99_ms
         )?;
+        if self.nodes > 1 {
+            writeln!(
+                f,
+                "  relayed between {} nodes      {:>10.0} packets/s ({:.2} Mbit/s)",
+                self.nodes,
+                self.relay_packets_per_second,
+                self.relay_bits_per_second / 1e6
+            )?;
+        }
+        writeln!(
+            f,
+            "  specialist latency p50 / p99 {:>10.2} / {:.2} ms",
+            self.specialist_latency_p50_ms, self.specialist_latency_p99_ms
+        )?;
         writeln!(
             f,
             "  subscribers without media    {:>10}",
@@ -326,7 +379,27 @@ mod tests {
         let sent = [[(0, 10), (0, 2), (0, 5), (10, 20)], [(0, 0); STREAMS]];
         let r = measure(Measured {
             scenario: "test".into(),
-            members: &[("p", "r", true, &publisher), ("v", "r", false, &viewer)],
+            members: &[
+                Participant {
+                    key: "p",
+                    room: "r",
+                    publishes: true,
+                    specialist: true,
+                    received: &publisher,
+                },
+                Participant {
+                    key: "v",
+                    room: "r",
+                    publishes: false,
+                    specialist: false,
+                    received: &viewer,
+                },
+            ],
+            nodes: 2,
+            relayed: crate::relay::Crossed {
+                packets: 40.0,
+                bytes: 20_000.0,
+            },
             before: &before,
             after: &after,
             sent: &sent,
@@ -343,6 +416,12 @@ mod tests {
         // 1 of the top layer's 10 and none of the audio's 10.
         assert!((r.loss - 1.0 / 20.0).abs() < 1e-9, "{}", r.loss);
         assert_eq!(r.subscribers_without_media, 0);
+        // The viewer and the specialist's camera are on different nodes.
+        assert_eq!((r.specialist_latency_p50_ms, r.latency_p50_ms), (2.0, 2.0));
+        assert_eq!(
+            (r.relay_packets_per_second, r.relay_bits_per_second),
+            (40.0, 160_000.0)
+        );
         // One publisher sent 10 of the 50 audio packets a second is due.
         assert!(
             (r.generator_kept_up - 0.2).abs() < 1e-9,

@@ -57,9 +57,10 @@ pub enum Control {
         /// The participant who left.
         origin: ParticipantId,
     },
-    /// The sending node's viewers would take `origin`'s camera up to
-    /// `ceiling` (`None`: none of it); the receiving node relays the
-    /// layers up to it and keeps them published.
+    /// The sending node's participants would take `origin`'s track: its
+    /// sound (`ceiling` the full layer) or its video up to `ceiling`
+    /// (`None`: none of it). The receiving node relays that much and keeps
+    /// those layers published.
     Want {
         /// The participant, on the node that hosts it.
         origin: ParticipantId,

@@ -251,8 +251,8 @@ impl Relay {
             .max()
     }
 
-    /// Tells a far node how far up our viewers would take its camera, when
-    /// that changed since it was last told.
+    /// Tells a far node what our participants would take of one of its
+    /// tracks, when that changed since it was last told.
     pub fn ask(&mut self, remote: usize, ceiling: Option<Layer>) {
         let r = &self.remote[remote];
         let wish = Wanted {
@@ -261,7 +261,7 @@ impl Relay {
             mid: r.publication.mid,
             ceiling,
         };
-        if r.publication.kind != MediaKind::Video || self.asked.contains(&wish) {
+        if self.asked.contains(&wish) {
             return;
         }
         self.asked
@@ -275,16 +275,15 @@ impl Relay {
         self.out.push_back(RelayOutput::Control(wish.link, control));
     }
 
-    /// Queues one of our packets for every far node that takes its layer:
-    /// all audio, and video up to what the node asked for. Cloning a packet
+    /// Queues one of our packets for every far node that takes its layer,
+    /// as the node asked: a track's sound, or its video up to a layer (and
+    /// the camera's lowest layer, if that is above). Cloning a packet
     /// shares its payload.
-    #[allow(clippy::too_many_arguments)]
     pub fn offer(
         &mut self,
         origin: ParticipantId,
         mid: Mid,
         layer: Layer,
-        kind: MediaKind,
         params: &PayloadParams,
         packet: &MediaPacket,
     ) {
@@ -301,14 +300,13 @@ impl Relay {
                 .iter()
                 .find(|(o, m, _)| *o == origin && *m == mid)
                 .map(|f| f.2);
-            let takes = kind == MediaKind::Audio
-                || self.wanted.iter().any(|w| {
-                    w.link == link
-                        && w.origin == origin
-                        && w.mid == mid
-                        && w.ceiling
-                            .is_some_and(|c| layer <= c.max(floor.unwrap_or(c)))
-                });
+            let takes = self.wanted.iter().any(|w| {
+                w.link == link
+                    && w.origin == origin
+                    && w.mid == mid
+                    && w.ceiling
+                        .is_some_and(|c| layer <= c.max(floor.unwrap_or(c)))
+            });
             if takes {
                 let mut packet = packet.clone();
                 packet.pt = pt;

@@ -455,11 +455,7 @@ impl Room {
                     )
                 });
                 if !self.relay.is_alone() && !self.relay.is_remote(origin) {
-                    let kind = match params.spec().codec.is_video() {
-                        true => MediaKind::Video,
-                        false => MediaKind::Audio,
-                    };
-                    self.relay.offer(origin, mid, layer, kind, &params, &packet);
+                    self.relay.offer(origin, mid, layer, &params, &packet);
                 }
                 if let Some(wanted) = recording_wants {
                     self.request_keyframe(origin, mid, wanted, now);

@@ -227,15 +227,19 @@ impl Room {
         }
     }
 
-    /// Tells each far node how far up the viewers here (or the recording)
-    /// would take its cameras.
+    /// Tells each far node what the participants here (or the recording)
+    /// would take of its tracks: a microphone while anyone is here, a
+    /// camera up to the best layer a viewer here wishes for.
     pub(super) fn ask_far_nodes(&mut self) {
         let recording = self.recording.is_some();
+        let anyone = recording || !self.participants.is_empty();
         for i in 0..self.relay.remote.len() {
-            let origin = self.relay.remote[i].origin;
-            let ceiling = match recording {
-                true => Some(Layer::FULL),
-                false => self
+            let remote = &self.relay.remote[i];
+            let origin = remote.origin;
+            let ceiling = match (remote.publication.kind, recording) {
+                (MediaKind::Audio, _) => anyone.then_some(Layer::FULL),
+                (_, true) => Some(Layer::FULL),
+                (_, false) => self
                     .participants
                     .iter()
                     .filter_map(|v| v.wish_for(origin))
