@@ -26,15 +26,20 @@ impl Hub {
     }
 
     fn node(&self, name: &str) -> NodeIdentity {
+        let (cert, key, ca) = self.pems(name);
+        NodeIdentity::from_pem(&cert, &key, &ca).expect("identity reads")
+    }
+
+    /// A node's certificate, key and the hub's CA, as PEM.
+    fn pems(&self, name: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let key = KeyPair::generate().expect("node key");
         let params = CertificateParams::new(vec![name.to_owned()]).expect("params");
         let cert = params.signed_by(&key, &self.ca).expect("node certificate");
-        NodeIdentity::from_pem(
-            cert.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-            self.ca.pem().as_bytes(),
+        (
+            cert.pem().into_bytes(),
+            key.serialize_pem().into_bytes(),
+            self.ca.pem().into_bytes(),
         )
-        .expect("identity reads")
     }
 }
 
@@ -144,4 +149,75 @@ async fn a_node_whose_certificate_another_ca_signed_is_refused_both_ways() {
 fn an_unreadable_identity_is_a_clear_error() {
     let e = NodeIdentity::from_pem(b"not a certificate", b"", b"").expect_err("refused");
     assert!(e.to_string().contains("relay identity"), "{e}");
+}
+
+/// A node's media plane with its relay: strangers spraying its port with
+/// garbage and with handshakes under another CA's certificates keep no
+/// node of the hub out. The hub's node links, opens a room, and the
+/// node's worker answers with its own side of the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_at_the_relay_port_keep_no_node_out() {
+    let hub = Hub::new();
+    let (cert_pem, key_pem, hub_ca_pem) = hub.pems("node-a");
+    let media = carecall_sfu::MediaServer::start(&carecall_sfu::MediaConfig {
+        announce: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+        port: 0,
+        tcp_port: None,
+        workers: 1,
+        estimate_bandwidth: false,
+        relays: None,
+        relay: Some(carecall_sfu::RelaySettings {
+            listen: loopback(),
+            cert_pem,
+            key_pem,
+            hub_ca_pem,
+        }),
+    })
+    .expect("the media plane starts with its relay");
+    let relay = media.relay_addr().expect("a relay address");
+
+    // Garbage datagrams, then strangers' handshakes, all at once.
+    let spray = std::net::UdpSocket::bind(loopback()).expect("socket");
+    for i in 0..1000u32 {
+        let _ = spray.send_to(&i.to_be_bytes().repeat(40), relay);
+    }
+    let stranger = Hub::new();
+    let mut strangers = Vec::new();
+    for i in 0..10 {
+        let endpoint = RelayEndpoint::bind(loopback(), &stranger.node("node-a")).expect("binds");
+        strangers.push(tokio::spawn(async move {
+            let refused = endpoint.connect(relay, "node-a").await.is_err();
+            (i, refused)
+        }));
+    }
+
+    // From its own address, as a node of the hub is: the strangers' address
+    // has its two handshakes at a time and no more.
+    let started = Instant::now();
+    let own: std::net::SocketAddr = "127.0.0.2:0".parse().expect("address");
+    let b = RelayEndpoint::bind(own, &hub.node("node-b")).expect("B binds");
+    let mut link = b.connect(relay, "node-a").await.expect("a hub node links");
+    let room = RoomId("ward-relay".into());
+    let open = LinkMessage::Open {
+        channel: 1,
+        room: room.clone(),
+    };
+    link.send_message(&open).await.expect("B opens a room");
+    let answer = tokio::time::timeout(Duration::from_secs(5), link.recv_message())
+        .await
+        .expect("an answer within 5 s")
+        .expect("A's side of the room");
+    match answer {
+        LinkMessage::Open { room: theirs, .. } => assert_eq!(theirs, room),
+        other => panic!("A answered {other:?}"),
+    }
+    println!(
+        "linked and answered in {:?} beside 10 strangers",
+        started.elapsed()
+    );
+    for s in strangers {
+        let (i, refused) = s.await.expect("stranger task");
+        assert!(refused, "stranger {i} was let in");
+    }
+    assert!(media.relay_counts().is_some_and(|c| c.links == 1));
 }

@@ -185,14 +185,33 @@ impl RelayEndpoint {
             .map_err(|_| LinkError::Timeout)?
     }
 
-    /// The next link another node opens; `None` once the endpoint is closed.
-    /// A failed handshake is an error for this one attempt only.
+    /// The next link another node opens, its handshake waited for; `None`
+    /// once the endpoint is closed. A failed handshake is an error for this
+    /// one attempt only. (A node takes [`RelayEndpoint::incoming`] and
+    /// shakes hands beside it instead, so one slow stranger holds no one.)
     pub async fn accept(&self) -> Option<Result<RelayLink, LinkError>> {
-        let incoming = self.endpoint.accept().await?;
-        if self.endpoint.open_connections() > MAX_LINKS {
+        let incoming = self.incoming().await?;
+        Some(Self::handshake(incoming).await)
+    }
+
+    /// The next connection attempt, not yet authenticated; `None` once the
+    /// endpoint is closed. Past [`MAX_LINKS`] connections it is refused
+    /// here and the next one is waited for.
+    pub async fn incoming(&self) -> Option<quinn::Incoming> {
+        loop {
+            let incoming = self.endpoint.accept().await?;
+            if self.endpoint.open_connections() <= MAX_LINKS {
+                return Some(incoming);
+            }
+            tracing::warn!(from = %incoming.remote_address(), "relay endpoint full: connection refused");
             incoming.refuse();
-            return Some(Err(LinkError::Full));
         }
+    }
+
+    /// Completes an incoming connection: the other end proves it is one of
+    /// the hub's nodes and opens its control stream, within
+    /// [`HANDSHAKE_TIMEOUT`].
+    pub async fn handshake(incoming: quinn::Incoming) -> Result<RelayLink, LinkError> {
         let handshake = async {
             let connection = incoming.await?;
             let (send, mut recv) = connection.accept_bi().await?;
@@ -204,7 +223,7 @@ impl RelayEndpoint {
             Ok(RelayLink::new(connection, send, recv))
         };
         let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
-        Some(result.unwrap_or(Err(LinkError::Timeout)))
+        result.unwrap_or(Err(LinkError::Timeout))
     }
 
     /// Closes every link and the socket.

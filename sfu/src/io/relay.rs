@@ -253,18 +253,7 @@ enum LinkEvent {
 impl Hub {
     async fn run(mut self, mut commands: UnboundedReceiver<HubCommand>) {
         let (events, mut event_rx) = unbounded_channel();
-        let endpoint = self.endpoint.clone();
-        let accepted = events.clone();
-        tokio::spawn(async move {
-            while let Some(result) = endpoint.accept().await {
-                match result {
-                    Ok(link) => {
-                        let _ = accepted.send(LinkEvent::Accepted(link));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "relay link refused"),
-                }
-            }
-        });
+        tokio::spawn(accept_links(self.endpoint.clone(), events.clone()));
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -348,6 +337,56 @@ impl Hub {
             let _ = events.send(LinkEvent::Lost(id, addr));
         });
         id
+    }
+}
+
+/// Most handshakes in progress at once, and from one address: a stranger
+/// stalling handshakes cannot keep the hub's nodes from linking.
+const MAX_HANDSHAKES: usize = 16;
+const MAX_HANDSHAKES_PER_ADDRESS: usize = 2;
+
+/// Takes other nodes' connections, each handshake beside the others (at
+/// most [`MAX_HANDSHAKES`], [`MAX_HANDSHAKES_PER_ADDRESS`] from one address).
+async fn accept_links(endpoint: Arc<RelayEndpoint>, events: UnboundedSender<LinkEvent>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let busy: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
+    while let Some(incoming) = endpoint.incoming().await {
+        let from = incoming.remote_address().ip();
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%from, "too many relay handshakes at once: refused");
+            incoming.refuse();
+            continue;
+        };
+        {
+            let mut busy = busy.lock().unwrap_or_else(|e| e.into_inner());
+            let n = busy.entry(from).or_default();
+            if *n >= MAX_HANDSHAKES_PER_ADDRESS {
+                tracing::warn!(%from, "too many relay handshakes from one address: refused");
+                incoming.refuse();
+                continue;
+            }
+            *n += 1;
+        }
+        let (events, busy) = (events.clone(), busy.clone());
+        tokio::spawn(async move {
+            let shaken = RelayEndpoint::handshake(incoming).await;
+            drop(slot);
+            {
+                let mut busy = busy.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(n) = busy.get_mut(&from) {
+                    *n -= 1;
+                    if *n == 0 {
+                        busy.remove(&from);
+                    }
+                }
+            }
+            match shaken {
+                Ok(link) => {
+                    let _ = events.send(LinkEvent::Accepted(link));
+                }
+                Err(e) => tracing::warn!(%from, error = %e, "relay link refused"),
+            }
+        });
     }
 }
 
