@@ -287,6 +287,9 @@ for name in ("node-a", "node-b"):
                 problems.append(f"{name}: {key}={value} is not a port")
             elif key != "CARECALL_MEDIA_TCP_PORT":
                 taken.setdefault(str(value), []).append(f"{name} {key}")
+        if key == "CARECALL_RELAY_ADDR":
+            port = str(value).rsplit(":", 1)[-1]
+            taken.setdefault(port, []).append(f"{name} {key}")
     for key in ("CARECALL_DATABASE_URL", "CARECALL_LINK_SECRET", "CARECALL_PUBLIC_URL"):
         if key not in env:
             problems.append(f"{name}: {key} missing")

@@ -12,6 +12,8 @@ use crate::Target;
 pub struct Crossed {
     pub packets: f64,
     pub bytes: f64,
+    /// Relayed packets a node dropped (too big, a full buffer, malformed).
+    pub dropped: f64,
 }
 
 impl Crossed {
@@ -20,6 +22,7 @@ impl Crossed {
         Crossed {
             packets: self.packets - before.packets,
             bytes: self.bytes - before.bytes,
+            dropped: self.dropped - before.dropped,
         }
     }
 }
@@ -35,6 +38,7 @@ pub async fn crossed(target: &Target) -> Result<Crossed> {
         let text = metrics(&node.base_url).await?;
         all.packets += value(&text, "carecall_relay_packets_total{direction=\"sent\"}");
         all.bytes += value(&text, "carecall_relay_bytes_total{direction=\"sent\"}");
+        all.dropped += value(&text, "carecall_relay_dropped_total");
     }
     Ok(all)
 }

@@ -77,6 +77,8 @@ pub struct Report {
     pub relay_packets_per_second: f64,
     /// Their RTP bits per second.
     pub relay_bits_per_second: f64,
+    /// Relayed packets the nodes dropped in the window.
+    pub relay_dropped: f64,
 }
 
 /// The load tool's publishers send one audio packet per 20 ms tick.
@@ -257,6 +259,7 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
         specialist_latency_p99_ms: percentile(&specialist_latencies, 0.99),
         relay_packets_per_second: m.relayed.packets / m.seconds.max(0.01),
         relay_bits_per_second: 8.0 * m.relayed.bytes / m.seconds.max(0.01),
+        relay_dropped: m.relayed.dropped,
     }
 }
 
@@ -316,10 +319,11 @@ impl std::fmt::Display for Report {
         if self.nodes > 1 {
             writeln!(
                 f,
-                "  relayed between {} nodes      {:>10.0} packets/s ({:.2} Mbit/s)",
+                "  relayed between {} nodes      {:>10.0} packets/s ({:.2} Mbit/s; {} dropped)",
                 self.nodes,
                 self.relay_packets_per_second,
-                self.relay_bits_per_second / 1e6
+                self.relay_bits_per_second / 1e6,
+                self.relay_dropped
             )?;
         }
         writeln!(
@@ -399,6 +403,7 @@ mod tests {
             relayed: crate::relay::Crossed {
                 packets: 40.0,
                 bytes: 20_000.0,
+                dropped: 0.0,
             },
             before: &before,
             after: &after,

@@ -111,9 +111,15 @@ impl NodeIdentity {
     }
 }
 
+/// Datagrams queued either way before the oldest are dropped: a quarter
+/// of a second of a busy link (about 100 Mbit/s).
+const DATAGRAM_BUFFER: usize = 4 << 20;
+
 fn transport() -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
     t.initial_mtu(INITIAL_MTU);
+    t.datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
+    t.datagram_send_buffer_size(DATAGRAM_BUFFER);
     t.keep_alive_interval(Some(Duration::from_secs(1)));
     t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("a small timeout")));
     // One control stream, opened by the connecting node.
@@ -160,7 +166,13 @@ impl RelayEndpoint {
         let mut client = quinn::ClientConfig::new(Arc::new(client));
         client.transport_config(transport());
 
-        let mut endpoint = Endpoint::server(server, addr)?;
+        // Bursts of keyframes from every room crossing at once: the
+        // socket's buffers as large as the media sockets'.
+        let socket = std::net::UdpSocket::bind(addr)?;
+        crate::io::udp::enlarge_buffers(&socket, addr);
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let config = quinn::EndpointConfig::default();
+        let mut endpoint = Endpoint::new(config, Some(server), socket, runtime)?;
         endpoint.set_default_client_config(client);
         Ok(RelayEndpoint { endpoint })
     }

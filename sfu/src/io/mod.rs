@@ -6,7 +6,7 @@ mod bind;
 mod relay;
 mod server;
 pub(crate) mod tcp;
-mod udp;
+pub(crate) mod udp;
 mod worker;
 
 pub use addrs::default_announce_addrs;

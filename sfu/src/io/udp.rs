@@ -46,7 +46,7 @@ const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
 /// Asks for larger buffers; the kernel caps them at `net.core.rmem_max` /
 /// `wmem_max`, so a smaller result is logged with the setting to raise.
-fn enlarge_buffers(socket: &StdUdpSocket, local: SocketAddr) {
+pub(crate) fn enlarge_buffers(socket: &StdUdpSocket, local: SocketAddr) {
     let socket = socket2::SockRef::from(socket);
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
