@@ -55,6 +55,24 @@ impl RoomPlacer for DatabasePlacer {
             .map_err(|e| e.to_string())
     }
 
+    fn overflow(&self) -> Option<String> {
+        if !self.spans {
+            return None;
+        }
+        let nodes = match self.log().nodes(SystemTime::now()) {
+            Ok(nodes) => nodes,
+            Err(error) => {
+                tracing::warn!(%error, "the hub's nodes unreadable");
+                return None;
+            }
+        };
+        nodes
+            .into_iter()
+            .filter(|n| n.state == NodeState::Live && !n.this && n.relay.is_some())
+            .min_by_key(|n| (n.participants, n.rooms))
+            .map(|n| n.url)
+    }
+
     fn nodes(&self) -> Vec<String> {
         match self.log().nodes(SystemTime::now()) {
             Ok(nodes) => nodes

@@ -209,6 +209,9 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         if let Some(placer) = placer {
             state = state.with_placer(placer);
         }
+        if config.media.max_participants > 0 {
+            state = state.with_capacity(config.media.max_participants);
+        }
         for (room, until) in history.link_revocations()? {
             state.revocations().revoke(&room, until);
         }

@@ -24,10 +24,12 @@ fn carecall_names(text: &str) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
-    // With bandwidth estimation on, so the estimate gauge is there too.
+    // With bandwidth estimation on, so the estimate gauge is there too,
+    // and a relay, so its series are (a node without one has none).
+    let hub = crate::spanning::HubCa::new();
     let server = Server::start_with(ServerOptions {
         estimate_bandwidth: true,
-        ..ServerOptions::default()
+        ..hub.node("node-a", &crate::support::DataDir::new())
     });
     let who = [
         ("home", "Rose Court"),

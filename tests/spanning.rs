@@ -76,6 +76,36 @@ fn got(to: &TestPeer, from: &TestPeer, kind: &str) -> Vec<u32> {
     to.counters(&from.participant, kind)
 }
 
+/// Sends media from both until each has the other's audio and video (at
+/// most 10 s); returns the next tick.
+async fn until_each_receives_the_other(first: &TestPeer, second: &TestPeer) -> u32 {
+    let start = Instant::now();
+    let mut tick = 0;
+    while start.elapsed() < Duration::from_secs(10) {
+        send_together(&[first, second], tick..tick + 25).await;
+        tick += 25;
+        let both = ["audio", "video"].iter().all(|kind| {
+            !got(first, second, kind).is_empty() && !got(second, first, kind).is_empty()
+        });
+        if both {
+            break;
+        }
+    }
+    for (to, from) in [(first, second), (second, first)] {
+        for kind in ["audio", "video"] {
+            assert!(
+                !got(to, from, kind).is_empty(),
+                "{} received no {kind} from {} within 10 s",
+                to.participant,
+                from.participant
+            );
+        }
+    }
+    let across = start.elapsed().as_secs_f64();
+    println!("each side receiving the other {across:.2} s after the second join");
+    tick
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_spans_two_nodes_and_each_side_hears_and_sees_the_other_through_the_relay() {
     let hub = HubCa::new();
@@ -94,35 +124,7 @@ async fn a_room_spans_two_nodes_and_each_side_hears_and_sees_the_other_through_t
     let mut home = TestPeer::join(&b.ws_url(), &token_of(&link), 2).await;
     home.wait_connected(Duration::from_secs(10)).await;
 
-    // Media until each has the other's audio and video (at most 10 s).
-    let start = Instant::now();
-    let mut tick = 0;
-    while start.elapsed() < Duration::from_secs(10) {
-        send_together(&[&clinician, &home], tick..tick + 25).await;
-        tick += 25;
-        let both = ["audio", "video"].iter().all(|kind| {
-            !got(&clinician, &home, kind).is_empty() && !got(&home, &clinician, kind).is_empty()
-        });
-        if both {
-            break;
-        }
-    }
-    let across = start.elapsed();
-    for (to, from, who) in [
-        (&clinician, &home, "A's clinician"),
-        (&home, &clinician, "B's home"),
-    ] {
-        for kind in ["audio", "video"] {
-            assert!(
-                !got(to, from, kind).is_empty(),
-                "{who} received no {kind} from the other node within 10 s"
-            );
-        }
-    }
-    println!(
-        "each side decoding the other {:.2} s after the second join",
-        across.as_secs_f64()
-    );
+    let tick = until_each_receives_the_other(&clinician, &home).await;
 
     // Then 3 s of media: all of it arrives, in order, once.
     let before: Vec<usize> = [(&clinician, &home), (&home, &clinician)]
@@ -227,8 +229,8 @@ async fn a_browser_on_each_node_decodes_the_other_at_720p_and_a_layer_switch_and
     }
     let home_id = home.participant().await.expect("joined");
 
-    // A smaller window on A: the home's camera is taken at 360p, so A asks
-    // B for less and B relays less.
+    // A smaller window on A: the home's camera is taken at 360p, and A asks
+    // B for no more than that.
     clinician
         .client
         .set_window_size(640, 480)
@@ -264,6 +266,54 @@ async fn a_browser_on_each_node_decodes_the_other_at_720p_and_a_layer_switch_and
         received <= sent && received > sent * 0.95,
         "A sent {sent}, B received {received}"
     );
+    home.close().await;
+    clinician.close().await;
+}
+
+/// Node A hosts at most one participant (`media.max_participants`): the
+/// home joining the clinician's room through A is sent to B (`elsewhere`),
+/// which keeps it and spans the room back to A; each receives the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_sends_the_next_join_to_another_which_spans_the_room_back() {
+    use futures_util::StreamExt;
+    let hub = HubCa::new();
+    let dir_a = DataDir::on_postgres();
+    let mut full = hub.node("node-a", &dir_a);
+    full.env
+        .push(("CARECALL_MEDIA_MAX_PARTICIPANTS".into(), "1".into()));
+    let a = Server::start_with(full);
+    let b = Server::start_with(hub.node("node-b", &DataDir::beside(&dir_a)));
+    let room = "ward-full";
+    let link = a.link(room, "clinician", "Dr Hub", "1h");
+    let mut clinician = TestPeer::join(&a.ws_url(), &token_of(&link), 1).await;
+    clinician.wait_connected(Duration::from_secs(10)).await;
+
+    // The home's join reaches A, which is full: it is sent to B.
+    let token = token_of(&a.link(room, "home", "Rose Court", "1h"));
+    let first = serde_json::json!({ "type": "join", "v": 1, "token": token });
+    let mut socket = crate::support::ws::open(&a, first).await;
+    let reply = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("an answer within 10 s")
+        .expect("a message")
+        .expect("readable");
+    let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap_or("")).unwrap();
+    assert_eq!(reply["type"], "elsewhere", "{reply}");
+    assert_eq!(reply["url"], b.base_url.as_str(), "{reply}");
+
+    // At B, the home stays, and B spans the room back to A.
+    let mut home = TestPeer::join(&b.ws_url(), &token, 2).await;
+    home.wait_connected(Duration::from_secs(10)).await;
+    until_each_receives_the_other(&clinician, &home).await;
+    let relayed =
+        |text: &str| metrics::value(text, "carecall_relay_packets_total{direction=\"received\"}");
+    for node in [&a, &b] {
+        let text = metrics::scrape(&node.base_url).await;
+        assert!(
+            relayed(&text).is_some_and(|n| n > 0.0),
+            "nothing relayed: {text}"
+        );
+    }
     home.close().await;
     clinician.close().await;
 }

@@ -523,7 +523,7 @@ fn register_relay(
     registry.register(Box::new(bytes))?;
     let dropped = prometheus::IntCounter::new(
         "carecall_relay_dropped_total",
-        "Relayed packets lost at this node: too big, a full send buffer, malformed, or for no open room.",
+        "Relayed packets lost at this node: too big for the path, malformed, or for no open room.",
     )?;
     dropped.inc_by(relay.packets_dropped);
     registry.register(Box::new(dropped))?;

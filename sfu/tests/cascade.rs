@@ -20,7 +20,7 @@ fn publisher_here_viewers_there(viewers: usize, simulcast: bool) -> SimCascade {
     }
     let b = SimCall::builder(viewers).publishers(0).first_id(11).build();
     let mut c = SimCascade::new(a.build(), b);
-    for p in &mut c.b.peers {
+    for p in &mut c.nodes[1].peers {
         p.record = true;
     }
     c.settle(Duration::from_millis(300));
@@ -33,14 +33,25 @@ fn send_layers(c: &mut SimCascade, n: u8, keyframes: [bool; 3]) {
     for (i, rid) in RIDS.iter().enumerate() {
         let mut payload = [rid.as_bytes()[0]; 100];
         payload[1] = n;
-        c.a.send_layer(0, Some(rid), &payload, keyframes[i]);
+        c.nodes[0].send_layer(0, Some(rid), &payload, keyframes[i]);
     }
     c.settle(Duration::from_millis(33));
 }
 
+/// A simulcast publisher on node A, shown as a thumbnail by a viewer on B.
+fn simulcast_shown_as_a_thumbnail_there() -> SimCascade {
+    let mut c = publisher_here_viewers_there(1, true);
+    let (publisher, viewer) = (c.nodes[0].peers[0].id, c.nodes[1].peers[0].id);
+    c.nodes[1]
+        .room
+        .set_view(viewer, publisher, 120)
+        .expect("viewer is on B");
+    c
+}
+
 /// The layer of each video packet B's viewer `i` received.
 fn layers_received(c: &SimCascade, i: usize) -> String {
-    c.b.peers[i]
+    c.nodes[1].peers[i]
         .received_video
         .iter()
         .map(|p| p[2] as char)
@@ -60,20 +71,31 @@ fn a_camera_on_one_node_reaches_viewers_on_the_other_crossing_once() {
         "audio and video announced: {:?}",
         c.controls_crossed
     );
-    assert_eq!(c.b.room.remote_participants(), [c.a.peers[0].id]);
+    assert_eq!(
+        c.nodes[1].room.remote_participants(),
+        [c.nodes[0].peers[0].id]
+    );
 
-    c.a.send_video(0, &[7; 200], true);
+    c.nodes[0].send_video(0, &[7; 200], true);
     for _ in 0..29 {
         c.settle(Duration::from_millis(33));
-        c.a.send_video(0, &[7; 200], false);
+        c.nodes[0].send_video(0, &[7; 200], false);
     }
     for _ in 0..10 {
-        c.a.send_audio(0, &[5; 60], &[], false);
+        c.nodes[0].send_audio(0, &[5; 60], &[], false);
     }
     c.settle(Duration::from_millis(100));
     for i in 0..2 {
-        assert_eq!(c.b.peers[i].received_video.len(), 30, "viewer {i}'s video");
-        assert_eq!(c.b.peers[i].received_audio.len(), 10, "viewer {i}'s audio");
+        assert_eq!(
+            c.nodes[1].peers[i].received_video.len(),
+            30,
+            "viewer {i}'s video"
+        );
+        assert_eq!(
+            c.nodes[1].peers[i].received_audio.len(),
+            10,
+            "viewer {i}'s audio"
+        );
     }
     // Once across, whatever the number of viewers there.
     assert_eq!(c.packets_crossed, [40, 0]);
@@ -81,11 +103,8 @@ fn a_camera_on_one_node_reaches_viewers_on_the_other_crossing_once() {
 
 #[test]
 fn only_the_layers_the_far_viewers_take_cross_and_a_switch_up_crosses_with_its_keyframe() {
-    let mut c = publisher_here_viewers_there(1, true);
-    let (publisher, viewer) = (c.a.peers[0].id, c.b.peers[0].id);
-    c.b.room
-        .set_view(viewer, publisher, 120)
-        .expect("viewer is on B");
+    let mut c = simulcast_shown_as_a_thumbnail_there();
+    let (publisher, viewer) = (c.nodes[0].peers[0].id, c.nodes[1].peers[0].id);
     for n in 0..30 {
         send_layers(&mut c, n, [n % 10 == 0; 3]);
     }
@@ -116,18 +135,19 @@ fn only_the_layers_the_far_viewers_take_cross_and_a_switch_up_crosses_with_its_k
 
     // The tile grows on B: B asks for f, f starts crossing, and once B has
     // measured it the viewer switches up at a keyframe of f asked across.
-    let before = c.a.peers[0].layer_keyframe_requests;
-    c.b.room
+    let before = c.nodes[0].peers[0].layer_keyframe_requests;
+    c.nodes[1]
+        .room
         .set_view(viewer, publisher, 720)
         .expect("viewer is on B");
     let mut n = 30;
     while !layers_received(&c, 0).ends_with('f') && n < 150 {
         // The camera sends a keyframe only when asked.
-        let asked = c.a.peers[0].layer_keyframe_requests[2] > before[2];
+        let asked = c.nodes[0].peers[0].layer_keyframe_requests[2] > before[2];
         send_layers(&mut c, n, [false, false, asked && n % 5 == 0]);
         n += 1;
     }
-    let after = c.a.peers[0].layer_keyframe_requests;
+    let after = c.nodes[0].peers[0].layer_keyframe_requests;
     assert!(
         after[2] > before[2],
         "no keyframe of f asked across: {before:?} → {after:?}"
@@ -147,12 +167,12 @@ fn only_the_layers_the_far_viewers_take_cross_and_a_switch_up_crosses_with_its_k
     );
     let first_full = received.find('f').expect("switched");
     assert_eq!(
-        c.b.peers[0].received_video[first_full][1] & 0x01,
+        c.nodes[1].peers[0].received_video[first_full][1] & 0x01,
         0,
         "switched at a delta frame"
     );
     // Seamless on B's viewer: one sequence without gaps.
-    let headers = &c.b.peers[0].received_headers;
+    let headers = &c.nodes[1].peers[0].received_headers;
     for pair in headers.windows(2) {
         assert_eq!(pair[1].0, pair[0].0 + 1, "sequence gap: {headers:?}");
     }
@@ -162,25 +182,25 @@ fn only_the_layers_the_far_viewers_take_cross_and_a_switch_up_crosses_with_its_k
 fn a_viewer_on_the_far_node_waits_for_a_keyframe_asked_across() {
     let mut c = publisher_here_viewers_there(1, false);
     for _ in 0..10 {
-        c.a.send_video(0, &[7; 200], false);
+        c.nodes[0].send_video(0, &[7; 200], false);
         c.settle(Duration::from_millis(33));
     }
     assert!(
-        c.b.peers[0].received_video.is_empty(),
+        c.nodes[1].peers[0].received_video.is_empty(),
         "a delta frame reached a new viewer"
     );
     assert!(
-        c.a.peers[0].keyframe_requests > 0,
+        c.nodes[0].peers[0].keyframe_requests > 0,
         "no keyframe asked across"
     );
     assert!(c
         .controls_crossed
         .iter()
         .any(|(from, m)| *from == 1 && matches!(m, Control::Keyframe { .. })));
-    c.a.send_video(0, &[7; 200], true);
+    c.nodes[0].send_video(0, &[7; 200], true);
     c.settle(Duration::from_millis(33));
     assert_eq!(
-        c.b.peers[0].received_video.len(),
+        c.nodes[1].peers[0].received_video.len(),
         1,
         "the keyframe did not reach B's viewer"
     );
@@ -192,35 +212,146 @@ fn whoever_leaves_one_node_leaves_the_other_and_a_lost_link_takes_its_participan
     let b = SimCall::builder(1).first_id(11).build();
     let mut c = SimCascade::new(a, b);
     c.settle(Duration::from_millis(300));
-    let (first, second, far) = (c.a.peers[0].id, c.a.peers[1].id, c.b.peers[0].id);
-    assert_eq!(c.b.room.remote_participants(), [first, second]);
-    assert_eq!(c.a.room.remote_participants(), [far]);
+    let (first, second, far) = (
+        c.nodes[0].peers[0].id,
+        c.nodes[0].peers[1].id,
+        c.nodes[1].peers[0].id,
+    );
+    assert_eq!(c.nodes[1].room.remote_participants(), [first, second]);
+    assert_eq!(c.nodes[0].room.remote_participants(), [far]);
 
-    c.a.room.remove(first);
+    c.nodes[0].room.remove(first);
     c.settle(Duration::from_millis(100));
-    assert_eq!(c.b.room.remote_participants(), [second]);
+    assert_eq!(c.nodes[1].room.remote_participants(), [second]);
     assert!(c
         .controls_crossed
         .iter()
         .any(|(from, m)| *from == 0 && *m == Control::Left { origin: first }));
 
-    // Packets from the far side stop meaning anything once its link is gone.
-    c.a.room.unspan(LinkId(1));
-    assert!(c.a.room.remote_participants().is_empty());
-    assert!(!c.a.room.spans_nodes());
-    c.b.send_video(0, &[7; 200], true);
+    // The link goes, on both sides (as a lost QUIC connection reads): each
+    // node's participants leave the other's call, and nothing more crosses.
+    for p in &mut c.nodes[0].peers {
+        p.record = true;
+    }
+    c.nodes[1].send_video(0, &[7; 200], true);
     c.settle(Duration::from_millis(100));
-    assert!(c.a.room.remote_participants().is_empty());
+    assert_eq!(
+        c.nodes[0].peers[1].received_video.len(),
+        1,
+        "before: B's video reaches A"
+    );
+    c.nodes[0].room.unspan(LinkId(1));
+    c.nodes[1].room.unspan(LinkId(0));
+    assert!(c.nodes[0].room.remote_participants().is_empty());
+    assert!(c.nodes[1].room.remote_participants().is_empty());
+    assert!(!c.nodes[0].room.spans_nodes() && !c.nodes[1].room.spans_nodes());
+    let crossed = c.packets_crossed[1];
+    for _ in 0..5 {
+        c.nodes[1].send_video(0, &[7; 200], false);
+        c.settle(Duration::from_millis(33));
+    }
+    let told = c.nodes[1].peers[0]
+        .signals
+        .iter()
+        .any(|s| matches!(s, MediaSignal::RemoteLeft { participant } if *participant == second));
+    assert!(told, "B's browser was not told A's participant left");
+    assert_eq!(c.packets_crossed[1], crossed, "packets crossed a lost link");
+    assert_eq!(
+        c.nodes[0].peers[1].received_video.len(),
+        1,
+        "after: nothing more"
+    );
+}
+
+/// A room on three nodes: A hosts it, B and C span to it. C's viewer gets
+/// B's camera through A (each packet crossing each link once), B's camera
+/// is asked for a keyframe C's viewer needs, through A, and C knows who B's
+/// participant is.
+#[test]
+fn a_room_on_three_nodes_is_a_star_through_the_node_hosting_it() {
+    let a = SimCall::builder(1).publishers(0).build();
+    let mut b = SimCall::builder(1).first_id(11).build();
+    let publisher = b.peers[0].id;
+    b.room.announce(publisher, r#"{"name":"Dr Skin"}"#);
+    let c_node = SimCall::builder(1).publishers(0).first_id(21).build();
+    let mut c = SimCascade::star(a, vec![b, c_node]);
+    for node in &mut c.nodes {
+        node.peers[0].record = true;
+    }
+    c.settle(Duration::from_millis(300));
+    assert_eq!(c.nodes[2].room.remote_participants(), [publisher]);
+    let described = c.nodes[2].peers[0].signals.iter().any(
+        |s| matches!(s, MediaSignal::RemotePeer { participant, .. } if *participant == publisher),
+    );
+    assert!(described, "C's browser was not told who B's participant is");
+
+    // Delta frames only: C's viewer (and A's) wait, and B's camera is asked
+    // for a keyframe.
+    for _ in 0..10 {
+        c.nodes[1].send_video(0, &[7; 200], false);
+        c.settle(Duration::from_millis(33));
+    }
+    assert!(c.nodes[2].peers[0].received_video.is_empty());
+    assert!(
+        c.nodes[1].peers[0].keyframe_requests > 0,
+        "no keyframe asked of B"
+    );
+    let (from_b, from_a) = (c.packets_crossed[1], c.packets_crossed[0]);
+    c.nodes[1].send_video(0, &[7; 200], true);
+    for _ in 0..9 {
+        c.settle(Duration::from_millis(33));
+        c.nodes[1].send_video(0, &[7; 200], false);
+    }
+    c.settle(Duration::from_millis(100));
+    for (node, name) in [(0, "A"), (2, "C")] {
+        assert_eq!(
+            c.nodes[node].peers[0].received_video.len(),
+            10,
+            "{name}'s viewer"
+        );
+    }
+    assert_eq!(
+        c.packets_crossed[1] - from_b,
+        10,
+        "B to A: each packet once"
+    );
+    assert_eq!(
+        c.packets_crossed[0] - from_a,
+        10,
+        "A to C: each packet once"
+    );
+    assert_eq!(c.packets_crossed[2], 0, "C publishes nothing");
+}
+
+/// A far viewer's wishes count in what a camera is asked to encode: a
+/// thumbnail on B keeps A's camera to its lowest layer, and a far listener
+/// (sound) does not hold the camera at 720p.
+#[test]
+fn far_viewers_wishes_limit_what_the_camera_encodes() {
+    let mut c = simulcast_shown_as_a_thumbnail_there();
+    // Six seconds of a thumbnail: past the five-second hold.
+    for n in 0..200u32 {
+        send_layers(&mut c, n as u8, [n % 30 == 0; 3]);
+    }
+    let limits: Vec<&str> = c.nodes[0].peers[0]
+        .signals
+        .iter()
+        .filter_map(|s| match s {
+            MediaSignal::PublishLayers { highest } => Some(*highest),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(limits, ["q"], "A's camera was not limited to its thumbnail");
 }
 
 #[test]
 fn a_far_node_cannot_speak_for_participants_it_does_not_host() {
     let mut c = publisher_here_viewers_there(1, false);
-    let (local, far) = (c.a.peers[0].id, c.b.peers[0].id);
-    let now = c.a.now;
+    let (local, far) = (c.nodes[0].peers[0].id, c.nodes[1].peers[0].id);
+    let now = c.nodes[0].now;
     let video = MediaKind::Video;
     // Over a link the room does not span to: ignored.
-    c.a.room.handle_relay_control(
+    c.nodes[0].room.handle_relay_control(
         now,
         LinkId(9),
         Control::Published {
@@ -229,23 +360,27 @@ fn a_far_node_cannot_speak_for_participants_it_does_not_host() {
             kind: video,
         },
     );
-    assert!(c.a.room.remote_participants().is_empty());
+    assert!(c.nodes[0].room.remote_participants().is_empty());
     // A publication in the name of A's own participant: ignored.
     let control = Control::Published {
         origin: local,
         mid: "9".into(),
         kind: video,
     };
-    c.a.room.handle_relay_control(now, LinkId(1), control);
-    assert!(c.a.room.remote_participants().is_empty());
+    c.nodes[0]
+        .room
+        .handle_relay_control(now, LinkId(1), control);
+    assert!(c.nodes[0].room.remote_participants().is_empty());
     // A real one is taken.
     let control = Control::Published {
         origin: far,
         mid: "9".into(),
         kind: video,
     };
-    c.a.room.handle_relay_control(now, LinkId(1), control);
-    assert_eq!(c.a.room.remote_participants(), [far]);
+    c.nodes[0]
+        .room
+        .handle_relay_control(now, LinkId(1), control);
+    assert_eq!(c.nodes[0].room.remote_participants(), [far]);
 }
 
 #[test]
@@ -256,7 +391,7 @@ fn a_far_participant_is_described_before_its_tracks_and_its_leaving_is_told() {
     let b = SimCall::builder(1).first_id(11).build();
     let mut c = SimCascade::new(a, b);
     c.settle(Duration::from_millis(300));
-    let signals = &c.b.peers[0].signals;
+    let signals = &c.nodes[1].peers[0].signals;
     let described = signals.iter().position(|s| {
         matches!(s, MediaSignal::RemotePeer { participant, info: i } if *participant == home && &**i == info)
     });
@@ -276,11 +411,11 @@ fn a_far_participant_is_described_before_its_tracks_and_its_leaving_is_told() {
         "a track came before its owner: {signals:?}"
     );
 
-    c.a.room.remove(home);
+    c.nodes[0].room.remove(home);
     c.settle(Duration::from_millis(50));
-    assert!(c.b.peers[0]
+    assert!(c.nodes[1].peers[0]
         .signals
         .iter()
         .any(|s| matches!(s, MediaSignal::RemoteLeft { participant } if *participant == home)));
-    assert!(c.b.room.remote_participants().is_empty());
+    assert!(c.nodes[1].room.remote_participants().is_empty());
 }

@@ -111,6 +111,9 @@ struct Inner {
     carried: carried::CarriedOver,
     /// Where rooms are hosted, on a hub of several nodes.
     placer: Option<Arc<dyn placement::RoomPlacer>>,
+    /// Participants this node hosts before it sends further joins to
+    /// another node (see [`AppState::with_capacity`]).
+    capacity: Option<usize>,
     /// Held while a call is taken over from a node that is gone.
     adopting: std::sync::Mutex<()>,
     /// Set once the hub is stopping: no new joins.
@@ -145,6 +148,7 @@ impl AppState {
                 outcomes: outcomes::JoinOutcomes::default(),
                 carried: carried::CarriedOver::default(),
                 placer: None,
+                capacity: None,
                 adopting: std::sync::Mutex::new(()),
                 stopping: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -202,18 +206,43 @@ impl AppState {
         }
     }
 
+    /// Hosts at most `max` participants here: a join beyond, even to a
+    /// room hosted here, goes to another node that spans the room back
+    /// (the placer's `overflow`), if the hub has one; else it is taken here.
+    pub fn with_capacity(self, max: usize) -> Self {
+        let inner = Arc::into_inner(self.inner).expect("with_capacity before the state is shared");
+        AppState {
+            inner: Arc::new(Inner {
+                capacity: Some(max),
+                ..inner
+            }),
+        }
+    }
+
     /// Where `room` is hosted: here, unless a placer says another node.
     /// Waits on the placer (the database) off the runtime's other tasks.
     pub(crate) fn hosted(&self, room: &str) -> placement::Hosted {
         let Some(placer) = &self.inner.placer else {
             return placement::Hosted::Here;
         };
-        match tokio::task::block_in_place(|| placer.place(room)) {
+        let hosted = match tokio::task::block_in_place(|| placer.place(room)) {
             Ok(hosted) => hosted,
             Err(error) => {
                 tracing::warn!(%error, room, "room placement unreadable: hosting the room here");
                 placement::Hosted::Here
             }
+        };
+        let here = self.inner.presence.total();
+        let full = self.inner.capacity.is_some_and(|max| here >= max);
+        if hosted != placement::Hosted::Here || !full {
+            return hosted;
+        }
+        match tokio::task::block_in_place(|| placer.overflow()) {
+            Some(url) => {
+                tracing::info!(room, here, node = %url, "this node is full: the join goes to another node");
+                placement::Hosted::Elsewhere(url)
+            }
+            None => hosted,
         }
     }
 

@@ -54,4 +54,11 @@ pub trait RoomPlacer: Send + Sync {
     /// The hub's live nodes' base URLs: where a browser tries to resume
     /// when its node goes.
     fn nodes(&self) -> Vec<String>;
+
+    /// Where joins go while this node is full (see
+    /// `AppState::with_capacity`): the least-loaded other live node that
+    /// can span a room back to this one. `None`: nowhere, take it here.
+    fn overflow(&self) -> Option<String> {
+        None
+    }
 }

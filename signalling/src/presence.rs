@@ -112,6 +112,12 @@ impl Presence {
         true
     }
 
+    /// Everyone in every room on this node.
+    pub fn total(&self) -> usize {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.values().map(HashMap::len).sum()
+    }
+
     /// Nobody is in `room`.
     pub fn is_empty(&self, room: &str) -> bool {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());

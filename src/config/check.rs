@@ -167,7 +167,13 @@ fn in_context(c: &Config) -> Vec<(String, String)> {
             format!("{:?} is not a log level or list of them: {e}", c.log_level),
         ));
     }
-    if c.relay.addr.is_some() {
+    if let Some(addr) = c.relay.addr {
+        if addr.ip().is_unspecified() && c.relay.public_addr.is_none() {
+            problems.push((
+                "relay.public_addr".into(),
+                format!("relay.addr is {addr}: other nodes cannot reach that; set relay.public_addr to the address they reach this node at"),
+            ));
+        }
         if c.relay.name.is_none() {
             problems.push((
                 "relay.name".into(),

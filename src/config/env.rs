@@ -56,6 +56,11 @@ const VARS: &[(&str, &str, Kind)] = &[
     ("CARECALL_MEDIA_TCP_PORT", "media.tcp_port", Number),
     ("CARECALL_MEDIA_WORKERS", "media.workers", Number),
     (
+        "CARECALL_MEDIA_MAX_PARTICIPANTS",
+        "media.max_participants",
+        Number,
+    ),
+    (
         "CARECALL_MEDIA_BANDWIDTH_ESTIMATION",
         "media.bandwidth_estimation",
         Switch,

@@ -451,6 +451,11 @@ pub struct MediaSection {
     /// viewer on a thin link gets more than it can take.
     /// `CARECALL_MEDIA_BANDWIDTH_ESTIMATION` (true/false).
     pub bandwidth_estimation: bool,
+    /// Participants this node hosts before it sends further joins to the
+    /// hub's least-loaded other node, which spans the room back (needs a
+    /// relay on both, docs/scaling.md); 0: no limit.
+    /// `CARECALL_MEDIA_MAX_PARTICIPANTS`.
+    pub max_participants: usize,
 }
 
 impl Default for Config {
@@ -489,6 +494,7 @@ impl Default for MediaSection {
             announce: Vec::new(),
             workers: 0,
             bandwidth_estimation: true,
+            max_participants: 0,
         }
     }
 }

@@ -67,6 +67,8 @@ pub struct NodeStatus {
     pub rooms: u64,
     /// Their participants.
     pub participants: u64,
+    /// Where its relay is reached, if it has one (rooms span to it there).
+    pub relay: Option<String>,
 }
 
 impl CallLog {
@@ -145,7 +147,8 @@ impl CallLog {
         let this = self.node_id();
         self.read(|c| {
             c.query_map(
-                "SELECT id, url, started_at_ms, heartbeat_at_ms, stopped_at_ms, rooms, participants
+                "SELECT id, url, started_at_ms, heartbeat_at_ms, stopped_at_ms, rooms, participants,
+                     relay_addr
                  FROM nodes WHERE heartbeat_at_ms >= ?1 ORDER BY started_at_ms, id",
                 values![since],
                 |r| {
@@ -169,6 +172,7 @@ impl CallLog {
                         silent_s: silent / 1000,
                         rooms: r.get(5)?,
                         participants: r.get(6)?,
+                        relay: r.get(7)?,
                     })
                 },
             )

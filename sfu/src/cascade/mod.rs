@@ -6,9 +6,11 @@
 //! participants publish, relays their packets once per node (however many
 //! viewers are there), and treats the far side's participants as
 //! publishers of its own: local viewers subscribe to them, choose their
-//! layers and ask for their keyframes as for anyone else. Only a node's own
-//! participants' packets are relayed, never a relayed one, so rooms spanning
-//! three nodes are a full mesh with no loops.
+//! layers and ask for their keyframes as for anyone else. A node joining a
+//! call spans the room only to the node hosting it, so a room on three
+//! nodes is a star: the hosting node passes what one far node sends on to
+//! the others (never back where it came from), and what they ask of it
+//! back to its node. Each packet crosses each link once.
 //!
 //! The room stays sans-IO: it takes [`Control`] messages and
 //! [`RelayedPacket`]s, and is polled for [`RelayOutput`]. The connection
@@ -107,9 +109,10 @@ impl RelayedPacket {
         self.packet.payload.len()
     }
 
-    /// Header and payload bytes, as the publisher sent it.
-    pub fn size(&self) -> usize {
-        self.packet.size
+    /// Its RTP bytes as counted on both sides of the relay: the payload
+    /// and a 12-byte header (extensions are not relayed as such).
+    pub fn rtp_bytes(&self) -> usize {
+        self.packet.payload.len() + 12
     }
 }
 

@@ -29,6 +29,9 @@ struct Wanted {
     link: LinkId,
     origin: ParticipantId,
     mid: Mid,
+    /// A camera (what it is asked to encode follows its wishes), not a
+    /// microphone.
+    video: bool,
     ceiling: Option<Layer>,
 }
 
@@ -134,6 +137,9 @@ impl Relay {
         gone.dedup();
         self.remote.retain(|r| r.link != link);
         self.peers.retain(|p| p.link != link);
+        for origin in &gone {
+            self.forget(*origin);
+        }
         gone
     }
 
@@ -151,10 +157,6 @@ impl Relay {
 
     pub fn poll(&mut self) -> Option<RelayOutput> {
         self.out.pop_front()
-    }
-
-    pub fn is_remote(&self, origin: ParticipantId) -> bool {
-        self.remote.iter().any(|r| r.origin == origin)
     }
 
     /// A far participant's new track; false when it was known already.
@@ -190,7 +192,11 @@ impl Relay {
             .retain(|p| !(p.link == link && p.origin == origin));
         self.asked
             .retain(|w| !(w.link == link && w.origin == origin));
-        self.remote.len() + self.peers.len() != before
+        let gone = self.remote.len() + self.peers.len() != before;
+        if gone {
+            self.forget(origin);
+        }
+        gone
     }
 
     /// A far participant's description, new or changed; false when a
@@ -211,17 +217,25 @@ impl Relay {
 
     /// One of ours left: nothing more is relayed of it.
     pub fn local_left(&mut self, origin: ParticipantId) {
-        self.wanted.retain(|w| w.origin != origin);
-        self.pts.retain(|m| m.origin != origin);
+        self.forget(origin);
         self.tell_all(Control::Left { origin });
     }
 
-    /// A far node's wish for one of our cameras.
+    /// Drops what was kept about `origin`'s tracks being relayed.
+    fn forget(&mut self, origin: ParticipantId) {
+        self.wanted.retain(|w| w.origin != origin);
+        self.pts.retain(|m| m.origin != origin);
+        self.floors.retain(|(o, _, _)| *o != origin);
+    }
+
+    /// A far node's wish for a track it gets over this node: one of ours,
+    /// or one this node has from a third node.
     pub fn set_wanted(
         &mut self,
         link: LinkId,
         origin: ParticipantId,
         mid: Mid,
+        video: bool,
         ceiling: Option<Layer>,
     ) {
         self.wanted
@@ -230,8 +244,40 @@ impl Relay {
             link,
             origin,
             mid,
+            video,
             ceiling,
         });
+    }
+
+    /// The most any far node asked of one track.
+    pub fn wanted_of(&self, origin: ParticipantId, mid: Mid) -> Option<Layer> {
+        self.wanted
+            .iter()
+            .filter(|w| w.origin == origin && w.mid == mid)
+            .filter_map(|w| w.ceiling)
+            .max()
+    }
+
+    /// The link a far participant's tracks come over.
+    pub fn link_of(&self, origin: ParticipantId) -> Option<LinkId> {
+        let remote = self.remote.iter().map(|r| (r.origin, r.link));
+        let peers = self.peers.iter().map(|p| (p.origin, p.link));
+        remote
+            .chain(peers)
+            .find(|(o, _)| *o == origin)
+            .map(|(_, l)| l)
+    }
+
+    /// Queues `control` for every link but `from`: what one far node says
+    /// of its participants, the others are told (the node hosting the room
+    /// is the hub of a star).
+    pub fn tell_others(&mut self, from: LinkId, control: Control) {
+        for &link in &self.links {
+            if link != from {
+                self.out
+                    .push_back(RelayOutput::Control(link, control.clone()));
+            }
+        }
     }
 
     /// Notes the lowest layer `origin`'s camera sends now.
@@ -246,7 +292,7 @@ impl Relay {
     pub fn ceiling_for(&self, origin: ParticipantId) -> Option<Layer> {
         self.wanted
             .iter()
-            .filter(|w| w.origin == origin)
+            .filter(|w| w.origin == origin && w.video)
             .filter_map(|w| w.ceiling)
             .max()
     }
@@ -259,6 +305,7 @@ impl Relay {
             link: r.link,
             origin: r.origin,
             mid: r.publication.mid,
+            video: r.publication.kind == MediaKind::Video,
             ceiling,
         };
         if self.asked.contains(&wish) {
@@ -293,8 +340,13 @@ impl Relay {
         let Some(pt) = self.relayed_pt(origin, params, packet.pt) else {
             return;
         };
+        // Never back to the node it came from.
+        let from = self.link_of(origin);
         for i in 0..self.links.len() {
             let link = self.links[i];
+            if Some(link) == from {
+                continue;
+            }
             let floor = self
                 .floors
                 .iter()

@@ -105,7 +105,7 @@ pub fn encode_message(message: &LinkMessage, out: &mut Vec<u8>) {
         LinkMessage::Open { channel, room } => {
             out.push(1);
             out.extend_from_slice(&channel.to_be_bytes());
-            let name = &room.0.as_bytes()[..room.0.len().min(MAX_ROOM_NAME)];
+            let name = prefix(&room.0, MAX_ROOM_NAME).as_bytes();
             out.extend_from_slice(&(name.len() as u16).to_be_bytes());
             out.extend_from_slice(name);
         }
@@ -139,7 +139,7 @@ pub fn encode_message(message: &LinkMessage, out: &mut Vec<u8>) {
                     out.push(layer.index() as u8);
                 }
                 Control::Peer { info, .. } => {
-                    let info = &info.as_bytes()[..info.len().min(MAX_PEER_INFO)];
+                    let info = prefix(info, MAX_PEER_INFO).as_bytes();
                     out.extend_from_slice(&(info.len() as u16).to_be_bytes());
                     out.extend_from_slice(info);
                 }
@@ -325,6 +325,16 @@ pub fn decode_packet(datagram: &[u8], arrival: Instant) -> Result<(u32, RelayedP
     Ok((channel, relayed))
 }
 
+/// At most `max` bytes of `text`, cut at a character boundary: a cut
+/// character would make the whole message unreadable to the far node.
+fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 fn put_mid(out: &mut Vec<u8>, mid: &Mid) {
     let bytes = mid.as_bytes();
     out.push(bytes.len() as u8);
@@ -501,6 +511,28 @@ mod tests {
             assert_eq!(len, out.len() - 2, "{m:?}");
             assert_eq!(decode_message(&out[2..]), Ok(m));
         }
+    }
+
+    #[test]
+    fn a_long_description_is_cut_between_characters_and_still_reads() {
+        let info: std::sync::Arc<str> = "é".repeat(MAX_PEER_INFO).into();
+        let m = LinkMessage::Room {
+            channel: 1,
+            control: Control::Peer {
+                origin: ParticipantId(1),
+                info,
+            },
+        };
+        let mut out = Vec::new();
+        encode_message(&m, &mut out);
+        let Ok(LinkMessage::Room {
+            control: Control::Peer { info, .. },
+            ..
+        }) = decode_message(&out[2..])
+        else {
+            panic!("a cut description did not read");
+        };
+        assert_eq!(info.chars().count(), MAX_PEER_INFO / 2);
     }
 
     #[test]

@@ -48,8 +48,9 @@ pub struct RelayCounts {
     pub bytes_sent: u64,
     /// The same, received.
     pub bytes_received: u64,
-    /// Packets lost at this node: too big for the path, a full send
-    /// buffer, malformed, or for a room not open.
+    /// Packets lost at this node: too big for the path, malformed, or for
+    /// a room not open. (quinn drops the oldest of a full send queue
+    /// without saying so: those count as sent.)
     pub packets_dropped: u64,
     /// Keyframe requests sent to other nodes' publishers (for viewers here).
     pub keyframes_sent: u64,
@@ -178,6 +179,7 @@ impl RelayHandle {
             handle: handle.clone(),
             workers: Arc::new(workers),
             by_addr: HashMap::new(),
+            connecting: HashMap::new(),
             next_link: 1,
         };
         std::thread::Builder::new()
@@ -241,12 +243,15 @@ struct Hub {
     handle: RelayHandle,
     workers: Arc<Vec<UnboundedSender<WorkerCommand>>>,
     by_addr: HashMap<SocketAddr, LinkId>,
+    /// Links being made, and who waits for each.
+    connecting: HashMap<SocketAddr, Vec<oneshot::Sender<Result<LinkId, SfuError>>>>,
     next_link: u32,
 }
 
 /// What a link's tasks tell the hub.
 enum LinkEvent {
     Accepted(RelayLink),
+    Connected(SocketAddr, Result<RelayLink, String>),
     Lost(LinkId, SocketAddr),
 }
 
@@ -258,8 +263,7 @@ impl Hub {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(HubCommand::Connect { addr, name, reply }) => {
-                        let linked = self.connect(addr, &name, &events).await;
-                        let _ = reply.send(linked);
+                        self.connect(addr, name, reply, &events);
                     }
                     None => {
                         self.endpoint.close();
@@ -267,6 +271,14 @@ impl Hub {
                     }
                 },
                 Some(event) = event_rx.recv() => match event {
+                    LinkEvent::Connected(addr, linked) => {
+                        let result = linked
+                            .map(|link| self.adopt(link, &events))
+                            .map_err(|e| format!("{addr}: {e}"));
+                        for reply in self.connecting.remove(&addr).unwrap_or_default() {
+                            let _ = reply.send(result.clone().map_err(SfuError::Relay));
+                        }
+                    }
                     LinkEvent::Accepted(link) => {
                         let addr = link.remote_addr();
                         tracing::info!(%addr, "relay link from another node");
@@ -287,22 +299,37 @@ impl Hub {
         }
     }
 
-    async fn connect(
+    /// Answers `reply` with the link to `addr`: the one there is, or one
+    /// made beside the hub's other work (a node that does not answer holds
+    /// up no one else), shared by everyone who asks meanwhile.
+    fn connect(
         &mut self,
         addr: SocketAddr,
-        name: &str,
+        name: String,
+        reply: oneshot::Sender<Result<LinkId, SfuError>>,
         events: &UnboundedSender<LinkEvent>,
-    ) -> Result<LinkId, SfuError> {
+    ) {
         if let Some(link) = self.by_addr.get(&addr) {
-            return Ok(*link);
+            let _ = reply.send(Ok(*link));
+            return;
         }
-        let link = self
-            .endpoint
-            .connect(addr, name)
-            .await
-            .map_err(|e| SfuError::Relay(format!("{addr}: {e}")))?;
-        tracing::info!(%addr, name, "relay link to another node");
-        Ok(self.adopt(link, events))
+        let waiting = self.connecting.entry(addr).or_default();
+        waiting.push(reply);
+        if waiting.len() > 1 {
+            return;
+        }
+        let (endpoint, events) = (self.endpoint.clone(), events.clone());
+        tokio::spawn(async move {
+            let linked = endpoint.connect(addr, &name).await;
+            match &linked {
+                Ok(_) => tracing::info!(%addr, name, "relay link to another node"),
+                Err(e) => {
+                    tracing::warn!(%addr, name, error = %e, "relay link to another node failed")
+                }
+            }
+            let linked = linked.map_err(|e| e.to_string());
+            let _ = events.send(LinkEvent::Connected(addr, linked));
+        });
     }
 
     /// Starts a link's tasks; returns its number.
@@ -408,7 +435,7 @@ async fn write_link(
             Outgoing::Packet(channel, p) => match writer.send_packet(*channel, p) {
                 Ok(()) => {
                     Counters::add(&counters.packets_sent, 1);
-                    Counters::add(&counters.bytes_sent, p.size() as u64);
+                    Counters::add(&counters.bytes_sent, p.rtp_bytes() as u64);
                     Ok(())
                 }
                 // A packet too big, or a full send buffer: lost, as on UDP.
@@ -517,7 +544,7 @@ async fn read_datagrams(
                     continue;
                 };
                 Counters::add(&counters.packets_received, 1);
-                Counters::add(&counters.bytes_received, packet.size() as u64);
+                Counters::add(&counters.bytes_received, packet.rtp_bytes() as u64);
                 let command = RelayCommand::Packet {
                     link,
                     theirs,

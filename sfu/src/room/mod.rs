@@ -454,7 +454,8 @@ impl Room {
                         &packet,
                     )
                 });
-                if !self.relay.is_alone() && !self.relay.is_remote(origin) {
+                // Ours to every node; a far one's on to the others.
+                if !self.relay.is_alone() {
                     self.relay.offer(origin, mid, layer, &params, &packet);
                 }
                 if let Some(wanted) = recording_wants {

@@ -30,15 +30,30 @@ impl Room {
             };
             self.relay.tell(link, control);
         }
-        for p in &self.participants {
-            for publication in &p.publications {
-                let control = Control::Published {
-                    origin: p.id,
-                    mid: publication.mid,
-                    kind: publication.kind,
-                };
-                self.relay.tell(link, control);
-            }
+        // And those on other nodes this one links (it is the star's hub).
+        let peers: Vec<Control> = (self.relay.peers.iter())
+            .filter(|p| p.link != link)
+            .map(|p| Control::Peer {
+                origin: p.origin,
+                info: p.info.clone(),
+            })
+            .collect();
+        for control in peers {
+            self.relay.tell(link, control);
+        }
+        let local = self.participants.iter().flat_map(|p| {
+            let publications = p.publications.iter();
+            publications.map(move |publication| (p.id, publication.mid, publication.kind))
+        });
+        let far = (self.relay.remote.iter())
+            .filter(|r| r.link != link)
+            .map(|r| (r.origin, r.publication.mid, r.publication.kind));
+        let published: Vec<Control> = local
+            .chain(far)
+            .map(|(origin, mid, kind)| Control::Published { origin, mid, kind })
+            .collect();
+        for control in published {
+            self.relay.tell(link, control);
         }
     }
 
@@ -46,6 +61,7 @@ impl Room {
     pub fn unspan(&mut self, link: LinkId) {
         for origin in self.relay.remove_link(link) {
             self.remote_left(origin);
+            self.relay.tell_all(Control::Left { origin });
         }
         self.next_layers = None;
     }
@@ -108,29 +124,32 @@ impl Room {
             return;
         }
         let local = |room: &Room, id| room.participants.iter().any(|p| p.id == id);
+        // What a far node says of its own participants; what it asks of
+        // anyone else's tracks (here, or on a third node) it gets through here.
+        let its_own =
+            |room: &Room, id| !local(room, id) && room.relay.link_of(id).is_none_or(|l| l == link);
+        let through_here =
+            |room: &Room, id| local(room, id) || room.relay.link_of(id).is_some_and(|l| l != link);
         match control {
-            Control::Published { origin, mid, kind } => {
-                if local(self, origin) {
-                    tracing::warn!(room = %self.id, %origin, "a far node published as a local participant");
-                    return;
-                }
+            Control::Published { origin, mid, kind } if its_own(self, origin) => {
                 if self.relay.add_remote(link, origin, mid, kind) {
                     for p in &mut self.participants {
                         p.touch();
                         p.subscribe(origin, mid, kind);
                     }
+                    self.relay.tell_others(link, control);
                     self.next_layers = None;
                 }
             }
             Control::Left { origin } => {
                 if self.relay.remove_remote(link, origin) {
                     self.remote_left(origin);
+                    self.relay.tell_others(link, control);
                     self.next_layers = None;
                 }
             }
-            Control::Peer { origin, info } => {
-                if local(self, origin) || !self.relay.set_peer(link, origin, info.clone()) {
-                    tracing::warn!(room = %self.id, %origin, "a far node described someone it does not host");
+            Control::Peer { origin, ref info } if its_own(self, origin) => {
+                if !self.relay.set_peer(link, origin, info.clone()) {
                     return;
                 }
                 for p in &self.participants {
@@ -140,17 +159,22 @@ impl Room {
                     };
                     self.signals.push_back((p.id, signal));
                 }
+                self.relay.tell_others(link, control);
             }
             Control::Want {
                 origin,
                 mid,
                 ceiling,
-            } if local(self, origin) => {
-                self.relay.set_wanted(link, origin, mid, ceiling);
+            } if through_here(self, origin) => {
+                let video = self.kind_of(origin, mid) == Some(MediaKind::Video);
+                self.relay.set_wanted(link, origin, mid, video, ceiling);
                 self.next_layers = None;
             }
-            Control::Keyframe { origin, mid, layer } if local(self, origin) => {
+            Control::Keyframe { origin, mid, layer } if through_here(self, origin) => {
                 self.request_keyframe(origin, mid, layer, now);
+            }
+            Control::Published { origin, .. } | Control::Peer { origin, .. } => {
+                tracing::warn!(room = %self.id, %origin, link = link.0, "a far node spoke for someone it does not host");
             }
             Control::Want { .. } | Control::Keyframe { .. } => {}
         }
@@ -219,24 +243,22 @@ impl Room {
             return;
         }
         for (origin, mid, layers) in rates {
-            if self.relay.is_remote(*origin) {
-                continue;
-            }
             let lowest = Layer::ALL.into_iter().find(|l| layers[l.index()].is_some());
             self.relay.set_floor(*origin, *mid, lowest);
         }
     }
 
-    /// Tells each far node what the participants here (or the recording)
-    /// would take of its tracks: a microphone while anyone is here, a
-    /// camera up to the best layer a viewer here wishes for.
+    /// Tells each far node what the participants here (or the recording,
+    /// or the nodes this one passes its tracks on to) would take of its
+    /// tracks: a microphone while anyone is here, a camera up to the best
+    /// layer a viewer here wishes for.
     pub(super) fn ask_far_nodes(&mut self) {
         let recording = self.recording.is_some();
         let anyone = recording || !self.participants.is_empty();
         for i in 0..self.relay.remote.len() {
             let remote = &self.relay.remote[i];
-            let origin = remote.origin;
-            let ceiling = match (remote.publication.kind, recording) {
+            let (origin, mid) = (remote.origin, remote.publication.mid);
+            let here = match (remote.publication.kind, recording) {
                 (MediaKind::Audio, _) => anyone.then_some(Layer::FULL),
                 (_, true) => Some(Layer::FULL),
                 (_, false) => self
@@ -245,8 +267,19 @@ impl Room {
                     .filter_map(|v| v.wish_for(origin))
                     .max(),
             };
+            let ceiling = here.max(self.relay.wanted_of(origin, mid));
             self.relay.ask(i, ceiling);
         }
+    }
+
+    /// Whether `origin`'s track `mid` is sound or video, wherever it is.
+    fn kind_of(&self, origin: ParticipantId, mid: Mid) -> Option<MediaKind> {
+        let local = self.participants.iter().filter(|p| p.id == origin);
+        let local = local.flat_map(|p| p.publications.iter());
+        let far = (self.relay.remote.iter())
+            .filter(|r| r.origin == origin)
+            .map(|r| &r.publication);
+        local.chain(far).find(|p| p.mid == mid).map(|p| p.kind)
     }
 
     /// Asks a far publisher's node for a keyframe, coalesced here as a local

@@ -1,6 +1,7 @@
-//! One call on two nodes: two simulated calls whose rooms span each other,
+//! One call on several nodes: simulated calls whose rooms span each other,
 //! everything between them going through the relay's byte format as it
-//! would over QUIC (control in order, packets as datagrams).
+//! would over QUIC (control in order, packets as datagrams). The first node
+//! hosts the room; the others span to it, as joining nodes do: a star.
 
 use std::time::Duration;
 
@@ -10,24 +11,19 @@ use crate::cascade::wire::{
 };
 use crate::cascade::{Control, LinkId, RelayOutput};
 
-/// The link number each side gives the other.
-const LINK: LinkId = LinkId(1);
-
-/// The room's number on the link, both ways.
+/// The room's number on every link, both ways.
 const CHANNEL: u32 = 7;
 
-/// Two nodes' rooms of one call, linked.
+/// Several nodes' rooms of one call, linked.
 pub struct SimCascade {
-    /// The call's participants on the first node.
-    pub a: SimCall,
-    /// Those on the second.
-    pub b: SimCall,
-    /// Packets that crossed from `a` to `b`, and from `b` to `a`.
-    pub packets_crossed: [u64; 2],
-    /// Control messages that crossed, in order, with the side they left
-    /// (0 for `a`).
+    /// The nodes: the first hosts the room, the others span to it. Node
+    /// `i`'s link to node `j` is `LinkId(j)`.
+    pub nodes: Vec<SimCall>,
+    /// Packets that left each node over the relay.
+    pub packets_crossed: Vec<u64>,
+    /// Control messages that crossed, in order, with the node they left.
     pub controls_crossed: Vec<(usize, Control)>,
-    /// Drop every packet crossing from this side (0 for `a`) while set.
+    /// Drop every packet leaving this node while set.
     pub cut_packets_from: Option<usize>,
 }
 
@@ -35,85 +31,101 @@ impl SimCascade {
     /// Spans `a`'s room and `b`'s to each other (participant ids must not
     /// meet: see [`super::SimCallBuilder::first_id`]).
     pub fn new(a: SimCall, b: SimCall) -> SimCascade {
+        Self::star(a, vec![b])
+    }
+
+    /// `hub` hosts the room; each of `spokes` spans its room to it.
+    pub fn star(hub: SimCall, spokes: Vec<SimCall>) -> SimCascade {
+        let nodes: Vec<SimCall> = std::iter::once(hub).chain(spokes).collect();
+        let n = nodes.len();
         let mut c = SimCascade {
-            a,
-            b,
-            packets_crossed: [0; 2],
+            nodes,
+            packets_crossed: vec![0; n],
             controls_crossed: Vec::new(),
             cut_packets_from: None,
         };
-        c.a.room.span_to(LINK);
-        c.b.room.span_to(LINK);
-        c.pump();
+        for spoke in 1..n {
+            c.nodes[spoke].room.span_to(LinkId(0));
+            c.nodes[0].room.span_to(LinkId(spoke as u32));
+            c.pump();
+        }
         c
     }
 
-    /// The call on side `i` (0 for `a`).
-    pub fn side(&mut self, i: usize) -> &mut SimCall {
-        match i {
-            0 => &mut self.a,
-            _ => &mut self.b,
-        }
+    /// The node hosting the room.
+    pub fn a(&mut self) -> &mut SimCall {
+        &mut self.nodes[0]
     }
 
-    /// Runs both nodes for `span` of simulated time in 1 ms steps.
+    /// The first node spanning to it.
+    pub fn b(&mut self) -> &mut SimCall {
+        &mut self.nodes[1]
+    }
+
+    /// Runs every node for `span` of simulated time in 1 ms steps.
     pub fn settle(&mut self, span: Duration) {
         for _ in 0..span.as_millis() {
-            self.a.step();
-            self.b.step();
+            for node in &mut self.nodes {
+                node.step();
+            }
             self.pump();
         }
     }
 
-    /// Carries everything both rooms have for each other, and what that
-    /// sets off, until neither has more.
+    /// Carries everything the rooms have for each other, and what that
+    /// sets off, until none has more.
     pub fn pump(&mut self) {
         for _ in 0..100 {
-            let moved = self.cross(0) | self.cross(1);
+            let mut moved = false;
+            for from in 0..self.nodes.len() {
+                moved |= self.cross(from);
+            }
             if !moved {
                 return;
             }
         }
     }
 
-    /// Carries what side `from` has for the other side, through the wire
+    /// Carries what node `from` has for the others, through the wire
     /// format; returns whether anything crossed.
     fn cross(&mut self, from: usize) -> bool {
         let mut bytes = Vec::new();
-        let mut moved = false;
+        let mut reached = Vec::new();
         let cut = self.cut_packets_from == Some(from);
-        while let Some(output) = self.side(from).room.poll_relay() {
-            moved = true;
-            let to = self.side(1 - from);
-            match output {
-                RelayOutput::Control(_, control) => {
-                    bytes.clear();
-                    let message = LinkMessage::Room {
-                        channel: CHANNEL,
-                        control: control.clone(),
-                    };
-                    encode_message(&message, &mut bytes);
-                    let Ok(LinkMessage::Room { control: read, .. }) = decode_message(&bytes[2..])
-                    else {
-                        panic!("a control message did not read back: {control:?}");
-                    };
-                    to.room.handle_relay_control(to.now, LINK, read);
-                    self.controls_crossed.push((from, control));
-                }
-                RelayOutput::Packet(_, relayed) => {
-                    if cut {
-                        continue;
-                    }
-                    encode_packet(CHANNEL, &relayed, &mut bytes);
-                    let (_, read) = decode_packet(&bytes, to.now).expect("a packet reads back");
-                    to.room.handle_relay_packet(LINK, read);
-                    self.packets_crossed[from] += 1;
-                }
+        while let Some(output) = self.nodes[from].room.poll_relay() {
+            let (link, control, packet) = match output {
+                RelayOutput::Control(link, control) => (link, Some(control), None),
+                RelayOutput::Packet(link, packet) => (link, None, Some(packet)),
+            };
+            let to = link.0 as usize;
+            let back = LinkId(from as u32);
+            let node = &mut self.nodes[to];
+            if let Some(control) = control {
+                bytes.clear();
+                let message = LinkMessage::Room {
+                    channel: CHANNEL,
+                    control: control.clone(),
+                };
+                encode_message(&message, &mut bytes);
+                let Ok(LinkMessage::Room { control: read, .. }) = decode_message(&bytes[2..])
+                else {
+                    panic!("a control message did not read back: {control:?}");
+                };
+                node.room.handle_relay_control(node.now, back, read);
+                self.controls_crossed.push((from, control));
+            } else if let Some(packet) = packet.filter(|_| !cut) {
+                encode_packet(CHANNEL, &packet, &mut bytes);
+                let (_, read) = decode_packet(&bytes, node.now).expect("a packet reads back");
+                node.room.handle_relay_packet(back, read);
+                self.packets_crossed[from] += 1;
+            }
+            if !reached.contains(&to) {
+                reached.push(to);
             }
         }
-        if moved {
-            self.side(1 - from).pump();
+        for to in &reached {
+            self.nodes[*to].pump();
         }
-        moved
+        !reached.is_empty()
     }
 }

@@ -113,8 +113,8 @@ struct Joined {
     /// this participant until then, so they are passed on right after it.
     early_views: TileSizes,
     /// Participants on other nodes of a room spanning nodes, as the browser
-    /// was told of them.
-    remote: Vec<ParticipantId>,
+    /// was told of them (listed again when a socket resumes).
+    remote: Vec<PeerInfo>,
 }
 
 struct Session {
@@ -423,7 +423,8 @@ impl Session {
         // The link must still be good: a resume is a way back in too.
         let refused = self.refusal(&j.claims);
         if refused.is_none() {
-            let participants = self.state.inner.presence.others(&j.claims.room, j.id);
+            let mut participants = self.state.inner.presence.others(&j.claims.room, j.id);
+            participants.extend(j.remote.iter().cloned());
             link.send(ServerMessage::Resumed {
                 participant: j.id.to_string(),
                 participants,
@@ -637,17 +638,15 @@ impl Session {
             Ok(c) => c,
             Err(e) => return self.close_with(close::BAD_TOKEN, e.code(), e.to_string()),
         };
-        match self.state.hosted(&claims.room) {
-            crate::placement::Hosted::Here => {}
+        let span_to = match self.state.hosted(&claims.room) {
+            crate::placement::Hosted::Here => None,
             crate::placement::Hosted::Elsewhere(url) => {
                 tracing::info!(room = %claims.room, node = %url, "room hosted on another node");
                 self.send(ServerMessage::Elsewhere { url });
                 return self.close_frame(close::ELSEWHERE, "hosted on another node".into());
             }
-            crate::placement::Hosted::Spanned { relay, name } => {
-                self.state.span(&claims.room, relay, name);
-            }
-        }
+            crate::placement::Hosted::Spanned { relay, name } => Some((relay, name)),
+        };
         let id = self.state.new_participant();
         let resume = self.state.inner.resumes.register(self.attach.clone());
         self.state.emit(CallEvent::Resumable {
@@ -674,6 +673,11 @@ impl Session {
                 resume: token,
             }
         });
+        // After `enter` has described the participant to the media room:
+        // a room spanned before anyone is in it would close at once.
+        if let (Some((relay, name)), Some(j)) = (span_to, &self.joined) {
+            self.state.span(&j.claims.room, relay, name);
+        }
         tracing::info!(role = %role, "joined");
         ControlFlow::Continue(())
     }
@@ -878,7 +882,8 @@ impl Session {
                 let Some(j) = &mut self.joined else {
                     return ControlFlow::Continue(());
                 };
-                if let Some(i) = j.remote.iter().position(|p| *p == participant) {
+                let id = participant.to_string();
+                if let Some(i) = j.remote.iter().position(|p| p.participant == id) {
                     j.remote.swap_remove(i);
                     self.send(ServerMessage::ParticipantLeft {
                         participant: participant.to_string(),
@@ -911,10 +916,20 @@ impl Session {
                 return;
             }
         };
-        let known = j.remote.contains(&participant);
-        if !known {
-            j.remote.push(participant);
-        }
+        let known = match j
+            .remote
+            .iter_mut()
+            .find(|p| p.participant == info.participant)
+        {
+            Some(p) => {
+                *p = info.clone();
+                true
+            }
+            None => {
+                j.remote.push(info.clone());
+                false
+            }
+        };
         self.send(match known {
             true => ServerMessage::ParticipantUpdated(info),
             false => ServerMessage::ParticipantJoined(info),

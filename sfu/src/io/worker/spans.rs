@@ -41,6 +41,9 @@ impl Worker {
             RelayCommand::Close { link, theirs } => {
                 if let Some(i) = self.span_of(link, theirs) {
                     let span = self.spans.swap_remove(i);
+                    // Our side closes too, so the other node forgets our number.
+                    let close = LinkMessage::Close { channel: span.ours };
+                    let _ = span.writer.send(Outgoing::Message(close));
                     if let Some(s) = self.rooms.slot(span.slot) {
                         s.room.unspan(link);
                     }
