@@ -5,50 +5,21 @@
 
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-
 use crate::support::peer::TestPeer;
 use crate::support::{metrics, token_of, DataDir, Server, ServerOptions};
 
-/// The hub's CA, and node certificates it signs into a directory.
-pub struct HubCa {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    dir: tempfile::TempDir,
-}
+/// The hub's CA (the load tool's), and test servers whose relays it signs.
+pub struct HubCa(carecall_load::hub_ca::HubCa);
 
 impl HubCa {
     pub fn new() -> HubCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
-            .expect("CA certificate");
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("hub-ca.pem"), ca.pem()).expect("CA file");
-        HubCa { ca, dir }
+        HubCa(carecall_load::hub_ca::HubCa::new().expect("the hub's CA"))
     }
 
-    /// A node named `name` with a relay on a free loopback port: its
-    /// certificate and key written, and the settings that use them.
+    /// A node named `name` on `data_dir` with a relay on a free loopback
+    /// port, signed by this CA.
     pub fn node(&self, name: &str, data_dir: &std::sync::Arc<DataDir>) -> ServerOptions {
-        let key = KeyPair::generate().expect("node key");
-        let cert = CertificateParams::new(vec![name.to_owned()])
-            .expect("params")
-            .signed_by(&key, &self.ca)
-            .expect("node certificate");
-        let path = |file: &str| self.dir.path().join(format!("{name}-{file}"));
-        std::fs::write(path("cert.pem"), cert.pem()).expect("cert file");
-        std::fs::write(path("key.pem"), key.serialize_pem()).expect("key file");
-        let ca = self.dir.path().join("hub-ca.pem");
-        let env = [
-            ("CARECALL_RELAY_ADDR", "127.0.0.1:0".to_owned()),
-            ("CARECALL_RELAY_NAME", name.to_owned()),
-            (
-                "CARECALL_RELAY_CERT",
-                path("cert.pem").display().to_string(),
-            ),
-            ("CARECALL_RELAY_KEY", path("key.pem").display().to_string()),
-            ("CARECALL_RELAY_HUB_CA", ca.display().to_string()),
-        ];
+        let env = self.0.node_env(name).expect("a node certificate");
         ServerOptions {
             data_dir: Some(data_dir.clone()),
             env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),

@@ -232,14 +232,14 @@ impl AppState {
                 placement::Hosted::Here
             }
         };
-        let here = self.inner.presence.total();
-        let full = self.inner.capacity.is_some_and(|max| here >= max);
-        if hosted != placement::Hosted::Here || !full {
+        // Counted only on a node with a limit, and for a room hosted here.
+        let full = |max: usize| self.inner.presence.total() >= max;
+        if hosted != placement::Hosted::Here || !self.inner.capacity.is_some_and(full) {
             return hosted;
         }
         match tokio::task::block_in_place(|| placer.overflow()) {
             Some(url) => {
-                tracing::info!(room, here, node = %url, "this node is full: the join goes to another node");
+                tracing::info!(room, node = %url, "this node is full: the join goes to another node");
                 placement::Hosted::Elsewhere(url)
             }
             None => hosted,

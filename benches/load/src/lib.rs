@@ -11,6 +11,7 @@
 
 mod churn;
 pub mod clip;
+pub mod hub_ca;
 pub mod janus;
 pub mod lite;
 mod mmsg;

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use carecall_admin::sql::temp_postgres::TempPostgres;
+use carecall_load::hub_ca::HubCa;
 use carecall_load::proc::Pinning;
 use carecall_load::{Options, Report, Scenario, Sfu, Target};
 use clap::{Parser, Subcommand};
@@ -165,38 +166,17 @@ fn spawn(binary: PathBuf, pinning: Pinning) -> Result<(Spawned, Target)> {
 /// certificates from a CA made here, sharing a link secret: the second is
 /// the first's `far` node.
 fn spawn_pair(binary: PathBuf, pinning: Pinning) -> Result<(Vec<Spawned>, TempPostgres, Target)> {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let postgres = TempPostgres::start();
-    let certs = tempfile::tempdir().context("a directory for the relays' certificates")?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-    let ca_file = certs.path().join("hub-ca.pem");
-    std::fs::write(&ca_file, ca.pem())?;
+    let hub = HubCa::new()?;
     let secret = random_secret()?;
     let mut nodes = Vec::new();
     for name in ["node-a", "node-b"] {
-        let key = KeyPair::generate()?;
-        let cert = CertificateParams::new(vec![name.to_owned()])?.signed_by(&key, &ca)?;
-        let file = |what: &str| certs.path().join(format!("{name}-{what}.pem"));
-        std::fs::write(file("cert"), cert.pem())?;
-        std::fs::write(file("key"), key.serialize_pem())?;
-        let path = |p: PathBuf| p.display().to_string();
-        let env = [
-            ("CARECALL_DATABASE_URL", postgres.url()),
-            ("CARECALL_RELAY_ADDR", "127.0.0.1:0".to_owned()),
-            ("CARECALL_RELAY_NAME", name.to_owned()),
-            ("CARECALL_RELAY_CERT", path(file("cert"))),
-            ("CARECALL_RELAY_KEY", path(file("key"))),
-            ("CARECALL_RELAY_HUB_CA", path(ca_file.clone())),
-        ];
+        let mut env = hub.node_env(name)?;
+        env.push(("CARECALL_DATABASE_URL", postgres.url()));
         nodes.push(spawn_node(binary.clone(), pinning, &secret, &env)?);
     }
-    let (b, mut far) = nodes.pop().context("node b")?;
+    let (b, far) = nodes.pop().context("node b")?;
     let (a, mut target) = nodes.pop().context("node a")?;
-    // The certificates are read at start; the directory may go.
-    drop(certs);
-    far.far = None;
     target.far = Some(Box::new(far));
     Ok((vec![a, b], postgres, target))
 }

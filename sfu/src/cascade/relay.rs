@@ -342,22 +342,22 @@ impl Relay {
         };
         // Never back to the node it came from.
         let from = self.link_of(origin);
-        for i in 0..self.links.len() {
-            let link = self.links[i];
+        let floor = self
+            .floors
+            .iter()
+            .find(|(o, m, _)| *o == origin && *m == mid)
+            .map(|f| f.2);
+        // Up to what a node asked, and the camera's lowest layer whatever it asked.
+        let reaches = |ceiling: Layer| layer <= floor.map_or(ceiling, |f| ceiling.max(f));
+        for &link in &self.links {
             if Some(link) == from {
                 continue;
             }
-            let floor = self
-                .floors
-                .iter()
-                .find(|(o, m, _)| *o == origin && *m == mid)
-                .map(|f| f.2);
             let takes = self.wanted.iter().any(|w| {
                 w.link == link
                     && w.origin == origin
                     && w.mid == mid
-                    && w.ceiling
-                        .is_some_and(|c| layer <= c.max(floor.unwrap_or(c)))
+                    && w.ceiling.is_some_and(reaches)
             });
             if takes {
                 let mut packet = packet.clone();
