@@ -174,9 +174,19 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
     let parked_by_writer = parked.clone();
     let image_metrics = carecall_admin::ImageMetrics::default();
     let images_counted = image_metrics.clone();
+    let tally = carecall_signalling::EventTally::default();
+    let writer_tally = tally.clone();
     std::thread::Builder::new()
         .name("call-log".into())
-        .spawn(move || record_calls(call_log, events_rx, &parked_by_writer, &images_counted))
+        .spawn(move || {
+            record_calls(
+                call_log,
+                events_rx,
+                &writer_tally,
+                &parked_by_writer,
+                &images_counted,
+            )
+        })
         .context("starting the call-log writer")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -204,6 +214,7 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         }
         print_banner(&config, &node, &signer, &media, turn.as_ref())?;
         let mut state = AppState::new(signer.clone(), media.clone(), Some(events_tx))
+            .with_event_tally(tally)
             .with_limits(limits.socket.clone(), refusals.clone())
             .with_first_participant(first_participant);
         if let Some(placer) = placer {
@@ -412,6 +423,7 @@ fn print_banner(
 fn record_calls(
     log: CallLog,
     mut events: UnboundedReceiver<CallEvent>,
+    tally: &carecall_signalling::EventTally,
     parked: &tokio::sync::Notify,
     images: &carecall_admin::ImageMetrics,
 ) {
@@ -435,6 +447,7 @@ fn record_calls(
                 Ok(()) => break,
             }
         }
+        tally.written();
     }
 }
 

@@ -2,7 +2,11 @@
 //! metrics and record hooks later). Signalling emits them; it does not store them.
 
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
 
 use carecall_sfu::recording::RecordingSummary;
 
@@ -131,4 +135,63 @@ pub enum CallEvent {
         /// When.
         at: SystemTime,
     },
+}
+
+/// Counts call events sent and written. The call log is written on its
+/// own thread behind a queue, so a reader that must see what signalling
+/// has already told a browser (a clinician attaching a resident the moment
+/// the call is joined) waits here until the writer has caught up.
+#[derive(Debug, Clone, Default)]
+pub struct EventTally {
+    sent: Arc<AtomicU64>,
+    written: Arc<watch::Sender<u64>>,
+}
+
+impl EventTally {
+    /// One more event queued for the writer.
+    pub(crate) fn sent(&self) {
+        self.sent.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The writer is done with one more event (written or given up on).
+    pub fn written(&self) {
+        self.written.send_modify(|n| *n += 1);
+    }
+
+    /// Waits (at most `within`) until every event sent before this call is
+    /// written; false if the writer did not catch up in time.
+    pub async fn caught_up(&self, within: Duration) -> bool {
+        let target = self.sent.load(Ordering::Acquire);
+        let mut written = self.written.subscribe();
+        tokio::time::timeout(within, written.wait_for(|n| *n >= target))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reader_waits_for_the_events_sent_before_it_and_no_others() {
+        let tally = EventTally::default();
+        assert!(tally.caught_up(Duration::ZERO).await, "nothing sent yet");
+        tally.sent();
+        tally.sent();
+        assert!(!tally.caught_up(Duration::from_millis(20)).await);
+        let writer = tally.clone();
+        let waiting = tokio::spawn({
+            let tally = tally.clone();
+            async move { tally.caught_up(Duration::from_secs(5)).await }
+        });
+        writer.written();
+        tokio::task::yield_now().await;
+        tally.sent(); // after the reader began: not waited for
+        writer.written();
+        assert!(waiting.await.unwrap());
+        assert!(!tally.caught_up(Duration::from_millis(20)).await);
+        writer.written();
+        assert!(tally.caught_up(Duration::ZERO).await);
+    }
 }

@@ -40,7 +40,7 @@ pub use carried::{resume_hash, CarriedSession};
 pub use client_addr::TrustedProxies;
 pub use consent::{Consent, ConsentGiver, ConsentManner};
 pub use downloads::{Download, DownloadLinks};
-pub use events::CallEvent;
+pub use events::{CallEvent, EventTally};
 pub use presence::{Ending, Presence};
 pub use recording::RecordingPolicy;
 pub use revocations::LinkRevocations;
@@ -98,6 +98,8 @@ struct Inner {
     resumes: resume::ResumeBook,
     media: MediaServer,
     events: Option<UnboundedSender<CallEvent>>,
+    /// How many of `events` the writer has caught up with.
+    tally: EventTally,
     next_participant: AtomicU64,
     recording: Option<RecordingPolicy>,
     recordings: recording::RecordingBook,
@@ -136,6 +138,7 @@ impl AppState {
                 resumes: resume::ResumeBook::default(),
                 media,
                 events,
+                tally: EventTally::default(),
                 next_participant: AtomicU64::new(1),
                 recording: None,
                 recordings: recording::RecordingBook::default(),
@@ -153,6 +156,24 @@ impl AppState {
                 stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Counts call events in `tally`, which their writer marks written.
+    pub fn with_event_tally(self, tally: EventTally) -> Self {
+        let inner =
+            Arc::into_inner(self.inner).expect("with_event_tally before the state is shared");
+        AppState {
+            inner: Arc::new(Inner { tally, ..inner }),
+        }
+    }
+
+    /// Waits (at most 5 s) until the call log holds every call event sent
+    /// so far; false if its writer is behind by more than that.
+    pub async fn call_log_caught_up(&self) -> bool {
+        self.inner
+            .tally
+            .caught_up(std::time::Duration::from_secs(5))
+            .await
     }
 
     /// Hands every participant TURN credentials for `turn`'s servers.
@@ -459,7 +480,10 @@ impl AppState {
 
     fn emit(&self, event: CallEvent) {
         if let Some(tx) = &self.inner.events {
-            let _ = tx.send(event);
+            self.inner.tally.sent();
+            if tx.send(event).is_err() {
+                self.inner.tally.written(); // no writer: nothing to wait for
+            }
         }
     }
 }

@@ -62,6 +62,14 @@ pub(crate) async fn attach(
     let resident = Resident::new(&req.nhs_number, &req.name, &req.birth_date, today)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (key, who) = (state.record_key.clone(), actor(&me, from));
+    // A clinician may attach the moment the call is joined: the join is
+    // written to the call log behind a queue, so wait for it to land.
+    if !state.calls.call_log_caught_up().await {
+        tracing::warn!(
+            hub_call,
+            "call log behind by more than 5 s: attaching on what it holds"
+        );
+    }
     let done = crate::blocking_locked(&state.call_log, move |log| {
         let Some(call) = log.queued_call(hub_call)? else {
             return Ok(Err("no such call"));
