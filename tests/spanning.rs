@@ -147,6 +147,91 @@ async fn a_room_spans_two_nodes_and_each_side_hears_and_sees_the_other_through_t
     clinician.close().await;
 }
 
+/// Waits (at most `within`) until `node` has `links` relay links.
+async fn until_links(node: &Server, links: f64, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let text = metrics::scrape(&node.base_url).await;
+        let now = metrics::value(&text, "carecall_relay_links");
+        if now == Some(links) {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{now:?} relay links, not {links}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The network between two nodes fails for longer than the link's idle
+/// timeout (A's relay is reached through a user-space relay the test cuts):
+/// both nodes let the link go, and each browser's tile of the other goes.
+/// Once the network is back, the node that made the link makes it again and
+/// spans the room again: each Chromium decodes the other at 720p once more,
+/// with nobody joining again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_lost_to_a_network_cut_is_made_again_and_both_browsers_decode_again() {
+    use crate::support::browser::Driver;
+    use crate::support::calls::{assert_still_decoding, wait_all_decoding_hd};
+    use crate::support::relay::{DelayRelay, Impairment, Path};
+    let hub = HubCa::new();
+    let dir_a = DataDir::on_postgres();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port");
+    let network = DelayRelay::start("127.0.0.1:0".parse().unwrap(), port);
+    let mut options = hub.node("node-a", &dir_a);
+    options.env.retain(|(k, _)| k != "CARECALL_RELAY_ADDR");
+    options
+        .env
+        .push(("CARECALL_RELAY_ADDR".into(), port.to_string()));
+    let public = (
+        "CARECALL_RELAY_PUBLIC_ADDR".into(),
+        network.addr.to_string(),
+    );
+    options.env.push(public);
+    let a = Server::start_with(options);
+    let b = Server::start_with(hub.node("node-b", &DataDir::beside(&dir_a)));
+    let driver = Driver::start().await;
+    let room = "ward-cut";
+    let clinician = driver.browser().await;
+    clinician
+        .join(&a.link(room, "clinician", "Dr Hub", "1h"))
+        .await;
+    let home = driver.browser().await;
+    home.join(&b.link(room, "home", "Rose Court", "1h")).await;
+    let both = [&clinician, &home];
+    wait_all_decoding_hd(&both, 1, Duration::from_secs(60)).await;
+
+    let cut = Impairment {
+        loss: 1.0,
+        ..Impairment::default()
+    };
+    network.set(Path { up: cut, down: cut });
+    for node in [&a, &b] {
+        until_links(node, 0.0, Duration::from_secs(10)).await;
+    }
+    network.set(Path::default());
+    let back = Instant::now();
+    until_links(&b, 1.0, Duration::from_secs(15)).await;
+    let linked = back.elapsed().as_secs_f64();
+    wait_all_decoding_hd(&both, 1, Duration::from_secs(30)).await;
+    println!(
+        "link made again {linked:.2} s and both decoding 720p again {:.2} s after the network came back",
+        back.elapsed().as_secs_f64()
+    );
+    assert_still_decoding(&both, 720, Duration::from_secs(3)).await;
+    for (browser, node) in [(&clinician, &a), (&home, &b)] {
+        let hub = browser.eval("return window.carecall.call.hub;").await;
+        assert_eq!(
+            hub,
+            node.base_url.as_str(),
+            "the page moved to another node"
+        );
+    }
+}
+
 /// What a node's relay counted, by metric and direction.
 async fn relay_count(node: &Server, metric: &str, direction: &str) -> f64 {
     let text = metrics::scrape(&node.base_url).await;

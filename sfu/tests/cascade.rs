@@ -419,3 +419,96 @@ fn a_far_participant_is_described_before_its_tracks_and_its_leaving_is_told() {
         .any(|s| matches!(s, MediaSignal::RemoteLeft { participant } if *participant == home)));
     assert!(c.nodes[1].room.remote_participants().is_empty());
 }
+
+/// A link lost and made again (as the relay does after a network cut):
+/// spanned again, the far camera's video reaches the viewer once more.
+#[test]
+fn a_room_spanned_again_after_a_lost_link_carries_the_far_camera_again() {
+    let mut c = publisher_here_viewers_there(1, false);
+    c.nodes[0].send_video(0, &[7; 200], true);
+    c.settle(Duration::from_millis(100));
+    assert_eq!(
+        c.nodes[1].peers[0].received_video.len(),
+        1,
+        "before the loss"
+    );
+
+    c.nodes[0].room.unspan(LinkId(1));
+    c.nodes[1].room.unspan(LinkId(0));
+    // Long enough for the viewer's stopped track to be renegotiated away
+    // and the camera's layers to drop to nobody watching.
+    for _ in 0..60 {
+        c.nodes[0].send_video(0, &[7; 200], false);
+        c.settle(Duration::from_millis(100));
+    }
+    assert_eq!(
+        c.nodes[1].peers[0].received_video.len(),
+        1,
+        "nothing while lost"
+    );
+
+    c.nodes[1].room.span_to(LinkId(0));
+    c.nodes[0].room.span_to(LinkId(1));
+    c.pump();
+    c.settle(Duration::from_millis(500));
+    assert_eq!(
+        c.nodes[1].room.remote_participants(),
+        [c.nodes[0].peers[0].id]
+    );
+    for n in 0..30 {
+        c.nodes[0].send_video(0, &[7; 200], n % 10 == 0);
+        c.settle(Duration::from_millis(33));
+    }
+    let got = c.nodes[1].peers[0].received_video.len();
+    assert!(got > 10, "{got} video packets after the link came back");
+}
+
+/// A viewer on B whose link fits no video layer: its video is paused, yet
+/// B still asks A for the camera's lowest layer. A local camera's lowest
+/// layer always flows; without the far one's packets B could not measure
+/// the layer a probe would resume the video on, and the video would stay
+/// paused for good (seen after a lost link: the viewer's estimate had
+/// fallen to its sound alone while nothing crossed).
+#[test]
+fn a_far_viewer_whose_link_fits_no_layer_still_asks_for_the_lowest() {
+    use carecall_sfu::sim::LinkModel;
+    let a = SimCall::builder(1).simulcast().build();
+    let b = (SimCall::builder(1).publishers(0).first_id(11))
+        .estimating_bandwidth()
+        .build();
+    let mut c = SimCascade::new(a, b);
+    let publisher = c.nodes[0].peers[0].id;
+    c.nodes[1].set_downlink(0, LinkModel::limited(60_000, Duration::from_millis(20)));
+    for n in 0..300u32 {
+        send_layers(&mut c, n as u8, [n % 30 == 0; 3]);
+    }
+    let paused = c.nodes[1].peers[0]
+        .signals
+        .iter()
+        .any(|s| matches!(s, MediaSignal::VideoPaused { paused: true, .. }));
+    assert!(paused, "the viewer's video was not paused on 60 kbit/s");
+    let camera = c.controls_crossed.iter().find_map(|(_, m)| match m {
+        Control::Published { origin, mid, kind } if *origin == publisher => {
+            (*kind == MediaKind::Video).then_some(*mid)
+        }
+        _ => None,
+    });
+    let video_wish = c
+        .controls_crossed
+        .iter()
+        .rev()
+        .find_map(|(from, m)| match m {
+            Control::Want {
+                origin,
+                mid,
+                ceiling,
+            } if *from == 1 && *origin == publisher && Some(*mid) == camera => Some(*ceiling),
+            _ => None,
+        });
+    assert_eq!(
+        video_wish,
+        Some(Some(Layer::QUARTER)),
+        "{:?}",
+        c.controls_crossed
+    );
+}

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
@@ -116,6 +117,9 @@ pub(super) enum RelayCommand {
     },
     /// The link is gone: its rooms' far participants leave.
     LinkLost { link: LinkId },
+    /// A link this node made, lost, was made again as `new` (`None`: given
+    /// up): the rooms this node spanned over `lost` span again.
+    Relinked { lost: LinkId, new: Option<LinkId> },
 }
 
 enum HubCommand {
@@ -180,6 +184,9 @@ impl RelayHandle {
             workers: Arc::new(workers),
             by_addr: HashMap::new(),
             connecting: HashMap::new(),
+            dialled: HashMap::new(),
+            relinking: HashMap::new(),
+            answered: HashMap::new(),
             next_link: 1,
         };
         std::thread::Builder::new()
@@ -245,13 +252,20 @@ struct Hub {
     by_addr: HashMap<SocketAddr, LinkId>,
     /// Links being made, and who waits for each.
     connecting: HashMap<SocketAddr, Vec<oneshot::Sender<Result<LinkId, SfuError>>>>,
+    /// Nodes this one linked to, by address: the names their certificates
+    /// carry, to make a lost link again.
+    dialled: HashMap<SocketAddr, String>,
+    /// Lost links being made again, by address: the link each replaces.
+    relinking: HashMap<SocketAddr, LinkId>,
+    /// Links other nodes made to this one, by their address.
+    answered: HashMap<SocketAddr, LinkId>,
     next_link: u32,
 }
 
 /// What a link's tasks tell the hub.
 enum LinkEvent {
     Accepted(RelayLink),
-    Connected(SocketAddr, Result<RelayLink, String>),
+    Connected(SocketAddr, String, Result<RelayLink, String>),
     Lost(LinkId, SocketAddr),
 }
 
@@ -271,10 +285,16 @@ impl Hub {
                     }
                 },
                 Some(event) = event_rx.recv() => match event {
-                    LinkEvent::Connected(addr, linked) => {
+                    LinkEvent::Connected(addr, name, linked) => {
                         let result = linked
                             .map(|link| self.adopt(link, &events))
                             .map_err(|e| format!("{addr}: {e}"));
+                        if result.is_ok() {
+                            self.dialled.insert(addr, name);
+                        }
+                        if let Some(lost) = self.relinking.remove(&addr) {
+                            self.relinked(addr, lost, result.as_ref().ok().copied());
+                        }
                         for reply in self.connecting.remove(&addr).unwrap_or_default() {
                             let _ = reply.send(result.clone().map_err(SfuError::Relay));
                         }
@@ -282,18 +302,16 @@ impl Hub {
                     LinkEvent::Accepted(link) => {
                         let addr = link.remote_addr();
                         tracing::info!(%addr, "relay link from another node");
-                        self.adopt(link, &events);
-                    }
-                    LinkEvent::Lost(link, addr) => {
-                        tracing::warn!(%addr, link = link.0, "relay link lost");
-                        if self.by_addr.get(&addr) == Some(&link) {
-                            self.by_addr.remove(&addr);
+                        // A node making its link again has let the old one
+                        // go; this end may not have noticed yet.
+                        if let Some(old) = self.answered.remove(&addr) {
+                            tracing::info!(%addr, link = old.0, "relay link replaced");
+                            self.forget_link(old, addr);
                         }
-                        self.handle.writers.lock().unwrap_or_else(|e| e.into_inner()).remove(&link);
-                        for w in self.workers.iter() {
-                            let _ = w.send(WorkerCommand::Relay(RelayCommand::LinkLost { link }));
-                        }
+                        let id = self.adopt(link, &events);
+                        self.answered.insert(addr, id);
                     }
+                    LinkEvent::Lost(link, addr) => self.lost(link, addr, &events),
                 },
             }
         }
@@ -313,9 +331,10 @@ impl Hub {
             let _ = reply.send(Ok(*link));
             return;
         }
-        let waiting = self.connecting.entry(addr).or_default();
-        waiting.push(reply);
-        if waiting.len() > 1 {
+        // Made already (or made again after a loss): wait for that one.
+        let dialling = self.connecting.contains_key(&addr);
+        self.connecting.entry(addr).or_default().push(reply);
+        if dialling {
             return;
         }
         let (endpoint, events) = (self.endpoint.clone(), events.clone());
@@ -328,8 +347,94 @@ impl Hub {
                 }
             }
             let linked = linked.map_err(|e| e.to_string());
-            let _ = events.send(LinkEvent::Connected(addr, linked));
+            let _ = events.send(LinkEvent::Connected(addr, name, linked));
         });
+    }
+
+    /// Makes the lost link `lost` to `addr` again, beside the hub's other
+    /// work: tried after [`RELINK_FIRST_WAIT`], then at doubling waits, for
+    /// [`RELINK_FOR`]. Joins asking for a link there meanwhile wait for it.
+    fn relink(
+        &mut self,
+        addr: SocketAddr,
+        name: String,
+        lost: LinkId,
+        events: &UnboundedSender<LinkEvent>,
+    ) {
+        self.relinking.insert(addr, lost);
+        self.connecting.entry(addr).or_default();
+        let (endpoint, events) = (self.endpoint.clone(), events.clone());
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut wait = RELINK_FIRST_WAIT;
+            let linked = loop {
+                tokio::time::sleep(wait).await;
+                match endpoint.connect(addr, &name).await {
+                    Ok(link) => break Ok(link),
+                    Err(e) if started.elapsed() < RELINK_FOR => {
+                        tracing::debug!(%addr, name, error = %e, "relay link not made again yet");
+                        wait = (wait * 2).min(RELINK_MOST_WAIT);
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
+            let _ = events.send(LinkEvent::Connected(addr, name, linked));
+        });
+    }
+
+    /// Tells the workers that the link `lost` to `addr` was made again as
+    /// `new`, or given up.
+    fn relinked(&self, addr: SocketAddr, lost: LinkId, new: Option<LinkId>) {
+        match new {
+            Some(link) => {
+                tracing::info!(%addr, lost = lost.0, link = link.0, "relay link made again")
+            }
+            None => {
+                tracing::warn!(%addr, lost = lost.0, "relay link not made again: its rooms' far participants stay apart")
+            }
+        }
+        self.tell_workers(|| RelayCommand::Relinked { lost, new });
+    }
+
+    /// `link` to `addr` ended: forgotten, and made again if this node made it.
+    fn lost(&mut self, link: LinkId, addr: SocketAddr, events: &UnboundedSender<LinkEvent>) {
+        let writers = &self.handle.writers;
+        if !writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&link)
+        {
+            return; // replaced, and forgotten then
+        }
+        tracing::warn!(%addr, link = link.0, "relay link lost");
+        let current = self.by_addr.get(&addr) == Some(&link);
+        if self.answered.get(&addr) == Some(&link) {
+            self.answered.remove(&addr);
+        }
+        self.forget_link(link, addr);
+        if let Some(name) = self.dialled.get(&addr).filter(|_| current) {
+            self.relink(addr, name.clone(), link, events);
+        }
+    }
+
+    /// Drops `link` to `addr`: nothing more is sent on it, and its rooms'
+    /// far participants leave.
+    fn forget_link(&mut self, link: LinkId, addr: SocketAddr) {
+        if self.by_addr.get(&addr) == Some(&link) {
+            self.by_addr.remove(&addr);
+        }
+        let writers = &self.handle.writers;
+        writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&link);
+        self.tell_workers(|| RelayCommand::LinkLost { link });
+    }
+
+    fn tell_workers(&self, command: impl Fn() -> RelayCommand) {
+        for w in self.workers.iter() {
+            let _ = w.send(WorkerCommand::Relay(command()));
+        }
     }
 
     /// Starts a link's tasks; returns its number.
@@ -366,6 +471,16 @@ impl Hub {
         id
     }
 }
+
+/// A lost link is first tried again after this: both ends notice a loss
+/// within a keep-alive of each other, so the other end has let the old
+/// link's rooms go before the new link opens them again.
+const RELINK_FIRST_WAIT: Duration = Duration::from_secs(2);
+/// The longest wait between tries.
+const RELINK_MOST_WAIT: Duration = Duration::from_secs(10);
+/// How long a lost link is tried again: past a network blip, a node still
+/// gone is failover's business (its rooms are placed elsewhere).
+const RELINK_FOR: Duration = Duration::from_secs(120);
 
 /// Most handshakes in progress at once, and from one address: a stranger
 /// stalling handshakes cannot keep the hub's nodes from linking.
@@ -453,6 +568,9 @@ async fn write_link(
             return;
         }
     }
+    // Forgotten by the hub (lost, or replaced by a new link): closed, so
+    // its reader ends too.
+    writer.close();
 }
 
 /// Reads one link's control messages and hands each to the worker owning

@@ -25,6 +25,17 @@ impl Participant {
             .max()
     }
 
+    /// What this participant, as a viewer on another node than the camera,
+    /// asks that node for: its wish, or the lowest layer while its budget
+    /// fits none. A local camera's lowest layer always flows (dynacast keeps
+    /// it); a far one's crosses only when asked, and without its packets
+    /// this node cannot measure the layer a probe would resume the video on.
+    pub fn far_wish_for(&self, publisher: ParticipantId) -> Option<Layer> {
+        let watching =
+            (self.subscriptions.iter()).any(|s| s.origin == publisher && s.is_open_video());
+        watching.then(|| self.wish_for(publisher).unwrap_or(Layer::QUARTER))
+    }
+
     /// Tells this participant's browser to stop encoding the simulcast layers
     /// above `ceiling` (the best any viewer would take), per [`PublishLimit`].
     pub fn limit_publishing(

@@ -264,7 +264,7 @@ impl Room {
                 (_, false) => self
                     .participants
                     .iter()
-                    .filter_map(|v| v.wish_for(origin))
+                    .filter_map(|v| v.far_wish_for(origin))
                     .max(),
             };
             let ceiling = here.max(self.relay.wanted_of(origin, mid));

@@ -17,8 +17,9 @@ use super::relay::RelayHandle;
 use super::server::WorkerCommand;
 use super::tcp::TcpMedia;
 use super::udp::{recv_any, try_recv_any, MediaSocket, RecvBuffers, SendBatch};
+use crate::cascade::LinkId;
 use crate::error::SfuError;
-use crate::id::ParticipantId;
+use crate::id::{ParticipantId, RoomId};
 use crate::room::Room;
 use crate::rooms::{Owner, Rooms};
 use crate::signal::MediaSignal;
@@ -75,6 +76,7 @@ pub(super) fn run_worker(
             outgoing: SendBatch::new(),
             relay,
             spans: Vec::new(),
+            lost_spans: Vec::new(),
         };
         worker.run(commands).await;
     });
@@ -113,6 +115,9 @@ struct Worker {
     relay: Option<RelayHandle>,
     /// Rooms spanning other nodes, per link.
     spans: Vec<spans::Span>,
+    /// Rooms this worker spanned over links since lost, to span again once
+    /// the relay makes each link again.
+    lost_spans: Vec<(RoomId, LinkId)>,
 }
 
 impl Worker {

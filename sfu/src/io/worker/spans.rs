@@ -86,8 +86,40 @@ impl Worker {
                 for span in gone {
                     if let Some(s) = self.rooms.slot(span.slot) {
                         s.room.unspan(link);
+                        // Spanned from here: spanned again once the link is.
+                        if span.opened {
+                            self.lost_spans.push((s.room.id().clone(), link));
+                        }
                     }
                     self.poll_room(now, span.slot);
+                }
+            }
+            RelayCommand::Relinked { lost, new } => self.span_again(now, lost, new),
+        }
+    }
+
+    /// Spans again over `new` the rooms this worker spanned over the lost
+    /// link `lost`, where someone is still in them here.
+    fn span_again(&mut self, now: Instant, lost: LinkId, new: Option<LinkId>) {
+        let (again, waiting) = std::mem::take(&mut self.lost_spans)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(_, link)| *link == lost);
+        self.lost_spans = waiting;
+        let Some(new) = new else {
+            return;
+        };
+        for (room, _) in again {
+            let occupied = self
+                .rooms
+                .find(&room)
+                .is_some_and(|slot| self.rooms.slot(slot).is_some_and(|s| !s.room.is_empty()));
+            if !occupied {
+                continue;
+            }
+            match self.open_span(now, &room, new, None) {
+                Ok(()) => tracing::info!(%room, link = new.0, "room spans its node again"),
+                Err(e) => {
+                    tracing::warn!(%room, link = new.0, error = %e, "room could not span again")
                 }
             }
         }
@@ -191,8 +223,12 @@ impl Worker {
         }
     }
 
-    /// The room in `slot` is gone: so are its spans.
+    /// The room in `slot` is gone: so are its spans, and those waiting
+    /// for a lost link.
     pub(super) fn forget_spans(&mut self, slot: usize) {
         self.spans.retain(|s| s.slot != slot);
+        let rooms = &self.rooms;
+        self.lost_spans
+            .retain(|(room, _)| rooms.find(room).is_some());
     }
 }
