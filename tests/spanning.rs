@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::peer::TestPeer;
+use crate::support::relay::{DelayRelay, Impairment, Path};
 use crate::support::{metrics, token_of, DataDir, Server, ServerOptions};
 
 /// The hub's CA (the load tool's), and test servers whose relays it signs.
@@ -147,6 +148,69 @@ async fn a_room_spans_two_nodes_and_each_side_hears_and_sees_the_other_through_t
     clinician.close().await;
 }
 
+/// Nodes A and B, A's relay reached through a user-space relay (the
+/// network between them) that the test can cut; the CA lives as long as
+/// the nodes.
+fn nodes_with_a_network_between() -> (Server, Server, Network) {
+    let hub = HubCa::new();
+    let dir_a = DataDir::on_postgres();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port");
+    let relay = DelayRelay::start("127.0.0.1:0".parse().unwrap(), port);
+    let mut options = hub.node("node-a", &dir_a);
+    options.env.retain(|(k, _)| k != "CARECALL_RELAY_ADDR");
+    options
+        .env
+        .push(("CARECALL_RELAY_ADDR".into(), port.to_string()));
+    let public = ("CARECALL_RELAY_PUBLIC_ADDR".into(), relay.addr.to_string());
+    options.env.push(public);
+    let a = Server::start_with(options);
+    let b = Server::start_with(hub.node("node-b", &DataDir::beside(&dir_a)));
+    (a, b, Network { relay, _hub: hub })
+}
+
+/// The network between two test nodes.
+struct Network {
+    relay: DelayRelay,
+    _hub: HubCa,
+}
+
+impl Network {
+    /// Drops everything both ways (`true`), or nothing.
+    fn cut(&self, cut: bool) {
+        let way = Impairment {
+            loss: if cut { 1.0 } else { 0.0 },
+            ..Impairment::default()
+        };
+        self.relay.set(Path { up: way, down: way });
+    }
+}
+
+/// A join on B for a room hosted on A while the network between them is
+/// down: B cannot span the room at first, and tries again until it can.
+/// Once the network is back, each side receives the other's audio and
+/// video, with nobody joining again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_that_cannot_span_at_first_spans_once_the_network_is_back() {
+    let (a, b, network) = nodes_with_a_network_between();
+    let room = "ward-late";
+    let link = a.link(room, "clinician", "Dr Hub", "1h");
+    let mut clinician = TestPeer::join(&a.ws_url(), &token_of(&link), 1).await;
+    clinician.wait_connected(Duration::from_secs(10)).await;
+    network.cut(true);
+    let link = b.link(room, "home", "Rose Court", "1h");
+    let mut home = TestPeer::join(&b.ws_url(), &token_of(&link), 2).await;
+    home.wait_connected(Duration::from_secs(10)).await;
+    // Past the first try's 5 s handshake.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    until_links(&b, 0.0, Duration::from_secs(1)).await;
+    network.cut(false);
+    until_each_receives_the_other(&clinician, &home).await;
+    home.close().await;
+    clinician.close().await;
+}
+
 /// Waits (at most `within`) until `node` has `links` relay links.
 async fn until_links(node: &Server, links: f64, within: Duration) {
     let start = Instant::now();
@@ -174,25 +238,7 @@ async fn until_links(node: &Server, links: f64, within: Duration) {
 async fn a_link_lost_to_a_network_cut_is_made_again_and_both_browsers_decode_again() {
     use crate::support::browser::Driver;
     use crate::support::calls::{assert_still_decoding, wait_all_decoding_hd};
-    use crate::support::relay::{DelayRelay, Impairment, Path};
-    let hub = HubCa::new();
-    let dir_a = DataDir::on_postgres();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free port");
-    let network = DelayRelay::start("127.0.0.1:0".parse().unwrap(), port);
-    let mut options = hub.node("node-a", &dir_a);
-    options.env.retain(|(k, _)| k != "CARECALL_RELAY_ADDR");
-    options
-        .env
-        .push(("CARECALL_RELAY_ADDR".into(), port.to_string()));
-    let public = (
-        "CARECALL_RELAY_PUBLIC_ADDR".into(),
-        network.addr.to_string(),
-    );
-    options.env.push(public);
-    let a = Server::start_with(options);
-    let b = Server::start_with(hub.node("node-b", &DataDir::beside(&dir_a)));
+    let (a, b, network) = nodes_with_a_network_between();
     let driver = Driver::start().await;
     let room = "ward-cut";
     let clinician = driver.browser().await;
@@ -204,15 +250,11 @@ async fn a_link_lost_to_a_network_cut_is_made_again_and_both_browsers_decode_aga
     let both = [&clinician, &home];
     wait_all_decoding_hd(&both, 1, Duration::from_secs(60)).await;
 
-    let cut = Impairment {
-        loss: 1.0,
-        ..Impairment::default()
-    };
-    network.set(Path { up: cut, down: cut });
+    network.cut(true);
     for node in [&a, &b] {
         until_links(node, 0.0, Duration::from_secs(10)).await;
     }
-    network.set(Path::default());
+    network.cut(false);
     let back = Instant::now();
     until_links(&b, 1.0, Duration::from_secs(15)).await;
     let linked = back.elapsed().as_secs_f64();

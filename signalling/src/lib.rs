@@ -85,6 +85,10 @@ impl TurnOffer {
     }
 }
 
+/// How long a room that could not span the node hosting it keeps trying
+/// (as long as a lost relay link is made again).
+const SPAN_TRIES_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -270,15 +274,28 @@ impl AppState {
     /// Spans `room` to the node whose relay is at `relay`, in the
     /// background: the join goes on meanwhile, and the far side's
     /// participants appear once the link is up.
+    /// A span that fails (the far node not answering yet, a network
+    /// blip) is tried again at doubling waits up to 10 s, for
+    /// [`SPAN_TRIES_FOR`], while anyone is in the room here.
     pub(crate) fn span(&self, room: &str, relay: std::net::SocketAddr, name: String) {
-        let media = self.inner.media.clone();
+        let state = self.clone();
         let room = carecall_sfu::RoomId(room.to_owned());
         tokio::spawn(async move {
-            match media.span(room.clone(), relay, &name).await {
-                Ok(()) => tracing::info!(%room, %relay, node = name, "room spans another node"),
-                Err(error) => {
-                    tracing::warn!(%room, %relay, node = name, %error, "room could not span another node")
+            let started = tokio::time::Instant::now();
+            let mut wait = std::time::Duration::from_secs(1);
+            loop {
+                let Err(error) = state.inner.media.span(room.clone(), relay, &name).await else {
+                    tracing::info!(%room, %relay, node = name, "room spans another node");
+                    return;
+                };
+                let occupied = !state.inner.presence.is_empty(&room.0);
+                if !occupied || started.elapsed() >= SPAN_TRIES_FOR {
+                    tracing::warn!(%room, %relay, node = name, %error, "room could not span another node: its participants here are apart from those there");
+                    return;
                 }
+                tracing::warn!(%room, %relay, node = name, %error, "room could not span another node yet: trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(10));
             }
         });
     }
