@@ -241,12 +241,7 @@ async fn a_link_lost_to_a_network_cut_is_made_again_and_both_browsers_decode_aga
     let (a, b, network) = nodes_with_a_network_between();
     let driver = Driver::start().await;
     let room = "ward-cut";
-    let clinician = driver.browser().await;
-    clinician
-        .join(&a.link(room, "clinician", "Dr Hub", "1h"))
-        .await;
-    let home = driver.browser().await;
-    home.join(&b.link(room, "home", "Rose Court", "1h")).await;
+    let (clinician, home) = browsers_on_each_node(&driver, &a, &b, room).await;
     let both = [&clinician, &home];
     wait_all_decoding_hd(&both, 1, Duration::from_secs(60)).await;
 
@@ -274,6 +269,25 @@ async fn a_link_lost_to_a_network_cut_is_made_again_and_both_browsers_decode_aga
     }
 }
 
+/// A clinician's Chromium joined to `room` on node A, and a home's on B.
+async fn browsers_on_each_node(
+    driver: &crate::support::browser::Driver,
+    a: &Server,
+    b: &Server,
+    room: &str,
+) -> (
+    crate::support::browser::Browser,
+    crate::support::browser::Browser,
+) {
+    let clinician = driver.browser().await;
+    clinician
+        .join(&a.link(room, "clinician", "Dr Hub", "1h"))
+        .await;
+    let home = driver.browser().await;
+    home.join(&b.link(room, "home", "Rose Court", "1h")).await;
+    (clinician, home)
+}
+
 /// What a node's relay counted, by metric and direction.
 async fn relay_count(node: &Server, metric: &str, direction: &str) -> f64 {
     let text = metrics::scrape(&node.base_url).await;
@@ -297,12 +311,7 @@ async fn a_browser_on_each_node_decodes_the_other_at_720p_and_a_layer_switch_and
     let b = Server::start_with(hub.node("node-b", &DataDir::beside(&dir_a)));
     let driver = Driver::start().await;
     let room = "ward-span-hd";
-    let clinician = driver.browser().await;
-    clinician
-        .join(&a.link(room, "clinician", "Dr Hub", "1h"))
-        .await;
-    let home = driver.browser().await;
-    home.join(&b.link(room, "home", "Rose Court", "1h")).await;
+    let (clinician, home) = browsers_on_each_node(&driver, &a, &b, room).await;
     let both = [&clinician, &home];
     let start = Instant::now();
     wait_all_decoding_hd(&both, 1, Duration::from_secs(60)).await;
