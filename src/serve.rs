@@ -270,9 +270,10 @@ pub fn serve(mut config: Config, file: Option<std::path::PathBuf>) -> anyhow::Re
         let heartbeat = carecall_admin::nodes::Heartbeat::start(heartbeat_log, move || {
             let members = present.presence().members();
             let participants = members.len() as u64;
-            let mut rooms: Vec<String> = members.into_iter().map(|m| m.0).collect();
-            rooms.sort_unstable();
-            rooms.dedup();
+            let rooms: Vec<String> = carecall_signalling::Presence::rooms_of(&members)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
             carecall_admin::nodes::NodeLoad {
                 rooms: rooms.len() as u64,
                 participants,

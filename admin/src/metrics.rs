@@ -47,10 +47,7 @@ pub trait ServedCertificate: Send + Sync {
 impl Snapshot {
     /// The rooms with someone in them, sorted.
     pub fn rooms(&self) -> Vec<&str> {
-        let mut rooms: Vec<&str> = self.members.iter().map(|m| m.0.as_str()).collect();
-        rooms.sort_unstable();
-        rooms.dedup();
-        rooms
+        carecall_signalling::Presence::rooms_of(&self.members)
     }
 
     /// The media statistics of one member, if its media is up.

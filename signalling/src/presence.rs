@@ -149,6 +149,15 @@ impl Presence {
             .collect()
     }
 
+    /// The rooms of `members` (as [`Presence::members`] lists them), each
+    /// once, sorted.
+    pub fn rooms_of(members: &[(String, ParticipantId, crate::Role)]) -> Vec<&str> {
+        let mut rooms: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        rooms
+    }
+
     /// Ends the call in `room`: every session in it is told `message` and
     /// closed (each leaves as usual). Returns how many were in it.
     pub fn end_room(&self, room: &str, message: &str) -> usize {

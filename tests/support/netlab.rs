@@ -365,16 +365,10 @@ fn reap_leftovers() {
     };
     let list = String::from_utf8_lossy(&out.stdout).into_owned();
     for name in list.split_whitespace().filter(|w| w.starts_with("cc")) {
-        let Some(pid) = name
-            .strip_prefix("cc")
-            .and_then(|rest| rest.split('n').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        use carecall_admin::sql::temp_postgres::left_by_gone_process;
+        let Some(pid) = left_by_gone_process(name, "cc", 'n') else {
             continue;
         };
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
         eprintln!("removing test network {name}, left by process {pid}, which is gone");
         if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
             for p in String::from_utf8_lossy(&pids.stdout).split_whitespace() {

@@ -97,16 +97,10 @@ fn reap_leftovers(bin: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir("/tmp") else {
         return;
     };
+    let as_root = run_output("id", &["-u"]).trim() == "0";
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("carecall-pg")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if left_by_gone_process(&name, "carecall-pg", '-').is_none() {
             continue;
         }
         let dir = entry.path();
@@ -115,9 +109,19 @@ fn reap_leftovers(bin: &std::path::Path) {
             bin.display(),
             dir.display()
         );
-        run_as_postgres(run_output("id", &["-u"]).trim() == "0", &stop);
+        run_as_postgres(as_root, &stop);
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// The process id in `name`, a leftover of a test process (the id after
+/// `prefix`, up to `separator`), when that process is gone: what a killed
+/// test left can then be removed, and nothing of a live one is touched.
+pub fn left_by_gone_process(name: &str, prefix: &str, separator: char) -> Option<u32> {
+    let pid = name.strip_prefix(prefix)?.split(separator).next()?;
+    let pid = pid.parse::<u32>().ok()?;
+    let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    gone.then_some(pid)
 }
 
 /// Runs `script` as the clusters' owner (the `postgres` user when this is
