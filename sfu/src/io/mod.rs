@@ -3,6 +3,7 @@
 
 mod addrs;
 mod bind;
+mod link_queue;
 mod relay;
 mod server;
 pub(crate) mod tcp;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
+use super::link_queue::{LinkQueue, Queued};
 use super::server::{worker_for, WorkerCommand};
 use crate::cascade::link::{LinkReader, LinkWriter, NodeIdentity, RelayEndpoint, RelayLink};
 use crate::cascade::wire::LinkMessage;
@@ -62,18 +63,18 @@ pub struct RelayCounts {
 }
 
 #[derive(Debug, Default)]
-struct Counters {
+pub(super) struct Counters {
     packets_sent: AtomicU64,
     packets_received: AtomicU64,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
-    packets_dropped: AtomicU64,
+    pub(super) packets_dropped: AtomicU64,
     keyframes_sent: AtomicU64,
     keyframes_received: AtomicU64,
 }
 
 impl Counters {
-    fn add(counter: &AtomicU64, n: u64) {
+    pub(super) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 }
@@ -135,7 +136,7 @@ enum HubCommand {
 pub(super) struct RelayHandle {
     commands: UnboundedSender<HubCommand>,
     /// Each link's writer, by link.
-    writers: Arc<Mutex<HashMap<LinkId, UnboundedSender<Outgoing>>>>,
+    writers: Arc<Mutex<HashMap<LinkId, LinkQueue>>>,
     next_channel: Arc<AtomicU32>,
     local_addr: SocketAddr,
     counters: Arc<Counters>,
@@ -239,7 +240,7 @@ impl RelayHandle {
 
     /// The queue of the link's writer, taken once per room spanned (the
     /// packet path then only sends on a channel); `None` when it is gone.
-    pub fn writer(&self, link: LinkId) -> Option<UnboundedSender<Outgoing>> {
+    pub fn writer(&self, link: LinkId) -> Option<LinkQueue> {
         let writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
         writers.get(&link).cloned()
     }
@@ -444,14 +445,14 @@ impl Hub {
         let addr = link.remote_addr();
         self.by_addr.entry(addr).or_insert(id);
         let (writer, reader) = link.split();
-        let (tx, rx) = unbounded_channel();
+        let counters = self.handle.counters.clone();
+        let (queue, queued) = LinkQueue::new(counters.clone());
         self.handle
             .writers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
-        let counters = self.handle.counters.clone();
-        tokio::spawn(write_link(writer, rx, counters.clone()));
+            .insert(id, queue);
+        tokio::spawn(write_link(writer, queued, counters.clone()));
         let (routes, route_rx) = unbounded_channel();
         let datagrams = reader.datagrams();
         let workers = self.workers.clone();
@@ -534,12 +535,8 @@ async fn accept_links(endpoint: Arc<RelayEndpoint>, events: UnboundedSender<Link
 
 /// Writes what workers queue for one link until it fails or every sender
 /// is gone.
-async fn write_link(
-    mut writer: LinkWriter,
-    mut queue: UnboundedReceiver<Outgoing>,
-    counters: Arc<Counters>,
-) {
-    while let Some(out) = queue.recv().await {
+async fn write_link(mut writer: LinkWriter, mut queue: Queued, counters: Arc<Counters>) {
+    while let Some(out) = queue.next().await {
         let sent = match &out {
             Outgoing::Message(m) => {
                 if is_keyframe_request(m) {

@@ -4,13 +4,12 @@
 
 use std::time::Instant;
 
-use tokio::sync::mpsc::UnboundedSender;
-
 use super::Worker;
 use crate::cascade::wire::LinkMessage;
 use crate::cascade::{LinkId, RelayOutput};
 use crate::error::SfuError;
 use crate::id::RoomId;
+use crate::io::link_queue::LinkQueue;
 use crate::io::relay::{Outgoing, RelayCommand};
 
 /// One room carried by one link.
@@ -24,7 +23,7 @@ pub(super) struct Span {
     /// This node opened it (a participant joined here for a room hosted
     /// there); it closes it when its last participant leaves.
     opened: bool,
-    writer: UnboundedSender<Outgoing>,
+    writer: LinkQueue,
 }
 
 impl Worker {
