@@ -66,6 +66,13 @@ const DIP_CONFIRM: Duration = Duration::from_secs(2);
 /// Loss reported within this time counts as a lossy link.
 const LOSS_MEMORY: Duration = Duration::from_secs(1);
 
+/// A gap in the video (nothing to send but sound) shorter than this is
+/// left to the estimator.
+const GAP_LEAST: Duration = Duration::from_secs(1);
+
+/// The estimate from before a gap is trusted for this long after it.
+const GAP_MEMORY: Duration = Duration::from_secs(120);
+
 /// An estimate change smaller than this fraction is not logged.
 const LOG_CHANGE: f64 = 0.2;
 
@@ -114,6 +121,10 @@ pub(crate) struct DownlinkEstimate {
     clean_since: Option<(Instant, u64)>,
     /// When the estimator was last restarted, and from what rate.
     last_restart: Option<(Instant, u64)>,
+    /// The estimate when video last flowed, and when.
+    while_video: Option<(Instant, u64)>,
+    /// Since when there has been no video to send, if there is none.
+    gap_since: Option<Instant>,
 }
 
 impl DownlinkEstimate {
@@ -173,6 +184,43 @@ impl DownlinkEstimate {
         } else if self.clean_since.is_none() {
             self.clean_since = self.current().map(|e| (now, e));
         }
+    }
+
+    /// Follows whether there is video to send (`present`) and whether some
+    /// of it is sent (`flowing`). With only sound to send, str0m's estimate
+    /// falls to about one and a half times that, and climbs back a probe
+    /// at a time, seconds apart: a gap in the video (a far node's link
+    /// lost, the only camera gone and another coming) cost the next video
+    /// tens of seconds on its lowest layer. So when video comes back after
+    /// a gap of [`GAP_LEAST`] or more on a link that lost nothing meanwhile,
+    /// the estimate from before the gap is returned for the estimator to
+    /// start again from (a link that narrowed meanwhile is found by the
+    /// estimator within a second, as after any start).
+    pub fn video_back(&mut self, now: Instant, present: bool, flowing: bool) -> Option<u64> {
+        if !self.enabled {
+            return None;
+        }
+        if flowing {
+            self.while_video = self.current().map(|e| (now, e));
+        }
+        if !present {
+            self.gap_since.get_or_insert(now);
+            return None;
+        }
+        let since = self.gap_since.take()?;
+        let (at, before) = self.while_video?;
+        let current = self.current()?;
+        let lossy = self
+            .lossy_at
+            .is_some_and(|t| now.saturating_duration_since(t) < LOSS_MEMORY);
+        let long = now.saturating_duration_since(since) >= GAP_LEAST;
+        let recent = now.saturating_duration_since(at) <= GAP_MEMORY;
+        if !long || !recent || lossy || current >= before / 2 {
+            return None;
+        }
+        self.latest = Some(before);
+        self.clean_since = Some((now, before));
+        Some(before)
     }
 
     /// Whether to restart str0m's estimator now, and from what rate: when
@@ -511,6 +559,51 @@ mod tests {
         let soon = t + RESTART_WHEN_CLEAN_FOR;
         assert_eq!(est.restart(soon, true), None);
         assert_eq!(est.restart(t + RESTART_INTERVAL, true), Some(1_300_000));
+    }
+
+    #[test]
+    fn video_back_after_a_gap_starts_from_the_estimate_before_it() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut d = DownlinkEstimate::new(true);
+        d.on_estimate(twcc(2_000));
+        assert_eq!(d.video_back(at(0), true, true), None, "video flowing");
+        // A gap: only sound to send, and the estimate falls to its rate.
+        assert_eq!(d.video_back(at(1), false, false), None);
+        d.on_estimate(twcc(120));
+        d.on_latest(at(5), 120_000);
+        assert_eq!(d.video_back(at(5), false, false), None);
+        // Video again: the estimate from before the gap, once.
+        assert_eq!(d.video_back(at(11), true, false), Some(2_000_000));
+        assert_eq!(d.current(), Some(2_000_000));
+        assert_eq!(d.video_back(at(12), true, false), None, "once");
+    }
+
+    #[test]
+    fn video_back_after_a_short_gap_or_on_a_lossy_link_is_left_to_the_estimator() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut d = DownlinkEstimate::new(true);
+        d.on_estimate(twcc(2_000));
+        d.video_back(ms(0), true, true);
+        d.video_back(ms(100), false, false);
+        d.on_estimate(twcc(120));
+        d.on_latest(ms(500), 120_000);
+        assert_eq!(d.video_back(ms(600), true, false), None, "a blink");
+        d.video_back(ms(700), false, false);
+        d.on_loss(ms(5_000), 0.2);
+        assert_eq!(d.video_back(ms(5_500), true, false), None, "a lossy link");
+        // Video held back by a narrow link is no gap: nothing to restore.
+        let mut d = DownlinkEstimate::new(true);
+        d.on_estimate(twcc(2_000));
+        d.video_back(ms(0), true, true);
+        d.on_estimate(twcc(120));
+        d.on_latest(ms(5_000), 120_000);
+        assert_eq!(
+            d.video_back(ms(5_000), true, false),
+            None,
+            "paused, not absent"
+        );
     }
 
     #[test]

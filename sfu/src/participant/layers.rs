@@ -191,6 +191,12 @@ impl Participant {
         targets: &[Option<Layer>],
         audio: usize,
     ) {
+        let present = demands.iter().any(|d| d.rates.iter().any(Option::is_some));
+        let flowing = present && fits.iter().any(Option::is_some);
+        if let Some(from) = self.downlink.video_back(now, present, flowing) {
+            tracing::info!(parent: &self.span, from_kbps = from / 1000, "downlink estimate restored: video back after a gap with only sound to send");
+            self.rtc.bwe().reset(Bitrate::bps(from));
+        }
         if demands.is_empty() || !self.video_started {
             // Probing starts once video has flowed. Before, str0m would probe
             // with blank padding packets of at most 255 bytes, which a media
