@@ -296,6 +296,9 @@ impl AppState {
                 tracing::warn!(%room, %relay, node = name, %error, "room could not span another node yet: trying again");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(std::time::Duration::from_secs(10));
+                if state.inner.presence.is_empty(&room.0) {
+                    return; // everyone here left meanwhile
+                }
             }
         });
     }

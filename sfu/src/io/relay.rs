@@ -188,6 +188,7 @@ impl RelayHandle {
             dialled: HashMap::new(),
             relinking: HashMap::new(),
             answered: HashMap::new(),
+            lost_answered: HashMap::new(),
             next_link: 1,
         };
         std::thread::Builder::new()
@@ -260,6 +261,9 @@ struct Hub {
     relinking: HashMap<SocketAddr, LinkId>,
     /// Links other nodes made to this one, by their address.
     answered: HashMap<SocketAddr, LinkId>,
+    /// Such links since lost, by address: the node at the other end makes
+    /// them again, and the rooms this node spanned over them span again then.
+    lost_answered: HashMap<SocketAddr, LinkId>,
     next_link: u32,
 }
 
@@ -305,12 +309,18 @@ impl Hub {
                         tracing::info!(%addr, "relay link from another node");
                         // A node making its link again has let the old one
                         // go; this end may not have noticed yet.
-                        if let Some(old) = self.answered.remove(&addr) {
+                        let held = self.answered.remove(&addr);
+                        if let Some(old) = held {
                             tracing::info!(%addr, link = old.0, "relay link replaced");
                             self.forget_link(old, addr);
                         }
                         let id = self.adopt(link, &events);
                         self.answered.insert(addr, id);
+                        // Rooms this node spanned over the old link span
+                        // over the new one.
+                        if let Some(old) = held.or(self.lost_answered.remove(&addr)) {
+                            self.relinked(addr, old, Some(id));
+                        }
                     }
                     LinkEvent::Lost(link, addr) => self.lost(link, addr, &events),
                 },
@@ -363,6 +373,9 @@ impl Hub {
         events: &UnboundedSender<LinkEvent>,
     ) {
         self.relinking.insert(addr, lost);
+        if self.connecting.contains_key(&addr) {
+            return; // a join's link there is being made: that one serves
+        }
         self.connecting.entry(addr).or_default();
         let (endpoint, events) = (self.endpoint.clone(), events.clone());
         tokio::spawn(async move {
@@ -411,6 +424,7 @@ impl Hub {
         let current = self.by_addr.get(&addr) == Some(&link);
         if self.answered.get(&addr) == Some(&link) {
             self.answered.remove(&addr);
+            self.lost_answered.insert(addr, link);
         }
         self.forget_link(link, addr);
         if let Some(name) = self.dialled.get(&addr).filter(|_| current) {

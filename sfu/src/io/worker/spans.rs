@@ -118,7 +118,9 @@ impl Worker {
             match self.open_span(now, &room, new, None) {
                 Ok(()) => tracing::info!(%room, link = new.0, "room spans its node again"),
                 Err(e) => {
-                    tracing::warn!(%room, link = new.0, error = %e, "room could not span again")
+                    // Lost again already: spanned once it is made again.
+                    tracing::warn!(%room, link = new.0, error = %e, "room could not span again");
+                    self.lost_spans.push((room, new));
                 }
             }
         }
