@@ -274,6 +274,7 @@ impl AppState {
     /// Spans `room` to the node whose relay is at `relay`, in the
     /// background: the join goes on meanwhile, and the far side's
     /// participants appear once the link is up.
+    ///
     /// A span that fails (the far node not answering yet, a network
     /// blip) is tried again at doubling waits up to 10 s, for
     /// [`SPAN_TRIES_FOR`], while anyone is in the room here.
@@ -288,8 +289,7 @@ impl AppState {
                     tracing::info!(%room, %relay, node = name, "room spans another node");
                     return;
                 };
-                let occupied = !state.inner.presence.is_empty(&room.0);
-                if !occupied || started.elapsed() >= SPAN_TRIES_FOR {
+                if started.elapsed() >= SPAN_TRIES_FOR {
                     tracing::warn!(%room, %relay, node = name, %error, "room could not span another node: its participants here are apart from those there");
                     return;
                 }

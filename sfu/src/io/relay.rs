@@ -118,8 +118,9 @@ pub(super) enum RelayCommand {
     },
     /// The link is gone: its rooms' far participants leave.
     LinkLost { link: LinkId },
-    /// A link this node made, lost, was made again as `new` (`None`: given
-    /// up): the rooms this node spanned over `lost` span again.
+    /// A lost link was made again as `new` (by this node, or by the other
+    /// one; `None`: given up): the rooms this node spanned over `lost` span
+    /// again.
     Relinked { lost: LinkId, new: Option<LinkId> },
 }
 
@@ -318,7 +319,8 @@ impl Hub {
                         self.answered.insert(addr, id);
                         // Rooms this node spanned over the old link span
                         // over the new one.
-                        if let Some(old) = held.or(self.lost_answered.remove(&addr)) {
+                        let lost_before = self.lost_answered.remove(&addr);
+                        if let Some(old) = held.or(lost_before) {
                             self.relinked(addr, old, Some(id));
                         }
                     }
