@@ -5,6 +5,9 @@
 //! forwarded packets (elements) per second. A counting allocator reports the
 //! heap allocations per forwarded packet once per size.
 //!
+//! A room of three (every participant sending three simulcast layers and
+//! sent the others' top one, the care-home shape) is measured the same way.
+//!
 //! Run: `cargo bench --bench forwarding`
 
 use std::time::{Duration, Instant};
@@ -86,9 +89,56 @@ fn forwarding_in_frames_of(c: &mut Criterion, group_name: &str, packets: usize) 
     group.finish();
 }
 
+/// Packets on the top layer of each camera frame in a room of three.
+const TOP_PACKETS: usize = 6;
+
+/// A room of three, everyone publishing: each tick every participant sends
+/// one frame on each layer (1, 2 and [`TOP_PACKETS`] packets) and is sent
+/// the other two's top layer. Elements are the packets forwarded per tick;
+/// the lower layers are taken in and dropped, as in a real call.
+fn room_of_three(c: &mut Criterion) {
+    let mut call = SimCall::simulcast(3);
+    call.send_simulcast_frames(&PAYLOAD, TOP_PACKETS, true);
+    call.deliver = false;
+    let tick = |call: &mut SimCall| {
+        call.now += Duration::from_millis(40);
+        call.send_simulcast_frames(&PAYLOAD, TOP_PACKETS, false);
+    };
+    let sent_before = call.transmitted;
+    let allocs_before = allocations();
+    for _ in 0..200 {
+        tick(&mut call);
+    }
+    let forwarded = (call.transmitted - sent_before).max(1);
+    let allocs = allocations() - allocs_before;
+    let due = 200 * 3 * 2 * TOP_PACKETS as u64;
+    println!(
+        "room of three: {forwarded} datagrams out for {due} top-layer packets due, {:.2} heap allocations per forwarded packet (whole path incl. the simulated publishers)",
+        allocs as f64 / forwarded as f64
+    );
+    assert!(forwarded >= due, "the room did not forward every packet");
+
+    let mut group = c.benchmark_group("room_of_three_simulcast");
+    group.measurement_time(Duration::from_secs(4));
+    group.warm_up_time(Duration::from_secs(1));
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(3 * 2 * TOP_PACKETS as u64));
+    group.bench_function("top_layer", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                tick(&mut call);
+            }
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
 fn forwarding(c: &mut Criterion) {
     forwarding_in_frames_of(c, "forward_video_packet", 1);
     forwarding_in_frames_of(c, "forward_video_frame_of_6", 6);
+    room_of_three(c);
 }
 
 criterion_group!(benches, forwarding);

@@ -438,6 +438,9 @@ impl SimCall {
     }
 
     /// Hands the room a datagram from a peer that arrived at `at`.
+    // Never inlined: `benches/instructions.sh` counts the room's work by
+    // this function's name (and `Room::poll`'s).
+    #[inline(never)]
     fn receive_at_room(&mut self, at: Instant, from: SocketAddr, to: SocketAddr, data: &[u8]) {
         let Ok(r) = Receive::new(Protocol::Udp, from, to, data) else {
             return;
@@ -622,6 +625,29 @@ impl SimCall {
         }
         // str0m releases queued packets when its clock is driven.
         let _ = p.rtc.handle_input(Input::Timeout(now));
+    }
+
+    /// One camera frame from every participant of a simulcast call, as a
+    /// browser sends it: 1, 2 and `top` packets of `payload` on layers `q`,
+    /// `h` and `f`, all written first and then handed to the room publisher
+    /// by publisher, then one poll. The care-home shape (a room of three
+    /// where everyone is sent the top layer) is measured with this.
+    pub fn send_simulcast_frames(&mut self, payload: &[u8], top: usize, keyframe: bool) {
+        for i in 0..self.peers.len() {
+            for (rid, packets) in [("q", 1), ("h", 2), ("f", top)] {
+                let frame = Frame {
+                    rid: Some(rid),
+                    payload,
+                    keyframe,
+                    packets,
+                };
+                self.queue_frame(i, frame);
+            }
+        }
+        for i in 0..self.peers.len() {
+            self.take_from(i);
+        }
+        self.pump();
     }
 
     /// Hands the room every datagram peer `i` has ready, one at a time, as a

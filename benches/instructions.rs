@@ -1,0 +1,49 @@
+//! The room's instructions per forwarded packet in a room of three, for
+//! `benches/instructions.sh`, which runs this under callgrind and counts
+//! only the room's own work: the datagrams it takes
+//! (`SimCall::receive_at_room`) and its polls (`Room::poll`), not the
+//! simulated browsers. It runs it twice, with and without the counted
+//! frames (the first argument says how many), and takes the difference:
+//! the warm-up is the same in both. An instruction count is the same on every run of
+//! the same build, where a timing on this shared machine moves by a third:
+//! it is how a change to the forwarding path (ours or str0m's) is judged.
+//!
+//! The call is the care-home shape: three participants, each sending one
+//! frame every 40 ms on three simulcast layers (1, 2 and 6 packets of
+//! 1,100 bytes) and sent the other two's top layer.
+
+use std::time::Duration;
+
+use carecall_sfu::sim::SimCall;
+
+/// A typical 720p VP8 packet payload size.
+const PAYLOAD: [u8; 1100] = [0x42; 1100];
+/// Frames before counting: joins, first keyframes and layer choice.
+const WARM_UP: u32 = 100;
+
+fn tick(call: &mut SimCall, keyframe: bool) {
+    call.now += Duration::from_millis(40);
+    call.send_simulcast_frames(&PAYLOAD, 6, keyframe);
+}
+
+fn main() {
+    let frames: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
+    let mut call = SimCall::simulcast(3);
+    for n in 0..WARM_UP {
+        tick(&mut call, n == 0);
+    }
+    // The browsers' replies are not needed to forward: skipping them keeps
+    // the simulated receivers out of the count.
+    call.deliver = false;
+    let before = call.transmitted;
+    for _ in 0..frames {
+        tick(&mut call, false);
+    }
+    let forwarded = call.transmitted - before;
+    let due = u64::from(frames) * 3 * 2 * 6;
+    assert!(forwarded >= due, "{forwarded} forwarded, {due} due");
+    println!("forwarded {forwarded}");
+}
