@@ -189,3 +189,38 @@ async fn a_resident_attached_to_a_call_is_sealed_at_rest_and_every_look_is_audit
         lines[1]
     );
 }
+
+/// On a hub of several nodes the join may reach another node, whose call
+/// log lands it after this node looks: an attach then looks again for a
+/// few seconds before it says nobody is in the call. Shown on a shared
+/// PostgreSQL with a join that lands a second after the attach was asked.
+/// (On SQLite one process writes the log, and its writer is waited for.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_shared_database_an_attach_waits_for_a_join_that_lands_after_it() {
+    let server = Server::start_with(ServerOptions {
+        data_dir: Some(crate::support::DataDir::on_postgres()),
+        ..ServerOptions::default()
+    });
+    let (_, token) = add_home(&server, "Rose Court");
+    let (code, placed) = place_call(&server, &token, true).await;
+    assert_eq!(code, 201, "{placed}");
+    let call = placed["call"].as_i64().unwrap();
+    let dr = account(&server, "dr.one", "clinician").await;
+    let (code, answered) = answer(&server, &dr, call).await;
+    assert_eq!(code, 200, "{answered}");
+    let path = format!("/admin/api/hub/calls/{call}/residents");
+    let mabel = json!({ "nhs_number": NHS_NUMBER, "name": NAME, "birth_date": "1938-04-21" });
+    let join_url = answered["join_url"].as_str().unwrap();
+
+    let asked = std::time::Instant::now();
+    let ((code, added), _socket) = tokio::join!(post_as(&server, &dr, &path, mabel), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ws::join_by_socket(&server, join_url).await
+    });
+    assert_eq!(code, 201, "{added}");
+    assert!(added["encounter"].is_i64(), "{added}");
+    assert!(
+        asked.elapsed() >= Duration::from_secs(1),
+        "attached before anyone joined"
+    );
+}

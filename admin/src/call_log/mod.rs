@@ -171,6 +171,12 @@ impl CallLog {
         self.db.borrow_mut().transaction(f).map_err(|e| self.err(e))
     }
 
+    /// Whether other nodes write to this log too (a shared PostgreSQL):
+    /// then what they wrote may land after this node looked.
+    pub(crate) fn shared(&self) -> bool {
+        self.db.borrow().shared()
+    }
+
     /// Where this log's changes send record-hook events.
     pub(crate) fn hooks(&self) -> &HookTargets {
         &self.hooks

@@ -2,6 +2,8 @@
 //! attaching residents to the call a clinician is in, listing them (each
 //! look audited), and the audit trail for admins.
 
+use std::time::{Duration, Instant};
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -28,6 +30,32 @@ pub(crate) struct NewResident {
     nhs_number: String,
     name: String,
     birth_date: String,
+}
+
+/// How long an attach looks again for a join when other nodes share the
+/// call log: the join may have reached another node, whose writer this
+/// node cannot wait for as it waits for its own.
+const OTHER_NODES_GRACE: Duration = Duration::from_secs(3);
+
+/// Between two looks.
+const LOOK_AGAIN_EVERY: Duration = Duration::from_millis(250);
+
+/// Why an attach found nothing to attach to.
+enum NotAttached {
+    NoSuchCall,
+    /// Nobody is in the call; `shared`: other nodes write the call log.
+    Empty {
+        shared: bool,
+    },
+}
+
+impl NotAttached {
+    fn error(self) -> ApiError {
+        ApiError::not_found(match self {
+            NotAttached::NoSuchCall => "no such call",
+            NotAttached::Empty { .. } => "nobody is in this call now",
+        })
+    }
 }
 
 fn actor(me: &AdminSession, from: ClientIp) -> Actor {
@@ -70,25 +98,35 @@ pub(crate) async fn attach(
             "call log behind by more than 5 s: attaching on what it holds"
         );
     }
-    let done = crate::blocking_locked(&state.call_log, move |log| {
-        let Some(call) = log.queued_call(hub_call)? else {
-            return Ok(Err("no such call"));
-        };
-        log.change(|c| {
-            residents::attach(
-                c,
-                &key,
-                &call.room,
-                Some(hub_call),
-                &resident,
-                &who,
-                now_ms(),
-            )
+    let started = Instant::now();
+    let encounter = loop {
+        let (key, who, resident) = (key.clone(), who.clone(), resident.clone());
+        let done = crate::blocking_locked(&state.call_log, move |log| {
+            let Some(call) = log.queued_call(hub_call)? else {
+                return Ok(Err(NotAttached::NoSuchCall));
+            };
+            let shared = log.shared();
+            log.change(|c| {
+                residents::attach(
+                    c,
+                    &key,
+                    &call.room,
+                    Some(hub_call),
+                    &resident,
+                    &who,
+                    now_ms(),
+                )
+            })
+            .map(|id| id.ok_or(NotAttached::Empty { shared }))
         })
-        .map(|id| id.ok_or("nobody is in this call now"))
-    })
-    .await;
-    let encounter = done.map_err(unavailable)?.map_err(ApiError::not_found)?;
+        .await;
+        match done.map_err(unavailable)? {
+            Err(NotAttached::Empty { shared: true }) if started.elapsed() < OTHER_NODES_GRACE => {
+                tokio::time::sleep(LOOK_AGAIN_EVERY).await;
+            }
+            done => break done.map_err(NotAttached::error)?,
+        }
+    };
     tracing::info!(account = %me.name, hub_call, encounter, "resident attached");
     Ok((StatusCode::CREATED, Json(json!({ "encounter": encounter }))))
 }
