@@ -50,6 +50,7 @@ impl CarriedOver {
     }
 
     /// Every session still held: their browsers did not come back.
+    #[cfg(test)]
     pub fn give_up(&self) -> Vec<CarriedSession> {
         self.lock().drain().map(|(_, s)| s).collect()
     }

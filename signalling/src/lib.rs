@@ -325,8 +325,10 @@ impl AppState {
     }
 
     /// Holds `sessions` left by the previous process for their browsers to
-    /// resume; see [`AppState::give_up_carried`].
-    pub fn carry_over(&self, sessions: Vec<CarriedSession>) {
+    /// resume, until [`AppState::give_up_carried`]: the tests' way of
+    /// ending the wait that [`AppState::hold_for_resume`] ends by timer.
+    #[cfg(test)]
+    pub(crate) fn carry_over(&self, sessions: Vec<CarriedSession>) {
         self.inner.carried.hold(sessions);
     }
 
@@ -349,7 +351,8 @@ impl AppState {
 
     /// Ends the carried-over sessions no browser resumed: each leaves the
     /// call history when the previous process stopped. Returns how many.
-    pub fn give_up_carried(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn give_up_carried(&self) -> usize {
         let gone = self.inner.carried.give_up();
         self.gone(&gone);
         gone.len()
