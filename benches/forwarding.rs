@@ -89,7 +89,8 @@ fn forwarding_in_frames_of(c: &mut Criterion, group_name: &str, packets: usize) 
     group.finish();
 }
 
-/// Packets on the top layer of each camera frame in a room of three.
+/// Packets on the top layer of each camera frame in a room of three: a
+/// 720p frame at about 1.1 Mbit/s and 25 frames/s, in 1,100-byte packets.
 const TOP_PACKETS: usize = 6;
 
 /// A room of three, everyone publishing: each tick every participant sends

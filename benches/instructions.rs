@@ -1,12 +1,13 @@
-//! The room's instructions per forwarded packet in a room of three, for
-//! `benches/instructions.sh`, which runs this under callgrind and counts
-//! only the room's own work: the datagrams it takes
-//! (`SimCall::receive_at_room`) and its polls (`Room::poll`), not the
-//! simulated browsers. It runs it twice, with and without the counted
-//! frames (the first argument says how many), and takes the difference:
-//! the warm-up is the same in both. An instruction count is the same on every run of
-//! the same build, where a timing on this shared machine moves by a third:
-//! it is how a change to the forwarding path (ours or str0m's) is judged.
+//! The room's instructions per forwarded datagram in a room of three, for
+//! `benches/instructions.sh`. The script runs this binary under callgrind,
+//! counting only the room's own work: the datagrams it takes
+//! (`SimCall::receive_at_room`: media, and the browsers' reports and
+//! feedback) and its polls (`Room::poll`), not the simulated browsers. It
+//! runs it twice, without and with the counted frames (the first argument
+//! says how many), and takes the difference: the warm-up is the same in
+//! both. An instruction count does not move with the machine's load, where
+//! a timing on this shared machine moves by a third: it is how a change to
+//! the forwarding path (ours or str0m's) is judged.
 //!
 //! The call is the care-home shape: three participants, each sending one
 //! frame every 40 ms on three simulcast layers (1, 2 and 6 packets of
@@ -35,9 +36,6 @@ fn main() {
     for n in 0..WARM_UP {
         tick(&mut call, n == 0);
     }
-    // The browsers' replies are not needed to forward: skipping them keeps
-    // the simulated receivers out of the count.
-    call.deliver = false;
     let before = call.transmitted;
     for _ in 0..frames {
         tick(&mut call, false);

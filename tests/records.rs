@@ -190,37 +190,48 @@ async fn a_resident_attached_to_a_call_is_sealed_at_rest_and_every_look_is_audit
     );
 }
 
-/// On a hub of several nodes the join may reach another node, whose call
-/// log lands it after this node looks: an attach then looks again for a
-/// few seconds before it says nobody is in the call. Shown on a shared
-/// PostgreSQL with a join that lands a second after the attach was asked.
-/// (On SQLite one process writes the log, and its writer is waited for.)
+/// On a hub of several nodes the clinician's join may reach another node,
+/// whose call log lands it after this node looked: an attach then looks
+/// again for a few seconds before it says nobody is in the call. Two nodes
+/// on one PostgreSQL: the attach asked on A, the join made on B a second
+/// later. (On SQLite one process writes the log, and its writer is waited
+/// for.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_a_shared_database_an_attach_waits_for_a_join_that_lands_after_it() {
-    let server = Server::start_with(ServerOptions {
-        data_dir: Some(crate::support::DataDir::on_postgres()),
+async fn on_a_hub_of_two_nodes_an_attach_waits_for_a_join_the_other_node_takes() {
+    let dir_a = crate::support::DataDir::on_postgres();
+    let a = Server::start_with(ServerOptions {
+        data_dir: Some(dir_a.clone()),
         ..ServerOptions::default()
     });
-    let (_, token) = add_home(&server, "Rose Court");
-    let (code, placed) = place_call(&server, &token, true).await;
+    let (_, token) = add_home(&a, "Rose Court");
+    let (code, placed) = place_call(&a, &token, true).await;
     assert_eq!(code, 201, "{placed}");
     let call = placed["call"].as_i64().unwrap();
-    let dr = account(&server, "dr.one", "clinician").await;
-    let (code, answered) = answer(&server, &dr, call).await;
+    let dr = account(&a, "dr.one", "clinician").await;
+    let (code, answered) = answer(&a, &dr, call).await;
     assert_eq!(code, 200, "{answered}");
+    let b = Server::start_with(ServerOptions {
+        data_dir: Some(crate::support::DataDir::beside(&dir_a)),
+        ..ServerOptions::default()
+    });
     let path = format!("/admin/api/hub/calls/{call}/residents");
     let mabel = json!({ "nhs_number": NHS_NUMBER, "name": NAME, "birth_date": "1938-04-21" });
     let join_url = answered["join_url"].as_str().unwrap();
 
     let asked = std::time::Instant::now();
-    let ((code, added), _socket) = tokio::join!(post_as(&server, &dr, &path, mabel), async {
+    let attach = async {
+        let (code, added) = post_as(&a, &dr, &path, mabel).await;
+        (code, added, asked.elapsed())
+    };
+    let join_on_b = async {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        ws::join_by_socket(&server, join_url).await
-    });
+        ws::join_by_socket(&b, join_url).await
+    };
+    let ((code, added, took), _socket) = tokio::join!(attach, join_on_b);
     assert_eq!(code, 201, "{added}");
     assert!(added["encounter"].is_i64(), "{added}");
     assert!(
-        asked.elapsed() >= Duration::from_secs(1),
-        "attached before anyone joined"
+        took >= Duration::from_secs(1),
+        "attached {took:?} after asking, before anyone joined"
     );
 }

@@ -82,20 +82,29 @@ export class ResidentsPanel {
     $('resident-problem').textContent = body.amended ? 'Outcome changed; the plan was sent again.' : 'Outcome saved; the home has the plan.';
   }
 
+  // One add at a time: on a hub of several nodes the answer may take a few
+  // seconds, and a second press would attach the resident twice.
   async add() {
-    const form = new FormData($('resident-form'));
-    const res = await this.post(`/admin/api/hub/calls/${this.call()}/residents`, {
-      nhs_number: form.get('nhs_number'),
-      name: form.get('name'),
-      birth_date: form.get('birth_date'),
-    });
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok) {
-      $('resident-problem').textContent = body.error || 'The resident could not be added.';
-      return;
+    const button = $('resident-form').querySelector('button[type=submit]');
+    if (button.disabled) return;
+    button.disabled = true;
+    try {
+      const form = new FormData($('resident-form'));
+      const res = await this.post(`/admin/api/hub/calls/${this.call()}/residents`, {
+        nhs_number: form.get('nhs_number'),
+        name: form.get('name'),
+        birth_date: form.get('birth_date'),
+      });
+      const body = await res.json().catch(() => ({}));
+      if (!res.ok) {
+        $('resident-problem').textContent = body.error || 'The resident could not be added.';
+        return;
+      }
+      $('resident-problem').textContent = '';
+      $('resident-form').reset();
+      await this.refresh();
+    } finally {
+      button.disabled = false;
     }
-    $('resident-problem').textContent = '';
-    $('resident-form').reset();
-    await this.refresh();
   }
 }

@@ -37,15 +37,17 @@ pub(crate) struct NewResident {
 /// node cannot wait for as it waits for its own.
 const OTHER_NODES_GRACE: Duration = Duration::from_secs(3);
 
-/// Between two looks.
+/// Between two looks: a join lands within a few hundred milliseconds, and
+/// this keeps one attach to about a dozen reads of the database.
 const LOOK_AGAIN_EVERY: Duration = Duration::from_millis(250);
 
 /// Why an attach found nothing to attach to.
 enum NotAttached {
     NoSuchCall,
-    /// Nobody is in the call; `shared`: other nodes write the call log.
+    /// Nobody is in the call. `look_again`: the call is in progress and
+    /// other nodes write the call log, so a join may yet land.
     Empty {
-        shared: bool,
+        look_again: bool,
     },
 }
 
@@ -105,7 +107,15 @@ pub(crate) async fn attach(
             let Some(call) = log.queued_call(hub_call)? else {
                 return Ok(Err(NotAttached::NoSuchCall));
             };
-            let shared = log.shared();
+            // A read first: the attach's write (and the wake of hook
+            // delivery) only once someone is in the call.
+            if log
+                .read(|c| crate::call_log::open_call(c, &call.room))?
+                .is_none()
+            {
+                let look_again = log.shared() && call.in_progress();
+                return Ok(Err(NotAttached::Empty { look_again }));
+            }
             log.change(|c| {
                 residents::attach(
                     c,
@@ -117,11 +127,13 @@ pub(crate) async fn attach(
                     now_ms(),
                 )
             })
-            .map(|id| id.ok_or(NotAttached::Empty { shared }))
+            .map(|id| id.ok_or(NotAttached::Empty { look_again: false }))
         })
         .await;
         match done.map_err(unavailable)? {
-            Err(NotAttached::Empty { shared: true }) if started.elapsed() < OTHER_NODES_GRACE => {
+            Err(NotAttached::Empty { look_again: true })
+                if started.elapsed() < OTHER_NODES_GRACE =>
+            {
                 tokio::time::sleep(LOOK_AGAIN_EVERY).await;
             }
             done => break done.map_err(NotAttached::error)?,

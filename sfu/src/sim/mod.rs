@@ -439,7 +439,7 @@ impl SimCall {
 
     /// Hands the room a datagram from a peer that arrived at `at`.
     // Never inlined: `benches/instructions.sh` counts the room's work by
-    // this function's name (and `Room::poll`'s).
+    // this function's name (and `Room::poll`'s). Sim code only.
     #[inline(never)]
     fn receive_at_room(&mut self, at: Instant, from: SocketAddr, to: SocketAddr, data: &[u8]) {
         let Ok(r) = Receive::new(Protocol::Udp, from, to, data) else {
