@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The room's instructions per forwarded datagram in a room of three
 # (benches/instructions.rs), counted by callgrind: two runs of one build
-# agree within 0.1%, so a change to the forwarding path shows even where
+# agree within 0.2%, so a change to the forwarding path shows even where
 # this machine's timings move by a third. Needs valgrind and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
