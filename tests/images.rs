@@ -247,20 +247,19 @@ async fn upload(server: &Server, ticket: &str, image: &[u8]) -> String {
 /// shows, and their encounter gets no photo.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_photo_is_filed_with_the_consultations_one_resident() {
-    use crate::support::queue::{account, add_home, answer, place_call, post_as, status};
+    use crate::support::queue::{answered_call, post_as, status, AnsweredCall};
     let events = EventSink::default();
     let (_config_dir, config) = events.start().await;
     let server = Server::start_with(ServerOptions {
         env: vec![("CARECALL_CONFIG".into(), config.display().to_string())],
         ..ServerOptions::default()
     });
-    let (_, token) = add_home(&server, "Rose Court");
-    let (code, placed) = place_call(&server, &token, false).await;
-    assert_eq!(code, 201, "{placed}");
-    let call = placed["call"].as_i64().unwrap();
-    let dr = account(&server, "dr.one", "clinician").await;
-    let (code, answered) = answer(&server, &dr, call).await;
-    assert_eq!(code, 200, "{answered}");
+    let AnsweredCall {
+        token,
+        call,
+        dr,
+        answered,
+    } = answered_call(&server, false).await;
     let (mut clinician, _) = join_by_link(&server, answered["join_url"].as_str().unwrap()).await;
     let (_, home_status) = status(&server, &token, call).await;
     let home_link = home_status["join_url"].as_str().expect("the home's link");

@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::metrics::scrape;
-use crate::support::queue::{account, add_home, answer, get_as, place_call, post_as};
+use crate::support::queue::{account, answered_call, get_as, post_as, AnsweredCall};
 use crate::support::{ws, Server, ServerOptions};
 
 const NHS_NUMBER: &str = "9434765919";
@@ -29,13 +29,9 @@ async fn a_resident_attached_to_a_call_is_sealed_at_rest_and_every_look_is_audit
         env: vec![("CARECALL_CONFIG".into(), config.display().to_string())],
         ..ServerOptions::default()
     });
-    let (_, token) = add_home(&server, "Rose Court");
-    let (code, placed) = place_call(&server, &token, true).await;
-    assert_eq!(code, 201, "{placed}");
-    let call = placed["call"].as_i64().unwrap();
-    let dr = account(&server, "dr.one", "clinician").await;
-    let (code, answered) = answer(&server, &dr, call).await;
-    assert_eq!(code, 200, "{answered}");
+    let AnsweredCall {
+        call, dr, answered, ..
+    } = answered_call(&server, true).await;
     let path = format!("/admin/api/hub/calls/{call}/residents");
     let mabel = |nhs: &str| json!({ "nhs_number": nhs, "name": NAME, "birth_date": "1938-04-21" });
 
@@ -203,13 +199,9 @@ async fn on_a_hub_of_two_nodes_an_attach_waits_for_a_join_the_other_node_takes()
         data_dir: Some(dir_a.clone()),
         ..ServerOptions::default()
     });
-    let (_, token) = add_home(&a, "Rose Court");
-    let (code, placed) = place_call(&a, &token, true).await;
-    assert_eq!(code, 201, "{placed}");
-    let call = placed["call"].as_i64().unwrap();
-    let dr = account(&a, "dr.one", "clinician").await;
-    let (code, answered) = answer(&a, &dr, call).await;
-    assert_eq!(code, 200, "{answered}");
+    let AnsweredCall {
+        call, dr, answered, ..
+    } = answered_call(&a, true).await;
     let b = Server::start_with(ServerOptions {
         data_dir: Some(crate::support::DataDir::beside(&dir_a)),
         ..ServerOptions::default()

@@ -113,6 +113,36 @@ pub async fn answer(server: &Server, op: &(String, String), call: i64) -> (u16, 
     call_api(server, "POST", &path, &headers, Some("{}")).await
 }
 
+/// A call placed by a new home, Rose Court, and answered by a new
+/// clinician, dr.one: what the records and photo tests start from.
+pub struct AnsweredCall {
+    /// The home's token.
+    pub token: String,
+    /// The hub call's id.
+    pub call: i64,
+    /// The clinician's session: (cookie, csrf).
+    pub dr: (String, String),
+    /// The answer's reply (its `join_url` is the clinician's link).
+    pub answered: Value,
+}
+
+/// Places and answers an [`AnsweredCall`] on `server`.
+pub async fn answered_call(server: &Server, urgent: bool) -> AnsweredCall {
+    let (_, token) = add_home(server, "Rose Court");
+    let (code, placed) = place_call(server, &token, urgent).await;
+    assert_eq!(code, 201, "{placed}");
+    let call = placed["call"].as_i64().unwrap();
+    let dr = account(server, "dr.one", "clinician").await;
+    let (code, answered) = answer(server, &dr, call).await;
+    assert_eq!(code, 200, "{answered}");
+    AnsweredCall {
+        token,
+        call,
+        dr,
+        answered,
+    }
+}
+
 pub async fn queue(server: &Server, op: &(String, String)) -> Vec<Value> {
     let headers = [("Cookie", op.0.as_str())];
     let (code, body) = call_api(server, "GET", "/admin/api/queue", &headers, None).await;
