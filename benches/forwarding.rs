@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use carecall_sfu::counting_alloc::{allocations, CountingAlloc};
 use carecall_sfu::sim::{Frame, SimCall};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -41,49 +44,64 @@ fn frame(packets: usize) -> Frame<'static> {
     }
 }
 
+/// Frames sent outside criterion's timing to count allocations.
+const COUNTED_FRAMES: usize = 200;
+
+/// Runs `step` (one frame) [`COUNTED_FRAMES`] times outside criterion's
+/// timing, prints the heap allocations per forwarded packet under `label`,
+/// and checks that at least `due` packets per frame were forwarded.
+fn count_allocations(label: &str, call: &mut SimCall, due: usize, step: impl Fn(&mut SimCall)) {
+    let sent_before = call.transmitted;
+    let allocs_before = allocations();
+    for _ in 0..COUNTED_FRAMES {
+        step(call);
+    }
+    let forwarded = (call.transmitted - sent_before).max(1);
+    let allocs = allocations() - allocs_before;
+    let due = (COUNTED_FRAMES * due) as u64;
+    println!(
+        "{label}: {forwarded} datagrams out for {due} packets due, {:.2} heap allocations per forwarded packet (whole path incl. the simulated publishers)",
+        allocs as f64 / forwarded as f64
+    );
+    assert!(forwarded >= due, "the room did not forward every packet");
+}
+
+/// Times `iters` frames of `step`, for `Bencher::iter_custom`.
+fn time_frames(call: &mut SimCall, iters: u64, step: impl Fn(&mut SimCall)) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        step(call);
+    }
+    start.elapsed()
+}
+
+/// A group timed as every group here is.
+fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.measurement_time(Duration::from_secs(4));
+    group.warm_up_time(Duration::from_secs(1));
+    group.sample_size(20);
+    group
+}
+
 /// One publisher's video through a room, `packets` packets per frame: one
 /// packet at a time, or a frame's burst taken before the subscribers are
 /// polled (as a media worker does with the datagrams waiting on its socket).
 fn forwarding_in_frames_of(c: &mut Criterion, group_name: &str, packets: usize) {
-    let mut group = c.benchmark_group(group_name);
-    group.measurement_time(Duration::from_secs(4));
-    group.warm_up_time(Duration::from_secs(1));
-    group.sample_size(20);
+    let mut group = group(c, group_name);
+    let step = |call: &mut SimCall| {
+        call.now += Duration::from_micros(500);
+        call.send_frame(0, frame(packets));
+    };
     for subscribers in [1usize, 10, 100] {
         let mut call = call_with(subscribers);
-        // Allocation count for 200 frames, outside criterion's timing.
-        let sent_before = call.transmitted;
-        let allocs_before = allocations();
-        for _ in 0..200 {
-            call.now += Duration::from_micros(500);
-            call.send_frame(0, frame(packets));
-        }
-        let forwarded = (call.transmitted - sent_before).max(1);
-        let allocs = allocations() - allocs_before;
-        println!(
-            "{group_name}, {subscribers} subscriber(s): {forwarded} datagrams out for {} packets in, {:.2} heap allocations per forwarded packet (whole path incl. the simulated publisher)",
-            200 * packets,
-            allocs as f64 / forwarded as f64
-        );
-        assert!(
-            forwarded >= (200 * packets * subscribers) as u64,
-            "the room did not forward every packet"
-        );
-
+        let label = format!("{group_name}, {subscribers} subscriber(s)");
+        count_allocations(&label, &mut call, packets * subscribers, step);
         group.throughput(Throughput::Elements((packets * subscribers) as u64));
         group.bench_with_input(
             BenchmarkId::from_parameter(subscribers),
             &subscribers,
-            |b, _| {
-                b.iter_custom(|iters| {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        call.now += Duration::from_micros(500);
-                        call.send_frame(0, frame(packets));
-                    }
-                    start.elapsed()
-                })
-            },
+            |b, _| b.iter_custom(|iters| time_frames(&mut call, iters, step)),
         );
     }
     group.finish();
@@ -101,37 +119,16 @@ fn room_of_three(c: &mut Criterion) {
     let mut call = SimCall::simulcast(3);
     call.send_simulcast_frames(&PAYLOAD, TOP_PACKETS, true);
     call.deliver = false;
-    let tick = |call: &mut SimCall| {
+    let step = |call: &mut SimCall| {
         call.now += Duration::from_millis(40);
         call.send_simulcast_frames(&PAYLOAD, TOP_PACKETS, false);
     };
-    let sent_before = call.transmitted;
-    let allocs_before = allocations();
-    for _ in 0..200 {
-        tick(&mut call);
-    }
-    let forwarded = (call.transmitted - sent_before).max(1);
-    let allocs = allocations() - allocs_before;
-    let due = 200 * 3 * 2 * TOP_PACKETS as u64;
-    println!(
-        "room of three: {forwarded} datagrams out for {due} top-layer packets due, {:.2} heap allocations per forwarded packet (whole path incl. the simulated publishers)",
-        allocs as f64 / forwarded as f64
-    );
-    assert!(forwarded >= due, "the room did not forward every packet");
-
-    let mut group = c.benchmark_group("room_of_three_simulcast");
-    group.measurement_time(Duration::from_secs(4));
-    group.warm_up_time(Duration::from_secs(1));
-    group.sample_size(20);
-    group.throughput(Throughput::Elements(3 * 2 * TOP_PACKETS as u64));
+    let forwarded_per_frame = 3 * 2 * TOP_PACKETS;
+    count_allocations("room of three", &mut call, forwarded_per_frame, step);
+    let mut group = group(c, "room_of_three_simulcast");
+    group.throughput(Throughput::Elements(forwarded_per_frame as u64));
     group.bench_function("top_layer", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                tick(&mut call);
-            }
-            start.elapsed()
-        })
+        b.iter_custom(|iters| time_frames(&mut call, iters, step))
     });
     group.finish();
 }
