@@ -119,10 +119,7 @@ fn room_of_three(c: &mut Criterion) {
     let mut call = SimCall::simulcast(3);
     call.send_simulcast_frames(&PAYLOAD, TOP_PACKETS, true);
     call.deliver = false;
-    let step = |call: &mut SimCall| {
-        call.now += Duration::from_millis(40);
-        call.send_simulcast_frames(&PAYLOAD, TOP_PACKETS, false);
-    };
+    let step = |call: &mut SimCall| call.send_simulcast_frames(&PAYLOAD, TOP_PACKETS, false);
     let forwarded_per_frame = 3 * 2 * TOP_PACKETS;
     count_allocations("room of three", &mut call, forwarded_per_frame, step);
     let mut group = group(c, "room_of_three_simulcast");

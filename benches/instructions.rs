@@ -13,19 +13,12 @@
 //! frame every 40 ms on three simulcast layers (1, 2 and 6 packets of
 //! 1,100 bytes) and sent the other two's top layer.
 
-use std::time::Duration;
-
 use carecall_sfu::sim::SimCall;
 
 /// A typical 720p VP8 packet payload size.
 const PAYLOAD: [u8; 1100] = [0x42; 1100];
 /// Frames before counting: joins, first keyframes and layer choice.
 const WARM_UP: u32 = 100;
-
-fn tick(call: &mut SimCall, keyframe: bool) {
-    call.now += Duration::from_millis(40);
-    call.send_simulcast_frames(&PAYLOAD, 6, keyframe);
-}
 
 fn main() {
     let frames: u32 = std::env::args()
@@ -34,11 +27,11 @@ fn main() {
         .unwrap_or(200);
     let mut call = SimCall::simulcast(3);
     for n in 0..WARM_UP {
-        tick(&mut call, n == 0);
+        call.send_simulcast_frames(&PAYLOAD, 6, n == 0);
     }
     let before = call.transmitted;
     for _ in 0..frames {
-        tick(&mut call, false);
+        call.send_simulcast_frames(&PAYLOAD, 6, false);
     }
     let forwarded = call.transmitted - before;
     let due = u64::from(frames) * 3 * 2 * 6;
