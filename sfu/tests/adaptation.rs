@@ -23,6 +23,9 @@ const RIDS: [&str; 3] = ["q", "h", "f"];
 /// `q`/`h`/`f` rates (`docs/adaptation.md`). A keyframe is three times as big.
 const LAYER_SHAPE: [(usize, usize); 3] = [(1, 550), (2, 1000), (6, 1000)];
 
+/// A black delta frame: one packet of a few dozen bytes on every layer.
+const BLACK_FRAME: (usize, usize) = (1, 40);
+
 const FRAME_INTERVAL: Duration = Duration::from_micros(33_333);
 const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -52,6 +55,10 @@ struct Publisher {
     keyframe_due: [bool; 3],
     /// Sends no video while set (sound goes on).
     camera_off: bool,
+    /// Sends black frames while set, as a browser does for a camera
+    /// track that is disabled (`enabled = false`): every layer goes on at
+    /// the frame rate, each frame a packet of a few dozen bytes.
+    black: bool,
 }
 
 impl Publisher {
@@ -63,6 +70,7 @@ impl Publisher {
             requests_seen: [0; 3],
             keyframe_due: [true; 3],
             camera_off: false,
+            black: false,
         }
     }
 
@@ -91,7 +99,10 @@ impl Publisher {
             }
             if call.now >= self.next_frame {
                 for (layer, rid) in RIDS.iter().enumerate() {
-                    let (packets, bytes) = LAYER_SHAPE[layer];
+                    let (packets, bytes) = match self.black {
+                        true => BLACK_FRAME,
+                        false => LAYER_SHAPE[layer],
+                    };
                     let keyframe = std::mem::take(&mut self.keyframe_due[layer]);
                     // The layer's name first, so the viewer's packets say
                     // which layer they came from.
@@ -575,6 +586,31 @@ fn redundant_audio_goes_out_whole_on_a_good_link_and_as_plain_opus_on_a_thin_one
 /// 720p came back 4.25 s after the camera in simulated time, and after a
 /// lost link between nodes sometimes not within 30 s). 720p then comes at
 /// the layer choice's own pace (its 2 s hold before a step up).
+/// The camera is turned off the way the browser client does it (the track
+/// disabled: the browser goes on sending black frames of a few dozen bytes
+/// on every layer) for 10 s, then on again. The layers still flow, so the
+/// viewer's link is probed for them meanwhile and its estimate holds: the
+/// picture is back at 720p at once, with no gap for the estimate to
+/// recover from (unlike a camera that stops sending, above).
+#[test]
+fn camera_turned_off_in_the_browser_keeps_the_viewers_estimate() {
+    let (mut call, mut publisher) = call_on(link(WIDE));
+    publisher.run(&mut call, Duration::from_secs(8));
+    let before = estimate_kbps(&call);
+    publisher.black = true;
+    publisher.run(&mut call, Duration::from_secs(10));
+    let during = estimate_kbps(&call);
+    assert!(during >= before / 2, "{before} then {during} kbit/s");
+    publisher.black = false;
+    let full = publisher.run_until(&mut call, Duration::from_secs(30), |c| {
+        forwarded(c) == Some(Layer::FULL)
+    });
+    let full = full.expect("720p within 30 s");
+    println!("estimate {before}, then {during} kbit/s with black frames; 720p after {full:?}");
+    let wide = publisher.layers_over(&mut call, Duration::from_secs(1));
+    assert!(only(&wide, 'f'), "camera back on: {wide}");
+}
+
 #[test]
 fn video_back_after_ten_seconds_without_starts_where_it_was() {
     let (mut call, mut publisher) = call_on(link(WIDE));
