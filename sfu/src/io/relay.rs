@@ -596,7 +596,7 @@ async fn read_messages(
     routes: UnboundedSender<(u32, Option<usize>)>,
     counters: Arc<Counters>,
 ) {
-    let mut owners: HashMap<u32, usize> = HashMap::new();
+    let mut owners = Channels::default();
     loop {
         let message = match reader.recv_message().await {
             Ok(m) => m,
@@ -611,7 +611,10 @@ async fn read_messages(
         let (index, command) = match message {
             LinkMessage::Open { channel, room } => {
                 let index = worker_for(&room, workers.len());
-                owners.insert(channel, index);
+                if let Err(open) = owners.open(channel, index) {
+                    tracing::warn!(link = link.0, %room, open, "room from another node refused: the link has as many rooms open as it may");
+                    continue;
+                }
                 let _ = routes.send((channel, Some(index)));
                 let command = RelayCommand::Open {
                     room,
@@ -694,6 +697,38 @@ async fn read_datagrams(
     }
 }
 
+/// Most rooms one link may hold open at once: above what a node of 16
+/// cores carries (about 100 rooms of three per core, see
+/// `docs/performance.md`). Links are mutual TLS under the hub's CA, so only
+/// the hub's own nodes open rooms; this keeps one that misbehaves from
+/// growing this node's rooms without end.
+const MAX_ROOMS_PER_LINK: usize = 4_096;
+
+/// The worker owning each room a link opened, by the other node's channel.
+#[derive(Debug, Default)]
+struct Channels(HashMap<u32, usize>);
+
+impl Channels {
+    /// Records that `channel` carries a room of worker `index`; refused
+    /// (with how many are open) when it is new and the link is full.
+    fn open(&mut self, channel: u32, index: usize) -> Result<(), usize> {
+        let open = self.0.len();
+        if open >= MAX_ROOMS_PER_LINK && !self.0.contains_key(&channel) {
+            return Err(open);
+        }
+        self.0.insert(channel, index);
+        Ok(())
+    }
+
+    fn get(&self, channel: &u32) -> Option<&usize> {
+        self.0.get(channel)
+    }
+
+    fn remove(&mut self, channel: &u32) -> Option<usize> {
+        self.0.remove(channel)
+    }
+}
+
 fn is_keyframe_request(message: &LinkMessage) -> bool {
     matches!(
         message,
@@ -702,4 +737,26 @@ fn is_keyframe_request(message: &LinkMessage) -> bool {
             ..
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_opens_rooms_up_to_its_limit_and_again_once_one_closes() {
+        let mut owners = Channels::default();
+        for channel in 0..MAX_ROOMS_PER_LINK as u32 {
+            assert_eq!(owners.open(channel, 1), Ok(()));
+        }
+        let next = MAX_ROOMS_PER_LINK as u32;
+        assert_eq!(owners.open(next, 0), Err(MAX_ROOMS_PER_LINK));
+        assert_eq!(owners.get(&next), None, "a refused room is not routed");
+        // Opened again, a room already open is no new room.
+        assert_eq!(owners.open(7, 0), Ok(()));
+        assert_eq!(owners.get(&7), Some(&0));
+        assert_eq!(owners.remove(&7), Some(0));
+        assert_eq!(owners.open(next, 0), Ok(()));
+        assert_eq!(owners.get(&next), Some(&0));
+    }
 }
