@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use carecall_sfu::cascade::link::{LinkError, NodeIdentity, RelayEndpoint};
+use carecall_sfu::cascade::link::{DatagramQueued, LinkError, NodeIdentity, RelayEndpoint};
 use carecall_sfu::cascade::wire::{decode_packet, encode_packet, LinkMessage};
 use carecall_sfu::cascade::Control;
 use carecall_sfu::{ParticipantId, RoomId};
@@ -97,7 +97,10 @@ async fn two_nodes_of_one_hub_exchange_messages_in_order_and_packets_as_datagram
 
     // A full-size browser packet goes as one datagram.
     let big = packet(1200);
-    at_a.send_packet(3, &big).expect("A sends a datagram");
+    assert_eq!(
+        at_a.send_packet(3, &big).expect("A sends a datagram"),
+        DatagramQueued::Fitted
+    );
     let (channel, got) = tokio::time::timeout(Duration::from_secs(5), at_b.recv_packet())
         .await
         .expect("the datagram arrives")
@@ -112,6 +115,46 @@ async fn two_nodes_of_one_hub_exchange_messages_in_order_and_packets_as_datagram
     encode_packet(3, &got, &mut b_bytes);
     assert_eq!(a_bytes, b_bytes, "the packet changed on the way");
     assert!(at_a.rtt() < Duration::from_millis(100));
+}
+
+/// More datagrams than the send queue holds, sent faster than any link
+/// carries them: quinn drops the oldest to take each new one, and says so
+/// for each (the relay counts those as lost) until its queue has room.
+#[tokio::test]
+async fn a_full_send_queue_says_which_packets_displaced_older_ones() {
+    let hub = Hub::new();
+    let a = RelayEndpoint::bind(loopback(), &hub.node("node-a")).expect("A binds");
+    let b = Arc::new(RelayEndpoint::bind(loopback(), &hub.node("node-b")).expect("B binds"));
+    let b_addr = b.local_addr().expect("B's address");
+    let accepting = {
+        let b = b.clone();
+        tokio::spawn(async move { b.accept().await.expect("B open").expect("A is let in") })
+    };
+    let mut at_a = a.connect(b_addr, "node-b").await.expect("A reaches B");
+    let _at_b = accepting.await.expect("accept task");
+    // 6,000 packets of 1,100 bytes (6.6 MB) in one go, never yielding to
+    // the connection's task: its 4 MiB queue cannot take them all.
+    let big = packet(1100);
+    let mut queued = Vec::new();
+    for _ in 0..6_000 {
+        queued.push(at_a.send_packet(3, &big).expect("A sends"));
+    }
+    let first_displaced = queued.iter().position(|q| *q == DatagramQueued::Displaced);
+    let displaced = queued
+        .iter()
+        .filter(|q| **q == DatagramQueued::Displaced)
+        .count();
+    println!("first displaced: {first_displaced:?}, displaced: {displaced} of 6,000");
+    let first = first_displaced.expect("a full queue says so");
+    assert!(
+        (3_000..4_000).contains(&first),
+        "the first {first} fitted in 4 MiB"
+    );
+    assert_eq!(
+        displaced,
+        6_000 - first,
+        "every packet after it displaced one"
+    );
 }
 
 #[tokio::test]

@@ -111,6 +111,16 @@ impl NodeIdentity {
     }
 }
 
+/// How a datagram went into a link's send queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramQueued {
+    /// There was room for it.
+    Fitted,
+    /// The queue was full: one or more of the oldest queued datagrams were
+    /// dropped to make room (a link that cannot carry what is sent).
+    Displaced,
+}
+
 /// Datagrams queued either way before the oldest are dropped: a quarter
 /// of a second of a busy link (about 100 Mbit/s).
 const DATAGRAM_BUFFER: usize = 4 << 20;
@@ -306,7 +316,11 @@ impl RelayLink {
     }
 
     /// See [`LinkWriter::send_packet`].
-    pub fn send_packet(&mut self, channel: u32, packet: &RelayedPacket) -> Result<(), LinkError> {
+    pub fn send_packet(
+        &mut self,
+        channel: u32,
+        packet: &RelayedPacket,
+    ) -> Result<DatagramQueued, LinkError> {
         self.writer.send_packet(channel, packet)
     }
 
@@ -326,12 +340,23 @@ impl LinkWriter {
     }
 
     /// Sends a packet as a datagram. A packet too big for the path is an
-    /// error (and lost, as it would be on UDP).
-    pub fn send_packet(&mut self, channel: u32, packet: &RelayedPacket) -> Result<(), LinkError> {
+    /// error (and lost, as it would be on UDP). When the send queue is full
+    /// (a congested link), quinn drops its oldest datagrams to take this
+    /// one, without saying so: that is told as [`DatagramQueued::Displaced`], so
+    /// the loss is counted.
+    pub fn send_packet(
+        &mut self,
+        channel: u32,
+        packet: &RelayedPacket,
+    ) -> Result<DatagramQueued, LinkError> {
         wire::encode_packet(channel, packet, &mut self.buffer);
+        let full = self.connection.datagram_send_buffer_space() < self.buffer.len();
         let datagram = bytes::Bytes::copy_from_slice(&self.buffer);
         self.connection.send_datagram(datagram)?;
-        Ok(())
+        Ok(match full {
+            true => DatagramQueued::Displaced,
+            false => DatagramQueued::Fitted,
+        })
     }
 
     /// Ends the link.

@@ -19,7 +19,9 @@ use tokio::sync::oneshot;
 
 use super::link_queue::{LinkQueue, Queued};
 use super::server::{worker_for, WorkerCommand};
-use crate::cascade::link::{LinkReader, LinkWriter, NodeIdentity, RelayEndpoint, RelayLink};
+use crate::cascade::link::{
+    DatagramQueued, LinkReader, LinkWriter, NodeIdentity, RelayEndpoint, RelayLink,
+};
 use crate::cascade::wire::LinkMessage;
 use crate::cascade::Control;
 use crate::cascade::{LinkId, RelayedPacket};
@@ -50,9 +52,10 @@ pub struct RelayCounts {
     pub bytes_sent: u64,
     /// The same, received.
     pub bytes_received: u64,
-    /// Packets lost at this node: too big for the path, malformed, or for
-    /// a room not open. (quinn drops the oldest of a full send queue
-    /// without saying so: those count as sent.)
+    /// Packets lost at this node: too big for the path, malformed, for a
+    /// room not open, or dropped from a full send queue (quinn drops the
+    /// oldest queued to take a new one: counted once per packet that made
+    /// it drop any, so at least as many were lost).
     pub packets_dropped: u64,
     /// Keyframe requests sent to other nodes' publishers (for viewers here).
     pub keyframes_sent: u64,
@@ -561,9 +564,13 @@ async fn write_link(mut writer: LinkWriter, mut queue: Queued, counters: Arc<Cou
                 writer.send_message(m).await
             }
             Outgoing::Packet(channel, p) => match writer.send_packet(*channel, p) {
-                Ok(()) => {
+                Ok(queued) => {
                     Counters::add(&counters.packets_sent, 1);
                     Counters::add(&counters.bytes_sent, p.rtp_bytes() as u64);
+                    if queued == DatagramQueued::Displaced {
+                        // At least one older packet went to make room.
+                        Counters::add(&counters.packets_dropped, 1);
+                    }
                     Ok(())
                 }
                 // A packet too big, or a full send buffer: lost, as on UDP.
