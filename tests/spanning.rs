@@ -144,8 +144,51 @@ async fn a_room_spans_two_nodes_and_each_side_hears_and_sees_the_other_through_t
             );
         }
     }
+
+    // The clinician on A records the call. The recording takes the home's
+    // media, relayed from B, so the home is told, as A's participants are.
+    let consent = serde_json::json!({"type": "consent", "given": true,
+        "by": "lasting-power-of-attorney", "how": "verbal"});
+    clinician.send_raw(consent.to_string());
+    clinician.send_raw(serde_json::json!({"type": "record", "on": true}).to_string());
+    let started = recording_told(&home, 1).await;
+    assert_eq!(
+        (&started[0]["active"], started[0]["by"].as_str()),
+        (
+            &serde_json::json!(true),
+            Some(clinician.participant.as_str())
+        ),
+        "the home on B: {started:?}"
+    );
+    clinician.send_raw(serde_json::json!({"type": "record", "on": false}).to_string());
+    let stopped = recording_told(&home, 2).await;
+    assert_eq!(
+        stopped[1]["active"],
+        serde_json::json!(false),
+        "{stopped:?}"
+    );
+    let on_a = clinician.recordings.lock().unwrap().clone();
+    assert_eq!(on_a.len(), 2, "the clinician on A: {on_a:?}");
     home.close().await;
     clinician.close().await;
+}
+
+/// Waits (up to 10 s) until `peer` was sent `count` `recording` messages;
+/// returns them.
+async fn recording_told(peer: &TestPeer, count: usize) -> Vec<serde_json::Value> {
+    let start = Instant::now();
+    loop {
+        let told = peer.recordings.lock().unwrap().clone();
+        if told.len() >= count {
+            return told;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} of {count} recording messages: {told:?}",
+            told.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Nodes A and B, A's relay reached through a user-space relay (the

@@ -43,6 +43,15 @@ pub enum MediaSignal {
         /// Who.
         participant: crate::id::ParticipantId,
     },
+    /// The call is being recorded on another node of a room spanning
+    /// nodes, which takes everyone's media, or that recording stopped
+    /// (`since: None`; also when that node's link went).
+    RemoteRecording {
+        /// The clinician who started it.
+        by: crate::id::ParticipantId,
+        /// When it started, Unix seconds; `None`: it stopped.
+        since: Option<u64>,
+    },
     /// ICE and DTLS are up; media can flow.
     Connected,
     /// ICE lost the path; media may come back (e.g. a Wi-Fi roam).

@@ -512,3 +512,83 @@ fn a_far_viewer_whose_link_fits_no_layer_still_asks_for_the_lowest() {
         c.controls_crossed
     );
 }
+
+/// What each node's browser was told of `by`'s recording on another node,
+/// in order: when it started (Unix seconds), or `None` when it stopped.
+fn recording_told(c: &SimCascade, node: usize, by: ParticipantId) -> Vec<Option<u64>> {
+    let signals = c.nodes[node].peers[0].signals.iter();
+    signals
+        .filter_map(|s| match s {
+            MediaSignal::RemoteRecording { by: who, since } if *who == by => Some(*since),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A recording on one node takes every participant's media, relayed
+/// included: a star of three nodes (A hosting, B and C spanning to it), a
+/// clinician on C records, and the browsers on A and on B (through A) are
+/// told when it starts and stops, when C's link goes, and, spanned again,
+/// that it runs. A node cannot say that someone it does not host records.
+#[test]
+fn a_recording_on_one_node_is_told_to_the_browsers_on_the_others() {
+    let a = SimCall::builder(1).publishers(0).build();
+    let mut b = SimCall::builder(1).publishers(0).first_id(11).build();
+    let on_b = b.peers[0].id;
+    b.room.announce(on_b, r#"{"name":"Dr Skin"}"#);
+    let c_node = SimCall::builder(1).first_id(21).build();
+    let mut c = SimCascade::star(a, vec![b, c_node]);
+    c.settle(Duration::from_millis(300));
+    let clinician = c.nodes[2].peers[0].id;
+    let since = 1_796_000_000;
+
+    c.nodes[2].room.announce_recording(clinician, Some(since));
+    c.settle(Duration::from_millis(50));
+    c.nodes[2].room.announce_recording(clinician, None);
+    c.settle(Duration::from_millis(50));
+    for node in [0, 1] {
+        assert_eq!(
+            recording_told(&c, node, clinician),
+            [Some(since), None],
+            "node {node}"
+        );
+    }
+    assert!(
+        recording_told(&c, 2, clinician).is_empty(),
+        "C's own browser is told by its signalling"
+    );
+
+    // Started again, then C's link is lost: it no longer takes anyone on
+    // A or B.
+    c.nodes[2]
+        .room
+        .announce_recording(clinician, Some(since + 60));
+    c.settle(Duration::from_millis(50));
+    c.nodes[0].room.unspan(LinkId(2));
+    c.nodes[2].room.unspan(LinkId(0));
+    c.settle(Duration::from_millis(50));
+    let again = [Some(since), None, Some(since + 60), None];
+    for node in [0, 1] {
+        assert_eq!(recording_told(&c, node, clinician), again, "node {node}");
+    }
+
+    // Spanned again: told at once that it runs.
+    c.nodes[2].room.span_to(LinkId(0));
+    c.nodes[0].room.span_to(LinkId(2));
+    c.pump();
+    c.settle(Duration::from_millis(50));
+    for node in [0, 1] {
+        let told = recording_told(&c, node, clinician);
+        assert_eq!(
+            told.last(),
+            Some(&Some(since + 60)),
+            "node {node}: {told:?}"
+        );
+    }
+
+    // C cannot say that B's participant records.
+    let before = recording_told(&c, 0, on_b).len();
+    c.nodes[2].room.announce_recording(on_b, Some(since));
+    c.settle(Duration::from_millis(50));
+    assert_eq!(recording_told(&c, 0, on_b).len(), before);
+}

@@ -117,6 +117,54 @@ async fn two_nodes_of_one_hub_exchange_messages_in_order_and_packets_as_datagram
     assert!(at_a.rtt() < Duration::from_millis(100));
 }
 
+/// A hub in the middle of an upgrade: two new nodes speak version 2 and
+/// tell each other of recordings; a new node and one not yet upgraded
+/// settle on version 1, whichever dialled, and the new one leaves out the
+/// recording message the old one would take for garbage (and close the
+/// link on), while everything else crosses as before.
+#[tokio::test]
+async fn nodes_of_two_versions_settle_on_the_older_and_leave_out_what_it_does_not_know() {
+    let hub = Hub::new();
+    let new = RelayEndpoint::bind(loopback(), &hub.node("node-new")).expect("binds");
+    let old = RelayEndpoint::bind_first_version(loopback(), &hub.node("node-old")).expect("binds");
+    let other_new = RelayEndpoint::bind(loopback(), &hub.node("node-new-2")).expect("binds");
+    let recording = LinkMessage::Room {
+        channel: 3,
+        control: Control::Recording {
+            origin: ParticipantId(5),
+            since: Some(1_796_000_000),
+        },
+    };
+    let left = LinkMessage::Room {
+        channel: 3,
+        control: Control::Left {
+            origin: ParticipantId(5),
+        },
+    };
+    let cases = [
+        (&new, &old, "node-old", 1),
+        (&old, &new, "node-new", 1),
+        (&new, &other_new, "node-new-2", 2),
+    ];
+    for (from, to, name, version) in cases {
+        let to_addr = to.local_addr().expect("an address");
+        let (at_from, at_to) = tokio::join!(from.connect(to_addr, name), to.accept());
+        let mut at_from = at_from.expect("linked");
+        let mut at_to = at_to.expect("open").expect("let in");
+        assert_eq!((at_from.version(), at_to.version()), (version, version));
+        at_to.send_message(&recording).await.expect("sends");
+        at_to.send_message(&left).await.expect("sends");
+        let first = at_from.recv_message().await.expect("reads");
+        match version {
+            1 => assert_eq!(first, left, "version 1: the recording is left out"),
+            _ => {
+                assert_eq!(first, recording);
+                assert_eq!(at_from.recv_message().await.expect("reads"), left);
+            }
+        }
+    }
+}
+
 /// More datagrams than the send queue holds, sent faster than any link
 /// carries them: quinn drops the oldest to take each new one, and says so
 /// for each (the relay counts those as lost) until its queue has room.

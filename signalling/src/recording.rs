@@ -36,6 +36,9 @@ pub(crate) struct RecordingBook {
 struct Active {
     id: String,
     by: String,
+    /// `by` as the media rooms know it: told to the other nodes a
+    /// spanning call reaches.
+    by_id: ParticipantId,
     since: u64,
     /// False until the SFU has started it.
     running: bool,
@@ -140,6 +143,7 @@ pub(crate) fn request(
             .inner
             .presence
             .broadcast(room, &status(&active, false));
+        tell_other_nodes(state, room, &active, false);
         return;
     }
     let active = {
@@ -153,6 +157,7 @@ pub(crate) fn request(
         let active = Active {
             id,
             by: who.to_string(),
+            by_id: who,
             since: unix_now(),
             running: false,
             cut: false,
@@ -203,6 +208,7 @@ pub(crate) fn request(
             .inner
             .presence
             .broadcast(&room, &status(&active, true));
+        tell_other_nodes(&state, &room, &active, true);
         state.emit(CallEvent::RecordingStarted {
             room: room.clone(),
             recording: active.id.clone(),
@@ -239,9 +245,63 @@ pub(crate) fn request(
                     .inner
                     .presence
                     .broadcast(&room, &status(&active, false));
+                tell_other_nodes(&state, &room, &active, false);
             }
         }
     });
+}
+
+/// Tells the other nodes a spanning call reaches that it is recorded here
+/// (or no longer): the recording takes their participants' media too, so
+/// their browsers must say so as this node's do.
+fn tell_other_nodes(state: &AppState, room: &str, a: &Active, running: bool) {
+    let since = running.then_some(a.since);
+    let room = RoomId(room.to_owned());
+    if let Err(e) = state.inner.media.announce_recording(room, a.by_id, since) {
+        tracing::warn!(error = %e, "the other nodes could not be told of the recording");
+    }
+}
+
+/// What a browser is told of its call's recording: this node's, while one
+/// runs; else one on another node of a spanning call (`far`: who started
+/// each and when), while one runs there; else that it stopped (`by` who
+/// stopped last).
+pub(crate) fn merged_status(
+    book: &RecordingBook,
+    room: &str,
+    far: &[(ParticipantId, u64)],
+    by: ParticipantId,
+) -> ServerMessage {
+    let stopped = || ServerMessage::Recording {
+        active: false,
+        by: by.to_string(),
+        since: 0,
+    };
+    (book.status(room))
+        .or_else(|| far_status(far))
+        .unwrap_or_else(stopped)
+}
+
+/// A message on its way to a browser whose call is also recorded on other
+/// nodes (`far`): this node's recording stopping is not the end of all
+/// recording, so the browser is told the far one runs.
+pub(crate) fn as_told(msg: ServerMessage, far: &[(ParticipantId, u64)]) -> ServerMessage {
+    match msg {
+        ServerMessage::Recording { active: false, .. } if !far.is_empty() => {
+            far_status(far).unwrap_or(msg)
+        }
+        msg => msg,
+    }
+}
+
+/// The message that tells a browser a recording on another node runs (the
+/// first of `far`), if one does.
+pub(crate) fn far_status(far: &[(ParticipantId, u64)]) -> Option<ServerMessage> {
+    far.first().map(|(by, since)| ServerMessage::Recording {
+        active: true,
+        by: by.to_string(),
+        since: *since,
+    })
 }
 
 /// 128 random bits, hex: a recording's id and file name.

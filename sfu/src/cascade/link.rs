@@ -20,8 +20,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use super::wire::{self, LinkMessage, WireError};
 use super::RelayedPacket;
 
-/// ALPN of the relay: a node never mistakes another protocol for it.
-const ALPN: &[u8] = b"carecall-relay/1";
+/// ALPN of the relay, newest first: a node never mistakes another protocol
+/// for it, and two nodes of different versions (during an upgrade) settle
+/// on the older one's. Version 2 added [`crate::cascade::Control::Recording`].
+const ALPNS: [&[u8]; 2] = [b"carecall-relay/2", b"carecall-relay/1"];
 
 /// The first byte on a link's control stream: its version.
 const STREAM_VERSION: u8 = 1;
@@ -147,6 +149,25 @@ pub struct RelayEndpoint {
 impl RelayEndpoint {
     /// Binds the endpoint on `addr` (UDP). Needs a tokio runtime.
     pub fn bind(addr: SocketAddr, identity: &NodeIdentity) -> Result<Self, LinkError> {
+        Self::bind_speaking(addr, identity, &ALPNS)
+    }
+
+    /// An endpoint that speaks only the relay's first version, as a node
+    /// not yet upgraded does: for tests of a hub in the middle of an upgrade.
+    #[doc(hidden)]
+    pub fn bind_first_version(
+        addr: SocketAddr,
+        identity: &NodeIdentity,
+    ) -> Result<Self, LinkError> {
+        Self::bind_speaking(addr, identity, &ALPNS[1..])
+    }
+
+    fn bind_speaking(
+        addr: SocketAddr,
+        identity: &NodeIdentity,
+        alpns: &[&[u8]],
+    ) -> Result<Self, LinkError> {
+        let alpns: Vec<Vec<u8>> = alpns.iter().map(|a| a.to_vec()).collect();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls13 = &[&rustls::version::TLS13];
         let roots = Arc::new(identity.roots()?);
@@ -160,7 +181,7 @@ impl RelayEndpoint {
             .with_protocol_versions(tls13)?
             .with_client_cert_verifier(verifier)
             .with_single_cert(identity.certs.clone(), identity.key.clone_key())?;
-        server.alpn_protocols = vec![ALPN.to_vec()];
+        server.alpn_protocols = alpns.clone();
         let server =
             QuicServerConfig::try_from(server).map_err(|e| LinkError::Identity(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
@@ -170,7 +191,7 @@ impl RelayEndpoint {
             .with_protocol_versions(tls13)?
             .with_root_certificates(roots)
             .with_client_auth_cert(identity.certs.clone(), identity.key.clone_key())?;
-        client.alpn_protocols = vec![ALPN.to_vec()];
+        client.alpn_protocols = alpns;
         let client =
             QuicClientConfig::try_from(client).map_err(|e| LinkError::Identity(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(client));
@@ -268,6 +289,8 @@ pub struct LinkWriter {
     send: SendStream,
     /// Reused for every message and packet written.
     buffer: Vec<u8>,
+    /// The relay's version the other node speaks.
+    version: u8,
 }
 
 /// The receiving half of a link: control messages and datagrams may be
@@ -280,14 +303,29 @@ pub struct LinkReader {
 
 impl RelayLink {
     fn new(connection: Connection, send: SendStream, recv: RecvStream) -> Self {
+        let protocol = connection
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.protocol);
+        // What the two nodes settled on; the first version when unsure.
+        let version = match protocol.as_deref() {
+            Some(p) if p == ALPNS[0] => 2,
+            _ => 1,
+        };
         RelayLink {
             writer: LinkWriter {
                 connection: connection.clone(),
                 send,
                 buffer: Vec::with_capacity(wire::MAX_MESSAGE),
+                version,
             },
             reader: LinkReader { connection, recv },
         }
+    }
+
+    /// The relay's version the two nodes speak (see `ALPNS`).
+    pub fn version(&self) -> u8 {
+        self.writer.version
     }
 
     /// Splits the link for a writing task and reading ones.
@@ -331,8 +369,14 @@ impl RelayLink {
 }
 
 impl LinkWriter {
-    /// Sends a control message, in order after the ones before.
+    /// Sends a control message, in order after the ones before. A message
+    /// the other node's version does not know is left out: it would take
+    /// it for garbage and close the link (a node not yet upgraded is not
+    /// told of recordings; its browsers are not either, as before).
     pub async fn send_message(&mut self, message: &LinkMessage) -> Result<(), LinkError> {
+        if self.version < 2 && message.is_recording() {
+            return Ok(());
+        }
         self.buffer.clear();
         wire::encode_message(message, &mut self.buffer);
         self.send.write_all(&self.buffer).await?;

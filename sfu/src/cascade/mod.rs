@@ -80,6 +80,15 @@ pub enum Control {
         /// The simulcast layer.
         layer: Layer,
     },
+    /// The sending node (or one beyond it) records the call, or stopped
+    /// (`since: None`): everyone in it is told, wherever they joined, since
+    /// the recording takes every participant's media, relayed included.
+    Recording {
+        /// The clinician who started it.
+        origin: ParticipantId,
+        /// When it started, Unix seconds; `None`: it stopped.
+        since: Option<u64>,
+    },
 }
 
 /// One RTP packet of a published track, on its way between nodes. Its

@@ -51,11 +51,23 @@ pub(crate) struct RemotePeer {
     pub info: Arc<str>,
 }
 
+/// A recording of the call on another node, as that node told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FarRecording {
+    pub link: LinkId,
+    /// The clinician who started it.
+    pub origin: ParticipantId,
+    /// When, Unix seconds.
+    pub since: u64,
+}
+
 #[derive(Debug)]
 pub(crate) struct Relay {
     links: Vec<LinkId>,
     pub remote: Vec<Remote>,
     pub peers: Vec<RemotePeer>,
+    /// Recordings of the call on far nodes.
+    pub recordings: Vec<FarRecording>,
     /// What far nodes asked for of our publishers.
     wanted: Vec<Wanted>,
     /// What we last asked far nodes for of theirs.
@@ -87,6 +99,7 @@ impl Default for Relay {
             links: Vec::new(),
             remote: Vec::new(),
             peers: Vec::new(),
+            recordings: Vec::new(),
             wanted: Vec::new(),
             asked: Vec::new(),
             floors: Vec::new(),
@@ -212,6 +225,38 @@ impl Relay {
                 self.peers.push(RemotePeer { link, origin, info });
                 true
             }
+        }
+    }
+
+    /// A far node's word on a recording it (or one beyond it) runs:
+    /// started at `since`, or stopped (`None`). False when nothing changed.
+    pub fn set_recording(
+        &mut self,
+        link: LinkId,
+        origin: ParticipantId,
+        since: Option<u64>,
+    ) -> bool {
+        let known = (self.recordings.iter()).position(|r| r.link == link && r.origin == origin);
+        match (known, since) {
+            (Some(i), Some(since)) if self.recordings[i].since == since => false,
+            (Some(i), Some(since)) => {
+                self.recordings[i].since = since;
+                true
+            }
+            (Some(i), None) => {
+                self.recordings.swap_remove(i);
+                true
+            }
+            (None, Some(since)) => {
+                let recording = FarRecording {
+                    link,
+                    origin,
+                    since,
+                };
+                self.recordings.push(recording);
+                true
+            }
+            (None, None) => false,
         }
     }
 

@@ -97,6 +97,19 @@ pub enum LinkMessage {
     },
 }
 
+impl LinkMessage {
+    /// Whether it tells of a recording (relay version 2 on).
+    pub fn is_recording(&self) -> bool {
+        matches!(
+            self,
+            LinkMessage::Room {
+                control: Control::Recording { .. },
+                ..
+            }
+        )
+    }
+}
+
 /// Appends `message` to `out`, behind its length.
 pub fn encode_message(message: &LinkMessage, out: &mut Vec<u8>) {
     let start = out.len();
@@ -120,6 +133,7 @@ pub fn encode_message(message: &LinkMessage, out: &mut Vec<u8>) {
                 Control::Want { origin, .. } => (5, origin),
                 Control::Keyframe { origin, .. } => (6, origin),
                 Control::Peer { origin, .. } => (7, origin),
+                Control::Recording { origin, .. } => (8, origin),
             };
             out.push(kind);
             out.extend_from_slice(&channel.to_be_bytes());
@@ -142,6 +156,10 @@ pub fn encode_message(message: &LinkMessage, out: &mut Vec<u8>) {
                     let info = prefix(info, MAX_PEER_INFO).as_bytes();
                     out.extend_from_slice(&(info.len() as u16).to_be_bytes());
                     out.extend_from_slice(info);
+                }
+                Control::Recording { since, .. } => {
+                    out.push(u8::from(since.is_some()));
+                    out.extend_from_slice(&since.unwrap_or(0).to_be_bytes());
                 }
             }
         }
@@ -181,7 +199,7 @@ pub fn decode_message(body: &[u8]) -> Result<LinkMessage, WireError> {
             }
         }
         2 => LinkMessage::Close { channel },
-        3..=7 => {
+        3..=8 => {
             let origin = ParticipantId(r.u64()?);
             let control = match kind {
                 3 => {
@@ -210,6 +228,16 @@ pub fn decode_message(body: &[u8]) -> Result<LinkMessage, WireError> {
                     let mid = r.mid()?;
                     let layer = layer(r.u8()?)?;
                     Control::Keyframe { origin, mid, layer }
+                }
+                8 => {
+                    let recording = r.u8()?;
+                    let since = r.u64()?;
+                    let since = match recording {
+                        0 => None,
+                        1 => Some(since),
+                        other => return Err(WireError::UnknownType(other)),
+                    };
+                    Control::Recording { origin, since }
                 }
                 _ => {
                     let len = r.u16()? as usize;
@@ -503,6 +531,20 @@ mod tests {
                     layer: Layer::QUARTER,
                 },
             },
+            LinkMessage::Room {
+                channel: 2,
+                control: Control::Recording {
+                    origin,
+                    since: Some(1_796_000_000),
+                },
+            },
+            LinkMessage::Room {
+                channel: 2,
+                control: Control::Recording {
+                    origin,
+                    since: None,
+                },
+            },
         ];
         for m in messages {
             let mut out = Vec::new();
@@ -545,6 +587,13 @@ mod tests {
         assert_eq!(
             decode_message(&[2, 0, 0, 0, 1, 0]),
             Err(WireError::Trailing)
+        );
+        // A recording neither on (1) nor off (0).
+        let mut odd_recording = vec![8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 2];
+        odd_recording.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            decode_message(&odd_recording),
+            Err(WireError::UnknownType(2))
         );
         assert_eq!(message_len([0xff, 0xff]), Err(WireError::Oversized(65_535)));
         let mut out = Vec::new();

@@ -77,6 +77,11 @@ pub(super) enum WorkerCommand {
         origin: ParticipantId,
         height: u32,
     },
+    AnnounceRecording {
+        room: RoomId,
+        by: ParticipantId,
+        since: Option<u64>,
+    },
     Stats {
         reply: oneshot::Sender<Vec<ParticipantStats>>,
     },
@@ -298,6 +303,23 @@ impl MediaServer {
                 participant,
                 info,
             },
+        )
+    }
+
+    /// Tells the other nodes `room` spans that `by` started recording it
+    /// here at `since` (Unix seconds), or that it stopped (`None`), so that
+    /// everyone in the call is told, wherever they joined (see
+    /// [`crate::Room::announce_recording`]). A room no longer here has
+    /// nothing to tell: its links closed with it.
+    pub fn announce_recording(
+        &self,
+        room: RoomId,
+        by: ParticipantId,
+        since: Option<u64>,
+    ) -> Result<(), SfuError> {
+        self.send(
+            &room.clone(),
+            WorkerCommand::AnnounceRecording { room, by, since },
         )
     }
 

@@ -54,6 +54,9 @@ pub struct Room {
     /// How signalling described each participant here, for other nodes
     /// (see [`Room::announce`]).
     local_infos: Vec<(ParticipantId, std::sync::Arc<str>)>,
+    /// Who started the recording running here and when (Unix seconds),
+    /// for other nodes (see [`Room::announce_recording`]).
+    local_recording: Option<(ParticipantId, u64)>,
 }
 
 /// Which sessions a poll runs.
@@ -119,6 +122,7 @@ impl Room {
             receive_only: Vec::new(),
             relay: Relay::default(),
             local_infos: Vec::new(),
+            local_recording: None,
         }
     }
 

@@ -115,6 +115,8 @@ struct Joined {
     /// Participants on other nodes of a room spanning nodes, as the browser
     /// was told of them (listed again when a socket resumes).
     remote: Vec<PeerInfo>,
+    /// Recordings of the call on other nodes: who started each and when.
+    far_recordings: Vec<(ParticipantId, u64)>,
 }
 
 struct Session {
@@ -261,6 +263,9 @@ impl Session {
         let Some(link) = &self.link else {
             return ControlFlow::Continue(());
         };
+        // This node's recording stopped, and one on another node runs on.
+        let far = self.joined.as_ref().map_or(&[][..], |j| &j.far_recordings);
+        let msg = crate::recording::as_told(msg, far);
         if link.send(msg) {
             return ControlFlow::Continue(());
         }
@@ -746,6 +751,7 @@ impl Session {
             record_when_connected,
             early_views: TileSizes::default(),
             remote: Vec::new(),
+            far_recordings: Vec::new(),
         });
     }
 
@@ -889,6 +895,19 @@ impl Session {
                         participant: participant.to_string(),
                     });
                 }
+            }
+            MediaSignal::RemoteRecording { by, since } => {
+                let Some(j) = &mut self.joined else {
+                    return ControlFlow::Continue(());
+                };
+                j.far_recordings.retain(|(who, _)| *who != by);
+                if let Some(since) = since {
+                    j.far_recordings.push((by, since));
+                }
+                let books = &self.state.inner.recordings;
+                let status =
+                    crate::recording::merged_status(books, &j.claims.room, &j.far_recordings, by);
+                self.send(status);
             }
             MediaSignal::IceDisconnected => tracing::info!("ICE path lost"),
             MediaSignal::Error(message) => self.send(ServerMessage::Error {

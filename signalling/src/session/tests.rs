@@ -1120,3 +1120,61 @@ fn a_restart_carries_each_session_over_to_the_next_process() {
     assert_eq!(next.give_up_carried(), 1);
     assert!(matches!(next_events.try_recv(), Ok(CallEvent::Left { .. })));
 }
+
+/// A recording on another node of a spanning call takes this browser's
+/// media too: it is told when that recording starts and stops, and this
+/// node's own recording stopping meanwhile does not read as a stop.
+#[test]
+fn a_recording_on_another_node_is_told_and_a_stop_here_does_not_hide_it() {
+    let (state, _events) = server(SocketLimits::default());
+    let mut browser = Browser::join(&state, "ward-21", Role::Home);
+    let (far, since) = (ParticipantId(31), 1_796_000_000);
+    let running = ServerMessage::Recording {
+        active: true,
+        by: "p31".into(),
+        since,
+    };
+    let signal = MediaSignal::RemoteRecording {
+        by: far,
+        since: Some(since),
+    };
+    assert_eq!(
+        browser.session.handle_media(signal),
+        ControlFlow::Continue(())
+    );
+    assert_eq!(browser.replies(), std::slice::from_ref(&running));
+    assert_eq!(browser.joined().far_recordings, [(far, since)]);
+
+    // This node's recording stops (as presence broadcasts it): on its way
+    // to the browser it reads as the far one running.
+    let stopped_here = ServerMessage::Recording {
+        active: false,
+        by: "p5".into(),
+        since: since - 60,
+    };
+    let far_now = &browser.joined().far_recordings;
+    assert_eq!(
+        crate::recording::as_told(stopped_here.clone(), far_now),
+        running
+    );
+
+    let signal = MediaSignal::RemoteRecording {
+        by: far,
+        since: None,
+    };
+    assert_eq!(
+        browser.session.handle_media(signal),
+        ControlFlow::Continue(())
+    );
+    let stopped = ServerMessage::Recording {
+        active: false,
+        by: "p31".into(),
+        since: 0,
+    };
+    assert_eq!(browser.replies(), [stopped]);
+    assert!(browser.joined().far_recordings.is_empty());
+    assert_eq!(
+        crate::recording::as_told(stopped_here.clone(), &[]),
+        stopped_here
+    );
+}

@@ -299,6 +299,15 @@ impl Worker {
                 self.rooms.with_room(&room, Room::stop_recording);
                 return;
             }
+            WorkerCommand::AnnounceRecording { room, by, since } => {
+                if let Some(slot) = self.rooms.find(&room) {
+                    if let Some(s) = self.rooms.slot(slot) {
+                        s.room.announce_recording(by, since);
+                    }
+                    self.poll_room(now, slot);
+                }
+                return;
+            }
             WorkerCommand::TestDownlink {
                 room,
                 participant,
