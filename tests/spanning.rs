@@ -145,13 +145,29 @@ async fn a_room_spans_two_nodes_and_each_side_hears_and_sees_the_other_through_t
         }
     }
 
-    // The clinician on A records the call. The recording takes the home's
-    // media, relayed from B, so the home is told, as A's participants are.
+    // The clinician on A notes consent and records the call. The recording
+    // takes the home's media, relayed from B, so the home is told of both,
+    // as A's participants are.
     let consent = serde_json::json!({"type": "consent", "given": true,
         "by": "lasting-power-of-attorney", "how": "verbal"});
     clinician.send_raw(consent.to_string());
+    let recording = |n: &serde_json::Value| n["type"] == "recording";
+    let noted = told(
+        &home,
+        |n| n["type"] == "consent" && !n["consent"].is_null(),
+        1,
+    )
+    .await;
+    assert_eq!(
+        (
+            &noted[0]["consent"]["given"],
+            noted[0]["consent"]["by"].as_str()
+        ),
+        (&serde_json::json!(true), Some("lasting-power-of-attorney")),
+        "the home on B: {noted:?}"
+    );
     clinician.send_raw(serde_json::json!({"type": "record", "on": true}).to_string());
-    let started = recording_told(&home, 1).await;
+    let started = told(&home, recording, 1).await;
     assert_eq!(
         (&started[0]["active"], started[0]["by"].as_str()),
         (
@@ -161,30 +177,37 @@ async fn a_room_spans_two_nodes_and_each_side_hears_and_sees_the_other_through_t
         "the home on B: {started:?}"
     );
     clinician.send_raw(serde_json::json!({"type": "record", "on": false}).to_string());
-    let stopped = recording_told(&home, 2).await;
+    let stopped = told(&home, recording, 2).await;
     assert_eq!(
         stopped[1]["active"],
         serde_json::json!(false),
         "{stopped:?}"
     );
-    let on_a = clinician.recordings.lock().unwrap().clone();
+    let on_a = told(&clinician, recording, 2).await;
     assert_eq!(on_a.len(), 2, "the clinician on A: {on_a:?}");
     home.close().await;
     clinician.close().await;
 }
 
-/// Waits (up to 10 s) until `peer` was sent `count` `recording` messages;
-/// returns them.
-async fn recording_told(peer: &TestPeer, count: usize) -> Vec<serde_json::Value> {
+/// Waits (up to 10 s) until `peer` was sent `count` `recording` or
+/// `consent` messages that `which` picks; returns those.
+async fn told(
+    peer: &TestPeer,
+    which: impl Fn(&serde_json::Value) -> bool,
+    count: usize,
+) -> Vec<serde_json::Value> {
     let start = Instant::now();
     loop {
-        let told = peer.recordings.lock().unwrap().clone();
+        let told: Vec<serde_json::Value> = (peer.notices.lock().unwrap().iter())
+            .filter(|n| which(n))
+            .cloned()
+            .collect();
         if told.len() >= count {
             return told;
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "{} of {count} recording messages: {told:?}",
+            "{} of {count} messages: {told:?}",
             told.len()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -52,6 +52,12 @@ pub enum MediaSignal {
         /// When it started, Unix seconds; `None`: it stopped.
         since: Option<u64>,
     },
+    /// A clinician on another node of a room spanning nodes noted the
+    /// call's consent to record: `info` is that node's signalling's entry.
+    RemoteConsent {
+        /// The entry (signalling's own format).
+        info: std::sync::Arc<str>,
+    },
     /// ICE and DTLS are up; media can flow.
     Connected,
     /// ICE lost the path; media may come back (e.g. a Wi-Fi roam).

@@ -592,3 +592,45 @@ fn a_recording_on_one_node_is_told_to_the_browsers_on_the_others() {
     c.settle(Duration::from_millis(50));
     assert_eq!(recording_told(&c, 0, on_b).len(), before);
 }
+
+/// The consent to record a clinician noted on one node is the call's: a
+/// star of three nodes (A hosting, B and C spanning to it), consent noted
+/// on C reaches the browsers on A and on B (through A); C's link lost, it
+/// stands; and a node spanning to A later is told it at once.
+#[test]
+fn the_consent_noted_on_one_node_is_told_on_the_others() {
+    let a = SimCall::builder(1).publishers(0).build();
+    let b = SimCall::builder(1).publishers(0).first_id(11).build();
+    let c_node = SimCall::builder(1).first_id(21).build();
+    let mut c = SimCascade::star(a, vec![b, c_node]);
+    c.settle(Duration::from_millis(300));
+    let clinician = c.nodes[2].peers[0].id;
+    let entry = r#"{"given":true,"by":"resident","how":"verbal"}"#;
+    let consent_told = |c: &SimCascade, node: usize| -> usize {
+        let signals = c.nodes[node].peers[0].signals.iter();
+        signals
+            .filter(|s| matches!(s, MediaSignal::RemoteConsent { info } if &**info == entry))
+            .count()
+    };
+
+    c.nodes[2].room.announce_consent(clinician, entry);
+    c.settle(Duration::from_millis(50));
+    assert_eq!((consent_told(&c, 0), consent_told(&c, 1)), (1, 1));
+    assert_eq!(
+        consent_told(&c, 2),
+        0,
+        "C's own browser is told by its signalling"
+    );
+
+    // C's link goes; B's spans again: B is told the consent at once, from A.
+    c.nodes[0].room.unspan(LinkId(2));
+    c.nodes[2].room.unspan(LinkId(0));
+    c.nodes[0].room.unspan(LinkId(1));
+    c.nodes[1].room.unspan(LinkId(0));
+    c.settle(Duration::from_millis(50));
+    c.nodes[1].room.span_to(LinkId(0));
+    c.nodes[0].room.span_to(LinkId(1));
+    c.pump();
+    c.settle(Duration::from_millis(50));
+    assert_eq!(consent_told(&c, 1), 2, "B told again when spanned again");
+}

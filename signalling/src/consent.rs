@@ -9,6 +9,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use carecall_sfu::RoomId;
+
 use crate::events::CallEvent;
 use crate::protocol::ServerMessage;
 use crate::token::{unix_now, JoinClaims, Role};
@@ -37,7 +39,7 @@ pub enum ConsentManner {
 }
 
 /// One consent entry: agreed or refused, by whom, how, recorded by whom.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consent {
     /// Agreed to recording; `false` records a refusal.
     pub given: bool,
@@ -81,7 +83,8 @@ impl ConsentBook {
         }
     }
 
-    /// Puts back `room`'s entry from before a restart.
+    /// Keeps `room`'s entry as it was noted elsewhere: before a restart, or
+    /// on another node of a call spanning nodes.
     pub(crate) fn restore(&self, room: String, consent: Consent) {
         self.lock().insert(room, consent);
     }
@@ -129,6 +132,17 @@ pub(crate) fn record(
         .inner
         .presence
         .broadcast(room, &state.inner.consents.status(room));
+    // Everyone in the call sees it, wherever they joined, and a clinician
+    // on another node of it may then record.
+    let told = serde_json::to_string(&consent).map_err(|e| e.to_string());
+    let told = told.and_then(|info| {
+        (state.inner.media)
+            .announce_consent(RoomId(room.clone()), who, info)
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = told {
+        tracing::warn!(error = %e, "the other nodes could not be told of the consent");
+    }
     state.emit(CallEvent::Consent {
         room: room.clone(),
         consent,

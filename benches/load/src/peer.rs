@@ -96,8 +96,8 @@ pub struct LoadPeer {
     media: MediaSender,
     ws_out: mpsc::UnboundedSender<String>,
     pub errors: Arc<Mutex<Vec<Value>>>,
-    /// The `recording` messages the server sent, in order.
-    pub recordings: Arc<Mutex<Vec<Value>>>,
+    /// The `recording` and `consent` messages the server sent, in order.
+    pub notices: Arc<Mutex<Vec<Value>>>,
 }
 
 /// What a participant publishes.
@@ -854,7 +854,7 @@ impl LoadPeer {
         // Signalling: offers from the SFU are answered; errors are kept.
         let ws_out = ws_writer(sink);
         let errors: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let recordings: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let notices: Arc<Mutex<Vec<Value>>> = Arc::default();
         // The SFU's answer is applied by the reader, in order: an offer that
         // follows it at once must not meet a connection still waiting for it.
         let (answer_tx, mut answer_rx) = mpsc::unbounded_channel::<Result<(), String>>();
@@ -862,7 +862,7 @@ impl LoadPeer {
             let pc = pc.clone();
             let out = ws_out.clone();
             let errors = errors.clone();
-            let recordings = recordings.clone();
+            let notices = notices.clone();
             let mut naming = viewer.map(Naming::new);
             tokio::spawn(async move {
                 while let Some(Ok(msg)) = stream.next().await {
@@ -894,7 +894,7 @@ impl LoadPeer {
                             let _ = out.send(json!({"type":"answer","sdp":sdp}).to_string());
                         }
                         Some("error") => errors.lock().unwrap().push(v),
-                        Some("recording") => recordings.lock().unwrap().push(v),
+                        Some("recording" | "consent") => notices.lock().unwrap().push(v),
                         _ => {}
                     }
                 }
@@ -922,7 +922,7 @@ impl LoadPeer {
             media,
             ws_out,
             errors,
-            recordings,
+            notices,
         }
     }
 

@@ -22,7 +22,8 @@ use super::RelayedPacket;
 
 /// ALPN of the relay, newest first: a node never mistakes another protocol
 /// for it, and two nodes of different versions (during an upgrade) settle
-/// on the older one's. Version 2 added [`crate::cascade::Control::Recording`].
+/// on the older one's. Version 2 added [`crate::cascade::Control::Recording`]
+/// and [`crate::cascade::Control::Consent`].
 const ALPNS: [&[u8]; 2] = [b"carecall-relay/2", b"carecall-relay/1"];
 
 /// The first byte on a link's control stream: its version.
@@ -374,7 +375,7 @@ impl LinkWriter {
     /// it for garbage and close the link (a node not yet upgraded is not
     /// told of recordings; its browsers are not either, as before).
     pub async fn send_message(&mut self, message: &LinkMessage) -> Result<(), LinkError> {
-        if self.version < 2 && message.is_recording() {
+        if message.version() > self.version {
             return Ok(());
         }
         self.buffer.clear();

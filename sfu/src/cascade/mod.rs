@@ -89,6 +89,15 @@ pub enum Control {
         /// When it started, Unix seconds; `None`: it stopped.
         since: Option<u64>,
     },
+    /// The consent to record that `origin`, a clinician on the sending
+    /// node (or one beyond it), noted for the call, as that node's
+    /// signalling wrote it: passed to the browsers here as it is.
+    Consent {
+        /// The clinician who noted it.
+        origin: ParticipantId,
+        /// Signalling's entry, at most [`wire::MAX_PEER_INFO`] bytes.
+        info: std::sync::Arc<str>,
+    },
 }
 
 /// One RTP packet of a published track, on its way between nodes. Its

@@ -82,6 +82,11 @@ pub(super) enum WorkerCommand {
         by: ParticipantId,
         since: Option<u64>,
     },
+    AnnounceConsent {
+        room: RoomId,
+        by: ParticipantId,
+        info: String,
+    },
     Stats {
         reply: oneshot::Sender<Vec<ParticipantStats>>,
     },
@@ -320,6 +325,21 @@ impl MediaServer {
         self.send(
             &room.clone(),
             WorkerCommand::AnnounceRecording { room, by, since },
+        )
+    }
+
+    /// Tells the other nodes `room` spans the consent to record clinician
+    /// `by` noted here (`info`: signalling's own text), so that everyone in
+    /// the call sees it (see [`crate::Room::announce_consent`]).
+    pub fn announce_consent(
+        &self,
+        room: RoomId,
+        by: ParticipantId,
+        info: String,
+    ) -> Result<(), SfuError> {
+        self.send(
+            &room.clone(),
+            WorkerCommand::AnnounceConsent { room, by, info },
         )
     }
 

@@ -3,6 +3,7 @@
 //! browsers and the time it next needs attention. A room spanning other
 //! nodes is in `span.rs`.
 
+mod call_state;
 mod span;
 
 use std::collections::VecDeque;
@@ -57,6 +58,9 @@ pub struct Room {
     /// Who started the recording running here and when (Unix seconds),
     /// for other nodes (see [`Room::announce_recording`]).
     local_recording: Option<(ParticipantId, u64)>,
+    /// The call's consent to record as last noted, here or on another
+    /// node (see [`Room::announce_consent`]).
+    consent: Option<call_state::NotedConsent>,
 }
 
 /// Which sessions a poll runs.
@@ -123,6 +127,7 @@ impl Room {
             relay: Relay::default(),
             local_infos: Vec::new(),
             local_recording: None,
+            consent: None,
         }
     }
 

@@ -41,19 +41,7 @@ impl Room {
         for control in peers {
             self.relay.tell(link, control);
         }
-        // Whether the call is recorded, here or on another node.
-        let far = (self.relay.recordings.iter())
-            .filter(|r| r.link != link)
-            .map(|r| (r.origin, r.since));
-        let recordings: Vec<Control> = (self.local_recording.into_iter().chain(far))
-            .map(|(origin, since)| Control::Recording {
-                origin,
-                since: Some(since),
-            })
-            .collect();
-        for control in recordings {
-            self.relay.tell(link, control);
-        }
+        self.tell_call_state(link);
         let local = self.participants.iter().flat_map(|p| {
             let publications = p.publications.iter();
             publications.map(move |publication| (p.id, publication.mid, publication.kind))
@@ -73,18 +61,7 @@ impl Room {
     /// The link to another node is gone: its participants leave this room,
     /// and a recording there no longer takes anyone here.
     pub fn unspan(&mut self, link: LinkId) {
-        let ended: Vec<ParticipantId> = (self.relay.recordings.iter())
-            .filter(|r| r.link == link)
-            .map(|r| r.origin)
-            .collect();
-        for origin in ended {
-            self.relay.set_recording(link, origin, None);
-            self.tell_recording(origin, None);
-            self.relay.tell_all(Control::Recording {
-                origin,
-                since: None,
-            });
-        }
+        self.end_far_recordings(link);
         for origin in self.relay.remove_link(link) {
             self.remote_left(origin);
             self.relay.tell_all(Control::Left { origin });
@@ -104,17 +81,8 @@ impl Room {
         self.relay.tell_all(Control::Peer { origin: id, info });
     }
 
-    /// Tells the nodes the room spans (and those it spans later) that `by`
-    /// started recording the call here at `since` (Unix seconds), or that
-    /// it stopped (`None`): their browsers show it as this node's do.
-    pub fn announce_recording(&mut self, by: ParticipantId, since: Option<u64>) {
-        self.local_recording = since.map(|since| (by, since));
-        self.relay
-            .tell_all(Control::Recording { origin: by, since });
-    }
-
     /// Tells a participant joining here who is in the call on other nodes,
-    /// and whether one of them records it.
+    /// whether one of them records it, and its consent to record.
     pub(super) fn tell_remote_peers(&mut self, id: ParticipantId) {
         for peer in &self.relay.peers {
             let signal = MediaSignal::RemotePeer {
@@ -123,21 +91,7 @@ impl Room {
             };
             self.signals.push_back((id, signal));
         }
-        for r in &self.relay.recordings {
-            let signal = MediaSignal::RemoteRecording {
-                by: r.origin,
-                since: Some(r.since),
-            };
-            self.signals.push_back((id, signal));
-        }
-    }
-
-    /// Tells every browser here of a recording on another node.
-    fn tell_recording(&mut self, by: ParticipantId, since: Option<u64>) {
-        for p in &self.participants {
-            let signal = MediaSignal::RemoteRecording { by, since };
-            self.signals.push_back((p.id, signal));
-        }
+        self.tell_call_state_to(id);
     }
 
     /// A far participant is gone: its tracks stop and browsers here are told.
@@ -224,16 +178,15 @@ impl Room {
             Control::Keyframe { origin, mid, layer } if through_here(self, origin) => {
                 self.request_keyframe(origin, mid, layer, now);
             }
-            Control::Recording { origin, since } if its_own(self, origin) => {
-                if self.relay.set_recording(link, origin, since) {
-                    tracing::info!(room = %self.id, %origin, link = link.0, on = since.is_some(), "recording on another node");
-                    self.tell_recording(origin, since);
-                    self.relay.tell_others(link, control);
-                }
+            Control::Recording { origin, .. } | Control::Consent { origin, .. }
+                if its_own(self, origin) =>
+            {
+                self.take_call_state(link, control);
             }
             Control::Published { origin, .. }
             | Control::Peer { origin, .. }
-            | Control::Recording { origin, .. } => {
+            | Control::Recording { origin, .. }
+            | Control::Consent { origin, .. } => {
                 tracing::warn!(room = %self.id, %origin, link = link.0, "a far node spoke for someone it does not host");
             }
             Control::Want { .. } | Control::Keyframe { .. } => {}

@@ -419,6 +419,14 @@ impl Session {
         ControlFlow::Continue(())
     }
 
+    /// Everyone else in the call, as a resumed socket lists them: those on
+    /// this node, and those on other nodes of a room spanning nodes.
+    fn in_the_call(&self, j: &Joined) -> Vec<PeerInfo> {
+        let mut participants = self.state.inner.presence.others(&j.claims.room, j.id);
+        participants.extend(j.remote.iter().cloned());
+        participants
+    }
+
     /// A new socket resumed this session: it replaces any old one (which may
     /// be half-open and not yet noticed), and learns who is in the call now.
     fn attached(&mut self, link: Link) -> ControlFlow<()> {
@@ -428,11 +436,9 @@ impl Session {
         // The link must still be good: a resume is a way back in too.
         let refused = self.refusal(&j.claims);
         if refused.is_none() {
-            let mut participants = self.state.inner.presence.others(&j.claims.room, j.id);
-            participants.extend(j.remote.iter().cloned());
             link.send(ServerMessage::Resumed {
                 participant: j.id.to_string(),
-                participants,
+                participants: self.in_the_call(j),
                 media: None,
                 ice_servers: Vec::new(),
             });
@@ -908,6 +914,18 @@ impl Session {
                 let status =
                     crate::recording::merged_status(books, &j.claims.room, &j.far_recordings, by);
                 self.send(status);
+            }
+            MediaSignal::RemoteConsent { info } => {
+                let Some(j) = &self.joined else {
+                    return ControlFlow::Continue(());
+                };
+                let Ok(consent) = serde_json::from_str::<crate::Consent>(&info) else {
+                    tracing::warn!("a far node's consent to record unreadable");
+                    return ControlFlow::Continue(());
+                };
+                let consents = &self.state.inner.consents;
+                consents.restore(j.claims.room.clone(), consent);
+                self.send(consents.status(&j.claims.room));
             }
             MediaSignal::IceDisconnected => tracing::info!("ICE path lost"),
             MediaSignal::Error(message) => self.send(ServerMessage::Error {

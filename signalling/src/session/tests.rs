@@ -1178,3 +1178,64 @@ fn a_recording_on_another_node_is_told_and_a_stop_here_does_not_hide_it() {
         stopped_here
     );
 }
+
+/// Someone on another node of a spanning call is listed again when the
+/// browser's socket resumes, beside those on this node; once gone, no more.
+#[test]
+fn a_resumed_socket_lists_those_on_other_nodes_too() {
+    let (state, _events) = server(SocketLimits::default());
+    let mut home = Browser::join(&state, "ward-22", Role::Home);
+    let clinician = Browser::join(&state, "ward-22", Role::Clinician);
+    let here = peer(clinician.id(), Role::Clinician, true, true);
+    let far = ParticipantId(41);
+    let there = peer(far, Role::Clinician, true, true);
+    let info = serde_json::to_string(&there).expect("a description");
+    let signal = MediaSignal::RemotePeer {
+        participant: far,
+        info: info.into(),
+    };
+    assert_eq!(home.session.handle_media(signal), ControlFlow::Continue(()));
+    let listed = home.session.in_the_call(home.joined());
+    assert_eq!(listed, [here.clone(), there]);
+
+    let signal = MediaSignal::RemoteLeft { participant: far };
+    assert_eq!(home.session.handle_media(signal), ControlFlow::Continue(()));
+    assert_eq!(home.session.in_the_call(home.joined()), [here]);
+}
+
+/// The consent to record a clinician noted on another node of a spanning
+/// call is the call's: the browser here is shown it, and a clinician here
+/// may then record. An entry that does not read is dropped.
+#[test]
+fn consent_noted_on_another_node_is_shown_here_and_lets_a_clinician_record() {
+    let (state, _events) = server(SocketLimits::default());
+    let mut home = Browser::join(&state, "ward-23", Role::Home);
+    assert!(state.inner.consents.refusal("ward-23").is_some());
+    let garbage = MediaSignal::RemoteConsent {
+        info: "{\"given\":".into(),
+    };
+    assert_eq!(
+        home.session.handle_media(garbage),
+        ControlFlow::Continue(())
+    );
+    assert_eq!(home.replies(), []);
+
+    let entry =
+        r#"{"given":true,"by":"resident","how":"verbal","recorded_by":"p41","at":1796000000}"#;
+    let signal = MediaSignal::RemoteConsent { info: entry.into() };
+    assert_eq!(home.session.handle_media(signal), ControlFlow::Continue(()));
+    let consent = crate::Consent {
+        given: true,
+        by: crate::ConsentGiver::Resident,
+        how: crate::ConsentManner::Verbal,
+        recorded_by: "p41".into(),
+        at: 1_796_000_000,
+    };
+    assert_eq!(
+        home.replies(),
+        [ServerMessage::Consent {
+            consent: Some(consent)
+        }]
+    );
+    assert_eq!(state.inner.consents.refusal("ward-23"), None);
+}

@@ -300,12 +300,11 @@ impl Worker {
                 return;
             }
             WorkerCommand::AnnounceRecording { room, by, since } => {
-                if let Some(slot) = self.rooms.find(&room) {
-                    if let Some(s) = self.rooms.slot(slot) {
-                        s.room.announce_recording(by, since);
-                    }
-                    self.poll_room(now, slot);
-                }
+                self.tell_call(now, &room, |r| r.announce_recording(by, since));
+                return;
+            }
+            WorkerCommand::AnnounceConsent { room, by, info } => {
+                self.tell_call(now, &room, |r| r.announce_consent(by, &info));
                 return;
             }
             WorkerCommand::TestDownlink {
@@ -407,6 +406,19 @@ impl Worker {
         if let Some(slot) = self.rooms.find(&room_id) {
             self.poll_room(now, slot);
         }
+    }
+
+    /// Hands `room` signalling's word on the call as a whole (its
+    /// recording, its consent) for the other nodes it spans. A room no
+    /// longer here has nobody to tell: its links closed with it.
+    fn tell_call(&mut self, now: Instant, room: &RoomId, tell: impl FnOnce(&mut Room)) {
+        let Some(slot) = self.rooms.find(room) else {
+            return;
+        };
+        if let Some(s) = self.rooms.slot(slot) {
+            tell(&mut s.room);
+        }
+        self.poll_room(now, slot);
     }
 
     /// Forgets `participant`: its signals, its addresses, and its TCP
