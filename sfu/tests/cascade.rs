@@ -586,17 +586,22 @@ fn a_recording_on_one_node_is_told_to_the_browsers_on_the_others() {
         );
     }
 
-    // C cannot say that B's participant records.
+    // C cannot say that B's participant records, nor someone never
+    // announced.
+    let stranger = ParticipantId(999);
     let before = recording_told(&c, 0, on_b).len();
     c.nodes[2].room.announce_recording(on_b, Some(since));
+    c.nodes[2].room.announce_recording(stranger, Some(since));
     c.settle(Duration::from_millis(50));
     assert_eq!(recording_told(&c, 0, on_b).len(), before);
+    assert!(recording_told(&c, 0, stranger).is_empty());
 }
 
 /// The consent to record a clinician noted on one node is the call's: a
 /// star of three nodes (A hosting, B and C spanning to it), consent noted
-/// on C reaches the browsers on A and on B (through A); C's link lost, it
-/// stands; and a node spanning to A later is told it at once.
+/// on C reaches the browsers on A and on B (through A), and an older entry
+/// heard later changes nothing; C's link lost, it stands, and a link to A
+/// made again is told it at once.
 #[test]
 fn the_consent_noted_on_one_node_is_told_on_the_others() {
     let a = SimCall::builder(1).publishers(0).build();
@@ -613,7 +618,9 @@ fn the_consent_noted_on_one_node_is_told_on_the_others() {
             .count()
     };
 
-    c.nodes[2].room.announce_consent(clinician, entry);
+    c.nodes[2]
+        .room
+        .announce_consent(clinician, 1_796_000_060, entry);
     c.settle(Duration::from_millis(50));
     assert_eq!((consent_told(&c, 0), consent_told(&c, 1)), (1, 1));
     assert_eq!(
@@ -621,8 +628,31 @@ fn the_consent_noted_on_one_node_is_told_on_the_others() {
         0,
         "C's own browser is told by its signalling"
     );
+    // An older entry heard later (late across a relinked node) changes
+    // nothing, anywhere.
+    let older = r#"{"given":false,"by":"resident","how":"verbal"}"#;
+    c.nodes[2]
+        .room
+        .announce_consent(clinician, 1_796_000_000, older);
+    c.settle(Duration::from_millis(50));
+    let older_told = c.nodes[0].peers[0]
+        .signals
+        .iter()
+        .any(|s| matches!(s, MediaSignal::RemoteConsent { info } if &**info == older));
+    assert!(!older_told, "an older consent replaced a newer one");
 
-    // C's link goes; B's spans again: B is told the consent at once, from A.
+    // C's link goes; B's spans again: A tells B the consent at once (it
+    // stands: it is the call's), and B, knowing it, tells its browser
+    // nothing new.
+    let consents_from_a = |c: &SimCascade| {
+        let crossed = c.controls_crossed.iter();
+        crossed
+            .filter(|(from, m)| {
+                *from == 0 && matches!(m, Control::Consent { at, .. } if *at == 1_796_000_060)
+            })
+            .count()
+    };
+    let before = consents_from_a(&c);
     c.nodes[0].room.unspan(LinkId(2));
     c.nodes[2].room.unspan(LinkId(0));
     c.nodes[0].room.unspan(LinkId(1));
@@ -632,5 +662,6 @@ fn the_consent_noted_on_one_node_is_told_on_the_others() {
     c.nodes[0].room.span_to(LinkId(1));
     c.pump();
     c.settle(Duration::from_millis(50));
-    assert_eq!(consent_told(&c, 1), 2, "B told again when spanned again");
+    assert_eq!(consents_from_a(&c), before + 1, "told over the new link");
+    assert_eq!(consent_told(&c, 1), 1, "nothing new for B's browser");
 }

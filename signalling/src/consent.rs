@@ -89,6 +89,26 @@ impl ConsentBook {
         self.lock().insert(room, consent);
     }
 
+    /// Keeps an entry a clinician noted on another node of the call, when
+    /// it is newer than the one here (by time, then by who noted it, as
+    /// the media rooms order them); true when kept.
+    pub(crate) fn adopt(&self, room: &str, consent: Consent) -> bool {
+        let mut rooms = self.lock();
+        let newer = rooms.get(room).is_none_or(|c| {
+            let key = |c: &Consent| {
+                (
+                    c.at,
+                    c.recorded_by.trim_start_matches('p').parse::<u64>().ok(),
+                )
+            };
+            key(c) < key(&consent)
+        });
+        if newer {
+            rooms.insert(room.to_owned(), consent);
+        }
+        newer
+    }
+
     /// Forgets `room`'s entry: its last participant left, the consultation
     /// is over, and the next one asks again.
     pub(crate) fn forget(&self, room: &str) {
@@ -137,7 +157,7 @@ pub(crate) fn record(
     let told = serde_json::to_string(&consent).map_err(|e| e.to_string());
     let told = told.and_then(|info| {
         (state.inner.media)
-            .announce_consent(RoomId(room.clone()), who, info)
+            .announce_consent(RoomId(room.clone()), who, consent.at, info)
             .map_err(|e| e.to_string())
     });
     if let Err(e) = told {

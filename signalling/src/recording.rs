@@ -200,15 +200,34 @@ pub(crate) fn request(
                 );
             }
         };
-        if let Some(a) = state.inner.recordings.lock().get_mut(&room) {
-            a.running = true;
-        }
+        // A stop while it started took it out of the book: nobody may be
+        // told it runs, and if its stop reached the media room first, it
+        // stops now. (A newer recording of the room is left alone.)
+        let booked = match state.inner.recordings.lock().get_mut(&room) {
+            Some(a) if a.id == active.id => {
+                a.running = true;
+                Some(true)
+            }
+            Some(_) => Some(false),
+            None => None,
+        };
         tracing::info!(recording = %active.id, path = %path.display(), "recording started");
-        state
-            .inner
-            .presence
-            .broadcast(&room, &status(&active, true));
-        tell_other_nodes(&state, &room, &active, true);
+        match booked {
+            Some(true) => {
+                state
+                    .inner
+                    .presence
+                    .broadcast(&room, &status(&active, true));
+                tell_other_nodes(&state, &room, &active, true);
+            }
+            Some(false) => tracing::info!(recording = %active.id, "stopped while it started"),
+            None => {
+                tracing::info!(recording = %active.id, "stopped while it started: stopping it now");
+                if let Err(e) = state.inner.media.stop_recording(RoomId(room.clone())) {
+                    tracing::error!(error = %e, "stopping the recording failed");
+                }
+            }
+        }
         state.emit(CallEvent::RecordingStarted {
             room: room.clone(),
             recording: active.id.clone(),

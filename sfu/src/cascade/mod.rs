@@ -95,6 +95,9 @@ pub enum Control {
     Consent {
         /// The clinician who noted it.
         origin: ParticipantId,
+        /// When, Unix seconds: the newest entry is the call's, wherever
+        /// noted, so nodes that hear two in different orders agree.
+        at: u64,
         /// Signalling's entry, at most [`wire::MAX_PEER_INFO`] bytes.
         info: std::sync::Arc<str>,
     },

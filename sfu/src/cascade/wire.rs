@@ -158,6 +158,9 @@ pub fn encode_message(message: &LinkMessage, out: &mut Vec<u8>) {
                     out.push(layer.index() as u8);
                 }
                 Control::Peer { info, .. } | Control::Consent { info, .. } => {
+                    if let Control::Consent { at, .. } = control {
+                        out.extend_from_slice(&at.to_be_bytes());
+                    }
                     let info = prefix(info, MAX_PEER_INFO).as_bytes();
                     out.extend_from_slice(&(info.len() as u16).to_be_bytes());
                     out.extend_from_slice(info);
@@ -246,15 +249,19 @@ pub fn decode_message(body: &[u8]) -> Result<LinkMessage, WireError> {
                     Control::Recording { origin, since }
                 }
                 _ => {
+                    let at = match kind {
+                        7 => None,
+                        _ => Some(r.u64()?),
+                    };
                     let len = r.u16()? as usize;
                     if len > MAX_PEER_INFO {
                         return Err(WireError::Oversized(len));
                     }
                     let info = std::str::from_utf8(r.take(len)?).map_err(|_| WireError::BadPeer)?;
                     let info = info.into();
-                    match kind {
-                        7 => Control::Peer { origin, info },
-                        _ => Control::Consent { origin, info },
+                    match at {
+                        None => Control::Peer { origin, info },
+                        Some(at) => Control::Consent { origin, at, info },
                     }
                 }
             };
@@ -556,6 +563,7 @@ mod tests {
                 channel: 2,
                 control: Control::Consent {
                     origin,
+                    at: 1_796_000_000,
                     info: r#"{"given":true,"by":"resident","how":"verbal"}"#.into(),
                 },
             },

@@ -85,6 +85,7 @@ pub(super) enum WorkerCommand {
     AnnounceConsent {
         room: RoomId,
         by: ParticipantId,
+        at: u64,
         info: String,
     },
     Stats {
@@ -329,17 +330,19 @@ impl MediaServer {
     }
 
     /// Tells the other nodes `room` spans the consent to record clinician
-    /// `by` noted here (`info`: signalling's own text), so that everyone in
-    /// the call sees it (see [`crate::Room::announce_consent`]).
+    /// `by` noted here at `at` (Unix seconds; `info`: signalling's own
+    /// text), so that everyone in the call sees it (see
+    /// [`crate::Room::announce_consent`]).
     pub fn announce_consent(
         &self,
         room: RoomId,
         by: ParticipantId,
+        at: u64,
         info: String,
     ) -> Result<(), SfuError> {
         self.send(
             &room.clone(),
-            WorkerCommand::AnnounceConsent { room, by, info },
+            WorkerCommand::AnnounceConsent { room, by, at, info },
         )
     }
 

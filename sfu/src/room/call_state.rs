@@ -17,8 +17,18 @@ pub(super) struct NotedConsent {
     from: Option<LinkId>,
     /// The clinician who noted it.
     by: ParticipantId,
+    /// When, Unix seconds.
+    at: u64,
     /// Signalling's entry.
     info: Arc<str>,
+}
+
+impl NotedConsent {
+    /// Whether an entry noted by `by` at `at` is newer than this one (the
+    /// clinician's number settles a tie the same way on every node).
+    fn older_than(&self, at: u64, by: ParticipantId) -> bool {
+        (self.at, self.by) < (at, by)
+    }
 }
 
 impl Room {
@@ -32,17 +42,22 @@ impl Room {
     }
 
     /// Tells the nodes the room spans (and those it spans later) the
-    /// consent to record that clinician `by` noted here: signalling's own
-    /// text, passed to their browsers as it is.
-    pub fn announce_consent(&mut self, by: ParticipantId, info: &str) {
+    /// consent to record that clinician `by` noted here at `at` (Unix
+    /// seconds): signalling's own text, passed to their browsers as it is.
+    pub fn announce_consent(&mut self, by: ParticipantId, at: u64, info: &str) {
         let info: Arc<str> = info.into();
         let noted = NotedConsent {
             from: None,
             by,
+            at,
             info: info.clone(),
         };
         self.consent = Some(noted);
-        self.relay.tell_all(Control::Consent { origin: by, info });
+        self.relay.tell_all(Control::Consent {
+            origin: by,
+            at,
+            info,
+        });
     }
 
     /// Tells a newly spanned `link` of the call's recordings and its
@@ -60,6 +75,7 @@ impl Room {
         if let Some(c) = self.consent.as_ref().filter(|c| c.from != Some(link)) {
             told.push(Control::Consent {
                 origin: c.by,
+                at: c.at,
                 info: c.info.clone(),
             });
         }
@@ -103,15 +119,21 @@ impl Room {
                 }
                 changed
             }
-            Control::Consent { origin, info } => {
-                tracing::info!(room = %self.id, %origin, link = link.0, "consent to record noted on another node");
-                self.consent = Some(NotedConsent {
-                    from: Some(link),
-                    by: *origin,
-                    info: info.clone(),
-                });
-                self.tell_everyone(MediaSignal::RemoteConsent { info: info.clone() });
-                true
+            Control::Consent { origin, at, info } => {
+                // An entry older than the one known (heard again, or late
+                // across a relinked node) changes nothing.
+                let newer = (self.consent.as_ref()).is_none_or(|c| c.older_than(*at, *origin));
+                if newer {
+                    tracing::info!(room = %self.id, %origin, link = link.0, "consent to record noted on another node");
+                    self.consent = Some(NotedConsent {
+                        from: Some(link),
+                        by: *origin,
+                        at: *at,
+                        info: info.clone(),
+                    });
+                    self.tell_everyone(MediaSignal::RemoteConsent { info: info.clone() });
+                }
+                newer
             }
             _ => false,
         };

@@ -41,7 +41,6 @@ impl Room {
         for control in peers {
             self.relay.tell(link, control);
         }
-        self.tell_call_state(link);
         let local = self.participants.iter().flat_map(|p| {
             let publications = p.publications.iter();
             publications.map(move |publication| (p.id, publication.mid, publication.kind))
@@ -56,6 +55,9 @@ impl Room {
         for control in published {
             self.relay.tell(link, control);
         }
+        // Last: the far node takes word of a recording or consent only
+        // about someone it already knows over this link.
+        self.tell_call_state(link);
     }
 
     /// The link to another node is gone: its participants leave this room,
@@ -178,11 +180,18 @@ impl Room {
             Control::Keyframe { origin, mid, layer } if through_here(self, origin) => {
                 self.request_keyframe(origin, mid, layer, now);
             }
-            Control::Recording { origin, .. } | Control::Consent { origin, .. }
-                if its_own(self, origin) =>
-            {
+            // A recording only by someone announced over this very link: a
+            // far node may not make browsers here say a stranger records.
+            Control::Recording { origin, .. } if self.relay.link_of(origin) == Some(link) => {
                 self.take_call_state(link, control);
             }
+            // Consent outlives the link of the node that noted it (it is the
+            // call's), so one passed on later may name someone gone.
+            Control::Consent { origin, .. } if its_own(self, origin) => {
+                self.take_call_state(link, control);
+            }
+            // Our own entry, told back after a relink: nothing new.
+            Control::Consent { origin, .. } if local(self, origin) => {}
             Control::Published { origin, .. }
             | Control::Peer { origin, .. }
             | Control::Recording { origin, .. }

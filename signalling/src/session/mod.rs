@@ -924,8 +924,9 @@ impl Session {
                     return ControlFlow::Continue(());
                 };
                 let consents = &self.state.inner.consents;
-                consents.restore(j.claims.room.clone(), consent);
-                self.send(consents.status(&j.claims.room));
+                if consents.adopt(&j.claims.room, consent) {
+                    self.send(consents.status(&j.claims.room));
+                }
             }
             MediaSignal::IceDisconnected => tracing::info!("ICE path lost"),
             MediaSignal::Error(message) => self.send(ServerMessage::Error {

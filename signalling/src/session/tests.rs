@@ -1238,4 +1238,12 @@ fn consent_noted_on_another_node_is_shown_here_and_lets_a_clinician_record() {
         }]
     );
     assert_eq!(state.inner.consents.refusal("ward-23"), None);
+
+    // An older entry heard later changes nothing.
+    let older =
+        r#"{"given":false,"by":"resident","how":"verbal","recorded_by":"p41","at":1795999000}"#;
+    let signal = MediaSignal::RemoteConsent { info: older.into() };
+    assert_eq!(home.session.handle_media(signal), ControlFlow::Continue(()));
+    assert_eq!(home.replies(), []);
+    assert_eq!(state.inner.consents.refusal("ward-23"), None);
 }

@@ -303,8 +303,8 @@ impl Worker {
                 self.tell_call(now, &room, |r| r.announce_recording(by, since));
                 return;
             }
-            WorkerCommand::AnnounceConsent { room, by, info } => {
-                self.tell_call(now, &room, |r| r.announce_consent(by, &info));
+            WorkerCommand::AnnounceConsent { room, by, at, info } => {
+                self.tell_call(now, &room, |r| r.announce_consent(by, at, &info));
                 return;
             }
             WorkerCommand::TestDownlink {
