@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use carecall_sfu::cascade::link::{DatagramQueued, LinkError, NodeIdentity, RelayEndpoint};
+use carecall_sfu::cascade::link::{
+    DatagramQueued, LinkError, NodeIdentity, RelayEndpoint, RelayLink,
+};
 use carecall_sfu::cascade::wire::{decode_packet, encode_packet, LinkMessage};
 use carecall_sfu::cascade::Control;
 use carecall_sfu::{ParticipantId, RoomId};
@@ -61,18 +63,20 @@ fn packet(len: usize) -> carecall_sfu::cascade::RelayedPacket {
     decode_packet(&bytes, Instant::now()).expect("a packet").1
 }
 
+/// `from` links to `to` (whose certificate names `name`): each end's link.
+async fn link(from: &RelayEndpoint, to: &RelayEndpoint, name: &str) -> (RelayLink, RelayLink) {
+    let to_addr = to.local_addr().expect("an address");
+    let (at_from, at_to) = tokio::join!(from.connect(to_addr, name), to.accept());
+    let at_from = at_from.expect("linked");
+    (at_from, at_to.expect("open").expect("let in"))
+}
+
 #[tokio::test]
 async fn two_nodes_of_one_hub_exchange_messages_in_order_and_packets_as_datagrams() {
     let hub = Hub::new();
     let a = RelayEndpoint::bind(loopback(), &hub.node("node-a")).expect("A binds");
-    let b = Arc::new(RelayEndpoint::bind(loopback(), &hub.node("node-b")).expect("B binds"));
-    let b_addr = b.local_addr().expect("B's address");
-    let accepting = {
-        let b = b.clone();
-        tokio::spawn(async move { b.accept().await.expect("B open").expect("A is let in") })
-    };
-    let mut at_a = a.connect(b_addr, "node-b").await.expect("A reaches B");
-    let mut at_b = accepting.await.expect("accept task");
+    let b = RelayEndpoint::bind(loopback(), &hub.node("node-b")).expect("B binds");
+    let (mut at_a, mut at_b) = link(&a, &b, "node-b").await;
 
     let room = RoomId("ward-7-bed-3".into());
     let sent = [
@@ -147,10 +151,7 @@ async fn nodes_of_two_versions_settle_on_the_older_and_leave_out_what_it_does_no
         (&new, &other_new, "node-new-2", 2),
     ];
     for (from, to, name, version) in cases {
-        let to_addr = to.local_addr().expect("an address");
-        let (at_from, at_to) = tokio::join!(from.connect(to_addr, name), to.accept());
-        let mut at_from = at_from.expect("linked");
-        let mut at_to = at_to.expect("open").expect("let in");
+        let (mut at_from, mut at_to) = link(from, to, name).await;
         assert_eq!((at_from.version(), at_to.version()), (version, version));
         at_to.send_message(&recording).await.expect("sends");
         at_to.send_message(&left).await.expect("sends");
@@ -172,14 +173,8 @@ async fn nodes_of_two_versions_settle_on_the_older_and_leave_out_what_it_does_no
 async fn a_full_send_queue_says_which_packets_displaced_older_ones() {
     let hub = Hub::new();
     let a = RelayEndpoint::bind(loopback(), &hub.node("node-a")).expect("A binds");
-    let b = Arc::new(RelayEndpoint::bind(loopback(), &hub.node("node-b")).expect("B binds"));
-    let b_addr = b.local_addr().expect("B's address");
-    let accepting = {
-        let b = b.clone();
-        tokio::spawn(async move { b.accept().await.expect("B open").expect("A is let in") })
-    };
-    let mut at_a = a.connect(b_addr, "node-b").await.expect("A reaches B");
-    let _at_b = accepting.await.expect("accept task");
+    let b = RelayEndpoint::bind(loopback(), &hub.node("node-b")).expect("B binds");
+    let (mut at_a, _at_b) = link(&a, &b, "node-b").await;
     // 6,000 packets of 1,100 bytes (6.6 MB) in one go, never yielding to
     // the connection's task: its 4 MiB queue cannot take them all.
     let big = packet(1100);
