@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use carecall_sfu::RoomId;
+use carecall_sfu::{ParticipantId, RoomId};
 
 use crate::events::CallEvent;
 use crate::protocol::ServerMessage;
@@ -95,12 +95,7 @@ impl ConsentBook {
     pub(crate) fn adopt(&self, room: &str, consent: Consent) -> bool {
         let mut rooms = self.lock();
         let newer = rooms.get(room).is_none_or(|c| {
-            let key = |c: &Consent| {
-                (
-                    c.at,
-                    c.recorded_by.trim_start_matches('p').parse::<u64>().ok(),
-                )
-            };
+            let key = |c: &Consent| (c.at, c.recorded_by.parse::<ParticipantId>().ok());
             key(c) < key(&consent)
         });
         if newer {
