@@ -161,11 +161,4 @@ impl Room {
             });
         }
     }
-
-    /// Queues `signal` for every browser here.
-    fn tell_everyone(&mut self, signal: MediaSignal) {
-        for p in &self.participants {
-            self.signals.push_back((p.id, signal.clone()));
-        }
-    }
 }

@@ -558,6 +558,13 @@ impl Room {
         }
     }
 
+    /// Queues `signal` for every browser here.
+    fn tell_everyone(&mut self, signal: MediaSignal) {
+        for p in &self.participants {
+            self.signals.push_back((p.id, signal.clone()));
+        }
+    }
+
     /// A participant the caller is about to hand something: it is polled
     /// at the next poll.
     fn participant_mut(&mut self, id: ParticipantId) -> Result<&mut Participant, SfuError> {

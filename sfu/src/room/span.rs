@@ -99,12 +99,9 @@ impl Room {
     /// A far participant is gone: its tracks stop and browsers here are told.
     fn remote_left(&mut self, origin: ParticipantId) {
         self.unsubscribe_all_from(origin);
-        for p in &self.participants {
-            let signal = MediaSignal::RemoteLeft {
-                participant: origin,
-            };
-            self.signals.push_back((p.id, signal));
-        }
+        self.tell_everyone(MediaSignal::RemoteLeft {
+            participant: origin,
+        });
     }
 
     /// True while the room spans another node.
@@ -159,13 +156,10 @@ impl Room {
                 if !self.relay.set_peer(link, origin, info.clone()) {
                     return;
                 }
-                for p in &self.participants {
-                    let signal = MediaSignal::RemotePeer {
-                        participant: origin,
-                        info: info.clone(),
-                    };
-                    self.signals.push_back((p.id, signal));
-                }
+                self.tell_everyone(MediaSignal::RemotePeer {
+                    participant: origin,
+                    info: info.clone(),
+                });
                 self.relay.tell_others(link, control);
             }
             Control::Want {
