@@ -11,8 +11,10 @@ const result = {
   upload_kbps: null,
   loss: null,
   loss_pattern: null,
+  loss_packets: null,
   download_loss: null,
   download_loss_pattern: null,
+  download_loss_packets: null,
   download_jitter_ms: null,
   idle_rtt_ms: null,
   sending_rtt_ms: null,
@@ -174,6 +176,7 @@ async function udp(stream, limits) {
     const counted = up.ok ? await up.json() : null;
     if (counted && counted.expected > 0) {
       result.loss = counted.lost / counted.expected;
+      result.loss_packets = counted.expected;
       // Random loss misses one packet at a time; a signal dropping out
       // misses several in a row.
       if (counted.lost >= 10) result.loss_pattern = counted.lost / counted.runs >= 1.5 ? 'bursts' : 'random';
@@ -232,6 +235,7 @@ async function downlink(session, receiver) {
   // later packet shows the gap.
   const lost = Math.max(0, started.packets - last.packetsReceived);
   result.download_loss = lost / started.packets;
+  result.download_loss_packets = started.packets;
   result.download_jitter_ms = last.jitter == null ? null : Math.round(last.jitter * 1000);
   result.download_loss_pattern = lossPattern(windows);
 }

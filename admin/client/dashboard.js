@@ -143,6 +143,10 @@ async function refresh() {
 }
 
 const time = (t) => (t ? t.slice(0, 16).replace('T', ' ') : 'running');
+// A check's loss with how it fell and what it was counted over: 5% of
+// 200 packets is a rougher reading than 5% of 2,000.
+const lossText = (loss, pattern, packets) => (loss == null ? '–'
+  : `${(100 * loss).toFixed(1)}%${pattern ? `, ${pattern}` : ''}${packets ? ` of ${packets} packets` : ''}`);
 const duration = (s) => (s == null ? '–' : `${Math.floor(s / 60)} min ${s % 60} s`);
 
 async function loadHistory() {
@@ -236,9 +240,8 @@ $('check-form').addEventListener('submit', async (e) => {
     ['TURN over TLS', pathText(r.turn_tls)],
     ['Download', kbps(r.download_kbps)],
     ['Upload', kbps(r.upload_kbps)],
-    ['Loss on the way up', r.loss == null ? '–' : `${(100 * r.loss).toFixed(1)}%`],
-    ['Loss on the way down', r.download_loss == null ? '–'
-      : `${(100 * r.download_loss).toFixed(1)}%${r.download_loss_pattern ? `, ${r.download_loss_pattern}` : ''}`],
+    ['Loss on the way up', lossText(r.loss, r.loss_pattern, r.loss_packets)],
+    ['Loss on the way down', lossText(r.download_loss, r.download_loss_pattern, r.download_loss_packets)],
     ['Jitter on the way down', r.download_jitter_ms == null ? '–' : `${r.download_jitter_ms} ms`],
     ['Round trip idle, sending, receiving', [r.idle_rtt_ms, r.sending_rtt_ms, r.receiving_rtt_ms]
       .map((t) => (t == null ? '–' : `${t} ms`)).join(', ')],

@@ -50,11 +50,17 @@ pub struct CheckResult {
     pub loss: Option<f32>,
     /// How the upload's losses fell, when enough were lost to tell.
     pub loss_pattern: Option<LossPattern>,
+    /// How many packets `loss` was counted over: a few hundred read a
+    /// true 5% as anything from about 3% to 7%.
+    pub loss_packets: Option<u32>,
     /// Packets of the SFU's download test lost on the way to the tablet
     /// (0 to 1), as the browser counted them; nothing is repaired.
     pub download_loss: Option<f32>,
     /// How the download test's losses fell, when enough were lost to tell.
     pub download_loss_pattern: Option<LossPattern>,
+    /// How many packets the download test sent, which `download_loss` is
+    /// a share of.
+    pub download_loss_packets: Option<u32>,
     /// The download test's interarrival jitter as the browser measured it.
     pub download_jitter_ms: Option<u32>,
     /// Round trip on the media path with nothing else moving: the median
@@ -280,8 +286,10 @@ mod tests {
             upload_kbps: Some(10_000),
             loss: Some(0.0),
             loss_pattern: None,
+            loss_packets: Some(800),
             download_loss: Some(0.0),
             download_loss_pattern: None,
+            download_loss_packets: Some(1_000),
             download_jitter_ms: Some(2),
             idle_rtt_ms: Some(20),
             sending_rtt_ms: Some(30),
