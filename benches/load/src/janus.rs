@@ -395,7 +395,8 @@ pub fn spawn(pinning: crate::proc::Pinning) -> Result<(SpawnedJanus, Target)> {
                 .replace("@CONF@", &conf.path().display().to_string())
                 .replace("@PORT@", &port.to_string())
                 .replace("@IFACE@", &net.ns_iface)
-                .replace("@IP@", &net.ns_ip.to_string());
+                .replace("@IP@", &net.ns_ip.to_string())
+                .replace("@LOOPS@", &pinning.server_cores().to_string());
             std::fs::write(
                 conf.path().join(path.file_name().context("file name")?),
                 text,

@@ -90,6 +90,16 @@ impl Pinning {
         Ok(())
     }
 
+    /// How many cores the server may run on: one when pinned, else every
+    /// core. A server sized to its cores (Janus's `event_loops`) is told
+    /// this many.
+    pub fn server_cores(self) -> usize {
+        match self {
+            Pinning::Shared => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Pinning::Apart => 1,
+        }
+    }
+
     /// The command line (never empty) that starts `program` on the
     /// server's core: `taskset` replaces itself with the program, so the
     /// process id is the server's.
