@@ -157,13 +157,10 @@ pub fn encode_message(message: &LinkMessage, out: &mut Vec<u8>) {
                     put_mid(out, mid);
                     out.push(layer.index() as u8);
                 }
-                Control::Peer { info, .. } | Control::Consent { info, .. } => {
-                    if let Control::Consent { at, .. } = control {
-                        out.extend_from_slice(&at.to_be_bytes());
-                    }
-                    let info = prefix(info, MAX_PEER_INFO).as_bytes();
-                    out.extend_from_slice(&(info.len() as u16).to_be_bytes());
-                    out.extend_from_slice(info);
+                Control::Peer { info, .. } => put_info(out, info),
+                Control::Consent { at, info, .. } => {
+                    out.extend_from_slice(&at.to_be_bytes());
+                    put_info(out, info);
                 }
                 Control::Recording { since, .. } => {
                     out.push(u8::from(since.is_some()));
@@ -248,22 +245,15 @@ pub fn decode_message(body: &[u8]) -> Result<LinkMessage, WireError> {
                     };
                     Control::Recording { origin, since }
                 }
-                _ => {
-                    let at = match kind {
-                        7 => None,
-                        _ => Some(r.u64()?),
-                    };
-                    let len = r.u16()? as usize;
-                    if len > MAX_PEER_INFO {
-                        return Err(WireError::Oversized(len));
-                    }
-                    let info = std::str::from_utf8(r.take(len)?).map_err(|_| WireError::BadPeer)?;
-                    let info = info.into();
-                    match at {
-                        None => Control::Peer { origin, info },
-                        Some(at) => Control::Consent { origin, at, info },
-                    }
-                }
+                7 => Control::Peer {
+                    origin,
+                    info: r.info()?,
+                },
+                _ => Control::Consent {
+                    origin,
+                    at: r.u64()?,
+                    info: r.info()?,
+                },
             };
             LinkMessage::Room { channel, control }
         }
@@ -383,6 +373,14 @@ fn put_mid(out: &mut Vec<u8>, mid: &Mid) {
     out.extend_from_slice(bytes);
 }
 
+/// A peer's or a consent's text: at most [`MAX_PEER_INFO`] bytes, cut at a
+/// character boundary, after its length.
+fn put_info(out: &mut Vec<u8>, info: &str) {
+    let info = prefix(info, MAX_PEER_INFO).as_bytes();
+    out.extend_from_slice(&(info.len() as u16).to_be_bytes());
+    out.extend_from_slice(info);
+}
+
 fn layer(n: u8) -> Result<Layer, WireError> {
     Layer::ALL
         .get(n as usize)
@@ -423,6 +421,16 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Result<u64, WireError> {
         self.array().map(u64::from_be_bytes)
+    }
+
+    /// Text written by [`put_info`].
+    fn info(&mut self) -> Result<Arc<str>, WireError> {
+        let len = self.u16()? as usize;
+        if len > MAX_PEER_INFO {
+            return Err(WireError::Oversized(len));
+        }
+        let info = std::str::from_utf8(self.take(len)?).map_err(|_| WireError::BadPeer)?;
+        Ok(info.into())
     }
 
     /// A mid as str0m keeps one: 1 to 16 ASCII letters, digits or `_`.
