@@ -58,6 +58,11 @@ mod tests {
     }
 }
 
+/// The cores this machine offers (1 when it cannot tell).
+fn machine_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Which cores the server runs on and which the load tool runs on, so the
 /// load peers never take the server's time (or the other way round): the
 /// server on the first core, the tool on the rest.
@@ -76,7 +81,7 @@ impl Pinning {
         if self == Pinning::Shared {
             return Ok(());
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = machine_cores();
         if cores < 2 {
             anyhow::bail!("--pin needs two cores: this machine offers {cores}");
         }
@@ -95,7 +100,7 @@ impl Pinning {
     /// this many.
     pub fn server_cores(self) -> usize {
         match self {
-            Pinning::Shared => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Pinning::Shared => machine_cores(),
             Pinning::Apart => 1,
         }
     }
