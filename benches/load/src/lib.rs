@@ -82,9 +82,15 @@ impl Target {
         self.nodes().map(|n| proc::cpu_seconds(n.pid)).sum()
     }
 
-    /// The resident memory of every node.
-    fn rss_bytes(&self) -> Result<u64> {
-        self.nodes().map(|n| proc::rss_bytes(n.pid)).sum()
+    /// The memory of every node, added up.
+    fn memory(&self) -> Result<proc::Memory> {
+        let mut sum = proc::Memory::default();
+        for n in self.nodes() {
+            let m = proc::memory(n.pid)?;
+            sum.resident += m.resident;
+            sum.anonymous += m.anonymous;
+        }
+        Ok(sum)
     }
 
     /// The node `role` joins: the far one for a specialist, if there is one.
@@ -292,7 +298,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
     if wanted.len() > MAX_PARTICIPANTS || !(0.5..=MAX_SECONDS).contains(&opts.seconds) {
         bail!("a run is at most {MAX_PARTICIPANTS} participants and {MAX_SECONDS} s");
     }
-    let rss_before = target.rss_bytes()?;
+    let rss_before = target.memory()?;
     let joining = Instant::now();
     let group = (opts.lite_viewers || opts.lite_publishers).then(lite::LitePeers::new);
     let lite = Light {
@@ -371,7 +377,7 @@ pub async fn run(target: &Target, scenario: Scenario, opts: &Options) -> Result<
             std::array::from_fn(|k| (b[k], now[k]))
         })
         .collect();
-    let rss_during = target.rss_bytes()?;
+    let rss_during = target.memory()?;
     stop.store(true, Ordering::Relaxed);
     for s in senders {
         let _ = s.await;

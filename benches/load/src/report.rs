@@ -39,7 +39,8 @@ pub struct Report {
     pub rss_before_mib: f64,
     /// Server memory at the end of the window, MiB.
     pub rss_during_mib: f64,
-    /// Server memory added per participant, KiB.
+    /// Server memory of its own (heap, stacks: not code pages) added per
+    /// participant, KiB.
     pub rss_per_participant_kib: f64,
     /// Packets sent to subscribers that did not arrive in the window.
     pub loss: f64,
@@ -114,8 +115,8 @@ pub(crate) struct Measured<'a> {
     pub cpu_seconds: f64,
     /// The load tool's own CPU seconds in the window.
     pub tool_cpu_seconds: f64,
-    pub rss_before: u64,
-    pub rss_during: u64,
+    pub rss_before: crate::proc::Memory,
+    pub rss_during: crate::proc::Memory,
     pub joined_in: Duration,
 }
 
@@ -237,9 +238,12 @@ pub(crate) fn measure(m: Measured<'_>) -> Report {
         cpu_seconds_per_million_packets: m.cpu_seconds / (forwarded.max(1) as f64 / 1e6),
         packets_per_core_second: forwarded as f64 / m.cpu_seconds.max(0.01),
         cpu_percent_per_stream: 100.0 * m.cpu_seconds / m.seconds / streams.max(1) as f64,
-        rss_before_mib: mib(m.rss_before),
-        rss_during_mib: mib(m.rss_during),
-        rss_per_participant_kib: m.rss_during.saturating_sub(m.rss_before) as f64
+        rss_before_mib: mib(m.rss_before.resident),
+        rss_during_mib: mib(m.rss_during.resident),
+        rss_per_participant_kib: m
+            .rss_during
+            .anonymous
+            .saturating_sub(m.rss_before.anonymous) as f64
             / 1024.0
             / participants.max(1) as f64,
         loss: if expected == 0 {
@@ -297,7 +301,7 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  server memory                {:>10.1} MiB ({:.1} before; {:.0} KiB per participant)",
+            "  server memory                {:>10.1} MiB ({:.1} before; {:.0} KiB of its own per participant)",
             self.rss_during_mib, self.rss_before_mib, self.rss_per_participant_kib
         )?;
         let [q, h, full] = self.video_packets_by_layer;
@@ -411,8 +415,8 @@ mod tests {
             seconds: 1.0,
             cpu_seconds: 0.5,
             tool_cpu_seconds: 0.25,
-            rss_before: 0,
-            rss_during: 0,
+            rss_before: Default::default(),
+            rss_during: Default::default(),
             joined_in: Duration::ZERO,
         });
         assert_eq!(r.forwarded_streams, 2);
