@@ -197,7 +197,10 @@ async fn a_home_is_answered_passed_to_a_clinician_and_a_specialist_joins() {
     }
     let (cookie, _) = session(&server).await;
     let headers = [("Cookie", cookie.as_str())];
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // A browser gone before its close frame is sent is held for
+    // `RESUME_WINDOW`, as a tablet that drops off Wi-Fi would be, so the call
+    // may end that much later.
+    let deadline = Instant::now() + carecall_signalling::RESUME_WINDOW + Duration::from_secs(20);
     let detail = loop {
         let list =
             crate::support::http::get_with(&server.base_url, "/admin/api/history", &headers).await;
