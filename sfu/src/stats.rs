@@ -155,6 +155,11 @@ impl MediaCounters {
         }
     }
 
+    /// The latest round trip to the browser, once measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
     /// Counts a reconnect each time ICE comes back after losing its path.
     pub fn on_ice_state(&mut self, state: IceConnectionState) {
         match state {

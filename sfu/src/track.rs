@@ -9,7 +9,10 @@ use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 
-use crate::forward::{Layer, LayerSelector, PictureRewriter, StreamRewriter, LAYER_COUNT};
+use crate::forward::{
+    resend_window, Layer, LayerSelector, PictureRewriter, StreamRewriter, LAYER_COUNT,
+    SHORTEST_WINDOW,
+};
 use crate::id::ParticipantId;
 use crate::keyframe::KeyframeThrottle;
 
@@ -238,6 +241,8 @@ pub(crate) struct Subscription {
     pub rewriter: StreamRewriter,
     /// VP8 picture numbering, continuous across layer switches like `rewriter`.
     pub pictures: PictureRewriter,
+    /// How long the send stream keeps video packets for resending now.
+    resend_window: Option<Duration>,
     /// Publisher PT to this subscriber's PT, learned per codec (browsers number
     /// codecs differently, e.g. VP8 is 96 in Chromium and 120 in Firefox).
     pt_map: [(Pt, OutgoingPt); 6],
@@ -258,6 +263,7 @@ impl Subscription {
             first_forwarded: None,
             rewriter: StreamRewriter::default(),
             pictures: PictureRewriter::default(),
+            resend_window: None,
             pt_map: [(
                 Pt::from(0),
                 OutgoingPt {
@@ -268,6 +274,29 @@ impl Subscription {
             ); 6],
             pt_len: 0,
         }
+    }
+
+    /// The send stream `ssrc` on `mid` is negotiated; str0m opened it with
+    /// [`SHORTEST_WINDOW`] for resending.
+    pub fn open(&mut self, mid: Mid, ssrc: Ssrc) {
+        self.state = SubscriptionState::Open { mid, ssrc };
+        self.resend_window = Some(SHORTEST_WINDOW);
+    }
+
+    /// The resend window for a keyframe of `layer` about to be sent over a
+    /// round trip of `rtt`, when it differs from the stream's window now
+    /// (see [`resend_window`]). Resizing empties the stream's cache, which
+    /// a keyframe makes harmless.
+    pub fn resend_window_change(
+        &mut self,
+        layer: Layer,
+        rtt: Option<Duration>,
+    ) -> Option<Duration> {
+        let window = resend_window(layer, self.wanted(), rtt);
+        (self.resend_window != Some(window)).then(|| {
+            self.resend_window = Some(window);
+            window
+        })
     }
 
     /// A negotiated video subscription: the ones layers are chosen for.

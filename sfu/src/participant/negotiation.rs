@@ -3,8 +3,6 @@
 //! stopping other participants' tracks. One offer at a time: changes wanted
 //! while an offer is out wait for its answer.
 
-use std::time::Duration;
-
 use str0m::change::{DirectApi, SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::rtp::Ssrc;
@@ -12,6 +10,7 @@ use str0m::Candidate;
 
 use super::{Participant, Signals};
 use crate::error::SfuError;
+use crate::forward::{RESEND_PACKETS, RESEND_RATIO_CAP, SHORTEST_WINDOW};
 use crate::id::ParticipantId;
 use crate::signal::MediaSignal;
 use crate::track::SubscriptionState;
@@ -95,7 +94,7 @@ impl Participant {
         for sub in &mut self.subscriptions {
             if let SubscriptionState::Negotiating(mid) = sub.state {
                 match open_send_stream(&mut direct, mid, sub.kind) {
-                    Some(ssrc) => sub.state = SubscriptionState::Open { mid, ssrc },
+                    Some(ssrc) => sub.open(mid, ssrc),
                     None => {
                         tracing::warn!(parent: span, %mid, "no send stream after answer");
                         sub.state = SubscriptionState::ToOpen;
@@ -153,7 +152,7 @@ impl Participant {
             let Some(ssrc) = open_send_stream(&mut self.rtc.direct_api(), mid, kind) else {
                 continue;
             };
-            sub.state = SubscriptionState::Open { mid, ssrc };
+            sub.open(mid, ssrc);
             signals.push_back(track_signal(self.id, mid, sub.origin));
         }
     }
@@ -201,36 +200,13 @@ impl Participant {
     }
 }
 
-/// The most video packets kept per subscriber stream for resending when
-/// the subscriber reports them lost (NACK): a little over a second of a
-/// 720p camera (about 150 packets/s). The resend cache is most of a
-/// subscriber's memory (in rooms of 3, str0m's own 1,000 packets or 3 s
-/// held 31 of the server's 37 MB heap), and on the top layer a second
-/// covers two repair rounds at a 500 ms round trip, as Janus's rule of
-/// twice the round trip does. Kept by count rather than by time, a lower
-/// layer's slower stream (25-55 packets/s) keeps up to
-/// [`VIDEO_RESEND_WINDOW`]: the layers a congested home is sent are the
-/// ones whose round trip, queue included, can pass a second. A one-second
-/// window for every layer cost those homes repairs (freezes after a step
-/// down at 600 kbit/s).
-const VIDEO_RESEND_PACKETS: usize = 160;
-
-/// The longest a video packet is kept for resending, whatever the count:
-/// str0m's own default.
-const VIDEO_RESEND_WINDOW: Duration = Duration::from_secs(3);
-
-/// Resends stop for a while when they pass this share of what a stream
-/// sends (str0m's default): a subscriber that loses too much is sent a
-/// lower layer by estimation, not every packet twice.
-const RESEND_RATIO_CAP: Option<f32> = Some(0.15);
-
-/// The SSRC of the send stream negotiated on `mid`, its video resend cache
-/// sized to [`VIDEO_RESEND_PACKETS`]. Called once, as a subscription opens:
-/// resizing empties the cache.
+/// The SSRC of the send stream negotiated on `mid`, a video one keeping
+/// [`SHORTEST_WINDOW`] for resending until its first keyframe sets the
+/// window ([`resend_window`](crate::forward::resend_window)).
 fn open_send_stream(direct: &mut DirectApi<'_>, mid: Mid, kind: MediaKind) -> Option<Ssrc> {
     let stream = direct.stream_tx_by_mid(mid, None)?;
     if kind == MediaKind::Video {
-        stream.set_rtx_cache(VIDEO_RESEND_PACKETS, VIDEO_RESEND_WINDOW, RESEND_RATIO_CAP);
+        stream.set_rtx_cache(RESEND_PACKETS, SHORTEST_WINDOW, RESEND_RATIO_CAP);
     }
     Some(stream.ssrc())
 }

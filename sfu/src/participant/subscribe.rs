@@ -8,7 +8,7 @@ use str0m::media::{MediaKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 
 use super::{Learnt, Participant};
-use crate::forward::{vp8_patch, Layer};
+use crate::forward::{vp8_patch, Layer, RESEND_PACKETS, RESEND_RATIO_CAP};
 use crate::id::ParticipantId;
 use crate::packet::MediaPacket;
 use crate::track::{OutgoingPt, Subscription, SubscriptionState};
@@ -149,6 +149,13 @@ impl Participant {
         };
         let renumbered = vp8.and_then(|(d, n)| vp8_patch(&d, sub.pictures.rewrite(seq, n)?));
         let nackable = sub.kind == MediaKind::Video;
+        let resize = match nackable && start_point {
+            true => sub.resend_window_change(layer, self.counters.rtt()),
+            false => None,
+        };
+        if let Some(window) = resize {
+            tracing::debug!(parent: span, %origin, %layer, ?window, "resend window");
+        }
         self.advance_clock(packet.arrival);
         let mut direct = self.rtc.direct_api();
         let Some(tx) = direct.stream_tx(&ssrc) else {
@@ -166,6 +173,9 @@ impl Participant {
             .nackable(nackable);
         if let Some(patch) = renumbered {
             write = write.vp8_patch(patch);
+        }
+        if let Some(window) = resize {
+            tx.set_rtx_cache(RESEND_PACKETS, window, RESEND_RATIO_CAP);
         }
         tx.write_rtp(write);
         Forwarded::Sent
