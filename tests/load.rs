@@ -132,7 +132,9 @@ async fn a_bounded_load_run_reports_real_figures() {
     assert_eq!((churn.joins, churn.failed), (12, 0), "{churn:?}");
     assert!(churn.connect_p50_ms > 0.0 && churn.connect_p99_ms >= churn.connect_p50_ms);
     assert!(
-        churn.cpu_ms_per_join > 0.0 && churn.rss_after_mib > 1.0,
+        churn.cpu_ms_per_join > 0.0
+            && churn.rss_after_mib > churn.own_after_mib
+            && churn.own_after_mib > 1.0,
         "{churn:?}"
     );
 }

@@ -33,6 +33,11 @@ pub struct ChurnReport {
     pub rss_before_mib: f64,
     /// Server memory after the last round, everyone gone, MiB.
     pub rss_after_mib: f64,
+    /// The server's own memory (heap and stacks, not code pages: see
+    /// [`proc::Memory`]) before the first round, MiB.
+    pub own_before_mib: f64,
+    /// The same after the last round, everyone gone: what a leak would grow.
+    pub own_after_mib: f64,
 }
 
 impl std::fmt::Display for ChurnReport {
@@ -59,8 +64,9 @@ impl std::fmt::Display for ChurnReport {
         )?;
         write!(
             f,
-            "  server memory                {:>10.1} MiB before, {:.1} MiB after everyone left",
-            self.rss_before_mib, self.rss_after_mib
+            "  server memory                {:>10.1} MiB before, {:.1} MiB after everyone left \
+             ({:.1} and {:.1} MiB of its own)",
+            self.rss_before_mib, self.rss_after_mib, self.own_before_mib, self.own_after_mib
         )
     }
 }
@@ -94,7 +100,7 @@ pub async fn churn(target: &Target, rounds: usize, participants: usize) -> Resul
         "churn is 1-100 rounds of 2-100 participants"
     );
     let ws = target.ws_url();
-    let rss_before = proc::rss_bytes(target.pid)?;
+    let before = proc::memory(target.pid)?;
     let cpu_before = proc::cpu_seconds(target.pid)?;
     let mut connect_ms = Vec::new();
     let mut failed = 0;
@@ -131,7 +137,7 @@ pub async fn churn(target: &Target, rounds: usize, participants: usize) -> Resul
     // The server lets go of a session once its leave is processed.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu = proc::cpu_seconds(target.pid)? - cpu_before;
-    let rss_after = proc::rss_bytes(target.pid)?;
+    let after = proc::memory(target.pid)?;
     connect_ms.sort_by(f64::total_cmp);
     let at = |p: f64| {
         connect_ms
@@ -149,7 +155,9 @@ pub async fn churn(target: &Target, rounds: usize, participants: usize) -> Resul
         connect_p50_ms: at(0.5),
         connect_p99_ms: at(0.99),
         cpu_ms_per_join: cpu * 1000.0 / joins as f64,
-        rss_before_mib: mib(rss_before),
-        rss_after_mib: mib(rss_after),
+        rss_before_mib: mib(before.resident),
+        rss_after_mib: mib(after.resident),
+        own_before_mib: mib(before.anonymous),
+        own_after_mib: mib(after.anonymous),
     })
 }

@@ -1,9 +1,9 @@
 //! How long a subscriber's video packets are kept for resending (NACK).
 //!
 //! The top layer is kept for twice the round trip, at least
-//! [`SHORTEST_WINDOW`], as Janus keeps it: the link that carries it is a good
-//! one, and at about 150 packets/s a longer window is most of a
-//! subscriber's memory. A lower layer the subscriber settled on (its budget
+//! [`SHORTEST_WINDOW`], as Janus keeps every stream (its default floor is
+//! 200 ms): the link that carries it has room to spare, and at about 150
+//! packets/s a longer window is most of a subscriber's memory. A lower layer the subscriber settled on (its budget
 //! or its tile chose it) is kept [`LONGEST_WINDOW`]: the homes sent one are
 //! those whose round trip, queue included, can pass a second, and a
 //! one-second window froze their video after a step down at 600 kbit/s. A
@@ -23,16 +23,16 @@ use super::Layer;
 /// 25-55 packets/s over [`LONGEST_WINDOW`].
 pub const RESEND_PACKETS: usize = 160;
 
-/// The shortest time a video packet is kept: two repair rounds at a 250 ms
-/// round trip.
-pub const SHORTEST_WINDOW: Duration = Duration::from_millis(500);
+/// The shortest time a video packet is kept: two repair rounds at a 100 ms
+/// round trip, Janus's default floor.
+pub const SHORTEST_WINDOW: Duration = Duration::from_millis(200);
 
 /// The longest time a video packet is kept: str0m's own default.
 pub const LONGEST_WINDOW: Duration = Duration::from_secs(3);
 
 /// Windows are whole steps of this, so a round trip that wobbles does not
 /// resize (and empty) the cache at every keyframe.
-const STEP: Duration = Duration::from_millis(500);
+const STEP: Duration = Duration::from_millis(100);
 
 /// Resends stop for a while when they pass this share of what a stream
 /// sends (str0m's default): a subscriber that loses too much is sent a
@@ -59,19 +59,19 @@ mod tests {
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
     #[test]
-    fn the_top_layer_on_a_good_link_is_kept_the_shortest_window() {
-        for rtt in [None, Some(MS(0)), Some(MS(40)), Some(MS(250))] {
-            assert_eq!(resend_window(Layer::FULL, Some(Layer::FULL), rtt), MS(500));
+    fn the_top_layer_on_a_short_round_trip_is_kept_the_shortest_window() {
+        for rtt in [None, Some(MS(0)), Some(MS(40)), Some(MS(100))] {
+            assert_eq!(resend_window(Layer::FULL, Some(Layer::FULL), rtt), MS(200));
         }
     }
 
     #[test]
     fn the_top_layer_is_kept_twice_the_round_trip_in_whole_steps() {
         let at = |rtt| resend_window(Layer::FULL, Some(Layer::FULL), Some(MS(rtt)));
-        assert_eq!(at(251), MS(1000));
-        assert_eq!(at(500), MS(1000));
-        assert_eq!(at(600), MS(1500));
-        assert_eq!(at(1400), MS(3000));
+        assert_eq!(at(101), MS(300));
+        assert_eq!(at(250), MS(500));
+        assert_eq!(at(600), MS(1200));
+        assert_eq!(at(1400), MS(2800));
         assert_eq!(at(5000), LONGEST_WINDOW);
     }
 
@@ -98,6 +98,6 @@ mod tests {
         let w = resend_window(Layer::QUARTER, Some(Layer::FULL), Some(MS(30)));
         assert_eq!(w, SHORTEST_WINDOW);
         let w = resend_window(Layer::HALF, Some(Layer::FULL), Some(MS(400)));
-        assert_eq!(w, MS(1000));
+        assert_eq!(w, MS(800));
     }
 }
