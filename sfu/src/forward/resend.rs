@@ -3,12 +3,13 @@
 //! The top layer is kept for twice the round trip, at least
 //! [`SHORTEST_WINDOW`], as Janus keeps every stream (its default floor is
 //! 200 ms): the link that carries it has room to spare, and at about 150
-//! packets/s a longer window is most of a subscriber's memory. A lower layer the subscriber settled on (its budget
-//! or its tile chose it) is kept [`LONGEST_WINDOW`]: the homes sent one are
-//! those whose round trip, queue included, can pass a second, and a
-//! one-second window froze their video after a step down at 600 kbit/s. A
-//! lower layer shown only until the wanted one's keyframe (the start of a
-//! video) is kept the short window too: its packets are replaced in a moment.
+//! packets/s a longer window is most of a subscriber's memory. A lower
+//! layer the subscriber settled on (its budget or its tile chose it) is
+//! kept [`LONGEST_WINDOW`]: the homes sent one are those whose round trip,
+//! queue included, can pass a second, and a one-second window froze their
+//! video after a step down at 600 kbit/s. A lower layer shown only until
+//! the wanted one's keyframe (the start of a video) is kept the top
+//! layer's window: its packets are replaced in a moment.
 //!
 //! The window changes only at a keyframe of the forwarded layer, because
 //! str0m empties a stream's cache when it is resized: a browser that has a
