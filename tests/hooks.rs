@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::support::hooks::{unix_now, verify, Delivery, Receiver, SECRET, TOLERANCE_SECS};
+use crate::support::hooks::{
+    unix_now, verify, Delivery, HeldPort, Receiver, SECRET, TOLERANCE_SECS,
+};
 use crate::support::{token_of, Server, ServerOptions};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -39,7 +41,8 @@ fn by_consultation(accepted: &[Delivery]) -> HashMap<i64, Vec<(String, String)>>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_arrives_in_order_through_an_outage_and_errors() {
-    let addr = SocketAddr::from(([127, 0, 0, 1], crate::support::free_port()));
+    let held = HeldPort::on_loopback();
+    let addr = held.addr;
     let env = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     let server = Server::start_with(ServerOptions {
         env: vec![
@@ -74,7 +77,7 @@ async fn every_event_arrives_in_order_through_an_outage_and_errors() {
     // Down for the first 30 s, then 500 for 10 s, then well.
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(start.elapsed())).await;
     receiver.failing.store(true, Ordering::SeqCst);
-    receiver.listen(addr).await;
+    receiver.listen_held(held);
     tokio::time::sleep(Duration::from_secs(10)).await;
     receiver.failing.store(false, Ordering::SeqCst);
 

@@ -63,6 +63,26 @@ pub struct Delivery {
     pub verified: Result<(), String>,
 }
 
+/// A loopback port held for a receiver that is down: bound but not
+/// listening, so a delivery to it is refused as by a stopped receiver, and
+/// no other socket takes the port meanwhile (a port let go and bound again
+/// 30 s later was once taken by an outgoing connection).
+pub struct HeldPort {
+    socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl HeldPort {
+    pub fn on_loopback() -> HeldPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind a loopback port");
+        let addr = socket.local_addr().expect("bound address");
+        HeldPort { socket, addr }
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Receiver {
     pub seen: Arc<Mutex<Vec<Delivery>>>,
@@ -73,12 +93,21 @@ pub struct Receiver {
 impl Receiver {
     /// Starts answering on `addr` (which must be free).
     pub async fn listen(&self, addr: SocketAddr) {
-        let app = axum::Router::new()
-            .route("/hooks", axum::routing::post(receive))
-            .with_state(self.clone());
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("receiver port");
+        self.serve(listener);
+    }
+
+    /// Starts answering on a port held while the receiver was down.
+    pub fn listen_held(&self, held: HeldPort) {
+        self.serve(held.socket.listen(64).expect("listen on the held port"));
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let app = axum::Router::new()
+            .route("/hooks", axum::routing::post(receive))
+            .with_state(self.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
 
